@@ -1,0 +1,80 @@
+/** Turns weft.yaml text into a valid WeftConfig or the full list of problems, each with its path and file:line; never throws on bad input. */
+import { readFile } from 'node:fs/promises';
+import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { configSchema, type WeftConfig } from './config-schema.js';
+import { crossReferenceProblems } from './config-validate.js';
+
+export interface ConfigProblem {
+  /** Dotted path inside the file, e.g. `services[0].ports[1].port`; empty for the document itself. */
+  path: string;
+  message: string;
+  file: string;
+  line?: number;
+  column?: number;
+}
+
+export type ConfigResult = { ok: true; config: WeftConfig } | { ok: false; problems: ConfigProblem[] };
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const key of path) out += typeof key === 'number' ? `[${key}]` : out === '' ? String(key) : `.${String(key)}`;
+  return out;
+}
+
+export function formatProblem(p: ConfigProblem): string {
+  const where = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.column ?? 1}`;
+  return `${where}: ${p.path === '' ? '' : p.path + ': '}${p.message}`;
+}
+
+/** Position of the deepest YAML node that exists along `path` (a missing key points at its parent). */
+function locate(doc: Document, lines: LineCounter, path: readonly PropertyKey[]): { line: number; column: number } | undefined {
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node = depth === 0 ? doc.contents : doc.getIn(path.slice(0, depth) as (string | number)[], true);
+    if (isNode(node) && node.range !== undefined && node.range !== null) {
+      const pos = lines.linePos(node.range[0]);
+      return { line: pos.line, column: pos.col };
+    }
+  }
+  return undefined;
+}
+
+export function parseConfigText(text: string, file = 'weft.yaml'): ConfigResult {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  if (doc.errors.length > 0) {
+    return {
+      ok: false,
+      problems: doc.errors.map((e) => {
+        const pos = e.linePos?.[0];
+        return { file, path: '', message: `YAML syntax: ${e.message.split('\n')[0] ?? e.code}`, line: pos?.line, column: pos?.col };
+      }),
+    };
+  }
+  const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  const parsed = configSchema.safeParse(raw);
+  if (!parsed.success) {
+    return {
+      ok: false,
+      problems: parsed.error.issues.map((issue) => {
+        const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
+        const message = issue.code === 'unrecognized_keys' ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
+        return { file, path: formatPath(path), message, ...locate(doc, lines, path) };
+      }),
+    };
+  }
+  const crossProblems = crossReferenceProblems(parsed.data);
+  if (crossProblems.length > 0) {
+    return { ok: false, problems: crossProblems.map((p) => ({ file, path: formatPath(p.path), message: p.message, ...locate(doc, lines, p.path) })) };
+  }
+  return { ok: true, config: parsed.data };
+}
+
+export async function loadConfigFile(file: string): Promise<ConfigResult> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    return { ok: false, problems: [{ file, path: '', message: `cannot read the file: ${(err as Error).message}` }] };
+  }
+  return parseConfigText(text, file);
+}

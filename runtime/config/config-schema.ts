@@ -1,0 +1,193 @@
+/** The schema of weft.yaml (DESIGN.md "Configuration"): shapes and value ranges only; cross-references are checked in config-validate. */
+import { z } from 'zod';
+import { isIP } from 'node:net';
+import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TRUST_DOMAIN } from './defaults.js';
+
+const port = z.number().int().min(0).max(65535);
+const ip = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 address' });
+const name = z.string().regex(/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/, 'expected a DNS-1123 name (lower-case letters, digits, "-" and ".")');
+const labels = z.record(z.string(), z.string());
+
+/** "host:port" or "[v6]:port"; host must be an IP literal (listeners never resolve names). */
+export const socketAddress = z.string().refine((s) => parseSocketAddress(s) !== undefined, {
+  message: 'expected "ip:port" (IPv6 as "[ip]:port")',
+});
+
+export function parseSocketAddress(text: string): { host: string; port: number } | undefined {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
+  if (m === null) return undefined;
+  const host = m[1] ?? m[2] ?? '';
+  const p = Number(m[3]);
+  if (isIP(host) === 0 || p > 65535) return undefined;
+  return { host, port: p };
+}
+
+const listener = z.strictObject({
+  address: socketAddress,
+  /** Accept connections addressed to any IP (TPROXY); needs CAP_NET_ADMIN and the native addon. */
+  transparent: z.boolean().default(false),
+});
+
+export const listenersSchema = z.strictObject({
+  outbound: listener.optional(),
+  inbound: listener.optional(),
+  hbone: listener.optional(),
+  explicitProxy: listener.optional(),
+  admin: socketAddress.optional(),
+  metrics: socketAddress.optional(),
+  readiness: socketAddress.optional(),
+});
+
+export const redisSchema = z.strictObject({
+  url: z.string().optional(),
+  urls: z.array(z.string()).optional(),
+  mode: z.enum(['single', 'sentinel', 'cluster']).default('single'),
+  sentinelName: z.string().optional(),
+  timeoutMs: z.number().int().positive().default(50),
+  failMode: z.enum(['open', 'closed']).default('open'),
+  keyPrefix: z.string().default('weft'),
+});
+
+export const stateSchema = z.discriminatedUnion('backend', [
+  z.strictObject({ backend: z.literal('memory') }),
+  z.strictObject({ backend: z.literal('redis'), redis: redisSchema }),
+]);
+
+export const workloadSchema = z.strictObject({
+  name,
+  namespace: name.default('default'),
+  serviceAccount: name.default('default'),
+  addresses: z.array(ip).min(1),
+  node: z.string().optional(),
+  protocol: z.enum(['HBONE', 'TCP']).default('TCP'),
+  /** ztunnel's WDS health: unhealthy workloads get no new connections. */
+  status: z.enum(['Healthy', 'Unhealthy']).default('Healthy'),
+  labels: labels.default({}),
+  annotations: labels.default({}),
+  /** A workload waypoint, as `name.namespace` of a service that fronts weft's L7 on another node. */
+  waypoint: z.string().optional(),
+});
+
+export const servicePortSchema = z.strictObject({
+  name: z.string().optional(),
+  port,
+  targetPort: port.optional(),
+  appProtocol: z.enum(['tcp', 'http', 'http2', 'grpc']).optional(),
+});
+
+export const serviceSchema = z.strictObject({
+  name,
+  namespace: name.default('default'),
+  addresses: z.array(ip).default([]),
+  ports: z.array(servicePortSchema).min(1),
+  selector: labels.optional(),
+  annotations: labels.default({}),
+  waypoint: z.string().optional(),
+});
+
+export const namespaceSchema = z.strictObject({
+  name,
+  labels: labels.default({}),
+  annotations: labels.default({}),
+});
+
+export const pluginSchema = z.strictObject({
+  name,
+  url: z.string().regex(/^(file|https|oci):\/\//, 'expected a file://, https:// or oci:// URL'),
+  sha256: z.string().regex(/^[0-9a-f]{64}$/, 'expected 64 lower-case hex digits').optional(),
+  phase: z.enum(['AUTHN', 'AUTHZ', 'STATS', 'UNSPECIFIED_PHASE']).default('UNSPECIFIED_PHASE'),
+  priority: z.number().int().default(0),
+  failStrategy: z.enum(['FAIL_CLOSE', 'FAIL_OPEN', 'FAIL_RELOAD']).default('FAIL_CLOSE'),
+  config: z.unknown().optional(),
+  vmConfig: z.strictObject({ env: z.record(z.string(), z.string()).default({}) }).optional(),
+  limits: z.strictObject({ cpuMs: z.number().positive().default(50), memoryMb: z.number().positive().default(64) }).optional(),
+});
+
+const stringMatchList = z.array(z.string());
+
+export const policyRuleSchema = z.strictObject({
+  from: z
+    .array(
+      z.strictObject({
+        source: z.strictObject({
+          principals: stringMatchList.optional(),
+          notPrincipals: stringMatchList.optional(),
+          namespaces: stringMatchList.optional(),
+          notNamespaces: stringMatchList.optional(),
+          ipBlocks: stringMatchList.optional(),
+          notIpBlocks: stringMatchList.optional(),
+        }),
+      }),
+    )
+    .optional(),
+  to: z
+    .array(
+      z.strictObject({
+        operation: z.strictObject({
+          ports: z.array(z.union([port, z.string()])).optional(),
+          notPorts: z.array(z.union([port, z.string()])).optional(),
+          hosts: stringMatchList.optional(),
+          notHosts: stringMatchList.optional(),
+          methods: stringMatchList.optional(),
+          notMethods: stringMatchList.optional(),
+          paths: stringMatchList.optional(),
+          notPaths: stringMatchList.optional(),
+        }),
+      }),
+    )
+    .optional(),
+  when: z.array(z.strictObject({ key: z.string(), values: stringMatchList.optional(), notValues: stringMatchList.optional() })).optional(),
+});
+
+export const policySchema = z.strictObject({
+  name,
+  namespace: name.default('default'),
+  action: z.enum(['ALLOW', 'DENY']).default('ALLOW'),
+  selector: z.strictObject({ matchLabels: labels }).optional(),
+  targetRef: z.strictObject({ kind: z.enum(['Service', 'Workload']), name }).optional(),
+  rules: z.array(policyRuleSchema).default([]),
+});
+
+export const localPortSchema = z.strictObject({
+  listen: socketAddress,
+  /** `name.namespace`, `name.namespace.svc.cluster.local` or a VIP. */
+  service: z.string().min(1),
+  port,
+});
+
+export const limitsSchema = z.strictObject({
+  connectTimeoutMs: z.number().int().positive().default(DEFAULT_CONNECT_TIMEOUT_MS),
+  idleTimeoutMs: z.number().int().min(0).default(DEFAULT_IDLE_TIMEOUT_MS),
+  maxConnections: z.number().int().positive().default(DEFAULT_MAX_CONNECTIONS),
+  drainDeadlineMs: z.number().int().min(0).default(DEFAULT_DRAIN_DEADLINE_MS),
+});
+
+export const configSchema = z.strictObject({
+  node: z.string().min(1).default('node-local'),
+  trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
+  workers: z.union([z.literal('auto'), z.number().int().positive()]).default(1),
+  state: stateSchema.default({ backend: 'memory' }),
+  listeners: listenersSchema.default({}),
+  limits: limitsSchema.default(limitsSchema.parse({})),
+  accessLog: z.strictObject({ enabled: z.boolean().default(true), path: z.string().optional() }).default({ enabled: true }),
+  localPorts: z.array(localPortSchema).default([]),
+  namespaces: z.array(namespaceSchema).default([]),
+  workloads: z.array(workloadSchema).default([]),
+  services: z.array(serviceSchema).default([]),
+  plugins: z.array(pluginSchema).default([]),
+  policies: z.array(policySchema).default([]),
+});
+
+export type WeftConfig = z.infer<typeof configSchema>;
+export type WorkloadConfig = z.infer<typeof workloadSchema>;
+export type ServiceConfig = z.infer<typeof serviceSchema>;
+export type ServicePortConfig = z.infer<typeof servicePortSchema>;
+export type NamespaceConfig = z.infer<typeof namespaceSchema>;
+export type PluginConfig = z.infer<typeof pluginSchema>;
+export type PolicyConfig = z.infer<typeof policySchema>;
+export type PolicyRuleConfig = z.infer<typeof policyRuleSchema>;
+export type LocalPortConfig = z.infer<typeof localPortSchema>;
+export type ListenerConfig = z.infer<typeof listener>;
+export type LimitsConfig = z.infer<typeof limitsSchema>;
+export type StateConfig = z.infer<typeof stateSchema>;
+export type RedisConfig = z.infer<typeof redisSchema>;

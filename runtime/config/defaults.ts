@@ -1,0 +1,45 @@
+/** Every default and environment-variable name of weft in one place; nothing else reads process.env. */
+
+/** Istio-compatible ports (ztunnel ARCHITECTURE.md); all overridable in weft.yaml, tests bind port 0. */
+export const DEFAULT_PORTS = {
+  outbound: 15001,
+  inbound: 15006,
+  hbone: 15008,
+  dns: 15053,
+  admin: 15000,
+  metrics: 15020,
+  readiness: 15021,
+  explicitProxy: 15080,
+} as const;
+
+/** Connect timeout: Envoy's cluster default is 5 s, ztunnel uses 10 s for HBONE; 5 s keeps a dead endpoint from holding clients. */
+export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+/** Idle timeout of an L4 connection: Envoy tcp_proxy defaults to 1 h; 0 disables. */
+export const DEFAULT_IDLE_TIMEOUT_MS = 3_600_000;
+/** Ceiling on concurrently proxied connections per listener family (Envoy has no default; 100k fits 16 KB/conn in 1.6 GB). */
+export const DEFAULT_MAX_CONNECTIONS = 100_000;
+/** Drain deadline after SIGTERM: ztunnel's CONNECTION_TERMINATION_DEADLINE default for a 30 s grace period is 25 s; 5 s suits a laptop. */
+export const DEFAULT_DRAIN_DEADLINE_MS = 5_000;
+/** How long a failed endpoint is skipped by round robin before it is tried again (Envoy's base ejection time is 30 s). */
+export const DEFAULT_ENDPOINT_BACKOFF_MS = 5_000;
+/** Bound on the bytes of a SOCKS5 or CONNECT handshake and the time to send it (ztunnel closes handshakes after 5 s). */
+export const MAX_HANDSHAKE_BYTES = 16 * 1024;
+export const HANDSHAKE_TIMEOUT_MS = 5_000;
+
+export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+export const DEFAULT_CLUSTER_DOMAIN = 'svc.cluster.local';
+
+/** Environment variables weft reads (only here). */
+export const ENV = {
+  /** Path of the configuration file when `--config` is not given. */
+  configPath: 'WEFT_CONFIG',
+  /** Log level: trace|debug|info|warn|error|off. */
+  logLevel: 'WEFT_LOG_LEVEL',
+  /** Node name, overriding `node:` in the file (the DaemonSet sets it from spec.nodeName). */
+  nodeName: 'WEFT_NODE_NAME',
+} as const;
+
+export function envValue(name: (typeof ENV)[keyof typeof ENV]): string | undefined {
+  const value = process.env[name];
+  return value === undefined || value === '' ? undefined : value;
+}

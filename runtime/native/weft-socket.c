@@ -1,0 +1,239 @@
+/* The socket calls Node cannot make: transparent (IP_TRANSPARENT) listeners and upstream
+ * sockets, the original destination of a REDIRECTed connection (SO_ORIGINAL_DST) and packet
+ * marks (SO_MARK). Everything else about the sockets stays in libuv, which adopts the fds. */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/netfilter_ipv4.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
+#ifndef IP6T_SO_ORIGINAL_DST
+#define IP6T_SO_ORIGINAL_DST 80
+#endif
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char msg[256];
+  char code[32];
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  snprintf(code, sizeof code, "E%d", err);
+  napi_throw_error(env, code, msg);
+  return NULL;
+}
+
+static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    *len = sizeof *v4;
+    return AF_INET;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *v6;
+    return AF_INET6;
+  }
+  return -1;
+}
+
+static int set_transparent(int fd, int family) {
+  int one = 1;
+  if (family == AF_INET6) return setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one);
+  return setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+}
+
+static int get_string(napi_env env, napi_value v, char *buf, size_t cap) {
+  size_t n = 0;
+  return napi_get_value_string_utf8(env, v, buf, cap, &n) == napi_ok ? 0 : -1;
+}
+
+/* listenTransparent(host, port, backlog) -> fd: a bound, listening, non-blocking socket that
+ * accepts connections addressed to any IP (TPROXY delivers them with their original destination). */
+static napi_value listen_transparent(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char host[64];
+  int32_t port = 0, backlog = 511;
+  if (argc < 2 || get_string(env, argv[0], host, sizeof host) != 0 ||
+      napi_get_value_int32(env, argv[1], &port) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "listenTransparent(host, port, backlog?) expects a host string and a port number");
+    return NULL;
+  }
+  if (argc > 2) napi_get_value_int32(env, argv[2], &backlog);
+  struct sockaddr_storage ss;
+  socklen_t len;
+  int family = parse_addr(host, port, &ss, &len);
+  if (family < 0) {
+    napi_throw_type_error(env, "EINVAL", "listenTransparent: host must be a literal IPv4 or IPv6 address");
+    return NULL;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  int one = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 || set_transparent(fd, family) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)", err);
+  }
+  if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "bind/listen", err);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+/* originalDestination(fd) -> { address, port } from SO_ORIGINAL_DST (iptables REDIRECT/DNAT). */
+static napi_value original_destination(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "originalDestination(fd) expects a file descriptor");
+    return NULL;
+  }
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof ss;
+  memset(&ss, 0, sizeof ss);
+  if (getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &ss, &len) != 0) {
+    len = sizeof ss;
+    if (getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &ss, &len) != 0) return throw_errno(env, "getsockopt SO_ORIGINAL_DST", errno);
+  }
+  char text[INET6_ADDRSTRLEN];
+  int port;
+  if (ss.ss_family == AF_INET6) {
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&ss;
+    inet_ntop(AF_INET6, &v6->sin6_addr, text, sizeof text);
+    port = ntohs(v6->sin6_port);
+  } else {
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&ss;
+    inet_ntop(AF_INET, &v4->sin_addr, text, sizeof text);
+    port = ntohs(v4->sin_port);
+  }
+  napi_value out, addr, p;
+  napi_create_object(env, &out);
+  napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &addr);
+  napi_create_int32(env, port, &p);
+  napi_set_named_property(env, out, "address", addr);
+  napi_set_named_property(env, out, "port", p);
+  return out;
+}
+
+/* setMark(fd, mark): SO_MARK, so policy routing and iptables can tell weft's own packets apart. */
+static napi_value set_mark(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  uint32_t mark = 0;
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_uint32(env, argv[1], &mark) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "setMark(fd, mark) expects two numbers");
+    return NULL;
+  }
+  if (setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) return throw_errno(env, "setsockopt SO_MARK (needs CAP_NET_ADMIN)", errno);
+  return NULL;
+}
+
+/* connectTransparent(sourceHost, destHost, destPort, mark) -> fd: a non-blocking socket bound to a
+ * foreign source address (IP_TRANSPARENT) with connect() started; the caller waits for writability. */
+static napi_value connect_transparent(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char src[64], dst[64];
+  int32_t port = 0;
+  uint32_t mark = 0;
+  if (argc < 3 || get_string(env, argv[0], src, sizeof src) != 0 || get_string(env, argv[1], dst, sizeof dst) != 0 ||
+      napi_get_value_int32(env, argv[2], &port) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "connectTransparent(source, host, port, mark?) expects two addresses and a port");
+    return NULL;
+  }
+  if (argc > 3) napi_get_value_uint32(env, argv[3], &mark);
+  struct sockaddr_storage from, to;
+  socklen_t from_len, to_len;
+  int family = parse_addr(dst, port, &to, &to_len);
+  if (family < 0 || parse_addr(src, 0, &from, &from_len) != family) {
+    napi_throw_type_error(env, "EINVAL", "connectTransparent: addresses must be literal IPs of the same family");
+    return NULL;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (set_transparent(fd, family) != 0 || (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "setsockopt IP_TRANSPARENT/SO_MARK (needs CAP_NET_ADMIN)", err);
+  }
+  if (bind(fd, (struct sockaddr *)&from, from_len) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "bind to source address", err);
+  }
+  if (connect(fd, (struct sockaddr *)&to, to_len) != 0 && errno != EINPROGRESS) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "connect", err);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
+/* socketError(fd) -> errno of a finished non-blocking connect (SO_ERROR), 0 when connected. */
+static napi_value socket_error(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  int err = 0;
+  socklen_t len = sizeof err;
+  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
+  napi_value out;
+  napi_create_int32(env, err, &out);
+  return out;
+}
+
+/* closeFd(fd): for sockets that were never handed to libuv. */
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1;
+  napi_get_value_int32(env, argv[0], &fd);
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"listenTransparent", NULL, listen_transparent, NULL, NULL, NULL, napi_default, NULL},
+    {"originalDestination", NULL, original_destination, NULL, NULL, NULL, napi_default, NULL},
+    {"setMark", NULL, set_mark, NULL, NULL, NULL, napi_default, NULL},
+    {"connectTransparent", NULL, connect_transparent, NULL, NULL, NULL, napi_default, NULL},
+    {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_default, NULL},
+    {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,45 @@
+/** Loads the native socket addon (IP_TRANSPARENT, SO_ORIGINAL_DST, SO_MARK) built by node-gyp at install; absent off Linux or unbuilt. */
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { WeftError } from '../errors.js';
+
+export interface NativeSocket {
+  listenTransparent(host: string, port: number, backlog?: number): number;
+  originalDestination(fd: number): { address: string; port: number };
+  setMark(fd: number, mark: number): void;
+  connectTransparent(source: string, host: string, port: number, mark?: number): number;
+  socketError(fd: number): number;
+  closeFd(fd: number): void;
+}
+
+let cached: NativeSocket | null | undefined;
+
+/** Finds the addon whether running from sources (runtime/native) or from dist/runtime/native. */
+function addonPath(): string | undefined {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const candidates = [
+    path.join(here, 'build/Release/weft_socket.node'),
+    path.join(here, '../../../runtime/native/build/Release/weft_socket.node'),
+  ];
+  return candidates.find((p) => existsSync(p));
+}
+
+export function loadNativeSocket(): NativeSocket | null {
+  if (cached !== undefined) return cached;
+  const file = addonPath();
+  cached = file === undefined ? null : (createRequire(import.meta.url)(file) as NativeSocket);
+  return cached;
+}
+
+export function requireNativeSocket(feature: string): NativeSocket {
+  const native = loadNativeSocket();
+  if (native === null) {
+    throw new WeftError(
+      'WEFT_ERR_NATIVE_UNAVAILABLE',
+      `${feature} needs the native socket addon, which is not built; run \`npm install\` (node-gyp and a C compiler are required)`,
+    );
+  }
+  return native;
+}
