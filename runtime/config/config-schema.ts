@@ -53,6 +53,48 @@ export const stateSchema = z.discriminatedUnion('backend', [
   z.strictObject({ backend: z.literal('redis'), redis: redisSchema }),
 ]);
 
+/** One rate-limit rule (envoyproxy/ratelimit descriptor semantics, flattened): entries match a request descriptor of the same length; an entry without value (or "*") gives each distinct value its own counter. */
+export const rateLimitRuleSchema = z.strictObject({
+  name: z.string().min(1).optional(),
+  entries: z.array(z.strictObject({ key: z.string().min(1), value: z.string().optional() })).min(1),
+  requestsPerUnit: z.number().int().min(0),
+  unit: z.enum(['second', 'minute', 'hour', 'day']),
+  algorithm: z.enum(['fixed', 'gcra']).default('fixed'),
+  /** GCRA bucket size in requests; defaults to requestsPerUnit. */
+  burst: z.number().int().positive().optional(),
+  /** strict: every decision in the backend; local: decide on leased tokens (see runtime/shared-state/README.md for the bound). */
+  mode: z.enum(['strict', 'local']).default('strict'),
+  /** What a decision is when the backend cannot answer within timeoutMs; defaults to state.redis.failMode. */
+  failMode: z.enum(['open', 'closed']).optional(),
+  shadowMode: z.boolean().default(false),
+  unlimited: z.boolean().default(false),
+});
+
+export const rateLimitDomainSchema = z.strictObject({
+  domain: z.string().min(1),
+  descriptors: z.array(rateLimitRuleSchema).default([]),
+});
+
+/** Shared circuit-breaker tuning (resilience4j/Hystrix-style failure rate over a time window). */
+export const circuitBreakerSettingsSchema = z.strictObject({
+  failureRateThreshold: z.number().min(1).max(100).default(50),
+  minimumCalls: z.number().int().positive().default(20),
+  windowMs: z.number().int().positive().default(10_000),
+  openMs: z.number().int().positive().default(5_000),
+  /** Successful probes in HALF_OPEN before CLOSED; probes run one at a time across all nodes. */
+  halfOpenProbes: z.number().int().positive().default(1),
+  probeTimeoutMs: z.number().int().positive().default(2_000),
+  /** Distinct nodes that must have reported failures in the window before the shared breaker opens. */
+  minReportingNodes: z.number().int().positive().default(1),
+  flushIntervalMs: z.number().int().positive().default(100),
+  pollIntervalMs: z.number().int().positive().default(1_000),
+});
+
+export const circuitBreakersSchema = z.strictObject({
+  defaults: circuitBreakerSettingsSchema.default(circuitBreakerSettingsSchema.parse({})),
+  upstreams: z.array(circuitBreakerSettingsSchema.partial().extend({ name: z.string().min(1) })).default([]),
+});
+
 export const workloadSchema = z.strictObject({
   name,
   namespace: name.default('default'),
@@ -176,6 +218,8 @@ export const configSchema = z.strictObject({
   services: z.array(serviceSchema).default([]),
   plugins: z.array(pluginSchema).default([]),
   policies: z.array(policySchema).default([]),
+  rateLimits: z.array(rateLimitDomainSchema).default([]),
+  circuitBreakers: circuitBreakersSchema.default(circuitBreakersSchema.parse({})),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;
@@ -191,3 +235,7 @@ export type ListenerConfig = z.infer<typeof listener>;
 export type LimitsConfig = z.infer<typeof limitsSchema>;
 export type StateConfig = z.infer<typeof stateSchema>;
 export type RedisConfig = z.infer<typeof redisSchema>;
+export type RateLimitRuleConfig = z.infer<typeof rateLimitRuleSchema>;
+export type RateLimitDomainConfig = z.infer<typeof rateLimitDomainSchema>;
+export type CircuitBreakerSettings = z.infer<typeof circuitBreakerSettingsSchema>;
+export type CircuitBreakersConfig = z.infer<typeof circuitBreakersSchema>;
