@@ -1,6 +1,7 @@
 /** The schema of weft.yaml (DESIGN.md "Configuration"): shapes and value ranges only; cross-references are checked in config-validate. */
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
 import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TRUST_DOMAIN } from './defaults.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -220,6 +221,11 @@ export const configSchema = z.strictObject({
   policies: z.array(policySchema).default([]),
   rateLimits: z.array(rateLimitDomainSchema).default([]),
   circuitBreakers: circuitBreakersSchema.default(circuitBreakersSchema.parse({})),
+  /** L7 routing per service (VirtualService spirit); attaching one makes the service L7. */
+  routes: z.array(serviceRoutesSchema).default([]),
+  /** Connection pool, circuit breakers, outlier detection, load balancing per service (DestinationRule spirit). */
+  trafficPolicies: z.array(trafficPolicySchema).default([]),
+  l7: l7LimitsSchema.default(l7LimitsSchema.parse({})),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;
