@@ -2,7 +2,7 @@
 import { z } from 'zod';
 import { isIP } from 'node:net';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
-import { DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_TRUST_DOMAIN } from './defaults.js';
+import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
 
 const port = z.number().int().min(0).max(65535);
 const ip = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 address' });
@@ -205,6 +205,42 @@ export const limitsSchema = z.strictObject({
   drainDeadlineMs: z.number().int().min(0).default(DEFAULT_DRAIN_DEADLINE_MS),
 });
 
+/** Workload certificates: the built-in CA (root from files or a state directory) or an Istio CA (`caAddress`). */
+export const identitySchema = z.strictObject({
+  /** Directory where the built-in CA keeps root-cert.pem/root-key.pem (generated on first start). */
+  caDir: z.string().optional(),
+  rootCertFile: z.string().optional(),
+  rootKeyFile: z.string().optional(),
+  /** `host:port` of an IstioCertificateService (istiod :15012); absent means the built-in CA. */
+  caAddress: z.string().optional(),
+  /** PEM root that signs the external CA's serving certificate; absent means plaintext gRPC (tests only). */
+  caRootCertFile: z.string().optional(),
+  /** Bearer token file sent to the external CA (a projected token with audience istio-ca). */
+  caTokenFile: z.string().optional(),
+  clusterId: z.string().optional(),
+  /** Istio SECRET_TTL: 24 h. */
+  certTtlSeconds: z.number().int().min(1).default(DEFAULT_CERT_TTL_SECONDS),
+});
+
+/** Istio PeerAuthentication: mesh-wide (no namespace), per namespace, or per workload selector; the most specific wins. */
+export const peerAuthenticationSchema = z.strictObject({
+  name: name.optional(),
+  namespace: name.optional(),
+  selector: z.strictObject({ matchLabels: labels }).optional(),
+  mode: z.enum(['STRICT', 'PERMISSIVE']).default('PERMISSIVE'),
+});
+
+/** HBONE tunnel settings; defaults are ztunnel's (src/config.rs). */
+export const hboneSchema = z.strictObject({
+  /** Port peers accept HBONE on (`podIP:15008`). */
+  port: port.default(DEFAULT_PORTS.hbone),
+  maxStreamsPerConnection: z.number().int().min(1).max(1000).default(HBONE_DEFAULTS.maxStreamsPerConnection),
+  poolIdleTimeoutMs: z.number().int().min(0).default(HBONE_DEFAULTS.poolIdleTimeoutMs),
+  streamWindowBytes: z.number().int().min(65_535).max(2 ** 31 - 1).default(HBONE_DEFAULTS.streamWindowBytes),
+  connectionWindowBytes: z.number().int().min(65_535).max(2 ** 31 - 1).default(HBONE_DEFAULTS.connectionWindowBytes),
+  maxFrameBytes: z.number().int().min(16_384).max(16_777_215).default(HBONE_DEFAULTS.maxFrameBytes),
+});
+
 export const configSchema = z.strictObject({
   node: z.string().min(1).default('node-local'),
   trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
@@ -226,6 +262,9 @@ export const configSchema = z.strictObject({
   /** Connection pool, circuit breakers, outlier detection, load balancing per service (DestinationRule spirit). */
   trafficPolicies: z.array(trafficPolicySchema).default([]),
   l7: l7LimitsSchema.default(l7LimitsSchema.parse({})),
+  identity: identitySchema.default(identitySchema.parse({})),
+  peerAuthentication: z.array(peerAuthenticationSchema).default([]),
+  hbone: hboneSchema.default(hboneSchema.parse({})),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;
@@ -239,6 +278,9 @@ export type PolicyRuleConfig = z.infer<typeof policyRuleSchema>;
 export type LocalPortConfig = z.infer<typeof localPortSchema>;
 export type ListenerConfig = z.infer<typeof listener>;
 export type LimitsConfig = z.infer<typeof limitsSchema>;
+export type IdentityConfig = z.infer<typeof identitySchema>;
+export type PeerAuthenticationConfig = z.infer<typeof peerAuthenticationSchema>;
+export type HboneConfig = z.infer<typeof hboneSchema>;
 export type StateConfig = z.infer<typeof stateSchema>;
 export type RedisConfig = z.infer<typeof redisSchema>;
 export type RateLimitRuleConfig = z.infer<typeof rateLimitRuleSchema>;

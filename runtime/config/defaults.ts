@@ -27,6 +27,16 @@ export const MAX_HANDSHAKE_BYTES = 16 * 1024;
 export const HANDSHAKE_TIMEOUT_MS = 5_000;
 
 export const DEFAULT_TRUST_DOMAIN = 'cluster.local';
+/** Workload certificate lifetime: Istio's SECRET_TTL default. */
+export const DEFAULT_CERT_TTL_SECONDS = 86_400;
+/** HBONE pool and HTTP/2 flow control as ztunnel ships them (src/config.rs): 4 MiB stream / 16 MiB connection windows, 1 MiB frames, 100 streams, 5 min idle release. */
+export const HBONE_DEFAULTS = {
+  maxStreamsPerConnection: 100,
+  poolIdleTimeoutMs: 300_000,
+  streamWindowBytes: 4 * 1024 * 1024,
+  connectionWindowBytes: 16 * 1024 * 1024,
+  maxFrameBytes: 1024 * 1024,
+} as const;
 export const DEFAULT_CLUSTER_DOMAIN = 'svc.cluster.local';
 
 /** Environment variables weft reads (only here). */
