@@ -1,0 +1,27 @@
+/** RateLimit-Policy / RateLimit header values (draft-ietf-httpapi-ratelimit-headers -08..-11 Structured Fields) plus Retry-After, from the descriptor closest to its limit. */
+
+export interface HeaderSource {
+  readonly policyName: string;
+  readonly quota: number;
+  readonly windowMs: number;
+  readonly remaining: number;
+  readonly resetMs: number;
+  readonly retryAfterMs: number;
+  readonly overLimit: boolean;
+}
+
+/** An sf-string: quotes and backslashes escaped, anything outside printable ASCII replaced (SF strings cannot carry it). */
+function sfString(text: string): string {
+  return `"${text.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, (c) => `\\${c}`)}"`;
+}
+
+export function rateLimitHeaders(source: HeaderSource | undefined): Record<string, string> {
+  if (source === undefined) return {};
+  const name = sfString(source.policyName);
+  const headers: Record<string, string> = {
+    'ratelimit-policy': `${name};q=${source.quota};w=${Math.max(1, Math.round(source.windowMs / 1000))}`,
+    ratelimit: `${name};r=${Math.max(0, Math.floor(source.remaining))};t=${Math.max(0, Math.ceil(source.resetMs / 1000))}`,
+  };
+  if (source.overLimit) headers['retry-after'] = String(Math.max(1, Math.ceil(source.retryAfterMs / 1000)));
+  return headers;
+}

@@ -1,0 +1,223 @@
+/** Descriptor rate limiting over a StateBackend: strict (every decision in the backend) or local (leased tokens), with an over-limit cache, failMode on backend trouble, metrics and RateLimit headers. */
+import type { RateLimitDomainConfig } from '../config/config-schema.js';
+import type { Logger } from '../log.js';
+import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
+import { LeasePool } from './lease-pool.js';
+import { OverLimitCache } from './over-limit-cache.js';
+import { rateLimitHeaders, type HeaderSource } from './rate-limit-headers.js';
+import { counterSpec, RateLimitRules, UNIT_MS, type CompiledRule, type RateLimitEntry, type RateLimitUnit } from './rate-limit-rules.js';
+import type { ConsumeResult, StateBackend } from './state-backend.js';
+
+export interface RateLimitDescriptor {
+  readonly entries: readonly RateLimitEntry[];
+  /** Per-descriptor hits; 0 checks without counting. Wins over the request's hitsAddend. */
+  readonly hitsAddend?: number;
+  /** Envoy's RateLimitOverride: this limit instead of the configured one (strict, fixed window). */
+  readonly limit?: { readonly requestsPerUnit: number; readonly unit: RateLimitUnit };
+}
+
+export interface RateLimitRequest {
+  readonly domain: string;
+  readonly descriptors: readonly RateLimitDescriptor[];
+  /** Hits for every descriptor without its own; unset or 0 means 1 (Envoy). */
+  readonly hitsAddend?: number;
+}
+
+export type RateLimitCode = 'OK' | 'OVER_LIMIT';
+
+/** Where a decision came from; the `x-weft-ratelimit` reason and the metrics label. */
+export const DECISION_SOURCES = ['backend', 'lease', 'cache', 'unlimited', 'no-rule', 'fail-open', 'fail-closed'] as const;
+export type DecisionSource = (typeof DECISION_SOURCES)[number];
+
+export interface DescriptorStatus {
+  readonly code: RateLimitCode;
+  readonly rule: CompiledRule | undefined;
+  readonly remaining: number;
+  readonly resetMs: number;
+  readonly retryAfterMs: number;
+  readonly source: DecisionSource;
+}
+
+export interface RateLimitResponse {
+  readonly overallCode: RateLimitCode;
+  readonly statuses: readonly DescriptorStatus[];
+  /** RateLimit-Policy, RateLimit and (when over) Retry-After, lower-case names. */
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+export interface RateLimiterOptions {
+  domains: readonly RateLimitDomainConfig[];
+  defaultFailMode: 'open' | 'closed';
+  /** Budget of one backend decision; a strict request never waits longer. */
+  timeoutMs: number;
+  metrics: MetricsRegistry;
+  logger: Logger;
+  leaseFraction?: number;
+}
+
+const UNLIMITED_REMAINING = 0xffffffff;
+
+export class RateLimiter {
+  readonly #backend: StateBackend;
+  readonly #options: RateLimiterOptions;
+  readonly #cache = new OverLimitCache();
+  readonly #leases: LeasePool;
+  #rules: RateLimitRules;
+  readonly #decisions: ReturnType<MetricsRegistry['counter']>;
+  readonly #degraded: ReturnType<MetricsRegistry['counter']>;
+  readonly #backendCalls: ReturnType<MetricsRegistry['counter']>;
+  /** Label children cached per combination: prom-client hashes label objects on every inc otherwise. */
+  readonly #children = new Map<string, { inc(): void }>();
+
+  constructor(backend: StateBackend, options: RateLimiterOptions) {
+    this.#backend = backend;
+    this.#options = options;
+    this.#rules = new RateLimitRules(options.domains, options.defaultFailMode);
+    const m = options.metrics;
+    this.#decisions = m.counter('weft_ratelimit_decisions_total', 'Rate-limit decisions by domain, code, mode and source', ['domain', 'code', 'mode', 'source']);
+    this.#degraded = m.counter('weft_ratelimit_degraded_total', 'Decisions made by failMode because the backend could not answer in time', [
+      'domain',
+      'fail_mode',
+      'reason',
+    ]);
+    this.#backendCalls = m.counter('weft_ratelimit_backend_calls_total', 'Backend decision calls by mode (strict decision or local lease)', ['mode']);
+    this.#leases = new LeasePool(backend, {
+      budgetMs: options.timeoutMs,
+      ...(options.leaseFraction === undefined ? {} : { leaseFraction: options.leaseFraction }),
+      onFetch: () => this.#backendCalls.inc({ mode: 'local' }),
+    });
+  }
+
+  /** Swaps the rules (config reload); counters, leases and cached denials of unchanged descriptors carry over. */
+  update(domains: readonly RateLimitDomainConfig[]): void {
+    this.#rules = new RateLimitRules(domains, this.#options.defaultFailMode);
+  }
+
+  get backend(): StateBackend {
+    return this.#backend;
+  }
+
+  /** All decisions for the request; synchronous when every descriptor was answered locally. */
+  decide(request: RateLimitRequest): RateLimitResponse | Promise<RateLimitResponse> {
+    const statuses: (DescriptorStatus | Promise<DescriptorStatus>)[] = [];
+    let pending = false;
+    for (const d of request.descriptors) {
+      const s = this.#decideOne(request, d);
+      if (s instanceof Promise) pending = true;
+      statuses.push(s);
+    }
+    if (!pending) return this.#respond(statuses as DescriptorStatus[]);
+    return Promise.all(statuses.map((s) => Promise.resolve(s))).then((all) => this.#respond(all));
+  }
+
+  shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse> {
+    return Promise.resolve(this.decide(request));
+  }
+
+  #hits(request: RateLimitRequest, d: RateLimitDescriptor): number {
+    if (d.hitsAddend !== undefined) return Math.max(0, Math.floor(d.hitsAddend));
+    return Math.max(1, Math.floor(request.hitsAddend ?? 1));
+  }
+
+  #decideOne(request: RateLimitRequest, d: RateLimitDescriptor): DescriptorStatus | Promise<DescriptorStatus> {
+    const rule = d.limit === undefined ? this.#rules.match(request.domain, d.entries) : this.#overrideRule(request.domain, d);
+    if (rule === undefined) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'no-rule' }, request.domain);
+    if (rule.unlimited) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'unlimited' }, request.domain);
+    const hits = this.#hits(request, d);
+    if (rule.requestsPerUnit === 0) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: rule.windowMs, retryAfterMs: rule.windowMs, source: 'cache' }, request.domain);
+    const spec = counterSpec(rule, d.entries);
+    const now = performance.now();
+    if (rule.mode === 'local') {
+      const local = this.#leases.tryTake(spec, hits, now);
+      if (local !== undefined) return this.#count({ code: local.allowed ? 'OK' : 'OVER_LIMIT', rule, ...local }, request.domain);
+      return this.#leases.fetch(spec, hits).then(
+        () => {
+          const after = this.#leases.tryTake(spec, hits, performance.now());
+          if (after !== undefined) return this.#count({ code: after.allowed ? 'OK' : 'OVER_LIMIT', rule, ...after }, request.domain);
+          // Only part of the lease was left: fewer tokens than this request needs.
+          return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: 0, retryAfterMs: 0, source: 'backend' }, request.domain);
+        },
+        (err: unknown) => this.#failed(request.domain, rule, err),
+      );
+    }
+    const cached = this.#cache.lookup(spec.id, hits, now);
+    if (cached !== undefined) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, ...cached, source: 'cache' }, request.domain);
+    this.#backendCalls.inc({ mode: 'strict' });
+    return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(
+      (r: ConsumeResult) => {
+        if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
+        return this.#count({ code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend' }, request.domain);
+      },
+      (err: unknown) => this.#failed(request.domain, rule, err),
+    );
+  }
+
+  #overrideRule(domain: string, d: RateLimitDescriptor): CompiledRule | undefined {
+    const limit = d.limit;
+    if (limit === undefined) return undefined;
+    const base = this.#rules.match(domain, d.entries);
+    return {
+      domain,
+      name: base?.name ?? `${domain}.override`,
+      entries: d.entries.map((e) => ({ key: e.key, value: e.value })),
+      requestsPerUnit: limit.requestsPerUnit,
+      unit: limit.unit,
+      windowMs: UNIT_MS[limit.unit],
+      algorithm: 'fixed',
+      burst: Math.max(1, limit.requestsPerUnit),
+      mode: 'strict',
+      failMode: base?.failMode ?? this.#options.defaultFailMode,
+      shadowMode: base?.shadowMode ?? false,
+      unlimited: false,
+      specificity: d.entries.length,
+    };
+  }
+
+  #failed(domain: string, rule: CompiledRule, err: unknown): DescriptorStatus {
+    const reason = (err as { reason?: unknown } | null)?.reason;
+    this.#degraded.inc({ domain, fail_mode: rule.failMode, reason: typeof reason === 'string' ? reason : 'internal' });
+    this.#options.logger.debug({ err, domain, rule: rule.name }, 'rate-limit backend unavailable, applying failMode');
+    return this.#count(
+      rule.failMode === 'open'
+        ? { code: 'OK', rule, remaining: rule.requestsPerUnit, resetMs: 0, retryAfterMs: 0, source: 'fail-open' }
+        : { code: 'OVER_LIMIT', rule, remaining: 0, resetMs: 0, retryAfterMs: 1_000, source: 'fail-closed' },
+      domain,
+    );
+  }
+
+  #count(status: DescriptorStatus, domain: string): DescriptorStatus {
+    const mode = status.rule?.mode ?? 'none';
+    const key = `${domain}\u0000${status.code}\u0000${mode}\u0000${status.source}`;
+    let child = this.#children.get(key);
+    if (child === undefined) {
+      child = this.#decisions.labels({ domain, code: status.code, mode, source: status.source });
+      this.#children.set(key, child);
+    }
+    child.inc();
+    // Shadow mode: evaluated and counted as it would be, then let through.
+    return status.code === 'OVER_LIMIT' && status.rule?.shadowMode === true ? { ...status, code: 'OK' } : status;
+  }
+
+  #respond(statuses: DescriptorStatus[]): RateLimitResponse {
+    let overall: RateLimitCode = 'OK';
+    let closest: DescriptorStatus | undefined;
+    for (const s of statuses) {
+      if (s.code === 'OVER_LIMIT') overall = 'OVER_LIMIT';
+      if (s.rule === undefined || s.rule.unlimited) continue;
+      if (closest === undefined || (s.code === 'OVER_LIMIT' && closest.code === 'OK') || (s.code === closest.code && s.remaining < closest.remaining)) closest = s;
+    }
+    const source: HeaderSource | undefined =
+      closest?.rule === undefined
+        ? undefined
+        : {
+            policyName: closest.rule.name,
+            quota: closest.rule.requestsPerUnit,
+            windowMs: closest.rule.windowMs,
+            remaining: closest.remaining,
+            resetMs: closest.resetMs,
+            retryAfterMs: closest.retryAfterMs,
+            overLimit: closest.code === 'OVER_LIMIT',
+          };
+    return { overallCode: overall, statuses, headers: rateLimitHeaders(source) };
+  }
+}
