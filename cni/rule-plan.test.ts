@@ -1,0 +1,45 @@
+// Golden tests: the generated rule set, line by line, against hand-written transcriptions of the reference design (both drivers).
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { DEFAULT_NAMES, type TunnelDriver } from './cni-constants.js';
+import { planNode, planPod, planRuntime, renderPlan, renderPodPlan, type RedirectInput } from './rule-plan.js';
+
+const golden = (name: string): string[] =>
+  readFileSync(new URL(`./testdata/${name}.golden`, import.meta.url), 'utf8')
+    .split('\n')
+    .filter((l) => l !== '' && !l.startsWith('#'));
+
+const input = (driver: TunnelDriver, dnsCapture: boolean): RedirectInput => ({
+  names: { ...DEFAULT_NAMES },
+  driver,
+  tunnelPort: driver === 'geneve' ? 6081 : 4789,
+  hostIp: '10.244.0.1',
+  runtimeIp: '10.244.0.5',
+  runtimeVeth: 'veth0zt',
+  runtimeInterface: 'eth0',
+  dnsCapture,
+});
+
+/** Line-by-line so a failure names the first differing step rather than a whole-file diff. */
+function expectLines(actual: string[], expected: string[]): void {
+  for (let i = 0; i < Math.max(actual.length, expected.length); i++) expect(actual[i], `line ${i + 1}`).toBe(expected[i]);
+}
+
+describe('rule generator (golden, reference/ambient-mesh.md §2.3–2.5)', () => {
+  it('node rules, geneve driver with DNS capture', () => expectLines(renderPlan(planNode(input('geneve', true))), golden('node-geneve')));
+  it('node rules, vxlan driver without DNS capture', () => expectLines(renderPlan(planNode(input('vxlan', false))), golden('node-vxlan')));
+  it('runtime namespace rules, geneve driver', () => expectLines(renderPlan(planRuntime(input('geneve', false))), golden('runtime-geneve')));
+  it('runtime namespace rules, vxlan driver', () => expectLines(renderPlan(planRuntime(input('vxlan', false))), golden('runtime-vxlan')));
+  it('per-pod enrollment', () => {
+    const plan = planPod({ ...DEFAULT_NAMES }, '10.244.0.1', ['10.244.0.17'], '2b1f6a4c-pod-uid', 'veth1a2b3c4d');
+    expectLines(renderPodPlan(plan), golden('pod'));
+  });
+
+  it('uses configured names everywhere and leaves no default name behind', () => {
+    const names = { ipset: 'mesh-ips', inboundTunnel: 'min', outboundTunnel: 'mout', runtimeInboundTunnel: 'pmin', runtimeOutboundTunnel: 'pmout', chainPrefix: 'MESH' };
+    const text = [...renderPlan(planNode({ ...input('vxlan', true), names })), ...renderPlan(planRuntime({ ...input('vxlan', true), names }))].join('\n');
+    expect(text).not.toMatch(/weft|WEFT/);
+    expect(text).toContain('-A MESH_PREROUTING -p tcp -m set --match-set mesh-ips src -j MARK --set-mark 0x100/0x100');
+    expect(text).toContain('ip link add pmout type vxlan id 1001');
+  });
+});
