@@ -60,12 +60,15 @@ export class LeasePool {
   tryTake(spec: LimitSpec, hits: number, now: number): LeaseDecision | undefined {
     const lease = this.#leases.get(spec.id);
     if (lease === undefined) return undefined;
-    if (lease.overUntil > now) {
-      return { allowed: false, remaining: 0, resetMs: Math.max(0, lease.resetAt - now), retryAfterMs: lease.overUntil - now, source: 'cache' };
+    if (lease.validUntil <= now || lease.tokens < hits) {
+      // Tokens still held are spent first: a refused refill does not void what was already counted for us.
+      if (lease.overUntil > now) {
+        return { allowed: false, remaining: 0, resetMs: Math.max(0, lease.resetAt - now), retryAfterMs: lease.overUntil - now, source: 'cache' };
+      }
+      return undefined;
     }
-    if (lease.validUntil <= now || lease.tokens < hits) return undefined;
     lease.tokens -= hits;
-    if (lease.tokens < this.leaseSize(spec) / 2 && lease.fetching === undefined) this.#prefetch(spec, lease);
+    if (lease.tokens < this.leaseSize(spec) / 2 && lease.fetching === undefined && lease.overUntil <= now) this.#prefetch(spec, lease);
     return { allowed: true, remaining: lease.sharedRemaining + lease.tokens, resetMs: Math.max(0, lease.resetAt - now), retryAfterMs: 0, source: 'lease' };
   }
 

@@ -1,0 +1,158 @@
+// The descriptor rate limiter over the memory backend: matching, strict and local modes, over-limit cache, shadow mode, headers.
+import { describe, expect, it } from 'vitest';
+import type { RateLimitDomainConfig } from '../config/config-schema.js';
+import { rateLimitDomainSchema } from '../config/config-schema.js';
+import { createLogger } from '../log.js';
+import { MetricsRegistry } from '../telemetry/metrics-registry.js';
+import { RateLimiter } from './rate-limiter.js';
+import { MemoryBackend } from './state-memory.js';
+import type { ConsumeOptions, ConsumeResult, LimitSpec } from './state-backend.js';
+
+class CountingBackend extends MemoryBackend {
+  calls = 0;
+  override consume(spec: LimitSpec, hits: number, options?: ConsumeOptions): Promise<ConsumeResult> {
+    this.calls++;
+    return super.consume(spec, hits, options);
+  }
+}
+
+function limiter(domains: unknown[], backend = new CountingBackend()): { rl: RateLimiter; backend: CountingBackend; metrics: MetricsRegistry } {
+  const metrics = new MetricsRegistry();
+  const parsed: RateLimitDomainConfig[] = domains.map((d) => rateLimitDomainSchema.parse(d));
+  const rl = new RateLimiter(backend, { domains: parsed, defaultFailMode: 'open', timeoutMs: 50, metrics, logger: createLogger('rl-test') });
+  return { rl, backend, metrics };
+}
+
+const req = (domain: string, ...entries: [string, string][]) => ({ domain, descriptors: [{ entries: entries.map(([key, value]) => ({ key, value })) }] });
+
+describe('RateLimiter', () => {
+  it('picks the most specific rule and counts wildcard values separately', async () => {
+    const { rl } = limiter([
+      {
+        domain: 'api',
+        descriptors: [
+          { entries: [{ key: 'user' }], requestsPerUnit: 2, unit: 'minute' },
+          { name: 'vip', entries: [{ key: 'user', value: 'alice' }], requestsPerUnit: 4, unit: 'minute' },
+        ],
+      },
+    ]);
+    const codes = async (user: string, n: number): Promise<string[]> => {
+      const out = [];
+      for (let i = 0; i < n; i++) out.push((await rl.shouldRateLimit(req('api', ['user', user]))).overallCode);
+      return out;
+    };
+    expect(await codes('bob', 3)).toEqual(['OK', 'OK', 'OVER_LIMIT']);
+    expect(await codes('carol', 2)).toEqual(['OK', 'OK']);
+    expect(await codes('alice', 5)).toEqual(['OK', 'OK', 'OK', 'OK', 'OVER_LIMIT']);
+    const none = await rl.shouldRateLimit(req('api', ['path', '/x']));
+    expect(none.statuses[0]!.source).toBe('no-rule');
+    expect(none.headers).toEqual({});
+  });
+
+  it('answers repeated rejections from the over-limit cache without backend calls', async () => {
+    const { rl, backend, metrics } = limiter([{ domain: 'd', descriptors: [{ entries: [{ key: 'k' }], requestsPerUnit: 3, unit: 'hour' }] }]);
+    for (let i = 0; i < 3; i++) expect((await rl.shouldRateLimit(req('d', ['k', 'v']))).overallCode).toBe('OK');
+    const first = await rl.shouldRateLimit(req('d', ['k', 'v']));
+    expect(first.statuses[0]!.source).toBe('backend');
+    const calls = backend.calls;
+    for (let i = 0; i < 100; i++) {
+      const r = await rl.shouldRateLimit(req('d', ['k', 'v']));
+      expect(r.overallCode).toBe('OVER_LIMIT');
+      expect(r.statuses[0]!.source).toBe('cache');
+    }
+    expect(backend.calls).toBe(calls);
+    expect(await metrics.render()).toMatch(/weft_ratelimit_decisions_total\{domain="d",code="OVER_LIMIT",mode="strict",source="cache"\} 100/);
+  });
+
+  it('emits RateLimit-Policy, RateLimit and Retry-After from the descriptor closest to its limit', async () => {
+    const { rl } = limiter([
+      {
+        domain: 'h',
+        descriptors: [
+          { name: 'per-ip', entries: [{ key: 'ip' }], requestsPerUnit: 10, unit: 'minute' },
+          { name: 'per-route', entries: [{ key: 'route' }], requestsPerUnit: 2, unit: 'second' },
+        ],
+      },
+    ]);
+    const both = { domain: 'h', descriptors: [{ entries: [{ key: 'ip', value: '1.2.3.4' }] }, { entries: [{ key: 'route', value: '/a' }] }] };
+    const ok = await rl.shouldRateLimit(both);
+    expect(ok.headers['ratelimit-policy']).toBe('"per-route";q=2;w=1');
+    expect(ok.headers['ratelimit']).toMatch(/^"per-route";r=1;t=[01]$/);
+    await rl.shouldRateLimit(both);
+    const over = await rl.shouldRateLimit(both);
+    expect(over.overallCode).toBe('OVER_LIMIT');
+    expect(over.statuses.map((s) => s.code)).toEqual(['OK', 'OVER_LIMIT']);
+    expect(over.headers['retry-after']).toBe('1');
+    expect(over.headers['ratelimit']).toMatch(/^"per-route";r=0;t=[01]$/);
+  });
+
+  it('honours hits addends, checks with 0 hits, unlimited and zero-limit rules, shadow mode and overrides', async () => {
+    const { rl, backend } = limiter([
+      {
+        domain: 'x',
+        descriptors: [
+          { entries: [{ key: 'a' }], requestsPerUnit: 10, unit: 'minute' },
+          { entries: [{ key: 'free' }], requestsPerUnit: 1, unit: 'second', unlimited: true },
+          { entries: [{ key: 'banned' }], requestsPerUnit: 0, unit: 'second' },
+          { entries: [{ key: 'shadow' }], requestsPerUnit: 1, unit: 'hour', shadowMode: true },
+        ],
+      },
+    ]);
+    const hits = await rl.shouldRateLimit({ ...req('x', ['a', '1']), hitsAddend: 7 });
+    expect(hits.statuses[0]!.remaining).toBe(3);
+    const check = await rl.shouldRateLimit({ domain: 'x', descriptors: [{ entries: [{ key: 'a', value: '1' }], hitsAddend: 0 }] });
+    expect(check.statuses[0]).toMatchObject({ code: 'OK', remaining: 3 });
+    expect((await rl.shouldRateLimit({ ...req('x', ['a', '1']), hitsAddend: 4 })).overallCode).toBe('OVER_LIMIT');
+    const calls = backend.calls;
+    expect((await rl.shouldRateLimit(req('x', ['free', 'y']))).statuses[0]!.source).toBe('unlimited');
+    expect((await rl.shouldRateLimit(req('x', ['banned', 'y']))).overallCode).toBe('OVER_LIMIT');
+    expect(backend.calls).toBe(calls);
+    await rl.shouldRateLimit(req('x', ['shadow', 'z']));
+    expect((await rl.shouldRateLimit(req('x', ['shadow', 'z']))).overallCode).toBe('OK');
+    const override = { domain: 'x', descriptors: [{ entries: [{ key: 'o', value: '1' }], limit: { requestsPerUnit: 1, unit: 'minute' as const } }] };
+    expect((await rl.shouldRateLimit(override)).overallCode).toBe('OK');
+    expect((await rl.shouldRateLimit(override)).overallCode).toBe('OVER_LIMIT');
+  });
+
+  it('local mode decides synchronously from leases and takes leases in the background', async () => {
+    const { rl, backend } = limiter([{ domain: 'l', descriptors: [{ entries: [{ key: 'k' }], requestsPerUnit: 1000, unit: 'minute', mode: 'local' }] }]);
+    const first = rl.decide(req('l', ['k', 'v']));
+    expect(first).toBeInstanceOf(Promise);
+    expect((await first).overallCode).toBe('OK');
+    let sync = 0;
+    let admitted = 1;
+    for (let i = 0; i < 1_200; i++) {
+      const r = rl.decide(req('l', ['k', 'v']));
+      if (!(r instanceof Promise)) sync++;
+      const done = await r;
+      if (done.overallCode === 'OK') admitted++;
+    }
+    expect(admitted).toBe(1000);
+    expect(sync).toBeGreaterThan(1_100);
+    // 1 000 tokens in leases of 10: about 100 backend calls for 1 201 decisions.
+    expect(backend.calls).toBeLessThan(130);
+  });
+
+  it('applies failMode when the backend fails', async () => {
+    class Broken extends CountingBackend {
+      override consume(): Promise<ConsumeResult> {
+        return Promise.reject(Object.assign(new Error('down'), { reason: 'unavailable' }));
+      }
+    }
+    const { rl, metrics } = limiter(
+      [
+        {
+          domain: 'f',
+          descriptors: [
+            { entries: [{ key: 'open' }], requestsPerUnit: 1, unit: 'second' },
+            { entries: [{ key: 'closed' }], requestsPerUnit: 1, unit: 'second', failMode: 'closed', mode: 'local' },
+          ],
+        },
+      ],
+      new Broken(),
+    );
+    expect((await rl.shouldRateLimit(req('f', ['open', '1']))).statuses[0]).toMatchObject({ code: 'OK', source: 'fail-open' });
+    expect((await rl.shouldRateLimit(req('f', ['closed', '1']))).statuses[0]).toMatchObject({ code: 'OVER_LIMIT', source: 'fail-closed' });
+    expect(await metrics.render()).toMatch(/weft_ratelimit_degraded_total\{domain="f",fail_mode="closed",reason="unavailable"\} 1/);
+  });
+});
