@@ -1,0 +1,239 @@
+/** The HBONE client: opens (or reuses from the pool) an mTLS HTTP/2 connection to `via`, verifies the server's SPIFFE identity, and sends one CONNECT per tunnel. */
+import http2 from 'node:http2';
+import tls from 'node:tls';
+import type { Duplex } from 'node:stream';
+import type { HboneConfig } from '../config/config-schema.js';
+import { HBONE_DEFAULTS } from '../config/defaults.js';
+import { WeftError, systemErrorCode, type ErrorCode } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import type { CertificateManager } from '../identity/certificate-manager.js';
+import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
+import { ConnectionPool, poolKey, type PooledConnection } from './connection-pool.js';
+import { HBONE_ALPN, matchesExpectedSans, peerCertificate, peerIdentity, secureContextFor } from './hbone-tls.js';
+import { formatAuthority, formatForwarded, newTraceparent } from './hbone-headers.js';
+import { h2Settings } from './h2-settings.js';
+
+export interface HboneConnectRequest {
+  /** SPIFFE ID of the local source workload; its certificate is presented. */
+  sourceIdentity: string;
+  /** Local address to bind (the source pod IP) when the platform allows it; part of the pool key. */
+  sourceAddress?: string;
+  /** What CONNECT asks for (`:authority`): the destination pod IP:targetPort, or the service VIP:port via a waypoint. */
+  destination: SocketAddr;
+  /** Identities the server may present (the destination workload's, or the waypoint's). */
+  destinationIdentities: readonly string[];
+  /** Where the TLS connection goes: `podIP:15008` or the waypoint's HBONE address. */
+  via: SocketAddr;
+  /** The original client, sent as `forwarded: for="ip:port"`. */
+  forwardedFor?: SocketAddr;
+  /** Service hostname for `forwarded: ...;host=` (telemetry hint for the destination). */
+  forwardedHost?: string;
+  baggage?: string;
+  traceparent?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+}
+
+/** The CONNECT stream with byte counters (the L4 copy reads them like a socket's). */
+export type HboneStream = Duplex & { bytesRead: number; bytesWritten: number; peerIdentity: string };
+
+/** A rejected or failed tunnel; `status` is the server's HTTP status, or undefined when TLS or TCP failed first. */
+export class HboneError extends WeftError {
+  readonly status: number | undefined;
+  constructor(code: ErrorCode, message: string, status?: number, options?: { cause?: unknown }) {
+    super(code, message, options);
+    this.status = status;
+  }
+}
+
+const CODE_BY_STATUS: Record<number, ErrorCode> = { 400: 'WEFT_ERR_BAD_REQUEST', 401: 'WEFT_ERR_POLICY_DENIED', 503: 'WEFT_ERR_UPSTREAM_CONNECT' };
+/** ztunnel: first keepalive PING after a delay, then every 10 s, dropped when unanswered for 20 s. */
+const PING_INTERVAL_MS = 10_000;
+const PING_TIMEOUT_MS = 20_000;
+
+export interface HboneClientOptions {
+  certificates: CertificateManager;
+  settings?: Partial<HboneConfig>;
+  connectTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export class HboneClient {
+  readonly #opts: HboneClientOptions;
+  readonly #settings: Omit<HboneConfig, 'port'>;
+  readonly #pool: ConnectionPool;
+  readonly #log: Logger;
+  #handshakes = 0;
+  /** Verified server identity per connection (read at handshake; session.socket is only a proxy). */
+  readonly #peerIds = new WeakMap<http2.ClientHttp2Session, string>();
+
+  constructor(opts: HboneClientOptions) {
+    this.#opts = opts;
+    this.#settings = { ...HBONE_DEFAULTS, ...opts.settings };
+    this.#pool = new ConnectionPool({ maxStreamsPerConnection: this.#settings.maxStreamsPerConnection, idleTimeoutMs: this.#settings.poolIdleTimeoutMs });
+    this.#log = opts.logger ?? createLogger('hbone');
+  }
+
+  /** TLS handshakes completed so far (each is a new pooled connection). */
+  get handshakes(): number {
+    return this.#handshakes;
+  }
+
+  poolStats(): ReturnType<ConnectionPool['stats']> {
+    return this.#pool.stats();
+  }
+
+  async connect(req: HboneConnectRequest): Promise<HboneStream> {
+    const key = poolKey(req);
+    const conn = await this.#pool.acquire(key, () => this.#open(req));
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = conn.session.request(
+        {
+          ':method': 'CONNECT',
+          ':authority': formatAuthority(req.destination),
+          ...(req.forwardedFor === undefined ? {} : { forwarded: formatForwarded(req.forwardedFor, req.forwardedHost) }),
+          ...(req.baggage === undefined ? {} : { baggage: req.baggage }),
+          traceparent: req.traceparent ?? newTraceparent(),
+        },
+        { endStream: false },
+      );
+    } catch (err) {
+      this.#pool.release(conn);
+      throw new HboneError('WEFT_ERR_UPSTREAM_CONNECT', `HBONE CONNECT to ${formatAddr(req.destination)} via ${formatAddr(req.via)} failed: ${(err as Error).message}`, undefined, { cause: err });
+    }
+    stream.once('close', () => this.#pool.release(conn));
+    return this.#awaitResponse(stream, conn, req);
+  }
+
+  close(): void {
+    this.#pool.close();
+  }
+
+  #awaitResponse(stream: http2.ClientHttp2Stream, conn: PooledConnection, req: HboneConnectRequest): Promise<HboneStream> {
+    const where = `${formatAddr(req.destination)} via ${formatAddr(req.via)}`;
+    return new Promise<HboneStream>((resolve, reject) => {
+      const timer = setTimeout(() => fail(new HboneError('WEFT_ERR_UPSTREAM_TIMEOUT', `HBONE CONNECT to ${where} got no response within ${this.#timeout(req)} ms`)), this.#timeout(req));
+      const onAbort = (): void => fail(new HboneError('WEFT_ERR_UPSTREAM_CONNECT', `HBONE CONNECT to ${where} abandoned: the client went away`));
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        req.signal?.removeEventListener('abort', onAbort);
+        stream.off('error', onError);
+        stream.off('close', onClose);
+      };
+      const fail = (err: HboneError): void => {
+        cleanup();
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(err);
+      };
+      const onError = (err: Error): void => fail(new HboneError('WEFT_ERR_UPSTREAM_CONNECT', `HBONE CONNECT to ${where} failed: ${err.message}`, undefined, { cause: err }));
+      const onClose = (): void => fail(new HboneError('WEFT_ERR_UPSTREAM_CONNECT', `HBONE stream to ${where} closed before a response`));
+      stream.once('error', onError);
+      stream.once('close', onClose);
+      req.signal?.addEventListener('abort', onAbort, { once: true });
+      stream.once('response', (headers) => {
+        const status = Number(headers[':status']);
+        if (status !== 200) {
+          const detail = typeof headers['x-weft-error'] === 'string' ? `: ${headers['x-weft-error']}` : '';
+          fail(new HboneError(CODE_BY_STATUS[status] ?? 'WEFT_ERR_UPSTREAM_CONNECT', `HBONE CONNECT to ${where} answered ${status}${detail}`, status));
+          return;
+        }
+        cleanup();
+        resolve(withCounters(stream, this.#peerIds.get(conn.session) ?? ''));
+      });
+    });
+  }
+
+  #timeout(req: HboneConnectRequest): number {
+    return req.timeoutMs ?? this.#opts.connectTimeoutMs ?? 10_000;
+  }
+
+  /** A new mTLS + HTTP/2 connection whose server proves one of the expected identities. */
+  async #open(req: HboneConnectRequest): Promise<http2.ClientHttp2Session> {
+    const cert = await this.#opts.certificates.fetch(req.sourceIdentity);
+    const where = formatAddr(req.via);
+    const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+      // No servername: HBONE sends no SNI (an IP cannot be one, and the server picks its certificate by destination).
+      const s = tls.connect({
+        host: req.via.address,
+        port: req.via.port,
+        ...(req.sourceAddress === undefined ? {} : { localAddress: req.sourceAddress }),
+        secureContext: secureContextFor(cert),
+        ALPNProtocols: HBONE_ALPN,
+        rejectUnauthorized: true,
+        // The server is verified by SPIFFE identity below, not by hostname.
+        checkServerIdentity: () => undefined,
+      });
+      s.setNoDelay(true);
+      const timer = setTimeout(() => done(new HboneError('WEFT_ERR_UPSTREAM_TIMEOUT', `HBONE handshake with ${where} did not finish within ${this.#timeout(req)} ms`)), this.#timeout(req));
+      const done = (err?: Error): void => {
+        clearTimeout(timer);
+        s.off('error', onError);
+        if (err === undefined) return resolve(s);
+        s.destroy();
+        reject(err);
+      };
+      const onError = (err: Error): void => {
+        const code = systemErrorCode(err) ?? 'error';
+        done(new HboneError(code.startsWith('ERR_SSL') || code.includes('CERT') ? 'WEFT_ERR_TLS' : 'WEFT_ERR_UPSTREAM_CONNECT', `HBONE connection to ${where} failed: ${code}: ${err.message}`, undefined, { cause: err }));
+      };
+      s.once('error', onError);
+      s.once('secureConnect', () => {
+        const peerCert = peerCertificate(s);
+        if (peerCert === undefined || !matchesExpectedSans(peerCert, req.destinationIdentities)) {
+          const got = peerCert === undefined ? 'no certificate' : (peerIdentity(s) ?? 'no SPIFFE identity');
+          this.#log.warn({ via: where, expected: req.destinationIdentities, got }, 'hbone server identity mismatch');
+          return done(new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} presented ${got}, expected one of ${req.destinationIdentities.join(', ')}`));
+        }
+        if (s.alpnProtocol !== 'h2') return done(new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} did not negotiate ALPN h2`));
+        done();
+      });
+    });
+    this.#handshakes++;
+    const session = http2.connect(`https://${where}`, {
+      createConnection: () => socket,
+      settings: h2Settings(this.#settings),
+      maxSessionMemory: 256,
+    });
+    this.#peerIds.set(session, peerIdentity(socket) ?? '');
+    session.on('error', (err) => this.#log.debug({ via: where, err }, 'hbone connection error'));
+    session.once('connect', () => session.setLocalWindowSize(this.#settings.connectionWindowBytes));
+    keepAlive(session);
+    return session;
+  }
+}
+
+function keepAlive(session: http2.ClientHttp2Session): void {
+  let outstanding: number | undefined;
+  const timer = setInterval(() => {
+    if (outstanding !== undefined) {
+      if (Date.now() - outstanding > PING_TIMEOUT_MS) session.destroy(new Error('HBONE keepalive PING unanswered'));
+      return;
+    }
+    outstanding = Date.now();
+    session.ping((err) => {
+      if (err === null) outstanding = undefined;
+    });
+  }, PING_INTERVAL_MS);
+  timer.unref();
+  session.once('close', () => clearInterval(timer));
+}
+
+/** Adds socket-like byte counters to a CONNECT stream by observing its push() and write() (no extra 'data' listener, so flow is untouched). */
+function withCounters(stream: http2.ClientHttp2Stream, identity: string): HboneStream {
+  const s = stream as unknown as HboneStream & { push: (chunk: unknown, enc?: BufferEncoding) => boolean };
+  s.bytesRead = 0;
+  s.bytesWritten = 0;
+  s.peerIdentity = identity;
+  const push = s.push.bind(s);
+  s.push = (chunk: unknown, enc?: BufferEncoding): boolean => {
+    if (chunk !== null && chunk !== undefined) s.bytesRead += (chunk as Buffer).length;
+    return push(chunk, enc);
+  };
+  const write = s.write.bind(s) as (chunk: unknown, ...rest: unknown[]) => boolean;
+  (s as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]): boolean => {
+    if (chunk !== null && chunk !== undefined) s.bytesWritten += (chunk as Buffer).length;
+    return write(chunk, ...rest);
+  };
+  return s;
+}

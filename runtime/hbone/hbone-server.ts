@@ -1,0 +1,265 @@
+/** The HBONE inbound listener (15008): mTLS with mandatory client certificates, then HTTP/2 CONNECT per tunnel, validated and authorized before a byte reaches the local workload. */
+import http2 from 'node:http2';
+import net from 'node:net';
+import tls from 'node:tls';
+import type { HboneConfig } from '../config/config-schema.js';
+import { HBONE_DEFAULTS } from '../config/defaults.js';
+import { WeftError, weftErrorOf } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import type { CertificateManager } from '../identity/certificate-manager.js';
+import type { ProxyState } from '../state/proxy-state.js';
+import type { StateSnapshot, Workload } from '../state/state-snapshot.js';
+import { formatAddr, normalizeIp, type SocketAddr } from '../l4/original-destination.js';
+import { HBONE_ALPN, hasTrustDomain, peerCertificate, peerIdentity, tlsOptionsFor } from './hbone-tls.js';
+import type { WorkloadCertificate } from '../identity/workload-certificate.js';
+import { parseAuthority, parseBaggage, parseForwarded } from './hbone-headers.js';
+import { splice } from './stream-splice.js';
+import { h2Settings } from './h2-settings.js';
+
+/** Everything known about one inbound tunnel when it is authorized, opened and closed. */
+export interface InboundTunnel {
+  /** Verified SPIFFE ID from the client's certificate. */
+  sourceIdentity: string;
+  /** TCP peer of the TLS connection (the source pod, or the peer node under NAT). */
+  peer: SocketAddr;
+  /** The original client from `forwarded: for=`, when sent. */
+  forwardedFor?: SocketAddr;
+  /** The local workload the CONNECT targets and its identity. */
+  destination: Workload;
+  destinationAddr: SocketAddr;
+  baggage: Record<string, string>;
+  traceparent?: string;
+  snapshot: StateSnapshot;
+}
+
+export type AuthorizeResult = { allowed: true } | { allowed: false; reason: string };
+
+export interface TunnelClosed {
+  bytesReceived: number;
+  bytesSent: number;
+  durationMs: number;
+  error?: Error;
+}
+
+export interface HboneServerOptions {
+  certificates: CertificateManager;
+  state: ProxyState;
+  /** L4 authorization at the destination (runtime/authz); called per CONNECT and again on policy change. */
+  authorize: (tunnel: InboundTunnel) => AuthorizeResult;
+  /** Connects to the local workload (transparently preserving the source where possible). */
+  connectUpstream: (target: SocketAddr, tunnel: InboundTunnel) => Promise<net.Socket>;
+  /** Called when a tunnel is established (200 sent); `close(reason)` ends it (policy re-checks use this). */
+  onConnection?: (tunnel: InboundTunnel, control: { close: (reason: string) => void; closed: Promise<TunnelClosed> }) => void;
+  /** Called for every rejected CONNECT or handshake, after the log line. */
+  onReject?: (event: { status: number | 'tls'; reason: string; peer: SocketAddr; sourceIdentity?: string }) => void;
+  /** weft's own ports on this node; a CONNECT to one of them is a loop (ztunnel's illegal ports). */
+  illegalPorts?: ReadonlySet<number>;
+  settings?: Partial<HboneConfig>;
+  logger?: Logger;
+}
+
+export interface HboneServer {
+  /** Listens on `ip:port` (port 0 picks one); may be called once per address (one per local workload IP, in-pod style). */
+  listen(address: SocketAddr): Promise<SocketAddr>;
+  close(): Promise<void>;
+  /** Live tunnels (for drain and policy re-checks). */
+  readonly activeTunnels: number;
+}
+
+const SOURCE_IDENTITY = Symbol('weft.hbone.sourceIdentity');
+type TaggedSocket = tls.TLSSocket & { [SOURCE_IDENTITY]?: string };
+
+const STATUS = { ok: 200, badRequest: 400, denied: 401, unavailable: 503 } as const;
+
+export function createHboneServer(opts: HboneServerOptions): HboneServer {
+  const log = opts.logger ?? createLogger('hbone');
+  const settings = { ...HBONE_DEFAULTS, ...opts.settings };
+  const servers: net.Server[] = [];
+  const sessions = new Set<http2.ServerHttp2Session>();
+  let active = 0;
+  const h2 = http2.createServer({
+    settings: h2Settings(settings),
+    maxSessionMemory: 256,
+    // Peers are authenticated meshes; a big header block is still refused (ztunnel: 16 KiB header list).
+    maxHeaderListPairs: 64,
+  });
+
+  const reject = (peer: SocketAddr, status: number | 'tls', reason: string, fields: Record<string, unknown> = {}): void => {
+    log.warn({ peer: formatAddr(peer), status, reason, ...fields }, 'hbone connection rejected');
+    opts.onReject?.({ status, reason, peer, ...(typeof fields.sourceIdentity === 'string' ? { sourceIdentity: fields.sourceIdentity } : {}) });
+  };
+
+  /**
+   * One tls.Server per hosted identity, fed accepted sockets by hand: HBONE clients send no SNI, so the certificate is
+   * chosen by the address the connection was made to, and tls.Server is what verifies client chains and sets `authorized`.
+   */
+  const tlsServers = new Map<string, { server: tls.Server; cert: WorkloadCertificate }>();
+  const tlsServerFor = (cert: WorkloadCertificate): tls.Server => {
+    const existing = tlsServers.get(cert.identity);
+    if (existing !== undefined) {
+      if (existing.cert !== cert) {
+        // Rotation: new handshakes get the new certificate, established tunnels keep theirs.
+        existing.server.setSecureContext(tlsOptionsFor(cert));
+        existing.cert = cert;
+      }
+      return existing.server;
+    }
+    const server = tls.createServer({ ...tlsOptionsFor(cert), requestCert: true, rejectUnauthorized: false, ALPNProtocols: HBONE_ALPN });
+    server.on('secureConnection', (socket) => onSecure(socket, cert.identity));
+    server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
+      reject({ address: normalizeIp(socket.remoteAddress), port: socket.remotePort ?? 0 }, 'tls', `TLS handshake failed: ${err.code ?? err.message}`, { localIdentity: cert.identity });
+    });
+    tlsServers.set(cert.identity, { server, cert });
+    return server;
+  };
+
+  const onSecure = (socket: tls.TLSSocket, localIdentity: string): void => {
+    const peer = { address: normalizeIp(socket.remoteAddress), port: socket.remotePort ?? 0 };
+    socket.on('error', () => socket.destroy());
+    const refuse = (reason: string, sourceIdentity?: string): void => {
+      reject(peer, 'tls', reason, { localIdentity, ...(sourceIdentity === undefined ? {} : { sourceIdentity }) });
+      socket.destroy();
+    };
+    const peerCert = peerCertificate(socket);
+    if (peerCert === undefined) return refuse('client presented no certificate (HBONE requires mutual TLS)');
+    const identity = peerIdentity(socket);
+    if (!socket.authorized) return refuse(`client certificate rejected: ${String(socket.authorizationError)}`, identity);
+    if (identity === undefined) return refuse('client certificate carries no SPIFFE identity');
+    const trustDomain = opts.state.current.config.trustDomain;
+    if (!hasTrustDomain(peerCert, trustDomain)) return refuse(`client identity ${identity} is outside trust domain ${trustDomain}`, identity);
+    if (socket.alpnProtocol !== 'h2') return refuse(`client did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`, identity);
+    (socket as TaggedSocket)[SOURCE_IDENTITY] = identity;
+    h2.emit('connection', socket);
+    return undefined;
+  };
+
+  const onSocket = (raw: net.Socket): void => {
+    raw.setNoDelay(true);
+    raw.on('error', () => raw.destroy());
+    const peer = { address: normalizeIp(raw.remoteAddress), port: raw.remotePort ?? 0 };
+    const localIp = normalizeIp(raw.localAddress);
+    const serving = opts.state.current.workloadByIp(localIp);
+    // The server's certificate is the destination's: the listener is reached at the pod IP (in-pod, TPROXY or per-IP listeners).
+    if (serving === undefined || !serving.local) {
+      reject(peer, 'tls', `connection to ${localIp}, which is not a workload hosted on this node`);
+      raw.destroy();
+      return;
+    }
+    const held = opts.certificates.current(serving.identity);
+    if (held !== undefined && held.notAfter.getTime() > Date.now()) {
+      tlsServerFor(held).emit('connection', raw);
+      return;
+    }
+    raw.pause();
+    opts.certificates.fetch(serving.identity).then(
+      (cert) => {
+        if (!raw.destroyed) tlsServerFor(cert).emit('connection', raw);
+      },
+      (err: unknown) => {
+        reject(peer, 'tls', `no certificate for local identity ${serving.identity}: ${weftErrorOf(err)?.message ?? String(err)}`);
+        raw.destroy();
+      },
+    );
+  };
+
+  h2.on('session', (session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+    session.on('error', () => session.destroy());
+    session.once('connect', () => session.setLocalWindowSize(settings.connectionWindowBytes));
+  });
+
+  h2.on('stream', (stream, headers) => {
+    // session.socket is a proxy over the TLSSocket; the tag set at handshake reads through it.
+    const socket = stream.session?.socket as TaggedSocket | undefined;
+    const sourceIdentity = socket?.[SOURCE_IDENTITY];
+    const peer = { address: normalizeIp(socket?.remoteAddress), port: socket?.remotePort ?? 0 };
+    stream.on('error', () => stream.destroy());
+    const respond = (status: number, reason: string, extra: Record<string, unknown> = {}): void => {
+      reject(peer, status, reason, { sourceIdentity, authority: headers[':authority'], ...extra });
+      if (!stream.destroyed && !stream.headersSent) stream.respond({ ':status': status, 'x-weft-error': reason.slice(0, 200) }, { endStream: true });
+    };
+    if (sourceIdentity === undefined) return respond(STATUS.badRequest, 'tunnel has no verified identity');
+    if (headers[':method'] !== 'CONNECT') return respond(STATUS.badRequest, `method ${String(headers[':method'])} is not CONNECT`);
+    const dst = parseAuthority(headers[':authority']);
+    if (dst === undefined) return respond(STATUS.badRequest, `:authority ${String(headers[':authority'])} is not ip:port`);
+    const snapshot = opts.state.current;
+    const localIp = normalizeIp(socket?.localAddress);
+    if (dst.address !== localIp && snapshot.workloadByIp(localIp)?.local === true) {
+      return respond(STATUS.badRequest, `:authority ${formatAddr(dst)} does not match the address the tunnel was opened to (${localIp})`);
+    }
+    const destination = snapshot.workloadByIp(dst.address);
+    if (destination === undefined || !destination.local) return respond(STATUS.badRequest, `destination ${formatAddr(dst)} is not a workload hosted on this node`);
+    if (opts.illegalPorts?.has(dst.port) === true) return respond(STATUS.badRequest, `destination port ${dst.port} is one of weft's own ports`);
+    // A certificate is only worth as much as the node that holds it: the peer's node must host the identity it presents.
+    const peerWorkload = snapshot.workloadByIp(peer.address);
+    if (peerWorkload !== undefined && !snapshot.workloads.some((w) => w.identity === sourceIdentity && w.node === peerWorkload.node)) {
+      return respond(STATUS.denied, `identity ${sourceIdentity} is not hosted on node ${peerWorkload.node ?? 'unknown'} that ${peer.address} belongs to`);
+    }
+    const forwarded = parseForwarded(headers.forwarded);
+    const tunnel: InboundTunnel = {
+      sourceIdentity,
+      peer,
+      ...(forwarded.for === undefined ? {} : { forwardedFor: forwarded.for }),
+      destination,
+      destinationAddr: dst,
+      baggage: parseBaggage(headers.baggage as string | undefined),
+      ...(typeof headers.traceparent === 'string' ? { traceparent: headers.traceparent } : {}),
+      snapshot,
+    };
+    const decision = opts.authorize(tunnel);
+    if (!decision.allowed) return respond(STATUS.denied, `policy denied: ${decision.reason}`);
+    stream.pause();
+    const started = Date.now();
+    opts.connectUpstream(dst, tunnel).then(
+      (upstream) => {
+        if (stream.destroyed) {
+          upstream.destroy();
+          return;
+        }
+        stream.respond({ ':status': STATUS.ok });
+        active++;
+        const pair = splice(stream, upstream);
+        const closed = pair.done.then((r) => {
+          active--;
+          return { bytesReceived: r.aToB, bytesSent: r.bToA, durationMs: Date.now() - started, ...(r.error === undefined ? {} : { error: r.error }) };
+        });
+        opts.onConnection?.(tunnel, {
+          close: (reason) => {
+            log.info({ src: sourceIdentity, dst: formatAddr(dst), reason }, 'hbone tunnel closed by weft');
+            stream.close(http2.constants.NGHTTP2_CANCEL);
+            pair.abort(new WeftError('WEFT_ERR_POLICY_DENIED', reason));
+          },
+          closed,
+        });
+        stream.resume();
+      },
+      (err: unknown) => {
+        respond(STATUS.unavailable, `upstream ${formatAddr(dst)} unreachable: ${weftErrorOf(err)?.message ?? String(err)}`);
+      },
+    );
+    return undefined;
+  });
+
+  return {
+    async listen(address) {
+      const server = net.createServer({ noDelay: true, pauseOnConnect: false }, onSocket);
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', (err) => reject(new WeftError('WEFT_ERR_LISTEN', `HBONE listener cannot bind ${formatAddr(address)}`, { cause: err })));
+        server.listen({ host: address.address, port: address.port }, () => resolve());
+      });
+      servers.push(server);
+      const bound = server.address() as net.AddressInfo;
+      log.info({ address: formatAddr({ address: bound.address, port: bound.port }) }, 'hbone listening');
+      return { address: bound.address, port: bound.port };
+    },
+    async close() {
+      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      for (const s of sessions) s.destroy();
+      for (const t of tlsServers.values()) t.server.close();
+    },
+    get activeTunnels() {
+      return active;
+    },
+  };
+}
