@@ -1,0 +1,92 @@
+/** An ordered, mutable list of HTTP fields with lower-case names, stored flat ([name, value, ...]) so the parser's output is used without copying. */
+
+/** RFC 9110 token characters for names; values may not carry CR, LF or NUL (header injection). */
+const NAME_RE = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
+const BAD_VALUE_RE = /[\r\n\0]/;
+
+export class HeaderList {
+  /** Invariant: even length; names lower-case. */
+  readonly flat: string[];
+
+  constructor(flat: string[] = []) {
+    this.flat = flat;
+  }
+
+  get size(): number {
+    return this.flat.length >> 1;
+  }
+
+  get(name: string): string | undefined {
+    const f = this.flat;
+    for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
+    return undefined;
+  }
+
+  getAll(name: string): string[] {
+    const out: string[] = [];
+    const f = this.flat;
+    for (let i = 0; i < f.length; i += 2) if (f[i] === name) out.push(f[i + 1]!);
+    return out;
+  }
+
+  has(name: string): boolean {
+    return this.get(name) !== undefined;
+  }
+
+  /** Replaces every value of `name` with one value (appends when absent). */
+  set(name: string, value: string): void {
+    const n = checkName(name);
+    checkValue(value);
+    const f = this.flat;
+    let found = false;
+    for (let i = 0; i < f.length; ) {
+      if (f[i] === n) {
+        if (!found) {
+          f[i + 1] = value;
+          found = true;
+          i += 2;
+        } else f.splice(i, 2);
+      } else i += 2;
+    }
+    if (!found) f.push(n, value);
+  }
+
+  add(name: string, value: string): void {
+    const n = checkName(name);
+    checkValue(value);
+    this.flat.push(n, value);
+  }
+
+  remove(name: string): void {
+    const n = name.toLowerCase();
+    const f = this.flat;
+    for (let i = 0; i < f.length; ) {
+      if (f[i] === n) f.splice(i, 2);
+      else i += 2;
+    }
+  }
+
+  /** Pairs for APIs that want them (Wasm host, http2). */
+  pairs(): [string, string][] {
+    const out: [string, string][] = [];
+    const f = this.flat;
+    for (let i = 0; i < f.length; i += 2) out.push([f[i]!, f[i + 1]!]);
+    return out;
+  }
+
+  /** Replaces the whole list (a Wasm plugin's set_header_map). */
+  replaceAll(pairs: readonly (readonly [string, string])[]): void {
+    this.flat.length = 0;
+    for (const [n, v] of pairs) this.add(n, v);
+  }
+}
+
+function checkName(name: string): string {
+  const n = name.toLowerCase();
+  if (!NAME_RE.test(n)) throw new TypeError(`invalid header name ${JSON.stringify(name)}: use RFC 9110 token characters`);
+  return n;
+}
+
+function checkValue(value: string): void {
+  if (BAD_VALUE_RE.test(value)) throw new TypeError('invalid header value: CR, LF and NUL are not allowed');
+}

@@ -1,0 +1,81 @@
+/** One JSON access-log line per L7 request, with stable field names, batched so a busy proxy makes one write per event-loop turn instead of one per request. */
+import { createWriteStream, type WriteStream } from 'node:fs';
+
+export interface HttpAccessEntry {
+  start_time: string;
+  method: string;
+  path: string;
+  protocol: string;
+  authority: string;
+  response_code: number;
+  response_flags: string;
+  grpc_status: string;
+  bytes_received: number;
+  bytes_sent: number;
+  duration_ms: number;
+  upstream_host: string;
+  upstream_cluster: string;
+  upstream_attempts: number;
+  route_name: string;
+  request_id: string;
+  trace_id: string;
+  span_id: string;
+  source_address: string;
+  source_principal: string;
+  destination_service: string;
+  user_agent: string;
+  error: string;
+}
+
+/** Receives batches of complete lines, each ending in "\n". */
+export type AccessLogBatchSink = (text: string) => void;
+
+export class HttpAccessLog {
+  readonly enabled: boolean;
+  readonly #sink: AccessLogBatchSink;
+  readonly #stream: WriteStream | undefined;
+  #pending = '';
+  #scheduled = false;
+
+  /** `sink` wins over `path`; with neither, lines go to stdout. */
+  constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink } = {}) {
+    this.enabled = opts.enabled ?? true;
+    if (opts.sink !== undefined) this.#sink = opts.sink;
+    else if (opts.path !== undefined) {
+      const stream = createWriteStream(opts.path, { flags: 'a' });
+      stream.on('error', () => {
+        // A full disk must not take the data path down; lines are dropped instead.
+      });
+      this.#stream = stream;
+      this.#sink = (text) => stream.write(text);
+    } else this.#sink = (text) => process.stdout.write(text);
+  }
+
+  write(entry: HttpAccessEntry): void {
+    if (!this.enabled) return;
+    this.#pending += JSON.stringify(entry) + '\n';
+    if (this.#pending.length > 64 * 1024) this.flush();
+    else if (!this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushScheduled);
+    }
+  }
+
+  readonly #flushScheduled = (): void => {
+    this.#scheduled = false;
+    this.flush();
+  };
+
+  flush(): void {
+    if (this.#pending === '') return;
+    const text = this.#pending;
+    this.#pending = '';
+    this.#sink(text);
+  }
+
+  close(): Promise<void> {
+    this.flush();
+    const stream = this.#stream;
+    return stream === undefined ? Promise.resolve() : new Promise((resolve) => stream.end(resolve));
+  }
+}

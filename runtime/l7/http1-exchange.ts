@@ -1,0 +1,890 @@
+/** One HTTP/1.x request through the chain: route match → filters (authorization, plugins) → retry → timeout → load balancing → pooled upstream connection, with the response streamed back and one telemetry record and access-log line at the end. */
+import { ChunkedScanner } from './chunked-scanner.js';
+import { RouteTable, type CompiledRoute } from './route-table.js';
+import { routeTableFor } from './route-table.js';
+import { HeaderList } from './header-list.js';
+import { findHeadEnd, HeadParseError, HOP_BY_HOP, parseResponseHead, type RequestHead, type ResponseHead } from './http1-head-parser.js';
+import type { Http1ServerConnection } from './http1-server-connection.js';
+import type { Http1UpstreamConnection, UpstreamOwner } from './http1-pool.js';
+import { onRequestBodyHook, onRequestHeadersHook, onResponseBodyHook, onResponseHeadersHook, runFilterHook, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { L7_ERROR, localReply, reasonPhrase, serializeLocalReply } from './local-reply.js';
+import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
+import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
+import { requestHash } from './load-balancer.js';
+import { weftErrorOf } from '../errors.js';
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
+/** Request bodies up to this size are kept so the request can be retried. */
+const RETRY_BUFFER_BYTES = 64 * 1024;
+
+type Phase = 'filters' | 'connecting' | 'waiting' | 'streaming' | 'done';
+
+export class Http1Exchange implements UpstreamOwner {
+  readonly #conn: Http1ServerConnection;
+  readonly #head: RequestHead;
+  readonly #headers: HeaderList;
+  readonly #start = performance.now();
+  #phase: Phase = 'filters';
+  #path: string;
+  #authority: string;
+  #route: CompiledRoute | undefined;
+  #cluster: UpstreamCluster | undefined;
+  #endpoint: UpstreamEndpoint | undefined;
+  #upstream: Http1UpstreamConnection | null = null;
+  #streams: L7FilterStream[] = [];
+  #trace: TraceContext | undefined;
+  #requestId = '';
+  #flags = '';
+  #attempts = 0;
+  #retrying = false;
+  #requestStarted = false;
+
+  // Request body framing (downstream → upstream).
+  #reqRemaining: number;
+  readonly #reqScanner: ChunkedScanner | null;
+  #reqComplete: boolean;
+  #reqQueue: Buffer[] = [];
+  #reqRetained: Buffer[] | null = [];
+  #reqRetainedBytes = 0;
+  #reqBytes: number;
+  #bufferRequest = false;
+  #bufferedBody: Buffer[] = [];
+  #bufferedBytes = 0;
+  #replacedRequestBody: Buffer | undefined;
+
+  // Response (upstream → downstream).
+  #resBuf: Buffer | null = null;
+  #res: ResponseHead | undefined;
+  #resRemaining = 0;
+  #resScanner: ChunkedScanner | null = null;
+  #resUntilClose = false;
+  #resDechunk = false;
+  #resBytes = 0;
+  #resStarted = false;
+  #status = 0;
+  #grpcStatus = '-';
+  #keepAlive: boolean;
+  #bufferResponse = false;
+  #resBody: Buffer[] = [];
+  #resBodyBytes = 0;
+  #replacedResponseBody: Buffer | undefined;
+  #timer: NodeJS.Timeout | null = null;
+  #tryTimer: NodeJS.Timeout | null = null;
+  #waiter: ((c: Http1UpstreamConnection | Error) => void) | null = null;
+  #error = '';
+  #lastEndpoint = '-';
+
+  constructor(conn: Http1ServerConnection, head: RequestHead) {
+    this.#conn = conn;
+    this.#head = head;
+    this.#headers = new HeaderList(head.headers);
+    this.#reqBytes = head.headBytes;
+    this.#keepAlive = !head.close;
+    if (head.chunked) {
+      this.#reqScanner = new ChunkedScanner();
+      this.#reqRemaining = 0;
+      this.#reqComplete = false;
+    } else {
+      this.#reqScanner = null;
+      this.#reqRemaining = head.contentLength > 0 ? head.contentLength : 0;
+      this.#reqComplete = this.#reqRemaining === 0;
+    }
+    const q = head.target.indexOf('?');
+    this.#path = q === -1 ? head.target : head.target.slice(0, q);
+    this.#authority = head.host ?? '';
+    if (head.target.charCodeAt(0) !== 0x2f && head.target !== '*') {
+      // absolute-form (RFC 9112 §3.2.2): the authority comes from the target, which then becomes origin-form.
+      try {
+        const u = new URL(head.target);
+        this.#authority = u.host;
+        head.target = u.pathname + u.search;
+        this.#path = u.pathname;
+      } catch {
+        // CONNECT authority-form is handled as a tunnel by the caller; anything else keeps the raw target.
+      }
+    }
+  }
+
+  get wantsRequestBody(): boolean {
+    return !this.#reqComplete;
+  }
+
+  // === chain ===
+
+  start(): void {
+    const ctx = this.#conn.ctx;
+    const target = this.#conn.target;
+    const snapshot = ctx.state.current;
+    const port = target.servicePort?.port ?? target.originalDst.port;
+    const table = routeTableFor(snapshot, target.service, port);
+    const route = table.match(this.#head.method, this.#path, this.#headers);
+    if (route === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched'));
+    this.#route = route;
+    if (this.#head.upgrade || this.#head.method === 'CONNECT') this.#keepAlive = false;
+
+    const xrid = this.#headers.get('x-request-id');
+    this.#requestId = xrid ?? newRequestId();
+    const filters = ctx.filtersFor(snapshot, target);
+    if (filters.length > 0) {
+      const info = {
+        method: this.#head.method,
+        path: this.#head.target,
+        authority: this.#authority,
+        protocol: this.#head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
+        sourceAddress: target.source.address,
+        sourceIdentity: target.sourceIdentity,
+        destinationService: target.service?.hostname,
+        requestId: this.#requestId,
+      };
+      const access = {
+        replaceRequestBody: (b: Buffer): void => {
+          this.#replacedRequestBody = b;
+        },
+        replaceResponseBody: (b: Buffer): void => {
+          this.#replacedResponseBody = b;
+        },
+      };
+      for (const f of filters) {
+        const s = f.start(info, access);
+        if (s === undefined) continue;
+        this.#streams.push(s);
+        if (f.bufferRequestBody === true && s.onRequestBody !== undefined) this.#bufferRequest = true;
+        if (f.bufferResponseBody === true && s.onResponseBody !== undefined) this.#bufferResponse = true;
+      }
+    }
+    if (this.#streams.length === 0) return this.#afterRequestHeaders();
+    this.#settle(runFilterHook(this.#streams, 0, onRequestHeadersHook, this.#headers, this.#reqComplete), () => this.#afterRequestHeaders());
+  }
+
+  /** Continues with `next` when a filter status is "continue", answers locally otherwise; handles paused (Promise) statuses. */
+  #settle(status: FilterStatus, next: () => void): void {
+    if (status === undefined) return next();
+    if (!(status instanceof Promise)) return this.#replyLocal(status);
+    this.#conn.socket.pause();
+    status.then(
+      (r) => {
+        if (this.#phase === 'done') return;
+        this.#conn.socket.resume();
+        if (r === undefined) next();
+        else this.#replyLocal(r);
+      },
+      (err: unknown) => {
+        if (this.#phase === 'done') return;
+        this.#conn.socket.resume();
+        this.#error = String(weftErrorOf(err)?.code ?? 'filter failed');
+        this.#replyLocal(localReply(500, L7_ERROR.pluginFailed, 'UAEX', 'a filter failed'));
+      },
+    );
+  }
+
+  #afterRequestHeaders(): void {
+    if (this.#phase === 'done') return;
+    if (this.#bufferRequest && !this.#reqComplete) {
+      // Body arrives through feedRequestBody; dispatch happens once it is complete.
+      return;
+    }
+    if (this.#bufferRequest) return this.#runBufferedRequestBody();
+    this.#dispatch();
+  }
+
+  #runBufferedRequestBody(): void {
+    const body = this.#bufferedBytes === 0 ? Buffer.alloc(0) : Buffer.concat(this.#bufferedBody, this.#bufferedBytes);
+    this.#bufferedBody = [];
+    this.#settle(runFilterHook(this.#streams, 0, onRequestBodyHook, body, true), () => {
+      this.#replacedRequestBody ??= body;
+      this.#dispatch();
+    });
+  }
+
+  // === router: timeout → retry → load balancing → pool ===
+
+  #dispatch(): void {
+    if (this.#phase === 'done') return;
+    const route = this.#route!;
+    if (route.timeoutMs > 0 && this.#timer === null) this.#timer = setTimeout(() => this.#onTimeout(), route.timeoutMs);
+    const ctx = this.#conn.ctx;
+    const target = this.#conn.target;
+    const snapshot = ctx.state.current;
+    const backend = RouteTable.pickBackend(route, route.backends.length === 1 ? 0 : Math.random());
+    let cluster: UpstreamCluster;
+    if (backend?.service !== undefined) {
+      const port = backend.port ?? target.servicePort?.port ?? target.originalDst.port;
+      cluster = ctx.clusters.forService(snapshot, backend.service, port, backend.labels, route.loadBalancer);
+    } else {
+      const w = target.workload;
+      cluster = ctx.clusters.forAddress(snapshot, target.originalDst.address, target.originalDst.port, w);
+    }
+    this.#cluster = cluster;
+    if (!this.#retrying && !cluster.tryStartRequest()) return this.#replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `upstream ${cluster.name} is overloaded (max requests)`));
+    this.#requestStarted = true;
+    const now = Date.now();
+    const hashOn = route.loadBalancer?.hashOn ?? cluster.lbConfig?.hashOn;
+    const hash = hashOn === undefined ? undefined : requestHash(hashOn, (n) => this.#headers.get(n), target.source.address);
+    const ep = cluster.pick(now, hash);
+    if (ep === undefined) return this.#replyLocal(localReply(503, L7_ERROR.noHealthyUpstream, 'UH', `no healthy upstream for ${cluster.name}`));
+    this.#endpoint = ep;
+    this.#lastEndpoint = ep.key;
+    ep.activeRequests++;
+    this.#attempts++;
+    this.#phase = 'connecting';
+    const waiter = (c: Http1UpstreamConnection | Error): void => this.#onConnection(c);
+    this.#waiter = waiter;
+    if (!ep.pool.acquire(cluster, waiter)) {
+      this.#waiter = null;
+      ep.activeRequests--;
+      this.#replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `upstream ${cluster.name} is overloaded (pending requests)`));
+    }
+  }
+
+  #onConnection(c: Http1UpstreamConnection | Error): void {
+    this.#waiter = null;
+    if (this.#phase !== 'connecting') {
+      // The exchange ended while waiting (timeout, client gone): hand the connection straight back.
+      if (!(c instanceof Error)) c.pool.release(c, true, this.#cluster!);
+      return;
+    }
+    if (c instanceof Error) {
+      this.#endAttempt('local-failure');
+      return this.#attemptFailed('connect-failure', 'UF', localReply(503, L7_ERROR.upstreamConnect, 'UF', `upstream connect error: ${c.message}`));
+    }
+    this.#upstream = c;
+    c.owner = this;
+    c.requests++;
+    this.#phase = 'waiting';
+    const perTry = this.#route?.retry?.perTryTimeoutMs;
+    if (perTry !== undefined) this.#tryTimer = setTimeout(() => this.#onTryTimeout(), perTry);
+    this.#writeRequestHead(c);
+  }
+
+  #writeRequestHead(c: Http1UpstreamConnection): void {
+    const h = this.#head;
+    const route = this.#route!;
+    const headers = this.#headers;
+    if (this.#attempts === 1 && route.requestHeaders !== undefined) applyHeaderOps(headers, route.requestHeaders);
+    let target = h.target;
+    if (route.rewriteUri !== undefined || route.rewriteRegex !== undefined) target = rewritePath(route, this.#path, target);
+    this.#trace ??= continueTrace(headers.get('traceparent'));
+    let out = `${h.method} ${target} HTTP/1.1\r\n`;
+    const f = headers.flat;
+    for (let i = 0; i < f.length; i += 2) {
+      const name = f[i]!;
+      if (HOP_BY_HOP.has(name) || name === 'traceparent' || (name === 'host' && route.rewriteAuthority !== undefined)) continue;
+      if (h.connectionTokens !== undefined && h.connectionTokens.includes(name)) continue;
+      out += `${name}: ${f[i + 1]!}\r\n`;
+    }
+    if (route.rewriteAuthority !== undefined) out += `host: ${route.rewriteAuthority}\r\n`;
+    else if (h.host === undefined && this.#authority !== '') out += `host: ${this.#authority}\r\n`;
+    out += `traceparent: ${this.#trace.header}\r\n`;
+    const body = this.#replacedRequestBody;
+    if (body !== undefined) out += `content-length: ${body.length}\r\n`;
+    else if (h.chunked) out += 'transfer-encoding: chunked\r\n';
+    else if (h.contentLength !== -1) out += `content-length: ${h.contentLength}\r\n`;
+    if (h.upgrade) out += `connection: upgrade\r\nupgrade: ${headers.get('upgrade') ?? ''}\r\n`;
+    out += '\r\n';
+    const sock = c.socket;
+    if (body !== undefined) {
+      sock.write(body.length < 16 * 1024 ? Buffer.concat([Buffer.from(out, 'latin1'), body]) : out, 'latin1');
+      if (body.length >= 16 * 1024) sock.write(body);
+      return;
+    }
+    sock.write(out, 'latin1');
+    if (this.#attempts > 1 && this.#reqRetained !== null) for (const b of this.#reqRetained) sock.write(b);
+    else for (const b of this.#reqQueue) sock.write(b);
+    this.#reqQueue = [];
+  }
+
+  // === request body ===
+
+  /** Downstream body bytes from `start`; returns where the body ended inside `chunk`, or -1 when all was body. */
+  feedRequestBody(chunk: Buffer, start: number): number {
+    let end = chunk.length;
+    let rest = -1;
+    if (this.#reqScanner !== null) {
+      const r = this.#reqScanner.feed(chunk, start, end);
+      if (r === -2) {
+        this.#reqComplete = true;
+        this.#replyLocal(localReply(400, L7_ERROR.badRequest, 'DPE', `invalid chunked body: ${this.#reqScanner.error ?? ''}`));
+        this.#keepAlive = false;
+        return -1;
+      }
+      if (r >= 0) {
+        end = r;
+        rest = r;
+        this.#reqComplete = true;
+      }
+    } else {
+      const take = Math.min(this.#reqRemaining, end - start);
+      end = start + take;
+      this.#reqRemaining -= take;
+      if (this.#reqRemaining === 0) {
+        this.#reqComplete = true;
+        if (end < chunk.length) rest = end;
+      }
+    }
+    const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+    this.#reqBytes += piece.length;
+    if (this.#phase === 'done') return rest;
+    if (this.#bufferRequest) {
+      this.#bufferedBytes += piece.length;
+      if (this.#bufferedBytes > this.#conn.ctx.limits.maxBufferedBodyBytes) {
+        this.#keepAlive = false;
+        this.#replyLocal(localReply(413, L7_ERROR.bodyTooLarge, 'DPE', 'request body exceeds the buffering limit'));
+        return rest;
+      }
+      this.#bufferedBody.push(piece);
+      if (this.#reqComplete && this.#phase === 'filters') this.#runBufferedRequestBody();
+      return rest;
+    }
+    this.#forwardRequestPiece(piece);
+    return rest;
+  }
+
+  #forwardRequestPiece(piece: Buffer): void {
+    if (this.#reqRetained !== null) {
+      this.#reqRetainedBytes += piece.length;
+      if (this.#reqRetainedBytes > RETRY_BUFFER_BYTES) this.#reqRetained = null;
+      else this.#reqRetained.push(piece);
+    }
+    for (const s of this.#streams) if (s.onRequestBody !== undefined) void s.onRequestBody(piece, this.#reqComplete);
+    const up = this.#upstream;
+    if (up === null || this.#phase === 'connecting' || this.#phase === 'filters') {
+      this.#reqQueue.push(piece);
+      return;
+    }
+    if (!up.socket.write(piece)) this.#conn.socket.pause();
+  }
+
+  onUpstreamDrain(): void {
+    this.#conn.socket.resume();
+  }
+
+  // === response ===
+
+  onUpstreamData(chunk: Buffer): void {
+    if (this.#phase === 'waiting') {
+      this.#resBuf = this.#resBuf === null ? chunk : Buffer.concat([this.#resBuf, chunk]);
+      this.#parseResponseHead();
+      return;
+    }
+    if (this.#phase === 'streaming') this.#forwardResponseBody(chunk, 0);
+  }
+
+  #parseResponseHead(): void {
+    const buf = this.#resBuf!;
+    const limits = { maxHeadBytes: this.#conn.ctx.limits.maxRequestHeadersBytes, maxHeaders: this.#conn.ctx.limits.maxHeaders };
+    const end = findHeadEnd(buf, 0, limits);
+    if (end === 0) return;
+    if (end instanceof HeadParseError) return this.#upstreamProtocolError(end.reason);
+    const res = parseResponseHead(buf, 0, end, limits);
+    if (res instanceof HeadParseError) return this.#upstreamProtocolError(res.reason);
+    if (res.status < 200 && res.status !== 101) {
+      // 1xx interim responses: 100 Continue reaches a client that asked for it; others are dropped.
+      if (res.status === 100 && this.#head.expectContinue && !this.#resStarted) this.#conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+      this.#resBuf = end === buf.length ? null : buf.subarray(end);
+      if (this.#resBuf !== null) this.#parseResponseHead();
+      return;
+    }
+    this.#clearTryTimer();
+    this.#res = res;
+    this.#status = res.status;
+    const grpc = res.headers.indexOf('grpc-status');
+    if (grpc !== -1 && grpc % 2 === 0) this.#grpcStatus = res.headers[grpc + 1]!;
+    const outcome = res.status >= 500 ? (res.status >= 502 && res.status <= 504 ? 'gateway' : '5xx') : 'success';
+    this.#cluster!.report(this.#endpoint!, outcome, Date.now());
+    if (this.#shouldRetryStatus(res)) {
+      this.#endAttempt(null);
+      this.#discardUpstream();
+      return this.#retryOrFail('status', localReply(res.status, L7_ERROR.upstreamReset, 'URX', 'upstream retries exhausted'));
+    }
+    const rest = end === buf.length ? null : buf.subarray(end);
+    this.#resBuf = null;
+    if (res.status === 101) return this.#startTunnel(res, rest);
+    this.#setResponseFraming(res);
+    const headers = new HeaderList(res.headers);
+    if (this.#route?.responseHeaders !== undefined) applyHeaderOps(headers, this.#route.responseHeaders);
+    this.#phase = 'streaming';
+    const emptyBody = this.#resRemaining === 0 && this.#resScanner === null && !this.#resUntilClose;
+    if (this.#streams.length === 0) return this.#sendResponseHead(res, headers, rest);
+    this.#upstream?.socket.pause();
+    this.#settle(runFilterHook(this.#streams, 0, onResponseHeadersHook, res.status, headers, emptyBody), () => {
+      this.#upstream?.socket.resume();
+      this.#sendResponseHead(res, headers, rest);
+    });
+  }
+
+  #setResponseFraming(res: ResponseHead): void {
+    const noBody = this.#head.method === 'HEAD' || res.status === 204 || res.status === 304;
+    if (noBody) this.#resRemaining = 0;
+    else if (res.chunked) {
+      this.#resScanner = new ChunkedScanner();
+      // An HTTP/1.0 client cannot read chunked coding: decode and delimit by close instead.
+      if (this.#head.minor === 0) {
+        this.#resDechunk = true;
+        this.#keepAlive = false;
+      }
+    } else if (res.contentLength >= 0) this.#resRemaining = res.contentLength;
+    else {
+      this.#resUntilClose = true;
+      this.#keepAlive = false;
+    }
+  }
+
+  #sendResponseHead(res: ResponseHead, headers: HeaderList, rest: Buffer | null): void {
+    if (this.#phase === 'done') return;
+    const replaced = this.#bufferResponse;
+    let out = `HTTP/1.1 ${res.status} ${res.reason === '' ? reasonPhrase(res.status) : res.reason}\r\n`;
+    const f = headers.flat;
+    for (let i = 0; i < f.length; i += 2) {
+      const name = f[i]!;
+      if (HOP_BY_HOP.has(name)) continue;
+      if (res.connectionTokens !== undefined && res.connectionTokens.includes(name)) continue;
+      out += `${name}: ${f[i + 1]!}\r\n`;
+    }
+    if (!replaced) {
+      if (this.#resScanner !== null && !this.#resDechunk) out += 'transfer-encoding: chunked\r\n';
+      else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    }
+    if (!this.#keepAlive) out += 'connection: close\r\n';
+    else if (this.#head.minor === 0) out += 'connection: keep-alive\r\n';
+    if (replaced) {
+      this.#pendingHead = out;
+    } else {
+      out += '\r\n';
+      this.#resStarted = true;
+      const headBytes = Buffer.byteLength(out, 'latin1');
+      this.#resBytes += headBytes;
+      if (rest !== null && !this.#resDechunk && rest.length <= 16 * 1024 && this.#streams.length === 0) {
+        // The common small response: head and body leave in one write.
+        const take = this.#bodyLength(rest);
+        const merged = Buffer.allocUnsafe(headBytes + take);
+        merged.write(out, 0, 'latin1');
+        rest.copy(merged, headBytes, 0, take);
+        this.#resBytes += take;
+        this.#conn.socket.write(merged);
+        this.#advanceResponse(rest, take);
+        return;
+      }
+      this.#conn.socket.write(out, 'latin1');
+    }
+    if (rest !== null) this.#forwardResponseBody(rest, 0);
+    else if (this.#responseComplete()) this.#finishResponse();
+  }
+
+  #pendingHead: string | undefined;
+
+  /** How many bytes of `buf` belong to the body (framing-aware) without consuming them. */
+  #bodyLength(buf: Buffer): number {
+    if (this.#resScanner !== null) {
+      const r = this.#resScanner.feed(buf, 0, buf.length);
+      this.#scannedAhead = r;
+      return r === -1 ? buf.length : r === -2 ? 0 : r;
+    }
+    if (this.#resUntilClose) return buf.length;
+    return Math.min(this.#resRemaining, buf.length);
+  }
+
+  #scannedAhead = -3;
+
+  /** Bookkeeping after `take` body bytes of `buf` were written by the merged fast path. */
+  #advanceResponse(buf: Buffer, take: number): void {
+    if (this.#resScanner !== null) {
+      const r = this.#scannedAhead;
+      this.#scannedAhead = -3;
+      if (r === -2) return this.#upstreamProtocolError(`invalid chunked response: ${this.#resScanner.error ?? ''}`);
+    } else if (!this.#resUntilClose) this.#resRemaining -= take;
+    if (take < buf.length) this.#extraUpstreamBytes();
+    if (this.#responseComplete()) this.#finishResponse();
+  }
+
+  #forwardResponseBody(chunk: Buffer, start: number): void {
+    let end = chunk.length;
+    const scanner = this.#resScanner;
+    let decoded: Buffer[] | undefined;
+    if (scanner !== null) {
+      const r = scanner.feed(chunk, start, end, this.#resDechunk || this.#bufferResponse ? (d) => (decoded ??= []).push(d) : undefined);
+      if (r === -2) return this.#upstreamProtocolError(`invalid chunked response: ${scanner.error ?? ''}`);
+      if (r >= 0) end = r;
+    } else if (!this.#resUntilClose) {
+      end = start + Math.min(this.#resRemaining, end - start);
+      this.#resRemaining -= end - start;
+    }
+    if (end < chunk.length) this.#extraUpstreamBytes();
+    const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+    if (this.#bufferResponse) {
+      const parts = scanner !== null ? (decoded ?? []) : [piece];
+      for (const p of parts) {
+        this.#resBodyBytes += p.length;
+        this.#resBody.push(p);
+      }
+      if (this.#resBodyBytes > this.#conn.ctx.limits.maxBufferedBodyBytes) {
+        this.#discardUpstream();
+        this.#keepAlive = false;
+        return this.#replyLocal(localReply(500, L7_ERROR.bodyTooLarge, 'UPE', 'response body exceeds the buffering limit'));
+      }
+      if (this.#responseComplete()) this.#runBufferedResponseBody();
+      return;
+    }
+    const out = this.#resDechunk ? (decoded === undefined ? [] : decoded) : [piece];
+    let ok = true;
+    for (const p of out) {
+      if (p.length === 0) continue;
+      this.#resBytes += p.length;
+      for (const s of this.#streams) if (s.onResponseBody !== undefined) void s.onResponseBody(p, false);
+      ok = this.#conn.socket.write(p) && ok;
+    }
+    if (!ok) this.#upstream?.socket.pause();
+    if (this.#responseComplete()) this.#finishResponse();
+  }
+
+  #runBufferedResponseBody(): void {
+    const body = Buffer.concat(this.#resBody, this.#resBodyBytes);
+    this.#resBody = [];
+    this.#settle(runFilterHook(this.#streams, 0, onResponseBodyHook, body, true), () => {
+      const final = this.#replacedResponseBody ?? body;
+      const head = `${this.#pendingHead ?? ''}content-length: ${final.length}\r\n\r\n`;
+      this.#resStarted = true;
+      this.#resBytes += Buffer.byteLength(head, 'latin1') + final.length;
+      this.#conn.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), final]));
+      this.#finishResponse();
+    });
+  }
+
+  #responseComplete(): boolean {
+    if (this.#resScanner !== null) return this.#resScanner.done;
+    if (this.#resUntilClose) return false;
+    return this.#resRemaining === 0;
+  }
+
+  onDownstreamDrain(): void {
+    this.#upstream?.socket.resume();
+  }
+
+  /** Upstream sent bytes past the end of the response: it cannot be trusted for the next request. */
+  #extraUpstreamBytes(): void {
+    this.#upstreamReusable = false;
+  }
+
+  #upstreamReusable = true;
+
+  #finishResponse(): void {
+    const up = this.#upstream;
+    this.#upstream = null;
+    this.#endAttempt('success');
+    if (up !== null) {
+      const reusable = this.#upstreamReusable && this.#reqComplete && !this.#res!.close;
+      up.pool.release(up, reusable, this.#cluster!);
+    }
+    this.#complete();
+  }
+
+  onUpstreamClose(error: Error | undefined): void {
+    this.#upstream = null;
+    if (this.#phase === 'streaming' && this.#resUntilClose) {
+      if (this.#resDechunk) return this.#complete();
+      this.#endAttempt('success');
+      return this.#complete();
+    }
+    if (this.#phase === 'waiting') {
+      this.#clearTryTimer();
+      this.#endAttempt('local-failure');
+      const detail = error === undefined ? 'connection closed before a response' : `connection reset: ${error.message}`;
+      return this.#attemptFailed('reset', 'UC', localReply(503, L7_ERROR.upstreamReset, 'UC', `upstream ${detail}`));
+    }
+    if (this.#phase === 'streaming') {
+      // Mid-body loss: the client already has a status line; only cutting the connection is honest.
+      this.#flags = 'UC';
+      this.#endAttempt('local-failure');
+      this.#keepAlive = false;
+      this.#conn.socket.destroy();
+      this.#complete();
+    }
+  }
+
+  // === retries, timeouts, failures ===
+
+  #shouldRetryStatus(res: ResponseHead): boolean {
+    const r = this.#route?.retry;
+    if (r === undefined) return false;
+    const s = res.status;
+    if ((r.on.has('5xx') && s >= 500) || (r.on.has('gateway-error') && s >= 502 && s <= 504) || (r.on.has('retriable-4xx') && s === 409) || (r.on.has('retriable-status-codes') && r.statusCodes.has(s))) {
+      return this.#canRetry(r.attempts);
+    }
+    if (this.#grpcStatus !== '-') {
+      const g = this.#grpcStatus;
+      if ((r.on.has('cancelled') && g === '1') || (r.on.has('deadline-exceeded') && g === '4') || (r.on.has('resource-exhausted') && g === '8') || (r.on.has('unavailable') && g === '14')) return this.#canRetry(r.attempts);
+    }
+    return false;
+  }
+
+  /** Never retry once bytes reached the client, or a non-idempotent request whose body is gone. */
+  #canRetry(attempts: number): boolean {
+    if (this.#resStarted || this.#attempts > attempts) return false;
+    if (!this.#reqComplete) return false;
+    if (this.#reqRetained === null && this.#replacedRequestBody === undefined && this.#reqBytes > this.#head.headBytes) return false;
+    return true;
+  }
+
+  #attemptFailed(kind: 'connect-failure' | 'reset' | 'timeout', flag: string, reply: LocalReply): void {
+    const r = this.#route?.retry;
+    // A reused keep-alive connection the upstream had already closed: retry once, as every HTTP client does.
+    const stale = kind === 'reset' && this.#attempts === 1 && (this.#upstreamRequests ?? 0) > 1 && IDEMPOTENT.has(this.#head.method) && this.#canRetry(1);
+    if (stale && !this.#retriedStale) {
+      this.#retriedStale = true;
+      this.#attempts--;
+      return this.#retry(0);
+    }
+    const retriable = r !== undefined && (r.on.has(kind) || (kind !== 'connect-failure' && (r.on.has('5xx') || r.on.has('gateway-error'))) || (kind === 'connect-failure' && r.on.has('gateway-error')));
+    if (retriable && this.#canRetry(r.attempts) && (kind !== 'reset' || IDEMPOTENT.has(this.#head.method) || this.#reqBytes === this.#head.headBytes)) {
+      return this.#retryOrFail(kind, reply);
+    }
+    this.#flags = flag;
+    this.#replyLocal(reply);
+  }
+
+  #retriedStale = false;
+  #upstreamRequests: number | undefined;
+
+  #retryOrFail(_kind: string, reply: LocalReply): void {
+    const r = this.#route!.retry!;
+    if (this.#attempts > r.attempts) {
+      this.#flags = 'URX';
+      return this.#replyLocal({ ...reply, flag: 'URX' });
+    }
+    if (!this.#cluster!.tryStartRetry(r.budgetPercent, r.minRetryConcurrency)) {
+      this.#flags = 'UO';
+      return this.#replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `retry budget of ${this.#cluster!.name} exhausted`));
+    }
+    // Envoy's fully jittered exponential backoff: uniform in [0, base * (2^n - 1)].
+    const n = this.#attempts;
+    const delay = Math.floor(Math.random() * r.backoffBaseMs * (2 ** n - 1));
+    this.#retry(delay, true);
+  }
+
+  #retry(delayMs: number, counted = false): void {
+    this.#phase = 'filters';
+    this.#resBuf = null;
+    this.#res = undefined;
+    this.#grpcStatus = '-';
+    this.#retrying = true;
+    const go = (): void => {
+      if (counted) this.#cluster?.endRetry();
+      if (this.#phase === 'done') return;
+      this.#dispatch();
+    };
+    if (delayMs === 0) go();
+    else {
+      const t = setTimeout(go, delayMs);
+      this.#backoffTimer = t;
+    }
+  }
+
+  #backoffTimer: NodeJS.Timeout | null = null;
+
+  #onTimeout(): void {
+    this.#timer = null;
+    if (this.#phase === 'done') return;
+    this.#flags = 'UT';
+    if (this.#resStarted) {
+      this.#discardUpstream();
+      this.#keepAlive = false;
+      this.#conn.socket.destroy();
+      this.#complete();
+      return;
+    }
+    this.#discardUpstream();
+    this.#replyLocal(localReply(504, L7_ERROR.upstreamTimeout, 'UT', 'upstream request timeout'));
+  }
+
+  #onTryTimeout(): void {
+    this.#tryTimer = null;
+    if (this.#phase !== 'waiting') return;
+    this.#endAttempt('local-failure');
+    this.#discardUpstream();
+    this.#attemptFailed('timeout', 'UT', localReply(504, L7_ERROR.upstreamTimeout, 'UT', 'upstream per-try timeout'));
+  }
+
+  #clearTryTimer(): void {
+    if (this.#tryTimer !== null) {
+      clearTimeout(this.#tryTimer);
+      this.#tryTimer = null;
+    }
+  }
+
+  #upstreamProtocolError(reason: string): void {
+    this.#clearTryTimer();
+    this.#discardUpstream();
+    this.#endAttempt('local-failure');
+    this.#flags = 'UPE';
+    if (this.#resStarted) {
+      this.#keepAlive = false;
+      this.#conn.socket.destroy();
+      return this.#complete();
+    }
+    this.#replyLocal(localReply(502, L7_ERROR.upstreamProtocol, 'UPE', `upstream sent an invalid response: ${reason}`));
+  }
+
+  /** Closes the current upstream connection (its state is unknown) without reporting back to this exchange. */
+  #discardUpstream(): void {
+    const up = this.#upstream;
+    this.#upstream = null;
+    if (up !== null) up.destroy();
+    if (this.#waiter !== null && this.#endpoint !== undefined) {
+      this.#endpoint.pool.cancel(this.#waiter);
+      this.#waiter = null;
+      this.#endpoint.activeRequests--;
+    }
+  }
+
+  /** Ends the accounting of the current attempt on its endpoint. */
+  #endAttempt(outcome: 'success' | 'local-failure' | null): void {
+    const ep = this.#endpoint;
+    if (ep === undefined) return;
+    this.#upstreamRequests = this.#upstream?.requests ?? this.#upstreamRequests;
+    ep.activeRequests--;
+    if (outcome === 'local-failure') this.#cluster?.report(ep, 'local-failure', Date.now());
+    this.#endpoint = undefined;
+  }
+
+  // === tunnels (WebSocket and other upgrades) ===
+
+  #startTunnel(res: ResponseHead, rest: Buffer | null): void {
+    const up = this.#upstream;
+    if (up === null || !this.#head.upgrade) return this.#upstreamProtocolError('101 without an upgrade request');
+    this.#clearTimers();
+    let out = `HTTP/1.1 101 ${res.reason === '' ? 'Switching Protocols' : res.reason}\r\n`;
+    const f = res.headers;
+    for (let i = 0; i < f.length; i += 2) {
+      if (f[i] === 'connection' || f[i] === 'keep-alive') continue;
+      out += `${f[i]!}: ${f[i + 1]!}\r\n`;
+    }
+    out += 'connection: upgrade\r\n\r\n';
+    this.#resStarted = true;
+    this.#phase = 'done';
+    const down = this.#conn.socket;
+    // The pooled connection leaves the pool for good: from here it is a byte pipe.
+    up.owner = null;
+    up.socket.removeAllListeners('data');
+    up.socket.removeAllListeners('drain');
+    down.removeAllListeners('data');
+    down.removeAllListeners('drain');
+    down.write(out, 'latin1');
+    if (rest !== null) down.write(rest);
+    up.socket.pipe(down);
+    down.pipe(up.socket);
+    down.on('close', () => up.socket.destroy());
+    up.socket.on('close', () => down.destroy());
+    this.#endAttempt('success');
+    this.#status = 101;
+    this.#record();
+  }
+
+  // === completion ===
+
+  onDownstreamEnd(): void {
+    if (!this.#reqComplete) this.onDownstreamClose();
+  }
+
+  onDownstreamClose(): void {
+    if (this.#phase === 'done') return;
+    this.#flags = this.#flags === '' ? 'DC' : this.#flags;
+    this.#discardUpstream();
+    this.#endAttempt(null);
+    this.#keepAlive = false;
+    this.#complete();
+  }
+
+  #replyLocal(reply: LocalReply): void {
+    if (this.#phase === 'done') return;
+    this.#discardUpstream();
+    this.#endAttempt(null);
+    if (this.#flags === '' && reply.flag !== undefined) this.#flags = reply.flag;
+    if (reply.code !== undefined && this.#error === '') this.#error = reply.code;
+    this.#status = reply.status;
+    // Unread request body bytes would be parsed as the next request: close instead of skipping them.
+    if (!this.#reqComplete) this.#keepAlive = false;
+    if (this.#resStarted) {
+      this.#conn.socket.destroy();
+      return this.#complete();
+    }
+    const buf = serializeLocalReply(reply, !this.#keepAlive, this.#head.method === 'HEAD');
+    this.#resStarted = true;
+    this.#resBytes += buf.length;
+    this.#conn.socket.write(buf);
+    this.#complete();
+  }
+
+  #clearTimers(): void {
+    if (this.#timer !== null) clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#clearTryTimer();
+    if (this.#backoffTimer !== null) clearTimeout(this.#backoffTimer);
+    this.#backoffTimer = null;
+  }
+
+  #complete(): void {
+    if (this.#phase === 'done') return;
+    this.#phase = 'done';
+    this.#clearTimers();
+    if (this.#requestStarted) this.#cluster?.endRequest();
+    this.#record();
+    this.#conn.exchangeDone(this, this.#keepAlive && this.#reqComplete);
+  }
+
+  #record(): void {
+    const ctx = this.#conn.ctx;
+    const flags = this.#flags === '' ? '-' : this.#flags;
+    const duration = performance.now() - this.#start;
+    ctx.telemetry.record(this.#conn.peer, this.#status, flags, this.#grpcStatus, duration, this.#reqBytes, this.#resBytes);
+    for (const s of this.#streams) s.onDone?.(this.#status, flags);
+    if (ctx.accessLog.enabled) {
+      const target = this.#conn.target;
+      ctx.accessLog.write({
+        start_time: new Date(Date.now() - duration).toISOString(),
+        method: this.#head.method,
+        path: this.#head.target,
+        protocol: this.#head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
+        authority: this.#authority,
+        response_code: this.#status,
+        response_flags: flags,
+        grpc_status: this.#grpcStatus,
+        bytes_received: this.#reqBytes,
+        bytes_sent: this.#resBytes,
+        duration_ms: Math.round(duration * 1000) / 1000,
+        upstream_host: this.#lastEndpointKey(),
+        upstream_cluster: this.#cluster?.name ?? '-',
+        upstream_attempts: this.#attempts,
+        route_name: this.#route?.name ?? '-',
+        request_id: this.#requestId,
+        trace_id: this.#trace?.traceId ?? '-',
+        span_id: this.#trace?.spanId ?? '-',
+        source_address: `${target.source.address}:${target.source.port}`,
+        source_principal: target.sourceIdentity ?? '-',
+        destination_service: target.service?.hostname ?? '-',
+        user_agent: this.#headers.get('user-agent') ?? '-',
+        error: this.#error === '' ? '-' : this.#error,
+      });
+    }
+  }
+
+  #lastEndpointKey(): string {
+    return this.#lastEndpoint;
+  }
+}
+
+function applyHeaderOps(headers: HeaderList, ops: { set?: Record<string, string>; add?: Record<string, string>; remove?: string[] }): void {
+  if (ops.remove !== undefined) for (const n of ops.remove) headers.remove(n.toLowerCase());
+  if (ops.set !== undefined) for (const [n, v] of Object.entries(ops.set)) headers.set(n, v);
+  if (ops.add !== undefined) for (const [n, v] of Object.entries(ops.add)) headers.add(n, v);
+}
+
+/** Istio rewrite: `uri` replaces the matched prefix (or the whole path for other matches); `uriRegex` substitutes. */
+function rewritePath(route: CompiledRoute, path: string, target: string): string {
+  const query = target.length > path.length ? target.slice(path.length) : '';
+  if (route.rewriteRegex !== undefined) return path.replace(route.rewriteRegex.re, route.rewriteRegex.replacement) + query;
+  const uri = route.rewriteUri!;
+  for (const m of route.matches) {
+    const prefix = m.prefixValue;
+    if (prefix !== undefined && path.startsWith(prefix)) return uri + path.slice(prefix.length) + query;
+  }
+  return uri + query;
+}

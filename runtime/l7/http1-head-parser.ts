@@ -1,0 +1,256 @@
+/** Strict HTTP/1.x message-head parser (RFC 9112) for requests and responses: one pass over the bytes, anything ambiguous rejected rather than guessed; bodies are framed elsewhere. */
+
+/** Node exposes latin1Slice on every Buffer (it backs toString('latin1')) but @types/node does not declare it. */
+interface FastBuffer extends Buffer {
+  latin1Slice(start: number, end: number): string;
+}
+
+/** Why a head was rejected; `status` is what the client gets (431 for size, 400 otherwise, 505 for the version). */
+export class HeadParseError {
+  constructor(
+    readonly status: 400 | 431 | 505 | 502,
+    readonly reason: string,
+  ) {}
+}
+
+export interface HeadLimits {
+  maxHeadBytes: number;
+  maxHeaders: number;
+}
+
+interface MessageHead {
+  /** Flat [name, value, name, value, ...], names lower-cased, values trimmed; hop-by-hop headers included (the forwarder drops them). */
+  headers: string[];
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  minor: number;
+  /** -1 when absent. */
+  contentLength: number;
+  chunked: boolean;
+  /** Connection: close (1.1) or no keep-alive (1.0). */
+  close: boolean;
+  /** `Connection: upgrade` together with an `Upgrade` header. */
+  upgrade: boolean;
+  /** Bytes of the head including the blank line. */
+  headBytes: number;
+  /** Extra tokens of the Connection header (headers nominated as hop-by-hop, RFC 9110 §7.6.1). */
+  connectionTokens: string[] | undefined;
+}
+
+export interface RequestHead extends MessageHead {
+  method: string;
+  target: string;
+  host: string | undefined;
+  expectContinue: boolean;
+}
+
+export interface ResponseHead extends MessageHead {
+  status: number;
+  reason: string;
+}
+
+/** tchar of RFC 9110 §5.6.2: 1 where allowed. */
+const TCHAR = new Uint8Array(256);
+for (const c of "!#$%&'*+-.^_`|~") TCHAR[c.charCodeAt(0)] = 1;
+for (let c = 0x30; c <= 0x39; c++) TCHAR[c] = 1;
+for (let c = 0x41; c <= 0x5a; c++) TCHAR[c] = 2; // upper case: allowed, and the name needs lower-casing
+for (let c = 0x61; c <= 0x7a; c++) TCHAR[c] = 1;
+
+/** field-vchar / SP / HTAB / obs-text (RFC 9110 §5.5); CTLs, DEL and NUL are not. */
+const VALUE_CHAR = new Uint8Array(256);
+VALUE_CHAR[0x09] = 1;
+for (let c = 0x20; c <= 0x7e; c++) VALUE_CHAR[c] = 1;
+for (let c = 0x80; c <= 0xff; c++) VALUE_CHAR[c] = 1;
+
+const CR = 0x0d;
+const LF = 0x0a;
+const SP = 0x20;
+const HT = 0x09;
+
+const CRLFCRLF = Buffer.from('\r\n\r\n');
+
+/** End of the head (index just past the blank line), 0 when more bytes are needed, or an error when the limit is passed first. */
+export function findHeadEnd(buf: Buffer, start: number, limits: HeadLimits): number | HeadParseError {
+  const i = buf.indexOf(CRLFCRLF, start);
+  if (i === -1) {
+    // A head that cannot end within the limit is refused before the rest arrives.
+    if (buf.length - start > limits.maxHeadBytes) return new HeadParseError(431, 'request head too large');
+    // A bare LF line ending never completes a strict head; refuse it instead of waiting for the timeout.
+    const lf = buf.indexOf(LF, start);
+    if (lf !== -1 && (lf === start || buf[lf - 1] !== CR)) return new HeadParseError(400, 'bare LF in head');
+    return 0;
+  }
+  if (i + 4 - start > limits.maxHeadBytes) return new HeadParseError(431, 'request head too large');
+  return i + 4;
+}
+
+export function parseRequestHead(buf: Buffer, start: number, end: number, limits: HeadLimits): RequestHead | HeadParseError {
+  const b = buf as FastBuffer;
+  let p = start;
+  while (p < end && TCHAR[b[p]!]! > 0) p++;
+  if (p === start || b[p] !== SP) return new HeadParseError(400, 'invalid method');
+  const method = b.latin1Slice(start, p);
+  const t0 = ++p;
+  while (p < end && b[p]! > 0x20 && b[p]! < 0x7f) p++;
+  if (p === t0 || b[p] !== SP) return new HeadParseError(400, 'invalid request target');
+  const target = b.latin1Slice(t0, p);
+  p++;
+  // "HTTP/1.x\r\n"
+  if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 6] !== 0x2e || b[p + 9] !== LF || b[p + 8] !== CR) {
+    return new HeadParseError(400, 'invalid HTTP version');
+  }
+  if (b[p + 5] !== 0x31 || (b[p + 7] !== 0x31 && b[p + 7] !== 0x30)) return new HeadParseError(505, 'unsupported HTTP version');
+  const head: RequestHead = {
+    method,
+    target,
+    host: undefined,
+    expectContinue: false,
+    headers: [],
+    minor: b[p + 7] === 0x31 ? 1 : 0,
+    contentLength: -1,
+    chunked: false,
+    close: false,
+    upgrade: false,
+    headBytes: end - start,
+    connectionTokens: undefined,
+  };
+  const err = parseFields(b, p + 10, end, limits, head, true);
+  if (err !== undefined) return err;
+  if (target.charCodeAt(0) !== 0x2f && method !== 'CONNECT' && !(target === '*' && method === 'OPTIONS') && !/^https?:\/\//i.test(target)) {
+    return new HeadParseError(400, 'invalid request target');
+  }
+  return head;
+}
+
+export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits): ResponseHead | HeadParseError {
+  const b = buf as FastBuffer;
+  const p = start;
+  if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 5] !== 0x31 || b[p + 6] !== 0x2e || b[p + 8] !== SP) {
+    return new HeadParseError(502, 'invalid status line');
+  }
+  const minorByte = b[p + 7];
+  const d0 = b[p + 9]! - 0x30;
+  const d1 = b[p + 10]! - 0x30;
+  const d2 = b[p + 11]! - 0x30;
+  if ((minorByte !== 0x31 && minorByte !== 0x30) || d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return new HeadParseError(502, 'invalid status line');
+  let q = p + 12;
+  if (b[q] === SP) q++;
+  else if (b[q] !== CR) return new HeadParseError(502, 'invalid status line');
+  const r0 = q;
+  while (q < end && VALUE_CHAR[b[q]!] === 1) q++;
+  if (b[q] !== CR || b[q + 1] !== LF) return new HeadParseError(502, 'invalid status line');
+  const head: ResponseHead = {
+    status: d0 * 100 + d1 * 10 + d2,
+    reason: b.latin1Slice(r0, q),
+    headers: [],
+    minor: minorByte === 0x31 ? 1 : 0,
+    contentLength: -1,
+    chunked: false,
+    close: false,
+    upgrade: false,
+    headBytes: end - start,
+    connectionTokens: undefined,
+  };
+  const err = parseFields(b, q + 2, end, limits, head, false);
+  return err ?? head;
+}
+
+/** Parses field lines from `p` to the blank line ending at `end`; fills framing facts into `head`. */
+function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean): HeadParseError | undefined {
+  const bad = isRequest ? 400 : 502;
+  const headers = head.headers;
+  let keepAlive10 = false;
+  let hasHost = false;
+  let teSeen = false;
+  let upgradeHeader = false;
+  let connectionUpgrade = false;
+  const last = end - 2; // the final CRLF of the blank line
+  while (p < last) {
+    const c0 = b[p]!;
+    if (c0 === SP || c0 === HT) return new HeadParseError(bad, 'obsolete line folding');
+    const n0 = p;
+    let upper = false;
+    for (;;) {
+      const t = TCHAR[b[p]!];
+      if (t === 1) p++;
+      else if (t === 2) {
+        upper = true;
+        p++;
+      } else break;
+    }
+    if (p === n0 || b[p] !== 0x3a) return new HeadParseError(bad, 'invalid header name');
+    let name = b.latin1Slice(n0, p);
+    if (upper) name = name.toLowerCase();
+    p++;
+    while (b[p] === SP || b[p] === HT) p++;
+    const v0 = p;
+    while (VALUE_CHAR[b[p]!] === 1) p++;
+    if (b[p] !== CR || b[p + 1] !== LF) return new HeadParseError(bad, 'invalid header value');
+    let v1 = p;
+    while (v1 > v0 && (b[v1 - 1] === SP || b[v1 - 1] === HT)) v1--;
+    const value = b.latin1Slice(v0, v1);
+    p += 2;
+    if (headers.length >= limits.maxHeaders * 2) return new HeadParseError(isRequest ? 431 : 502, 'too many headers');
+    headers.push(name, value);
+    switch (name.length) {
+      case 4:
+        if (name === 'host') {
+          if (hasHost) return new HeadParseError(bad, 'duplicate host header');
+          hasHost = true;
+          (head as RequestHead).host = value;
+        }
+        break;
+      case 6:
+        if (isRequest && name === 'expect' && value.toLowerCase() === '100-continue') (head as RequestHead).expectContinue = true;
+        break;
+      case 7:
+        if (name === 'upgrade') upgradeHeader = true;
+        break;
+      case 10:
+        if (name === 'connection') {
+          for (const raw of value.split(',')) {
+            const token = raw.trim().toLowerCase();
+            if (token === 'close') head.close = true;
+            else if (token === 'keep-alive') keepAlive10 = true;
+            else if (token === 'upgrade') connectionUpgrade = true;
+            else if (token !== '') (head.connectionTokens ??= []).push(token);
+          }
+        }
+        break;
+      case 14:
+        if (name === 'content-length') {
+          const n = parseContentLength(value);
+          if (n < 0 || (head.contentLength !== -1 && head.contentLength !== n)) return new HeadParseError(bad, 'invalid content-length');
+          head.contentLength = n;
+        }
+        break;
+      case 17:
+        if (name === 'transfer-encoding') {
+          // Only a single, final "chunked" is accepted: anything else is a smuggling vector (RFC 9112 §6.3).
+          if (teSeen || value.toLowerCase() !== 'chunked' || head.minor === 0) return new HeadParseError(bad, 'unsupported transfer-encoding');
+          teSeen = true;
+          head.chunked = true;
+        }
+        break;
+    }
+  }
+  if (p !== last) return new HeadParseError(bad, 'malformed head');
+  if (head.chunked && head.contentLength !== -1) return new HeadParseError(bad, 'both content-length and transfer-encoding');
+  if (head.minor === 0 && !keepAlive10) head.close = true;
+  head.upgrade = upgradeHeader && connectionUpgrade;
+  if (isRequest && head.minor === 1 && !hasHost) return new HeadParseError(400, 'missing host header');
+  return undefined;
+}
+
+function parseContentLength(value: string): number {
+  if (value.length === 0 || value.length > 15) return -1;
+  let n = 0;
+  for (let i = 0; i < value.length; i++) {
+    const d = value.charCodeAt(i) - 0x30;
+    if (d < 0 || d > 9) return -1;
+    n = n * 10 + d;
+  }
+  return n;
+}
+
+/** Hop-by-hop headers never forwarded (RFC 9110 §7.6.1), plus the framing headers the forwarder re-creates. */
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'content-length']);

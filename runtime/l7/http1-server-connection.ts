@@ -1,0 +1,169 @@
+/** The downstream side of HTTP/1.x: buffers and parses request heads strictly, enforces head size/count/time limits, runs one exchange at a time (pipelined requests wait their turn) and keeps the connection alive between them. */
+import type { Duplex } from 'node:stream';
+import { findHeadEnd, HeadParseError, parseRequestHead, type HeadLimits } from './http1-head-parser.js';
+import { Http1Exchange } from './http1-exchange.js';
+import type { L7Context, L7Target } from './l7-context.js';
+import type { LocalReply } from './l7-filter.js';
+import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
+import type { PeerLabels } from './http-telemetry.js';
+import { peerLabels } from './http-telemetry.js';
+
+export class Http1ServerConnection {
+  readonly socket: Duplex;
+  readonly ctx: L7Context;
+  readonly target: L7Target;
+  readonly peer: PeerLabels;
+  readonly #limits: HeadLimits;
+  /** Unparsed bytes (the start of the next head, or pipelined requests waiting for the current exchange). */
+  #buf: Buffer | null = null;
+  #exchange: Http1Exchange | null = null;
+  #headTimer: NodeJS.Timeout | null = null;
+  #closed = false;
+  /** The client half-closed; finish the current exchange, then close. */
+  #ended = false;
+  #paused = false;
+
+  constructor(socket: Duplex, ctx: L7Context, target: L7Target, firstBytes: Buffer | undefined) {
+    this.socket = socket;
+    this.ctx = ctx;
+    this.target = target;
+    this.peer = peerLabels({
+      source: ctx.state.current.workloadByIp(target.source.address),
+      sourcePrincipal: target.sourceIdentity,
+      service: target.service,
+      destination: target.workload,
+      protocol: target.servicePort?.appProtocol === 'grpc' ? 'grpc' : 'http',
+    });
+    this.#limits = { maxHeadBytes: ctx.limits.maxRequestHeadersBytes, maxHeaders: ctx.limits.maxHeaders };
+    ctx.connections.add(this);
+    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
+    socket.on('end', () => this.#onEnd());
+    socket.on('error', () => {
+      // 'close' follows and does the cleanup.
+    });
+    socket.on('close', () => this.#onClose());
+    socket.on('drain', () => this.#exchange?.onDownstreamDrain());
+    if ('setTimeout' in socket && typeof socket.setTimeout === 'function') {
+      (socket as Duplex & { setTimeout(ms: number, cb: () => void): void }).setTimeout(ctx.limits.idleTimeoutMs, () => {
+        if (this.#exchange === null) this.destroy();
+      });
+    }
+    if (firstBytes !== undefined && firstBytes.length > 0) this.#onData(firstBytes);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  #onData(chunk: Buffer): void {
+    const ex = this.#exchange;
+    if (ex !== null && ex.wantsRequestBody) {
+      const rest = ex.feedRequestBody(chunk, 0);
+      if (rest === -1) return;
+      chunk = chunk.subarray(rest);
+      if (chunk.length === 0) return;
+    }
+    this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
+    if (ex === null) this.#parseNext();
+    else if (this.#buf.length > this.#limits.maxHeadBytes && !this.#paused) {
+      // Pipelined requests beyond one head's worth wait in the kernel, not in memory.
+      this.#paused = true;
+      this.socket.pause();
+    }
+  }
+
+  #parseNext(): void {
+    const buf = this.#buf;
+    if (buf === null || this.#closed) return;
+    const end = findHeadEnd(buf, 0, this.#limits);
+    if (end === 0) {
+      this.#headTimer ??= setTimeout(() => this.#onHeadTimeout(), this.ctx.limits.headersTimeoutMs);
+      return;
+    }
+    if (this.#headTimer !== null) {
+      clearTimeout(this.#headTimer);
+      this.#headTimer = null;
+    }
+    if (end instanceof HeadParseError) return this.#reject(end);
+    const head = parseRequestHead(buf, 0, end, this.#limits);
+    if (head instanceof HeadParseError) return this.#reject(head);
+    this.#buf = end === buf.length ? null : buf.subarray(end);
+    const ex = new Http1Exchange(this, head);
+    this.#exchange = ex;
+    ex.start();
+    // Body bytes that arrived with the head.
+    if (this.#buf !== null && ex.wantsRequestBody && this.#exchange === ex) {
+      const rest = ex.feedRequestBody(this.#buf, 0);
+      this.#buf = rest === -1 || rest === this.#buf.length ? null : this.#buf.subarray(rest);
+    }
+  }
+
+  /** Called by the exchange when its response is complete and its request fully read. */
+  exchangeDone(ex: Http1Exchange, keepAlive: boolean): void {
+    if (this.#exchange !== ex) return;
+    this.#exchange = null;
+    if (!keepAlive || this.#ended) {
+      this.#closeGracefully();
+      return;
+    }
+    if (this.#paused) {
+      this.#paused = false;
+      this.socket.resume();
+    }
+    if (this.#buf !== null) this.#parseNext();
+  }
+
+  /** Leftover bytes after a request body: the next pipelined request. */
+  unshift(rest: Buffer): void {
+    this.#buf = this.#buf === null ? rest : Buffer.concat([rest, this.#buf]);
+  }
+
+  /** Writes a protocol-error reply and closes (the stream position is unknown after a bad head). */
+  #reject(err: HeadParseError): void {
+    const status = err.status === 502 ? 400 : err.status;
+    const code = status === 431 ? L7_ERROR.headersTooLarge : L7_ERROR.badRequest;
+    this.writeLocalAndClose(localReply(status, code, 'DPE', err.reason), 0);
+  }
+
+  #onHeadTimeout(): void {
+    this.#headTimer = null;
+    if (this.#exchange === null && !this.#closed) this.writeLocalAndClose(localReply(408, L7_ERROR.headersTimeout, 'DPE', 'request headers not received in time'), 0);
+  }
+
+  writeLocalAndClose(reply: LocalReply, _requestBytes: number): void {
+    this.#buf = null;
+    if (this.#closed) return;
+    this.socket.end(serializeLocalReply(reply, true, false));
+    this.#closed = true;
+    // A client that keeps sending is cut off rather than read forever.
+    const timer = setTimeout(() => this.socket.destroy(), 1000);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
+  }
+
+  #closeGracefully(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.socket.end();
+  }
+
+  #onEnd(): void {
+    this.#ended = true;
+    if (this.#exchange === null) this.#closeGracefully();
+    else this.#exchange.onDownstreamEnd();
+  }
+
+  #onClose(): void {
+    this.#closed = true;
+    if (this.#headTimer !== null) clearTimeout(this.#headTimer);
+    this.#headTimer = null;
+    this.ctx.connections.delete(this);
+    const ex = this.#exchange;
+    this.#exchange = null;
+    ex?.onDownstreamClose();
+  }
+}

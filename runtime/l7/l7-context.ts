@@ -1,0 +1,38 @@
+/** What every L7 connection shares within one proxy: state, limits, clusters, telemetry and the filter resolver; also the per-connection target the L4 path hands over. */
+import type { L7LimitsConfig } from '../config/l7-config-schema.js';
+import type { Logger } from '../log.js';
+import type { ProxyState } from '../state/proxy-state.js';
+import type { Service, ServiceTarget, StateSnapshot, Workload } from '../state/state-snapshot.js';
+import type { ClusterRegistry } from './cluster-registry.js';
+import type { HttpAccessLog } from './http-access-log.js';
+import type { HttpTelemetry } from './http-telemetry.js';
+import type { L7Filter } from './l7-filter.js';
+
+export interface SocketAddress {
+  address: string;
+  port: number;
+}
+
+/** Where an accepted connection is going, as resolved by the L4 path. */
+export interface L7Target {
+  service?: Service;
+  servicePort?: ServiceTarget['port'];
+  workload?: Workload;
+  originalDst: SocketAddress;
+  source: SocketAddress;
+  /** SPIFFE id of the peer when it came over mTLS/HBONE. */
+  sourceIdentity?: string;
+}
+
+export interface L7Context {
+  readonly state: ProxyState;
+  readonly limits: L7LimitsConfig;
+  readonly clusters: ClusterRegistry;
+  readonly telemetry: HttpTelemetry;
+  readonly accessLog: HttpAccessLog;
+  readonly logger: Logger;
+  /** The filters for a destination in chain order (authorization, plugins by phase and priority, native extras). */
+  filtersFor(snapshot: StateSnapshot, target: L7Target): readonly L7Filter[];
+  /** Live downstream connections, for drain and leak checks. */
+  readonly connections: Set<{ destroy(): void }>;
+}

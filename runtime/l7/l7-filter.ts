@@ -1,0 +1,87 @@
+/** The L7 filter interface (one filter per concern, hono/linkerd style) and the runner that calls a chain of them, staying synchronous unless a filter pauses. */
+import type { HeaderList } from './header-list.js';
+
+/** A response the proxy (or a filter) produces itself instead of forwarding; it always carries `x-weft-error` when `code` is set. */
+export interface LocalReply {
+  status: number;
+  /** Stable error code for `x-weft-error`; absent for deliberate filter replies (e.g. a redirect). */
+  code?: string;
+  headers?: [string, string][];
+  body?: string | Buffer;
+  /** Envoy response flag to record (UAEX for an authz denial, RL for a rate limit, ...). */
+  flag?: string;
+}
+
+/** What a filter callback returns: undefined to continue, a LocalReply to stop, or a Promise of either to pause the stream. */
+export type FilterStatus = undefined | LocalReply | Promise<undefined | LocalReply>;
+
+/** Read-only facts about the request a filter may consult. */
+export interface FilterRequestInfo {
+  readonly method: string;
+  readonly path: string;
+  readonly authority: string;
+  readonly protocol: string;
+  readonly sourceAddress: string;
+  readonly sourceIdentity: string | undefined;
+  readonly destinationService: string | undefined;
+  readonly requestId: string;
+}
+
+/** Per-request callbacks; every one is optional. Header lists are mutated in place. */
+export interface L7FilterStream {
+  onRequestHeaders?(headers: HeaderList, endOfStream: boolean): FilterStatus;
+  /** Streaming: each chunk as it passes (observe only). Buffered (`bufferRequestBody`): once, with the whole body; `replaceRequestBody` may swap it. */
+  onRequestBody?(chunk: Buffer, endOfStream: boolean): FilterStatus;
+  onResponseHeaders?(status: number, headers: HeaderList, endOfStream: boolean): FilterStatus;
+  onResponseBody?(chunk: Buffer, endOfStream: boolean): FilterStatus;
+  onResponseTrailers?(trailers: HeaderList): FilterStatus;
+  /** After the exchange completed or failed; never pauses. */
+  onDone?(responseCode: number, responseFlags: string): void;
+}
+
+/** Body mutation hooks handed to a stream when its filter buffers bodies. */
+export interface BodyAccess {
+  replaceRequestBody(body: Buffer): void;
+  replaceResponseBody(body: Buffer): void;
+}
+
+/**
+ * One L7 concern (authorization, a Wasm plugin, header rewriting, ...). `start` runs once per request and
+ * returns the callbacks for that request, or undefined when the filter has nothing to do for it.
+ *
+ * @example
+ * const addHeader: L7Filter = {
+ *   name: 'add-header',
+ *   start: () => ({ onRequestHeaders: (headers) => { headers.set('x-hello', 'world'); return undefined; } }),
+ * };
+ */
+export interface L7Filter {
+  readonly name: string;
+  /** Buffer the whole request body (bounded by l7.maxBufferedBodyBytes, 413 beyond it) before onRequestBody. */
+  readonly bufferRequestBody?: boolean;
+  /** Buffer the whole response body (500 beyond the bound) before onResponseBody. */
+  readonly bufferResponseBody?: boolean;
+  start(info: FilterRequestInfo, body: BodyAccess): L7FilterStream | undefined;
+}
+
+type Hook<A extends unknown[]> = (stream: L7FilterStream, ...args: A) => FilterStatus;
+
+/**
+ * Calls `hook` on each stream in order. Synchronous filters keep the whole run synchronous (the common case
+ * costs no Promise); the first filter that returns a Promise switches the rest of the run to async.
+ */
+export function runFilterHook<A extends unknown[]>(streams: readonly L7FilterStream[], from: number, hook: Hook<A>, ...args: A): FilterStatus {
+  for (let i = from; i < streams.length; i++) {
+    const r = hook(streams[i]!, ...args);
+    if (r === undefined) continue;
+    if (r instanceof Promise) return r.then((v) => (v === undefined ? runFilterHook(streams, i + 1, hook, ...args) : v));
+    return r;
+  }
+  return undefined;
+}
+
+export const onRequestHeadersHook: Hook<[HeaderList, boolean]> = (s, h, end) => s.onRequestHeaders?.(h, end);
+export const onRequestBodyHook: Hook<[Buffer, boolean]> = (s, c, end) => s.onRequestBody?.(c, end);
+export const onResponseHeadersHook: Hook<[number, HeaderList, boolean]> = (s, status, h, end) => s.onResponseHeaders?.(status, h, end);
+export const onResponseBodyHook: Hook<[Buffer, boolean]> = (s, c, end) => s.onResponseBody?.(c, end);
+export const onResponseTrailersHook: Hook<[HeaderList]> = (s, t) => s.onResponseTrailers?.(t);
