@@ -158,22 +158,20 @@ export class RedisBackend implements StateBackend {
     else this.#errors[1]?.inc({ op, reason });
   }
 
-  /** EVALSHA, falling back to EVAL when the script cache was flushed (restart, SCRIPT FLUSH, failover). */
+  /** Runs one script within the timeout, classifying and counting failures. */
   async #run(family: 'ratelimit' | 'breaker', op: string, s: Script, keys: string[], args: (string | number)[]): Promise<unknown[]> {
     if (!this.#gate.healthy()) {
       this.#countError(family, op, 'unavailable');
       throw new StateBackendError('unavailable', `redis not available for ${op} (status ${this.client.status})`);
     }
     const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
     try {
-      let reply: unknown;
-      try {
-        reply = await this.client.evalsha(s.sha, keys.length, ...keys, ...args);
-      } catch (err) {
-        if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
-        this.#logger.info({ op }, 'redis script cache empty, loading script');
-        reply = await this.client.eval(s.lua, keys.length, ...keys, ...args);
-      }
+      // ioredis times each command; this bounds the whole call, NOSCRIPT fallback included.
+      const expired = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new StateBackendError('timeout', `redis ${op} took longer than ${this.#config.timeoutMs} ms`)), this.#config.timeoutMs);
+      });
+      const reply = await Promise.race([this.#evalsha(op, s, keys, args), expired]);
       if (!Array.isArray(reply)) throw new StateBackendError('reply', `${op}: expected an array reply, got ${typeof reply}`);
       this.#gate.succeeded();
       return reply as unknown[];
@@ -191,6 +189,19 @@ export class RedisBackend implements StateBackend {
       this.#countError(family, op, reason);
       if (err instanceof StateBackendError) throw err;
       throw new StateBackendError(reason, `redis ${op} failed: ${err instanceof Error ? err.message : String(err)}`, err);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** EVALSHA, falling back to EVAL when the script cache was flushed (restart, SCRIPT FLUSH, failover). */
+  async #evalsha(op: string, s: Script, keys: string[], args: (string | number)[]): Promise<unknown> {
+    try {
+      return await this.client.evalsha(s.sha, keys.length, ...keys, ...args);
+    } catch (err) {
+      if (!(err instanceof Error && err.message.startsWith('NOSCRIPT'))) throw err;
+      this.#logger.info({ op }, 'redis script cache empty, loading script');
+      return this.client.eval(s.lua, keys.length, ...keys, ...args);
     }
   }
 
