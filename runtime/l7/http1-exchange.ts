@@ -117,6 +117,8 @@ export class Http1Exchange implements UpstreamOwner {
     const snapshot = ctx.state.current;
     const port = target.servicePort?.port ?? target.originalDst.port;
     const table = routeTableFor(snapshot, target.service, port);
+    // HTTP/1.0 may omit Host; the upstream (HTTP/1.1) needs one, so the destination's name stands in.
+    if (this.#authority === '') this.#authority = target.service?.hostname ?? `${target.originalDst.address}:${target.originalDst.port}`;
     const route = table.match(this.#head.method, this.#path, this.#headers);
     if (route === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched'));
     this.#route = route;
