@@ -31,6 +31,8 @@ export function createCommandRunner(netns?: string): CommandRunner {
         }
         resolve({ code: err === null ? 0 : (err.code as number), stdout, stderr });
       });
+      // A command that never reads stdin closes it early; that EPIPE is not an error of the command.
+      child.stdin?.on('error', () => undefined);
       child.stdin?.end(input ?? '');
     });
   return {
