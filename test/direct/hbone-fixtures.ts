@@ -11,6 +11,8 @@ import type { CaClient } from '../../runtime/identity/workload-certificate.js';
 import { createHboneServer, type AuthorizeResult, type HboneServer, type InboundTunnel } from '../../runtime/hbone/hbone-server.js';
 import { HboneClient } from '../../runtime/hbone/hbone-client.js';
 import { setLogSink } from '../../runtime/log.js';
+import { LiveConnections } from '../../runtime/authz/live-connections.js';
+import { tunnelAuthorization } from '../../runtime/hbone/hbone-authz.js';
 
 export const IP = { client: '127.0.0.11', client2: '127.0.0.12', server: '127.0.0.21', other: '127.0.0.22', nowhere: '127.0.0.99' } as const;
 export const ID = {
@@ -53,6 +55,7 @@ export async function startEcho(address: string): Promise<{ server: net.Server; 
 
 export interface Node {
   state: ProxyState;
+  live: LiveConnections;
   certs: CertificateManager;
   client: HboneClient;
   server: HboneServer;
@@ -67,19 +70,24 @@ export interface Mesh {
 }
 
 export interface MeshOptions {
+  /** Replaces the policy engine (tests that only want to observe tunnels). */
   authorize?: (t: InboundTunnel) => AuthorizeResult;
   ttlSeconds?: number;
   caClient?: (ca: CertificateAuthority) => CaClient;
 }
 
-function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, authorize: (t: InboundTunnel) => AuthorizeResult): Node {
+function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, authorize: ((t: InboundTunnel) => AuthorizeResult) | undefined): Node {
   const state = new ProxyState(config);
+  const live = new LiveConnections();
+  live.watch(state);
+  const authz = tunnelAuthorization(live);
   const certs = new CertificateManager({ caClient, ttlSeconds, isHosted: (id) => state.current.localWorkloads().some((w) => w.identity === id) });
   const client = new HboneClient({ certificates: certs });
   const server = createHboneServer({
     certificates: certs,
     state,
-    authorize,
+    authorize: authorize ?? authz.authorize,
+    onConnection: authz.onConnection,
     connectUpstream: (target) =>
       new Promise((resolve, reject) => {
         const s = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });
@@ -87,16 +95,15 @@ function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, au
         s.once('error', reject);
       }),
   });
-  return { state, certs, client, server };
+  return { state, live, certs, client, server };
 }
 
 /** Node A (client workloads) and node B (echo, other), both with HBONE servers on their workload IPs at one shared port. */
 export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   const ca = CertificateAuthority.load({ trustDomain: 'cluster.local', caDir: join(mkdtempSync(join(tmpdir(), 'weft-hbone-')), 'ca') });
   const caClient = opts.caClient?.(ca) ?? createBuiltinCaClient(ca);
-  const authorize = opts.authorize ?? (() => ({ allowed: true }) as const);
-  const a = makeNode(meshConfig('node-a'), caClient, opts.ttlSeconds ?? 3600, authorize);
-  const b = makeNode(meshConfig('node-b'), caClient, opts.ttlSeconds ?? 3600, authorize);
+  const a = makeNode(meshConfig('node-a'), caClient, opts.ttlSeconds ?? 3600, opts.authorize);
+  const b = makeNode(meshConfig('node-b'), caClient, opts.ttlSeconds ?? 3600, opts.authorize);
   const first = await b.server.listen({ address: IP.server, port: 0 });
   await b.server.listen({ address: IP.other, port: first.port });
   await a.server.listen({ address: IP.client, port: first.port });
