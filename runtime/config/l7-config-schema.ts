@@ -62,8 +62,8 @@ export const loadBalancerSchema = z.strictObject({
     .strictObject({ header: z.string().optional(), cookie: z.string().optional(), sourceIp: z.boolean().optional() })
     .refine((h) => [h.header, h.cookie, h.sourceIp].filter((v) => v !== undefined && v !== false).length === 1, { message: 'hash on exactly one of header, cookie, sourceIp' })
     .optional(),
-  /** Ring hash entries per endpoint (Envoy's minimum_ring_size is 1024 in total). */
-  ringSize: z.number().int().min(64).max(65536).default(1024),
+  /** Ring points per endpoint (ketama-style): a fixed count per endpoint, so removing one moves only the keys it owned. */
+  ringSize: z.number().int().min(16).max(4096).default(160),
 });
 
 export const httpRouteSchema = z.strictObject({

@@ -36,7 +36,7 @@ export class ClusterRegistry {
     const key = `${service.key}:${port}`;
     let found = perSnapshot.get(key);
     if (found === undefined) {
-      const candidates = snapshot.config.trafficPolicies.filter((p) => snapshot.serviceByRef(p.host) === service && (p.port === undefined || p.port === port));
+      const candidates = snapshot.config.trafficPolicies.filter((p) => snapshot.serviceByRef(p.host)?.key === service.key && (p.port === undefined || p.port === port));
       found = candidates.find((p) => p.port === port) ?? candidates[0] ?? null;
       perSnapshot.set(key, found);
     }

@@ -5,6 +5,7 @@ import { routeTableFor } from './route-table.js';
 import { HeaderList } from './header-list.js';
 import { findHeadEnd, HeadParseError, HOP_BY_HOP, parseResponseHead, type RequestHead, type ResponseHead } from './http1-head-parser.js';
 import type { Http1ServerConnection } from './http1-server-connection.js';
+import type { L7Target } from './l7-context.js';
 import type { Http1UpstreamConnection, UpstreamOwner } from './http1-pool.js';
 import { onRequestBodyHook, onRequestHeadersHook, onResponseBodyHook, onResponseHeadersHook, runFilterHook, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply, reasonPhrase, serializeLocalReply } from './local-reply.js';
@@ -73,6 +74,7 @@ export class Http1Exchange implements UpstreamOwner {
   #waiter: ((c: Http1UpstreamConnection | Error) => void) | null = null;
   #error = '';
   #lastEndpoint = '-';
+  #target: L7Target | undefined;
 
   constructor(conn: Http1ServerConnection, head: RequestHead) {
     this.#conn = conn;
@@ -113,8 +115,9 @@ export class Http1Exchange implements UpstreamOwner {
 
   start(): void {
     const ctx = this.#conn.ctx;
-    const target = this.#conn.target;
     const snapshot = ctx.state.current;
+    const target = this.#conn.currentTarget(snapshot);
+    this.#target = target;
     const port = target.servicePort?.port ?? target.originalDst.port;
     const table = routeTableFor(snapshot, target.service, port);
     // HTTP/1.0 may omit Host; the upstream (HTTP/1.1) needs one, so the destination's name stands in.
@@ -205,8 +208,8 @@ export class Http1Exchange implements UpstreamOwner {
     const route = this.#route!;
     if (route.timeoutMs > 0 && this.#timer === null) this.#timer = setTimeout(() => this.#onTimeout(), route.timeoutMs);
     const ctx = this.#conn.ctx;
-    const target = this.#conn.target;
     const snapshot = ctx.state.current;
+    const target = this.#conn.currentTarget(snapshot);
     const backend = RouteTable.pickBackend(route, route.backends.length === 1 ? 0 : Math.random());
     let cluster: UpstreamCluster;
     if (backend?.service !== undefined) {
@@ -218,6 +221,7 @@ export class Http1Exchange implements UpstreamOwner {
     }
     this.#cluster = cluster;
     if (!this.#retrying && !cluster.tryStartRequest()) return this.#replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `upstream ${cluster.name} is overloaded (max requests)`));
+    if (!this.#requestStarted) this.#requestCluster = cluster;
     this.#requestStarted = true;
     const now = Date.now();
     const hashOn = route.loadBalancer?.hashOn ?? cluster.lbConfig?.hashOn;
@@ -393,7 +397,9 @@ export class Http1Exchange implements UpstreamOwner {
     if (grpc !== -1 && grpc % 2 === 0) this.#grpcStatus = res.headers[grpc + 1]!;
     const outcome = res.status >= 500 ? (res.status >= 502 && res.status <= 504 ? 'gateway' : '5xx') : 'success';
     this.#cluster!.report(this.#endpoint!, outcome, Date.now());
-    if (this.#shouldRetryStatus(res)) {
+    const verdict = this.#retryVerdict(res);
+    if (verdict === 'exhausted') this.#flags = 'URX';
+    if (verdict === 'retry') {
       this.#endAttempt(null);
       this.#discardUpstream();
       return this.#retryOrFail('status', localReply(res.status, L7_ERROR.upstreamReset, 'URX', 'upstream retries exhausted'));
@@ -604,18 +610,24 @@ export class Http1Exchange implements UpstreamOwner {
 
   // === retries, timeouts, failures ===
 
-  #shouldRetryStatus(res: ResponseHead): boolean {
+  /** 'exhausted' forwards the upstream's answer but flags URX, as Envoy does when the retry limit is hit. */
+  #retryVerdict(res: ResponseHead): 'retry' | 'exhausted' | 'no' {
     const r = this.#route?.retry;
-    if (r === undefined) return false;
+    if (r === undefined) return 'no';
     const s = res.status;
-    if ((r.on.has('5xx') && s >= 500) || (r.on.has('gateway-error') && s >= 502 && s <= 504) || (r.on.has('retriable-4xx') && s === 409) || (r.on.has('retriable-status-codes') && r.statusCodes.has(s))) {
-      return this.#canRetry(r.attempts);
-    }
-    if (this.#grpcStatus !== '-') {
-      const g = this.#grpcStatus;
-      if ((r.on.has('cancelled') && g === '1') || (r.on.has('deadline-exceeded') && g === '4') || (r.on.has('resource-exhausted') && g === '8') || (r.on.has('unavailable') && g === '14')) return this.#canRetry(r.attempts);
-    }
-    return false;
+    const g = this.#grpcStatus;
+    const retriable =
+      (r.on.has('5xx') && s >= 500) ||
+      (r.on.has('gateway-error') && s >= 502 && s <= 504) ||
+      (r.on.has('retriable-4xx') && s === 409) ||
+      (r.on.has('retriable-status-codes') && r.statusCodes.has(s)) ||
+      (r.on.has('cancelled') && g === '1') ||
+      (r.on.has('deadline-exceeded') && g === '4') ||
+      (r.on.has('resource-exhausted') && g === '8') ||
+      (r.on.has('unavailable') && g === '14');
+    if (!retriable) return 'no';
+    if (this.#canRetry(r.attempts)) return 'retry';
+    return this.#attempts > r.attempts ? 'exhausted' : 'no';
   }
 
   /** Never retry once bytes reached the client, or a non-idempotent request whose body is gone. */
@@ -652,6 +664,11 @@ export class Http1Exchange implements UpstreamOwner {
       this.#flags = 'URX';
       return this.#replyLocal({ ...reply, flag: 'URX' });
     }
+    // Envoy counts a retry as active until the retried request finishes; one exchange holds at most one slot.
+    if (this.#retryHeld) {
+      this.#retryCluster?.endRetry();
+      this.#retryHeld = false;
+    }
     if (!this.#cluster!.tryStartRetry(r.budgetPercent, r.minRetryConcurrency)) {
       this.#flags = 'UO';
       return this.#replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `retry budget of ${this.#cluster!.name} exhausted`));
@@ -659,17 +676,23 @@ export class Http1Exchange implements UpstreamOwner {
     // Envoy's fully jittered exponential backoff: uniform in [0, base * (2^n - 1)].
     const n = this.#attempts;
     const delay = Math.floor(Math.random() * r.backoffBaseMs * (2 ** n - 1));
-    this.#retry(delay, true);
+    this.#retryHeld = true;
+    this.#retryCluster = this.#cluster;
+    this.#retry(delay);
   }
 
-  #retry(delayMs: number, counted = false): void {
+  #retryHeld = false;
+  #requestCluster: UpstreamCluster | undefined;
+  #retryCluster: UpstreamCluster | undefined;
+
+  #retry(delayMs: number): void {
     this.#phase = 'filters';
     this.#resBuf = null;
     this.#res = undefined;
     this.#grpcStatus = '-';
     this.#retrying = true;
     const go = (): void => {
-      if (counted) this.#cluster?.endRetry();
+      this.#backoffTimer = null;
       if (this.#phase === 'done') return;
       this.#dispatch();
     };
@@ -827,7 +850,9 @@ export class Http1Exchange implements UpstreamOwner {
     if (this.#phase === 'done') return;
     this.#phase = 'done';
     this.#clearTimers();
-    if (this.#requestStarted) this.#cluster?.endRequest();
+    if (this.#requestStarted) this.#requestCluster?.endRequest();
+    if (this.#retryHeld) this.#retryCluster?.endRetry();
+    this.#retryHeld = false;
     this.#record();
     this.#conn.exchangeDone(this, this.#keepAlive && this.#reqComplete);
   }
@@ -839,7 +864,7 @@ export class Http1Exchange implements UpstreamOwner {
     ctx.telemetry.record(this.#conn.peer, this.#status, flags, this.#grpcStatus, duration, this.#reqBytes, this.#resBytes);
     for (const s of this.#streams) s.onDone?.(this.#status, flags);
     if (ctx.accessLog.enabled) {
-      const target = this.#conn.target;
+      const target = this.#target ?? this.#conn.target;
       ctx.accessLog.write({
         start_time: new Date(Date.now() - duration).toISOString(),
         method: this.#head.method,

@@ -3,6 +3,7 @@ import type { Duplex } from 'node:stream';
 import { findHeadEnd, HeadParseError, parseRequestHead, type HeadLimits } from './http1-head-parser.js';
 import { Http1Exchange } from './http1-exchange.js';
 import type { L7Context, L7Target } from './l7-context.js';
+import type { StateSnapshot } from '../state/state-snapshot.js';
 import type { LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import type { PeerLabels } from './http-telemetry.js';
@@ -27,6 +28,7 @@ export class Http1ServerConnection {
     this.socket = socket;
     this.ctx = ctx;
     this.target = target;
+    this.#resolved = target;
     this.peer = peerLabels({
       source: ctx.state.current.workloadByIp(target.source.address),
       sourcePrincipal: target.sourceIdentity,
@@ -50,6 +52,25 @@ export class Http1ServerConnection {
     }
     if (firstBytes !== undefined && firstBytes.length > 0) this.#onData(firstBytes);
   }
+
+  /**
+   * The target as seen by the current snapshot: a keep-alive connection outlives reloads, and each request must
+   * route with the services, endpoints and policies in force when it arrives.
+   */
+  currentTarget(snapshot: StateSnapshot): L7Target {
+    if (this.#targetVersion === snapshot.version) return this.#resolved;
+    const t = this.target;
+    const service = t.service === undefined ? undefined : (snapshot.serviceByName(t.service.key) ?? t.service);
+    const servicePort = t.servicePort === undefined ? undefined : (service?.ports.find((p) => p.port === t.servicePort?.port) ?? t.servicePort);
+    const ip = t.workload?.addresses[0];
+    const workload = ip === undefined ? undefined : (snapshot.workloadByIp(ip) ?? t.workload);
+    this.#resolved = { ...t, service, servicePort, workload };
+    this.#targetVersion = snapshot.version;
+    return this.#resolved;
+  }
+
+  #targetVersion = -1;
+  #resolved: L7Target;
 
   get closed(): boolean {
     return this.#closed;

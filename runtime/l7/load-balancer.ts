@@ -75,7 +75,7 @@ class LeastRequest<E extends Pickable> implements LoadBalancer<E> {
   }
 }
 
-/** Ring hash: each endpoint owns `ringSize / n` points; a key maps to the first point clockwise whose endpoint is available. */
+/** Ring hash: each endpoint owns `ringSize` points (keyed by its address, so they do not move when others come and go); a key maps to the first point clockwise whose endpoint is available. */
 class RingHash<E extends Pickable> implements LoadBalancer<E> {
   readonly kind = 'CONSISTENT_HASH' as const;
   readonly #ringSize: number;
@@ -107,7 +107,7 @@ class RingHash<E extends Pickable> implements LoadBalancer<E> {
   }
 
   #build(endpoints: readonly E[]): void {
-    const perEndpoint = Math.max(1, Math.ceil(this.#ringSize / endpoints.length));
+    const perEndpoint = this.#ringSize;
     const points: [number, number][] = [];
     endpoints.forEach((e, idx) => {
       for (let i = 0; i < perEndpoint; i++) points.push([fnv1a(`${e.key}_${i}`), idx]);
@@ -126,7 +126,7 @@ export function createLoadBalancer<E extends Pickable>(config: LoadBalancerConfi
     case 'RANDOM':
       return new RandomPick<E>();
     case 'CONSISTENT_HASH':
-      return new RingHash<E>(config?.ringSize ?? 1024);
+      return new RingHash<E>(config?.ringSize ?? 160);
     default:
       return new RoundRobin<E>();
   }

@@ -156,7 +156,7 @@ export function routeTableFor(snapshot: StateSnapshot, service: Service | undefi
   const key = service === undefined ? `-:${port}` : `${service.key}:${port}`;
   let table = perSnapshot.get(key);
   if (table === undefined) {
-    const entry = service === undefined ? undefined : snapshot.config.routes.find((r) => (r.port === undefined || r.port === port) && snapshot.serviceByRef(r.host) === service);
+    const entry = service === undefined ? undefined : snapshot.config.routes.find((r) => (r.port === undefined || r.port === port) && snapshot.serviceByRef(r.host)?.key === service.key);
     const routes = entry === undefined ? [compileRoute(snapshot, service, { match: [], backends: [] }, 0)] : entry.http.map((r, i) => compileRoute(snapshot, service, r, i));
     table = new RouteTable(routes);
     perSnapshot.set(key, table);

@@ -122,3 +122,31 @@ export async function rawExchange(port: number, bytes: string | Buffer, opts: { 
   socket.destroy();
   return { text, closed };
 }
+
+/** `n` upstreams on 127.0.0.2, 127.0.0.3, ... sharing one port (a service's targetPort); each answers with its name. */
+export async function startFleet(n: number, handler: (name: string, req: http.IncomingMessage, res: http.ServerResponse) => void): Promise<{ ups: Upstream[]; port: number; close(): Promise<void> }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const ups: Upstream[] = [];
+    try {
+      const first = await startHttpUpstream('127.0.0.2', 0, (req, res) => handler('up-0', req, res));
+      ups.push(first);
+      for (let i = 1; i < n; i++) {
+        const name = `up-${i}`;
+        ups.push(await startHttpUpstream(`127.0.0.${i + 2}`, first.port, (req, res) => handler(name, req, res)));
+      }
+      return { ups, port: first.port, close: async () => void (await Promise.all(ups.map((u) => u.close()))) };
+    } catch {
+      await Promise.all(ups.map((u) => u.close()));
+    }
+  }
+  throw new Error('could not bind a shared port on 127.0.0.2..');
+}
+
+/** Workloads up-0..up-(n-1) at 127.0.0.2.. with `labelsOf(i)`, selected by a service `name` on port 80. */
+export function fleetConfig(n: number, upstreamPort: number, labelsOf: (i: number) => Record<string, string>, extra: Record<string, unknown> = {}): WeftConfig {
+  return makeConfig({
+    workloads: Array.from({ length: n }, (_, i) => ({ name: `up-${i}`, addresses: [`127.0.0.${i + 2}`], labels: { app: 'fleet', ...labelsOf(i) } })),
+    services: [{ name: 'fleet', addresses: ['10.96.0.30'], ports: [{ port: 80, targetPort: upstreamPort, appProtocol: 'http' }], selector: { app: 'fleet' } }],
+    ...extra,
+  });
+}
