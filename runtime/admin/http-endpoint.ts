@@ -1,0 +1,52 @@
+/** A tiny HTTP server for weft's own endpoints (admin, metrics, readiness): exact-path routes, off the data path. */
+import http from 'node:http';
+import { WeftError } from '../errors.js';
+import { parseSocketAddress } from '../config/config-schema.js';
+
+export type RouteHandler = (req: http.IncomingMessage, url: URL) => Promise<EndpointResponse> | EndpointResponse;
+export interface EndpointResponse {
+  status: number;
+  body: string;
+  contentType?: string;
+}
+
+export interface HttpEndpoint {
+  server: http.Server;
+  port: number;
+  close(): Promise<void>;
+}
+
+export function json(status: number, value: unknown): EndpointResponse {
+  return { status, body: JSON.stringify(value, null, 2) + '\n', contentType: 'application/json' };
+}
+
+export async function startHttpEndpoint(name: string, address: string, routes: Record<string, RouteHandler>): Promise<HttpEndpoint> {
+  const addr = parseSocketAddress(address);
+  if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `${name}: "${address}" is not an ip:port address`);
+  const server = http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://weft.local');
+    const handler = routes[url.pathname];
+    const reply = (r: EndpointResponse): void => {
+      res.writeHead(r.status, { 'content-type': r.contentType ?? 'text/plain; charset=utf-8', 'cache-control': 'no-store' });
+      res.end(r.body);
+    };
+    if (handler === undefined) return reply({ status: 404, body: `no such endpoint; try: ${Object.keys(routes).join(' ')}\n` });
+    Promise.resolve()
+      .then(() => handler(req, url))
+      .then(reply, (err: unknown) => reply({ status: 500, body: `${(err as Error).message}\n` }));
+  });
+  server.keepAliveTimeout = 5_000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new WeftError('WEFT_ERR_LISTEN', `${name}: cannot listen on ${address}: ${err.message}`, { cause: err })));
+    server.listen(addr.port, addr.host, () => resolve());
+  });
+  return {
+    server,
+    port: (server.address() as { port: number }).port,
+    close: () =>
+      new Promise((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

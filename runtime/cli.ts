@@ -1,0 +1,104 @@
+#!/usr/bin/env node
+/** The `weft` command: `run --config FILE` starts a node runtime, `validate FILE` checks a config and lists every problem. */
+import { parseArgs } from 'node:util';
+import { createApp } from './app.js';
+import { ConfigWatcher } from './config/config-watcher.js';
+import { formatProblem, loadConfigFile } from './config/config-load.js';
+import { ENV, envValue } from './config/defaults.js';
+import { createLogger, isLogLevel, setLogLevel } from './log.js';
+
+const log = createLogger('cli');
+
+const USAGE = `usage:
+  weft run --config FILE      run the node runtime (reloads on file change and SIGHUP, drains on SIGTERM)
+  weft validate FILE          check a configuration; exit 1 listing every problem as file:line
+  weft version
+`;
+
+async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
+  const file = values.config ?? envValue(ENV.configPath);
+  if (file === undefined) {
+    process.stderr.write(`weft run: --config FILE is required (or set ${ENV.configPath})\n`);
+    return 2;
+  }
+  const loaded = await loadConfigFile(file);
+  if (!loaded.ok) {
+    for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
+    return 1;
+  }
+  const nodeName = envValue(ENV.nodeName);
+  const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
+  let stopping = false;
+  let resolveExit: (code: number) => void = () => {};
+  const exited = new Promise<number>((resolve) => (resolveExit = resolve));
+  const stop = (why: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ why }, 'draining');
+    watcher.stop();
+    app.shutdown().then(
+      () => resolveExit(0),
+      (err: unknown) => {
+        log.error({ error: err }, 'shutdown failed');
+        resolveExit(1);
+      },
+    );
+  };
+  const app = await createApp(config, { onQuit: () => stop('quitquitquit') });
+  const watcher = new ConfigWatcher(file, app);
+  watcher.start();
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  return exited;
+}
+
+async function validate(argv: string[]): Promise<number> {
+  const file = argv[0];
+  if (file === undefined) {
+    process.stderr.write('weft validate: FILE is required\n');
+    return 2;
+  }
+  const result = await loadConfigFile(file);
+  if (result.ok) {
+    process.stdout.write(`${file}: valid (${result.config.workloads.length} workloads, ${result.config.services.length} services, ${result.config.plugins.length} plugins, ${result.config.policies.length} policies)\n`);
+    return 0;
+  }
+  for (const p of result.problems) process.stderr.write(formatProblem(p) + '\n');
+  process.stderr.write(`${file}: ${result.problems.length} problem${result.problems.length === 1 ? '' : 's'}\n`);
+  return 1;
+}
+
+async function main(argv: string[]): Promise<number> {
+  const level = envValue(ENV.logLevel);
+  if (level !== undefined && isLogLevel(level)) setLogLevel(level);
+  const [command, ...rest] = argv;
+  switch (command) {
+    case 'run':
+      return run(rest);
+    case 'validate':
+      return validate(rest);
+    case 'version':
+      process.stdout.write(`weft 0.1.0 (node ${process.version})\n`);
+      return 0;
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      process.stdout.write(USAGE);
+      return command === undefined ? 2 : 0;
+    default:
+      process.stderr.write(`weft: unknown command "${command}"\n${USAGE}`);
+      return 2;
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`weft: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  },
+);

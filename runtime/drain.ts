@@ -1,0 +1,54 @@
+/** Graceful drain: listeners stop accepting when the signal aborts, tracked connections get until the deadline to finish, then are destroyed. */
+
+export interface Drainable {
+  /** Ends the connection now (the deadline passed). */
+  destroy(): void;
+}
+
+export class Drain {
+  readonly #controller = new AbortController();
+  readonly #active = new Set<Drainable>();
+  #idle: (() => void) | undefined;
+
+  /** Aborted when draining starts; every accept loop watches it. */
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+
+  get draining(): boolean {
+    return this.#controller.signal.aborted;
+  }
+
+  get activeCount(): number {
+    return this.#active.size;
+  }
+
+  /** Tracks one connection until the returned release function is called (idempotent). */
+  track(conn: Drainable): () => void {
+    this.#active.add(conn);
+    return () => {
+      if (this.#active.delete(conn) && this.#active.size === 0) this.#idle?.();
+    };
+  }
+
+  /** Starts draining; resolves once every tracked connection closed or `deadlineMs` passed (remaining ones are destroyed). */
+  async drain(deadlineMs: number): Promise<{ forced: number }> {
+    if (!this.#controller.signal.aborted) this.#controller.abort(new Error('draining'));
+    if (this.#active.size === 0) return { forced: 0 };
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const finished = await Promise.race([
+        new Promise<boolean>((resolve) => (this.#idle = () => resolve(true))),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deadlineMs))),
+      ]);
+      if (finished) return { forced: 0 };
+      const forced = this.#active.size;
+      for (const conn of [...this.#active]) conn.destroy();
+      this.#active.clear();
+      return { forced };
+    } finally {
+      clearTimeout(timer);
+      this.#idle = undefined;
+    }
+  }
+}

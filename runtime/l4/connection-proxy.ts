@@ -1,0 +1,214 @@
+/** Proxies one accepted connection at L4: route, connect (trying another endpoint once), hand over to L7 when attached, copy, then metrics and the access-log line. */
+import type net from 'node:net';
+import { WeftError, weftErrorOf } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Drain } from '../drain.js';
+import type { LimitsConfig } from '../config/config-schema.js';
+import type { ProxyState } from '../state/proxy-state.js';
+import type { Service, ServiceTarget, Workload } from '../state/state-snapshot.js';
+import type { TcpTelemetry } from '../telemetry/tcp-telemetry.js';
+import { tcpLabels, type TcpLabels } from '../telemetry/connection-labels.js';
+import type { EndpointPicker } from './endpoint-picker.js';
+import { routeFor, type Destination, type Route } from './route.js';
+import { connectUpstream } from './upstream-connect.js';
+import { copyBidirectional, type CopyResult } from './copy.js';
+import { formatAddr, type SocketAddr } from './original-destination.js';
+
+export type Direction = 'outbound' | 'inbound';
+
+/** What the L7 path receives when a destination has a plugin or L7 policy attached (see runtime/l7). */
+export interface L7Target {
+  service?: Service;
+  servicePort?: ServiceTarget['port'];
+  workload?: Workload;
+  originalDst: SocketAddr;
+  source: SocketAddr;
+  sourceIdentity?: string;
+}
+
+export interface L7Handoff {
+  handleConnection(socket: net.Socket, target: L7Target, firstBytes?: Buffer): void;
+}
+
+/** Hooks of listeners that speak a handshake first (CONNECT, SOCKS5): they answer the client once the outcome is known. */
+export interface ProxyHooks {
+  /** Upstream connected (or L7 takes over): write the success reply; returned bytes go upstream first. */
+  onReady?(): Buffer | undefined;
+  /** Routing or connecting failed: write an error reply; the socket is ended afterwards. */
+  onFailure?(error: WeftError): void;
+}
+
+export interface ProxyRequest {
+  client: net.Socket;
+  destination: Destination;
+  direction: Direction;
+  /** The listener that accepted it, for the access log (outbound, inbound, explicit, local-port). */
+  listener: string;
+  source: SocketAddr;
+  originalDst: SocketAddr;
+  /** Bytes already read from the client that belong upstream (e.g. the request of absolute-form HTTP). */
+  firstBytes?: Buffer;
+  hooks?: ProxyHooks;
+}
+
+export interface ConnectionProxyDeps {
+  state: ProxyState;
+  picker: EndpointPicker;
+  telemetry: TcpTelemetry;
+  drain: Drain;
+  limits: () => LimitsConfig;
+  isOwnListener: (addr: SocketAddr) => boolean;
+  l7: () => L7Handoff | undefined;
+  logger: Logger;
+}
+
+/** Envoy response flags for L4 failures: UF upstream connect failure, UH no healthy upstream, UO overflow, NR no route. */
+const FLAG_BY_CODE: Partial<Record<WeftError['code'], string>> = {
+  WEFT_ERR_UPSTREAM_CONNECT: 'UF',
+  WEFT_ERR_UPSTREAM_TIMEOUT: 'UF',
+  WEFT_ERR_NO_HEALTHY_UPSTREAM: 'UH',
+  WEFT_ERR_CONNECTION_LIMIT: 'UO',
+  WEFT_ERR_UNKNOWN_SERVICE: 'NR',
+  WEFT_ERR_SELF_CALL: 'NR',
+};
+
+export class ConnectionProxy {
+  readonly #deps: ConnectionProxyDeps;
+  #active = 0;
+
+  constructor(deps: ConnectionProxyDeps) {
+    this.#deps = deps;
+  }
+
+  get activeConnections(): number {
+    return this.#active;
+  }
+
+  async handle(req: ProxyRequest): Promise<void> {
+    const { deps } = { deps: this.#deps };
+    const limits = deps.limits();
+    const started = Date.now();
+    const snapshot = deps.state.current;
+    const sourceWorkload = snapshot.workloadByIp(req.source.address);
+    const abort = new AbortController();
+    const onClientGone = (): void => abort.abort();
+    req.client.once('close', onClientGone);
+    req.client.on('error', noop); // errors before the copy starts surface as 'close'; the copy installs its own handler
+    this.#active++;
+    const release = deps.drain.track({ destroy: () => abort.abort('drained') });
+
+    let route: Route | undefined;
+    let labels: TcpLabels | undefined;
+    try {
+      if (this.#active > limits.maxConnections) {
+        throw new WeftError('WEFT_ERR_CONNECTION_LIMIT', `connection limit of ${limits.maxConnections} reached; refusing ${formatAddr(req.source)}`);
+      }
+      const tried = new Set<Workload>();
+      let upstream: net.Socket | undefined;
+      for (let attempt = 0; upstream === undefined; attempt++) {
+        route = routeFor(req.destination, { snapshot, picker: deps.picker, isOwnListener: deps.isOwnListener, exclude: tried });
+        if (route.kind === 'refused') throw new WeftError(route.code, route.message);
+        if (req.direction === 'inbound' && (route.kind !== 'workload' || !route.workload.local)) {
+          // 15006 only delivers to workloads on this node (ztunnel's inbound passthrough rule).
+          throw new WeftError('WEFT_ERR_UNKNOWN_SERVICE', `inbound connection to ${formatAddr(req.originalDst)}, which is not a workload on this node`);
+        }
+        labels = this.#labels(req, sourceWorkload, route);
+        if (route.l7 && this.#handOffToL7(req, route)) return;
+        try {
+          upstream = await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal });
+          if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);
+        } catch (err) {
+          if (route.kind !== 'service' || abort.signal.aborted) throw err;
+          deps.picker.reportFailure(route.endpoint);
+          tried.add(route.endpoint);
+          // One retry on another endpoint, as Envoy's tcp_proxy max_connect_attempts would with 2.
+          if (attempt >= 1 || tried.size >= route.service.endpoints.length) throw err;
+        }
+      }
+      const first = req.hooks?.onReady?.();
+      if (first !== undefined && first.length > 0) upstream.write(first);
+      if (req.firstBytes !== undefined && req.firstBytes.length > 0) upstream.write(req.firstBytes);
+      req.client.off('error', noop);
+      req.client.off('close', onClientGone);
+      deps.telemetry.opened(labels as TcpLabels);
+      const result = await copyBidirectional(req.client, upstream, { idleTimeoutMs: limits.idleTimeoutMs, signal: abort.signal });
+      deps.telemetry.closed(labels as TcpLabels, result.bytesSent, result.bytesReceived);
+      this.#log(req, route, started, result);
+    } catch (err) {
+      const error = weftErrorOf(err) ?? new WeftError('WEFT_ERR_INTERNAL', `unexpected failure proxying ${formatAddr(req.source)}`, { cause: err });
+      const flag = FLAG_BY_CODE[error.code] ?? 'DC';
+      const failLabels = { ...(labels ?? this.#labels(req, sourceWorkload, route)), response_flags: flag };
+      deps.telemetry.failed(failLabels);
+      this.#log(req, route, started, undefined, error, flag);
+      if (req.hooks?.onFailure !== undefined && !req.client.destroyed) {
+        req.hooks.onFailure(error);
+        req.client.end();
+      } else req.client.resetAndDestroy();
+    } finally {
+      this.#active--;
+      release();
+      req.client.off('close', onClientGone);
+    }
+  }
+
+  #handOffToL7(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' | 'passthrough' }>): boolean {
+    const l7 = this.#deps.l7();
+    if (l7 === undefined) return false;
+    const first = req.hooks?.onReady?.();
+    const bytes = first === undefined ? req.firstBytes : req.firstBytes === undefined ? first : Buffer.concat([first, req.firstBytes]);
+    req.client.off('error', noop);
+    l7.handleConnection(
+      req.client,
+      {
+        ...(route.kind === 'service' ? { service: route.service, servicePort: route.servicePort, workload: route.endpoint } : { workload: route.workload }),
+        originalDst: req.originalDst,
+        source: req.source,
+      },
+      bytes,
+    );
+    return true;
+  }
+
+  #labels(req: ProxyRequest, source: Workload | undefined, route: Route | undefined): TcpLabels {
+    const service = route?.kind === 'service' ? route.service : req.destination.kind === 'service' ? req.destination.service : undefined;
+    const destination = route?.kind === 'service' ? route.endpoint : route?.kind === 'workload' ? route.workload : undefined;
+    return tcpLabels({
+      reporter: req.direction === 'outbound' ? 'source' : 'destination',
+      ...(source === undefined ? {} : { source }),
+      ...(service === undefined ? {} : { service }),
+      ...(destination === undefined ? {} : { destination }),
+    });
+  }
+
+  #log(req: ProxyRequest, route: Route | undefined, started: number, result?: CopyResult, error?: WeftError, flag?: string): void {
+    const snapshot = this.#deps.state.current;
+    const src = snapshot.workloadByIp(req.source.address);
+    const service = route?.kind === 'service' ? route.service : req.destination.kind === 'service' ? req.destination.service : undefined;
+    const dst = route?.kind === 'service' ? route.endpoint : route?.kind === 'workload' ? route.workload : undefined;
+    this.#deps.telemetry.accessLog.write({
+      time: new Date(started).toISOString(),
+      kind: 'tcp',
+      direction: req.direction,
+      listener: req.listener,
+      'src.addr': formatAddr(req.source),
+      'src.workload': src?.name,
+      'src.namespace': src?.namespace,
+      'src.identity': undefined,
+      'dst.original': formatAddr(req.originalDst),
+      'dst.addr': route !== undefined && route.kind !== 'refused' ? formatAddr(route.upstream) : undefined,
+      'dst.service': service?.hostname,
+      'dst.workload': dst?.name,
+      'dst.namespace': dst?.namespace,
+      route: route?.kind,
+      bytes_sent: result?.bytesSent ?? 0,
+      bytes_recv: result?.bytesReceived ?? 0,
+      duration_ms: Date.now() - started,
+      close_reason: result?.reason ?? 'failed',
+      response_flags: flag ?? '-',
+      error: error === undefined ? (result?.error === undefined ? undefined : String(result.error.message)) : `${error.code}: ${error.message}`,
+    });
+    if (error !== undefined) this.#deps.logger.warn({ listener: req.listener, src: formatAddr(req.source), dst: formatAddr(req.originalDst), code: error.code, error: error.message }, 'connection failed');
+  }
+}
+
+function noop(): void {}

@@ -1,0 +1,72 @@
+/** Bidirectional byte copy between a client and an upstream socket: backpressure both ways, half-close, idle timeout, byte counts from the sockets themselves. */
+import type net from 'node:net';
+
+export const CLOSE_REASONS = ['complete', 'idle_timeout', 'client_reset', 'upstream_reset', 'drained', 'policy'] as const;
+export type CloseReason = (typeof CLOSE_REASONS)[number];
+
+export interface CopyResult {
+  /** Bytes from the client delivered to the upstream (Istio's "received"). */
+  bytesReceived: number;
+  /** Bytes from the upstream delivered to the client (Istio's "sent"). */
+  bytesSent: number;
+  reason: CloseReason;
+  error?: Error;
+}
+
+export interface CopyOptions {
+  idleTimeoutMs: number;
+  /** Destroys both sides with this reason when aborted (drain deadline, policy change). */
+  signal?: AbortSignal;
+}
+
+/** One direction: `from` → `to`, pausing `from` while `to` is full; `from`'s FIN becomes `to`'s FIN. */
+function forward(from: net.Socket, to: net.Socket): void {
+  from.on('data', (chunk: Buffer) => {
+    if (!to.write(chunk)) from.pause();
+  });
+  to.on('drain', () => from.resume());
+  from.once('end', () => to.end());
+}
+
+/**
+ * Copies until both directions finished or either side failed. Both sockets must be created with
+ * allowHalfOpen so one side's FIN does not close the other direction (a client may send its request,
+ * shut down its write side, and still read the whole response).
+ */
+export function copyBidirectional(client: net.Socket, upstream: net.Socket, opts: CopyOptions): Promise<CopyResult> {
+  return new Promise((resolve) => {
+    let reason: CloseReason = 'complete';
+    let error: Error | undefined;
+    let closed = 0;
+    const fail = (why: CloseReason, err?: Error): void => {
+      if (reason === 'complete') {
+        reason = why;
+        error = err;
+      }
+      client.destroy();
+      upstream.destroy();
+    };
+    const onClose = (): void => {
+      if (++closed < 2) return;
+      opts.signal?.removeEventListener('abort', onAbort);
+      resolve({ bytesReceived: upstream.bytesWritten, bytesSent: upstream.bytesRead, reason, ...(error === undefined ? {} : { error }) });
+    };
+    const onAbort = (): void => fail(opts.signal?.reason === 'policy' ? 'policy' : 'drained');
+
+    forward(client, upstream);
+    forward(upstream, client);
+    client.on('error', (err) => fail('client_reset', err));
+    upstream.on('error', (err) => fail('upstream_reset', err));
+    client.once('close', onClose);
+    upstream.once('close', onClose);
+    // A side that finished both directions is closed by Node (allowHalfOpen ends after end()+'end').
+    if (opts.idleTimeoutMs > 0) {
+      // Node resets a socket's timer on its reads and writes, so the client's timer sees both directions.
+      client.setTimeout(opts.idleTimeoutMs, () => fail('idle_timeout'));
+    }
+    if (opts.signal?.aborted === true) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
+    if (client.isPaused()) client.resume();
+    if (upstream.isPaused()) upstream.resume();
+  });
+}

@@ -1,0 +1,44 @@
+/** Binds a TCP listener, ordinary or transparent (IP_TRANSPARENT through the native addon), and stops accepting when the drain signal fires. */
+import net from 'node:net';
+import { WeftError } from '../errors.js';
+import { parseSocketAddress } from '../config/config-schema.js';
+import { requireNativeSocket } from '../native/weft-socket.js';
+
+export interface ListenOptions {
+  address: string;
+  transparent?: boolean;
+  /** Closes the listener (not its connections) when aborted. */
+  signal?: AbortSignal;
+  /** Passed to net.Server: the handler decides when to start reading. */
+  pauseOnConnect?: boolean;
+}
+
+export interface BoundListener {
+  server: net.Server;
+  address: string;
+  port: number;
+  transparent: boolean;
+  close(): Promise<void>;
+}
+
+export async function listen(name: string, opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<BoundListener> {
+  const addr = parseSocketAddress(opts.address);
+  if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `${name} listener: "${opts.address}" is not an ip:port address`);
+  const server = net.createServer({ pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true, allowHalfOpen: true }, onConnection);
+  // A transparent socket accepts connections for any destination; libuv adopts the fd the addon prepared.
+  const fd = opts.transparent === true ? requireNativeSocket(`transparent ${name} listener`).listenTransparent(addr.host, addr.port, 4096) : undefined;
+  await new Promise<void>((resolve, reject) => {
+    const onError = (err: Error): void => reject(new WeftError('WEFT_ERR_LISTEN', `${name} listener: cannot listen on ${opts.address}: ${err.message} (is another process using the port?)`, { cause: err }));
+    server.once('error', onError);
+    const onListening = (): void => {
+      server.off('error', onError);
+      resolve();
+    };
+    if (fd === undefined) server.listen({ host: addr.host, port: addr.port, backlog: 4096 }, onListening);
+    else server.listen({ fd }, onListening);
+  });
+  const bound = server.address() as net.AddressInfo;
+  const close = (): Promise<void> => new Promise((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+  opts.signal?.addEventListener('abort', () => void close(), { once: true });
+  return { server, address: bound.address, port: bound.port, transparent: opts.transparent === true, close };
+}
