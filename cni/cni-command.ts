@@ -6,7 +6,7 @@ import { CNI_ERROR_CODES, CURRENT_CNI_VERSION, SUPPORTED_CNI_VERSIONS } from './
 import { decode, isEnrolled, pluginConfigSchema, type PluginConfig } from './cni-config.js';
 import { createCommandRunner, type CommandRunner } from './command-runner.js';
 import { acquireFileLock } from './file-lock.js';
-import { checkPod, enrollPod, undoPod } from './pod-enrollment.js';
+import { attachPod, checkPod, undoPod } from './pod-enrollment.js';
 import { StateStore } from './state-store.js';
 
 export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC'] as const;
@@ -173,24 +173,31 @@ async function add(e: CniEnv, config: PluginConfig, store: StateStore, runner: C
   const prev = requirePrevResult(config, 'ADD');
   if (!existsSync(e.netns)) throw new CniError(CNI_ERROR_CODES.unknownContainer, `network namespace ${e.netns} does not exist`, 'CNI_NETNS');
   const result = JSON.stringify({ ...prev, cniVersion: config.cniVersion });
-  const namespace = e.args.get('K8S_POD_NAMESPACE');
-  const podName = e.args.get('K8S_POD_NAME');
-  if (!isEnrolled(config.enroll, namespace, podName)) return { exitCode: 0, stdout: result };
+  const enrolled = isEnrolled(config.enroll, e.args.get('K8S_POD_NAMESPACE'), e.args.get('K8S_POD_NAME'));
   const ips = podAddresses(prev);
-  if (ips.length === 0) throw new CniError(CNI_ERROR_CODES.invalidConfig, 'prevResult has no IPv4 address for the pod', 'weft redirection is IPv4-only');
+  if (enrolled && ips.length === 0) throw new CniError(CNI_ERROR_CODES.invalidConfig, 'prevResult has no IPv4 address for the pod', 'weft redirection is IPv4-only');
+  // An unenrolled pod on a node weft has not set up needs nothing from weft: no lock, no state.
+  if (!enrolled && store.readNode()?.phase !== 'ready') return { exitCode: 0, stdout: result };
   await withLock(store, config, async () => {
     const node = store.readNode();
     if (node?.phase !== 'ready') {
+      if (!enrolled) return;
       throw new CniError(CNI_ERROR_CODES.tryAgainLater, 'weft node redirection is not set up yet; the pod cannot be enrolled', 'run `weft-cni node setup` (the DaemonSet does)');
     }
     try {
-      await enrollPod(runner, store, node, {
-        containerId: e.containerId,
-        ifname: e.ifname,
-        ips,
-        comment: e.args.get('K8S_POD_UID') ?? e.containerId,
-        hostInterfaces: (prev.interfaces ?? []).filter((i) => i.sandbox === undefined && typeof i.name === 'string').map((i) => i.name as string),
-      });
+      await attachPod(
+        runner,
+        store,
+        node,
+        {
+          containerId: e.containerId,
+          ifname: e.ifname,
+          ips,
+          comment: e.args.get('K8S_POD_UID') ?? e.containerId,
+          hostInterfaces: (prev.interfaces ?? []).filter((i) => i.sandbox === undefined && typeof i.name === 'string').map((i) => i.name as string),
+        },
+        enrolled,
+      );
     } catch (err) {
       // Leave nothing half-applied: undo what the record says was added, then report.
       const pod = store.readPod(e.containerId, e.ifname);

@@ -7,7 +7,7 @@ import type { NodeConfig } from './cni-config.js';
 import { acquireFileLock } from './file-lock.js';
 import { detectIptablesBackend, type IptablesBackend } from './iptables-backend.js';
 import { NetnsApplier, undoRecord } from './netns-applier.js';
-import { undoPod } from './pod-enrollment.js';
+import { bridgePorts, isolatePort, routeBridge, undoPod } from './pod-enrollment.js';
 import { planNode, planRuntime, type RedirectInput } from './rule-plan.js';
 import { emptyRecord, StateStore, type NodeState } from './state-store.js';
 import { boundUdpPorts, firstFreePort, resolveTunnelDriver, tunnelLinkPorts } from './tunnel-driver.js';
@@ -91,6 +91,7 @@ export async function setupNode(config: NodeConfig, runners: NodeRunners = defau
     persist();
     await new NetnsApplier(runners.node, state.node, persist).apply(planNode(input), backend);
     await new NetnsApplier(runners.runtime, state.runtime, persist).apply(planRuntime(input), backend);
+    if (state.routedBridge !== undefined) await isolateExistingPorts(runners.node, store, state, state.routedBridge);
     state.phase = 'ready';
     persist();
     log.info({ driver: input.driver, tunnelPort: input.tunnelPort, backend, hostIp: input.hostIp, runtimeIp: input.runtimeIp }, 'node redirection ready');
@@ -100,9 +101,27 @@ export async function setupNode(config: NodeConfig, runners: NodeRunners = defau
   }
 }
 
+/** Pods wired before setup sit on the bridge un-isolated; ADD handles every later one. */
+async function isolateExistingPorts(runner: CommandRunner, store: StateStore, state: NodeState, bridge: string): Promise<void> {
+  const ports = await bridgePorts(runner, bridge);
+  if (ports.length === 0) return;
+  await routeBridge(runner, store, state, bridge);
+  const owned = new Set(store.listPods().map((p) => p.isolatedPort));
+  state.isolatedPorts ??= [];
+  for (const port of ports) {
+    if (owned.has(port)) continue;
+    if (!state.isolatedPorts.includes(port)) {
+      state.isolatedPorts.push(port);
+      store.writeNode(state);
+    }
+    await isolatePort(runner, port, true);
+  }
+}
+
 async function removeNodeState(store: StateStore, state: NodeState, runners: NodeRunners): Promise<void> {
   state.phase = 'removing';
   store.writeNode(state);
+  for (const port of state.isolatedPorts ?? []) await runners.node.exec('ip', ['link', 'set', 'dev', port, 'type', 'bridge_slave', 'isolated', 'off']);
   for (const pod of store.listPods()) {
     await undoPod(runners.node, pod);
     store.removePod(pod.containerId, pod.ifname);

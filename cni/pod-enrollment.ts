@@ -29,9 +29,15 @@ export async function findHostVeth(runner: CommandRunner, names: string[]): Prom
   return link === undefined ? {} : { veth: link.ifname, master: link.master };
 }
 
-export async function enrollPod(runner: CommandRunner, store: StateStore, node: NodeState, req: PodRequest): Promise<PodState> {
+/**
+ * ADD's node work. An enrolled pod gets its ipset entry, route and rp_filter; on a routed bridge every
+ * pod's port is isolated, enrolled or not, or an unenrolled pod would still reach enrolled ones at L2,
+ * past the inbound capture.
+ */
+export async function attachPod(runner: CommandRunner, store: StateStore, node: NodeState, req: PodRequest, enrolled: boolean): Promise<PodState | undefined> {
   const { veth, master } = await findHostVeth(runner, req.hostInterfaces);
-  const plan = planPod(node.input.names, node.input.hostIp, req.ips, req.comment, veth);
+  const isolate = node.routedBridge !== undefined && veth !== undefined && master === node.routedBridge;
+  if (!enrolled && !isolate) return undefined;
   const pod: PodState = store.readPod(req.containerId, req.ifname) ?? {
     version: 1,
     containerId: req.containerId,
@@ -43,25 +49,39 @@ export async function enrollPod(runner: CommandRunner, store: StateStore, node: 
     sysctls: [],
   };
   const persist = (): void => store.writePod(pod);
-  for (const e of plan.ipsetEntries) {
-    if (!pod.ipsetEntries.some((x) => x.ip === e.ip && x.set === e.set)) pod.ipsetEntries.push({ set: e.set, ip: e.ip });
+  if (enrolled) {
+    const plan = planPod(node.input.names, node.input.hostIp, req.ips, req.comment, veth);
+    for (const e of plan.ipsetEntries) {
+      if (!pod.ipsetEntries.some((x) => x.ip === e.ip && x.set === e.set)) pod.ipsetEntries.push({ set: e.set, ip: e.ip });
+    }
+    for (const r of plan.routes) if (!pod.routes.some((x) => sameRoute(x, r))) pod.routes.push(r);
+    persist();
+    for (const e of plan.ipsetEntries) await runner.run('ipset', ['add', e.set, e.ip, 'comment', e.comment, '-exist']);
+    for (const r of plan.routes) await runner.run('ip', ['route', 'replace', 'table', String(r.table), ...r.args]);
+    for (const s of plan.sysctls) await ensureSysctlRecorded(runner, pod.sysctls, s, persist);
   }
-  for (const r of plan.routes) if (!pod.routes.some((x) => sameRoute(x, r))) pod.routes.push(r);
-  persist();
-  for (const e of plan.ipsetEntries) await runner.run('ipset', ['add', e.set, e.ip, 'comment', e.comment, '-exist']);
-  for (const r of plan.routes) await runner.run('ip', ['route', 'replace', 'table', String(r.table), ...r.args]);
-  for (const s of plan.sysctls) await ensureSysctlRecorded(runner, pod.sysctls, s, persist);
-  if (node.routedBridge !== undefined && veth !== undefined && master === node.routedBridge) {
+  if (isolate && node.routedBridge !== undefined && veth !== undefined) {
     await routeBridge(runner, store, node, node.routedBridge);
     pod.isolatedPort = veth;
     persist();
-    await runner.run('ip', ['link', 'set', 'dev', veth, 'type', 'bridge_slave', 'isolated', 'on']);
+    await isolatePort(runner, veth, true);
   }
   return pod;
 }
 
+export async function isolatePort(runner: CommandRunner, port: string, on: boolean): Promise<void> {
+  await runner.run('ip', ['link', 'set', 'dev', port, 'type', 'bridge_slave', 'isolated', on ? 'on' : 'off']);
+}
+
+/** Ports of `bridge` that exist now (pods wired before node setup). */
+export async function bridgePorts(runner: CommandRunner, bridge: string): Promise<string[]> {
+  const r = await runner.exec('ip', ['-j', 'link', 'show', 'master', bridge]);
+  if (r.code !== 0) return [];
+  return (JSON.parse(r.stdout || '[]') as JsonLink[]).map((l) => l.ifname);
+}
+
 /** Bridge-wide half of routedBridge, done once and recorded in the node state: the bridge answers ARP for its isolated ports and sends no ICMP redirects (which would point pods back at each other). */
-async function routeBridge(runner: CommandRunner, store: StateStore, node: NodeState, bridge: string): Promise<void> {
+export async function routeBridge(runner: CommandRunner, store: StateStore, node: NodeState, bridge: string): Promise<void> {
   const persist = (): void => store.writeNode(node);
   for (const [key, value] of [
     [`net.ipv4.conf.${bridge}.proxy_arp`, '1'],

@@ -33,6 +33,8 @@ export interface NodeState {
   backend: IptablesBackend;
   runtimeNetns: string;
   routedBridge?: string;
+  /** Ports of routedBridge that existed at setup (pods wired before weft) and were isolated by it. */
+  isolatedPorts?: string[];
   node: AppliedRecord;
   runtime: AppliedRecord;
 }
