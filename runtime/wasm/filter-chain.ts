@@ -1,0 +1,304 @@
+/**
+ * The per-request chain of plugins the L7 path drives: it feeds each plugin's stream context in order (responses in
+ * reverse order, as Envoy's encoder filters run), turns callback results into actions, buffers bodies for
+ * StopIterationAndBuffer, and applies failStrategy when a plugin fails mid-request.
+ *
+ * Contract for the caller: headers are mutated in place; after a `pause` action, wait for `resume` before feeding the
+ * next event of the same direction; call `done()` exactly once when the stream ends, however it ends.
+ */
+import { WeftError } from '../errors.js';
+import type { HeaderPairs } from './header-map-codec.js';
+import { PluginFailure } from './plugin-failure.js';
+import type { PluginRuntime } from './plugin-runtime.js';
+import type { PluginVm } from './plugin-vm.js';
+import { type Direction, type LocalResponse, type ResumeOutcome, StreamContext } from './stream-context.js';
+import type { StreamInfo } from './stream-info.js';
+
+export type FilterAction =
+  /** Go on; headers/trailers were edited in place. For body and trailers events, `body` is the bytes to forward now. */
+  | { readonly kind: 'continue'; readonly body?: Uint8Array }
+  /** Body event only: a plugin is holding the bytes; nothing to forward yet (they come back in a later action's body). */
+  | { readonly kind: 'buffer' }
+  /** A plugin paused the stream; `resume` settles with the action to apply (never another pause). */
+  | { readonly kind: 'pause'; readonly resume: Promise<FilterAction> }
+  /** Answer the client with this response and stop (plugin's proxy_send_local_response, or failStrategy). */
+  | { readonly kind: 'localResponse'; readonly response: LocalResponse; readonly failure?: PluginFailure }
+  /** A plugin called proxy_close_stream: reset the stream / close the connection. */
+  | { readonly kind: 'reset'; readonly plugin: string };
+
+export const CONTINUE: FilterAction = Object.freeze({ kind: 'continue' });
+const BUFFER: FilterAction = Object.freeze({ kind: 'buffer' });
+const EMPTY = new Uint8Array(0);
+
+/** The header weft sets on responses it generates itself. */
+export const WEFT_ERROR_HEADER = 'x-weft-error';
+
+interface Entry {
+  runtime: PluginRuntime;
+  ctx: StreamContext | undefined;
+  /** FAIL_OPEN after a failure: the plugin sits out the rest of this stream. */
+  skipped: boolean;
+}
+
+export class FilterChain {
+  readonly #entries: Entry[];
+  readonly #info: StreamInfo;
+  #requestHeaders: HeaderPairs | undefined;
+  #requestTrailers: HeaderPairs | undefined;
+  #responseHeaders: HeaderPairs | undefined;
+  #responseTrailers: HeaderPairs | undefined;
+  #ended: FilterAction | undefined;
+  #done = false;
+
+  constructor(runtimes: PluginRuntime[], info: StreamInfo) {
+    this.#entries = runtimes.map((runtime) => ({ runtime, ctx: undefined, skipped: false }));
+    this.#info = info;
+  }
+
+  get plugins(): string[] {
+    return this.#entries.map((e) => e.runtime.name);
+  }
+
+  onRequestHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
+    this.#requestHeaders = headers;
+    return this.#ended ?? this.#headers(0, 0, endOfStream);
+  }
+
+  onResponseHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
+    this.#responseHeaders = headers;
+    return this.#ended ?? this.#headers(1, 0, endOfStream);
+  }
+
+  onRequestBody(chunk: Uint8Array, endOfStream: boolean): FilterAction {
+    return this.#ended ?? this.#body(0, 0, chunk, endOfStream);
+  }
+
+  onResponseBody(chunk: Uint8Array, endOfStream: boolean): FilterAction {
+    return this.#ended ?? this.#body(1, 0, chunk, endOfStream);
+  }
+
+  onRequestTrailers(trailers: HeaderPairs): FilterAction {
+    this.#requestTrailers = trailers;
+    return this.#ended ?? this.#trailers(0, trailers);
+  }
+
+  onResponseTrailers(trailers: HeaderPairs): FilterAction {
+    this.#responseTrailers = trailers;
+    return this.#ended ?? this.#trailers(1, trailers);
+  }
+
+  /** Stream over (completed, reset or abandoned): every plugin gets on_done, on_log, on_delete. Idempotent. */
+  done(): void {
+    if (this.#done) return;
+    this.#done = true;
+    for (const e of this.#entries) {
+      if (e.ctx === undefined) continue;
+      this.#sync(e.ctx);
+      e.ctx.finish();
+    }
+  }
+
+  #index(dir: Direction, k: number): number {
+    return dir === 0 ? k : this.#entries.length - 1 - k;
+  }
+
+  #sync(ctx: StreamContext): void {
+    ctx.requestHeaders = this.#requestHeaders;
+    ctx.requestTrailers = this.#requestTrailers;
+    ctx.responseHeaders = this.#responseHeaders;
+    ctx.responseTrailers = this.#responseTrailers;
+  }
+
+  /** The entry's context, created on first use; a PluginFailure when its VM cannot be had. */
+  #context(e: Entry): StreamContext | PluginFailure {
+    if (e.ctx !== undefined) return e.ctx;
+    const vm = e.runtime.acquire();
+    if (vm instanceof PluginFailure) return vm;
+    try {
+      e.ctx = StreamContext.open(vm, this.#info);
+    } catch (err) {
+      return err instanceof PluginFailure ? err : vm.fail(err);
+    }
+    const ctx = e.ctx;
+    this.#sync(ctx);
+    return ctx;
+  }
+
+  /** failStrategy: undefined to go on without the plugin (FAIL_OPEN), else the action ending the stream. */
+  #failed(e: Entry, failure: PluginFailure): FilterAction | undefined {
+    e.skipped = true;
+    e.ctx?.markFailed();
+    e.runtime.noteStreamFailure(failure);
+    if (e.runtime.failStrategy === 'FAIL_OPEN') return undefined;
+    const body = Buffer.from(`plugin ${e.runtime.name} failed: ${failure.reason}\n`);
+    const response: LocalResponse = {
+      status: 503,
+      headers: [
+        ['content-type', 'text/plain'],
+        [WEFT_ERROR_HEADER, failure.code],
+      ],
+      body,
+      details: `wasm_fail_${failure.reason}`,
+      grpcStatus: undefined,
+      plugin: e.runtime.name,
+    };
+    return this.#end({ kind: 'localResponse', response, failure });
+  }
+
+  #end(action: FilterAction): FilterAction {
+    this.#ended = action;
+    return action;
+  }
+
+  /** After a callback: did the plugin answer locally or reset? */
+  #terminal(ctx: StreamContext): FilterAction | undefined {
+    if (ctx.localResponse !== undefined) return this.#end({ kind: 'localResponse', response: ctx.localResponse });
+    if (ctx.resetRequested) return this.#end({ kind: 'reset', plugin: ctx.vm.plugin });
+    return undefined;
+  }
+
+  #call(e: Entry, fn: (vm: PluginVm, ctx: StreamContext) => number): { ctx: StreamContext; result: number } | FilterAction | undefined {
+    const ctx = this.#context(e);
+    if (ctx instanceof PluginFailure) return this.#failed(e, ctx);
+    this.#sync(ctx);
+    try {
+      return { ctx, result: fn(ctx.vm, ctx) };
+    } catch (err) {
+      return this.#failed(e, err instanceof PluginFailure ? err : ctx.vm.fail(err));
+    }
+  }
+
+  #pause(e: Entry, ctx: StreamContext, dir: Direction, next: () => FilterAction): FilterAction {
+    const resume = ctx.wait(dir).then((outcome: ResumeOutcome): FilterAction | Promise<FilterAction> => {
+      if (this.#ended !== undefined) return this.#ended;
+      if (outcome instanceof PluginFailure) {
+        const failed = this.#failed(e, outcome);
+        if (failed !== undefined) return failed;
+      } else if (outcome !== 'continue') return this.#terminal(ctx) ?? CONTINUE;
+      const a = next();
+      return a.kind === 'pause' ? a.resume : a;
+    });
+    return { kind: 'pause', resume };
+  }
+
+  #headers(dir: Direction, from: number, eos: boolean): FilterAction {
+    const n = this.#entries.length;
+    const map = dir === 0 ? this.#requestHeaders! : this.#responseHeaders!;
+    for (let k = from; k < n; k++) {
+      const e = this.#entries[this.#index(dir, k)]!;
+      if (e.skipped) continue;
+      const r = this.#call(e, (vm, ctx) => vm.invoke(ctx, dir === 0 ? vm.cb.onRequestHeaders : vm.cb.onResponseHeaders, ctx.id, map.length, eos ? 1 : 0));
+      if (r === undefined) continue;
+      if ('kind' in r) return r;
+      const t = this.#terminal(r.ctx);
+      if (t !== undefined) return t;
+      // Any non-zero header status stops the whole stream until proxy_continue_stream, as cpp-host does.
+      if (r.result !== 0 && !r.ctx.takeContinue(dir)) return this.#pause(e, r.ctx, dir, () => this.#headers(dir, k + 1, eos));
+    }
+    return CONTINUE;
+  }
+
+  #body(dir: Direction, from: number, chunk: Uint8Array, eos: boolean): FilterAction {
+    const n = this.#entries.length;
+    let data = chunk;
+    for (let k = from; k < n; k++) {
+      const e = this.#entries[this.#index(dir, k)]!;
+      if (e.skipped) continue;
+      const ctx0 = this.#context(e);
+      if (ctx0 instanceof PluginFailure) {
+        const f = this.#failed(e, ctx0);
+        if (f !== undefined) return f;
+        continue;
+      }
+      const held = dir === 0 ? ctx0.requestBody : ctx0.responseBody;
+      const visible = ctx0.buffering[dir] && held !== undefined && held.length > 0 ? concat(held, data) : data;
+      if (dir === 0) {
+        ctx0.requestBody = visible;
+        ctx0.requestBytes += data.length;
+      } else {
+        ctx0.responseBody = visible;
+        ctx0.responseBytes += data.length;
+      }
+      const r = this.#call(e, (vm, ctx) => vm.invoke(ctx, dir === 0 ? vm.cb.onRequestBody : vm.cb.onResponseBody, ctx.id, visible.length, eos ? 1 : 0));
+      if (r === undefined) continue;
+      if ('kind' in r) return r;
+      const ctx = r.ctx;
+      const t = this.#terminal(ctx);
+      if (t !== undefined) return t;
+      const current = (dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY;
+      if (r.result === 0 || ctx.takeContinue(dir)) {
+        ctx.buffering[dir] = false;
+        data = current;
+        continue;
+      }
+      if (r.result === 3 && !eos) {
+        // StopIterationNoBuffer: the plugin keeps what it needs; the chunk goes no further.
+        ctx.buffering[dir] = false;
+        return BUFFER;
+      }
+      ctx.buffering[dir] = true;
+      if (!eos) return BUFFER;
+      // Stopped at end of stream: nothing more will arrive, so wait for proxy_continue_stream to release the body.
+      return this.#pause(e, ctx, dir, () => {
+        ctx.buffering[dir] = false;
+        return this.#body(dir, k + 1, (dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY, true);
+      });
+    }
+    return { kind: 'continue', body: data };
+  }
+
+  /** Trailers end the body: bytes still held are released (through the plugins after the holder), then each plugin sees the trailers. */
+  #trailers(dir: Direction, trailers: HeaderPairs): FilterAction {
+    const n = this.#entries.length;
+    let released: Uint8Array = EMPTY;
+    for (let k = 0; k < n; k++) {
+      const e = this.#entries[this.#index(dir, k)]!;
+      const ctx = e.ctx;
+      if (e.skipped || ctx === undefined) continue;
+      if (ctx.buffering[dir]) {
+        ctx.buffering[dir] = false;
+        released = concat((dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY, released);
+      } else if (released.length > 0) {
+        if (dir === 0) ctx.requestBody = released;
+        else ctx.responseBody = released;
+        const r = this.#call(e, (vm, c) => vm.invoke(c, dir === 0 ? vm.cb.onRequestBody : vm.cb.onResponseBody, c.id, released.length, 0));
+        if (r !== undefined && 'kind' in r) return r;
+        if (r !== undefined) released = (dir === 0 ? r.ctx.requestBody : r.ctx.responseBody) ?? EMPTY;
+      }
+    }
+    const action = this.#trailerCallbacks(dir, 0, trailers);
+    if (released.length === 0) return action;
+    if (action.kind === 'continue') return { kind: 'continue', body: released };
+    if (action.kind === 'pause') return { kind: 'pause', resume: action.resume.then((a) => (a.kind === 'continue' ? { kind: 'continue', body: released } : a)) };
+    return action;
+  }
+
+  #trailerCallbacks(dir: Direction, from: number, trailers: HeaderPairs): FilterAction {
+    const n = this.#entries.length;
+    for (let k = from; k < n; k++) {
+      const e = this.#entries[this.#index(dir, k)]!;
+      if (e.skipped) continue;
+      const r = this.#call(e, (vm, ctx) => vm.invoke(ctx, dir === 0 ? vm.cb.onRequestTrailers : vm.cb.onResponseTrailers, ctx.id, trailers.length));
+      if (r === undefined) continue;
+      if ('kind' in r) return r;
+      const t = this.#terminal(r.ctx);
+      if (t !== undefined) return t;
+      if (r.result !== 0 && !r.ctx.takeContinue(dir)) return this.#pause(e, r.ctx, dir, () => this.#trailerCallbacks(dir, k + 1, trailers));
+    }
+    return CONTINUE;
+  }
+}
+
+function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a, 0);
+  out.set(b, a.length);
+  return out;
+}
+
+/** Thrown by PluginHost.createStream for a plugin name that is not loaded: a wiring bug, not bad input. */
+export function unknownPluginError(name: string, known: string[]): WeftError {
+  return new WeftError('WEFT_ERR_PLUGIN_FAILED', `no plugin named "${name}" is loaded (loaded: ${known.join(', ') || 'none'}); attach only plugins present in the configuration`);
+}

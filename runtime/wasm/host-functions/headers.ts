@@ -1,0 +1,128 @@
+/** Header/trailer/metadata map hostcalls over weft's [name, value] byte-string pairs, mutated in place. */
+import { MapType, Status } from '../abi-constants.js';
+import { type HeaderPairs, lowerAscii, readMap, serializedSize, writeMap } from '../header-map-codec.js';
+import type { PluginVm } from '../plugin-vm.js';
+
+type HostFn = (...args: number[]) => number;
+
+/** The map `type` names in the active context, or undefined when it does not exist here (NOT_FOUND). */
+export function mapOf(vm: PluginVm, type: number): HeaderPairs | undefined {
+  const ctx = vm.active;
+  const stream = ctx?.kind === 'stream' ? ctx : undefined;
+  switch (type) {
+    case MapType.HttpRequestHeaders:
+      return stream?.requestHeaders;
+    case MapType.HttpRequestTrailers:
+      return stream?.requestTrailers;
+    case MapType.HttpResponseHeaders:
+      return stream?.responseHeaders;
+    case MapType.HttpResponseTrailers:
+      return stream?.responseTrailers;
+    case MapType.GrpcReceiveInitialMetadata:
+    case MapType.GrpcReceiveTrailingMetadata:
+      return vm.grpcReceive?.metadata;
+    case MapType.HttpCallResponseHeaders:
+      return vm.callResponse?.headers;
+    case MapType.HttpCallResponseTrailers:
+      return vm.callResponse?.trailers;
+    default:
+      return undefined;
+  }
+}
+
+function indexOf(map: HeaderPairs, key: string, from = 0): number {
+  for (let i = from; i < map.length; i++) if (map[i]![0] === key) return i;
+  return -1;
+}
+
+export function headerImports(vm: PluginVm): Record<string, HostFn> {
+  const legacyMissingIsEmpty = vm.compiled.abi === '0.1.0';
+  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? lowerAscii(vm.mem.latin1(ptr, len)) : undefined);
+  const badType = (type: number): boolean => type < 0 || type > MapType.HttpCallResponseTrailers;
+
+  return {
+    proxy_get_header_map_value: (type, kp, kl, rp, rl) => {
+      if (badType(type)) return Status.BadArgument;
+      const map = mapOf(vm, type);
+      if (map === undefined) return Status.NotFound;
+      const key = keyAt(kp >>> 0, kl >>> 0);
+      if (key === undefined) return Status.InvalidMemoryAccess;
+      const first = indexOf(map, key);
+      if (first < 0) return legacyMissingIsEmpty ? vm.mem.returnLatin1('', rp >>> 0, rl >>> 0) : Status.NotFound;
+      let value = map[first]![1];
+      // Repeated headers come back joined, as Envoy's header map and GCP's conformance tests expect.
+      for (let i = indexOf(map, key, first + 1); i >= 0; i = indexOf(map, key, i + 1)) value += ', ' + map[i]![1];
+      return vm.mem.returnLatin1(value, rp >>> 0, rl >>> 0);
+    },
+    proxy_get_header_map_pairs: (type, rp, rl) => {
+      if (badType(type)) return Status.BadArgument;
+      const map = mapOf(vm, type);
+      if (map === undefined) return Status.NotFound;
+      const size = map.length === 0 ? 0 : serializedSize(map);
+      const ptr = vm.mem.allocOut(size, rp >>> 0, rl >>> 0);
+      if (ptr < 0) return Status.InvalidMemoryAccess;
+      if (size > 0) writeMap(vm.mem.buf, ptr, map);
+      return Status.Ok;
+    },
+    proxy_get_header_map_size: (type, ret) => {
+      if (badType(type)) return Status.BadArgument;
+      const map = mapOf(vm, type);
+      if (map === undefined) return Status.NotFound;
+      return vm.mem.writeU32(ret >>> 0, serializedSize(map));
+    },
+    proxy_set_header_map_pairs: (type, ptr, len) => {
+      if (badType(type)) return Status.BadArgument;
+      const map = mapOf(vm, type);
+      if (map === undefined) return Status.NotFound;
+      if (!vm.mem.inBounds(ptr >>> 0, len >>> 0)) return Status.InvalidMemoryAccess;
+      const pairs = readMap(vm.mem.buf, ptr >>> 0, len >>> 0);
+      if (pairs === undefined) return Status.BadArgument;
+      map.length = 0;
+      for (const p of pairs) map.push(p);
+      return Status.Ok;
+    },
+    proxy_add_header_map_value: (type, kp, kl, vp, vl) => {
+      if (badType(type)) return Status.BadArgument;
+      const map = mapOf(vm, type);
+      if (map === undefined) return Status.NotFound;
+      const key = keyAt(kp >>> 0, kl >>> 0);
+      if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
+      map.push([key, vm.mem.latin1(vp >>> 0, vl >>> 0)]);
+      return Status.Ok;
+    },
+    proxy_replace_header_map_value: (type, kp, kl, vp, vl) => {
+      if (badType(type)) return Status.BadArgument;
+      const map = mapOf(vm, type);
+      if (map === undefined) return Status.NotFound;
+      const key = keyAt(kp >>> 0, kl >>> 0);
+      if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
+      const value = vm.mem.latin1(vp >>> 0, vl >>> 0);
+      const first = indexOf(map, key);
+      if (first < 0) {
+        map.push([key, value]);
+        return Status.Ok;
+      }
+      map[first] = [key, value];
+      removeFrom(map, key, first + 1);
+      return Status.Ok;
+    },
+    proxy_remove_header_map_value: (type, kp, kl) => {
+      if (badType(type)) return Status.BadArgument;
+      const map = mapOf(vm, type);
+      if (map === undefined) return Status.NotFound;
+      const key = keyAt(kp >>> 0, kl >>> 0);
+      if (key === undefined) return Status.InvalidMemoryAccess;
+      removeFrom(map, key, 0);
+      return Status.Ok;
+    },
+  };
+}
+
+function removeFrom(map: HeaderPairs, key: string, from: number): void {
+  let w = from;
+  for (let r = from; r < map.length; r++) {
+    const p = map[r]!;
+    if (p[0] !== key) map[w++] = p;
+  }
+  map.length = w;
+}

@@ -1,0 +1,173 @@
+/** One plugin's view of one HTTP stream: the maps and body buffers its hostcalls see, and the pause/resume handshake with the filter chain. */
+import { Status, type StatusCode } from './abi-constants.js';
+import type { HeaderPairs } from './header-map-codec.js';
+import type { PluginFailure } from './plugin-failure.js';
+import type { PluginVm } from './plugin-vm.js';
+import type { PropertyValue } from './properties.js';
+import type { StreamInfo } from './stream-info.js';
+
+export interface LocalResponse {
+  status: number;
+  headers: HeaderPairs;
+  body: Uint8Array;
+  details: string;
+  /** gRPC status for gRPC requests; undefined when the plugin passed -1 (not gRPC). */
+  grpcStatus: number | undefined;
+  /** The plugin that sent it (or whose failure caused it). */
+  plugin: string;
+}
+
+/** How a pause ended. */
+export type ResumeOutcome = 'continue' | 'local' | 'reset' | PluginFailure;
+
+export type Direction = 0 | 1;
+
+export class StreamContext {
+  readonly kind = 'stream';
+  readonly id: number;
+  readonly vm: PluginVm;
+  readonly streamInfo: StreamInfo;
+  requestHeaders: HeaderPairs | undefined;
+  requestTrailers: HeaderPairs | undefined;
+  responseHeaders: HeaderPairs | undefined;
+  responseTrailers: HeaderPairs | undefined;
+  /** The body bytes the plugin sees in its body callback: everything it buffered plus the new chunk. */
+  requestBody: Uint8Array | undefined;
+  responseBody: Uint8Array | undefined;
+  /** Whether the plugin is holding body bytes (returned StopIteration* without end_of_stream). */
+  readonly buffering: [boolean, boolean] = [false, false];
+  requestBytes = 0;
+  responseBytes = 0;
+  propertyOverlay: Map<string, PropertyValue> | undefined;
+  localResponse: LocalResponse | undefined;
+  resetRequested = false;
+  state: 'active' | 'failed' | 'done' = 'active';
+  #waiter: { direction: Direction; resolve: (o: ResumeOutcome) => void } | undefined;
+  readonly #continueRequested: [boolean, boolean] = [false, false];
+  #awaitingProxyDone = false;
+  #released = false;
+
+  constructor(vm: PluginVm, id: number, streamInfo: StreamInfo) {
+    this.vm = vm;
+    this.id = id;
+    this.streamInfo = streamInfo;
+  }
+
+  /**
+   * Registers a new stream context in `vm` and runs proxy_on_context_create(id, root). The context counts as an active
+   * stream of the VM from here until finish(). Throws PluginFailure (the context is then already released).
+   */
+  static open(vm: PluginVm, streamInfo: StreamInfo): StreamContext {
+    const ctx = new StreamContext(vm, vm.newContextId(), streamInfo);
+    vm.contexts.set(ctx.id, ctx);
+    vm.activeStreams++;
+    try {
+      vm.invoke(ctx, vm.cb.onContextCreate, ctx.id, vm.root.id);
+    } catch (err) {
+      ctx.markFailed();
+      throw err;
+    }
+    return ctx;
+  }
+
+  /** True once (and clears) when the plugin called proxy_continue_stream for `dir` while no pause was pending. */
+  takeContinue(dir: Direction): boolean {
+    const v = this.#continueRequested[dir];
+    this.#continueRequested[dir] = false;
+    return v;
+  }
+
+  /** Resolves when the plugin continues, answers locally, resets, or its VM fails. */
+  wait(dir: Direction): Promise<ResumeOutcome> {
+    return new Promise<ResumeOutcome>((resolve) => {
+      this.#waiter = { direction: dir, resolve };
+      this.vm.paused.add(this);
+    });
+  }
+
+  #wake(outcome: ResumeOutcome): boolean {
+    const w = this.#waiter;
+    if (w === undefined) return false;
+    this.#waiter = undefined;
+    this.vm.paused.delete(this);
+    w.resolve(outcome);
+    return true;
+  }
+
+  continueStream(dir: Direction): StatusCode {
+    if (this.state !== 'active') return Status.NotFound;
+    if (this.#waiter?.direction === dir) this.#wake('continue');
+    else this.#continueRequested[dir] = true;
+    return Status.Ok;
+  }
+
+  closeStream(): void {
+    this.resetRequested = true;
+    this.#wake('reset');
+  }
+
+  sendLocalResponse(response: LocalResponse): void {
+    this.localResponse = response;
+    this.#wake('local');
+  }
+
+  vmFailed(failure: PluginFailure): void {
+    this.#wake(failure);
+  }
+
+  /** End of stream: on_done, then (now or after proxy_done) on_log and on_delete. Never throws. */
+  finish(): void {
+    if (this.#released || this.#awaitingProxyDone) return;
+    this.#wake('reset');
+    if (this.state === 'failed' || this.vm.state !== 'ready') return this.#release();
+    try {
+      const done = this.vm.invoke(this, this.vm.cb.onDone, this.id, 0);
+      if (this.vm.cb.onDone !== undefined && done === 0) {
+        this.#awaitingProxyDone = true;
+        return;
+      }
+      this.#logAndDelete();
+    } catch {
+      this.#release();
+    }
+  }
+
+  proxyDone(): StatusCode {
+    if (!this.#awaitingProxyDone) return Status.NotFound;
+    this.#awaitingProxyDone = false;
+    queueMicrotask(() => {
+      try {
+        this.#logAndDelete();
+      } catch {
+        this.#release();
+      }
+    });
+    return Status.Ok;
+  }
+
+  #logAndDelete(): void {
+    if (this.vm.state === 'ready') {
+      this.vm.invoke(this, this.vm.cb.onLog, this.id, 0);
+      this.vm.invoke(this, this.vm.cb.onDelete, this.id, 0);
+    }
+    this.#release();
+  }
+
+  /** Marks the context dead after its plugin failed; the chain skips or fails it per failStrategy. */
+  markFailed(): void {
+    if (this.state !== 'active') return;
+    this.state = 'failed';
+    this.#release();
+  }
+
+  #release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    if (this.state === 'active') this.state = 'done';
+    this.vm.contexts.delete(this.id);
+    this.vm.paused.delete(this);
+    this.vm.activeStreams--;
+    this.vm.lastUsed = performance.now();
+    this.vm.onStreamReleased();
+  }
+}
