@@ -1,4 +1,5 @@
 /** Fixed-window counting aligned to the backend's clock: exact per window, denials never counted; TypeScript for memory, Lua for Redis. */
+import { grant } from './gcra.js';
 import type { ConsumeResult } from './state-backend.js';
 
 export interface WindowCount {
@@ -13,11 +14,11 @@ export interface FixedWindowOutcome {
 }
 
 /** Pure decision; times in microseconds. Unlike envoyproxy/ratelimit, rejected hits do not grow the counter. */
-export function fixedWindowDecide(stored: WindowCount | undefined, nowUs: number, windowUs: number, limit: number, hits: number, atMost: boolean): FixedWindowOutcome {
+export function fixedWindowDecide(stored: WindowCount | undefined, nowUs: number, windowUs: number, limit: number, hits: number, minGrant: number): FixedWindowOutcome {
   const window = Math.floor(nowUs / windowUs);
   const count = stored !== undefined && stored.window === window ? stored.count : 0;
   const available = Math.max(0, limit - count);
-  const granted = atMost ? Math.min(hits, available) : hits > available ? 0 : hits;
+  const granted = grant(hits, available, minGrant);
   const allowed = granted > 0 || hits === 0;
   const resetUs = (window + 1) * windowUs - nowUs;
   return {
@@ -35,7 +36,7 @@ export function fixedWindowDecide(stored: WindowCount | undefined, nowUs: number
 /**
  * Redis side: one HASH {w, c} per counter so the key name does not depend on the clock (the window index is
  * derived from TIME inside the script and the key is known up front, as Redis Cluster requires).
- * KEYS[1] = counter; ARGV = window_us, limit, hits, at_most (0|1), deadline_us (0 = none).
+ * KEYS[1] = counter; ARGV = window_us, limit, hits, min_grant (0 = all or nothing), deadline_us (0 = none).
  * Returns {allowed (1, 0, -1 = expired), granted, remaining, reset_us, retry_us, now_us}.
  */
 export const FIXED_WINDOW_LUA = `
@@ -52,9 +53,11 @@ local count = 0
 if tonumber(cur[1]) == w then count = tonumber(cur[2]) or 0 end
 local avail = limit - count
 if avail < 0 then avail = 0 end
+local min_grant = tonumber(ARGV[4])
 local granted = hits
-if ARGV[4] == '1' then
+if min_grant > 0 then
   if avail < granted then granted = avail end
+  if granted < min_grant then granted = 0 end
 elseif hits > avail then
   granted = 0
 end

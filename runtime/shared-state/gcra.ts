@@ -21,15 +21,22 @@ export interface GcraOutcome {
   readonly result: ConsumeResult;
 }
 
+/** minGrant 0: all `hits` or nothing (strict). minGrant > 0: min(hits, available), but nothing below minGrant (leases). */
+export function grant(hits: number, available: number, minGrant: number): number {
+  if (minGrant <= 0) return hits > available ? 0 : hits;
+  const g = Math.min(hits, available);
+  return g < minGrant ? 0 : g;
+}
+
 /** Pure decision; `tat` and `nowUs` in microseconds on the backend's one clock. */
-export function gcraDecide(storedTat: number | undefined, nowUs: number, p: GcraParams, hits: number, atMost: boolean): GcraOutcome {
+export function gcraDecide(storedTat: number | undefined, nowUs: number, p: GcraParams, hits: number, minGrant: number): GcraOutcome {
   const tat = storedTat === undefined || storedTat < nowUs ? nowUs : storedTat;
   const available = Math.max(0, Math.floor((nowUs + p.burstOffsetUs - tat) / p.emissionUs + EPSILON));
-  const granted = atMost ? Math.min(hits, available) : hits > available ? 0 : hits;
+  const granted = grant(hits, available, minGrant);
   const allowed = granted > 0 || hits === 0;
   const newTat = tat + granted * p.emissionUs;
   const remaining = Math.max(0, Math.floor((nowUs + p.burstOffsetUs - newTat) / p.emissionUs + EPSILON));
-  const retryUs = allowed ? 0 : tat + hits * p.emissionUs - p.burstOffsetUs - nowUs;
+  const retryUs = allowed ? 0 : tat + (minGrant > 0 ? minGrant : hits) * p.emissionUs - p.burstOffsetUs - nowUs;
   return {
     tat: granted > 0 ? newTat : undefined,
     result: { allowed, granted, remaining, resetMs: Math.ceil(newTat - nowUs) / 1000, retryAfterMs: Math.max(0, Math.ceil(retryUs)) / 1000 },
@@ -38,7 +45,7 @@ export function gcraDecide(storedTat: number | undefined, nowUs: number, p: Gcra
 
 /**
  * The same decision inside Redis, on Redis's clock (TIME), atomically. KEYS[1] = bucket; ARGV = emission_us,
- * burst_offset_us, hits, at_most (0|1), deadline_us (0 = none: a decision executed after it counts nothing,
+ * burst_offset_us, hits, min_grant (0 = all or nothing), deadline_us (0 = none: a decision executed after it counts nothing,
  * so commands a paused Redis runs late never add hits the caller already gave up on).
  * Returns {allowed (1, 0, or -1 = expired), granted, remaining, reset_us, retry_us, now_us}.
  */
@@ -54,9 +61,11 @@ local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat == nil or tat < now then tat = now end
 local avail = math.floor((now + offset - tat) / T + 1e-9)
 if avail < 0 then avail = 0 end
+local min_grant = tonumber(ARGV[4])
 local granted = hits
-if ARGV[4] == '1' then
+if min_grant > 0 then
   if avail < granted then granted = avail end
+  if granted < min_grant then granted = 0 end
 elseif hits > avail then
   granted = 0
 end
@@ -69,6 +78,10 @@ end
 local remaining = math.floor((now + offset - new_tat) / T + 1e-9)
 if remaining < 0 then remaining = 0 end
 local retry = 0
-if allowed == 0 then retry = tat + hits * T - offset - now end
+if allowed == 0 then
+  local need = hits
+  if min_grant > 0 then need = min_grant end
+  retry = tat + need * T - offset - now
+end
 return {allowed, granted, remaining, math.ceil(new_tat - now), math.ceil(retry), now}
 `;

@@ -20,10 +20,12 @@ interface Lease {
   resetAt: number;
   sharedRemaining: number;
   fetching: Promise<void> | undefined;
+  /** Multiplier of the wait after a refused GCRA lease. */
+  backoff: number;
 }
 
 export interface LeasePoolOptions {
-  /** Lease size as a fraction of the limit (default 1%); bigger leases mean fewer backend calls and a looser GCRA bound. */
+  /** Lease size as a fraction of the limit (default 2%); bigger leases mean fewer backend calls and a looser GCRA bound. */
   leaseFraction?: number;
   maxLease?: number;
   /** ms the backend may take for a lease before the attempt counts for nothing. */
@@ -33,6 +35,8 @@ export interface LeasePoolOptions {
 
 /** GCRA leases expire so tokens cannot be hoarded: the rolling bound gets at most this much slack in time. */
 const GCRA_LEASE_TTL_MS = 1_000;
+const MAX_BACKOFF = 16;
+export const DEFAULT_LEASE_FRACTION = 0.02;
 
 export class LeasePool {
   readonly #backend: StateBackend;
@@ -45,7 +49,7 @@ export class LeasePool {
 
   constructor(backend: StateBackend, options: LeasePoolOptions) {
     this.#backend = backend;
-    this.#fraction = options.leaseFraction ?? 0.01;
+    this.#fraction = options.leaseFraction ?? DEFAULT_LEASE_FRACTION;
     this.#maxLease = options.maxLease ?? 10_000;
     this.#budgetMs = options.budgetMs;
     this.#onFetch = options.onFetch;
@@ -93,23 +97,41 @@ export class LeasePool {
   async #fetch(spec: LimitSpec, lease: Lease, hits: number): Promise<void> {
     const want = Math.max(hits, this.leaseSize(spec));
     const sent = performance.now();
-    const result = await this.#backend.consume(spec, want, { atMost: true, budgetMs: this.#budgetMs });
+    // GCRA refills a token at a time: under contention a lease of one or two tokens per call would make the
+    // backend calls per request explode, so a GCRA lease waits until at least half a lease is there.
+    const minGrant = spec.algorithm === 'gcra' ? Math.max(hits, Math.ceil(want / 2)) : Math.max(1, hits);
+    const result = await this.#backend.consume(spec, want, { atMost: true, minGrant, budgetMs: this.#budgetMs });
     this.#onFetch?.(spec, result);
     const now = performance.now();
     // Times are measured from the send: the window can only have ended later than we assume, never earlier.
     const validUntil = spec.algorithm === 'fixed' ? sent + result.resetMs - 1 : sent + Math.min(GCRA_LEASE_TTL_MS, spec.windowMs);
-    lease.tokens = (lease.validUntil > now ? lease.tokens : 0) + result.granted;
+    // Fixed-window tokens belong to the window they were counted in: a lease from the next window replaces
+    // them (a few unspent tokens lost) instead of carrying them across the boundary (overshoot).
+    const sameWindow = spec.algorithm === 'gcra' || Math.abs(validUntil - lease.validUntil) < spec.windowMs / 2;
+    lease.tokens = (lease.validUntil > now && sameWindow ? lease.tokens : 0) + result.granted;
     lease.validUntil = validUntil;
     lease.resetAt = sent + result.resetMs;
     lease.sharedRemaining = result.remaining;
-    lease.overUntil = result.granted === 0 ? sent + result.retryAfterMs : 0;
+    // Nodes refused together would all retry at the same instant and all but one lose again. Refused GCRA
+    // leases back off exponentially with jitter (reset by a grant), which settles the nodes' combined asking
+    // rate near one call per lease of refill without knowing how many nodes there are. The bucket keeps
+    // accruing meanwhile, so waiting costs no capacity as long as the wait stays under the burst's refill time.
+    if (result.granted > 0) {
+      lease.backoff = 1;
+      lease.overUntil = 0;
+    } else if (spec.algorithm === 'gcra') {
+      lease.backoff = Math.min(lease.backoff * 2, MAX_BACKOFF);
+      const burstRefillMs = (spec.burst * spec.windowMs) / spec.limit;
+      const wait = Math.min(result.retryAfterMs * lease.backoff * (0.5 + Math.random()), Math.max(result.retryAfterMs, burstRefillMs / 2));
+      lease.overUntil = sent + wait;
+    } else lease.overUntil = sent + result.retryAfterMs;
     this.#sweep(now);
   }
 
   #lease(id: string): Lease {
     let lease = this.#leases.get(id);
     if (lease === undefined) {
-      lease = { tokens: 0, validUntil: 0, overUntil: 0, resetAt: 0, sharedRemaining: 0, fetching: undefined };
+      lease = { tokens: 0, validUntil: 0, overUntil: 0, resetAt: 0, sharedRemaining: 0, fetching: undefined, backoff: 1 };
       this.#leases.set(id, lease);
     }
     return lease;

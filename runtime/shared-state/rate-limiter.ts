@@ -36,6 +36,8 @@ export interface DescriptorStatus {
   readonly resetMs: number;
   readonly retryAfterMs: number;
   readonly source: DecisionSource;
+  /** Backend clock of the decision when the backend made it (strict mode). */
+  readonly decidedAtMs?: number;
 }
 
 export interface RateLimitResponse {
@@ -146,7 +148,18 @@ export class RateLimiter {
     return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(
       (r: ConsumeResult) => {
         if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
-        return this.#count({ code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend' }, request.domain);
+        return this.#count(
+          {
+            code: r.allowed ? 'OK' : 'OVER_LIMIT',
+            rule,
+            remaining: r.remaining,
+            resetMs: r.resetMs,
+            retryAfterMs: r.retryAfterMs,
+            source: 'backend',
+            ...(r.decidedAtMs === undefined ? {} : { decidedAtMs: r.decidedAtMs }),
+          },
+          request.domain,
+        );
       },
       (err: unknown) => this.#failed(request.domain, rule, err),
     );

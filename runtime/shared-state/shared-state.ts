@@ -19,7 +19,7 @@ export interface SharedStateOptions {
   circuitBreakers?: CircuitBreakersConfig;
   /** Memory backend only: share one store between in-process nodes (tests, the quickstart). */
   memoryStore?: MemoryStore;
-  /** Lease size of local-mode limits as a fraction of the limit (default 0.01). */
+  /** Lease size of local-mode limits as a fraction of the limit (default 0.02). */
   leaseFraction?: number;
 }
 

@@ -21,6 +21,8 @@ export interface ConsumeOptions {
    * tokens, so a lease never takes more than the limit has left.
    */
   readonly atMost?: boolean;
+  /** With atMost: grant nothing rather than fewer than this (default 1), so contended leases are not dribbled out a token at a time. */
+  readonly minGrant?: number;
   /** Give up (count nothing) if the backend would execute the decision later than this many ms from now. */
   readonly budgetMs?: number;
 }
@@ -35,6 +37,8 @@ export interface ConsumeResult {
   readonly resetMs: number;
   /** ms until the requested hits could be admitted; 0 when allowed. */
   readonly retryAfterMs: number;
+  /** When the backend decided, on its own clock (Redis TIME), in ms since the epoch; for audits and tests. */
+  readonly decidedAtMs?: number;
 }
 
 export const BREAKER_STATES = ['CLOSED', 'OPEN', 'HALF_OPEN'] as const;
@@ -96,4 +100,10 @@ export interface StateBackend {
 /** Escapes the characters that would break a Redis hash tag or our separators inside a counter id. */
 export function escapeIdPart(text: string): string {
   return text.replace(/[%{}|=]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/** The min_grant the algorithms take: 0 = strict all-or-nothing, else clamped to 1..hits. */
+export function minGrantOf(hits: number, options: ConsumeOptions): number {
+  if (options.atMost !== true) return 0;
+  return Math.max(1, Math.min(hits, Math.floor(options.minGrant ?? 1)));
 }

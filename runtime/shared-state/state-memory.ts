@@ -2,17 +2,18 @@
 import { EventEmitter } from 'node:events';
 import { fixedWindowDecide, type WindowCount } from './fixed-window.js';
 import { gcraDecide, gcraParams } from './gcra.js';
-import type {
-  BreakerFlushResult,
-  BreakerListener,
-  BreakerProbeResult,
-  BreakerRecord,
-  BreakerState,
-  BreakerThresholds,
-  ConsumeOptions,
-  ConsumeResult,
-  LimitSpec,
-  StateBackend,
+import {
+  minGrantOf,
+  type BreakerFlushResult,
+  type BreakerListener,
+  type BreakerProbeResult,
+  type BreakerRecord,
+  type BreakerState,
+  type BreakerThresholds,
+  type ConsumeOptions,
+  type ConsumeResult,
+  type LimitSpec,
+  type StateBackend,
 } from './state-backend.js';
 
 interface BreakerEntry {
@@ -64,25 +65,25 @@ export class MemoryBackend implements StateBackend {
   }
 
   consume(spec: LimitSpec, hits: number, options: ConsumeOptions = {}): Promise<ConsumeResult> {
-    return Promise.resolve(this.consumeNow(spec, hits, options.atMost === true));
+    return Promise.resolve(this.consumeNow(spec, hits, minGrantOf(hits, options)));
   }
 
   /** Synchronous form; the limiter's memory fast path uses it to skip a promise per decision. */
-  consumeNow(spec: LimitSpec, hits: number, atMost: boolean): ConsumeResult {
+  consumeNow(spec: LimitSpec, hits: number, minGrant: number): ConsumeResult {
     const s = this.store;
     const nowUs = Math.floor(s.now() * 1000);
     s.sweep(nowUs);
     if (spec.algorithm === 'gcra') {
       const entry = s.gcra.get(spec.id);
       const stored = entry !== undefined && entry.expiresUs > nowUs ? entry.tat : undefined;
-      const out = gcraDecide(stored, nowUs, gcraParams(spec), hits, atMost);
+      const out = gcraDecide(stored, nowUs, gcraParams(spec), hits, minGrant);
       if (out.tat !== undefined) s.gcra.set(spec.id, { tat: out.tat, expiresUs: out.tat });
-      return out.result;
+      return { ...out.result, decidedAtMs: nowUs / 1000 };
     }
     const windowUs = spec.windowMs * 1000;
-    const out = fixedWindowDecide(s.windows.get(spec.id), nowUs, windowUs, spec.limit, hits, atMost);
+    const out = fixedWindowDecide(s.windows.get(spec.id), nowUs, windowUs, spec.limit, hits, minGrant);
     if (out.write !== undefined) s.windows.set(spec.id, { ...out.write, expiresUs: (out.write.window + 1) * windowUs });
-    return out.result;
+    return { ...out.result, decidedAtMs: nowUs / 1000 };
   }
 
   #entry(name: string): BreakerEntry {

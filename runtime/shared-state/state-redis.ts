@@ -11,6 +11,7 @@ import { createRedisClient, RedisHealthGate, type RedisClient } from './redis-co
 import {
   BREAKER_STATES,
   escapeIdPart,
+  minGrantOf,
   type BreakerFlushResult,
   type BreakerListener,
   type BreakerProbeResult,
@@ -208,12 +209,12 @@ export class RedisBackend implements StateBackend {
   async consume(spec: LimitSpec, hits: number, options: ConsumeOptions = {}): Promise<ConsumeResult> {
     const sent = nowUs();
     const deadline = this.#clock.deadline(sent, options.budgetMs ?? this.#config.timeoutMs);
-    const atMost = options.atMost === true ? 1 : 0;
+    const minGrant = minGrantOf(hits, options);
     let args: (string | number)[];
     if (spec.algorithm === 'gcra') {
       const p = gcraParams(spec);
-      args = [p.emissionUs, p.burstOffsetUs, hits, atMost, deadline];
-    } else args = [spec.windowMs * 1000, spec.limit, hits, atMost, deadline];
+      args = [p.emissionUs, p.burstOffsetUs, hits, minGrant, deadline];
+    } else args = [spec.windowMs * 1000, spec.limit, hits, minGrant, deadline];
     const reply = await this.#run('ratelimit', 'consume', spec.algorithm === 'gcra' ? SCRIPTS.gcra : SCRIPTS.fixed, [this.#limitKey(spec)], args);
     if (reply.length !== 6) throw new StateBackendError('reply', `consume: expected 6 elements, got ${reply.length}`);
     const [allowed, granted, remaining, resetUs, retryUs, redisNow] = reply.map(asInt) as [number, number, number, number, number, number];
@@ -222,7 +223,7 @@ export class RedisBackend implements StateBackend {
       this.#countError('ratelimit', 'consume', 'expired');
       throw new StateBackendError('expired', `decision for ${spec.id} reached redis after its ${options.budgetMs ?? this.#config.timeoutMs} ms budget; nothing counted`);
     }
-    return { allowed: allowed === 1, granted, remaining, resetMs: resetUs / 1000, retryAfterMs: retryUs / 1000 };
+    return { allowed: allowed === 1, granted, remaining, resetMs: resetUs / 1000, retryAfterMs: retryUs / 1000, decidedAtMs: redisNow / 1000 };
   }
 
   #breakerRecord(name: string, state: unknown, gen: unknown, remaining: unknown): BreakerRecord {

@@ -1,0 +1,120 @@
+// Accuracy of one global limit (1000/s) shared by three weft-like processes through one Redis, offered 3× the limit: strict exact, local within its documented bound.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DEFAULT_LEASE_FRACTION } from '../../runtime/shared-state/lease-pool.js';
+import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import type { LimitReport, LimitTask } from './shared-state-worker.js';
+
+const WORKER = fileURLToPath(new URL('./shared-state-worker.ts', import.meta.url));
+/** The issue asks for 10 s; CI runs 4 s (4 full windows per algorithm) unless WEFT_ACCURACY_SECONDS says otherwise. */
+const SECONDS = Number(process.env.WEFT_ACCURACY_SECONDS ?? '4');
+const LIMIT = 1000;
+const GCRA_BURST = 100;
+const NODES = 3;
+const LEASE = Math.ceil(LIMIT * DEFAULT_LEASE_FRACTION);
+
+export function runWorker<T>(task: object): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', WORKER], { env: { ...process.env, WEFT_WORKER: JSON.stringify(task) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`worker exited ${code}: ${err}`));
+      else resolve(JSON.parse(out.trim().split('\n').at(-1)!) as T);
+    });
+  });
+}
+
+/** Most admissions inside any interval of `spanMs` (two-pointer sweep over sorted times). */
+function maxInSpan(times: number[], spanMs: number): number {
+  let best = 0;
+  for (let i = 0, j = 0; j < times.length; j++) {
+    while (times[j]! - times[i]! >= spanMs) i++;
+    best = Math.max(best, j - i + 1);
+  }
+  return best;
+}
+
+function perWindow(times: number[]): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const t of times) m.set(Math.floor(t / 1000), (m.get(Math.floor(t / 1000)) ?? 0) + 1);
+  return m;
+}
+
+describe('global limit across 3 processes sharing one Redis', () => {
+  let redis: RedisProcess;
+  let reports: LimitReport[];
+  let startAt: number;
+  const all = (name: string): number[] => reports.flatMap((r) => r.admittedAt[name]!).sort((a, b) => a - b);
+  /** Windows entirely inside the run: the first and last are partial. */
+  const fullWindows = (m: Map<number, number>): number[] => {
+    const first = Math.floor(startAt / 1000) + 1;
+    const last = Math.floor((startAt + SECONDS * 1000) / 1000) - 1;
+    return [...m.entries()].filter(([w]) => w >= first && w <= last).map(([, n]) => n);
+  };
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    startAt = Date.now() + 3_000;
+    const task = (node: string): LimitTask => ({ task: 'limit', node, redisUrl: redis.url, startAt, durationMs: SECONDS * 1000, rate: LIMIT, limit: LIMIT, gcraBurst: GCRA_BURST });
+    reports = await Promise.all(Array.from({ length: NODES }, (_, i) => runWorker<LimitReport>(task(`node-${i}`))));
+  }, 60_000 + SECONDS * 1000);
+  afterAll(async () => {
+    await redis?.stop();
+  });
+
+  it('was offered 3× the limit', () => {
+    const offered = reports.reduce((n, r) => n + r.offered['fixed-strict']!, 0);
+    expect(offered).toBeGreaterThanOrEqual(NODES * LIMIT * SECONDS * 0.95);
+  });
+
+  it('strict fixed window admits exactly the limit in every window', () => {
+    const windows = perWindow(all('fixed-strict'));
+    expect(Math.max(...windows.values())).toBeLessThanOrEqual(LIMIT);
+    const full = fullWindows(windows);
+    expect(full.length).toBeGreaterThanOrEqual(SECONDS - 2);
+    expect(full.every((n) => n === LIMIT)).toBe(true);
+  });
+
+  it('strict GCRA stays within burst + rate·Δ for every interval', () => {
+    const times = all('gcra-strict');
+    for (const span of [100, 1000]) expect(maxInSpan(times, span)).toBeLessThanOrEqual(GCRA_BURST + (span / 1000) * LIMIT + 1);
+    const elapsed = (times.at(-1)! - times[0]!) / 1000;
+    expect(times.length).toBeLessThanOrEqual(GCRA_BURST + elapsed * LIMIT + 1);
+    expect(times.length).toBeGreaterThanOrEqual(elapsed * LIMIT * 0.95);
+  });
+
+  it('local fixed window never exceeds the limit per window and wastes little', () => {
+    const windows = perWindow(all('fixed-local'));
+    expect(Math.max(...windows.values())).toBeLessThanOrEqual(LIMIT);
+    for (const n of fullWindows(windows)) expect(n).toBeGreaterThanOrEqual(LIMIT * 0.95);
+  });
+
+  it('local GCRA stays within its documented bound: burst + rate·Δ + 1.5·nodes·lease', () => {
+    const times = all('gcra-local');
+    // A node holds at most one lease plus the half it kept when it prefetched the next one.
+    expect(maxInSpan(times, 1000)).toBeLessThanOrEqual(GCRA_BURST + LIMIT + 1.5 * NODES * LEASE + 1);
+  });
+
+  it('local mode costs at most 0.05 backend calls per request', () => {
+    const offered = reports.reduce((n, r) => n + r.offered['fixed-local']! + r.offered['gcra-local']!, 0);
+    const calls = reports.reduce((n, r) => n + r.backendCalls.local, 0);
+    process.stdout.write(`calls by counter: ${JSON.stringify(reports.map((r) => r.callsById))}\n`);
+    process.stdout.write(
+      `accuracy over ${SECONDS}s: ` +
+        JSON.stringify({
+          fixedStrictMaxWindow: Math.max(...perWindow(all('fixed-strict')).values()),
+          gcraStrictMax1s: maxInSpan(all('gcra-strict'), 1000),
+          fixedLocalMaxWindow: Math.max(...perWindow(all('fixed-local')).values()),
+          gcraLocalMax1s: maxInSpan(all('gcra-local'), 1000),
+          localCallsPerRequest: calls / offered,
+          strictCallsPerRequest: reports.reduce((n, r) => n + r.backendCalls.strict, 0) / (2 * reports.reduce((n, r) => n + r.offered['fixed-strict']!, 0)),
+        }) +
+        '\n',
+    );
+    expect(calls / offered).toBeLessThanOrEqual(0.05);
+  });
+});
