@@ -170,6 +170,7 @@ export class App {
     const wanted = new Map(config.localPorts.map((lp) => [lp.listen, lp]));
     for (const [listenAddr, bound] of this.#localPorts) {
       if (!wanted.has(listenAddr)) {
+        // Connections already accepted on a removed local port finish normally; only new ones stop.
         await bound.close();
         this.#localPorts.delete(listenAddr);
       }
@@ -198,9 +199,11 @@ export class App {
   /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
   async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
     this.#ready = false;
-    const closing = [...this.#listeners.values(), ...this.#localPorts.values()].map((l) => l.close());
+    const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
+    await Promise.all(listeners.map((l) => l.close()));
     const result = await this.drain.drain(deadlineMs);
-    await Promise.all(closing);
+    // Connections the drain does not track (handshakes still in progress) end with the process.
+    for (const l of listeners) l.destroyConnections();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();
     log.info({ forced: result.forced }, 'weft stopped');

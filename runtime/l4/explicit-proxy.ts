@@ -70,6 +70,7 @@ export class ExplicitProxy {
       clearTimeout(timer);
       socket.off('data', onData);
       socket.off('close', onClose);
+      socket.off('end', onClose);
       socket.pause();
     };
     const refuse = (reason: string, detail: string, reply?: Buffer): void => {
@@ -137,6 +138,8 @@ export class ExplicitProxy {
       void this.#dispatch(socket, 'http', authority.host, authority.port, Buffer.concat([toOriginForm(head, url), rest]), { onFailure: httpFailure });
     };
     socket.on('data', onData);
+    // Listeners are allowHalfOpen, so a client that leaves mid-handshake shows up as 'end', not 'close'.
+    socket.once('end', onClose);
     socket.once('close', onClose);
     socket.on('error', () => socket.destroy());
   }

@@ -18,7 +18,10 @@ export interface BoundListener {
   address: string;
   port: number;
   transparent: boolean;
+  /** Stops accepting; open connections are left alone (drain decides their fate). */
   close(): Promise<void>;
+  /** Destroys every connection this listener accepted that is still open (end of drain). */
+  destroyConnections(): void;
 }
 
 export async function listen(name: string, opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<BoundListener> {
@@ -38,7 +41,19 @@ export async function listen(name: string, opts: ListenOptions, onConnection: (s
     else server.listen({ fd }, onListening);
   });
   const bound = server.address() as net.AddressInfo;
-  const close = (): Promise<void> => new Promise((resolve) => (server.listening ? server.close(() => resolve()) : resolve()));
+  const open = new Set<net.Socket>();
+  server.on('connection', (socket: net.Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+  });
+  // net.Server.close() only calls back once every connection ended; stopping the accept loop is what matters here.
+  const close = (): Promise<void> => {
+    if (server.listening) server.close();
+    return Promise.resolve();
+  };
   opts.signal?.addEventListener('abort', () => void close(), { once: true });
-  return { server, address: bound.address, port: bound.port, transparent: opts.transparent === true, close };
+  const destroyConnections = (): void => {
+    for (const socket of open) socket.destroy();
+  };
+  return { server, address: bound.address, port: bound.port, transparent: opts.transparent === true, close, destroyConnections };
 }
