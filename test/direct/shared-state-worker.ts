@@ -76,7 +76,7 @@ async function runLimit(t: LimitTask): Promise<void> {
     node: t.node,
     offered: Object.fromEntries(names.map((n) => [n, 0])),
     admittedAt: Object.fromEntries(names.map((n) => [n, [] as number[]])),
-    sources: Object.fromEntries(names.map((n) => [n, {} as Record<string, number>])),
+    sources: Object.fromEntries(names.map((n) => [n, {}])),
     backendCalls: { strict: 0, local: 0 },
     callsById: {},
   };
