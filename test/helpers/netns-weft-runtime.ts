@@ -1,71 +1,171 @@
-// Starts the node runtime inside a simulated node's runtime namespace and collects its JSON access-log lines from stderr.
-import { spawn } from 'node:child_process';
+// Starts the weft runtime (`weft run --config`) inside a simulated node's runtime namespace with transparent listeners, and reads its
+// access log and metrics. The source-preservation variant runs the stand-in forwarder (netns-tproxy-forwarder.ts), because the runtime
+// does not offer upstream IP_TRANSPARENT yet and the CNI's spoofed-source rules still need a datapath test.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { SimulatedNode } from './netns-topology.js';
+import { stringify } from 'yaml';
+import { nsRun } from './netns-exec.js';
 import { waitForLine } from './netns-peers.js';
+import type { SimulatedNode } from './netns-topology.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
-export type AccessLine = Record<string, unknown>;
+/** One access-log line in the tests' vocabulary (the runtime's own field names are mapped in `normalize`). */
+export interface AccessLine {
+  direction: string;
+  src: string;
+  /** The original destination the client dialed. */
+  dst: string;
+  upstream: string | undefined;
+  requestBytes: number;
+  responseBytes: number;
+}
 
+export interface RuntimeWorkload {
+  name: string;
+  namespace: string;
+  ip: string;
+  labels?: Record<string, string>;
+}
+export interface RuntimeService {
+  name: string;
+  namespace: string;
+  vip: string;
+  port: number;
+  targetPort: number;
+  selector: Record<string, string>;
+}
 export interface RuntimeOptions {
-  /** Service VIPs: "vip:port" -> "podIp:port". */
-  services?: Record<string, string>;
+  workloads?: RuntimeWorkload[];
+  services?: RuntimeService[];
+  /** Upstream connections from the client's own address; runs the stand-in forwarder. */
   preserveSource?: boolean;
 }
 
 export interface RuntimeHandle {
   lines(): AccessLine[];
   waitFor(predicate: (line: AccessLine) => boolean, timeoutMs?: number): Promise<AccessLine>;
+  /** /stats/prometheus text (real runtime only). */
+  metrics(): Promise<string>;
   stop(): Promise<void>;
 }
 
-export async function startRuntime(node: SimulatedNode, opts: RuntimeOptions = {}): Promise<RuntimeHandle> {
-  const script = path.join(repoRoot, 'test/helpers/netns-tproxy-forwarder.ts');
-  const child = spawn('ip', ['netns', 'exec', node.runtimeNs, process.execPath, '--import', 'tsx', script, JSON.stringify(opts)], {
-    cwd: repoRoot,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: AccessLine[] = [];
-  const waiters = new Set<() => void>();
-  let buf = '';
-  child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (chunk: string) => {
-    buf += chunk;
-    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-      const line = buf.slice(0, nl);
-      buf = buf.slice(nl + 1);
-      try {
-        lines.push(JSON.parse(line) as AccessLine);
-      } catch {
-        process.stderr.write(`[runtime ${node.runtimeNs}] ${line}\n`);
-      }
-    }
-    for (const w of waiters) w();
-  });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  await waitForLine(child, 'ready', 20_000);
+function normalize(raw: Record<string, unknown>): AccessLine {
+  if ('dst.original' in raw) {
+    return {
+      direction: String(raw.direction),
+      src: String(raw['src.addr']),
+      dst: String(raw['dst.original']),
+      upstream: raw['dst.addr'] === undefined ? undefined : String(raw['dst.addr']),
+      requestBytes: Number(raw.bytes_recv),
+      responseBytes: Number(raw.bytes_sent),
+    };
+  }
   return {
-    lines: () => [...lines],
-    async waitFor(predicate, timeoutMs = 5000) {
-      const found = (): AccessLine | undefined => lines.find(predicate);
-      const now = found();
-      if (now !== undefined) return now;
-      return new Promise<AccessLine>((resolve, reject) => {
-        const check = (): void => {
-          const line = found();
-          if (line === undefined) return;
-          waiters.delete(check);
+    direction: String(raw.direction),
+    src: String(raw.src),
+    dst: String(raw.dst),
+    upstream: raw.upstream === undefined ? undefined : String(raw.upstream),
+    requestBytes: Number(raw.bytesSent),
+    responseBytes: Number(raw.bytesReceived),
+  };
+}
+
+function parseLines(text: string): AccessLine[] {
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => normalize(JSON.parse(l) as Record<string, unknown>));
+}
+
+function weftConfig(node: SimulatedNode, opts: RuntimeOptions, accessLogPath: string): string {
+  return stringify({
+    node: `node-${node.index}`,
+    listeners: {
+      outbound: { address: '0.0.0.0:15001', transparent: true },
+      inbound: { address: '0.0.0.0:15006', transparent: true },
+      explicitProxy: { address: '127.0.0.1:0' },
+      admin: '127.0.0.1:0',
+      metrics: '127.0.0.1:15020',
+      readiness: '127.0.0.1:0',
+    },
+    accessLog: { enabled: true, path: accessLogPath },
+    workloads: (opts.workloads ?? []).map((w) => ({ name: w.name, namespace: w.namespace, addresses: [w.ip], labels: w.labels ?? {} })),
+    services: (opts.services ?? []).map((s) => ({ name: s.name, namespace: s.namespace, addresses: [s.vip], ports: [{ port: s.port, targetPort: s.targetPort }], selector: s.selector })),
+  });
+}
+
+function forwarderServices(opts: RuntimeOptions): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const s of opts.services ?? []) {
+    const backend = (opts.workloads ?? []).find((w) => Object.entries(s.selector).every(([k, v]) => w.labels?.[k] === v));
+    if (backend !== undefined) out[`${s.vip}:${s.port}`] = `${backend.ip}:${s.targetPort}`;
+  }
+  return out;
+}
+
+export async function startRuntime(node: SimulatedNode, opts: RuntimeOptions = {}): Promise<RuntimeHandle> {
+  const accessLogPath = path.join(node.workDir, `access-${Date.now()}.log`);
+  let child: ChildProcess;
+  let stderrLines: AccessLine[] = [];
+  if (opts.preserveSource === true) {
+    const script = path.join(repoRoot, 'test/helpers/netns-tproxy-forwarder.ts');
+    const config = JSON.stringify({ services: forwarderServices(opts), preserveSource: true });
+    child = spawn('ip', ['netns', 'exec', node.runtimeNs, process.execPath, '--import', 'tsx', script, config], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    let buf = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      buf += d.toString();
+      const cut = buf.lastIndexOf('\n');
+      if (cut >= 0) {
+        stderrLines = stderrLines.concat(parseLines(buf.slice(0, cut)));
+        buf = buf.slice(cut + 1);
+      }
+    });
+    await waitForLine(child, 'ready', 20_000);
+  } else {
+    const configPath = path.join(node.workDir, 'weft.yaml');
+    writeFileSync(configPath, weftConfig(node, opts, accessLogPath));
+    child = spawn('ip', ['netns', 'exec', node.runtimeNs, process.execPath, '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configPath], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    // Logs are JSON lines on stderr; "weft started" follows the listeners being bound.
+    const started = new Promise<void>((resolve, reject) => {
+      let log = '';
+      const timer = setTimeout(() => reject(new Error(`weft did not start within 20 s: ${log}`)), 20_000);
+      child.stderr?.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (log.includes('"weft started"')) {
           clearTimeout(timer);
-          resolve(line);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no matching access-log line within ${timeoutMs} ms; got ${JSON.stringify(lines)}`));
-        }, timeoutMs);
-        waiters.add(check);
+          resolve();
+        }
       });
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`weft exited with ${code}: ${log}`));
+      });
+    });
+    child.stdout?.resume();
+    await started;
+  }
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const lines = (): AccessLine[] => (opts.preserveSource === true ? [...stderrLines] : existsSync(accessLogPath) ? parseLines(readFileSync(accessLogPath, 'utf8')) : []);
+  return {
+    lines,
+    async waitFor(predicate, timeoutMs = 5000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = lines().find(predicate);
+        if (found !== undefined) return found;
+        if (Date.now() > deadline) throw new Error(`no matching access-log line within ${timeoutMs} ms; got ${JSON.stringify(lines())}`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    },
+    async metrics() {
+      const script = "fetch('http://127.0.0.1:15020/stats/prometheus').then(async (r) => process.stdout.write(await r.text()))";
+      return (await nsRun(node.runtimeNs, process.execPath, ['-e', script])).stdout;
     },
     async stop() {
       child.kill('SIGKILL');

@@ -23,7 +23,11 @@ async function endToEnd(driver: 'vxlan' | 'geneve', preserveSource: boolean): Pr
   try {
     await node.mustSetup();
     const [a, b, c, d] = [await node.addPod('a', 'mesh'), await node.addPod('b', 'mesh'), await node.addPod('c', 'legacy'), await node.addPod('d', 'legacy')];
-    runtime = await startRuntime(node, { services: { [`${VIP}:80`]: `${b.ip}:8080` }, preserveSource });
+    runtime = await startRuntime(node, {
+      workloads: [a, b, c, d].map((p) => ({ name: p.name, namespace: p.namespace, ip: p.ip, labels: { app: p.name } })),
+      services: [{ name: 'svc-b', namespace: 'mesh', vip: VIP, port: 80, targetPort: 8080, selector: { app: 'b' } }],
+      preserveSource,
+    });
     for (const pod of [b, d]) servers.push(await startServer(pod.ns, 'tcp', 8080), await startServer(pod.ns, 'udp', 5353));
     const rt = runtime;
     const logged = (direction: string, dst: string) => rt.waitFor((l) => l.direction === direction && l.dst === dst);
@@ -32,7 +36,8 @@ async function endToEnd(driver: 'vxlan' | 'geneve', preserveSource: boolean): Pr
     // Pod A -> pod B by IP: captured on egress with the original destination; the reply comes back through weft.
     expect(await tcpExchange(a.ns, b.ip, 8080, 'by-ip')).toBe(upstreamSource(a.ip));
     const byIp = await logged('outbound', `${b.ip}:8080`);
-    expect(byIp).toMatchObject({ src: expect.stringMatching(new RegExp(`^${a.ip}:`)) as unknown, bytesSent: 6, bytesReceived: 6 + `from ${upstreamSource(a.ip)}\n`.length });
+    expect(byIp).toMatchObject({ src: expect.stringMatching(new RegExp(`^${a.ip}:`)) as unknown, requestBytes: 6, responseBytes: 6 + `from ${upstreamSource(a.ip)}\n`.length });
+    if (!preserveSource) expect(await runtime.metrics()).toMatch(/istio_tcp_connections_opened_total\{[^}]*\} [1-9]/);
 
     // Pod A -> service VIP: the VIP reaches weft untranslated and weft picks the backend.
     expect(await tcpExchange(a.ns, VIP, 80, 'by-vip')).toBe(upstreamSource(a.ip));
