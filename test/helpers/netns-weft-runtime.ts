@@ -52,13 +52,15 @@ export interface RuntimeHandle {
   stop(): Promise<void>;
 }
 
+const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
+
 function normalize(raw: Record<string, unknown>): AccessLine {
   if ('dst.original' in raw) {
     return {
       direction: String(raw.direction),
       src: String(raw['src.addr']),
       dst: String(raw['dst.original']),
-      upstream: raw['dst.addr'] === undefined ? undefined : String(raw['dst.addr']),
+      upstream: text(raw['dst.addr']),
       requestBytes: Number(raw.bytes_recv),
       responseBytes: Number(raw.bytes_sent),
     };
@@ -67,7 +69,7 @@ function normalize(raw: Record<string, unknown>): AccessLine {
     direction: String(raw.direction),
     src: String(raw.src),
     dst: String(raw.dst),
-    upstream: raw.upstream === undefined ? undefined : String(raw.upstream),
+    upstream: text(raw.upstream),
     requestBytes: Number(raw.bytesSent),
     responseBytes: Number(raw.bytesReceived),
   };
