@@ -31,9 +31,14 @@ const BYTE_BUCKETS = [1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000
 
 /** Labels fixed for one downstream connection and destination; computed once, reused by every request on it. */
 export interface PeerLabels {
-  /** Joined values: the cheap part of the series key. */
+  /** Joined values: the fixed part of the series key. */
   readonly key: string;
   readonly values: Record<string, string>;
+  /** Series already used by this peer, by `code|flags|grpc`: saves hashing the long key on every request. */
+  readonly cache: Map<string, unknown>;
+  /** The last series recorded, with its short key; most requests repeat it. */
+  lastKey: string;
+  last: unknown;
 }
 
 const UNKNOWN = 'unknown';
@@ -61,7 +66,7 @@ export function peerLabels(i: { source?: Workload; sourcePrincipal?: string; ser
     request_protocol: i.protocol,
     connection_security_policy: i.sourcePrincipal === undefined ? 'unknown' : 'mutual_tls',
   };
-  return { key: Object.values(values).join('\u0001'), values };
+  return { key: Object.values(values).join('\u0001'), values, cache: new Map(), lastKey: '', last: undefined };
 }
 
 class Series {
@@ -107,11 +112,22 @@ export class HttpTelemetry {
 
   /** One finished request; `grpcStatus` is '-' unless the response carried grpc-status. */
   record(peer: PeerLabels, code: number, flags: string, grpcStatus: string, durationMs: number, requestBytes: number, responseBytes: number): void {
-    const key = `${peer.key}\u0001${code}\u0001${flags}\u0001${grpcStatus}`;
-    let s = this.#series.get(key);
-    if (s === undefined) {
-      s = new Series({ ...peer.values, response_code: String(code), response_flags: flags, grpc_response_status: grpcStatus === '-' ? '' : grpcStatus });
-      this.#series.set(key, s);
+    const shortKey = flags === '-' && grpcStatus === '-' ? String(code) : `${code}|${flags}|${grpcStatus}`;
+    let s: Series | undefined;
+    if (peer.lastKey === shortKey) s = peer.last as Series;
+    else {
+      s = peer.cache.get(shortKey) as Series | undefined;
+      if (s === undefined) {
+        const key = `${peer.key}\u0001${code}\u0001${flags}\u0001${grpcStatus}`;
+        s = this.#series.get(key);
+        if (s === undefined) {
+          s = new Series({ ...peer.values, response_code: String(code), response_flags: flags, grpc_response_status: grpcStatus === '-' ? '' : grpcStatus });
+          this.#series.set(key, s);
+        }
+        peer.cache.set(shortKey, s);
+      }
+      peer.lastKey = shortKey;
+      peer.last = s;
     }
     s.count++;
     s.duration[bucketOf(DURATION_BUCKETS, durationMs)]!++;

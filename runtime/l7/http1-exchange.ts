@@ -1,7 +1,6 @@
 /** One HTTP/1.x request through the chain: route match → filters (authorization, plugins) → retry → timeout → load balancing → pooled upstream connection, with the response streamed back and one telemetry record and access-log line at the end. */
 import { ChunkedScanner } from './chunked-scanner.js';
 import { RouteTable, type CompiledRoute } from './route-table.js';
-import { routeTableFor } from './route-table.js';
 import { HeaderList } from './header-list.js';
 import { findHeadEnd, HeadParseError, HOP_BY_HOP, parseResponseHead, type RequestHead, type ResponseHead } from './http1-head-parser.js';
 import type { Http1ServerConnection } from './http1-server-connection.js';
@@ -66,6 +65,7 @@ export class Http1Exchange implements UpstreamOwner {
   #grpcStatus = '-';
   #keepAlive: boolean;
   #bufferResponse = false;
+  #responseBodyHooks = false;
   #resBody: Buffer[] = [];
   #resBodyBytes = 0;
   #replacedResponseBody: Buffer | undefined;
@@ -118,8 +118,7 @@ export class Http1Exchange implements UpstreamOwner {
     const snapshot = ctx.state.current;
     const target = this.#conn.currentTarget(snapshot);
     this.#target = target;
-    const port = target.servicePort?.port ?? target.originalDst.port;
-    const table = routeTableFor(snapshot, target.service, port);
+    const table = this.#conn.routeTable;
     // HTTP/1.0 may omit Host; the upstream (HTTP/1.1) needs one, so the destination's name stands in.
     if (this.#authority === '') this.#authority = target.service?.hostname ?? `${target.originalDst.address}:${target.originalDst.port}`;
     const route = table.match(this.#head.method, this.#path, this.#headers);
@@ -127,9 +126,10 @@ export class Http1Exchange implements UpstreamOwner {
     this.#route = route;
     if (this.#head.upgrade || this.#head.method === 'CONNECT') this.#keepAlive = false;
 
-    const xrid = this.#headers.get('x-request-id');
-    this.#requestId = xrid ?? newRequestId();
-    const filters = ctx.filtersFor(snapshot, target);
+    // A request id costs a random draw; only filters and the access log read it.
+    const needId = ctx.accessLog.enabled || this.#conn.filters.length > 0;
+    this.#requestId = needId ? (this.#headers.get('x-request-id') ?? newRequestId()) : '';
+    const filters = this.#conn.filters;
     if (filters.length > 0) {
       const info = {
         method: this.#head.method,
@@ -155,6 +155,7 @@ export class Http1Exchange implements UpstreamOwner {
         this.#streams.push(s);
         if (f.bufferRequestBody === true && s.onRequestBody !== undefined) this.#bufferRequest = true;
         if (f.bufferResponseBody === true && s.onResponseBody !== undefined) this.#bufferResponse = true;
+        if (s.onResponseBody !== undefined) this.#responseBodyHooks = true;
       }
     }
     if (this.#streams.length === 0) return this.#afterRequestHeaders();
@@ -214,7 +215,10 @@ export class Http1Exchange implements UpstreamOwner {
     let cluster: UpstreamCluster;
     if (backend?.service !== undefined) {
       const port = backend.port ?? target.servicePort?.port ?? target.originalDst.port;
-      cluster = ctx.clusters.forService(snapshot, backend.service, port, backend.labels, route.loadBalancer);
+      // Compiled routes live as long as their snapshot, so the resolved cluster can be kept on the backend.
+      const cached = backend.cluster;
+      cluster = cached !== undefined && cached.port === port ? cached.cluster : ctx.clusters.forService(snapshot, backend.service, port, backend.labels, route.loadBalancer);
+      if (cached === undefined) backend.cluster = { port, cluster };
     } else {
       const w = target.workload;
       cluster = ctx.clusters.forAddress(snapshot, target.originalDst.address, target.originalDst.port, w);
@@ -413,8 +417,11 @@ export class Http1Exchange implements UpstreamOwner {
     this.#phase = 'streaming';
     const emptyBody = this.#resRemaining === 0 && this.#resScanner === null && !this.#resUntilClose;
     if (this.#streams.length === 0) return this.#sendResponseHead(res, headers, rest);
-    this.#upstream?.socket.pause();
-    this.#settle(runFilterHook(this.#streams, 0, onResponseHeadersHook, res.status, headers, emptyBody), () => {
+    const status = runFilterHook(this.#streams, 0, onResponseHeadersHook, res.status, headers, emptyBody);
+    if (status === undefined) return this.#sendResponseHead(res, headers, rest);
+    // Only a paused filter stops the upstream; pausing costs two epoll changes, too much for every request.
+    if (status instanceof Promise) this.#upstream?.socket.pause();
+    this.#settle(status, () => {
       this.#upstream?.socket.resume();
       this.#sendResponseHead(res, headers, rest);
     });
@@ -461,7 +468,7 @@ export class Http1Exchange implements UpstreamOwner {
       this.#resStarted = true;
       const headBytes = Buffer.byteLength(out, 'latin1');
       this.#resBytes += headBytes;
-      if (rest !== null && !this.#resDechunk && rest.length <= 16 * 1024 && this.#streams.length === 0) {
+      if (rest !== null && !this.#resDechunk && rest.length <= 16 * 1024 && !this.#responseBodyHooks) {
         // The common small response: head and body leave in one write.
         const take = this.#bodyLength(rest);
         const merged = Buffer.allocUnsafe(headBytes + take);

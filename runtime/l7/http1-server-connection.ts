@@ -4,7 +4,8 @@ import { findHeadEnd, HeadParseError, parseRequestHead, type HeadLimits } from '
 import { Http1Exchange } from './http1-exchange.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import type { StateSnapshot } from '../state/state-snapshot.js';
-import type { LocalReply } from './l7-filter.js';
+import type { L7Filter, LocalReply } from './l7-filter.js';
+import { routeTableFor, type RouteTable } from './route-table.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import type { PeerLabels } from './http-telemetry.js';
 import { peerLabels } from './http-telemetry.js';
@@ -66,8 +67,22 @@ export class Http1ServerConnection {
     const workload = ip === undefined ? undefined : (snapshot.workloadByIp(ip) ?? t.workload);
     this.#resolved = { ...t, service, servicePort, workload };
     this.#targetVersion = snapshot.version;
+    this.#table = routeTableFor(snapshot, service, servicePort?.port ?? t.originalDst.port);
+    this.#filters = this.ctx.filtersFor(snapshot, this.#resolved);
     return this.#resolved;
   }
+
+  /** Route table and filters for the current target; call currentTarget(snapshot) first. */
+  get routeTable(): RouteTable {
+    return this.#table!;
+  }
+
+  get filters(): readonly L7Filter[] {
+    return this.#filters;
+  }
+
+  #table: RouteTable | undefined;
+  #filters: readonly L7Filter[] = [];
 
   #targetVersion = -1;
   #resolved: L7Target;

@@ -2,6 +2,7 @@
 import type { HeaderOpsConfig, HttpRouteConfig, LoadBalancerConfig, RetriesConfig, StringMatchConfig } from '../config/l7-config-schema.js';
 import type { Service, StateSnapshot } from '../state/state-snapshot.js';
 import type { HeaderList } from './header-list.js';
+import type { UpstreamCluster } from './upstream-cluster.js';
 
 type Matcher = (value: string) => boolean;
 
@@ -31,6 +32,8 @@ interface CompiledMatch {
 }
 
 export interface RouteBackend {
+  /** The cluster resolved for this backend within the route's snapshot (cache; set by the router). */
+  cluster?: { port: number; cluster: UpstreamCluster };
   service: Service | undefined;
   labels: Record<string, string> | undefined;
   port: number | undefined;
