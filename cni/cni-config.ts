@@ -28,6 +28,11 @@ export const nodeConfigSchema = z.strictObject({
   iptablesBackend: z.enum(['auto', 'nft', 'legacy']).default('auto'),
   /** The runtime pod's network namespace (a path such as /var/run/netns/weft or /proc/PID/ns/net). */
   runtimeNetns: z.string().min(1),
+  /**
+   * The node's network namespace when setup runs elsewhere: the DaemonSet runs it inside the runtime pod
+   * (hostPID) with nodeNetns /proc/1/ns/net and runtimeNetns /proc/self/ns/net. Default: where weft-cni runs.
+   */
+  nodeNetns: z.string().min(1).optional(),
   /** The runtime pod's IP ($ZIP); the node-side veth and the node's own address toward it are detected from the route to it unless given. */
   runtimeIp: ip,
   runtimeVeth: ifname.optional(),

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { setLogSink } from '../runtime/log.js';
 import { runCni } from './cni-command.js';
+import { installCni, uninstallCni } from './cni-install.js';
 import { decode, nodeConfigSchema, type NodeConfig } from './cni-config.js';
 import { createCommandRunner } from './command-runner.js';
 import { runDoctor } from './node-doctor.js';
@@ -11,7 +12,12 @@ import { cleanupNode, defaultRunners, resolveInput, setupNode } from './node-set
 import { planNode, planRuntime, renderPlan } from './rule-plan.js';
 import { StateStore } from './state-store.js';
 
-const USAGE = 'usage: weft-cni (CNI plugin; CNI_COMMAND in the environment)\n       weft-cni node setup|cleanup|doctor [--config FILE] [--dry-run]';
+const USAGE = [
+  'usage: weft-cni                      (the CNI plugin: CNI_COMMAND in the environment, config on stdin)',
+  '       weft-cni node setup|cleanup|doctor [--config FILE] [--dry-run]',
+  '       weft-cni install --binary FILE --bin-dir DIR --conf-dir DIR [--plugin-config JSON]',
+  '       weft-cni uninstall --bin-dir DIR --conf-dir DIR',
+].join('\n');
 
 async function readStdin(): Promise<string> {
   const chunks: Buffer[] = [];
@@ -19,9 +25,14 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** The DaemonSet learns the runtime pod's IP from the downward API, so the environment may supply it. */
+const RUNTIME_IP_ENV = 'WEFT_CNI_RUNTIME_IP';
+
 function loadNodeConfig(file: string | undefined): NodeConfig {
   if (file === undefined) throw new Error('--config FILE is required (JSON or YAML; see cni/README.md)');
-  const decoded = decode(nodeConfigSchema, parseYaml(readFileSync(file, 'utf8')) as unknown);
+  const raw = (parseYaml(readFileSync(file, 'utf8')) ?? {}) as Record<string, unknown>;
+  const fromEnv = process.env[RUNTIME_IP_ENV];
+  const decoded = decode(nodeConfigSchema, fromEnv === undefined || fromEnv === '' ? raw : { ...raw, runtimeIp: fromEnv });
   if (!decoded.ok) throw new Error(`${file}: invalid node configuration:\n  ${decoded.problems.join('\n  ')}`);
   return decoded.value;
 }
@@ -74,6 +85,25 @@ async function main(): Promise<number> {
       return await nodeCommand(args.slice(1));
     } catch (err) {
       process.stderr.write(`weft-cni node ${args[1] ?? ''}: ${err instanceof Error ? err.message : String(err)}\n`);
+      return 1;
+    }
+  }
+  if (args[0] === 'install' || args[0] === 'uninstall') {
+    try {
+      const need = (name: string): string => {
+        const v = option(args, name);
+        if (v === undefined) throw new Error(`${name} is required`);
+        return v;
+      };
+      if (args[0] === 'uninstall') uninstallCni(need('--bin-dir'), need('--conf-dir'));
+      else {
+        const entry = JSON.parse(option(args, '--plugin-config') ?? '{}') as Record<string, unknown>;
+        const file = installCni({ binary: need('--binary'), binDir: need('--bin-dir'), confDir: need('--conf-dir'), entry });
+        process.stdout.write(JSON.stringify({ installed: file }) + '\n');
+      }
+      return 0;
+    } catch (err) {
+      process.stderr.write(`weft-cni ${args[0]}: ${err instanceof Error ? err.message : String(err)}\n`);
       return 1;
     }
   }

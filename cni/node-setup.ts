@@ -19,7 +19,10 @@ export interface NodeRunners {
   runtime: CommandRunner;
 }
 
-export const defaultRunners = (config: NodeConfig): NodeRunners => ({ node: createCommandRunner(), runtime: createCommandRunner(config.runtimeNetns) });
+export const defaultRunners = (config: Pick<NodeConfig, 'nodeNetns' | 'runtimeNetns'>): NodeRunners => ({
+  node: createCommandRunner(config.nodeNetns),
+  runtime: createCommandRunner(config.runtimeNetns),
+});
 
 /** The node-side veth toward the runtime and the node's source address, from `ip route get $ZIP`. */
 async function routeToRuntime(runner: CommandRunner, runtimeIp: string): Promise<{ dev: string; src: string }> {
@@ -132,13 +135,13 @@ async function removeNodeState(store: StateStore, state: NodeState, runners: Nod
 }
 
 /** Removes every pod entry and node/runtime change the state records; true when there was something to remove. */
-export async function cleanupNode(config: Pick<NodeConfig, 'stateDir' | 'lockTimeoutMs' | 'runtimeNetns'>, runners?: NodeRunners): Promise<boolean> {
+export async function cleanupNode(config: Pick<NodeConfig, 'stateDir' | 'lockTimeoutMs' | 'nodeNetns'>, runners?: NodeRunners): Promise<boolean> {
   const store = new StateStore(config.stateDir);
   const lock = await acquireFileLock(store.lockFile, config.lockTimeoutMs);
   try {
     const state = store.readNode();
     if (state === undefined) return false;
-    await removeNodeState(store, state, runners ?? { node: createCommandRunner(), runtime: createCommandRunner(state.runtimeNetns) });
+    await removeNodeState(store, state, runners ?? defaultRunners({ nodeNetns: config.nodeNetns, runtimeNetns: state.runtimeNetns }));
     log.info({ stateDir: config.stateDir }, 'node redirection removed');
     return true;
   } finally {
