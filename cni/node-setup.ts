@@ -89,6 +89,12 @@ export async function setupNode(config: NodeConfig, runners: NodeRunners = defau
       runtime: emptyRecord(),
     };
     state.phase = 'applying';
+    const netnsId = await namespaceId(runners.runtime);
+    if (state.runtimeNetnsId !== undefined && state.runtimeNetnsId !== netnsId) {
+      // The runtime pod was recreated: its old namespace took our devices and rules with it.
+      state.runtime = emptyRecord();
+    }
+    state.runtimeNetnsId = netnsId;
     if (config.routedBridge !== undefined) state.routedBridge = config.routedBridge;
     const persist = (): void => store.writeNode(state);
     persist();
@@ -102,6 +108,11 @@ export async function setupNode(config: NodeConfig, runners: NodeRunners = defau
   } finally {
     await lock.release();
   }
+}
+
+/** The identity (`net:[inode]`) of the namespace a runner executes in. */
+async function namespaceId(runner: CommandRunner): Promise<string> {
+  return (await runner.run('readlink', ['/proc/self/ns/net'])).trim();
 }
 
 /** Pods wired before setup sit on the bridge un-isolated; ADD handles every later one. */
@@ -129,7 +140,10 @@ async function removeNodeState(store: StateStore, state: NodeState, runners: Nod
     await undoPod(runners.node, pod);
     store.removePod(pod.containerId, pod.ifname);
   }
-  if (existsSync(state.runtimeNetns)) await undoRecord(runners.runtime, state.runtime, state.backend);
+  // Only the namespace setup wrote to: if the path now names another one (or none), there is nothing of ours there.
+  if (existsSync(state.runtimeNetns) && (state.runtimeNetnsId === undefined || (await namespaceId(runners.runtime)) === state.runtimeNetnsId)) {
+    await undoRecord(runners.runtime, state.runtime, state.backend);
+  }
   await undoRecord(runners.node, state.node, state.backend);
   store.removeNode();
 }

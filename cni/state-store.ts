@@ -32,6 +32,8 @@ export interface NodeState {
   input: RedirectInput;
   backend: IptablesBackend;
   runtimeNetns: string;
+  /** `net:[inode]` of the runtime namespace at setup: a path like /proc/self/ns/net can later name another namespace. */
+  runtimeNetnsId?: string;
   routedBridge?: string;
   /** Ports of routedBridge that existed at setup (pods wired before weft) and were isolated by it. */
   isolatedPorts?: string[];
