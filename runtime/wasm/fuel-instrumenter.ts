@@ -2,7 +2,8 @@
  * Rewrites a module at load so it can be stopped: a fuel counter (a new mutable i32 global) is charged at every function
  * entry and loop header with the instruction count of that straight-line region, and when it goes negative the module
  * calls the imported `__weft.refill_fuel`, which either refills it or throws once the callback's CPU budget is spent.
- * The memory's maximum is capped at the plugin's limit in the same pass.
+ * The memory's maximum is capped at the plugin's limit in the same pass, and `memory.grow` becomes a call to the
+ * imported `__weft.memory_grow`, so the host knows when a trap follows a refused growth (memory exhaustion).
  */
 import { WeftError } from '../errors.js';
 import { InstrKind, decoded, readInstruction } from './wasm-instructions.js';
@@ -12,6 +13,7 @@ import { WasmWriter } from './wasm-writer.js';
 
 export const FUEL_IMPORT_MODULE = '__weft';
 export const FUEL_IMPORT_NAME = 'refill_fuel';
+export const GROW_IMPORT_NAME = 'memory_grow';
 
 export interface InstrumentOptions {
   /** Cap for the memory's maximum, in 64 KiB pages. */
@@ -26,9 +28,11 @@ const RANK: Record<number, number> = { 1: 1, 2: 2, 3: 3, 4: 4, 5: 5, 13: 6, 6: 7
 export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: InstrumentOptions): Uint8Array {
   const meter = options.meterFuel !== false;
   const fuelType = info.types.length;
+  const growType = fuelType + 1;
   const refillFunc = info.importedFuncs;
+  const growFunc = refillFunc + 1;
   const fuelGlobal = info.importedGlobals + info.definedGlobals;
-  const shift = (idx: number): number => (meter && idx >= refillFunc ? idx + 1 : idx);
+  const shift = (idx: number): number => (meter && idx >= refillFunc ? idx + 2 : idx);
 
   const out = new WasmWriter(bytes.length + bytes.length / 4 + 64);
   out.bytes(bytes.subarray(0, 8));
@@ -45,18 +49,23 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
 
   function writeTypes(w: WasmWriter, r: WasmReader | undefined): void {
     const n = r === undefined ? 0 : r.u32();
-    w.u32(n + 1);
+    w.u32(n + 2);
     if (r !== undefined) w.bytes(r.bytes.subarray(r.pos, r.end));
     w.bytes(Uint8Array.of(0x60, 0x00, 0x01, 0x7f)); // () -> i32
+    w.bytes(Uint8Array.of(0x60, 0x01, 0x7f, 0x01, 0x7f)); // (i32) -> i32
   }
   function writeImports(w: WasmWriter, r: WasmReader | undefined): void {
     const n = r === undefined ? 0 : r.u32();
-    w.u32(n + 1);
+    w.u32(n + 2);
     if (r !== undefined) w.bytes(r.bytes.subarray(r.pos, r.end));
     w.name(FUEL_IMPORT_MODULE);
     w.name(FUEL_IMPORT_NAME);
     w.byte(0x00);
     w.u32(fuelType);
+    w.name(FUEL_IMPORT_MODULE);
+    w.name(GROW_IMPORT_NAME);
+    w.byte(0x00);
+    w.u32(growType);
   }
   function writeGlobals(w: WasmWriter, r: WasmReader | undefined): void {
     const n = r === undefined ? 0 : r.u32();
@@ -119,7 +128,7 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
         else raw();
         break;
       case SectionId.Code:
-        if (meter) out.section(s.id, (w) => writeCode(w, r, shift, fuelGlobal, refillFunc));
+        if (meter) out.section(s.id, (w) => writeCode(w, r, shift, fuelGlobal, refillFunc, growFunc));
         else raw();
         break;
       default:
@@ -187,9 +196,10 @@ function writeElements(w: WasmWriter, r: WasmReader, shift: (i: number) => numbe
 
 const costs: number[] = [];
 const stack: number[] = [];
-const edits: number[] = []; // triples: position, kind (0 fuel check for region, 1 function index), argument / end
+// Edits, in code order: [pos, 0, region] fuel check; [pos, 1, end, funcIndex] renumbered call; [pos, 2, end] memory.grow.
+const edits: number[] = [];
 
-function writeCode(w: WasmWriter, r: WasmReader, shift: (i: number) => number, fuelGlobal: number, refillFunc: number): void {
+function writeCode(w: WasmWriter, r: WasmReader, shift: (i: number) => number, fuelGlobal: number, refillFunc: number, growFunc: number): void {
   const n = r.u32();
   w.u32(n);
   const body = new WasmWriter(4096);
@@ -208,6 +218,7 @@ function writeCode(w: WasmWriter, r: WasmReader, shift: (i: number) => number, f
     costs.push(0);
     stack.push(0);
     while (!br.done) {
+      const opStart = br.pos;
       const kind = readInstruction(br);
       costs[stack[stack.length - 1]!]!++;
       if (kind === InstrKind.Loop) {
@@ -218,6 +229,7 @@ function writeCode(w: WasmWriter, r: WasmReader, shift: (i: number) => number, f
       } else if (kind === InstrKind.BlockOpen) stack.push(stack[stack.length - 1]!);
       else if (kind === InstrKind.End) stack.pop();
       else if (kind === InstrKind.FuncRef) edits.push(decoded.immStart, 1, decoded.immEnd, decoded.funcIndex);
+      else if (r.bytes[opStart] === 0x40) edits.push(opStart, 2, br.pos);
     }
     if (stack.length !== 0) br.fail(`function ${i}: unbalanced blocks`);
     body.length = 0;
@@ -230,6 +242,11 @@ function writeCode(w: WasmWriter, r: WasmReader, shift: (i: number) => number, f
       if (edits[e + 1] === 0) {
         fuelCheck(body, costs[edits[e + 2]!]!, fuelGlobal, refillFunc);
         from = pos;
+        e += 3;
+      } else if (edits[e + 1] === 2) {
+        body.byte(0x10);
+        body.u32(growFunc);
+        from = edits[e + 2]!;
         e += 3;
       } else {
         body.u32(shift(edits[e + 3]!));

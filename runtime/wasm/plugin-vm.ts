@@ -4,7 +4,7 @@
  * failed for good, and the owner (plugin-runtime.ts) decides what happens next.
  */
 import type { AbiVersion } from './abi-constants.js';
-import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME } from './fuel-instrumenter.js';
+import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME } from './fuel-instrumenter.js';
 import { GuestMemory } from './guest-memory.js';
 import type { HeaderPairs } from './header-map-codec.js';
 import { createHostImports } from './host-functions/host-imports.js';
@@ -139,6 +139,8 @@ export class PluginVm {
   #doomed: GuestAbort | undefined;
 
   #epoch = 0;
+  /** A memory.grow was refused during the current callback: a trap that follows is memory exhaustion. */
+  #growRefused = false;
   #fuelEpoch = -1;
   #budgetStart = 0;
 
@@ -174,7 +176,7 @@ export class PluginVm {
       env: createHostImports(this),
       wasi_snapshot_preview1: wasi,
       wasi_unstable: wasi,
-      [FUEL_IMPORT_MODULE]: { [FUEL_IMPORT_NAME]: () => this.#refillFuel() },
+      [FUEL_IMPORT_MODULE]: { [FUEL_IMPORT_NAME]: () => this.#refillFuel(), [GROW_IMPORT_NAME]: (pages: number) => this.#grow(pages) },
     };
     let instance: WebAssembly.Instance;
     try {
@@ -293,6 +295,7 @@ export class PluginVm {
     this.current = ctx;
     this.effective = undefined;
     this.#epoch++;
+    this.#growRefused = false;
     let result: number;
     try {
       result = fn(a, b, c, d, e);
@@ -321,6 +324,16 @@ export class PluginVm {
     throw err;
   }
 
+  /** memory.grow, rewritten into this call: same result (-1 when refused), but a refusal is remembered for classification. */
+  #grow(pages: number): number {
+    try {
+      return this.mem.memory.grow(pages >>> 0);
+    } catch {
+      this.#growRefused = true;
+      return -1;
+    }
+  }
+
   #refillFuel(): number {
     if (this.#fuelEpoch !== this.#epoch) {
       this.#fuelEpoch = this.#epoch;
@@ -338,7 +351,7 @@ export class PluginVm {
     if (this.state === 'failed' && this.failure !== undefined) return this.failure;
     let atCap = false;
     try {
-      atCap = this.mem !== undefined && this.mem.memory.buffer.byteLength >= this.compiled.maxMemoryBytes;
+      atCap = this.#growRefused || (this.mem !== undefined && this.mem.memory.buffer.byteLength >= this.compiled.maxMemoryBytes);
     } catch {
       atCap = false;
     }
