@@ -1,6 +1,6 @@
 /** Turns weft.yaml text into a valid WeftConfig or the full list of problems, each with its path and file:line; never throws on bad input. */
 import { readFile } from 'node:fs/promises';
-import { LineCounter, parseDocument, isNode, type Document } from 'yaml';
+import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { configSchema, type WeftConfig } from './config-schema.js';
 import { crossReferenceProblems } from './config-validate.js';
 
@@ -38,6 +38,23 @@ function locate(doc: Document, lines: LineCounter, path: readonly PropertyKey[])
   return undefined;
 }
 
+/** Position of the key `name` inside the map at `path` (where a typo'd field is written). */
+function locateKey(doc: Document, lines: LineCounter, path: readonly PropertyKey[], name: string): { line: number; column: number } | undefined {
+  const map = path.length === 0 ? doc.contents : doc.getIn(path as (string | number)[], true);
+  if (!isMap(map)) return undefined;
+  const pair = map.items.find((p) => isScalar(p.key) && p.key.value === name);
+  const range = isScalar(pair?.key) ? pair.key.range : undefined;
+  if (range === undefined || range === null) return undefined;
+  const pos = lines.linePos(range[0]);
+  return { line: pos.line, column: pos.col };
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let v = root;
+  for (const key of path) v = v !== null && typeof v === 'object' ? (v as Record<PropertyKey, unknown>)[key] : undefined;
+  return v;
+}
+
 export function parseConfigText(text: string, file = 'weft.yaml'): ConfigResult {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
@@ -45,7 +62,7 @@ export function parseConfigText(text: string, file = 'weft.yaml'): ConfigResult 
     return {
       ok: false,
       problems: doc.errors.map((e) => {
-        const pos = e.linePos?.[0];
+        const pos = e.linePos?.[0] ?? lines.linePos(e.pos[0]);
         return { file, path: '', message: `YAML syntax: ${e.message.split('\n')[0] ?? e.code}`, line: pos?.line, column: pos?.col };
       }),
     };
@@ -55,10 +72,13 @@ export function parseConfigText(text: string, file = 'weft.yaml'): ConfigResult 
   if (!parsed.success) {
     return {
       ok: false,
-      problems: parsed.error.issues.map((issue) => {
-        const path = issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0] ?? ''] : issue.path;
-        const message = issue.code === 'unrecognized_keys' ? `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((k) => `"${k}"`).join(', ')}` : issue.message;
-        return { file, path: formatPath(path), message, ...locate(doc, lines, path) };
+      problems: parsed.error.issues.flatMap((issue) => {
+        if (issue.code === 'unrecognized_keys') {
+          return issue.keys.map((key) => ({ file, path: formatPath([...issue.path, key]), message: `unknown field "${key}"`, ...(locateKey(doc, lines, issue.path, key) ?? locate(doc, lines, issue.path)) }));
+        }
+        const missing = issue.code === 'invalid_type' && valueAt(raw, issue.path) === undefined;
+        const message = missing ? `required field is missing (expected ${issue.expected})` : issue.message;
+        return [{ file, path: formatPath(issue.path), message, ...locate(doc, lines, issue.path) }];
       }),
     };
   }
