@@ -17,6 +17,8 @@ import { listen, type BoundListener } from './l4/listener.js';
 import { normalizeIp, originalDestination, remoteOf, type SocketAddr } from './l4/original-destination.js';
 import { startHttpEndpoint, type HttpEndpoint } from './admin/http-endpoint.js';
 import { adminRoutes, metricsRoutes, readinessRoutes } from './admin/admin-routes.js';
+import { HboneNode } from './hbone/hbone-node.js';
+import { authorize } from './authz/authorizer.js';
 
 const log = createLogger('app');
 
@@ -41,6 +43,8 @@ export class App {
   readonly telemetry: TcpTelemetry;
   readonly proxy: ConnectionProxy;
   readonly explicitProxy: ExplicitProxy;
+  /** Certificates, HBONE server/client and L4 authorization of this node. */
+  readonly hbone: HboneNode;
   readonly #listeners = new Map<DataListenerName, BoundListener>();
   readonly #localPorts = new Map<string, BoundListener>();
   readonly #endpoints: HttpEndpoint[] = [];
@@ -60,6 +64,8 @@ export class App {
     this.#reloads = this.metrics.counter('weft_config_reloads_total', 'Configuration reloads by result', ['result']);
     this.metrics.gauge('weft_build_info', 'weft build information', ['version', 'node_version']).set({ version: '0.1.0', node_version: process.version }, 1);
     for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) this.#localIps.add(a.address);
+    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts });
+    this.addDumpSection('certificates', () => this.hbone.dump());
     this.proxy = new ConnectionProxy({
       state: this.state,
       picker: this.picker,
@@ -69,6 +75,8 @@ export class App {
       isOwnListener: (addr) => this.#ownPorts.has(addr.port) && this.#localIps.has(addr.address),
       l7: () => this.#l7,
       logger: createLogger('proxy'),
+      hbone: this.hbone,
+      authorizeInbound: (conn) => authorize(this.state.current, conn),
     });
     this.explicitProxy = new ExplicitProxy({ proxy: this.proxy, state: this.state, metrics: this.metrics, logger: createLogger('explicit') });
   }
@@ -128,7 +136,9 @@ export class App {
       this.#listeners.set(name, await listen(name, { ...cfg, signal }, captured(name, cfg.transparent)));
     }
     this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal }, (s) => this.explicitProxy.handle(s)));
+    await this.hbone.start(signal);
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
+    for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
 
     const sources = {

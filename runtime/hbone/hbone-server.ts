@@ -61,6 +61,8 @@ export interface HboneServerOptions {
 export interface HboneServer {
   /** Listens on `ip:port` (port 0 picks one); may be called once per address (one per local workload IP, in-pod style). */
   listen(address: SocketAddr): Promise<SocketAddr>;
+  /** Serves a socket accepted elsewhere (a transparent listener built by the L4 layer). */
+  accept(socket: net.Socket): void;
   close(): Promise<void>;
   /** Live tunnels (for drain and policy re-checks). */
   readonly activeTunnels: number;
@@ -253,6 +255,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       log.info({ address: formatAddr({ address: bound.address, port: bound.port }) }, 'hbone listening');
       return { address: bound.address, port: bound.port };
     },
+    accept: onSocket,
     async close() {
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
       for (const s of sessions) s.destroy();

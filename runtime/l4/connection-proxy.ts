@@ -13,6 +13,9 @@ import { routeFor, type Destination, type Route } from './route.js';
 import { connectUpstream } from './upstream-connect.js';
 import { copyBidirectional, type CopyResult } from './copy.js';
 import { formatAddr, type SocketAddr } from './original-destination.js';
+import type { HbonePlan } from '../hbone/hbone-node.js';
+import type { AuthzDecision } from '../authz/authorizer.js';
+import type { ConnectionAttributes } from '../authz/authz-policy.js';
 
 export type Direction = 'outbound' | 'inbound';
 
@@ -60,6 +63,10 @@ export interface ConnectionProxyDeps {
   isOwnListener: (addr: SocketAddr) => boolean;
   l7: () => L7Handoff | undefined;
   logger: Logger;
+  /** Outbound mTLS: the HBONE route for destinations with protocol HBONE (runtime/hbone). */
+  hbone?: { plan(route: Route, source: SocketAddr): HbonePlan | undefined };
+  /** L4 authorization of plaintext inbound connections (no peer identity; STRICT denies them). */
+  authorizeInbound?: (conn: ConnectionAttributes) => AuthzDecision;
 }
 
 /** Envoy response flags for L4 failures: UF upstream connect failure, UH no healthy upstream, UO overflow, NR no route. */
@@ -70,11 +77,15 @@ const FLAG_BY_CODE: Partial<Record<WeftError['code'], string>> = {
   WEFT_ERR_CONNECTION_LIMIT: 'UO',
   WEFT_ERR_UNKNOWN_SERVICE: 'NR',
   WEFT_ERR_SELF_CALL: 'NR',
+  WEFT_ERR_POLICY_DENIED: 'DENY',
+  WEFT_ERR_TLS: 'TLS_FAILURE',
 };
 
 export class ConnectionProxy {
   readonly #deps: ConnectionProxyDeps;
   #active = 0;
+  /** The HBONE plan a request took, for its labels and access-log line. */
+  readonly #plans = new WeakMap<ProxyRequest, HbonePlan>();
 
   constructor(deps: ConnectionProxyDeps) {
     this.#deps = deps;
@@ -112,10 +123,20 @@ export class ConnectionProxy {
           // 15006 only delivers to workloads on this node (ztunnel's inbound passthrough rule).
           throw new WeftError('WEFT_ERR_UNKNOWN_SERVICE', `inbound connection to ${formatAddr(req.originalDst)}, which is not a workload on this node`);
         }
+        if (req.direction === 'inbound' && route.kind === 'workload' && deps.authorizeInbound !== undefined) {
+          const decision = deps.authorizeInbound({ sourceIp: req.source.address, destination: route.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port });
+          if (!decision.allowed) throw new WeftError('WEFT_ERR_POLICY_DENIED', `policy denied: ${decision.reason}`);
+        }
+        const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source) : undefined;
+        if (plan !== undefined) this.#plans.set(req, plan);
         labels = this.#labels(req, sourceWorkload, route);
         if (route.l7 && this.#handOffToL7(req, route)) return;
         try {
-          upstream = await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal });
+          upstream =
+            plan === undefined
+              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal })
+              : // The CONNECT stream is a Duplex with socket-style byte counters, all the copy uses.
+                ((await plan.connect(abort.signal, limits.connectTimeoutMs)) as unknown as net.Socket);
           if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);
         } catch (err) {
           if (route.kind !== 'service' || abort.signal.aborted) throw err;
@@ -172,8 +193,10 @@ export class ConnectionProxy {
   #labels(req: ProxyRequest, source: Workload | undefined, route: Route | undefined): TcpLabels {
     const service = route?.kind === 'service' ? route.service : req.destination.kind === 'service' ? req.destination.service : undefined;
     const destination = route?.kind === 'service' ? route.endpoint : route?.kind === 'workload' ? route.workload : undefined;
+    const plan = this.#plans.get(req);
     return tcpLabels({
       reporter: req.direction === 'outbound' ? 'source' : 'destination',
+      ...(plan === undefined ? {} : { sourcePrincipal: plan.sourcePrincipal, destinationPrincipal: plan.destinationPrincipal, securityPolicy: 'mutual_tls' as const }),
       ...(source === undefined ? {} : { source }),
       ...(service === undefined ? {} : { service }),
       ...(destination === undefined ? {} : { destination }),
@@ -193,7 +216,8 @@ export class ConnectionProxy {
       'src.addr': formatAddr(req.source),
       'src.workload': src?.name,
       'src.namespace': src?.namespace,
-      'src.identity': undefined,
+      'src.identity': this.#plans.get(req)?.sourcePrincipal,
+      connection_security_policy: this.#plans.has(req) ? 'mutual_tls' : 'unknown',
       'dst.original': formatAddr(req.originalDst),
       'dst.addr': route !== undefined && route.kind !== 'refused' ? formatAddr(route.upstream) : undefined,
       'dst.service': service?.hostname,

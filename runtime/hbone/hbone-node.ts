@@ -1,0 +1,203 @@
+/** One node's zero-trust L4 pieces wired together: certificates for hosted workloads, the HBONE server with authorization and telemetry, the HBONE client and the outbound HBONE decision. */
+import os from 'node:os';
+import { createLogger } from '../log.js';
+import { caClientFromConfig } from '../identity/ca-client-from-config.js';
+import { CertificateManager } from '../identity/certificate-manager.js';
+import { principalOf } from '../identity/spiffe-id.js';
+import { LiveConnections } from '../authz/live-connections.js';
+import { listen, type BoundListener } from '../l4/listener.js';
+import { connectUpstream } from '../l4/upstream-connect.js';
+import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
+import type { Route } from '../l4/route.js';
+import type { ProxyState } from '../state/proxy-state.js';
+import type { Workload } from '../state/state-snapshot.js';
+import type { TcpTelemetry } from '../telemetry/tcp-telemetry.js';
+import { tcpLabels } from '../telemetry/connection-labels.js';
+import { createHboneServer, type HboneServer, type InboundTunnel, type TunnelClosed } from './hbone-server.js';
+import { HboneClient, type HboneStream } from './hbone-client.js';
+import { tunnelAuthorization } from './hbone-authz.js';
+import { baggageFor } from './hbone-headers.js';
+
+const log = createLogger('hbone');
+
+/** How an outbound connection reaches its destination over HBONE (ztunnel outbound step 7). */
+export interface HbonePlan {
+  sourcePrincipal: string;
+  destinationPrincipal: string;
+  connect(signal: AbortSignal, timeoutMs: number): Promise<HboneStream>;
+}
+
+export interface HboneNodeOptions {
+  state: ProxyState;
+  telemetry: TcpTelemetry;
+  /** weft's own listener ports: CONNECTs to them are refused as loops. */
+  ownPorts: () => ReadonlySet<number>;
+}
+
+function isLocalAddress(ip: string): boolean {
+  if (ip.startsWith('127.') || ip === '::1') return true;
+  return Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.address === ip) === true);
+}
+
+export class HboneNode {
+  readonly certificates: CertificateManager;
+  readonly client: HboneClient;
+  readonly server: HboneServer;
+  readonly live = new LiveConnections();
+  readonly #opts: HboneNodeOptions;
+  readonly #listeners = new Map<string, BoundListener>();
+  readonly #unwatch: (() => void)[] = [];
+
+  constructor(opts: HboneNodeOptions) {
+    this.#opts = opts;
+    const config = opts.state.current.config;
+    const { caClient } = caClientFromConfig(config);
+    this.certificates = new CertificateManager({
+      caClient,
+      ttlSeconds: config.identity.certTtlSeconds,
+      isHosted: (id) => opts.state.current.localWorkloads().some((w) => w.identity === id),
+    });
+    this.client = new HboneClient({ certificates: this.certificates, settings: config.hbone, connectTimeoutMs: config.limits.connectTimeoutMs });
+    const authz = tunnelAuthorization(this.live);
+    this.server = createHboneServer({
+      certificates: this.certificates,
+      state: opts.state,
+      settings: config.hbone,
+      illegalPorts: opts.ownPorts(),
+      authorize: authz.authorize,
+      connectUpstream: (target) => connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs }),
+      onConnection: (tunnel, control) => {
+        authz.onConnection?.(tunnel, control);
+        this.#record(tunnel, control.closed);
+      },
+      onReject: (event) => {
+        const labels = tcpLabels({ reporter: 'destination', securityPolicy: 'mutual_tls', responseFlags: event.status === 401 ? 'DENY' : event.status === 'tls' ? 'TLS_FAILURE' : 'CONNECT', ...(event.sourceIdentity === undefined ? {} : { sourcePrincipal: principalOf(event.sourceIdentity) }) });
+        opts.telemetry.failed(labels);
+      },
+    });
+    this.#unwatch.push(this.live.watch(opts.state));
+    this.#unwatch.push(opts.state.onUpdate(() => this.#trackIdentities()));
+    this.#trackIdentities();
+  }
+
+  /** Binds `listeners.hbone` when configured, else one listener per hosted HBONE workload IP at `hbone.port` (in-pod style). */
+  async start(signal: AbortSignal): Promise<void> {
+    const config = this.#opts.state.current.config;
+    const configured = config.listeners.hbone;
+    if (configured !== undefined) {
+      this.#listeners.set(configured.address, await listen('hbone', { address: configured.address, transparent: configured.transparent, signal }, (s) => this.server.accept(s)));
+      return;
+    }
+    await this.#reconcileWorkloadListeners(signal);
+    this.#unwatch.push(this.#opts.state.onUpdate(() => void this.#reconcileWorkloadListeners(signal).catch((err: unknown) => log.warn({ err }, 'hbone listener update failed'))));
+  }
+
+  get ports(): Record<string, number> {
+    return Object.fromEntries([...this.#listeners].map(([k, l]) => [k, l.port]));
+  }
+
+  /** The HBONE route for an outbound connection, or undefined when it goes plaintext (TCP workload, passthrough, unknown source). */
+  plan(route: Route, source: SocketAddr): HbonePlan | undefined {
+    const destination: Workload | undefined = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
+    if (destination === undefined || route.kind === 'refused' || route.kind === 'passthrough' || destination.protocol !== 'HBONE') return undefined;
+    const snapshot = this.#opts.state.current;
+    const sourceWorkload = snapshot.workloadByIp(source.address);
+    // ztunnel denies unknown sources; weft's local mode (no capture) has clients that are no workload, and those stay plaintext.
+    if (sourceWorkload === undefined || !sourceWorkload.local) return undefined;
+    const podIp = destination.addresses[0] ?? route.upstream.address;
+    const hbonePort = snapshot.config.hbone.port;
+    return {
+      sourcePrincipal: principalOf(sourceWorkload.identity),
+      destinationPrincipal: principalOf(destination.identity),
+      connect: (signal, timeoutMs) =>
+        this.client.connect({
+          sourceIdentity: sourceWorkload.identity,
+          ...(isLocalAddress(source.address) ? { sourceAddress: source.address } : {}),
+          destination: route.upstream,
+          destinationIdentities: [destination.identity],
+          via: { address: podIp, port: hbonePort },
+          forwardedFor: source,
+          ...(route.kind === 'service' ? { forwardedHost: route.service.hostname } : {}),
+          ...(baggageFor(sourceWorkload) === undefined ? {} : { baggage: baggageFor(sourceWorkload) }),
+          timeoutMs,
+          signal,
+        }),
+    };
+  }
+
+  async close(): Promise<void> {
+    for (const u of this.#unwatch) u();
+    await Promise.all([...this.#listeners.values()].map((l) => l.close()));
+    await this.server.close();
+    this.client.close();
+    this.certificates.close();
+  }
+
+  /** Certificates held, for /config_dump (istioctl ztunnel-config certificates). */
+  dump(): unknown {
+    return this.certificates.identities().map((identity) => {
+      const c = this.certificates.current(identity);
+      return { identity, state: c === undefined ? 'pending' : 'available', serial: c?.leaf.serialNumber, notBefore: c?.notBefore.toISOString(), notAfter: c?.notAfter.toISOString(), pem: c?.certChainPem };
+    });
+  }
+
+  #trackIdentities(): void {
+    this.certificates.track(new Set(this.#opts.state.current.localWorkloads().map((w) => w.identity)));
+  }
+
+  async #reconcileWorkloadListeners(signal: AbortSignal): Promise<void> {
+    const snapshot = this.#opts.state.current;
+    const port = snapshot.config.hbone.port;
+    for (const w of snapshot.localWorkloads()) {
+      if (w.protocol !== 'HBONE') continue;
+      for (const ip of w.addresses) {
+        const address = formatAddr({ address: ip, port });
+        if (this.#listeners.has(address)) continue;
+        if (!isLocalAddress(ip)) {
+          log.warn({ workload: w.uid, ip }, 'workload IP is not on this host; configure listeners.hbone (transparent) to receive its HBONE traffic');
+          continue;
+        }
+        this.#listeners.set(address, await listen('hbone', { address, signal }, (s) => this.server.accept(s)));
+      }
+    }
+  }
+
+  #record(tunnel: InboundTunnel, closed: Promise<TunnelClosed>): void {
+    const source = tunnel.snapshot.workloadByIp(tunnel.peer.address);
+    const labels = tcpLabels({
+      reporter: 'destination',
+      ...(source === undefined ? {} : { source }),
+      sourcePrincipal: principalOf(tunnel.sourceIdentity),
+      destination: tunnel.destination,
+      destinationPrincipal: principalOf(tunnel.destination.identity),
+      securityPolicy: 'mutual_tls',
+    });
+    const telemetry = this.#opts.telemetry;
+    telemetry.opened(labels);
+    const started = Date.now();
+    void closed.then((r) => {
+      // Istio's convention at the destination: "received" is what the client sent.
+      telemetry.closed(labels, r.bytesSent, r.bytesReceived);
+      telemetry.accessLog.write({
+        time: new Date(started).toISOString(),
+        kind: 'tcp',
+        direction: 'inbound',
+        listener: 'hbone',
+        'src.addr': formatAddr(tunnel.forwardedFor ?? tunnel.peer),
+        'src.workload': source?.name,
+        'src.namespace': source?.namespace,
+        'src.identity': tunnel.sourceIdentity,
+        'dst.addr': formatAddr(tunnel.destinationAddr),
+        'dst.hbone_addr': formatAddr(tunnel.destinationAddr),
+        'dst.workload': tunnel.destination.name,
+        'dst.namespace': tunnel.destination.namespace,
+        'dst.identity': tunnel.destination.identity,
+        connection_security_policy: 'mutual_tls',
+        bytes_sent: r.bytesSent,
+        bytes_recv: r.bytesReceived,
+        duration_ms: r.durationMs,
+        error: r.error?.message,
+      });
+    });
+  }
+}

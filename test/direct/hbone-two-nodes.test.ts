@@ -1,0 +1,136 @@
+// Two whole weft instances in one process: a client on node A reaches a server on node B over HBONE through A's localPorts listener; STRICT at B's inbound path.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { metricValue, startWeft, type WeftUnderTest } from '../helpers/weft-harness.js';
+import { ID, IP, startEcho } from './hbone-fixtures.js';
+
+let a: WeftUnderTest;
+let b: WeftUnderTest;
+let echo: Awaited<ReturnType<typeof startEcho>>;
+const caDir = join(mkdtempSync(join(tmpdir(), 'weft-two-nodes-')), 'ca');
+
+async function freePort(host: string): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, host, resolve));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+function nodeConfig(node: string, hbonePort: number, echoPort: number, extra: Record<string, unknown> = {}) {
+  return {
+    node,
+    identity: { caDir },
+    hbone: { port: hbonePort },
+    workloads: [
+      { name: 'sleep', namespace: 'default', serviceAccount: 'sleep', addresses: [IP.client], node: 'node-a', protocol: 'HBONE' },
+      { name: 'echo', namespace: 'default', serviceAccount: 'echo', addresses: [IP.server], node: 'node-b', protocol: 'HBONE', labels: { app: 'echo' } },
+    ],
+    services: [{ name: 'echo', namespace: 'default', addresses: ['10.96.0.20'], ports: [{ port: 80, targetPort: echoPort }], selector: { app: 'echo' } }],
+    localPorts: node === 'node-a' ? [{ listen: '127.0.0.1:0', service: 'echo.default', port: 80 }] : [],
+    ...extra,
+  };
+}
+
+beforeAll(async () => {
+  echo = await startEcho(IP.server);
+  const hbonePort = await freePort(IP.server);
+  b = await startWeft(nodeConfig('node-b', hbonePort, echo.port));
+  a = await startWeft(nodeConfig('node-a', hbonePort, echo.port));
+});
+
+afterAll(async () => {
+  await a.close();
+  await b.close();
+  echo.server.close();
+});
+
+/** A connection from the sleep pod's address (127.0.0.11) to node A's localPorts listener for echo.default:80. */
+function dialFromSleep(): Promise<net.Socket> {
+  const port = Object.values(a.app.ports.localPorts)[0];
+  return new Promise((resolve, reject) => {
+    const s = net.connect({ host: '127.0.0.1', port, localAddress: IP.client, allowHalfOpen: true });
+    s.once('connect', () => resolve(s));
+    s.once('error', reject);
+  });
+}
+
+async function exchange(total: number): Promise<{ ok: boolean; got: number }> {
+  const s = await dialFromSleep();
+  const sent = createHash('sha256');
+  const got = createHash('sha256');
+  let gotBytes = 0;
+  const reading = new Promise<void>((resolve, reject) => {
+    s.on('data', (d: Buffer) => {
+      got.update(d);
+      gotBytes += d.length;
+    });
+    s.once('end', resolve);
+    s.once('error', reject);
+  });
+  const block = randomBytes(1024 * 1024);
+  for (let left = total; left > 0; ) {
+    const n = Math.min(left, block.length);
+    block[0] = left & 0xff;
+    const chunk = n === block.length ? block : block.subarray(0, n);
+    sent.update(chunk);
+    left -= n;
+    if (!s.write(chunk)) await new Promise((r) => s.once('drain', r));
+  }
+  s.end();
+  await reading;
+  s.destroy();
+  return { ok: sent.digest('hex') === got.digest('hex'), got: gotBytes };
+}
+
+describe('node A to node B over HBONE (whole runtimes)', () => {
+  it('delivers a small exchange exactly; B reports the SPIFFE identity, both report mutual_tls', async () => {
+    expect(await exchange(5)).toEqual({ ok: true, got: 5 });
+    const line = await b.waitForLog((e) => e.listener === 'hbone' && e.bytes_recv === 5);
+    expect(line).toMatchObject({ 'src.identity': ID.client, 'dst.workload': 'echo', connection_security_policy: 'mutual_tls', bytes_sent: 5 });
+    const outbound = await a.waitForLog((e) => e.listener === 'local-port' && e.bytes_sent === 5);
+    expect(outbound).toMatchObject({ connection_security_policy: 'mutual_tls', 'src.identity': 'cluster.local/ns/default/sa/sleep' });
+    const labels = { source_principal: 'cluster.local/ns/default/sa/sleep', destination_principal: 'cluster.local/ns/default/sa/echo', connection_security_policy: 'mutual_tls' };
+    expect(metricValue(await b.metrics(), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'destination' })).toBeGreaterThanOrEqual(1);
+    expect(metricValue(await a.metrics(), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'source' })).toBeGreaterThanOrEqual(1);
+    expect(metricValue(await b.metrics(), 'istio_tcp_received_bytes_total', { ...labels, reporter: 'destination' })).toBeGreaterThanOrEqual(5);
+  });
+
+  it('delivers 100 MiB each way exactly', async () => {
+    expect(await exchange(100 * 1024 * 1024)).toEqual({ ok: true, got: 100 * 1024 * 1024 });
+  }, 120_000);
+
+  it('STRICT peer authentication at B rejects plaintext delivered to its inbound path; PERMISSIVE lets it through', async () => {
+    // What B's 15006 listener does after TPROXY: a plaintext connection for echo's address.
+    const inbound = net.createServer({ allowHalfOpen: true }, (s) => void b.app.handleInbound(s, { address: IP.server, port: echo.port }));
+    await new Promise<void>((resolve) => inbound.listen(0, '127.0.0.1', resolve));
+    const plaintext = async (): Promise<string> => {
+      const s = net.connect({ host: '127.0.0.1', port: (inbound.address() as net.AddressInfo).port, allowHalfOpen: true });
+      s.on('error', () => undefined);
+      s.end('plain');
+      const chunks: Buffer[] = [];
+      try {
+        for await (const c of s) chunks.push(c as Buffer);
+      } catch (err) {
+        return `reset (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+      }
+      return Buffer.concat(chunks).toString();
+    };
+    try {
+      expect(await plaintext()).toBe('plain');
+      await b.app.reload({ ...b.app.state.current.config, peerAuthentication: [{ mode: 'STRICT' }] });
+      expect(await plaintext()).toBe('reset (ECONNRESET)');
+      const denied = await b.waitForLog((e) => e.direction === 'inbound' && e.response_flags === 'DENY');
+      expect(String(denied.error)).toMatch(/STRICT mTLS, plaintext connection/);
+      // HBONE still works under STRICT.
+      expect(await exchange(3)).toEqual({ ok: true, got: 3 });
+    } finally {
+      inbound.close();
+      await b.app.reload({ ...b.app.state.current.config, peerAuthentication: [] });
+    }
+  });
+});
