@@ -15,7 +15,7 @@ import { StateStore } from './state-store.js';
 const USAGE = [
   'usage: weft-cni                      (the CNI plugin: CNI_COMMAND in the environment, config on stdin)',
   '       weft-cni node setup|cleanup|doctor [--config FILE] [--dry-run]',
-  '       weft-cni install --binary FILE --bin-dir DIR --conf-dir DIR [--plugin-config JSON]',
+  '       weft-cni install --binary FILE --bin-dir DIR --conf-dir DIR [--plugin-config JSON | --plugin-config-file FILE]',
   '       weft-cni uninstall --bin-dir DIR --conf-dir DIR',
 ].join('\n');
 
@@ -97,7 +97,9 @@ async function main(): Promise<number> {
       };
       if (args[0] === 'uninstall') uninstallCni(need('--bin-dir'), need('--conf-dir'));
       else {
-        const entry = JSON.parse(option(args, '--plugin-config') ?? '{}') as Record<string, unknown>;
+        const entryFile = option(args, '--plugin-config-file');
+        const entryText = entryFile === undefined ? (option(args, '--plugin-config') ?? '{}') : readFileSync(entryFile, 'utf8');
+        const entry = JSON.parse(entryText) as Record<string, unknown>;
         const file = installCni({ binary: need('--binary'), binDir: need('--bin-dir'), confDir: need('--conf-dir'), entry });
         process.stdout.write(JSON.stringify({ installed: file }) + '\n');
       }
