@@ -1,5 +1,8 @@
 /** Graceful drain: listeners stop accepting when the signal aborts, tracked connections get until the deadline to finish, then are destroyed. */
 
+/** Time destroyed connections get to unwind (close events, access log) before drain returns. */
+const FORCED_UNWIND_MS = 1_000;
+
 export interface Drainable {
   /** Ends the connection now (the deadline passed). */
   destroy(): void;
@@ -34,18 +37,22 @@ export class Drain {
   /** Starts draining; resolves once every tracked connection closed or `deadlineMs` passed (remaining ones are destroyed). */
   async drain(deadlineMs: number): Promise<{ forced: number }> {
     if (!this.#controller.signal.aborted) this.#controller.abort(new Error('draining'));
-    if (this.#active.size === 0) return { forced: 0 };
+    if (await this.#waitIdle(deadlineMs)) return { forced: 0 };
+    const forced = this.#active.size;
+    for (const conn of [...this.#active]) conn.destroy();
+    // Destroyed connections still write their access-log line and metrics as they unwind; let them.
+    await this.#waitIdle(FORCED_UNWIND_MS);
+    return { forced };
+  }
+
+  async #waitIdle(timeoutMs: number): Promise<boolean> {
+    if (this.#active.size === 0) return true;
     let timer: NodeJS.Timeout | undefined;
     try {
-      const finished = await Promise.race([
+      return await Promise.race([
         new Promise<boolean>((resolve) => (this.#idle = () => resolve(true))),
-        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deadlineMs))),
+        new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeoutMs))),
       ]);
-      if (finished) return { forced: 0 };
-      const forced = this.#active.size;
-      for (const conn of [...this.#active]) conn.destroy();
-      this.#active.clear();
-      return { forced };
     } finally {
       clearTimeout(timer);
       this.#idle = undefined;
