@@ -55,12 +55,12 @@ const KITCHEN_SINK = `(module
 
 function run(bytes: Uint8Array, refill: () => number): Record<string, (...a: number[]) => number> {
   const logged: number[] = [];
-  let memory: WebAssembly.Memory | undefined;
+  const holder: { memory?: WebAssembly.Memory } = {};
   const instance = new WebAssembly.Instance(new WebAssembly.Module(bytes), {
     env: { log: (x: number) => logged.push(x), g: 5 },
-    [FUEL_IMPORT_MODULE]: { [FUEL_IMPORT_NAME]: refill, [GROW_IMPORT_NAME]: (p: number) => (memory === undefined ? -1 : memory.grow(p)) },
+    [FUEL_IMPORT_MODULE]: { [FUEL_IMPORT_NAME]: refill, [GROW_IMPORT_NAME]: (p: number) => (holder.memory === undefined ? -1 : holder.memory.grow(p)) },
   });
-  memory = instance.exports.memory as WebAssembly.Memory;
+  holder.memory = instance.exports.memory as WebAssembly.Memory;
   return instance.exports as unknown as Record<string, (...a: number[]) => number>;
 }
 
