@@ -1,12 +1,10 @@
 // Breaker convergence across 3 weft-like processes sharing one Redis: a fault local to one node opens nothing, a shared fault opens all, one probe at a time cluster-wide, recovery.
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
-import type { BreakerTask } from './shared-state-worker.js';
+import { WORKER_ARGS, type BreakerTask } from './shared-state-worker.js';
 
-const WORKER = fileURLToPath(new URL('./shared-state-worker.ts', import.meta.url));
 const OPEN_MS = 300;
 const PROBE_DELAY_MS = 40;
 
@@ -72,7 +70,7 @@ describe('shared circuit breaker across 3 processes', () => {
         intervalMs: 5,
         settings: { minimumCalls: 20, failureRateThreshold: 50, windowMs: 1_000, openMs: OPEN_MS, probeTimeoutMs: 1_000, minReportingNodes: 2, flushIntervalMs: 50, pollIntervalMs: 500 },
       };
-      const child = spawn(process.execPath, ['--import', 'tsx', WORKER], { env: { ...process.env, WEFT_WORKER: JSON.stringify(task) } });
+      const child = spawn(process.execPath, [...WORKER_ARGS], { env: { ...process.env, WEFT_WORKER: JSON.stringify(task) } });
       let buffer = '';
       child.stdout.on('data', (c: Buffer) => {
         buffer += c.toString();

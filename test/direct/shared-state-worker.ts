@@ -1,4 +1,6 @@
 // A weft-like node for multi-process shared-state tests: `node --import tsx` runs it with WEFT_WORKER (JSON); it drives rate limits or a breaker and reports JSON lines on stdout.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { circuitBreakersSchema, rateLimitDomainSchema } from '../../runtime/config/config-schema.js';
 import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { createSharedState } from '../../runtime/shared-state/shared-state.js';
@@ -154,12 +156,51 @@ async function runBreaker(t: BreakerTask): Promise<void> {
   await state.close();
 }
 
-const task = JSON.parse(process.env.WEFT_WORKER ?? '{}') as LimitTask | BreakerTask;
-const run = task.task === 'limit' ? runLimit(task) : runBreaker(task);
-run.then(
-  () => process.exit(0),
-  (err: unknown) => {
-    process.stderr.write(`worker failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
-    process.exit(1);
-  },
-);
+const SELF = fileURLToPath(import.meta.url);
+/** Node arguments that run this file as a worker: through tsx from the sources, directly once compiled to dist. */
+export const WORKER_ARGS: readonly string[] = SELF.endsWith('.ts') ? ['--import', 'tsx', SELF] : [SELF];
+
+/** Runs one limit task in a child process and resolves with its report. */
+export function runLimitWorker(task: LimitTask): Promise<LimitReport> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...WORKER_ARGS], { env: { ...process.env, WEFT_WORKER: JSON.stringify(task) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    child.on('exit', (code) => {
+      if (code !== 0) reject(new Error(`worker exited ${code}: ${err}`));
+      else resolve(JSON.parse(out.trim().split('\n').at(-1)!) as LimitReport);
+    });
+  });
+}
+
+/** Most admissions inside any interval of `spanMs` (two-pointer sweep over sorted times). */
+export function maxInSpan(times: readonly number[], spanMs: number): number {
+  let best = 0;
+  for (let i = 0, j = 0; j < times.length; j++) {
+    while (times[j]! - times[i]! >= spanMs) i++;
+    best = Math.max(best, j - i + 1);
+  }
+  return best;
+}
+
+/** Admissions per aligned 1 s window of the shared clock. */
+export function perWindow(times: readonly number[]): Map<number, number> {
+  const m = new Map<number, number>();
+  for (const t of times) m.set(Math.floor(t / 1000), (m.get(Math.floor(t / 1000)) ?? 0) + 1);
+  return m;
+}
+
+// Imported for its helpers and types by tests and the bench; it only runs as a worker when given a task.
+if (process.env.WEFT_WORKER !== undefined) {
+  const task = JSON.parse(process.env.WEFT_WORKER) as LimitTask | BreakerTask;
+  const run = task.task === 'limit' ? runLimit(task) : runBreaker(task);
+  run.then(
+    () => process.exit(0),
+    (err: unknown) => {
+      process.stderr.write(`worker failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      process.exit(1);
+    },
+  );
+}
