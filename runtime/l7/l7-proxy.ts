@@ -16,6 +16,7 @@ import type { L7Context, L7Target } from './l7-context.js';
 import type { L7Filter } from './l7-filter.js';
 import { createL7AuthzFilter } from './l7-authz-filter.js';
 import { detectProtocol } from './protocol-detect.js';
+import { createH2cServer, type H2cServer } from './h2c-server.js';
 
 export type { L7Target } from './l7-context.js';
 
@@ -80,6 +81,7 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   };
 
   const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, connections: new Set() };
+  let h2: H2cServer | undefined;
   const sweeper = setInterval(() => clusters.sweepIdle(Date.now() - 60_000), 10_000);
   sweeper.unref();
   let closed = false;
@@ -88,6 +90,7 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
     const detected = detectProtocol(target.servicePort?.appProtocol, bytes);
     if (detected === 'need-more') return false;
     if (detected === 'http1') new Http1ServerConnection(socket, ctx, target, bytes);
+    else if (detected === 'h2c') (h2 ??= createH2cServer(ctx, opts.connectUpstream ?? defaultConnect)).handle(socket, target, bytes);
     else passthrough(socket, target, bytes, opts.connectUpstream ?? defaultConnect);
     return true;
   };
@@ -121,13 +124,14 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
       socket.on('error', () => socket.destroy());
     },
     openSockets() {
-      return { downstream: ctx.connections.size, upstream: clusters.openConnections() };
+      return { downstream: ctx.connections.size + (h2?.sessions ?? 0), upstream: clusters.openConnections() + (h2?.upstreamSessions ?? 0) };
     },
     async close() {
       closed = true;
       clearInterval(sweeper);
       for (const c of [...ctx.connections]) c.destroy();
       clusters.closeAll();
+      await h2?.close();
       await accessLog.close();
     },
   };
