@@ -1,4 +1,5 @@
 /** Applies a NetnsPlan to one namespace step by step, each step idempotent and recorded before it is made, and undoes a record in reverse; both tolerate a half-done previous run. */
+import { readFile, writeFile } from 'node:fs/promises';
 import { WeftError } from '../runtime/errors.js';
 import type { CommandRunner } from './command-runner.js';
 import { dropEmptyNftTable, installChains, listNftTables, removeChains, type IptablesBackend } from './iptables-backend.js';
@@ -14,12 +15,31 @@ export function sysctlPath(key: string): string {
   return `net/ipv4/conf/${rest.slice(0, cut)}/${rest.slice(cut + 1)}`;
 }
 
+/**
+ * In our own namespace /proc/sys is read and written directly (a file open is per the opener's
+ * namespace, and ADD's latency is mostly process spawns); elsewhere through `sysctl` in that namespace.
+ */
 export async function readSysctl(runner: CommandRunner, key: string): Promise<string | undefined> {
+  if (runner.netns === undefined) {
+    try {
+      return (await readFile(`/proc/sys/${sysctlPath(key)}`, 'utf8')).trim();
+    } catch {
+      return undefined;
+    }
+  }
   const r = await runner.exec('sysctl', ['-n', sysctlPath(key)]);
   return r.code === 0 ? r.stdout.trim() : undefined;
 }
 
 export async function writeSysctl(runner: CommandRunner, key: string, value: string): Promise<void> {
+  if (runner.netns === undefined) {
+    try {
+      await writeFile(`/proc/sys/${sysctlPath(key)}`, value);
+      return;
+    } catch (err) {
+      throw new WeftError('WEFT_ERR_CNI', `cannot set sysctl ${key}=${value}`, { cause: err });
+    }
+  }
   await runner.run('sysctl', ['-q', '-w', `${sysctlPath(key)}=${value}`]);
 }
 

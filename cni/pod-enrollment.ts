@@ -83,14 +83,15 @@ export async function bridgePorts(runner: CommandRunner, bridge: string): Promis
 /** Bridge-wide half of routedBridge, done once and recorded in the node state: the bridge answers ARP for its isolated ports and sends no ICMP redirects (which would point pods back at each other). */
 export async function routeBridge(runner: CommandRunner, store: StateStore, node: NodeState, bridge: string): Promise<void> {
   const persist = (): void => store.writeNode(node);
-  for (const [key, value] of [
+  const settings = [
     [`net.ipv4.conf.${bridge}.proxy_arp`, '1'],
     [`net.ipv4.conf.${bridge}.proxy_arp_pvlan`, '1'],
     [`net.ipv4.conf.${bridge}.send_redirects`, '0'],
     ['net.ipv4.conf.all.send_redirects', '0'],
-  ] as const) {
-    await ensureSysctlRecorded(runner, node.node.sysctls, { key, value }, persist);
-  }
+  ] as const;
+  // Set once per node (the first pod on the bridge); later ADDs skip it.
+  if (settings.every(([key]) => node.node.sysctls.some((s) => s.key === key))) return;
+  for (const [key, value] of settings) await ensureSysctlRecorded(runner, node.node.sysctls, { key, value }, persist);
 }
 
 /** Removes what the pod record lists; entries already gone are fine (DEL may run more than once). */

@@ -27,12 +27,11 @@ export interface SimulatedNodeOptions {
 }
 
 let binDirPromise: Promise<string> | undefined;
-/** One weft-cni bundle per test process. */
+/** One weft-cni bundle per test process, rebuilt in place (atomic rename) so concurrent test files and killed runs leave no litter. */
 function weftCniBinDir(): Promise<string> {
   binDirPromise ??= (async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'weft-cni-bin-'));
+    const dir = path.join(tmpdir(), `weft-cni-test-bin-${process.getuid?.() ?? 0}`);
     await installWeftCni(dir);
-    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
     return dir;
   })();
   return binDirPromise;
