@@ -313,7 +313,7 @@ class H2Exchange {
     this.#flags ||= reply.flag ?? '';
     this.#error = reply.code ?? '';
     this.#status = reply.status;
-    if (stream.headersSent) {
+    if (stream.headersSent || reply.reset === true) {
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       return;
     }

@@ -48,6 +48,8 @@ export class Http1Exchange implements UpstreamOwner {
   #reqRetainedBytes = 0;
   #reqBytes: number;
   #bufferRequest = false;
+  /** Request-header filters finished (a buffered body must wait for them). */
+  #headersDone = false;
   #bufferedBody: Buffer[] = [];
   #bufferedBytes = 0;
   #replacedRequestBody: Buffer | undefined;
@@ -185,11 +187,13 @@ export class Http1Exchange implements UpstreamOwner {
 
   #afterRequestHeaders(): void {
     if (this.#phase === 'done') return;
+    this.#headersDone = true;
     if (this.#bufferRequest && !this.#reqComplete) {
       // Body arrives through feedRequestBody; dispatch happens once it is complete.
       return;
     }
-    if (this.#bufferRequest) return this.#runBufferedRequestBody();
+    // Body callbacks are for bodies: a request without one goes straight on, as Envoy never calls on_request_body for it.
+    if (this.#bufferRequest && (this.#head.chunked || this.#head.contentLength > 0)) return this.#runBufferedRequestBody();
     this.#dispatch();
   }
 
@@ -342,7 +346,7 @@ export class Http1Exchange implements UpstreamOwner {
         return rest;
       }
       this.#bufferedBody.push(piece);
-      if (this.#reqComplete && this.#phase === 'filters') this.#runBufferedRequestBody();
+      if (this.#reqComplete && this.#phase === 'filters' && this.#headersDone) this.#runBufferedRequestBody();
       return rest;
     }
     this.#forwardRequestPiece(piece);
@@ -416,6 +420,7 @@ export class Http1Exchange implements UpstreamOwner {
     if (this.#route?.responseHeaders !== undefined) applyHeaderOps(headers, this.#route.responseHeaders);
     this.#phase = 'streaming';
     const emptyBody = this.#resRemaining === 0 && this.#resScanner === null && !this.#resUntilClose;
+    if (emptyBody) this.#bufferResponse = false;
     if (this.#streams.length === 0) return this.#sendResponseHead(res, headers, rest);
     const status = runFilterHook(this.#streams, 0, onResponseHeadersHook, res.status, headers, emptyBody);
     if (status === undefined) return this.#sendResponseHead(res, headers, rest);
@@ -832,6 +837,11 @@ export class Http1Exchange implements UpstreamOwner {
     if (this.#flags === '' && reply.flag !== undefined) this.#flags = reply.flag;
     if (reply.code !== undefined && this.#error === '') this.#error = reply.code;
     this.#status = reply.status;
+    if (reply.reset === true) {
+      this.#keepAlive = false;
+      this.#conn.socket.destroy();
+      return this.#complete();
+    }
     // Unread request body bytes would be parsed as the next request: close instead of skipping them.
     if (!this.#reqComplete) this.#keepAlive = false;
     if (this.#resStarted) {

@@ -10,6 +10,8 @@ export interface LocalReply {
   body?: string | Buffer;
   /** Envoy response flag to record (UAEX for an authz denial, RL for a rate limit, ...). */
   flag?: string;
+  /** Reset the stream instead of answering (a plugin's proxy_close_stream): HTTP/1 closes the connection. */
+  reset?: boolean;
 }
 
 /** What a filter callback returns: undefined to continue, a LocalReply to stop, or a Promise of either to pause the stream. */

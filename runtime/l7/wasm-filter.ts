@@ -1,0 +1,145 @@
+/** Adapts the proxy-wasm host (runtime/wasm PluginHost) to the L7 filter chain: attached plugins ordered by Istio WasmPlugin phase and priority, one FilterChain per request, its actions mapped to continue / pause / local reply / reset. */
+import type { PluginConfig } from '../config/config-schema.js';
+import type { FilterChain, FilterAction } from '../wasm/filter-chain.js';
+import type { HeaderPairs } from '../wasm/header-map-codec.js';
+import type { PluginHost } from '../wasm/plugin-host.js';
+import type { StreamInfo } from '../wasm/stream-info.js';
+import type { HeaderList } from './header-list.js';
+import type { FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
+import type { PluginHostLike } from './l7-proxy.js';
+import { L7_ERROR } from './local-reply.js';
+
+/** Istio WasmPlugin order: AUTHN, then AUTHZ, then STATS; unspecified plugins sit last, before the router. */
+const PHASE_RANK: Record<PluginConfig['phase'], number> = { AUTHN: 0, AUTHZ: 1, STATS: 2, UNSPECIFIED_PHASE: 3 };
+
+/** Sorts by phase, then by priority (higher first, as Istio), then by name for a stable order. */
+export function orderPlugins(names: readonly string[], configs: readonly PluginConfig[]): string[] {
+  const byName = new Map(configs.map((c) => [c.name, c]));
+  return names
+    .filter((n) => byName.has(n))
+    .sort((a, b) => {
+      const ca = byName.get(a)!;
+      const cb = byName.get(b)!;
+      return PHASE_RANK[ca.phase] - PHASE_RANK[cb.phase] || cb.priority - ca.priority || a.localeCompare(b);
+    });
+}
+
+function toPairs(headers: HeaderList, pseudo: [string, string][]): HeaderPairs {
+  const f = headers.flat;
+  const out: HeaderPairs = pseudo.slice();
+  for (let i = 0; i < f.length; i += 2) out.push([f[i]!, f[i + 1]!]);
+  return out;
+}
+
+/** Copies plugin edits back (pseudo-headers are read-only to plugins here); untouched maps cost one comparison pass. */
+function writeBack(headers: HeaderList, pairs: HeaderPairs, pseudoCount: number): void {
+  const f = headers.flat;
+  let same = pairs.length - pseudoCount === f.length >> 1;
+  for (let i = pseudoCount, j = 0; same && i < pairs.length; i++, j += 2) same = pairs[i]![0] === f[j] && pairs[i]![1] === f[j + 1];
+  if (same) return;
+  headers.replaceAll(pairs.filter((p) => !p[0].startsWith(':')));
+}
+
+function toLocalReply(action: FilterAction): LocalReply | undefined {
+  if (action.kind === 'localResponse') {
+    const r = action.response;
+    const code = r.headers.find((h) => h[0].toLowerCase() === 'x-weft-error')?.[1];
+    return {
+      status: r.status,
+      headers: r.headers.filter((h) => h[0].toLowerCase() !== 'x-weft-error' && h[0].toLowerCase() !== 'content-length'),
+      body: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength),
+      ...(code === undefined ? {} : { code }),
+      flag: action.failure === undefined ? '-' : 'UAEX',
+    };
+  }
+  if (action.kind === 'reset') return { status: 0, reset: true, code: L7_ERROR.pluginFailed, flag: 'UAEX' };
+  return undefined;
+}
+
+/** The filter status for an action; `onContinue` consumes a body handed back by the chain. */
+function statusOf(action: FilterAction, onContinue?: (body: Uint8Array | undefined) => void): FilterStatus {
+  switch (action.kind) {
+    case 'continue':
+      onContinue?.(action.body);
+      return undefined;
+    case 'buffer':
+      return undefined;
+    case 'pause':
+      return action.resume.then((a) => statusOf(a, onContinue));
+    default:
+      return toLocalReply(action);
+  }
+}
+
+function streamInfo(info: FilterRequestInfo): StreamInfo {
+  return {
+    source: { address: info.sourceAddress, port: 0, ...(info.sourceIdentity === undefined ? {} : { principal: info.sourceIdentity }) },
+    request: { protocol: info.protocol, id: info.requestId },
+    properties: info.destinationService === undefined ? {} : { 'destination.service.host': info.destinationService },
+  };
+}
+
+/**
+ * Builds the PluginHostLike the L7 proxy takes. `configs` returns the current `plugins:` section (for phase and
+ * priority). Bodies reach plugins whole (buffered up to l7.maxBufferedBodyBytes) when a module exports the body
+ * callback; header-only plugins never buffer.
+ */
+export function createWasmPlugins(host: PluginHost, configs: () => readonly PluginConfig[]): PluginHostLike {
+  return {
+    filtersFor(pluginNames) {
+      const names = orderPlugins(pluginNames, configs()).filter((n) => host.has(n));
+      if (names.length === 0) return [];
+      const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
+      const filter: L7Filter = {
+        name: `wasm:${names.join(',')}`,
+        bufferRequestBody: exportsOf('proxy_on_request_body'),
+        bufferResponseBody: exportsOf('proxy_on_response_body'),
+        start(info, body): L7FilterStream {
+          let chain: FilterChain | undefined;
+          const open = (): FilterChain => (chain ??= host.createStream(names, streamInfo(info)));
+          const reqPseudo: [string, string][] = [
+            [':method', info.method],
+            [':path', info.path],
+            [':authority', info.authority],
+            [':scheme', 'http'],
+          ];
+          return {
+            onRequestHeaders(headers, eos) {
+              const pairs = toPairs(headers, reqPseudo);
+              const action = open().onRequestHeaders(pairs, eos);
+              writeBack(headers, pairs, reqPseudo.length);
+              return statusOf(action);
+            },
+            onRequestBody(chunk, eos) {
+              return statusOf(open().onRequestBody(chunk, eos), (b) => {
+                if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+              });
+            },
+            onResponseHeaders(status, headers, eos) {
+              const pseudo: [string, string][] = [[':status', String(status)]];
+              const pairs = toPairs(headers, pseudo);
+              const action = open().onResponseHeaders(pairs, eos);
+              writeBack(headers, pairs, 1);
+              return statusOf(action);
+            },
+            onResponseBody(chunk, eos) {
+              return statusOf(open().onResponseBody(chunk, eos), (b) => {
+                if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+              });
+            },
+            onResponseTrailers(trailers) {
+              const pairs = toPairs(trailers, []);
+              const action = open().onResponseTrailers(pairs);
+              writeBack(trailers, pairs, 0);
+              return statusOf(action);
+            },
+            onDone() {
+              chain?.done();
+            },
+          };
+        },
+      };
+      return [filter];
+    },
+  };
+}
