@@ -92,4 +92,23 @@ describe('pod traffic through weft in a simulated node', () => {
     requireKernelFeature(ctx, 'geneve', kernelHasLinkType('geneve'));
     await endToEnd('geneve', false);
   });
+
+  it('DNS capture: pod UDP 53 to any resolver is DNATed to the runtime pod :15053', async (ctx) => {
+    requireNodeTools(ctx);
+    requireKernelFeature(ctx, 'vxlan', kernelHasLinkType('vxlan'));
+    const node = await SimulatedNode.create({ dnsCapture: true });
+    let dns: PeerServer | undefined;
+    try {
+      await node.mustSetup();
+      const [a, c] = [await node.addPod('a', 'mesh'), await node.addPod('c', 'legacy')];
+      dns = await startServer(node.runtimeNs, 'udp', 15053);
+      // The runtime's DNS listener sees the pod itself; the reply returns through conntrack's reverse NAT.
+      expect(await udpExchange(a.ns, '10.96.0.53', 53, 'query')).toBe(a.ip);
+      // Unenrolled pods keep their own DNS path: nothing answers 10.96.0.53 for them.
+      await expect(udpExchange(c.ns, '10.96.0.53', 53, 'query')).rejects.toThrow(/timeout/);
+    } finally {
+      dns?.stop();
+      await node.destroy();
+    }
+  });
 });

@@ -156,4 +156,30 @@ describe('weft-cni node setup / cleanup in a simulated node', () => {
       expect(report.iptablesBackend).toEqual({ backend: 'legacy', reason: 'KUBE-IPTABLES-HINT found by iptables-legacy-save' });
     });
   });
+
+  it('with the legacy backend detected, rules go through iptables-legacy-restore and cleanup restores iptables-legacy-save exactly', async (ctx) => {
+    requireNodeTools(ctx);
+    requireCommands(ctx, 'iptables-legacy', 'iptables-legacy-save', 'iptables-legacy-restore');
+    await withNode(async (node) => {
+      expect((await nsRun(node.nodeNs, 'iptables-legacy', ['-t', 'mangle', '-N', 'KUBE-IPTABLES-HINT'])).code).toBe(0);
+      // Legacy tables are kernel modules that stay listed once used; an untouched one (built-in chains, ACCEPT, no rules) is dropped
+      // from the comparison, which is the one thing cleanup cannot undo on that backend (cni/README.md).
+      const legacySave = async (ns: string): Promise<string> =>
+        (await nsRun(ns, 'iptables-legacy-save', [])).stdout
+          .split('\n')
+          .filter((l) => !l.startsWith('#'))
+          .map((l) => l.replace(/\[\d+:\d+\]/, '[0:0]'))
+          .join('\n')
+          .split(/(?=^\*)/m)
+          .filter((table) => !/^\*\w+\n(:[A-Z]+ ACCEPT \[0:0\]\n)*COMMIT\n?$/.test(table))
+          .join('');
+      const before = await legacySave(node.nodeNs);
+      const r = await node.setup();
+      expect(JSON.parse(r.stdout)).toMatchObject({ backend: 'legacy' });
+      expect(await legacySave(node.nodeNs)).toContain('-A WEFT_PREROUTING -p tcp -m set --match-set weft-pods-ips src -j MARK --set-xmark 0x100/0x100');
+      expect((await nsRun(node.nodeNs, 'iptables-nft-save', [])).stdout).not.toContain('WEFT');
+      expect((await node.cleanup()).code).toBe(0);
+      expect(await legacySave(node.nodeNs)).toBe(before);
+    });
+  });
 });
