@@ -198,11 +198,16 @@ export class SharedBreakers {
     else b.pendingFailures++;
     if (!success && b.state === 'CLOSED' && this.#localTrips(b, now)) {
       if (this.#backend.isHealthy()) this.#flushSoon();
-      else {
-        this.#m.degraded.inc({ name: b.name, op: 'open' });
-        this.#set(b, 'OPEN', b.generation, b.settings.openMs, 'local');
-      }
+      else this.#breakLocally(b);
     }
+  }
+
+  /** The shared window is out of reach: the node's own window decides, for this node only. */
+  #breakLocally(b: Breaker): void {
+    this.#m.degraded.inc({ name: b.name, op: 'flush' });
+    if (b.state !== 'CLOSED' || !this.#localTrips(b, performance.now())) return;
+    this.#m.degraded.inc({ name: b.name, op: 'open' });
+    this.#set(b, 'OPEN', b.generation, b.settings.openMs, 'local');
   }
 
   #localTrips(b: Breaker, now: number): boolean {
@@ -303,11 +308,14 @@ export class SharedBreakers {
         const f = b.pendingFailures;
         b.pendingSuccesses = 0;
         b.pendingFailures = 0;
-        if (!this.#backend.isHealthy()) continue;
+        if (!this.#backend.isHealthy()) {
+          this.#breakLocally(b);
+          continue;
+        }
         work.push(
           this.#backend.breakerFlush(b.name, this.#node, s, f, b.settings).then(
             (r) => this.#adopt(r.record, 'reply'),
-            () => this.#m.degraded.inc({ name: b.name, op: 'flush' }),
+            () => this.#breakLocally(b),
           ),
         );
       }

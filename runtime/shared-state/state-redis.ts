@@ -300,6 +300,17 @@ export class RedisBackend implements StateBackend {
     this.#gate.close();
     this.#listeners.clear();
     const clients = [this.client, ...(this.#subscriber === undefined ? [] : [this.#subscriber])];
-    await Promise.all(clients.map((c) => c.quit().catch(() => c.disconnect())));
+    // QUIT only to a connected server, and not for long: a subscriber's QUIT would otherwise sit in its offline queue.
+    await Promise.all(
+      clients.map(async (c) => {
+        if (c.status === 'ready') {
+          let timer: NodeJS.Timeout | undefined;
+          await Promise.race([c.quit(), new Promise((r) => (timer = setTimeout(r, Math.max(100, this.#config.timeoutMs))))])
+            .catch(() => undefined)
+            .finally(() => clearTimeout(timer));
+        }
+        c.disconnect();
+      }),
+    );
   }
 }

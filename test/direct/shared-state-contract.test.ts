@@ -1,7 +1,7 @@
 // Contract suite for StateBackend: the same decisions and breaker semantics from the memory backend and from Redis (single, cluster, sentinel).
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLogger } from '../../runtime/log.js';
+import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { MemoryBackend, MemoryStore } from '../../runtime/shared-state/state-memory.js';
 import { RedisBackend } from '../../runtime/shared-state/state-redis.js';
 import type { BreakerRecord, BreakerThresholds, LimitSpec, StateBackend } from '../../runtime/shared-state/state-backend.js';
@@ -14,6 +14,7 @@ interface Harness {
   stop(): Promise<void>;
 }
 
+setLogLevel('warn');
 const logger = createLogger('shared-state-test');
 const id = (): string => `t-${randomUUID()}`;
 const fixed = (limit: number, windowMs = 60_000): LimitSpec => ({ id: id(), algorithm: 'fixed', limit, windowMs, burst: limit });
