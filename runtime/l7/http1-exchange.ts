@@ -240,6 +240,7 @@ export class Http1Exchange implements UpstreamOwner {
     this.#lastEndpoint = ep.key;
     ep.activeRequests++;
     this.#attempts++;
+    if (this.#head.method === 'CONNECT') return this.#startConnectTunnel(ep);
     this.#phase = 'connecting';
     const waiter = (c: Http1UpstreamConnection | Error): void => this.#onConnection(c);
     this.#waiter = waiter;
@@ -806,6 +807,8 @@ export class Http1Exchange implements UpstreamOwner {
     down.removeAllListeners('drain');
     down.write(out, 'latin1');
     if (rest !== null) down.write(rest);
+    const early = this.#conn.takeBuffered();
+    if (early !== null) up.socket.write(early);
     up.socket.pipe(down);
     down.pipe(up.socket);
     down.on('close', () => up.socket.destroy());
@@ -813,6 +816,40 @@ export class Http1Exchange implements UpstreamOwner {
     this.#endAttempt('success');
     this.#status = 101;
     this.#record();
+  }
+
+  /** CONNECT (RFC 9110 §9.3.6): a raw TCP tunnel to the picked endpoint once the chain allowed it. */
+  #startConnectTunnel(ep: UpstreamEndpoint): void {
+    this.#phase = 'connecting';
+    const down = this.#conn.socket;
+    const up = this.#conn.ctx.connect(ep.address, ep.port);
+    const fail = (): void => {
+      up.destroy();
+      this.#endAttempt('local-failure');
+      this.#replyLocal(localReply(503, L7_ERROR.upstreamConnect, 'UF', `upstream connect error: ${ep.key}`));
+    };
+    up.once('error', fail);
+    const onReady = (): void => {
+      up.off('error', fail);
+      this.#clearTimers();
+      this.#phase = 'done';
+      this.#resStarted = true;
+      this.#status = 200;
+      down.removeAllListeners('data');
+      down.removeAllListeners('drain');
+      down.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+      const early = this.#conn.takeBuffered();
+      if (early !== null) up.write(early);
+      up.on('error', () => down.destroy());
+      up.pipe(down);
+      down.pipe(up);
+      down.on('close', () => up.destroy());
+      up.on('close', () => down.destroy());
+      this.#endAttempt('success');
+      this.#record();
+    };
+    if ('connecting' in up && (up as { connecting: boolean }).connecting) up.once('connect', onReady);
+    else process.nextTick(onReady);
   }
 
   // === completion ===
@@ -855,6 +892,22 @@ export class Http1Exchange implements UpstreamOwner {
     this.#complete();
   }
 
+  /** Sends the shadow copy when the sampled percentage says so and the body is still at hand. */
+  #mirror(m: NonNullable<CompiledRoute['mirror']>): void {
+    if (m.percent < 100 && Math.random() * 100 >= m.percent) return;
+    const hasBody = this.#reqBytes > this.#head.headBytes;
+    // Retained chunks of a chunked body are still chunk-coded; only plain bodies are replayed to the mirror.
+    if (hasBody && this.#replacedRequestBody === undefined && (this.#reqRetained === null || !this.#reqComplete || this.#head.chunked)) return;
+    const b = m.backend;
+    if (b.service === undefined) return;
+    const target = this.#target ?? this.#conn.target;
+    const snapshot = this.#conn.ctx.state.current;
+    const port = b.port ?? target.servicePort?.port ?? target.originalDst.port;
+    const cluster = this.#conn.ctx.clusters.forService(snapshot, b.service, port, b.labels, undefined);
+    const body = this.#replacedRequestBody ?? (hasBody && this.#reqRetained !== null ? Buffer.concat(this.#reqRetained) : undefined);
+    this.#conn.ctx.mirror.send(cluster, { method: this.#head.method, target: this.#head.target, authority: this.#authority, headers: this.#headers.flat, body });
+  }
+
   #clearTimers(): void {
     if (this.#timer !== null) clearTimeout(this.#timer);
     this.#timer = null;
@@ -870,6 +923,7 @@ export class Http1Exchange implements UpstreamOwner {
     if (this.#requestStarted) this.#requestCluster?.endRequest();
     if (this.#retryHeld) this.#retryCluster?.endRetry();
     this.#retryHeld = false;
+    if (this.#route?.mirror !== undefined) this.#mirror(this.#route.mirror);
     this.#record();
     this.#conn.exchangeDone(this, this.#keepAlive && this.#reqComplete);
   }

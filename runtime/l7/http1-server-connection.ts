@@ -153,6 +153,13 @@ export class Http1ServerConnection {
     if (this.#buf !== null) this.#parseNext();
   }
 
+  /** Bytes already read past the current head: they belong to a tunnel (CONNECT, Upgrade) once it is up. */
+  takeBuffered(): Buffer | null {
+    const b = this.#buf;
+    this.#buf = null;
+    return b;
+  }
+
   /** Leftover bytes after a request body: the next pipelined request. */
   unshift(rest: Buffer): void {
     this.#buf = this.#buf === null ? rest : Buffer.concat([rest, this.#buf]);

@@ -7,6 +7,8 @@ import type { ClusterRegistry } from './cluster-registry.js';
 import type { HttpAccessLog } from './http-access-log.js';
 import type { HttpTelemetry } from './http-telemetry.js';
 import type { L7Filter } from './l7-filter.js';
+import type { RequestMirror } from './request-mirror.js';
+import type { ConnectFn } from './http1-pool.js';
 
 export interface SocketAddress {
   address: string;
@@ -33,6 +35,9 @@ export interface L7Context {
   readonly logger: Logger;
   /** The filters for a destination in chain order (authorization, plugins by phase and priority, native extras). */
   filtersFor(snapshot: StateSnapshot, target: L7Target): readonly L7Filter[];
+  readonly mirror: RequestMirror;
+  /** Raw upstream connections (CONNECT tunnels). */
+  readonly connect: ConnectFn;
   /** Live downstream connections, for drain and leak checks. */
   readonly connections: Set<{ destroy(): void }>;
 }

@@ -16,6 +16,7 @@ import type { L7Context, L7Target } from './l7-context.js';
 import type { L7Filter } from './l7-filter.js';
 import { createL7AuthzFilter } from './l7-authz-filter.js';
 import { detectProtocol } from './protocol-detect.js';
+import { RequestMirror } from './request-mirror.js';
 import { createH2cServer, type H2cServer } from './h2c-server.js';
 
 export type { L7Target } from './l7-context.js';
@@ -80,7 +81,8 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
     return [...filters, ...opts.extraFilters(target)];
   };
 
-  const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, connections: new Set() };
+  const mirror = new RequestMirror(opts.logger);
+  const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, mirror, connect: opts.connectUpstream ?? defaultConnect, connections: new Set() };
   let h2: H2cServer | undefined;
   const sweeper = setInterval(() => clusters.sweepIdle(Date.now() - 60_000), 10_000);
   sweeper.unref();
@@ -127,11 +129,13 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
       return { downstream: ctx.connections.size + (h2?.sessions ?? 0), upstream: clusters.openConnections() + (h2?.upstreamSessions ?? 0) };
     },
     async close() {
+      if (closed) return;
       closed = true;
       clearInterval(sweeper);
       for (const c of [...ctx.connections]) c.destroy();
       clusters.closeAll();
       await h2?.close();
+      await mirror.close();
       await accessLog.close();
     },
   };

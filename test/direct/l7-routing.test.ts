@@ -1,15 +1,20 @@
 // Routing through weft's L7 path against a fleet of real upstreams: path/header/method matches, weighted subset splits, rewrites, header operations, consistent hashing and the other load balancers, L7 authorization.
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
-import { fleetConfig, startFleet, startProxy } from './l7-harness.js';
+import { fleetConfig, rawExchange, startFleet, startProxy } from './l7-harness.js';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+const seenBy: { name: string; host: string; url: string; body: string }[] = [];
+
 async function setup(n: number, labelsOf: (i: number) => Record<string, string>, extra: Record<string, unknown>) {
   const fleet = await startFleet(n, (name, req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => seenBy.push({ name, host: String(req.headers.host), url: req.url ?? '', body }));
     res.setHeader('x-upstream', name);
     res.setHeader('x-seen-url', req.url ?? '');
     res.setHeader('x-seen-headers', JSON.stringify(req.headers));
@@ -127,6 +132,31 @@ describe('L7 routing', () => {
       for (let i = 0; i < 60; i++) hit.add((await s.get('/')).upstream);
       expect(hit.size).toBe(3);
     }
+  });
+
+  it('mirrors requests to a shadow subset without affecting the answer', async () => {
+    seenBy.length = 0;
+    const { get, h } = await setup(2, (i) => ({ version: `v${i + 1}` }), {
+      routes: [{ host: 'fleet.default', http: [{ backends: [{ labels: { version: 'v1' } }], mirror: { labels: { version: 'v2' }, percent: 100 } }] }],
+    });
+    for (let i = 0; i < 5; i++) {
+      const r = await get(`/m${i}`, { host: 'fleet.default' });
+      expect(r.upstream).toBe('up-0');
+    }
+    const res = await request(`http://127.0.0.1:${h.port}/post`, { method: 'POST', body: 'payload' });
+    await res.body.text();
+    for (let i = 0; i < 100 && seenBy.filter((s) => s.name === 'up-1').length < 6; i++) await new Promise((r) => setTimeout(r, 10));
+    const shadows = seenBy.filter((s) => s.name === 'up-1');
+    expect(shadows.map((s) => s.url).sort()).toEqual(['/m0', '/m1', '/m2', '/m3', '/m4', '/post']);
+    expect(shadows[0]!.host).toBe('fleet.default-shadow');
+    expect(shadows.find((s) => s.url === '/post')?.body).toBe('payload');
+  });
+
+  it('tunnels CONNECT to the picked endpoint', async () => {
+    const { h } = await setup(1, () => ({}), {});
+    const { text } = await rawExchange(h.port, 'CONNECT fleet.default:80 HTTP/1.1\r\nhost: fleet.default:80\r\n\r\nGET /inside HTTP/1.1\r\nhost: x\r\n\r\n');
+    expect(text).toMatch(/^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 200 OK/);
+    expect(text).toContain('x-seen-url: /inside');
   });
 
   it('enforces L7 authorization policies targeting the service (403 RBAC, flag UAEX)', async () => {
