@@ -48,6 +48,25 @@ interface Breaker {
 const PROBE_ELSEWHERE = '';
 const PROBE_RETRY_MS = 100;
 
+const MAX_BREAKERS = 10_000;
+
+function untrackedBreaker(name: string, settings: CircuitBreakerSettings): Breaker {
+  return {
+    name,
+    settings,
+    state: 'CLOSED',
+    generation: 0,
+    openUntil: 0,
+    probeOwner: undefined,
+    probeUntil: 0,
+    localSuccesses: 0,
+    window: new OutcomeWindow(settings.windowMs),
+    pendingSuccesses: 0,
+    pendingFailures: 0,
+    lowerPolls: 0,
+  };
+}
+
 const STATE_VALUE: Record<BreakerState, number> = { CLOSED: 0, OPEN: 1, HALF_OPEN: 2 };
 
 export interface SharedBreakersOptions {
@@ -68,6 +87,7 @@ export class SharedBreakers {
   #flushTimer: NodeJS.Timeout | undefined;
   #pollTimer: NodeJS.Timeout | undefined;
   #flushing = false;
+  #capWarned = false;
   #polling = false;
   #closed = false;
   readonly #unsubscribe: () => void;
@@ -121,6 +141,12 @@ export class SharedBreakers {
   #get(name: string): Breaker {
     let b = this.#breakers.get(name);
     if (b === undefined) {
+      if (this.#breakers.size >= MAX_BREAKERS) {
+        // Names can come from plugins; past the cap an unknown name gets an untracked, always-closed breaker.
+        if (!this.#capWarned) this.#logger.warn({ max: MAX_BREAKERS }, 'too many circuit breakers, new names are not tracked');
+        this.#capWarned = true;
+        return untrackedBreaker(name, this.#config.defaults);
+      }
       const settings = this.#settings(name);
       b = {
         name,

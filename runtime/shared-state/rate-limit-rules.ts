@@ -70,6 +70,10 @@ export class RateLimitRules {
     }
   }
 
+  hasDomain(domain: string): boolean {
+    return this.#index.has(domain);
+  }
+
   match(domain: string, entries: readonly RateLimitEntry[]): CompiledRule | undefined {
     const byKeys = this.#index.get(domain);
     if (byKeys === undefined) return undefined;

@@ -25,7 +25,7 @@ export interface RateLimitRequest {
 
 export type RateLimitCode = 'OK' | 'OVER_LIMIT';
 
-/** Where a decision came from; the `x-weft-ratelimit` reason and the metrics label. */
+/** Where a decision came from: the `source` label of weft_ratelimit_decisions_total and what callers log. */
 export const DECISION_SOURCES = ['backend', 'lease', 'cache', 'unlimited', 'no-rule', 'fail-open', 'fail-closed'] as const;
 export type DecisionSource = (typeof DECISION_SOURCES)[number];
 
@@ -58,6 +58,7 @@ export interface RateLimiterOptions {
 }
 
 const UNLIMITED_REMAINING = 0xffffffff;
+const UNKNOWN_DOMAIN = '(unconfigured)';
 
 export class RateLimiter {
   readonly #backend: StateBackend;
@@ -198,8 +199,10 @@ export class RateLimiter {
     );
   }
 
-  #count(status: DescriptorStatus, domain: string): DescriptorStatus {
+  #count(status: DescriptorStatus, requestDomain: string): DescriptorStatus {
     const mode = status.rule?.mode ?? 'none';
+    // Domains come from callers (gRPC, plugins): only configured ones become label values.
+    const domain = this.#rules.hasDomain(requestDomain) ? requestDomain : UNKNOWN_DOMAIN;
     const key = `${domain}\u0000${status.code}\u0000${mode}\u0000${status.source}`;
     let child = this.#children.get(key);
     if (child === undefined) {

@@ -4,8 +4,8 @@ import { DEFAULT_LEASE_FRACTION } from '../../runtime/shared-state/lease-pool.js
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
 import { maxInSpan, perWindow, runLimitWorker, type LimitReport, type LimitTask } from './shared-state-worker.js';
 
-/** The issue asks for 10 s; CI runs 4 s (4 full windows per algorithm) unless WEFT_ACCURACY_SECONDS says otherwise. */
-const SECONDS = Number(process.env.WEFT_ACCURACY_SECONDS ?? '4');
+/** Load duration: 10 s as the issue asks (≈13 s of test time); WEFT_ACCURACY_SECONDS shortens it for quick local runs. */
+const SECONDS = Number(process.env.WEFT_ACCURACY_SECONDS ?? '10');
 const LIMIT = 1000;
 const GCRA_BURST = 100;
 const NODES = 3;

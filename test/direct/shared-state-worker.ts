@@ -50,7 +50,8 @@ export interface LimitReport {
 }
 
 setLogLevel('error');
-const print = (value: unknown): void => void process.stdout.write(JSON.stringify(value) + '\n');
+/** Resolves once the line is handed to the OS: a piped stdout is asynchronous and process.exit would cut it. */
+const print = (value: unknown): Promise<void> => new Promise((resolve) => process.stdout.write(JSON.stringify(value) + '\n', () => resolve()));
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function runLimit(t: LimitTask): Promise<void> {
@@ -117,8 +118,8 @@ async function runLimit(t: LimitTask): Promise<void> {
     const m = (await metrics.registry.getSingleMetric('weft_ratelimit_backend_calls_total')?.get())?.values.find((v) => v.labels.mode === mode);
     report.backendCalls[mode] = m?.value ?? 0;
   }
-  print(report);
   await state.close();
+  await print(report);
 }
 
 async function runBreaker(t: BreakerTask): Promise<void> {
@@ -128,13 +129,13 @@ async function runBreaker(t: BreakerTask): Promise<void> {
     { metrics: new MetricsRegistry(), nodeName: t.node, logger: createLogger('worker'), circuitBreakers: config },
   );
   await state.ready();
-  state.breakers.onTransition((tr) => print({ type: 'transition', node: t.node, at: Date.now(), from: tr.from, to: tr.to, generation: tr.generation, source: tr.source }));
+  state.breakers.onTransition((tr) => void print({ type: 'transition', node: t.node, at: Date.now(), from: tr.from, to: tr.to, generation: tr.generation, source: tr.source }));
   let running = true;
   process.stdin.on('data', () => (running = false));
   process.stdin.on('end', () => (running = false));
   let calls = 0;
   let rejected = 0;
-  print({ type: 'ready', node: t.node });
+  await print({ type: 'ready', node: t.node });
   while (running) {
     const permit = await state.breakers.acquire('upstream');
     if (!permit.allowed) rejected++;
@@ -152,8 +153,8 @@ async function runBreaker(t: BreakerTask): Promise<void> {
     }
     await sleep(t.intervalMs);
   }
-  print({ type: 'done', node: t.node, calls, rejected });
   await state.close();
+  await print({ type: 'done', node: t.node, calls, rejected });
 }
 
 const SELF = fileURLToPath(import.meta.url);
@@ -169,8 +170,12 @@ export function runLimitWorker(task: LimitTask): Promise<LimitReport> {
     child.stdout.on('data', (c: Buffer) => (out += c.toString()));
     child.stderr.on('data', (c: Buffer) => (err += c.toString()));
     child.on('exit', (code) => {
-      if (code !== 0) reject(new Error(`worker exited ${code}: ${err}`));
-      else resolve(JSON.parse(out.trim().split('\n').at(-1)!) as LimitReport);
+      if (code !== 0) return reject(new Error(`worker exited ${code}: ${err}`));
+      try {
+        resolve(JSON.parse(out.trim().split('\n').at(-1)) as LimitReport);
+      } catch (e) {
+        reject(new Error(`worker report is not JSON (${out.length} bytes): ${e instanceof Error ? e.message : String(e)}`));
+      }
     });
   });
 }
