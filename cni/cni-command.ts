@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { isIPv4 } from 'node:net';
 import { weftErrorOf } from '../runtime/errors.js';
 import { CNI_ERROR_CODES, CURRENT_CNI_VERSION, SUPPORTED_CNI_VERSIONS } from './cni-constants.js';
-import { decode, isEnrolled, pluginConfigSchema, type PluginConfig } from './cni-config.js';
+import { decodePluginConfig, isEnrolled, type PluginConfig } from './cni-config.js';
 import { createCommandRunner, type CommandRunner } from './command-runner.js';
 import { acquireFileLock } from './file-lock.js';
 import { attachPod, checkPod, undoPod } from './pod-enrollment.js';
@@ -74,7 +74,7 @@ function parseConfig(stdin: string): { config: PluginConfig; raw: Record<string,
   if (typeof version !== 'string' || !SUPPORTED.includes(version)) {
     throw new CniError(CNI_ERROR_CODES.incompatibleVersion, `incompatible CNI version ${JSON.stringify(version ?? null)}`, `weft-cni supports ${SUPPORTED.join(', ')}`);
   }
-  const decoded = decode(pluginConfigSchema, raw);
+  const decoded = decodePluginConfig(raw);
   if (!decoded.ok) throw new CniError(CNI_ERROR_CODES.invalidConfig, 'invalid weft-cni network configuration', decoded.problems.join('; '));
   return { config: decoded.value, raw: raw as Record<string, unknown> };
 }

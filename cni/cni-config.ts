@@ -1,86 +1,70 @@
-/** The two configurations weft-cni reads: the node setup file (`weft-cni node setup --config`) and the plugin entry in the chained conflist; both decoded into valid-or-problems, never thrown. */
-import { isIP } from 'node:net';
-import { z } from 'zod';
-import { DEFAULT_NAMES } from './cni-constants.js';
-
-const ip = z.string().refine((s) => isIP(s) === 4, { message: 'expected an IPv4 address' });
-/** Linux interface names: 1–15 bytes, no '/', whitespace or ':'. */
-const ifname = z.string().regex(/^[^\s/:]{1,15}$/, 'expected an interface name (1-15 characters, no spaces, "/" or ":")');
-const chainPrefix = z.string().regex(/^[A-Za-z][A-Za-z0-9_-]{0,18}$/, 'expected a chain prefix of letters, digits, "_" or "-" (at most 19)');
+/** weft-cni's entry in the chained conflist, decoded by hand into valid-or-problems (no schema library: every pod sandbox starts this process, and its start-up time is ADD's latency). */
 
 export const DEFAULT_STATE_DIR = '/var/run/weft-cni';
+export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
 
-export const namesSchema = z.strictObject({
-  ipset: z.string().regex(/^[A-Za-z0-9_.-]{1,31}$/).default(DEFAULT_NAMES.ipset),
-  inboundTunnel: ifname.default(DEFAULT_NAMES.inboundTunnel),
-  outboundTunnel: ifname.default(DEFAULT_NAMES.outboundTunnel),
-  runtimeInboundTunnel: ifname.default(DEFAULT_NAMES.runtimeInboundTunnel),
-  runtimeOutboundTunnel: ifname.default(DEFAULT_NAMES.runtimeOutboundTunnel),
-  chainPrefix: chainPrefix.default(DEFAULT_NAMES.chainPrefix),
-});
-
-export const nodeConfigSchema = z.strictObject({
-  /** Where the record of what was applied lives; tmpfs, like the kernel state it describes. */
-  stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
-  tunnelDriver: z.enum(['geneve', 'vxlan', 'auto']).default('auto'),
-  /** Fixed tunnel UDP port; by default the first free one from 6081 (geneve) or 4789 (vxlan). */
-  tunnelPort: z.number().int().min(1).max(65535).optional(),
-  iptablesBackend: z.enum(['auto', 'nft', 'legacy']).default('auto'),
-  /** The runtime pod's network namespace (a path such as /var/run/netns/weft or /proc/PID/ns/net). */
-  runtimeNetns: z.string().min(1),
-  /**
-   * The node's network namespace when setup runs elsewhere: the DaemonSet runs it inside the runtime pod
-   * (hostPID) with nodeNetns /proc/1/ns/net and runtimeNetns /proc/self/ns/net. Default: where weft-cni runs.
-   */
-  nodeNetns: z.string().min(1).optional(),
-  /** The runtime pod's IP ($ZIP); the node-side veth and the node's own address toward it are detected from the route to it unless given. */
-  runtimeIp: ip,
-  runtimeVeth: ifname.optional(),
-  hostIp: ip.optional(),
-  runtimeInterface: ifname.default('eth0'),
-  dnsCapture: z.boolean().default(false),
-  /**
-   * The primary CNI's bridge, when pods share one: same-node pod traffic is then switched at L2 and
-   * never reaches the node's rules, so ADD isolates each pod's bridge port and the bridge answers
-   * ARP for its pods (proxy_arp_pvlan), making that traffic routed through the node.
-   */
-  routedBridge: ifname.optional(),
-  names: namesSchema.default(namesSchema.parse({})),
-  lockTimeoutMs: z.number().int().positive().default(60_000),
-});
-export type NodeConfig = z.infer<typeof nodeConfigSchema>;
-
-export const enrollSchema = z.strictObject({
+export interface EnrollConfig {
   /** Every pod of these namespaces is enrolled. */
-  namespaces: z.array(z.string()).default([]),
+  namespaces: string[];
   /** Single pods as "namespace/name". */
-  pods: z.array(z.string()).default([]),
+  pods: string[];
   /** Opt-out, wins over the lists (Istio's dataplane-mode=none). */
-  excludePods: z.array(z.string()).default([]),
-});
+  excludePods: string[];
+}
 
-/** Our entry in the chained conflist; unknown keys are the runtime's (capabilities, runtimeConfig, args) and pass. */
-export const pluginConfigSchema = z.looseObject({
-  cniVersion: z.string(),
-  name: z.string().min(1),
-  type: z.string().min(1),
-  stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
-  enroll: enrollSchema.default(enrollSchema.parse({})),
-  lockTimeoutMs: z.number().int().positive().default(60_000),
-  prevResult: z.unknown().optional(),
-});
-export type PluginConfig = z.infer<typeof pluginConfigSchema>;
+/** Our entry; unknown keys are the runtime's (capabilities, runtimeConfig, args) and pass. */
+export interface PluginConfig {
+  cniVersion: string;
+  name: string;
+  type: string;
+  stateDir: string;
+  enroll: EnrollConfig;
+  lockTimeoutMs: number;
+  prevResult?: unknown;
+}
 
-export type Decoded<T> = { ok: true; value: T } | { ok: false; problems: string[] };
+export type PluginDecoded = { ok: true; value: PluginConfig } | { ok: false; problems: string[] };
 
-export function decode<T>(schema: z.ZodType<T>, value: unknown): Decoded<T> {
-  const r = schema.safeParse(value);
-  if (r.success) return { ok: true, value: r.data };
-  return { ok: false, problems: r.error.issues.map((i) => `${i.path.length > 0 ? i.path.join('.') : '(root)'}: ${i.message}`) };
+const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+export function decodePluginConfig(raw: unknown): PluginDecoded {
+  const problems: string[] = [];
+  if (!isObject(raw)) return { ok: false, problems: ['(root): expected an object'] };
+  const text = (key: string, fallback?: string): string => {
+    const v = raw[key] ?? fallback;
+    if (typeof v === 'string' && v !== '') return v;
+    problems.push(`${key}: expected a non-empty string`);
+    return '';
+  };
+  const list = (obj: Record<string, unknown>, key: string, at: string): string[] => {
+    const v = obj[key] ?? [];
+    if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v;
+    problems.push(`${at}.${key}: expected a list of strings`);
+    return [];
+  };
+  const enrollRaw = raw.enroll ?? {};
+  let enroll: EnrollConfig = { namespaces: [], pods: [], excludePods: [] };
+  if (!isObject(enrollRaw)) problems.push('enroll: expected an object');
+  else {
+    for (const key of Object.keys(enrollRaw)) if (!['namespaces', 'pods', 'excludePods'].includes(key)) problems.push(`enroll.${key}: unknown field`);
+    enroll = { namespaces: list(enrollRaw, 'namespaces', 'enroll'), pods: list(enrollRaw, 'pods', 'enroll'), excludePods: list(enrollRaw, 'excludePods', 'enroll') };
+  }
+  const lock = raw.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
+  if (typeof lock !== 'number' || !Number.isInteger(lock) || lock <= 0) problems.push('lockTimeoutMs: expected a positive integer');
+  const value: PluginConfig = {
+    cniVersion: text('cniVersion'),
+    name: text('name'),
+    type: text('type'),
+    stateDir: text('stateDir', DEFAULT_STATE_DIR),
+    enroll,
+    lockTimeoutMs: typeof lock === 'number' ? lock : DEFAULT_LOCK_TIMEOUT_MS,
+    ...(raw.prevResult === undefined ? {} : { prevResult: raw.prevResult }),
+  };
+  return problems.length > 0 ? { ok: false, problems } : { ok: true, value };
 }
 
 /** True when the pod is in an enrolled namespace or listed, and not excluded. */
-export function isEnrolled(enroll: PluginConfig['enroll'], namespace: string | undefined, pod: string | undefined): boolean {
+export function isEnrolled(enroll: EnrollConfig, namespace: string | undefined, pod: string | undefined): boolean {
   const id = `${namespace ?? ''}/${pod ?? ''}`;
   if (enroll.excludePods.includes(id)) return false;
   return (namespace !== undefined && enroll.namespaces.includes(namespace)) || enroll.pods.includes(id);

@@ -71,3 +71,10 @@ export const CNI_ERROR_CODES = {
   notAvailable: 50,
   limitedConnectivity: 51,
 } as const;
+
+export const WEFT_CNI_USAGE = [
+  'usage: weft-cni                      (the CNI plugin: CNI_COMMAND in the environment, config on stdin)',
+  '       weft-cni node setup|cleanup|doctor [--config FILE] [--dry-run]',
+  '       weft-cni install --binary FILE --bin-dir DIR --conf-dir DIR [--plugin-config JSON | --plugin-config-file FILE]',
+  '       weft-cni uninstall --bin-dir DIR --conf-dir DIR',
+].join('\n');

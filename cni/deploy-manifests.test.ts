@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../runtime/config/config-load.js';
-import { decode, nodeConfigSchema, pluginConfigSchema } from './cni-config.js';
+import { decodePluginConfig } from './cni-config.js';
+import { decode, nodeConfigSchema } from './node-config.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any -- Kubernetes manifests are schemaless YAML walked by path here
 type Doc = Record<string, any>;
@@ -25,7 +26,7 @@ describe('deploy manifests', () => {
   it('the node setup file and plugin entry decode with weft-cni schemas', () => {
     const node = decode(nodeConfigSchema, { ...(parse(configMap!.data['cni-node.yaml'] as string) as object), runtimeIp: '10.244.0.5' });
     expect(node.ok, JSON.stringify(node)).toBe(true);
-    const plugin = decode(pluginConfigSchema, { ...(JSON.parse(configMap!.data['cni-plugin.json'] as string) as object), cniVersion: '1.0.0', name: 'k8s', type: 'weft-cni' });
+    const plugin = decodePluginConfig({ ...(JSON.parse(configMap!.data['cni-plugin.json'] as string) as object), cniVersion: '1.0.0', name: 'k8s', type: 'weft-cni' });
     expect(plugin.ok, JSON.stringify(plugin)).toBe(true);
   });
 

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { WeftError } from '../runtime/errors.js';
 import { createLogger } from '../runtime/log.js';
 import { createCommandRunner, type CommandRunner } from './command-runner.js';
-import type { NodeConfig } from './cni-config.js';
+import type { NodeConfig } from './node-config.js';
 import { acquireFileLock } from './file-lock.js';
 import { detectIptablesBackend, type IptablesBackend } from './iptables-backend.js';
 import { NetnsApplier, undoRecord } from './netns-applier.js';

@@ -1,6 +1,6 @@
 // A minimal CNI runtime for tests, per the spec's execution protocol: runs a .conflist's plugins in order (ADD, CHECK) or reverse (DEL), each
 // inside the node namespace, feeding each the previous result; plus weft-cni bundled into one file so each invocation starts fast.
-import { chmodSync, existsSync, mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
@@ -34,26 +34,27 @@ export class CniPluginError extends Error {
   }
 }
 
-/** Bundles cni/main.ts (dependencies included) and writes a `weft-cni` executable into `binDir`. */
+/**
+ * Bundles cni/main.ts (dependencies included, node commands split into a lazily loaded chunk as a
+ * CNI binary's start-up time is ADD's latency) and writes a `weft-cni` executable into `binDir`.
+ */
 export async function installWeftCni(binDir: string): Promise<string> {
   mkdirSync(binDir, { recursive: true });
-  const bundle = path.join(binDir, 'weft-cni.mjs');
-  const staging = `${bundle}.${process.pid}.tmp`;
   await build({
     entryPoints: [path.join(repoRoot, 'cni/main.ts')],
     bundle: true,
+    splitting: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',
-    outfile: staging,
+    outdir: path.join(binDir, 'js'),
+    outExtension: { '.js': '.mjs' },
     logLevel: 'silent',
     banner: { js: "import { createRequire as __weftRequire } from 'node:module'; const require = __weftRequire(import.meta.url);" },
   });
-  renameSync(staging, bundle);
   const exe = path.join(binDir, 'weft-cni');
-  writeFileSync(`${exe}.${process.pid}.tmp`, `#!/bin/sh\nexec ${process.execPath} ${bundle} "$@"\n`);
-  chmodSync(`${exe}.${process.pid}.tmp`, 0o755);
-  renameSync(`${exe}.${process.pid}.tmp`, exe);
+  writeFileSync(exe, `#!/bin/sh\nexec ${process.execPath} ${path.join(binDir, 'js', 'main.mjs')} "$@"\n`);
+  chmodSync(exe, 0o755);
   return exe;
 }
 

@@ -1,7 +1,7 @@
 // A simulated Kubernetes node in network namespaces: the node netns, the weft runtime pod wired by the real ptp + host-local plugins, and app
 // pods wired by the real bridge + host-local plugins with weft-cni chained after them; two nodes can be linked. Everything lives in namespaces
 // this helper creates, so the host's own iptables, routes and links are never touched.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { conflistAdd, conflistCheck, conflistDel, installWeftCni, SYSTEM_CNI_DIR, type Attachment, type Conflist } from './netns-cni-runtime.js';
@@ -27,10 +27,15 @@ export interface SimulatedNodeOptions {
 }
 
 let binDirPromise: Promise<string> | undefined;
-/** One weft-cni bundle per test process, rebuilt in place (atomic rename) so concurrent test files and killed runs leave no litter. */
+/** One weft-cni bundle per test process under a shared parent; bundles of processes that are gone are removed first. */
 function weftCniBinDir(): Promise<string> {
   binDirPromise ??= (async () => {
-    const dir = path.join(tmpdir(), `weft-cni-test-bin-${process.getuid?.() ?? 0}`);
+    const parent = path.join(tmpdir(), `weft-cni-test-bin-${process.getuid?.() ?? 0}`);
+    mkdirSync(parent, { recursive: true });
+    for (const entry of readdirSync(parent)) {
+      if (/^\d+$/.test(entry) && !existsSync(`/proc/${entry}`)) rmSync(path.join(parent, entry), { recursive: true, force: true });
+    }
+    const dir = path.join(parent, String(process.pid));
     await installWeftCni(dir);
     return dir;
   })();
