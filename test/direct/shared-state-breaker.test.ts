@@ -123,7 +123,7 @@ describe('shared circuit breaker across 3 processes', () => {
     const healAt = Date.now();
     upstream.mode = 'healthy';
     await waitFor('all CLOSED', () => nodes.every((n) => lastState(n) === 'CLOSED'));
-    const closed = nodes.map((n) => events.filter((e) => e.type === 'transition' && e.node === n && e.to === 'CLOSED').at(-1)!.at);
+    const closed = nodes.map((n) => events.filter((e) => e.type === 'transition' && e.node === n && e.to === 'CLOSED').at(-1).at);
     const recoveryMs = Math.max(...closed) - healAt;
     process.stdout.write(`breaker convergence: ${JSON.stringify({ convergenceMs, spreadMs, probesWhileFailing, recoveryMs, maxProbesInFlight: upstream.maxProbesInFlight })}\n`);
 
