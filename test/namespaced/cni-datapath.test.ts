@@ -47,6 +47,13 @@ async function endToEnd(driver: 'vxlan' | 'geneve', preserveSource: boolean): Pr
     expect(await tcpExchange(c.ns, b.ip, 8080, 'to-enrolled')).toBe(upstreamSource(c.ip));
     expect(await logged('inbound', `${b.ip}:8080`)).toMatchObject({ src: expect.stringMatching(new RegExp(`^${c.ip}:`)) as unknown });
 
+    if (preserveSource) {
+      // The stand-in also listens on 15008: inbound tunnel traffic for port 15008 takes the HBONE rule, ahead of the 15006 catch-all.
+      servers.push(await startServer(b.ns, 'tcp', 15008));
+      expect(await tcpExchange(c.ns, b.ip, 15008, 'hbone-port')).toBe(c.ip);
+      expect(await logged('hbone', `${b.ip}:15008`)).toMatchObject({ src: expect.stringMatching(new RegExp(`^${c.ip}:`)) as unknown });
+    }
+
     // Not captured: unenrolled to unenrolled, UDP, and kubelet-style probes from the node. The server sees the real client,
     // and no access-log line names the destination.
     const before = runtime.lines().length;
