@@ -47,6 +47,9 @@ export const redisSchema = z.strictObject({
   timeoutMs: z.number().int().positive().default(50),
   failMode: z.enum(['open', 'closed']).default('open'),
   keyPrefix: z.string().default('weft'),
+}).superRefine((r, ctx) => {
+  if (r.url === undefined && (r.urls === undefined || r.urls.length === 0)) ctx.addIssue({ code: 'custom', message: 'redis needs url or urls (redis://host:port)', path: ['url'] });
+  if (r.mode === 'sentinel' && r.sentinelName === undefined) ctx.addIssue({ code: 'custom', message: 'mode sentinel needs sentinelName (the monitored master name)', path: ['sentinelName'] });
 });
 
 export const stateSchema = z.discriminatedUnion('backend', [
