@@ -94,11 +94,19 @@ function rateLimitAnswer(id: unknown, ctx: ForeignCallContext, r: RateLimitRespo
   });
 }
 
-/** Runs `fn`; bad input becomes an immediate error payload rather than a hostcall failure. */
+/**
+ * Runs `fn`; bad input becomes an immediate error payload rather than a hostcall failure, and a deferred
+ * answer that fails still names its call ("id"), so only that call fails in the plugin.
+ */
 function guarded(fn: (p: Record<string, unknown>, ctx: ForeignCallContext) => Uint8Array | Promise<Uint8Array>) {
   return (args: Uint8Array, ctx: ForeignCallContext): Uint8Array | Promise<Uint8Array> => {
     try {
-      return fn(parse(args), ctx);
+      const p = parse(args);
+      const out = fn(p, ctx);
+      if (!(out instanceof Promise)) return out;
+      return out.catch((err: unknown) =>
+        json({ id: p.id ?? null, context: ctx.contextId, error: err instanceof Error ? err.message : String(err), code: 'WEFT_ERR_INTERNAL' }),
+      );
     } catch (err) {
       if (err instanceof BadPayload) return json({ error: err.message, code: 'WEFT_ERR_BAD_REQUEST' });
       throw err;
