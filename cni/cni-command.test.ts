@@ -85,6 +85,10 @@ describe('weft-cni protocol', () => {
     expect(JSON.parse(out.stdout)).toEqual(prevResult);
   });
 
+  it('CHECK with a pre-0.4.0 config is error 1', async () => {
+    expect((await errorOf(env('CHECK'), conf({ cniVersion: '0.3.1' }))).code).toBe(1);
+  });
+
   it('STATUS before node setup is error 50', async () => {
     expect((await errorOf(env('STATUS'), conf())).code).toBe(50);
   });

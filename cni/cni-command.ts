@@ -210,6 +210,8 @@ async function add(e: CniEnv, config: PluginConfig, store: StateStore, runner: C
 }
 
 async function check(e: CniEnv, config: PluginConfig, store: StateStore, runner: CommandRunner): Promise<CniOutcome> {
+  // CHECK arrived with spec 0.4.0; older configs cannot ask for it.
+  if (config.cniVersion.startsWith('0.3.')) throw new CniError(CNI_ERROR_CODES.incompatibleVersion, `CHECK is not defined for cniVersion ${config.cniVersion} (needs 0.4.0 or later)`);
   requirePrevResult(config, 'CHECK');
   if (!existsSync(e.netns)) throw new CniError(CNI_ERROR_CODES.unknownContainer, `network namespace ${e.netns} does not exist`, 'CNI_NETNS');
   const pod = store.readPod(e.containerId, e.ifname);
