@@ -5,7 +5,7 @@ import { rateLimitDomainSchema } from '../config/config-schema.js';
 import { createLogger } from '../log.js';
 import { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { RateLimiter } from './rate-limiter.js';
-import { MemoryBackend } from './state-memory.js';
+import { MemoryBackend, MemoryStore } from './state-memory.js';
 import type { ConsumeOptions, ConsumeResult, LimitSpec } from './state-backend.js';
 
 class CountingBackend extends MemoryBackend {
@@ -16,7 +16,10 @@ class CountingBackend extends MemoryBackend {
   }
 }
 
-function limiter(domains: unknown[], backend = new CountingBackend()): { rl: RateLimiter; backend: CountingBackend; metrics: MetricsRegistry } {
+/** A frozen clock mid-second (and mid-minute): window boundaries cannot fall between a test's requests. */
+const frozen = (): MemoryStore => new MemoryStore(() => 1_700_000_000_500);
+
+function limiter(domains: unknown[], backend = new CountingBackend(frozen())): { rl: RateLimiter; backend: CountingBackend; metrics: MetricsRegistry } {
   const metrics = new MetricsRegistry();
   const parsed: RateLimitDomainConfig[] = domains.map((d) => rateLimitDomainSchema.parse(d));
   const rl = new RateLimiter(backend, { domains: parsed, defaultFailMode: 'open', timeoutMs: 50, metrics, logger: createLogger('rl-test') });
@@ -149,7 +152,7 @@ describe('RateLimiter', () => {
           ],
         },
       ],
-      new Broken(),
+      new Broken(frozen()),
     );
     expect((await rl.shouldRateLimit(req('f', ['open', '1']))).statuses[0]).toMatchObject({ code: 'OK', source: 'fail-open' });
     expect((await rl.shouldRateLimit(req('f', ['closed', '1']))).statuses[0]).toMatchObject({ code: 'OVER_LIMIT', source: 'fail-closed' });
