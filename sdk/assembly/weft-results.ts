@@ -1,0 +1,107 @@
+// Decoded answers of weft's shared rate limiter and circuit breaker (foreign functions `weft.ratelimit.*` and
+// `weft.breaker.*`, JSON payloads). A payload that is an error, empty or not JSON becomes an `error` result.
+import { HeaderPair } from "./headers";
+import { JsonObject, parseJson } from "./json";
+
+export class RateLimitStatus {
+  constructor(
+    public readonly overLimit: bool,
+    public readonly remaining: f64,
+    public readonly resetMs: f64,
+    public readonly retryAfterMs: f64,
+    /** Where the decision came from: backend, lease, cache, unlimited, no-rule, fail-open, fail-closed. */
+    public readonly source: string,
+    /** The configured rule's name, "" when none matched. */
+    public readonly name: string,
+  ) {}
+}
+
+export class RateLimitResult {
+  constructor(
+    /** "OK", "OVER_LIMIT", or "" when `error` is set. */
+    public readonly code: string,
+    public readonly statuses: Array<RateLimitStatus>,
+    /** RateLimit-Policy, RateLimit and (when over) Retry-After, ready to add to a response. */
+    public readonly headers: Array<HeaderPair>,
+    /** Non-empty when the host could not decide (bad request, limiter failure); the plugin picks open or closed. */
+    public readonly error: string,
+  ) {}
+
+  get overLimit(): bool {
+    return this.code == "OVER_LIMIT";
+  }
+
+  get failed(): bool {
+    return this.error.length > 0;
+  }
+
+  static failure(error: string): RateLimitResult {
+    return new RateLimitResult("", new Array<RateLimitStatus>(), new Array<HeaderPair>(), error);
+  }
+
+  static fromJson(obj: JsonObject): RateLimitResult {
+    const err = obj.getString("error");
+    if (err !== null) return RateLimitResult.failure(err);
+    const code = obj.getString("code");
+    if (code === null) return RateLimitResult.failure("answer without a code");
+    const statuses = new Array<RateLimitStatus>();
+    const arr = obj.getArray("statuses");
+    if (arr !== null) {
+      for (let i = 0; i < arr.length; i++) {
+        const s = arr.at(i).asObject();
+        if (s === null) continue;
+        const sc = s.getString("code");
+        const src = s.getString("source");
+        const name = s.getString("name");
+        statuses.push(new RateLimitStatus(sc !== null && sc == "OVER_LIMIT", s.getNumber("remaining"), s.getNumber("resetMs"), s.getNumber("retryAfterMs"),
+          src === null ? "" : src, name === null ? "" : name));
+      }
+    }
+    const headers = new Array<HeaderPair>();
+    const h = obj.getObject("headers");
+    if (h !== null) {
+      for (let i = 0; i < h.keys.length; i++) {
+        const v = h.getString(h.keys[i]);
+        if (v !== null) headers.push(new HeaderPair(h.keys[i], v));
+      }
+    }
+    return new RateLimitResult(code, statuses, headers, "");
+  }
+}
+
+export class BreakerPermit {
+  constructor(
+    public readonly allowed: bool,
+    /** CLOSED, OPEN or HALF_OPEN. */
+    public readonly state: string,
+    /** This request is the half-open probe: report its outcome promptly. */
+    public readonly probe: bool,
+    /** Opaque token for breakerRecord; "" when not allowed. */
+    public readonly permit: string,
+    public readonly error: string,
+  ) {}
+
+  get failed(): bool {
+    return this.error.length > 0;
+  }
+
+  static failure(error: string): BreakerPermit {
+    return new BreakerPermit(false, "", false, "", error);
+  }
+
+  static fromJson(obj: JsonObject): BreakerPermit {
+    const err = obj.getString("error");
+    if (err !== null) return BreakerPermit.failure(err);
+    const state = obj.getString("state");
+    const permit = obj.getString("permit");
+    return new BreakerPermit(obj.getBool("allowed"), state === null ? "" : state, obj.getBool("probe"), permit === null ? "" : permit, "");
+  }
+}
+
+/** Parses a payload into an object, or null (empty, not JSON, not an object). */
+export function payloadObject(text: string): JsonObject | null {
+  if (text.length == 0) return null;
+  const r = parseJson(text);
+  if (!r.ok) return null;
+  return r.value!.asObject();
+}

@@ -1,0 +1,178 @@
+// Typed wrappers for weft's host services: the shared rate limiter (`weft.ratelimit.should_rate_limit`) and circuit
+// breakers (`weft.breaker.*`), reached through proxy_call_foreign_function with JSON payloads. A decision the host can
+// make at once is returned at once; otherwise the call is pending and the answer goes to the calling context's
+// onRateLimitResult / onBreakerPermit (routed by the "id" the SDK puts in the payload), with that context effective.
+// Outside weft (e.g. in Envoy) the functions do not exist: the call answers NotFound and the plugin decides.
+import { WasmResult } from "./abi-enums";
+import { foreignFunctionArguments } from "./buffers";
+import { Context } from "./context";
+import { callForeignFunction } from "./foreign-function";
+import { jsonQuote } from "./json";
+import { utf8 } from "./memory";
+import { decodeBytes } from "./result";
+import { installForeignHooks } from "./dispatch-hooks";
+import { BreakerPermit, RateLimitResult, payloadObject } from "./weft-results";
+
+export const RATE_LIMIT_FUNCTION = "weft.ratelimit.should_rate_limit";
+export const BREAKER_ACQUIRE_FUNCTION = "weft.breaker.acquire";
+export const BREAKER_RECORD_FUNCTION = "weft.breaker.record";
+export const BREAKER_STATE_FUNCTION = "weft.breaker.state";
+
+const KIND_RATE_LIMIT: u8 = 1;
+const KIND_BREAKER: u8 = 2;
+
+class Pending {
+  constructor(public handler: Context, public kind: u8) {}
+}
+
+const pending = new Map<u32, Pending>();
+let nextId: u32 = 1;
+
+/** One descriptor: ordered key/value entries (e.g. [["remote_address", ip], ["path", "/api"]]). */
+export class RateLimitDescriptor {
+  readonly keys: Array<string> = new Array<string>();
+  readonly values: Array<string> = new Array<string>();
+  /** Hits this request counts against the descriptor; -1 uses the request's hitsAddend (default 1), 0 only checks. */
+  hitsAddend: i32 = -1;
+
+  entry(key: string, value: string): RateLimitDescriptor {
+    this.keys.push(key);
+    this.values.push(value);
+    return this;
+  }
+
+  toJson(): string {
+    let s = "{\"entries\":[";
+    for (let i = 0; i < this.keys.length; i++) {
+      if (i > 0) s += ",";
+      s += "{\"key\":" + jsonQuote(this.keys[i]) + ",\"value\":" + jsonQuote(this.values[i]) + "}";
+    }
+    s += "]";
+    if (this.hitsAddend >= 0) s += ",\"hitsAddend\":" + this.hitsAddend.toString();
+    return s + "}";
+  }
+}
+
+/** A foreign call's state right after it was made. */
+export class PendingCall<T> {
+  constructor(
+    /** The host's status; not Ok means no answer will come (NotFound: not running in weft). */
+    public readonly status: WasmResult,
+    /** Routes the later answer; 0 when answered at once or failed. */
+    public readonly token: u32,
+    /** The answer when the host decided at once, else null. */
+    public readonly result: T | null,
+  ) {}
+
+  get pending(): bool {
+    return this.status == WasmResult.Ok && this.result === null;
+  }
+}
+
+function call<T>(name: string, id: u32, payload: string, handler: Context, kind: u8, parse: (text: string) => T): PendingCall<T> {
+  const r = callForeignFunction(name, utf8(payload));
+  if (!r.ok) return new PendingCall<T>(r.status, 0, null);
+  if (r.value.byteLength > 0) return new PendingCall<T>(WasmResult.Ok, 0, parse(decodeBytes(r.value)));
+  installForeignHooks(deliverForeignResult, forgetForeignCalls);
+  pending.set(id, new Pending(handler, kind));
+  return new PendingCall<T>(WasmResult.Ok, id, null);
+}
+
+function parseRateLimit(text: string): RateLimitResult {
+  const obj = payloadObject(text);
+  return obj === null ? RateLimitResult.failure("the host answered no decision") : RateLimitResult.fromJson(obj);
+}
+
+function parsePermit(text: string): BreakerPermit {
+  const obj = payloadObject(text);
+  return obj === null ? BreakerPermit.failure("the host answered no decision") : BreakerPermit.fromJson(obj);
+}
+
+/**
+ * Asks the shared limiter about `descriptors` in `domain` (the limits themselves are host configuration).
+ *
+ * @example
+ *   const d = new RateLimitDescriptor().entry("user", user);
+ *   const c = shouldRateLimit("api", [d], this);
+ *   if (c.pending) return HeadersAction.StopIteration;      // answer comes to onRateLimitResult
+ *   if (c.result !== null && c.result!.overLimit) this.sendLocalResponse(429, "slow down\n");
+ */
+export function shouldRateLimit(domain: string, descriptors: Array<RateLimitDescriptor>, handler: Context, hitsAddend: u32 = 1): PendingCall<RateLimitResult> {
+  const id = nextId++;
+  let payload = "{\"id\":" + id.toString() + ",\"domain\":" + jsonQuote(domain) + ",\"hitsAddend\":" + hitsAddend.toString() + ",\"descriptors\":[";
+  for (let i = 0; i < descriptors.length; i++) {
+    if (i > 0) payload += ",";
+    payload += descriptors[i].toJson();
+  }
+  payload += "]}";
+  return call<RateLimitResult>(RATE_LIMIT_FUNCTION, id, payload, handler, KIND_RATE_LIMIT, parseRateLimit);
+}
+
+/** Asks breaker `name` whether a request may go; report the outcome of an allowed one with breakerRecord. */
+export function breakerAcquire(name: string, handler: Context): PendingCall<BreakerPermit> {
+  const id = nextId++;
+  const payload = "{\"id\":" + id.toString() + ",\"name\":" + jsonQuote(name) + "}";
+  return call<BreakerPermit>(BREAKER_ACQUIRE_FUNCTION, id, payload, handler, KIND_BREAKER, parsePermit);
+}
+
+/** Reports the outcome of a permitted request. Ok, or the host's status / BadArgument when it refused the permit. */
+export function breakerRecord(permit: BreakerPermit, success: bool): WasmResult {
+  if (permit.permit.length == 0) return WasmResult.BadArgument;
+  const r = callForeignFunction(BREAKER_RECORD_FUNCTION, utf8("{\"permit\":" + jsonQuote(permit.permit) + ",\"success\":" + (success ? "true" : "false") + "}"));
+  if (!r.ok) return r.status;
+  const obj = payloadObject(decodeBytes(r.value));
+  return obj !== null && obj.getBool("ok") ? WasmResult.Ok : WasmResult.BadArgument;
+}
+
+/** The breaker's state (CLOSED, OPEN, HALF_OPEN), or "" when the host cannot tell. */
+export function breakerState(name: string): string {
+  const r = callForeignFunction(BREAKER_STATE_FUNCTION, utf8("{\"name\":" + jsonQuote(name) + "}"));
+  if (!r.ok) return "";
+  const obj = payloadObject(decodeBytes(r.value));
+  if (obj === null) return "";
+  const s = obj.getString("state");
+  return s === null ? "" : s;
+}
+
+/** Foreign calls waiting for an answer (diagnostics and tests). */
+export function pendingForeignCalls(): i32 {
+  return pending.size;
+}
+
+/**
+ * Dispatches proxy_on_foreign_function. The host answers a failed service with an empty payload that names no call;
+ * then every waiting call of that kind gets a failure, so no stream stays paused on an answer that will never come.
+ */
+export function deliverForeignResult(functionId: u32, size: u32): void {
+  const r = foreignFunctionArguments.readAll();
+  const text = r.ok ? decodeBytes(r.value) : "";
+  const obj = payloadObject(text);
+  if (obj === null || !obj.has("id") || !obj.get("id")!.isNumber) {
+    const ids = pending.keys();
+    for (let i = 0; i < ids.length; i++) {
+      const p = pending.get(ids[i]);
+      pending.delete(ids[i]);
+      deliver(ids[i], p, null, "the host service failed to answer");
+    }
+    return;
+  }
+  const id = <u32>obj.getNumber("id");
+  if (!pending.has(id)) return;
+  const p = pending.get(id);
+  pending.delete(id);
+  deliver(id, p, obj, "");
+}
+
+import { JsonObject } from "./json";
+
+function deliver(id: u32, p: Pending, obj: JsonObject | null, error: string): void {
+  if (p.handler.activate() != WasmResult.Ok) return;
+  if (p.kind == KIND_RATE_LIMIT) p.handler.onRateLimitResult(id, obj === null ? RateLimitResult.failure(error) : RateLimitResult.fromJson(obj!));
+  else p.handler.onBreakerPermit(id, obj === null ? BreakerPermit.failure(error) : BreakerPermit.fromJson(obj!));
+}
+
+/** Drops the foreign calls of a context that is going away. */
+export function forgetForeignCalls(ctx: Context): void {
+  const ids = pending.keys();
+  for (let i = 0; i < ids.length; i++) if (pending.get(ids[i]).handler === ctx) pending.delete(ids[i]);
+}
