@@ -12,6 +12,7 @@ const log = createLogger('cli');
 const USAGE = `usage:
   weft run --config FILE      run the node runtime (reloads on file change and SIGHUP, drains on SIGTERM)
   weft validate FILE          check a configuration; exit 1 listing every problem as file:line
+  weft plugin build|new ...   build a plugin's .wasm, or scaffold a new plugin (weft plugin help)
   weft version
 `;
 
@@ -78,6 +79,11 @@ async function main(argv: string[]): Promise<number> {
       return run(rest);
     case 'validate':
       return validate(rest);
+    case 'plugin': {
+      // Loaded lazily: the AssemblyScript compiler is only needed by plugin authors, never by a running node.
+      const { pluginCommand } = await import('../sdk/cli/plugin-command.js');
+      return pluginCommand(rest);
+    }
     case 'version':
       process.stdout.write(`weft 0.1.0 (node ${process.version})\n`);
       return 0;
