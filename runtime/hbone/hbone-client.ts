@@ -50,6 +50,7 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = { 400: 'WEFT_ERR_BAD_REQUEST',
 /** ztunnel: first keepalive PING after a delay, then every 10 s, dropped when unanswered for 20 s. */
 const PING_INTERVAL_MS = 10_000;
 const PING_TIMEOUT_MS = 20_000;
+const WRITE_QUEUE_LIMIT = 1024 * 1024;
 
 export interface HboneClientOptions {
   certificates: CertificateManager;
@@ -233,7 +234,10 @@ function withCounters(stream: http2.ClientHttp2Stream, identity: string): HboneS
   const write = s.write.bind(s) as (chunk: unknown, ...rest: unknown[]) => boolean;
   (s as { write: unknown }).write = (chunk: unknown, ...rest: unknown[]): boolean => {
     if (chunk !== null && chunk !== undefined) s.bytesWritten += (chunk as Buffer).length;
-    return write(chunk, ...rest);
+    // An Http2Stream asks for backpressure past 16 KiB, which makes a socket-to-stream copy pause and resume on
+    // every 64 KiB read. Backpressure is signalled at WRITE_QUEUE_LIMIT instead; 'drain' still follows once the
+    // queue empties, because the stream itself recorded the need for it.
+    return write(chunk, ...rest) || s.writableLength < WRITE_QUEUE_LIMIT;
   };
   return s;
 }

@@ -18,8 +18,20 @@ export interface SpliceResult {
 }
 
 function forward(from: Duplex, to: Duplex, count: (n: number) => void): void {
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    to.uncork();
+  };
   from.on('data', (chunk: Buffer) => {
     count(chunk.length);
+    // Write coalescing: the 16 KiB DATA frames of one TLS read each arrive in their own callback (so nextTick would
+    // fire between them); uncorking after the poll phase sends all of them with one writev.
+    if (!corked) {
+      corked = true;
+      to.cork();
+      setImmediate(uncork);
+    }
     to.write(chunk);
     if (to.writableLength >= QUEUE_LIMIT_BYTES) from.pause();
   });

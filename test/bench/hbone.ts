@@ -1,0 +1,212 @@
+// HBONE benchmarks through two whole weft runtimes in one process: bulk throughput (iperf3) direct vs plaintext L4 vs HBONE, requests/s (wrk) plaintext vs HBONE, and new HBONE handshakes per second.
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { createApp, type App } from '../../runtime/app.js';
+import { configSchema } from '../../runtime/config/config-schema.js';
+import { HboneClient } from '../../runtime/hbone/hbone-client.js';
+import { setLogLevel } from '../../runtime/log.js';
+
+const run = promisify(execFile);
+/** client pod on node A; server pod (HBONE) and a plaintext-path stand-in address on node B. */
+const IP = { client: '127.0.0.41', server: '127.0.0.51', plainInbound: '127.0.0.52' } as const;
+const SERVER_ID = 'spiffe://cluster.local/ns/bench/sa/server';
+const CLIENT_ID = 'spiffe://cluster.local/ns/bench/sa/client';
+const SECONDS = Number(process.env.WEFT_BENCH_SECONDS ?? 5);
+
+async function freePort(host: string): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(0, host, resolve);
+  });
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+interface Nodes {
+  a: App;
+  b: App;
+  /** node A localPorts: client → A → HBONE → B → target. */
+  hbonePort: number;
+  /** node A localPorts: client → A → plaintext → B (inbound path) → target. */
+  plainPort: number;
+  hboneListenPort: number;
+  close(): Promise<void>;
+}
+
+/**
+ * Two runtimes on loopback. The HBONE service's endpoint is the server pod (protocol HBONE). The plaintext service's
+ * endpoint is a TCP workload whose address is a listener handing sockets to node B's inbound path (what 15006 does
+ * after TPROXY), so both paths cross both runtimes and differ only in the tunnel between them.
+ */
+async function startNodes(targetPort: number): Promise<Nodes> {
+  const hboneListenPort = await freePort(IP.server);
+  const plainTargetPort = await freePort(IP.plainInbound);
+  const caDir = join(mkdtempSync(join(tmpdir(), 'weft-bench-ca-')), 'ca');
+  const raw = (node: string) => ({
+    node,
+    accessLog: { enabled: false },
+    identity: { caDir },
+    hbone: { port: hboneListenPort },
+    listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
+    workloads: [
+      { name: 'client', namespace: 'bench', serviceAccount: 'client', addresses: [IP.client], node: 'node-a', protocol: 'HBONE' },
+      { name: 'server', namespace: 'bench', serviceAccount: 'server', addresses: [IP.server], node: 'node-b', protocol: 'HBONE', labels: { app: 'server' } },
+      { name: 'server-plain', namespace: 'bench', serviceAccount: 'server', addresses: [IP.plainInbound], node: 'node-b', protocol: 'TCP', labels: { app: 'server-plain' } },
+    ],
+    services: [
+      { name: 'hbone', namespace: 'bench', addresses: ['10.96.9.1'], ports: [{ port: 80, targetPort }], selector: { app: 'server' } },
+      { name: 'plain', namespace: 'bench', addresses: ['10.96.9.2'], ports: [{ port: 80, targetPort: plainTargetPort }], selector: { app: 'server-plain' } },
+    ],
+    localPorts: node === 'node-a' ? [{ listen: '127.0.0.1:0', service: 'hbone.bench', port: 80 }, { listen: '127.0.0.2:0', service: 'plain.bench', port: 80 }] : [],
+  });
+  const b = await createApp(configSchema.parse(raw('node-b')));
+  const a = await createApp(configSchema.parse(raw('node-a')));
+  const inbound = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => void b.handleInbound(s, { address: IP.server, port: targetPort }));
+  await new Promise<void>((resolve) => inbound.listen(plainTargetPort, IP.plainInbound, resolve));
+  const local = a.ports.localPorts;
+  return {
+    a,
+    b,
+    hbonePort: local['127.0.0.1:0'] ?? 0,
+    plainPort: local['127.0.0.2:0'] ?? 0,
+    hboneListenPort,
+    close: async () => {
+      inbound.close();
+      await a.shutdown(0);
+      await b.shutdown(0);
+    },
+  };
+}
+
+/** iperf3 from the client pod's address; control and data connections both take the path under test. One retry: a just-finished test can leave the server busy for a moment. */
+async function iperf(host: string, port: number): Promise<number> {
+  try {
+    return await iperfOnce(host, port);
+  } catch {
+    await new Promise((r) => setTimeout(r, 1000));
+    return iperfOnce(host, port);
+  }
+}
+
+async function iperfOnce(host: string, port: number): Promise<number> {
+  const { stdout } = await run('iperf3', ['-c', host, '-p', String(port), '-B', IP.client, '-t', String(SECONDS), '-J'], { maxBuffer: 64 * 1024 * 1024 }).catch((err: { stdout?: string }) => ({ stdout: err.stdout ?? '{"end":{}}' }));
+  const out = JSON.parse(stdout) as { error?: string; end: { sum_received?: { bits_per_second: number } } };
+  if (out.end.sum_received === undefined) throw new Error(`iperf3 through ${host}:${port} failed: ${out.error ?? 'no result'}`);
+  return out.end.sum_received.bits_per_second / 1e9;
+}
+
+async function wrk(port: number, host = '127.0.0.1'): Promise<number> {
+  const { stdout } = await run('wrk', ['-t1', '-c32', `-d${SECONDS}s`, `http://${host}:${port}/`]);
+  const m = /Requests\/sec:\s+([\d.]+)/.exec(stdout);
+  return m === null ? 0 : Number(m[1]);
+}
+
+async function spawnReady(cmd: string, args: string[], host: string, port: number): Promise<ChildProcess> {
+  const child = spawn(cmd, args, { stdio: 'ignore' });
+  for (let i = 0; i < 100; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect({ host, port }, () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.once('error', () => resolve(false));
+    });
+    if (up) return child;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill();
+  throw new Error(`${cmd} did not start listening on ${host}:${port}`);
+}
+
+async function startNginx(host: string): Promise<{ port: number; child: ChildProcess }> {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-nginx-'));
+  const port = await freePort(host);
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `worker_processes 1; daemon off; pid ${dir}/nginx.pid; error_log ${dir}/error.log; events { worker_connections 1024; }
+http { access_log off; keepalive_requests 1000000; server { listen ${host}:${port}; location / { return 200 "ok\\n"; } } }`,
+  );
+  return { port, child: await spawnReady('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], host, port) };
+}
+
+/** New HBONE connections per second: each a fresh client (TLS 1.3 + HTTP/2 + CONNECT + one echoed byte), 8 at a time. */
+async function handshakesPerSecond(nodes: Nodes, echoPort: number): Promise<number> {
+  const until = Date.now() + SECONDS * 1000;
+  let n = 0;
+  const worker = async (): Promise<void> => {
+    while (Date.now() < until) {
+      const client = new HboneClient({ certificates: nodes.a.hbone.certificates });
+      try {
+        const s = await client.connect({ sourceIdentity: CLIENT_ID, sourceAddress: IP.client, destination: { address: IP.server, port: echoPort }, destinationIdentities: [SERVER_ID], via: { address: IP.server, port: nodes.hboneListenPort } });
+        s.end('x');
+        for await (const chunk of s) void chunk;
+        n++;
+      } finally {
+        client.close();
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return n / SECONDS;
+}
+
+export async function benchHbone(): Promise<Record<string, number>> {
+  setLogLevel('warn');
+  const results: Record<string, number> = {};
+  const iperfPort = await freePort(IP.server);
+  const iperfd = await spawnReady('iperf3', ['-s', '-B', IP.server, '-p', String(iperfPort)], IP.server, iperfPort);
+  try {
+    const direct = await iperf(IP.server, iperfPort);
+    const nodes = await startNodes(iperfPort);
+    try {
+      const plain = await iperf('127.0.0.2', nodes.plainPort);
+      const hbone = await iperf('127.0.0.1', nodes.hbonePort);
+      Object.assign(results, {
+        iperf_direct_gbps: direct,
+        iperf_plaintext_two_nodes_gbps: plain,
+        iperf_hbone_two_nodes_gbps: hbone,
+        iperf_hbone_vs_plaintext: hbone / plain,
+        iperf_hbone_vs_direct: hbone / direct,
+      });
+    } finally {
+      await nodes.close();
+    }
+  } finally {
+    iperfd.kill();
+  }
+  const nginx = await startNginx(IP.server);
+  const echo = net.createServer({ allowHalfOpen: true }, (s) => s.pipe(s));
+  await new Promise<void>((resolve) => echo.listen(0, IP.server, resolve));
+  try {
+    const nodes = await startNodes(nginx.port);
+    try {
+      const direct = await wrk(nginx.port, IP.server);
+      const plain = await wrk(nodes.plainPort, '127.0.0.2');
+      const hbone = await wrk(nodes.hbonePort);
+      Object.assign(results, { wrk_direct_rps: direct, wrk_plaintext_two_nodes_rps: plain, wrk_hbone_two_nodes_rps: hbone, wrk_hbone_vs_plaintext: hbone / plain, wrk_hbone_vs_direct: hbone / direct });
+      results.hbone_new_connections_per_s = await handshakesPerSecond(nodes, (echo.address() as net.AddressInfo).port);
+    } finally {
+      await nodes.close();
+    }
+  } finally {
+    nginx.child.kill();
+    echo.close();
+  }
+  return results;
+}
+
+if (import.meta.url === `file://${process.argv[1] ?? ''}`) {
+  benchHbone().then(
+    (r) => console.log(JSON.stringify(r, null, 2)),
+    (err: unknown) => {
+      console.error(err);
+      process.exitCode = 1;
+    },
+  );
+}
