@@ -51,7 +51,7 @@ afterAll(async () => {
 
 /** A connection from the sleep pod's address (127.0.0.11) to node A's localPorts listener for echo.default:80. */
 function dialFromSleep(): Promise<net.Socket> {
-  const port = Object.values(a.app.ports.localPorts)[0];
+  const port = Object.values(a.app.ports.localPorts)[0] ?? 0;
   return new Promise((resolve, reject) => {
     const s = net.connect({ host: '127.0.0.1', port, localAddress: IP.client, allowHalfOpen: true });
     s.once('connect', () => resolve(s));
