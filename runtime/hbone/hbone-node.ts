@@ -22,6 +22,10 @@ const log = createLogger('hbone');
 
 /** How an outbound connection reaches its destination over HBONE (ztunnel outbound step 7). */
 export interface HbonePlan {
+  /** SPIFFE IDs, as access logs print them. */
+  sourceIdentity: string;
+  destinationIdentity: string;
+  /** The same without `spiffe://`, as metric labels carry them. */
   sourcePrincipal: string;
   destinationPrincipal: string;
   connect(signal: AbortSignal, timeoutMs: number): Promise<HboneStream>;
@@ -107,6 +111,8 @@ export class HboneNode {
     const podIp = destination.addresses[0] ?? route.upstream.address;
     const hbonePort = snapshot.config.hbone.port;
     return {
+      sourceIdentity: sourceWorkload.identity,
+      destinationIdentity: destination.identity,
       sourcePrincipal: principalOf(sourceWorkload.identity),
       destinationPrincipal: principalOf(destination.identity),
       connect: (signal, timeoutMs) =>

@@ -93,7 +93,7 @@ describe('node A to node B over HBONE (whole runtimes)', () => {
     const line = await b.waitForLog((e) => e.listener === 'hbone' && e.bytes_recv === 5);
     expect(line).toMatchObject({ 'src.identity': ID.client, 'dst.workload': 'echo', connection_security_policy: 'mutual_tls', bytes_sent: 5 });
     const outbound = await a.waitForLog((e) => e.listener === 'local-port' && e.bytes_sent === 5);
-    expect(outbound).toMatchObject({ connection_security_policy: 'mutual_tls', 'src.identity': 'cluster.local/ns/default/sa/sleep' });
+    expect(outbound).toMatchObject({ connection_security_policy: 'mutual_tls', 'src.identity': ID.client, 'dst.identity': ID.server });
     const labels = { source_principal: 'cluster.local/ns/default/sa/sleep', destination_principal: 'cluster.local/ns/default/sa/echo', connection_security_policy: 'mutual_tls' };
     expect(metricValue(await b.metrics(), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'destination' })).toBeGreaterThanOrEqual(1);
     expect(metricValue(await a.metrics(), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'source' })).toBeGreaterThanOrEqual(1);
