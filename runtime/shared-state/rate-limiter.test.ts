@@ -64,7 +64,10 @@ describe('RateLimiter', () => {
       expect(r.statuses[0]!.source).toBe('cache');
     }
     expect(backend.calls).toBe(calls);
-    expect(await metrics.render()).toMatch(/weft_ratelimit_decisions_total\{domain="d",code="OVER_LIMIT",mode="strict",source="cache"\} 100/);
+    const text = await metrics.render();
+    expect(text).toMatch(/weft_ratelimit_decisions_total\{domain="d",code="OVER_LIMIT",mode="strict",source="cache"\} 100/);
+    // remaining 2, 1, 0 of 3: below 20 % of the limit only for the last admitted one.
+    expect(text).toMatch(/weft_ratelimit_near_limit_total\{domain="d"\} 1/);
   });
 
   it('emits RateLimit-Policy, RateLimit and Retry-After from the descriptor closest to its limit', async () => {

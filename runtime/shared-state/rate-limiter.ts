@@ -59,6 +59,8 @@ export interface RateLimiterOptions {
 
 const UNLIMITED_REMAINING = 0xffffffff;
 const UNKNOWN_DOMAIN = '(unconfigured)';
+/** envoyproxy/ratelimit's NEAR_LIMIT_RATIO default. */
+const NEAR_LIMIT_RATIO = 0.8;
 
 export class RateLimiter {
   readonly #backend: StateBackend;
@@ -69,6 +71,7 @@ export class RateLimiter {
   readonly #decisions: ReturnType<MetricsRegistry['counter']>;
   readonly #degraded: ReturnType<MetricsRegistry['counter']>;
   readonly #backendCalls: ReturnType<MetricsRegistry['counter']>;
+  readonly #nearLimit: ReturnType<MetricsRegistry['counter']>;
   /** Label children cached per combination: prom-client hashes label objects on every inc otherwise. */
   readonly #children = new Map<string, { inc(): void }>();
 
@@ -83,6 +86,7 @@ export class RateLimiter {
       'fail_mode',
       'reason',
     ]);
+    this.#nearLimit = m.counter('weft_ratelimit_near_limit_total', 'Admitted decisions with less than 20% of the limit left (envoyproxy/ratelimit near_limit)', ['domain']);
     this.#backendCalls = m.counter('weft_ratelimit_backend_calls_total', 'Backend decision calls by mode (strict decision or local lease)', ['mode']);
     this.#leases = new LeasePool(backend, {
       budgetMs: options.timeoutMs,
@@ -210,6 +214,10 @@ export class RateLimiter {
       this.#children.set(key, child);
     }
     child.inc();
+    const rule = status.rule;
+    if (status.code === 'OK' && rule !== undefined && !rule.unlimited && status.remaining < rule.requestsPerUnit * (1 - NEAR_LIMIT_RATIO)) {
+      this.#nearLimit.inc({ domain });
+    }
     // Shadow mode: evaluated and counted as it would be, then let through.
     return status.code === 'OVER_LIMIT' && status.rule?.shadowMode === true ? { ...status, code: 'OK' } : status;
   }
