@@ -53,11 +53,12 @@ describe('shared-state foreign functions', () => {
     expect(registry.lookup(FOREIGN_FUNCTION_NAMES.shouldRateLimit)!.id).toBe(ff.ids.shouldRateLimit);
   });
 
-  it('answers rate-limit decisions, deferred when the backend is asked and immediate from a lease', async () => {
+  it('answers rate-limit decisions, deferred while a lease is fetched and immediate otherwise', async () => {
     const { registry } = setup();
     const strict = { id: 'r1', domain: 'p', descriptors: [{ entries: [{ key: 's', value: 'x' }] }] };
     const first = await call(registry, FOREIGN_FUNCTION_NAMES.shouldRateLimit, strict);
-    expect(first.sync).toBe(false);
+    // The memory backend decides strict limits in the same tick.
+    expect(first.sync).toBe(true);
     expect(first.value).toMatchObject({ id: 'r1', context: 7, code: 'OK', statuses: [{ code: 'OK', remaining: 0, name: 'strict', source: 'backend' }] });
     const second = await call(registry, FOREIGN_FUNCTION_NAMES.shouldRateLimit, strict);
     expect(second.value.code).toBe('OVER_LIMIT');

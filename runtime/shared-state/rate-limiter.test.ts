@@ -6,13 +6,14 @@ import { createLogger } from '../log.js';
 import { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { RateLimiter } from './rate-limiter.js';
 import { MemoryBackend, MemoryStore } from './state-memory.js';
-import type { ConsumeOptions, ConsumeResult, LimitSpec } from './state-backend.js';
+import type { ConsumeResult, LimitSpec } from './state-backend.js';
 
+/** Counts decisions the backend makes (consume() goes through consumeNow() in the memory backend). */
 class CountingBackend extends MemoryBackend {
   calls = 0;
-  override consume(spec: LimitSpec, hits: number, options?: ConsumeOptions): Promise<ConsumeResult> {
+  override consumeNow(spec: LimitSpec, hits: number, minGrant: number): ConsumeResult {
     this.calls++;
-    return super.consume(spec, hits, options);
+    return super.consumeNow(spec, hits, minGrant);
   }
 }
 
@@ -143,6 +144,9 @@ describe('RateLimiter', () => {
     class Broken extends CountingBackend {
       override consume(): Promise<ConsumeResult> {
         return Promise.reject(Object.assign(new Error('down'), { reason: 'unavailable' }));
+      }
+      override consumeNow(): ConsumeResult {
+        throw Object.assign(new Error('down'), { reason: 'unavailable' });
       }
     }
     const { rl, metrics } = limiter(

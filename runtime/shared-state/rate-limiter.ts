@@ -7,6 +7,7 @@ import { OverLimitCache } from './over-limit-cache.js';
 import { rateLimitHeaders, type HeaderSource } from './rate-limit-headers.js';
 import { counterSpec, RateLimitRules, UNIT_MS, type CompiledRule, type RateLimitEntry, type RateLimitUnit } from './rate-limit-rules.js';
 import type { ConsumeResult, StateBackend } from './state-backend.js';
+import { MemoryBackend } from './state-memory.js';
 
 export interface RateLimitDescriptor {
   readonly entries: readonly RateLimitEntry[];
@@ -150,24 +151,30 @@ export class RateLimiter {
     const cached = this.#cache.lookup(spec.id, hits, now);
     if (cached !== undefined) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, ...cached, source: 'cache' }, request.domain);
     this.#backendCalls.inc({ mode: 'strict' });
-    return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(
-      (r: ConsumeResult) => {
-        if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
-        return this.#count(
-          {
-            code: r.allowed ? 'OK' : 'OVER_LIMIT',
-            rule,
-            remaining: r.remaining,
-            resetMs: r.resetMs,
-            retryAfterMs: r.retryAfterMs,
-            source: 'backend',
-            ...(r.decidedAtMs === undefined ? {} : { decidedAtMs: r.decidedAtMs }),
-          },
-          request.domain,
-        );
-      },
-      (err: unknown) => this.#failed(request.domain, rule, err),
-    );
+    const decided = (r: ConsumeResult): DescriptorStatus => {
+      if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
+      return this.#count(
+        {
+          code: r.allowed ? 'OK' : 'OVER_LIMIT',
+          rule,
+          remaining: r.remaining,
+          resetMs: r.resetMs,
+          retryAfterMs: r.retryAfterMs,
+          source: 'backend',
+          ...(r.decidedAtMs === undefined ? {} : { decidedAtMs: r.decidedAtMs }),
+        },
+        request.domain,
+      );
+    };
+    // The embedded backend answers in the same tick: no promise per decision on a single node.
+    if (this.#backend instanceof MemoryBackend) {
+      try {
+        return decided(this.#backend.consumeNow(spec, hits, 0));
+      } catch (err) {
+        return this.#failed(request.domain, rule, err);
+      }
+    }
+    return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(decided, (err: unknown) => this.#failed(request.domain, rule, err));
   }
 
   #overrideRule(domain: string, d: RateLimitDescriptor): CompiledRule | undefined {
