@@ -21,7 +21,7 @@ export {
 export { Metric, defineMetric, defineCounter, defineGauge, defineHistogram } from "./metrics";
 export { currentTimeNanos, currentTimeSeconds, randomU32, randomUnit } from "./host-time";
 export {
-  JsonKind, JsonValue, JsonNull, JsonBool, JsonNumber, JsonString, JsonArray, JsonObject, JsonParseResult, parseJson, jsonQuote,
+  JsonKind, JsonValue, JsonNull, JsonBool, JsonNumber, JsonString, JsonArray, JsonObject, JsonParseResult, parseJson, jsonQuote, stringArray, unknownKey,
 } from "./json";
 export {
   RateLimitDescriptor, PendingCall, shouldRateLimit, breakerAcquire, breakerRecord, breakerState, pendingForeignCalls,
@@ -29,4 +29,5 @@ export {
 } from "./weft";
 export { RateLimitResult, RateLimitStatus, BreakerPermit } from "./weft-results";
 export { decodeUtf8, utf8, asciiLower } from "./memory";
+export { istioMatch, matchesAny } from "./string-match";
 export { weftAbort } from "./abort";

@@ -385,3 +385,23 @@ export function jsonQuote(s: string): string {
   }
   return out + s.substring(start) + "\"";
 }
+
+/** The strings of a JSON array of strings; null when `v` is not one (an absent value is the caller's business). */
+export function stringArray(v: JsonValue | null): Array<string> | null {
+  if (v === null) return null;
+  const a = v.asArray();
+  if (a === null) return null;
+  const out = new Array<string>(a.length);
+  for (let i = 0; i < a.length; i++) {
+    const s = a.at(i).asString();
+    if (s === null) return null;
+    out[i] = s;
+  }
+  return out;
+}
+
+/** The first key of `obj` not in `allowed`, or null: configurations reject unknown fields instead of ignoring typos. */
+export function unknownKey(obj: JsonObject, allowed: Array<string>): string | null {
+  for (let i = 0; i < obj.keys.length; i++) if (!allowed.includes(obj.keys[i])) return obj.keys[i];
+  return null;
+}

@@ -1,0 +1,355 @@
+// authz: L7 authorization with Istio AuthorizationPolicy semantics — any matching DENY policy denies; otherwise, when
+// ALLOW policies exist, one must match; with none, the request is allowed. Configuration is described in README.md.
+import {
+  HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, asciiLower, defineCounter,
+  getPropertyString, istioMatch, logError, logDebug, matchesAny, parseJson, pluginConfiguration, registerRootContext,
+  requestHeaders, stringArray, unknownKey,
+} from "@weft/sdk/assembly/index";
+export * from "@weft/sdk/assembly/exports";
+
+/** A field pair such as principals/notPrincipals: matches when `values` (if set) matches and `notValues` does not. */
+class Match {
+  values: Array<string> | null = null;
+  notValues: Array<string> | null = null;
+
+  test(value: string | null): bool {
+    const values = this.values;
+    if (values !== null) {
+      if (value === null || !matchesAny(values, value!)) return false;
+    }
+    const notValues = this.notValues;
+    if (notValues !== null && value !== null && matchesAny(notValues, value!)) return false;
+    return true;
+  }
+
+  get set(): bool {
+    return this.values !== null || this.notValues !== null;
+  }
+}
+
+class Source {
+  principals: Match = new Match();
+  namespaces: Match = new Match();
+}
+
+class Operation {
+  methods: Match = new Match();
+  paths: Match = new Match();
+  hosts: Match = new Match();
+}
+
+class Condition {
+  constructor(public key: string, public header: string, public match: Match) {}
+}
+
+class Rule {
+  from: Array<Source> | null = null;
+  to: Array<Operation> | null = null;
+  when: Array<Condition> = new Array<Condition>();
+}
+
+class Policy {
+  constructor(public name: string, public deny: bool, public rules: Array<Rule>) {}
+}
+
+/** What a request looks like to the rules, read once per request. */
+class Attributes {
+  method: string = "";
+  path: string = "";
+  host: string = "";
+  principal: string | null = null;
+  namespace: string | null = null;
+}
+
+class Config {
+  policies: Array<Policy> = new Array<Policy>();
+  hasAllow: bool = false;
+  denyStatus: u32 = 403;
+  denyBody: string = "RBAC: access denied";
+  dryRun: bool = false;
+}
+
+class Parser {
+  error: string = "";
+
+  fail(message: string): bool {
+    if (this.error.length == 0) this.error = message;
+    return false;
+  }
+
+  pair(o: JsonObject, key: string, notKey: string, where: string, out: Match, lowerCase: bool): bool {
+    if (o.has(key)) {
+      const a = stringArray(o.get(key));
+      if (a === null) return this.fail(where + "." + key + " must be an array of strings");
+      out.values = lowerCase ? lowerAll(a!) : a;
+    }
+    if (o.has(notKey)) {
+      const a = stringArray(o.get(notKey));
+      if (a === null) return this.fail(where + "." + notKey + " must be an array of strings");
+      out.notValues = lowerCase ? lowerAll(a!) : a;
+    }
+    return true;
+  }
+
+  source(v: JsonValue, where: string): Source | null {
+    const wrapper = v.asObject();
+    if (wrapper === null || unknownKey(wrapper, ["source"]) !== null || wrapper.getObject("source") === null) { this.fail(where + " must be {\"source\": {...}}"); return null; }
+    const o = wrapper.getObject("source")!;
+    const unknown = unknownKey(o, ["principals", "notPrincipals", "namespaces", "notNamespaces"]);
+    if (unknown !== null) { this.fail(where + ".source: unsupported field \"" + unknown! + "\""); return null; }
+    const s = new Source();
+    if (!this.pair(o, "principals", "notPrincipals", where + ".source", s.principals, false)) return null;
+    if (!this.pair(o, "namespaces", "notNamespaces", where + ".source", s.namespaces, false)) return null;
+    return s;
+  }
+
+  operation(v: JsonValue, where: string): Operation | null {
+    const wrapper = v.asObject();
+    if (wrapper === null || unknownKey(wrapper, ["operation"]) !== null || wrapper.getObject("operation") === null) { this.fail(where + " must be {\"operation\": {...}}"); return null; }
+    const o = wrapper.getObject("operation")!;
+    const unknown = unknownKey(o, ["methods", "notMethods", "paths", "notPaths", "hosts", "notHosts"]);
+    if (unknown !== null) { this.fail(where + ".operation: unsupported field \"" + unknown! + "\""); return null; }
+    const op = new Operation();
+    if (!this.pair(o, "methods", "notMethods", where + ".operation", op.methods, false)) return null;
+    if (!this.pair(o, "paths", "notPaths", where + ".operation", op.paths, false)) return null;
+    if (!this.pair(o, "hosts", "notHosts", where + ".operation", op.hosts, true)) return null;
+    return op;
+  }
+
+  condition(v: JsonValue, where: string): Condition | null {
+    const o = v.asObject();
+    if (o === null) { this.fail(where + " must be an object"); return null; }
+    const unknown = unknownKey(o, ["key", "values", "notValues"]);
+    if (unknown !== null) { this.fail(where + ": unsupported field \"" + unknown! + "\""); return null; }
+    const key = o.getString("key");
+    if (key === null) { this.fail(where + ".key must be a string"); return null; }
+    let header = "";
+    if (key!.startsWith("request.headers[") && key!.endsWith("]") && key!.length > 17) header = asciiLower(key!.substring(16, key!.length - 1));
+    else if (key! != "source.principal" && key! != "source.namespace" && key! != "request.method" && key! != "request.path" && key! != "request.host") {
+      this.fail(where + ".key \"" + key! + "\" is not supported (request.headers[NAME], source.principal, source.namespace, request.method, request.path, request.host)");
+      return null;
+    }
+    const m = new Match();
+    if (!this.pair(o, "values", "notValues", where, m, false)) return null;
+    if (!m.set) { this.fail(where + " needs values or notValues"); return null; }
+    return new Condition(key!, header, m);
+  }
+
+  rule(v: JsonValue, where: string): Rule | null {
+    const o = v.asObject();
+    if (o === null) { this.fail(where + " must be an object"); return null; }
+    const unknown = unknownKey(o, ["from", "to", "when"]);
+    if (unknown !== null) { this.fail(where + ": unsupported field \"" + unknown! + "\""); return null; }
+    const r = new Rule();
+    const from = o.get("from");
+    if (from !== null) {
+      const a = from.asArray();
+      if (a === null) { this.fail(where + ".from must be an array"); return null; }
+      const list = new Array<Source>();
+      for (let i = 0; i < a.length; i++) {
+        const s = this.source(a.at(i), where + ".from[" + i.toString() + "]");
+        if (s === null) return null;
+        list.push(s!);
+      }
+      r.from = list;
+    }
+    const to = o.get("to");
+    if (to !== null) {
+      const a = to.asArray();
+      if (a === null) { this.fail(where + ".to must be an array"); return null; }
+      const list = new Array<Operation>();
+      for (let i = 0; i < a.length; i++) {
+        const op = this.operation(a.at(i), where + ".to[" + i.toString() + "]");
+        if (op === null) return null;
+        list.push(op!);
+      }
+      r.to = list;
+    }
+    const when = o.get("when");
+    if (when !== null) {
+      const a = when.asArray();
+      if (a === null) { this.fail(where + ".when must be an array"); return null; }
+      for (let i = 0; i < a.length; i++) {
+        const c = this.condition(a.at(i), where + ".when[" + i.toString() + "]");
+        if (c === null) return null;
+        r.when.push(c!);
+      }
+    }
+    return r;
+  }
+
+  parse(text: string): Config | null {
+    const parsed = parseJson(text.length == 0 ? "{}" : text);
+    if (!parsed.ok) { this.fail("configuration is not JSON: " + parsed.error); return null; }
+    const o = parsed.value!.asObject();
+    if (o === null) { this.fail("configuration must be a JSON object"); return null; }
+    const unknown = unknownKey(o, ["policies", "denyStatus", "denyBody", "dryRun"]);
+    if (unknown !== null) { this.fail("unknown field \"" + unknown! + "\""); return null; }
+    const c = new Config();
+    const status = o.getNumber("denyStatus", 403);
+    if (status < 200 || status > 599 || status != Math.floor(status)) { this.fail("denyStatus must be an HTTP status 200-599"); return null; }
+    c.denyStatus = <u32>status;
+    if (o.has("denyBody")) {
+      const b = o.getString("denyBody");
+      if (b === null) { this.fail("denyBody must be a string"); return null; }
+      c.denyBody = b!;
+    }
+    c.dryRun = o.getBool("dryRun");
+    const list = o.get("policies");
+    if (list === null) return c;
+    const a = list.asArray();
+    if (a === null) { this.fail("policies must be an array"); return null; }
+    for (let i = 0; i < a.length; i++) {
+      const where = "policies[" + i.toString() + "]";
+      const p = a.at(i).asObject();
+      if (p === null) { this.fail(where + " must be an object"); return null; }
+      const u = unknownKey(p, ["name", "action", "rules"]);
+      if (u !== null) { this.fail(where + ": unknown field \"" + u! + "\""); return null; }
+      const action = p.getString("action");
+      const act = action === null ? "ALLOW" : action!;
+      if (act != "ALLOW" && act != "DENY") { this.fail(where + ".action must be ALLOW or DENY"); return null; }
+      const name = p.getString("name");
+      const rules = new Array<Rule>();
+      const rv = p.get("rules");
+      if (rv !== null) {
+        const ra = rv.asArray();
+        if (ra === null) { this.fail(where + ".rules must be an array"); return null; }
+        for (let j = 0; j < ra.length; j++) {
+          const r = this.rule(ra.at(j), where + ".rules[" + j.toString() + "]");
+          if (r === null) return null;
+          rules.push(r!);
+        }
+      }
+      if (act == "ALLOW") c.hasAllow = true;
+      c.policies.push(new Policy(name === null ? where : name!, act == "DENY", rules));
+    }
+    return c;
+  }
+}
+
+function lowerAll(a: Array<string>): Array<string> {
+  const out = new Array<string>(a.length);
+  for (let i = 0; i < a.length; i++) out[i] = asciiLower(a[i]);
+  return out;
+}
+
+/** Istio principals are written without the spiffe:// scheme. */
+function principalOf(uri: string): string {
+  return uri.startsWith("spiffe://") ? uri.substring(9) : uri;
+}
+
+/** The namespace in a SPIFFE identity td/ns/NS/sa/SA. */
+function namespaceOf(principal: string): string | null {
+  const at = principal.indexOf("/ns/");
+  if (at < 0) return null;
+  const start = at + 4;
+  const end = principal.indexOf("/", start);
+  return end < 0 ? principal.substring(start) : principal.substring(start, end);
+}
+
+function condValue(c: Condition, a: Attributes): string | null {
+  if (c.header.length > 0) return requestHeaders.get(c.header);
+  if (c.key == "source.principal") return a.principal;
+  if (c.key == "source.namespace") return a.namespace;
+  if (c.key == "request.method") return a.method;
+  if (c.key == "request.path") return a.path;
+  return a.host;
+}
+
+function ruleMatches(r: Rule, a: Attributes): bool {
+  const from = r.from;
+  if (from !== null) {
+    let any = false;
+    for (let i = 0; i < from.length && !any; i++) any = from[i].principals.test(a.principal) && from[i].namespaces.test(a.namespace);
+    if (!any) return false;
+  }
+  const to = r.to;
+  if (to !== null) {
+    let any = false;
+    for (let i = 0; i < to.length && !any; i++) {
+      const op = to[i];
+      any = op.methods.test(a.method) && op.paths.test(a.path) && op.hosts.test(a.host);
+    }
+    if (!any) return false;
+  }
+  for (let i = 0; i < r.when.length; i++) if (!r.when[i].match.test(condValue(r.when[i], a))) return false;
+  return true;
+}
+
+/** A policy matches when any of its rules does; a policy with no rules matches nothing (Istio's allow-nothing). */
+function policyMatches(p: Policy, a: Attributes): bool {
+  for (let i = 0; i < p.rules.length; i++) if (ruleMatches(p.rules[i], a)) return true;
+  return false;
+}
+
+class Authz extends HttpContext {
+  constructor(id: u32, public authzRoot: AuthzRoot) {
+    super(id, authzRoot);
+  }
+
+  onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
+    const root = this.authzRoot;
+    const c = root.config;
+    const a = new Attributes();
+    const m = requestHeaders.get(":method");
+    a.method = m === null ? "" : m!;
+    const p = requestHeaders.get(":path");
+    const path = p === null ? "" : p!;
+    const q = path.indexOf("?");
+    a.path = q < 0 ? path : path.substring(0, q);
+    const h = requestHeaders.get(":authority");
+    a.host = h === null ? "" : asciiLower(h!);
+    const principal = getPropertyString("source.principal");
+    if (principal.ok && principal.value.length > 0) {
+      a.principal = principalOf(principal.value);
+      a.namespace = namespaceOf(a.principal!);
+    }
+    let denied = false;
+    let reason = "";
+    for (let i = 0; i < c.policies.length && !denied; i++) {
+      if (c.policies[i].deny && policyMatches(c.policies[i], a)) { denied = true; reason = "denied by " + c.policies[i].name; }
+    }
+    if (!denied && c.hasAllow) {
+      let allowed = false;
+      for (let i = 0; i < c.policies.length && !allowed; i++) if (!c.policies[i].deny && policyMatches(c.policies[i], a)) allowed = true;
+      if (!allowed) { denied = true; reason = "no ALLOW policy matched"; }
+    }
+    if (!denied) {
+      root.allowed.increment(1);
+      return HeadersAction.Continue;
+    }
+    root.denied.increment(1);
+    logDebug("authz: " + reason + " for " + a.method + " " + a.path);
+    if (c.dryRun) {
+      requestHeaders.replace("x-weft-authz-dry-run", "denied");
+      return HeadersAction.Continue;
+    }
+    this.sendLocalResponse(c.denyStatus, c.denyBody, [new HeaderPair("content-type", "text/plain")], "authz_denied");
+    return HeadersAction.StopIteration;
+  }
+}
+
+class AuthzRoot extends RootContext {
+  config: Config = new Config();
+  allowed: Metric = new Metric(0, 0, 0);
+  denied: Metric = new Metric(0, 0, 0);
+
+  onConfigure(configurationSize: u32): bool {
+    const p = new Parser();
+    const next = p.parse(pluginConfiguration.text());
+    if (next === null) {
+      logError("authz: rejected configuration: " + p.error);
+      return false;
+    }
+    this.config = next!;
+    this.allowed = defineCounter("authz_allowed_total");
+    this.denied = defineCounter("authz_denied_total");
+    return true;
+  }
+
+  newHttpContext(id: u32): HttpContext {
+    return new Authz(id, this);
+  }
+}
+
+registerRootContext((id: u32): RootContext => new AuthzRoot(id));
