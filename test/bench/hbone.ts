@@ -5,6 +5,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { Worker } from 'node:worker_threads';
 import { createApp, type App } from '../../runtime/app.js';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { HboneClient } from '../../runtime/hbone/hbone-client.js';
@@ -30,7 +31,6 @@ async function freePort(host: string): Promise<number> {
 
 interface Nodes {
   a: App;
-  b: App;
   /** node A localPorts: client → A → HBONE → B → target. */
   hbonePort: number;
   /** node A localPorts: client → A → plaintext → B (inbound path) → target. */
@@ -39,20 +39,13 @@ interface Nodes {
   close(): Promise<void>;
 }
 
-/**
- * Two runtimes on loopback. The HBONE service's endpoint is the server pod (protocol HBONE). The plaintext service's
- * endpoint is a TCP workload whose address is a listener handing sockets to node B's inbound path (what 15006 does
- * after TPROXY), so both paths cross both runtimes and differ only in the tunnel between them.
- */
-async function startNodes(targetPort: number): Promise<Nodes> {
-  const hboneListenPort = await freePort(IP.server);
-  const plainTargetPort = await freePort(IP.plainInbound);
-  const caDir = join(mkdtempSync(join(tmpdir(), 'weft-bench-ca-')), 'ca');
-  const raw = (node: string) => ({
+/** weft.yaml of one bench node (both nodes get the same workloads and services; only `node` differs). */
+export function benchConfig(node: string, o: NodeOptions): Record<string, unknown> {
+  return {
     node,
     accessLog: { enabled: false },
-    identity: { caDir },
-    hbone: { port: hboneListenPort },
+    identity: { caDir: o.caDir },
+    hbone: { port: o.hboneListenPort },
     listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
     workloads: [
       { name: 'client', namespace: 'bench', serviceAccount: 'client', addresses: [IP.client], node: 'node-a', protocol: 'HBONE' },
@@ -60,26 +53,69 @@ async function startNodes(targetPort: number): Promise<Nodes> {
       { name: 'server-plain', namespace: 'bench', serviceAccount: 'server', addresses: [IP.plainInbound], node: 'node-b', protocol: 'TCP', labels: { app: 'server-plain' } },
     ],
     services: [
-      { name: 'hbone', namespace: 'bench', addresses: ['10.96.9.1'], ports: [{ port: 80, targetPort }], selector: { app: 'server' } },
-      { name: 'plain', namespace: 'bench', addresses: ['10.96.9.2'], ports: [{ port: 80, targetPort: plainTargetPort }], selector: { app: 'server-plain' } },
+      { name: 'hbone', namespace: 'bench', addresses: ['10.96.9.1'], ports: [{ port: 80, targetPort: o.targetPort }], selector: { app: 'server' } },
+      { name: 'plain', namespace: 'bench', addresses: ['10.96.9.2'], ports: [{ port: 80, targetPort: o.plainTargetPort }], selector: { app: 'server-plain' } },
     ],
     localPorts: node === 'node-a' ? [{ listen: '127.0.0.1:0', service: 'hbone.bench', port: 80 }, { listen: '127.0.0.2:0', service: 'plain.bench', port: 80 }] : [],
-  });
-  const b = await createApp(configSchema.parse(raw('node-b')));
-  const a = await createApp(configSchema.parse(raw('node-a')));
-  const inbound = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => void b.handleInbound(s, { address: IP.server, port: targetPort }));
-  await new Promise<void>((resolve) => inbound.listen(plainTargetPort, IP.plainInbound, resolve));
+  };
+}
+
+/**
+ * Two runtimes on loopback (node B in this thread, or in a worker thread with WEFT_BENCH_NODE_B=thread). The HBONE service's endpoint is the server pod (protocol HBONE). The plaintext service's endpoint
+ * is a TCP workload whose address is a listener handing sockets to node B's inbound path (what 15006 does after
+ * TPROXY), so both paths cross both runtimes and differ only in the tunnel between them.
+ */
+export async function startNodes(targetPort: number): Promise<Nodes> {
+  const o = { caDir: join(mkdtempSync(join(tmpdir(), 'weft-bench-ca-')), 'ca'), hboneListenPort: await freePort(IP.server), plainTargetPort: await freePort(IP.plainInbound), targetPort };
+  // Node B first: it creates the CA root in caDir that node A then loads.
+  const nodeB = process.env.WEFT_BENCH_NODE_B === 'thread' ? await startNodeBThread(o) : await startNodeBHere(o);
+  const a = await createApp(configSchema.parse(benchConfig('node-a', o)));
   const local = a.ports.localPorts;
   return {
     a,
-    b,
     hbonePort: local['127.0.0.1:0'] ?? 0,
     plainPort: local['127.0.0.2:0'] ?? 0,
-    hboneListenPort,
+    hboneListenPort: o.hboneListenPort,
     close: async () => {
-      inbound.close();
       await a.shutdown(0);
+      await nodeB.stop();
+    },
+  };
+}
+
+type NodeOptions = { caDir: string; hboneListenPort: number; targetPort: number; plainTargetPort: number };
+
+/** Node B in this thread (default): measured here, a second event loop loses more to contention with iperf3 on 2 cores than it gains. */
+async function startNodeBHere(o: NodeOptions): Promise<{ stop(): Promise<void> }> {
+  const b = await createApp(configSchema.parse(benchConfig('node-b', o)));
+  const inbound = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => void b.handleInbound(s, { address: IP.server, port: o.targetPort }));
+  await new Promise<void>((resolve) => inbound.listen(o.plainTargetPort, IP.plainInbound, resolve));
+  return {
+    stop: async () => {
+      inbound.close();
       await b.shutdown(0);
+    },
+  };
+}
+
+/** Node B in a worker thread (WEFT_BENCH_NODE_B=thread): one event loop per node, as two machines would have. */
+async function startNodeBThread(o: NodeOptions): Promise<{ stop(): Promise<void> }> {
+  const workerData = { raw: benchConfig('node-b', o), inbound: { address: IP.plainInbound, port: o.plainTargetPort }, target: { address: IP.server, port: o.targetPort } };
+  const fromSource = import.meta.url.endsWith('.ts');
+  const entry = new URL(`./hbone-node-b.${fromSource ? 'ts' : 'js'}`, import.meta.url);
+  // Compiled (npm run bench) the worker loads the .js sibling; run from TypeScript it first registers tsx's loader,
+  // which Node 20 workers do not inherit.
+  const worker = fromSource
+    ? new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, workerData })
+    : new Worker(entry, { workerData });
+  await new Promise<void>((resolve, reject) => {
+    worker.once('message', () => resolve());
+    worker.once('error', reject);
+  });
+  return {
+    stop: async () => {
+      worker.postMessage('stop');
+      await new Promise((r) => worker.once('exit', r));
     },
   };
 }
