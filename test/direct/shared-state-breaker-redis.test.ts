@@ -7,6 +7,7 @@ import { RedisBackend } from '../../runtime/shared-state/state-redis.js';
 import type { BreakerListener } from '../../runtime/shared-state/state-backend.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import { startRedis } from '../helpers/redis-server.js';
+import { requireCommands } from '../helpers/requirements.js';
 
 setLogLevel('error');
 const cleanup: (() => Promise<void>)[] = [];
@@ -49,7 +50,8 @@ const until = async (check: () => boolean, timeoutMs: number): Promise<number> =
 };
 
 describe('shared breakers on Redis', () => {
-  it('a node that misses the pub/sub message still converges through polling', async () => {
+  it('a node that misses the pub/sub message still converges through polling', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
     const a = await node(redis.url, 'a');
@@ -65,7 +67,8 @@ describe('shared breakers on Redis', () => {
     expect((await b.breakers.acquire('up')).allowed).toBe(false);
   });
 
-  it('with Redis down a node breaks locally, and takes the shared state again when Redis is back', async () => {
+  it('with Redis down a node breaks locally, and takes the shared state again when Redis is back', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
     const a = await node(redis.url, 'a');

@@ -3,6 +3,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { hasCommand, requireCommands } from '../helpers/requirements.js';
 import { WORKER_ARGS, type BreakerTask } from './shared-state-worker.js';
 
 const OPEN_MS = 300;
@@ -57,6 +58,7 @@ describe('shared circuit breaker across 3 processes', () => {
   const nodes = ['node-0', 'node-1', 'node-2'];
 
   beforeAll(async () => {
+    if (!hasCommand('redis-server')) return; // each test skips itself with the reason
     redis = await startRedis();
     await new Promise<void>((r) => upstream.server.listen(0, '127.0.0.1', r));
     const address = upstream.server.address();
@@ -101,7 +103,8 @@ describe('shared circuit breaker across 3 processes', () => {
     await redis?.stop();
   });
 
-  it('a fault seen by one node only opens nothing (minReportingNodes 2)', async () => {
+  it('a fault seen by one node only opens nothing (minReportingNodes 2)', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     upstream.mode = 'failing-node-0';
     await new Promise((r) => setTimeout(r, 800));
     upstream.mode = 'healthy';
@@ -110,7 +113,8 @@ describe('shared circuit breaker across 3 processes', () => {
     await new Promise((r) => setTimeout(r, 1_100));
   });
 
-  it('a shared fault opens all nodes quickly, probes one at a time cluster-wide, and recovery closes all', async () => {
+  it('a shared fault opens all nodes quickly, probes one at a time cluster-wide, and recovery closes all', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const faultAt = Date.now();
     upstream.mode = 'failing';
     await waitFor('all OPEN', () => nodes.every((n) => lastState(n) === 'OPEN'));

@@ -7,6 +7,7 @@ import { createSharedState, type SharedState } from '../../runtime/shared-state/
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import type { RateLimitResponse } from '../../runtime/shared-state/rate-limiter.js';
 import { cli, freePort, startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { requireCommands } from '../helpers/requirements.js';
 
 setLogLevel('error');
 const TIMEOUT_MS = 50;
@@ -90,7 +91,8 @@ async function counted(redis: RedisProcess): Promise<number> {
 }
 
 describe('shared state under Redis failures', () => {
-  it('Redis SIGKILLed and restarted: bounded waits, failMode, every counted hit acknowledged, back within 1 s', async () => {
+  it('Redis SIGKILLed and restarted: bounded waits, failMode, every counted hit acknowledged, back within 1 s', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     // appendfsync always: what Redis acknowledged survives the SIGKILL, so the counter can be compared with our acknowledgements.
     const redis = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'always'] });
     cleanup.push(() => redis.stop());
@@ -124,7 +126,8 @@ describe('shared state under Redis failures', () => {
     expect(text).toMatch(/weft_ratelimit_redis_errors_total\{reason="unavailable"\} [1-9]/);
   });
 
-  it('Redis paused with SIGSTOP: no wait beyond timeoutMs, and commands it runs late count nothing', async () => {
+  it('Redis paused with SIGSTOP: no wait beyond timeoutMs, and commands it runs late count nothing', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
     const { s } = state(redis.port);
@@ -152,7 +155,8 @@ describe('shared state under Redis failures', () => {
     expect(await counted(redis)).toBe(acknowledged(l.samples));
   });
 
-  it('runtime started while Redis is down fails fast, then uses Redis once it is up', async () => {
+  it('runtime started while Redis is down fails fast, then uses Redis once it is up', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const port = await freePort();
     const { s } = state(port);
     const t0 = performance.now();
@@ -171,7 +175,8 @@ describe('shared state under Redis failures', () => {
     expect(performance.now() - up).toBeLessThan(1_000);
   });
 
-  it('bad replies (wrong key type, SCRIPT FLUSH) are handled, reported and not fatal', async () => {
+  it('bad replies (wrong key type, SCRIPT FLUSH) are handled, reported and not fatal', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const redis = await startRedis();
     cleanup.push(() => redis.stop());
     const { s, metrics } = state(redis.port);

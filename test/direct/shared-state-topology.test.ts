@@ -6,6 +6,7 @@ import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { RedisBackend } from '../../runtime/shared-state/state-redis.js';
 import type { LimitSpec } from '../../runtime/shared-state/state-backend.js';
 import { cli, migrateSlot, startRedisCluster, startRedisSentinel } from '../helpers/redis-server.js';
+import { requireCommands } from '../helpers/requirements.js';
 
 setLogLevel('error');
 const cleanup: (() => Promise<void>)[] = [];
@@ -59,7 +60,8 @@ async function backend(config: RedisConfig): Promise<RedisBackend> {
 }
 
 describe('Redis topologies under load', () => {
-  it('cluster: a slot migrated mid-load (ASK, then MOVED) loses and duplicates no hit', async () => {
+  it('cluster: a slot migrated mid-load (ASK, then MOVED) loses and duplicates no hit', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const cluster = await startRedisCluster(3);
     cleanup.push(() => cluster.stop());
     const b = await backend({ urls: cluster.urls, mode: 'cluster', timeoutMs: 200, failMode: 'open', keyPrefix: 'wt' });
@@ -86,7 +88,8 @@ describe('Redis topologies under load', () => {
     expect(await cli(owner, 'CLUSTER', 'COUNTKEYSINSLOT', String(slot))).toBe('0');
   });
 
-  it('sentinel: the master killed mid-load fails over; requests stay bounded and decisions resume on the new master', async () => {
+  it('sentinel: the master killed mid-load fails over; requests stay bounded and decisions resume on the new master', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
     const s = await startRedisSentinel();
     cleanup.push(() => s.stop());
     const timeoutMs = 100;

@@ -149,11 +149,16 @@ export async function startRedisCluster(masters = 3): Promise<RedisClusterProces
       }),
     );
   }
-  await execFileAsync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
-    timeout: 30_000,
-  });
-  for (const n of nodes) {
-    await waitFor(`cluster_state:ok on ${n.port}`, async () => (await cli(n.port, 'CLUSTER', 'INFO')).includes('cluster_state:ok'), 20_000);
+  try {
+    await execFileAsync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'], {
+      timeout: 30_000,
+    });
+    for (const n of nodes) {
+      await waitFor(`cluster_state:ok on ${n.port}`, async () => (await cli(n.port, 'CLUSTER', 'INFO')).includes('cluster_state:ok'), 20_000);
+    }
+  } catch (err) {
+    for (const n of nodes) await n.stop();
+    throw err;
   }
   return {
     nodes,
@@ -202,41 +207,41 @@ export interface RedisSentinelProcess {
 export async function startRedisSentinel(masterName = 'weftmaster'): Promise<RedisSentinelProcess> {
   const master = await startRedis();
   const replica = await startRedis({ args: ['--replicaof', '127.0.0.1', String(master.port)] });
-  await waitFor('replica in sync', async () => (await cli(replica.port, 'INFO', 'replication')).includes('master_link_status:up'));
   const sentinels: RedisProcess[] = [];
-  for (let i = 0; i < 2; i++) {
-    sentinels.push(
-      await startRedis({
-        sentinel: true,
-        configLines: [
-          `sentinel monitor ${masterName} 127.0.0.1 ${master.port} 1`,
-          `sentinel down-after-milliseconds ${masterName} 500`,
-          `sentinel failover-timeout ${masterName} 3000`,
-          `sentinel parallel-syncs ${masterName} 1`,
-        ],
-      }),
-    );
-  }
-  const currentMasterPort = async (): Promise<number> => {
-    const reply = await cli(sentinels[0]!.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName);
-    return Number(reply.split('\n')[1]);
+  const stopAll = async (): Promise<void> => {
+    for (const x of [...sentinels, replica, master]) await x.stop();
   };
-  await waitFor('sentinels see each other and the replica', async () => {
-    const info = await cli(sentinels[0]!.port, 'SENTINEL', 'MASTER', masterName);
-    const lines = info.split('\n');
-    const field = (name: string): number => Number(lines[lines.indexOf(name) + 1]);
-    return field('num-slaves') >= 1 && field('num-other-sentinels') >= 1;
-  });
+  try {
+    await waitFor('replica in sync', async () => (await cli(replica.port, 'INFO', 'replication')).includes('master_link_status:up'));
+    for (let i = 0; i < 2; i++) {
+      sentinels.push(
+        await startRedis({
+          sentinel: true,
+          configLines: [
+            `sentinel monitor ${masterName} 127.0.0.1 ${master.port} 1`,
+            `sentinel down-after-milliseconds ${masterName} 500`,
+            `sentinel failover-timeout ${masterName} 3000`,
+            `sentinel parallel-syncs ${masterName} 1`,
+          ],
+        }),
+      );
+    }
+    await waitFor('sentinels see each other and the replica', async () => {
+      const info = await cli(sentinels[0]!.port, 'SENTINEL', 'MASTER', masterName);
+      const lines = info.split('\n');
+      const field = (name: string): number => Number(lines[lines.indexOf(name) + 1]);
+      return field('num-slaves') >= 1 && field('num-other-sentinels') >= 1;
+    });
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
   return {
     masterName,
     master,
     replica,
     sentinels,
-    currentMasterPort,
-    stop: async () => {
-      for (const s of sentinels) await s.stop();
-      await replica.stop();
-      await master.stop();
-    },
+    currentMasterPort: async () => Number((await cli(sentinels[0]!.port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', masterName)).split('\n')[1]),
+    stop: stopAll,
   };
 }
