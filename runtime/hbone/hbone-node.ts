@@ -9,6 +9,8 @@ import { listen, type BoundListener } from '../l4/listener.js';
 import { connectUpstream } from '../l4/upstream-connect.js';
 import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
 import type { Route } from '../l4/route.js';
+import type { L7Handoff } from '../l4/connection-proxy.js';
+import type net from 'node:net';
 import type { ProxyState } from '../state/proxy-state.js';
 import type { Workload } from '../state/state-snapshot.js';
 import type { TcpTelemetry } from '../telemetry/tcp-telemetry.js';
@@ -27,6 +29,8 @@ export interface HbonePlan {
   destinationIdentity: string;
   /** The same without `spiffe://`, as metric labels carry them. */
   sourcePrincipal: string;
+  /** Set when the tunnel goes to the service's waypoint (L7 happens there, not here). */
+  waypoint?: string;
   destinationPrincipal: string;
   connect(signal: AbortSignal, timeoutMs: number): Promise<HboneStream>;
 }
@@ -36,6 +40,8 @@ export interface HboneNodeOptions {
   telemetry: TcpTelemetry;
   /** weft's own listener ports: CONNECTs to them are refused as loops. */
   ownPorts: () => ReadonlySet<number>;
+  /** The L7 proxy, which serves tunnels that reach this node as a waypoint. */
+  l7?: () => L7Handoff | undefined;
 }
 
 function isLocalAddress(ip: string): boolean {
@@ -68,6 +74,13 @@ export class HboneNode {
       state: opts.state,
       settings: config.hbone,
       illegalPorts: opts.ownPorts(),
+      waypointHandler: () => {
+        const l7 = opts.l7?.();
+        if (l7 === undefined) return undefined;
+        return (stream, t) =>
+          // The L7 proxy reads and writes the CONNECT stream as it would a socket.
+          l7.handleConnection(stream as unknown as net.Socket, { service: t.service, servicePort: t.servicePort, originalDst: t.destinationAddr, source: t.forwardedFor ?? t.peer, sourceIdentity: t.sourceIdentity });
+      },
       authorize: authz.authorize,
       connectUpstream: (target) => connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs }),
       onConnection: (tunnel, control) => {
@@ -102,6 +115,8 @@ export class HboneNode {
 
   /** The HBONE route for an outbound connection, or undefined when it goes plaintext (TCP workload, passthrough, unknown source). */
   plan(route: Route, source: SocketAddr): HbonePlan | undefined {
+    const viaWaypoint = route.kind === 'service' ? this.#waypointPlan(route, source) : undefined;
+    if (viaWaypoint !== undefined) return viaWaypoint;
     const destination: Workload | undefined = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
     if (destination === undefined || route.kind === 'refused' || route.kind === 'passthrough' || destination.protocol !== 'HBONE') return undefined;
     const snapshot = this.#opts.state.current;
@@ -125,6 +140,40 @@ export class HboneNode {
           forwardedFor: source,
           ...(route.kind === 'service' ? { forwardedHost: route.service.hostname } : {}),
           ...(baggageFor(sourceWorkload) === undefined ? {} : { baggage: baggageFor(sourceWorkload) }),
+          timeoutMs,
+          signal,
+        }),
+    };
+  }
+
+  /**
+   * ztunnel outbound step 3: a service with a waypoint is reached through HBONE to the waypoint, `:authority` staying the
+   * service VIP:port and the waypoint's identity expected. A waypoint on this very node is served locally (the L7 handoff).
+   */
+  #waypointPlan(route: Extract<Route, { kind: 'service' }>, source: SocketAddr): HbonePlan | undefined {
+    const ref = route.service.waypoint;
+    const vip = route.service.addresses[0];
+    if (ref === undefined || vip === undefined) return undefined;
+    const snapshot = this.#opts.state.current;
+    const waypoint = snapshot.serviceByName(ref)?.endpoints.find((w) => w.status === 'Healthy' && w.protocol === 'HBONE');
+    const sourceWorkload = snapshot.workloadByIp(source.address);
+    if (waypoint === undefined || waypoint.local || sourceWorkload === undefined || !sourceWorkload.local) return undefined;
+    const via = { address: waypoint.addresses[0] ?? '', port: snapshot.config.hbone.port };
+    return {
+      sourceIdentity: sourceWorkload.identity,
+      destinationIdentity: waypoint.identity,
+      sourcePrincipal: principalOf(sourceWorkload.identity),
+      destinationPrincipal: principalOf(waypoint.identity),
+      waypoint: waypoint.uid,
+      connect: (signal, timeoutMs) =>
+        this.client.connect({
+          sourceIdentity: sourceWorkload.identity,
+          ...(isLocalAddress(source.address) ? { sourceAddress: source.address } : {}),
+          destination: { address: vip, port: route.servicePort.port },
+          destinationIdentities: [waypoint.identity],
+          via,
+          forwardedFor: source,
+          forwardedHost: route.service.hostname,
           timeoutMs,
           signal,
         }),

@@ -2,13 +2,14 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
-import type { HboneConfig } from '../config/config-schema.js';
 import { HBONE_DEFAULTS } from '../config/defaults.js';
 import { WeftError, weftErrorOf } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { CertificateManager } from '../identity/certificate-manager.js';
 import type { ProxyState } from '../state/proxy-state.js';
-import type { StateSnapshot, Workload } from '../state/state-snapshot.js';
+import type { Service, StateSnapshot, Workload } from '../state/state-snapshot.js';
+import type { HboneConfig, ServicePortConfig } from '../config/config-schema.js';
+import type { Duplex } from 'node:stream';
 import { formatAddr, normalizeIp, type SocketAddr } from '../l4/original-destination.js';
 import { HBONE_ALPN, hasTrustDomain, peerCertificate, peerIdentity, tlsOptionsFor } from './hbone-tls.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
@@ -32,6 +33,18 @@ export interface InboundTunnel {
   snapshot: StateSnapshot;
 }
 
+/** A tunnel addressed to a service VIP that this node serves as waypoint for. */
+export interface WaypointTunnel {
+  sourceIdentity: string;
+  peer: SocketAddr;
+  forwardedFor?: SocketAddr;
+  service: Service;
+  servicePort: ServicePortConfig;
+  /** The local waypoint workload the tunnel was opened to. */
+  waypoint: Workload;
+  destinationAddr: SocketAddr;
+}
+
 export type AuthorizeResult = { allowed: true } | { allowed: false; reason: string };
 
 export interface TunnelClosed {
@@ -52,6 +65,11 @@ export interface HboneServerOptions {
   onConnection?: (tunnel: InboundTunnel, control: { close: (reason: string) => void; closed: Promise<TunnelClosed> }) => void;
   /** Called for every rejected CONNECT or handshake, after the log line. */
   onReject?: (event: { status: number | 'tls'; reason: string; peer: SocketAddr; sourceIdentity?: string }) => void;
+  /**
+   * Waypoint role: a CONNECT for `service VIP:port` arriving at a workload that is that service's waypoint goes to the
+   * handler this returns, after the 200 (the L7 proxy takes the stream); no handler means 503.
+   */
+  waypointHandler?: () => ((stream: Duplex, tunnel: WaypointTunnel) => void) | undefined;
   /** weft's own ports on this node; a CONNECT to one of them is a loop (ztunnel's illegal ports). */
   illegalPorts?: ReadonlySet<number>;
   settings?: Partial<HboneConfig>;
@@ -72,6 +90,16 @@ const SOURCE_IDENTITY = Symbol('weft.hbone.sourceIdentity');
 type TaggedSocket = tls.TLSSocket & { [SOURCE_IDENTITY]?: string };
 
 const STATUS = { ok: 200, badRequest: 400, denied: 401, unavailable: 503 } as const;
+
+/** ztunnel's waypoint case: the CONNECT names a service VIP whose waypoint resolves to the local workload the tunnel reached. */
+function waypointFor(snapshot: StateSnapshot, dst: SocketAddr, localIp: string): { service: Service; port: ServicePortConfig; workload: Workload } | undefined {
+  const target = snapshot.serviceByVip(dst.address, dst.port);
+  if (target?.service.waypoint === undefined) return undefined;
+  const workload = snapshot.workloadByIp(localIp);
+  const waypointService = snapshot.serviceByName(target.service.waypoint);
+  if (workload === undefined || !workload.local || waypointService?.endpoints.includes(workload) !== true) return undefined;
+  return { service: target.service, port: target.port, workload };
+}
 
 export function createHboneServer(opts: HboneServerOptions): HboneServer {
   const log = opts.logger ?? createLogger('hbone');
@@ -187,6 +215,15 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     if (dst === undefined) return respond(STATUS.badRequest, `:authority ${String(headers[':authority'])} is not ip:port`);
     const snapshot = opts.state.current;
     const localIp = normalizeIp(socket?.localAddress);
+    const waypoint = waypointFor(snapshot, dst, localIp);
+    if (waypoint !== undefined) {
+      const handler = opts.waypointHandler?.();
+      if (handler === undefined) return respond(STATUS.unavailable, `${formatAddr(dst)} is served by waypoint ${waypoint.workload.uid}, but this node runs no L7 proxy`);
+      const forwardedFor = parseForwarded(headers.forwarded).for;
+      stream.respond({ ':status': STATUS.ok });
+      handler(stream, { sourceIdentity, peer, ...(forwardedFor === undefined ? {} : { forwardedFor }), service: waypoint.service, servicePort: waypoint.port, waypoint: waypoint.workload, destinationAddr: dst });
+      return undefined;
+    }
     if (dst.address !== localIp && snapshot.workloadByIp(localIp)?.local === true) {
       return respond(STATUS.badRequest, `:authority ${formatAddr(dst)} does not match the address the tunnel was opened to (${localIp})`);
     }

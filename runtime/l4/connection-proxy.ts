@@ -130,7 +130,7 @@ export class ConnectionProxy {
         const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source) : undefined;
         if (plan !== undefined) this.#plans.set(req, plan);
         labels = this.#labels(req, sourceWorkload, route);
-        if (route.l7 && this.#handOffToL7(req, route)) return;
+        if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route)) return;
         try {
           upstream =
             plan === undefined
