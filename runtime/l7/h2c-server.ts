@@ -260,7 +260,9 @@ class H2Exchange {
           stream.respond(headers, { endStream: true });
           return;
         }
-        stream.respond(headers, { waitForTrailers: true });
+        // Only gRPC-style exchanges carry trailers; waiting for them otherwise would end plain responses with RST_STREAM.
+        const wantsTrailers = this.#grpc || this.#headers.get('te') === 'trailers';
+        stream.respond(headers, { waitForTrailers: wantsTrailers });
         up.on('data', (c: Buffer) => (this.#resBytes += c.length));
         up.pipe(stream);
       };
@@ -273,8 +275,11 @@ class H2Exchange {
       if (gs !== undefined) this.#grpcStatus = String(gs);
     });
     stream.on('wantTrailers', () => {
-      if (trailers !== undefined && Object.keys(trailers).length > 0) stream.sendTrailers(trailers);
-      else stream.close();
+      try {
+        stream.sendTrailers(trailers ?? {});
+      } catch {
+        stream.close();
+      }
     });
     up.on('error', (err: Error) => {
       if (!stream.headersSent) return this.#upstreamFailed(`upstream h2 stream failed: ${err.message}`, 'UF');
