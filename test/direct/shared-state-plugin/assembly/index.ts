@@ -2,7 +2,7 @@
 // weft.ratelimit.should_rate_limit and guards it with breaker "upstream" through weft.breaker.*; answers 429/503 itself.
 import {
   BreakerPermit, HeaderPair, HeadersAction, HttpContext, RateLimitDescriptor, RateLimitResult, RootContext, breakerAcquire,
-  breakerRecord, registerRootContext, requestHeaders, shouldRateLimit,
+  breakerRecord, registerRootContext, requestHeaders, responseHeaders, shouldRateLimit,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports";
 
@@ -63,8 +63,6 @@ class Limited extends HttpContext {
     return HeadersAction.Continue;
   }
 }
-
-import { responseHeaders } from "@weft/sdk/assembly/index";
 
 function responseStatus(): i32 {
   const s = responseHeaders.get(":status");
