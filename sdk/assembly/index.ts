@@ -21,7 +21,7 @@ export {
 export { Metric, defineMetric, defineCounter, defineGauge, defineHistogram } from "./metrics";
 export { currentTimeNanos, currentTimeSeconds, randomU32, randomUnit } from "./host-time";
 export {
-  JsonKind, JsonValue, JsonNull, JsonBool, JsonNumber, JsonString, JsonArray, JsonObject, JsonParseResult, parseJson, jsonQuote, stringArray, unknownKey,
+  JsonKind, JsonValue, JsonNull, JsonBool, JsonNumber, JsonString, JsonArray, JsonObject, JsonParseResult, parseJson, jsonQuote, stringArray, unknownKey, stringifyJson,
 } from "./json";
 export {
   RateLimitDescriptor, PendingCall, shouldRateLimit, breakerAcquire, breakerRecord, breakerState, pendingForeignCalls,
@@ -30,4 +30,5 @@ export {
 export { RateLimitResult, RateLimitStatus, BreakerPermit } from "./weft-results";
 export { decodeUtf8, utf8, asciiLower } from "./memory";
 export { istioMatch, matchesAny } from "./string-match";
+export { base64Decode, base64UrlEncode } from "./base64";
 export { weftAbort } from "./abort";

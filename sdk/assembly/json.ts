@@ -405,3 +405,35 @@ export function unknownKey(obj: JsonObject, allowed: Array<string>): string | nu
   for (let i = 0; i < obj.keys.length; i++) if (!allowed.includes(obj.keys[i])) return obj.keys[i];
   return null;
 }
+
+/** Serializes a JSON value (integers without a fraction; object keys in their original order). */
+export function stringifyJson(v: JsonValue): string {
+  switch (v.kind) {
+    case JsonKind.Null: return "null";
+    case JsonKind.Bool: return v.asBool() ? "true" : "false";
+    case JsonKind.Number: {
+      const n = v.asNumber();
+      if (n == Math.floor(n) && Math.abs(n) < 9007199254740992) return (<i64>n).toString();
+      return isFinite(n) ? n.toString() : "null";
+    }
+    case JsonKind.String: return jsonQuote(v.asString()!);
+    case JsonKind.Array: {
+      const a = <JsonArray>v;
+      let s = "[";
+      for (let i = 0; i < a.length; i++) {
+        if (i > 0) s += ",";
+        s += stringifyJson(a.at(i));
+      }
+      return s + "]";
+    }
+    default: {
+      const o = <JsonObject>v;
+      let s = "{";
+      for (let i = 0; i < o.keys.length; i++) {
+        if (i > 0) s += ",";
+        s += jsonQuote(o.keys[i]) + ":" + stringifyJson(o.entries.get(o.keys[i]));
+      }
+      return s + "}";
+    }
+  }
+}

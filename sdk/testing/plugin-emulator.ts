@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url';
 import type { PluginConfig } from '../../runtime/config/config-schema.js';
 import type { LogFields, Logger, LogLevel } from '../../runtime/log.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
+import { CRYPTO_VERIFY_FUNCTION, registerCryptoForeignFunctions } from '../../runtime/wasm/crypto-foreign-functions.js';
 import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
 import type { HttpCallFn } from '../../runtime/wasm/host-services.js';
 import { type LoadResult, PluginHost } from '../../runtime/wasm/plugin-host.js';
@@ -29,7 +30,7 @@ export interface EmulatorOptions {
   failStrategy?: PluginConfig['failStrategy'];
   limits?: { cpuMs: number; memoryMb: number };
   env?: Record<string, string>;
-  /** Host services reachable through proxy_call_foreign_function (e.g. weft's shared rate limiter). */
+  /** Host services reachable through proxy_call_foreign_function (e.g. weft's shared rate limiter); weft.crypto.verify is always added. */
   foreignFunctions?: ForeignFunctionRegistry;
   /** Node-level properties every request sees. */
   nodeProperties?: Record<string, PropertyValue>;
@@ -85,6 +86,8 @@ export class PluginEmulator {
     this.name = options.name ?? 'plugin';
     this.metrics = new MetricsRegistry();
     this.foreignFunctions = options.foreignFunctions ?? new ForeignFunctionRegistry();
+    // weft's host services every node offers; the shared limiter and breakers come from the caller's registry.
+    if (this.foreignFunctions.lookup(CRYPTO_VERIFY_FUNCTION) === undefined) registerCryptoForeignFunctions(this.foreignFunctions);
     this.httpCalls = new HttpCallQueue();
     this.#tmpDir = tmpDir;
     this.host = new PluginHost({
