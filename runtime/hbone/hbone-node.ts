@@ -79,7 +79,14 @@ export class HboneNode {
         if (l7 === undefined) return undefined;
         return (stream, t) =>
           // The L7 proxy reads and writes the CONNECT stream as it would a socket.
-          l7.handleConnection(stream as unknown as net.Socket, { service: t.service, servicePort: t.servicePort, originalDst: t.destinationAddr, source: t.forwardedFor ?? t.peer, sourceIdentity: t.sourceIdentity });
+          l7.handleConnection(stream as unknown as net.Socket, {
+            ...(t.service === undefined ? {} : { service: t.service }),
+            ...(t.servicePort === undefined ? {} : { servicePort: t.servicePort }),
+            ...(t.target === undefined ? {} : { workload: t.target }),
+            originalDst: t.destinationAddr,
+            source: t.forwardedFor ?? t.peer,
+            sourceIdentity: t.sourceIdentity,
+          });
       },
       authorize: authz.authorize,
       connectUpstream: (target) => connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs }),
@@ -115,7 +122,7 @@ export class HboneNode {
 
   /** The HBONE route for an outbound connection, or undefined when it goes plaintext (TCP workload, passthrough, unknown source). */
   plan(route: Route, source: SocketAddr): HbonePlan | undefined {
-    const viaWaypoint = route.kind === 'service' ? this.#waypointPlan(route, source) : undefined;
+    const viaWaypoint = route.kind === 'service' || route.kind === 'workload' ? this.#waypointPlan(route, source) : undefined;
     if (viaWaypoint !== undefined) return viaWaypoint;
     const destination: Workload | undefined = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
     if (destination === undefined || route.kind === 'refused' || route.kind === 'passthrough' || destination.protocol !== 'HBONE') return undefined;
@@ -150,14 +157,17 @@ export class HboneNode {
    * ztunnel outbound step 3: a service with a waypoint is reached through HBONE to the waypoint, `:authority` staying the
    * service VIP:port and the waypoint's identity expected. A waypoint on this very node is served locally (the L7 handoff).
    */
-  #waypointPlan(route: Extract<Route, { kind: 'service' }>, source: SocketAddr): HbonePlan | undefined {
-    const ref = route.service.waypoint;
-    const vip = route.service.addresses[0];
-    if (ref === undefined || vip === undefined) return undefined;
+  #waypointPlan(route: Extract<Route, { kind: 'service' | 'workload' }>, source: SocketAddr): HbonePlan | undefined {
+    // Service-addressed: the service's waypoint, `:authority` the VIP. Workload-addressed (step 6): the workload's
+    // waypoint, `:authority` the original pod address.
+    const ref = route.kind === 'service' ? route.service.waypoint : route.workload.waypoint;
+    const authority = route.kind === 'service' ? (route.service.addresses[0] === undefined ? undefined : { address: route.service.addresses[0], port: route.servicePort.port }) : route.upstream;
+    if (ref === undefined || authority === undefined) return undefined;
     const snapshot = this.#opts.state.current;
     const waypoint = snapshot.serviceByName(ref)?.endpoints.find((w) => w.status === 'Healthy' && w.protocol === 'HBONE');
     const sourceWorkload = snapshot.workloadByIp(source.address);
-    if (waypoint === undefined || waypoint.local || sourceWorkload === undefined || !sourceWorkload.local) return undefined;
+    // Traffic from the waypoint itself goes on to the destination, never back into the waypoint (ztunnel's loop check).
+    if (waypoint === undefined || waypoint.local || sourceWorkload === undefined || !sourceWorkload.local || sourceWorkload === waypoint) return undefined;
     const via = { address: waypoint.addresses[0] ?? '', port: snapshot.config.hbone.port };
     return {
       sourceIdentity: sourceWorkload.identity,
@@ -169,11 +179,11 @@ export class HboneNode {
         this.client.connect({
           sourceIdentity: sourceWorkload.identity,
           ...(isLocalAddress(source.address) ? { sourceAddress: source.address } : {}),
-          destination: { address: vip, port: route.servicePort.port },
+          destination: authority,
           destinationIdentities: [waypoint.identity],
           via,
           forwardedFor: source,
-          forwardedHost: route.service.hostname,
+          ...(route.kind === 'service' ? { forwardedHost: route.service.hostname } : {}),
           timeoutMs,
           signal,
         }),

@@ -38,8 +38,10 @@ export interface WaypointTunnel {
   sourceIdentity: string;
   peer: SocketAddr;
   forwardedFor?: SocketAddr;
-  service: Service;
-  servicePort: ServicePortConfig;
+  /** The service addressed (by VIP), or the workload addressed directly (`target`). */
+  service?: Service;
+  servicePort?: ServicePortConfig;
+  target?: Workload;
   /** The local waypoint workload the tunnel was opened to. */
   waypoint: Workload;
   destinationAddr: SocketAddr;
@@ -91,14 +93,19 @@ type TaggedSocket = tls.TLSSocket & { [SOURCE_IDENTITY]?: string };
 
 const STATUS = { ok: 200, badRequest: 400, denied: 401, unavailable: 503 } as const;
 
-/** ztunnel's waypoint case: the CONNECT names a service VIP whose waypoint resolves to the local workload the tunnel reached. */
-function waypointFor(snapshot: StateSnapshot, dst: SocketAddr, localIp: string): { service: Service; port: ServicePortConfig; workload: Workload } | undefined {
+/**
+ * ztunnel's waypoint case: the CONNECT names a service VIP, or a workload address, whose waypoint resolves to the
+ * local workload the tunnel reached.
+ */
+function waypointFor(snapshot: StateSnapshot, dst: SocketAddr, localIp: string): { service?: Service; port?: ServicePortConfig; target?: Workload; workload: Workload } | undefined {
   const target = snapshot.serviceByVip(dst.address, dst.port);
-  if (target?.service.waypoint === undefined) return undefined;
+  const targetWorkload = target === undefined ? snapshot.workloadByIp(dst.address) : undefined;
+  const ref = target?.service.waypoint ?? targetWorkload?.waypoint;
+  if (ref === undefined) return undefined;
   const workload = snapshot.workloadByIp(localIp);
-  const waypointService = snapshot.serviceByName(target.service.waypoint);
-  if (workload === undefined || !workload.local || waypointService?.endpoints.includes(workload) !== true) return undefined;
-  return { service: target.service, port: target.port, workload };
+  const waypointService = snapshot.serviceByName(ref);
+  if (workload === undefined || !workload.local || workload === targetWorkload || waypointService?.endpoints.includes(workload) !== true) return undefined;
+  return { ...(target === undefined ? {} : { service: target.service, port: target.port }), ...(targetWorkload === undefined ? {} : { target: targetWorkload }), workload };
 }
 
 export function createHboneServer(opts: HboneServerOptions): HboneServer {
@@ -221,7 +228,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       if (handler === undefined) return respond(STATUS.unavailable, `${formatAddr(dst)} is served by waypoint ${waypoint.workload.uid}, but this node runs no L7 proxy`);
       const forwardedFor = parseForwarded(headers.forwarded).for;
       stream.respond({ ':status': STATUS.ok });
-      handler(stream, { sourceIdentity, peer, ...(forwardedFor === undefined ? {} : { forwardedFor }), service: waypoint.service, servicePort: waypoint.port, waypoint: waypoint.workload, destinationAddr: dst });
+      handler(stream, { sourceIdentity, peer, ...(forwardedFor === undefined ? {} : { forwardedFor }), ...(waypoint.service === undefined ? {} : { service: waypoint.service }), ...(waypoint.port === undefined ? {} : { servicePort: waypoint.port }), ...(waypoint.target === undefined ? {} : { target: waypoint.target }), waypoint: waypoint.workload, destinationAddr: dst });
       return undefined;
     }
     if (dst.address !== localIp && snapshot.workloadByIp(localIp)?.local === true) {

@@ -9,6 +9,7 @@ import { startWeft, type WeftUnderTest } from '../helpers/weft-harness.js';
 import { ID, IP, startEcho } from './hbone-fixtures.js';
 
 const WAYPOINT_IP = '127.0.0.23';
+const DB_IP = '127.0.0.24';
 let a: WeftUnderTest;
 let b: WeftUnderTest;
 let echo: Awaited<ReturnType<typeof startEcho>>;
@@ -34,6 +35,7 @@ beforeAll(async () => {
       { name: 'sleep', namespace: 'default', serviceAccount: 'sleep', addresses: [IP.client], node: 'node-a', protocol: 'HBONE' },
       { name: 'echo', namespace: 'default', serviceAccount: 'echo', addresses: [IP.server], node: 'node-b', protocol: 'HBONE', labels: { app: 'echo' } },
       { name: 'waypoint', namespace: 'default', serviceAccount: 'waypoint', addresses: [WAYPOINT_IP], node: 'node-b', protocol: 'HBONE', labels: { app: 'waypoint' } },
+      { name: 'db', namespace: 'default', serviceAccount: 'db', addresses: [DB_IP], node: 'node-b', protocol: 'HBONE', waypoint: 'waypoint.default' },
     ],
     services: [
       { name: 'echo', namespace: 'default', addresses: ['10.96.0.30'], ports: [{ port: 80, targetPort: echo.port }], selector: { app: 'echo' }, waypoint: 'waypoint.default' },
@@ -78,6 +80,19 @@ describe('service waypoint over HBONE', () => {
     expect(targets[0]?.service?.name).toBe('echo');
     const line = await a.waitForLog((e) => e.listener === 'local-port' && e.connection_security_policy === 'mutual_tls');
     expect(line['dst.identity']).toBe('spiffe://cluster.local/ns/default/sa/waypoint');
+  });
+
+  it('sends workload-addressed traffic for a workload with a waypoint to that waypoint (explicit CONNECT from the pod)', async () => {
+    const s = net.connect({ host: '127.0.0.1', port: a.app.ports.explicitProxy ?? 0, localAddress: IP.client });
+    s.on('error', () => undefined);
+    s.write(`CONNECT ${DB_IP}:5432 HTTP/1.1\r\nHost: ${DB_IP}:5432\r\n\r\n`);
+    const chunks: Buffer[] = [];
+    for await (const c of s) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString();
+    expect(text).toMatch(/^HTTP\/1\.1 200 /);
+    expect(text.endsWith('waypoint\n')).toBe(true);
+    expect(targets.at(-1)).toMatchObject({ sourceIdentity: ID.client, originalDst: { address: DB_IP, port: 5432 } });
+    expect(targets.at(-1)?.workload?.name).toBe('db');
   });
 
   it('answers 503 (the client sees a reset) when node B has no L7 proxy to act as waypoint', async () => {
