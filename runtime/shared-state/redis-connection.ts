@@ -13,20 +13,43 @@ const backoff = (attempt: number): number => Math.min(attempt * 50, RECONNECT_CA
 interface Endpoint {
   host: string;
   port: number;
+  username: string;
+  password: string;
+  tls: boolean;
 }
 
 function parseEndpoint(text: string): Endpoint {
-  const url = new URL(text.includes('://') ? text : `redis://${text}`);
-  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `state.redis: unsupported URL scheme "${url.protocol}" in ${text}; use redis://host:port`);
+  let url: URL;
+  try {
+    url = new URL(text.includes('://') ? text : `redis://${text}`);
+  } catch (err) {
+    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `state.redis: "${text}" is not a URL; use redis://[user:password@]host:port`, { cause: err });
   }
-  return { host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: url.port === '' ? 6379 : Number(url.port) };
+  if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
+    throw new WeftError('WEFT_ERR_CONFIG_INVALID', `state.redis: unsupported URL scheme "${url.protocol}" in ${url.host}; use redis:// or rediss://`);
+  }
+  return {
+    host: url.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1',
+    port: url.port === '' ? 6379 : Number(url.port),
+    username: decodeURIComponent(url.username),
+    password: decodeURIComponent(url.password),
+    tls: url.protocol === 'rediss:',
+  };
 }
 
 function endpoints(config: RedisConfig): Endpoint[] {
   const list = [...(config.url === undefined ? [] : [config.url]), ...(config.urls ?? [])];
   if (list.length === 0) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'state.redis needs url or urls (redis://host:port)');
   return list.map(parseEndpoint);
+}
+
+/** Credentials and TLS from the URLs (ACL user and password as in redis://user:password@host:port; rediss:// for TLS). */
+function security(nodes: Endpoint[]): RedisOptions {
+  const withAuth = nodes.find((n) => n.password !== '');
+  return {
+    ...(withAuth === undefined ? {} : { password: withAuth.password, ...(withAuth.username === '' ? {} : { username: withAuth.username }) }),
+    ...(nodes.some((n) => n.tls) ? { tls: {} } : {}),
+  };
 }
 
 /**
@@ -50,7 +73,7 @@ function baseOptions(config: RedisConfig): RedisOptions {
 
 export function createRedisClient(config: RedisConfig, role: 'command' | 'subscriber'): RedisClient {
   const nodes = endpoints(config);
-  const base = baseOptions(config);
+  const base = { ...baseOptions(config), ...security(nodes) };
   // Subscribers hold no request: let their commands (SUBSCRIBE) wait for a connection instead of failing.
   const roleOptions: RedisOptions = role === 'subscriber' ? { enableOfflineQueue: true, commandTimeout: undefined, maxRetriesPerRequest: null } : {};
   if (config.mode === 'cluster') {
@@ -65,14 +88,17 @@ export function createRedisClient(config: RedisConfig, role: 'command' | 'subscr
       retryDelayOnTryAgain: 20,
       slotsRefreshTimeout: Math.max(config.timeoutMs * 10, 1000),
     };
-    return new Cluster(nodes, options);
+    return new Cluster(
+      nodes.map((n) => ({ host: n.host, port: n.port })),
+      options,
+    );
   }
   if (config.mode === 'sentinel') {
     if (config.sentinelName === undefined) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'state.redis.mode sentinel needs sentinelName (the monitored master name)');
     return new Redis({
       ...base,
       ...roleOptions,
-      sentinels: nodes,
+      sentinels: nodes.map((n) => ({ host: n.host, port: n.port })),
       name: config.sentinelName,
       sentinelRetryStrategy: backoff,
       sentinelCommandTimeout: Math.max(config.timeoutMs * 10, 500),

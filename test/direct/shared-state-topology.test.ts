@@ -5,7 +5,7 @@ import type { RedisConfig } from '../../runtime/config/config-schema.js';
 import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { RedisBackend } from '../../runtime/shared-state/state-redis.js';
 import type { LimitSpec } from '../../runtime/shared-state/state-backend.js';
-import { cli, migrateSlot, startRedisCluster, startRedisSentinel } from '../helpers/redis-server.js';
+import { cli, migrateSlot, startRedis, startRedisCluster, startRedisSentinel } from '../helpers/redis-server.js';
 import { requireCommands } from '../helpers/requirements.js';
 
 setLogLevel('error');
@@ -60,6 +60,21 @@ async function backend(config: RedisConfig): Promise<RedisBackend> {
 }
 
 describe('Redis topologies under load', () => {
+  it('password-protected Redis: credentials from the URL; a wrong password is refused fast, never hangs', async (ctx) => {
+    requireCommands(ctx, 'redis-server', 'redis-cli');
+    const redis = await startRedis({ args: ['--requirepass', 's3cret/pw'] });
+    cleanup.push(() => redis.stop());
+    const spec: LimitSpec = { id: 'auth|k=v', algorithm: 'fixed', limit: 5, windowMs: 3_600_000, burst: 1 };
+    const good = await backend({ url: `redis://:${encodeURIComponent('s3cret/pw')}@127.0.0.1:${redis.port}`, mode: 'single', timeoutMs: 200, failMode: 'open', keyPrefix: 'wt' });
+    expect((await good.consume(spec, 1)).remaining).toBe(4);
+    const bad = new RedisBackend({ url: `redis://:wrong@127.0.0.1:${redis.port}`, mode: 'single', timeoutMs: 200, failMode: 'open', keyPrefix: 'wt' }, { logger: createLogger('shared-state') });
+    cleanup.push(() => bad.close());
+    await expect(bad.ready(1_000)).rejects.toThrow(/not ready/);
+    const t0 = performance.now();
+    await expect(bad.consume(spec, 1)).rejects.toMatchObject({ code: 'WEFT_ERR_STATE_BACKEND' });
+    expect(performance.now() - t0).toBeLessThan(200);
+  });
+
   it('cluster: a slot migrated mid-load (ASK, then MOVED) loses and duplicates no hit', async (ctx) => {
     requireCommands(ctx, 'redis-server', 'redis-cli');
     const cluster = await startRedisCluster(3);

@@ -103,7 +103,8 @@ export async function startRedis(options: StartRedisOptions = {}): Promise<Redis
     const c = spawn('redis-server', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     child = c;
     exited = new Promise((resolve) => c.once('exit', () => resolve()));
-    await waitFor(`redis-server on 127.0.0.1:${port}`, async () => (await rawCommand(port, 'PING')).startsWith('+PONG'));
+    // NOAUTH is an answer too: a password-protected server is up.
+    await waitFor(`redis-server on 127.0.0.1:${port}`, async () => /^(\+PONG|-NOAUTH)/.test(await rawCommand(port, 'PING')));
   };
 
   const kill = async (): Promise<void> => {
