@@ -46,11 +46,6 @@ export class Http1ServerConnection {
     });
     socket.on('close', () => this.#onClose());
     socket.on('drain', () => this.#exchange?.onDownstreamDrain());
-    if ('setTimeout' in socket && typeof socket.setTimeout === 'function') {
-      (socket as Duplex & { setTimeout(ms: number, cb: () => void): void }).setTimeout(ctx.limits.idleTimeoutMs, () => {
-        if (this.#exchange === null) this.destroy();
-      });
-    }
     if (firstBytes !== undefined && firstBytes.length > 0) this.#onData(firstBytes);
   }
 
@@ -86,6 +81,14 @@ export class Http1ServerConnection {
 
   #targetVersion = -1;
   #resolved: L7Target;
+
+  /** When the last exchange ended (ms since epoch); the proxy's sweep closes connections idle past l7.idleTimeoutMs. */
+  idleSince = Date.now();
+
+  /** True when no request is in flight and the connection has been quiet since before `cutoff`. */
+  isIdleSince(cutoff: number): boolean {
+    return this.#exchange === null && this.#buf === null && this.idleSince < cutoff;
+  }
 
   get closed(): boolean {
     return this.#closed;
@@ -142,6 +145,7 @@ export class Http1ServerConnection {
   exchangeDone(ex: Http1Exchange, keepAlive: boolean): void {
     if (this.#exchange !== ex) return;
     this.#exchange = null;
+    this.idleSince = Date.now();
     if (!keepAlive || this.#ended) {
       this.#closeGracefully();
       return;

@@ -39,5 +39,5 @@ export interface L7Context {
   /** Raw upstream connections (CONNECT tunnels). */
   readonly connect: ConnectFn;
   /** Live downstream connections, for drain and leak checks. */
-  readonly connections: Set<{ destroy(): void }>;
+  readonly connections: Set<{ destroy(): void; isIdleSince?(cutoff: number): boolean }>;
 }

@@ -84,7 +84,13 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   const mirror = new RequestMirror(opts.logger);
   const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, mirror, connect: opts.connectUpstream ?? defaultConnect, connections: new Set() };
   let h2: H2cServer | undefined;
-  const sweeper = setInterval(() => clusters.sweepIdle(Date.now() - 60_000), 10_000);
+  // One sweep instead of a socket timer per connection: a socket timer is re-armed on every read and write.
+  const sweeper = setInterval(() => {
+    const now = Date.now();
+    clusters.sweepIdle(now - 60_000);
+    const cutoff = now - limits.idleTimeoutMs;
+    for (const c of ctx.connections) if (c.isIdleSince?.(cutoff) === true) c.destroy();
+  }, Math.min(10_000, Math.max(100, limits.idleTimeoutMs / 4)));
   sweeper.unref();
   let closed = false;
 

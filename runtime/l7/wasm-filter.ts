@@ -90,10 +90,13 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
       const names = orderPlugins(pluginNames, configs()).filter((n) => host.has(n));
       if (names.length === 0) return [];
       const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
+      const requestBody = exportsOf('proxy_on_request_body');
+      const responseBody = exportsOf('proxy_on_response_body');
+      const responseTrailers = exportsOf('proxy_on_response_trailers');
       const filter: L7Filter = {
         name: `wasm:${names.join(',')}`,
-        bufferRequestBody: exportsOf('proxy_on_request_body'),
-        bufferResponseBody: exportsOf('proxy_on_response_body'),
+        bufferRequestBody: requestBody,
+        bufferResponseBody: responseBody,
         start(info, body): L7FilterStream {
           let chain: FilterChain | undefined;
           const open = (): FilterChain => (chain ??= host.createStream(names, streamInfo(info)));
@@ -103,17 +106,12 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
             [':authority', info.authority],
             [':scheme', 'http'],
           ];
-          return {
+          const stream: L7FilterStream = {
             onRequestHeaders(headers, eos) {
               const pairs = toPairs(headers, reqPseudo);
               const action = open().onRequestHeaders(pairs, eos);
               writeBack(headers, pairs, reqPseudo.length);
               return statusOf(action);
-            },
-            onRequestBody(chunk, eos) {
-              return statusOf(open().onRequestBody(chunk, eos), (b) => {
-                if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-              });
             },
             onResponseHeaders(status, headers, eos) {
               const pseudo: [string, string][] = [[':status', String(status)]];
@@ -122,21 +120,33 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
               writeBack(headers, pairs, 1);
               return statusOf(action);
             },
-            onResponseBody(chunk, eos) {
-              return statusOf(open().onResponseBody(chunk, eos), (b) => {
-                if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-              });
-            },
-            onResponseTrailers(trailers) {
-              const pairs = toPairs(trailers, []);
-              const action = open().onResponseTrailers(pairs);
-              writeBack(trailers, pairs, 0);
-              return statusOf(action);
-            },
             onDone() {
               chain?.done();
             },
           };
+          // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
+          // single-write fast path for small responses.
+          if (requestBody) {
+            stream.onRequestBody = (chunk, eos) =>
+              statusOf(open().onRequestBody(chunk, eos), (b) => {
+                if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+              });
+          }
+          if (responseBody) {
+            stream.onResponseBody = (chunk, eos) =>
+              statusOf(open().onResponseBody(chunk, eos), (b) => {
+                if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+              });
+          }
+          if (responseTrailers) {
+            stream.onResponseTrailers = (trailers) => {
+              const pairs = toPairs(trailers, []);
+              const action = open().onResponseTrailers(pairs);
+              writeBack(trailers, pairs, 0);
+              return statusOf(action);
+            };
+          }
+          return stream;
         },
       };
       return [filter];

@@ -202,6 +202,17 @@ describe('L7 HTTP/1.1 proxying', () => {
     expect(h.proxy.telemetry.count({ response_code: '503', response_flags: 'UF' })).toBe(1);
   });
 
+  it('closes keep-alive connections idle past l7.idleTimeoutMs', async () => {
+    const up = await echoUpstream();
+    const h = await startProxy(serviceConfig(up.port), 'echo.default', 80, { limits: { idleTimeoutMs: 150 } });
+    cleanups.push(() => h.close());
+    const t0 = Date.now();
+    const { text, closed } = await rawExchange(h.port, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n', { untilClose: true, idleMs: 3000 });
+    expect(text).toMatch(/^HTTP\/1\.1 200 OK/);
+    expect(closed).toBe(true);
+    expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
   it('leaks no sockets once clients and the proxy are done', async () => {
     const up = await echoUpstream();
     const h = await proxyFor(up);
