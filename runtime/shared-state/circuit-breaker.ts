@@ -28,7 +28,7 @@ export interface BreakerTransition {
 
 interface Breaker {
   readonly name: string;
-  readonly settings: CircuitBreakerSettings;
+  settings: CircuitBreakerSettings;
   state: BreakerState;
   generation: number;
   /** Local ms when OPEN ends; the next acquire after it tries for the probe slot. */
@@ -37,7 +37,7 @@ interface Breaker {
   probeOwner: string | undefined;
   probeUntil: number;
   localSuccesses: number;
-  readonly window: OutcomeWindow;
+  window: OutcomeWindow;
   pendingSuccesses: number;
   pendingFailures: number;
   /** Polls that reported a lower generation in a row: twice means Redis lost its state, not a race. */
@@ -117,9 +117,14 @@ export class SharedBreakers {
     this.#schedulePoll();
   }
 
-  /** New tuning (config reload); existing state and counts stay. */
+  /** New tuning (config reload); states stay, and local counts too unless the window length changed. */
   update(config: CircuitBreakersConfig): void {
     this.#config = config;
+    for (const b of this.#breakers.values()) {
+      const next = this.#settings(b.name);
+      if (next.windowMs !== b.settings.windowMs) b.window = new OutcomeWindow(next.windowMs);
+      b.settings = next;
+    }
   }
 
   onTransition(listener: (t: BreakerTransition) => void): () => void {
