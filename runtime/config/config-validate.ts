@@ -2,6 +2,7 @@
 import type { WeftConfig } from './config-schema.js';
 import { parseSocketAddress } from './config-schema.js';
 import { PLUGINS_ANNOTATION, parsePluginList, pluginConfigProblems } from '../state/plugin-attachment.js';
+import { securityProblems } from '../authz/policy-problems.js';
 
 export interface CrossProblem {
   path: (string | number)[];
@@ -74,6 +75,7 @@ export function crossReferenceProblems(config: WeftConfig): CrossProblem[] {
   config.policies.forEach((p, i) => {
     if (p.selector !== undefined && p.targetRef !== undefined) problems.push({ path: ['policies', i], message: 'set either selector or targetRef, not both' });
   });
+  problems.push(...securityProblems(config));
   return problems;
 }
 
