@@ -77,6 +77,7 @@ export class App {
       logger: createLogger('proxy'),
       hbone: this.hbone,
       authorizeInbound: (conn) => authorize(this.state.current, conn),
+      trackInbound: (conn, close) => this.hbone.live.add(conn, close),
     });
     this.explicitProxy = new ExplicitProxy({ proxy: this.proxy, state: this.state, metrics: this.metrics, logger: createLogger('explicit') });
   }

@@ -67,6 +67,8 @@ export interface ConnectionProxyDeps {
   hbone?: { plan(route: Route, source: SocketAddr): HbonePlan | undefined };
   /** L4 authorization of plaintext inbound connections (no peer identity; STRICT denies them). */
   authorizeInbound?: (conn: ConnectionAttributes) => AuthzDecision;
+  /** Registers an established plaintext inbound connection for policy re-checks; `close` ends it as 'policy'. */
+  trackInbound?: (conn: ConnectionAttributes, close: () => void) => () => void;
 }
 
 /** Envoy response flags for L4 failures: UF upstream connect failure, UH no healthy upstream, UO overflow, NR no route. */
@@ -110,6 +112,7 @@ export class ConnectionProxy {
 
     let route: Route | undefined;
     let labels: TcpLabels | undefined;
+    let untrack: (() => void) | undefined;
     try {
       if (this.#active > limits.maxConnections) {
         throw new WeftError('WEFT_ERR_CONNECTION_LIMIT', `connection limit of ${limits.maxConnections} reached; refusing ${formatAddr(req.source)}`);
@@ -152,6 +155,10 @@ export class ConnectionProxy {
       req.client.off('error', noop);
       req.client.off('close', onClientGone);
       deps.telemetry.opened(labels as TcpLabels);
+      const delivered = route;
+      if (req.direction === 'inbound' && delivered?.kind === 'workload') {
+        untrack = deps.trackInbound?.({ sourceIp: req.source.address, destination: delivered.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port }, () => abort.abort('policy'));
+      }
       const result = await copyBidirectional(req.client, upstream, { idleTimeoutMs: limits.idleTimeoutMs, signal: abort.signal });
       deps.telemetry.closed(labels as TcpLabels, result.bytesSent, result.bytesReceived);
       this.#log(req, route, started, result);
@@ -166,6 +173,7 @@ export class ConnectionProxy {
         req.client.end();
       } else req.client.resetAndDestroy();
     } finally {
+      untrack?.();
       this.#active--;
       release();
       req.client.off('close', onClientGone);

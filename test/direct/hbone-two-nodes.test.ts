@@ -122,7 +122,15 @@ describe('node A to node B over HBONE (whole runtimes)', () => {
     };
     try {
       expect(await plaintext()).toBe('plain');
+      // A plaintext connection that is live when STRICT arrives is closed by the policy re-check.
+      const live = net.connect({ host: '127.0.0.1', port: (inbound.address() as net.AddressInfo).port });
+      live.on('error', () => undefined);
+      live.write('hello');
+      await new Promise((r) => live.once('data', r));
+      const liveClosed = new Promise((r) => live.once('close', r));
       await b.app.reload({ ...b.app.state.current.config, peerAuthentication: [{ mode: 'STRICT' }] });
+      await liveClosed;
+      expect(await b.waitForLog((e) => e.direction === 'inbound' && e.close_reason === 'policy')).toBeDefined();
       expect(await plaintext()).toBe('reset (ECONNRESET)');
       const denied = await b.waitForLog((e) => e.direction === 'inbound' && e.response_flags === 'DENY');
       expect(String(denied.error)).toMatch(/STRICT mTLS, plaintext connection/);
