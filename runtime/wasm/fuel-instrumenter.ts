@@ -6,6 +6,7 @@
  * imported `__weft.memory_grow`, so the host knows when a trap follows a refused growth (memory exhaustion).
  */
 import { WeftError } from '../errors.js';
+import { type MeterPlan, summarizeCode, tableFunctions, writeMeteredCode } from './fuel-metering.js';
 import { InstrKind, decoded, readInstruction } from './wasm-instructions.js';
 import { type ModuleInfo, SectionId, readValType } from './wasm-module-info.js';
 import { WasmReader } from './wasm-reader.js';
@@ -29,10 +30,24 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
   const meter = options.meterFuel !== false;
   const fuelType = info.types.length;
   const growType = fuelType + 1;
+  const voidType = fuelType + 2;
+  const chargeType = fuelType + 3;
   const refillFunc = info.importedFuncs;
   const growFunc = refillFunc + 1;
   const fuelGlobal = info.importedGlobals + info.definedGlobals;
   const shift = (idx: number): number => (meter && idx >= refillFunc ? idx + 2 : idx);
+  const elementSpan = info.sections.find((x) => x.id === SectionId.Element);
+  const tableFuncs = meter ? tableFunctions(bytes, elementSpan === undefined ? undefined : { start: elementSpan.payloadStart, end: elementSpan.end }) : new Set<number>();
+  const plan: MeterPlan = {
+    fuelGlobal,
+    refillFunc,
+    growFunc,
+    importedFuncs: info.importedFuncs,
+    paramCounts: info.functionTypes.map((t) => info.types[t]?.params.length ?? 0),
+    shift,
+    slowLoopFunc: refillFunc + 2 + info.functionTypes.length,
+    slowEntryFunc: refillFunc + 3 + info.functionTypes.length,
+  };
 
   const out = new WasmWriter(bytes.length + bytes.length / 4 + 64);
   out.bytes(bytes.subarray(0, 8));
@@ -49,10 +64,12 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
 
   function writeTypes(w: WasmWriter, r: WasmReader | undefined): void {
     const n = r === undefined ? 0 : r.u32();
-    w.u32(n + 2);
+    w.u32(n + 4);
     if (r !== undefined) w.bytes(r.bytes.subarray(r.pos, r.end));
     w.bytes(Uint8Array.of(0x60, 0x00, 0x01, 0x7f)); // () -> i32
     w.bytes(Uint8Array.of(0x60, 0x01, 0x7f, 0x01, 0x7f)); // (i32) -> i32
+    w.bytes(Uint8Array.of(0x60, 0x00, 0x00)); // () -> ()
+    w.bytes(Uint8Array.of(0x60, 0x01, 0x7f, 0x00)); // (i32) -> ()
   }
   function writeImports(w: WasmWriter, r: WasmReader | undefined): void {
     const n = r === undefined ? 0 : r.u32();
@@ -119,6 +136,16 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
             }
           });
         break;
+      case SectionId.Function:
+        if (!meter) raw();
+        else
+          out.section(s.id, (w) => {
+            w.u32(info.functionTypes.length + 2);
+            for (const t of info.functionTypes) w.u32(t);
+            w.u32(chargeType);
+            w.u32(voidType);
+          });
+        break;
       case SectionId.Start:
         if (meter) out.section(s.id, (w) => w.u32(shift(r.u32())));
         else raw();
@@ -128,7 +155,7 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
         else raw();
         break;
       case SectionId.Code:
-        if (meter) out.section(s.id, (w) => writeCode(w, r, shift, fuelGlobal, refillFunc, growFunc));
+        if (meter) out.section(s.id, (w) => writeMeteredCode(w, r, plan, summarizeCode(bytes, { start: s.payloadStart, end: s.end }, tableFuncs, info.importedFuncs)));
         else raw();
         break;
       default:
@@ -192,94 +219,4 @@ function writeElements(w: WasmWriter, r: WasmReader, shift: (i: number) => numbe
       else copyExpr(r, w, shift);
     }
   }
-}
-
-const costs: number[] = [];
-const stack: number[] = [];
-// Edits, in code order: [pos, 0, region] fuel check; [pos, 1, end, funcIndex] renumbered call; [pos, 2, end] memory.grow.
-const edits: number[] = [];
-
-function writeCode(w: WasmWriter, r: WasmReader, shift: (i: number) => number, fuelGlobal: number, refillFunc: number, growFunc: number): void {
-  const n = r.u32();
-  w.u32(n);
-  const body = new WasmWriter(4096);
-  for (let i = 0; i < n; i++) {
-    const size = r.u32();
-    const end = r.pos + size;
-    const br = new WasmReader(r.bytes, r.pos, end);
-    for (let groups = br.u32(); groups > 0; groups--) {
-      br.u32();
-      readValType(br);
-    }
-    const codeStart = br.pos;
-    costs.length = 0;
-    stack.length = 0;
-    edits.length = 0;
-    costs.push(0);
-    stack.push(0);
-    while (!br.done) {
-      const opStart = br.pos;
-      const kind = readInstruction(br);
-      costs[stack[stack.length - 1]!]!++;
-      if (kind === InstrKind.Loop) {
-        const region = costs.length;
-        costs.push(0);
-        stack.push(region);
-        edits.push(br.pos, 0, region);
-      } else if (kind === InstrKind.BlockOpen) stack.push(stack[stack.length - 1]!);
-      else if (kind === InstrKind.End) stack.pop();
-      else if (kind === InstrKind.FuncRef) edits.push(decoded.immStart, 1, decoded.immEnd, decoded.funcIndex);
-      else if (r.bytes[opStart] === 0x40) edits.push(opStart, 2, br.pos);
-    }
-    if (stack.length !== 0) br.fail(`function ${i}: unbalanced blocks`);
-    body.length = 0;
-    body.bytes(r.bytes.subarray(r.pos, codeStart));
-    fuelCheck(body, costs[0]!, fuelGlobal, refillFunc);
-    let from = codeStart;
-    for (let e = 0; e < edits.length; ) {
-      const pos = edits[e]!;
-      body.bytes(r.bytes.subarray(from, pos));
-      if (edits[e + 1] === 0) {
-        fuelCheck(body, costs[edits[e + 2]!]!, fuelGlobal, refillFunc);
-        from = pos;
-        e += 3;
-      } else if (edits[e + 1] === 2) {
-        body.byte(0x10);
-        body.u32(growFunc);
-        from = edits[e + 2]!;
-        e += 3;
-      } else {
-        body.u32(shift(edits[e + 3]!));
-        from = edits[e + 2]!;
-        e += 4;
-      }
-    }
-    body.bytes(r.bytes.subarray(from, end));
-    w.u32(body.length);
-    w.bytes(body.finish());
-    r.pos = end;
-  }
-}
-
-/** fuel -= cost; if (fuel < 0) fuel = refill_fuel(); */
-function fuelCheck(w: WasmWriter, cost: number, global: number, refill: number): void {
-  w.byte(0x23);
-  w.u32(global);
-  w.byte(0x41);
-  w.s32(cost);
-  w.byte(0x6b);
-  w.byte(0x24);
-  w.u32(global);
-  w.byte(0x23);
-  w.u32(global);
-  w.byte(0x41);
-  w.byte(0x00);
-  w.byte(0x48);
-  w.byte(0x04);
-  w.byte(0x40);
-  w.byte(0x10);
-  w.u32(refill);
-  w.byte(0x24);
-  w.u32(global);
-  w.byte(0x0b);
 }

@@ -217,7 +217,7 @@ export class PluginVm {
         (fn as GuestFn)(0, 0);
       } catch (err) {
         if (err instanceof ProcExit && err.code === 0 && this.#doomed === undefined) return;
-        const failure = classifyFailure(this.plugin, err, false);
+        const failure = classifyFailure(this.plugin, this.#doomed ?? err, false);
         throw this.fail(new PluginFailure(this.plugin, failure.reason === 'cpu_budget' ? 'cpu_budget' : 'start_failed', `${name}: ${failure.message}`, err));
       } finally {
         this.current = undefined;
@@ -300,7 +300,8 @@ export class PluginVm {
     try {
       result = fn(a, b, c, d, e);
     } catch (err) {
-      throw this.fail(err);
+      // A doomed VM's trap or unwind is reported as what doomed it (budget, proc_exit), not as the trap itself.
+      throw this.fail(this.#doomed ?? err);
     } finally {
       this.current = prevCurrent;
       this.effective = prevEffective;
@@ -334,15 +335,19 @@ export class PluginVm {
     }
   }
 
+  /** Called by the instrumented guest when its fuel runs out: a new chunk, or -1 (the guest then traps) once the budget is spent. */
   #refillFuel(): number {
+    if (this.#doomed !== undefined) return -1;
     if (this.#fuelEpoch !== this.#epoch) {
       this.#fuelEpoch = this.#epoch;
       this.#budgetStart = performance.now();
       return FUEL_CHUNK;
     }
-    if (this.#doomed !== undefined) throw this.#doomed;
     const spent = performance.now() - this.#budgetStart;
-    if (spent > this.settings.cpuMs) this.abort('cpu_budget', `callback ran ${spent.toFixed(1)} ms, over its CPU budget of ${this.settings.cpuMs} ms`);
+    if (spent > this.settings.cpuMs) {
+      this.#doomed = new GuestAbort('cpu_budget', `callback ran ${spent.toFixed(1)} ms, over its CPU budget of ${this.settings.cpuMs} ms`);
+      return -1;
+    }
     return FUEL_CHUNK;
   }
 

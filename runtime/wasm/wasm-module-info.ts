@@ -54,6 +54,8 @@ export interface ModuleInfo {
   importedGlobals: number;
   definedGlobals: number;
   exports: ExportEntry[];
+  /** Type index of each defined (non-imported) function. */
+  functionTypes: number[];
   memory: MemoryLimits | undefined;
   importedMemory: boolean;
 }
@@ -91,7 +93,7 @@ export function parseModuleInfo(bytes: Uint8Array): ModuleInfo {
     const what = bytes[6] === 0x01 ? 'a WebAssembly component, not a core module (proxy-wasm needs a core module)' : `an unsupported WebAssembly version ${version}`;
     throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `not a proxy-wasm module: ${what}`);
   }
-  const info: ModuleInfo = { sections: [], types: [], imports: [], importedFuncs: 0, importedGlobals: 0, definedGlobals: 0, exports: [], memory: undefined, importedMemory: false };
+  const info: ModuleInfo = { sections: [], types: [], imports: [], importedFuncs: 0, importedGlobals: 0, definedGlobals: 0, exports: [], functionTypes: [], memory: undefined, importedMemory: false };
   const r = new WasmReader(bytes, 8);
   while (!r.done) {
     const start = r.pos;
@@ -161,6 +163,9 @@ function parseSection(r: WasmReader, id: number, info: ModuleInfo): void {
       }
       return;
     }
+    case SectionId.Function:
+      for (let n = r.u32(); n > 0; n--) info.functionTypes.push(r.u32());
+      return;
     case SectionId.Global:
       info.definedGlobals = r.u32();
       return;

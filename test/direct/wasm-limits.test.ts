@@ -51,6 +51,14 @@ describe('CPU budget', () => {
     expect(text).toContain('weft_plugin_stream_failures_total{plugin="bad",reason="cpu_budget",fail_strategy="FAIL_CLOSE"} 1');
   });
 
+  it('stops a loop that wraps itself in try/catch_all (the stop is a trap, which the guest cannot catch)', async () => {
+    t = createTestHost();
+    await misbehaving({ limits: { cpuMs: 20, memoryMb: 16 } });
+    const { action, ms } = request('bad', 'x-catch');
+    expect503(action, 'cpu_budget');
+    expect(ms).toBeLessThan(300);
+  });
+
   it('leaves the event loop free for other traffic: a timer due during the runaway fires right after the budget', async () => {
     t = createTestHost();
     await misbehaving({ limits: { cpuMs: 25, memoryMb: 16 } });
