@@ -4,7 +4,7 @@ import type { Duplex } from 'node:stream';
 import { HeaderList } from './header-list.js';
 import { H2UpstreamPool } from './h2-upstream-pool.js';
 import type { ConnectFn } from './http1-pool.js';
-import { peerLabels } from './http-telemetry.js';
+import { peerLabels, type PeerLabels } from './http-telemetry.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import { onRequestHeadersHook, onResponseHeadersHook, runFilterHook, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { requestHash } from './load-balancer.js';
@@ -346,7 +346,7 @@ class H2Exchange {
     this.#releaseSession?.();
     const flags = this.#flags === '' ? '-' : this.#flags;
     const duration = performance.now() - this.#start;
-    const peer = peerLabels({ source: this.ctx.state.current.workloadByIp(this.target.source.address), sourcePrincipal: this.target.sourceIdentity, service: this.target.service, destination: this.target.workload, protocol: this.#grpc ? 'grpc' : 'http' });
+    const peer = peerFor(this.ctx, this.target, this.#grpc);
     this.ctx.telemetry.record(peer, this.#status, flags, this.#grpcStatus, duration, this.#reqBytes, this.#resBytes);
     for (const s of this.#streams) s.onDone?.(this.#status, flags);
     if (this.ctx.accessLog.enabled) {
@@ -377,6 +377,15 @@ class H2Exchange {
       });
     }
   }
+}
+
+/** Peer labels per connection target and protocol, computed once (they feed the telemetry series cache). */
+const peers = new WeakMap<L7Target, { http?: PeerLabels; grpc?: PeerLabels }>();
+function peerFor(ctx: L7Context, target: L7Target, grpc: boolean): PeerLabels {
+  let entry = peers.get(target);
+  if (entry === undefined) peers.set(target, (entry = {}));
+  const key = grpc ? 'grpc' : 'http';
+  return (entry[key] ??= peerLabels({ source: ctx.state.current.workloadByIp(target.source.address), sourcePrincipal: target.sourceIdentity, service: target.service, destination: target.workload, protocol: key }));
 }
 
 function applyOps(headers: HeaderList, ops: { set?: Record<string, string>; add?: Record<string, string>; remove?: string[] }): void {

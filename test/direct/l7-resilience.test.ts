@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import { fleetConfig, startFleet, startProxy, type ProxyHarness } from './l7-harness.js';
 import type http from 'node:http';
+import net from 'node:net';
 
 const cleanups: (() => Promise<void>)[] = [];
 afterEach(async () => {
@@ -112,6 +113,21 @@ describe('L7 timeouts', () => {
     expect(r.status).toBe(200);
     expect(r.body).toBe('fast');
     expect(hits()).toBe(2);
+  });
+});
+
+describe('L7 client disconnects', () => {
+  it('records DC and frees the upstream connection when the client leaves mid-request', async () => {
+    const { h } = await setup(1, (_n, _req, res) => void setTimeout(() => res.end('late'), 300), {});
+    const sock = net.connect(h.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.write('GET /slow HTTP/1.1\r\nhost: x\r\n\r\n');
+    await new Promise((r) => setTimeout(r, 50));
+    sock.destroy();
+    for (let i = 0; i < 50 && h.proxy.telemetry.count({ response_flags: 'DC' }) === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(h.proxy.telemetry.count({ response_code: '0', response_flags: 'DC' })).toBe(1);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(h.proxy.openSockets()).toEqual({ downstream: 0, upstream: 0 });
   });
 });
 
