@@ -65,7 +65,8 @@ export const Cb = {
  * callback, the digit at that position of its plugin configuration (positions: 0 request headers, 1 request body,
  * 2 request trailers, 3 response headers, 4 response body, 5 response trailers, 6 on_done, 8 on_configure).
  * Data only visible inside a callback is copied out: http call response body/headers to the (ptr,len) words at
- * 24/28 and 32/36, foreign-function result at 40/44, gRPC message at 48/52, dequeued item at 56/60.
+ * 24/28 and 32/36, foreign-function result at 40/44, gRPC message at 48/52, dequeued item at 56/60, gRPC initial
+ * metadata at 64/68.
  */
 export async function probeModule(abi = '0_2_1'): Promise<Uint8Array> {
   const imports: string[] = [];
@@ -116,7 +117,7 @@ export async function probeModule(abi = '0_2_1'): Promise<Uint8Array> {
       (drop (call $proxy_get_buffer_bytes (i32.const 4) (i32.const 0) (i32.const -1) (i32.const 24) (i32.const 28)))
       (drop (call $proxy_get_header_map_pairs (i32.const 6) (i32.const 32) (i32.const 36))))
     ${cb('proxy_on_foreign_function', Cb.foreignFunction, 3, undefined, '(drop (call $proxy_get_buffer_bytes (i32.const 8) (i32.const 0) (i32.const -1) (i32.const 40) (i32.const 44)))')}
-    ${cb('proxy_on_grpc_receive_initial_metadata', Cb.grpcInitialMetadata, 3, undefined)}
+    ${cb('proxy_on_grpc_receive_initial_metadata', Cb.grpcInitialMetadata, 3, undefined, '(drop (call $proxy_get_header_map_pairs (i32.const 4) (i32.const 64) (i32.const 68)))')}
     ${cb('proxy_on_grpc_receive', Cb.grpcReceive, 3, undefined, '(drop (call $proxy_get_buffer_bytes (i32.const 5) (i32.const 0) (i32.const -1) (i32.const 48) (i32.const 52)))')}
     ${cb('proxy_on_grpc_receive_trailing_metadata', Cb.grpcTrailingMetadata, 3, undefined)}
     ${cb('proxy_on_grpc_close', Cb.grpcClose, 3, undefined)}
