@@ -40,7 +40,7 @@ export function proxy_on_context_create(contextId: u32, parentId: u32): void {
   }
   let r = root(parentId);
   if (r === null) r = createRoot(parentId);
-  addContext(r!.newHttpContext(contextId));
+  addContext(r.newHttpContext(contextId));
 }
 
 export function proxy_on_vm_start(rootId: u32, vmConfigurationSize: u32): bool {
