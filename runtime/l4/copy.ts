@@ -19,12 +19,29 @@ export interface CopyOptions {
   signal?: AbortSignal;
 }
 
+/** Queued bytes past which `from` pauses; an Http2Stream (HBONE) would otherwise ask for that every 16 KiB. */
+const QUEUE_LIMIT_BYTES = 1024 * 1024;
+
 /** One direction: `from` → `to`, pausing `from` while `to` is full; `from`'s FIN becomes `to`'s FIN. */
 function forward(from: net.Socket, to: net.Socket): void {
+  let corked = false;
+  const uncork = (): void => {
+    corked = false;
+    to.uncork();
+  };
   from.on('data', (chunk: Buffer) => {
-    if (!to.write(chunk)) from.pause();
+    // Write coalescing: chunks read in one poll phase (e.g. the 16 KiB DATA frames of one HBONE TLS read) leave in one writev.
+    if (!corked) {
+      corked = true;
+      to.cork();
+      setImmediate(uncork);
+    }
+    to.write(chunk);
+    if (to.writableLength >= QUEUE_LIMIT_BYTES) from.pause();
   });
-  to.on('drain', () => from.resume());
+  to.on('drain', () => {
+    if (from.isPaused()) from.resume();
+  });
   from.once('end', () => to.end());
 }
 
