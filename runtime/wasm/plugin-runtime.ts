@@ -27,7 +27,7 @@ export function pluginConfigurationBytes(config: unknown): Uint8Array {
 export function vmSettingsFor(config: PluginConfig): VmSettings {
   return {
     plugin: config.name,
-    rootId: config.name,
+    rootId: config.pluginName ?? config.name,
     vmId: config.name,
     cpuMs: config.limits?.cpuMs ?? DEFAULT_CPU_MS,
     vmConfiguration: new Uint8Array(0),

@@ -40,15 +40,20 @@ describe('header map hostcalls', () => {
     expect(call(vm, vm.root, 'proxy_get_header_map_value', 0, kp, kl, OUT, OUT + 4)).toBe(Status.NotFound);
   });
 
-  it('ABI 0.1.0 answers a missing header with OK and an empty value', async () => {
+  it('ABI 0.1.0: a missing header is OK and empty; proxy_get_configuration and proxy_continue_request work', async () => {
     t = createTestHost();
-    const vm = await loadProbe(t, {}, '0_1_0');
+    const vm = await loadProbe(t, { config: '1' }, '0_1_0');
     expect(vm.compiled.abi).toBe('0.1.0');
     const ctx = openStream(vm);
     ctx.requestHeaders = [];
     const [kp, kl] = put(vm, SCRATCH, 'missing');
     expect(call(vm, ctx, 'proxy_get_header_map_value', 0, kp, kl, OUT, OUT + 4)).toBe(Status.Ok);
     expect(u32(vm, OUT + 4)).toBe(0);
+    expect(call(vm, vm.root, 'proxy_get_configuration', OUT, OUT + 4)).toBe(Status.Ok);
+    expect(returned(vm, OUT).toString()).toBe('1'); // after on_configure: the plugin configuration
+    expect(call(vm, ctx, 'proxy_continue_request')).toBe(Status.Ok);
+    expect(call(vm, vm.root, 'proxy_continue_response')).toBe(Status.NotFound);
+    expect(call(vm, ctx, 'proxy_clear_route_cache')).toBe(Status.Ok);
   });
 
   it('add, replace and remove edit the caller’s array in place', async () => {
@@ -203,6 +208,19 @@ describe('properties', () => {
     expect(call(vm, vm.root, 'proxy_get_property', rp, rl, OUT, OUT + 4)).toBe(Status.Ok);
     const [qp, ql] = put(vm, SCRATCH, 'request.path');
     expect(call(vm, vm.root, 'proxy_get_property', qp, ql, OUT, OUT + 4)).toBe(Status.NotFound);
+  });
+});
+
+describe('plugin identity', () => {
+  it('plugin_root_id follows pluginName (Istio), plugin_name and plugin_vm_id stay the configured name', async () => {
+    t = createTestHost();
+    const vm = await loadProbe(t, { pluginName: 'my_root' });
+    const get = (path: string): string => {
+      const [p, l] = put(vm, SCRATCH, path);
+      expect(call(vm, vm.root, 'proxy_get_property', p, l, OUT, OUT + 4)).toBe(Status.Ok);
+      return returned(vm, OUT).toString();
+    };
+    expect([get('plugin_root_id'), get('plugin_name'), get('plugin_vm_id')]).toEqual(['my_root', 'probe', 'probe']);
   });
 });
 

@@ -62,9 +62,9 @@ export function returned(vm: PluginVm, slot: number): Buffer {
 }
 
 /** Callback records of the probe: [code, a, b, c] entries. */
-export function records(vm: PluginVm): number[][] {
+export function records(vm: PluginVm): [number, number, number, number][] {
   const end = (vm.exports.rec_end as () => number)();
-  const out: number[][] = [];
+  const out: [number, number, number, number][] = [];
   for (let p = 65536; p < end; p += 16) out.push([u32(vm, p), u32(vm, p + 4), u32(vm, p + 8), u32(vm, p + 12)]);
   return out;
 }
