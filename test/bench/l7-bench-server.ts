@@ -1,0 +1,68 @@
+// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the add-header Wasm plugin or a native header filter (args: port originPort mode).
+import net from 'node:net';
+import { configSchema } from '../../runtime/config/config-schema.js';
+import { createLogger } from '../../runtime/log.js';
+import { ProxyState } from '../../runtime/state/proxy-state.js';
+import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
+import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
+import { PluginHost } from '../../runtime/wasm/plugin-host.js';
+import { createL7Proxy, type PluginHostLike } from '../../runtime/l7/l7-proxy.js';
+import { createWasmPlugins } from '../../runtime/l7/wasm-filter.js';
+import type { L7Filter } from '../../runtime/l7/l7-filter.js';
+import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
+
+type Mode = 'plain' | 'wasm' | 'native';
+
+async function main(): Promise<void> {
+  const [portArg, originArg, modeArg] = process.argv.slice(2);
+  const port = Number(portArg);
+  const originPort = Number(originArg);
+  const mode = (modeArg ?? 'plain') as Mode;
+  const plugins = mode === 'wasm' ? [pluginConfig('add-header', await wasmFileUrl(await fixture('add-header')))] : [];
+  const config = configSchema.parse({
+    accessLog: { enabled: false },
+    plugins,
+    workloads: [{ name: 'origin', addresses: ['127.0.0.1'], labels: { app: 'origin' } }],
+    services: [
+      {
+        name: 'origin',
+        addresses: ['10.96.0.1'],
+        ports: [{ port: 80, targetPort: originPort, appProtocol: 'http' }],
+        selector: { app: 'origin' },
+        annotations: mode === 'wasm' ? { 'weft.dev/plugins': 'add-header' } : {},
+      },
+    ],
+  });
+  const state = new ProxyState(config);
+  const metrics = new MetricsRegistry();
+  let wasm: PluginHostLike | undefined;
+  if (mode === 'wasm') {
+    const host = new PluginHost({ metrics, foreignFunctions: new ForeignFunctionRegistry(), idleMs: 0 });
+    const loaded = await host.load(plugins);
+    if (!loaded.ok) throw new Error(`plugin load failed: ${JSON.stringify(loaded.problems)}`);
+    wasm = createWasmPlugins(host, () => state.current.config.plugins);
+  }
+  const native: L7Filter = { name: 'native-header', start: () => ({ onRequestHeaders: (h) => void h.set('x-wasm-filter', 'on'), onResponseHeaders: (_s, h) => void h.add('x-served-by', 'weft-native') }) };
+  const proxy = createL7Proxy({ state, metrics, logger: createLogger('l7-bench'), ...(wasm === undefined ? {} : { plugins: wasm }), ...(mode === 'native' ? { extraFilters: () => [native] } : {}), accessLog: { enabled: false } });
+  const service = state.current.serviceByName('origin.default')!;
+  const server = net.createServer((socket) => {
+    proxy.handleConnection(socket, {
+      service,
+      servicePort: service.ports[0]!,
+      originalDst: { address: '10.96.0.1', port: 80 },
+      source: { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 },
+    });
+  });
+  server.listen({ port, host: '127.0.0.1', backlog: 4096 });
+  const stop = (): void => {
+    server.close();
+    void proxy.close().finally(() => process.exit(0));
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`l7 bench server failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

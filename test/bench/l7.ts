@@ -1,0 +1,278 @@
+// L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter and with the add-header Wasm plugin; h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { spawn, type ChildProcess } from 'node:child_process';
+import net from 'node:net';
+
+// Self-contained peers and load generators (the same split as the L4 bench: proxies on core 1, wrk and origins on core 0).
+const PROXY_CPU = '1';
+const LOAD_CPU = '0';
+
+interface Peer {
+  name: string;
+  port: number;
+  process: ChildProcess;
+  stop(): Promise<void>;
+}
+
+interface WrkResult {
+  rps: number;
+  p50ms: number;
+  p99ms: number;
+  errors: number;
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((r) => server.close(r));
+  return port;
+}
+
+async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1', () => {
+        s.destroy();
+        resolve(true);
+      });
+      s.on('error', () => resolve(false));
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function startPeer(name: string, port: number, command: string[], cpu = PROXY_CPU, env: NodeJS.ProcessEnv = process.env): Promise<Peer> {
+  const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(' ');
+  const child = spawn('bash', ['-c', `ulimit -n $(ulimit -Hn); exec taskset -c ${cpu} ${quoted}`], { stdio: ['ignore', 'ignore', 'pipe'], env });
+  let stderr = '';
+  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  try {
+    await Promise.race([waitForPort(port), exited.then(() => Promise.reject(new Error(`${name} exited: ${stderr}`)))]);
+  } catch (err) {
+    child.kill('SIGKILL');
+    throw err;
+  }
+  return {
+    name,
+    port,
+    process: child,
+    stop: async () => {
+      if (child.exitCode !== null) return;
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+}
+
+function toMs(value: string, unit: string): number {
+  const n = Number(value);
+  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
+}
+
+async function runWrk(url: string, seconds: number): Promise<WrkResult> {
+  const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'wrk', '-t1', '-c32', `-d${seconds}s`, '--latency', url], { maxBuffer: 1 << 20 });
+  const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(stdout);
+  const p99 = /\s99%\s+([\d.]+)(us|ms|s)/.exec(stdout);
+  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  return {
+    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0),
+    p50ms: p50 === null ? NaN : toMs(p50[1]!, p50[2]!),
+    p99ms: p99 === null ? NaN : toMs(p99[1]!, p99[2]!),
+    errors: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0) + (errs === null ? 0 : errs.slice(1).reduce((a, b) => a + Number(b), 0)),
+  };
+}
+
+/** nginx (origin or HTTP/1.1 reverse proxy) and HAProxy in HTTP mode, each with one worker/thread and keep-alive upstreams. */
+function nginxConf(dir: string, port: number, upstream: string | undefined): string {
+  const location = upstream === undefined ? 'return 200 "ok\\n";' : 'proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";';
+  return `worker_processes 1;
+daemon off;
+pid ${dir}/nginx-${port}.pid;
+error_log ${dir}/nginx-${port}.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  keepalive_timeout 300s;
+  ${upstream === undefined ? '' : `upstream origin { server ${upstream}; keepalive 64; }`}
+  server { listen 127.0.0.1:${port} backlog=4096; location / { ${location} } }
+}
+`;
+}
+
+function haproxyConf(port: number, upstream: string): string {
+  return `global
+  nbthread 1
+  maxconn 9500
+defaults
+  mode http
+  option http-keep-alive
+  http-reuse always
+  timeout connect 5s
+  timeout client 300s
+  timeout server 300s
+frontend fe
+  bind 127.0.0.1:${port}
+  default_backend be
+backend be
+  server origin ${upstream}
+`;
+}
+
+/** CPU seconds (user + system) used so far by `pid` and its live children (nginx's worker runs under its master). */
+async function cpuSeconds(pid: number): Promise<number> {
+  const ticks = 100; // USER_HZ on Linux
+  const one = async (p: number): Promise<number> => {
+    const fields = (await readFile(`/proc/${p}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / ticks;
+  };
+  let total = await one(pid);
+  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim();
+  for (const c of children === '' ? [] : children.split(' ')) total += await one(Number(c)).catch(() => 0);
+  return total;
+}
+
+async function writeConf(dir: string, name: string, text: string): Promise<string> {
+  const file = path.join(dir, name);
+  await writeFile(file, text);
+  return file;
+}
+
+const run = promisify(execFile);
+const HERE = path.dirname(fileURLToPath(import.meta.url));
+/** The child entry next to this file: .js when compiled (npm run bench), .ts under tsx. */
+const SERVER = path.join(HERE, `l7-bench-server${path.extname(fileURLToPath(import.meta.url))}`);
+
+async function withPeer<T>(peer: Promise<Peer>, fn: (p: Peer) => Promise<T>): Promise<T> {
+  const p = await peer;
+  try {
+    return await fn(p);
+  } finally {
+    await p.stop();
+  }
+}
+
+function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'native'): Promise<Peer> {
+  const args = SERVER.endsWith('.ts') ? ['--import', 'tsx', SERVER] : [SERVER];
+  return startPeer(`weft-l7-${mode}`, port, [process.execPath, ...args, String(port), String(originPort), mode], undefined, { ...process.env, WEFT_LOG_LEVEL: 'warn' });
+}
+
+/** h2load on h2c (prior knowledge): 32 clients, 10 streams each; requests/s. */
+async function runH2load(port: number, seconds: number): Promise<number> {
+  const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'h2load', '-c', '32', '-m', '10', '-D', String(seconds), '-t', '1', `http://127.0.0.1:${port}/`], { maxBuffer: 1 << 20 });
+  return Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout)?.[1] ?? 0);
+}
+
+function nginxH2Conf(dir: string, port: number, upstream: string | undefined): string {
+  const location = upstream === undefined ? 'return 200 "ok\\n";' : `proxy_pass http://${upstream}; proxy_http_version 1.1; proxy_set_header Connection "";`;
+  return `worker_processes 1;
+daemon off;
+pid ${dir}/nginx-h2-${port}.pid;
+error_log ${dir}/nginx-h2-${port}.log warn;
+events { worker_connections 20000; }
+http {
+  access_log off;
+  keepalive_requests 100000000;
+  http2_max_concurrent_streams 1000;
+  server { listen 127.0.0.1:${port} http2 backlog=4096; location / { ${location} } }
+}
+`;
+}
+
+/**
+ * Runs every L7 scenario once, `seconds` each, and returns requests/s, p99 (ms) and the ratios the issue sets targets
+ * for: `l7_wasm_vs_nginx_rps` (≥ 1.0), `l7_plain_vs_haproxy_rps` (≥ 0.8), `l7_wasm_vs_nginx_p99` (≤ 1.5).
+ */
+export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<string, number>> {
+  const seconds = opts.seconds ?? Number(process.env.WEFT_BENCH_SECONDS ?? 5);
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'weft-bench-l7-'));
+  const out: Record<string, number> = {};
+  const record = (name: string, r: WrkResult): void => {
+    out[`${name}_rps`] = r.rps;
+    out[`${name}_p50_ms`] = r.p50ms;
+    out[`${name}_p99_ms`] = r.p99ms;
+    out[`${name}_errors`] = r.errors;
+  };
+  const originPort = await freePort();
+  const origin = await startPeer('origin', originPort, ['nginx', '-c', await writeConf(dir, 'origin.conf', nginxConf(dir, originPort, undefined)), '-p', dir], LOAD_CPU);
+  const upstream = `127.0.0.1:${originPort}`;
+  /**
+   * Requests/s and latency, plus the proxy's own CPU time per request: on a shared 2-core machine throughput swings
+   * with whatever else runs, while CPU per request is a steadier measure of the proxy's cost.
+   */
+  const measure = async (name: string, port: number, peer?: Peer): Promise<void> => {
+    // A short warm-up so JIT-compiled peers are measured hot, as the C peers are.
+    await runWrk(`http://127.0.0.1:${port}/`, 1);
+    const pid = peer?.process.pid;
+    const before = pid === undefined ? 0 : await cpuSeconds(pid);
+    const r = await runWrk(`http://127.0.0.1:${port}/`, seconds);
+    record(name, r);
+    if (pid !== undefined && r.rps > 0) out[`${name}_cpu_us_per_req`] = ((await cpuSeconds(pid)) - before) * 1e6 / (r.rps * seconds);
+  };
+  try {
+    await measure('direct', originPort);
+    const p1 = await freePort();
+    await withPeer(startPeer('nginx-http', p1, ['nginx', '-c', await writeConf(dir, 'nginx-http.conf', nginxConf(dir, p1, upstream)), '-p', dir]), (peer) => measure('nginx_http', p1, peer));
+    const p2 = await freePort();
+    await withPeer(startPeer('haproxy-http', p2, ['haproxy', '-f', await writeConf(dir, 'haproxy-http.cfg', haproxyConf(p2, upstream)), '-db']), (peer) => measure('haproxy_http', p2, peer));
+    for (const mode of ['plain', 'native', 'wasm'] as const) {
+      const p = await freePort();
+      await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode}`, p, peer));
+    }
+
+    // h2c: nginx HTTP/2 (proxying to the HTTP/1.1 origin) against weft h2c (proxying to an h2c origin).
+    const h2Origin = await freePort();
+    const h2OriginConf = path.join(dir, 'nginx-h2-origin.conf');
+    await writeFile(h2OriginConf, nginxH2Conf(dir, h2Origin, undefined));
+    await withPeer(startPeer('h2-origin', h2Origin, ['nginx', '-c', h2OriginConf, '-p', dir], LOAD_CPU), async () => {
+      out.h2_direct_rps = await runH2load(h2Origin, seconds);
+      const n = await freePort();
+      const nConf = path.join(dir, 'nginx-h2-proxy.conf');
+      await writeFile(nConf, nginxH2Conf(dir, n, upstream));
+      await withPeer(startPeer('nginx-h2', n, ['nginx', '-c', nConf, '-p', dir]), async () => {
+        out.h2_nginx_rps = await runH2load(n, seconds);
+      });
+      const w = await freePort();
+      await withPeer(startWeftL7(w, h2Origin, 'plain'), async () => {
+        out.h2_weft_l7_rps = await runH2load(w, seconds);
+      });
+    });
+  } finally {
+    await origin.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+  const ratio = (a: number | undefined, b: number | undefined): number => (a === undefined || b === undefined || b === 0 ? NaN : a / b);
+  out.l7_wasm_vs_nginx_rps = ratio(out.weft_l7_wasm_rps, out.nginx_http_rps);
+  out.l7_plain_vs_haproxy_rps = ratio(out.weft_l7_plain_rps, out.haproxy_http_rps);
+  out.l7_wasm_vs_nginx_p99 = ratio(out.weft_l7_wasm_p99_ms, out.nginx_http_p99_ms);
+  out.l7_plain_vs_direct_rps = ratio(out.weft_l7_plain_rps, out.direct_rps);
+  out.nginx_vs_direct_rps = ratio(out.nginx_http_rps, out.direct_rps);
+  out.h2_weft_vs_nginx_rps = ratio(out.h2_weft_l7_rps, out.h2_nginx_rps);
+  // Efficiency ratios (peer CPU per request ÷ weft CPU per request): 1.0 means as cheap per request as the peer.
+  out.l7_wasm_vs_nginx_cpu_efficiency = ratio(out.nginx_http_cpu_us_per_req, out.weft_l7_wasm_cpu_us_per_req);
+  out.l7_plain_vs_haproxy_cpu_efficiency = ratio(out.haproxy_http_cpu_us_per_req, out.weft_l7_plain_cpu_us_per_req);
+  return out;
+}
+
+// Runnable on its own: `npx tsx test/bench/l7.ts` prints the results as JSON.
+if (process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  benchL7().then(
+    (r) => process.stdout.write(JSON.stringify(r, null, 2) + '\n'),
+    (err: unknown) => {
+      process.stderr.write(`l7 bench failed: ${(err as Error).stack ?? String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
