@@ -1,6 +1,7 @@
 // A PluginHost wired for tests (fresh metrics and foreign-function registries, plugin logs captured), plus small
 // helpers to poke at a VM's memory and open stream contexts without the L7 path.
 import type { PluginConfig } from '../../runtime/config/config-schema.js';
+import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
 import { type PluginHostOptions, PluginHost } from '../../runtime/wasm/plugin-host.js';
@@ -20,7 +21,9 @@ export function createTestHost(options: Partial<PluginHostOptions> = {}): TestHo
   const metrics = options.metrics ?? new MetricsRegistry();
   const foreign = options.foreignFunctions ?? new ForeignFunctionRegistry();
   const logs: TestHost['logs'] = [];
-  const host = new PluginHost({ idleMs: 0, ...options, metrics, foreignFunctions: foreign, pluginLog: (plugin, level, message) => logs.push({ plugin, level, message }) });
+  // Expected plugin failures would otherwise print a warning line each; tests assert on results and `logs` instead.
+  setLogLevel('error', 'wasm-test');
+  const host = new PluginHost({ idleMs: 0, logger: createLogger('wasm-test'), ...options, metrics, foreignFunctions: foreign, pluginLog: (plugin, level, message) => logs.push({ plugin, level, message }) });
   return { host, metrics, foreign, logs };
 }
 
