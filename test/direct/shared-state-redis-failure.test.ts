@@ -103,6 +103,8 @@ describe('shared state under Redis failures', () => {
     const killedAt = performance.now();
     await redis.kill();
     await sleep(800);
+    // Outage ends when the new process may start answering, i.e. before restart() has seen it answer.
+    const restartingAt = performance.now();
     await redis.restart();
     const restartedAt = performance.now();
     await sleep(1_200);
@@ -110,11 +112,11 @@ describe('shared state under Redis failures', () => {
 
     const maxLatency = Math.max(...warm(l.samples).map((x) => x.latency));
     expect(maxLatency).toBeLessThanOrEqual(latencyBound(l.lag));
-    const outage = l.samples.filter((x) => x.at > killedAt + TIMEOUT_MS && x.at < restartedAt);
+    const outage = l.samples.filter((x) => x.at > killedAt + TIMEOUT_MS && x.at < restartingAt);
     expect(outage.length).toBeGreaterThan(50);
     expect(outage.every((x) => x.open.overallCode === 'OK' && x.closed.overallCode === 'OVER_LIMIT')).toBe(true);
     expect(new Set(outage.map((x) => x.open.statuses[0]!.source))).toEqual(new Set(['fail-open']));
-    const firstBack = l.samples.find((x) => x.at > restartedAt && x.open.statuses[0]!.source === 'backend');
+    const firstBack = l.samples.find((x) => x.at > restartingAt && x.open.statuses[0]!.source === 'backend');
     expect(firstBack).toBeDefined();
     expect(firstBack!.at - restartedAt).toBeLessThan(1_000);
     // Only decisions in flight at the kill can have been executed without us seeing the reply.

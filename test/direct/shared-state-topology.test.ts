@@ -126,8 +126,10 @@ describe('Redis topologies under load', () => {
     await l.stop();
 
     expect(Math.max(...l.outcomes.map((o) => o.latency))).toBeLessThanOrEqual(timeoutMs + 10 + l.lagMaxMs());
-    const during = l.outcomes.filter((o) => o.at > killedAt + timeoutMs && o.at < promotedAt);
-    expect(during.every((o) => o.reason !== undefined)).toBe(true);
+    // No failover can finish within down-after-milliseconds (500): until then every decision must fail, and fast.
+    const during = l.outcomes.filter((o) => o.at > killedAt + timeoutMs && o.at < killedAt + 450);
+    expect(during.length).toBeGreaterThan(0);
+    expect(during.filter((o) => o.reason === undefined)).toEqual([]);
     const firstBack = l.outcomes.find((o) => o.at > promotedAt && o.ok);
     expect(firstBack).toBeDefined();
     process.stdout.write(`sentinel failover: ${JSON.stringify({ promotedAfterMs: Math.round(promotedAt - killedAt), backAfterPromotionMs: Math.round(firstBack!.at - promotedAt) })}\n`);

@@ -3,6 +3,7 @@ import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { circuitBreakersSchema, rateLimitDomainSchema } from '../../runtime/config/config-schema.js';
 import { createLogger, setLogLevel } from '../../runtime/log.js';
+import type { RateLimitResponse } from '../../runtime/shared-state/rate-limiter.js';
 import { createSharedState } from '../../runtime/shared-state/shared-state.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 
@@ -43,6 +44,8 @@ export interface LimitReport {
   offered: Record<string, number>;
   /** ms on the shared clock of each admission (backend clock in strict mode, this host's clock in local mode). */
   admittedAt: Record<string, number[]>;
+  /** Backend clock of each denial the backend itself made (strict mode), to check exactness per window. */
+  backendDeniedAt: Record<string, number[]>;
   sources: Record<string, Record<string, number>>;
   backendCalls: { strict: number; local: number };
   /** Backend calls per counter id. */
@@ -79,6 +82,7 @@ async function runLimit(t: LimitTask): Promise<void> {
     node: t.node,
     offered: Object.fromEntries(names.map((n) => [n, 0])),
     admittedAt: Object.fromEntries(names.map((n) => [n, [] as number[]])),
+    backendDeniedAt: Object.fromEntries(names.map((n) => [n, [] as number[]])),
     sources: Object.fromEntries(names.map((n) => [n, {}])),
     backendCalls: { strict: 0, local: 0 },
     callsById: {},
@@ -91,12 +95,17 @@ async function runLimit(t: LimitTask): Promise<void> {
   const inflight = new Set<Promise<void>>();
   const send = (name: string): void => {
     report.offered[name]!++;
-    const p = Promise.resolve(state.rateLimiter.decide({ domain: 'acc', descriptors: [{ entries: [{ key: name, value: 'global' }] }] })).then((r) => {
+    const record = (r: RateLimitResponse, at: number): void => {
       const s = r.statuses[0]!;
       const src = report.sources[name]!;
       src[s.source] = (src[s.source] ?? 0) + 1;
-      if (r.overallCode === 'OK') report.admittedAt[name]!.push(s.decidedAtMs ?? Date.now());
-    });
+      if (r.overallCode === 'OK') report.admittedAt[name]!.push(s.decidedAtMs ?? at);
+      else if (s.decidedAtMs !== undefined) report.backendDeniedAt[name]!.push(s.decidedAtMs);
+    };
+    // Stamp a synchronous decision now: its promise callback runs only after the whole batch, maybe in the next window.
+    const decided = state.rateLimiter.decide({ domain: 'acc', descriptors: [{ entries: [{ key: name, value: 'global' }] }] });
+    if (!(decided instanceof Promise)) return record(decided, Date.now());
+    const p = decided.then((r) => record(r, Date.now()));
     inflight.add(p);
     void p.finally(() => inflight.delete(p));
   };
