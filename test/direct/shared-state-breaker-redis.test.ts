@@ -63,7 +63,8 @@ describe('shared breakers on Redis', () => {
     }
     await until(() => a.breakers.state('up') === 'OPEN', 1_000);
     const waited = await until(() => b.breakers.state('up') === 'OPEN', 1_000);
-    expect(waited).toBeLessThanOrEqual(config.defaults.pollIntervalMs + 150);
+    // One poll interval, plus slack for a busy machine; pub/sub alone would never deliver it.
+    expect(waited).toBeLessThanOrEqual(config.defaults.pollIntervalMs + 500);
     expect((await b.breakers.acquire('up')).allowed).toBe(false);
   });
 

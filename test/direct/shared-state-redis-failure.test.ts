@@ -148,9 +148,9 @@ describe('shared state under Redis failures', () => {
     const paused = l.samples.filter((x) => x.at > stoppedAt + 2 * TIMEOUT_MS && x.at < resumedAt - TIMEOUT_MS);
     expect(paused.length).toBeGreaterThan(50);
     expect(paused.every((x) => x.open.statuses[0]!.source === 'fail-open' && x.closed.statuses[0]!.source === 'fail-closed')).toBe(true);
-    // The health gate turns timeouts into immediate answers after a few failures.
-    const fast = paused.filter((x) => x.latency < 5).length;
-    expect(fast / paused.length).toBeGreaterThan(0.8);
+    // The health gate turns timeouts into immediate answers after a few failures (without it every one would wait TIMEOUT_MS).
+    const fast = paused.filter((x) => x.latency < TIMEOUT_MS / 2).length;
+    expect(fast / paused.length).toBeGreaterThan(0.6);
     const firstBack = l.samples.find((x) => x.at > resumedAt && x.open.statuses[0]!.source === 'backend');
     expect(firstBack!.at - resumedAt).toBeLessThan(1_000);
     // Commands written before/while paused execute after SIGCONT; their Redis-clock deadline has passed, so none count.
