@@ -1,6 +1,6 @@
 import wabtInit from 'wabt';
 import { describe, expect, it } from 'vitest';
-import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME, instrumentModule } from './fuel-instrumenter.js';
+import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME, START_EXPORT_NAME, instrumentModule } from './fuel-instrumenter.js';
 import { parseModuleInfo } from './wasm-module-info.js';
 
 const wabt = await wabtInit();
@@ -28,7 +28,7 @@ const KITCHEN_SINK = `(module
   (func $add (type $binop) (i32.add (local.get 0) (local.get 1)))
   (func $sub (type $binop) (i32.sub (local.get 0) (local.get 1)))
   (func $mul (type $binop) (i32.mul (local.get 0) (local.get 1)))
-  (func $start (global.set $counter (i32.const 100)))
+  (func $start (global.set $counter (i32.add (i32.const 100) (memory.grow (i32.const 0)))))
   (start $start)
   (func (export "sum_to") (param $n i32) (result i32) (local $acc i32)
     (block $out (loop $top
@@ -61,6 +61,8 @@ function run(bytes: Uint8Array, refill: () => number): Record<string, (...a: num
     [FUEL_IMPORT_MODULE]: { [FUEL_IMPORT_NAME]: refill, [GROW_IMPORT_NAME]: (p: number) => (holder.memory === undefined ? -1 : holder.memory.grow(p)) },
   });
   holder.memory = instance.exports.memory as WebAssembly.Memory;
+  const start = instance.exports[START_EXPORT_NAME];
+  if (typeof start === 'function') (start as () => void)(); // the start section, run once the host has the memory
   return instance.exports as unknown as Record<string, (...a: number[]) => number>;
 }
 

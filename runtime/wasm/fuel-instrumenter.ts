@@ -15,6 +15,11 @@ import { WasmWriter } from './wasm-writer.js';
 export const FUEL_IMPORT_MODULE = '__weft';
 export const FUEL_IMPORT_NAME = 'refill_fuel';
 export const GROW_IMPORT_NAME = 'memory_grow';
+/**
+ * A module's start function becomes this export: the host calls it right after instantiation, once it holds the
+ * instance's memory (a start section runs inside `new WebAssembly.Instance`, before `memory.grow` could be served).
+ */
+export const START_EXPORT_NAME = '__weft_start';
 
 export interface InstrumentOptions {
   /** Cap for the memory's maximum, in 64 KiB pages. */
@@ -52,11 +57,17 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
   const out = new WasmWriter(bytes.length + bytes.length / 4 + 64);
   out.bytes(bytes.subarray(0, 8));
   const present = new Set(info.sections.map((s) => s.id));
+  const startSection = info.sections.find((x) => x.id === SectionId.Start);
+  const startFunc = meter && startSection !== undefined ? new WasmReader(bytes, startSection.payloadStart, startSection.end).u32() : undefined;
+  if (startFunc !== undefined && info.exports.some((e) => e.name === START_EXPORT_NAME)) {
+    throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `exports ${START_EXPORT_NAME}, a name reserved for weft's instrumentation`);
+  }
   const pending: { rank: number; emit: () => void }[] = [];
   if (meter) {
     if (!present.has(SectionId.Type)) pending.push({ rank: RANK[SectionId.Type]!, emit: () => out.section(SectionId.Type, (w) => writeTypes(w, undefined)) });
     if (!present.has(SectionId.Import)) pending.push({ rank: RANK[SectionId.Import]!, emit: () => out.section(SectionId.Import, (w) => writeImports(w, undefined)) });
     if (!present.has(SectionId.Global)) pending.push({ rank: RANK[SectionId.Global]!, emit: () => out.section(SectionId.Global, (w) => writeGlobals(w, undefined)) });
+    if (!present.has(SectionId.Export) && startFunc !== undefined) pending.push({ rank: RANK[SectionId.Export]!, emit: () => out.section(SectionId.Export, (w) => writeExports(w)) });
   }
   const flushBefore = (rank: number): void => {
     while (pending.length > 0 && pending[0]!.rank < rank) pending.shift()!.emit();
@@ -83,6 +94,19 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
     w.name(GROW_IMPORT_NAME);
     w.byte(0x00);
     w.u32(growType);
+  }
+  function writeExports(w: WasmWriter): void {
+    w.u32(info.exports.length + (startFunc === undefined ? 0 : 1));
+    for (const e of info.exports) {
+      w.name(e.name);
+      w.byte(['func', 'table', 'memory', 'global', 'tag'].indexOf(e.kind));
+      w.u32(e.kind === 'func' ? shift(e.index) : e.index);
+    }
+    if (startFunc !== undefined) {
+      w.name(START_EXPORT_NAME);
+      w.byte(0x00);
+      w.u32(shift(startFunc));
+    }
   }
   function writeGlobals(w: WasmWriter, r: WasmReader | undefined): void {
     const n = r === undefined ? 0 : r.u32();
@@ -124,17 +148,8 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
         out.section(s.id, (w) => writeMemory(w, info, options.maxMemoryPages));
         break;
       case SectionId.Export:
-        if (!meter) raw();
-        else
-          out.section(s.id, (w) => {
-            w.u32(info.exports.length);
-            for (const e of info.exports) {
-              w.name(e.name);
-              const kind = ['func', 'table', 'memory', 'global', 'tag'].indexOf(e.kind);
-              w.byte(kind);
-              w.u32(e.kind === 'func' ? shift(e.index) : e.index);
-            }
-          });
+        if (meter) out.section(s.id, (w) => writeExports(w));
+        else raw();
         break;
       case SectionId.Function:
         if (!meter) raw();
@@ -147,8 +162,7 @@ export function instrumentModule(bytes: Uint8Array, info: ModuleInfo, options: I
           });
         break;
       case SectionId.Start:
-        if (meter) out.section(s.id, (w) => w.u32(shift(r.u32())));
-        else raw();
+        if (!meter) raw(); // metered: exported as START_EXPORT_NAME instead
         break;
       case SectionId.Element:
         if (meter) out.section(s.id, (w) => writeElements(w, r, shift));

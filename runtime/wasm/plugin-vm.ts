@@ -4,7 +4,7 @@
  * failed for good, and the owner (plugin-runtime.ts) decides what happens next.
  */
 import type { AbiVersion } from './abi-constants.js';
-import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME } from './fuel-instrumenter.js';
+import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME, START_EXPORT_NAME } from './fuel-instrumenter.js';
 import { GuestMemory } from './guest-memory.js';
 import type { HeaderPairs } from './header-map-codec.js';
 import { createHostImports } from './host-functions/host-imports.js';
@@ -206,7 +206,7 @@ export class PluginVm {
     this.state = 'ready';
   }
 
-  /** `_initialize` (+ `main`/`__main_void`) for reactors, `_start` for commands; proc_exit(0) during start is success. */
+  /** The module's own start function, then `_initialize` (+ `main`/`__main_void`) for reactors or `_start` for commands; proc_exit(0) during start is success. */
   #runStart(ex: WebAssembly.Exports): void {
     const call = (name: string): void => {
       const fn = ex[name];
@@ -224,6 +224,7 @@ export class PluginVm {
       }
       if (this.#doomed !== undefined) throw this.fail(this.#doomed);
     };
+    call(START_EXPORT_NAME);
     if (typeof ex._initialize === 'function') {
       call('_initialize');
       call(typeof ex.main === 'function' ? 'main' : '__main_void');

@@ -55,4 +55,18 @@ describe('AssemblyScript toolchain output', () => {
     many.done();
     expect(t.host.createStream(['as']).onRequestHeaders([[':path', '/']], true)).toEqual({ kind: 'continue' });
   });
+
+  it('runs top-level code from a start section (asc without --exportStart) that grows memory', async () => {
+    const source = SOURCE.replace('let greeting = "unset";', 'const scratch = new ArrayBuffer(300000);\nlet greeting = "unset" + scratch.byteLength.toString();');
+    const out = await asc.compileString({ 'plugin.ts': source }, { optimizeLevel: 2, runtime: 'incremental' });
+    expect(out.error).toBeNull();
+    t = createTestHost();
+    const vm = await loadPlugin(t, 'as', out.binary!, { config: 'x' });
+    expect(vm.mem.memory.buffer.byteLength).toBeGreaterThan(300000);
+    const chain = t.host.createStream(['as']);
+    const headers: [string, string][] = [[':path', '/']];
+    expect(chain.onRequestHeaders(headers, true)).toEqual({ kind: 'continue' });
+    expect(headers).toContainEqual(['x-greeting', 'x']);
+    chain.done();
+  });
 });
