@@ -192,6 +192,10 @@ export class PluginVm {
       const fn = ex[name];
       if (typeof fn === 'function') this.cb[key as keyof Callbacks] = fn as GuestFn;
     }
+    // AssemblyScript SDKs export the trailing-metadata callback under a stale name from the C++ SDK's header.
+    if (this.cb.onGrpcReceiveTrailingMetadata === undefined && typeof ex.proxy_on_grpc_trailing_metadata === 'function') {
+      this.cb.onGrpcReceiveTrailingMetadata = ex.proxy_on_grpc_trailing_metadata as GuestFn;
+    }
     this.#runStart(ex);
     this.contexts.set(this.root.id, this.root);
     this.invoke(this.root, this.cb.onContextCreate, this.root.id, 0);

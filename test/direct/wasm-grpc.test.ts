@@ -3,6 +3,7 @@
 import { Metadata, Server, ServerCredentials, status as GrpcStatus, type ServerDuplexStream, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Status } from '../../runtime/wasm/abi-constants.js';
+import { grpcUpstreamCluster } from '../../runtime/wasm/host-functions/grpc.js';
 import { decodeHeaderMap, encodeHeaderMap } from '../../runtime/wasm/header-map-codec.js';
 import { Cb } from '../helpers/wasm-fixtures.js';
 import { type TestHost, SCRATCH, call, createTestHost, loadProbe, put, records, returned, u32 } from '../helpers/wasm-host.js';
@@ -100,5 +101,15 @@ describe('gRPC callouts', () => {
     expect(records(vm).filter((r) => r[0] === Cb.grpcReceive && r[2] === token)).toHaveLength(2);
     expect(records(vm).find((r) => r[0] === Cb.grpcClose && r[2] === token)).toEqual([Cb.grpcClose, 1, token, 0]);
     expect(call(vm, vm.root, 'proxy_grpc_send', token, m2, l2, 0)).toBe(Status.NotFound); // closed
+  });
+});
+
+describe('gRPC upstream naming', () => {
+  it('accepts a plain cluster name (Rust/Go SDKs) and a serialized GrpcService with envoy_grpc.cluster_name (C++ SDK)', () => {
+    expect(grpcUpstreamCluster(Buffer.from('outbound|9000||authz.default'))).toBe('outbound|9000||authz.default');
+    const cluster = Buffer.from('authz');
+    const envoyGrpc = Buffer.concat([Buffer.from([0x0a, cluster.length]), cluster]);
+    const service = Buffer.concat([Buffer.from([0x0a, envoyGrpc.length]), envoyGrpc, Buffer.from([0x1a, 0x02, 0x08, 0x01])]);
+    expect(grpcUpstreamCluster(service)).toBe('authz');
   });
 });

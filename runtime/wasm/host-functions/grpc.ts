@@ -17,6 +17,28 @@ interface GrpcCall {
   cancelled: boolean;
 }
 
+/**
+ * The upstream a plugin names: Rust/Go SDKs pass the cluster name; the C++ SDK passes a serialized
+ * envoy.config.core.v3.GrpcService whose envoy_grpc (field 1) holds cluster_name (field 1). Envoy accepts both.
+ */
+export function grpcUpstreamCluster(raw: Uint8Array): string {
+  const text = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8');
+  const field1 = (b: Uint8Array): Uint8Array | undefined => {
+    if (b.length < 2 || b[0] !== 0x0a) return undefined;
+    let len = 0;
+    let i = 1;
+    for (let shift = 0; i < b.length && shift < 28; shift += 7) {
+      const byte = b[i++]!;
+      len |= (byte & 0x7f) << shift;
+      if ((byte & 0x80) === 0) break;
+    }
+    return i + len <= b.length ? b.subarray(i, i + len) : undefined;
+  };
+  const envoyGrpc = field1(raw);
+  const cluster = envoyGrpc === undefined ? undefined : field1(envoyGrpc);
+  return cluster !== undefined && /^[\x21-\x7e]+$/.test(text(cluster)) ? text(cluster) : text(raw);
+}
+
 function toMetadata(pairs: HeaderPairs): Metadata {
   const md = new Metadata();
   for (const [k, v] of pairs) {
@@ -43,7 +65,7 @@ export function grpcImports(vm: PluginVm): Record<string, HostFn> {
     for (const [p, l] of [[up, ul], [sp, sl], [mp, ml], [hp, hl]] as const) if (!mem.inBounds(p >>> 0, l >>> 0)) return Status.InvalidMemoryAccess;
     const initial = readMap(mem.buf, hp >>> 0, hl >>> 0);
     if (initial === undefined) return Status.BadArgument;
-    return { cluster: mem.utf8(up >>> 0, ul >>> 0), path: `/${mem.utf8(sp >>> 0, sl >>> 0)}/${mem.utf8(mp >>> 0, ml >>> 0)}`, md: toMetadata(initial) };
+    return { cluster: grpcUpstreamCluster(mem.copy(up >>> 0, ul >>> 0)), path: `/${mem.utf8(sp >>> 0, sl >>> 0)}/${mem.utf8(mp >>> 0, ml >>> 0)}`, md: toMetadata(initial) };
   };
 
   const deliver = (token: number, fn: (vm: PluginVm) => void): void => {
