@@ -23,11 +23,13 @@ export type FilterAction =
   | { readonly kind: 'pause'; readonly resume: Promise<FilterAction> }
   /** Answer the client with this response and stop (plugin's proxy_send_local_response, or failStrategy). */
   | { readonly kind: 'localResponse'; readonly response: LocalResponse; readonly failure?: PluginFailure }
-  /** A plugin called proxy_close_stream: reset the stream / close the connection. */
+  /** A plugin called proxy_close_stream (reset the stream / close the connection), or done() was already called. */
   | { readonly kind: 'reset'; readonly plugin: string };
 
 export const CONTINUE: FilterAction = Object.freeze({ kind: 'continue' });
 const BUFFER: FilterAction = Object.freeze({ kind: 'buffer' });
+/** What every event (and a pending pause) answers once done() was called: the stream is gone. */
+const GONE: FilterAction = Object.freeze({ kind: 'reset', plugin: '' });
 const EMPTY = new Uint8Array(0);
 
 /** The header weft sets on responses it generates itself. */
@@ -61,29 +63,35 @@ export class FilterChain {
 
   onRequestHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
     this.#requestHeaders = headers;
+    if (this.#done) return GONE;
     return this.#ended ?? this.#headers(0, 0, endOfStream);
   }
 
   onResponseHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
     this.#responseHeaders = headers;
+    if (this.#done) return GONE;
     return this.#ended ?? this.#headers(1, 0, endOfStream);
   }
 
   onRequestBody(chunk: Uint8Array, endOfStream: boolean): FilterAction {
+    if (this.#done) return GONE;
     return this.#ended ?? this.#body(0, 0, chunk, endOfStream);
   }
 
   onResponseBody(chunk: Uint8Array, endOfStream: boolean): FilterAction {
+    if (this.#done) return GONE;
     return this.#ended ?? this.#body(1, 0, chunk, endOfStream);
   }
 
   onRequestTrailers(trailers: HeaderPairs): FilterAction {
     this.#requestTrailers = trailers;
+    if (this.#done) return GONE;
     return this.#ended ?? this.#trailers(0, trailers);
   }
 
   onResponseTrailers(trailers: HeaderPairs): FilterAction {
     this.#responseTrailers = trailers;
+    if (this.#done) return GONE;
     return this.#ended ?? this.#trailers(1, trailers);
   }
 
@@ -171,6 +179,7 @@ export class FilterChain {
   #pause(e: Entry, ctx: StreamContext, dir: Direction, next: () => FilterAction): FilterAction {
     const resume = ctx.wait(dir).then((outcome: ResumeOutcome): FilterAction | Promise<FilterAction> => {
       if (this.#ended !== undefined) return this.#ended;
+      if (this.#done) return GONE;
       if (outcome instanceof PluginFailure) {
         const failed = this.#failed(e, outcome);
         if (failed !== undefined) return failed;

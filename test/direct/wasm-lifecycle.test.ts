@@ -185,3 +185,19 @@ describe('VM lifecycle', () => {
     expect(() => t.host.createStream(['ghost'])).toThrow(/no plugin named "ghost"/);
   });
 });
+
+describe('ending a stream early', () => {
+  it('done() while paused settles the pause as a reset and later events touch no plugin', async () => {
+    t = createTestHost();
+    const vm = await loadProbe(t, { config: '1000001' });
+    const chain = t.host.createStream(['probe']);
+    const action = chain.onRequestHeaders([[':path', '/']], false);
+    expect(action.kind).toBe('pause');
+    chain.done(); // the client went away
+    expect(await (action as { resume: Promise<FilterAction> }).resume).toEqual({ kind: 'reset', plugin: '' });
+    expect(chain.onRequestBody(Buffer.from('late'), true)).toEqual({ kind: 'reset', plugin: '' });
+    expect(vm.activeStreams).toBe(0);
+    expect(records(vm).filter((r) => r[0] === Cb.requestBody)).toHaveLength(0);
+    expect(records(vm).slice(-3).map((r) => r[0])).toEqual([Cb.done, Cb.log, Cb.delete]);
+  });
+});
