@@ -85,6 +85,20 @@ export class PluginCache {
     }
   }
 
+  /**
+   * Forgets compiled modules not in `keepCompiled` and in-memory bytes no URL points at, so repeated reloads do not
+   * accumulate every version ever loaded (runtimes still draining keep their own module reference).
+   */
+  prune(keepCompiled: ReadonlySet<string>): void {
+    for (const key of this.#compiled.keys()) if (!keepCompiled.has(key)) this.#compiled.delete(key);
+    const wanted = new Set([...this.#urls.values()].map((e) => e.sha256));
+    for (const sha of this.#bytes.keys()) if (!wanted.has(sha)) this.#bytes.delete(sha);
+  }
+
+  get compiledCount(): number {
+    return this.#compiled.size;
+  }
+
   /** Compiles once per (module, limits); concurrent loads of the same module share one compile. */
   compiled(key: string, compile: () => Promise<CompiledPlugin>): Promise<CompiledPlugin> {
     let p = this.#compiled.get(key);

@@ -133,8 +133,9 @@ export class PluginHost {
           const bytes = await this.#fetch(config, dispatcher);
           const memoryMb = config.limits?.memoryMb ?? DEFAULT_MEMORY_MB;
           const sha = sha256Hex(bytes);
-          const compiled = await this.#cache.compiled(`${sha}:${memoryMb}`, () => compilePlugin(bytes, { memoryMb }));
-          const runtime = new PluginRuntime(config, compiled, this.#services, this.#metrics);
+          const cacheKey = `${sha}:${memoryMb}`;
+          const compiled = await this.#cache.compiled(cacheKey, () => compilePlugin(bytes, { memoryMb }));
+          const runtime = new PluginRuntime(config, compiled, this.#services, this.#metrics, cacheKey);
           fresh.push(runtime);
           const failure = runtime.warm();
           if (failure !== undefined) throw failure;
@@ -154,6 +155,7 @@ export class PluginHost {
     }
     if (problems.length > 0) {
       for (const rt of fresh) rt.close();
+      this.#cache.prune(new Set([...this.#runtimes.values()].map((rt) => rt.cacheKey)));
       for (const p of problems) this.#log.warn({ plugin: p.plugin, reason: p.reason }, 'plugin refused; keeping the running configuration');
       return { ok: false, problems };
     }
@@ -164,6 +166,7 @@ export class PluginHost {
       this.#pastStreams.set(name, (this.#pastStreams.get(name) ?? 0) + rt.streams);
       rt.retire();
     }
+    this.#cache.prune(new Set([...next.values()].map((rt) => rt.cacheKey)));
     return { ok: true, plugins: [...next.keys()] };
   }
 
@@ -195,6 +198,11 @@ export class PluginHost {
     this.#metrics.fetched(config.name, config.url.startsWith('file://') ? 'file' : 'network');
     await this.#cache.put(config.url, { sha256: sha, ...(fetched.digest === undefined ? {} : { digest: fetched.digest }) }, fetched.bytes);
     return fetched.bytes;
+  }
+
+  /** Compiled modules held for reuse (one per distinct module and memory limit in the running configuration). */
+  get compiledModules(): number {
+    return this.#cache.compiledCount;
   }
 
   /** The live runtime of `name` (admin views and tests); undefined when not loaded. */

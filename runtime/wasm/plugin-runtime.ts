@@ -48,9 +48,12 @@ export class PluginRuntime {
   #startFailure: { at: number; failure: PluginFailure } | undefined;
   #retired = false;
   streams = 0;
+  /** The compile-cache key of `compiled`, so the host can let go of modules no runtime uses. */
+  readonly cacheKey: string;
 
-  constructor(config: PluginConfig, compiled: CompiledPlugin, services: HostServices, metrics: HostMetrics) {
+  constructor(config: PluginConfig, compiled: CompiledPlugin, services: HostServices, metrics: HostMetrics, cacheKey = compiled.sha256) {
     this.config = config;
+    this.cacheKey = cacheKey;
     this.compiled = compiled;
     this.settings = vmSettingsFor(config);
     this.#services = services;

@@ -112,6 +112,17 @@ describe('reload', () => {
     expect(newVm.state).toBe('ready');
   });
 
+  it('compiles a module once per memory limit and forgets modules no plugin uses any more', async () => {
+    t = createTestHost();
+    const a = await wasmFileUrl(await fixture('add-header'));
+    const b = await wasmFileUrl(await fixture('callout'));
+    expect((await t.host.load([pluginConfig('a1', a), pluginConfig('a2', a), pluginConfig('b', b)])).ok).toBe(true);
+    expect(t.host.runtimeOf('a1')!.compiled).toBe(t.host.runtimeOf('a2')!.compiled);
+    expect(t.host.compiledModules).toBe(2);
+    expect((await t.host.load([pluginConfig('a1', a, { limits: { cpuMs: 50, memoryMb: 8 } })])).ok).toBe(true);
+    expect(t.host.compiledModules).toBe(1);
+  });
+
   it('an unchanged plugin keeps its VM across reloads; a removed one is retired', async () => {
     t = createTestHost();
     const a = await wasmFileUrl(await fixture('add-header'));
