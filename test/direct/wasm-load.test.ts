@@ -112,6 +112,38 @@ describe('reload', () => {
     expect(newVm.state).toBe('ready');
   });
 
+  it('replace under continuous traffic: every request succeeds, both versions serve, the old VM closes when drained', async () => {
+    t = createTestHost({
+      httpCall: () => new Promise((resolve) => setImmediate(() => resolve({ headers: [[':status', '200'], ['x-auth', 'ok']], body: new Uint8Array(0), trailers: [] }))),
+    });
+    const url = await wasmFileUrl(await fixture('callout'));
+    expect((await t.host.load([pluginConfig('auth', url, { config: 'v1' })])).ok).toBe(true);
+    const v1 = t.host.runtimeOf('auth')!.vm!;
+    let sent = 0;
+    let failed = 0;
+    const servedBy = new Set<unknown>();
+    const worker = async (): Promise<void> => {
+      while (sent < 300) {
+        sent++;
+        const chain = t.host.createStream(['auth']);
+        const headers: [string, string][] = [[':path', '/']];
+        let action = chain.onRequestHeaders(headers, true);
+        servedBy.add(t.host.runtimeOf('auth')!.vm);
+        if (action.kind === 'pause') action = await action.resume;
+        if (action.kind !== 'continue' || !headers.some(([k, v]) => k === 'x-auth-result' && v === 'ok')) failed++;
+        chain.done();
+      }
+    };
+    const workers = Array.from({ length: 10 }, () => worker());
+    while (sent < 100) await new Promise((r) => setImmediate(r));
+    expect((await t.host.replace([pluginConfig('auth', url, { config: 'v2' })])).ok).toBe(true);
+    await Promise.all(workers);
+    expect(failed).toBe(0);
+    expect(servedBy.size).toBe(2);
+    expect(v1.state).toBe('closed');
+    expect(t.host.runtimeOf('auth')!.vm!.activeStreams).toBe(0);
+  });
+
   it('compiles a module once per memory limit and forgets modules no plugin uses any more', async () => {
     t = createTestHost();
     const a = await wasmFileUrl(await fixture('add-header'));
