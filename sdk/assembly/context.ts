@@ -6,7 +6,7 @@ import { HeaderPair, serializeHeaders } from "./headers";
 import { proxy_close_stream, proxy_continue_stream, proxy_done, proxy_send_local_response, proxy_set_effective_context, proxy_set_tick_period_milliseconds } from "./imports";
 import { utf8 } from "./memory";
 import { HttpCallResponse } from "./http-call-response";
-import { BreakerPermit, RateLimitResult } from "./weft-results";
+import { BreakerPermit, CounterResult, RateLimitResult } from "./weft-results";
 
 /** The id of the context host calls currently act on (the callback's own, or the last one activated). */
 let effectiveId: u32 = 0;
@@ -38,6 +38,9 @@ export class Context {
 
   /** A breakerAcquire this context started was decided later by the shared breaker. */
   onBreakerPermit(token: u32, permit: BreakerPermit): void {}
+
+  /** A sharedCounterAdd this context started was answered. */
+  onCounterResult(token: u32, result: CounterResult): void {}
 
   /** The host forgets this context after this; pending callouts to it are dropped. */
   onDelete(): void {}

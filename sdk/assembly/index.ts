@@ -25,9 +25,10 @@ export {
 } from "./json";
 export {
   RateLimitDescriptor, PendingCall, shouldRateLimit, breakerAcquire, breakerRecord, breakerState, pendingForeignCalls,
-  RATE_LIMIT_FUNCTION, BREAKER_ACQUIRE_FUNCTION, BREAKER_RECORD_FUNCTION, BREAKER_STATE_FUNCTION,
+  sharedCounterAdd, RATE_LIMIT_FUNCTION, BREAKER_ACQUIRE_FUNCTION, BREAKER_RECORD_FUNCTION, BREAKER_STATE_FUNCTION,
+  COUNTER_ADD_FUNCTION,
 } from "./weft";
-export { RateLimitResult, RateLimitStatus, BreakerPermit } from "./weft-results";
+export { RateLimitResult, RateLimitStatus, BreakerPermit, CounterResult } from "./weft-results";
 export { decodeUtf8, utf8, asciiLower } from "./memory";
 export { istioMatch, matchesAny } from "./string-match";
 export { base64Decode, base64UrlEncode } from "./base64";

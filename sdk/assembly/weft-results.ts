@@ -105,3 +105,29 @@ export function payloadObject(text: string): JsonObject | null {
   if (!r.ok) return null;
   return r.value!.asObject();
 }
+
+/** A cluster-wide windowed counter after an add (weft.counter.add). */
+export class CounterResult {
+  constructor(
+    /** The count in the current window, including this add. */
+    public readonly value: f64,
+    /** Milliseconds until the window restarts at zero. */
+    public readonly resetMs: f64,
+    public readonly error: string,
+  ) {}
+
+  get failed(): bool {
+    return this.error.length > 0;
+  }
+
+  static failure(error: string): CounterResult {
+    return new CounterResult(0, 0, error);
+  }
+
+  static fromJson(obj: JsonObject): CounterResult {
+    const err = obj.getString("error");
+    if (err !== null) return CounterResult.failure(err);
+    if (!obj.has("value")) return CounterResult.failure("answer without a value");
+    return new CounterResult(obj.getNumber("value"), obj.getNumber("resetMs"), "");
+  }
+}

@@ -1,7 +1,7 @@
 // Typed wrappers for weft's host services: the shared rate limiter (`weft.ratelimit.should_rate_limit`) and circuit
 // breakers (`weft.breaker.*`), reached through proxy_call_foreign_function with JSON payloads. A decision the host can
 // make at once is returned at once; otherwise the call is pending and the answer goes to the calling context's
-// onRateLimitResult / onBreakerPermit (routed by the "id" the SDK puts in the payload), with that context effective.
+// onRateLimitResult / onBreakerPermit / onCounterResult (routed by the "id" the SDK puts in the payload), with that context effective.
 // Outside weft (e.g. in Envoy) the functions do not exist: the call answers NotFound and the plugin decides.
 import { WasmResult } from "./abi-enums";
 import { foreignFunctionArguments } from "./buffers";
@@ -11,15 +11,17 @@ import { jsonQuote } from "./json";
 import { utf8 } from "./memory";
 import { decodeBytes } from "./result";
 import { installForeignHooks } from "./dispatch-hooks";
-import { BreakerPermit, RateLimitResult, payloadObject } from "./weft-results";
+import { BreakerPermit, CounterResult, RateLimitResult, payloadObject } from "./weft-results";
 
 export const RATE_LIMIT_FUNCTION = "weft.ratelimit.should_rate_limit";
 export const BREAKER_ACQUIRE_FUNCTION = "weft.breaker.acquire";
 export const BREAKER_RECORD_FUNCTION = "weft.breaker.record";
 export const BREAKER_STATE_FUNCTION = "weft.breaker.state";
+export const COUNTER_ADD_FUNCTION = "weft.counter.add";
 
 const KIND_RATE_LIMIT: u8 = 1;
 const KIND_BREAKER: u8 = 2;
+const KIND_COUNTER: u8 = 3;
 
 class Pending {
   constructor(public handler: Context, public kind: u8) {}
@@ -134,6 +136,25 @@ export function breakerState(name: string): string {
   return s === null ? "" : s;
 }
 
+function parseCounter(text: string): CounterResult {
+  const obj = payloadObject(text);
+  return obj === null ? CounterResult.failure("the host answered no count") : CounterResult.fromJson(obj);
+}
+
+/**
+ * Adds `delta` to the cluster-wide counter `name` in a window of `windowMs` (1 s .. 1 day), shared by every node
+ * through weft's state backend. The answer always comes later, to `handler.onCounterResult(token, result)`; 0 reads.
+ *
+ * @example
+ *   const c = sharedCounterAdd("logins:" + user, 1, 60000, this);
+ *   if (c.pending) return HeadersAction.StopIteration;   // onCounterResult decides, then continueRequest()
+ */
+export function sharedCounterAdd(name: string, delta: u32, windowMs: u32, handler: Context): PendingCall<CounterResult> {
+  const id = nextId++;
+  const payload = "{\"id\":" + id.toString() + ",\"name\":" + jsonQuote(name) + ",\"delta\":" + delta.toString() + ",\"windowMs\":" + windowMs.toString() + "}";
+  return call<CounterResult>(COUNTER_ADD_FUNCTION, id, payload, handler, KIND_COUNTER, parseCounter);
+}
+
 /** Foreign calls waiting for an answer (diagnostics and tests). */
 export function pendingForeignCalls(): i32 {
   return pending.size;
@@ -167,8 +188,9 @@ import { JsonObject } from "./json";
 
 function deliver(id: u32, p: Pending, obj: JsonObject | null, error: string): void {
   if (p.handler.activate() != WasmResult.Ok) return;
-  if (p.kind == KIND_RATE_LIMIT) p.handler.onRateLimitResult(id, obj === null ? RateLimitResult.failure(error) : RateLimitResult.fromJson(obj!));
-  else p.handler.onBreakerPermit(id, obj === null ? BreakerPermit.failure(error) : BreakerPermit.fromJson(obj!));
+  if (p.kind == KIND_RATE_LIMIT) p.handler.onRateLimitResult(id, obj === null ? RateLimitResult.failure(error) : RateLimitResult.fromJson(obj));
+  else if (p.kind == KIND_BREAKER) p.handler.onBreakerPermit(id, obj === null ? BreakerPermit.failure(error) : BreakerPermit.fromJson(obj));
+  else p.handler.onCounterResult(id, obj === null ? CounterResult.failure(error) : CounterResult.fromJson(obj));
 }
 
 /** Drops the foreign calls of a context that is going away. */

@@ -8,6 +8,7 @@ import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { registerSharedStateForeignFunctions } from '../../runtime/shared-state/foreign-functions.js';
 import { createSharedState, type SharedState } from '../../runtime/shared-state/shared-state.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
+import { registerCounterForeignFunction } from '../../runtime/wasm/counter-foreign-function.js';
 import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
 import { EmulatorLoadError, PluginEmulator, PluginLogLevel } from './plugin-emulator.js';
 import { ensurePluginBuilt } from './ensure-plugin-built.js';
@@ -42,6 +43,7 @@ function registry(): ForeignFunctionRegistry {
   );
   const r = new ForeignFunctionRegistry();
   registerSharedStateForeignFunctions(r, state);
+  registerCounterForeignFunction(r, state.backend);
   r.register('test.echo', (args) => new Uint8Array([...args, ...new TextEncoder().encode('-pong')]));
   return r;
 }
@@ -214,6 +216,22 @@ describe('SDK API through the api-plugin fixture', () => {
     expect([b.h('permit'), b.h('record'), b.h('record-again'), b.h('state')]).toEqual(['true:CLOSED:false', 'Ok', 'BadArgument', 'CLOSED']);
     const rl = get(e, '/ratelimit');
     expect([rl.h('rl-status'), rl.h('rl-pending')]).toEqual(['Ok', 'false']);
+  });
+
+  it('cluster-wide counters: sharedCounterAdd answers later, to the stream that asked', async () => {
+    const e = await start();
+    const a = get(e, '/counter');
+    expect([a.r.action, a.h('counter-call')]).toEqual(['pause', 'Ok:true']);
+    expect((await a.r.resume!).action).toBe('continue');
+    expect(a.h('counter-value')).toBe('1.0:true');
+    const b = get(e, '/counter', { 'x-delta': '4' });
+    await b.r.resume;
+    expect(b.h('counter-value')).toBe('5.0:true');
+    await emu?.close();
+    emu = await PluginEmulator.create({ wasm, config: {}, name: 'api' });
+    const missing = get(emu, '/counter');
+    expect(missing.h('counter-call')).toBe('NotFound:false');
+    expect(missing.r.action).toBe('continue');
   });
 
   it('closeStream resets the stream', async () => {
