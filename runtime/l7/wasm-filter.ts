@@ -49,7 +49,8 @@ function toLocalReply(action: FilterAction): LocalReply | undefined {
       headers: r.headers.filter((h) => h[0].toLowerCase() !== 'x-weft-error' && h[0].toLowerCase() !== 'content-length'),
       body: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength),
       ...(code === undefined ? {} : { code }),
-      flag: action.failure === undefined ? '-' : 'UAEX',
+      // Envoy's flags for filter-generated answers: RL for rate limiting, UAEX for authorization denials and failures.
+      flag: action.failure !== undefined || r.status === 401 || r.status === 403 ? 'UAEX' : r.status === 429 ? 'RL' : '-',
     };
   }
   if (action.kind === 'reset') return { status: 0, reset: true, code: L7_ERROR.pluginFailed, flag: 'UAEX' };

@@ -1,0 +1,72 @@
+// Unit tests of the strict HTTP/1.x head parser: framing facts, connection semantics, and the exact rejection per malformed head.
+import { describe, expect, it } from 'vitest';
+import { findHeadEnd, HeadParseError, parseRequestHead, parseResponseHead } from './http1-head-parser.js';
+
+const limits = { maxHeadBytes: 8192, maxHeaders: 50 };
+
+function req(text: string) {
+  const buf = Buffer.from(text, 'latin1');
+  const end = findHeadEnd(buf, 0, limits);
+  if (typeof end !== 'number' || end === 0) return end;
+  return parseRequestHead(buf, 0, end, limits);
+}
+
+describe('parseRequestHead', () => {
+  it('parses method, target, lower-cased names, trimmed values and framing', () => {
+    const h = req('POST /a?b=1 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nX-Mixed:  spaced value \t\r\n\r\n');
+    expect(h).not.toBeInstanceOf(HeadParseError);
+    if (h instanceof HeadParseError || typeof h === 'number') return;
+    expect(h.method).toBe('POST');
+    expect(h.target).toBe('/a?b=1');
+    expect(h.headers).toEqual(['host', 'x', 'content-length', '5', 'x-mixed', 'spaced value']);
+    expect(h.contentLength).toBe(5);
+    expect(h.close).toBe(false);
+  });
+
+  it('knows HTTP/1.0 keep-alive, Connection: close, upgrades and nominated hop-by-hop headers', () => {
+    const old = req('GET / HTTP/1.0\r\n\r\n');
+    const oldKa = req('GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n');
+    const close = req('GET / HTTP/1.1\r\nhost: x\r\nconnection: close, x-secret\r\n\r\n');
+    const up = req('GET / HTTP/1.1\r\nhost: x\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\r\n');
+    expect((old as { close: boolean }).close).toBe(true);
+    expect((oldKa as { close: boolean }).close).toBe(false);
+    expect((close as { close: boolean; connectionTokens: string[] }).connectionTokens).toEqual(['x-secret']);
+    expect((up as { upgrade: boolean }).upgrade).toBe(true);
+  });
+
+  it('waits for more bytes on an incomplete head and refuses one that cannot fit', () => {
+    expect(req('GET / HTTP/1.1\r\nhost: x\r\n')).toBe(0);
+    const big = req(`GET / HTTP/1.1\r\nx: ${'a'.repeat(9000)}`);
+    expect(big).toBeInstanceOf(HeadParseError);
+    expect((big as HeadParseError).status).toBe(431);
+  });
+
+  it.each([
+    ['lower-case-less method with a space inside', 'G ET / HTTP/1.1\r\nhost: x\r\n\r\n', 400],
+    ['relative target', 'GET a HTTP/1.1\r\nhost: x\r\n\r\n', 400],
+    ['HTTP/1.2', 'GET / HTTP/1.2\r\nhost: x\r\n\r\n', 505],
+    ['content-length with a sign', 'GET / HTTP/1.1\r\nhost: x\r\ncontent-length: +5\r\n\r\n', 400],
+    ['content-length list', 'GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 5, 5\r\n\r\n', 400],
+    ['TE chunked on HTTP/1.0', 'POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n', 400],
+    ['empty header name', 'GET / HTTP/1.1\r\nhost: x\r\n: v\r\n\r\n', 400],
+    ['DEL in value', 'GET / HTTP/1.1\r\nhost: x\r\nx: a\u007fb\r\n\r\n', 400],
+  ])('rejects %s', (_n, text, status) => {
+    const h = req(text);
+    expect(h).toBeInstanceOf(HeadParseError);
+    expect((h as HeadParseError).status).toBe(status);
+  });
+});
+
+describe('parseResponseHead', () => {
+  it('parses status, reason and framing, and rejects a malformed status line as 502', () => {
+    const ok = Buffer.from('HTTP/1.1 204 No Content\r\nx-a: 1\r\n\r\n');
+    const r = parseResponseHead(ok, 0, ok.length, limits);
+    expect(r).toMatchObject({ status: 204, reason: 'No Content', headers: ['x-a', '1'] });
+    for (const bad of ['HTTP/1.1 2000 OK\r\n\r\n', 'HTTP/1.1 20 OK\r\n\r\n', 'HTTP/2 200 OK\r\n\r\n', 'HTTP/1.1 200 OK\r\nx : 1\r\n\r\n']) {
+      const b = Buffer.from(bad);
+      const res = parseResponseHead(b, 0, b.length, limits);
+      expect(res).toBeInstanceOf(HeadParseError);
+      expect((res as HeadParseError).status).toBe(502);
+    }
+  });
+});
