@@ -68,8 +68,13 @@ export const rateLimitRuleSchema = z.strictObject({
   burst: z.number().int().positive().optional(),
   /** strict: every decision in the backend; local: decide on leased tokens (see runtime/shared-state/README.md for the bound). */
   mode: z.enum(['strict', 'local']).default('strict'),
-  /** What a decision is when the backend cannot answer within timeoutMs; defaults to state.redis.failMode. */
-  failMode: z.enum(['open', 'closed']).optional(),
+  /**
+   * What a decision is when the backend cannot answer within timeoutMs; defaults to state.redis.failMode.
+   * local: this node enforces localShare × the limit on its own until the backend answers again.
+   */
+  failMode: z.enum(['open', 'closed', 'local']).optional(),
+  /** With failMode local: the fraction of the limit one node admits alone (1/N for N nodes keeps the total near the limit). */
+  localShare: z.number().gt(0).max(1).default(1),
   shadowMode: z.boolean().default(false),
   unlimited: z.boolean().default(false),
 });

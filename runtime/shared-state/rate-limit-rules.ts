@@ -20,7 +20,9 @@ export interface CompiledRule {
   readonly algorithm: LimitAlgorithm;
   readonly burst: number;
   readonly mode: 'strict' | 'local';
-  readonly failMode: 'open' | 'closed';
+  readonly failMode: 'open' | 'closed' | 'local';
+  /** Fraction of the limit this node enforces alone under failMode local. */
+  readonly localShare: number;
   readonly shadowMode: boolean;
   readonly unlimited: boolean;
   /** Entries with a fixed value; the most specific match wins at equal depth. */
@@ -42,6 +44,7 @@ export function compileRule(domain: string, rule: RateLimitRuleConfig, defaultFa
     burst: rule.burst ?? Math.max(1, rule.requestsPerUnit),
     mode: rule.mode,
     failMode: rule.failMode ?? defaultFailMode,
+    localShare: rule.localShare,
     shadowMode: rule.shadowMode,
     unlimited: rule.unlimited,
     specificity: entries.filter((e) => e.value !== undefined).length,

@@ -156,6 +156,7 @@ describe('RateLimiter', () => {
           descriptors: [
             { entries: [{ key: 'open' }], requestsPerUnit: 1, unit: 'second' },
             { entries: [{ key: 'closed' }], requestsPerUnit: 1, unit: 'second', failMode: 'closed', mode: 'local' },
+            { entries: [{ key: 'alone' }], requestsPerUnit: 4, unit: 'day', failMode: 'local', localShare: 0.5 },
           ],
         },
       ],
@@ -164,5 +165,13 @@ describe('RateLimiter', () => {
     expect((await rl.shouldRateLimit(req('f', ['open', '1']))).statuses[0]).toMatchObject({ code: 'OK', source: 'fail-open' });
     expect((await rl.shouldRateLimit(req('f', ['closed', '1']))).statuses[0]).toMatchObject({ code: 'OVER_LIMIT', source: 'fail-closed' });
     expect(await metrics.render()).toMatch(/weft_ratelimit_degraded_total\{domain="f",fail_mode="closed",reason="unavailable"\} 1/);
+    // failMode local: this node alone enforces half of 4 until the backend is back.
+    const alone = [];
+    for (let i = 0; i < 3; i++) alone.push((await rl.shouldRateLimit(req('f', ['alone', 'x']))).statuses[0]!);
+    expect(alone.map((x) => [x.code, x.source])).toEqual([
+      ['OK', 'fail-local'],
+      ['OK', 'fail-local'],
+      ['OVER_LIMIT', 'fail-local'],
+    ]);
   });
 });

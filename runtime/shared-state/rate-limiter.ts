@@ -6,7 +6,7 @@ import { LeasePool } from './lease-pool.js';
 import { OverLimitCache } from './over-limit-cache.js';
 import { rateLimitHeaders, type HeaderSource } from './rate-limit-headers.js';
 import { counterSpec, RateLimitRules, UNIT_MS, type CompiledRule, type RateLimitEntry, type RateLimitUnit } from './rate-limit-rules.js';
-import type { ConsumeResult, StateBackend } from './state-backend.js';
+import type { ConsumeResult, LimitSpec, StateBackend } from './state-backend.js';
 import { MemoryBackend } from './state-memory.js';
 
 export interface RateLimitDescriptor {
@@ -27,7 +27,7 @@ export interface RateLimitRequest {
 export type RateLimitCode = 'OK' | 'OVER_LIMIT';
 
 /** Where a decision came from: the `source` label of weft_ratelimit_decisions_total and what callers log. */
-export const DECISION_SOURCES = ['backend', 'lease', 'cache', 'unlimited', 'no-rule', 'fail-open', 'fail-closed'] as const;
+export const DECISION_SOURCES = ['backend', 'lease', 'cache', 'unlimited', 'no-rule', 'fail-open', 'fail-closed', 'fail-local'] as const;
 export type DecisionSource = (typeof DECISION_SOURCES)[number];
 
 export interface DescriptorStatus {
@@ -67,6 +67,8 @@ export class RateLimiter {
   readonly #backend: StateBackend;
   readonly #options: RateLimiterOptions;
   readonly #cache = new OverLimitCache();
+  /** Decides failMode-local rules while the backend is unreachable; its counters are this node's alone. */
+  readonly #fallback = new MemoryBackend();
   readonly #leases: LeasePool;
   #rules: RateLimitRules;
   readonly #decisions: ReturnType<MetricsRegistry['counter']>;
@@ -145,7 +147,7 @@ export class RateLimiter {
           // Only part of the lease was left: fewer tokens than this request needs.
           return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: 0, retryAfterMs: 0, source: 'backend' }, request.domain);
         },
-        (err: unknown) => this.#failed(request.domain, rule, err),
+        (err: unknown) => this.#failed(request.domain, rule, err, spec, hits),
       );
     }
     const cached = this.#cache.lookup(spec.id, hits, now);
@@ -171,10 +173,10 @@ export class RateLimiter {
       try {
         return decided(this.#backend.consumeNow(spec, hits, 0));
       } catch (err) {
-        return this.#failed(request.domain, rule, err);
+        return this.#failed(request.domain, rule, err, spec, hits);
       }
     }
-    return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(decided, (err: unknown) => this.#failed(request.domain, rule, err));
+    return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(decided, (err: unknown) => this.#failed(request.domain, rule, err, spec, hits));
   }
 
   #overrideRule(domain: string, d: RateLimitDescriptor): CompiledRule | undefined {
@@ -192,22 +194,35 @@ export class RateLimiter {
       burst: Math.max(1, limit.requestsPerUnit),
       mode: 'strict',
       failMode: base?.failMode ?? this.#options.defaultFailMode,
+      localShare: base?.localShare ?? 1,
       shadowMode: base?.shadowMode ?? false,
       unlimited: false,
       specificity: d.entries.length,
     };
   }
 
-  #failed(domain: string, rule: CompiledRule, err: unknown): DescriptorStatus {
+  #failed(domain: string, rule: CompiledRule, err: unknown, spec: LimitSpec, hits: number): DescriptorStatus {
     const reason = (err as { reason?: unknown } | null)?.reason;
     this.#degraded.inc({ domain, fail_mode: rule.failMode, reason: typeof reason === 'string' ? reason : 'internal' });
     this.#options.logger.debug({ err, domain, rule: rule.name }, 'rate-limit backend unavailable, applying failMode');
+    if (rule.failMode === 'local') return this.#count(this.#decideAlone(rule, spec, hits), domain);
     return this.#count(
       rule.failMode === 'open'
         ? { code: 'OK', rule, remaining: rule.requestsPerUnit, resetMs: 0, retryAfterMs: 0, source: 'fail-open' }
         : { code: 'OVER_LIMIT', rule, remaining: 0, resetMs: 0, retryAfterMs: 1_000, source: 'fail-closed' },
       domain,
     );
+  }
+
+  /**
+   * failMode local: the same algorithm on this node's own memory, at localShare of the limit — not a bypass as
+   * fail-open is, and not an outage for clients as fail-closed is (rate-limiter-flexible's insurance limiter).
+   */
+  #decideAlone(rule: CompiledRule, spec: LimitSpec, hits: number): DescriptorStatus {
+    const limit = Math.max(1, Math.floor(spec.limit * rule.localShare));
+    const burst = Math.max(1, Math.floor(spec.burst * rule.localShare));
+    const r = this.#fallback.consumeNow({ ...spec, limit, burst }, hits, 0);
+    return { code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'fail-local' };
   }
 
   #count(status: DescriptorStatus, requestDomain: string): DescriptorStatus {
