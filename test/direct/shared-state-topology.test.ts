@@ -1,4 +1,4 @@
-// The Redis backend across topologies under load: a cluster slot migrated mid-load (ASK, then MOVED) and a sentinel failover of the master.
+// The Redis backend across topologies under load: a cluster slot migrated mid-load (ASK, then MOVED), a sentinel failover of the master, and URL credentials.
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { RedisConfig } from '../../runtime/config/config-schema.js';
