@@ -37,7 +37,10 @@ async function create(argv: string[]): Promise<number> {
     return 2;
   }
   const dir = await scaffoldPlugin(name, values.dir ?? '.');
-  process.stdout.write(`created ${dir}\nnext: cd ${dir} && npm install && npm run build && npm test\n`);
+  process.stdout.write(
+    `created ${dir}\nnext: inside a weft checkout (plugins/${name}): npm install at the root, then npx vitest run plugins/${name}\n` +
+      `      elsewhere: cd ${dir} && npm install && npm run build && npm test\n`,
+  );
   return 0;
 }
 

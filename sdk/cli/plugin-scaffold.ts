@@ -37,8 +37,10 @@ function files(name: string, toSdk: string): Record<string, string> {
           build:
             'asc assembly/index.ts --config asconfig.json --target release --outFile build/release.wasm --disableWarning && ' +
             'asc assembly/index.ts --config asconfig.json --target debug --outFile build/debug.wasm --textFile build/debug.wat --disableWarning',
+          test: 'vitest run test',
         },
         dependencies: { '@weft/sdk': `file:${toSdk}` },
+        devDependencies: { assemblyscript: '~0.28.20', vitest: '^4.1.12' },
       },
       null,
       2,
