@@ -1,0 +1,50 @@
+// `npm run bench`: every side-by-side benchmark in one run, printed as ratios to the direct path and to HAProxy/nginx; results saved under test/bench/results/.
+import { mkdir, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { benchL4 } from './l4-bench.js';
+import { REPO_ROOT, hasCommand } from './bench-tools.js';
+
+const seconds = Number(process.env.WEFT_BENCH_SECONDS ?? 5);
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a === undefined || b === undefined || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}×`;
+}
+
+async function main(): Promise<void> {
+  const missing = [];
+  for (const c of ['nginx', 'haproxy', 'wrk', 'iperf3', 'taskset']) if (!(await hasCommand(c))) missing.push(c);
+  if (missing.length > 0) throw new Error(`npm run bench needs ${missing.join(', ')} (Debian packages; see .ci/run)`);
+  const results: Record<string, unknown> = { date: new Date().toISOString(), seconds };
+  const l4 = await benchL4({ seconds, connections: 32 });
+  results.l4 = l4;
+  const w = l4.wrk;
+  const lines = [
+    '## L4 (wrk -t1 -c32, keep-alive, tiny responses; iperf3 one stream; every proxy on one core)',
+    '',
+    '| path | req/s | p50 ms | p99 ms | iperf3 Gbit/s |',
+    '|---|---|---|---|---|',
+    ...Object.entries(w).map(([k, v]) => `| ${k} | ${v.rps.toFixed(0)} | ${v.p50ms.toFixed(3)} | ${v.p99ms.toFixed(3)} | ${l4.iperfGbps[k]?.toFixed(1) ?? 'n/a'} |`),
+    '',
+    '| ratio | value | target |',
+    '|---|---|---|',
+    `| weft L4 req/s ÷ HAProxy TCP | ${ratio(w['weft-l4']?.rps, w['haproxy-tcp']?.rps)} | ≥ 1.0× |`,
+    `| weft L4 req/s ÷ nginx stream | ${ratio(w['weft-l4']?.rps, w['nginx-stream']?.rps)} | |`,
+    `| weft L4 req/s ÷ direct | ${ratio(w['weft-l4']?.rps, w.direct?.rps)} | |`,
+    `| HAProxy TCP req/s ÷ direct | ${ratio(w['haproxy-tcp']?.rps, w.direct?.rps)} | (≈0.5× on these machines) |`,
+    `| weft L4 throughput ÷ HAProxy TCP | ${ratio(l4.iperfGbps['weft-l4'], l4.iperfGbps['haproxy-tcp'])} | ≥ 0.8× |`,
+    `| weft L4 throughput ÷ direct | ${ratio(l4.iperfGbps['weft-l4'], l4.iperfGbps.direct)} | |`,
+    `| weft RSS idle | ${l4.memory.weftIdleMb.toFixed(1)} MB | ≤ 60 MB |`,
+    `| weft memory per idle connection (${l4.memory.connections} held) | ${l4.memory.weftPerConnKb.toFixed(1)} KB | ≤ 16 KB |`,
+    `| HAProxy memory per idle connection | ${l4.memory.haproxyPerConnKb.toFixed(1)} KB | |`,
+  ];
+  process.stdout.write(lines.join('\n') + '\n');
+  const outDir = path.join(REPO_ROOT, 'test/bench/results');
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, `bench-${Date.now()}.json`), JSON.stringify(results, null, 2));
+  await writeFile(path.join(outDir, 'latest.md'), lines.join('\n') + '\n');
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exitCode = 1;
+});
