@@ -1,6 +1,8 @@
 /** Pooled HTTP/2 (h2c) client sessions per upstream endpoint for h2 and gRPC traffic: streams share a session up to its concurrency limit, a new session opens beyond it, dead sessions are dropped. */
 import http2 from 'node:http2';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
+import { Agent } from 'undici';
 import type { ConnectFn } from './http1-pool.js';
 
 /** ztunnel's pool cap (POOL_MAX_STREAMS_PER_CONNECTION) and Envoy's default SETTINGS_MAX_CONCURRENT_STREAMS for upstreams. */
@@ -14,9 +16,27 @@ interface PooledSession {
 export class H2UpstreamPool {
   readonly #sessions = new Map<string, PooledSession[]>();
   readonly #connect: ConnectFn;
+  #http1: Agent | undefined;
 
   constructor(connect: ConnectFn) {
     this.#connect = connect;
+  }
+
+  /** undici for h2c clients of HTTP/1.1 services (the downgrade path); connections go through the same connector. */
+  get http1(): Agent {
+    return (this.#http1 ??= new Agent({
+      keepAliveTimeout: 60_000,
+      connect: (opts, cb) => {
+        const socket = this.#connect(opts.hostname, Number(opts.port));
+        if (!(socket instanceof net.Socket) || !socket.connecting) return cb(null, socket as net.Socket);
+        const onError = (err: Error): void => cb(err, null);
+        socket.once('error', onError);
+        socket.once('connect', () => {
+          socket.off('error', onError);
+          cb(null, socket);
+        });
+      },
+    }));
   }
 
   get size(): number {
@@ -75,5 +95,7 @@ export class H2UpstreamPool {
   closeAll(): void {
     for (const list of this.#sessions.values()) for (const s of [...list]) s.session.destroy();
     this.#sessions.clear();
+    void this.#http1?.destroy();
+    this.#http1 = undefined;
   }
 }

@@ -1,6 +1,6 @@
 /** The downstream side of cleartext HTTP/2 (h2c) and gRPC: each stream runs the same chain as HTTP/1 (route, filters, breakers, load balancing) and is forwarded on a pooled h2 session, trailers included; rapid-reset and header floods end the session with GOAWAY. */
 import http2 from 'node:http2';
-import type { Duplex } from 'node:stream';
+import { PassThrough, type Duplex } from 'node:stream';
 import { HeaderList } from './header-list.js';
 import { H2UpstreamPool } from './h2-upstream-pool.js';
 import type { ConnectFn } from './http1-pool.js';
@@ -199,7 +199,10 @@ class H2Exchange {
       this.#endpoint = ep;
       ep.activeRequests++;
       if (route.timeoutMs > 0) this.#timer = setTimeout(() => this.#onTimeout(), route.timeoutMs);
-      this.#forward(ep, cluster, route.responseHeaders);
+      const appProtocol = (svc ?? service)?.ports.find((p) => p.port === (backend?.port ?? port))?.appProtocol ?? target.servicePort?.appProtocol;
+      // gRPC needs trailers end to end, so it always stays on HTTP/2.
+      if (this.#grpc || appProtocol === 'http2' || appProtocol === 'grpc') this.#forward(ep, cluster, route.responseHeaders);
+      else this.#forwardHttp1(ep, cluster, route.responseHeaders);
     });
   }
 
@@ -292,6 +295,57 @@ class H2Exchange {
       if (!stream.headersSent && !this.#done) return this.#upstreamFailed('upstream reset the stream', 'UC');
       if (up.rstCode !== 0 && up.rstCode !== undefined && !stream.destroyed && !this.#done) stream.close(up.rstCode);
     });
+    stream.on('close', () => this.#finish());
+  }
+
+  /** HTTP/2 client, HTTP/1.1 service: the request goes out through undici, the response comes back as h2 frames. */
+  #forwardHttp1(ep: UpstreamEndpoint, cluster: UpstreamCluster, responseOps: Parameters<typeof applyOps>[1] | undefined): void {
+    const { stream } = this;
+    const trace = continueTrace(this.#headers.get('traceparent'));
+    this.#traceId = trace.traceId;
+    this.#headers.set('traceparent', trace.header);
+    const headers: Record<string, string> = {};
+    for (const [n, v] of this.#headers.pairs()) if (n !== 'te') headers[n] = headers[n] === undefined ? v : `${headers[n]}, ${v}`;
+    headers.host = this.#authority;
+    const abort = new AbortController();
+    stream.once('close', () => abort.abort());
+    // undici starts reading only once connected: the body waits in a PassThrough, counted as it passes.
+    let body: PassThrough | undefined;
+    if (!stream.endAfterHeaders) {
+      body = new PassThrough();
+      stream.on('data', (c: Buffer) => (this.#reqBytes += c.length));
+      stream.pipe(body);
+    }
+    const origin = ep.address.includes(':') ? `http://[${ep.address}]:${ep.port}` : `http://${ep.address}:${ep.port}`;
+    this.pool.http1
+      .request({ origin, path: this.#path, method: this.#method, headers, body, signal: abort.signal, headersTimeout: 0, bodyTimeout: 0 })
+      .then((res) => {
+        const status = res.statusCode;
+        this.#status = status;
+        cluster.report(ep, status >= 500 ? (status >= 502 && status <= 504 ? 'gateway' : '5xx') : 'success', Date.now());
+        const list = new HeaderList();
+        for (const [n, v] of Object.entries(res.headers)) {
+          if (v === undefined || H2_HOP.has(n)) continue;
+          for (const one of Array.isArray(v) ? v : [v]) list.add(n, one);
+        }
+        if (responseOps !== undefined) applyOps(list, responseOps);
+        this.#settle(runFilterHook(this.#streams, 0, onResponseHeadersHook, status, list, false), () => {
+          if (this.#done || stream.destroyed) return void res.body.destroy();
+          const out: http2.OutgoingHttpHeaders = { ':status': status };
+          for (const [n, v] of list.pairs()) {
+            const prev = out[n];
+            out[n] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+          }
+          stream.respond(out);
+          res.body.on('data', (c: Buffer) => (this.#resBytes += c.length));
+          res.body.on('error', () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR));
+          res.body.pipe(stream);
+        });
+      })
+      .catch((err: unknown) => {
+        if (this.#done) return;
+        this.#upstreamFailed(`upstream HTTP/1.1 request failed: ${(err as Error).message}`, 'UF');
+      });
     stream.on('close', () => this.#finish());
   }
 

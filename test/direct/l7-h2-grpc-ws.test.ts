@@ -79,6 +79,33 @@ describe('L7 h2c and gRPC', () => {
     expect(h.proxy.telemetry.count({ response_code: '200', request_protocol: 'http' })).toBe(5);
   });
 
+  it('downgrades h2c clients of an HTTP/1.1 service, bodies and filters included', async () => {
+    const server = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        res.setHeader('x-seen-tag', String(req.headers['x-tagged']));
+        res.end(`h1 ${req.method ?? ''} ${req.url ?? ''} ${body}`);
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise((r) => { server.closeAllConnections(); server.close(() => r()); }));
+    const h = await proxyTo((server.address() as net.AddressInfo).port, 'http');
+    const client = http2.connect(`http://127.0.0.1:${h.port}`);
+    cleanups.push(() => Promise.resolve(void client.close()));
+    const req = client.request({ ':path': '/down', ':method': 'POST' });
+    req.end('payload');
+    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    await once(req, 'end');
+    expect(headers[':status']).toBe(200);
+    expect(headers['x-seen-tag']).toBe('by-weft');
+    expect(headers['x-weft-filter']).toBe('seen');
+    expect(body).toBe('h1 POST /down payload');
+  });
+
   it('proxies gRPC unary, server-streaming and client-streaming calls with trailers and status', async () => {
     const server = new grpc.Server();
     server.addService(echoService, {
