@@ -189,7 +189,12 @@ export class Http1Exchange implements UpstreamOwner {
     if (this.#phase === 'done') return;
     this.#headersDone = true;
     if (this.#bufferRequest && !this.#reqComplete) {
-      // Body arrives through feedRequestBody; dispatch happens once it is complete.
+      // Body arrives through feedRequestBody; dispatch happens once it is complete. A client waiting for
+      // 100 Continue gets it from weft (the upstream only sees the finished body), as Envoy does.
+      if (this.#head.expectContinue) {
+        this.#conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+        this.#headers.remove('expect');
+      }
       return;
     }
     // Body callbacks are for bodies: a request without one goes straight on, as Envoy never calls on_request_body for it.

@@ -110,6 +110,22 @@ describe('L7 HTTP/1.1 proxying', () => {
     expect(urls).toEqual(['/one', '/two', '/three']);
   });
 
+  it('answers HEAD without a body but with the upstream content-length, and keeps the connection usable', async () => {
+    const up = await startHttpUpstream('127.0.0.1', 0, (req, res) => {
+      res.setHeader('x-seen-url', req.url ?? '');
+      res.setHeader('content-length', 5);
+      res.end(req.method === 'HEAD' ? undefined : 'hello');
+    });
+    cleanups.push(() => up.close());
+    const h = await proxyFor(up);
+    const { text } = await rawExchange(h.port, 'HEAD /h HTTP/1.1\r\nhost: x\r\n\r\nGET /g HTTP/1.1\r\nhost: x\r\n\r\n');
+    const responses = text.split('HTTP/1.1 ').filter((s) => s !== '');
+    expect(responses).toHaveLength(2);
+    expect(responses[0]).toMatch(/^200 OK\r\n[\s\S]*content-length: 5\r\n[\s\S]*\r\n$/);
+    expect(responses[0]!.endsWith('\r\n\r\n')).toBe(true);
+    expect(responses[1]).toMatch(/x-seen-url: \/g[\s\S]*\r\n\r\nhello$/);
+  });
+
   it('forwards content-length and chunked request bodies byte for byte', async () => {
     const up = await echoUpstream();
     const h = await proxyFor(up);
@@ -169,6 +185,24 @@ describe('L7 HTTP/1.1 proxying', () => {
     const big = await rawExchange(h.port, `POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4000\r\n\r\n${'a'.repeat(4000)}`);
     expect(big.text).toMatch(/^HTTP\/1\.1 413 /);
     expect(big.text).toContain('x-weft-error: WEFT_ERR_BODY_TOO_LARGE');
+  });
+
+  it('sends 100 Continue itself when a buffering filter waits for the body', async () => {
+    const up = await echoUpstream();
+    const buffering: L7Filter = { name: 'buffering', bufferRequestBody: true, start: () => ({ onRequestBody: () => undefined }) };
+    const h = await proxyFor(up, [buffering]);
+    const sock = net.connect(h.port, '127.0.0.1');
+    await once(sock, 'connect');
+    let text = '';
+    sock.on('data', (d: Buffer) => (text += d.toString()));
+    sock.write('POST /e HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 5\r\n\r\n');
+    for (let i = 0; i < 100 && !text.includes('100 Continue'); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(text).toBe('HTTP/1.1 100 Continue\r\n\r\n');
+    sock.write('hello');
+    for (let i = 0; i < 100 && !text.endsWith('hello'); i++) await new Promise((r) => setTimeout(r, 5));
+    expect(text).toMatch(/HTTP\/1\.1 200 OK[\s\S]*hello$/);
+    expect(text).not.toContain('"expect"');
+    sock.destroy();
   });
 
   it('answers 502 with x-weft-error when the upstream sends a malformed response', async () => {
