@@ -49,7 +49,7 @@ export async function buildPlugin(dir: string, targets: readonly BuildTarget[] =
   const built: BuiltFile[] = [];
   for (const target of targets) {
     const tmp = `build/.${target}-${process.pid}-${Date.now()}.wasm`;
-    const args = ['assembly/index.ts', '--config', 'asconfig.json', '--target', target, '--baseDir', root, '--outFile', tmp, '--disableWarning'];
+    const args = ['assembly/index.ts', '--config', 'asconfig.json', '--target', target, '--baseDir', root, '--outFile', tmp];
     if (target === 'debug') args.push('--textFile', 'build/debug.wat', '--sourceMap');
     const stdout = sink();
     const stderr = sink();

@@ -35,8 +35,8 @@ function files(name: string, toSdk: string): Record<string, string> {
         type: 'module',
         scripts: {
           build:
-            'asc assembly/index.ts --config asconfig.json --target release --outFile build/release.wasm --disableWarning && ' +
-            'asc assembly/index.ts --config asconfig.json --target debug --outFile build/debug.wasm --textFile build/debug.wat --disableWarning',
+            'asc assembly/index.ts --config asconfig.json --target release --outFile build/release.wasm && ' +
+            'asc assembly/index.ts --config asconfig.json --target debug --outFile build/debug.wasm --textFile build/debug.wat',
           test: 'vitest run test',
         },
         dependencies: { '@weft/sdk': `file:${toSdk}` },
