@@ -1,6 +1,7 @@
 // A compact JSON (RFC 8259) parser and string quoting for plugin configuration and weft's foreign-function payloads.
 // Errors are returned (with the offset), never thrown: AssemblyScript's throw is an abort that would kill the VM.
-// Written here because the maintained AssemblyScript JSON libraries need compiler transforms or lag AS releases.
+// Written here rather than depended on: json-as 1.6 works through a compiler transform (and SIMD), and
+// assemblyscript-json 1.1 was built for AS 0.19; a dynamic-tree parser of ~400 lines keeps plugins small and builds plain.
 
 export enum JsonKind {
   Null = 0,
