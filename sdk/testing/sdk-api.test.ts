@@ -175,6 +175,17 @@ describe('SDK API through the api-plugin fixture', () => {
       ['{"x": 1,}', "error: expected a string key at offset 8"],
       ['"\x01"', 'error: control character in string at offset 1'],
       ['', 'error: unexpected end of input at offset 0'],
+      ['01', 'error: unexpected data after the document at offset 1'],
+      ['-', 'error: bad number at offset 1'],
+      ['1.', "error: bad number: digits expected after '.' at offset 2"],
+      ['1e+', 'error: bad number: digits expected in exponent at offset 3'],
+      ['[1,2', "error: expected ',' or ']' at offset 4"],
+      ['{"a" 1}', "error: expected ':' after key at offset 5"],
+      ['{"a":1,"a":2}', '{"a":2}'],
+      ['"\\ud83d\\ude00 \\/"', '"😀 /"'],
+      ['"bad \\x"', 'error: bad escape at offset 6'],
+      ['tru', "error: unexpected character 't' at offset 0"],
+      [' [ [ ] , { } , 1e2 , -0 ] ', '[[],{},100,0]'],
     ] as const) {
       const { s } = get(e, '/json', {}, false);
       const mid = s.sendRequestBody(body.slice(0, 3), false);
