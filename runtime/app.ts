@@ -18,6 +18,8 @@ import { normalizeIp, originalDestination, remoteOf, type SocketAddr } from './l
 import { startHttpEndpoint, type HttpEndpoint } from './admin/http-endpoint.js';
 import { adminRoutes, metricsRoutes, readinessRoutes } from './admin/admin-routes.js';
 import { HboneNode } from './hbone/hbone-node.js';
+import { L7Runtime, requiresL7 } from './l7-runtime.js';
+import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
 
 const log = createLogger('app');
@@ -52,6 +54,8 @@ export class App {
   readonly #opts: AppOptions;
   readonly #reloads;
   #l7: L7Handoff | undefined;
+  #l7Runtime: L7Runtime | undefined;
+  #l7Loading: Promise<L7Runtime> | undefined;
   #ready = false;
   #ownPorts = new Set<number>();
   readonly #localIps = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
@@ -100,9 +104,35 @@ export class App {
     };
   }
 
-  /** The L7 path registers itself here; without it every destination is proxied at L4. */
+  /** Replaces the L7 path (tests, embedders); normally the app loads its own when the config needs L7. */
   setL7Handoff(handoff: L7Handoff | undefined): void {
     this.#l7 = handoff;
+  }
+
+  /** The loaded L7 half (plugin host, shared state, HTTP proxy), if any destination has needed it yet. */
+  get l7Runtime(): L7Runtime | undefined {
+    return this.#l7Runtime;
+  }
+
+  /**
+   * Makes `config`'s plugins, limits and L7 path ready before the config is served. Plugins that fail to load
+   * reject the whole config: nothing changes and the running config keeps serving.
+   */
+  async #prepareL7(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+    if (!requiresL7(config) && this.#l7Runtime === undefined) return { ok: true };
+    this.#l7Loading ??= L7Runtime.create(config, {
+      state: this.state,
+      metrics: this.metrics,
+      picker: this.picker,
+      ...(this.#opts.accessLogSink === undefined ? {} : { accessLogSink: this.#opts.accessLogSink }),
+    });
+    const runtime = await this.#l7Loading;
+    this.#l7Runtime = runtime;
+    const plugins = await runtime.applyPlugins(config);
+    if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`) };
+    runtime.applyLimits(config);
+    this.#l7 ??= runtime.handoff;
+    return { ok: true };
   }
 
   /** Adds a section to /config_dump (plugins, certificates, ...). */
@@ -123,6 +153,8 @@ export class App {
   async start(): Promise<void> {
     const config = this.state.current.config;
     const signal = this.drain.signal;
+    const l7 = await this.#prepareL7(config);
+    if (!l7.ok) throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `cannot start: ${l7.problems.join('; ')}`);
     const captured = (name: 'outbound' | 'inbound', transparent: boolean) => (socket: net.Socket) => {
       const dst = originalDestination(socket, transparent);
       if (dst === undefined) {
@@ -158,8 +190,17 @@ export class App {
     log.info({ node: config.node, ports: this.ports }, 'weft started');
   }
 
-  /** Applies a validated config: the snapshot swaps atomically, localPorts are rebound only where they changed. */
-  async reload(config: WeftConfig): Promise<void> {
+  /**
+   * Applies a validated config: plugins load first (a plugin that fails rejects the whole config), then the snapshot
+   * swaps atomically and localPorts are rebound only where they changed.
+   */
+  async reload(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+    const l7 = await this.#prepareL7(config);
+    if (!l7.ok) {
+      this.recordRejectedReload();
+      log.error({ problems: l7.problems }, 'configuration rejected; the previous configuration keeps serving');
+      return l7;
+    }
     const previous = this.state.current.config;
     this.state.update(config);
     await this.#reconcileLocalPorts(config);
@@ -170,6 +211,7 @@ export class App {
     }
     this.#reloads.inc({ result: 'applied' });
     log.info({ version: this.state.current.version }, 'configuration reloaded');
+    return { ok: true };
   }
 
   /** Counts a reload that was rejected (the watcher validates before calling reload). */
@@ -215,6 +257,7 @@ export class App {
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();
+    await this.#l7Runtime?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();
     log.info({ forced: result.forced }, 'weft stopped');

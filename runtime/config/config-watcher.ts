@@ -10,7 +10,8 @@ const log = createLogger('config');
 const DEBOUNCE_MS = 100;
 
 export interface ConfigWatcherTarget {
-  reload(config: WeftConfig): Promise<void>;
+  /** Rejects (ok: false) when the config is valid but cannot be applied, e.g. a plugin fails to load. */
+  reload(config: WeftConfig): Promise<{ ok: boolean }>;
   recordRejectedReload(): void;
 }
 
@@ -61,8 +62,8 @@ export class ConfigWatcher {
     }
     const text = JSON.stringify(result.config);
     if (cause === 'file' && text === this.#lastText) return true;
-    this.#lastText = text;
-    await this.#target.reload(result.config);
-    return true;
+    const applied = await this.#target.reload(result.config);
+    if (applied.ok) this.#lastText = text;
+    return applied.ok;
   }
 }

@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import type { ServicePortConfig } from '../config/config-schema.js';
 import type { Service, StateSnapshot, Workload } from '../state/state-snapshot.js';
 import type { EndpointPicker } from './endpoint-picker.js';
+import { isL7Destination } from '../l7/l7-destination.js';
 import type { SocketAddr } from './original-destination.js';
 
 export type Route =
@@ -32,7 +33,7 @@ export function routeFor(dest: Destination, ctx: RouteContext): Route {
   const target = ctx.snapshot.serviceByVip(address, port);
   if (target !== undefined) return serviceRoute(target.service, port, ctx);
   const workload = ctx.snapshot.workloadByIp(address);
-  if (workload !== undefined) return { kind: 'workload', workload, upstream: { address, port }, l7: workload.attachment !== undefined };
+  if (workload !== undefined) return { kind: 'workload', workload, upstream: { address, port }, l7: isL7Destination(ctx.snapshot, { workload, port }) };
   return { kind: 'passthrough', upstream: { address, port }, l7: false };
 }
 
@@ -46,7 +47,7 @@ function serviceRoute(service: Service, port: number, ctx: RouteContext): Route 
   if (endpoint === undefined || address === undefined) {
     return { kind: 'refused', code: 'WEFT_ERR_NO_HEALTHY_UPSTREAM', message: `service ${service.key} has no healthy endpoint` };
   }
-  const l7 = service.attachment !== undefined || endpoint.attachment !== undefined;
+  const l7 = isL7Destination(ctx.snapshot, { service, workload: endpoint, port });
   return { kind: 'service', service, servicePort, endpoint, upstream: { address, port: servicePort.targetPort ?? port }, l7 };
 }
 

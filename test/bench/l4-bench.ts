@@ -34,7 +34,7 @@ export async function writeWeftConfig(dir: string, name: string, listen: number,
   };
   const file = path.join(dir, `${name}.yaml`);
   await writeFile(file, stringify(config));
-  return { file, readinessPort: ports[5] as number };
+  return { file, readinessPort: ports[5] };
 }
 
 export interface WeftBenchConfig {

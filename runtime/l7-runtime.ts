@@ -1,0 +1,112 @@
+/** The L7 half of a weft instance (plugin host, shared rate-limit/breaker state, HTTP proxy), loaded on first need so an L4-only node never pays for it. */
+import type { WeftConfig } from './config/config-schema.js';
+import type { MetricsRegistry } from './telemetry/metrics-registry.js';
+import type { ProxyState } from './state/proxy-state.js';
+import type { EndpointPicker } from './l4/endpoint-picker.js';
+import type { L7Handoff } from './l4/connection-proxy.js';
+import type { PluginHost } from './wasm/plugin-host.js';
+import type { SharedState } from './shared-state/shared-state.js';
+import type { L7Proxy, L7ProxyOptions } from './l7/l7-proxy.js';
+import type { AccessLogSink } from './telemetry/access-log.js';
+import { ForeignFunctionRegistry } from './wasm/foreign-function.js';
+import { createLogger } from './log.js';
+
+const log = createLogger('l7-runtime');
+
+/** Methods, paths and hosts can only be evaluated on HTTP requests. */
+function hasL7Policy(config: WeftConfig): boolean {
+  return config.policies.some((p) => p.rules.some((r) => (r.to ?? []).some(({ operation: o }) => [o.methods, o.notMethods, o.paths, o.notPaths, o.hosts, o.notHosts].some((v) => v !== undefined))));
+}
+
+/** Whether any destination of this config can be L7: anything less keeps the node on the L4 path only. */
+export function requiresL7(config: WeftConfig): boolean {
+  return config.plugins.length > 0 || config.routes.length > 0 || config.trafficPolicies.length > 0 || config.rateLimits.length > 0 || hasL7Policy(config);
+}
+
+export interface L7RuntimeDeps {
+  state: ProxyState;
+  metrics: MetricsRegistry;
+  picker: EndpointPicker;
+  /** The HBONE/mTLS-aware upstream connector of the L4 path. */
+  connectUpstream?: L7ProxyOptions['connectUpstream'];
+  accessLogSink?: AccessLogSink;
+}
+
+export type PluginLoadResult = { ok: true } | { ok: false; problems: { plugin: string; reason: string }[] };
+
+export class L7Runtime {
+  /** Host services plugins reach through proxy_call_foreign_function (weft.ratelimit.*, weft.breaker.*). */
+  readonly foreignFunctions: ForeignFunctionRegistry;
+  readonly pluginHost: PluginHost;
+  readonly shared: SharedState;
+  readonly proxy: L7Proxy;
+
+  private constructor(foreignFunctions: ForeignFunctionRegistry, pluginHost: PluginHost, shared: SharedState, proxy: L7Proxy) {
+    this.foreignFunctions = foreignFunctions;
+    this.pluginHost = pluginHost;
+    this.shared = shared;
+    this.proxy = proxy;
+  }
+
+  static async create(config: WeftConfig, deps: L7RuntimeDeps): Promise<L7Runtime> {
+    const [{ PluginHost }, { createSharedState }, { registerSharedStateForeignFunctions }, { createL7Proxy }, { createWasmPlugins }, callouts] = await Promise.all([
+      import('./wasm/plugin-host.js'),
+      import('./shared-state/shared-state.js'),
+      import('./shared-state/foreign-functions.js'),
+      import('./l7/l7-proxy.js'),
+      import('./l7/wasm-filter.js'),
+      import('./plugin-callouts.js'),
+    ]);
+    const shared = createSharedState(config.state, {
+      metrics: deps.metrics,
+      nodeName: config.node,
+      logger: createLogger('shared-state'),
+      rateLimits: config.rateLimits,
+      circuitBreakers: config.circuitBreakers,
+    });
+    await shared.ready();
+    const foreign = new ForeignFunctionRegistry();
+    registerSharedStateForeignFunctions(foreign, shared);
+    const pluginHost = new PluginHost({
+      metrics: deps.metrics,
+      foreignFunctions: foreign,
+      httpCall: callouts.createPluginHttpCall(deps.state, deps.picker),
+      grpc: callouts.createPluginGrpcResolver(deps.state, deps.picker),
+      logger: createLogger('wasm'),
+      nodeProperties: { 'node.id': config.node, 'node.metadata.CLUSTER_ID': 'Kubernetes' },
+    });
+    const proxy = createL7Proxy({
+      state: deps.state,
+      metrics: deps.metrics,
+      logger: createLogger('l7'),
+      plugins: createWasmPlugins(pluginHost, () => deps.state.current.config.plugins),
+      ...(deps.connectUpstream === undefined ? {} : { connectUpstream: deps.connectUpstream }),
+      // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
+      ...(deps.accessLogSink === undefined ? {} : { accessLog: { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) } }),
+    });
+    const runtime = new L7Runtime(foreign, pluginHost, shared, proxy);
+    log.info({ plugins: config.plugins.map((p) => p.name) }, 'l7 path loaded');
+    return runtime;
+  }
+
+  /** Loads or swaps the plugin set; on failure nothing changed and the caller must keep its previous config. */
+  async applyPlugins(config: WeftConfig): Promise<PluginLoadResult> {
+    const r = await this.pluginHost.replace(config.plugins);
+    return r.ok ? { ok: true } : { ok: false, problems: r.problems };
+  }
+
+  /** Rate-limit rules and breaker tuning reload live; a backend change needs a restart. */
+  applyLimits(config: WeftConfig): void {
+    this.shared.update(config.rateLimits, config.circuitBreakers);
+  }
+
+  get handoff(): L7Handoff {
+    return this.proxy;
+  }
+
+  async close(): Promise<void> {
+    await this.proxy.close();
+    this.pluginHost.close();
+    await this.shared.close();
+  }
+}
