@@ -92,10 +92,19 @@ interface MetricValue {
   metricName?: string;
 }
 
+/** One telemetry per registry: several L7 proxies on one registry (an app and a test, a restart) share the series. */
+const byRegistry = new WeakMap<MetricsRegistry, HttpTelemetry>();
+
 export class HttpTelemetry {
   readonly #series = new Map<string, Series>();
 
-  constructor(metrics: MetricsRegistry) {
+  static for(metrics: MetricsRegistry): HttpTelemetry {
+    let t = byRegistry.get(metrics);
+    if (t === undefined) byRegistry.set(metrics, (t = new HttpTelemetry(metrics)));
+    return t;
+  }
+
+  private constructor(metrics: MetricsRegistry) {
     const reg = metrics.registry;
     const counterValues = (): MetricValue[] => this.#counterValues();
     reg.registerMetric({

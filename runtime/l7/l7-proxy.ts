@@ -60,7 +60,7 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   const cfgLog = opts.state.current.config.accessLog;
   const accessLog = new HttpAccessLog(opts.accessLog ?? { enabled: cfgLog.enabled, path: cfgLog.path });
   const clusters = new ClusterRegistry(opts.connectUpstream ?? defaultConnect);
-  const telemetry = new HttpTelemetry(opts.metrics);
+  const telemetry = HttpTelemetry.for(opts.metrics);
   const filterCache = new WeakMap<StateSnapshot, Map<string, readonly L7Filter[]>>();
 
   const filtersFor = (snapshot: StateSnapshot, target: L7Target): readonly L7Filter[] => {

@@ -64,15 +64,15 @@ describe('L4 <-> L7 switch', () => {
     };
     const workers = Array.from({ length: 8 }, () => worker());
     for (let r = 0; r < 8; r++) {
-      await new Promise((res) => setTimeout(res, 60));
+      await new Promise((res) => setTimeout(res, 120));
       await w.app.reload(testConfig(raw(r % 2 === 0)));
     }
     await new Promise((res) => setTimeout(res, 60));
     stop = true;
     await Promise.all(workers);
     expect(failures).toEqual([]);
-    expect(l4).toBeGreaterThan(20);
-    expect(viaL7).toBeGreaterThan(20);
+    expect(l4).toBeGreaterThan(10);
+    expect(viaL7).toBeGreaterThan(10);
     // The last reload detached the plugin: new connections are back on L4.
     expect((await get(port)).wasm).toBe(false);
   });
