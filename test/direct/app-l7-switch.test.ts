@@ -70,7 +70,8 @@ describe('L4 ⇄ L7 by reload', () => {
       }
     };
     const workers = Array.from({ length: 8 }, worker);
-    for (const annotations of [{ 'weft.dev/plugins': 'add-header' }, {}, { 'weft.dev/plugins': 'add-header' }, {}]) {
+    const attach: Record<string, string> = { 'weft.dev/plugins': 'add-header' };
+    for (const annotations of [attach, {}, attach, {}]) {
       await new Promise((r) => setTimeout(r, 150));
       expect(await w.app.reload(testConfig(meshConfig(annotations)))).toEqual({ ok: true });
     }
