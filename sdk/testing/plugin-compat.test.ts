@@ -33,7 +33,31 @@ describe.each(PLUGINS)('plugin %s', (name) => {
   });
 });
 
+const RAW_CASES: { plugin: string; config: unknown; headers: [string, string][]; status: number }[] = [
+  { plugin: 'authz', config: { policies: [{ action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin/*'] } }] }] }] }, headers: [[':method', 'GET'], [':path', '/admin/x'], [':authority', 'a']], status: 403 },
+  { plugin: 'cors', config: { allowOrigins: ['https://a.test'] }, headers: [[':method', 'OPTIONS'], [':path', '/'], [':authority', 'a'], ['origin', 'https://a.test'], ['access-control-request-method', 'GET']], status: 204 },
+  { plugin: 'fault-injection', config: { abort: { httpStatus: 503 } }, headers: [[':method', 'GET'], [':path', '/'], [':authority', 'a']], status: 503 },
+  { plugin: 'jwt-authn', config: { providers: [{ issuer: 'i', jwks: { keys: [{ kty: 'EC', crv: 'P-256', x: 'f83OJ3D2xF1Bg8vub9tLe1gHMzV76e8Tus9uPHvRVEU', y: 'x_FEzRu9m36HLN_tue659LNpXW6pCyStikYjKIWI5a0' }] } }] }, headers: [[':method', 'GET'], [':path', '/'], [':authority', 'a']], status: 401 },
+  { plugin: 'ratelimit', config: { domain: 'd', descriptors: [[{ key: 'k', value: 'v' }]], failureMode: 'deny' }, headers: [[':method', 'GET'], [':path', '/'], [':authority', 'a']], status: 500 },
+];
+
 describe('raw host', () => {
+  it.each(RAW_CASES)('$plugin answers $status driven through PluginHost and FilterChain directly', async ({ plugin, config, headers, status }) => {
+    const wasm = await ensurePluginBuilt(`${PLUGINS_DIR}${plugin}`);
+    const host = new PluginHost({ metrics: new MetricsRegistry(), foreignFunctions: new ForeignFunctionRegistry(), idleMs: 0 });
+    try {
+      const loaded = await host.load([{ name: plugin, url: pathToFileURL(wasm).href, phase: 'UNSPECIFIED_PHASE', priority: 0, failStrategy: 'FAIL_CLOSE', config }]);
+      expect(loaded.ok).toBe(true);
+      const chain = host.createStream([plugin]);
+      const action = chain.onRequestHeaders(headers.map(([k, v]) => [k, v]), true);
+      expect(action.kind).toBe('localResponse');
+      if (action.kind === 'localResponse') expect(action.response.status).toBe(status);
+      chain.done();
+    } finally {
+      host.close();
+    }
+  });
+
   it('header-rewrite behaves the same driven through PluginHost and FilterChain directly', async () => {
     const wasm = await ensurePluginBuilt(`${PLUGINS_DIR}header-rewrite`);
     const host = new PluginHost({ metrics: new MetricsRegistry(), foreignFunctions: new ForeignFunctionRegistry(), idleMs: 0 });
