@@ -221,6 +221,31 @@ describe('L7 HTTP/1.1 proxying', () => {
     expect(h.accessLines.at(-1)).toMatchObject({ response_code: 502, response_flags: 'UPE' });
   });
 
+  it('relays a close-delimited upstream body and cuts the client off when the upstream dies mid-body', async () => {
+    const raw = net.createServer((s) =>
+      s.once('data', (d: Buffer) => {
+        if (d.toString().startsWith('GET /eof')) s.end('HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil close');
+        else {
+          s.write('HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly part');
+          setTimeout(() => s.destroy(), 20);
+        }
+      }),
+    );
+    raw.listen(0, '127.0.0.1');
+    await once(raw, 'listening');
+    cleanups.push(() => new Promise<void>((r) => raw.close(() => r())));
+    const h = await startProxy(serviceConfig((raw.address() as net.AddressInfo).port), 'echo.default', 80);
+    cleanups.push(() => h.close());
+    const eof = await rawExchange(h.port, 'GET /eof HTTP/1.1\r\nhost: x\r\n\r\n', { untilClose: true, idleMs: 3000 });
+    expect(eof.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[\s\S]*connection: close\r\n\r\nuntil close$/);
+    expect(eof.closed).toBe(true);
+    const cut = await rawExchange(h.port, 'GET /cut HTTP/1.1\r\nhost: x\r\n\r\n', { untilClose: true, idleMs: 3000 });
+    expect(cut.text.endsWith('only part')).toBe(true);
+    expect(cut.closed).toBe(true);
+    await new Promise((r) => setImmediate(r));
+    expect(h.proxy.telemetry.count({ response_code: '200', response_flags: 'UC' })).toBe(1);
+  });
+
   it('answers 503 UF when the upstream refuses connections', async () => {
     const closed = net.createServer();
     closed.listen(0, '127.0.0.1');
