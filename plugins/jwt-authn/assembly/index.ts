@@ -31,6 +31,8 @@ class Remote {
   path: string = "";
   timeoutMs: u32 = 5000;
   cacheSeconds: u64 = 300;
+  /** After a failed fetch, requests fail fast (or use the previous keys) for this long before another fetch. */
+  retryMs: u64 = 1000;
 }
 
 class Provider {
@@ -46,6 +48,8 @@ class Provider {
   claimHeaders: Array<ClaimHeader> = new Array<ClaimHeader>();
   // Remote JWKS state (per VM).
   fetchedAtNanos: u64 = 0;
+  /** No new fetch before this (after a failure), so a failing JWKS endpoint is not hammered by every request. */
+  retryAtNanos: u64 = 0;
   fetching: bool = false;
   waiters: Array<Jwt> = new Array<Jwt>();
 
@@ -121,7 +125,7 @@ class Parser {
     if (remote !== null) {
       const r = remote.asObject();
       if (r === null) return this.fail(where + ".remoteJwks must be an object");
-      const u = unknownKey(r, ["cluster", "authority", "path", "timeoutMs", "cacheSeconds"]);
+      const u = unknownKey(r, ["cluster", "authority", "path", "timeoutMs", "cacheSeconds", "retryMs"]);
       if (u !== null) return this.fail(where + ".remoteJwks: unknown field \"" + u! + "\"");
       const rem = new Remote();
       const cluster = r.getString("cluster");
@@ -134,8 +138,11 @@ class Parser {
       const t = r.getNumber("timeoutMs", 5000);
       const c = r.getNumber("cacheSeconds", 300);
       if (t < 1 || t > 60000 || c < 0 || c > 86400) return this.fail(where + ".remoteJwks timeoutMs must be 1-60000 and cacheSeconds 0-86400");
+      const retry = r.getNumber("retryMs", 1000);
+      if (retry < 0 || retry > 600000) return this.fail(where + ".remoteJwks retryMs must be 0-600000");
       rem.timeoutMs = <u32>t;
       rem.cacheSeconds = <u64>c;
+      rem.retryMs = <u64>retry;
       p.remote = rem;
     }
     if (jwks === null && remote === null) return this.fail(where + " needs jwks or remoteJwks");
@@ -333,7 +340,8 @@ class Jwt extends HttpContext {
     const nbf = t.payload.get("nbf");
     if (nbf !== null && (!nbf.isNumber || <i64>nbf.asNumber() - CLOCK_SKEW_SECONDS > now)) { this.deny("Jwt not yet valid", true); return HeadersAction.StopIteration; }
     if (!this.audienceAllowed(p!, t)) { this.deny("Audiences in Jwt are not allowed", true); return HeadersAction.StopIteration; }
-    if (!p!.fresh(currentTimeNanos())) {
+    const nowNanos = currentTimeNanos();
+    if (!p!.fresh(nowNanos) && nowNanos >= p!.retryAtNanos) {
       this.jwtRoot.fetch(p!);
       if (p!.fetching) {
         // Stale keys, if any, are not used while a refresh is in flight: the refresh answers within timeoutMs.
@@ -455,6 +463,7 @@ class JwtRoot extends RootContext {
       p.keys = keys!;
       p.fetchedAtNanos = currentTimeNanos();
     } else {
+      p.retryAtNanos = currentTimeNanos() + p.remote!.retryMs * 1_000_000;
       logWarn("jwt-authn: JWKS fetch for " + p.name + " failed" + (response.failed ? " (no response or timeout)" : " (status " + response.status.toString() + " or not a JWKS)"));
     }
     const waiters = p.waiters;

@@ -151,8 +151,8 @@ describe('jwt-authn with a remote JWKS', () => {
     expect(emu.httpCalls.calls).toHaveLength(1);
   });
 
-  it('answers 401 "Jwks remote fetch is failed" when the JWKS endpoint times out, and fetches again next time', async () => {
-    emu = await PluginEmulator.create({ wasm, config: { providers: [REMOTE] } });
+  it('answers 401 "Jwks remote fetch is failed" when the JWKS endpoint times out, fails fast for retryMs, then fetches again', async () => {
+    emu = await PluginEmulator.create({ wasm, config: { providers: [{ ...REMOTE, remoteJwks: { ...REMOTE.remoteJwks, retryMs: 300 } }] } });
     const started = performance.now();
     const a = request(emu, { authorization: `Bearer ${token({})}` });
     expect(a.r.action).toBe('pause');
@@ -161,6 +161,11 @@ describe('jwt-authn with a remote JWKS', () => {
     expect(performance.now() - started).toBeGreaterThanOrEqual(140);
     expect401(a.s, 'Jwks remote fetch is failed');
     expect(emu.logs.some((l) => l.message.includes('JWKS fetch for providers[0] failed (no response or timeout)'))).toBe(true);
+    const fast = request(emu, { authorization: `Bearer ${token({})}` });
+    expect(fast.r.action).toBe('localResponse');
+    expect401(fast.s, 'Jwks remote fetch is failed');
+    expect(emu.httpCalls.calls).toHaveLength(1);
+    await new Promise((r) => setTimeout(r, 320));
     const b = request(emu, { authorization: `Bearer ${token({})}` });
     expect(b.r.action).toBe('pause');
     expect(emu.httpCalls.calls).toHaveLength(2);
@@ -169,7 +174,7 @@ describe('jwt-authn with a remote JWKS', () => {
   });
 
   it('answers 401 when the endpoint fails, answers an error status or something that is not a JWKS', async () => {
-    emu = await PluginEmulator.create({ wasm, config: { providers: [REMOTE] } });
+    emu = await PluginEmulator.create({ wasm, config: { providers: [{ ...REMOTE, remoteJwks: { ...REMOTE.remoteJwks, retryMs: 0 } }] } });
     const answers = [(c: PendingHttpCall) => c.fail(), (c: PendingHttpCall) => c.respond({ status: 503 }), (c: PendingHttpCall) => c.respond({ body: '<html>' })];
     for (const [i, answer] of answers.entries()) {
       const a = request(emu, { authorization: `Bearer ${token({})}` });
@@ -188,6 +193,7 @@ describe('jwt-authn configuration', () => {
     ['jwks that are not JSON', { providers: [{ issuer: ISSUER, jwks: '{keys' }] }],
     ['jwks without RSA or EC keys', { providers: [{ issuer: ISSUER, jwks: { keys: [{ kty: 'oct', k: 'c2VjcmV0' }] } }] }],
     ['a remote JWKS with a relative path', { providers: [{ issuer: ISSUER, remoteJwks: { cluster: 'c', path: 'jwks' } }] }],
+    ['a negative retryMs', { providers: [{ issuer: ISSUER, remoteJwks: { cluster: 'c', path: '/jwks', retryMs: -1 } }] }],
     ['an unknown field', { providers: [PROVIDER], requireAll: true }],
   ])('rejects %s and keeps the previous configuration', async (_what, bad) => {
     emu = await PluginEmulator.create({ wasm, config: { providers: [PROVIDER] } });
