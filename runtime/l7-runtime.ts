@@ -10,6 +10,7 @@ import type { L7Proxy, L7ProxyOptions } from './l7/l7-proxy.js';
 import type { AccessLogSink } from './telemetry/access-log.js';
 import { ForeignFunctionRegistry } from './wasm/foreign-function.js';
 import { createLogger } from './log.js';
+import { expandPluginInstances } from './state/plugin-instances.js';
 
 const log = createLogger('l7-runtime');
 
@@ -79,7 +80,7 @@ export class L7Runtime {
       state: deps.state,
       metrics: deps.metrics,
       logger: createLogger('l7'),
-      plugins: createWasmPlugins(pluginHost, () => deps.state.current.config.plugins),
+      plugins: createWasmPlugins(pluginHost, () => expandPluginInstances(deps.state.current.config)),
       ...(deps.connectUpstream === undefined ? {} : { connectUpstream: deps.connectUpstream }),
       // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
       ...(deps.accessLogSink === undefined ? {} : { accessLog: { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) } }),
@@ -91,7 +92,7 @@ export class L7Runtime {
 
   /** Loads or swaps the plugin set; on failure nothing changed and the caller must keep its previous config. */
   async applyPlugins(config: WeftConfig): Promise<PluginLoadResult> {
-    const r = await this.pluginHost.replace(config.plugins);
+    const r = await this.pluginHost.replace(expandPluginInstances(config));
     return r.ok ? { ok: true } : { ok: false, problems: r.problems };
   }
 

@@ -1,5 +1,7 @@
 /** Turns weft.yaml text into a valid WeftConfig or the full list of problems, each with its path and file:line; never throws on bad input. */
 import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { configSchema, type WeftConfig } from './config-schema.js';
 import { crossReferenceProblems } from './config-validate.js';
@@ -96,5 +98,10 @@ export async function loadConfigFile(file: string): Promise<ConfigResult> {
   } catch (err) {
     return { ok: false, problems: [{ file, path: '', message: `cannot read the file: ${(err as Error).message}` }] };
   }
-  return parseConfigText(text, file);
+  const result = parseConfigText(text, file);
+  if (!result.ok) return result;
+  // `file://relative/path` is resolved against the config file's directory, so examples work from any checkout.
+  const dir = path.dirname(path.resolve(file));
+  const plugins = result.config.plugins.map((p) => (p.url.startsWith('file://') && !p.url.startsWith('file:///') ? { ...p, url: pathToFileURL(path.resolve(dir, p.url.slice('file://'.length))).href } : p));
+  return { ok: true, config: { ...result.config, plugins } };
 }

@@ -1,4 +1,5 @@
 /** Adapts the proxy-wasm host (runtime/wasm PluginHost) to the L7 filter chain: attached plugins ordered by Istio WasmPlugin phase and priority, one FilterChain per request, its actions mapped to continue / pause / local reply / reset. */
+import { instanceNames } from '../state/plugin-instances.js';
 import type { PluginConfig } from '../config/config-schema.js';
 import type { FilterChain, FilterAction } from '../wasm/filter-chain.js';
 import type { HeaderPairs } from '../wasm/header-map-codec.js';
@@ -87,8 +88,9 @@ function streamInfo(info: FilterRequestInfo): StreamInfo {
  */
 export function createWasmPlugins(host: PluginHost, configs: () => readonly PluginConfig[]): PluginHostLike {
   return {
-    filtersFor(pluginNames) {
-      const names = orderPlugins(pluginNames, configs()).filter((n) => host.has(n));
+    filtersFor(pluginNames, configOverrides) {
+      // A `weft.dev/plugin-config.<plugin>` override selects that plugin's instance configured with it.
+      const names = orderPlugins(instanceNames(pluginNames, configOverrides), configs()).filter((n) => host.has(n));
       if (names.length === 0) return [];
       const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
       const requestBody = exportsOf('proxy_on_request_body');
