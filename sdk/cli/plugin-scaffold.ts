@@ -51,7 +51,8 @@ function files(name: string, toSdk: string): Record<string, string> {
 import {
   HeadersAction, HttpContext, RootContext, logError, parseJson, pluginConfiguration, registerRootContext, responseHeaders,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports";
+// Header-only: without body callbacks hosts stream bodies past this plugin (use "exports" to see bodies).
+export * from "@weft/sdk/assembly/exports-headers-only";
 
 class ${className}Root extends RootContext {
   header: string = "x-${name}";

@@ -26,6 +26,8 @@ describe.each(PLUGINS)('plugin %s', (name) => {
     expect(exports).toContain('_initialize');
     expect(exports).toContain('proxy_on_context_create');
     expect(exports.filter((e) => e.startsWith('proxy_abi_version'))).toEqual(['proxy_abi_version_0_2_1']);
+    // All first-party plugins are header-only: no body or trailer callbacks, so weft's L7 path streams bodies past them.
+    expect(exports.filter((e) => /^proxy_on_(request|response)_(body|trailers)$/.test(e))).toEqual([]);
     for (const imp of WebAssembly.Module.imports(module)) {
       const ok = (imp.module === 'env' && imp.name in HOSTCALL_SIGNATURES) || imp.module === 'wasi_snapshot_preview1';
       expect(ok, `${imp.module}.${imp.name}`).toBe(true);

@@ -35,6 +35,13 @@ async function setup(plugins: PluginConfig[]) {
       res.end('response text');
       return;
     }
+    if (req.url === '/upload') {
+      let n = 0;
+      for await (const chunk of req) n += (chunk as Buffer).length;
+      res.setHeader('x-received', String(n));
+      res.end('ok');
+      return;
+    }
     if (req.url === '/util' || req.url === '/props') {
       res.setHeader('x-results', JSON.stringify(Object.fromEntries(Object.entries(req.headers).filter(([k]) => k.startsWith('x-r-')))));
       res.end('ok');
@@ -98,6 +105,12 @@ describe('SDK plugins on the L7 path', () => {
       expect(res.headers.server).toBeUndefined();
       expect(await res.body.text()).toBe('ok');
     }
+    // A header-only plugin leaves bodies streaming: 3 MiB is more than L7 would ever buffer (1 MiB by default).
+    const big = Buffer.alloc(3 * 1024 * 1024, 0x61);
+    const upload = await request(`http://127.0.0.1:${h.port}/upload`, { method: 'POST', body: big });
+    expect(upload.statusCode).toBe(200);
+    expect(upload.headers['x-received']).toBe(String(big.length));
+    await upload.body.text();
   });
 
   it('authz denies with 403 before the upstream; jwt-authn (AUTHN phase) verifies tokens through weft.crypto.verify', async () => {

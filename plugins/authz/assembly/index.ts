@@ -5,7 +5,7 @@ import {
   getPropertyString, istioMatch, logError, logDebug, matchesAny, parseJson, pluginConfiguration, registerRootContext,
   requestHeaders, stringArray, unknownKey,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports";
+export * from "@weft/sdk/assembly/exports-headers-only";
 
 /** A field pair such as principals/notPrincipals: matches when `values` (if set) matches and `notValues` does not. */
 class Match {

@@ -4,7 +4,7 @@ import {
   HeaderPair, HeadersAction, HttpContext, RootContext, logError, matchesAny, parseJson, pluginConfiguration,
   registerRootContext, requestHeaders, responseHeaders, stringArray, unknownKey,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports";
+export * from "@weft/sdk/assembly/exports-headers-only";
 
 class Config {
   allowOrigins: Array<string> = new Array<string>();

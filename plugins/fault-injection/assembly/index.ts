@@ -4,7 +4,7 @@ import {
   HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, currentTimeNanos, defineCounter,
   logError, parseJson, pluginConfiguration, randomUnit, registerRootContext, unknownKey,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports";
+export * from "@weft/sdk/assembly/exports-headers-only";
 
 const TICK_MS: u32 = 5;
 const MAX_DELAY_MS: f64 = 600_000;

@@ -4,7 +4,7 @@ import {
   HeadersAction, HeaderMap, asciiLower, HttpContext, JsonObject, JsonValue, RootContext, getPropertyString, logError, parseJson,
   pluginConfiguration, registerRootContext, requestHeaders, responseHeaders,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports";
+export * from "@weft/sdk/assembly/exports-headers-only";
 
 const MAX_RULES = 64;
 

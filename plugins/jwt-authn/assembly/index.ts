@@ -7,7 +7,7 @@ import {
   httpCall, jsonQuote, logError, logWarn, parseJson, pluginConfiguration, registerRootContext, requestHeaders,
   stringArray, stringifyJson, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports";
+export * from "@weft/sdk/assembly/exports-headers-only";
 
 const VERIFY_FUNCTION = "weft.crypto.verify";
 const CLOCK_SKEW_SECONDS: i64 = 60;

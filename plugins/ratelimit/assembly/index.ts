@@ -8,7 +8,7 @@ import {
   matchesAny, parseJson, pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, shouldRateLimit,
   stringArray, unknownKey,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports";
+export * from "@weft/sdk/assembly/exports-headers-only";
 
 const TICK_MS: u32 = 10;
 
