@@ -5,7 +5,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildPlugin } from '../cli/plugin-build.js';
 
 const SDK_ASSEMBLY = resolve(dirname(fileURLToPath(import.meta.url)), '../assembly');
 
@@ -39,6 +38,10 @@ export async function ensurePluginBuilt(pluginDir: string): Promise<string> {
   const out = join(dir, 'build', 'release.wasm');
   const built = await mtime(out);
   const sources = Math.max(await newestMtime(join(dir, 'assembly')), await newestMtime(SDK_ASSEMBLY), (await mtime(join(dir, 'asconfig.json'))) ?? 0);
-  if (built === undefined || built < sources) await buildPlugin(dir, ['release']);
+  if (built === undefined || built < sources) {
+    // Loaded only when a build is needed: the AssemblyScript compiler is large and most runs find the build fresh.
+    const { buildPlugin } = await import('../cli/plugin-build.js');
+    await buildPlugin(dir, ['release']);
+  }
   return out;
 }
