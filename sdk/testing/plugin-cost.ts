@@ -93,10 +93,15 @@ for (const c of CASES) {
     s.end();
   };
   for (let i = 0; i < 2000; i++) one();
-  const n = 10_000;
-  const started = performance.now();
-  for (let i = 0; i < n; i++) one();
-  process.stdout.write(`${c.label.padEnd(18)} ${(((performance.now() - started) * 1000) / n).toFixed(1)} µs/request\n`);
+  // The best of three rounds: the machine is shared, and the minimum is the least disturbed estimate.
+  const n = 5000;
+  let best = Infinity;
+  for (let round = 0; round < 3; round++) {
+    const started = performance.now();
+    for (let i = 0; i < n; i++) one();
+    best = Math.min(best, ((performance.now() - started) * 1000) / n);
+  }
+  process.stdout.write(`${c.label.padEnd(18)} ${best.toFixed(1)} µs/request\n`);
   await emu.close();
 }
 await state.close();
