@@ -174,7 +174,7 @@ http { access_log off; keepalive_requests 1000000; server { listen ${host}:${por
 }
 
 /** New HBONE connections per second: each a fresh client (TLS 1.3 + HTTP/2 + CONNECT + one echoed byte), 8 at a time. */
-async function handshakesPerSecond(nodes: Nodes, echoPort: number): Promise<number> {
+export async function handshakesPerSecond(nodes: Nodes, echoPort: number): Promise<number> {
   const until = Date.now() + SECONDS * 1000;
   let n = 0;
   const worker = async (): Promise<void> => {

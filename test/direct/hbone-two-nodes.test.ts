@@ -100,6 +100,13 @@ describe('node A to node B over HBONE (whole runtimes)', () => {
     expect(metricValue(await b.metrics(), 'istio_tcp_received_bytes_total', { ...labels, reporter: 'destination' })).toBeGreaterThanOrEqual(5);
   });
 
+  it('lists the certificates a node holds in /config_dump: only identities it hosts', async () => {
+    const dump = (await (await fetch(`http://127.0.0.1:${b.app.ports.admin ?? 0}/config_dump`)).json()) as { certificates: { identity: string; state: string; notAfter: string; pem: string[] }[] };
+    expect(dump.certificates.map((c) => c.identity)).toEqual([ID.server]);
+    expect(dump.certificates[0]).toMatchObject({ state: 'available' });
+    expect(dump.certificates[0]?.pem[0]).toMatch(/^-----BEGIN CERTIFICATE-----/);
+  });
+
   it('delivers 100 MiB each way exactly', async () => {
     expect(await exchange(100 * 1024 * 1024)).toEqual({ ok: true, got: 100 * 1024 * 1024 });
   }, 120_000);
