@@ -36,7 +36,7 @@ export interface L7RuntimeDeps {
 export type PluginLoadResult = { ok: true } | { ok: false; problems: { plugin: string; reason: string }[] };
 
 export class L7Runtime {
-  /** Host services plugins reach through proxy_call_foreign_function (weft.ratelimit.*, weft.breaker.*). */
+  /** Host services plugins reach through proxy_call_foreign_function (weft.ratelimit.*, weft.breaker.*, weft.crypto.verify, weft.counter.add). */
   readonly foreignFunctions: ForeignFunctionRegistry;
   readonly pluginHost: PluginHost;
   readonly shared: SharedState;
@@ -50,13 +50,15 @@ export class L7Runtime {
   }
 
   static async create(config: WeftConfig, deps: L7RuntimeDeps): Promise<L7Runtime> {
-    const [{ PluginHost }, { createSharedState }, { registerSharedStateForeignFunctions }, { createL7Proxy }, { createWasmPlugins }, callouts] = await Promise.all([
+    const [{ PluginHost }, { createSharedState }, { registerSharedStateForeignFunctions }, { createL7Proxy }, { createWasmPlugins }, callouts, { registerCryptoForeignFunctions }, { registerCounterForeignFunction }] = await Promise.all([
       import('./wasm/plugin-host.js'),
       import('./shared-state/shared-state.js'),
       import('./shared-state/foreign-functions.js'),
       import('./l7/l7-proxy.js'),
       import('./l7/wasm-filter.js'),
       import('./plugin-callouts.js'),
+      import('./wasm/crypto-foreign-functions.js'),
+      import('./wasm/counter-foreign-function.js'),
     ]);
     const shared = createSharedState(config.state, {
       metrics: deps.metrics,
@@ -68,6 +70,8 @@ export class L7Runtime {
     await shared.ready();
     const foreign = new ForeignFunctionRegistry();
     registerSharedStateForeignFunctions(foreign, shared);
+    registerCryptoForeignFunctions(foreign);
+    registerCounterForeignFunction(foreign, shared.backend);
     const pluginHost = new PluginHost({
       metrics: deps.metrics,
       foreignFunctions: foreign,
