@@ -122,7 +122,11 @@ describe('Redis topologies under load', () => {
     }
     expect(newMaster).toBe(s.replica.port);
     const promotedAt = performance.now();
-    await sleep(2_000);
+    // Wait for recovery rather than a fixed time: on a loaded CI machine the reconnect itself is delayed by the
+    // event loop (its lag is measured and allowed for below).
+    const recoverBy = Date.now() + 10_000;
+    while (!l.outcomes.some((o) => o.at > promotedAt && o.ok) && Date.now() < recoverBy) await sleep(50);
+    await sleep(300);
     await l.stop();
 
     expect(Math.max(...l.outcomes.map((o) => o.latency))).toBeLessThanOrEqual(timeoutMs + 10 + l.lagMaxMs());
@@ -133,7 +137,7 @@ describe('Redis topologies under load', () => {
     const firstBack = l.outcomes.find((o) => o.at > promotedAt && o.ok);
     expect(firstBack).toBeDefined();
     process.stdout.write(`sentinel failover: ${JSON.stringify({ promotedAfterMs: Math.round(promotedAt - killedAt), backAfterPromotionMs: Math.round(firstBack!.at - promotedAt) })}\n`);
-    expect(firstBack!.at - promotedAt).toBeLessThan(1_500);
+    expect(firstBack!.at - promotedAt).toBeLessThan(1_500 + l.lagMaxMs());
     // Counting continued on the promoted replica (what the old master had not replicated is lost, as Redis documents).
     const after = l.outcomes.filter((o) => o.at > promotedAt && o.ok).length;
     expect(Number(await cli(newMaster, 'HGET', 'wt:rl:f:{failover|k=v}', 'c'))).toBeGreaterThanOrEqual(after);
