@@ -2,9 +2,29 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { benchL4 } from './l4-bench.js';
+import { benchL7 } from './l7.js';
+import { benchHbone } from './hbone.js';
+import { benchWasmHost } from './wasm-host.js';
+import { benchSharedState } from './shared-state.js';
 import { REPO_ROOT, hasCommand } from './bench-tools.js';
 
 const seconds = Number(process.env.WEFT_BENCH_SECONDS ?? 5);
+/** `WEFT_BENCH_ONLY=l4,l7` runs a subset: l4, l7, hbone, wasm, shared-state. */
+const only = new Set((process.env.WEFT_BENCH_ONLY ?? 'l4,l7,hbone,wasm,shared-state').split(',').map((s) => s.trim()));
+
+/** The other sections report their own named numbers (ratios included); printed as a two-column table. */
+async function section(name: string, title: string, run: () => Promise<Record<string, number>>, results: Record<string, unknown>, lines: string[]): Promise<void> {
+  if (!only.has(name)) return;
+  process.stderr.write(`[bench] ${title}\n`);
+  try {
+    const r = await run();
+    results[name] = r;
+    lines.push('', `## ${title}`, '', '| measure | value |', '|---|---|', ...Object.entries(r).map(([k, v]) => `| ${k} | ${Number.isInteger(v) ? v : v.toFixed(3)} |`));
+  } catch (err) {
+    results[name] = { error: (err as Error).message };
+    lines.push('', `## ${title}`, '', `failed: ${(err as Error).message}`);
+  }
+}
 
 function ratio(a: number | undefined, b: number | undefined): string {
   return a === undefined || b === undefined || b === 0 ? 'n/a' : `${(a / b).toFixed(2)}×`;
@@ -15,10 +35,24 @@ async function main(): Promise<void> {
   for (const c of ['nginx', 'haproxy', 'wrk', 'iperf3', 'taskset']) if (!(await hasCommand(c))) missing.push(c);
   if (missing.length > 0) throw new Error(`npm run bench needs ${missing.join(', ')} (Debian packages; see .ci/run)`);
   const results: Record<string, unknown> = { date: new Date().toISOString(), seconds };
+  const lines: string[] = [];
+  if (only.has('l4')) lines.push(...(await l4Section(results)));
+  await section('l7', 'L7 (wrk -c32 through weft HTTP with and without a Wasm plugin, nginx and HAProxy HTTP)', () => benchL7({ seconds }), results, lines);
+  await section('hbone', 'HBONE (two weft instances, mTLS HTTP/2 CONNECT)', () => benchHbone(), results, lines);
+  await section('wasm', 'proxy-wasm host', () => benchWasmHost(), results, lines);
+  await section('shared-state', 'Shared rate limits (Redis strict and local modes)', () => benchSharedState(), results, lines);
+  process.stdout.write(lines.join('\n') + '\n');
+  const outDir = path.join(REPO_ROOT, 'test/bench/results');
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, `bench-${Date.now()}.json`), JSON.stringify(results, null, 2));
+  await writeFile(path.join(outDir, 'latest.md'), lines.join('\n') + '\n');
+}
+
+async function l4Section(results: Record<string, unknown>): Promise<string[]> {
   const l4 = await benchL4({ seconds, connections: 32 });
   results.l4 = l4;
   const w = l4.wrk;
-  const lines = [
+  return [
     '## L4 (wrk -t1 -c32, keep-alive, tiny responses; iperf3 one stream; every proxy on one core)',
     '',
     '| path | req/s | p50 ms | p99 ms | iperf3 Gbit/s |',
@@ -37,11 +71,6 @@ async function main(): Promise<void> {
     `| weft memory per idle connection (${l4.memory.connections} held) | ${l4.memory.weftPerConnKb.toFixed(1)} KB | ≤ 16 KB |`,
     `| HAProxy memory per idle connection | ${l4.memory.haproxyPerConnKb.toFixed(1)} KB | |`,
   ];
-  process.stdout.write(lines.join('\n') + '\n');
-  const outDir = path.join(REPO_ROOT, 'test/bench/results');
-  await mkdir(outDir, { recursive: true });
-  await writeFile(path.join(outDir, `bench-${Date.now()}.json`), JSON.stringify(results, null, 2));
-  await writeFile(path.join(outDir, 'latest.md'), lines.join('\n') + '\n');
 }
 
 main().catch((err: unknown) => {
