@@ -1,6 +1,6 @@
 /** Proxies one accepted connection at L4: route, connect (trying another endpoint once), hand over to L7 when attached, copy, then metrics and the access-log line. */
 import type net from 'node:net';
-import { WeftError, weftErrorOf } from '../errors.js';
+import { WeftError, isCausedBy, weftErrorOf } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Drain } from '../drain.js';
 import type { LimitsConfig } from '../config/config-schema.js';
@@ -142,7 +142,8 @@ export class ConnectionProxy {
                 ((await plan.connect(abort.signal, limits.connectTimeoutMs)) as unknown as net.Socket);
           if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);
         } catch (err) {
-          if (route.kind !== 'service' || abort.signal.aborted) throw err;
+          // A policy deny at the destination says nothing about the endpoint's health: no ejection, no retry.
+          if (route.kind !== 'service' || abort.signal.aborted || isCausedBy(err, 'WEFT_ERR_POLICY_DENIED')) throw err;
           deps.picker.reportFailure(route.endpoint);
           tried.add(route.endpoint);
           // One retry on another endpoint, as Envoy's tcp_proxy max_connect_attempts would with 2.

@@ -111,6 +111,24 @@ describe('node A to node B over HBONE (whole runtimes)', () => {
     expect(await exchange(100 * 1024 * 1024)).toEqual({ ok: true, got: 100 * 1024 * 1024 });
   }, 120_000);
 
+  it('a DENY at node B surfaces at node A as a DENY-flagged failure (401) with the policy named', async () => {
+    const base = b.app.state.current.config;
+    await b.app.reload({ ...base, policies: [{ name: 'no-sleep', namespace: 'default', action: 'DENY', rules: [{ from: [{ source: { principals: ['cluster.local/ns/default/sa/sleep'] } }] }] }] });
+    try {
+      const s = await dialFromSleep();
+      s.on('error', () => undefined);
+      s.end('x');
+      const closed = new Promise((r) => s.once('close', r));
+      await closed;
+      const line = await a.waitForLog((e) => e.listener === 'local-port' && e.response_flags === 'DENY');
+      expect(String(line.error)).toMatch(/answered 401: policy denied: explicitly denied by: default\/no-sleep/);
+      expect(metricValue(await a.metrics(), 'istio_tcp_connections_failed_total', { reporter: 'source', response_flags: 'DENY', connection_security_policy: 'mutual_tls' })).toBeGreaterThanOrEqual(1);
+    } finally {
+      await b.app.reload(base);
+    }
+    expect(await exchange(4)).toEqual({ ok: true, got: 4 });
+  });
+
   it('STRICT peer authentication at B rejects plaintext delivered to its inbound path; PERMISSIVE lets it through', async () => {
     // What B's 15006 listener does after TPROXY: a plaintext connection for echo's address.
     const inbound = net.createServer({ allowHalfOpen: true }, (s) => void b.app.handleInbound(s, { address: IP.server, port: echo.port }));
