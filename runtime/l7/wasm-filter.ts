@@ -73,6 +73,11 @@ function statusOf(action: FilterAction, onContinue?: (body: Uint8Array | undefin
   }
 }
 
+function notLoadedFilter(names: string[]): L7Filter {
+  const reply: LocalReply = { status: 503, code: 'WEFT_ERR_PLUGIN_LOAD', flag: 'UAEX', body: `plugin ${names.join(', ')} is attached but not loaded\n` };
+  return { name: `wasm-missing:${names.join(',')}`, start: () => ({ onRequestHeaders: () => reply }) };
+}
+
 function streamInfo(info: FilterRequestInfo): StreamInfo {
   return {
     source: { address: info.sourceAddress, port: 0, ...(info.sourceIdentity === undefined ? {} : { principal: info.sourceIdentity }) },
@@ -90,7 +95,12 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
   return {
     filtersFor(pluginNames, configOverrides) {
       // A `weft.dev/plugin-config.<plugin>` override selects that plugin's instance configured with it.
-      const names = orderPlugins(instanceNames(pluginNames, configOverrides), configs()).filter((n) => host.has(n));
+      const all = configs();
+      const ordered = orderPlugins(instanceNames(pluginNames, configOverrides), all);
+      // A plugin that is attached but not running (its load failed) fails closed unless it is FAIL_OPEN.
+      const missing = ordered.filter((n) => !host.has(n) && all.find((c) => c.name === n)?.failStrategy !== 'FAIL_OPEN');
+      if (missing.length > 0) return [notLoadedFilter(missing)];
+      const names = ordered.filter((n) => host.has(n));
       if (names.length === 0) return [];
       const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
       const requestBody = exportsOf('proxy_on_request_body');

@@ -27,7 +27,9 @@ async function setup(plugins: { name: string; fixture: string; failStrategy?: 'F
     workloads: [{ name: 'app-1', addresses: ['127.0.0.1'], labels: { app: 'app' } }],
     services: [{ name: 'app', addresses: ['10.96.0.50'], ports: [{ port: 80, targetPort: up.port, appProtocol: 'http' }], selector: { app: 'app' }, annotations: { 'weft.dev/plugins': attach } }],
   });
-  const h = await startProxy(config, 'app.default', 80, { plugins: createWasmPlugins(t.host, () => config.plugins) });
+  let current = (): typeof config.plugins => config.plugins;
+  const h = await startProxy(config, 'app.default', 80, { plugins: createWasmPlugins(t.host, () => current()) });
+  current = () => h.state.current.config.plugins;
   cleanups.push(() => h.close());
   return { h, up };
 }
@@ -59,6 +61,22 @@ describe('L7 with proxy-wasm plugins', () => {
     const passed = await request(`http://127.0.0.1:${open.h.port}/`, { headers: { 'x-trap': '1' } });
     expect(passed.statusCode).toBe(200);
     await passed.body.text();
+  });
+
+  it('fails closed for an attached plugin that is not loaded (open for FAIL_OPEN)', async () => {
+    const { h } = await setup([{ name: 'add-header', fixture: 'add-header' }], 'add-header, ghost');
+    const cfg = h.state.current.config;
+    h.state.update({ ...cfg, plugins: [...cfg.plugins, pluginConfig('ghost', 'file:///nowhere.wasm')] });
+    const res = await request(`http://127.0.0.1:${h.port}/`);
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['x-weft-error']).toBe('WEFT_ERR_PLUGIN_LOAD');
+    await res.body.text();
+    const next = h.state.current.config;
+    h.state.update({ ...next, plugins: next.plugins.map((p) => (p.name === 'ghost' ? { ...p, failStrategy: 'FAIL_OPEN' as const } : p)) });
+    const open = await request(`http://127.0.0.1:${h.port}/`);
+    expect(open.statusCode).toBe(200);
+    expect(open.headers['x-served-by']).toBe('weft-wasm');
+    await open.body.text();
   });
 
   it('orders plugins by phase, then priority (higher first), as Istio WasmPlugin', () => {
