@@ -81,9 +81,14 @@ export class HeaderList {
   }
 }
 
+/** Names already validated (filters set the same few names on every request); bounded so hostile input cannot grow it. */
+const validNames = new Set<string>();
+
 function checkName(name: string): string {
+  if (validNames.has(name)) return name;
   const n = name.toLowerCase();
   if (!NAME_RE.test(n)) throw new TypeError(`invalid header name ${JSON.stringify(name)}: use RFC 9110 token characters`);
+  if (n === name && validNames.size < 4096) validNames.add(n);
   return n;
 }
 

@@ -6,7 +6,7 @@ import { findHeadEnd, HeadParseError, HOP_BY_HOP, parseResponseHead, type Reques
 import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
 import type { Http1UpstreamConnection, UpstreamOwner } from './http1-pool.js';
-import { onRequestBodyHook, onRequestHeadersHook, onResponseBodyHook, onResponseHeadersHook, runFilterHook, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply, reasonPhrase, serializeLocalReply } from './local-reply.js';
 import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
@@ -161,7 +161,7 @@ export class Http1Exchange implements UpstreamOwner {
       }
     }
     if (this.#streams.length === 0) return this.#afterRequestHeaders();
-    this.#settle(runFilterHook(this.#streams, 0, onRequestHeadersHook, this.#headers, this.#reqComplete), () => this.#afterRequestHeaders());
+    this.#settle(runRequestHeaders(this.#streams, this.#headers, this.#reqComplete), () => this.#afterRequestHeaders());
   }
 
   /** Continues with `next` when a filter status is "continue", answers locally otherwise; handles paused (Promise) statuses. */
@@ -428,7 +428,7 @@ export class Http1Exchange implements UpstreamOwner {
     const emptyBody = this.#resRemaining === 0 && this.#resScanner === null && !this.#resUntilClose;
     if (emptyBody) this.#bufferResponse = false;
     if (this.#streams.length === 0) return this.#sendResponseHead(res, headers, rest);
-    const status = runFilterHook(this.#streams, 0, onResponseHeadersHook, res.status, headers, emptyBody);
+    const status = runResponseHeaders(this.#streams, res.status, headers, emptyBody);
     if (status === undefined) return this.#sendResponseHead(res, headers, rest);
     // Only a paused filter stops the upstream; pausing costs two epoll changes, too much for every request.
     if (status instanceof Promise) this.#upstream?.socket.pause();

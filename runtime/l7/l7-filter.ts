@@ -82,6 +82,32 @@ export function runFilterHook<A extends unknown[]>(streams: readonly L7FilterStr
   return undefined;
 }
 
+/** runFilterHook specialised for request headers: no rest-argument arrays on the per-request path. */
+export function runRequestHeaders(streams: readonly L7FilterStream[], headers: HeaderList, endOfStream: boolean): FilterStatus {
+  for (let i = 0; i < streams.length; i++) {
+    const s = streams[i]!;
+    if (s.onRequestHeaders === undefined) continue;
+    const r = s.onRequestHeaders(headers, endOfStream);
+    if (r === undefined) continue;
+    if (r instanceof Promise) return r.then((v) => (v === undefined ? runFilterHook(streams, i + 1, onRequestHeadersHook, headers, endOfStream) : v));
+    return r;
+  }
+  return undefined;
+}
+
+/** runFilterHook specialised for response headers. */
+export function runResponseHeaders(streams: readonly L7FilterStream[], status: number, headers: HeaderList, endOfStream: boolean): FilterStatus {
+  for (let i = 0; i < streams.length; i++) {
+    const s = streams[i]!;
+    if (s.onResponseHeaders === undefined) continue;
+    const r = s.onResponseHeaders(status, headers, endOfStream);
+    if (r === undefined) continue;
+    if (r instanceof Promise) return r.then((v) => (v === undefined ? runFilterHook(streams, i + 1, onResponseHeadersHook, status, headers, endOfStream) : v));
+    return r;
+  }
+  return undefined;
+}
+
 export const onRequestHeadersHook: Hook<[HeaderList, boolean]> = (s, h, end) => s.onRequestHeaders?.(h, end);
 export const onRequestBodyHook: Hook<[Buffer, boolean]> = (s, c, end) => s.onRequestBody?.(c, end);
 export const onResponseHeadersHook: Hook<[number, HeaderList, boolean]> = (s, status, h, end) => s.onResponseHeaders?.(status, h, end);
