@@ -6,7 +6,7 @@ import { H2UpstreamPool } from './h2-upstream-pool.js';
 import type { ConnectFn } from './http1-pool.js';
 import { peerLabels, type PeerLabels } from './http-telemetry.js';
 import type { L7Context, L7Target } from './l7-context.js';
-import { onRequestHeadersHook, onResponseHeadersHook, runFilterHook, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { onRequestHeadersHook, onResponseHeadersHook, onResponseTrailersHook, runFilterHook, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { requestHash } from './load-balancer.js';
 import { L7_ERROR, localReply } from './local-reply.js';
 import { RouteTable, routeTableFor } from './route-table.js';
@@ -271,18 +271,37 @@ class H2Exchange {
       };
       this.#settle(runFilterHook(this.#streams, 0, onResponseHeadersHook, status, list, false), send);
     });
+    // Filters see (and may edit) trailers before they go out; a paused filter holds them until it resumes.
+    let trailersReady: Promise<unknown> | undefined;
     up.on('trailers', (t: http2.IncomingHttpHeaders) => {
-      trailers = {};
-      for (const [n, v] of Object.entries(t)) if (!n.startsWith(':') && v !== undefined && v !== null) trailers[n] = v;
-      const gs = t['grpc-status'];
-      if (gs !== undefined) this.#grpcStatus = String(gs);
+      const list = new HeaderList();
+      for (const [n, v] of Object.entries(t)) {
+        if (n.startsWith(':') || v === undefined || v === null) continue;
+        for (const one of Array.isArray(v) ? v : [String(v)]) list.add(n, one);
+      }
+      const gs = list.get('grpc-status');
+      if (gs !== undefined) this.#grpcStatus = gs;
+      const toObject = (): void => {
+        trailers = {};
+        for (const [n, v] of list.pairs()) {
+          const prev = trailers[n];
+          trailers[n] = prev === undefined ? v : Array.isArray(prev) ? [...prev, v] : [String(prev), v];
+        }
+      };
+      const status = runFilterHook(this.#streams, 0, onResponseTrailersHook, list);
+      if (status instanceof Promise) trailersReady = status.then(toObject, toObject);
+      else toObject();
     });
     stream.on('wantTrailers', () => {
-      try {
-        stream.sendTrailers(trailers ?? {});
-      } catch {
-        stream.close();
-      }
+      const send = (): void => {
+        try {
+          stream.sendTrailers(trailers ?? {});
+        } catch {
+          stream.close();
+        }
+      };
+      if (trailersReady === undefined) send();
+      else void trailersReady.then(send);
     });
     up.on('error', (err: Error) => {
       if (!stream.headersSent) return this.#upstreamFailed(`upstream h2 stream failed: ${err.message}`, 'UF');

@@ -26,6 +26,10 @@ const tagFilter: L7Filter = {
       h.set('x-weft-filter', 'seen');
       return undefined;
     },
+    onResponseTrailers: (t) => {
+      t.set('x-trailer-filter', 'added');
+      return undefined;
+    },
   }),
 };
 
@@ -131,8 +135,14 @@ describe('L7 h2c and gRPC', () => {
     const client = new Client(`127.0.0.1:${h.port}`, grpc.credentials.createInsecure()) as grpc.Client & Record<string, (...a: unknown[]) => unknown>;
     cleanups.push(() => Promise.resolve(client.close()));
 
-    const unary = await new Promise<{ text: string; tagged: string }>((resolve, reject) => client.Say!({ text: 'hi' }, (err: Error | null, v: { text: string; tagged: string }) => (err ? reject(err) : resolve(v))));
+    let trailerSeen: unknown;
+    const unary = await new Promise<{ text: string; tagged: string }>((resolve, reject) => {
+      const call = client.Say!({ text: 'hi' }, (err: Error | null, v: { text: string; tagged: string }) => (err ? reject(err) : resolve(v))) as grpc.ClientUnaryCall;
+      call.on('status', (s: grpc.StatusObject) => (trailerSeen = s.metadata.get('x-trailer-filter')[0]));
+    });
     expect(unary).toEqual({ text: 'echo hi', tagged: 'by-weft' });
+    await new Promise((r) => setTimeout(r, 10));
+    expect(trailerSeen).toBe('added');
 
     const failed = await new Promise<grpc.ServiceError>((resolve) => client.Say!({ text: 'fail' }, (err: grpc.ServiceError) => resolve(err)));
     expect(failed.code).toBe(grpc.status.NOT_FOUND);
