@@ -1,4 +1,4 @@
-// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the add-header Wasm plugin or a native header filter (args: port originPort mode).
+// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the add-header Wasm plugin or a native header filter (args: port originPort mode [appProtocol]).
 import net from 'node:net';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { createLogger } from '../../runtime/log.js';
@@ -14,7 +14,7 @@ import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js'
 type Mode = 'plain' | 'wasm' | 'native';
 
 async function main(): Promise<void> {
-  const [portArg, originArg, modeArg] = process.argv.slice(2);
+  const [portArg, originArg, modeArg, appProtocolArg] = process.argv.slice(2);
   const port = Number(portArg);
   const originPort = Number(originArg);
   const mode = (modeArg ?? 'plain') as Mode;
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
       {
         name: 'origin',
         addresses: ['10.96.0.1'],
-        ports: [{ port: 80, targetPort: originPort, appProtocol: 'http' }],
+        ports: [{ port: 80, targetPort: originPort, appProtocol: appProtocolArg ?? 'http' }],
         selector: { app: 'origin' },
         annotations: mode === 'wasm' ? { 'weft.dev/plugins': 'add-header' } : {},
       },

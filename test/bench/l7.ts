@@ -164,15 +164,16 @@ async function withPeer<T>(peer: Promise<Peer>, fn: (p: Peer) => Promise<T>): Pr
   }
 }
 
-function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'native'): Promise<Peer> {
+function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'native', appProtocol = 'http'): Promise<Peer> {
   const args = SERVER.endsWith('.ts') ? ['--import', 'tsx', SERVER] : [SERVER];
-  return startPeer(`weft-l7-${mode}`, port, [process.execPath, ...args, String(port), String(originPort), mode], undefined, { ...process.env, WEFT_LOG_LEVEL: 'warn' });
+  return startPeer(`weft-l7-${mode}`, port, [process.execPath, ...args, String(port), String(originPort), mode, appProtocol], undefined, { ...process.env, WEFT_LOG_LEVEL: 'warn' });
 }
 
-/** h2load on h2c (prior knowledge): 32 clients, 10 streams each; requests/s. */
+/** h2load on h2c (prior knowledge): 32 clients, 10 streams each; successful (2xx) requests/s, so an error storm never counts as speed. */
 async function runH2load(port: number, seconds: number): Promise<number> {
   const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'h2load', '-c', '32', '-m', '10', '-D', String(seconds), '-t', '1', `http://127.0.0.1:${port}/`], { maxBuffer: 1 << 20 });
-  return Number(/finished in [\d.]+\w+, ([\d.]+) req\/s/.exec(stdout)?.[1] ?? 0);
+  const ok = Number(/status codes: (\d+) 2xx/.exec(stdout)?.[1] ?? 0);
+  return ok / seconds;
 }
 
 function nginxH2Conf(dir: string, port: number, upstream: string | undefined): string {
@@ -244,9 +245,14 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
       await withPeer(startPeer('nginx-h2', n, ['nginx', '-c', nConf, '-p', dir]), async () => {
         out.h2_nginx_rps = await runH2load(n, seconds);
       });
+      // weft as nginx does it (h2c in, HTTP/1.1 to the origin) and h2c end to end.
       const w = await freePort();
-      await withPeer(startWeftL7(w, h2Origin, 'plain'), async () => {
+      await withPeer(startWeftL7(w, originPort, 'plain', 'http'), async () => {
         out.h2_weft_l7_rps = await runH2load(w, seconds);
+      });
+      const w2 = await freePort();
+      await withPeer(startWeftL7(w2, h2Origin, 'plain', 'http2'), async () => {
+        out.h2_weft_l7_h2_upstream_rps = await runH2load(w2, seconds);
       });
     });
   } finally {
