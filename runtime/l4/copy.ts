@@ -1,5 +1,7 @@
 /** Bidirectional byte copy between a client and an upstream socket: backpressure both ways, half-close, idle timeout, byte counts from the sockets themselves. */
 import type net from 'node:net';
+import { getSystemErrorName } from 'node:util';
+import { canCopyOnHandles, copyOnHandles } from './handle-copy.js';
 
 export const CLOSE_REASONS = ['complete', 'idle_timeout', 'client_reset', 'upstream_reset', 'drained', 'policy'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
@@ -17,6 +19,8 @@ export interface CopyOptions {
   idleTimeoutMs: number;
   /** Destroys both sides with this reason when aborted (drain deadline, policy change). */
   signal?: AbortSignal;
+  /** `streams` forces the portable path (tests run both paths through one contract suite). */
+  path?: 'auto' | 'streams';
 }
 
 /** Queued bytes past which `from` pauses; an Http2Stream (HBONE) would otherwise ask for that every 16 KiB. */
@@ -51,6 +55,52 @@ function forward(from: net.Socket, to: net.Socket): void {
  * shut down its write side, and still read the whole response).
  */
 export function copyBidirectional(client: net.Socket, upstream: net.Socket, opts: CopyOptions): Promise<CopyResult> {
+  // Bytes Node already buffered in a Readable must go first, which only the stream path preserves.
+  if (opts.path !== 'streams' && client.readableLength === 0 && upstream.readableLength === 0 && canCopyOnHandles(client, upstream)) return copyFast(client, upstream, opts);
+  return copyStreams(client, upstream, opts);
+}
+
+/** The fast path (handle-copy.ts) with the same contract: idle timeout, abort signal, byte counts, close reason. */
+async function copyFast(client: net.Socket, upstream: net.Socket, opts: CopyOptions): Promise<CopyResult> {
+  // Bytes written before the copy (a CONNECT reply, an absolute-form request head) count like the copied ones.
+  const before = { received: upstream.bytesWritten, sent: upstream.bytesRead };
+  const copy = copyOnHandles(client, upstream);
+  let reason: CloseReason = 'complete';
+  let timer: NodeJS.Timeout | undefined;
+  const onAbort = (): void => {
+    reason = opts.signal?.reason === 'policy' ? 'policy' : 'drained';
+    copy.abort();
+  };
+  if (opts.idleTimeoutMs > 0) {
+    // One timer per connection, re-armed for the remaining time rather than reset on every chunk.
+    const check = (): void => {
+      const idle = copy.idleFor(Date.now());
+      if (idle >= opts.idleTimeoutMs) {
+        reason = 'idle_timeout';
+        copy.abort();
+      } else timer = setTimeout(check, opts.idleTimeoutMs - idle);
+    };
+    timer = setTimeout(check, opts.idleTimeoutMs);
+  }
+  if (opts.signal?.aborted === true) onAbort();
+  else opts.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const end = await copy.done;
+    const result: CopyResult = { bytesReceived: before.received + end.aToB, bytesSent: before.sent + end.bToA, reason };
+    if (end.error !== undefined && reason === 'complete') {
+      const name = getSystemErrorName(end.error.code);
+      result.reason = end.error.side === 'a' ? 'client_reset' : 'upstream_reset';
+      result.error = Object.assign(new Error(`${end.error.side === 'a' ? 'read' : 'write'} ${name}`), { code: name });
+    }
+    return result;
+  } finally {
+    clearTimeout(timer);
+    opts.signal?.removeEventListener('abort', onAbort);
+  }
+}
+
+/** The portable path on Node streams: used for sockets without a libuv handle or with bytes already queued. */
+function copyStreams(client: net.Socket, upstream: net.Socket, opts: CopyOptions): Promise<CopyResult> {
   return new Promise((resolve) => {
     let reason: CloseReason = 'complete';
     let error: Error | undefined;
