@@ -2,6 +2,8 @@
 import http2 from 'node:http2';
 import { PassThrough, type Duplex } from 'node:stream';
 import { HeaderList } from './header-list.js';
+import { applyHeaderOps } from './route-actions.js';
+import type { HeaderOpsConfig } from '../config/l7-config-schema.js';
 import { H2UpstreamPool } from './h2-upstream-pool.js';
 import type { ConnectFn } from './http1-pool.js';
 import { peerLabels, type PeerLabels } from './http-telemetry.js';
@@ -167,7 +169,7 @@ class H2Exchange {
     const route = routeTableFor(snapshot, service, port).match(this.#method, q === -1 ? this.#path : this.#path.slice(0, q), this.#headers);
     if (route === undefined) return this.#reply(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched'));
     this.#routeName = route.name;
-    if (route.requestHeaders !== undefined) applyOps(this.#headers, route.requestHeaders);
+    if (route.requestHeaders !== undefined) applyHeaderOps(this.#headers, route.requestHeaders);
     const current = { ...target, service };
     const filters = ctx.filtersFor(snapshot, current);
     const info = {
@@ -215,7 +217,7 @@ class H2Exchange {
     );
   }
 
-  #forward(ep: UpstreamEndpoint, cluster: UpstreamCluster, responseOps: Parameters<typeof applyOps>[1] | undefined): void {
+  #forward(ep: UpstreamEndpoint, cluster: UpstreamCluster, responseOps: HeaderOpsConfig | undefined): void {
     const { stream } = this;
     const trace = continueTrace(this.#headers.get('traceparent'));
     this.#traceId = trace.traceId;
@@ -251,7 +253,7 @@ class H2Exchange {
       const gs = list.get('grpc-status');
       if (gs !== undefined) this.#grpcStatus = gs;
       cluster.report(ep, status >= 500 ? (status >= 502 && status <= 504 ? 'gateway' : '5xx') : 'success', Date.now());
-      if (responseOps !== undefined) applyOps(list, responseOps);
+      if (responseOps !== undefined) applyHeaderOps(list, responseOps);
       const send = (): void => {
         if (this.#done || stream.destroyed) return;
         const headers: http2.OutgoingHttpHeaders = { ':status': status };
@@ -318,7 +320,7 @@ class H2Exchange {
   }
 
   /** HTTP/2 client, HTTP/1.1 service: the request goes out through undici, the response comes back as h2 frames. */
-  #forwardHttp1(ep: UpstreamEndpoint, cluster: UpstreamCluster, responseOps: Parameters<typeof applyOps>[1] | undefined): void {
+  #forwardHttp1(ep: UpstreamEndpoint, cluster: UpstreamCluster, responseOps: HeaderOpsConfig | undefined): void {
     const { stream } = this;
     const trace = continueTrace(this.#headers.get('traceparent'));
     this.#traceId = trace.traceId;
@@ -347,7 +349,7 @@ class H2Exchange {
           if (v === undefined || H2_HOP.has(n)) continue;
           for (const one of Array.isArray(v) ? v : [v]) list.add(n, one);
         }
-        if (responseOps !== undefined) applyOps(list, responseOps);
+        if (responseOps !== undefined) applyHeaderOps(list, responseOps);
         this.#settle(runFilterHook(this.#streams, 0, onResponseHeadersHook, status, list, false), () => {
           if (this.#done || stream.destroyed) return void res.body.destroy();
           const out: http2.OutgoingHttpHeaders = { ':status': status };
@@ -461,8 +463,3 @@ function peerFor(ctx: L7Context, target: L7Target, grpc: boolean): PeerLabels {
   return (entry[key] ??= peerLabels({ source: ctx.state.current.workloadByIp(target.source.address), sourcePrincipal: target.sourceIdentity, service: target.service, destination: target.workload, protocol: key }));
 }
 
-function applyOps(headers: HeaderList, ops: { set?: Record<string, string>; add?: Record<string, string>; remove?: string[] }): void {
-  if (ops.remove !== undefined) for (const n of ops.remove) headers.remove(n.toLowerCase());
-  if (ops.set !== undefined) for (const [n, v] of Object.entries(ops.set)) headers.set(n, v);
-  if (ops.add !== undefined) for (const [n, v] of Object.entries(ops.add)) headers.add(n, v);
-}

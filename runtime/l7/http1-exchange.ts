@@ -1,4 +1,13 @@
-/** One HTTP/1.x request through the chain: route match → filters (authorization, plugins) → retry → timeout → load balancing → pooled upstream connection, with the response streamed back and one telemetry record and access-log line at the end. */
+/**
+ * One HTTP/1.x request through the chain: route match → filters (authorization, plugins) → retry → timeout → load
+ * balancing → pooled upstream connection, with the response streamed back and one telemetry record and access-log
+ * line at the end.
+ *
+ * Longer than the style's 600 lines on purpose, like undici's client-h1: request framing, response framing, retries
+ * and pool hand-back are one state machine whose invariants (a retry only before the first response byte, a socket
+ * back to the pool only when both bodies were framed exactly) would be spread over files if split. Pure decisions
+ * live beside it: retry-policy, route-actions, byte-tunnel, chunked-scanner, http1-head-parser.
+ */
 import { ChunkedScanner } from './chunked-scanner.js';
 import { RouteTable, type CompiledRoute } from './route-table.js';
 import { HeaderList } from './header-list.js';
@@ -12,8 +21,10 @@ import { continueTrace, newRequestId, type TraceContext } from './traceparent.js
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
 import { requestHash } from './load-balancer.js';
 import { weftErrorOf } from '../errors.js';
+import { applyHeaderOps, rewritePath } from './route-actions.js';
+import { backoffMs, IDEMPOTENT_METHODS, isRetriableAnswer, isRetriableFailure, type AttemptFailure } from './retry-policy.js';
+import { spliceTunnel } from './byte-tunnel.js';
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE']);
 /** Request bodies up to this size are kept so the request can be retried. */
 const RETRY_BUFFER_BYTES = 64 * 1024;
 
@@ -631,19 +642,7 @@ export class Http1Exchange implements UpstreamOwner {
   /** 'exhausted' forwards the upstream's answer but flags URX, as Envoy does when the retry limit is hit. */
   #retryVerdict(res: ResponseHead): 'retry' | 'exhausted' | 'no' {
     const r = this.#route?.retry;
-    if (r === undefined) return 'no';
-    const s = res.status;
-    const g = this.#grpcStatus;
-    const retriable =
-      (r.on.has('5xx') && s >= 500) ||
-      (r.on.has('gateway-error') && s >= 502 && s <= 504) ||
-      (r.on.has('retriable-4xx') && s === 409) ||
-      (r.on.has('retriable-status-codes') && r.statusCodes.has(s)) ||
-      (r.on.has('cancelled') && g === '1') ||
-      (r.on.has('deadline-exceeded') && g === '4') ||
-      (r.on.has('resource-exhausted') && g === '8') ||
-      (r.on.has('unavailable') && g === '14');
-    if (!retriable) return 'no';
+    if (r === undefined || !isRetriableAnswer(r, res.status, this.#grpcStatus)) return 'no';
     if (this.#canRetry(r.attempts)) return 'retry';
     return this.#attempts > r.attempts ? 'exhausted' : 'no';
   }
@@ -656,17 +655,16 @@ export class Http1Exchange implements UpstreamOwner {
     return true;
   }
 
-  #attemptFailed(kind: 'connect-failure' | 'reset' | 'timeout', flag: string, reply: LocalReply): void {
+  #attemptFailed(kind: AttemptFailure, flag: string, reply: LocalReply): void {
     const r = this.#route?.retry;
     // A reused keep-alive connection the upstream had already closed: retry once, as every HTTP client does.
-    const stale = kind === 'reset' && this.#attempts === 1 && (this.#upstreamRequests ?? 0) > 1 && IDEMPOTENT.has(this.#head.method) && this.#canRetry(1);
+    const stale = kind === 'reset' && this.#attempts === 1 && (this.#upstreamRequests ?? 0) > 1 && IDEMPOTENT_METHODS.has(this.#head.method) && this.#canRetry(1);
     if (stale && !this.#retriedStale) {
       this.#retriedStale = true;
       this.#attempts--;
       return this.#retry(0);
     }
-    const retriable = r !== undefined && (r.on.has(kind) || (kind !== 'connect-failure' && (r.on.has('5xx') || r.on.has('gateway-error'))) || (kind === 'connect-failure' && r.on.has('gateway-error')));
-    if (retriable && this.#canRetry(r.attempts) && (kind !== 'reset' || IDEMPOTENT.has(this.#head.method) || this.#reqBytes === this.#head.headBytes)) {
+    if (r !== undefined && isRetriableFailure(r, kind) && this.#canRetry(r.attempts) && (kind !== 'reset' || IDEMPOTENT_METHODS.has(this.#head.method) || this.#reqBytes === this.#head.headBytes)) {
       return this.#retryOrFail(kind, reply);
     }
     this.#flags = flag;
@@ -691,12 +689,9 @@ export class Http1Exchange implements UpstreamOwner {
       this.#flags = 'UO';
       return this.#replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `retry budget of ${this.#cluster!.name} exhausted`));
     }
-    // Envoy's fully jittered exponential backoff: uniform in [0, base * (2^n - 1)].
-    const n = this.#attempts;
-    const delay = Math.floor(Math.random() * r.backoffBaseMs * (2 ** n - 1));
     this.#retryHeld = true;
     this.#retryCluster = this.#cluster;
-    this.#retry(delay);
+    this.#retry(backoffMs(r, this.#attempts));
   }
 
   #retryHeld = false;
@@ -810,14 +805,7 @@ export class Http1Exchange implements UpstreamOwner {
     up.socket.removeAllListeners('drain');
     down.removeAllListeners('data');
     down.removeAllListeners('drain');
-    down.write(out, 'latin1');
-    if (rest !== null) down.write(rest);
-    const early = this.#conn.takeBuffered();
-    if (early !== null) up.socket.write(early);
-    up.socket.pipe(down);
-    down.pipe(up.socket);
-    down.on('close', () => up.socket.destroy());
-    up.socket.on('close', () => down.destroy());
+    spliceTunnel(down, up.socket, rest === null ? [Buffer.from(out, 'latin1')] : [Buffer.from(out, 'latin1'), rest], this.#conn.takeBuffered());
     this.#endAttempt('success');
     this.#status = 101;
     this.#record();
@@ -842,14 +830,7 @@ export class Http1Exchange implements UpstreamOwner {
       this.#status = 200;
       down.removeAllListeners('data');
       down.removeAllListeners('drain');
-      down.write('HTTP/1.1 200 Connection Established\r\n\r\n');
-      const early = this.#conn.takeBuffered();
-      if (early !== null) up.write(early);
-      up.on('error', () => down.destroy());
-      up.pipe(down);
-      down.pipe(up);
-      down.on('close', () => up.destroy());
-      up.on('close', () => down.destroy());
+      spliceTunnel(down, up, ['HTTP/1.1 200 Connection Established\r\n\r\n'], this.#conn.takeBuffered());
       this.#endAttempt('success');
       this.#record();
     };
@@ -972,22 +953,4 @@ export class Http1Exchange implements UpstreamOwner {
   #lastEndpointKey(): string {
     return this.#lastEndpoint;
   }
-}
-
-function applyHeaderOps(headers: HeaderList, ops: { set?: Record<string, string>; add?: Record<string, string>; remove?: string[] }): void {
-  if (ops.remove !== undefined) for (const n of ops.remove) headers.remove(n.toLowerCase());
-  if (ops.set !== undefined) for (const [n, v] of Object.entries(ops.set)) headers.set(n, v);
-  if (ops.add !== undefined) for (const [n, v] of Object.entries(ops.add)) headers.add(n, v);
-}
-
-/** Istio rewrite: `uri` replaces the matched prefix (or the whole path for other matches); `uriRegex` substitutes. */
-function rewritePath(route: CompiledRoute, path: string, target: string): string {
-  const query = target.length > path.length ? target.slice(path.length) : '';
-  if (route.rewriteRegex !== undefined) return path.replace(route.rewriteRegex.re, route.rewriteRegex.replacement) + query;
-  const uri = route.rewriteUri!;
-  for (const m of route.matches) {
-    const prefix = m.prefixValue;
-    if (prefix !== undefined && path.startsWith(prefix)) return uri + path.slice(prefix.length) + query;
-  }
-  return uri + query;
 }
