@@ -67,6 +67,13 @@ describe('L7 HTTP/1.1 hardening', () => {
     expect(up.requests).toBe(before + 1);
   });
 
+  it('holds no downstream connection after all the abuse above, and still serves', async () => {
+    for (let i = 0; i < 50 && h.proxy.openSockets().downstream > 0; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(h.proxy.openSockets().downstream).toBe(0);
+    const ok = await rawExchange(h.port, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    expect(ok.text).toMatch(/^HTTP\/1\.1 200 OK/);
+  });
+
   it('still serves well-formed requests with obs-text values and HTTP/1.0', async () => {
     const ok = await rawExchange(h.port, 'GET / HTTP/1.1\r\nhost: x\r\nx-latin: caf\u00e9\r\n\r\n');
     expect(ok.text).toMatch(/^HTTP\/1\.1 200 OK/);
