@@ -1,5 +1,10 @@
 // Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the add-header Wasm plugin or a native header filter (args: port originPort mode [appProtocol]).
 import net from 'node:net';
+import path from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import type { PluginConfig } from '../../runtime/config/config-schema.js';
+import { ensurePluginBuilt } from '../../sdk/testing/index.js';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { createLogger } from '../../runtime/log.js';
 import { ProxyState } from '../../runtime/state/proxy-state.js';
@@ -11,14 +16,31 @@ import { createWasmPlugins } from '../../runtime/l7/wasm-filter.js';
 import type { L7Filter } from '../../runtime/l7/l7-filter.js';
 import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
 
-type Mode = 'plain' | 'wasm' | 'native';
+type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native';
+
+/** The repository root, whether this runs from test/bench (tsx) or dist/test/bench. */
+function repoRoot(): string {
+  for (let dir = path.dirname(fileURLToPath(import.meta.url)); dir !== '/'; dir = path.dirname(dir)) {
+    const pkg = path.join(dir, 'package.json');
+    if (existsSync(pkg) && (JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'weft') return dir;
+  }
+  throw new Error('cannot find the weft repository root');
+}
+
+/** The first-party header-rewrite plugin (built by npm install), configured like the WAT fixture: one request and one response header. */
+async function sdkHeaderRewrite(): Promise<PluginConfig> {
+  const wasm = await ensurePluginBuilt(path.join(repoRoot(), 'plugins/header-rewrite'));
+  return pluginConfig('header-rewrite', pathToFileURL(wasm).href, {
+    config: { request: { set: [{ name: 'x-wasm-filter', value: 'on' }] }, response: { add: [{ name: 'x-served-by', value: 'weft-wasm' }] } },
+  });
+}
 
 async function main(): Promise<void> {
   const [portArg, originArg, modeArg, appProtocolArg] = process.argv.slice(2);
   const port = Number(portArg);
   const originPort = Number(originArg);
   const mode = (modeArg ?? 'plain') as Mode;
-  const plugins = mode === 'wasm' ? [pluginConfig('add-header', await wasmFileUrl(await fixture('add-header')))] : [];
+  const plugins = mode === 'wasm' ? [pluginConfig('add-header', await wasmFileUrl(await fixture('add-header')))] : mode === 'wasm-sdk' ? [await sdkHeaderRewrite()] : [];
   const config = configSchema.parse({
     accessLog: { enabled: false },
     plugins,
@@ -29,14 +51,14 @@ async function main(): Promise<void> {
         addresses: ['10.96.0.1'],
         ports: [{ port: 80, targetPort: originPort, appProtocol: appProtocolArg ?? 'http' }],
         selector: { app: 'origin' },
-        annotations: mode === 'wasm' ? { 'weft.dev/plugins': 'add-header' } : {},
+        annotations: plugins.length > 0 ? { 'weft.dev/plugins': plugins.map((p) => p.name).join(',') } : {},
       },
     ],
   });
   const state = new ProxyState(config);
   const metrics = new MetricsRegistry();
   let wasm: PluginHostLike | undefined;
-  if (mode === 'wasm') {
+  if (plugins.length > 0) {
     const host = new PluginHost({ metrics, foreignFunctions: new ForeignFunctionRegistry(), idleMs: 0 });
     const loaded = await host.load(plugins);
     if (!loaded.ok) throw new Error(`plugin load failed: ${JSON.stringify(loaded.problems)}`);

@@ -1,4 +1,4 @@
-// L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter and with the add-header Wasm plugin; h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
+// L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter, with the add-header WAT fixture and with the first-party header-rewrite plugin; h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -164,7 +164,7 @@ async function withPeer<T>(peer: Promise<Peer>, fn: (p: Peer) => Promise<T>): Pr
   }
 }
 
-function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'native', appProtocol = 'http'): Promise<Peer> {
+function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'wasm-sdk' | 'native', appProtocol = 'http'): Promise<Peer> {
   const args = SERVER.endsWith('.ts') ? ['--import', 'tsx', SERVER] : [SERVER];
   return startPeer(`weft-l7-${mode}`, port, [process.execPath, ...args, String(port), String(originPort), mode, appProtocol], undefined, { ...process.env, WEFT_LOG_LEVEL: 'warn' });
 }
@@ -228,9 +228,9 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     await withPeer(startPeer('nginx-http', p1, ['nginx', '-c', await writeConf(dir, 'nginx-http.conf', nginxConf(dir, p1, upstream)), '-p', dir]), (peer) => measure('nginx_http', p1, peer));
     const p2 = await freePort();
     await withPeer(startPeer('haproxy-http', p2, ['haproxy', '-f', await writeConf(dir, 'haproxy-http.cfg', haproxyConf(p2, upstream)), '-db']), (peer) => measure('haproxy_http', p2, peer));
-    for (const mode of ['plain', 'native', 'wasm'] as const) {
+    for (const mode of ['plain', 'native', 'wasm', 'wasm-sdk'] as const) {
       const p = await freePort();
-      await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode}`, p, peer));
+      await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode.replace('-', '_')}`, p, peer));
     }
 
     // h2c: nginx HTTP/2 (proxying to the HTTP/1.1 origin) against weft h2c (proxying to an h2c origin).
@@ -263,6 +263,8 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
   out.l7_wasm_vs_nginx_rps = ratio(out.weft_l7_wasm_rps, out.nginx_http_rps);
   out.l7_plain_vs_haproxy_rps = ratio(out.weft_l7_plain_rps, out.haproxy_http_rps);
   out.l7_wasm_vs_nginx_p99 = ratio(out.weft_l7_wasm_p99_ms, out.nginx_http_p99_ms);
+  out.l7_wasm_sdk_vs_nginx_rps = ratio(out.weft_l7_wasm_sdk_rps, out.nginx_http_rps);
+  out.l7_wasm_sdk_vs_nginx_p99 = ratio(out.weft_l7_wasm_sdk_p99_ms, out.nginx_http_p99_ms);
   out.l7_plain_vs_direct_rps = ratio(out.weft_l7_plain_rps, out.direct_rps);
   out.nginx_vs_direct_rps = ratio(out.nginx_http_rps, out.direct_rps);
   out.h2_weft_vs_nginx_rps = ratio(out.h2_weft_l7_rps, out.h2_nginx_rps);
