@@ -2,7 +2,7 @@
 import type net from 'node:net';
 import os from 'node:os';
 import type { WeftConfig, ListenerConfig } from './config/config-schema.js';
-import { parseSocketAddress } from './config/config-schema.js';
+import { parseSocketAddress } from './config/socket-address.js';
 import { DEFAULT_PORTS } from './config/defaults.js';
 import { createLogger } from './log.js';
 import { Drain } from './drain.js';
@@ -68,7 +68,7 @@ export class App {
     this.#reloads = this.metrics.counter('weft_config_reloads_total', 'Configuration reloads by result', ['result']);
     this.metrics.gauge('weft_build_info', 'weft build information', ['version', 'node_version']).set({ version: '0.1.0', node_version: process.version }, 1);
     for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) this.#localIps.add(a.address);
-    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7 });
+    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain });
     this.addDumpSection('certificates', () => this.hbone.dump());
     this.proxy = new ConnectionProxy({
       state: this.state,
@@ -166,7 +166,8 @@ export class App {
     };
     for (const name of ['outbound', 'inbound'] as const) {
       const cfg = listenerConfig(config, name);
-      this.#listeners.set(name, await listen(name, { ...cfg, signal }, captured(name, cfg.transparent)));
+      // Paused on accept: nothing is read into a Readable buffer before the copy takes the socket over (the L4 fast path).
+      this.#listeners.set(name, await listen(name, { ...cfg, signal, pauseOnConnect: true }, captured(name, cfg.transparent)));
     }
     this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
@@ -245,7 +246,7 @@ export class App {
           originalDst: { address: service.addresses[0] ?? normalizeIp(local?.host), port: entry.port },
         });
       };
-      this.#localPorts.set(listenAddr, await listen(`localPorts ${listenAddr}`, { address: listenAddr, signal: this.drain.signal }, onConnection));
+      this.#localPorts.set(listenAddr, await listen(`localPorts ${listenAddr}`, { address: listenAddr, signal: this.drain.signal, pauseOnConnect: true }, onConnection));
     }
   }
 

@@ -68,6 +68,9 @@ export function splice(a: Duplex, b: Duplex): { done: Promise<SpliceResult>; abo
   forward(b, a, (n) => (bToA += n));
   a.on('error', (err: Error) => fail('a', err));
   b.on('error', (err: Error) => fail('b', err));
+  // A socket accepted paused (weft's listeners use pauseOnConnect) does not flow on a 'data' listener alone.
+  if (a.isPaused()) a.resume();
+  if (b.isPaused()) b.resume();
   return {
     done,
     abort: (err) => {

@@ -196,6 +196,8 @@ export class ConnectionProxy {
       },
       bytes,
     );
+    // Listeners accept sockets paused (for the L4 fast path); the L7 path reads with 'data' events, so start the flow.
+    if (req.client.readableFlowing === false && !req.client.destroyed) req.client.resume();
     return true;
   }
 
