@@ -226,6 +226,11 @@ function withCounters(stream: http2.ClientHttp2Stream, identity: string): HboneS
   s.bytesRead = 0;
   s.bytesWritten = 0;
   s.peerIdentity = identity;
+  // A reset by the server (RST_STREAM) must reach the consumer as an error; Node destroys the stream silently when
+  // the code is CANCEL, which would leave the other half of an L4 copy waiting for an end that never comes.
+  stream.once('aborted', () => {
+    if (!stream.destroyed) stream.destroy(new HboneError('WEFT_ERR_UPSTREAM_CONNECT', `HBONE tunnel reset by the server (RST_STREAM ${stream.rstCode ?? 'unknown'})`));
+  });
   const push = s.push.bind(s);
   s.push = (chunk: unknown, enc?: BufferEncoding): boolean => {
     if (chunk !== null && chunk !== undefined) s.bytesRead += (chunk as Buffer).length;

@@ -9,6 +9,7 @@ import { listen, type BoundListener } from '../l4/listener.js';
 import { connectUpstream } from '../l4/upstream-connect.js';
 import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
 import type { Route } from '../l4/route.js';
+import type { Drain } from '../drain.js';
 import type { L7Handoff } from '../l4/connection-proxy.js';
 import type net from 'node:net';
 import type { ProxyState } from '../state/proxy-state.js';
@@ -42,6 +43,8 @@ export interface HboneNodeOptions {
   ownPorts: () => ReadonlySet<number>;
   /** The L7 proxy, which serves tunnels that reach this node as a waypoint. */
   l7?: () => L7Handoff | undefined;
+  /** Graceful drain: inbound tunnels get the drain deadline, then are closed. */
+  drain?: Drain;
 }
 
 function isLocalAddress(ip: string): boolean {
@@ -92,6 +95,8 @@ export class HboneNode {
       connectUpstream: (target) => connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs }),
       onConnection: (tunnel, control) => {
         authz.onConnection?.(tunnel, control);
+        const release = opts.drain?.track({ destroy: () => control.close('drained') });
+        if (release !== undefined) void control.closed.then(release);
         this.#record(tunnel, control.closed);
       },
       onReject: (event) => {
@@ -192,8 +197,10 @@ export class HboneNode {
 
   async close(): Promise<void> {
     for (const u of this.#unwatch) u();
-    await Promise.all([...this.#listeners.values()].map((l) => l.close()));
+    const listeners = [...this.#listeners.values()].map((l) => l.close());
+    // Ending the server's connections first lets the listeners' close() complete.
     await this.server.close();
+    await Promise.all(listeners);
     this.client.close();
     this.certificates.close();
   }

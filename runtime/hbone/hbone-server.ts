@@ -113,6 +113,8 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   const settings = { ...HBONE_DEFAULTS, ...opts.settings };
   const servers: net.Server[] = [];
   const sessions = new Set<http2.ServerHttp2Session>();
+  /** Every accepted socket, so close() can end them (net.Server.close waits for its connections otherwise). */
+  const sockets = new Set<net.Socket>();
   let active = 0;
   const h2 = http2.createServer({
     settings: h2Settings(settings),
@@ -171,6 +173,8 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   };
 
   const onSocket = (raw: net.Socket): void => {
+    sockets.add(raw);
+    raw.once('close', () => sockets.delete(raw));
     raw.setNoDelay(true);
     raw.on('error', () => raw.destroy());
     const peer = { address: normalizeIp(raw.remoteAddress), port: raw.remotePort ?? 0 };
@@ -265,6 +269,16 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
         }
         stream.respond({ ':status': STATUS.ok });
         active++;
+        // RFC 9113 §8.5: a tunnel torn down abnormally is reset with CONNECT_ERROR (CANCEL would look like an orderly
+        // end to Node peers, leaving their side of the copy open). Registered before splice so the reset goes first.
+        const reset = (): void => {
+          if (!stream.closed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+        };
+        upstream.once('error', reset);
+        // The client reset its side (RST_STREAM): the local workload's connection is reset too.
+        stream.once('close', () => {
+          if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !upstream.destroyed) upstream.resetAndDestroy();
+        });
         const pair = splice(stream, upstream);
         const closed = pair.done.then((r) => {
           active--;
@@ -273,8 +287,8 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
         opts.onConnection?.(tunnel, {
           close: (reason) => {
             log.info({ src: sourceIdentity, dst: formatAddr(dst), reason }, 'hbone tunnel closed by weft');
-            stream.close(http2.constants.NGHTTP2_CANCEL);
-            pair.abort(new WeftError('WEFT_ERR_POLICY_DENIED', reason));
+            reset();
+            pair.abort(new Error(reason));
           },
           closed,
         });
@@ -301,9 +315,10 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     },
     accept: onSocket,
     async close() {
-      await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
+      const closing = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       for (const s of sessions) s.destroy();
-      for (const t of tlsServers.values()) t.server.close();
+      for (const s of sockets) s.destroy();
+      await Promise.all(closing);
     },
     get activeTunnels() {
       return active;

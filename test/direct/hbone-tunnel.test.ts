@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import type { Duplex } from 'node:stream';
+import net from 'node:net';
 import type { InboundTunnel } from '../../runtime/hbone/hbone-server.js';
 import { ID, IP, startEcho, startMesh, type Mesh } from './hbone-fixtures.js';
 
@@ -99,5 +100,37 @@ describe('HBONE between node A and node B', () => {
     const s2 = await open();
     expect(Object.keys(mesh.a.client.poolStats()).filter((k) => k.startsWith(ID.client)).length).toBe(1);
     await pump(s2, 10);
+  });
+
+  it('propagates resets both ways: upstream reset errors the client stream; client reset resets the upstream', async () => {
+    const upstreamEvents: string[] = [];
+    let resetNext = true;
+    const server = net.createServer((sock) => {
+      sock.on('error', (e: NodeJS.ErrnoException) => upstreamEvents.push(`error ${e.code ?? ''}`));
+      sock.on('close', () => upstreamEvents.push('close'));
+      sock.once('data', () => {
+        if (resetNext) sock.resetAndDestroy();
+        else sock.write('ready');
+      });
+    });
+    await new Promise<void>((r) => server.listen(0, IP.server, r));
+    const port = (server.address() as net.AddressInfo).port;
+    try {
+      const s1 = await open({ destination: { address: IP.server, port } });
+      const failed = new Promise<Error>((resolve) => s1.once('error', resolve));
+      s1.write('boom');
+      expect(String(await failed)).toMatch(/reset by the server \(RST_STREAM 10\)|ERR_HTTP2_STREAM_ERROR/);
+
+      resetNext = false;
+      const s2 = await open({ destination: { address: IP.server, port } });
+      s2.write('hi');
+      await new Promise((r) => s2.once('data', r));
+      const upstreamClosed = upstreamEvents.length;
+      s2.destroy();
+      for (let i = 0; i < 100 && upstreamEvents.length === upstreamClosed; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(upstreamEvents.slice(upstreamClosed)).toContain('close');
+    } finally {
+      server.close();
+    }
   });
 });

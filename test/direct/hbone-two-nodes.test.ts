@@ -43,9 +43,11 @@ beforeAll(async () => {
   a = await startWeft(nodeConfig('node-a', hbonePort, echo.port));
 });
 
+let bStopped = false;
+
 afterAll(async () => {
   await a.close();
-  await b.close();
+  if (!bStopped) await b.close();
   echo.server.close();
 });
 
@@ -165,5 +167,22 @@ describe('node A to node B over HBONE (whole runtimes)', () => {
       inbound.close();
       await b.app.reload({ ...b.app.state.current.config, peerAuthentication: [] });
     }
+  });
+
+  it('drains: node B shutting down gives a live inbound tunnel the deadline, then closes it', async () => {
+    const s = await dialFromSleep();
+    s.on('error', () => undefined);
+    s.write('x');
+    await new Promise((r) => s.once('data', r));
+    // The client socket is half-open capable: the tunnel's end shows as 'end' (or a reset as 'close').
+    const closed = new Promise((r) => {
+      s.once('end', r);
+      s.once('close', r);
+    });
+    bStopped = true;
+    const result = await b.app.shutdown(200);
+
+    expect(result.forced).toBeGreaterThanOrEqual(1);
+    await closed;
   });
 });
