@@ -3,7 +3,8 @@ import http from 'node:http';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createApp } from '../../runtime/app.js';
-import { formatProblem, loadConfigFile } from '../../runtime/config/config-load.js';
+import { loadConfigFile } from '../../runtime/config/config-load.js';
+import { formatProblem } from '../../runtime/config/config-problem.js';
 
 // This file runs as dist/examples/quickstart/start.js (npm start) or from source (tsx); the YAML stays in the source tree.
 const HERE = path.dirname(fileURLToPath(import.meta.url));

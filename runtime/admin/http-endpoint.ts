@@ -1,7 +1,7 @@
 /** A tiny HTTP server for weft's own endpoints (admin, metrics, readiness): exact-path routes, off the data path. */
 import http from 'node:http';
 import { WeftError } from '../errors.js';
-import { parseSocketAddress } from '../config/config-schema.js';
+import { parseSocketAddress } from '../config/socket-address.js';
 
 export type RouteHandler = (req: http.IncomingMessage, url: URL) => Promise<EndpointResponse> | EndpointResponse;
 export interface EndpointResponse {

@@ -1,6 +1,7 @@
 // Each kind of bad weft.yaml gets its precise problem, with the path inside the file and its line.
 import { describe, expect, it } from 'vitest';
-import { formatProblem, parseConfigText } from './config-load.js';
+import { parseConfigText } from './config-load.js';
+import { formatProblem } from './config-problem.js';
 
 function problems(text: string): string[] {
   const r = parseConfigText(text, 'weft.yaml');

@@ -5,28 +5,7 @@ import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { configSchema, type WeftConfig } from './config-schema.js';
 import { crossReferenceProblems } from './config-validate.js';
-
-export interface ConfigProblem {
-  /** Dotted path inside the file, e.g. `services[0].ports[1].port`; empty for the document itself. */
-  path: string;
-  message: string;
-  file: string;
-  line?: number;
-  column?: number;
-}
-
-export type ConfigResult = { ok: true; config: WeftConfig } | { ok: false; problems: ConfigProblem[] };
-
-export function formatPath(path: readonly PropertyKey[]): string {
-  let out = '';
-  for (const key of path) out += typeof key === 'number' ? `[${key}]` : out === '' ? String(key) : `.${String(key)}`;
-  return out;
-}
-
-export function formatProblem(p: ConfigProblem): string {
-  const where = p.line === undefined ? p.file : `${p.file}:${p.line}:${p.column ?? 1}`;
-  return `${where}: ${p.path === '' ? '' : p.path + ': '}${p.message}`;
-}
+import { formatPath, type ConfigResult } from './config-problem.js';
 
 /** Position of the deepest YAML node that exists along `path` (a missing key points at its parent). */
 function locate(doc: Document, lines: LineCounter, path: readonly PropertyKey[]): { line: number; column: number } | undefined {

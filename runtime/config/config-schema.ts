@@ -1,6 +1,7 @@
 /** The schema of weft.yaml (DESIGN.md "Configuration"): shapes and value ranges only; cross-references are checked in config-validate. */
 import { z } from 'zod';
 import { isIP } from 'node:net';
+import { parseSocketAddress } from './socket-address.js';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
 import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
 
@@ -14,14 +15,6 @@ export const socketAddress = z.string().refine((s) => parseSocketAddress(s) !== 
   message: 'expected "ip:port" (IPv6 as "[ip]:port")',
 });
 
-export function parseSocketAddress(text: string): { host: string; port: number } | undefined {
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):(\d{1,5})$/.exec(text);
-  if (m === null) return undefined;
-  const host = m[1] ?? m[2] ?? '';
-  const p = Number(m[3]);
-  if (isIP(host) === 0 || p > 65535) return undefined;
-  return { host, port: p };
-}
 
 const listener = z.strictObject({
   address: socketAddress,
@@ -254,7 +247,8 @@ export const hboneSchema = z.strictObject({
 export const configSchema = z.strictObject({
   node: z.string().min(1).default('node-local'),
   trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
-  workers: z.union([z.literal('auto'), z.number().int().positive()]).default(1),
+  /** Event loops. One is what this version runs (see README, "Limits"); `auto` means one until multi-worker mode lands. */
+  workers: z.union([z.literal('auto'), z.literal(1)], { error: 'only 1 (or auto) is supported: this version runs one event loop per process' }).default(1),
   state: stateSchema.default({ backend: 'memory' }),
   listeners: listenersSchema.default({}),
   limits: limitsSchema.default(limitsSchema.parse({})),

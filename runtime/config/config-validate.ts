@@ -1,6 +1,6 @@
 /** Cross-reference checks the schema cannot express: duplicate names and addresses, references to services and plugins that do not exist. */
 import type { WeftConfig } from './config-schema.js';
-import { parseSocketAddress } from './config-schema.js';
+import { parseSocketAddress } from './socket-address.js';
 import { PLUGINS_ANNOTATION, parsePluginList, pluginConfigProblems } from '../state/plugin-attachment.js';
 import { securityProblems } from '../authz/policy-problems.js';
 

@@ -3,8 +3,18 @@ import { readFileSync } from 'node:fs';
 import type { WeftConfig } from '../config/config-schema.js';
 import { WeftError } from '../errors.js';
 import { CertificateAuthority, createBuiltinCaClient } from './certificate-authority.js';
-import { createIstioCaClient } from './istio-ca-client.js';
+import type { IstioCaClientOptions } from './istio-ca-client.js';
 import type { CaClient } from './workload-certificate.js';
+
+/** The Istio CA client loads @grpc/grpc-js on first use: a node on the built-in CA never pays for it. */
+function lazyIstioCaClient(options: IstioCaClientOptions): CaClient {
+  let client: Promise<CaClient> | undefined;
+  const get = (): Promise<CaClient> => (client ??= import('./istio-ca-client.js').then((m) => m.createIstioCaClient(options)));
+  return {
+    fetchCertificate: async (identity, ttlSeconds) => (await get()).fetchCertificate(identity, ttlSeconds),
+    close: () => void client?.then((c) => c.close?.()),
+  };
+}
 
 function readText(file: string, what: string): string {
   try {
@@ -20,7 +30,7 @@ export function caClientFromConfig(config: WeftConfig): { caClient: CaClient; ca
     const tokenFile = id.caTokenFile;
     return {
       ca: undefined,
-      caClient: createIstioCaClient({
+      caClient: lazyIstioCaClient({
         address: id.caAddress,
         ...(id.caRootCertFile === undefined ? {} : { caRootPem: readText(id.caRootCertFile, 'the CA serving root') }),
         // Projected tokens rotate, so the file is read per request.

@@ -1,7 +1,7 @@
 /** Binds a TCP listener, ordinary or transparent (IP_TRANSPARENT through the native addon), and stops accepting when the drain signal fires. */
 import net from 'node:net';
 import { WeftError } from '../errors.js';
-import { parseSocketAddress } from '../config/config-schema.js';
+import { parseSocketAddress } from '../config/socket-address.js';
 import { requireNativeSocket } from '../native/weft-socket.js';
 
 export interface ListenOptions {

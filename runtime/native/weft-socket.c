@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -223,6 +224,15 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* trimMemory(): malloc_trim(0), returning freed heap pages to the kernel (glibc keeps them otherwise, e.g. the
+ * arena of a worker thread that has exited); weft calls it after start-up and reloads, never on the data path. */
+static napi_value trim_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, malloc_trim(0) == 1, &out);
+  return out;
+}
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"listenTransparent", NULL, listen_transparent, NULL, NULL, NULL, napi_default, NULL},
@@ -231,6 +241,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"connectTransparent", NULL, connect_transparent, NULL, NULL, NULL, napi_default, NULL},
     {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_default, NULL},
     {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

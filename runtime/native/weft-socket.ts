@@ -12,6 +12,8 @@ export interface NativeSocket {
   connectTransparent(source: string, host: string, port: number, mark?: number): number;
   socketError(fd: number): number;
   closeFd(fd: number): void;
+  /** malloc_trim(0): hands freed heap pages back to the kernel. */
+  trimMemory(): boolean;
 }
 
 let cached: NativeSocket | null | undefined;
