@@ -107,6 +107,9 @@ export async function renderTemplate(template: string, dir: string, values: Reco
 
 export interface WrkResult {
   rps: number;
+  requests: number;
+  /** Proxy CPU time per request (µs), when the caller measured the proxy process. */
+  cpuUsPerReq?: number;
   p50ms: number;
   p99ms: number;
   errors: number;
@@ -132,12 +135,14 @@ export async function waitForReady(port: number, timeoutMs = 15_000): Promise<vo
 export async function runWrk(url: string, seconds: number, connections = 32, extra: string[] = []): Promise<WrkResult> {
   const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...extra, url], { maxBuffer: 1 << 20 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0);
+  const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0);
   const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(stdout);
   const p99 = /\s99%\s+([\d.]+)(us|ms|s)/.exec(stdout);
   const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0);
   return {
     rps,
+    requests,
     p50ms: p50 === null ? NaN : toMs(p50[1] as string, p50[2] as string),
     p99ms: p99 === null ? NaN : toMs(p99[1] as string, p99[2] as string),
     errors: non2xx + (errs === null ? 0 : errs.slice(1).reduce((a, b) => a + Number(b), 0)),
@@ -149,6 +154,23 @@ export async function runIperf(port: number, seconds: number): Promise<number> {
   const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'iperf3', '-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J'], { maxBuffer: 8 << 20 });
   const parsed = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };
   return (parsed.end?.sum_received?.bits_per_second ?? 0) / 1e9;
+}
+
+/** CPU seconds (user + system) used so far by `pid` and its children (nginx's work happens in its worker). */
+export async function cpuSecondsOfTree(pid: number): Promise<number> {
+  const { readdir } = await import('node:fs/promises');
+  const ticks = Number(process.env.WEFT_CLK_TCK ?? 100);
+  let total = 0;
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+    // Fields after the parenthesised command: state ppid ... utime(14) stime(15), counted from field 3.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const self = Number(entry);
+    const ppid = Number(fields[1]);
+    if (self === pid || ppid === pid) total += (Number(fields[11]) + Number(fields[12])) / ticks;
+  }
+  return total;
 }
 
 export async function rssKb(pid: number): Promise<number> {

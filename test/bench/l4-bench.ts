@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { stringify } from 'yaml';
-import { LOAD_CPU, REPO_ROOT, freePort, renderTemplate, rssKb, runIperf, runWrk, startPeer, waitForPort, waitForReady, type Peer, type WrkResult } from './bench-tools.js';
+import { LOAD_CPU, REPO_ROOT, cpuSecondsOfTree, freePort, renderTemplate, rssKb, runIperf, runWrk, startPeer, waitForPort, waitForReady, type Peer, type WrkResult } from './bench-tools.js';
 
 export interface L4Results {
   wrk: Record<string, WrkResult>;
@@ -67,19 +67,23 @@ export async function benchL4(opts: { seconds: number; connections: number }): P
   const upstream = `127.0.0.1:${originPort}`;
   const wrk: Record<string, WrkResult> = {};
   const iperfGbps: Record<string, number> = {};
-  const measure = async (name: string, port: number): Promise<void> => {
+  /** wrk against `port`; with `pid`, also the CPU that process (and its children) spent per request. */
+  const measure = async (name: string, port: number, pid?: number): Promise<void> => {
     progress(`wrk ${name}`);
     await runWrk(`http://127.0.0.1:${port}/`, 1, opts.connections); // warm-up (JIT, pools)
-    wrk[name] = await runWrk(`http://127.0.0.1:${port}/`, opts.seconds, opts.connections);
+    const cpuBefore = pid === undefined ? 0 : await cpuSecondsOfTree(pid);
+    const result = await runWrk(`http://127.0.0.1:${port}/`, opts.seconds, opts.connections);
+    if (pid !== undefined && result.requests > 0) result.cpuUsPerReq = ((await cpuSecondsOfTree(pid)) - cpuBefore) * 1e6 / result.requests;
+    wrk[name] = result;
   };
   try {
     await measure('direct', originPort);
     const p1 = await freePort();
-    await withPeer(startPeer('haproxy-tcp', p1, ['haproxy', '-f', await renderTemplate('haproxy-tcp.cfg', dir, { PORT: p1, UPSTREAM: upstream }), '-db']), () => measure('haproxy-tcp', p1));
+    await withPeer(startPeer('haproxy-tcp', p1, ['haproxy', '-f', await renderTemplate('haproxy-tcp.cfg', dir, { PORT: p1, UPSTREAM: upstream }), '-db']), (peer) => measure('haproxy-tcp', p1, peer.process.pid));
     const p2 = await freePort();
-    await withPeer(startPeer('nginx-stream', p2, ['nginx', '-c', await renderTemplate('nginx-stream-proxy.conf', dir, { PORT: p2, UPSTREAM: upstream }), '-p', dir]), () => measure('nginx-stream', p2));
+    await withPeer(startPeer('nginx-stream', p2, ['nginx', '-c', await renderTemplate('nginx-stream-proxy.conf', dir, { PORT: p2, UPSTREAM: upstream }), '-p', dir]), (peer) => measure('nginx-stream', p2, peer.process.pid));
     const p3 = await freePort();
-    await withPeer(startWeft('weft-l4', await writeWeftConfig(dir, 'weft-l4', p3, originPort), p3), () => measure('weft-l4', p3));
+    await withPeer(startWeft('weft-l4', await writeWeftConfig(dir, 'weft-l4', p3, originPort), p3), (peer) => measure('weft-l4', p3, peer.process.pid));
 
     // Bulk throughput: one iperf3 stream through each proxy to an iperf3 server.
     const iperfPort = await freePort();
