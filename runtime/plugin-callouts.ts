@@ -1,4 +1,4 @@
-/** Where plugin callouts go: cluster names (`jwks.default`, Envoy's `outbound|8080||jwks.default.svc.cluster.local`, or `ip:port`) resolved against mesh state, sent with undici. */
+/** Where plugin callouts go: cluster names (`jwks` in the default namespace, `jwks.default`, Envoy's `outbound|8080||jwks.default.svc.cluster.local`, or `ip:port`) resolved against mesh state, sent with undici. */
 import { isIP } from 'node:net';
 import type { ProxyState } from './state/proxy-state.js';
 import type { EndpointPicker } from './l4/endpoint-picker.js';
@@ -28,7 +28,8 @@ export function resolveCluster(cluster: string, state: ProxyState, picker: Endpo
       host = cluster.slice(0, colon).replace(/^\[|\]$/g, '');
     }
   }
-  const service = snapshot.serviceByName(host) ?? (isIP(host) !== 0 ? snapshot.services.find((s) => s.addresses.includes(host)) : undefined);
+  // A bare name is a service in the default namespace, as a Kubernetes short name from there would be.
+  const service = snapshot.serviceByName(host) ?? snapshot.serviceByName(`${host}.default`) ?? (isIP(host) !== 0 ? snapshot.services.find((s) => s.addresses.includes(host)) : undefined);
   if (service !== undefined) {
     const servicePort = port === undefined ? service.ports[0] : service.ports.find((p) => p.port === port);
     const endpoint = picker.pick(service);

@@ -122,16 +122,14 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
           const stream: L7FilterStream = {
             onRequestHeaders(headers, eos) {
               const pairs = toPairs(headers, reqPseudo);
-              const action = open().onRequestHeaders(pairs, eos);
-              writeBack(headers, pairs, reqPseudo.length);
-              return statusOf(action);
+              // Written back when the chain continues, which may be after a pause: a plugin that calls out and
+              // then edits headers (the http_auth_random shape) makes its edits on resume.
+              return statusOf(open().onRequestHeaders(pairs, eos), () => writeBack(headers, pairs, reqPseudo.length));
             },
             onResponseHeaders(status, headers, eos) {
               const pseudo: [string, string][] = [[':status', String(status)]];
               const pairs = toPairs(headers, pseudo);
-              const action = open().onResponseHeaders(pairs, eos);
-              writeBack(headers, pairs, 1);
-              return statusOf(action);
+              return statusOf(open().onResponseHeaders(pairs, eos), () => writeBack(headers, pairs, 1));
             },
             onDone() {
               chain?.done();
@@ -154,9 +152,7 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
           if (responseTrailers) {
             stream.onResponseTrailers = (trailers) => {
               const pairs = toPairs(trailers, []);
-              const action = open().onResponseTrailers(pairs);
-              writeBack(trailers, pairs, 0);
-              return statusOf(action);
+              return statusOf(open().onResponseTrailers(pairs), () => writeBack(trailers, pairs, 0));
             };
           }
           return stream;
