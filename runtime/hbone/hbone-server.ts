@@ -13,7 +13,7 @@ import type { Duplex } from 'node:stream';
 import { formatAddr, normalizeIp, type SocketAddr } from '../l4/original-destination.js';
 import { HBONE_ALPN, hasTrustDomain, peerCertificate, peerIdentity, tlsOptionsFor } from './hbone-tls.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
-import { parseAuthority, parseBaggage, parseForwarded } from './hbone-headers.js';
+import { isTraceparent, parseAuthority, parseBaggage, parseForwarded } from './hbone-headers.js';
 import { splice } from './stream-splice.js';
 import { h2Settings } from './h2-settings.js';
 
@@ -254,7 +254,8 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       destination,
       destinationAddr: dst,
       baggage: parseBaggage(headers.baggage as string | undefined),
-      ...(typeof headers.traceparent === 'string' ? { traceparent: headers.traceparent } : {}),
+      // A malformed traceparent is dropped rather than propagated (W3C trace-context §3.2: restart the trace).
+      ...(typeof headers.traceparent === 'string' && isTraceparent(headers.traceparent) ? { traceparent: headers.traceparent } : {}),
       snapshot,
     };
     const decision = opts.authorize(tunnel);
