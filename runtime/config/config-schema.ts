@@ -252,6 +252,11 @@ export const configSchema = z.strictObject({
   state: stateSchema.default({ backend: 'memory' }),
   listeners: listenersSchema.default({}),
   limits: limitsSchema.default(limitsSchema.parse({})),
+  /**
+   * Connect to destinations from the client's own IP (IP_TRANSPARENT) for captured connections, so pods see their
+   * peers' addresses instead of weft's. Needs CAP_NET_ADMIN and the cni/ rules that route replies back to weft.
+   */
+  preserveSourceIp: z.boolean().default(false),
   accessLog: z.strictObject({ enabled: z.boolean().default(true), path: z.string().optional() }).default({ enabled: true }),
   localPorts: z.array(localPortSchema).default([]),
   namespaces: z.array(namespaceSchema).default([]),

@@ -134,10 +134,12 @@ export class ConnectionProxy {
         if (plan !== undefined) this.#plans.set(req, plan);
         labels = this.#labels(req, sourceWorkload, route);
         if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route)) return;
+        // Only captured connections carry a pod's address worth preserving (explicit and local ports come from loopback).
+        const preserve = snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound');
         try {
           upstream =
             plan === undefined
-              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal })
+              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}) })
               : // The CONNECT stream is a Duplex with socket-style byte counters, all the copy uses.
                 ((await plan.connect(abort.signal, limits.connectTimeoutMs)) as unknown as net.Socket);
           if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);

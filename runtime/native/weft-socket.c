@@ -198,6 +198,44 @@ static napi_value connect_transparent(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* bindTransparent(sourceHost, mark) -> fd: a non-blocking TCP socket with IP_TRANSPARENT bound to a foreign source
+ * address (port chosen by the kernel), not yet connected: Node adopts it and runs the connect itself, so timeouts
+ * and errors follow the ordinary path. */
+static napi_value bind_transparent(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  char src[64];
+  uint32_t mark = 0;
+  if (argc < 1 || get_string(env, argv[0], src, sizeof src) != 0) {
+    napi_throw_type_error(env, "EINVAL", "bindTransparent(source, mark?) expects a source address");
+    return NULL;
+  }
+  if (argc > 1) napi_get_value_uint32(env, argv[1], &mark);
+  struct sockaddr_storage from;
+  socklen_t from_len;
+  int family = parse_addr(src, 0, &from, &from_len);
+  if (family < 0) {
+    napi_throw_type_error(env, "EINVAL", "bindTransparent: source must be a literal IPv4 or IPv6 address");
+    return NULL;
+  }
+  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return throw_errno(env, "socket", errno);
+  if (set_transparent(fd, family) != 0 || (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "setsockopt IP_TRANSPARENT/SO_MARK (needs CAP_NET_ADMIN)", err);
+  }
+  if (bind(fd, (struct sockaddr *)&from, from_len) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "bind to source address", err);
+  }
+  napi_value out;
+  napi_create_int32(env, fd, &out);
+  return out;
+}
+
 /* socketError(fd) -> errno of a finished non-blocking connect (SO_ERROR), 0 when connected. */
 static napi_value socket_error(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -242,6 +280,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_default, NULL},
     {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
     {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_default, NULL},
+    {"bindTransparent", NULL, bind_transparent, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

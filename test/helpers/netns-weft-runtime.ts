@@ -1,13 +1,11 @@
 // Starts the weft runtime (`weft run --config`) inside a simulated node's runtime namespace with transparent listeners, and reads its
-// access log and metrics. The source-preservation variant runs the stand-in forwarder (netns-tproxy-forwarder.ts), because the runtime
-// does not offer upstream IP_TRANSPARENT yet and the CNI's spoofed-source rules still need a datapath test.
+// access log and metrics; with `preserveSource` it connects upstream from the client's address (`preserveSourceIp`).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { nsRun } from './netns-exec.js';
-import { waitForLine } from './netns-peers.js';
 import type { SimulatedNode } from './netns-topology.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -40,7 +38,7 @@ export interface RuntimeService {
 export interface RuntimeOptions {
   workloads?: RuntimeWorkload[];
   services?: RuntimeService[];
-  /** Upstream connections from the client's own address; runs the stand-in forwarder. */
+  /** Upstream connections from the client's own address (weft.yaml `preserveSourceIp`). */
   preserveSource?: boolean;
 }
 
@@ -94,66 +92,40 @@ function weftConfig(node: SimulatedNode, opts: RuntimeOptions, accessLogPath: st
       readiness: '127.0.0.1:0',
     },
     accessLog: { enabled: true, path: accessLogPath },
+    preserveSourceIp: opts.preserveSource === true,
     workloads: (opts.workloads ?? []).map((w) => ({ name: w.name, namespace: w.namespace, addresses: [w.ip], labels: w.labels ?? {} })),
     services: (opts.services ?? []).map((s) => ({ name: s.name, namespace: s.namespace, addresses: [s.vip], ports: [{ port: s.port, targetPort: s.targetPort }], selector: s.selector })),
   });
 }
 
-function forwarderServices(opts: RuntimeOptions): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const s of opts.services ?? []) {
-    const backend = (opts.workloads ?? []).find((w) => Object.entries(s.selector).every(([k, v]) => w.labels?.[k] === v));
-    if (backend !== undefined) out[`${s.vip}:${s.port}`] = `${backend.ip}:${s.targetPort}`;
-  }
-  return out;
-}
-
 export async function startRuntime(node: SimulatedNode, opts: RuntimeOptions = {}): Promise<RuntimeHandle> {
   const accessLogPath = path.join(node.workDir, `access-${Date.now()}.log`);
-  let child: ChildProcess;
-  let stderrLines: AccessLine[] = [];
-  if (opts.preserveSource === true) {
-    const script = path.join(repoRoot, 'test/helpers/netns-tproxy-forwarder.ts');
-    const config = JSON.stringify({ services: forwarderServices(opts), preserveSource: true });
-    child = spawn('ip', ['netns', 'exec', node.runtimeNs, process.execPath, '--import', 'tsx', script, config], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
-    let buf = '';
+  const configPath = path.join(node.workDir, 'weft.yaml');
+  writeFileSync(configPath, weftConfig(node, opts, accessLogPath));
+  const child: ChildProcess = spawn('ip', ['netns', 'exec', node.runtimeNs, process.execPath, '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configPath], {
+    cwd: repoRoot,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Logs are JSON lines on stderr; "weft started" follows the listeners being bound.
+  const started = new Promise<void>((resolve, reject) => {
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`weft did not start within 20 s: ${log}`)), 20_000);
     child.stderr?.on('data', (d: Buffer) => {
-      buf += d.toString();
-      const cut = buf.lastIndexOf('\n');
-      if (cut >= 0) {
-        stderrLines = stderrLines.concat(parseLines(buf.slice(0, cut)));
-        buf = buf.slice(cut + 1);
+      log += d.toString();
+      if (log.includes('"weft started"')) {
+        clearTimeout(timer);
+        resolve();
       }
     });
-    await waitForLine(child, 'ready', 20_000);
-  } else {
-    const configPath = path.join(node.workDir, 'weft.yaml');
-    writeFileSync(configPath, weftConfig(node, opts, accessLogPath));
-    child = spawn('ip', ['netns', 'exec', node.runtimeNs, process.execPath, '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configPath], {
-      cwd: repoRoot,
-      stdio: ['ignore', 'pipe', 'pipe'],
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`weft exited with ${code}: ${log}`));
     });
-    // Logs are JSON lines on stderr; "weft started" follows the listeners being bound.
-    const started = new Promise<void>((resolve, reject) => {
-      let log = '';
-      const timer = setTimeout(() => reject(new Error(`weft did not start within 20 s: ${log}`)), 20_000);
-      child.stderr?.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (log.includes('"weft started"')) {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      child.once('exit', (code) => {
-        clearTimeout(timer);
-        reject(new Error(`weft exited with ${code}: ${log}`));
-      });
-    });
-    child.stdout?.resume();
-    await started;
-  }
+  });
+  child.stdout?.resume();
+  await started;
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  const lines = (): AccessLine[] => (opts.preserveSource === true ? [...stderrLines] : existsSync(accessLogPath) ? parseLines(readFileSync(accessLogPath, 'utf8')) : []);
+  const lines = (): AccessLine[] => (existsSync(accessLogPath) ? parseLines(readFileSync(accessLogPath, 'utf8')) : []);
   return {
     lines,
     async waitFor(predicate, timeoutMs = 5000) {
