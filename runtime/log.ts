@@ -69,7 +69,7 @@ export class Logger {
 function errorReplacer(_key: string, value: unknown): unknown {
   if (value instanceof Error) {
     const code = (value as { code?: unknown }).code;
-    return code === undefined ? value.message : `${String(code)}: ${value.message}`;
+    return typeof code === 'string' || typeof code === 'number' ? `${code}: ${value.message}` : value.message;
   }
   if (typeof value === 'bigint') return value.toString();
   return value;

@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
-import { configSchema, type WeftConfig } from './config-schema.js';
+import { configSchema } from './config-schema.js';
 import { crossReferenceProblems } from './config-validate.js';
 import { formatPath, type ConfigResult } from './config-problem.js';
 

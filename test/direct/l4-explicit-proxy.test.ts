@@ -1,6 +1,6 @@
 // The local-mode explicit proxy end to end: CONNECT, absolute-form HTTP and SOCKS5 by service name, FQDN and VIP; curl -x; bad handshakes.
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 // Regression: header edits a plugin makes after pausing (call out, then add a header on resume) were dropped by the L7 adapter.
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { fixture, wasmFileUrl } from '../helpers/wasm-fixtures.js';
 import { startWeft, type WeftUnderTest } from '../helpers/weft-harness.js';
