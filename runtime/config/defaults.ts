@@ -47,6 +47,8 @@ export const ENV = {
   logLevel: 'WEFT_LOG_LEVEL',
   /** Node name, overriding `node:` in the file (the DaemonSet sets it from spec.nodeName). */
   nodeName: 'WEFT_NODE_NAME',
+  /** `1` turns off the L4 copy on libuv handles (runtime/l4/handle-copy.ts), a kill switch for its use of Node internals. */
+  l4StreamCopy: 'WEFT_L4_STREAM_COPY',
 } as const;
 
 export function envValue(name: (typeof ENV)[keyof typeof ENV]): string | undefined {

@@ -6,9 +6,10 @@
  * Why internals: `process.binding('stream_wrap')` (WriteWrap, ShutdownWrap, streamBaseState) is what net.Socket
  * itself is built on in Node 20; using it directly cuts CPU per proxied request by about 10%, which is what
  * puts weft level with HAProxy in TCP mode. The binding shape is checked at load and the stream path used
- * when it differs.
+ * when it differs (or when WEFT_L4_STREAM_COPY=1).
  */
 import type net from 'node:net';
+import { ENV, envValue } from '../config/defaults.js';
 
 interface StreamHandle {
   onread: (arrayBuffer: ArrayBuffer) => void;
@@ -42,7 +43,7 @@ function loadBinding(): StreamWrapBinding | undefined {
   }
 }
 
-const binding = process.env.WEFT_L4_STREAM_COPY === '1' ? undefined : loadBinding();
+const binding = envValue(ENV.l4StreamCopy) === '1' ? undefined : loadBinding();
 
 function handleOf(socket: net.Socket): StreamHandle | undefined {
   const h = (socket as unknown as { _handle?: Partial<StreamHandle> | null })._handle;

@@ -1,28 +1,9 @@
 /** Istio's HTTP metrics (istio_requests_total, istio_request_duration_milliseconds, istio_request_bytes, istio_response_bytes) counted in plain arrays on the hot path and rendered through prom-client only when scraped. */
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import type { Service, Workload } from '../state/state-snapshot.js';
+import { PEER_LABEL_NAMES, peerLabelValues } from '../telemetry/connection-labels.js';
 
-export const HTTP_LABEL_NAMES = [
-  'reporter',
-  'source_workload',
-  'source_workload_namespace',
-  'source_canonical_service',
-  'source_principal',
-  'source_app',
-  'destination_service',
-  'destination_service_namespace',
-  'destination_service_name',
-  'destination_workload',
-  'destination_workload_namespace',
-  'destination_canonical_service',
-  'destination_principal',
-  'destination_app',
-  'request_protocol',
-  'response_code',
-  'grpc_response_status',
-  'response_flags',
-  'connection_security_policy',
-] as const;
+export const HTTP_LABEL_NAMES = [...PEER_LABEL_NAMES, 'request_protocol', 'response_code', 'grpc_response_status', 'response_flags', 'connection_security_policy'] as const;
 
 /** Istio's default duration buckets (ms). */
 const DURATION_BUCKETS = [0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 600000, 1800000, 3600000];
@@ -41,28 +22,11 @@ export interface PeerLabels {
   last: unknown;
 }
 
-const UNKNOWN = 'unknown';
-
-function canonical(w: Workload | undefined): string {
-  return w?.labels['service.istio.io/canonical-name'] ?? w?.labels.app ?? w?.name ?? UNKNOWN;
-}
-
 export function peerLabels(i: { source?: Workload; sourcePrincipal?: string; service?: Service; destination?: Workload; protocol: 'http' | 'grpc' }): PeerLabels {
   const values: Record<string, string> = {
-    reporter: 'waypoint',
-    source_workload: i.source?.name ?? UNKNOWN,
-    source_workload_namespace: i.source?.namespace ?? UNKNOWN,
-    source_canonical_service: canonical(i.source),
-    source_principal: i.sourcePrincipal ?? UNKNOWN,
-    source_app: i.source?.labels.app ?? UNKNOWN,
-    destination_service: i.service?.hostname ?? UNKNOWN,
-    destination_service_namespace: i.service?.namespace ?? i.destination?.namespace ?? UNKNOWN,
-    destination_service_name: i.service?.name ?? UNKNOWN,
-    destination_workload: i.destination?.name ?? UNKNOWN,
-    destination_workload_namespace: i.destination?.namespace ?? UNKNOWN,
-    destination_canonical_service: canonical(i.destination),
-    destination_principal: i.destination?.identity ?? UNKNOWN,
-    destination_app: i.destination?.labels.app ?? UNKNOWN,
+    ...peerLabelValues({ reporter: 'waypoint', ...i, ...(i.destination?.identity === undefined ? {} : { destinationPrincipal: i.destination.identity }) }),
+    // A workload addressed directly still has a namespace worth reporting.
+    destination_service_namespace: i.service?.namespace ?? i.destination?.namespace ?? 'unknown',
     request_protocol: i.protocol,
     connection_security_policy: i.sourcePrincipal === undefined ? 'unknown' : 'mutual_tls',
   };

@@ -1,5 +1,5 @@
 /* The socket calls Node cannot make: transparent (IP_TRANSPARENT) listeners and upstream
- * sockets, the original destination of a REDIRECTed connection (SO_ORIGINAL_DST) and packet
+ * sockets (bound here, connected by Node), the original destination of a REDIRECTed connection (SO_ORIGINAL_DST) and packet
  * marks (SO_MARK). Everything else about the sockets stays in libuv, which adopts the fds. */
 #define _GNU_SOURCE
 #include <node_api.h>
@@ -154,50 +154,6 @@ static napi_value set_mark(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* connectTransparent(sourceHost, destHost, destPort, mark) -> fd: a non-blocking socket bound to a
- * foreign source address (IP_TRANSPARENT) with connect() started; the caller waits for writability. */
-static napi_value connect_transparent(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  char src[64], dst[64];
-  int32_t port = 0;
-  uint32_t mark = 0;
-  if (argc < 3 || get_string(env, argv[0], src, sizeof src) != 0 || get_string(env, argv[1], dst, sizeof dst) != 0 ||
-      napi_get_value_int32(env, argv[2], &port) != napi_ok) {
-    napi_throw_type_error(env, "EINVAL", "connectTransparent(source, host, port, mark?) expects two addresses and a port");
-    return NULL;
-  }
-  if (argc > 3) napi_get_value_uint32(env, argv[3], &mark);
-  struct sockaddr_storage from, to;
-  socklen_t from_len, to_len;
-  int family = parse_addr(dst, port, &to, &to_len);
-  if (family < 0 || parse_addr(src, 0, &from, &from_len) != family) {
-    napi_throw_type_error(env, "EINVAL", "connectTransparent: addresses must be literal IPs of the same family");
-    return NULL;
-  }
-  int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return throw_errno(env, "socket", errno);
-  if (set_transparent(fd, family) != 0 || (mark != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "setsockopt IP_TRANSPARENT/SO_MARK (needs CAP_NET_ADMIN)", err);
-  }
-  if (bind(fd, (struct sockaddr *)&from, from_len) != 0) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "bind to source address", err);
-  }
-  if (connect(fd, (struct sockaddr *)&to, to_len) != 0 && errno != EINPROGRESS) {
-    int err = errno;
-    close(fd);
-    return throw_errno(env, "connect", err);
-  }
-  napi_value out;
-  napi_create_int32(env, fd, &out);
-  return out;
-}
-
 /* bindTransparent(sourceHost, mark) -> fd: a non-blocking TCP socket with IP_TRANSPARENT bound to a foreign source
  * address (port chosen by the kernel), not yet connected: Node adopts it and runs the connect itself, so timeouts
  * and errors follow the ordinary path. */
@@ -236,32 +192,6 @@ static napi_value bind_transparent(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* socketError(fd) -> errno of a finished non-blocking connect (SO_ERROR), 0 when connected. */
-static napi_value socket_error(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd = -1;
-  napi_get_value_int32(env, argv[0], &fd);
-  int err = 0;
-  socklen_t len = sizeof err;
-  if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0) err = errno;
-  napi_value out;
-  napi_create_int32(env, err, &out);
-  return out;
-}
-
-/* closeFd(fd): for sockets that were never handed to libuv. */
-static napi_value close_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd = -1;
-  napi_get_value_int32(env, argv[0], &fd);
-  if (fd >= 0) close(fd);
-  return NULL;
-}
-
 /* trimMemory(): malloc_trim(0), returning freed heap pages to the kernel (glibc keeps them otherwise, e.g. the
  * arena of a worker thread that has exited); weft calls it after start-up and reloads, never on the data path. */
 static napi_value trim_memory(napi_env env, napi_callback_info info) {
@@ -276,9 +206,6 @@ static napi_value init(napi_env env, napi_value exports) {
     {"listenTransparent", NULL, listen_transparent, NULL, NULL, NULL, napi_default, NULL},
     {"originalDestination", NULL, original_destination, NULL, NULL, NULL, napi_default, NULL},
     {"setMark", NULL, set_mark, NULL, NULL, NULL, napi_default, NULL},
-    {"connectTransparent", NULL, connect_transparent, NULL, NULL, NULL, napi_default, NULL},
-    {"socketError", NULL, socket_error, NULL, NULL, NULL, napi_default, NULL},
-    {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
     {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_default, NULL},
     {"bindTransparent", NULL, bind_transparent, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -9,11 +9,8 @@ export interface NativeSocket {
   listenTransparent(host: string, port: number, backlog?: number): number;
   originalDestination(fd: number): { address: string; port: number };
   setMark(fd: number, mark: number): void;
-  connectTransparent(source: string, host: string, port: number, mark?: number): number;
   /** An unconnected TCP socket with IP_TRANSPARENT bound to `source` (kernel-chosen port), for Node to connect. */
   bindTransparent(source: string, mark?: number): number;
-  socketError(fd: number): number;
-  closeFd(fd: number): void;
   /** malloc_trim(0): hands freed heap pages back to the kernel. */
   trimMemory(): boolean;
 }

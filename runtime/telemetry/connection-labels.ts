@@ -1,7 +1,8 @@
-/** Istio's CommonTrafficLabels for one L4 connection, computed once when the connection is routed; missing values render as "unknown". */
+/** Istio's CommonTrafficLabels (the peer part shared by TCP and HTTP metrics, and the TCP set), computed once per connection; missing values render as "unknown". */
 import type { Service, Workload } from '../state/state-snapshot.js';
 
-export const TCP_LABEL_NAMES = [
+/** Who talked to whom: the labels istio_tcp_* and istio_requests_* share. */
+export const PEER_LABEL_NAMES = [
   'reporter',
   'source_workload',
   'source_workload_namespace',
@@ -16,11 +17,11 @@ export const TCP_LABEL_NAMES = [
   'destination_canonical_service',
   'destination_principal',
   'destination_app',
-  'request_protocol',
-  'response_flags',
-  'connection_security_policy',
 ] as const;
 
+export const TCP_LABEL_NAMES = [...PEER_LABEL_NAMES, 'request_protocol', 'response_flags', 'connection_security_policy'] as const;
+
+export type PeerLabelName = (typeof PEER_LABEL_NAMES)[number];
 export type TcpLabelName = (typeof TCP_LABEL_NAMES)[number];
 export type TcpLabels = Record<TcpLabelName, string>;
 
@@ -30,19 +31,16 @@ function canonicalService(w: Workload | undefined): string {
   return w?.labels['service.istio.io/canonical-name'] ?? w?.labels.app ?? w?.name ?? UNKNOWN;
 }
 
-export interface LabelInputs {
-  reporter: 'source' | 'destination';
+export interface PeerInputs {
+  reporter: 'source' | 'destination' | 'waypoint';
   source?: Workload;
   sourcePrincipal?: string;
   service?: Service;
   destination?: Workload;
   destinationPrincipal?: string;
-  /** Envoy/ztunnel flag for failed connections ("-" when none). */
-  responseFlags?: string;
-  securityPolicy?: 'mutual_tls' | 'unknown';
 }
 
-export function tcpLabels(i: LabelInputs): TcpLabels {
+export function peerLabelValues(i: PeerInputs): Record<PeerLabelName, string> {
   return {
     reporter: i.reporter,
     source_workload: i.source?.name ?? UNKNOWN,
@@ -58,6 +56,19 @@ export function tcpLabels(i: LabelInputs): TcpLabels {
     destination_canonical_service: canonicalService(i.destination),
     destination_principal: i.destinationPrincipal ?? UNKNOWN,
     destination_app: i.destination?.labels.app ?? UNKNOWN,
+  };
+}
+
+export interface LabelInputs extends PeerInputs {
+  reporter: 'source' | 'destination';
+  /** Envoy/ztunnel flag for failed connections ("-" when none). */
+  responseFlags?: string;
+  securityPolicy?: 'mutual_tls' | 'unknown';
+}
+
+export function tcpLabels(i: LabelInputs): TcpLabels {
+  return {
+    ...peerLabelValues(i),
     request_protocol: 'tcp',
     response_flags: i.responseFlags ?? '-',
     connection_security_policy: i.securityPolicy ?? UNKNOWN,

@@ -97,6 +97,16 @@ export async function startPeer(name: string, port: number, command: string[], c
   };
 }
 
+/** Runs `fn` against a started peer and always stops it. */
+export async function withPeer<T>(peer: Promise<Peer>, fn: (p: Peer) => Promise<T>): Promise<T> {
+  const p = await peer;
+  try {
+    return await fn(p);
+  } finally {
+    await p.stop();
+  }
+}
+
 export async function renderTemplate(template: string, dir: string, values: Record<string, string | number>): Promise<string> {
   let text = await readFile(path.join(CONFIG_DIR, template), 'utf8');
   for (const [k, v] of Object.entries({ DIR: dir, ...values })) text = text.replaceAll(`{{${k}}}`, String(v));

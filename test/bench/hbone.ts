@@ -29,6 +29,25 @@ async function freePort(host: string): Promise<number> {
   return port;
 }
 
+/** A port free on every address: HBONE listeners bind `hbone.port` on each hosted workload IP (node A hosts 127.0.0.1 too). */
+async function portFreeOnAll(hosts: string[]): Promise<number> {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    const port = await freePort(hosts[0] as string);
+    const free = await Promise.all(
+      hosts.slice(1).map(
+        (host) =>
+          new Promise<boolean>((resolve) => {
+            const s = net.createServer();
+            s.once('error', () => resolve(false));
+            s.listen(port, host, () => s.close(() => resolve(true)));
+          }),
+      ),
+    );
+    if (free.every(Boolean)) return port;
+  }
+  throw new Error(`no port free on all of ${hosts.join(', ')}`);
+}
+
 interface Nodes {
   a: App;
   /** node A localPorts: client → A → HBONE → B → target. */
@@ -68,7 +87,7 @@ export function benchConfig(node: string, o: NodeOptions): Record<string, unknow
  * TPROXY), so both paths cross both runtimes and differ only in the tunnel between them.
  */
 export async function startNodes(targetPort: number): Promise<Nodes> {
-  const o = { caDir: join(mkdtempSync(join(tmpdir(), 'weft-bench-ca-')), 'ca'), hboneListenPort: await freePort(IP.server), plainTargetPort: await freePort(IP.plainInbound), targetPort };
+  const o = { caDir: join(mkdtempSync(join(tmpdir(), 'weft-bench-ca-')), 'ca'), hboneListenPort: await portFreeOnAll([IP.server, IP.client, '127.0.0.1']), plainTargetPort: await freePort(IP.plainInbound), targetPort };
   // Node B first: it creates the CA root in caDir that node A then loads.
   const nodeB = process.env.WEFT_BENCH_NODE_B === 'thread' ? await startNodeBThread(o) : await startNodeBHere(o);
   const a = await createApp(configSchema.parse(benchConfig('node-a', o)));

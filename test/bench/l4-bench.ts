@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { stringify } from 'yaml';
-import { LOAD_CPU, REPO_ROOT, cpuSecondsOfTree, freePort, renderTemplate, rssKb, runIperf, runWrk, startPeer, waitForPort, waitForReady, type Peer, type WrkResult } from './bench-tools.js';
+import { LOAD_CPU, REPO_ROOT, cpuSecondsOfTree, freePort, withPeer, renderTemplate, rssKb, runIperf, runWrk, startPeer, waitForPort, waitForReady, type Peer, type WrkResult } from './bench-tools.js';
 
 export interface L4Results {
   wrk: Record<string, WrkResult>;
@@ -51,14 +51,6 @@ export function progress(step: string): void {
   process.stderr.write(`[bench] ${step}\n`);
 }
 
-async function withPeer<T>(peer: Promise<Peer>, fn: (p: Peer) => Promise<T>): Promise<T> {
-  const p = await peer;
-  try {
-    return await fn(p);
-  } finally {
-    await p.stop();
-  }
-}
 
 export async function benchL4(opts: { seconds: number; connections: number }): Promise<L4Results> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'weft-bench-l4-'));

@@ -1,98 +1,11 @@
 // L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter, with the add-header WAT fixture and with the first-party header-rewrite plugin; h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { spawn, type ChildProcess } from 'node:child_process';
-import net from 'node:net';
-
-// Self-contained peers and load generators (the same split as the L4 bench: proxies on core 1, wrk and origins on core 0).
-const PROXY_CPU = '1';
-const LOAD_CPU = '0';
-
-interface Peer {
-  name: string;
-  port: number;
-  process: ChildProcess;
-  stop(): Promise<void>;
-}
-
-interface WrkResult {
-  rps: number;
-  p50ms: number;
-  p99ms: number;
-  errors: number;
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
-async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.on('error', () => resolve(false));
-    });
-    if (ok) return;
-    if (Date.now() > deadline) throw new Error(`nothing listens on 127.0.0.1:${port} after ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
-async function startPeer(name: string, port: number, command: string[], cpu = PROXY_CPU, env: NodeJS.ProcessEnv = process.env): Promise<Peer> {
-  const quoted = command.map((c) => `'${c.replace(/'/g, `'\\''`)}'`).join(' ');
-  const child = spawn('bash', ['-c', `ulimit -n $(ulimit -Hn); exec taskset -c ${cpu} ${quoted}`], { stdio: ['ignore', 'ignore', 'pipe'], env });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  try {
-    await Promise.race([waitForPort(port), exited.then(() => Promise.reject(new Error(`${name} exited: ${stderr}`)))]);
-  } catch (err) {
-    child.kill('SIGKILL');
-    throw err;
-  }
-  return {
-    name,
-    port,
-    process: child,
-    stop: async () => {
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 3_000);
-      await exited;
-      clearTimeout(timer);
-    },
-  };
-}
-
-function toMs(value: string, unit: string): number {
-  const n = Number(value);
-  return unit === 'us' ? n / 1000 : unit === 's' ? n * 1000 : n;
-}
-
-async function runWrk(url: string, seconds: number): Promise<WrkResult> {
-  const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'wrk', '-t1', '-c32', `-d${seconds}s`, '--latency', url], { maxBuffer: 1 << 20 });
-  const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(stdout);
-  const p99 = /\s99%\s+([\d.]+)(us|ms|s)/.exec(stdout);
-  const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
-  return {
-    rps: Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0),
-    p50ms: p50 === null ? NaN : toMs(p50[1]!, p50[2]!),
-    p99ms: p99 === null ? NaN : toMs(p99[1]!, p99[2]!),
-    errors: Number(/Non-2xx or 3xx responses: (\d+)/.exec(stdout)?.[1] ?? 0) + (errs === null ? 0 : errs.slice(1).reduce((a, b) => a + Number(b), 0)),
-  };
-}
+import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, freePort, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
 
 /** nginx (origin or HTTP/1.1 reverse proxy) and HAProxy in HTTP mode, each with one worker/thread and keep-alive upstreams. */
 function nginxConf(dir: string, port: number, upstream: string | undefined): string {
@@ -131,19 +44,6 @@ backend be
 `;
 }
 
-/** CPU seconds (user + system) used so far by `pid` and its live children (nginx's worker runs under its master). */
-async function cpuSeconds(pid: number): Promise<number> {
-  const ticks = 100; // USER_HZ on Linux
-  const one = async (p: number): Promise<number> => {
-    const fields = (await readFile(`/proc/${p}/stat`, 'utf8')).replace(/^.*\) /, '').split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / ticks;
-  };
-  let total = await one(pid);
-  const children = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8').catch(() => '')).trim();
-  for (const c of children === '' ? [] : children.split(' ')) total += await one(Number(c)).catch(() => 0);
-  return total;
-}
-
 async function writeConf(dir: string, name: string, text: string): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, text);
@@ -154,15 +54,6 @@ const run = promisify(execFile);
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The child entry next to this file: .js when compiled (npm run bench), .ts under tsx. */
 const SERVER = path.join(HERE, `l7-bench-server${path.extname(fileURLToPath(import.meta.url))}`);
-
-async function withPeer<T>(peer: Promise<Peer>, fn: (p: Peer) => Promise<T>): Promise<T> {
-  const p = await peer;
-  try {
-    return await fn(p);
-  } finally {
-    await p.stop();
-  }
-}
 
 function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'wasm-sdk' | 'native', appProtocol = 'http'): Promise<Peer> {
   const args = SERVER.endsWith('.ts') ? ['--import', 'tsx', SERVER] : [SERVER];

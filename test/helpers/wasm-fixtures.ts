@@ -3,13 +3,14 @@
 import { readFileSync } from 'node:fs';
 import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { sep, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import wabtInit from 'wabt';
 import type { PluginConfig } from '../../runtime/config/config-schema.js';
 import { HOSTCALL_SIGNATURES } from '../../runtime/wasm/host-functions/host-imports.js';
 
-const FIXTURES = fileURLToPath(new URL('../fixtures/wasm/', import.meta.url));
+// Compiled helpers run from dist/test/helpers (npm run bench); the .wat sources stay in test/fixtures.
+const FIXTURES = fileURLToPath(new URL('../fixtures/wasm/', import.meta.url)).replace(`${sep}dist${sep}test${sep}`, `${sep}test${sep}`);
 let wabt: Awaited<ReturnType<typeof wabtInit>> | undefined;
 
 export async function wat(text: string, name = 'module.wat'): Promise<Uint8Array> {
