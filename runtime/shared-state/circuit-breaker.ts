@@ -50,7 +50,8 @@ const PROBE_RETRY_MS = 100;
 
 const MAX_BREAKERS = 10_000;
 
-function untrackedBreaker(name: string, settings: CircuitBreakerSettings): Breaker {
+/** A fresh CLOSED breaker; callers beyond MAX_BREAKERS get one that is never stored (untracked). */
+function newBreaker(name: string, settings: CircuitBreakerSettings): Breaker {
   return {
     name,
     settings,
@@ -150,23 +151,10 @@ export class SharedBreakers {
         // Names can come from plugins; past the cap an unknown name gets an untracked, always-closed breaker.
         if (!this.#capWarned) this.#logger.warn({ max: MAX_BREAKERS }, 'too many circuit breakers, new names are not tracked');
         this.#capWarned = true;
-        return untrackedBreaker(name, this.#config.defaults);
+        return newBreaker(name, this.#config.defaults);
       }
       const settings = this.#settings(name);
-      b = {
-        name,
-        settings,
-        state: 'CLOSED',
-        generation: 0,
-        openUntil: 0,
-        probeOwner: undefined,
-        probeUntil: 0,
-        localSuccesses: 0,
-        window: new OutcomeWindow(settings.windowMs),
-        pendingSuccesses: 0,
-        pendingFailures: 0,
-        lowerPolls: 0,
-      };
+      b = newBreaker(name, settings);
       this.#breakers.set(name, b);
       this.#m.state.set({ name }, 0);
     }

@@ -1,4 +1,5 @@
 /** Fixed-window counting aligned to the backend's clock: exact per window, denials never counted; TypeScript for memory, Lua for Redis. */
+import { GRANT_LUA } from './grant-lua.js';
 import { grant } from './gcra.js';
 import type { ConsumeResult } from './state-backend.js';
 
@@ -53,17 +54,7 @@ local count = 0
 if tonumber(cur[1]) == w then count = tonumber(cur[2]) or 0 end
 local avail = limit - count
 if avail < 0 then avail = 0 end
-local min_grant = tonumber(ARGV[4])
-local granted = hits
-if min_grant > 0 then
-  if avail < granted then granted = avail end
-  if granted < min_grant then granted = 0 end
-elseif hits > avail then
-  granted = 0
-end
-local allowed = 0
-if granted > 0 or hits == 0 then allowed = 1 end
-local reset = (w + 1) * window - now
+${GRANT_LUA}local reset = (w + 1) * window - now
 if granted > 0 then
   redis.call('HSET', KEYS[1], 'w', string.format('%d', w), 'c', count + granted)
   redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000) + 1)

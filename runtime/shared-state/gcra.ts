@@ -1,4 +1,5 @@
 /** GCRA (generic cell rate algorithm, as in redis-cell and go-redis/redis_rate): one theoretical arrival time per key, in TypeScript for the memory backend and in Lua for Redis. */
+import { GRANT_LUA } from './grant-lua.js';
 import type { ConsumeResult, LimitSpec } from './state-backend.js';
 
 /** Emission interval T and burst offset T·burst, in microseconds. */
@@ -61,17 +62,7 @@ local tat = tonumber(redis.call('GET', KEYS[1]))
 if tat == nil or tat < now then tat = now end
 local avail = math.floor((now + offset - tat) / T + 1e-9)
 if avail < 0 then avail = 0 end
-local min_grant = tonumber(ARGV[4])
-local granted = hits
-if min_grant > 0 then
-  if avail < granted then granted = avail end
-  if granted < min_grant then granted = 0 end
-elseif hits > avail then
-  granted = 0
-end
-local allowed = 0
-if granted > 0 or hits == 0 then allowed = 1 end
-local new_tat = tat + granted * T
+${GRANT_LUA}local new_tat = tat + granted * T
 if granted > 0 then
   redis.call('SET', KEYS[1], string.format('%.17g', new_tat), 'PX', math.ceil((new_tat - now) / 1000) + 1)
 end
