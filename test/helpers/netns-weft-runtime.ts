@@ -19,6 +19,8 @@ export interface AccessLine {
   upstream: string | undefined;
   requestBytes: number;
   responseBytes: number;
+  /** The line as the runtime wrote it (identity and security-policy fields included). */
+  raw: Record<string, unknown>;
 }
 
 export interface RuntimeWorkload {
@@ -26,6 +28,10 @@ export interface RuntimeWorkload {
   namespace: string;
   ip: string;
   labels?: Record<string, string>;
+  serviceAccount?: string;
+  /** Index of the SimulatedNode hosting it (weft.yaml `node: node-<index>`); absent means every node treats it as its own. */
+  node?: number;
+  protocol?: 'HBONE' | 'TCP';
 }
 export interface RuntimeService {
   name: string;
@@ -40,6 +46,8 @@ export interface RuntimeOptions {
   services?: RuntimeService[];
   /** Upstream connections from the client's own address (weft.yaml `preserveSourceIp`). */
   preserveSource?: boolean;
+  /** Accept HBONE on a transparent 0.0.0.0:15008 (where node setup's TPROXY sends it) with workload certificates from the built-in CA rooted in `caDir`, shared by the nodes that must trust each other. */
+  hbone?: { caDir: string };
 }
 
 export interface RuntimeHandle {
@@ -61,6 +69,7 @@ function normalize(raw: Record<string, unknown>): AccessLine {
       upstream: text(raw['dst.addr']),
       requestBytes: Number(raw.bytes_recv),
       responseBytes: Number(raw.bytes_sent),
+      raw,
     };
   }
   return {
@@ -70,6 +79,7 @@ function normalize(raw: Record<string, unknown>): AccessLine {
     upstream: text(raw.upstream),
     requestBytes: Number(raw.bytesSent),
     responseBytes: Number(raw.bytesReceived),
+    raw,
   };
 }
 
@@ -90,10 +100,20 @@ function weftConfig(node: SimulatedNode, opts: RuntimeOptions, accessLogPath: st
       admin: '127.0.0.1:0',
       metrics: '127.0.0.1:15020',
       readiness: '127.0.0.1:0',
+      ...(opts.hbone === undefined ? {} : { hbone: { address: '0.0.0.0:15008', transparent: true } }),
     },
+    ...(opts.hbone === undefined ? {} : { identity: { caDir: opts.hbone.caDir } }),
     accessLog: { enabled: true, path: accessLogPath },
     preserveSourceIp: opts.preserveSource === true,
-    workloads: (opts.workloads ?? []).map((w) => ({ name: w.name, namespace: w.namespace, addresses: [w.ip], labels: w.labels ?? {} })),
+    workloads: (opts.workloads ?? []).map((w) => ({
+      name: w.name,
+      namespace: w.namespace,
+      addresses: [w.ip],
+      labels: w.labels ?? {},
+      ...(w.serviceAccount === undefined ? {} : { serviceAccount: w.serviceAccount }),
+      ...(w.node === undefined ? {} : { node: `node-${w.node}` }),
+      ...(w.protocol === undefined ? {} : { protocol: w.protocol }),
+    })),
     services: (opts.services ?? []).map((s) => ({ name: s.name, namespace: s.namespace, addresses: [s.vip], ports: [{ port: s.port, targetPort: s.targetPort }], selector: s.selector })),
   });
 }
