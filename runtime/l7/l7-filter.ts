@@ -24,6 +24,11 @@ export interface FilterRequestInfo {
   readonly authority: string;
   readonly protocol: string;
   readonly sourceAddress: string;
+  /** The downstream client's port (absent where the protocol path does not pass it on). */
+  readonly sourcePort?: number;
+  /** Where the client connected to: the original destination (service VIP or workload address) and port. */
+  readonly destinationAddress?: string;
+  readonly destinationPort?: number;
   readonly sourceIdentity: string | undefined;
   readonly destinationService: string | undefined;
   readonly requestId: string;
@@ -34,6 +39,8 @@ export interface L7FilterStream {
   onRequestHeaders?(headers: HeaderList, endOfStream: boolean): FilterStatus;
   /** Streaming: each chunk as it passes (observe only). Buffered (`bufferRequestBody`): once, with the whole body; `replaceRequestBody` may swap it. */
   onRequestBody?(chunk: Buffer, endOfStream: boolean): FilterStatus;
+  /** Request trailers (HTTP/2, gRPC), edited in place; after a buffered body's onRequestBody. */
+  onRequestTrailers?(trailers: HeaderList): FilterStatus;
   onResponseHeaders?(status: number, headers: HeaderList, endOfStream: boolean): FilterStatus;
   onResponseBody?(chunk: Buffer, endOfStream: boolean): FilterStatus;
   onResponseTrailers?(trailers: HeaderList): FilterStatus;
@@ -112,4 +119,5 @@ export const onRequestHeadersHook: Hook<[HeaderList, boolean]> = (s, h, end) => 
 export const onRequestBodyHook: Hook<[Buffer, boolean]> = (s, c, end) => s.onRequestBody?.(c, end);
 export const onResponseHeadersHook: Hook<[number, HeaderList, boolean]> = (s, status, h, end) => s.onResponseHeaders?.(status, h, end);
 export const onResponseBodyHook: Hook<[Buffer, boolean]> = (s, c, end) => s.onResponseBody?.(c, end);
+export const onRequestTrailersHook: Hook<[HeaderList]> = (s, t) => s.onRequestTrailers?.(t);
 export const onResponseTrailersHook: Hook<[HeaderList]> = (s, t) => s.onResponseTrailers?.(t);

@@ -1,5 +1,7 @@
-/** Traffic mirroring (Istio `mirror`): a copy of a finished request goes to another backend, fire and forget, with `-shadow` appended to the authority; its response and failures never touch the original request. */
+/** Traffic mirroring (Istio `mirror`): a copy of a finished request goes to another backend, fire and forget, with `-shadow` appended to the authority; its response and failures never touch the original request. HTTP/2 and gRPC copies go over h2c. */
+import http2 from 'node:http2';
 import { Agent, request } from 'undici';
+import { H2_HOP } from './h2-headers.js';
 import type { Logger } from '../log.js';
 import type { UpstreamCluster } from './upstream-cluster.js';
 
@@ -13,10 +15,13 @@ export interface MirroredRequest {
   authority: string;
   headers: string[];
   body: Buffer | undefined;
+  /** Send over h2c (prior knowledge), for gRPC and HTTP/2 services; HTTP/1.1 otherwise. */
+  http2?: boolean;
 }
 
 export class RequestMirror {
   readonly #agent = new Agent({ keepAliveTimeout: 30_000, connections: 32 });
+  readonly #h2 = new Map<string, http2.ClientHttp2Session>();
   readonly #logger: Logger;
   #inFlight = 0;
   sent = 0;
@@ -32,6 +37,11 @@ export class RequestMirror {
       this.dropped++;
       return;
     }
+    this.#inFlight++;
+    this.sent++;
+    const origin = ep.address.includes(':') ? `http://[${ep.address}]:${ep.port}` : `http://${ep.address}:${ep.port}`;
+    const host = `${req.authority.replace(/:\d+$/, '')}-shadow`;
+    if (req.http2 === true) return this.#sendH2(cluster, origin, host, req);
     const headers: Record<string, string> = {};
     const f = req.headers;
     for (let i = 0; i < f.length; i += 2) {
@@ -39,10 +49,7 @@ export class RequestMirror {
       if (n === 'host' || n === 'connection' || n === 'keep-alive' || n === 'transfer-encoding' || n === 'content-length' || n === 'upgrade' || n === 'te') continue;
       headers[n] = headers[n] === undefined ? f[i + 1]! : `${headers[n]}, ${f[i + 1]!}`;
     }
-    headers.host = `${req.authority.replace(/:\d+$/, '')}-shadow`;
-    this.#inFlight++;
-    this.sent++;
-    const origin = ep.address.includes(':') ? `http://[${ep.address}]:${ep.port}` : `http://${ep.address}:${ep.port}`;
+    headers.host = host;
     request(`${origin}${req.target}`, { method: req.method as 'GET', headers, body: req.body, dispatcher: this.#agent, headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS })
       .then((res) => res.body.dump())
       .catch((err: unknown) => {
@@ -53,7 +60,46 @@ export class RequestMirror {
       });
   }
 
+  #sendH2(cluster: UpstreamCluster, origin: string, authority: string, req: MirroredRequest): void {
+    const headers: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': req.target, ':authority': authority, ':scheme': 'http' };
+    const f = req.headers;
+    for (let i = 0; i < f.length; i += 2) {
+      const n = f[i]!;
+      // RFC 9113 §8.2.2: `te` may only say "trailers" (gRPC needs it); the body's length is known anew.
+      if (H2_HOP.has(n) || n === 'content-length' || (n === 'te' && f[i + 1] !== 'trailers')) continue;
+      const prev = headers[n];
+      headers[n] = prev === undefined ? f[i + 1]! : Array.isArray(prev) ? [...prev, f[i + 1]!] : [String(prev), f[i + 1]!];
+    }
+    const fail = (err: unknown): void => this.#logger.debug({ cluster: cluster.name, err }, 'mirror request failed');
+    let session = this.#h2.get(origin);
+    if (session === undefined || session.closed || session.destroyed) {
+      const s = http2.connect(origin, { settings: { enablePush: false } });
+      s.on('error', fail);
+      s.once('close', () => {
+        if (this.#h2.get(origin) === s) this.#h2.delete(origin);
+      });
+      // Shadow traffic must never keep the process alive.
+      s.unref();
+      this.#h2.set(origin, s);
+      session = s;
+    }
+    let stream: http2.ClientHttp2Stream;
+    try {
+      stream = session.request(headers, { endStream: req.body === undefined });
+    } catch (err) {
+      this.#inFlight--;
+      return fail(err);
+    }
+    stream.setTimeout(MIRROR_TIMEOUT_MS, () => stream.close(http2.constants.NGHTTP2_CANCEL));
+    stream.on('error', fail);
+    stream.on('close', () => this.#inFlight--);
+    stream.resume();
+    if (req.body !== undefined) stream.end(req.body);
+  }
+
   close(): Promise<void> {
+    for (const s of this.#h2.values()) s.destroy();
+    this.#h2.clear();
     return this.#agent.close();
   }
 }

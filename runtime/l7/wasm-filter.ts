@@ -78,12 +78,24 @@ function notLoadedFilter(names: string[]): L7Filter {
   return { name: `wasm-missing:${names.join(',')}`, start: () => ({ onRequestHeaders: () => reply }) };
 }
 
+/** Envoy's attributes for the request: `source.*` is the downstream client, `destination.*` where it connected to. */
 function streamInfo(info: FilterRequestInfo): StreamInfo {
+  const principal = info.sourceIdentity;
   return {
-    source: { address: info.sourceAddress, port: 0, ...(info.sourceIdentity === undefined ? {} : { principal: info.sourceIdentity }) },
-    request: { protocol: info.protocol, id: info.requestId },
+    source: { address: info.sourceAddress, port: info.sourcePort ?? 0, ...(principal === undefined ? {} : { principal }) },
+    ...(info.destinationAddress === undefined ? {} : { destination: { address: info.destinationAddress, port: info.destinationPort ?? 0 } }),
+    // A peer identity exists only for connections that arrived over mTLS (HBONE); its URI SAN is that SPIFFE id.
+    connection: principal === undefined ? { mtls: false } : { mtls: true, uriSanPeerCertificate: principal },
+    request: { protocol: info.protocol, id: info.requestId, time: new Date() },
     properties: info.destinationService === undefined ? {} : { 'destination.service.host': info.destinationService },
   };
+}
+
+/** Puts the list's current fields after the pseudo-headers, so a body callback sees the headers as they are now. */
+function refresh(headers: HeaderList, pairs: HeaderPairs, pseudoCount: number): void {
+  pairs.length = pseudoCount;
+  const f = headers.flat;
+  for (let i = 0; i < f.length; i += 2) pairs.push([f[i]!, f[i + 1]!]);
 }
 
 /**
@@ -105,6 +117,7 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
       const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
       const requestBody = exportsOf('proxy_on_request_body');
       const responseBody = exportsOf('proxy_on_response_body');
+      const requestTrailers = exportsOf('proxy_on_request_trailers');
       const responseTrailers = exportsOf('proxy_on_response_trailers');
       const filter: L7Filter = {
         name: `wasm:${names.join(',')}`,
@@ -119,9 +132,17 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
             [':authority', info.authority],
             [':scheme', 'http'],
           ];
+          // The header maps the chain holds, kept so edits made in body callbacks reach the headers while they are
+          // still unsent (bodies reach plugins buffered, so the headers wait for them, as Envoy allows).
+          let reqList: HeaderList | undefined;
+          let reqPairs: HeaderPairs | undefined;
+          let resList: HeaderList | undefined;
+          let resPairs: HeaderPairs | undefined;
           const stream: L7FilterStream = {
             onRequestHeaders(headers, eos) {
               const pairs = toPairs(headers, reqPseudo);
+              reqList = headers;
+              reqPairs = pairs;
               // Written back when the chain continues, which may be after a pause: a plugin that calls out and
               // then edits headers (the http_auth_random shape) makes its edits on resume.
               return statusOf(open().onRequestHeaders(pairs, eos), () => writeBack(headers, pairs, reqPseudo.length));
@@ -129,30 +150,58 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
             onResponseHeaders(status, headers, eos) {
               const pseudo: [string, string][] = [[':status', String(status)]];
               const pairs = toPairs(headers, pseudo);
+              resList = headers;
+              resPairs = pairs;
               return statusOf(open().onResponseHeaders(pairs, eos), () => writeBack(headers, pairs, 1));
             },
             onDone() {
               chain?.done();
             },
           };
+          const requestHeaderEdits = (): void => {
+            if (reqList !== undefined && reqPairs !== undefined) writeBack(reqList, reqPairs, reqPseudo.length);
+          };
+          const responseHeaderEdits = (): void => {
+            if (resList !== undefined && resPairs !== undefined) writeBack(resList, resPairs, 1);
+          };
           // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
           // single-write fast path for small responses.
           if (requestBody) {
-            stream.onRequestBody = (chunk, eos) =>
-              statusOf(open().onRequestBody(chunk, eos), (b) => {
+            stream.onRequestBody = (chunk, eos) => {
+              if (reqList !== undefined && reqPairs !== undefined) refresh(reqList, reqPairs, reqPseudo.length);
+              return statusOf(open().onRequestBody(chunk, eos), (b) => {
                 if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+                requestHeaderEdits();
               });
+            };
           }
           if (responseBody) {
-            stream.onResponseBody = (chunk, eos) =>
-              statusOf(open().onResponseBody(chunk, eos), (b) => {
+            stream.onResponseBody = (chunk, eos) => {
+              if (resList !== undefined && resPairs !== undefined) refresh(resList, resPairs, 1);
+              return statusOf(open().onResponseBody(chunk, eos), (b) => {
                 if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+                responseHeaderEdits();
               });
+            };
+          }
+          if (requestTrailers) {
+            stream.onRequestTrailers = (trailers) => {
+              if (reqList !== undefined && reqPairs !== undefined) refresh(reqList, reqPairs, reqPseudo.length);
+              const pairs = toPairs(trailers, []);
+              return statusOf(open().onRequestTrailers(pairs), () => {
+                writeBack(trailers, pairs, 0);
+                requestHeaderEdits();
+              });
+            };
           }
           if (responseTrailers) {
             stream.onResponseTrailers = (trailers) => {
+              if (resList !== undefined && resPairs !== undefined) refresh(resList, resPairs, 1);
               const pairs = toPairs(trailers, []);
-              return statusOf(open().onResponseTrailers(pairs), () => writeBack(trailers, pairs, 0));
+              return statusOf(open().onResponseTrailers(pairs), () => {
+                writeBack(trailers, pairs, 0);
+                responseHeaderEdits();
+              });
             };
           }
           return stream;

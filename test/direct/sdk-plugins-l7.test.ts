@@ -32,6 +32,7 @@ async function setup(plugins: PluginConfig[]) {
       let body = '';
       for await (const chunk of req) body += String(chunk);
       res.setHeader('x-body-seen', body);
+      res.setHeader('x-body-size-seen', String(req.headers['x-r-body-size']));
       res.end('response text');
       return;
     }
@@ -74,8 +75,9 @@ describe('SDK plugins on the L7 path', () => {
     const { h, up } = await setup([pluginConfig('api', urls.api!, { config: {} })]);
     const body = await request(`http://127.0.0.1:${h.port}/body`, { method: 'POST', body: 'hello' });
     expect(body.statusCode).toBe(200);
-    // (Header edits made in a body callback are not forwarded by the L7 adapter yet; the body edit is.)
     expect(body.headers['x-body-seen']).toBe('<hello>');
+    // A request header set in on_request_body goes out with the buffered body.
+    expect(body.headers['x-body-size-seen']).toBe('5/5');
     expect(await body.body.text()).toBe('RESPONSE TEXT');
     const local = await request(`http://127.0.0.1:${h.port}/local`);
     expect(local.statusCode).toBe(418);
