@@ -317,6 +317,38 @@ describe('h2c retries', () => {
   });
 });
 
+describe('h2c streaming with a retry policy in place', () => {
+  it('streams bodies past the retry buffer both ways, and marks a client that left as DC', async () => {
+    const size = 4 * 1024 * 1024 + 17;
+    const up = await h2Upstream((stream, headers) => {
+      if (headers[':path'] === '/hang') return void stream.respond({ ':status': 200 });
+      let n = 0;
+      stream.on('data', (c: Buffer) => (n += c.length));
+      stream.on('end', () => {
+        stream.respond({ ':status': 200, 'x-received': String(n) });
+        for (let sent = 0; sent < size; sent += 65536) stream.write(Buffer.alloc(Math.min(65536, size - sent), 0x61));
+        stream.end();
+      });
+    });
+    const h = await proxy(serviceConfig(up.port, 'http2', route({ retries: { attempts: 2, retryOn: '5xx,reset', backoffBaseMs: 1 } })));
+    const r = await h2call(h.port, '/big', { body: Buffer.alloc(size, 0x62) });
+    expect(r.status).toBe(200);
+    expect(r.headers['x-received']).toBe(String(size));
+    expect(r.body.length).toBe(size);
+
+    const client = http2.connect(`http://127.0.0.1:${h.port}`);
+    client.on('error', () => undefined);
+    cleanups.push(() => Promise.resolve(void client.close()));
+    const req = client.request({ ':path': '/hang' }, { endStream: true });
+    req.on('error', () => undefined);
+    await once(req, 'response');
+    req.close(http2.constants.NGHTTP2_CANCEL);
+    for (let i = 0; i < 100 && !h.accessLines.some((l) => l.path === '/hang'); i++) await new Promise((res) => setTimeout(res, 10));
+    expect(h.accessLines.find((l) => l.path === '/hang')).toMatchObject({ response_code: 200, response_flags: 'DC' });
+    expect(h.accessLines.find((l) => l.path === '/big')).toMatchObject({ response_flags: '-', bytes_received: size, bytes_sent: size });
+  });
+});
+
 describe('h2c mirroring', () => {
   it('mirrors h2c requests and gRPC calls to a shadow service over h2c, bodies included', async () => {
     const up = await h2Upstream((stream) => {
