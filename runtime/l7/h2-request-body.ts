@@ -104,6 +104,7 @@ export class H2RequestBody {
 
   /** Sends the body to a new attempt: the final or retained body, or what queued so far with the rest to follow. */
   feed(a: UpstreamAttempt): void {
+    if (!this.present) return;
     if (this.final !== undefined) {
       if (this.final.length > 0) a.write(this.final);
       return this.#endAttempt(a);
@@ -113,9 +114,8 @@ export class H2RequestBody {
     for (const c of parts) a.write(c);
     this.#queue = [];
     this.#queueBytes = 0;
-    if (this.complete) {
-      if (this.present) this.#endAttempt(a);
-    } else this.resume();
+    if (this.complete) this.#endAttempt(a);
+    else this.resume();
   }
 
   /** The attempt (or the queue) takes data again. */
