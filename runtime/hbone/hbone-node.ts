@@ -213,8 +213,17 @@ export class HboneNode {
     });
   }
 
+  /**
+   * Prefetches certificates for the local workloads that speak HBONE, the ones whose tunnels need them at once. A local
+   * TCP workload gets one on demand, only if it ever originates a tunnel, and keeps it while it is hosted here; a node
+   * without HBONE workloads never creates its CA.
+   */
   #trackIdentities(): void {
-    this.certificates.track(new Set(this.#opts.state.current.localWorkloads().map((w) => w.identity)));
+    const local = this.#opts.state.current.localWorkloads();
+    const hosted = new Set(local.map((w) => w.identity));
+    const prefetch = local.filter((w) => w.protocol === 'HBONE').map((w) => w.identity);
+    const held = this.certificates.identities().filter((identity) => hosted.has(identity));
+    this.certificates.track(new Set([...prefetch, ...held]));
   }
 
   async #reconcileWorkloadListeners(signal: AbortSignal): Promise<void> {

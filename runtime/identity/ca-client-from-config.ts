@@ -2,18 +2,39 @@
 import { readFileSync } from 'node:fs';
 import type { WeftConfig } from '../config/config-schema.js';
 import { WeftError } from '../errors.js';
-import { CertificateAuthority, createBuiltinCaClient } from './certificate-authority.js';
+import { readCaRoot } from './ca-root.js';
+import type * as CaModule from './certificate-authority.js';
+import type { CertificateAuthority } from './certificate-authority.js';
 import type { IstioCaClientOptions } from './istio-ca-client.js';
 import type { CaClient } from './workload-certificate.js';
 
-/** The Istio CA client loads @grpc/grpc-js on first use: a node on the built-in CA never pays for it. */
-function lazyIstioCaClient(options: IstioCaClientOptions): CaClient {
+/**
+ * A CaClient made on first use. A node whose workloads never speak HBONE never needs a certificate, so it never pays
+ * for the CA's ASN.1 encoder, its root key or (for an Istio CA) @grpc/grpc-js: several MB of an idle node's RSS.
+ * A failed creation is not cached: the next certificate fetch (the manager retries with backoff) tries again.
+ */
+function lazyCaClient(create: () => Promise<CaClient>): CaClient {
   let client: Promise<CaClient> | undefined;
-  const get = (): Promise<CaClient> => (client ??= import('./istio-ca-client.js').then((m) => m.createIstioCaClient(options)));
+  const get = async (): Promise<CaClient> => {
+    client ??= create();
+    try {
+      return await client;
+    } catch (err) {
+      client = undefined;
+      throw err;
+    }
+  };
   return {
     fetchCertificate: async (identity, ttlSeconds) => (await get()).fetchCertificate(identity, ttlSeconds),
-    close: () => void client?.then((c) => c.close?.()),
+    close: () => void client?.then((c) => c.close?.(), () => undefined),
   };
+}
+
+function builtinCa(create: (m: typeof CaModule) => CertificateAuthority): CaClient {
+  return lazyCaClient(async () => {
+    const m = await import('./certificate-authority.js');
+    return m.createBuiltinCaClient(create(m));
+  });
 }
 
 function readText(file: string, what: string): string {
@@ -24,26 +45,31 @@ function readText(file: string, what: string): string {
   }
 }
 
-export function caClientFromConfig(config: WeftConfig): { caClient: CaClient; ca: CertificateAuthority | undefined } {
+/**
+ * The node's CA client. Configuration mistakes an operator can fix (root files given alone, unreadable or not a CA
+ * pair) throw here, at start; the root itself is loaded or generated when the first certificate is needed.
+ */
+export function caClientFromConfig(config: WeftConfig): { caClient: CaClient } {
   const id = config.identity;
   if (id.caAddress !== undefined) {
     const tokenFile = id.caTokenFile;
-    return {
-      ca: undefined,
-      caClient: lazyIstioCaClient({
-        address: id.caAddress,
-        ...(id.caRootCertFile === undefined ? {} : { caRootPem: readText(id.caRootCertFile, 'the CA serving root') }),
-        // Projected tokens rotate, so the file is read per request.
-        ...(tokenFile === undefined ? {} : { token: () => readText(tokenFile, 'the CA token').trim() }),
-        ...(id.clusterId === undefined ? {} : { clusterId: id.clusterId }),
-      }),
+    const options: IstioCaClientOptions = {
+      address: id.caAddress,
+      ...(id.caRootCertFile === undefined ? {} : { caRootPem: readText(id.caRootCertFile, 'the CA serving root') }),
+      // Projected tokens rotate, so the file is read per request.
+      ...(tokenFile === undefined ? {} : { token: () => readText(tokenFile, 'the CA token').trim() }),
+      ...(id.clusterId === undefined ? {} : { clusterId: id.clusterId }),
     };
+    return { caClient: lazyCaClient(async () => (await import('./istio-ca-client.js')).createIstioCaClient(options)) };
   }
-  const ca = CertificateAuthority.load({
-    trustDomain: config.trustDomain,
-    ...(id.caDir === undefined ? {} : { caDir: id.caDir }),
-    ...(id.rootCertFile === undefined ? {} : { rootCertFile: id.rootCertFile }),
-    ...(id.rootKeyFile === undefined ? {} : { rootKeyFile: id.rootKeyFile }),
-  });
-  return { ca, caClient: createBuiltinCaClient(ca) };
+  const trustDomain = config.trustDomain;
+  if (id.rootCertFile !== undefined || id.rootKeyFile !== undefined) {
+    if (id.rootCertFile === undefined || id.rootKeyFile === undefined) {
+      throw new WeftError('WEFT_ERR_IDENTITY', 'identity.rootCertFile and identity.rootKeyFile must be given together');
+    }
+    const root = readCaRoot(id.rootCertFile, id.rootKeyFile);
+    return { caClient: builtinCa((m) => new m.CertificateAuthority(trustDomain, root.cert, root.key)) };
+  }
+  const caDir = id.caDir;
+  return { caClient: builtinCa((m) => m.CertificateAuthority.load({ trustDomain, ...(caDir === undefined ? {} : { caDir }) })) };
 }

@@ -1,9 +1,10 @@
 /** The built-in CA: a P-256 root loaded from files or generated into a state directory, signing SPIFFE workload certificates. */
-import { createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { generateKeyPairSync, type KeyObject, type X509Certificate } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { WeftError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { checkCaRoot, readCaRoot } from './ca-root.js';
 import { parseSpiffeId } from './spiffe-id.js';
 import { createCertificate, parseCsrPem } from './x509-encode.js';
 import type { CaClient, WorkloadCertificate } from './workload-certificate.js';
@@ -39,8 +40,7 @@ export class CertificateAuthority {
   readonly #rootKey: KeyObject;
 
   constructor(trustDomain: string, rootCert: X509Certificate, rootKey: KeyObject) {
-    if (!rootCert.ca) throw new WeftError('WEFT_ERR_IDENTITY', 'the CA root certificate lacks basicConstraints CA:TRUE');
-    if (!rootCert.checkPrivateKey(rootKey)) throw new WeftError('WEFT_ERR_IDENTITY', 'the CA root key does not match the root certificate');
+    checkCaRoot(rootCert, rootKey);
     this.trustDomain = trustDomain;
     this.rootCert = rootCert;
     this.rootPem = rootCert.toString();
@@ -94,20 +94,8 @@ export class CertificateAuthority {
   }
 
   static fromFiles(trustDomain: string, certFile: string, keyFile: string): CertificateAuthority {
-    let certPem: string;
-    let keyPem: string;
-    try {
-      certPem = readFileSync(certFile, 'utf8');
-      keyPem = readFileSync(keyFile, 'utf8');
-    } catch (err) {
-      throw new WeftError('WEFT_ERR_IDENTITY', `cannot read the CA root from ${certFile} and ${keyFile}`, { cause: err });
-    }
-    try {
-      return new CertificateAuthority(trustDomain, new X509Certificate(certPem), createPrivateKey(keyPem));
-    } catch (err) {
-      if (err instanceof WeftError) throw err;
-      throw new WeftError('WEFT_ERR_IDENTITY', `invalid CA root in ${certFile} / ${keyFile}: ${(err as Error).message}`, { cause: err });
-    }
+    const root = readCaRoot(certFile, keyFile);
+    return new CertificateAuthority(trustDomain, root.cert, root.key);
   }
 
   /** Signs a leaf for `identity` over `subjectKey` (public or private key object). */
