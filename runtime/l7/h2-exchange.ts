@@ -28,6 +28,7 @@ import { continueTrace, newRequestId, type TraceContext } from './traceparent.js
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_INTERNAL_ERROR } = http2.constants;
+const NO_RESPONSE_FILTERS: ResponseFilters = Object.freeze({ streams: [], whole: false, chunkHooks: false, trailerHooks: false });
 
 /** 'upstream' covers connecting, waiting for and holding a response, and backoff; 'response' is committed to one. */
 type Phase = 'filters' | 'upstream' | 'response' | 'done';
@@ -43,7 +44,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
   #phase: Phase = 'filters';
   #route: CompiledRoute | undefined;
   #streams: L7FilterStream[] = [];
-  #responseFilters: ResponseFilters = { streams: [], whole: false, chunkHooks: false, trailerHooks: false };
+  #responseFilters: ResponseFilters = NO_RESPONSE_FILTERS;
   #requestChunkHooks = false;
   #requestTrailerHooks = false;
   #headersDone = false;
@@ -54,7 +55,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
   #error = '';
   #cluster: UpstreamCluster | undefined;
   #requestCluster: UpstreamCluster | undefined;
-  readonly #retrySlot = new RetrySlot();
+  #retrySlot: RetrySlot | undefined;
   #endpoint: UpstreamEndpoint | undefined;
   #lastEndpoint = '-';
   #attempt: UpstreamAttempt | undefined;
@@ -104,8 +105,9 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     if (route === undefined) return this.reply(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched'));
     this.#route = route;
     if (route.requestHeaders !== undefined) applyHeaderOps(this.#headers, route.requestHeaders);
-    this.#requestId = this.#headers.get('x-request-id') ?? newRequestId();
     const filters = ctx.filtersFor(snapshot, { ...target, service });
+    // A request id costs a random draw; only filters and the access log read it.
+    if (ctx.accessLog.enabled || filters.length > 0) this.#requestId = this.#headers.get('x-request-id') ?? newRequestId();
     if (filters.length > 0) this.#startFilters(filters, service?.hostname);
     if (this.#streams.length === 0) return this.#afterRequestHeaders();
     this.settle(runRequestHeaders(this.#streams, this.#headers, !this.#body.present), () => this.#afterRequestHeaders());
@@ -402,7 +404,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
       this.#flags = 'URX';
       return this.reply({ ...reply, flag: 'URX' });
     }
-    if (!this.#retrySlot.take(this.#cluster!, r)) {
+    if (!(this.#retrySlot ??= new RetrySlot()).take(this.#cluster!, r)) {
       this.#flags = 'UO';
       return this.reply(localReply(503, L7_ERROR.overflow, 'UO', `retry budget of ${this.#cluster!.name} exhausted`));
     }
@@ -512,7 +514,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     this.#endAttempt(null);
     this.#recorded = true;
     if (this.#requestStarted) this.#requestCluster?.endRequest();
-    this.#retrySlot.release();
+    this.#retrySlot?.release();
     if (this.#route?.mirror !== undefined) this.#mirror(this.#route.mirror);
     this.#record();
   }

@@ -84,14 +84,16 @@ export function startH2Attempt(pool: H2UpstreamPool, address: string, port: numb
     ended = true;
     if (!cancelled) sink.onEnd();
   });
-  up.on('drain', () => cancelled || sink.onDrain());
-  up.on('wantTrailers', () => {
-    try {
-      up.sendTrailers(trailers === undefined ? {} : addOutgoing({}, trailers));
-    } catch {
-      up.close(NGHTTP2_INTERNAL_ERROR);
-    }
-  });
+  if (req.hasBody) {
+    up.on('drain', () => cancelled || sink.onDrain());
+    up.on('wantTrailers', () => {
+      try {
+        up.sendTrailers(trailers === undefined ? {} : addOutgoing({}, trailers));
+      } catch {
+        up.close(NGHTTP2_INTERNAL_ERROR);
+      }
+    });
+  }
   up.on('error', (err: Error) => (lastError = err));
   up.on('close', () => {
     done();
