@@ -58,6 +58,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
   #retrySlot: RetrySlot | undefined;
   #endpoint: UpstreamEndpoint | undefined;
   #lastEndpoint = '-';
+  #upstreamHost: UpstreamEndpoint | undefined;
   #attempt: UpstreamAttempt | undefined;
   #attempts = 0;
   #requestStarted = false;
@@ -124,6 +125,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
       sourcePort: target.source.port,
       destinationAddress: target.originalDst.address,
       destinationPort: target.originalDst.port,
+      upstreamHost: () => this.#upstreamHost,
       sourceIdentity: target.sourceIdentity,
       destinationService,
       requestId: this.#requestId,
@@ -247,6 +249,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     if (ep === undefined) return this.reply(localReply(503, L7_ERROR.noHealthyUpstream, 'UH', `no healthy upstream for ${cluster.name}`));
     this.#endpoint = ep;
     this.#lastEndpoint = ep.key;
+    this.#upstreamHost = ep;
     ep.activeRequests++;
     this.#attempts++;
     this.#phase = 'upstream';

@@ -29,6 +29,8 @@ export interface FilterRequestInfo {
   /** Where the client connected to: the original destination (service VIP or workload address) and port. */
   readonly destinationAddress?: string;
   readonly destinationPort?: number;
+  /** The upstream host the current attempt went to, once one was picked (Envoy's `upstream.address`/`upstream.port`). */
+  readonly upstreamHost?: () => { readonly address: string; readonly port: number } | undefined;
   readonly sourceIdentity: string | undefined;
   readonly destinationService: string | undefined;
   readonly requestId: string;

@@ -81,8 +81,13 @@ function notLoadedFilter(names: string[]): L7Filter {
 /** Envoy's attributes for the request: `source.*` is the downstream client, `destination.*` where it connected to. */
 function streamInfo(info: FilterRequestInfo): StreamInfo {
   const principal = info.sourceIdentity;
+  const upstreamHost = info.upstreamHost;
   return {
     source: { address: info.sourceAddress, port: info.sourcePort ?? 0, ...(principal === undefined ? {} : { principal }) },
+    // Read when a plugin asks (a getter, never spread): the upstream is picked after the request callbacks ran.
+    get upstream() {
+      return upstreamHost?.();
+    },
     ...(info.destinationAddress === undefined ? {} : { destination: { address: info.destinationAddress, port: info.destinationPort ?? 0 } }),
     // A peer identity exists only for connections that arrived over mTLS (HBONE); its URI SAN is that SPIFFE id.
     connection: principal === undefined ? { mtls: false } : { mtls: true, uriSanPeerCertificate: principal },

@@ -470,7 +470,7 @@ describe('Wasm plugins on h2c and gRPC', () => {
     expect(small.headers['x-weft-error']).toBe('WEFT_ERR_BODY_TOO_LARGE');
   });
 
-  it('gives the plugin the downstream peer and the original destination as source.* and destination.*', async () => {
+  it('gives the plugin the downstream peer, the original destination and the picked upstream as source.*, destination.* and upstream.*', async () => {
     const up = await h2Upstream((stream) => {
       stream.respond({ ':status': 200 });
       stream.end('ok');
@@ -483,6 +483,7 @@ describe('Wasm plugins on h2c and gRPC', () => {
     expect(r.headers['x-p-destination-address']).toBe('10.96.0.80:80');
     expect(r.headers['x-p-destination-port']).toBe('80');
     expect(r.headers['x-p-protocol']).toBe('HTTP/2');
+    expect(r.headers['x-p-upstream-address']).toBe(`127.0.0.1:${up.port}`);
     // Plain h2c from a client without an mTLS identity.
     expect(r.headers['x-p-mtls']).toBe('false');
   });
