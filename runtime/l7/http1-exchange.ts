@@ -179,17 +179,17 @@ export class Http1Exchange implements UpstreamOwner {
   #settle(status: FilterStatus, next: () => void): void {
     if (status === undefined) return next();
     if (!(status instanceof Promise)) return this.#replyLocal(status);
-    this.#conn.socket.pause();
+    this.#conn.io.pause();
     status.then(
       (r) => {
         if (this.#phase === 'done') return;
-        this.#conn.socket.resume();
+        this.#conn.io.resume();
         if (r === undefined) next();
         else this.#replyLocal(r);
       },
       (err: unknown) => {
         if (this.#phase === 'done') return;
-        this.#conn.socket.resume();
+        this.#conn.io.resume();
         this.#error = String(weftErrorOf(err)?.code ?? 'filter failed');
         this.#replyLocal(localReply(500, L7_ERROR.pluginFailed, 'UAEX', 'a filter failed'));
       },
@@ -203,7 +203,7 @@ export class Http1Exchange implements UpstreamOwner {
       // Body arrives through feedRequestBody; dispatch happens once it is complete. A client waiting for
       // 100 Continue gets it from weft (the upstream only sees the finished body), as Envoy does.
       if (this.#head.expectContinue) {
-        this.#conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+        this.#conn.io.write('HTTP/1.1 100 Continue\r\n\r\n');
         this.#headers.remove('expect');
       }
       return;
@@ -312,15 +312,14 @@ export class Http1Exchange implements UpstreamOwner {
     else if (h.contentLength !== -1) out += `content-length: ${h.contentLength}\r\n`;
     if (h.upgrade) out += `connection: upgrade\r\nupgrade: ${headers.get('upgrade') ?? ''}\r\n`;
     out += '\r\n';
-    const sock = c.socket;
+    const io = c.io;
     if (body !== undefined) {
-      sock.write(body.length < 16 * 1024 ? Buffer.concat([Buffer.from(out, 'latin1'), body]) : out, 'latin1');
-      if (body.length >= 16 * 1024) sock.write(body);
+      io.writeHead(out, body);
       return;
     }
-    sock.write(out, 'latin1');
-    if (this.#attempts > 1 && this.#reqRetained !== null) for (const b of this.#reqRetained) sock.write(b);
-    else for (const b of this.#reqQueue) sock.write(b);
+    io.write(out);
+    if (this.#attempts > 1 && this.#reqRetained !== null) for (const b of this.#reqRetained) io.write(b);
+    else for (const b of this.#reqQueue) io.write(b);
     this.#reqQueue = [];
   }
 
@@ -382,11 +381,11 @@ export class Http1Exchange implements UpstreamOwner {
       this.#reqQueue.push(piece);
       return;
     }
-    if (!up.socket.write(piece)) this.#conn.socket.pause();
+    if (!up.io.write(piece)) this.#conn.io.pause();
   }
 
   onUpstreamDrain(): void {
-    this.#conn.socket.resume();
+    this.#conn.io.resume();
   }
 
   // === response ===
@@ -410,7 +409,7 @@ export class Http1Exchange implements UpstreamOwner {
     if (res instanceof HeadParseError) return this.#upstreamProtocolError(res.reason);
     if (res.status < 200 && res.status !== 101) {
       // 1xx interim responses: 100 Continue reaches a client that asked for it; others are dropped.
-      if (res.status === 100 && this.#head.expectContinue && !this.#resStarted) this.#conn.socket.write('HTTP/1.1 100 Continue\r\n\r\n');
+      if (res.status === 100 && this.#head.expectContinue && !this.#resStarted) this.#conn.io.write('HTTP/1.1 100 Continue\r\n\r\n');
       this.#resBuf = end === buf.length ? null : buf.subarray(end);
       if (this.#resBuf !== null) this.#parseResponseHead();
       return;
@@ -442,9 +441,9 @@ export class Http1Exchange implements UpstreamOwner {
     const status = runResponseHeaders(this.#streams, res.status, headers, emptyBody);
     if (status === undefined) return this.#sendResponseHead(res, headers, rest);
     // Only a paused filter stops the upstream; pausing costs two epoll changes, too much for every request.
-    if (status instanceof Promise) this.#upstream?.socket.pause();
+    if (status instanceof Promise) this.#upstream?.io.pause();
     this.#settle(status, () => {
-      this.#upstream?.socket.resume();
+      this.#upstream?.io.resume();
       this.#sendResponseHead(res, headers, rest);
     });
   }
@@ -493,15 +492,12 @@ export class Http1Exchange implements UpstreamOwner {
       if (rest !== null && !this.#resDechunk && rest.length <= 16 * 1024 && !this.#responseBodyHooks) {
         // The common small response: head and body leave in one write.
         const take = this.#bodyLength(rest);
-        const merged = Buffer.allocUnsafe(headBytes + take);
-        merged.write(out, 0, 'latin1');
-        rest.copy(merged, headBytes, 0, take);
         this.#resBytes += take;
-        this.#conn.socket.write(merged);
+        this.#conn.io.writeHead(out, take === rest.length ? rest : rest.subarray(0, take));
         this.#advanceResponse(rest, take);
         return;
       }
-      this.#conn.socket.write(out, 'latin1');
+      this.#conn.io.write(out);
     }
     if (rest !== null) this.#forwardResponseBody(rest, 0);
     else if (this.#responseComplete()) this.#finishResponse();
@@ -567,9 +563,9 @@ export class Http1Exchange implements UpstreamOwner {
       if (p.length === 0) continue;
       this.#resBytes += p.length;
       for (const s of this.#streams) if (s.onResponseBody !== undefined) void s.onResponseBody(p, false);
-      ok = this.#conn.socket.write(p) && ok;
+      ok = this.#conn.io.write(p) && ok;
     }
-    if (!ok) this.#upstream?.socket.pause();
+    if (!ok) this.#upstream?.io.pause();
     if (this.#responseComplete()) this.#finishResponse();
   }
 
@@ -581,7 +577,7 @@ export class Http1Exchange implements UpstreamOwner {
       const head = `${this.#pendingHead ?? ''}content-length: ${final.length}\r\n\r\n`;
       this.#resStarted = true;
       this.#resBytes += Buffer.byteLength(head, 'latin1') + final.length;
-      this.#conn.socket.write(Buffer.concat([Buffer.from(head, 'latin1'), final]));
+      this.#conn.io.writeHead(head, final);
       this.#finishResponse();
     });
   }
@@ -593,7 +589,7 @@ export class Http1Exchange implements UpstreamOwner {
   }
 
   onDownstreamDrain(): void {
-    this.#upstream?.socket.resume();
+    this.#upstream?.io.resume();
   }
 
   /** Upstream sent bytes past the end of the response: it cannot be trusted for the next request. */
@@ -632,7 +628,7 @@ export class Http1Exchange implements UpstreamOwner {
       this.#flags = 'UC';
       this.#endAttempt('local-failure');
       this.#keepAlive = false;
-      this.#conn.socket.destroy();
+      this.#conn.io.destroy();
       this.#complete();
     }
   }
@@ -725,7 +721,7 @@ export class Http1Exchange implements UpstreamOwner {
     if (this.#resStarted) {
       this.#discardUpstream();
       this.#keepAlive = false;
-      this.#conn.socket.destroy();
+      this.#conn.io.destroy();
       this.#complete();
       return;
     }
@@ -755,7 +751,7 @@ export class Http1Exchange implements UpstreamOwner {
     this.#flags = 'UPE';
     if (this.#resStarted) {
       this.#keepAlive = false;
-      this.#conn.socket.destroy();
+      this.#conn.io.destroy();
       return this.#complete();
     }
     this.#replyLocal(localReply(502, L7_ERROR.upstreamProtocol, 'UPE', `upstream sent an invalid response: ${reason}`));
@@ -798,14 +794,10 @@ export class Http1Exchange implements UpstreamOwner {
     out += 'connection: upgrade\r\n\r\n';
     this.#resStarted = true;
     this.#phase = 'done';
-    const down = this.#conn.socket;
     // The pooled connection leaves the pool for good: from here it is a byte pipe.
     up.owner = null;
-    up.socket.removeAllListeners('data');
-    up.socket.removeAllListeners('drain');
-    down.removeAllListeners('data');
-    down.removeAllListeners('drain');
-    spliceTunnel(down, up.socket, rest === null ? [Buffer.from(out, 'latin1')] : [Buffer.from(out, 'latin1'), rest], this.#conn.takeBuffered());
+    const down = this.#conn.io.release();
+    spliceTunnel(down, up.io.release(), rest === null ? [Buffer.from(out, 'latin1')] : [Buffer.from(out, 'latin1'), rest], this.#conn.takeBuffered());
     this.#endAttempt('success');
     this.#status = 101;
     this.#record();
@@ -814,7 +806,6 @@ export class Http1Exchange implements UpstreamOwner {
   /** CONNECT (RFC 9110 §9.3.6): a raw TCP tunnel to the picked endpoint once the chain allowed it. */
   #startConnectTunnel(ep: UpstreamEndpoint): void {
     this.#phase = 'connecting';
-    const down = this.#conn.socket;
     const up = this.#conn.ctx.connect(ep.address, ep.port);
     const fail = (): void => {
       up.destroy();
@@ -828,9 +819,7 @@ export class Http1Exchange implements UpstreamOwner {
       this.#phase = 'done';
       this.#resStarted = true;
       this.#status = 200;
-      down.removeAllListeners('data');
-      down.removeAllListeners('drain');
-      spliceTunnel(down, up, ['HTTP/1.1 200 Connection Established\r\n\r\n'], this.#conn.takeBuffered());
+      spliceTunnel(this.#conn.io.release(), up, ['HTTP/1.1 200 Connection Established\r\n\r\n'], this.#conn.takeBuffered());
       this.#endAttempt('success');
       this.#record();
     };
@@ -862,19 +851,19 @@ export class Http1Exchange implements UpstreamOwner {
     this.#status = reply.status;
     if (reply.reset === true) {
       this.#keepAlive = false;
-      this.#conn.socket.destroy();
+      this.#conn.io.destroy();
       return this.#complete();
     }
     // Unread request body bytes would be parsed as the next request: close instead of skipping them.
     if (!this.#reqComplete) this.#keepAlive = false;
     if (this.#resStarted) {
-      this.#conn.socket.destroy();
+      this.#conn.io.destroy();
       return this.#complete();
     }
     const buf = serializeLocalReply(reply, !this.#keepAlive, this.#head.method === 'HEAD');
     this.#resStarted = true;
     this.#resBytes += buf.length;
-    this.#conn.socket.write(buf);
+    this.#conn.io.write(buf);
     this.#complete();
   }
 

@@ -2,6 +2,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WeftError } from '../errors.js';
+import { createHttp1Transport, type Http1Transport } from './http1-transport.js';
 
 /** The exchange currently using a connection; the socket's listeners forward to it. */
 export interface UpstreamOwner {
@@ -27,36 +28,38 @@ export interface ConnectionBudget {
 
 export class Http1UpstreamConnection {
   readonly socket: Duplex;
+  readonly io: Http1Transport;
   readonly pool: Http1Pool;
   owner: UpstreamOwner | null = null;
   /** Requests sent on this connection, for maxRequestsPerConnection and for the stale-connection retry. */
   requests = 0;
   idleSince = 0;
   closed = false;
-  #error: Error | undefined;
   readonly #budget: ConnectionBudget;
 
   constructor(socket: Duplex, pool: Http1Pool, budget: ConnectionBudget) {
     this.socket = socket;
     this.pool = pool;
     this.#budget = budget;
-    socket.on('data', (chunk: Buffer) => {
-      const owner = this.owner;
-      // Bytes on an idle keep-alive connection are a protocol violation; the connection cannot be trusted again.
-      if (owner === null) socket.destroy();
-      else owner.onUpstreamData(chunk);
-    });
-    socket.on('error', (err: Error) => {
-      this.#error = err;
-    });
-    socket.on('drain', () => this.owner?.onUpstreamDrain());
-    socket.on('close', () => {
-      this.closed = true;
-      this.#budget.connections--;
-      this.pool.removed(this);
-      const owner = this.owner;
-      this.owner = null;
-      owner?.onUpstreamClose(this.#error);
+    this.io = createHttp1Transport(socket, {
+      onData: (chunk) => {
+        const owner = this.owner;
+        // Bytes on an idle keep-alive connection are a protocol violation; the connection cannot be trusted again.
+        if (owner === null) socket.destroy();
+        else owner.onUpstreamData(chunk);
+      },
+      onEnd: () => {
+        // Node ends our side (allowHalfOpen is off); 'close' follows and reports it.
+      },
+      onDrain: () => this.owner?.onUpstreamDrain(),
+      onClose: (error) => {
+        this.closed = true;
+        this.#budget.connections--;
+        this.pool.removed(this);
+        const owner = this.owner;
+        this.owner = null;
+        owner?.onUpstreamClose(error);
+      },
     });
   }
 

@@ -9,9 +9,12 @@ import { routeTableFor, type RouteTable } from './route-table.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import type { PeerLabels } from './http-telemetry.js';
 import { peerLabels } from './http-telemetry.js';
+import { createHttp1Transport, type Http1Transport } from './http1-transport.js';
 
 export class Http1ServerConnection {
   readonly socket: Duplex;
+  /** All reads and writes of the connection go through here (libuv handle or stream events). */
+  readonly io: Http1Transport;
   readonly ctx: L7Context;
   readonly target: L7Target;
   readonly peer: PeerLabels;
@@ -39,13 +42,12 @@ export class Http1ServerConnection {
     });
     this.#limits = { maxHeadBytes: ctx.limits.maxRequestHeadersBytes, maxHeaders: ctx.limits.maxHeaders };
     ctx.connections.add(this);
-    socket.on('data', (chunk: Buffer) => this.#onData(chunk));
-    socket.on('end', () => this.#onEnd());
-    socket.on('error', () => {
-      // 'close' follows and does the cleanup.
+    this.io = createHttp1Transport(socket, {
+      onData: (chunk) => this.#onData(chunk),
+      onEnd: () => this.#onEnd(),
+      onDrain: () => this.#exchange?.onDownstreamDrain(),
+      onClose: () => this.#onClose(),
     });
-    socket.on('close', () => this.#onClose());
-    socket.on('drain', () => this.#exchange?.onDownstreamDrain());
     if (firstBytes !== undefined && firstBytes.length > 0) this.#onData(firstBytes);
   }
 
@@ -111,7 +113,7 @@ export class Http1ServerConnection {
     else if (this.#buf.length > this.#limits.maxHeadBytes && !this.#paused) {
       // Pipelined requests beyond one head's worth wait in the kernel, not in memory.
       this.#paused = true;
-      this.socket.pause();
+      this.io.pause();
     }
   }
 
@@ -152,7 +154,7 @@ export class Http1ServerConnection {
     }
     if (this.#paused) {
       this.#paused = false;
-      this.socket.resume();
+      this.io.resume();
     }
     if (this.#buf !== null) this.#parseNext();
   }
@@ -184,7 +186,7 @@ export class Http1ServerConnection {
   writeLocalAndClose(reply: LocalReply, _requestBytes: number): void {
     this.#buf = null;
     if (this.#closed) return;
-    this.socket.end(serializeLocalReply(reply, true, false));
+    this.io.end(serializeLocalReply(reply, true, false));
     this.#closed = true;
     // A client that keeps sending is cut off rather than read forever.
     const timer = setTimeout(() => this.socket.destroy(), 1000);
@@ -195,7 +197,7 @@ export class Http1ServerConnection {
   #closeGracefully(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.socket.end();
+    this.io.end();
   }
 
   #onEnd(): void {

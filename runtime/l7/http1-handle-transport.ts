@@ -1,0 +1,275 @@
+/**
+ * The HTTP/1 transport on a plain TCP socket's libuv stream handle: one read callback per chunk and one write call
+ * per message (a head and its body leave together through writev), below Node's Readable/Writable machinery. The
+ * net.Socket stays the owner of the handle: destroy(), 'close' and the byte tunnels still go through it.
+ *
+ * Why internals: `process.binding('stream_wrap')` (WriteWrap, ShutdownWrap, streamBaseState) is what net.Socket is
+ * built on in Node 20, as in runtime/l4/handle-copy.ts. Skipping the stream state machine (push, nextTick'd
+ * maybeReadMore, writeOrBuffer, the write callbacks) is most of what a proxied request costs in JavaScript. The
+ * binding shape is checked at load; anything unexpected, or WEFT_L7_STREAM_IO=1, keeps every socket on streams.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { getSystemErrorName } from 'node:util';
+import { ENV, envValue } from '../config/defaults.js';
+import type { Http1Transport, TransportSink } from './http1-transport.js';
+
+interface WriteReq {
+  handle: StreamHandle;
+  oncomplete: (status: number) => void;
+  async: boolean;
+  bytes: number;
+  buffer: unknown;
+}
+
+interface StreamHandle {
+  onread: (arrayBuffer: ArrayBuffer | undefined) => void;
+  /** net.Socket's own flag: while true its `_read` never calls readStart, so Node cannot race our reads. */
+  reading: boolean;
+  readStart(): number;
+  readStop(): number;
+  writeBuffer(req: WriteReq, data: Uint8Array): number;
+  writeLatin1String(req: WriteReq, data: string): number;
+  writev(req: WriteReq, chunks: unknown[], allBuffers: boolean): number;
+  shutdown(req: object): number;
+}
+
+interface StreamWrapBinding {
+  WriteWrap: new () => WriteReq;
+  ShutdownWrap: new () => { handle: StreamHandle; oncomplete: (status: number) => void };
+  streamBaseState: Int32Array;
+  kReadBytesOrError: number;
+  kArrayBufferOffset: number;
+  kLastWriteWasAsync: number;
+}
+
+/** Bytes that may wait in libuv before write() answers false (Node's default highWaterMark for sockets). */
+const HIGH_WATER_MARK = 16 * 1024;
+
+/** libuv's UV_EOF. */
+const UV_EOF = -4095;
+
+function loadBinding(): StreamWrapBinding | undefined {
+  try {
+    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
+    const ok = typeof b.WriteWrap === 'function' && typeof b.ShutdownWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kReadBytesOrError === 'number' && typeof b.kArrayBufferOffset === 'number' && typeof b.kLastWriteWasAsync === 'number';
+    return ok ? (b as StreamWrapBinding) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+const binding = envValue(ENV.l7StreamIo) === '1' ? undefined : loadBinding();
+
+/** The socket's TCP handle when it has every method used here; TLS and pipe handles are left to streams. */
+function tcpHandleOf(socket: Duplex): StreamHandle | undefined {
+  if (!(socket instanceof net.Socket) || (socket as { encrypted?: boolean }).encrypted === true) return undefined;
+  const h = (socket as unknown as { _handle?: (Partial<StreamHandle> & { constructor: { name: string } }) | null })._handle;
+  if (h === null || h === undefined || h.constructor.name !== 'TCP') return undefined;
+  const ok = typeof h.readStart === 'function' && typeof h.readStop === 'function' && typeof h.writeBuffer === 'function' && typeof h.writeLatin1String === 'function' && typeof h.writev === 'function' && typeof h.shutdown === 'function';
+  return ok ? (h as StreamHandle) : undefined;
+}
+
+/**
+ * A handle transport for `socket`, or undefined when it must stay on streams: no usable binding, not a plain TCP
+ * socket, or bytes already sitting in its Readable or Writable (ours would overtake them).
+ */
+export function createHandleTransport(socket: Duplex, sink: TransportSink): Http1Transport | undefined {
+  if (binding === undefined || socket.destroyed || socket.readableLength !== 0 || socket.writableLength !== 0) return undefined;
+  const handle = tcpHandleOf(socket);
+  if (handle === undefined) return undefined;
+  return new HandleTransport(socket as net.Socket, handle, binding, sink);
+}
+
+function uvError(code: number, syscall: string): Error {
+  let name: string;
+  try {
+    name = getSystemErrorName(code);
+  } catch {
+    name = `UV_${-code}`;
+  }
+  return Object.assign(new Error(`${syscall} ${name}`), { code: name, errno: code, syscall });
+}
+
+class HandleTransport implements Http1Transport {
+  readonly socket: net.Socket;
+  readonly #handle: StreamHandle;
+  readonly #bind: StreamWrapBinding;
+  readonly #sink: TransportSink;
+  readonly #originalOnread: StreamHandle['onread'];
+  /** Bytes handed to libuv that it has not written yet (only async writes count). */
+  #pendingBytes = 0;
+  #pendingWrites = 0;
+  #needDrain = false;
+  #paused = false;
+  /** libuv is reading (readStart called and not stopped). */
+  #reading = false;
+  #eof = false;
+  #ending = false;
+  #shutDown = false;
+  #released = false;
+  #error: Error | undefined;
+  readonly #onWritten: (status: number) => void;
+
+  constructor(socket: net.Socket, handle: StreamHandle, bind: StreamWrapBinding, sink: TransportSink) {
+    this.socket = socket;
+    this.#handle = handle;
+    this.#bind = bind;
+    this.#sink = sink;
+    this.#originalOnread = handle.onread;
+    this.#onWritten = (status) => this.#written(status);
+    // From here on Node's Readable must stay out of the way (a second readStart would surface as EALREADY).
+    handle.reading = true;
+    socket.on('error', (err: Error) => {
+      this.#error ??= err;
+    });
+    socket.on('close', () => {
+      this.#reading = false;
+      sink.onClose(this.#error);
+    });
+    handle.onread = (arrayBuffer) => this.#onread(arrayBuffer);
+    // A connection still being made starts reading once it is up; net's own read(0) then finds `reading` set.
+    if (socket.connecting) socket.once('connect', () => this.#startReading());
+    else this.#startReading();
+  }
+
+  #startReading(): void {
+    if (this.#paused || this.#eof || this.#reading || this.socket.destroyed || this.#released) return;
+    this.#reading = true;
+    this.#handle.readStart();
+  }
+
+  #stopReading(): void {
+    if (!this.#reading) return;
+    this.#reading = false;
+    if (!this.socket.destroyed) this.#handle.readStop();
+  }
+
+  #onread(arrayBuffer: ArrayBuffer | undefined): void {
+    const state = this.#bind.streamBaseState;
+    const nread = state[this.#bind.kReadBytesOrError]!;
+    if (nread > 0) {
+      this.#sink.onData(Buffer.from(arrayBuffer as ArrayBuffer, state[this.#bind.kArrayBufferOffset], nread));
+      return;
+    }
+    if (nread === 0) return;
+    if (nread === UV_EOF) {
+      this.#eof = true;
+      this.#stopReading();
+      this.#sink.onEnd();
+      if (this.socket.destroyed) return;
+      if (this.#shutDown) this.socket.destroy();
+      // allowHalfOpen off: Node ends our side too once the peer's FIN arrived (the shutdown's completion destroys).
+      else if (!this.socket.allowHalfOpen) this.end();
+      return;
+    }
+    this.#fail(uvError(nread, 'read'));
+  }
+
+  #fail(err: Error): void {
+    this.#error ??= err;
+    this.#reading = false;
+    this.socket.destroy();
+  }
+
+  #write(data: Buffer | string, head: string | undefined): boolean {
+    if (this.#ending || this.#released || this.socket.destroyed) return false;
+    const bind = this.#bind;
+    const req = new bind.WriteWrap();
+    req.handle = this.#handle;
+    req.oncomplete = this.#onWritten;
+    req.async = false;
+    req.bytes = 0;
+    // Keeps the bytes alive while libuv may still be writing them.
+    req.buffer = data;
+    let err: number;
+    let length: number;
+    if (head !== undefined) {
+      err = this.#handle.writev(req, [head, 'latin1', data, 'buffer'], false);
+      length = head.length + data.length;
+    } else if (typeof data === 'string') {
+      err = this.#handle.writeLatin1String(req, data);
+      length = data.length;
+    } else {
+      err = this.#handle.writeBuffer(req, data);
+      length = data.length;
+    }
+    if (err !== 0) {
+      this.#fail(uvError(err, 'write'));
+      return false;
+    }
+    if (bind.streamBaseState[bind.kLastWriteWasAsync] === 0) return this.#pendingBytes < HIGH_WATER_MARK;
+    this.#pendingWrites++;
+    this.#pendingBytes += length;
+    req.bytes = length;
+    if (this.#pendingBytes < HIGH_WATER_MARK) return true;
+    this.#needDrain = true;
+    return false;
+  }
+
+  #written(status: number): void {
+    if (status < 0) {
+      if (!this.socket.destroyed) this.#fail(uvError(status, 'write'));
+      return;
+    }
+    this.#pendingWrites--;
+    if (this.#pendingWrites > 0) return;
+    this.#pendingBytes = 0;
+    if (this.#needDrain && !this.socket.destroyed) {
+      this.#needDrain = false;
+      this.#sink.onDrain();
+    }
+  }
+
+  write(data: Buffer | string): boolean {
+    return this.#write(data, undefined);
+  }
+
+  writeHead(head: string, body: Buffer): boolean {
+    return body.length === 0 ? this.#write(head, undefined) : this.#write(body, head);
+  }
+
+  pause(): void {
+    this.#paused = true;
+    this.#stopReading();
+  }
+
+  resume(): void {
+    this.#paused = false;
+    this.#startReading();
+  }
+
+  end(last?: Buffer): void {
+    if (last !== undefined) this.#write(last, undefined);
+    if (this.#ending || this.#released || this.socket.destroyed) return;
+    this.#ending = true;
+    const req = new this.#bind.ShutdownWrap();
+    req.handle = this.#handle;
+    req.oncomplete = () => {
+      this.#shutDown = true;
+      // Both directions done: what Node's autoDestroy does after 'end' and 'finish'.
+      if (this.#eof && !this.socket.destroyed) this.socket.destroy();
+    };
+    const err = this.#handle.shutdown(req);
+    if (err !== 0) this.#fail(uvError(err, 'shutdown'));
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  release(): Duplex {
+    if (this.#released) return this.socket;
+    this.#released = true;
+    const h = this.#handle;
+    h.onread = this.#originalOnread;
+    if (this.socket.destroyed) return this.socket;
+    // Node's Readable takes over with libuv already reading, which is the state its own `reading` flag describes.
+    if (this.#eof) this.socket.push(null);
+    else if (!this.#reading) {
+      this.#reading = true;
+      h.readStart();
+    }
+    return this.socket;
+  }
+}
