@@ -6,17 +6,19 @@
  * Longer than the style's 600 lines on purpose, like undici's client-h1: request framing, response framing, retries
  * and pool hand-back are one state machine whose invariants (a retry only before the first response byte, a socket
  * back to the pool only when both bodies were framed exactly) would be spread over files if split. Pure decisions
- * live beside it: retry-policy, route-actions, byte-tunnel, chunked-scanner, http1-head-parser.
+ * live beside it: retry-policy, route-actions, byte-tunnel, http1-body-framing (where a body ends), http1-head-writer
+ * (what a forwarded head says), http1-head-parser, and the bytes move through http1-transport.
  */
-import { ChunkedScanner } from './chunked-scanner.js';
+import { BodyFraming } from './http1-body-framing.js';
+import { requestHeadText, responseHeadStart, switchingProtocolsHead } from './http1-head-writer.js';
 import { RouteTable, type CompiledRoute } from './route-table.js';
 import { HeaderList } from './header-list.js';
-import { findHeadEnd, HeadParseError, HOP_BY_HOP, parseResponseHead, type RequestHead, type ResponseHead } from './http1-head-parser.js';
+import { findHeadEnd, HeadParseError, parseResponseHead, type RequestHead, type ResponseHead } from './http1-head-parser.js';
 import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
 import type { Http1UpstreamConnection, UpstreamOwner } from './http1-pool.js';
 import { onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
-import { L7_ERROR, localReply, reasonPhrase, serializeLocalReply } from './local-reply.js';
+import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
 import { requestHash } from './load-balancer.js';
@@ -30,6 +32,10 @@ const RETRY_BUFFER_BYTES = 64 * 1024;
 
 type Phase = 'filters' | 'connecting' | 'waiting' | 'streaming' | 'done';
 
+/** Shared empty lists: most requests have no filters and no body, so their lists are never allocated. */
+const NO_STREAMS: L7FilterStream[] = Object.freeze([]) as unknown as L7FilterStream[];
+const NO_BYTES: Buffer[] = Object.freeze([]) as unknown as Buffer[];
+
 export class Http1Exchange implements UpstreamOwner {
   readonly #conn: Http1ServerConnection;
   readonly #head: RequestHead;
@@ -42,7 +48,7 @@ export class Http1Exchange implements UpstreamOwner {
   #cluster: UpstreamCluster | undefined;
   #endpoint: UpstreamEndpoint | undefined;
   #upstream: Http1UpstreamConnection | null = null;
-  #streams: L7FilterStream[] = [];
+  #streams: L7FilterStream[] = NO_STREAMS;
   #trace: TraceContext | undefined;
   #requestId = '';
   #flags = '';
@@ -51,26 +57,25 @@ export class Http1Exchange implements UpstreamOwner {
   #requestStarted = false;
 
   // Request body framing (downstream → upstream).
-  #reqRemaining: number;
-  readonly #reqScanner: ChunkedScanner | null;
+  readonly #req: BodyFraming;
   #reqComplete: boolean;
-  #reqQueue: Buffer[] = [];
-  #reqRetained: Buffer[] | null = [];
+  #reqQueue: Buffer[] = NO_BYTES;
+  /** A copy of the body for retries; null once it outgrew RETRY_BUFFER_BYTES. */
+  #reqRetained: Buffer[] | null = NO_BYTES;
   #reqRetainedBytes = 0;
   #reqBytes: number;
   #bufferRequest = false;
   /** Request-header filters finished (a buffered body must wait for them). */
   #headersDone = false;
-  #bufferedBody: Buffer[] = [];
+  #bufferedBody: Buffer[] = NO_BYTES;
   #bufferedBytes = 0;
   #replacedRequestBody: Buffer | undefined;
 
   // Response (upstream → downstream).
   #resBuf: Buffer | null = null;
   #res: ResponseHead | undefined;
-  #resRemaining = 0;
-  #resScanner: ChunkedScanner | null = null;
-  #resUntilClose = false;
+  /** Set with the final response head. */
+  #resFraming: BodyFraming | null = null;
   #resDechunk = false;
   #resBytes = 0;
   #resStarted = false;
@@ -79,7 +84,7 @@ export class Http1Exchange implements UpstreamOwner {
   #keepAlive: boolean;
   #bufferResponse = false;
   #responseBodyHooks = false;
-  #resBody: Buffer[] = [];
+  #resBody: Buffer[] = NO_BYTES;
   #resBodyBytes = 0;
   #replacedResponseBody: Buffer | undefined;
   #timer: NodeJS.Timeout | null = null;
@@ -87,6 +92,8 @@ export class Http1Exchange implements UpstreamOwner {
   #waiter: ((c: Http1UpstreamConnection | Error) => void) | null = null;
   #error = '';
   #lastEndpoint = '-';
+  /** The endpoint of the latest attempt, kept after it ends (plugins read upstream.address in later callbacks). */
+  #upstreamHost: UpstreamEndpoint | undefined;
   #target: L7Target | undefined;
 
   constructor(conn: Http1ServerConnection, head: RequestHead) {
@@ -95,15 +102,8 @@ export class Http1Exchange implements UpstreamOwner {
     this.#headers = new HeaderList(head.headers);
     this.#reqBytes = head.headBytes;
     this.#keepAlive = !head.close;
-    if (head.chunked) {
-      this.#reqScanner = new ChunkedScanner();
-      this.#reqRemaining = 0;
-      this.#reqComplete = false;
-    } else {
-      this.#reqScanner = null;
-      this.#reqRemaining = head.contentLength > 0 ? head.contentLength : 0;
-      this.#reqComplete = this.#reqRemaining === 0;
-    }
+    this.#req = head.chunked ? BodyFraming.chunked() : BodyFraming.length(head.contentLength > 0 ? head.contentLength : 0);
+    this.#reqComplete = this.#req.complete;
     const q = head.target.indexOf('?');
     this.#path = q === -1 ? head.target : head.target.slice(0, q);
     this.#authority = head.host ?? '';
@@ -153,6 +153,7 @@ export class Http1Exchange implements UpstreamOwner {
         sourceIdentity: target.sourceIdentity,
         destinationService: target.service?.hostname,
         requestId: this.#requestId,
+        upstreamHost: () => this.#upstreamHost,
       };
       const access = {
         replaceRequestBody: (b: Buffer): void => {
@@ -165,6 +166,7 @@ export class Http1Exchange implements UpstreamOwner {
       for (const f of filters) {
         const s = f.start(info, access);
         if (s === undefined) continue;
+        if (this.#streams === NO_STREAMS) this.#streams = [];
         this.#streams.push(s);
         if (f.bufferRequestBody === true && s.onRequestBody !== undefined) this.#bufferRequest = true;
         if (f.bufferResponseBody === true && s.onResponseBody !== undefined) this.#bufferResponse = true;
@@ -215,7 +217,7 @@ export class Http1Exchange implements UpstreamOwner {
 
   #runBufferedRequestBody(): void {
     const body = this.#bufferedBytes === 0 ? Buffer.alloc(0) : Buffer.concat(this.#bufferedBody, this.#bufferedBytes);
-    this.#bufferedBody = [];
+    this.#bufferedBody = NO_BYTES;
     this.#settle(runFilterHook(this.#streams, 0, onRequestBodyHook, body, true), () => {
       this.#replacedRequestBody ??= body;
       this.#dispatch();
@@ -253,6 +255,7 @@ export class Http1Exchange implements UpstreamOwner {
     const ep = cluster.pick(now, hash);
     if (ep === undefined) return this.#replyLocal(localReply(503, L7_ERROR.noHealthyUpstream, 'UH', `no healthy upstream for ${cluster.name}`));
     this.#endpoint = ep;
+    this.#upstreamHost = ep;
     this.#lastEndpoint = ep.key;
     ep.activeRequests++;
     this.#attempts++;
@@ -295,23 +298,8 @@ export class Http1Exchange implements UpstreamOwner {
     let target = h.target;
     if (route.rewriteUri !== undefined || route.rewriteRegex !== undefined) target = rewritePath(route, this.#path, target);
     this.#trace ??= continueTrace(headers.get('traceparent'));
-    let out = `${h.method} ${target} HTTP/1.1\r\n`;
-    const f = headers.flat;
-    for (let i = 0; i < f.length; i += 2) {
-      const name = f[i]!;
-      if (HOP_BY_HOP.has(name) || name === 'traceparent' || (name === 'host' && route.rewriteAuthority !== undefined)) continue;
-      if (h.connectionTokens !== undefined && h.connectionTokens.includes(name)) continue;
-      out += `${name}: ${f[i + 1]!}\r\n`;
-    }
-    if (route.rewriteAuthority !== undefined) out += `host: ${route.rewriteAuthority}\r\n`;
-    else if (h.host === undefined && this.#authority !== '') out += `host: ${this.#authority}\r\n`;
-    out += `traceparent: ${this.#trace.header}\r\n`;
     const body = this.#replacedRequestBody;
-    if (body !== undefined) out += `content-length: ${body.length}\r\n`;
-    else if (h.chunked) out += 'transfer-encoding: chunked\r\n';
-    else if (h.contentLength !== -1) out += `content-length: ${h.contentLength}\r\n`;
-    if (h.upgrade) out += `connection: upgrade\r\nupgrade: ${headers.get('upgrade') ?? ''}\r\n`;
-    out += '\r\n';
+    const out = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.#authority, traceparent: this.#trace.header, replacedBodyLength: body?.length });
     const io = c.io;
     if (body !== undefined) {
       io.writeHead(out, body);
@@ -320,36 +308,25 @@ export class Http1Exchange implements UpstreamOwner {
     io.write(out);
     if (this.#attempts > 1 && this.#reqRetained !== null) for (const b of this.#reqRetained) io.write(b);
     else for (const b of this.#reqQueue) io.write(b);
-    this.#reqQueue = [];
+    this.#reqQueue = NO_BYTES;
   }
 
   // === request body ===
 
   /** Downstream body bytes from `start`; returns where the body ended inside `chunk`, or -1 when all was body. */
   feedRequestBody(chunk: Buffer, start: number): number {
-    let end = chunk.length;
+    const framing = this.#req;
+    const end = framing.take(chunk, start);
+    if (end === -1) {
+      this.#reqComplete = true;
+      this.#replyLocal(localReply(400, L7_ERROR.badRequest, 'DPE', `invalid chunked body: ${framing.error}`));
+      this.#keepAlive = false;
+      return -1;
+    }
     let rest = -1;
-    if (this.#reqScanner !== null) {
-      const r = this.#reqScanner.feed(chunk, start, end);
-      if (r === -2) {
-        this.#reqComplete = true;
-        this.#replyLocal(localReply(400, L7_ERROR.badRequest, 'DPE', `invalid chunked body: ${this.#reqScanner.error ?? ''}`));
-        this.#keepAlive = false;
-        return -1;
-      }
-      if (r >= 0) {
-        end = r;
-        rest = r;
-        this.#reqComplete = true;
-      }
-    } else {
-      const take = Math.min(this.#reqRemaining, end - start);
-      end = start + take;
-      this.#reqRemaining -= take;
-      if (this.#reqRemaining === 0) {
-        this.#reqComplete = true;
-        if (end < chunk.length) rest = end;
-      }
+    if (framing.complete) {
+      this.#reqComplete = true;
+      if (end < chunk.length) rest = end;
     }
     const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
     this.#reqBytes += piece.length;
@@ -361,6 +338,7 @@ export class Http1Exchange implements UpstreamOwner {
         this.#replyLocal(localReply(413, L7_ERROR.bodyTooLarge, 'DPE', 'request body exceeds the buffering limit'));
         return rest;
       }
+      if (this.#bufferedBody === NO_BYTES) this.#bufferedBody = [];
       this.#bufferedBody.push(piece);
       if (this.#reqComplete && this.#phase === 'filters' && this.#headersDone) this.#runBufferedRequestBody();
       return rest;
@@ -373,11 +351,15 @@ export class Http1Exchange implements UpstreamOwner {
     if (this.#reqRetained !== null) {
       this.#reqRetainedBytes += piece.length;
       if (this.#reqRetainedBytes > RETRY_BUFFER_BYTES) this.#reqRetained = null;
-      else this.#reqRetained.push(piece);
+      else {
+        if (this.#reqRetained === NO_BYTES) this.#reqRetained = [];
+        this.#reqRetained.push(piece);
+      }
     }
     for (const s of this.#streams) if (s.onRequestBody !== undefined) void s.onRequestBody(piece, this.#reqComplete);
     const up = this.#upstream;
     if (up === null || this.#phase === 'connecting' || this.#phase === 'filters') {
+      if (this.#reqQueue === NO_BYTES) this.#reqQueue = [];
       this.#reqQueue.push(piece);
       return;
     }
@@ -435,7 +417,7 @@ export class Http1Exchange implements UpstreamOwner {
     const headers = new HeaderList(res.headers);
     if (this.#route?.responseHeaders !== undefined) applyHeaderOps(headers, this.#route.responseHeaders);
     this.#phase = 'streaming';
-    const emptyBody = this.#resRemaining === 0 && this.#resScanner === null && !this.#resUntilClose;
+    const emptyBody = this.#resFraming!.complete;
     if (emptyBody) this.#bufferResponse = false;
     if (this.#streams.length === 0) return this.#sendResponseHead(res, headers, rest);
     const status = runResponseHeaders(this.#streams, res.status, headers, emptyBody);
@@ -450,17 +432,17 @@ export class Http1Exchange implements UpstreamOwner {
 
   #setResponseFraming(res: ResponseHead): void {
     const noBody = this.#head.method === 'HEAD' || res.status === 204 || res.status === 304;
-    if (noBody) this.#resRemaining = 0;
+    if (noBody) this.#resFraming = BodyFraming.length(0);
     else if (res.chunked) {
-      this.#resScanner = new ChunkedScanner();
+      this.#resFraming = BodyFraming.chunked();
       // An HTTP/1.0 client cannot read chunked coding: decode and delimit by close instead.
       if (this.#head.minor === 0) {
         this.#resDechunk = true;
         this.#keepAlive = false;
       }
-    } else if (res.contentLength >= 0) this.#resRemaining = res.contentLength;
+    } else if (res.contentLength >= 0) this.#resFraming = BodyFraming.length(res.contentLength);
     else {
-      this.#resUntilClose = true;
+      this.#resFraming = BodyFraming.untilClose();
       this.#keepAlive = false;
     }
   }
@@ -468,16 +450,10 @@ export class Http1Exchange implements UpstreamOwner {
   #sendResponseHead(res: ResponseHead, headers: HeaderList, rest: Buffer | null): void {
     if (this.#phase === 'done') return;
     const replaced = this.#bufferResponse;
-    let out = `HTTP/1.1 ${res.status} ${res.reason === '' ? reasonPhrase(res.status) : res.reason}\r\n`;
-    const f = headers.flat;
-    for (let i = 0; i < f.length; i += 2) {
-      const name = f[i]!;
-      if (HOP_BY_HOP.has(name)) continue;
-      if (res.connectionTokens !== undefined && res.connectionTokens.includes(name)) continue;
-      out += `${name}: ${f[i + 1]!}\r\n`;
-    }
+    const framing = this.#resFraming!;
+    let out = responseHeadStart(res, headers);
     if (!replaced) {
-      if (this.#resScanner !== null && !this.#resDechunk) out += 'transfer-encoding: chunked\r\n';
+      if (framing.scanner !== null && !this.#resDechunk) out += 'transfer-encoding: chunked\r\n';
       else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
     }
     if (!this.#keepAlive) out += 'connection: close\r\n';
@@ -491,62 +467,36 @@ export class Http1Exchange implements UpstreamOwner {
       this.#resBytes += headBytes;
       if (rest !== null && !this.#resDechunk && rest.length <= 16 * 1024 && !this.#responseBodyHooks) {
         // The common small response: head and body leave in one write.
-        const take = this.#bodyLength(rest);
+        const end = framing.take(rest, 0);
+        const take = end === -1 ? 0 : end;
         this.#resBytes += take;
         this.#conn.io.writeHead(out, take === rest.length ? rest : rest.subarray(0, take));
-        this.#advanceResponse(rest, take);
+        if (end === -1) return this.#upstreamProtocolError(`invalid chunked response: ${framing.error}`);
+        if (take < rest.length) this.#extraUpstreamBytes();
+        if (framing.complete) this.#finishResponse();
         return;
       }
       this.#conn.io.write(out);
     }
     if (rest !== null) this.#forwardResponseBody(rest, 0);
-    else if (this.#responseComplete()) this.#finishResponse();
+    else if (framing.complete) this.#finishResponse();
   }
 
   #pendingHead: string | undefined;
 
-  /** How many bytes of `buf` belong to the body (framing-aware) without consuming them. */
-  #bodyLength(buf: Buffer): number {
-    if (this.#resScanner !== null) {
-      const r = this.#resScanner.feed(buf, 0, buf.length);
-      this.#scannedAhead = r;
-      return r === -1 ? buf.length : r === -2 ? 0 : r;
-    }
-    if (this.#resUntilClose) return buf.length;
-    return Math.min(this.#resRemaining, buf.length);
-  }
-
-  #scannedAhead = -3;
-
-  /** Bookkeeping after `take` body bytes of `buf` were written by the merged fast path. */
-  #advanceResponse(buf: Buffer, take: number): void {
-    if (this.#resScanner !== null) {
-      const r = this.#scannedAhead;
-      this.#scannedAhead = -3;
-      if (r === -2) return this.#upstreamProtocolError(`invalid chunked response: ${this.#resScanner.error ?? ''}`);
-    } else if (!this.#resUntilClose) this.#resRemaining -= take;
-    if (take < buf.length) this.#extraUpstreamBytes();
-    if (this.#responseComplete()) this.#finishResponse();
-  }
-
   #forwardResponseBody(chunk: Buffer, start: number): void {
-    let end = chunk.length;
-    const scanner = this.#resScanner;
+    const framing = this.#resFraming!;
+    const scanner = framing.scanner;
     let decoded: Buffer[] | undefined;
-    if (scanner !== null) {
-      const r = scanner.feed(chunk, start, end, this.#resDechunk || this.#bufferResponse ? (d) => (decoded ??= []).push(d) : undefined);
-      if (r === -2) return this.#upstreamProtocolError(`invalid chunked response: ${scanner.error ?? ''}`);
-      if (r >= 0) end = r;
-    } else if (!this.#resUntilClose) {
-      end = start + Math.min(this.#resRemaining, end - start);
-      this.#resRemaining -= end - start;
-    }
+    const end = framing.take(chunk, start, scanner !== null && (this.#resDechunk || this.#bufferResponse) ? (d) => (decoded ??= []).push(d) : undefined);
+    if (end === -1) return this.#upstreamProtocolError(`invalid chunked response: ${framing.error}`);
     if (end < chunk.length) this.#extraUpstreamBytes();
     const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
     if (this.#bufferResponse) {
       const parts = scanner !== null ? (decoded ?? []) : [piece];
       for (const p of parts) {
         this.#resBodyBytes += p.length;
+        if (this.#resBody === NO_BYTES) this.#resBody = [];
         this.#resBody.push(p);
       }
       if (this.#resBodyBytes > this.#conn.ctx.limits.maxBufferedBodyBytes) {
@@ -554,7 +504,7 @@ export class Http1Exchange implements UpstreamOwner {
         this.#keepAlive = false;
         return this.#replyLocal(localReply(500, L7_ERROR.bodyTooLarge, 'UPE', 'response body exceeds the buffering limit'));
       }
-      if (this.#responseComplete()) this.#runBufferedResponseBody();
+      if (framing.complete) this.#runBufferedResponseBody();
       return;
     }
     const out = this.#resDechunk ? (decoded === undefined ? [] : decoded) : [piece];
@@ -566,12 +516,12 @@ export class Http1Exchange implements UpstreamOwner {
       ok = this.#conn.io.write(p) && ok;
     }
     if (!ok) this.#upstream?.io.pause();
-    if (this.#responseComplete()) this.#finishResponse();
+    if (framing.complete) this.#finishResponse();
   }
 
   #runBufferedResponseBody(): void {
     const body = Buffer.concat(this.#resBody, this.#resBodyBytes);
-    this.#resBody = [];
+    this.#resBody = NO_BYTES;
     this.#settle(runFilterHook(this.#streams, 0, onResponseBodyHook, body, true), () => {
       const final = this.#replacedResponseBody ?? body;
       const head = `${this.#pendingHead ?? ''}content-length: ${final.length}\r\n\r\n`;
@@ -580,12 +530,6 @@ export class Http1Exchange implements UpstreamOwner {
       this.#conn.io.writeHead(head, final);
       this.#finishResponse();
     });
-  }
-
-  #responseComplete(): boolean {
-    if (this.#resScanner !== null) return this.#resScanner.done;
-    if (this.#resUntilClose) return false;
-    return this.#resRemaining === 0;
   }
 
   onDownstreamDrain(): void {
@@ -612,7 +556,7 @@ export class Http1Exchange implements UpstreamOwner {
 
   onUpstreamClose(error: Error | undefined): void {
     this.#upstream = null;
-    if (this.#phase === 'streaming' && this.#resUntilClose) {
+    if (this.#phase === 'streaming' && this.#resFraming?.untilClose === true) {
       if (this.#resDechunk) return this.#complete();
       this.#endAttempt('success');
       return this.#complete();
@@ -785,13 +729,7 @@ export class Http1Exchange implements UpstreamOwner {
     const up = this.#upstream;
     if (up === null || !this.#head.upgrade) return this.#upstreamProtocolError('101 without an upgrade request');
     this.#clearTimers();
-    let out = `HTTP/1.1 101 ${res.reason === '' ? 'Switching Protocols' : res.reason}\r\n`;
-    const f = res.headers;
-    for (let i = 0; i < f.length; i += 2) {
-      if (f[i] === 'connection' || f[i] === 'keep-alive') continue;
-      out += `${f[i]!}: ${f[i + 1]!}\r\n`;
-    }
-    out += 'connection: upgrade\r\n\r\n';
+    const out = switchingProtocolsHead(res);
     this.#resStarted = true;
     this.#phase = 'done';
     // The pooled connection leaves the pool for good: from here it is a byte pipe.

@@ -70,3 +70,18 @@ describe('parseResponseHead', () => {
     }
   });
 });
+
+describe('field names', () => {
+  it('lower-cases common and uncommon names alike, in any case mix', () => {
+    const h = req('GET / HTTP/1.1\r\nHOST: x\r\nuser-AGENT: u\r\nContent-Type: t\r\nX-Custom-Thing: c\r\nTE: trailers\r\nHosT2: y\r\n\r\n');
+    if (h instanceof HeadParseError || typeof h === 'number') throw new Error('expected a head');
+    expect(h.headers).toEqual(['host', 'x', 'user-agent', 'u', 'content-type', 't', 'x-custom-thing', 'c', 'te', 'trailers', 'host2', 'y']);
+    expect(h.host).toBe('x');
+  });
+
+  it('does not mistake a name of the same length for a common one', () => {
+    const h = req('GET / HTTP/1.1\r\nhost: x\r\nhosu: 1\r\nx-request-ie: 2\r\n\r\n');
+    if (h instanceof HeadParseError || typeof h === 'number') throw new Error('expected a head');
+    expect(h.headers).toEqual(['host', 'x', 'hosu', '1', 'x-request-ie', '2']);
+  });
+});

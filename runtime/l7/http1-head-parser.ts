@@ -68,6 +68,33 @@ const HT = 0x09;
 
 const CRLFCRLF = Buffer.from('\r\n\r\n');
 
+/**
+ * Field names on nearly every message, by length. A head reuses these strings instead of slicing and lower-casing its
+ * own copies, and later lookups (`=== 'host'`, HOP_BY_HOP.has) hit an already hashed, identical string.
+ */
+const COMMON_NAMES: (readonly string[] | undefined)[] = [];
+for (const n of [
+  'host', 'user-agent', 'accept', 'accept-encoding', 'accept-language', 'accept-ranges', 'authorization', 'cache-control',
+  'connection', 'content-encoding', 'content-length', 'content-type', 'cookie', 'date', 'etag', 'expect', 'keep-alive',
+  'last-modified', 'location', 'server', 'set-cookie', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'vary', 'via',
+  'x-forwarded-for', 'x-forwarded-proto', 'x-request-id', 'traceparent', 'tracestate', 'grpc-status', 'grpc-message',
+]) {
+  const list = (COMMON_NAMES[n.length] ?? []) as string[];
+  list.push(n);
+  COMMON_NAMES[n.length] = list;
+}
+
+/** The common name spelled (in any case) by b[start, end), if any; names hold only a-z and '-', so OR-ing 0x20 folds case. */
+function commonName(b: Buffer, start: number, end: number): string | undefined {
+  const list = COMMON_NAMES[end - start];
+  if (list === undefined) return undefined;
+  next: for (const name of list) {
+    for (let i = 0; i < name.length; i++) if ((b[start + i]! | 0x20) !== name.charCodeAt(i)) continue next;
+    return name;
+  }
+  return undefined;
+}
+
 /** End of the head (index just past the blank line), 0 when more bytes are needed, or an error when the limit is passed first. */
 export function findHeadEnd(buf: Buffer, start: number, limits: HeadLimits): number | HeadParseError {
   const i = buf.indexOf(CRLFCRLF, start);
@@ -178,8 +205,11 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
       } else break;
     }
     if (p === n0 || b[p] !== 0x3a) return new HeadParseError(bad, 'invalid header name');
-    let name = b.latin1Slice(n0, p);
-    if (upper) name = name.toLowerCase();
+    let name = commonName(b, n0, p);
+    if (name === undefined) {
+      name = b.latin1Slice(n0, p);
+      if (upper) name = name.toLowerCase();
+    }
     p++;
     while (b[p] === SP || b[p] === HT) p++;
     const v0 = p;

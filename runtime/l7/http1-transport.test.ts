@@ -146,7 +146,7 @@ describe.each(kinds)('%s transport', (_name, make) => {
     make(ours, rec);
     peer.resetAndDestroy();
     const err = await rec.closed;
-    expect((err)?.code).toBe('ECONNRESET');
+    expect(err).toMatchObject({ code: 'ECONNRESET' });
   });
 
   it('stops delivering data while paused and resumes without losing bytes', async () => {
