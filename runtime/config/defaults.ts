@@ -49,6 +49,8 @@ export const ENV = {
   nodeName: 'WEFT_NODE_NAME',
   /** `1` turns off the L4 copy on libuv handles (runtime/l4/handle-copy.ts), a kill switch for its use of Node internals. */
   l4StreamCopy: 'WEFT_L4_STREAM_COPY',
+  /** `0` turns off the L4 copy pump of the native addon (runtime/l4/native-copy.ts); the libuv-handle copy runs instead. */
+  l4NativeCopy: 'WEFT_L4_NATIVE_COPY',
   /** `1` turns off HTTP/1 I/O on libuv handles in the L7 path (runtime/l7/http1-handle-transport.ts), its kill switch. */
   l7StreamIo: 'WEFT_L7_STREAM_IO',
 } as const;

@@ -1,4 +1,4 @@
-// One contract for both copy paths (libuv handles and Node streams): bytes, half-close, backpressure, idle timeout, abort, resets.
+// One contract for every copy path (the native pump, libuv handles and Node streams): bytes, half-close, backpressure, idle timeout, abort, resets.
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -39,7 +39,7 @@ function collect(socket: net.Socket): Promise<Buffer> {
   });
 }
 
-describe.each(['auto', 'streams'] as const)('copyBidirectional (%s path)', (path) => {
+describe.each(['auto', 'handles', 'streams'] as const)('copyBidirectional (%s path)', (path) => {
   it('copies both ways, keeps each direction open after the other half-closes, and counts bytes', async () => {
     const { client, upstreamSide, result } = await pair({ idleTimeoutMs: 0, path });
     const atUpstream = collect(upstreamSide);

@@ -1,7 +1,8 @@
 /** Bidirectional byte copy between a client and an upstream socket: backpressure both ways, half-close, idle timeout, byte counts from the sockets themselves. */
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { canCopyOnHandles, copyOnHandles } from './handle-copy.js';
+import { canCopyOnHandles, copyOnHandles, type HandleCopy } from './handle-copy.js';
+import { canCopyNatively, copyNatively } from './native-copy.js';
 
 export const CLOSE_REASONS = ['complete', 'idle_timeout', 'client_reset', 'upstream_reset', 'drained', 'policy'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
@@ -19,8 +20,11 @@ export interface CopyOptions {
   idleTimeoutMs: number;
   /** Destroys both sides with this reason when aborted (drain deadline, policy change). */
   signal?: AbortSignal;
-  /** `streams` forces the portable path (tests run both paths through one contract suite). */
-  path?: 'auto' | 'streams';
+  /**
+   * `auto` takes the fastest path the sockets allow (native pump, then libuv handles, then streams); `handles` and
+   * `streams` force the slower ones (tests run every path through one contract suite).
+   */
+  path?: 'auto' | 'handles' | 'streams';
 }
 
 /** Queued bytes past which `from` pauses; an Http2Stream (HBONE) would otherwise ask for that every 16 KiB. */
@@ -55,16 +59,18 @@ function forward(from: net.Socket, to: net.Socket): void {
  * shut down its write side, and still read the whole response).
  */
 export function copyBidirectional(client: net.Socket, upstream: net.Socket, opts: CopyOptions): Promise<CopyResult> {
+  const path = opts.path ?? 'auto';
+  if (path === 'auto' && canCopyNatively(client, upstream)) return copyFast(client, upstream, opts, copyNatively);
   // Bytes Node already buffered in a Readable must go first, which only the stream path preserves.
-  if (opts.path !== 'streams' && client.readableLength === 0 && upstream.readableLength === 0 && canCopyOnHandles(client, upstream)) return copyFast(client, upstream, opts);
+  if (path !== 'streams' && client.readableLength === 0 && upstream.readableLength === 0 && canCopyOnHandles(client, upstream)) return copyFast(client, upstream, opts, copyOnHandles);
   return copyStreams(client, upstream, opts);
 }
 
-/** The fast path (handle-copy.ts) with the same contract: idle timeout, abort signal, byte counts, close reason. */
-async function copyFast(client: net.Socket, upstream: net.Socket, opts: CopyOptions): Promise<CopyResult> {
+/** A fast path (native-copy.ts or handle-copy.ts) with the same contract: idle timeout, abort signal, byte counts, close reason. */
+async function copyFast(client: net.Socket, upstream: net.Socket, opts: CopyOptions, start: (a: net.Socket, b: net.Socket) => HandleCopy): Promise<CopyResult> {
   // Bytes written before the copy (a CONNECT reply, an absolute-form request head) count like the copied ones.
   const before = { received: upstream.bytesWritten, sent: upstream.bytesRead };
-  const copy = copyOnHandles(client, upstream);
+  const copy = start(client, upstream);
   let reason: CloseReason = 'complete';
   let timer: NodeJS.Timeout | undefined;
   const onAbort = (): void => {

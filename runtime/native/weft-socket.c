@@ -201,6 +201,8 @@ static napi_value trim_memory(napi_env env, napi_callback_info info) {
   return out;
 }
 
+void weft_copy_register(napi_env env, napi_value exports);
+
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"listenTransparent", NULL, listen_transparent, NULL, NULL, NULL, napi_default, NULL},
@@ -210,6 +212,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"bindTransparent", NULL, bind_transparent, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  weft_copy_register(env, exports);
   return exports;
 }
 

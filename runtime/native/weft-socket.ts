@@ -13,6 +13,10 @@ export interface NativeSocket {
   bindTransparent(source: string, mark?: number): number;
   /** malloc_trim(0): hands freed heap pages back to the kernel. */
   trimMemory(): boolean;
+  /** The L4 copy pump (weft-copy.c) on duplicates of `fdA` and `fdB`; `onEnd` once both are closed. Absent from addons built before it. */
+  copyStart?(fdA: number, fdB: number, onEnd: (aToB: number, bToA: number, errSide: number, errCode: number) => void): object;
+  copyAbort?(handle: object): void;
+  copyIdleMs?(handle: object): number;
 }
 
 let cached: NativeSocket | null | undefined;

@@ -1,0 +1,50 @@
+/**
+ * The L4 copy in C (runtime/native/weft-copy.c): the addon duplicates both sockets' fds, polls the duplicates on
+ * Node's own libuv loop and moves bytes with recv/send, so a proxied chunk runs no JavaScript at all. Node's sockets
+ * are then destroyed (closing only Node's descriptors), which also frees their JS objects for the connection's life.
+ * Byte counts and the first error come back once, at the end. Same contract as handle-copy.ts, which copy.ts uses
+ * when the addon is not built, is older than this file, or WEFT_L4_NATIVE_COPY=0.
+ */
+import type net from 'node:net';
+import { ENV, envValue } from '../config/defaults.js';
+import { loadNativeSocket, type NativeSocket } from '../native/weft-socket.js';
+import type { HandleCopy, HandleCopyEnd } from './handle-copy.js';
+
+type NativeCopy = Required<Pick<NativeSocket, 'copyStart' | 'copyAbort' | 'copyIdleMs'>>;
+
+function loadNativeCopy(): NativeCopy | undefined {
+  if (envValue(ENV.l4NativeCopy) === '0' || envValue(ENV.l4StreamCopy) === '1') return undefined;
+  const native = loadNativeSocket();
+  if (native === null || typeof native.copyStart !== 'function' || typeof native.copyAbort !== 'function' || typeof native.copyIdleMs !== 'function') return undefined;
+  return native as NativeCopy;
+}
+
+const native = loadNativeCopy();
+
+function fdOf(socket: net.Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/**
+ * True when the pump can take both sockets: the addon has it, both are connected TCP sockets with a descriptor, and
+ * neither holds bytes in Node's buffers (unsent in its Writable or unread in its Readable), which only Node could move.
+ */
+export function canCopyNatively(a: net.Socket, b: net.Socket): boolean {
+  return native !== undefined && !a.destroyed && !b.destroyed && !a.connecting && !b.connecting && a.writableLength === 0 && b.writableLength === 0 && a.readableLength === 0 && b.readableLength === 0 && fdOf(a) !== undefined && fdOf(b) !== undefined;
+}
+
+/** Starts the pump on `a` ⇄ `b`; the sockets are destroyed here and the connection lives on in the pump. */
+export function copyNatively(a: net.Socket, b: net.Socket): HandleCopy {
+  const pump = native as NativeCopy;
+  let resolve: (end: HandleCopyEnd) => void = () => {};
+  const done = new Promise<HandleCopyEnd>((r) => (resolve = r));
+  const handle = pump.copyStart(fdOf(a) as number, fdOf(b) as number, (aToB, bToA, errSide, errCode) => {
+    resolve({ aToB, bToA, ...(errSide < 0 ? {} : { error: { side: errSide === 0 ? 'a' : 'b', code: errCode } }) });
+  });
+  // Closing Node's descriptors leaves the connection to the duplicates: no FIN, no RST. libuv takes the originals
+  // out of its epoll set before closing them, so they raise no events for the pump's duplicates.
+  a.destroy();
+  b.destroy();
+  return { abort: () => pump.copyAbort(handle), idleFor: () => pump.copyIdleMs(handle), done };
+}
