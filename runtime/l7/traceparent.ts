@@ -1,17 +1,23 @@
 /** W3C Trace Context: continues an incoming `traceparent` with a new span id for this hop, or starts a trace when it is absent or invalid. */
 import { randomFillSync } from 'node:crypto';
 
-/** Random bytes are drawn in blocks: one getrandom per 512 ids instead of one per request. */
+/**
+ * Random bytes are drawn in blocks and hex-encoded once per block: one getrandom and one encoding per 512 ids instead
+ * of one per request; an id is then a substring of the block's hex (V8 shares the characters, no copy).
+ */
 const POOL = Buffer.alloc(8 * 1024);
-let poolOffset = POOL.length;
+let poolHex = '';
+let hexOffset = 0;
 
 function randomHex(bytes: number): string {
-  if (poolOffset + bytes > POOL.length) {
+  const chars = bytes * 2;
+  if (hexOffset + chars > poolHex.length) {
     randomFillSync(POOL);
-    poolOffset = 0;
+    poolHex = POOL.toString('hex');
+    hexOffset = 0;
   }
-  const s = POOL.toString('hex', poolOffset, poolOffset + bytes);
-  poolOffset += bytes;
+  const s = poolHex.substring(hexOffset, hexOffset + chars);
+  hexOffset += chars;
   return s;
 }
 
