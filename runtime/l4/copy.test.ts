@@ -10,7 +10,7 @@ afterEach(() => {
 });
 
 /** A client ⇄ [copy] ⇄ upstream pair on real loopback sockets; `upstreamSide` is the far end the test drives. */
-async function pair(opts: CopyOptions): Promise<{ client: net.Socket; upstreamSide: net.Socket; result: Promise<CopyResult> }> {
+async function pair(opts: CopyOptions): Promise<{ client: net.Socket; upstreamSide: net.Socket; proxySides: net.Socket[]; result: Promise<CopyResult> }> {
   const upstreamServer = net.createServer({ allowHalfOpen: true });
   const proxyServer = net.createServer({ allowHalfOpen: true });
   open.push(upstreamServer, proxyServer);
@@ -18,16 +18,16 @@ async function pair(opts: CopyOptions): Promise<{ client: net.Socket; upstreamSi
   await new Promise<void>((r) => proxyServer.listen(0, '127.0.0.1', r));
   const upstreamSide = new Promise<net.Socket>((r) => upstreamServer.once('connection', r));
   // Wrapped in an object: resolving with the bare promise would adopt it and wait for the copy to finish.
-  let copying: (r: { result: Promise<CopyResult> }) => void = () => undefined;
-  const started = new Promise<{ result: Promise<CopyResult> }>((resolve) => (copying = resolve));
+  let copying: (r: { result: Promise<CopyResult>; proxySides: net.Socket[] }) => void = () => undefined;
+  const started = new Promise<{ result: Promise<CopyResult>; proxySides: net.Socket[] }>((resolve) => (copying = resolve));
   proxyServer.once('connection', (downstream: net.Socket) => {
-    const up = net.connect({ port: (upstreamServer.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true }, () => copying({ result: copyBidirectional(downstream, up, opts) }));
+    const up = net.connect({ port: (upstreamServer.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true }, () => copying({ result: copyBidirectional(downstream, up, opts), proxySides: [downstream, up] }));
   });
   const client = net.connect({ port: (proxyServer.address() as net.AddressInfo).port, host: '127.0.0.1', allowHalfOpen: true });
   await new Promise((r) => client.once('connect', r));
   // Hand the pair to the test only once the copy runs, so what the test does next happens to a live copy.
-  const { result } = await started;
-  return { client, upstreamSide: await upstreamSide, result };
+  const { result, proxySides } = await started;
+  return { client, upstreamSide: await upstreamSide, proxySides, result };
 }
 
 function collect(socket: net.Socket): Promise<Buffer> {
@@ -107,5 +107,22 @@ describe.each(['auto', 'handles', 'streams'] as const)('copyBidirectional (%s pa
     const r = await result;
     expect(r.reason).toBe('upstream_reset');
     expect(r.error?.message).toMatch(/ECONNRESET/);
+  });
+});
+
+describe('copyBidirectional on the native pump', () => {
+  it('takes the connection off Node: both proxy-side sockets are closed while bytes keep flowing both ways', async () => {
+    // CI builds the addon at install, so the auto path must be the pump there, not a silent fallback to handle-copy.
+    const { client, upstreamSide, proxySides, result } = await pair({ idleTimeoutMs: 0 });
+    expect(proxySides.map((s) => s.destroyed)).toEqual([true, true]);
+    const atUpstream = collect(upstreamSide);
+    const atClient = collect(client);
+    client.write('ping');
+    upstreamSide.write('pong');
+    client.end();
+    upstreamSide.end();
+    expect((await atUpstream).toString()).toBe('ping');
+    expect((await atClient).toString()).toBe('pong');
+    expect(await result).toEqual({ bytesReceived: 4, bytesSent: 4, reason: 'complete' });
   });
 });

@@ -60,17 +60,18 @@ function forward(from: net.Socket, to: net.Socket): void {
  */
 export function copyBidirectional(client: net.Socket, upstream: net.Socket, opts: CopyOptions): Promise<CopyResult> {
   const path = opts.path ?? 'auto';
-  if (path === 'auto' && canCopyNatively(client, upstream)) return copyFast(client, upstream, opts, copyNatively);
+  // Bytes written before the copy (a CONNECT reply, an absolute-form request head) count like the copied ones.
+  const before = { received: upstream.bytesWritten, sent: upstream.bytesRead };
+  // The pump may refuse at the last moment (no descriptor left for the dup); the sockets are untouched then.
+  const native = path === 'auto' && canCopyNatively(client, upstream) ? copyNatively(client, upstream) : undefined;
+  if (native !== undefined) return copyFast(native, before, opts);
   // Bytes Node already buffered in a Readable must go first, which only the stream path preserves.
-  if (path !== 'streams' && client.readableLength === 0 && upstream.readableLength === 0 && canCopyOnHandles(client, upstream)) return copyFast(client, upstream, opts, copyOnHandles);
+  if (path !== 'streams' && client.readableLength === 0 && upstream.readableLength === 0 && canCopyOnHandles(client, upstream)) return copyFast(copyOnHandles(client, upstream), before, opts);
   return copyStreams(client, upstream, opts);
 }
 
-/** A fast path (native-copy.ts or handle-copy.ts) with the same contract: idle timeout, abort signal, byte counts, close reason. */
-async function copyFast(client: net.Socket, upstream: net.Socket, opts: CopyOptions, start: (a: net.Socket, b: net.Socket) => HandleCopy): Promise<CopyResult> {
-  // Bytes written before the copy (a CONNECT reply, an absolute-form request head) count like the copied ones.
-  const before = { received: upstream.bytesWritten, sent: upstream.bytesRead };
-  const copy = start(client, upstream);
+/** A running fast path (native-copy.ts or handle-copy.ts) under the same contract: idle timeout, abort signal, byte counts, close reason. */
+async function copyFast(copy: HandleCopy, before: { received: number; sent: number }, opts: CopyOptions): Promise<CopyResult> {
   let reason: CloseReason = 'complete';
   let timer: NodeJS.Timeout | undefined;
   const onAbort = (): void => {

@@ -34,14 +34,22 @@ export function canCopyNatively(a: net.Socket, b: net.Socket): boolean {
   return native !== undefined && !a.destroyed && !b.destroyed && !a.connecting && !b.connecting && a.writableLength === 0 && b.writableLength === 0 && a.readableLength === 0 && b.readableLength === 0 && fdOf(a) !== undefined && fdOf(b) !== undefined;
 }
 
-/** Starts the pump on `a` ⇄ `b`; the sockets are destroyed here and the connection lives on in the pump. */
-export function copyNatively(a: net.Socket, b: net.Socket): HandleCopy {
+/**
+ * Starts the pump on `a` ⇄ `b`; the sockets are destroyed here and the connection lives on in the pump. Undefined,
+ * with both sockets untouched, when the pump could not start (EMFILE on the dup): the caller copies another way.
+ */
+export function copyNatively(a: net.Socket, b: net.Socket): HandleCopy | undefined {
   const pump = native as NativeCopy;
   let resolve: (end: HandleCopyEnd) => void = () => {};
   const done = new Promise<HandleCopyEnd>((r) => (resolve = r));
-  const handle = pump.copyStart(fdOf(a) as number, fdOf(b) as number, (aToB, bToA, errSide, errCode) => {
-    resolve({ aToB, bToA, ...(errSide < 0 ? {} : { error: { side: errSide === 0 ? 'a' : 'b', code: errCode } }) });
-  });
+  let handle: object;
+  try {
+    handle = pump.copyStart(fdOf(a) as number, fdOf(b) as number, (aToB, bToA, errSide, errCode) => {
+      resolve({ aToB, bToA, ...(errSide < 0 ? {} : { error: { side: errSide === 0 ? 'a' : 'b', code: errCode } }) });
+    });
+  } catch {
+    return undefined;
+  }
   // Closing Node's descriptors leaves the connection to the duplicates: no FIN, no RST. libuv takes the originals
   // out of its epoll set before closing them, so they raise no events for the pump's duplicates.
   a.destroy();
