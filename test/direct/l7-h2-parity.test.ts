@@ -487,4 +487,17 @@ describe('Wasm plugins on h2c and gRPC', () => {
     // Plain h2c from a client without an mTLS identity.
     expect(r.headers['x-p-mtls']).toBe('false');
   });
+
+  it('gives the plugin the picked upstream as upstream.* on HTTP/1.1 as well', async () => {
+    const up = http.createServer((_req, res) => res.end('ok'));
+    await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
+    cleanups.push(() => new Promise<void>((r) => up.close(() => r())));
+    const port = (up.address() as net.AddressInfo).port;
+    const h = await withPlugin(port, 'http');
+    const r = await new Promise<http.IncomingMessage>((resolve, reject) => http.get({ port: h.port, host: '127.0.0.1', path: '/props', agent: false }, resolve).on('error', reject));
+    r.resume();
+    expect(r.statusCode).toBe(200);
+    expect(r.headers['x-p-protocol']).toBe('HTTP/1.1');
+    expect(r.headers['x-p-upstream-address']).toBe(`127.0.0.1:${port}`);
+  });
 });

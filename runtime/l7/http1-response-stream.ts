@@ -1,0 +1,148 @@
+/**
+ * The response side of an HTTP/1 exchange once its final head was accepted: framing decided from the head and the
+ * request, the head written (or held while a filter buffers the body), and the body carried to the client — streamed
+ * with backpressure, decoded for an HTTP/1.0 client, or collected for body filters. Retries, filters on headers and
+ * the upstream connection's fate stay with the exchange, which hears back through ResponseStreamOwner.
+ */
+import type { Http1Transport } from './http1-transport.js';
+import type { RequestHead, ResponseHead } from './http1-head-parser.js';
+import type { L7FilterStream } from './l7-filter.js';
+import { BodyFraming } from './http1-body-framing.js';
+
+export interface ResponseStreamOwner {
+  /** The body ended where its framing said. */
+  onResponseComplete(): void;
+  /** The upstream's chunked coding is invalid. */
+  onResponseInvalid(reason: string): void;
+  /** A body collected for filters outgrew l7.maxBufferedBodyBytes. */
+  onResponseTooLarge(): void;
+  /** A collected body is complete: run the body filters, then call sendCollected(). */
+  onResponseCollected(body: Buffer): void;
+  /** The client stopped reading: pause the upstream until the downstream drains. */
+  pauseUpstream(): void;
+}
+
+/** Bodies up to this size that arrived with their head leave in the same write as the head. */
+const MERGE_LIMIT = 16 * 1024;
+
+export class Http1ResponseStream {
+  readonly framing: BodyFraming;
+  /** Chunked coding decoded for an HTTP/1.0 client, which then reads until the connection closes. */
+  readonly dechunk: boolean;
+  /** The client connection cannot be kept after this response (close-delimited or decoded body). */
+  readonly closeAfter: boolean;
+  /** Bytes written to the client, head included. */
+  bytes = 0;
+  /** The head went out (nothing can be retried or answered locally any more). */
+  started = false;
+  /** The upstream sent bytes past the end of the body: its connection cannot be trusted with the next request. */
+  overran = false;
+  readonly #io: Http1Transport;
+  readonly #owner: ResponseStreamOwner;
+  readonly #hooks: readonly L7FilterStream[];
+  readonly #collect: boolean;
+  readonly #maxCollected: number;
+  #collected: Buffer[] = [];
+  #collectedBytes = 0;
+  #heldHead = '';
+
+  /**
+   * `hooks`: streams with onResponseBody, told about every piece; `collect`: a filter wants the whole body first
+   * (ignored for an empty body).
+   */
+  constructor(request: RequestHead, res: ResponseHead, io: Http1Transport, owner: ResponseStreamOwner, hooks: readonly L7FilterStream[], collect: boolean, maxCollected: number) {
+    this.#io = io;
+    this.#owner = owner;
+    this.#hooks = hooks;
+    this.#maxCollected = maxCollected;
+    let dechunk = false;
+    let closeAfter = false;
+    if (request.method === 'HEAD' || res.status === 204 || res.status === 304) this.framing = BodyFraming.length(0);
+    else if (res.chunked) {
+      this.framing = BodyFraming.chunked();
+      // An HTTP/1.0 client cannot read chunked coding: decode and delimit by close instead.
+      if (request.minor === 0) dechunk = closeAfter = true;
+    } else if (res.contentLength >= 0) this.framing = BodyFraming.length(res.contentLength);
+    else {
+      this.framing = BodyFraming.untilClose();
+      closeAfter = true;
+    }
+    this.dechunk = dechunk;
+    this.closeAfter = closeAfter;
+    this.#collect = collect && !this.framing.complete;
+  }
+
+  /** Writes the head (`headStart` plus framing and connection fields) and any body bytes that came with it. */
+  start(headStart: string, res: ResponseHead, connection: string | undefined, rest: Buffer | null): void {
+    let out = headStart;
+    if (!this.#collect) {
+      if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
+      else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    }
+    if (connection !== undefined) out += `connection: ${connection}\r\n`;
+    if (this.#collect) {
+      // The length is known only once the filters are done with the body.
+      this.#heldHead = out;
+      if (rest !== null) this.forward(rest, 0);
+      return;
+    }
+    out += '\r\n';
+    this.started = true;
+    this.bytes += out.length;
+    if (rest !== null && !this.dechunk && rest.length <= MERGE_LIMIT && this.#hooks.length === 0) {
+      // The common small response: head and body leave in one write.
+      const end = this.framing.take(rest, 0);
+      const take = end === -1 ? 0 : end;
+      this.bytes += take;
+      this.#io.writeHead(out, take === rest.length ? rest : rest.subarray(0, take));
+      if (end === -1) return this.#owner.onResponseInvalid(`invalid chunked response: ${this.framing.error}`);
+      if (take < rest.length) this.overran = true;
+      if (this.framing.complete) this.#owner.onResponseComplete();
+      return;
+    }
+    this.#io.write(out);
+    if (rest !== null) this.forward(rest, 0);
+    else if (this.framing.complete) this.#owner.onResponseComplete();
+  }
+
+  /** Body bytes from chunk[start, length) as they arrive from the upstream. */
+  forward(chunk: Buffer, start: number): void {
+    const framing = this.framing;
+    const decode = framing.scanner !== null && (this.dechunk || this.#collect);
+    let decoded: Buffer[] | undefined;
+    const end = framing.take(chunk, start, decode ? (d) => (decoded ??= []).push(d) : undefined);
+    if (end === -1) return this.#owner.onResponseInvalid(`invalid chunked response: ${framing.error}`);
+    if (end < chunk.length) this.overran = true;
+    const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+    if (this.#collect) {
+      for (const p of decode ? (decoded ?? []) : [piece]) {
+        this.#collectedBytes += p.length;
+        this.#collected.push(p);
+      }
+      if (this.#collectedBytes > this.#maxCollected) return this.#owner.onResponseTooLarge();
+      if (framing.complete) {
+        const body = Buffer.concat(this.#collected, this.#collectedBytes);
+        this.#collected = [];
+        this.#owner.onResponseCollected(body);
+      }
+      return;
+    }
+    let ok = true;
+    for (const p of this.dechunk ? (decoded ?? []) : [piece]) {
+      if (p.length === 0) continue;
+      this.bytes += p.length;
+      for (const s of this.#hooks) void s.onResponseBody?.(p, false);
+      ok = this.#io.write(p) && ok;
+    }
+    if (!ok) this.#owner.pauseUpstream();
+    if (framing.complete) this.#owner.onResponseComplete();
+  }
+
+  /** The held head with the final body's length, and the body (after the body filters ran on a collected body). */
+  sendCollected(body: Buffer): void {
+    const head = `${this.#heldHead}content-length: ${body.length}\r\n\r\n`;
+    this.started = true;
+    this.bytes += head.length + body.length;
+    this.#io.writeHead(head, body);
+  }
+}
