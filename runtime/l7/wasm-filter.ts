@@ -4,7 +4,8 @@ import type { PluginConfig } from '../config/config-schema.js';
 import type { FilterChain, FilterAction } from '../wasm/filter-chain.js';
 import type { HeaderPairs } from '../wasm/header-map-codec.js';
 import type { PluginHost } from '../wasm/plugin-host.js';
-import type { StreamInfo } from '../wasm/stream-info.js';
+import type { ConnectionInfo, PeerInfo, StreamInfo } from '../wasm/stream-info.js';
+import type { PropertyValue } from '../wasm/properties.js';
 import type { HeaderList } from './header-list.js';
 import type { FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import type { PluginHostLike } from './l7-proxy.js';
@@ -78,22 +79,38 @@ function notLoadedFilter(names: string[]): L7Filter {
   return { name: `wasm-missing:${names.join(',')}`, start: () => ({ onRequestHeaders: () => reply }) };
 }
 
-/** Envoy's attributes for the request: `source.*` is the downstream client, `destination.*` where it connected to. */
-function streamInfo(info: FilterRequestInfo): StreamInfo {
-  const principal = info.sourceIdentity;
-  const upstreamHost = info.upstreamHost;
-  return {
-    source: { address: info.sourceAddress, port: info.sourcePort ?? 0, ...(principal === undefined ? {} : { principal }) },
-    // Read when a plugin asks (a getter, never spread): the upstream is picked after the request callbacks ran.
-    get upstream() {
-      return upstreamHost?.();
-    },
-    ...(info.destinationAddress === undefined ? {} : { destination: { address: info.destinationAddress, port: info.destinationPort ?? 0 } }),
+/**
+ * Envoy's attributes for the request: `source.*` is the downstream client, `destination.*` where it connected to, and
+ * `upstream.*` the host the current attempt went to, read when a plugin asks (the upstream is picked after the request
+ * callbacks ran). A class, so the getter lives on the prototype: a getter inside an object literal made every
+ * request's info a slow object and cost the L7 Wasm bench ~4 µs of CPU per request in extra GC.
+ */
+class RequestStreamInfo implements StreamInfo {
+  readonly source: PeerInfo;
+  readonly destination: PeerInfo | undefined;
+  readonly connection: ConnectionInfo;
+  readonly request: NonNullable<StreamInfo['request']>;
+  readonly properties: Record<string, PropertyValue>;
+  readonly #upstreamHost: FilterRequestInfo['upstreamHost'];
+
+  constructor(info: FilterRequestInfo) {
+    const principal = info.sourceIdentity;
+    this.source = principal === undefined ? { address: info.sourceAddress, port: info.sourcePort ?? 0 } : { address: info.sourceAddress, port: info.sourcePort ?? 0, principal };
+    this.destination = info.destinationAddress === undefined ? undefined : { address: info.destinationAddress, port: info.destinationPort ?? 0 };
     // A peer identity exists only for connections that arrived over mTLS (HBONE); its URI SAN is that SPIFFE id.
-    connection: principal === undefined ? { mtls: false } : { mtls: true, uriSanPeerCertificate: principal },
-    request: { protocol: info.protocol, id: info.requestId, time: new Date() },
-    properties: info.destinationService === undefined ? {} : { 'destination.service.host': info.destinationService },
-  };
+    this.connection = principal === undefined ? { mtls: false } : { mtls: true, uriSanPeerCertificate: principal };
+    this.request = { protocol: info.protocol, id: info.requestId, time: new Date() };
+    this.properties = info.destinationService === undefined ? {} : { 'destination.service.host': info.destinationService };
+    this.#upstreamHost = info.upstreamHost;
+  }
+
+  get upstream(): PeerInfo | undefined {
+    return this.#upstreamHost?.();
+  }
+}
+
+function streamInfo(info: FilterRequestInfo): StreamInfo {
+  return new RequestStreamInfo(info);
 }
 
 /** Puts the list's current fields after the pseudo-headers, so a body callback sees the headers as they are now. */
