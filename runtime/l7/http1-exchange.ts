@@ -11,7 +11,7 @@
  * and the bytes move through http1-transport.
  */
 import { BodyFraming } from './http1-body-framing.js';
-import { requestHeadText, responseHeadStart, switchingProtocolsHead } from './http1-head-writer.js';
+import { requestHeadText, switchingProtocolsHead } from './http1-head-writer.js';
 import { Http1ResponseStream, type ResponseStreamOwner } from './http1-response-stream.js';
 import { RouteTable, type CompiledRoute } from './route-table.js';
 import { HeaderList } from './header-list.js';
@@ -164,10 +164,13 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
         authority: this.#authority,
         protocol: this.#head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
         sourceAddress: target.source.address,
+        sourcePort: target.source.port,
+        destinationAddress: target.originalDst.address,
+        destinationPort: target.originalDst.port,
+        upstreamHost: upstreamHostGetter((this.#upstreamHost = { endpoint: undefined })),
         sourceIdentity: target.sourceIdentity,
         destinationService: target.service?.hostname,
         requestId: this.#requestId,
-        upstreamHost: upstreamHostGetter((this.#upstreamHost = { endpoint: undefined })),
       };
       const access = {
         replaceRequestBody: (b: Buffer): void => {
@@ -451,7 +454,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   #sendResponseHead(res: ResponseHead, headers: HeaderList, rest: Buffer | null): void {
     if (this.#phase === 'done') return;
     const connection = !this.#keepAlive ? 'close' : this.#head.minor === 0 ? 'keep-alive' : undefined;
-    this.#response!.start(responseHeadStart(res, headers), res, connection, rest);
+    this.#response!.start(res, headers, connection, rest);
   }
 
   // === ResponseStreamOwner ===

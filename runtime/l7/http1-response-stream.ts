@@ -7,7 +7,9 @@
 import type { Http1Transport } from './http1-transport.js';
 import type { RequestHead, ResponseHead } from './http1-head-parser.js';
 import type { L7FilterStream } from './l7-filter.js';
+import type { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
+import { responseHeadStart } from './http1-head-writer.js';
 
 export interface ResponseStreamOwner {
   /** The body ended where its framing said. */
@@ -44,7 +46,8 @@ export class Http1ResponseStream {
   readonly #maxCollected: number;
   #collected: Buffer[] = [];
   #collectedBytes = 0;
-  #heldHead = '';
+  /** The head of a collected body, kept unserialized until the body filters are done with it. */
+  #held: { res: ResponseHead; headers: HeaderList; connection: string | undefined } | undefined;
 
   /**
    * `hooks`: streams with onResponseBody, told about every piece; `collect`: a filter wants the whole body first
@@ -72,20 +75,21 @@ export class Http1ResponseStream {
     this.#collect = collect && !this.framing.complete;
   }
 
-  /** Writes the head (`headStart` plus framing and connection fields) and any body bytes that came with it. */
-  start(headStart: string, res: ResponseHead, connection: string | undefined, rest: Buffer | null): void {
-    let out = headStart;
-    if (!this.#collect) {
-      if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
-      else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
-    }
-    if (connection !== undefined) out += `connection: ${connection}\r\n`;
+  /**
+   * Writes the head (status line and `headers`, then framing and connection fields) and any body bytes that came with
+   * it. A collected body holds the head back: it is serialized in sendCollected, after the body filters, so header
+   * edits they make still reach the client (Envoy lets on_response_body edit headers that were not sent yet).
+   */
+  start(res: ResponseHead, headers: HeaderList, connection: string | undefined, rest: Buffer | null): void {
     if (this.#collect) {
-      // The length is known only once the filters are done with the body.
-      this.#heldHead = out;
+      this.#held = { res, headers, connection };
       if (rest !== null) this.forward(rest, 0);
       return;
     }
+    let out = responseHeadStart(res, headers);
+    if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
+    else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
+    if (connection !== undefined) out += `connection: ${connection}\r\n`;
     out += '\r\n';
     this.started = true;
     this.bytes += out.length;
@@ -138,9 +142,13 @@ export class Http1ResponseStream {
     if (framing.complete) this.#owner.onResponseComplete();
   }
 
-  /** The held head with the final body's length, and the body (after the body filters ran on a collected body). */
+  /** The held head, serialized now from its header list with the final body's length, and the body (after the body filters ran on a collected body). */
   sendCollected(body: Buffer): void {
-    const head = `${this.#heldHead}content-length: ${body.length}\r\n\r\n`;
+    const held = this.#held!;
+    this.#held = undefined;
+    let head = responseHeadStart(held.res, held.headers);
+    if (held.connection !== undefined) head += `connection: ${held.connection}\r\n`;
+    head += `content-length: ${body.length}\r\n\r\n`;
     this.started = true;
     this.bytes += head.length + body.length;
     this.#io.writeHead(head, body);
