@@ -1,49 +1,17 @@
 /**
- * The L4 fast path: copies bytes between two TCP sockets on their libuv stream handles, below Node's
- * Readable/Writable machinery — one read callback and one write call per chunk, no stream state machine.
- * Takes over only sockets it can run safely (see `canCopyOnHandles`); copy.ts falls back to streams otherwise.
+ * The L4 copy on libuv stream handles, below Node's Readable/Writable machinery — one read callback and one
+ * write call per chunk, no stream state machine. copy.ts uses it when the native pump (native-copy.ts) is off or
+ * cannot start; it takes over only sockets it can run safely (see `canCopyOnHandles`), streams otherwise.
  *
- * Why internals: `process.binding('stream_wrap')` (WriteWrap, ShutdownWrap, streamBaseState) is what net.Socket
- * itself is built on in Node 20; using it directly cuts CPU per proxied request by about 10%, which is what
- * puts weft level with HAProxy in TCP mode. The binding shape is checked at load and the stream path used
- * when it differs (or when WEFT_L4_STREAM_COPY=1).
+ * Why internals: the `stream_wrap` binding (stream-wrap-binding.ts) is what net.Socket itself is built on in
+ * Node 20; using it directly cuts CPU per proxied request by about 10% against streams. WEFT_L4_STREAM_COPY=1
+ * turns it off.
  */
 import type net from 'node:net';
 import { ENV, envValue } from '../config/defaults.js';
+import { streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding } from './stream-wrap-binding.js';
 
-interface StreamHandle {
-  onread: (arrayBuffer: ArrayBuffer) => void;
-  /** net.Socket's own flag: while true its `_read` never calls readStart, so Node cannot race our reads. */
-  reading: boolean;
-  readStart(): number;
-  readStop(): number;
-  writeBuffer(req: object, data: Uint8Array): number;
-  shutdown(req: object): number;
-}
-
-interface StreamWrapBinding {
-  WriteWrap: new () => { handle: StreamHandle; oncomplete: (status: number) => void; async: boolean; bytes: number; buffer: Uint8Array };
-  ShutdownWrap: new () => { handle: StreamHandle; oncomplete: (status: number) => void };
-  streamBaseState: Int32Array;
-  kReadBytesOrError: number;
-  kArrayBufferOffset: number;
-  kLastWriteWasAsync: number;
-}
-
-/** libuv's UV_EOF. */
-const UV_EOF = -4095;
-
-function loadBinding(): StreamWrapBinding | undefined {
-  try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
-    const ok = typeof b.WriteWrap === 'function' && typeof b.ShutdownWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kReadBytesOrError === 'number' && typeof b.kArrayBufferOffset === 'number' && typeof b.kLastWriteWasAsync === 'number';
-    return ok ? (b as StreamWrapBinding) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const binding = envValue(ENV.l4StreamCopy) === '1' ? undefined : loadBinding();
+const binding = envValue(ENV.l4StreamCopy) === '1' ? undefined : streamWrapBinding;
 
 function handleOf(socket: net.Socket): StreamHandle | undefined {
   const h = (socket as unknown as { _handle?: Partial<StreamHandle> | null })._handle;
@@ -107,9 +75,9 @@ export function copyOnHandles(a: net.Socket, b: net.Socket): HandleCopy {
       // Backpressure: reading resumes once everything handed to libuv for the peer has been written.
       if (--pending === 0 && !finished && !ended) from.readStart();
     };
-    from.onread = (arrayBuffer: ArrayBuffer): void => {
+    from.onread = (arrayBuffer: ArrayBuffer | undefined): void => {
       const nread = state[bind.kReadBytesOrError] as number;
-      if (nread > 0) {
+      if (nread > 0 && arrayBuffer !== undefined) {
         const chunk = new Uint8Array(arrayBuffer, state[bind.kArrayBufferOffset], nread);
         counts[key] += nread;
         lastActivity = Date.now();

@@ -12,54 +12,13 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
 import { ENV, envValue } from '../config/defaults.js';
+import { streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding } from '../l4/stream-wrap-binding.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
-
-interface WriteReq {
-  handle: StreamHandle;
-  oncomplete: (status: number) => void;
-  async: boolean;
-  bytes: number;
-  buffer: unknown;
-}
-
-interface StreamHandle {
-  onread: (arrayBuffer: ArrayBuffer | undefined) => void;
-  /** net.Socket's own flag: while true its `_read` never calls readStart, so Node cannot race our reads. */
-  reading: boolean;
-  readStart(): number;
-  readStop(): number;
-  writeBuffer(req: WriteReq, data: Uint8Array): number;
-  writeLatin1String(req: WriteReq, data: string): number;
-  writev(req: WriteReq, chunks: unknown[], allBuffers: boolean): number;
-  shutdown(req: object): number;
-}
-
-interface StreamWrapBinding {
-  WriteWrap: new () => WriteReq;
-  ShutdownWrap: new () => { handle: StreamHandle; oncomplete: (status: number) => void };
-  streamBaseState: Int32Array;
-  kReadBytesOrError: number;
-  kArrayBufferOffset: number;
-  kLastWriteWasAsync: number;
-}
 
 /** Bytes that may wait in libuv before write() answers false (Node's default highWaterMark for sockets). */
 const HIGH_WATER_MARK = 16 * 1024;
 
-/** libuv's UV_EOF. */
-const UV_EOF = -4095;
-
-function loadBinding(): StreamWrapBinding | undefined {
-  try {
-    const b = (process as unknown as { binding(name: string): Partial<StreamWrapBinding> }).binding('stream_wrap');
-    const ok = typeof b.WriteWrap === 'function' && typeof b.ShutdownWrap === 'function' && b.streamBaseState instanceof Int32Array && typeof b.kReadBytesOrError === 'number' && typeof b.kArrayBufferOffset === 'number' && typeof b.kLastWriteWasAsync === 'number';
-    return ok ? (b as StreamWrapBinding) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-const binding = envValue(ENV.l7StreamIo) === '1' ? undefined : loadBinding();
+const binding = envValue(ENV.l7StreamIo) === '1' ? undefined : streamWrapBinding;
 
 /** The socket's TCP handle when it has every method used here; TLS and pipe handles are left to streams. */
 function tcpHandleOf(socket: Duplex): StreamHandle | undefined {
