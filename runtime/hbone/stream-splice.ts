@@ -1,11 +1,6 @@
 /** Copies bytes both ways between two Duplexes (an HTTP/2 tunnel stream and a TCP socket) with counts, half-close and a deeper write buffer than Node's 16 KiB default. */
 import type { Duplex } from 'node:stream';
-
-/**
- * Pausing the reader as soon as write() returns false (at 16 KiB for an Http2Stream) costs a pause/resume
- * round per frame at high rates; letting up to this much queue keeps the TLS writer fed with full records.
- */
-const QUEUE_LIMIT_BYTES = 1024 * 1024;
+import { forwardStream } from '../l4/stream-forward.js';
 
 export interface SpliceResult {
   /** Bytes read from `a` and written to `b`. */
@@ -15,30 +10,6 @@ export interface SpliceResult {
   error?: Error;
   /** Which side failed first, when one did. */
   failedSide?: 'a' | 'b';
-}
-
-function forward(from: Duplex, to: Duplex, count: (n: number) => void): void {
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    to.uncork();
-  };
-  from.on('data', (chunk: Buffer) => {
-    count(chunk.length);
-    // Write coalescing: the 16 KiB DATA frames of one TLS read each arrive in their own callback (so nextTick would
-    // fire between them); uncorking after the poll phase sends all of them with one writev.
-    if (!corked) {
-      corked = true;
-      to.cork();
-      setImmediate(uncork);
-    }
-    to.write(chunk);
-    if (to.writableLength >= QUEUE_LIMIT_BYTES) from.pause();
-  });
-  to.on('drain', () => {
-    if (from.isPaused()) from.resume();
-  });
-  from.once('end', () => to.end());
 }
 
 /** Resolves once both sides closed; a failure on either destroys both. `abort(err)` tears the pair down. */
@@ -64,8 +35,8 @@ export function splice(a: Duplex, b: Duplex): { done: Promise<SpliceResult>; abo
     a.once('close', onClose);
     b.once('close', onClose);
   });
-  forward(a, b, (n) => (aToB += n));
-  forward(b, a, (n) => (bToA += n));
+  forwardStream(a, b, (n) => (aToB += n));
+  forwardStream(b, a, (n) => (bToA += n));
   a.on('error', (err: Error) => fail('a', err));
   b.on('error', (err: Error) => fail('b', err));
   // A socket accepted paused (weft's listeners use pauseOnConnect) does not flow on a 'data' listener alone.

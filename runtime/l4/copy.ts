@@ -3,6 +3,7 @@ import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { canCopyOnHandles, copyOnHandles, type HandleCopy } from './handle-copy.js';
 import { canCopyNatively, copyNatively } from './native-copy.js';
+import { forwardStream } from './stream-forward.js';
 
 export const CLOSE_REASONS = ['complete', 'idle_timeout', 'client_reset', 'upstream_reset', 'drained', 'policy'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
@@ -25,32 +26,6 @@ export interface CopyOptions {
    * `streams` force the slower ones (tests run every path through one contract suite).
    */
   path?: 'auto' | 'handles' | 'streams';
-}
-
-/** Queued bytes past which `from` pauses; an Http2Stream (HBONE) would otherwise ask for that every 16 KiB. */
-const QUEUE_LIMIT_BYTES = 1024 * 1024;
-
-/** One direction: `from` → `to`, pausing `from` while `to` is full; `from`'s FIN becomes `to`'s FIN. */
-function forward(from: net.Socket, to: net.Socket): void {
-  let corked = false;
-  const uncork = (): void => {
-    corked = false;
-    to.uncork();
-  };
-  from.on('data', (chunk: Buffer) => {
-    // Write coalescing: chunks read in one poll phase (e.g. the 16 KiB DATA frames of one HBONE TLS read) leave in one writev.
-    if (!corked) {
-      corked = true;
-      to.cork();
-      setImmediate(uncork);
-    }
-    to.write(chunk);
-    if (to.writableLength >= QUEUE_LIMIT_BYTES) from.pause();
-  });
-  to.on('drain', () => {
-    if (from.isPaused()) from.resume();
-  });
-  from.once('end', () => to.end());
 }
 
 /**
@@ -127,8 +102,8 @@ function copyStreams(client: net.Socket, upstream: net.Socket, opts: CopyOptions
     };
     const onAbort = (): void => fail(opts.signal?.reason === 'policy' ? 'policy' : 'drained');
 
-    forward(client, upstream);
-    forward(upstream, client);
+    forwardStream(client, upstream);
+    forwardStream(upstream, client);
     client.on('error', (err) => fail('client_reset', err));
     upstream.on('error', (err) => fail('upstream_reset', err));
     client.once('close', onClose);
