@@ -16,6 +16,25 @@ import { WasmWriter } from './wasm-writer.js';
 const LOCAL_GRANT = 2000;
 const CALL_OPS = new Set([0x10, 0x11, 0x12, 0x13, 0x14, 0x15]);
 
+/** The opcodes the emitters below write (WebAssembly core spec, binary format). */
+const OP = {
+  unreachable: 0x00,
+  if: 0x04,
+  end: 0x0b,
+  call: 0x10,
+  localGet: 0x20,
+  localSet: 0x21,
+  localTee: 0x22,
+  globalGet: 0x23,
+  globalSet: 0x24,
+  i32Const: 0x41,
+  i32Eqz: 0x45,
+  i32LtS: 0x48,
+  i32Sub: 0x6b,
+  /** The empty block type of `if`. */
+  voidBlock: 0x40,
+} as const;
+
 export interface MeterPlan {
   fuelGlobal: number;
   refillFunc: number;
@@ -166,14 +185,14 @@ export function writeMeteredCode(w: WasmWriter, r: WasmReader, plan: MeterPlan, 
       body.u32(groups + 1);
       body.bytes(r.bytes.subarray(groupsStart, codeStart));
       body.u32(1);
-      body.byte(0x7f);
+      body.byte(0x7f); // i32
     } else body.bytes(r.bytes.subarray(localsStart, codeStart));
     if (summary.leafCost[i] === -1) entryCheck(body, costs[0]!, plan);
     if (hasLoop) {
       // counter = 1: the first loop iteration takes the slow path and draws a grant.
-      body.byte(0x41);
+      body.byte(OP.i32Const);
       body.byte(0x01);
-      body.byte(0x21);
+      body.byte(OP.localSet);
       body.u32(counter);
     }
     let from = codeStart;
@@ -185,7 +204,7 @@ export function writeMeteredCode(w: WasmWriter, r: WasmReader, plan: MeterPlan, 
         from = pos;
         e += 3;
       } else if (edits[e + 1] === 2) {
-        body.byte(0x10);
+        body.byte(OP.call);
         body.u32(plan.growFunc);
         from = edits[e + 2]!;
         e += 3;
@@ -205,97 +224,97 @@ export function writeMeteredCode(w: WasmWriter, r: WasmReader, plan: MeterPlan, 
 
 /** The two slow-path helpers, appended after the module's own functions (so no index moves). */
 function writeHelpers(w: WasmWriter, plan: MeterPlan): void {
+  // slowLoop(charge): global -= charge; if (global < 0) refillOrTrap;
   const loop = new WasmWriter(64);
   loop.u32(0); // no locals
-  loop.byte(0x23);
+  loop.byte(OP.globalGet);
   loop.u32(plan.fuelGlobal);
-  loop.byte(0x20);
+  loop.byte(OP.localGet);
   loop.byte(0x00);
-  loop.byte(0x6b);
-  loop.byte(0x24);
-  loop.u32(plan.fuelGlobal);
-  loop.byte(0x23);
-  loop.u32(plan.fuelGlobal);
-  loop.byte(0x41);
-  loop.byte(0x00);
-  loop.byte(0x48);
-  loop.byte(0x04);
-  loop.byte(0x40);
+  subtractAndTestFuel(loop, plan);
+  loop.byte(OP.if);
+  loop.byte(OP.voidBlock);
   refillOrTrap(loop, plan);
-  loop.byte(0x0b);
-  loop.byte(0x0b);
+  loop.byte(OP.end);
+  loop.byte(OP.end);
   w.u32(loop.length);
   w.bytes(loop.finish());
   const entry = new WasmWriter(16);
   entry.u32(0);
   refillOrTrap(entry, plan);
-  entry.byte(0x0b);
+  entry.byte(OP.end);
   w.u32(entry.length);
   w.bytes(entry.finish());
 }
 
+/** Stack [fuel, amount] → global = fuel - amount; leaves (global < 0) on the stack. */
+function subtractAndTestFuel(w: WasmWriter, plan: MeterPlan): void {
+  w.byte(OP.i32Sub);
+  w.byte(OP.globalSet);
+  w.u32(plan.fuelGlobal);
+  fuelIsNegative(w, plan);
+}
+
+/** Leaves (global < 0) on the stack. */
+function fuelIsNegative(w: WasmWriter, plan: MeterPlan): void {
+  w.byte(OP.globalGet);
+  w.u32(plan.fuelGlobal);
+  w.byte(OP.i32Const);
+  w.byte(0x00);
+  w.byte(OP.i32LtS);
+}
+
 /** global = refill(); if (global < 0) unreachable; */
 function refillOrTrap(w: WasmWriter, plan: MeterPlan): void {
-  w.byte(0x10);
+  w.byte(OP.call);
   w.u32(plan.refillFunc);
-  w.byte(0x24);
+  w.byte(OP.globalSet);
   w.u32(plan.fuelGlobal);
-  w.byte(0x23);
-  w.u32(plan.fuelGlobal);
-  w.byte(0x41);
-  w.byte(0x00);
-  w.byte(0x48);
-  w.byte(0x04);
-  w.byte(0x40);
-  w.byte(0x00);
-  w.byte(0x0b);
+  fuelIsNegative(w, plan);
+  w.byte(OP.if);
+  w.byte(OP.voidBlock);
+  w.byte(OP.unreachable);
+  w.byte(OP.end);
 }
 
 /** global -= cost; then leaves (global < 0) on the stack. */
 function charge(w: WasmWriter, cost: number, plan: MeterPlan): void {
-  w.byte(0x23);
+  w.byte(OP.globalGet);
   w.u32(plan.fuelGlobal);
-  w.byte(0x41);
+  w.byte(OP.i32Const);
   w.s32(cost);
-  w.byte(0x6b);
-  w.byte(0x24);
-  w.u32(plan.fuelGlobal);
-  w.byte(0x23);
-  w.u32(plan.fuelGlobal);
-  w.byte(0x41);
-  w.byte(0x00);
-  w.byte(0x48);
+  subtractAndTestFuel(w, plan);
 }
 
 /** global -= cost; if (global < 0) slowEntry(); */
 function entryCheck(w: WasmWriter, cost: number, plan: MeterPlan): void {
   charge(w, cost, plan);
-  w.byte(0x04);
-  w.byte(0x40);
-  w.byte(0x10);
+  w.byte(OP.if);
+  w.byte(OP.voidBlock);
+  w.byte(OP.call);
   w.u32(plan.slowEntryFunc);
-  w.byte(0x0b);
+  w.byte(OP.end);
 }
 
 /** if (--counter == 0) { counter = grant.iterations; slowLoop(grant.charge); } — reset first, so a throwing refill caught by the guest still fires again. */
 function loopCheck(w: WasmWriter, grant: { iterations: number; charge: number }, counter: number, plan: MeterPlan): void {
-  w.byte(0x20);
+  w.byte(OP.localGet);
   w.u32(counter);
-  w.byte(0x41);
+  w.byte(OP.i32Const);
   w.byte(0x01);
-  w.byte(0x6b);
-  w.byte(0x22);
+  w.byte(OP.i32Sub);
+  w.byte(OP.localTee);
   w.u32(counter);
-  w.byte(0x45);
-  w.byte(0x04);
-  w.byte(0x40);
-  w.byte(0x41);
+  w.byte(OP.i32Eqz);
+  w.byte(OP.if);
+  w.byte(OP.voidBlock);
+  w.byte(OP.i32Const);
   w.s32(grant.iterations);
-  w.byte(0x21);
+  w.byte(OP.localSet);
   w.u32(counter);
-  w.byte(0x41);
+  w.byte(OP.i32Const);
   w.s32(grant.charge);
-  w.byte(0x10);
+  w.byte(OP.call);
   w.u32(plan.slowLoopFunc);
-  w.byte(0x0b);
+  w.byte(OP.end);
 }
