@@ -23,14 +23,6 @@ export const CONFIG_DIR = path.join(REPO_ROOT, 'test/bench/configs');
 export const PROXY_CPU = '1';
 export const LOAD_CPU = '0';
 
-export async function freePort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((r) => server.close(r));
-  return port;
-}
-
 export async function waitForPort(port: number, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {

@@ -10,6 +10,7 @@ import { createApp, type App } from '../../runtime/app.js';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { HboneClient } from '../../runtime/hbone/hbone-client.js';
 import { setLogLevel } from '../../runtime/log.js';
+import { freePort } from '../helpers/free-port.js';
 
 const run = promisify(execFile);
 /** client pod on node A; server pod (HBONE) and a plaintext-path stand-in address on node B. */
@@ -18,21 +19,10 @@ const SERVER_ID = 'spiffe://cluster.local/ns/bench/sa/server';
 const CLIENT_ID = 'spiffe://cluster.local/ns/bench/sa/client';
 const SECONDS = Number(process.env.WEFT_BENCH_SECONDS ?? 5);
 
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve, reject) => {
-    s.once('error', reject);
-    s.listen(0, host, resolve);
-  });
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
-
 /** A port free on every address: HBONE listeners bind `hbone.port` on each hosted workload IP (node A hosts 127.0.0.1 too). */
 async function portFreeOnAll(hosts: string[]): Promise<number> {
   for (let attempt = 0; attempt < 50; attempt++) {
-    const port = await freePort(hosts[0] as string);
+    const port = await freePort(hosts[0]);
     const free = await Promise.all(
       hosts.slice(1).map(
         (host) =>

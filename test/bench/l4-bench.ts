@@ -4,7 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { stringify } from 'yaml';
-import { LOAD_CPU, REPO_ROOT, cpuSecondsOfTree, freePort, withPeer, renderTemplate, rssKb, runIperf, runWrk, startPeer, waitForPort, waitForReady, type Peer, type WrkResult } from './bench-tools.js';
+import { LOAD_CPU, REPO_ROOT, cpuSecondsOfTree, withPeer, renderTemplate, rssKb, runIperf, runWrk, startPeer, waitForPort, waitForReady, type Peer, type WrkResult } from './bench-tools.js';
+import { freePort } from '../helpers/free-port.js';
 
 export interface L4Results {
   wrk: Record<string, WrkResult>;

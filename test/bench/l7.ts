@@ -5,7 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, freePort, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
+import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
+import { freePort } from '../helpers/free-port.js';
 
 /** nginx (origin or HTTP/1.1 reverse proxy) and HAProxy in HTTP mode, each with one worker/thread and keep-alive upstreams. */
 function nginxConf(dir: string, port: number, upstream: string | undefined): string {

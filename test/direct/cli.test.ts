@@ -6,7 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { freePort } from '../bench/bench-tools.js';
+import { freePort } from '../helpers/free-port.js';
 
 const run = promisify(execFile);
 const CLI = ['--import', 'tsx', 'runtime/cli.ts'];

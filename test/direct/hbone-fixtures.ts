@@ -121,3 +121,17 @@ export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
     },
   };
 }
+
+/** Connects, sends `payload` and half-closes, then returns everything the far side answered, or `reset (<code>)` when the connection was reset. */
+export async function sendAndCollect(opts: net.NetConnectOpts, payload: string): Promise<string> {
+  const s = net.connect({ ...opts, allowHalfOpen: true });
+  s.on('error', () => undefined);
+  s.end(payload);
+  const chunks: Buffer[] = [];
+  try {
+    for await (const c of s) chunks.push(c as Buffer);
+  } catch (err) {
+    return `reset (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
+  }
+  return Buffer.concat(chunks).toString();
+}

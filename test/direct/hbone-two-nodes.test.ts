@@ -6,20 +6,13 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { metricValue, startWeft, type WeftUnderTest } from '../helpers/weft-harness.js';
-import { ID, IP, startEcho } from './hbone-fixtures.js';
+import { ID, IP, sendAndCollect, startEcho } from './hbone-fixtures.js';
+import { freePort } from '../helpers/free-port.js';
 
 let a: WeftUnderTest;
 let b: WeftUnderTest;
 let echo: Awaited<ReturnType<typeof startEcho>>;
 const caDir = join(mkdtempSync(join(tmpdir(), 'weft-two-nodes-')), 'ca');
-
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, host, resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function nodeConfig(node: string, hbonePort: number, echoPort: number, extra: Record<string, unknown> = {}) {
   return {
@@ -135,18 +128,7 @@ describe('node A to node B over HBONE (whole runtimes)', () => {
     // What B's 15006 listener does after TPROXY: a plaintext connection for echo's address.
     const inbound = net.createServer({ allowHalfOpen: true }, (s) => void b.app.handleInbound(s, { address: IP.server, port: echo.port }));
     await new Promise<void>((resolve) => inbound.listen(0, '127.0.0.1', resolve));
-    const plaintext = async (): Promise<string> => {
-      const s = net.connect({ host: '127.0.0.1', port: (inbound.address() as net.AddressInfo).port, allowHalfOpen: true });
-      s.on('error', () => undefined);
-      s.end('plain');
-      const chunks: Buffer[] = [];
-      try {
-        for await (const c of s) chunks.push(c as Buffer);
-      } catch (err) {
-        return `reset (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
-      }
-      return Buffer.concat(chunks).toString();
-    };
+    const plaintext = (): Promise<string> => sendAndCollect({ host: '127.0.0.1', port: (inbound.address() as net.AddressInfo).port }, 'plain');
     try {
       expect(await plaintext()).toBe('plain');
       // A plaintext connection that is live when STRICT arrives is closed by the policy re-check.

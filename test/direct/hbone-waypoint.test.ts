@@ -6,7 +6,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { L7Target } from '../../runtime/l4/connection-proxy.js';
 import { startWeft, type WeftUnderTest } from '../helpers/weft-harness.js';
-import { ID, IP, startEcho } from './hbone-fixtures.js';
+import { ID, IP, sendAndCollect, startEcho } from './hbone-fixtures.js';
+import { freePort } from '../helpers/free-port.js';
 
 const WAYPOINT_IP = '127.0.0.23';
 const DB_IP = '127.0.0.24';
@@ -14,14 +15,6 @@ let a: WeftUnderTest;
 let b: WeftUnderTest;
 let echo: Awaited<ReturnType<typeof startEcho>>;
 const targets: L7Target[] = [];
-
-async function freePort(host: string): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, host, resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 beforeAll(async () => {
   echo = await startEcho(IP.server);
@@ -53,18 +46,9 @@ afterAll(async () => {
   echo.server.close();
 });
 
-async function call(): Promise<string> {
+function call(): Promise<string> {
   const port = Object.values(a.app.ports.localPorts)[0] ?? 0;
-  const s = net.connect({ host: '127.0.0.1', port, localAddress: IP.client, allowHalfOpen: true });
-  s.on('error', () => undefined);
-  s.end('GET / HTTP/1.1\r\n\r\n');
-  const chunks: Buffer[] = [];
-  try {
-    for await (const c of s) chunks.push(c as Buffer);
-  } catch (err) {
-    return `reset (${(err as NodeJS.ErrnoException).code ?? 'error'})`;
-  }
-  return Buffer.concat(chunks).toString();
+  return sendAndCollect({ host: '127.0.0.1', port, localAddress: IP.client }, 'GET / HTTP/1.1\r\n\r\n');
 }
 
 describe('service waypoint over HBONE', () => {

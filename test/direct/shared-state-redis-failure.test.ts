@@ -6,7 +6,8 @@ import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { createSharedState, type SharedState } from '../../runtime/shared-state/shared-state.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import type { RateLimitResponse } from '../../runtime/shared-state/rate-limiter.js';
-import { cli, freePort, startRedis, type RedisProcess } from '../helpers/redis-server.js';
+import { freePort } from '../helpers/free-port.js';
+import { cli, startRedis, type RedisProcess } from '../helpers/redis-server.js';
 import { requireCommands } from '../helpers/requirements.js';
 
 setLogLevel('error');

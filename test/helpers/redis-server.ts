@@ -1,24 +1,13 @@
 // Real redis-server processes for tests: single, 3-master cluster (redis-cli --cluster create) and master+replica with sentinels, on free loopback ports in temp dirs.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, connect } from 'node:net';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { freePort } from './free-port.js';
 
 const execFileAsync = promisify(execFile);
-
-export async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address !== null ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** Sends one inline command and resolves with the first reply line (or rejects on timeout/refusal). */
 export function rawCommand(port: number, command: string, timeoutMs = 500): Promise<string> {
