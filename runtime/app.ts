@@ -18,6 +18,7 @@ import { normalizeIp, originalDestination, remoteOf, type SocketAddr } from './l
 import { startHttpEndpoint, type HttpEndpoint } from './admin/http-endpoint.js';
 import { adminRoutes, metricsRoutes, readinessRoutes } from './admin/admin-routes.js';
 import { HboneNode } from './hbone/hbone-node.js';
+import { hboneUpstreamConnector } from './hbone/hbone-upstream-connector.js';
 import { L7Runtime, requiresL7 } from './l7-runtime.js';
 import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
@@ -124,6 +125,7 @@ export class App {
       state: this.state,
       metrics: this.metrics,
       picker: this.picker,
+      connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client),
       ...(this.#opts.accessLogSink === undefined ? {} : { accessLogSink: this.#opts.accessLogSink }),
     });
     const runtime = await this.#l7Loading;

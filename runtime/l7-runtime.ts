@@ -9,6 +9,7 @@ import type { SharedState } from './shared-state/shared-state.js';
 import type { L7Proxy, L7ProxyOptions } from './l7/l7-proxy.js';
 import type { AccessLogSink } from './telemetry/access-log.js';
 import { ForeignFunctionRegistry } from './wasm/foreign-function.js';
+import { StateSnapshot } from './state/state-snapshot.js';
 import { createLogger } from './log.js';
 import { expandPluginInstances } from './state/plugin-instances.js';
 
@@ -19,9 +20,17 @@ function hasL7Policy(config: WeftConfig): boolean {
   return config.policies.some((p) => p.rules.some((r) => (r.to ?? []).some(({ operation: o }) => [o.methods, o.notMethods, o.paths, o.notPaths, o.hosts, o.notHosts].some((v) => v !== undefined))));
 }
 
+/** A workload on this node is some service's or workload's waypoint: tunnels reaching it are proxied at L7. */
+function hostsWaypoint(config: WeftConfig): boolean {
+  const refs = [...config.services, ...config.workloads].flatMap((x) => (x.waypoint === undefined ? [] : [x.waypoint]));
+  if (refs.length === 0) return false;
+  const snapshot = new StateSnapshot(config, 0);
+  return refs.some((ref) => snapshot.serviceByName(ref)?.endpoints.some((w) => w.local) === true);
+}
+
 /** Whether any destination of this config can be L7: anything less keeps the node on the L4 path only. */
 export function requiresL7(config: WeftConfig): boolean {
-  return config.plugins.length > 0 || config.routes.length > 0 || config.trafficPolicies.length > 0 || config.rateLimits.length > 0 || hasL7Policy(config);
+  return config.plugins.length > 0 || config.routes.length > 0 || config.trafficPolicies.length > 0 || config.rateLimits.length > 0 || hasL7Policy(config) || hostsWaypoint(config);
 }
 
 export interface L7RuntimeDeps {

@@ -89,6 +89,8 @@ export class HboneNode {
             originalDst: t.destinationAddr,
             source: t.forwardedFor ?? t.peer,
             sourceIdentity: t.sourceIdentity,
+            // The waypoint's own upstream tunnels carry the waypoint's identity (Istio's waypoint → ztunnel hop).
+            upstreamIdentity: t.waypoint.identity,
           });
       },
       authorize: authz.authorize,

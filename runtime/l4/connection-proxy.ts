@@ -5,7 +5,7 @@ import type { Logger } from '../log.js';
 import type { Drain } from '../drain.js';
 import type { LimitsConfig } from '../config/config-schema.js';
 import type { ProxyState } from '../state/proxy-state.js';
-import type { Service, ServiceTarget, Workload } from '../state/state-snapshot.js';
+import type { Workload } from '../state/state-snapshot.js';
 import type { TcpTelemetry } from '../telemetry/tcp-telemetry.js';
 import { tcpLabels, type TcpLabels } from '../telemetry/connection-labels.js';
 import type { EndpointPicker } from './endpoint-picker.js';
@@ -20,14 +20,8 @@ import type { ConnectionAttributes } from '../authz/authz-policy.js';
 export type Direction = 'outbound' | 'inbound';
 
 /** What the L7 path receives when a destination has a plugin or L7 policy attached (see runtime/l7). */
-export interface L7Target {
-  service?: Service;
-  servicePort?: ServiceTarget['port'];
-  workload?: Workload;
-  originalDst: SocketAddr;
-  source: SocketAddr;
-  sourceIdentity?: string;
-}
+export type { L7Target } from '../l7/l7-context.js';
+import type { L7Target } from '../l7/l7-context.js';
 
 export interface L7Handoff {
   handleConnection(socket: net.Socket, target: L7Target, firstBytes?: Buffer): void;
@@ -186,6 +180,8 @@ export class ConnectionProxy {
   #handOffToL7(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' | 'passthrough' }>): boolean {
     const l7 = this.#deps.l7();
     if (l7 === undefined) return false;
+    const source = req.direction === 'outbound' ? this.#deps.state.current.workloadByIp(req.source.address) : undefined;
+    const upstreamIdentity = source?.local === true ? source.identity : undefined;
     const first = req.hooks?.onReady?.();
     const bytes = first === undefined ? req.firstBytes : req.firstBytes === undefined ? first : Buffer.concat([first, req.firstBytes]);
     req.client.off('error', noop);
@@ -195,6 +191,8 @@ export class ConnectionProxy {
         ...(route.kind === 'service' ? { service: route.service, servicePort: route.servicePort, workload: route.endpoint } : { workload: route.workload }),
         originalDst: req.originalDst,
         source: req.source,
+        // L7 here acts for the client pod: its upstream tunnels carry the pod's identity, as ztunnel's would.
+        ...(upstreamIdentity === undefined ? {} : { upstreamIdentity }),
       },
       bytes,
     );

@@ -81,17 +81,17 @@ export class ClusterRegistry {
   }
 
   sweepIdle(before: number): void {
-    for (const ep of this.#endpoints.values()) if (ep.hasPool) ep.pool.sweepIdle(before);
+    for (const ep of this.#endpoints.values()) for (const pool of ep.pools()) pool.sweepIdle(before);
   }
 
   /** Open upstream sockets across all pools (tests assert no leaks with it). */
   openConnections(): number {
     let n = 0;
-    for (const ep of this.#endpoints.values()) if (ep.hasPool) n += ep.pool.size;
+    for (const ep of this.#endpoints.values()) for (const pool of ep.pools()) n += pool.size;
     return n;
   }
 
   closeAll(): void {
-    for (const ep of this.#endpoints.values()) if (ep.hasPool) ep.pool.closeAll();
+    for (const ep of this.#endpoints.values()) for (const pool of ep.pools()) pool.closeAll();
   }
 }

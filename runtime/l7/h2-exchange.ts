@@ -260,7 +260,8 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     const appProtocol = (svc ?? service)?.ports.find((p) => p.port === (backend?.port ?? port))?.appProtocol ?? target.servicePort?.appProtocol;
     // gRPC needs trailers end to end, so it always stays on HTTP/2.
     const h2 = this.#grpc || appProtocol === 'http2' || appProtocol === 'grpc';
-    this.#attempt = h2 ? startH2Attempt(this.pool, ep.address, ep.port, cluster.connectTimeoutMs, req, this) : startHttp1Attempt(this.pool.http1, ep.address, ep.port, req, this);
+    const identity = target.upstreamIdentity;
+    this.#attempt = h2 ? startH2Attempt(this.pool, ep.address, ep.port, identity, cluster.connectTimeoutMs, req, this) : startHttp1Attempt(this.pool.http1(identity), ep.address, ep.port, req, this);
     this.#body.feed(this.#attempt);
   }
 
@@ -533,7 +534,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     const cluster = ctx.clusters.forService(ctx.state.current, b.service, port, b.labels, undefined);
     const appProtocol = b.service.ports.find((p) => p.port === port)?.appProtocol;
     const http2Mirror = this.#grpc || appProtocol === 'http2' || appProtocol === 'grpc';
-    ctx.mirror.send(cluster, { method: this.#method, target: this.#path, authority: this.#authority, headers: this.#headers.flat, body, http2: http2Mirror });
+    ctx.mirror.send(cluster, { method: this.#method, target: this.#path, authority: this.#authority, headers: this.#headers.flat, body, http2: http2Mirror, ...(target.upstreamIdentity === undefined ? {} : { identity: target.upstreamIdentity }) });
   }
 
   #record(): void {

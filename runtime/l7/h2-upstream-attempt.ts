@@ -55,11 +55,11 @@ function errorCode(err: unknown): string {
   return typeof code === 'string' ? code : '';
 }
 
-/** An h2c stream to `address:port` on a pooled session. */
-export function startH2Attempt(pool: H2UpstreamPool, address: string, port: number, connectTimeoutMs: number, req: AttemptRequest, sink: AttemptSink): UpstreamAttempt {
+/** An h2c stream to `address:port` on a session pooled for `identity` (see L7Target.upstreamIdentity). */
+export function startH2Attempt(pool: H2UpstreamPool, address: string, port: number, identity: string | undefined, connectTimeoutMs: number, req: AttemptRequest, sink: AttemptSink): UpstreamAttempt {
   const out: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': req.path, ':authority': req.authority, ':scheme': 'http' };
   addOutgoing(out, req.headers);
-  const { session, done } = pool.acquire(address, port, connectTimeoutMs);
+  const { session, done } = pool.acquire(address, port, connectTimeoutMs, identity);
   let cancelled = false;
   let up: http2.ClientHttp2Stream;
   try {
@@ -77,13 +77,14 @@ export function startH2Attempt(pool: H2UpstreamPool, address: string, port: numb
   let trailers: HeaderList | undefined;
   up.on('response', (h, flags: number) => {
     if (!cancelled) sink.onResponse(Number(h[':status'] ?? 502), headerListFrom(h), (flags & NGHTTP2_FLAG_END_STREAM) !== 0);
+    // Node emits 'response' on the next tick, after DATA that came in the same read: the body is read only from here.
+    up.on('data', (c: Buffer) => cancelled || sink.onData(c));
+    up.on('end', () => {
+      ended = true;
+      if (!cancelled) sink.onEnd();
+    });
   });
-  up.on('data', (c: Buffer) => cancelled || sink.onData(c));
   up.on('trailers', (t: http2.IncomingHttpHeaders) => cancelled || sink.onTrailers(headerListFrom(t)));
-  up.on('end', () => {
-    ended = true;
-    if (!cancelled) sink.onEnd();
-  });
   if (req.hasBody) {
     up.on('drain', () => cancelled || sink.onDrain());
     up.on('wantTrailers', () => {

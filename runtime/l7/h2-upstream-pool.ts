@@ -1,9 +1,9 @@
 /** Pooled HTTP/2 (h2c) client sessions per upstream endpoint for h2 and gRPC traffic: streams share a session up to its concurrency limit, a new session opens beyond it, dead sessions are dropped. */
 import http2 from 'node:http2';
-import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
 import type { ConnectFn } from './http1-pool.js';
+import { UndiciAgents } from './undici-agents.js';
 
 /** ztunnel's pool cap (POOL_MAX_STREAMS_PER_CONNECTION) and Envoy's default SETTINGS_MAX_CONCURRENT_STREAMS for upstreams. */
 const MAX_STREAMS_PER_SESSION = 100;
@@ -16,27 +16,16 @@ interface PooledSession {
 export class H2UpstreamPool {
   readonly #sessions = new Map<string, PooledSession[]>();
   readonly #connect: ConnectFn;
-  #http1: Agent | undefined;
+  readonly #http1: UndiciAgents;
 
   constructor(connect: ConnectFn) {
     this.#connect = connect;
+    this.#http1 = new UndiciAgents(connect, { keepAliveTimeout: 60_000 });
   }
 
-  /** undici for h2c clients of HTTP/1.1 services (the downgrade path); connections go through the same connector. */
-  get http1(): Agent {
-    return (this.#http1 ??= new Agent({
-      keepAliveTimeout: 60_000,
-      connect: (opts, cb) => {
-        const socket = this.#connect(opts.hostname, Number(opts.port));
-        if (!(socket instanceof net.Socket) || !socket.connecting) return cb(null, socket as net.Socket);
-        const onError = (err: Error): void => cb(err, null);
-        socket.once('error', onError);
-        socket.once('connect', () => {
-          socket.off('error', onError);
-          cb(null, socket);
-        });
-      },
-    }));
+  /** undici for h2c clients of HTTP/1.1 services (the downgrade path), by the identity connections are opened for. */
+  http1(identity: string | undefined): Agent {
+    return this.#http1.for(identity);
   }
 
   get size(): number {
@@ -45,16 +34,19 @@ export class H2UpstreamPool {
     return n;
   }
 
-  /** A session to `address:port` with room for one more stream; the caller must call `done` when its stream closes. */
-  acquire(address: string, port: number, connectTimeoutMs: number): { session: http2.ClientHttp2Session; done: () => void } {
-    const key = `${address}|${port}`;
+  /**
+   * A session to `address:port`, opened for `identity` (see L7Target.upstreamIdentity), with room for one more stream;
+   * the caller must call `done` when its stream closes.
+   */
+  acquire(address: string, port: number, connectTimeoutMs: number, identity: string | undefined): { session: http2.ClientHttp2Session; done: () => void } {
+    const key = `${address}|${port}|${identity ?? ''}`;
     let list = this.#sessions.get(key);
     if (list === undefined) this.#sessions.set(key, (list = []));
     const limit = (s: PooledSession): number => Math.min(MAX_STREAMS_PER_SESSION, s.session.remoteSettings.maxConcurrentStreams ?? MAX_STREAMS_PER_SESSION);
     let pooled = list.find((s) => !s.session.closed && !s.session.destroyed && s.active < limit(s));
     if (pooled === undefined) {
       const authority = address.includes(':') ? `http://[${address}]:${port}` : `http://${address}:${port}`;
-      const session = http2.connect(authority, { createConnection: (): Duplex => this.#connect(address, port), settings: { enablePush: false } });
+      const session = http2.connect(authority, { createConnection: (): Duplex => this.#connect(address, port, identity), settings: { enablePush: false } });
       const entry: PooledSession = { session, active: 0 };
       pooled = entry;
       list.push(entry);
@@ -95,7 +87,6 @@ export class H2UpstreamPool {
   closeAll(): void {
     for (const list of this.#sessions.values()) for (const s of [...list]) s.session.destroy();
     this.#sessions.clear();
-    void this.#http1?.destroy();
-    this.#http1 = undefined;
+    this.#http1.destroy();
   }
 }

@@ -283,7 +283,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     this.#phase = 'connecting';
     const waiter = (c: Http1UpstreamConnection | Error): void => this.#onConnection(c);
     this.#waiter = waiter;
-    if (!ep.pool.acquire(cluster, waiter)) {
+    if (!ep.poolFor(target.upstreamIdentity).acquire(cluster, waiter)) {
       this.#waiter = null;
       ep.activeRequests--;
       this.#replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `upstream ${cluster.name} is overloaded (pending requests)`));
@@ -656,7 +656,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     this.#upstream = null;
     if (up !== null) up.destroy();
     if (this.#waiter !== null && this.#endpoint !== undefined) {
-      this.#endpoint.pool.cancel(this.#waiter);
+      this.#endpoint.poolFor(this.#conn.target.upstreamIdentity).cancel(this.#waiter);
       this.#waiter = null;
       this.#endpoint.activeRequests--;
     }
@@ -693,7 +693,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   /** CONNECT (RFC 9110 §9.3.6): a raw TCP tunnel to the picked endpoint once the chain allowed it. */
   #startConnectTunnel(ep: UpstreamEndpoint): void {
     this.#phase = 'connecting';
-    const up = this.#conn.ctx.connect(ep.address, ep.port);
+    const up = this.#conn.ctx.connect(ep.address, ep.port, this.#conn.target.upstreamIdentity);
     const fail = (): void => {
       up.destroy();
       this.#endAttempt('local-failure');
@@ -767,7 +767,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const port = b.port ?? target.servicePort?.port ?? target.originalDst.port;
     const cluster = this.#conn.ctx.clusters.forService(snapshot, b.service, port, b.labels, undefined);
     const body = this.#replacedRequestBody ?? (hasBody && this.#reqRetained !== null ? Buffer.concat(this.#reqRetained) : undefined);
-    this.#conn.ctx.mirror.send(cluster, { method: this.#head.method, target: this.#head.target, authority: this.#authority, headers: this.#headers.flat, body });
+    this.#conn.ctx.mirror.send(cluster, { method: this.#head.method, target: this.#head.target, authority: this.#authority, headers: this.#headers.flat, body, ...(target.upstreamIdentity === undefined ? {} : { identity: target.upstreamIdentity }) });
   }
 
   #clearTimers(): void {

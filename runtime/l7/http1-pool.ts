@@ -12,7 +12,17 @@ export interface UpstreamOwner {
   onUpstreamDrain(): void;
 }
 
-export type ConnectFn = (address: string, port: number) => Duplex;
+/**
+ * Opens an upstream connection. `identity` is the local workload it is opened for (see L7Target.upstreamIdentity):
+ * an HBONE-aware connector presents that workload's certificate. It may return a stream still connecting, as a
+ * net.Socket is: `connecting` true until its 'connect' event.
+ */
+export type ConnectFn = (address: string, port: number, identity?: string) => Duplex;
+
+/** Whether `socket` is still being opened (a net.Socket mid-connect, or a tunnel awaiting its CONNECT answer). */
+export function isConnecting(socket: Duplex): boolean {
+  return (socket as Duplex & { connecting?: boolean }).connecting === true;
+}
 
 /** What the pool reports to the cluster so Envoy-style connection thresholds hold across endpoints. */
 export interface ConnectionBudget {
@@ -74,14 +84,17 @@ type Waiter = (conn: Http1UpstreamConnection | Error) => void;
 export class Http1Pool {
   readonly address: string;
   readonly port: number;
+  /** The local workload these connections are opened for; connections are never shared across identities. */
+  readonly identity: string | undefined;
   readonly #connect: ConnectFn;
   readonly #idle: Http1UpstreamConnection[] = [];
   readonly #waiters: { budget: ConnectionBudget; cb: Waiter }[] = [];
   readonly #all = new Set<Http1UpstreamConnection>();
 
-  constructor(address: string, port: number, connect: ConnectFn) {
+  constructor(address: string, port: number, connect: ConnectFn, identity?: string) {
     this.address = address;
     this.port = port;
+    this.identity = identity;
     this.#connect = connect;
   }
 
@@ -173,7 +186,7 @@ export class Http1Pool {
     budget.connections++;
     let socket: Duplex;
     try {
-      socket = this.#connect(this.address, this.port);
+      socket = this.#connect(this.address, this.port, this.identity);
     } catch (err) {
       budget.connections--;
       cb(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} failed`, { cause: err }));
@@ -203,8 +216,7 @@ export class Http1Pool {
       cb(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} failed; is the workload listening on that port?`));
     };
     socket.once('close', onEarlyClose);
-    // A custom connector (an HBONE tunnel stream) hands back a stream that is ready to write at once.
-    if (socket instanceof net.Socket && socket.connecting) socket.once('connect', onConnect);
+    if (isConnecting(socket)) socket.once('connect', onConnect);
     else process.nextTick(onConnect);
   }
 }

@@ -24,6 +24,12 @@ export interface L7Target {
   source: SocketAddress;
   /** SPIFFE id of the peer when it came over mTLS/HBONE. */
   sourceIdentity?: string;
+  /**
+   * The local workload upstream connections are opened for: the client pod when L7 runs at the source (no waypoint),
+   * the waypoint when the connection reached this node through it. An HBONE destination is reached over HBONE with
+   * this workload's certificate; unset, upstream connections are plain TCP. Pools are never shared across identities.
+   */
+  upstreamIdentity?: string;
 }
 
 export interface L7Context {

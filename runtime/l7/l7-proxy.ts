@@ -59,7 +59,8 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   const limits: L7LimitsConfig = { ...snapshotLimits, ...opts.limits };
   const cfgLog = opts.state.current.config.accessLog;
   const accessLog = new HttpAccessLog(opts.accessLog ?? { enabled: cfgLog.enabled, path: cfgLog.path });
-  const clusters = new ClusterRegistry(opts.connectUpstream ?? defaultConnect);
+  const connect = opts.connectUpstream ?? defaultConnect;
+  const clusters = new ClusterRegistry(connect);
   const telemetry = HttpTelemetry.for(opts.metrics);
   const filterCache = new WeakMap<StateSnapshot, Map<string, readonly L7Filter[]>>();
 
@@ -81,8 +82,8 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
     return [...filters, ...opts.extraFilters(target)];
   };
 
-  const mirror = new RequestMirror(opts.logger);
-  const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, mirror, connect: opts.connectUpstream ?? defaultConnect, connections: new Set() };
+  const mirror = new RequestMirror(opts.logger, connect);
+  const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, mirror, connect, connections: new Set() };
   let h2: H2cServer | undefined;
   // One sweep instead of a socket timer per connection: a socket timer is re-armed on every read and write.
   const sweeper = setInterval(() => {
@@ -98,8 +99,8 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
     const detected = detectProtocol(target.servicePort?.appProtocol, bytes);
     if (detected === 'need-more') return false;
     if (detected === 'http1') new Http1ServerConnection(socket, ctx, target, bytes);
-    else if (detected === 'h2c') (h2 ??= createH2cServer(ctx, opts.connectUpstream ?? defaultConnect)).handle(socket, target, bytes);
-    else passthrough(socket, target, bytes, opts.connectUpstream ?? defaultConnect);
+    else if (detected === 'h2c') (h2 ??= createH2cServer(ctx, connect)).handle(socket, target, bytes);
+    else passthrough(socket, target, bytes, connect);
     return true;
   };
 
@@ -149,7 +150,7 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
 
 /** A connection that speaks neither HTTP/1 nor h2c is proxied as bytes to its original destination. */
 function passthrough(socket: Duplex, target: L7Target, bytes: Buffer, connect: ConnectFn): void {
-  const up = connect(target.originalDst.address, target.originalDst.port);
+  const up = connect(target.originalDst.address, target.originalDst.port, target.upstreamIdentity);
   up.write(bytes);
   socket.pipe(up);
   up.pipe(socket);

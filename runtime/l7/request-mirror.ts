@@ -1,9 +1,11 @@
 /** Traffic mirroring (Istio `mirror`): a copy of a finished request goes to another backend, fire and forget, with `-shadow` appended to the authority; its response and failures never touch the original request. HTTP/2 and gRPC copies go over h2c. */
 import http2 from 'node:http2';
-import { Agent, request } from 'undici';
+import { request } from 'undici';
 import { H2_HOP } from './h2-headers.js';
 import type { Logger } from '../log.js';
+import type { ConnectFn } from './http1-pool.js';
 import type { UpstreamCluster } from './upstream-cluster.js';
+import { UndiciAgents } from './undici-agents.js';
 
 /** Shadow requests must never pile up behind a slow mirror target. */
 const MIRROR_TIMEOUT_MS = 10_000;
@@ -17,18 +19,23 @@ export interface MirroredRequest {
   body: Buffer | undefined;
   /** Send over h2c (prior knowledge), for gRPC and HTTP/2 services; HTTP/1.1 otherwise. */
   http2?: boolean;
+  /** The local workload the copy is sent for (L7Target.upstreamIdentity): HBONE destinations get it over HBONE. */
+  identity?: string;
 }
 
 export class RequestMirror {
-  readonly #agent = new Agent({ keepAliveTimeout: 30_000, connections: 32 });
+  readonly #agents: UndiciAgents;
   readonly #h2 = new Map<string, http2.ClientHttp2Session>();
   readonly #logger: Logger;
+  readonly #connect: ConnectFn;
   #inFlight = 0;
   sent = 0;
   dropped = 0;
 
-  constructor(logger: Logger) {
+  constructor(logger: Logger, connect: ConnectFn) {
     this.#logger = logger;
+    this.#connect = connect;
+    this.#agents = new UndiciAgents(connect, { keepAliveTimeout: 30_000, connections: 32 });
   }
 
   send(cluster: UpstreamCluster, req: MirroredRequest): void {
@@ -41,7 +48,7 @@ export class RequestMirror {
     this.sent++;
     const origin = ep.address.includes(':') ? `http://[${ep.address}]:${ep.port}` : `http://${ep.address}:${ep.port}`;
     const host = `${req.authority.replace(/:\d+$/, '')}-shadow`;
-    if (req.http2 === true) return this.#sendH2(cluster, origin, host, req);
+    if (req.http2 === true) return this.#sendH2(cluster, ep, origin, host, req);
     const headers: Record<string, string> = {};
     const f = req.headers;
     for (let i = 0; i < f.length; i += 2) {
@@ -50,7 +57,7 @@ export class RequestMirror {
       headers[n] = headers[n] === undefined ? f[i + 1]! : `${headers[n]}, ${f[i + 1]!}`;
     }
     headers.host = host;
-    request(`${origin}${req.target}`, { method: req.method as 'GET', headers, body: req.body, dispatcher: this.#agent, headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS })
+    request(`${origin}${req.target}`, { method: req.method as 'GET', headers, body: req.body, dispatcher: this.#agents.for(req.identity), headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS })
       .then((res) => res.body.dump())
       .catch((err: unknown) => {
         this.#logger.debug({ cluster: cluster.name, err }, 'mirror request failed');
@@ -60,7 +67,7 @@ export class RequestMirror {
       });
   }
 
-  #sendH2(cluster: UpstreamCluster, origin: string, authority: string, req: MirroredRequest): void {
+  #sendH2(cluster: UpstreamCluster, ep: { address: string; port: number }, origin: string, authority: string, req: MirroredRequest): void {
     const headers: http2.OutgoingHttpHeaders = { ':method': req.method, ':path': req.target, ':authority': authority, ':scheme': 'http' };
     const f = req.headers;
     for (let i = 0; i < f.length; i += 2) {
@@ -71,16 +78,17 @@ export class RequestMirror {
       headers[n] = prev === undefined ? f[i + 1]! : Array.isArray(prev) ? [...prev, f[i + 1]!] : [String(prev), f[i + 1]!];
     }
     const fail = (err: unknown): void => this.#logger.debug({ cluster: cluster.name, err }, 'mirror request failed');
-    let session = this.#h2.get(origin);
+    const key = `${origin}|${req.identity ?? ''}`;
+    let session = this.#h2.get(key);
     if (session === undefined || session.closed || session.destroyed) {
-      const s = http2.connect(origin, { settings: { enablePush: false } });
+      const s = http2.connect(origin, { settings: { enablePush: false }, createConnection: () => this.#connect(ep.address, ep.port, req.identity) });
       s.on('error', fail);
       s.once('close', () => {
-        if (this.#h2.get(origin) === s) this.#h2.delete(origin);
+        if (this.#h2.get(key) === s) this.#h2.delete(key);
       });
       // Shadow traffic must never keep the process alive.
       s.unref();
-      this.#h2.set(origin, s);
+      this.#h2.set(key, s);
       session = s;
     }
     let stream: http2.ClientHttp2Stream;
@@ -100,6 +108,6 @@ export class RequestMirror {
   close(): Promise<void> {
     for (const s of this.#h2.values()) s.destroy();
     this.#h2.clear();
-    return this.#agent.close();
+    return this.#agents.close();
   }
 }

@@ -20,7 +20,8 @@ export class UpstreamEndpoint {
   consecutive5xx = 0;
   consecutiveGateway = 0;
   consecutiveLocal = 0;
-  #pool: Http1Pool | undefined;
+  /** Keep-alive pools by the identity their connections are opened for ('' when none): see L7Target.upstreamIdentity. */
+  readonly #pools = new Map<string, Http1Pool>();
   readonly #connect: ConnectFn;
 
   constructor(address: string, port: number, connect: ConnectFn) {
@@ -30,12 +31,16 @@ export class UpstreamEndpoint {
     this.#connect = connect;
   }
 
-  get pool(): Http1Pool {
-    return (this.#pool ??= new Http1Pool(this.address, this.port, this.#connect));
+  /** The pool of connections opened for `identity` (a local workload's SPIFFE ID), or plain ones when undefined. */
+  poolFor(identity: string | undefined): Http1Pool {
+    const key = identity ?? '';
+    let pool = this.#pools.get(key);
+    if (pool === undefined) this.#pools.set(key, (pool = new Http1Pool(this.address, this.port, this.#connect, identity)));
+    return pool;
   }
 
-  get hasPool(): boolean {
-    return this.#pool !== undefined;
+  pools(): IterableIterator<Http1Pool> {
+    return this.#pools.values();
   }
 }
 

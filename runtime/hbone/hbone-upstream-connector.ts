@@ -1,0 +1,30 @@
+/**
+ * The L7 proxy's upstream connector: a destination workload that speaks HBONE is reached over an HBONE tunnel that
+ * presents the certificate of the local workload the connection is made for (the client pod, or the waypoint), as
+ * ztunnel would carry it; everything else (TCP workloads, addresses outside the mesh, no identity) is plain TCP.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import type { ProxyState } from '../state/proxy-state.js';
+import type { HboneClient } from './hbone-client.js';
+import { PendingTunnel } from './pending-tunnel.js';
+
+export type UpstreamConnector = (address: string, port: number, identity?: string) => Duplex;
+
+export function hboneUpstreamConnector(state: ProxyState, client: HboneClient): UpstreamConnector {
+  return (address, port, identity) => {
+    const snapshot = state.current;
+    const destination = identity === undefined ? undefined : snapshot.workloadByIp(address);
+    if (identity === undefined || destination?.protocol !== 'HBONE') return net.connect({ host: address, port });
+    return new PendingTunnel((signal) =>
+      client.connect({
+        sourceIdentity: identity,
+        destination: { address, port },
+        destinationIdentities: [destination.identity],
+        via: { address: destination.addresses[0] ?? address, port: snapshot.config.hbone.port },
+        timeoutMs: snapshot.config.limits.connectTimeoutMs,
+        signal,
+      }),
+    );
+  };
+}
