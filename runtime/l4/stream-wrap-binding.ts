@@ -15,6 +15,8 @@ export interface StreamHandle {
   writeLatin1String(req: WriteReq, data: string): number;
   writev(req: WriteReq, chunks: unknown[], allBuffers: boolean): number;
   shutdown(req: object): number;
+  /** Reads go into `buffer` from then on; onread gets no ArrayBuffer, only the byte count in streamBaseState. */
+  useUserBuffer?(buffer: Uint8Array): void;
 }
 
 /** A write request; libuv calls `oncomplete` when an asynchronous write finished. */

@@ -20,6 +20,13 @@ const HIGH_WATER_MARK = 16 * 1024;
 
 const binding = envValue(ENV.l7StreamIo) === '1' ? undefined : streamWrapBinding;
 
+/**
+ * The one buffer every handle transport reads into (libuv's useUserBuffer). Each chunk is copied out at its exact
+ * size, from Buffer's shared pool when small, so no chunk aliases it; left to itself, Node allocates 64 KiB per read,
+ * shrinks it and wraps it in a new ArrayBuffer, which costs more than the copy for the small reads HTTP/1 mostly sees.
+ */
+const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
+
 /** The socket's TCP handle when it has every method used here; TLS and pipe handles are left to streams. */
 function tcpHandleOf(socket: Duplex): StreamHandle | undefined {
   if (!(socket instanceof net.Socket) || (socket as { encrypted?: boolean }).encrypted === true) return undefined;
@@ -38,6 +45,13 @@ export function createHandleTransport(socket: Duplex, sink: TransportSink): Http
   const handle = tcpHandleOf(socket);
   if (handle === undefined) return undefined;
   return new HandleTransport(socket as net.Socket, handle, binding, sink);
+}
+
+/** The `nread` bytes just read into READ_BUFFER, in memory of their own. */
+function copyOut(nread: number): Buffer {
+  const chunk = Buffer.allocUnsafe(nread);
+  READ_BUFFER.copy(chunk, 0, 0, nread);
+  return chunk;
 }
 
 function uvError(code: number, syscall: string): Error {
@@ -68,6 +82,8 @@ class HandleTransport implements Http1Transport {
   #shutDown = false;
   #released = false;
   #error: Error | undefined;
+  /** Reads land in READ_BUFFER (for the handle's whole life: libuv offers no way back). */
+  #userBuffer = false;
   readonly #onWritten: (status: number) => void;
 
   constructor(socket: net.Socket, handle: StreamHandle, bind: StreamWrapBinding, sink: TransportSink) {
@@ -86,6 +102,8 @@ class HandleTransport implements Http1Transport {
       this.#reading = false;
       sink.onClose(this.#error);
     });
+    handle.useUserBuffer?.(READ_BUFFER);
+    this.#userBuffer = handle.useUserBuffer !== undefined;
     handle.onread = (arrayBuffer) => this.#onread(arrayBuffer);
     // A connection still being made starts reading once it is up; net's own read(0) then finds `reading` set.
     if (socket.connecting) socket.once('connect', () => this.#startReading());
@@ -108,7 +126,7 @@ class HandleTransport implements Http1Transport {
     const state = this.#bind.streamBaseState;
     const nread = state[this.#bind.kReadBytesOrError]!;
     if (nread > 0) {
-      this.#sink.onData(Buffer.from(arrayBuffer as ArrayBuffer, state[this.#bind.kArrayBufferOffset], nread));
+      this.#sink.onData(this.#userBuffer ? copyOut(nread) : Buffer.from(arrayBuffer as ArrayBuffer, state[this.#bind.kArrayBufferOffset], nread));
       return;
     }
     if (nread === 0) return;
@@ -221,7 +239,17 @@ class HandleTransport implements Http1Transport {
     if (this.#released) return this.socket;
     this.#released = true;
     const h = this.#handle;
-    h.onread = this.#originalOnread;
+    const original = this.#originalOnread;
+    // Node's own read callback expects an ArrayBuffer: hand it each chunk copied out of READ_BUFFER.
+    h.onread = !this.#userBuffer
+      ? original
+      : (arrayBuffer) => {
+          const nread = this.#bind.streamBaseState[this.#bind.kReadBytesOrError]!;
+          if (nread <= 0) return original.call(h, arrayBuffer);
+          const chunk = copyOut(nread);
+          this.#bind.streamBaseState[this.#bind.kArrayBufferOffset] = chunk.byteOffset;
+          return original.call(h, chunk.buffer as ArrayBuffer);
+        };
     if (this.socket.destroyed) return this.socket;
     // Node's Readable takes over with libuv already reading, which is the state its own `reading` flag describes.
     if (this.#eof) this.socket.push(null);
