@@ -256,10 +256,12 @@ export class App {
   async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
     this.#ready = false;
     const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
-    await Promise.all(listeners.map((l) => l.close()));
+    await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting()]);
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();
+    // What is left of HBONE: idle pooled tunnels' TLS connections both ways, certificate renewal timers.
+    await this.hbone.close();
     await this.#l7Runtime?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();

@@ -197,6 +197,11 @@ export class HboneNode {
     };
   }
 
+  /** Stops accepting tunnels (a graceful drain's first step); tunnels already open go on until close(). */
+  async stopAccepting(): Promise<void> {
+    await Promise.all([...this.#listeners.values()].map((l) => l.close()));
+  }
+
   async close(): Promise<void> {
     for (const u of this.#unwatch) u();
     const listeners = [...this.#listeners.values()].map((l) => l.close());

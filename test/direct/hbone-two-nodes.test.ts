@@ -13,6 +13,7 @@ let a: WeftUnderTest;
 let b: WeftUnderTest;
 let echo: Awaited<ReturnType<typeof startEcho>>;
 const caDir = join(mkdtempSync(join(tmpdir(), 'weft-two-nodes-')), 'ca');
+let hbonePort: number;
 
 function nodeConfig(node: string, hbonePort: number, echoPort: number, extra: Record<string, unknown> = {}) {
   return {
@@ -31,7 +32,7 @@ function nodeConfig(node: string, hbonePort: number, echoPort: number, extra: Re
 
 beforeAll(async () => {
   echo = await startEcho(IP.server);
-  const hbonePort = await freePort(IP.server);
+  hbonePort = await freePort(IP.server);
   b = await startWeft(nodeConfig('node-b', hbonePort, echo.port));
   a = await startWeft(nodeConfig('node-a', hbonePort, echo.port));
 });
@@ -166,5 +167,18 @@ describe('node A to node B over HBONE (whole runtimes)', () => {
 
     expect(result.forced).toBeGreaterThanOrEqual(1);
     await closed;
+    // Nothing of B's HBONE side outlives its shutdown: no listener, no TLS connection on its HBONE port.
+    const refused = await new Promise<boolean>((resolve) => {
+      const probe = net.connect({ host: IP.server, port: hbonePort });
+      probe.once('connect', () => {
+        probe.destroy();
+        resolve(false);
+      });
+      probe.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
+    const handles = (process as unknown as { _getActiveHandles(): unknown[] })._getActiveHandles();
+    const onHbonePort = handles.filter((h) => h instanceof net.Socket && h.localAddress === IP.server && h.localPort === hbonePort && !h.destroyed);
+    expect(onHbonePort).toEqual([]);
   });
 });
