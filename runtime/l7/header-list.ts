@@ -7,6 +7,8 @@ const BAD_VALUE_RE = /[\r\n\0]/;
 export class HeaderList {
   /** Invariant: even length; names lower-case. */
   readonly flat: string[];
+  /** Some field was set, added or removed since the list was made (an unedited head may be forwarded as it came). */
+  edited = false;
 
   constructor(flat: string[] = []) {
     this.flat = flat;
@@ -37,6 +39,7 @@ export class HeaderList {
   set(name: string, value: string): void {
     const n = checkName(name);
     checkValue(value);
+    this.edited = true;
     const f = this.flat;
     let found = false;
     for (let i = 0; i < f.length; ) {
@@ -54,6 +57,7 @@ export class HeaderList {
   add(name: string, value: string): void {
     const n = checkName(name);
     checkValue(value);
+    this.edited = true;
     this.flat.push(n, value);
   }
 
@@ -61,8 +65,10 @@ export class HeaderList {
     const n = name.toLowerCase();
     const f = this.flat;
     for (let i = 0; i < f.length; ) {
-      if (f[i] === n) f.splice(i, 2);
-      else i += 2;
+      if (f[i] === n) {
+        f.splice(i, 2);
+        this.edited = true;
+      } else i += 2;
     }
   }
 
@@ -77,6 +83,7 @@ export class HeaderList {
   /** Replaces the whole list (a Wasm plugin's set_header_map). */
   replaceAll(pairs: readonly (readonly [string, string])[]): void {
     this.flat.length = 0;
+    this.edited = true;
     for (const [n, v] of pairs) this.add(n, v);
   }
 }

@@ -11,7 +11,7 @@
  * and the bytes move through http1-transport.
  */
 import { BodyFraming } from './http1-body-framing.js';
-import { requestHeadText, switchingProtocolsHead } from './http1-head-writer.js';
+import { requestHeadText, switchingProtocolsHead, verbatimRequestHead } from './http1-head-writer.js';
 import { Http1ResponseStream, type ResponseStreamOwner } from './http1-response-stream.js';
 import { RouteTable, type CompiledRoute } from './route-table.js';
 import { HeaderList } from './header-list.js';
@@ -319,13 +319,15 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     if (route.rewriteUri !== undefined || route.rewriteRegex !== undefined) target = rewritePath(route, this.#path, target);
     this.#trace ??= continueTrace(headers.get('traceparent'));
     const body = this.#replacedRequestBody;
-    const out = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.#authority, traceparent: this.#trace.header, replacedBodyLength: body?.length });
     const io = c.io;
+    const text = (): string => requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.#authority, traceparent: this.#trace!.header, replacedBodyLength: body?.length });
     if (body !== undefined) {
-      io.writeHead(out, body);
+      io.writeHead(text(), body);
       return;
     }
-    io.write(out);
+    // Nothing in the head changes but the trace context: it leaves as it came (no re-serialization).
+    const raw = h.verbatim;
+    io.write(raw !== undefined && !headers.edited && target === h.target && route.rewriteAuthority === undefined ? verbatimRequestHead({ raw, omit: h.verbatimOmit }, this.#trace.header) : text());
     if (this.#attempts > 1 && this.#reqRetained !== null) for (const b of this.#reqRetained) io.write(b);
     else for (const b of this.#reqQueue) io.write(b);
     this.#reqQueue = NO_BYTES;

@@ -12,7 +12,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { getSystemErrorName } from 'node:util';
 import { ENV, envValue } from '../config/defaults.js';
-import { streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding } from '../l4/stream-wrap-binding.js';
+import { streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding, type WriteReq } from '../l4/stream-wrap-binding.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 
 /** Bytes that may wait in libuv before write() answers false (Node's default highWaterMark for sockets). */
@@ -82,6 +82,8 @@ class HandleTransport implements Http1Transport {
   #shutDown = false;
   #released = false;
   #error: Error | undefined;
+  /** The write request the next write uses (see #write). */
+  #req: WriteReq | undefined;
   /** Reads land in READ_BUFFER (for the handle's whole life: libuv offers no way back). */
   #userBuffer = false;
   readonly #onWritten: (status: number) => void;
@@ -152,11 +154,9 @@ class HandleTransport implements Http1Transport {
   #write(data: Buffer | string, head: string | undefined): boolean {
     if (this.#ending || this.#released || this.socket.destroyed) return false;
     const bind = this.#bind;
-    const req = new bind.WriteWrap();
-    req.handle = this.#handle;
-    req.oncomplete = this.#onWritten;
-    req.async = false;
-    req.bytes = 0;
+    // A write that completes at once leaves its request object unused, so the next write takes it again; libuv only
+    // holds on to the one of a write that went asynchronous, and that one is replaced below.
+    const req = (this.#req ??= this.#newWriteReq());
     // Keeps the bytes alive while libuv may still be writing them.
     req.buffer = data;
     let err: number;
@@ -175,13 +175,26 @@ class HandleTransport implements Http1Transport {
       this.#fail(uvError(err, 'write'));
       return false;
     }
-    if (bind.streamBaseState[bind.kLastWriteWasAsync] === 0) return this.#pendingBytes < HIGH_WATER_MARK;
+    if (bind.streamBaseState[bind.kLastWriteWasAsync] === 0) {
+      req.buffer = undefined;
+      return this.#pendingBytes < HIGH_WATER_MARK;
+    }
+    this.#req = undefined;
     this.#pendingWrites++;
     this.#pendingBytes += length;
     req.bytes = length;
     if (this.#pendingBytes < HIGH_WATER_MARK) return true;
     this.#needDrain = true;
     return false;
+  }
+
+  #newWriteReq(): WriteReq {
+    const req = new this.#bind.WriteWrap();
+    req.handle = this.#handle;
+    req.oncomplete = this.#onWritten;
+    req.async = false;
+    req.bytes = 0;
+    return req;
   }
 
   #written(status: number): void {

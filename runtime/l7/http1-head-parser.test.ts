@@ -85,3 +85,39 @@ describe('field names', () => {
     expect(h.headers).toEqual(['host', 'x', 'hosu', '1', 'x-request-ie', '2']);
   });
 });
+
+describe('verbatim heads', () => {
+  function res(text: string) {
+    const buf = Buffer.from(text, 'latin1');
+    const end = findHeadEnd(buf, 0, limits);
+    if (typeof end !== 'number' || end === 0) throw new Error('incomplete');
+    return parseResponseHead(buf, 0, end, limits);
+  }
+  const verbatim = (h: unknown): string | undefined => {
+    if (h instanceof HeadParseError || typeof h === 'number' || h === undefined) throw new Error('not parsed');
+    return (h as { verbatim: Buffer | undefined }).verbatim?.toString('latin1');
+  };
+
+  it('keeps the bytes of a head that needs nothing dropped or re-created, names in their own case', () => {
+    const r = 'GET /x HTTP/1.1\r\nHost: a\r\nX-Thing: 1\r\nContent-Length: 0\r\n\r\n';
+    expect(verbatim(req(r))).toBe(r);
+    const s = 'HTTP/1.1 200 OK\r\nContent-Length: 3\r\nX-Served: Y\r\n\r\n';
+    expect(verbatim(res(s + 'abc'))).toBe(s);
+  });
+
+  it('has none when a field must be dropped or re-created, or for HTTP/1.0 and absolute-form targets', () => {
+    for (const field of ['Connection: close', 'Connection: keep-alive, x-a', 'Keep-Alive: timeout=5', 'TE: trailers', 'Upgrade: h2c', 'Proxy-Connection: close', 'Content-Length: 0', 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01']) {
+      expect(verbatim(req(`GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\n${field}\r\n\r\n`))).toBeUndefined();
+    }
+    expect(verbatim(req('POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n'))).toBeUndefined();
+    expect(verbatim(req('GET / HTTP/1.0\r\nHost: a\r\n\r\n'))).toBeUndefined();
+    expect(verbatim(req('GET http://a/ HTTP/1.1\r\nHost: a\r\n\r\n'))).toBeUndefined();
+    expect(verbatim(res('HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n'))).toBeUndefined();
+    expect(verbatim(res('HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n'))).toBeUndefined();
+    // One connection: keep-alive line is left out of the copy, not a reason to write the head anew.
+    const ka = req('GET / HTTP/1.1\r\nHost: a\r\nConnection: Keep-Alive\r\nAccept: */*\r\n\r\n');
+    expect(ka).toMatchObject({ verbatimOmit: [25, 49] });
+    // A response's traceparent is the upstream's to send; only a request's gets a new span.
+    expect(verbatim(res('HTTP/1.1 200 OK\r\ntraceparent: x\r\nContent-Length: 0\r\n\r\n'))).toBeDefined();
+  });
+});

@@ -34,6 +34,14 @@ interface MessageHead {
   headBytes: number;
   /** Extra tokens of the Connection header (headers nominated as hop-by-hop, RFC 9110 §7.6.1). */
   connectionTokens: string[] | undefined;
+  /**
+   * The head's own bytes, when a forwarder that changes nothing else may send them as they came: HTTP/1.1, no field
+   * it drops or re-creates (hop-by-hop fields, transfer-encoding, a repeated content-length; a request's traceparent,
+   * which gets a new span, and a target not in origin-form). Undefined otherwise.
+   */
+  verbatim: Buffer | undefined;
+  /** [start, end) within `verbatim` of a `connection: keep-alive` line the copy must leave out. */
+  verbatimOmit: readonly [number, number] | undefined;
 }
 
 export interface RequestHead extends MessageHead {
@@ -139,9 +147,12 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     upgrade: false,
     headBytes: end - start,
     connectionTokens: undefined,
+    verbatim: undefined,
+    verbatimOmit: undefined,
   };
-  const err = parseFields(b, p + 10, end, limits, head, true);
-  if (err !== undefined) return err;
+  const plain = parseFields(b, p + 10, end, limits, head, true);
+  if (plain instanceof HeadParseError) return plain;
+  if (plain && head.minor === 1 && target.charCodeAt(0) === 0x2f) setVerbatim(head, b, start, end);
   if (target.charCodeAt(0) !== 0x2f && method !== 'CONNECT' && !(target === '*' && method === 'OPTIONS') && !/^https?:\/\//i.test(target)) {
     return new HeadParseError(400, 'invalid request target');
   }
@@ -176,13 +187,27 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
     upgrade: false,
     headBytes: end - start,
     connectionTokens: undefined,
+    verbatim: undefined,
+    verbatimOmit: undefined,
   };
-  const err = parseFields(b, q + 2, end, limits, head, false);
-  return err ?? head;
+  const plain = parseFields(b, q + 2, end, limits, head, false);
+  if (plain instanceof HeadParseError) return plain;
+  if (plain && head.minor === 1) setVerbatim(head, b, start, end);
+  return head;
 }
 
-/** Parses field lines from `p` to the blank line ending at `end`; fills framing facts into `head`. */
-function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean): HeadParseError | undefined {
+/** Records the head's bytes b[start, end) as forwardable; parseFields noted the line to omit in buffer offsets. */
+function setVerbatim(head: MessageHead, b: Buffer, start: number, end: number): void {
+  head.verbatim = b.subarray(start, end);
+  const omit = head.verbatimOmit;
+  if (omit !== undefined) head.verbatimOmit = [omit[0] - start, omit[1] - start];
+}
+
+/**
+ * Parses field lines from `p` to the blank line ending at `end`; fills framing facts into `head`. Returns whether the
+ * fields hold nothing a forwarder drops or re-creates (see MessageHead.verbatim).
+ */
+function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean): HeadParseError | boolean {
   const bad = isRequest ? 400 : 502;
   const headers = head.headers;
   let keepAlive10 = false;
@@ -190,6 +215,7 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
   let teSeen = false;
   let upgradeHeader = false;
   let connectionUpgrade = false;
+  let plain = true;
   const last = end - 2; // the final CRLF of the blank line
   while (p < last) {
     const c0 = b[p]!;
@@ -222,6 +248,9 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
     if (headers.length >= limits.maxHeaders * 2) return new HeadParseError(isRequest ? 431 : 502, 'too many headers');
     headers.push(name, value);
     switch (name.length) {
+      case 2:
+        if (name === 'te') plain = false;
+        break;
       case 4:
         if (name === 'host') {
           if (hasHost) return new HeadParseError(bad, 'duplicate host header');
@@ -233,10 +262,17 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
         if (isRequest && name === 'expect' && value.toLowerCase() === '100-continue') (head as RequestHead).expectContinue = true;
         break;
       case 7:
-        if (name === 'upgrade') upgradeHeader = true;
+        if (name === 'upgrade') {
+          upgradeHeader = true;
+          plain = false;
+        }
         break;
       case 10:
-        if (name === 'connection') {
+        if (name === 'keep-alive') plain = false;
+        else if (name === 'connection') {
+          // `connection: keep-alive` says nothing on HTTP/1.1: a verbatim copy may leave that one line out.
+          if (head.verbatimOmit === undefined && value.length === 10 && value.toLowerCase() === 'keep-alive') head.verbatimOmit = [n0, p];
+          else plain = false;
           for (const raw of value.split(',')) {
             const token = raw.trim().toLowerCase();
             if (token === 'close') head.close = true;
@@ -250,6 +286,7 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
         if (name === 'content-length') {
           const n = parseContentLength(value);
           if (n < 0 || (head.contentLength !== -1 && head.contentLength !== n)) return new HeadParseError(bad, 'invalid content-length');
+          if (head.contentLength !== -1) plain = false;
           head.contentLength = n;
         }
         break;
@@ -259,7 +296,14 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
           if (teSeen || value.toLowerCase() !== 'chunked' || head.minor === 0) return new HeadParseError(bad, 'unsupported transfer-encoding');
           teSeen = true;
           head.chunked = true;
+          plain = false;
         }
+        break;
+      case 11:
+        if (isRequest && name === 'traceparent') plain = false;
+        break;
+      case 16:
+        if (name === 'proxy-connection') plain = false;
         break;
     }
   }
@@ -268,7 +312,7 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
   if (head.minor === 0 && !keepAlive10) head.close = true;
   head.upgrade = upgradeHeader && connectionUpgrade;
   if (isRequest && head.minor === 1 && !hasHost) return new HeadParseError(400, 'missing host header');
-  return undefined;
+  return plain;
 }
 
 function parseContentLength(value: string): number {

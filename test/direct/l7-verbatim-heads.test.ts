@@ -1,0 +1,81 @@
+// Heads the L7 path changes nothing in leave as they came: the request gains only its traceparent, the response goes
+// out byte for byte; a `connection: keep-alive` line is left out of both, and a head with any other field the proxy
+// must drop or re-create is written anew (names lower-cased, hop-by-hop fields gone).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import net from 'node:net';
+import { once } from 'node:events';
+import { makeConfig, rawExchange, startProxy, type ProxyHarness } from './l7-harness.js';
+
+let upstream: net.Server;
+let harness: ProxyHarness;
+/** Request heads as the upstream received them. */
+const received: string[] = [];
+/** The response the upstream sends next (head and body). */
+let answer = '';
+
+beforeAll(async () => {
+  upstream = net.createServer((s) => {
+    let buf = '';
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      let end: number;
+      while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
+        received.push(buf.slice(0, end + 4));
+        buf = buf.slice(end + 4);
+        s.write(answer);
+      }
+    });
+    s.on('error', () => s.destroy());
+  });
+  upstream.listen(0, '127.0.0.2');
+  await once(upstream, 'listening');
+  const port = (upstream.address() as net.AddressInfo).port;
+  const config = makeConfig({
+    workloads: [{ name: 'web-1', addresses: ['127.0.0.2'], labels: { app: 'web' } }],
+    services: [{ name: 'web', addresses: ['10.96.0.30'], ports: [{ port: 80, targetPort: port, appProtocol: 'http' }], selector: { app: 'web' } }],
+  });
+  harness = await startProxy(config, 'web.default', 80);
+});
+
+afterAll(async () => {
+  await harness.close();
+  upstream.close();
+});
+
+const TRACEPARENT = /^traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]\r\n$/;
+
+describe('verbatim heads', () => {
+  it('forwards an unedited request with its own spelling plus a traceparent, and the response byte for byte', async () => {
+    answer = 'HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
+    const { text } = await rawExchange(harness.port, 'GET /v?q=1 HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n\r\n');
+    expect(text).toBe(answer);
+    const head = received.at(-1)!;
+    expect(head.startsWith('GET /v?q=1 HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n')).toBe(true);
+    expect(head.slice('GET /v?q=1 HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n'.length, -2)).toMatch(TRACEPARENT);
+    expect(head.endsWith('\r\n\r\n')).toBe(true);
+  });
+
+  it('leaves a connection: keep-alive line out of both heads', async () => {
+    answer = 'HTTP/1.1 201 Created\r\nConnection: keep-alive\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
+    const { text } = await rawExchange(harness.port, 'GET / HTTP/1.1\r\nHost: web\r\nConnection: keep-alive\r\nAccept: */*\r\n\r\n');
+    expect(text).toBe('HTTP/1.1 201 Created\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok');
+    const head = received.at(-1)!;
+    expect(head.startsWith('GET / HTTP/1.1\r\nHost: web\r\nAccept: */*\r\ntraceparent: ')).toBe(true);
+    expect(head).not.toMatch(/connection/i);
+  });
+
+  it('writes a head anew when it carries another hop-by-hop field', async () => {
+    answer = 'HTTP/1.1 200 OK\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
+    const { text } = await rawExchange(harness.port, 'GET / HTTP/1.1\r\nHost: web\r\nKeep-Alive: timeout=9\r\n\r\n');
+    expect(text).toBe('HTTP/1.1 200 OK\r\nx-case: Mixed\r\ncontent-length: 2\r\n\r\nok');
+    const head = received.at(-1)!;
+    expect(head).toMatch(/^GET \/ HTTP\/1\.1\r\nhost: web\r\ntraceparent: /);
+    expect(head).not.toMatch(/keep-alive/i);
+  });
+
+  it('keeps the connection for the next request after a verbatim exchange (pipelined pair)', async () => {
+    answer = 'HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA';
+    const { text } = await rawExchange(harness.port, 'GET /1 HTTP/1.1\r\nHost: web\r\n\r\nGET /2 HTTP/1.1\r\nHost: web\r\n\r\n');
+    expect(text).toBe(answer + answer);
+  });
+});
