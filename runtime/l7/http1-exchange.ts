@@ -18,7 +18,7 @@ import { HeaderList } from './header-list.js';
 import { findHeadEnd, HeadParseError, parseResponseHead, type RequestHead, type ResponseHead } from './http1-head-parser.js';
 import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
-import type { Http1UpstreamConnection, UpstreamOwner } from './http1-pool.js';
+import { isConnecting, type Http1UpstreamConnection, type UpstreamOwner } from './http1-pool.js';
 import { onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
@@ -712,7 +712,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
       this.#endAttempt('success');
       this.#record();
     };
-    if ('connecting' in up && (up as { connecting: boolean }).connecting) up.once('connect', onReady);
+    if (isConnecting(up)) up.once('connect', onReady);
     else process.nextTick(onReady);
   }
 

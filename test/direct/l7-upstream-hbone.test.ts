@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import http2 from 'node:http2';
-import type net from 'node:net';
+import net from 'node:net';
+import grpc from '@grpc/grpc-js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -17,13 +18,15 @@ const WAYPOINT_IP = '127.0.0.23';
 const WAYPOINT = 'cluster.local/ns/default/sa/waypoint';
 const SLEEP = 'cluster.local/ns/default/sa/sleep';
 const WEB_IP = '127.0.0.25';
-const GRPC_IP = '127.0.0.26';
+const H2_IP = '127.0.0.26';
+const GRPC_IP = '127.0.0.27';
 let a: WeftUnderTest;
 let b: WeftUnderTest;
 let c: WeftUnderTest;
 let echo: http.Server;
 let web: http.Server;
 let h2: http2.Http2Server;
+let grpcServer: grpc.Server;
 let raw: (node: string, extra?: Record<string, unknown>) => Record<string, unknown>;
 /** Node A's local port per service (one listener each). */
 const ports: Record<string, number> = {};
@@ -44,9 +47,23 @@ beforeAll(async () => {
   echo = namedServer('echo');
   web = namedServer('web');
   h2 = http2.createServer((req, res) => res.end(`h2 ${req.url}`));
-  const [echoPort, webPort, h2Port] = [await listen(echo, IP.server), await listen(web, WEB_IP), await listen(h2, GRPC_IP)];
+  const [echoPort, webPort, h2Port] = [await listen(echo, IP.server), await listen(web, WEB_IP), await listen(h2, H2_IP)];
+  // A unary method that echoes its bytes and sends a custom trailer next to grpc-status.
+  grpcServer = new grpc.Server();
+  const asIs = (b: Buffer): Buffer => b;
+  grpcServer.addService(
+    { Say: { path: '/test.Echo/Say', requestStream: false, responseStream: false, requestSerialize: asIs, requestDeserialize: asIs, responseSerialize: asIs, responseDeserialize: asIs } },
+    {
+      Say: (call: grpc.ServerUnaryCall<Buffer, Buffer>, done: grpc.sendUnaryData<Buffer>) => {
+        const trailer = new grpc.Metadata();
+        trailer.set('x-echoed-by', 'grpc');
+        done(null, call.request, trailer);
+      },
+    },
+  );
+  const grpcPort = await new Promise<number>((resolve, reject) => grpcServer.bindAsync(`${GRPC_IP}:0`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   const hbonePort = await freePort(WAYPOINT_IP);
-  for (const name of ['echo', 'web', 'h2']) ports[name] = await freePort('127.0.0.1');
+  for (const name of ['echo', 'web', 'h2', 'grpc']) ports[name] = await freePort('127.0.0.1');
   const caDir = join(mkdtempSync(join(tmpdir(), 'weft-l7-hbone-')), 'ca');
   raw = (node, extra = {}) => ({
     node,
@@ -57,11 +74,13 @@ beforeAll(async () => {
       { name: 'waypoint', namespace: 'default', serviceAccount: 'waypoint', addresses: [WAYPOINT_IP], node: 'node-b', protocol: 'HBONE', labels: { app: 'waypoint' } },
       { name: 'echo', namespace: 'default', serviceAccount: 'echo', addresses: [IP.server], node: 'node-c', protocol: 'HBONE', labels: { app: 'echo' } },
       { name: 'web', namespace: 'default', serviceAccount: 'web', addresses: [WEB_IP], node: 'node-c', protocol: 'HBONE', labels: { app: 'web' } },
-      { name: 'h2', namespace: 'default', serviceAccount: 'h2', addresses: [GRPC_IP], node: 'node-c', protocol: 'HBONE', labels: { app: 'h2' } },
+      { name: 'h2', namespace: 'default', serviceAccount: 'h2', addresses: [H2_IP], node: 'node-c', protocol: 'HBONE', labels: { app: 'h2' } },
+      { name: 'grpc', namespace: 'default', serviceAccount: 'grpc', addresses: [GRPC_IP], node: 'node-c', protocol: 'HBONE', labels: { app: 'grpc' } },
     ],
     services: [
       { name: 'echo', namespace: 'default', addresses: ['10.96.0.30'], ports: [{ port: 80, targetPort: echoPort, appProtocol: 'http' }], selector: { app: 'echo' }, waypoint: 'waypoint.default' },
       { name: 'h2', namespace: 'default', addresses: ['10.96.0.32'], ports: [{ port: 80, targetPort: h2Port, appProtocol: 'http2' }], selector: { app: 'h2' }, waypoint: 'waypoint.default' },
+      { name: 'grpc', namespace: 'default', addresses: ['10.96.0.33'], ports: [{ port: 80, targetPort: grpcPort, appProtocol: 'grpc' }], selector: { app: 'grpc' }, waypoint: 'waypoint.default' },
       { name: 'waypoint', namespace: 'default', addresses: ['10.96.0.31'], ports: [{ port: 15008 }], selector: { app: 'waypoint' } },
       // No waypoint: a route attaches L7 to it, which node A then runs for its client.
       { name: 'web', namespace: 'default', addresses: ['10.96.0.40'], ports: [{ port: 80, targetPort: webPort, appProtocol: 'http' }], selector: { app: 'web' } },
@@ -80,6 +99,7 @@ afterAll(async () => {
   await b.close();
   await c.close();
   for (const s of [echo, web, h2]) s.close();
+  grpcServer.forceShutdown();
 });
 
 function localPort(service: string): number {
@@ -125,7 +145,7 @@ describe('L7 upstream connections to HBONE workloads', () => {
 
 describe('HTTP/2 upstreams and refused tunnels', () => {
   it('the waypoint opens its pooled h2c session to an HTTP/2 endpoint through an HBONE tunnel', async () => {
-    const session = http2.connect(`http://127.0.0.1:${localPort('h2')}`, { localAddress: IP.client } as http2.SecureClientSessionOptions);
+    const session = http2.connect(`http://127.0.0.1:${localPort('h2')}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: localPort('h2'), localAddress: IP.client }) });
     const body = await new Promise<string>((resolve, reject) => {
       const s = session.request({ ':path': '/h2-through-waypoint', ':authority': 'h2.default' });
       let text = '';
@@ -137,6 +157,26 @@ describe('HTTP/2 upstreams and refused tunnels', () => {
     
     expect(body).toBe('h2 /h2-through-waypoint');
     expect(await tunnelsInto('h2', WAYPOINT)).toBe(1);
+  });
+
+  it('a gRPC call through the waypoint keeps its message and trailers end to end over the HBONE hop', async () => {
+    const session = http2.connect(`http://127.0.0.1:${localPort('grpc')}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: localPort('grpc'), localAddress: IP.client }) });
+    const message = Buffer.from('ping over hbone');
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
+    const result = await new Promise<{ body: Buffer; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
+      const s = session.request({ ':method': 'POST', ':path': '/test.Echo/Say', ':authority': 'grpc.default', 'content-type': 'application/grpc', te: 'trailers' });
+      const chunks: Buffer[] = [];
+      let trailers: http2.IncomingHttpHeaders = {};
+      s.on('data', (d: Buffer) => chunks.push(d));
+      s.on('trailers', (t) => (trailers = t));
+      s.on('end', () => resolve({ body: Buffer.concat(chunks), trailers }));
+      s.on('error', reject);
+      s.end(frame);
+    });
+    session.close();
+    expect(result.body.equals(frame)).toBe(true);
+    expect(result.trailers).toMatchObject({ 'grpc-status': '0', 'x-echoed-by': 'grpc' });
+    expect(await tunnelsInto('grpc', WAYPOINT)).toBe(1);
   });
 
   it('a tunnel the destination refuses is an upstream connect failure (503, UF), not a reset', async () => {
