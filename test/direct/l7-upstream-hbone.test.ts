@@ -168,7 +168,9 @@ describe('HTTP/2 upstreams and refused tunnels', () => {
       const chunks: Buffer[] = [];
       let trailers: http2.IncomingHttpHeaders = {};
       s.on('data', (d: Buffer) => chunks.push(d));
-      s.on('trailers', (t) => (trailers = t));
+      s.on('trailers', (t: http2.IncomingHttpHeaders) => {
+        trailers = t;
+      });
       s.on('end', () => resolve({ body: Buffer.concat(chunks), trailers }));
       s.on('error', reject);
       s.end(frame);
