@@ -21,7 +21,8 @@ export function hboneUpstreamConnector(state: ProxyState, client: HboneClient): 
         sourceIdentity: identity,
         destination: { address, port },
         destinationIdentities: [destination.identity],
-        via: { address: destination.addresses[0] ?? address, port: snapshot.config.hbone.port },
+        // The pod's own address, which its node's HBONE listener serves and the CONNECT's :authority must match.
+        via: { address, port: snapshot.config.hbone.port },
         timeoutMs: snapshot.config.limits.connectTimeoutMs,
         signal,
       }),
