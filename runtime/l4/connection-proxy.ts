@@ -6,6 +6,7 @@ import type { Drain } from '../drain.js';
 import type { LimitsConfig } from '../config/config-schema.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import type { Workload } from '../state/state-snapshot.js';
+import type { L7Target } from '../l7/l7-context.js';
 import type { TcpTelemetry } from '../telemetry/tcp-telemetry.js';
 import { tcpLabels, type TcpLabels } from '../telemetry/connection-labels.js';
 import type { EndpointPicker } from './endpoint-picker.js';
@@ -21,7 +22,6 @@ export type Direction = 'outbound' | 'inbound';
 
 /** What the L7 path receives when a destination has a plugin or L7 policy attached (see runtime/l7). */
 export type { L7Target } from '../l7/l7-context.js';
-import type { L7Target } from '../l7/l7-context.js';
 
 export interface L7Handoff {
   handleConnection(socket: net.Socket, target: L7Target, firstBytes?: Buffer): void;
