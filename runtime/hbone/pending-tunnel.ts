@@ -18,18 +18,21 @@ export class PendingTunnel extends Duplex {
       // As a net.Socket by default: the end of the upstream's bytes ends ours too.
       allowHalfOpen: false,
       construct: (done) => {
+        // destroy() before the open began (construction runs a tick after the constructor): nothing to open.
+        if (this.#abort.signal.aborted) return done();
         open(this.#abort.signal).then(
           (inner) => {
+            // Abandoned while opening (destroy() was called): the late tunnel is closed, and nothing is reported.
             if (this.#abort.signal.aborted) {
               inner.destroy();
-              return done(new Error('tunnel abandoned before it opened'));
+              return done();
             }
             this.#attach(inner);
             this.connecting = false;
             done();
             this.emit('connect');
           },
-          (err: unknown) => done(err instanceof Error ? err : new Error(String(err))),
+          (err: unknown) => done(this.#abort.signal.aborted ? undefined : err instanceof Error ? err : new Error(String(err))),
         );
       },
     });
