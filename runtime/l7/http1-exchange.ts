@@ -37,6 +37,7 @@ type Phase = 'filters' | 'connecting' | 'waiting' | 'streaming' | 'done';
 /** Shared empty lists: most requests have no filters and no body, so their lists are never allocated. */
 const NO_STREAMS: L7FilterStream[] = Object.freeze([]) as unknown as L7FilterStream[];
 const NO_BYTES: Buffer[] = Object.freeze([]) as unknown as Buffer[];
+const EMPTY_BODY = Buffer.alloc(0);
 
 interface UpstreamHostRef {
   endpoint: UpstreamEndpoint | undefined;
@@ -79,6 +80,8 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   #reqRetainedBytes = 0;
   #reqBytes: number;
   #bufferRequest = false;
+  /** Some filter stream observes request body pieces. */
+  #hasRequestBodyHooks = false;
   /** Request-header filters finished (a buffered body must wait for them). */
   #headersDone = false;
   #bufferedBody: Buffer[] = NO_BYTES;
@@ -185,6 +188,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
         if (s === undefined) continue;
         if (this.#streams === NO_STREAMS) this.#streams = [];
         this.#streams.push(s);
+        if (s.onRequestBody !== undefined) this.#hasRequestBodyHooks = true;
         if (f.bufferRequestBody === true && s.onRequestBody !== undefined) this.#bufferRequest = true;
         if (f.bufferResponseBody === true && s.onResponseBody !== undefined) this.#bufferResponse = true;
         if (s.onResponseBody !== undefined) {
@@ -338,7 +342,11 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   /** Downstream body bytes from `start`; returns where the body ended inside `chunk`, or -1 when all was body. */
   feedRequestBody(chunk: Buffer, start: number): number {
     const framing = this.#req;
-    const end = framing.take(chunk, start);
+    // Body filters see content, not chunk coding: a chunked body is decoded for them (and for buffering) while the
+    // coded bytes are what a streamed request forwards.
+    let decoded: Buffer[] | undefined;
+    const decode = framing.scanner !== null && (this.#bufferRequest || this.#hasRequestBodyHooks) ? (d: Buffer) => (decoded ??= []).push(d) : undefined;
+    const end = framing.take(chunk, start, decode);
     if (end === -1) {
       this.#reqComplete = true;
       this.#replyLocal(localReply(400, L7_ERROR.badRequest, 'DPE', `invalid chunked body: ${framing.error}`));
@@ -353,23 +361,25 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
     this.#reqBytes += piece.length;
     if (this.#phase === 'done') return rest;
+    const content = decode === undefined ? [piece] : (decoded ?? []);
     if (this.#bufferRequest) {
-      this.#bufferedBytes += piece.length;
+      for (const c of content) this.#bufferedBytes += c.length;
       if (this.#bufferedBytes > this.#conn.ctx.limits.maxBufferedBodyBytes) {
         this.#keepAlive = false;
         this.#replyLocal(localReply(413, L7_ERROR.bodyTooLarge, 'DPE', 'request body exceeds the buffering limit'));
         return rest;
       }
       if (this.#bufferedBody === NO_BYTES) this.#bufferedBody = [];
-      this.#bufferedBody.push(piece);
+      this.#bufferedBody.push(...content);
       if (this.#reqComplete && this.#phase === 'filters' && this.#headersDone) this.#runBufferedRequestBody();
       return rest;
     }
-    this.#forwardRequestPiece(piece);
+    this.#forwardRequestPiece(piece, content);
     return rest;
   }
 
-  #forwardRequestPiece(piece: Buffer): void {
+  /** Sends (or queues) `piece` as it came; body filters observe `content`, the same bytes without chunk coding. */
+  #forwardRequestPiece(piece: Buffer, content: readonly Buffer[]): void {
     if (this.#reqRetained !== null) {
       this.#reqRetainedBytes += piece.length;
       if (this.#reqRetainedBytes > RETRY_BUFFER_BYTES) this.#reqRetained = null;
@@ -378,7 +388,13 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
         this.#reqRetained.push(piece);
       }
     }
-    for (const s of this.#streams) if (s.onRequestBody !== undefined) void s.onRequestBody(piece, this.#reqComplete);
+    if (this.#hasRequestBodyHooks) {
+      for (const s of this.#streams) {
+        if (s.onRequestBody === undefined) continue;
+        if (content.length === 0 && this.#reqComplete) void s.onRequestBody(EMPTY_BODY, true);
+        for (let i = 0; i < content.length; i++) void s.onRequestBody(content[i]!, this.#reqComplete && i === content.length - 1);
+      }
+    }
     const up = this.#upstream;
     if (up === null || this.#phase === 'connecting' || this.#phase === 'filters') {
       if (this.#reqQueue === NO_BYTES) this.#reqQueue = [];
@@ -509,6 +525,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   onUpstreamClose(error: Error | undefined): void {
     this.#upstream = null;
     if (this.#phase === 'streaming' && this.#response?.framing.untilClose === true) {
+      this.#response.endedByClose();
       this.#endAttempt('success');
       return this.#complete();
     }

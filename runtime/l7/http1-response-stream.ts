@@ -24,6 +24,8 @@ export interface ResponseStreamOwner {
   pauseUpstream(): void;
 }
 
+const EMPTY = Buffer.alloc(0);
+
 /** Bodies up to this size that arrived with their head leave in the same write as the head. */
 const MERGE_LIMIT = 16 * 1024;
 
@@ -145,14 +147,16 @@ export class Http1ResponseStream {
   /** Body bytes from chunk[start, length) as they arrive from the upstream. */
   forward(chunk: Buffer, start: number): void {
     const framing = this.framing;
-    const decode = framing.scanner !== null && (this.dechunk || this.#collect);
+    // Filters and an HTTP/1.0 client get content; a chunked body stays coded for an HTTP/1.1 client.
+    const decode = framing.scanner !== null && (this.dechunk || this.#collect || this.#hooks.length > 0);
     let decoded: Buffer[] | undefined;
     const end = framing.take(chunk, start, decode ? (d) => (decoded ??= []).push(d) : undefined);
     if (end === -1) return this.#owner.onResponseInvalid(`invalid chunked response: ${framing.error}`);
     if (end < chunk.length) this.overran = true;
     const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+    const content = decode ? (decoded ?? []) : [piece];
     if (this.#collect) {
-      for (const p of decode ? (decoded ?? []) : [piece]) {
+      for (const p of content) {
         this.#collectedBytes += p.length;
         this.#collected.push(p);
       }
@@ -164,15 +168,30 @@ export class Http1ResponseStream {
       }
       return;
     }
+    if (this.#hooks.length > 0) this.#tellHooks(content, framing.complete);
     let ok = true;
-    for (const p of this.dechunk ? (decoded ?? []) : [piece]) {
+    for (const p of this.dechunk ? content : [piece]) {
       if (p.length === 0) continue;
       this.bytes += p.length;
-      for (const s of this.#hooks) void s.onResponseBody?.(p, false);
       ok = this.#io.write(p) && ok;
     }
     if (!ok) this.#owner.pauseUpstream();
     if (framing.complete) this.#owner.onResponseComplete();
+  }
+
+  /** A close-delimited body ended with the upstream connection: filters watching the body hear its end. */
+  endedByClose(): void {
+    if (this.#hooks.length > 0) this.#tellHooks([], true);
+  }
+
+  /** Body filters observe each piece of content; the last call says the body ended (with no bytes when none came with it). */
+  #tellHooks(content: readonly Buffer[], ended: boolean): void {
+    if (content.length === 0 && !ended) return;
+    const pieces = content.length === 0 ? [EMPTY] : content;
+    for (let i = 0; i < pieces.length; i++) {
+      const last = ended && i === pieces.length - 1;
+      for (const s of this.#hooks) void s.onResponseBody?.(pieces[i]!, last);
+    }
   }
 
   /** The held head, serialized now from its header list with the final body's length, and the body (after the body filters ran on a collected body). */

@@ -1,4 +1,4 @@
-// Large bodies through weft's L7 path: ≥100 MB uploaded and downloaded (content-length and chunked), byte-exact by SHA-256, with a filter attached and bounded memory.
+// Large bodies through weft's L7 path: ≥100 MB uploaded and downloaded (content-length and chunked), byte-exact by SHA-256, with a filter attached and bounded memory; the filter's body callbacks see the content (chunk coding removed) and one end of stream.
 import { afterEach, describe, expect, it } from 'vitest';
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -35,7 +35,42 @@ function digestOf(total: number): string {
   return h.digest('hex');
 }
 
-const observe: L7Filter = { name: 'observe', start: () => ({ onRequestHeaders: (h) => void h.set('x-observed', '1') }) };
+/** What the observing filter saw of one body: bytes, their digest, and how many calls said end of stream. */
+interface SeenBody {
+  n: number;
+  digest: string;
+  ends: number;
+}
+const seen: { request: SeenBody; response: SeenBody }[] = [];
+
+function watcher(): { piece: (c: Buffer, end: boolean) => undefined; result: () => SeenBody } {
+  const h = crypto.createHash('sha256');
+  let n = 0;
+  let ends = 0;
+  return {
+    piece: (c, end) => {
+      h.update(c);
+      n += c.length;
+      if (end) ends++;
+      return undefined;
+    },
+    result: () => ({ n, digest: h.digest('hex'), ends }),
+  };
+}
+
+const observe: L7Filter = {
+  name: 'observe',
+  start: () => {
+    const request = watcher();
+    const response = watcher();
+    return {
+      onRequestHeaders: (h) => void h.set('x-observed', '1'),
+      onRequestBody: request.piece,
+      onResponseBody: response.piece,
+      onDone: () => void seen.push({ request: request.result(), response: response.result() }),
+    };
+  },
+};
 
 describe('L7 body streaming', () => {
   it('streams a >100 MB upload and download byte-exact (content-length and chunked)', async () => {
@@ -79,10 +114,13 @@ describe('L7 body streaming', () => {
           })
           .on('error', reject);
       });
+    const content = { n: SIZE, digest: expected, ends: 1 };
     const fixed = await download('/fixed');
     expect(fixed).toEqual({ n: SIZE, digest: expected, te: undefined });
+    expect(seen.at(-1)?.response).toEqual(content);
     const chunked = await download('/chunked');
     expect(chunked).toEqual({ n: SIZE, digest: expected, te: 'chunked' });
+    expect(seen.at(-1)?.response).toEqual(content);
 
     const upload = (chunkedUpload: boolean): Promise<{ n: number; digest: string; te: string }> =>
       new Promise((resolve, reject) => {
@@ -95,7 +133,9 @@ describe('L7 body streaming', () => {
         Readable.from(blocks(SIZE)).pipe(req);
       });
     expect(await upload(false)).toEqual({ n: SIZE, digest: expected, te: '' });
+    expect(seen.at(-1)?.request).toEqual(content);
     expect(await upload(true)).toEqual({ n: SIZE, digest: expected, te: 'chunked' });
+    expect(seen.at(-1)?.request).toEqual(content);
     // Streaming, not buffering: 400 MB moved with far less growth than one body.
     expect(process.memoryUsage().rss - rssBefore).toBeLessThan(80 * 1024 * 1024);
   });

@@ -76,3 +76,22 @@ it('gives an HTTP/1 plugin source.port, destination.address and upstream.address
   expect(text).toContain('x-p-destination-port: 80\r\n');
   expect(text).toContain(`x-p-upstream-address: 127.0.0.1:${up.port}\r\n`);
 });
+
+it('gives body filters a chunked request body decoded, and sends the buffered result with its length', async () => {
+  const { h } = await setup();
+  const sock = net.connect(h.port, '127.0.0.1');
+  cleanups.push(() => Promise.resolve(void sock.destroy()));
+  await new Promise((res) => sock.once('connect', res));
+  const text = await new Promise<string>((resolve) => {
+    let got = '';
+    sock.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (got.includes('RESPONSE TEXT')) resolve(got);
+    });
+    sock.write('POST /buffer HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n');
+    setTimeout(() => sock.write('2\r\nlo\r\n0\r\n\r\n'), 20);
+  });
+  expect(text).toMatch(/^HTTP\/1\.1 200 /);
+  expect(text).toContain('x-upstream-body: <hello>\r\n');
+  expect(text).toContain('x-upstream-req-body-size: 5\r\n');
+});
