@@ -190,8 +190,8 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     return this.#attempt;
   }
 
-  onStreamedChunk(chunk: Buffer): void {
-    if (this.#requestChunkHooks) for (const s of this.#streams) if (s.onRequestBody !== undefined) observe(s.onRequestBody(chunk, false));
+  onStreamedChunk(chunk: Buffer, end: boolean): void {
+    if (this.#requestChunkHooks) for (const s of this.#streams) if (s.onRequestBody !== undefined) observe(s.onRequestBody(chunk, end));
   }
 
   onStreamedTrailers(trailers: HeaderList): Promise<void> | undefined {

@@ -9,13 +9,14 @@ import type { HeaderList } from './header-list.js';
 import { headerListFrom } from './h2-headers.js';
 import type { UpstreamAttempt } from './h2-upstream-attempt.js';
 import { RETRY_BUFFER_BYTES } from './retry-policy.js';
+import { END_OF_BODY } from './l7-filter.js';
 
 /** Body bytes that may wait for an attempt (filters running, a paused filter) before the client is paused. */
 const QUEUE_BYTES = 64 * 1024;
 
 export interface RequestBodyOwner {
-  /** A streamed chunk passing by (observe-only body filters). */
-  onStreamedChunk(chunk: Buffer): void;
+  /** A streamed chunk passing by (observe-only body filters); `end` once, with no bytes, when a body ends without trailers. */
+  onStreamedChunk(chunk: Buffer, end: boolean): void;
   /** Trailers after a streamed body; a Promise holds the end of the upstream request until filters are through. */
   onStreamedTrailers(trailers: HeaderList): Promise<void> | undefined;
   /** A body collected whole is complete. */
@@ -145,7 +146,7 @@ export class H2RequestBody {
       if (this.#retainedBytes > RETRY_BUFFER_BYTES) this.#retained = null;
       else this.#retained.push(c);
     }
-    this.owner.onStreamedChunk(c);
+    this.owner.onStreamedChunk(c, false);
     const a = this.owner.currentAttempt();
     if (a !== undefined) {
       if (!a.write(c)) this.#pause();
@@ -166,6 +167,8 @@ export class H2RequestBody {
     this.complete = true;
     if (this.#stopped) return;
     if (this.#whole) return this.owner.onWholeBody();
+    // Trailers end a body for the filters themselves; otherwise they hear the end here (not for a body-less request).
+    if (this.bytes > 0 && this.trailers === undefined) this.owner.onStreamedChunk(END_OF_BODY, true);
     const a = this.owner.currentAttempt();
     if (a !== undefined) this.#endAttempt(a);
   }

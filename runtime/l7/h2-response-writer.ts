@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import type { HeaderList } from './header-list.js';
 import { addOutgoing } from './h2-headers.js';
 import type { UpstreamAttempt } from './h2-upstream-attempt.js';
-import { onResponseBodyHook, onResponseTrailersHook, runFilterHook, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { END_OF_BODY, onResponseBodyHook, onResponseTrailersHook, runFilterHook, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply } from './local-reply.js';
 
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
@@ -148,6 +148,8 @@ export class H2ResponseWriter {
       this.stream.end();
     };
     const t = this.trailers;
+    // Body filters hear the end of a body that has no trailers (trailers end it for them otherwise).
+    if (t === undefined && this.bytes > 0 && this.filters.chunkHooks) for (const s of this.filters.streams) if (s.onResponseBody !== undefined) observe(s.onResponseBody(END_OF_BODY, true));
     if (t === undefined || !this.filters.trailerHooks) return end();
     this.owner.settle(runFilterHook(this.filters.streams, 0, onResponseTrailersHook, t), end);
   }

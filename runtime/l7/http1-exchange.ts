@@ -19,7 +19,7 @@ import { findHeadEnd, HeadParseError, parseResponseHead, type RequestHead, type 
 import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
 import { isConnecting, type Http1UpstreamConnection, type UpstreamOwner } from './http1-pool.js';
-import { onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { END_OF_BODY, onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
@@ -37,7 +37,6 @@ type Phase = 'filters' | 'connecting' | 'waiting' | 'streaming' | 'done';
 /** Shared empty lists: most requests have no filters and no body, so their lists are never allocated. */
 const NO_STREAMS: L7FilterStream[] = Object.freeze([]) as unknown as L7FilterStream[];
 const NO_BYTES: Buffer[] = Object.freeze([]) as unknown as Buffer[];
-const EMPTY_BODY = Buffer.alloc(0);
 
 interface UpstreamHostRef {
   endpoint: UpstreamEndpoint | undefined;
@@ -391,7 +390,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     if (this.#hasRequestBodyHooks) {
       for (const s of this.#streams) {
         if (s.onRequestBody === undefined) continue;
-        if (content.length === 0 && this.#reqComplete) void s.onRequestBody(EMPTY_BODY, true);
+        if (content.length === 0 && this.#reqComplete) void s.onRequestBody(END_OF_BODY, true);
         for (let i = 0; i < content.length; i++) void s.onRequestBody(content[i]!, this.#reqComplete && i === content.length - 1);
       }
     }

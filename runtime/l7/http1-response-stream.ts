@@ -6,7 +6,7 @@
  */
 import type { Http1Transport } from './http1-transport.js';
 import type { RequestHead, ResponseHead } from './http1-head-parser.js';
-import type { L7FilterStream } from './l7-filter.js';
+import { END_OF_BODY, type L7FilterStream } from './l7-filter.js';
 import type { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
 import { copyVerbatim, responseHeadStart, verbatimLength, type VerbatimHead } from './http1-head-writer.js';
@@ -24,7 +24,6 @@ export interface ResponseStreamOwner {
   pauseUpstream(): void;
 }
 
-const EMPTY = Buffer.alloc(0);
 
 /** Bodies up to this size that arrived with their head leave in the same write as the head. */
 const MERGE_LIMIT = 16 * 1024;
@@ -187,7 +186,7 @@ export class Http1ResponseStream {
   /** Body filters observe each piece of content; the last call says the body ended (with no bytes when none came with it). */
   #tellHooks(content: readonly Buffer[], ended: boolean): void {
     if (content.length === 0 && !ended) return;
-    const pieces = content.length === 0 ? [EMPTY] : content;
+    const pieces = content.length === 0 ? [END_OF_BODY] : content;
     for (let i = 0; i < pieces.length; i++) {
       const last = ended && i === pieces.length - 1;
       for (const s of this.#hooks) void s.onResponseBody?.(pieces[i]!, last);

@@ -50,6 +50,9 @@ export interface L7FilterStream {
   onDone?(responseCode: number, responseFlags: string): void;
 }
 
+/** The piece a streaming body callback gets when it only hears that the body ended. */
+export const END_OF_BODY: Buffer = Buffer.alloc(0);
+
 /** Body mutation hooks handed to a stream when its filter buffers bodies. */
 export interface BodyAccess {
   replaceRequestBody(body: Buffer): void;

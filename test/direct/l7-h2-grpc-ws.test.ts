@@ -15,22 +15,39 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
+/** What the filter's streaming body callbacks saw, per request: the bytes and how many calls said end of stream. */
+const bodies: { request: string; requestEnds: number; response: string; responseEnds: number }[] = [];
+
 const tagFilter: L7Filter = {
   name: 'tag',
-  start: () => ({
-    onRequestHeaders: (h) => {
-      h.set('x-tagged', 'by-weft');
-      return undefined;
-    },
-    onResponseHeaders: (_s, h) => {
-      h.set('x-weft-filter', 'seen');
-      return undefined;
-    },
-    onResponseTrailers: (t) => {
-      t.set('x-trailer-filter', 'added');
-      return undefined;
-    },
-  }),
+  start: () => {
+    const seen = { request: '', requestEnds: 0, response: '', responseEnds: 0 };
+    bodies.push(seen);
+    return {
+      onRequestBody: (c, end) => {
+        seen.request += c.toString();
+        if (end) seen.requestEnds++;
+        return undefined;
+      },
+      onResponseBody: (c, end) => {
+        seen.response += c.toString();
+        if (end) seen.responseEnds++;
+        return undefined;
+      },
+      onRequestHeaders: (h) => {
+        h.set('x-tagged', 'by-weft');
+        return undefined;
+      },
+      onResponseHeaders: (_s, h) => {
+        h.set('x-weft-filter', 'seen');
+        return undefined;
+      },
+      onResponseTrailers: (t) => {
+        t.set('x-trailer-filter', 'added');
+        return undefined;
+      },
+    };
+  },
 };
 
 async function proxyTo(upstreamPort: number, appProtocol: string, limits = {}): Promise<ProxyHarness> {
@@ -81,6 +98,32 @@ describe('L7 h2c and gRPC', () => {
     }
     await new Promise((r) => setTimeout(r, 20));
     expect(h.proxy.telemetry.count({ response_code: '200', request_protocol: 'http' })).toBe(5);
+  });
+
+  it('tells streaming body filters each piece and, once, the end of a body without trailers', async () => {
+    const server = http2.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c: Buffer) => (body += c.toString()));
+      req.on('end', () => {
+        res.write('echo: ');
+        res.end(body);
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(() => new Promise((r) => server.close(() => r())));
+    const h = await proxyTo((server.address() as net.AddressInfo).port, 'http2');
+    const client = http2.connect(`http://127.0.0.1:${h.port}`);
+    cleanups.push(() => Promise.resolve(void client.close()));
+    const req = client.request({ ':method': 'POST', ':path': '/body' });
+    req.write('hello ');
+    setTimeout(() => req.end('world'), 10);
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    await once(req, 'end');
+    expect(body).toBe('echo: hello world');
+    await new Promise((r) => setTimeout(r, 20));
+    expect(bodies.at(-1)).toEqual({ request: 'hello world', requestEnds: 1, response: 'echo: hello world', responseEnds: 1 });
   });
 
   it('downgrades h2c clients of an HTTP/1.1 service, bodies and filters included', async () => {
