@@ -13,12 +13,12 @@ import { weftErrorOf } from '../errors.js';
 import type { HeaderList } from './header-list.js';
 import { grpcStatusFor, headerListFrom } from './h2-headers.js';
 import { H2RequestBody, type RequestBodyOwner } from './h2-request-body.js';
-import { H2ResponseWriter, observe, type ResponseFilters, type ResponseOwner } from './h2-response-writer.js';
+import { H2ResponseWriter, type ResponseFilters, type ResponseOwner } from './h2-response-writer.js';
 import { startH2Attempt, startHttp1Attempt, type AttemptRequest, type AttemptSink, type UpstreamAttempt } from './h2-upstream-attempt.js';
 import type { H2UpstreamPool } from './h2-upstream-pool.js';
 import { peerLabels, type PeerLabels } from './http-telemetry.js';
 import type { L7Context, L7Target } from './l7-context.js';
-import { onRequestBodyHook, onRequestTrailersHook, runFilterHook, runRequestHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { observeBody, onRequestBodyHook, onRequestTrailersHook, runFilterHook, runRequestHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { requestHash } from './load-balancer.js';
 import { L7_ERROR, localReply } from './local-reply.js';
 import { applyHeaderOps, rewritePath } from './route-actions.js';
@@ -191,7 +191,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
   }
 
   onStreamedChunk(chunk: Buffer, end: boolean): void {
-    if (this.#requestChunkHooks) for (const s of this.#streams) if (s.onRequestBody !== undefined) observe(s.onRequestBody(chunk, end));
+    if (this.#requestChunkHooks) observeBody(this.#streams, onRequestBodyHook, chunk.length === 0 ? [] : [chunk], end);
   }
 
   onStreamedTrailers(trailers: HeaderList): Promise<void> | undefined {

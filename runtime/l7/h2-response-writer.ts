@@ -7,7 +7,7 @@ import http2 from 'node:http2';
 import type { HeaderList } from './header-list.js';
 import { addOutgoing } from './h2-headers.js';
 import type { UpstreamAttempt } from './h2-upstream-attempt.js';
-import { END_OF_BODY, onResponseBodyHook, onResponseTrailersHook, runFilterHook, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { observeBody, onResponseBodyHook, onResponseTrailersHook, runFilterHook, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply } from './local-reply.js';
 
 const { NGHTTP2_INTERNAL_ERROR } = http2.constants;
@@ -31,11 +31,6 @@ export interface ResponseFilters {
   /** Filters observe streamed chunks. */
   readonly chunkHooks: boolean;
   readonly trailerHooks: boolean;
-}
-
-/** Swallows the rejection of an observe-only filter call (streamed bodies cannot pause or answer). */
-export function observe(status: FilterStatus): void {
-  if (status instanceof Promise) status.catch(() => undefined);
 }
 
 export class H2ResponseWriter {
@@ -133,7 +128,7 @@ export class H2ResponseWriter {
   #write(c: Buffer): void {
     if (c.length === 0) return;
     this.bytes += c.length;
-    if (this.filters.chunkHooks) for (const s of this.filters.streams) if (s.onResponseBody !== undefined) observe(s.onResponseBody(c, false));
+    if (this.filters.chunkHooks) observeBody(this.filters.streams, onResponseBodyHook, [c], false);
     if (!this.stream.write(c) && !this.#upPaused) {
       this.#pauseUpstream();
       this.stream.once('drain', () => this.#resumeUpstream());
@@ -149,7 +144,7 @@ export class H2ResponseWriter {
     };
     const t = this.trailers;
     // Body filters hear the end of a body that has no trailers (trailers end it for them otherwise).
-    if (t === undefined && this.bytes > 0 && this.filters.chunkHooks) for (const s of this.filters.streams) if (s.onResponseBody !== undefined) observe(s.onResponseBody(END_OF_BODY, true));
+    if (t === undefined && this.bytes > 0 && this.filters.chunkHooks) observeBody(this.filters.streams, onResponseBodyHook, [], true);
     if (t === undefined || !this.filters.trailerHooks) return end();
     this.owner.settle(runFilterHook(this.filters.streams, 0, onResponseTrailersHook, t), end);
   }

@@ -19,7 +19,7 @@ import { findHeadEnd, HeadParseError, parseResponseHead, type RequestHead, type 
 import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
 import { isConnecting, type Http1UpstreamConnection, type UpstreamOwner } from './http1-pool.js';
-import { END_OF_BODY, onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { observeBody, onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
@@ -387,13 +387,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
         this.#reqRetained.push(piece);
       }
     }
-    if (this.#hasRequestBodyHooks) {
-      for (const s of this.#streams) {
-        if (s.onRequestBody === undefined) continue;
-        if (content.length === 0 && this.#reqComplete) void s.onRequestBody(END_OF_BODY, true);
-        for (let i = 0; i < content.length; i++) void s.onRequestBody(content[i]!, this.#reqComplete && i === content.length - 1);
-      }
-    }
+    if (this.#hasRequestBodyHooks) observeBody(this.#streams, onRequestBodyHook, content, this.#reqComplete);
     const up = this.#upstream;
     if (up === null || this.#phase === 'connecting' || this.#phase === 'filters') {
       if (this.#reqQueue === NO_BYTES) this.#reqQueue = [];

@@ -6,7 +6,7 @@
  */
 import type { Http1Transport } from './http1-transport.js';
 import type { RequestHead, ResponseHead } from './http1-head-parser.js';
-import { END_OF_BODY, type L7FilterStream } from './l7-filter.js';
+import { observeBody, onResponseBodyHook, type L7FilterStream } from './l7-filter.js';
 import type { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
 import { copyVerbatim, responseHeadStart, verbatimLength, type VerbatimHead } from './http1-head-writer.js';
@@ -23,7 +23,6 @@ export interface ResponseStreamOwner {
   /** The client stopped reading: pause the upstream until the downstream drains. */
   pauseUpstream(): void;
 }
-
 
 /** Bodies up to this size that arrived with their head leave in the same write as the head. */
 const MERGE_LIMIT = 16 * 1024;
@@ -167,7 +166,7 @@ export class Http1ResponseStream {
       }
       return;
     }
-    if (this.#hooks.length > 0) this.#tellHooks(content, framing.complete);
+    if (this.#hooks.length > 0) observeBody(this.#hooks, onResponseBodyHook, content, framing.complete);
     let ok = true;
     for (const p of this.dechunk ? content : [piece]) {
       if (p.length === 0) continue;
@@ -180,17 +179,7 @@ export class Http1ResponseStream {
 
   /** A close-delimited body ended with the upstream connection: filters watching the body hear its end. */
   endedByClose(): void {
-    if (this.#hooks.length > 0) this.#tellHooks([], true);
-  }
-
-  /** Body filters observe each piece of content; the last call says the body ended (with no bytes when none came with it). */
-  #tellHooks(content: readonly Buffer[], ended: boolean): void {
-    if (content.length === 0 && !ended) return;
-    const pieces = content.length === 0 ? [END_OF_BODY] : content;
-    for (let i = 0; i < pieces.length; i++) {
-      const last = ended && i === pieces.length - 1;
-      for (const s of this.#hooks) void s.onResponseBody?.(pieces[i]!, last);
-    }
+    observeBody(this.#hooks, onResponseBodyHook, [], true);
   }
 
   /** The held head, serialized now from its header list with the final body's length, and the body (after the body filters ran on a collected body). */

@@ -50,6 +50,11 @@ export interface L7FilterStream {
   onDone?(responseCode: number, responseFlags: string): void;
 }
 
+/** Swallows the rejection of an observe-only filter call (streamed bodies cannot pause or answer). */
+export function observe(status: FilterStatus): void {
+  if (status instanceof Promise) status.catch(() => undefined);
+}
+
 /** The piece a streaming body callback gets when it only hears that the body ended. */
 export const END_OF_BODY: Buffer = Buffer.alloc(0);
 
@@ -125,4 +130,17 @@ export const onRequestBodyHook: Hook<[Buffer, boolean]> = (s, c, end) => s.onReq
 export const onResponseHeadersHook: Hook<[number, HeaderList, boolean]> = (s, status, h, end) => s.onResponseHeaders?.(status, h, end);
 export const onResponseBodyHook: Hook<[Buffer, boolean]> = (s, c, end) => s.onResponseBody?.(c, end);
 export const onRequestTrailersHook: Hook<[HeaderList]> = (s, t) => s.onRequestTrailers?.(t);
+
+/**
+ * Streaming body callbacks observe each piece of content in order; the last call says whether the body `ended`
+ * (with END_OF_BODY when the end came with no bytes). Nothing is called for no content before the end.
+ */
+export function observeBody(streams: readonly L7FilterStream[], hook: Hook<[Buffer, boolean]>, content: readonly Buffer[], ended: boolean): void {
+  if (content.length === 0 && !ended) return;
+  const pieces = content.length === 0 ? [END_OF_BODY] : content;
+  for (let i = 0; i < pieces.length; i++) {
+    const last = ended && i === pieces.length - 1;
+    for (const s of streams) observe(hook(s, pieces[i]!, last));
+  }
+}
 export const onResponseTrailersHook: Hook<[HeaderList]> = (s, t) => s.onResponseTrailers?.(t);
