@@ -205,6 +205,21 @@ export class SimulatedNode {
   }
 }
 
+/**
+ * Two set-up nodes linked by a veth, with pod `a` on node 1 and pod `b` on node 2 (namespace mesh). The nodes join
+ * `created` as soon as they exist, so the caller's cleanup destroys them even when a later step fails.
+ */
+export async function twoLinkedNodes(created: SimulatedNode[]): Promise<{ n1: SimulatedNode; n2: SimulatedNode; a: Pod; b: Pod }> {
+  const n1 = await SimulatedNode.create({ index: 1 });
+  created.push(n1);
+  const n2 = await SimulatedNode.create({ index: 2 });
+  created.push(n2);
+  await n1.link(n2);
+  await n1.mustSetup();
+  await n2.mustSetup();
+  return { n1, n2, a: await n1.addPod('a', 'mesh'), b: await n2.addPod('b', 'mesh') };
+}
+
 export function firstIp(result: Record<string, unknown>): string {
   const ips = result.ips as { address: string }[] | undefined;
   const address = ips?.[0]?.address.split('/')[0];

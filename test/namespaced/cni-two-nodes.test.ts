@@ -2,7 +2,7 @@
 // through the destination node's weft (inbound capture via table 100 and the inbound tunnel), in both directions.
 import { describe, expect, it } from 'vitest';
 import { startServer, tcpExchange, type PeerServer } from '../helpers/netns-peers.js';
-import { SimulatedNode } from '../helpers/netns-topology.js';
+import { twoLinkedNodes, type SimulatedNode } from '../helpers/netns-topology.js';
 import { startRuntime, type RuntimeHandle } from '../helpers/netns-weft-runtime.js';
 import { kernelHasLinkType, requireCommands, requireKernelFeature, requireRoot } from '../helpers/requirements.js';
 
@@ -15,13 +15,7 @@ describe('two simulated nodes', () => {
     const runtimes: RuntimeHandle[] = [];
     const servers: PeerServer[] = [];
     try {
-      nodes.push(await SimulatedNode.create({ index: 1 }), await SimulatedNode.create({ index: 2 }));
-      const [n1, n2] = nodes as [SimulatedNode, SimulatedNode];
-      await n1.link(n2);
-      await n1.mustSetup();
-      await n2.mustSetup();
-      const a = await n1.addPod('a', 'mesh');
-      const b = await n2.addPod('b', 'mesh');
+      const { n1, n2, a, b } = await twoLinkedNodes(nodes);
       const workloads = [
         { name: 'a', namespace: 'mesh', ip: a.ip },
         { name: 'b', namespace: 'mesh', ip: b.ip },

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CertificateAuthority } from '../../runtime/identity/certificate-authority.js';
 import { startServer, tcpExchange, type PeerServer } from '../helpers/netns-peers.js';
-import { SimulatedNode } from '../helpers/netns-topology.js';
+import { twoLinkedNodes, type SimulatedNode } from '../helpers/netns-topology.js';
 import { startRuntime, type RuntimeHandle } from '../helpers/netns-weft-runtime.js';
 import { kernelHasLinkType, requireCommands, requireKernelFeature, requireRoot } from '../helpers/requirements.js';
 
@@ -117,13 +117,7 @@ describe('two simulated nodes over HBONE', () => {
     const servers: PeerServer[] = [];
     const captures: Capture[] = [];
     try {
-      nodes.push(await SimulatedNode.create({ index: 1 }), await SimulatedNode.create({ index: 2 }));
-      const [n1, n2] = nodes as [SimulatedNode, SimulatedNode];
-      await n1.link(n2);
-      await n1.mustSetup();
-      await n2.mustSetup();
-      const a = await n1.addPod('a', 'mesh');
-      const b = await n2.addPod('b', 'mesh');
+      const { n1, n2, a, b } = await twoLinkedNodes(nodes);
       // One mesh root shared by both nodes, written before either starts, so each trusts the other's workload certificates.
       const caDir = path.join(n1.workDir, 'ca');
       CertificateAuthority.load({ trustDomain: 'cluster.local', caDir });
