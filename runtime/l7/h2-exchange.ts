@@ -19,6 +19,7 @@ import type { H2UpstreamPool } from './h2-upstream-pool.js';
 import { peerLabels, type PeerLabels } from './http-telemetry.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import { observeBody, onRequestBodyHook, onRequestTrailersHook, runFilterHook, runRequestHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { exchangeContextFields } from './http-access-log.js';
 import { requestHash } from './load-balancer.js';
 import { L7_ERROR, localReply } from './local-reply.js';
 import { applyHeaderOps, rewritePath } from './route-actions.js';
@@ -562,13 +563,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
       upstream_attempts: this.#attempts,
       route_name: this.#route?.name ?? '-',
       request_id: this.#requestId === '' ? '-' : this.#requestId,
-      trace_id: this.#trace?.traceId ?? '-',
-      span_id: this.#trace?.spanId ?? '-',
-      source_address: `${target.source.address}:${target.source.port}`,
-      source_principal: target.sourceIdentity ?? '-',
-      destination_service: target.service?.hostname ?? '-',
-      user_agent: this.#headers.get('user-agent') ?? '-',
-      error: this.#error === '' ? '-' : this.#error,
+      ...exchangeContextFields(target, this.#trace, this.#headers, this.#error),
     });
   }
 }

@@ -1,5 +1,7 @@
 /** One JSON access-log line per L7 request, with stable field names, batched so a busy proxy makes one write per event-loop turn instead of one per request. */
 import { createWriteStream, type WriteStream } from 'node:fs';
+import type { HeaderList } from './header-list.js';
+import type { L7Target } from './l7-context.js';
 
 export interface HttpAccessEntry {
   start_time: string;
@@ -25,6 +27,24 @@ export interface HttpAccessEntry {
   destination_service: string;
   user_agent: string;
   error: string;
+}
+
+/** The closing fields every protocol fills alike: trace ids, who called which service, the user agent, the error. */
+export function exchangeContextFields(
+  target: L7Target,
+  trace: { traceId: string; spanId: string } | undefined,
+  headers: HeaderList,
+  error: string,
+): Pick<HttpAccessEntry, 'trace_id' | 'span_id' | 'source_address' | 'source_principal' | 'destination_service' | 'user_agent' | 'error'> {
+  return {
+    trace_id: trace?.traceId ?? '-',
+    span_id: trace?.spanId ?? '-',
+    source_address: `${target.source.address}:${target.source.port}`,
+    source_principal: target.sourceIdentity ?? '-',
+    destination_service: target.service?.hostname ?? '-',
+    user_agent: headers.get('user-agent') ?? '-',
+    error: error === '' ? '-' : error,
+  };
 }
 
 /** Receives batches of complete lines, each ending in "\n". */

@@ -20,6 +20,7 @@ import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
 import { isConnecting, type Http1UpstreamConnection, type UpstreamOwner } from './http1-pool.js';
 import { observeBody, onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { exchangeContextFields } from './http-access-log.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
@@ -823,23 +824,13 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
         bytes_received: this.#reqBytes,
         bytes_sent: resBytes,
         duration_ms: Math.round(duration * 1000) / 1000,
-        upstream_host: this.#lastEndpointKey(),
+        upstream_host: this.#lastEndpoint,
         upstream_cluster: this.#cluster?.name ?? '-',
         upstream_attempts: this.#attempts,
         route_name: this.#route?.name ?? '-',
         request_id: this.#requestId,
-        trace_id: this.#trace?.traceId ?? '-',
-        span_id: this.#trace?.spanId ?? '-',
-        source_address: `${target.source.address}:${target.source.port}`,
-        source_principal: target.sourceIdentity ?? '-',
-        destination_service: target.service?.hostname ?? '-',
-        user_agent: this.#headers.get('user-agent') ?? '-',
-        error: this.#error === '' ? '-' : this.#error,
+        ...exchangeContextFields(target, this.#trace, this.#headers, this.#error),
       });
     }
-  }
-
-  #lastEndpointKey(): string {
-    return this.#lastEndpoint;
   }
 }
