@@ -71,19 +71,25 @@ const echoService: grpc.ServiceDefinition = {
   Sum: { path: '/test.Echo/Sum', requestStream: true, responseStream: false, requestSerialize: json.serialize, requestDeserialize: json.deserialize, responseSerialize: json.serialize, responseDeserialize: json.deserialize },
 };
 
+/** An h2c upstream with `handler` behind the proxy, and an h2c client session to the proxy. */
+async function h2cThroughProxy(handler: (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void): Promise<{ h: ProxyHarness; client: http2.ClientHttp2Session }> {
+  const server = http2.createServer(handler);
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  cleanups.push(() => new Promise((r) => server.close(() => r())));
+  const h = await proxyTo((server.address() as net.AddressInfo).port, 'http2');
+  const client = http2.connect(`http://127.0.0.1:${h.port}`);
+  cleanups.push(() => Promise.resolve(void client.close()));
+  return { h, client };
+}
+
 describe('L7 h2c and gRPC', () => {
   it('proxies h2c requests with filters, and counts them', async () => {
-    const server = http2.createServer((req, res) => {
+    const { h, client } = await h2cThroughProxy((req, res) => {
       res.setHeader('x-seen-tag', String(req.headers['x-tagged']));
       res.setHeader('x-seen-trace', String(req.headers.traceparent));
       res.end(`h2 ${req.url}`);
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    cleanups.push(() => new Promise((r) => server.close(() => r())));
-    const h = await proxyTo((server.address() as net.AddressInfo).port, 'http2');
-    const client = http2.connect(`http://127.0.0.1:${h.port}`);
-    cleanups.push(() => Promise.resolve(void client.close()));
     for (let i = 0; i < 5; i++) {
       const req = client.request({ ':path': `/p${i}` });
       const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
@@ -101,7 +107,7 @@ describe('L7 h2c and gRPC', () => {
   });
 
   it('tells streaming body filters each piece and, once, the end of a body without trailers', async () => {
-    const server = http2.createServer((req, res) => {
+    const { client } = await h2cThroughProxy((req, res) => {
       let body = '';
       req.on('data', (c: Buffer) => (body += c.toString()));
       req.on('end', () => {
@@ -109,12 +115,6 @@ describe('L7 h2c and gRPC', () => {
         res.end(body);
       });
     });
-    server.listen(0, '127.0.0.1');
-    await once(server, 'listening');
-    cleanups.push(() => new Promise((r) => server.close(() => r())));
-    const h = await proxyTo((server.address() as net.AddressInfo).port, 'http2');
-    const client = http2.connect(`http://127.0.0.1:${h.port}`);
-    cleanups.push(() => Promise.resolve(void client.close()));
     const req = client.request({ ':method': 'POST', ':path': '/body' });
     req.write('hello ');
     setTimeout(() => req.end('world'), 10);
