@@ -45,6 +45,25 @@ async function setup(): Promise<{ up: Upstream; h: ProxyHarness }> {
   return { up, h };
 }
 
+/** A raw connection to the proxy, closed after the test. */
+async function dial(port: number): Promise<net.Socket> {
+  const sock = net.connect(port, '127.0.0.1');
+  cleanups.push(() => Promise.resolve(void sock.destroy()));
+  await new Promise((res) => sock.once('connect', res));
+  return sock;
+}
+
+/** Everything the socket received, once it contains `marker`. */
+function readUntil(sock: net.Socket, marker: string): Promise<string> {
+  return new Promise((resolve) => {
+    let got = '';
+    sock.on('data', (d: Buffer) => {
+      got += d.toString();
+      if (got.includes(marker)) resolve(got);
+    });
+  });
+}
+
 it('forwards response headers a plugin sets in proxy_on_response_body while the body is buffered', async () => {
   const { h } = await setup();
   const r = await request(`http://127.0.0.1:${h.port}/buffer`, { method: 'POST', body: 'hello' });
@@ -58,18 +77,11 @@ it('forwards response headers a plugin sets in proxy_on_response_body while the 
 
 it('gives an HTTP/1 plugin source.port, destination.address and upstream.address', async () => {
   const { up, h } = await setup();
-  const sock = net.connect(h.port, '127.0.0.1');
-  cleanups.push(() => Promise.resolve(void sock.destroy()));
-  await new Promise((res) => sock.once('connect', res));
+  const sock = await dial(h.port);
   const localPort = sock.localPort;
-  const text = await new Promise<string>((resolve) => {
-    let got = '';
-    sock.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.includes('\r\n\r\n')) resolve(got);
-    });
-    sock.write('GET /props HTTP/1.1\r\nhost: app\r\n\r\n');
-  });
+  const reply = readUntil(sock, '\r\n\r\n');
+  sock.write('GET /props HTTP/1.1\r\nhost: app\r\n\r\n');
+  const text = await reply;
   expect(text).toMatch(/^HTTP\/1\.1 200 /);
   expect(text).toContain(`x-p-source-port: ${localPort}\r\n`);
   expect(text).toContain('x-p-destination-address: 10.96.0.90:80\r\n');
@@ -79,18 +91,11 @@ it('gives an HTTP/1 plugin source.port, destination.address and upstream.address
 
 it('gives body filters a chunked request body decoded, and sends the buffered result with its length', async () => {
   const { h } = await setup();
-  const sock = net.connect(h.port, '127.0.0.1');
-  cleanups.push(() => Promise.resolve(void sock.destroy()));
-  await new Promise((res) => sock.once('connect', res));
-  const text = await new Promise<string>((resolve) => {
-    let got = '';
-    sock.on('data', (d: Buffer) => {
-      got += d.toString();
-      if (got.includes('RESPONSE TEXT')) resolve(got);
-    });
-    sock.write('POST /buffer HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n');
-    setTimeout(() => sock.write('2\r\nlo\r\n0\r\n\r\n'), 20);
-  });
+  const sock = await dial(h.port);
+  const reply = readUntil(sock, 'RESPONSE TEXT');
+  sock.write('POST /buffer HTTP/1.1\r\nhost: app\r\ntransfer-encoding: chunked\r\n\r\n3\r\nhel\r\n');
+  setTimeout(() => sock.write('2\r\nlo\r\n0\r\n\r\n'), 20);
+  const text = await reply;
   expect(text).toMatch(/^HTTP\/1\.1 200 /);
   expect(text).toContain('x-upstream-body: <hello>\r\n');
   expect(text).toContain('x-upstream-req-body-size: 5\r\n');
