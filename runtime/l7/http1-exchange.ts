@@ -321,17 +321,18 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     if (this.#attempts === 1 && route.requestHeaders !== undefined) applyHeaderOps(headers, route.requestHeaders);
     let target = h.target;
     if (route.rewriteUri !== undefined || route.rewriteRegex !== undefined) target = rewritePath(route, this.#path, target);
-    this.#trace ??= continueTrace(headers.get('traceparent'));
+    const trace = (this.#trace ??= continueTrace(headers.get('traceparent')));
     const body = this.#replacedRequestBody;
     const io = c.io;
-    const text = (): string => requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.#authority, traceparent: this.#trace!.header, replacedBodyLength: body?.length });
-    if (body !== undefined) {
-      io.writeHead(text(), body);
-      return;
-    }
-    // Nothing in the head changes but the trace context: it leaves as it came (no re-serialization).
     const raw = h.verbatim;
-    io.write(raw !== undefined && !headers.edited && target === h.target && route.rewriteAuthority === undefined ? verbatimRequestHead({ raw, omit: h.verbatimOmit }, this.#trace.header) : text());
+    if (body === undefined && raw !== undefined && !headers.edited && target === h.target && route.rewriteAuthority === undefined) {
+      // Nothing in the head changes but the trace context: it leaves as it came (no re-serialization).
+      io.write(verbatimRequestHead({ raw, omit: h.verbatimOmit }, trace.header));
+    } else {
+      const text = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.#authority, traceparent: trace.header, replacedBodyLength: body?.length });
+      if (body !== undefined) return void io.writeHead(text, body);
+      io.write(text);
+    }
     if (this.#attempts > 1 && this.#reqRetained !== null) for (const b of this.#reqRetained) io.write(b);
     else for (const b of this.#reqQueue) io.write(b);
     this.#reqQueue = NO_BYTES;
