@@ -4,14 +4,12 @@
  * ztunnel would carry it; everything else (TCP workloads, addresses outside the mesh, no identity) is plain TCP.
  */
 import net from 'node:net';
-import type { Duplex } from 'node:stream';
+import type { ConnectFn } from '../l7/http1-pool.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import type { HboneClient } from './hbone-client.js';
 import { PendingTunnel } from './pending-tunnel.js';
 
-export type UpstreamConnector = (address: string, port: number, identity?: string) => Duplex;
-
-export function hboneUpstreamConnector(state: ProxyState, client: HboneClient): UpstreamConnector {
+export function hboneUpstreamConnector(state: ProxyState, client: HboneClient): ConnectFn {
   return (address, port, identity) => {
     const snapshot = state.current;
     const destination = identity === undefined ? undefined : snapshot.workloadByIp(address);
