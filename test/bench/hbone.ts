@@ -1,4 +1,4 @@
-// HBONE benchmarks through two whole weft runtimes in one process: bulk throughput (iperf3) direct vs plaintext L4 vs HBONE, requests/s (wrk) plaintext vs HBONE, and new HBONE handshakes per second.
+// HBONE benchmarks through two whole weft runtimes in one process: bulk throughput (iperf3) direct vs plaintext L4 vs HBONE, next to an HAProxy pair tunnelling the same hop in mutual TLS and in plaintext; requests/s (wrk) plaintext vs HBONE; new HBONE handshakes per second.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -9,8 +9,10 @@ import { Worker } from 'node:worker_threads';
 import { createApp, type App } from '../../runtime/app.js';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { HboneClient } from '../../runtime/hbone/hbone-client.js';
+import { CertificateAuthority } from '../../runtime/identity/certificate-authority.js';
 import { setLogLevel } from '../../runtime/log.js';
 import { freePort } from '../helpers/free-port.js';
+import { renderTemplate, startPeer, withPeer } from './bench-tools.js';
 
 const run = promisify(execFile);
 /** client pod on node A; server pod (HBONE) and a plaintext-path stand-in address on node B. */
@@ -182,6 +184,35 @@ http { access_log off; keepalive_requests 1000000; server { listen ${host}:${por
   return { port, child: await spawnReady('nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], host, port) };
 }
 
+/**
+ * iperf3 through two HAProxy instances in one thread (configs/haproxy-tunnel-pair.cfg), the hop between them mutual
+ * TLS 1.3 with certificates from weft's CA, or plaintext: what a C proxy with OpenSSL reaches on this machine in the
+ * topology the HBONE measures use (both nodes on one thread, unpinned like this process).
+ */
+async function iperfThroughHaproxyPair(targetPort: number, tls: boolean): Promise<number> {
+  const dir = mkdtempSync(join(tmpdir(), 'weft-bench-haproxy-pair-'));
+  const ca = CertificateAuthority.generate('cluster.local');
+  const pem = (id: string): string => {
+    const cert = ca.issueWorkload(id, { ttlSeconds: 3600 });
+    const file = join(dir, `${id.split('/').pop() ?? 'leaf'}.pem`);
+    writeFileSync(file, cert.certChainPem.join('') + cert.privateKeyPem);
+    return file;
+  };
+  writeFileSync(join(dir, 'root.pem'), ca.rootPem);
+  const verify = ` ca-file ${join(dir, 'root.pem')} verify required ssl-min-ver TLSv1.3`;
+  const [portA, portB] = [await freePort(), await freePort()];
+  const config = await renderTemplate('haproxy-tunnel-pair.cfg', dir, {
+    HOST_A: '127.0.0.1',
+    PORT_A: portA,
+    HOST_B: '127.0.0.1',
+    PORT_B: portB,
+    UPSTREAM: `${IP.server}:${targetPort}`,
+    TLS_SERVER: tls ? ` ssl crt ${pem(CLIENT_ID)}${verify}` : '',
+    TLS_BIND: tls ? ` ssl crt ${pem(SERVER_ID)}${verify}` : '',
+  });
+  return withPeer(startPeer(`haproxy-pair-${tls ? 'tls' : 'plain'}`, portA, ['haproxy', '-f', config, '-db'], '0,1'), () => iperf('127.0.0.1', portA));
+}
+
 /** New HBONE connections per second: each a fresh client (TLS 1.3 + HTTP/2 + CONNECT + one echoed byte), 8 at a time. */
 export async function handshakesPerSecond(nodes: Nodes, echoPort: number): Promise<number> {
   const until = Date.now() + SECONDS * 1000;
@@ -236,6 +267,15 @@ export async function benchHbone(): Promise<Record<string, number>> {
     } finally {
       await nodes.close();
     }
+    const haproxyPlain = await iperfThroughHaproxyPair(iperfPort, false);
+    const haproxyTls = await iperfThroughHaproxyPair(iperfPort, true);
+    Object.assign(results, {
+      iperf_haproxy_pair_plaintext_gbps: haproxyPlain,
+      iperf_haproxy_pair_tls_gbps: haproxyTls,
+      iperf_haproxy_pair_tls_vs_plaintext: haproxyTls / haproxyPlain,
+      iperf_haproxy_pair_tls_vs_direct: haproxyTls / (results.iperf_direct_gbps ?? 0),
+      iperf_hbone_vs_haproxy_pair_tls: (results.iperf_hbone_two_nodes_gbps ?? 0) / haproxyTls,
+    });
   } finally {
     iperfd.kill();
   }
