@@ -327,7 +327,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const raw = h.verbatim;
     if (body === undefined && raw !== undefined && !headers.edited && target === h.target && route.rewriteAuthority === undefined) {
       // Nothing in the head changes but the trace context: it leaves as it came (no re-serialization).
-      io.write(verbatimRequestHead({ raw, omit: h.verbatimOmit }, trace.header));
+      io.write(verbatimRequestHead(raw, trace.header));
     } else {
       const text = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.#authority, traceparent: trace.header, replacedBodyLength: body?.length });
       if (body !== undefined) return void io.writeHead(text, body);

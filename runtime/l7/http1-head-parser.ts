@@ -37,11 +37,10 @@ interface MessageHead {
   /**
    * The head's own bytes, when a forwarder that changes nothing else may send them as they came: HTTP/1.1, no field
    * it drops or re-creates (hop-by-hop fields, transfer-encoding, a repeated content-length; a request's traceparent,
-   * which gets a new span, and a target not in origin-form). Undefined otherwise.
+   * which gets a new span, and a target not in origin-form). A `connection: keep-alive` line stays: it says on the
+   * next hop what the proxy does there too. Undefined otherwise.
    */
   verbatim: Buffer | undefined;
-  /** [start, end) within `verbatim` of a `connection: keep-alive` line the copy must leave out. */
-  verbatimOmit: readonly [number, number] | undefined;
 }
 
 export interface RequestHead extends MessageHead {
@@ -120,14 +119,16 @@ export function findHeadEnd(buf: Buffer, start: number, limits: HeadLimits): num
 
 export function parseRequestHead(buf: Buffer, start: number, end: number, limits: HeadLimits): RequestHead | HeadParseError {
   const b = buf as FastBuffer;
+  // One string for the whole head; its parts are sliced from it in JavaScript (cheaper than a native call per part).
+  const text = b.latin1Slice(start, end);
   let p = start;
   while (p < end && TCHAR[b[p]!]! > 0) p++;
   if (p === start || b[p] !== SP) return new HeadParseError(400, 'invalid method');
-  const method = b.latin1Slice(start, p);
+  const method = text.slice(0, p - start);
   const t0 = ++p;
   while (p < end && b[p]! > 0x20 && b[p]! < 0x7f) p++;
   if (p === t0 || b[p] !== SP) return new HeadParseError(400, 'invalid request target');
-  const target = b.latin1Slice(t0, p);
+  const target = text.slice(t0 - start, p - start);
   p++;
   // "HTTP/1.x\r\n"
   if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 6] !== 0x2e || b[p + 9] !== LF || b[p + 8] !== CR) {
@@ -148,9 +149,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     headBytes: end - start,
     connectionTokens: undefined,
     verbatim: undefined,
-    verbatimOmit: undefined,
   };
-  const plain = parseFields(b, p + 10, end, limits, head, true);
+  const plain = parseFields(b, text, start, p + 10, end, limits, head, true);
   if (plain instanceof HeadParseError) return plain;
   if (plain && head.minor === 1 && target.charCodeAt(0) === 0x2f) setVerbatim(head, b, start, end);
   if (target.charCodeAt(0) !== 0x2f && method !== 'CONNECT' && !(target === '*' && method === 'OPTIONS') && !/^https?:\/\//i.test(target)) {
@@ -162,6 +162,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
 export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits): ResponseHead | HeadParseError {
   const b = buf as FastBuffer;
   const p = start;
+  const text = b.latin1Slice(start, end);
   if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 5] !== 0x31 || b[p + 6] !== 0x2e || b[p + 8] !== SP) {
     return new HeadParseError(502, 'invalid status line');
   }
@@ -178,7 +179,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   if (b[q] !== CR || b[q + 1] !== LF) return new HeadParseError(502, 'invalid status line');
   const head: ResponseHead = {
     status: d0 * 100 + d1 * 10 + d2,
-    reason: b.latin1Slice(r0, q),
+    reason: text.slice(r0 - start, q - start),
     headers: [],
     minor: minorByte === 0x31 ? 1 : 0,
     contentLength: -1,
@@ -188,26 +189,24 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
     headBytes: end - start,
     connectionTokens: undefined,
     verbatim: undefined,
-    verbatimOmit: undefined,
   };
-  const plain = parseFields(b, q + 2, end, limits, head, false);
+  const plain = parseFields(b, text, start, q + 2, end, limits, head, false);
   if (plain instanceof HeadParseError) return plain;
   if (plain && head.minor === 1) setVerbatim(head, b, start, end);
   return head;
 }
 
-/** Records the head's bytes b[start, end) as forwardable; parseFields noted the line to omit in buffer offsets. */
+/** Records the head's bytes b[start, end) as forwardable. */
 function setVerbatim(head: MessageHead, b: Buffer, start: number, end: number): void {
   head.verbatim = b.subarray(start, end);
-  const omit = head.verbatimOmit;
-  if (omit !== undefined) head.verbatimOmit = [omit[0] - start, omit[1] - start];
 }
 
 /**
- * Parses field lines from `p` to the blank line ending at `end`; fills framing facts into `head`. Returns whether the
- * fields hold nothing a forwarder drops or re-creates (see MessageHead.verbatim).
+ * Parses field lines from `p` to the blank line ending at `end`; fills framing facts into `head`. `text` is the head
+ * decoded from buffer offset `base`. Returns whether the fields hold nothing a forwarder drops or re-creates (see
+ * MessageHead.verbatim).
  */
-function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean): HeadParseError | boolean {
+function parseFields(b: Buffer, text: string, base: number, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean): HeadParseError | boolean {
   const bad = isRequest ? 400 : 502;
   const headers = head.headers;
   let keepAlive10 = false;
@@ -233,7 +232,7 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
     if (p === n0 || b[p] !== 0x3a) return new HeadParseError(bad, 'invalid header name');
     let name = commonName(b, n0, p);
     if (name === undefined) {
-      name = b.latin1Slice(n0, p);
+      name = text.slice(n0 - base, p - base);
       if (upper) name = name.toLowerCase();
     }
     p++;
@@ -243,7 +242,7 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
     if (b[p] !== CR || b[p + 1] !== LF) return new HeadParseError(bad, 'invalid header value');
     let v1 = p;
     while (v1 > v0 && (b[v1 - 1] === SP || b[v1 - 1] === HT)) v1--;
-    const value = b.latin1Slice(v0, v1);
+    const value = text.slice(v0 - base, v1 - base);
     p += 2;
     if (headers.length >= limits.maxHeaders * 2) return new HeadParseError(isRequest ? 431 : 502, 'too many headers');
     headers.push(name, value);
@@ -270,9 +269,8 @@ function parseFields(b: FastBuffer, p: number, end: number, limits: HeadLimits, 
       case 10:
         if (name === 'keep-alive') plain = false;
         else if (name === 'connection') {
-          // `connection: keep-alive` says nothing on HTTP/1.1: a verbatim copy may leave that one line out.
-          if (head.verbatimOmit === undefined && value.length === 10 && value.toLowerCase() === 'keep-alive') head.verbatimOmit = [n0, p];
-          else plain = false;
+          // `connection: keep-alive` is what the proxy does on the next hop too: a verbatim copy may keep that line.
+          if (value.length !== 10 || value.toLowerCase() !== 'keep-alive') plain = false;
           for (const raw of value.split(',')) {
             const token = raw.trim().toLowerCase();
             if (token === 'close') head.close = true;

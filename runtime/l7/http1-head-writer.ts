@@ -36,31 +36,11 @@ export function requestHeadText(h: RequestHead, headers: HeaderList, o: Upstream
   return out + '\r\n';
 }
 
-/** A verbatim head (see MessageHead.verbatim): its bytes and the `connection: keep-alive` line to leave out, if any. */
-export interface VerbatimHead {
-  raw: Buffer;
-  omit: readonly [number, number] | undefined;
-}
-
-/** Bytes `copyVerbatim` writes for `h` less `trim` trailing ones. */
-export function verbatimLength(h: VerbatimHead, trim = 0): number {
-  return h.raw.length - trim - (h.omit === undefined ? 0 : h.omit[1] - h.omit[0]);
-}
-
-/** Copies the head's bytes, less the omitted line and `trim` trailing bytes, into `out` at `at`; returns where they end. */
-export function copyVerbatim(h: VerbatimHead, out: Buffer, at: number, trim = 0): number {
-  const { raw, omit } = h;
-  const end = raw.length - trim;
-  if (omit === undefined) return at + raw.copy(out, at, 0, end);
-  at += raw.copy(out, at, 0, omit[0]);
-  return at + raw.copy(out, at, omit[1], end);
-}
-
-/** An unedited request head as it came, with the trace context added before its blank line. */
-export function verbatimRequestHead(h: VerbatimHead, traceparent: string): Buffer {
+/** An unedited request head (see MessageHead.verbatim) as it came, with the trace context added before its blank line. */
+export function verbatimRequestHead(raw: Buffer, traceparent: string): Buffer {
   const tail = `traceparent: ${traceparent}\r\n\r\n`;
-  const out = Buffer.allocUnsafe(verbatimLength(h, 2) + tail.length);
-  out.write(tail, copyVerbatim(h, out, 0, 2), 'latin1');
+  const out = Buffer.allocUnsafe(raw.length - 2 + tail.length);
+  out.write(tail, raw.copy(out, 0, 0, raw.length - 2), 'latin1');
   return out;
 }
 

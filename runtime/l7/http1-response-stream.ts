@@ -9,7 +9,7 @@ import type { RequestHead, ResponseHead } from './http1-head-parser.js';
 import { observeBody, onResponseBodyHook, type L7FilterStream } from './l7-filter.js';
 import type { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
-import { copyVerbatim, responseHeadStart, verbatimLength, type VerbatimHead } from './http1-head-writer.js';
+import { responseHeadStart } from './http1-head-writer.js';
 
 export interface ResponseStreamOwner {
   /** The body ended where its framing said. */
@@ -89,7 +89,7 @@ export class Http1ResponseStream {
     this.started = true;
     const raw = res.verbatim;
     if (raw !== undefined && !headers.edited && connection === undefined && res.reason !== '' && this.framing.scanner === null && this.#hooks.length === 0) {
-      return this.#startVerbatim({ raw, omit: res.verbatimOmit }, rest);
+      return this.#startVerbatim(raw, rest);
     }
     let out = responseHeadStart(res, headers);
     if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
@@ -115,26 +115,23 @@ export class Http1ResponseStream {
 
   /**
    * The upstream's head goes out as it came (nothing to drop, add or re-frame: see MessageHead.verbatim), in one write
-   * with the body bytes that followed it in the same read; with nothing to omit and the body right behind the head in
-   * memory, as it is after one read, that write copies nothing.
+   * with the body bytes that followed it in the same read; with the body right behind the head in memory, as it is
+   * after one read, that write copies nothing.
    */
-  #startVerbatim(head: VerbatimHead, rest: Buffer | null): void {
-    const { raw, omit } = head;
+  #startVerbatim(raw: Buffer, rest: Buffer | null): void {
     if (rest === null || rest.length > MERGE_LIMIT) {
-      const bytes = omit === undefined ? raw : Buffer.allocUnsafe(verbatimLength(head));
-      if (omit !== undefined) copyVerbatim(head, bytes, 0);
-      this.bytes += bytes.length;
-      this.#io.write(bytes);
+      this.bytes += raw.length;
+      this.#io.write(raw);
       if (rest !== null) this.forward(rest, 0);
       else if (this.framing.complete) this.#owner.onResponseComplete();
       return;
     }
     const take = this.framing.take(rest, 0);
     let out: Buffer;
-    if (omit === undefined && rest.buffer === raw.buffer && rest.byteOffset === raw.byteOffset + raw.length) out = Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
+    if (rest.buffer === raw.buffer && rest.byteOffset === raw.byteOffset + raw.length) out = Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
     else {
-      out = Buffer.allocUnsafe(verbatimLength(head) + take);
-      rest.copy(out, copyVerbatim(head, out, 0), 0, take);
+      out = Buffer.allocUnsafe(raw.length + take);
+      rest.copy(out, raw.copy(out, 0), 0, take);
     }
     this.bytes += out.length;
     this.#io.write(out);
