@@ -7,11 +7,27 @@ const BAD_VALUE_RE = /[\r\n\0]/;
 export class HeaderList {
   /** Invariant: even length; names lower-case. */
   readonly flat: string[];
-  /** Some field was set, added or removed since the list was made (an unedited head may be forwarded as it came). */
-  edited = false;
+  /** Length of `flat` when the list was made: those entries are the original fields, unless #originalChanged. */
+  #original: number;
+  /** A field of the original list was changed or removed. */
+  #originalChanged = false;
 
   constructor(flat: string[] = []) {
     this.flat = flat;
+    this.#original = flat.length;
+  }
+
+  /** Some field was set, added or removed since the list was made (an unedited head may be forwarded as it came). */
+  get edited(): boolean {
+    return this.#originalChanged || this.flat.length !== this.#original;
+  }
+
+  /**
+   * Where in `flat` the fields added since the list was made begin, when the original fields are all still there,
+   * unchanged and in order (so a head may be forwarded as it came with the added fields after it); -1 otherwise.
+   */
+  get appendedFrom(): number {
+    return this.#originalChanged ? -1 : this.#original;
   }
 
   get size(): number {
@@ -39,16 +55,16 @@ export class HeaderList {
   set(name: string, value: string): void {
     const n = checkName(name);
     checkValue(value);
-    this.edited = true;
     const f = this.flat;
     let found = false;
     for (let i = 0; i < f.length; ) {
       if (f[i] === n) {
+        if (i < this.#original) this.#originalChanged = true;
         if (!found) {
           f[i + 1] = value;
           found = true;
           i += 2;
-        } else f.splice(i, 2);
+        } else this.#splice(i);
       } else i += 2;
     }
     if (!found) f.push(n, value);
@@ -57,7 +73,6 @@ export class HeaderList {
   add(name: string, value: string): void {
     const n = checkName(name);
     checkValue(value);
-    this.edited = true;
     this.flat.push(n, value);
   }
 
@@ -65,10 +80,17 @@ export class HeaderList {
     const n = name.toLowerCase();
     const f = this.flat;
     for (let i = 0; i < f.length; ) {
-      if (f[i] === n) {
-        f.splice(i, 2);
-        this.edited = true;
-      } else i += 2;
+      if (f[i] === n) this.#splice(i);
+      else i += 2;
+    }
+  }
+
+  /** Drops the field at flat index `i`, keeping the count of original entries in step. */
+  #splice(i: number): void {
+    this.flat.splice(i, 2);
+    if (i < this.#original) {
+      this.#originalChanged = true;
+      this.#original -= 2;
     }
   }
 
@@ -83,7 +105,8 @@ export class HeaderList {
   /** Replaces the whole list (a Wasm plugin's set_header_map). */
   replaceAll(pairs: readonly (readonly [string, string])[]): void {
     this.flat.length = 0;
-    this.edited = true;
+    this.#original = 0;
+    this.#originalChanged = true;
     for (const [n, v] of pairs) this.add(n, v);
   }
 }

@@ -11,7 +11,7 @@
  * and the bytes move through http1-transport.
  */
 import { BodyFraming } from './http1-body-framing.js';
-import { requestHeadText, switchingProtocolsHead, verbatimRequestHead } from './http1-head-writer.js';
+import { appendedFieldLines, extendedVerbatimHead, requestHeadText, switchingProtocolsHead } from './http1-head-writer.js';
 import { Http1ResponseStream, type ResponseStreamOwner } from './http1-response-stream.js';
 import { RouteTable, type CompiledRoute } from './route-table.js';
 import { HeaderList } from './header-list.js';
@@ -325,9 +325,11 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const body = this.#replacedRequestBody;
     const io = c.io;
     const raw = h.verbatim;
-    if (body === undefined && raw !== undefined && !headers.edited && target === h.target && route.rewriteAuthority === undefined) {
-      // Nothing in the head changes but the trace context: it leaves as it came (no re-serialization).
-      io.write(verbatimRequestHead(raw, trace.header));
+    const appended = raw === undefined || body !== undefined || target !== h.target || route.rewriteAuthority !== undefined ? undefined : appendedFieldLines(headers, true);
+    if (appended !== undefined) {
+      // Nothing in the head changes but the fields filters added and the trace context: it leaves as it came with
+      // those lines after it (no re-serialization).
+      io.write(extendedVerbatimHead(raw!, `${appended}traceparent: ${trace.header}\r\n`));
     } else {
       const text = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.#authority, traceparent: trace.header, replacedBodyLength: body?.length });
       if (body !== undefined) return void io.writeHead(text, body);

@@ -36,11 +36,31 @@ export function requestHeadText(h: RequestHead, headers: HeaderList, o: Upstream
   return out + '\r\n';
 }
 
-/** An unedited request head (see MessageHead.verbatim) as it came, with the trace context added before its blank line. */
-export function verbatimRequestHead(raw: Buffer, traceparent: string): Buffer {
-  const tail = `traceparent: ${traceparent}\r\n\r\n`;
-  const out = Buffer.allocUnsafe(raw.length - 2 + tail.length);
-  out.write(tail, raw.copy(out, 0, 0, raw.length - 2), 'latin1');
+/**
+ * Field lines for the fields a filter or route appended to an otherwise unchanged head (HeaderList.appendedFrom), so
+ * that the head's own bytes (MessageHead.verbatim) can still be forwarded with these lines after them; '' when nothing
+ * was appended, undefined when the head must be written anew: an original field changed or went, or an appended one
+ * is a field the writers drop or re-create (hop-by-hop and framing fields; a request's host and traceparent).
+ */
+export function appendedFieldLines(headers: HeaderList, isRequest: boolean): string | undefined {
+  const from = headers.appendedFrom;
+  if (from < 0) return undefined;
+  const f = headers.flat;
+  let out = '';
+  for (let i = from; i < f.length; i += 2) {
+    const name = f[i]!;
+    if (HOP_BY_HOP.has(name) || (isRequest && (name === 'host' || name === 'traceparent'))) return undefined;
+    out += `${name}: ${f[i + 1]!}\r\n`;
+  }
+  return out;
+}
+
+/** A verbatim head (see MessageHead.verbatim) with `lines` (whole field lines) before its blank line, and `bodyBytes` of `body` after it, in one buffer. */
+export function extendedVerbatimHead(raw: Buffer, lines: string, body?: Buffer, bodyBytes = 0): Buffer {
+  const out = Buffer.allocUnsafe(raw.length + lines.length + bodyBytes);
+  let at = raw.copy(out, 0, 0, raw.length - 2);
+  at += out.write(`${lines}\r\n`, at, 'latin1');
+  if (body !== undefined) body.copy(out, at, 0, bodyBytes);
   return out;
 }
 

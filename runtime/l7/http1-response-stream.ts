@@ -9,7 +9,7 @@ import type { RequestHead, ResponseHead } from './http1-head-parser.js';
 import { observeBody, onResponseBodyHook, type L7FilterStream } from './l7-filter.js';
 import type { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
-import { responseHeadStart } from './http1-head-writer.js';
+import { appendedFieldLines, extendedVerbatimHead, responseHeadStart } from './http1-head-writer.js';
 
 export interface ResponseStreamOwner {
   /** The body ended where its framing said. */
@@ -88,8 +88,9 @@ export class Http1ResponseStream {
     }
     this.started = true;
     const raw = res.verbatim;
-    if (raw !== undefined && !headers.edited && connection === undefined && res.reason !== '' && this.framing.scanner === null && this.#hooks.length === 0) {
-      return this.#startVerbatim(raw, rest);
+    if (raw !== undefined && connection === undefined && res.reason !== '' && this.framing.scanner === null && this.#hooks.length === 0) {
+      const appended = appendedFieldLines(headers, false);
+      if (appended !== undefined) return this.#startVerbatim(raw, appended, rest);
     }
     let out = responseHeadStart(res, headers);
     if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
@@ -114,21 +115,23 @@ export class Http1ResponseStream {
   }
 
   /**
-   * The upstream's head goes out as it came (nothing to drop, add or re-frame: see MessageHead.verbatim), in one write
-   * with the body bytes that followed it in the same read; with the body right behind the head in memory, as it is
-   * after one read, that write copies nothing.
+   * The upstream's head goes out as it came (nothing to drop, re-create or re-frame: see MessageHead.verbatim) with
+   * the `appended` field lines filters added, in one write with the body bytes that followed it in the same read; with
+   * nothing appended and the body right behind the head in memory, as it is after one read, that write copies nothing.
    */
-  #startVerbatim(raw: Buffer, rest: Buffer | null): void {
+  #startVerbatim(raw: Buffer, appended: string, rest: Buffer | null): void {
     if (rest === null || rest.length > MERGE_LIMIT) {
-      this.bytes += raw.length;
-      this.#io.write(raw);
+      const head = appended === '' ? raw : extendedVerbatimHead(raw, appended);
+      this.bytes += head.length;
+      this.#io.write(head);
       if (rest !== null) this.forward(rest, 0);
       else if (this.framing.complete) this.#owner.onResponseComplete();
       return;
     }
     const take = this.framing.take(rest, 0);
     let out: Buffer;
-    if (rest.buffer === raw.buffer && rest.byteOffset === raw.byteOffset + raw.length) out = Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
+    if (appended !== '') out = extendedVerbatimHead(raw, appended, rest, take);
+    else if (rest.buffer === raw.buffer && rest.byteOffset === raw.byteOffset + raw.length) out = Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
     else {
       out = Buffer.allocUnsafe(raw.length + take);
       rest.copy(out, raw.copy(out, 0), 0, take);

@@ -33,13 +33,21 @@ function toPairs(headers: HeaderList, pseudo: [string, string][]): HeaderPairs {
   return out;
 }
 
-/** Copies plugin edits back (pseudo-headers are read-only to plugins here); untouched maps cost one comparison pass. */
+/**
+ * Copies plugin edits back (pseudo-headers are read-only to plugins here). Untouched maps cost one comparison pass;
+ * fields a plugin only appended are added as such, so the list still knows its original fields are unchanged
+ * (HeaderList.appendedFrom) and the head can leave as it came.
+ */
 function writeBack(headers: HeaderList, pairs: HeaderPairs, pseudoCount: number): void {
   const f = headers.flat;
-  let same = pairs.length - pseudoCount === f.length >> 1;
-  for (let i = pseudoCount, j = 0; same && i < pairs.length; i++, j += 2) same = pairs[i]![0] === f[j] && pairs[i]![1] === f[j + 1];
-  if (same) return;
-  headers.replaceAll(pairs.filter((p) => !p[0].startsWith(':')));
+  const kept = f.length >> 1;
+  let same = pairs.length - pseudoCount >= kept;
+  for (let i = pseudoCount, j = 0; same && j < f.length; i++, j += 2) same = pairs[i]![0] === f[j] && pairs[i]![1] === f[j + 1];
+  if (!same) return headers.replaceAll(pairs.filter((p) => !p[0].startsWith(':')));
+  for (let i = pseudoCount + kept; i < pairs.length; i++) {
+    const [name, value] = pairs[i]!;
+    if (!name.startsWith(':')) headers.add(name, value);
+  }
 }
 
 function toLocalReply(action: FilterAction): LocalReply | undefined {

@@ -4,10 +4,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { once } from 'node:events';
+import type { WeftConfig } from '../../runtime/config/config-schema.js';
 import { makeConfig, rawExchange, startProxy, type ProxyHarness } from './l7-harness.js';
 
 let upstream: net.Server;
 let harness: ProxyHarness;
+let config: WeftConfig;
 /** Request heads as the upstream received them. */
 const received: string[] = [];
 /** The response the upstream sends next (head and body). */
@@ -30,7 +32,7 @@ beforeAll(async () => {
   upstream.listen(0, '127.0.0.2');
   await once(upstream, 'listening');
   const port = (upstream.address() as net.AddressInfo).port;
-  const config = makeConfig({
+  config = makeConfig({
     workloads: [{ name: 'web-1', addresses: ['127.0.0.2'], labels: { app: 'web' } }],
     services: [{ name: 'web', addresses: ['10.96.0.30'], ports: [{ port: 80, targetPort: port, appProtocol: 'http' }], selector: { app: 'web' } }],
   });
@@ -71,6 +73,35 @@ describe('verbatim heads', () => {
     const head = received.at(-1);
     expect(head).toMatch(/^GET \/ HTTP\/1\.1\r\nhost: web\r\ntraceparent: /);
     expect(head).not.toMatch(/keep-alive/i);
+  });
+
+  it('forwards heads that filters only added fields to as they came, with the added lines before the blank line', async () => {
+    const h = await startProxy(config, 'web.default', 80, {
+      extraFilters: () => [{ name: 'append', start: () => ({ onRequestHeaders: (req) => void req.set('x-added', 'req'), onResponseHeaders: (_s, res) => void res.add('x-added', 'res') }) }],
+    });
+    try {
+      answer = 'HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
+      const { text } = await rawExchange(h.port, 'GET / HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n\r\n');
+      expect(text).toBe('HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\nx-added: res\r\n\r\nok');
+      const head = received.at(-1);
+      expect(head).toMatch(/^GET \/ HTTP\/1\.1\r\nHost: web\r\nX-Client: Case\r\nx-added: req\r\ntraceparent: [^\r]+\r\n\r\n$/);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('writes a head anew when a filter changed one of its fields, or added a framing field', async () => {
+    const h = await startProxy(config, 'web.default', 80, {
+      extraFilters: () => [{ name: 'edit', start: () => ({ onRequestHeaders: (req) => void req.set('x-client', 'edited'), onResponseHeaders: (_s, res) => void res.add('transfer-encoding', 'chunked') }) }],
+    });
+    try {
+      answer = 'HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
+      const { text } = await rawExchange(h.port, 'GET / HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n\r\n');
+      expect(text).toBe('HTTP/1.1 200 OK\r\nx-case: Mixed\r\ncontent-length: 2\r\n\r\nok');
+      expect(received.at(-1)).toMatch(/^GET \/ HTTP\/1\.1\r\nhost: web\r\nx-client: edited\r\ntraceparent: /);
+    } finally {
+      await h.close();
+    }
   });
 
   it('keeps the connection for the next request after a verbatim exchange (pipelined pair)', async () => {
