@@ -5,6 +5,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import net from 'node:net';
 import { once } from 'node:events';
 import type { WeftConfig } from '../../runtime/config/config-schema.js';
+import type { HeaderList } from '../../runtime/l7/header-list.js';
+import type { L7Filter } from '../../runtime/l7/l7-filter.js';
 import { makeConfig, rawExchange, startProxy, type ProxyHarness } from './l7-harness.js';
 
 let upstream: net.Server;
@@ -44,6 +46,19 @@ afterAll(async () => {
   upstream.close();
 });
 
+/** One request through a proxy whose filter edits the request and response headers; the client's bytes and the head the upstream got. */
+async function exchangeThrough(editRequest: (h: HeaderList) => void, editResponse: (h: HeaderList) => void): Promise<{ text: string; head: string }> {
+  const filter: L7Filter = { name: 'edit', start: () => ({ onRequestHeaders: (h) => void editRequest(h), onResponseHeaders: (_s, h) => void editResponse(h) }) };
+  const h = await startProxy(config, 'web.default', 80, { extraFilters: () => [filter] });
+  try {
+    answer = 'HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
+    const { text } = await rawExchange(h.port, 'GET / HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n\r\n');
+    return { text, head: received.at(-1) ?? '' };
+  } finally {
+    await h.close();
+  }
+}
+
 const TRACEPARENT = /^traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]\r\n$/;
 
 describe('verbatim heads', () => {
@@ -76,32 +91,15 @@ describe('verbatim heads', () => {
   });
 
   it('forwards heads that filters only added fields to as they came, with the added lines before the blank line', async () => {
-    const h = await startProxy(config, 'web.default', 80, {
-      extraFilters: () => [{ name: 'append', start: () => ({ onRequestHeaders: (req) => void req.set('x-added', 'req'), onResponseHeaders: (_s, res) => void res.add('x-added', 'res') }) }],
-    });
-    try {
-      answer = 'HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
-      const { text } = await rawExchange(h.port, 'GET / HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n\r\n');
-      expect(text).toBe('HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\nx-added: res\r\n\r\nok');
-      const head = received.at(-1);
-      expect(head).toMatch(/^GET \/ HTTP\/1\.1\r\nHost: web\r\nX-Client: Case\r\nx-added: req\r\ntraceparent: [^\r]+\r\n\r\n$/);
-    } finally {
-      await h.close();
-    }
+    const { text, head } = await exchangeThrough((req) => req.set('x-added', 'req'), (res) => res.add('x-added', 'res'));
+    expect(text).toBe('HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\nx-added: res\r\n\r\nok');
+    expect(head).toMatch(/^GET \/ HTTP\/1\.1\r\nHost: web\r\nX-Client: Case\r\nx-added: req\r\ntraceparent: [^\r]+\r\n\r\n$/);
   });
 
   it('writes a head anew when a filter changed one of its fields, or added a framing field', async () => {
-    const h = await startProxy(config, 'web.default', 80, {
-      extraFilters: () => [{ name: 'edit', start: () => ({ onRequestHeaders: (req) => void req.set('x-client', 'edited'), onResponseHeaders: (_s, res) => void res.add('transfer-encoding', 'chunked') }) }],
-    });
-    try {
-      answer = 'HTTP/1.1 200 OK\r\nX-Case: Mixed\r\nContent-Length: 2\r\n\r\nok';
-      const { text } = await rawExchange(h.port, 'GET / HTTP/1.1\r\nHost: web\r\nX-Client: Case\r\n\r\n');
-      expect(text).toBe('HTTP/1.1 200 OK\r\nx-case: Mixed\r\ncontent-length: 2\r\n\r\nok');
-      expect(received.at(-1)).toMatch(/^GET \/ HTTP\/1\.1\r\nhost: web\r\nx-client: edited\r\ntraceparent: /);
-    } finally {
-      await h.close();
-    }
+    const { text, head } = await exchangeThrough((req) => req.set('x-client', 'edited'), (res) => res.add('transfer-encoding', 'chunked'));
+    expect(text).toBe('HTTP/1.1 200 OK\r\nx-case: Mixed\r\ncontent-length: 2\r\n\r\nok');
+    expect(head).toMatch(/^GET \/ HTTP\/1\.1\r\nhost: web\r\nx-client: edited\r\ntraceparent: /);
   });
 
   it('keeps the connection for the next request after a verbatim exchange (pipelined pair)', async () => {
