@@ -28,8 +28,8 @@ let web: http.Server;
 let h2: http2.Http2Server;
 let grpcServer: grpc.Server;
 let raw: (node: string, extra?: Record<string, unknown>) => Record<string, unknown>;
-/** Node A's local port per service (one listener each). */
-const ports: Record<string, number> = {};
+/** Node A's localPorts listener per service: its own loopback address, port chosen at bind (no port race with other test files). */
+const LOCAL_ADDRESS: Record<string, string> = { echo: '127.0.20.1', web: '127.0.20.2', h2: '127.0.20.3', grpc: '127.0.20.4' };
 
 function listen(server: net.Server, address: string): Promise<number> {
   return new Promise((resolve) => server.listen(0, address, () => resolve((server.address() as net.AddressInfo).port)));
@@ -63,7 +63,6 @@ beforeAll(async () => {
   );
   const grpcPort = await new Promise<number>((resolve, reject) => grpcServer.bindAsync(`${GRPC_IP}:0`, grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
   const hbonePort = await freePort(WAYPOINT_IP);
-  for (const name of ['echo', 'web', 'h2', 'grpc']) ports[name] = await freePort('127.0.0.1');
   const caDir = join(mkdtempSync(join(tmpdir(), 'weft-l7-hbone-')), 'ca');
   raw = (node, extra = {}) => ({
     node,
@@ -86,7 +85,7 @@ beforeAll(async () => {
       { name: 'web', namespace: 'default', addresses: ['10.96.0.40'], ports: [{ port: 80, targetPort: webPort, appProtocol: 'http' }], selector: { app: 'web' } },
     ],
     routes: [{ host: 'web.default', http: [{ name: 'web-route', backends: [{}] }] }],
-    localPorts: node === 'node-a' ? Object.entries(ports).map(([name, port]) => ({ listen: `127.0.0.1:${port}`, service: `${name}.default`, port: 80 })) : [],
+    localPorts: node === 'node-a' ? Object.entries(LOCAL_ADDRESS).map(([name, address]) => ({ listen: `${address}:0`, service: `${name}.default`, port: 80 })) : [],
     ...extra,
   });
   c = await startWeft(raw('node-c'));
@@ -103,12 +102,12 @@ afterAll(async () => {
 });
 
 function localPort(service: string): number {
-  return ports[service] ?? 0;
+  return a.app.ports.localPorts[`${LOCAL_ADDRESS[service]}:0`] ?? 0;
 }
 
 function get(service: string, path: string): Promise<{ status: number; body: string; headers: http.IncomingHttpHeaders }> {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: '127.0.0.1', port: localPort(service), path, localAddress: IP.client, agent: false }, (res) => {
+    const req = http.get({ host: LOCAL_ADDRESS[service], port: localPort(service), path, localAddress: IP.client, agent: false }, (res) => {
       let body = '';
       res.on('data', (d: Buffer) => (body += d.toString()));
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body, headers: res.headers }));
@@ -145,7 +144,7 @@ describe('L7 upstream connections to HBONE workloads', () => {
 
 describe('HTTP/2 upstreams and refused tunnels', () => {
   it('the waypoint opens its pooled h2c session to an HTTP/2 endpoint through an HBONE tunnel', async () => {
-    const session = http2.connect(`http://127.0.0.1:${localPort('h2')}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: localPort('h2'), localAddress: IP.client }) });
+    const session = http2.connect(`http://${LOCAL_ADDRESS.h2}:${localPort('h2')}`, { createConnection: () => net.connect({ host: LOCAL_ADDRESS.h2, port: localPort('h2'), localAddress: IP.client }) });
     const body = await new Promise<string>((resolve, reject) => {
       const s = session.request({ ':path': '/h2-through-waypoint', ':authority': 'h2.default' });
       let text = '';
@@ -160,7 +159,7 @@ describe('HTTP/2 upstreams and refused tunnels', () => {
   });
 
   it('a gRPC call through the waypoint keeps its message and trailers end to end over the HBONE hop', async () => {
-    const session = http2.connect(`http://127.0.0.1:${localPort('grpc')}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: localPort('grpc'), localAddress: IP.client }) });
+    const session = http2.connect(`http://${LOCAL_ADDRESS.grpc}:${localPort('grpc')}`, { createConnection: () => net.connect({ host: LOCAL_ADDRESS.grpc, port: localPort('grpc'), localAddress: IP.client }) });
     const message = Buffer.from('ping over hbone');
     const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, message.length]), message]);
     const result = await new Promise<{ body: Buffer; trailers: http2.IncomingHttpHeaders }>((resolve, reject) => {
