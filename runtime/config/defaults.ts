@@ -53,6 +53,8 @@ export const ENV = {
   l4NativeCopy: 'WEFT_L4_NATIVE_COPY',
   /** `1` turns off HTTP/1 I/O on libuv handles in the L7 path (runtime/l7/http1-handle-transport.ts), its kill switch. */
   l7StreamIo: 'WEFT_L7_STREAM_IO',
+  /** `0` turns off the addon's batched socket I/O in the L7 path (runtime/l7/http1-native-transport.ts), its kill switch. */
+  l7NativeIo: 'WEFT_L7_NATIVE_IO',
 } as const;
 
 export function envValue(name: (typeof ENV)[keyof typeof ENV]): string | undefined {

@@ -1,9 +1,11 @@
-// One contract for both HTTP/1 transports (libuv handle and stream events): data, writes with heads, backpressure and
-// drain, half-close, resets reported as errors, pause/resume, and handing the socket back to streams for tunnels.
+// One contract for the three HTTP/1 transports (the addon's batched I/O, the libuv handle, stream events): data, writes
+// with heads, backpressure and drain, half-close, resets reported as errors, pause/resume, and handing the socket back
+// to streams for tunnels.
 import net from 'node:net';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createHandleTransport } from './http1-handle-transport.js';
+import { createNativeTransport } from './http1-native-transport.js';
 import { StreamTransport, createHttp1Transport, type Http1Transport, type TransportSink } from './http1-transport.js';
 
 interface Recorder extends TransportSink {
@@ -62,6 +64,14 @@ async function pair(allowHalfOpen = true): Promise<{ ours: net.Socket; peer: net
 type Make = (socket: net.Socket, sink: TransportSink) => Http1Transport;
 
 const kinds: [string, Make][] = [
+  [
+    'native',
+    (s, sink) => {
+      const t = createNativeTransport(s, sink);
+      if (t === undefined) throw new Error('the native transport refused a plain TCP socket (is the addon built?)');
+      return t;
+    },
+  ],
   [
     'handle',
     (s, sink) => {

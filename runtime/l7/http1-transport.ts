@@ -5,6 +5,7 @@
  */
 import type { Duplex } from 'node:stream';
 import { createHandleTransport } from './http1-handle-transport.js';
+import { createNativeTransport } from './http1-native-transport.js';
 
 /** What a transport reports to its owner; each is called on the event loop turn the bytes or the event arrived. */
 export interface TransportSink {
@@ -35,9 +36,12 @@ export interface Http1Transport {
   release(): Duplex;
 }
 
-/** The handle transport when the socket allows it (plain TCP, binding usable, nothing buffered), else the stream one. */
+/**
+ * For a plain TCP socket with nothing buffered, the addon's batched I/O when built (http1-native-transport.ts), else
+ * the handle transport; anything else on the stream one.
+ */
 export function createHttp1Transport(socket: Duplex, sink: TransportSink): Http1Transport {
-  return createHandleTransport(socket, sink) ?? new StreamTransport(socket, sink);
+  return createNativeTransport(socket, sink) ?? createHandleTransport(socket, sink) ?? new StreamTransport(socket, sink);
 }
 
 /** The fallback: Node's 'data', 'end', 'drain', 'error' and 'close' events forwarded to the sink. */

@@ -17,6 +17,17 @@ export interface NativeSocket {
   copyStart?(fdA: number, fdB: number, onEnd: (aToB: number, bToA: number, errSide: number, errCode: number) => void): object;
   copyAbort?(handle: object): void;
   copyIdleMs?(handle: object): number;
+  /** Batched socket I/O (weft-io.c): `onBatch(count)` reads `count` records of four int32s; returns the arena and the records' memory. */
+  ioInit?(onBatch: (count: number) => void): [Buffer, ArrayBuffer];
+  ioOpen?(fd: number, id: number): object;
+  /** 1: go on; 0: wait for the drain record; negative: -errno, the connection failed. */
+  ioWrite?(conn: object, data: Buffer | string, body?: Buffer): number;
+  /** 1 when the FIN went out at once, 0 when a shutdown record follows the queued bytes. */
+  ioEnd?(conn: object): number;
+  ioPause?(conn: object): void;
+  ioResume?(conn: object): void;
+  ioClose?(conn: object): void;
+  ioRelease?(conn: object): Buffer | undefined;
 }
 
 let cached: NativeSocket | null | undefined;

@@ -1,0 +1,276 @@
+/**
+ * The HTTP/1 transport on the addon's batched socket I/O (runtime/native/weft-io.c). The addon polls a duplicate
+ * of the socket's fd and reads every ready connection into one arena. Once per loop iteration, one call to
+ * `onBatch` hands the new bytes to the connections' sinks. Writes go to the kernel from the addon. Node's per-read
+ * callback and per-write request, the largest cost a proxied request still had in user space, are paid once per
+ * batch instead. The net.Socket stays the owner: its 'close' ends the connection, and byte tunnels get it back
+ * through release(). Used when the addon has it, for plain TCP sockets, unless WEFT_L7_NATIVE_IO=0; the handle
+ * transport is the fallback.
+ */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
+import { getSystemErrorName } from 'node:util';
+import { ENV, envValue } from '../config/defaults.js';
+import { loadNativeSocket, type NativeSocket } from '../native/weft-socket.js';
+import type { Http1Transport, TransportSink } from './http1-transport.js';
+
+type NativeIo = Required<Pick<NativeSocket, 'ioInit' | 'ioOpen' | 'ioWrite' | 'ioEnd' | 'ioPause' | 'ioResume' | 'ioClose' | 'ioRelease'>>;
+
+const REC_DATA = 1;
+const REC_EOF = 2;
+const REC_ERROR = 3;
+const REC_DRAIN = 4;
+const REC_SHUTDOWN = 5;
+
+/** The connections the addon reports on, by id (ids are never reused). */
+const open = new Map<number, NativeTransport>();
+let nextId = 1;
+
+interface Batch {
+  io: NativeIo;
+  arena: Buffer;
+  records: Int32Array;
+}
+
+function loadBatch(): Batch | undefined {
+  if (envValue(ENV.l7NativeIo) === '0' || envValue(ENV.l7StreamIo) === '1') return undefined;
+  const native = loadNativeSocket();
+  if (native === null || typeof native.ioInit !== 'function') return undefined;
+  const io = native as NativeIo;
+  const [arena, records] = io.ioInit(onBatch);
+  return { io, arena, records: new Int32Array(records) };
+}
+
+const batch = loadBatch();
+
+/** Every record since the last batch: [id, kind, offset, length] each. */
+function onBatch(count: number): void {
+  const { arena, records } = batch!;
+  for (let i = 0; i < count * 4; i += 4) {
+    const t = open.get(records[i]!);
+    if (t === undefined) continue;
+    const kind = records[i + 1]!;
+    if (kind === REC_DATA) {
+      const off = records[i + 2]!;
+      const len = records[i + 3]!;
+      const chunk = Buffer.allocUnsafe(len);
+      arena.copy(chunk, 0, off, off + len);
+      t.onData(chunk);
+    } else if (kind === REC_EOF) t.onEof();
+    else if (kind === REC_ERROR) t.onError(records[i + 3]!);
+    else if (kind === REC_DRAIN) t.onDrain();
+    else if (kind === REC_SHUTDOWN) t.onShutdown();
+  }
+}
+
+function fdOf(socket: net.Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** What is used of a net.Socket's libuv handle: Node's own reading is stopped while the addon reads. */
+interface TcpHandle {
+  reading: boolean;
+  readStart(): number;
+  readStop(): number;
+  constructor: { name: string };
+}
+
+/** The socket's handle when it is a plain TCP one (TLS and pipes stay on other transports). */
+function tcpHandleOf(socket: Duplex): TcpHandle | undefined {
+  if (!(socket instanceof net.Socket) || (socket as { encrypted?: boolean }).encrypted === true) return undefined;
+  const h = (socket as unknown as { _handle?: TcpHandle | null })._handle;
+  return h === null || h === undefined || h.constructor.name !== 'TCP' ? undefined : h;
+}
+
+/**
+ * A native transport for `socket`, or undefined when it must use another: the addon lacks batched I/O, the socket is
+ * not plain TCP, or bytes already sit in its Readable or Writable (ours would overtake them).
+ */
+export function createNativeTransport(socket: Duplex, sink: TransportSink): Http1Transport | undefined {
+  if (batch === undefined || socket.destroyed || socket.readableLength !== 0 || socket.writableLength !== 0) return undefined;
+  const handle = tcpHandleOf(socket);
+  if (handle === undefined) return undefined;
+  return new NativeTransport(socket as net.Socket, handle, batch.io, sink);
+}
+
+/** An Error like Node's socket errors for a negative errno from the addon. */
+function errnoError(negErrno: number, syscall: string): Error {
+  let code: string;
+  try {
+    code = getSystemErrorName(negErrno);
+  } catch {
+    code = `E${-negErrno}`;
+  }
+  return Object.assign(new Error(`${syscall} ${code}`), { code, errno: negErrno, syscall });
+}
+
+class NativeTransport implements Http1Transport {
+  readonly socket: net.Socket;
+  readonly #io: NativeIo;
+  readonly #sink: TransportSink;
+  readonly #id = nextId++;
+  readonly #handle: TcpHandle;
+  #conn: object | undefined;
+  /** Writes made before the connection was up (none expected; kept in order if any). */
+  #early: [Buffer | string, Buffer | undefined][] = [];
+  #paused = false;
+  #eof = false;
+  #ending = false;
+  #shutDown = false;
+  #released = false;
+  #error: Error | undefined;
+
+  constructor(socket: net.Socket, handle: TcpHandle, io: NativeIo, sink: TransportSink) {
+    this.socket = socket;
+    this.#handle = handle;
+    this.#io = io;
+    this.#sink = sink;
+    // Node's Readable must never read the original descriptor: with `reading` set it believes it already does.
+    if (handle.reading) handle.readStop();
+    handle.reading = true;
+    socket.on('error', (err: Error) => {
+      this.#error ??= err;
+    });
+    socket.on('close', () => {
+      this.#closeNative();
+      sink.onClose(this.#error);
+    });
+    if (socket.connecting) socket.once('connect', () => this.#open());
+    else this.#open();
+  }
+
+  #open(): void {
+    if (this.socket.destroyed || this.#released) return;
+    const fd = fdOf(this.socket);
+    try {
+      if (fd === undefined) throw new Error('no descriptor');
+      this.#conn = this.#io.ioOpen(fd, this.#id);
+    } catch (err) {
+      // Out of descriptors for the duplicate: the connection cannot be served; its owner sees the close.
+      this.#error = err as Error;
+      this.socket.destroy();
+      return;
+    }
+    open.set(this.#id, this);
+    if (!this.#paused) this.#io.ioResume(this.#conn);
+    const ending = this.#ending;
+    this.#ending = false;
+    const early = this.#early;
+    this.#early = [];
+    for (const [data, body] of early) this.#write(data, body);
+    if (ending) {
+      this.#ending = true;
+      this.#end();
+    }
+  }
+
+  #closeNative(): void {
+    open.delete(this.#id);
+    if (this.#conn !== undefined) this.#io.ioClose(this.#conn);
+    this.#conn = undefined;
+  }
+
+  onData(chunk: Buffer): void {
+    this.#sink.onData(chunk);
+  }
+
+  onEof(): void {
+    this.#eof = true;
+    this.#sink.onEnd();
+    if (this.socket.destroyed) return;
+    if (this.#shutDown) this.socket.destroy();
+    // allowHalfOpen off: Node ends our side too once the peer's FIN arrived (the shutdown's completion destroys).
+    else if (!this.socket.allowHalfOpen) this.end();
+  }
+
+  onError(errno: number): void {
+    this.#fail(errnoError(errno, 'read'));
+  }
+
+  onDrain(): void {
+    if (!this.socket.destroyed) this.#sink.onDrain();
+  }
+
+  onShutdown(): void {
+    this.#shutDown = true;
+    // Both directions done: what Node's autoDestroy does after 'end' and 'finish'.
+    if (this.#eof && !this.socket.destroyed) this.socket.destroy();
+  }
+
+  #fail(err: Error): void {
+    this.#error ??= err;
+    this.socket.destroy();
+  }
+
+  #write(data: Buffer | string, body: Buffer | undefined): boolean {
+    if (this.#released || this.socket.destroyed) return false;
+    const conn = this.#conn;
+    if (conn === undefined) {
+      this.#early.push([data, body]);
+      return true;
+    }
+    if (this.#ending) return false;
+    const r = this.#io.ioWrite(conn, data, body);
+    if (r < 0) {
+      this.#fail(errnoError(r, 'write'));
+      return false;
+    }
+    return r === 1;
+  }
+
+  write(data: Buffer | string): boolean {
+    return this.#write(data, undefined);
+  }
+
+  writeHead(head: string, body: Buffer): boolean {
+    return this.#write(head, body.length === 0 ? undefined : body);
+  }
+
+  pause(): void {
+    this.#paused = true;
+    if (this.#conn !== undefined) this.#io.ioPause(this.#conn);
+  }
+
+  resume(): void {
+    this.#paused = false;
+    if (this.#conn !== undefined && !this.#released) this.#io.ioResume(this.#conn);
+  }
+
+  end(last?: Buffer): void {
+    if (last !== undefined) this.#write(last, undefined);
+    if (this.#ending || this.#released || this.socket.destroyed) return;
+    this.#ending = true;
+    if (this.#conn !== undefined) this.#end();
+  }
+
+  #end(): void {
+    if (this.#io.ioEnd(this.#conn!) === 1) this.onShutdown();
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  release(): Duplex {
+    if (this.#released) return this.socket;
+    this.#released = true;
+    open.delete(this.#id);
+    const unsent = this.#conn === undefined ? undefined : this.#io.ioRelease(this.#conn);
+    this.#conn = undefined;
+    const socket = this.socket;
+    if (socket.destroyed) return socket;
+    // Node's stream machinery takes over the original descriptor: what the addon had not sent goes first.
+    if (unsent !== undefined) socket.write(unsent);
+    for (const [data, body] of this.#early) {
+      socket.write(data, 'latin1');
+      if (body !== undefined) socket.write(body);
+    }
+    this.#early = [];
+    if (this.#eof) socket.push(null);
+    // Node's Readable believes it is reading already (and may be waiting on a read it asked for): start the handle,
+    // as net's own readStart would, and the bytes reach the Readable for whoever consumes it.
+    else this.#handle.readStart();
+    return socket;
+  }
+}

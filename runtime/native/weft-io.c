@@ -1,0 +1,575 @@
+/* Batched socket I/O for the HTTP/1 path (runtime/l7/http1-native-transport.ts). The addon owns a duplicate of each
+ * connection's fd, polled on Node's own libuv loop. Reads from every connection that is ready land in one arena, and
+ * JavaScript hears about them in one call per loop iteration (a uv_check handle), not one callback per socket read.
+ * Writes go straight to the kernel; what it does not take is copied and sent when the fd is writable. The fixed cost
+ * Node pays per read callback and per write request is paid once per batch. Records are four int32s:
+ * [connection id, kind, arena offset, length], where an error record's length is a negative errno. */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define ARENA_BYTES (256 * 1024)
+/* A read needs this much arena room; with less, the batch is handed over first. */
+#define READ_ROOM (32 * 1024)
+#define MAX_RECORDS 4096
+#define READS_PER_EVENT 8
+/* Unsent bytes above this make a write answer "wait for drain" (Node's socket highWaterMark). */
+#define HIGH_WATER (16 * 1024)
+/* Heads are short; a longer string is copied to the heap. */
+#define STACK_STRING 4096
+
+enum { REC_DATA = 1, REC_EOF = 2, REC_ERROR = 3, REC_DRAIN = 4, REC_SHUTDOWN = 5 };
+
+typedef struct chunk {
+  struct chunk *next;
+  size_t len;
+  size_t off;
+  char data[];
+} chunk_t;
+
+typedef struct io_state io_state_t;
+
+typedef struct io_conn {
+  io_state_t *state;
+  /* The state's list of open connections, closed together when the thread's environment goes away. */
+  struct io_conn *prev, *next;
+  int32_t id;
+  int fd;
+  uv_poll_t poll;
+  int events;
+  unsigned char reading, eof, failed, want_drain, end_requested, shut, closed;
+  chunk_t *head;
+  chunk_t *tail;
+  size_t queued;
+  /* One reference held by JavaScript's external, one by the poll handle until its close callback. */
+  int refs;
+} io_conn_t;
+
+struct io_state {
+  io_conn_t *conns;
+  napi_env env;
+  napi_ref callback;
+  napi_ref arena_ref;
+  napi_ref records_ref;
+  napi_async_context async;
+  uv_check_t check;
+  unsigned char check_active;
+  unsigned char in_flush;
+  char *arena;
+  int32_t *records;
+  size_t arena_used;
+  uint32_t count;
+};
+
+/* One state per thread: each worker thread has its own loop and its own JavaScript batch callback. */
+static __thread io_state_t *thread_state;
+
+static void on_poll(uv_poll_t *handle, int status, int events);
+
+static void conn_release(io_conn_t *c) {
+  if (--c->refs == 0) free(c);
+}
+
+static void free_queue(io_conn_t *c) {
+  chunk_t *k = c->head;
+  while (k != NULL) {
+    chunk_t *next = k->next;
+    free(k);
+    k = next;
+  }
+  c->head = c->tail = NULL;
+  c->queued = 0;
+}
+
+/* Hands the batch to JavaScript. Never re-entered: records are only added from poll callbacks, and a flush runs
+ * JavaScript, which may write, pause, end or close connections but does not poll. */
+static void flush(io_state_t *s) {
+  if (s->count == 0 || s->in_flush) return;
+  s->in_flush = 1;
+  napi_env env = s->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) == napi_ok) {
+    napi_value cb, recv, argv[1];
+    napi_get_reference_value(env, s->callback, &cb);
+    napi_get_global(env, &recv);
+    napi_create_uint32(env, s->count, &argv[0]);
+    if (cb != NULL && napi_make_callback(env, s->async, recv, cb, 1, argv, NULL) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+    }
+    napi_close_handle_scope(env, scope);
+  }
+  s->count = 0;
+  s->arena_used = 0;
+  s->in_flush = 0;
+}
+
+static void on_check(uv_check_t *handle) {
+  io_state_t *s = handle->data;
+  flush(s);
+  uv_check_stop(&s->check);
+  s->check_active = 0;
+}
+
+static void record(io_conn_t *c, int32_t kind, int32_t off, int32_t len) {
+  io_state_t *s = c->state;
+  if (s->count == MAX_RECORDS) flush(s);
+  int32_t *r = s->records + (size_t)s->count * 4;
+  r[0] = c->id;
+  r[1] = kind;
+  r[2] = off;
+  r[3] = len;
+  s->count++;
+  if (!s->check_active) {
+    s->check_active = 1;
+    uv_check_start(&s->check, on_check);
+  }
+}
+
+static void update_interest(io_conn_t *c) {
+  if (c->closed) return;
+  int ev = 0;
+  if (c->reading && !c->eof && !c->failed) ev |= UV_READABLE;
+  if (c->head != NULL && !c->failed) ev |= UV_WRITABLE;
+  if (ev == c->events) return;
+  c->events = ev;
+  if (ev == 0) uv_poll_stop(&c->poll);
+  else uv_poll_start(&c->poll, ev, on_poll);
+}
+
+static void fail(io_conn_t *c, int err) {
+  if (c->failed || c->closed) return;
+  c->failed = 1;
+  record(c, REC_ERROR, 0, -err);
+  update_interest(c);
+}
+
+static void do_shutdown(io_conn_t *c) {
+  c->shut = 1;
+  /* A peer already gone (ENOTCONN) has nothing left to hear; the connection still ends normally. */
+  shutdown(c->fd, SHUT_WR);
+}
+
+/* Sends from the queue; returns -1 after recording an error. */
+static int flush_queue(io_conn_t *c) {
+  while (c->head != NULL) {
+    chunk_t *k = c->head;
+    ssize_t w = send(c->fd, k->data + k->off, k->len - k->off, MSG_NOSIGNAL);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+      fail(c, errno);
+      return -1;
+    }
+    k->off += (size_t)w;
+    c->queued -= (size_t)w;
+    if (k->off < k->len) continue;
+    c->head = k->next;
+    if (c->head == NULL) c->tail = NULL;
+    free(k);
+  }
+  return 0;
+}
+
+static void do_reads(io_conn_t *c) {
+  io_state_t *s = c->state;
+  for (int n_reads = 0; n_reads < READS_PER_EVENT; n_reads++) {
+    if (ARENA_BYTES - s->arena_used < READ_ROOM) flush(s);
+    /* The flush ran JavaScript, which may have paused or closed this connection. */
+    if (c->closed || c->failed || !c->reading || c->eof) return;
+    size_t room = ARENA_BYTES - s->arena_used;
+    ssize_t n = recv(c->fd, s->arena + s->arena_used, room, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) fail(c, errno);
+      return;
+    }
+    if (n == 0) {
+      c->eof = 1;
+      record(c, REC_EOF, 0, 0);
+      return;
+    }
+    record(c, REC_DATA, (int32_t)s->arena_used, (int32_t)n);
+    s->arena_used += (size_t)n;
+    if ((size_t)n < room) return;
+  }
+}
+
+static void on_poll(uv_poll_t *handle, int status, int events) {
+  io_conn_t *c = handle->data;
+  if (c->closed || c->failed) return;
+  if (status < 0) {
+    /* libuv reports EPOLLERR as UV_EBADF; the socket's own error says what happened (ECONNRESET, ...). */
+    int err = 0;
+    socklen_t len = sizeof err;
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = -status;
+    fail(c, err);
+    return;
+  }
+  if ((events & UV_WRITABLE) && c->head != NULL) {
+    if (flush_queue(c) < 0) return;
+    if (c->head == NULL) {
+      if (c->want_drain) {
+        c->want_drain = 0;
+        record(c, REC_DRAIN, 0, 0);
+      }
+      if (c->end_requested && !c->shut) {
+        do_shutdown(c);
+        record(c, REC_SHUTDOWN, 0, 0);
+      }
+    }
+  }
+  if ((events & UV_READABLE) && !c->closed) do_reads(c);
+  update_interest(c);
+}
+
+static void on_poll_closed(uv_handle_t *handle) {
+  conn_release(handle->data);
+}
+
+/* `close_cb` is NULL when the environment is going away: the addon may be unloaded before libuv runs close
+ * callbacks then, so nothing of ours may be called, and the connection's memory is left to the process. */
+static void close_conn_with(io_conn_t *c, uv_close_cb close_cb) {
+  if (c->closed) return;
+  c->closed = 1;
+  if (c->prev != NULL) c->prev->next = c->next;
+  else c->state->conns = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  uv_close((uv_handle_t *)&c->poll, close_cb);
+  close(c->fd);
+  free_queue(c);
+}
+
+static void close_conn(io_conn_t *c) {
+  close_conn_with(c, on_poll_closed);
+}
+
+static void external_finalize(napi_env env, void *data, void *hint) {
+  (void)env;
+  (void)hint;
+  io_conn_t *c = data;
+  /* JavaScript dropped the connection without closing it (it always closes; this is the safety net). */
+  close_conn(c);
+  conn_release(c);
+}
+
+static io_conn_t *conn_of(napi_env env, napi_value v) {
+  void *data = NULL;
+  if (napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, "EINVAL", "expects a connection from ioOpen");
+    return NULL;
+  }
+  return data;
+}
+
+static napi_value int32_value(napi_env env, int32_t v) {
+  napi_value out;
+  napi_create_int32(env, v, &out);
+  return out;
+}
+
+/* The thread's environment is going away (a worker exiting): its loop may only close once every handle on it has,
+ * and the addon may be unloaded before the loop runs close callbacks, so none is given (see close_conn_with). */
+static void env_cleanup(void *arg) {
+  io_state_t *s = arg;
+  while (s->conns != NULL) close_conn_with(s->conns, NULL);
+  thread_state = NULL;
+  uv_close((uv_handle_t *)&s->check, NULL);
+}
+
+/* ioInit(onBatch) -> [arena: Buffer, records: ArrayBuffer]; onBatch(count) reads records[0, 4 * count). Once per thread. */
+static napi_value io_init(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_valuetype type = napi_undefined;
+  if (argc < 1 || napi_typeof(env, argv[0], &type) != napi_ok || type != napi_function) {
+    napi_throw_type_error(env, "EINVAL", "ioInit(onBatch) expects a function");
+    return NULL;
+  }
+  if (thread_state != NULL) {
+    napi_throw_error(env, "EALREADY", "ioInit: already initialised on this thread");
+    return NULL;
+  }
+  uv_loop_t *loop = NULL;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == NULL) {
+    napi_throw_error(env, "EINVAL", "ioInit: no event loop");
+    return NULL;
+  }
+  io_state_t *s = calloc(1, sizeof *s);
+  if (s == NULL) {
+    napi_throw_error(env, "ENOMEM", "ioInit: out of memory");
+    return NULL;
+  }
+  napi_value arena, records, out, name;
+  void *arena_data = NULL;
+  void *records_data = NULL;
+  if (napi_create_buffer(env, ARENA_BYTES, &arena_data, &arena) != napi_ok ||
+      napi_create_arraybuffer(env, MAX_RECORDS * 4 * sizeof(int32_t), &records_data, &records) != napi_ok) {
+    free(s);
+    napi_throw_error(env, "ENOMEM", "ioInit: cannot allocate the arena");
+    return NULL;
+  }
+  s->env = env;
+  s->arena = arena_data;
+  s->records = records_data;
+  napi_create_reference(env, arena, 1, &s->arena_ref);
+  napi_create_reference(env, records, 1, &s->records_ref);
+  napi_create_reference(env, argv[0], 1, &s->callback);
+  napi_create_string_utf8(env, "weft.l7io", NAPI_AUTO_LENGTH, &name);
+  napi_async_init(env, NULL, name, &s->async);
+  uv_check_init(loop, &s->check);
+  s->check.data = s;
+  /* The check handle only ever flushes; it must not keep the process alive. */
+  uv_unref((uv_handle_t *)&s->check);
+  thread_state = s;
+  napi_add_env_cleanup_hook(env, env_cleanup, s);
+  napi_create_array_with_length(env, 2, &out);
+  napi_set_element(env, out, 0, arena);
+  napi_set_element(env, out, 1, records);
+  return out;
+}
+
+/* ioOpen(fd, id) -> connection: polls a duplicate of `fd`; reads start with ioResume. */
+static napi_value io_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd = -1, id = 0;
+  io_state_t *s = thread_state;
+  if (s == NULL) {
+    napi_throw_error(env, "EINVAL", "ioOpen: call ioInit first");
+    return NULL;
+  }
+  if (argc < 2 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &id) != napi_ok || fd < 0) {
+    napi_throw_type_error(env, "EINVAL", "ioOpen(fd, id) expects a file descriptor and an id");
+    return NULL;
+  }
+  uv_loop_t *loop = NULL;
+  napi_get_uv_event_loop(env, &loop);
+  io_conn_t *c = calloc(1, sizeof *c);
+  if (c == NULL) {
+    napi_throw_error(env, "ENOMEM", "ioOpen: out of memory");
+    return NULL;
+  }
+  c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (c->fd < 0) {
+    int err = errno;
+    free(c);
+    napi_throw_error(env, "EMFILE", strerror(err));
+    return NULL;
+  }
+  int rc = uv_poll_init(loop, &c->poll, c->fd);
+  if (rc != 0) {
+    close(c->fd);
+    free(c);
+    napi_throw_error(env, uv_err_name(rc), uv_strerror(rc));
+    return NULL;
+  }
+  c->state = s;
+  c->id = id;
+  c->poll.data = c;
+  c->refs = 2;
+  c->next = s->conns;
+  if (s->conns != NULL) s->conns->prev = c;
+  s->conns = c;
+  napi_value external;
+  napi_create_external(env, c, external_finalize, NULL, &external);
+  return external;
+}
+
+/* ioWrite(conn, data: Buffer | string (latin1), body?: Buffer) -> 1 (go on), 0 (wait for a drain record) or a
+ * negative errno (the connection failed; nothing more will be sent). Closed or ending connections take nothing. */
+static napi_value io_write(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 2) {
+    napi_throw_type_error(env, "EINVAL", "ioWrite(conn, data, body?) expects data");
+    return NULL;
+  }
+  io_conn_t *c = conn_of(env, argv[0]);
+  if (c == NULL) return NULL;
+  if (c->closed || c->end_requested) return int32_value(env, 0);
+  if (c->failed) return int32_value(env, -EPIPE);
+  struct iovec iov[2];
+  int n_iov = 0;
+  char stack[STACK_STRING];
+  char *heap = NULL;
+  for (size_t i = 1; i < argc && i < 3; i++) {
+    bool is_buffer = false;
+    napi_is_buffer(env, argv[i], &is_buffer);
+    if (is_buffer) {
+      void *data = NULL;
+      size_t len = 0;
+      napi_get_buffer_info(env, argv[i], &data, &len);
+      if (len > 0) iov[n_iov++] = (struct iovec){data, len};
+      continue;
+    }
+    napi_valuetype type = napi_undefined;
+    napi_typeof(env, argv[i], &type);
+    if (type == napi_undefined) continue;
+    size_t len = 0;
+    /* Only `data` may be a string (a head); `body` is always bytes. */
+    if (i != 1 || type != napi_string || napi_get_value_string_latin1(env, argv[i], NULL, 0, &len) != napi_ok) {
+      napi_throw_type_error(env, "EINVAL", "ioWrite: data must be a Buffer or a string, body a Buffer");
+      return NULL;
+    }
+    char *dst = stack;
+    if (len + 1 > sizeof stack) {
+      heap = malloc(len + 1);
+      if (heap == NULL) {
+        napi_throw_error(env, "ENOMEM", "ioWrite: out of memory");
+        return NULL;
+      }
+      dst = heap;
+    }
+    napi_get_value_string_latin1(env, argv[i], dst, len + 1, &len);
+    if (len > 0) iov[n_iov++] = (struct iovec){dst, len};
+  }
+  size_t total = 0;
+  for (int i = 0; i < n_iov; i++) total += iov[i].iov_len;
+  size_t sent = 0;
+  if (c->head == NULL && total > 0) {
+    struct msghdr msg = {0};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = (size_t)n_iov;
+    for (;;) {
+      ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+      if (w >= 0) {
+        sent = (size_t)w;
+        break;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      int err = errno;
+      free(heap);
+      /* Reported here, synchronously: records are not added while JavaScript runs. */
+      c->failed = 1;
+      update_interest(c);
+      return int32_value(env, -err);
+    }
+  }
+  if (sent < total) {
+    chunk_t *k = malloc(sizeof *k + (total - sent));
+    if (k == NULL) {
+      free(heap);
+      c->failed = 1;
+      update_interest(c);
+      return int32_value(env, -ENOMEM);
+    }
+    k->next = NULL;
+    k->len = total - sent;
+    k->off = 0;
+    size_t skip = sent, at = 0;
+    for (int i = 0; i < n_iov; i++) {
+      size_t len = iov[i].iov_len;
+      if (skip >= len) {
+        skip -= len;
+        continue;
+      }
+      memcpy(k->data + at, (char *)iov[i].iov_base + skip, len - skip);
+      at += len - skip;
+      skip = 0;
+    }
+    if (c->tail != NULL) c->tail->next = k;
+    else c->head = k;
+    c->tail = k;
+    c->queued += k->len;
+    update_interest(c);
+  }
+  free(heap);
+  if (c->queued < HIGH_WATER) return int32_value(env, 1);
+  c->want_drain = 1;
+  return int32_value(env, 0);
+}
+
+/* ioEnd(conn) -> 1 when the FIN went out now, 0 when it follows the queued bytes (a shutdown record then). */
+static napi_value io_end(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  if (c == NULL) return NULL;
+  if (c->closed || c->end_requested) return int32_value(env, 0);
+  c->end_requested = 1;
+  if (c->head != NULL || c->failed) return int32_value(env, 0);
+  do_shutdown(c);
+  return int32_value(env, 1);
+}
+
+static napi_value set_reading(napi_env env, napi_callback_info info, int reading) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  if (c == NULL) return NULL;
+  c->reading = (unsigned char)reading;
+  update_interest(c);
+  return NULL;
+}
+
+static napi_value io_pause(napi_env env, napi_callback_info info) {
+  return set_reading(env, info, 0);
+}
+
+static napi_value io_resume(napi_env env, napi_callback_info info) {
+  return set_reading(env, info, 1);
+}
+
+/* ioClose(conn): stops polling and closes the duplicate fd; unsent bytes are dropped. */
+static napi_value io_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  if (c != NULL) close_conn(c);
+  return NULL;
+}
+
+/* ioRelease(conn) -> Buffer | undefined: like ioClose, but hands back the bytes not sent yet, for the caller to
+ * send through Node's own socket before anything else (a byte tunnel takes the connection over). */
+static napi_value io_release(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  if (c == NULL) return NULL;
+  napi_value out = NULL;
+  if (!c->closed && c->queued > 0) {
+    void *data = NULL;
+    if (napi_create_buffer(env, c->queued, &data, &out) == napi_ok) {
+      size_t at = 0;
+      for (chunk_t *k = c->head; k != NULL; k = k->next) {
+        memcpy((char *)data + at, k->data + k->off, k->len - k->off);
+        at += k->len - k->off;
+      }
+    }
+  }
+  close_conn(c);
+  if (out == NULL) napi_get_undefined(env, &out);
+  return out;
+}
+
+void weft_io_register(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"ioInit", NULL, io_init, NULL, NULL, NULL, napi_default, NULL},
+    {"ioOpen", NULL, io_open, NULL, NULL, NULL, napi_default, NULL},
+    {"ioWrite", NULL, io_write, NULL, NULL, NULL, napi_default, NULL},
+    {"ioEnd", NULL, io_end, NULL, NULL, NULL, napi_default, NULL},
+    {"ioPause", NULL, io_pause, NULL, NULL, NULL, napi_default, NULL},
+    {"ioResume", NULL, io_resume, NULL, NULL, NULL, napi_default, NULL},
+    {"ioClose", NULL, io_close, NULL, NULL, NULL, napi_default, NULL},
+    {"ioRelease", NULL, io_release, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+}
