@@ -48,7 +48,8 @@ function onBatch(count: number): void {
   const { arena, records } = batch!;
   for (let i = 0; i < count * 4; i += 4) {
     const t = open.get(records[i]!);
-    if (t === undefined) continue;
+    // Closed meanwhile, or destroyed by an earlier record of this batch ('close', which unregisters it, comes later).
+    if (t === undefined || t.socket.destroyed) continue;
     const kind = records[i + 1]!;
     if (kind === REC_DATA) {
       const off = records[i + 2]!;
