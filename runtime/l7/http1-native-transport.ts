@@ -37,8 +37,13 @@ function loadBatch(): Batch | undefined {
   const native = loadNativeSocket();
   if (native === null || typeof native.ioInit !== 'function') return undefined;
   const io = native as NativeIo;
-  const [arena, records] = io.ioInit(onBatch);
-  return { io, arena, records: new Int32Array(records) };
+  try {
+    const [arena, records] = io.ioInit(onBatch);
+    return { io, arena, records: new Int32Array(records) };
+  } catch {
+    // A second copy of this module in the same thread (the batch callback is per thread): that copy uses handles.
+    return undefined;
+  }
 }
 
 const batch = loadBatch();

@@ -73,6 +73,7 @@ struct io_state {
 static __thread io_state_t *thread_state;
 
 static void on_poll(uv_poll_t *handle, int status, int events);
+static void fail(io_conn_t *c, int err);
 
 static void conn_release(io_conn_t *c) {
   if (--c->refs == 0) free(c);
@@ -142,8 +143,8 @@ static void update_interest(io_conn_t *c) {
   if (c->head != NULL && !c->failed) ev |= UV_WRITABLE;
   if (ev == c->events) return;
   c->events = ev;
-  if (ev == 0) uv_poll_stop(&c->poll);
-  else uv_poll_start(&c->poll, ev, on_poll);
+  int rc = ev == 0 ? uv_poll_stop(&c->poll) : uv_poll_start(&c->poll, ev, on_poll);
+  if (rc != 0) fail(c, -rc);
 }
 
 static void fail(io_conn_t *c, int err) {
