@@ -54,7 +54,7 @@ function onBatch(count: number): void {
   for (let i = 0; i < count * 4; i += 4) {
     const t = open.get(records[i]!);
     // Closed meanwhile, or destroyed by an earlier record of this batch ('close', which unregisters it, comes later).
-    if (t === undefined || t.socket.destroyed) continue;
+    if (t === undefined || t.gone()) continue;
     const kind = records[i + 1]!;
     if (kind === REC_DATA) {
       const off = records[i + 2]!;
@@ -175,6 +175,11 @@ class NativeTransport implements Http1Transport {
     open.delete(this.#id);
     if (this.#conn !== undefined) this.#io.ioClose(this.#conn);
     this.#conn = undefined;
+  }
+
+  /** The socket was destroyed (net.Socket drops its handle at once; 'close' follows a tick later). */
+  gone(): boolean {
+    return (this.socket as unknown as { _handle: unknown })._handle === null;
   }
 
   onData(chunk: Buffer): void {
