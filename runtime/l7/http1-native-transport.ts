@@ -215,7 +215,7 @@ class NativeTransport implements Http1Transport {
   }
 
   #write(data: Buffer | string, body: Buffer | undefined): boolean {
-    if (this.#released || this.socket.destroyed) return false;
+    if (this.#released || this.gone()) return false;
     const conn = this.#conn;
     if (conn === undefined) {
       this.#early.push([data, body]);
@@ -279,6 +279,8 @@ class NativeTransport implements Http1Transport {
     }
     this.#early = [];
     if (this.#eof) socket.push(null);
+    // Still connecting: net starts reading itself once connected.
+    else if (socket.connecting) this.#handle.reading = false;
     // Node's Readable believes it is reading already (and may be waiting on a read it asked for): start the handle,
     // as net's own readStart would, and the bytes reach the Readable for whoever consumes it.
     else this.#handle.readStart();
