@@ -10,8 +10,8 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { getSystemErrorName } from 'node:util';
 import { ENV, envValue } from '../config/defaults.js';
+import { errnoError } from '../errno-error.js';
 import { streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding, type WriteReq } from '../l4/stream-wrap-binding.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 
@@ -52,16 +52,6 @@ function copyOut(nread: number): Buffer {
   const chunk = Buffer.allocUnsafe(nread);
   READ_BUFFER.copy(chunk, 0, 0, nread);
   return chunk;
-}
-
-function uvError(code: number, syscall: string): Error {
-  let name: string;
-  try {
-    name = getSystemErrorName(code);
-  } catch {
-    name = `UV_${-code}`;
-  }
-  return Object.assign(new Error(`${syscall} ${name}`), { code: name, errno: code, syscall });
 }
 
 class HandleTransport implements Http1Transport {
@@ -142,7 +132,7 @@ class HandleTransport implements Http1Transport {
       else if (!this.socket.allowHalfOpen) this.end();
       return;
     }
-    this.#fail(uvError(nread, 'read'));
+    this.#fail(errnoError(nread, 'read'));
   }
 
   #fail(err: Error): void {
@@ -172,7 +162,7 @@ class HandleTransport implements Http1Transport {
       length = data.length;
     }
     if (err !== 0) {
-      this.#fail(uvError(err, 'write'));
+      this.#fail(errnoError(err, 'write'));
       return false;
     }
     if (bind.streamBaseState[bind.kLastWriteWasAsync] === 0) {
@@ -199,7 +189,7 @@ class HandleTransport implements Http1Transport {
 
   #written(status: number): void {
     if (status < 0) {
-      if (!this.socket.destroyed) this.#fail(uvError(status, 'write'));
+      if (!this.socket.destroyed) this.#fail(errnoError(status, 'write'));
       return;
     }
     this.#pendingWrites--;
@@ -241,7 +231,7 @@ class HandleTransport implements Http1Transport {
       if (this.#eof && !this.socket.destroyed) this.socket.destroy();
     };
     const err = this.#handle.shutdown(req);
-    if (err !== 0) this.#fail(uvError(err, 'shutdown'));
+    if (err !== 0) this.#fail(errnoError(err, 'shutdown'));
   }
 
   destroy(): void {

@@ -9,8 +9,8 @@
  */
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { getSystemErrorName } from 'node:util';
 import { ENV, envValue } from '../config/defaults.js';
+import { errnoError } from '../errno-error.js';
 import { loadNativeSocket, type NativeSocket } from '../native/weft-socket.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 
@@ -98,17 +98,6 @@ export function createNativeTransport(socket: Duplex, sink: TransportSink): Http
   const handle = tcpHandleOf(socket);
   if (handle === undefined) return undefined;
   return new NativeTransport(socket as net.Socket, handle, batch.io, sink);
-}
-
-/** An Error like Node's socket errors for a negative errno from the addon. */
-function errnoError(negErrno: number, syscall: string): Error {
-  let code: string;
-  try {
-    code = getSystemErrorName(negErrno);
-  } catch {
-    code = `E${-negErrno}`;
-  }
-  return Object.assign(new Error(`${syscall} ${code}`), { code, errno: negErrno, syscall });
 }
 
 class NativeTransport implements Http1Transport {

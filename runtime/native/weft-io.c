@@ -286,6 +286,18 @@ static io_conn_t *conn_of(napi_env env, napi_value v) {
   return data;
 }
 
+/* The connection passed as the only argument; NULL (with a TypeError thrown) otherwise. */
+static io_conn_t *conn_arg(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  if (argc < 1) {
+    napi_throw_type_error(env, "EINVAL", "expects a connection from ioOpen");
+    return NULL;
+  }
+  return conn_of(env, argv[0]);
+}
+
 static napi_value int32_value(napi_env env, int32_t v) {
   napi_value out;
   napi_create_int32(env, v, &out);
@@ -510,10 +522,7 @@ static napi_value io_write(napi_env env, napi_callback_info info) {
 
 /* ioEnd(conn) -> 1 when the FIN went out now, 0 when it follows the queued bytes (a shutdown record then). */
 static napi_value io_end(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  io_conn_t *c = conn_arg(env, info);
   if (c == NULL) return NULL;
   if (c->closed || c->end_requested) return int32_value(env, 0);
   c->end_requested = 1;
@@ -523,10 +532,7 @@ static napi_value io_end(napi_env env, napi_callback_info info) {
 }
 
 static napi_value set_reading(napi_env env, napi_callback_info info, int reading) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  io_conn_t *c = conn_arg(env, info);
   if (c == NULL) return NULL;
   c->reading = (unsigned char)reading;
   update_interest(c);
@@ -543,10 +549,7 @@ static napi_value io_resume(napi_env env, napi_callback_info info) {
 
 /* ioClose(conn): stops polling and closes the duplicate fd; unsent bytes are dropped. */
 static napi_value io_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  io_conn_t *c = conn_arg(env, info);
   if (c != NULL) close_conn(c);
   return NULL;
 }
@@ -554,10 +557,7 @@ static napi_value io_close(napi_env env, napi_callback_info info) {
 /* ioRelease(conn) -> Buffer | undefined: like ioClose, but hands back the bytes not sent yet, for the caller to
  * send through Node's own socket before anything else (a byte tunnel takes the connection over). */
 static napi_value io_release(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  io_conn_t *c = argc < 1 ? NULL : conn_of(env, argv[0]);
+  io_conn_t *c = conn_arg(env, info);
   if (c == NULL) return NULL;
   napi_value out = NULL;
   if (!c->closed && c->queued > 0) {
