@@ -91,20 +91,33 @@ function tcpHandleOf(socket: Duplex): TcpHandle | undefined {
 
 /**
  * A native transport for `socket`, or undefined when it must use another: the addon lacks batched I/O, the socket is
- * not plain TCP, or bytes already sit in its Readable or Writable (ours would overtake them).
+ * not plain TCP, bytes already sit in its Readable or Writable (ours would overtake them), or the descriptor cannot
+ * be duplicated (out of descriptors: the handle transport needs none). A socket still connecting is taken over
+ * once it is up.
  */
 export function createNativeTransport(socket: Duplex, sink: TransportSink): Http1Transport | undefined {
   if (batch === undefined || socket.destroyed || socket.readableLength !== 0 || socket.writableLength !== 0) return undefined;
   const handle = tcpHandleOf(socket);
   if (handle === undefined) return undefined;
-  return new NativeTransport(socket as net.Socket, handle, batch.io, sink);
+  const s = socket as net.Socket;
+  const id = nextId++;
+  if (s.connecting) return new NativeTransport(s, handle, batch.io, sink, id, undefined);
+  const fd = fdOf(s);
+  if (fd === undefined) return undefined;
+  let conn: object;
+  try {
+    conn = batch.io.ioOpen(fd, id);
+  } catch {
+    return undefined;
+  }
+  return new NativeTransport(s, handle, batch.io, sink, id, conn);
 }
 
 class NativeTransport implements Http1Transport {
   readonly socket: net.Socket;
   readonly #io: NativeIo;
   readonly #sink: TransportSink;
-  readonly #id = nextId++;
+  readonly #id: number;
   readonly #handle: TcpHandle;
   #conn: object | undefined;
   /** Writes made before the connection was up (none expected; kept in order if any). */
@@ -116,11 +129,13 @@ class NativeTransport implements Http1Transport {
   #released = false;
   #error: Error | undefined;
 
-  constructor(socket: net.Socket, handle: TcpHandle, io: NativeIo, sink: TransportSink) {
+  /** `conn` is the addon's connection when the socket is up; a connecting socket is opened on 'connect'. */
+  constructor(socket: net.Socket, handle: TcpHandle, io: NativeIo, sink: TransportSink, id: number, conn: object | undefined) {
     this.socket = socket;
     this.#handle = handle;
     this.#io = io;
     this.#sink = sink;
+    this.#id = id;
     // Node's Readable must never read the original descriptor: with `reading` set it believes it already does.
     if (handle.reading) handle.readStop();
     handle.reading = true;
@@ -131,24 +146,31 @@ class NativeTransport implements Http1Transport {
       this.#closeNative();
       sink.onClose(this.#error);
     });
-    if (socket.connecting) socket.once('connect', () => this.#open());
-    else this.#open();
+    if (conn !== undefined) this.#start(conn);
+    else socket.once('connect', () => this.#open());
   }
 
+  /** The socket just connected: duplicate its descriptor now. */
   #open(): void {
     if (this.socket.destroyed || this.#released) return;
     const fd = fdOf(this.socket);
+    let conn: object;
     try {
       if (fd === undefined) throw new Error('no descriptor');
-      this.#conn = this.#io.ioOpen(fd, this.#id);
+      conn = this.#io.ioOpen(fd, this.#id);
     } catch (err) {
       // Out of descriptors for the duplicate: the connection cannot be served; its owner sees the close.
       this.#error = err as Error;
       this.socket.destroy();
       return;
     }
+    this.#start(conn);
+  }
+
+  #start(conn: object): void {
+    this.#conn = conn;
     open.set(this.#id, this);
-    if (!this.#paused) this.#io.ioResume(this.#conn);
+    if (!this.#paused) this.#io.ioResume(conn);
     const ending = this.#ending;
     this.#ending = false;
     const early = this.#early;
