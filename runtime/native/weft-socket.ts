@@ -1,4 +1,4 @@
-/** Loads the native socket addon (IP_TRANSPARENT, SO_ORIGINAL_DST, SO_MARK) built by node-gyp at install; absent off Linux or unbuilt. */
+/** Loads the native socket addon built by node-gyp at install (IP_TRANSPARENT, SO_ORIGINAL_DST, SO_MARK; the L4 copy pump, weft-copy.c; the L7 path's batched I/O, weft-io.c); absent off Linux or unbuilt. */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
