@@ -198,7 +198,9 @@ static int flush_queue(io_conn_t *c) {
 static void do_reads(io_conn_t *c) {
   io_state_t *s = c->state;
   for (int n_reads = 0; n_reads < READS_PER_EVENT; n_reads++) {
-    if (ARENA_BYTES - s->arena_used < READ_ROOM) flush(s);
+    /* Room for the bytes and their record first: a data record must never be the one that triggers a flush, which
+     * would free the arena under it. */
+    if (ARENA_BYTES - s->arena_used < READ_ROOM || s->count >= MAX_RECORDS) flush(s);
     /* The flush ran JavaScript, which may have paused or closed this connection. */
     if (c->closed || c->failed || !c->reading || c->eof) return;
     size_t room = ARENA_BYTES - s->arena_used;
