@@ -7,7 +7,7 @@
  */
 import type net from 'node:net';
 import { ENV, envValue } from '../config/defaults.js';
-import { loadNativeSocket, type NativeSocket } from '../native/weft-socket.js';
+import { loadNativeSocket, socketFd, type NativeSocket } from '../native/weft-socket.js';
 import type { HandleCopy, HandleCopyEnd } from './handle-copy.js';
 
 type NativeCopy = Required<Pick<NativeSocket, 'copyStart' | 'copyAbort' | 'copyIdleMs'>>;
@@ -21,17 +21,12 @@ function loadNativeCopy(): NativeCopy | undefined {
 
 const native = loadNativeCopy();
 
-function fdOf(socket: net.Socket): number | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
-}
-
 /**
  * True when the pump can take both sockets: the addon has it, both are connected TCP sockets with a descriptor, and
  * neither holds bytes in Node's buffers (unsent in its Writable or unread in its Readable), which only Node could move.
  */
 export function canCopyNatively(a: net.Socket, b: net.Socket): boolean {
-  return native !== undefined && !a.destroyed && !b.destroyed && !a.connecting && !b.connecting && a.writableLength === 0 && b.writableLength === 0 && a.readableLength === 0 && b.readableLength === 0 && fdOf(a) !== undefined && fdOf(b) !== undefined;
+  return native !== undefined && !a.destroyed && !b.destroyed && !a.connecting && !b.connecting && a.writableLength === 0 && b.writableLength === 0 && a.readableLength === 0 && b.readableLength === 0 && socketFd(a) !== undefined && socketFd(b) !== undefined;
 }
 
 /**
@@ -44,7 +39,7 @@ export function copyNatively(a: net.Socket, b: net.Socket): HandleCopy | undefin
   const done = new Promise<HandleCopyEnd>((r) => (resolve = r));
   let handle: object;
   try {
-    handle = pump.copyStart(fdOf(a) as number, fdOf(b) as number, (aToB, bToA, errSide, errCode) => {
+    handle = pump.copyStart(socketFd(a) as number, socketFd(b) as number, (aToB, bToA, errSide, errCode) => {
       resolve({ aToB, bToA, ...(errSide < 0 ? {} : { error: { side: errSide === 0 ? 'a' : 'b', code: errCode } }) });
     });
   } catch {

@@ -11,7 +11,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ENV, envValue } from '../config/defaults.js';
 import { errnoError } from '../errno-error.js';
-import { loadNativeSocket, type NativeSocket } from '../native/weft-socket.js';
+import { loadNativeSocket, socketFd, type NativeSocket } from '../native/weft-socket.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 
 type NativeIo = Required<Pick<NativeSocket, 'ioInit' | 'ioOpen' | 'ioWrite' | 'ioEnd' | 'ioPause' | 'ioResume' | 'ioClose' | 'ioRelease'>>;
@@ -69,11 +69,6 @@ function onBatch(count: number): void {
   }
 }
 
-function fdOf(socket: net.Socket): number | undefined {
-  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
-  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
-}
-
 /** What is used of a net.Socket's libuv handle: Node's own reading is stopped while the addon reads. */
 interface TcpHandle {
   reading: boolean;
@@ -102,7 +97,7 @@ export function createNativeTransport(socket: Duplex, sink: TransportSink): Http
   const s = socket as net.Socket;
   const id = nextId++;
   if (s.connecting) return new NativeTransport(s, handle, batch.io, sink, id, undefined);
-  const fd = fdOf(s);
+  const fd = socketFd(s);
   if (fd === undefined) return undefined;
   let conn: object;
   try {
@@ -153,7 +148,7 @@ class NativeTransport implements Http1Transport {
   /** The socket just connected: duplicate its descriptor now. */
   #open(): void {
     if (this.socket.destroyed || this.#released) return;
-    const fd = fdOf(this.socket);
+    const fd = socketFd(this.socket);
     let conn: object;
     try {
       if (fd === undefined) throw new Error('no descriptor');

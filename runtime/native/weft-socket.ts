@@ -1,5 +1,6 @@
 /** Loads the native socket addon built by node-gyp at install (IP_TRANSPARENT, SO_ORIGINAL_DST, SO_MARK; the L4 copy pump, weft-copy.c; the L7 path's batched I/O, weft-io.c); absent off Linux or unbuilt. */
 import { createRequire } from 'node:module';
+import type net from 'node:net';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
@@ -40,6 +41,12 @@ function addonPath(): string | undefined {
     path.join(here, '../../../runtime/native/build/Release/weft_socket.node'),
   ];
   return candidates.find((p) => existsSync(p));
+}
+
+/** A connected net.Socket's file descriptor, for the addon calls that take one (the copy pump, batched I/O). */
+export function socketFd(socket: net.Socket): number | undefined {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } | null })._handle?.fd;
+  return typeof fd === 'number' && fd >= 0 ? fd : undefined;
 }
 
 export function loadNativeSocket(): NativeSocket | null {
