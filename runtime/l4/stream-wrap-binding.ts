@@ -3,6 +3,8 @@
  * in Node 20, and what the L4 handle copy and the L7 handle transport use to do I/O below Node's streams. Its shape is
  * checked once at load; undefined means "use streams".
  */
+import net from 'node:net';
+import type { Duplex } from 'node:stream';
 
 /** The libuv stream handle of a TCP socket, as far as weft uses it. */
 export interface StreamHandle {
@@ -17,6 +19,16 @@ export interface StreamHandle {
   shutdown(req: object): number;
   /** Reads go into `buffer` from then on; onread gets no ArrayBuffer, only the byte count in streamBaseState. */
   useUserBuffer?(buffer: Uint8Array): void;
+}
+
+/**
+ * The libuv handle of a plain TCP net.Socket (TLS sockets and pipes excluded), with the methods a caller relies on
+ * still to be checked by that caller.
+ */
+export function plainTcpHandle(socket: Duplex): (Partial<StreamHandle> & { constructor: { name: string } }) | undefined {
+  if (!(socket instanceof net.Socket) || (socket as { encrypted?: boolean }).encrypted === true) return undefined;
+  const h = (socket as unknown as { _handle?: (Partial<StreamHandle> & { constructor: { name: string } }) | null })._handle;
+  return h === null || h === undefined || h.constructor.name !== 'TCP' ? undefined : h;
 }
 
 /** A write request; libuv calls `oncomplete` when an asynchronous write finished. */

@@ -8,11 +8,11 @@
  * maybeReadMore, writeOrBuffer, the write callbacks) is most of what a proxied request costs in JavaScript. The
  * binding shape is checked at load; anything unexpected, or WEFT_L7_STREAM_IO=1, keeps every socket on streams.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ENV, envValue } from '../config/defaults.js';
 import { errnoError } from '../errno-error.js';
-import { streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding, type WriteReq } from '../l4/stream-wrap-binding.js';
+import { plainTcpHandle, streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding, type WriteReq } from '../l4/stream-wrap-binding.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 
 /** Bytes that may wait in libuv before write() answers false (Node's default highWaterMark for sockets). */
@@ -29,9 +29,8 @@ const READ_BUFFER = Buffer.allocUnsafe(64 * 1024);
 
 /** The socket's TCP handle when it has every method used here; TLS and pipe handles are left to streams. */
 function tcpHandleOf(socket: Duplex): StreamHandle | undefined {
-  if (!(socket instanceof net.Socket) || (socket as { encrypted?: boolean }).encrypted === true) return undefined;
-  const h = (socket as unknown as { _handle?: (Partial<StreamHandle> & { constructor: { name: string } }) | null })._handle;
-  if (h === null || h === undefined || h.constructor.name !== 'TCP') return undefined;
+  const h = plainTcpHandle(socket);
+  if (h === undefined) return undefined;
   const ok = typeof h.readStart === 'function' && typeof h.readStop === 'function' && typeof h.writeBuffer === 'function' && typeof h.writeLatin1String === 'function' && typeof h.writev === 'function' && typeof h.shutdown === 'function';
   return ok ? (h as StreamHandle) : undefined;
 }

@@ -7,10 +7,11 @@
  * through release(). Used when the addon has it, for plain TCP sockets, unless WEFT_L7_NATIVE_IO=0; the handle
  * transport is the fallback.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { ENV, envValue } from '../config/defaults.js';
 import { errnoError } from '../errno-error.js';
+import { plainTcpHandle, type StreamHandle } from '../l4/stream-wrap-binding.js';
 import { loadNativeSocket, socketFd, type NativeSocket } from '../native/weft-socket.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 
@@ -70,18 +71,12 @@ function onBatch(count: number): void {
 }
 
 /** What is used of a net.Socket's libuv handle: Node's own reading is stopped while the addon reads. */
-interface TcpHandle {
-  reading: boolean;
-  readStart(): number;
-  readStop(): number;
-  constructor: { name: string };
-}
+type TcpHandle = Pick<StreamHandle, 'reading' | 'readStart' | 'readStop'>;
 
 /** The socket's handle when it is a plain TCP one (TLS and pipes stay on other transports). */
 function tcpHandleOf(socket: Duplex): TcpHandle | undefined {
-  if (!(socket instanceof net.Socket) || (socket as { encrypted?: boolean }).encrypted === true) return undefined;
-  const h = (socket as unknown as { _handle?: TcpHandle | null })._handle;
-  return h === null || h === undefined || h.constructor.name !== 'TCP' ? undefined : h;
+  const h = plainTcpHandle(socket);
+  return h === undefined || typeof h.readStart !== 'function' || typeof h.readStop !== 'function' ? undefined : (h as TcpHandle);
 }
 
 /**
