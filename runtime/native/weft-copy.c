@@ -5,6 +5,7 @@
  * counts and the error are reported to JavaScript once, when the copy has ended and both fds are closed. */
 #define _GNU_SOURCE
 #include <node_api.h>
+#include "weft-napi.h"
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -229,15 +230,6 @@ static void external_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   release(data);
-}
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char code[32];
-  char msg[160];
-  snprintf(code, sizeof code, "E%d", err);
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_throw_error(env, code, msg);
-  return NULL;
 }
 
 /* copyStart(fdA, fdB, onEnd) -> handle. Duplicates both fds (the caller then closes its own handles without ending

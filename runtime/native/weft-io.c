@@ -6,6 +6,7 @@
  * [connection id, kind, arena offset, length], where an error record's length is a negative errno. */
 #define _GNU_SOURCE
 #include <node_api.h>
+#include "weft-napi.h"
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -288,15 +289,12 @@ static io_conn_t *conn_of(napi_env env, napi_value v) {
   return data;
 }
 
-/* The connection passed as the only argument; NULL (with a TypeError thrown) otherwise. */
+/* The connection passed as the first argument; NULL (with a TypeError thrown) otherwise. */
 static io_conn_t *conn_arg(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
+  /* A missing argument arrives as undefined, which conn_of refuses. */
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 1) {
-    napi_throw_type_error(env, "EINVAL", "expects a connection from ioOpen");
-    return NULL;
-  }
   return conn_of(env, argv[0]);
 }
 
@@ -394,8 +392,7 @@ static napi_value io_open(napi_env env, napi_callback_info info) {
   if (c->fd < 0) {
     int err = errno;
     free(c);
-    napi_throw_error(env, "EMFILE", strerror(err));
-    return NULL;
+    return throw_errno(env, "ioOpen: dup", err);
   }
   int rc = uv_poll_init(loop, &c->poll, c->fd);
   if (rc != 0) {

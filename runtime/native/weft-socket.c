@@ -3,6 +3,7 @@
  * marks (SO_MARK). Everything else about the sockets stays in libuv, which adopts the fds. */
 #define _GNU_SOURCE
 #include <node_api.h>
+#include "weft-napi.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,15 +24,6 @@
 #ifndef IP6T_SO_ORIGINAL_DST
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char msg[256];
-  char code[32];
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  snprintf(code, sizeof code, "E%d", err);
-  napi_throw_error(env, code, msg);
-  return NULL;
-}
 
 static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
   memset(ss, 0, sizeof *ss);
