@@ -91,7 +91,7 @@ describe('native transport', () => {
 
   it('lets a worker thread exit with connections open', async () => {
     const entry = new URL('../../test/helpers/native-transport-worker.ts', import.meta.url).href;
-    // Node 20 workers do not inherit tsx's loader: register it, then load the TypeScript entry.
+    // Worker threads do not inherit tsx's loader: register it, then load the TypeScript entry.
     const worker = new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })`, { eval: true });
     const [message] = (await once(worker, 'message')) as [{ transport: string; data: string }];
     expect(message).toEqual({ transport: 'NativeTransport', data: 'hello' });

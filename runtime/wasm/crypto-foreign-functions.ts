@@ -7,7 +7,7 @@
  *
  * Keys are parsed once and kept in a small LRU keyed by their JWK text. ES* signatures are JWS raw r||s (IEEE P1363).
  */
-import { type JsonWebKey, type KeyObject, createPublicKey, verify } from 'node:crypto';
+import { type KeyObject, createPublicKey, verify } from 'node:crypto';
 import type { ForeignFunctionRegistry } from './foreign-function.js';
 
 export const CRYPTO_VERIFY_FUNCTION = 'weft.crypto.verify';
@@ -40,8 +40,8 @@ class KeyCache {
       this.#keys.set(id, hit);
       return hit;
     }
-    const key = createPublicKey({ key: jwk as JsonWebKey, format: 'jwk' });
-    if (this.#keys.size >= MAX_CACHED_KEYS) this.#keys.delete(this.#keys.keys().next().value as string);
+    const key = createPublicKey({ key: jwk, format: 'jwk' });
+    if (this.#keys.size >= MAX_CACHED_KEYS) this.#keys.delete(this.#keys.keys().next().value!);
     this.#keys.set(id, key);
     return key;
   }

@@ -117,7 +117,7 @@ async function startNodeBThread(o: NodeOptions): Promise<{ stop(): Promise<void>
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = new URL(`./hbone-node-b.${fromSource ? 'ts' : 'js'}`, import.meta.url);
   // Compiled (npm run bench) the worker loads the .js sibling; run from TypeScript it first registers tsx's loader,
-  // which Node 20 workers do not inherit.
+  // which worker threads do not inherit.
   const worker = fromSource
     ? new Worker(`import('tsx/esm/api').then((tsx) => { tsx.register(); return import(${JSON.stringify(entry.href)}); })`, { eval: true, workerData })
     : new Worker(entry, { workerData });

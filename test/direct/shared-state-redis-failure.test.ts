@@ -1,5 +1,5 @@
 // Redis killed, paused (SIGSTOP) and restarted under load, started late, and answering badly: bounded waits, failMode, no ghost hits, quick recovery, no crash.
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type ELDHistogram } from 'node:perf_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { rateLimitDomainSchema } from '../../runtime/config/config-schema.js';
 import { createLogger, setLogLevel } from '../../runtime/log.js';
@@ -16,7 +16,7 @@ const TIMEOUT_MS = 50;
  * The bound under test is TIMEOUT_MS; on a 2-core CI machine shared with other suites the event loop itself can
  * stall, so the allowance is a fixed 10 ms plus the worst event-loop delay measured during the run.
  */
-function latencyBound(lag: IntervalHistogram): number {
+function latencyBound(lag: ELDHistogram): number {
   return TIMEOUT_MS + 10 + lag.max / 1e6;
 }
 
@@ -55,7 +55,7 @@ interface Sample {
 const warm = (samples: Sample[]): Sample[] => samples.filter((x) => x.at - samples[0]!.at > 200);
 
 /** Paced closed-loop load (8 loops, ~1 ms apart each) so timers still run while decisions fail fast. */
-function load(s: SharedState): { samples: Sample[]; lag: IntervalHistogram; stop: () => Promise<void> } {
+function load(s: SharedState): { samples: Sample[]; lag: ELDHistogram; stop: () => Promise<void> } {
   const samples: Sample[] = [];
   const lag = monitorEventLoopDelay({ resolution: 5 });
   lag.enable();

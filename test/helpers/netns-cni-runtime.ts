@@ -46,7 +46,7 @@ export async function installWeftCni(binDir: string): Promise<string> {
     splitting: true,
     platform: 'node',
     format: 'esm',
-    target: 'node20',
+    target: 'node24',
     outdir: path.join(binDir, 'js'),
     outExtension: { '.js': '.mjs' },
     logLevel: 'silent',
