@@ -1,0 +1,24 @@
+import { pathToFileURL } from 'node:url';
+import { setLogLevel } from '../../runtime/log.js';
+import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
+import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
+import type { HeaderPairs } from '../../runtime/wasm/header-map-codec.js';
+import { PluginHost } from '../../runtime/wasm/plugin-host.js';
+import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
+import { HEADER_REWRITE_BENCH_CONFIG } from './plugin-cost.js';
+setLogLevel('error');
+const files = process.argv.slice(2);
+const host = new PluginHost({ metrics: new MetricsRegistry(), foreignFunctions: new ForeignFunctionRegistry(), idleMs: 0 });
+const cfgs = [pluginConfig('noop', await wasmFileUrl(await fixture('noop'))), pluginConfig('hand', await wasmFileUrl(await fixture('hand-rewrite'))),
+  ...files.map((f, i) => pluginConfig(`f${i}`, pathToFileURL(f).href, { config: HEADER_REWRITE_BENCH_CONFIG, limits: { cpuMs: 1000, memoryMb: 64 } }))];
+const l = await host.load(cfgs); if (!l.ok) throw new Error(JSON.stringify(l.problems));
+const names = cfgs.map((c) => c.name);
+const one = (n: string) => { const ch = host.createStream([n], {}); const req: HeaderPairs = [[':method','GET'],[':path','/api/items?page=2'],[':authority','api.default'],[':scheme','http'],['user-agent','wrk'],['accept','*/*'],['x-user','alice'],['x-internal','1']];
+  ch.onRequestHeaders(req, true); ch.onResponseHeaders([[':status','200'],['content-type','text/plain']], false); ch.done(); };
+const cpu = (n: string, k: number) => { const b = process.cpuUsage(); for (let i = 0; i < k; i++) one(n); const d = process.cpuUsage(b); return (d.user + d.system) / k; };
+for (const n of names) cpu(n, 5000);
+const best = new Map<string, number>();
+for (let r = 0; r < 6; r++) for (const n of names) best.set(n, Math.min(best.get(n) ?? 1e9, cpu(n, 5000)));
+for (const n of names) console.log(n.padEnd(6), (files[Number(n.slice(1))] ?? '').padEnd(28), best.get(n)!.toFixed(2));
+const mem = (n: string) => (host.runtimeOf(n)!.vm as any);
+host.close();
