@@ -9,6 +9,10 @@ import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, 
 import { freePort } from '../helpers/free-port.js';
 
 /** nginx (origin or HTTP/1.1 reverse proxy) and HAProxy in HTTP mode, each with one worker/thread and keep-alive upstreams. */
+function ratio(a: number | undefined, b: number | undefined): number {
+  return a === undefined || b === undefined || b === 0 ? NaN : a / b;
+}
+
 /** nginx doing header-rewrite's benchmark edits (set x-wasm-filter, remove x-internal, add x-served-by to the response). */
 const NGINX_REWRITE = 'proxy_set_header x-wasm-filter on; proxy_set_header x-internal ""; add_header x-served-by weft-wasm;';
 
@@ -144,8 +148,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
       await origin.stop();
       await rm(dir, { recursive: true, force: true });
     }
-    const ratio = (a: number | undefined, b: number | undefined): number => (a === undefined || b === undefined || b === 0 ? NaN : a / b);
-    out.l7_wasm_sdk_vs_nginx_rewrite_rps = ratio(out.weft_l7_wasm_sdk_rps, out.nginx_rewrite_rps);
+      out.l7_wasm_sdk_vs_nginx_rewrite_rps = ratio(out.weft_l7_wasm_sdk_rps, out.nginx_rewrite_rps);
     out.l7_wasm_sdk_vs_nginx_rewrite_p99 = ratio(out.weft_l7_wasm_sdk_p99_ms, out.nginx_rewrite_p99_ms);
     out.l7_wasm_hand_vs_nginx_rewrite_rps = ratio(out.weft_l7_wasm_rps, out.nginx_rewrite_rps);
     out.l7_wasm_sdk_over_hand_cpu_us = (out.weft_l7_wasm_sdk_cpu_us_per_req ?? NaN) - (out.weft_l7_wasm_cpu_us_per_req ?? NaN);
@@ -190,7 +193,6 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     await origin.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  const ratio = (a: number | undefined, b: number | undefined): number => (a === undefined || b === undefined || b === 0 ? NaN : a / b);
   out.l7_wasm_vs_nginx_rps = ratio(out.weft_l7_wasm_rps, out.nginx_http_rps);
   out.l7_plain_vs_haproxy_rps = ratio(out.weft_l7_plain_rps, out.haproxy_http_rps);
   out.l7_wasm_vs_nginx_p99 = ratio(out.weft_l7_wasm_p99_ms, out.nginx_http_p99_ms);
