@@ -1,6 +1,7 @@
 /** Header/trailer/metadata map hostcalls over weft's [name, value] byte-string pairs, mutated in place. */
 import { MapType, Status } from '../abi-constants.js';
-import { type HeaderPairs, lowerAscii, readMap, serializedSize, writeMap } from '../header-map-codec.js';
+import { type HeaderPairs, readMap, serializedSize, writeMap } from '../header-map-codec.js';
+import { headerNameAt } from '../header-name-cache.js';
 import type { PluginVm } from '../plugin-vm.js';
 
 type HostFn = (...args: number[]) => number;
@@ -37,7 +38,7 @@ function indexOf(map: HeaderPairs, key: string, from = 0): number {
 
 export function headerImports(vm: PluginVm): Record<string, HostFn> {
   const legacyMissingIsEmpty = vm.compiled.abi === '0.1.0';
-  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? lowerAscii(vm.mem.latin1(ptr, len)) : undefined);
+  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? headerNameAt(vm.mem.buf, ptr, len) : undefined);
   const badType = (type: number): boolean => type < 0 || type > MapType.HttpCallResponseTrailers;
 
   return {
