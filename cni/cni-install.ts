@@ -1,6 +1,6 @@
 /** The DaemonSet's CNI install: weft-cni's files into the CNI bin dir and weft-cni chained into the primary network's conflist (a .conf is wrapped into a .conflist), written atomically and idempotently, with a record of every byte it replaced so uninstall restores the directories exactly. */
 import { createHash } from 'node:crypto';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, copyFileSync, openSync, readSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { WeftError } from '../runtime/errors.js';
 
@@ -207,6 +207,15 @@ function sha256(bytes: Buffer): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
+/** In 1 MiB reads: the payload holds the 100 MB Node binary, which need not sit in the installer's memory. */
 function sha256File(file: string): string {
-  return sha256(readFileSync(file));
+  const hash = createHash('sha256');
+  const chunk = Buffer.alloc(1 << 20);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n = readSync(fd, chunk); n > 0; n = readSync(fd, chunk)) hash.update(chunk.subarray(0, n));
+  } finally {
+    closeSync(fd);
+  }
+  return hash.digest('hex');
 }

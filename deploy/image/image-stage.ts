@@ -1,6 +1,7 @@
 /** The one definition of the image's weft files: lays out, under a staging directory, what both build paths copy to `/` (the runtime under /app, the weft and weft-cni commands, the host-side weft-cni bundle). */
 import { copyFileSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { buildSync } from 'esbuild';
 import { productionPackages, type PackageLock } from './production-deps.js';
 
@@ -92,3 +93,12 @@ function copyInto(source: string, target: string): void {
   mkdirSync(path.dirname(target), { recursive: true });
   copyFileSync(source, target);
 }
+
+/** `node dist/deploy/image/image-stage.js OUT`: the registry Dockerfile's build stage lays the files out with this. */
+function main(): void {
+  const out = process.argv[2];
+  if (out === undefined) throw new Error('usage: image-stage.js OUT_DIR');
+  stageImage(path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..'), path.resolve(out));
+}
+
+if (process.argv[1] !== undefined && fileURLToPath(import.meta.url) === path.resolve(process.argv[1])) main();
