@@ -117,8 +117,9 @@ describe('the DaemonSet', () => {
     expect(weft.args).toEqual(['run', '--config', IMAGE_LAYOUT.config]);
     expect(weft.securityContext.capabilities).toEqual({ add: ['NET_ADMIN', 'NET_RAW'], drop: ['ALL'] });
     expect(container('install-cni').securityContext.capabilities).toEqual({ drop: ['ALL'] });
-    const ready = container('install-cni');
-    expect(ready.readinessProbe.exec.command).toEqual(['test', '-e', ready.command[ready.command.indexOf('--ready-file') + 1]]);
+    const install = container('install-cni');
+    const command = install.command as string[];
+    expect(install.readinessProbe.exec.command).toEqual(['test', '-e', command[command.indexOf('--ready-file') + 1]]);
   });
 });
 

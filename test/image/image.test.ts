@@ -202,7 +202,7 @@ describe("the shipped config with the DaemonSet's security context", () => {
     const probe = weft.readinessProbe.httpGet as { path: string; port: number };
     const get = (port: number, p: string): string =>
       podman(['exec', ctr, 'node', '-e', `fetch('http://127.0.0.1:${port}${p}').then((r) => process.stdout.write(String(r.status)), () => process.stdout.write('down'))`]);
-    await until(async () => (get(probe.port, probe.path) === '200' ? true : undefined), 'readiness in the DaemonSet configuration');
+    await until(() => Promise.resolve(get(probe.port, probe.path) === '200' ? true : undefined), 'readiness in the DaemonSet configuration');
     const listening = podman(['exec', ctr, 'ss', '-Hltn']).trim().split('\n').map((l) => l.trim().split(/\s+/)[3]!);
     const published = listening.filter((a) => !a.startsWith('127.')).map((a) => Number(a.slice(a.lastIndexOf(':') + 1))).sort();
     expect(published).toEqual((weft.ports as Doc[]).map((p) => p.containerPort as number).sort());
@@ -253,7 +253,7 @@ describe('the CNI installer mode', () => {
     expect(version.supportedVersions).toContain('1.0.0');
     expect(readdirSync(conf!)).toEqual(['10-bridge.conflist']);
     const list = JSON.parse(readFileSync(path.join(conf!, '10-bridge.conflist'), 'utf8')) as { cniVersion: string; name: string; plugins: Doc[] };
-    expect(list.plugins.map((p) => p.type)).toEqual(['bridge', 'weft-cni']);
+    expect(list.plugins.map((p) => p.type as string)).toEqual(['bridge', 'weft-cni']);
     expect(decodePluginConfig({ ...list.plugins[1], cniVersion: list.cniVersion, name: list.name }).ok).toBe(true);
 
     const installed = { bin: snapshot(path.join(host, 'opt')), conf: snapshot(path.join(host, 'etc/cni')) };
