@@ -111,6 +111,17 @@ describe('the DaemonSet', () => {
     }
   });
 
+  it('runs as uid 0 every container that is privileged, has capabilities or writes host directories (the image runs as 1337)', () => {
+    for (const ds of [daemonSet!, cleanup!]) {
+      const spec = ds.spec.template.spec as Doc;
+      for (const c of [...(spec.initContainers ?? []), ...spec.containers] as Doc[]) {
+        const sc = (c.securityContext ?? {}) as Doc;
+        const needsRoot = sc.privileged === true || (sc.capabilities?.add ?? []).length > 0 || ((c.volumeMounts ?? []) as Doc[]).some((m) => (m.mountPath as string).startsWith('/host/'));
+        if (needsRoot) expect(sc.runAsUser, `${ds.metadata.name}/${c.name}`).toBe(0);
+      }
+    }
+  });
+
   it('runs the runtime with the image entrypoint and only the capabilities capture needs', () => {
     const weft = container('weft');
     expect(weft.command).toBeUndefined();
