@@ -75,7 +75,7 @@ export function ensureDebianBase(options: DebianBaseOptions = {}): string {
     run('chroot', [rootfs, 'dpkg', '--purge', '--force-remove-essential', '--force-depends', ...PURGED]);
     for (const dir of SLIMMED) rmSync(path.join(rootfs, dir), { recursive: true, force: true });
     checkPrograms(rootfs);
-    const partial = `${tarball}.partial`;
+    const partial = `${tarball}.${process.pid}.partial`;
     run('tar', ['--numeric-owner', '-C', rootfs, '-cf', partial, '.']);
     renameSync(partial, tarball);
     return tarball;

@@ -38,7 +38,8 @@ export function buildImage(options: ImageBuildOptions): ImageBuildResult {
     podman(['import', '--quiet', tarball, base], { env });
   }
 
-  const context = path.join(options.repo, 'build/image');
+  // One context per tag, so `npm run image` and the image tests can build side by side.
+  const context = path.join(options.repo, 'build/image', tag.replace(/[^\w.-]+/g, '_'));
   stageImage(options.repo, path.join(context, 'stage'));
   copyFileSync(strippedNode(cacheDir), path.join(context, 'node'));
   copyFileSync(path.join(options.repo, 'deploy/image/Containerfile'), path.join(context, 'Containerfile'));
@@ -76,7 +77,7 @@ function strippedNode(cacheDir: string): string {
   if (existsSync(out)) return out;
   if (!process.version.startsWith('v24.')) throw new Error(`the image ships the Node that builds it, and this is ${process.version}: run eval "$(scripts/node24.sh)" first`);
   mkdirSync(cacheDir, { recursive: true });
-  const partial = `${out}.partial`;
+  const partial = `${out}.${process.pid}.partial`;
   copyFileSync(process.execPath, partial);
   execFileSync('strip', ['--strip-debug', '--strip-unneeded', partial]);
   renameSync(partial, out);
