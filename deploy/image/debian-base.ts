@@ -69,7 +69,10 @@ export function ensureDebianBase(options: DebianBaseOptions = {}): string {
   try {
     const mirror = options.mirror ?? 'http://deb.debian.org/debian';
     log(`debootstrap --variant=minbase ${DEBIAN_SUITE} (${DEBIAN_TOOLS.join(', ')})`);
-    run('debootstrap', ['--variant=minbase', `--include=${DEBIAN_TOOLS.join(',')}`, DEBIAN_SUITE, rootfs, mirror]);
+    // The downloaded .debs stay in the cache too: a change of the lists above rebuilds without fetching them again.
+    const debs = path.resolve(cacheDir, 'debs');
+    mkdirSync(debs, { recursive: true });
+    run('debootstrap', ['--variant=minbase', `--cache-dir=${debs}`, `--include=${DEBIAN_TOOLS.join(',')}`, DEBIAN_SUITE, rootfs, mirror]);
     run('chroot', [rootfs, 'groupadd', '--gid', String(WEFT_UID), 'weft']);
     run('chroot', [rootfs, 'useradd', '--uid', String(WEFT_UID), '--gid', String(WEFT_UID), '--no-create-home', '--home-dir', '/nonexistent', '--shell', '/usr/sbin/nologin', 'weft']);
     run('chroot', [rootfs, 'dpkg', '--purge', '--force-remove-essential', '--force-depends', ...PURGED]);
