@@ -7,13 +7,14 @@ import type { ProxyState } from '../state/proxy-state.js';
 
 export interface AdminSources {
   state: ProxyState;
-  metrics: MetricsRegistry;
+  /** The registry, or (several worker threads) anything that renders the process's aggregated metrics. */
+  metrics: Pick<MetricsRegistry, 'render' | 'contentType'>;
   isReady: () => boolean;
   listeners: () => Record<string, unknown>;
   /** Starts a graceful shutdown (POST /quitquitquit). */
   quit: () => void;
   /** Extra sections other subsystems add to /config_dump (plugins, certificates, ...). */
-  dumpSections: () => Record<string, unknown>;
+  dumpSections: () => Record<string, unknown> | Promise<Record<string, unknown>>;
 }
 
 export function readinessRoutes(s: Pick<AdminSources, 'isReady'>): Record<string, RouteHandler> {
@@ -29,8 +30,9 @@ export function adminRoutes(s: AdminSources): Record<string, RouteHandler> {
   return {
     ...readinessRoutes(s),
     ...metricsRoutes(s),
-    '/config_dump': () => {
+    '/config_dump': async () => {
       const snap = s.state.current;
+      const sections = await s.dumpSections();
       return json(200, {
         version: snap.version,
         node: snap.config.node,
@@ -41,7 +43,7 @@ export function adminRoutes(s: AdminSources): Record<string, RouteHandler> {
         policies: snap.policies,
         plugins: snap.config.plugins.map(({ config: _config, ...p }) => p),
         localPorts: snap.config.localPorts,
-        ...s.dumpSections(),
+        ...sections,
       });
     },
     '/logging': (req, url) => {

@@ -1,0 +1,102 @@
+/**
+ * The body of one worker thread: a whole App (listeners on SO_REUSEPORT sockets, L4, HBONE, L7) on this thread's event
+ * loop, answering the primary's calls (apply a config, metrics, dump, drain) and sending access-log lines to it.
+ */
+import { createHash } from 'node:crypto';
+import { isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
+import type { WeftConfig, PluginConfig } from '../config/config-schema.js';
+import type { CompiledPlugin } from '../wasm/plugin-vm.js';
+import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
+import type { LogLevel } from '../log.js';
+
+/** What the primary hands each worker at spawn. */
+export interface WorkerStart {
+  weftWorker: true;
+  id: number;
+  config: WeftConfig;
+  counters: SharedArrayBuffer;
+  compiled: Record<string, CompiledPlugin>;
+  caRoot?: SharedCaRoot;
+  logLevel?: LogLevel;
+}
+
+
+export interface WorkerDump {
+  id: number;
+  threadId: number;
+  version: number;
+  /** sha256 of the configuration this worker runs: equal on every worker after a reload. */
+  configSha256: string;
+  activeConnections: number;
+  sections: Record<string, unknown>;
+}
+
+/** Access-log lines reach the primary in one message per event-loop turn, not one per line. */
+export const LOG_NOTE = 'log';
+export const STARTED_NOTE = 'started';
+
+async function main(start: WorkerStart): Promise<void> {
+  const port = parentPort!;
+  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log] = await Promise.all([
+    import('../app.js'),
+    import('./worker-rpc.js'),
+    import('./process-memory-backend.js'),
+    import('../shared-state/shared-counter-table.js'),
+    import('../identity/ca-client-from-config.js'),
+    import('../log.js'),
+  ]);
+  if (start.logLevel !== undefined) log.setLogLevel(start.logLevel);
+  useSharedCaRoot(start.caRoot);
+  const rpc = new WorkerRpc(port);
+  let compiled = new Map(Object.entries(start.compiled));
+  let pending = '';
+  const flush = (): void => {
+    if (pending === '') return;
+    rpc.note(LOG_NOTE, pending);
+    pending = '';
+  };
+  const accessLogSink = (line: string): void => {
+    if (pending === '') setImmediate(flush);
+    pending += line + '\n';
+  };
+  const app = new App(start.config, {
+    accessLogSink,
+    worker: {
+      id: start.id,
+      memoryBackend: new ProcessMemoryBackend(new SharedCounterTable(start.counters), rpc),
+      compiledPlugins: (config: PluginConfig) => compiled.get(config.name),
+    },
+  });
+  rpc.handle('apply', async (payload) => {
+    const { config, compiled: next } = payload as { config: WeftConfig; compiled: Record<string, CompiledPlugin> };
+    compiled = new Map(Object.entries(next));
+    const result = await app.reload(config);
+    return { ...result, ports: { app: app.ports, hbone: app.hbone.ports } };
+  });
+  rpc.handle('metrics', () => app.metrics.registry.getMetricsAsJSON());
+  rpc.handle('dump', (): WorkerDump => ({
+    id: start.id,
+    threadId,
+    version: app.state.current.version,
+    configSha256: createHash('sha256').update(JSON.stringify(app.state.current.config)).digest('hex'),
+    activeConnections: app.drain.activeCount,
+    sections: app.dumpSections(),
+  }));
+  rpc.handle('drain', async (payload) => {
+    const result = await app.shutdown((payload as { deadlineMs?: number }).deadlineMs);
+    flush();
+    return result;
+  });
+  try {
+    await app.start();
+  } catch (err) {
+    await app.shutdown(0);
+    throw err;
+  }
+  rpc.note(STARTED_NOTE, { app: app.ports, hbone: app.hbone.ports });
+}
+
+if (!isMainThread && (workerData as Partial<WorkerStart> | null)?.weftWorker === true) {
+  // A worker that cannot start throws out of the thread: the primary sees the error event and the exit.
+  await main(workerData as WorkerStart);
+}
