@@ -8,7 +8,7 @@ import { Worker } from 'node:worker_threads';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { WeftConfig } from '../config/config-schema.js';
 import { DEFAULT_PORTS } from '../config/defaults.js';
-import { createLogger, logLevels, type LogLevel } from '../log.js';
+import { createLogger, logLevels } from '../log.js';
 import { WeftError } from '../errors.js';
 import { ProxyState } from '../state/proxy-state.js';
 import { MetricsRegistry } from '../telemetry/metrics-registry.js';
@@ -144,7 +144,7 @@ export class WorkerPrimary {
       counters: this.#counters.buffer,
       compiled: this.#compiled,
       ...(this.#caRoot === undefined ? {} : { caRoot: this.#caRoot }),
-      logLevel: logLevels()['*'] as LogLevel,
+      logLevels: logLevels(),
     };
     const worker = spawnWorkerThread(start);
     const rpc = new WorkerRpc(worker);
@@ -160,7 +160,7 @@ export class WorkerPrimary {
         this.#running.set({ state: 'running' }, this.#slots.filter((s) => s?.ready === true).length);
         resolve(slot.ports);
       });
-      worker.on('error', (err) => {
+      worker.on('error', (err: Error) => {
         failure = err;
         log.error({ worker: id, error: err.message }, 'worker thread failed');
       });
@@ -310,7 +310,7 @@ export class WorkerPrimary {
   async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
     this.#stopping = true;
     const live = this.#slots.filter((s): s is Slot => s !== undefined);
-    const results = await Promise.all(live.map((s) => (s.ready ? s.rpc.call<{ forced: number }>('drain', { deadlineMs }).catch(() => ({ forced: 0 })) : { forced: 0 })));
+    const results = await Promise.all(live.map((s) => (s.ready ? s.rpc.call<{ forced: number }>('drain', { deadlineMs }).catch(() => ({ forced: 0 })) : Promise.resolve({ forced: 0 }))));
     await Promise.all(live.map((s) => s.worker.terminate()));
     await Promise.all(this.#endpoints.map((e) => e.close()));
     this.#breakerService.stop();

@@ -17,7 +17,8 @@ export interface WorkerStart {
   counters: SharedArrayBuffer;
   compiled: Record<string, CompiledPlugin>;
   caRoot?: SharedCaRoot;
-  logLevel?: LogLevel;
+  /** The primary's log levels (`default` and per component) at spawn. */
+  logLevels?: Record<string, LogLevel>;
 }
 
 
@@ -45,7 +46,7 @@ async function main(start: WorkerStart): Promise<void> {
     import('../identity/ca-client-from-config.js'),
     import('../log.js'),
   ]);
-  if (start.logLevel !== undefined) log.setLogLevel(start.logLevel);
+  for (const [component, level] of Object.entries(start.logLevels ?? {})) log.setLogLevel(level, component === 'default' ? undefined : component);
   useSharedCaRoot(start.caRoot);
   const rpc = new WorkerRpc(port);
   let compiled = new Map(Object.entries(start.compiled));

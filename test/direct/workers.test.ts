@@ -105,11 +105,11 @@ async function until(pred: () => boolean | Promise<boolean>, timeoutMs = 10_000)
 }
 
 async function scrape(r: Running): Promise<string> {
-  return (await fetch(`http://127.0.0.1:${r.primary.ports.metrics}/stats/prometheus`)).text();
+  return (await fetch(`http://127.0.0.1:${String(r.primary.ports.metrics)}/stats/prometheus`)).text();
 }
 
 async function dump(r: Running): Promise<{ version: number; workers: { count: number; reason: string; running: number; threads: { id: number; version: number; activeConnections: number; configSha256: string }[] }; namespaces: unknown }> {
-  return (await fetch(`http://127.0.0.1:${r.primary.ports.admin}/config_dump`)).json() as never;
+  return (await fetch(`http://127.0.0.1:${String(r.primary.ports.admin)}/config_dump`)).json() as never;
 }
 
 beforeAll(async () => {
@@ -162,7 +162,7 @@ describe('workers: 4', () => {
     expect(d.workers).toMatchObject({ count: WORKERS, requested: WORKERS, running: WORKERS });
     expect(d.workers.reason).toContain('workers: 4 from the config');
     expect(d.workers.threads.map((t) => t.id).sort()).toEqual([0, 1, 2, 3]);
-    expect((await fetch(`http://127.0.0.1:${r.primary.ports.readiness}/healthz/ready`)).status).toBe(200);
+    expect((await fetch(`http://127.0.0.1:${String(r.primary.ports.readiness)}/healthz/ready`)).status).toBe(200);
   });
 
   it('applies a reload on every worker while requests flow, failing none', async () => {
