@@ -117,8 +117,12 @@ export class WorkerPrimary {
     const first = await this.#spawn(0, config);
     this.#pinned = pinPorts(config, this.#pins, first);
     await Promise.all(Array.from({ length: this.count.count - 1 }, (_, i) => this.#spawn(i + 1, this.#pinned)));
-    // The first worker learned the port-0 local ports; it takes the pinned addresses before anyone can know them.
-    if (JSON.stringify(this.#pinned.localPorts) !== JSON.stringify(config.localPorts)) await this.#apply(0, this.#pinned);
+    // The first worker learned the port-0 ports; it takes the pinned config (rebinding only port-0 local ports) before
+    // anyone can know those ports, so every worker runs the same configuration.
+    if (JSON.stringify(this.#pinned) !== JSON.stringify(config)) {
+      const pinnedFirst = await this.#apply(0, this.#pinned);
+      if (!pinnedFirst.ok) throw new WeftError('WEFT_ERR_WORKER', `worker 0 could not take the pinned ports: ${pinnedFirst.problems.join('; ')}`);
+    }
     const sources: AdminSources = {
       state: this.state,
       metrics: { render: () => this.renderMetrics().then((r) => r.text), contentType: this.metrics.contentType },
