@@ -189,9 +189,15 @@ describe('workers: 4', () => {
       const next = testConfig(rawConfig({ namespaces: [{ name: 'default', labels: { reload: String(i) } }] }));
       expect(await r.primary.reload(next)).toEqual({ ok: true });
     }
-    // An invalid plugin is refused by all: no worker changes.
-    const bad = testConfig(rawConfig({ plugins: [{ name: 'ratelimit', url: 'file:///nonexistent/ratelimit.wasm' }] }));
-    expect((await r.primary.reload(bad)).ok).toBe(false);
+    const applied = (await dump(r)).workers.threads.map((t) => t.configSha256);
+    // A plugin the primary cannot fetch is refused before any worker sees it.
+    const missing = testConfig(rawConfig({ plugins: [{ name: 'ratelimit', url: 'file:///nonexistent/ratelimit.wasm' }] }));
+    expect((await r.primary.reload(missing)).ok).toBe(false);
+    // A plugin that compiles but refuses its configuration in the workers' VMs: refused by all, applied by none.
+    const refused = testConfig(rawConfig({ plugins: [{ name: 'ratelimit', url: pathToFileURL(ratelimitWasm).href, config: { descriptors: 'not a list' } }] }));
+    const result = await r.primary.reload(refused);
+    expect(result.ok).toBe(false);
+    expect((await dump(r)).workers.threads.map((t) => t.configSha256)).toEqual(applied);
     stop = true;
     await Promise.all(loaders);
     expect(failures).toEqual([]);
@@ -204,7 +210,7 @@ describe('workers: 4', () => {
     expect(running.has(initial.workers.threads[0]!.configSha256)).toBe(false);
     const text = await scrape(r);
     expect(metricValue(text, 'weft_config_reloads_total', { result: 'applied' })).toBe(3);
-    expect(metricValue(text, 'weft_config_reloads_total', { result: 'rejected' })).toBe(1);
+    expect(metricValue(text, 'weft_config_reloads_total', { result: 'rejected' })).toBe(2);
   });
 
   it('replaces a worker that dies; connections held by the others keep flowing', async () => {
