@@ -8,10 +8,10 @@ import { promisify } from 'node:util';
 import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
 import { freePort } from '../helpers/free-port.js';
 
-/** nginx (origin or HTTP/1.1 reverse proxy) and HAProxy in HTTP mode, each with one worker/thread and keep-alive upstreams. */
-function nginxConf(dir: string, port: number, upstream: string | undefined): string {
+/** nginx (origin or HTTP/1.1 reverse proxy) with keep-alive upstreams; one worker unless a section gives it more (each then on its own reuseport socket). */
+export function nginxConf(dir: string, port: number, upstream: string | undefined, workers = 1): string {
   const location = upstream === undefined ? 'return 200 "ok\\n";' : 'proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";';
-  return `worker_processes 1;
+  return `worker_processes ${workers};
 daemon off;
 pid ${dir}/nginx-${port}.pid;
 error_log ${dir}/nginx-${port}.log warn;
@@ -21,11 +21,12 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   ${upstream === undefined ? '' : `upstream origin { server ${upstream}; keepalive 64; }`}
-  server { listen 127.0.0.1:${port} backlog=4096; location / { ${location} } }
+  server { listen 127.0.0.1:${port}${workers > 1 ? ' reuseport' : ''} backlog=4096; location / { ${location} } }
 }
 `;
 }
 
+/** HAProxy in HTTP mode with keep-alive upstreams, one thread. */
 function haproxyConf(port: number, upstream: string): string {
   return `global
   nbthread 1
@@ -45,7 +46,7 @@ backend be
 `;
 }
 
-async function writeConf(dir: string, name: string, text: string): Promise<string> {
+export async function writeConf(dir: string, name: string, text: string): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, text);
   return file;

@@ -1,10 +1,11 @@
 // Two-core section: every peer gets both cores (weft `workers: 2`, nginx `worker_processes 2`, HAProxy `nbthread 2`) and
 // wrk runs `-t2` beside them, as do the origin's two nginx workers: L4 req/s against HAProxy TCP, L7 with one Wasm
 // plugin against nginx, weft's scaling from one worker to two (req/s and CPU µs per request), and idle RSS per worker.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { cpuSecondsOfTree, rssKb, runWrk, startPeer, withPeer, type Peer, type WrkLoad } from './bench-tools.js';
+import { cpuSecondsOfTree, renderTemplate, rssKb, runWrk, startPeer, withPeer, type Peer, type WrkLoad } from './bench-tools.js';
+import { nginxConf, writeConf } from './l7.js';
 import { progress, startWeft, writeWeftConfig } from './l4-bench.js';
 import { freePort } from '../helpers/free-port.js';
 import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
@@ -14,43 +15,10 @@ const LOAD: WrkLoad = { cpus: BOTH, threads: 2 };
 /** Twice the one-core sections' 32, so each wrk thread keeps 32 connections busy. */
 const CONNECTIONS = 64;
 
-function nginxConf(dir: string, port: number, upstream: string | undefined): string {
-  const location = upstream === undefined ? 'return 200 "ok\\n";' : 'proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";';
-  return `worker_processes 2;
-daemon off;
-pid ${dir}/nginx-${port}.pid;
-error_log ${dir}/nginx-${port}.log warn;
-events { worker_connections 20000; }
-http {
-  access_log off;
-  keepalive_requests 100000000;
-  keepalive_timeout 300s;
-  ${upstream === undefined ? '' : `upstream origin { server ${upstream}; keepalive 64; }`}
-  server { listen 127.0.0.1:${port} reuseport backlog=4096; location / { ${location} } }
-}
-`;
-}
-
-function haproxyTcpConf(port: number, upstream: string): string {
-  return `global
-  nbthread 2
-  maxconn 9500
-defaults
-  mode tcp
-  timeout connect 5s
-  timeout client 300s
-  timeout server 300s
-frontend fe
-  bind 127.0.0.1:${port}
-  default_backend be
-backend be
-  server origin ${upstream}
-`;
-}
-
-async function writeText(dir: string, name: string, text: string): Promise<string> {
-  const file = path.join(dir, name);
-  await writeFile(file, text);
+/** The one-core HAProxy TCP config with two threads. */
+async function haproxyTcpConf(dir: string, port: number, upstream: string): Promise<string> {
+  const file = await renderTemplate('haproxy-tcp.cfg', dir, { PORT: port, UPSTREAM: upstream });
+  await writeFile(file, (await readFile(file, 'utf8')).replace('nbthread 1', 'nbthread 2'));
   return file;
 }
 
@@ -69,7 +37,7 @@ export async function benchTwoCore(opts: { seconds: number }): Promise<Record<st
   const dir = await mkdtemp(path.join(os.tmpdir(), 'weft-bench-2core-'));
   const out: Record<string, number> = {};
   const originPort = await freePort();
-  const origin = await startPeer('origin', originPort, ['nginx', '-c', await writeText(dir, 'origin.conf', nginxConf(dir, originPort, undefined)), '-p', dir], BOTH);
+  const origin = await startPeer('origin', originPort, ['nginx', '-c', await writeConf(dir, 'origin.conf', nginxConf(dir, originPort, undefined, 2)), '-p', dir], BOTH);
   const upstream = `127.0.0.1:${originPort}`;
   const plugin = await wasmFileUrl(await fixture('add-header'));
   const measure = async (name: string, port: number, peer?: Peer): Promise<void> => {
@@ -86,13 +54,13 @@ export async function benchTwoCore(opts: { seconds: number }): Promise<Record<st
   try {
     await measure('direct', originPort);
     const p1 = await freePort();
-    await withPeer(startPeer('haproxy-tcp-2', p1, ['haproxy', '-f', await writeText(dir, 'haproxy-tcp-2.cfg', haproxyTcpConf(p1, upstream)), '-db'], BOTH), (peer) => measure('haproxy_tcp', p1, peer));
+    await withPeer(startPeer('haproxy-tcp-2', p1, ['haproxy', '-f', await haproxyTcpConf(dir, p1, upstream), '-db'], BOTH), (peer) => measure('haproxy_tcp', p1, peer));
     for (const workers of [1, 2]) {
       const p = await freePort();
       await withPeer(weftPeer(dir, `weft-l4-w${workers}`, p, originPort, workers, undefined), (peer) => measure(`weft_l4_w${workers}`, p, peer));
     }
     const p2 = await freePort();
-    await withPeer(startPeer('nginx-http-2', p2, ['nginx', '-c', await writeText(dir, 'nginx-http-2.conf', nginxConf(dir, p2, upstream)), '-p', dir], BOTH), (peer) => measure('nginx_http', p2, peer));
+    await withPeer(startPeer('nginx-http-2', p2, ['nginx', '-c', await writeConf(dir, 'nginx-http-2.conf', nginxConf(dir, p2, upstream, 2)), '-p', dir], BOTH), (peer) => measure('nginx_http', p2, peer));
     for (const workers of [1, 2]) {
       const p = await freePort();
       await withPeer(weftPeer(dir, `weft-l7-w${workers}`, p, originPort, workers, plugin), (peer) => measure(`weft_l7_wasm_w${workers}`, p, peer));
