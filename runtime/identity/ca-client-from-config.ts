@@ -43,11 +43,13 @@ export interface SharedCaRoot {
   certPem: string;
   keyPem: string;
 }
-let sharedRoot: SharedCaRoot | undefined;
+/** Asked on a worker's first certificate (the primary generates the root once), so a node without HBONE never makes one. */
+export type SharedCaRootSource = () => Promise<SharedCaRoot>;
+let sharedRoot: SharedCaRootSource | undefined;
 
-/** Worker threads call this before building their node: the embedded default CA then uses `root` instead of generating its own. */
-export function useSharedCaRoot(root: SharedCaRoot | undefined): void {
-  sharedRoot = root;
+/** Worker threads call this before building their node: the embedded default CA then uses that root instead of generating its own. */
+export function useSharedCaRoot(source: SharedCaRootSource | undefined): void {
+  sharedRoot = source;
 }
 
 function readText(file: string, what: string): string {
@@ -85,6 +87,13 @@ export function caClientFromConfig(config: WeftConfig): { caClient: CaClient } {
   }
   const caDir = id.caDir;
   const shared = caDir === undefined ? sharedRoot : undefined;
-  if (shared !== undefined) return { caClient: builtinCa((m) => new m.CertificateAuthority(trustDomain, new X509Certificate(shared.certPem), createPrivateKey(shared.keyPem))) };
+  if (shared !== undefined) {
+    return {
+      caClient: lazyCaClient(async () => {
+        const [m, root] = await Promise.all([import('./certificate-authority.js'), shared()]);
+        return m.createBuiltinCaClient(new m.CertificateAuthority(trustDomain, new X509Certificate(root.certPem), createPrivateKey(root.keyPem)));
+      }),
+    };
+  }
   return { caClient: builtinCa((m) => m.CertificateAuthority.load({ trustDomain, ...(caDir === undefined ? {} : { caDir }) })) };
 }

@@ -21,7 +21,7 @@ import type { CompiledPlugin } from '../wasm/plugin-vm.js';
 import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
 import { WorkerRpc } from './worker-rpc.js';
 import { BREAKER_CHANGE_NOTE, BREAKER_RPC, serveBreakers } from './process-memory-backend.js';
-import { LOG_NOTE, STARTED_NOTE, type WorkerDump, type WorkerStart } from './worker-thread.js';
+import { CA_ROOT_RPC, LOG_NOTE, STARTED_NOTE, type WorkerDump, type WorkerStart } from './worker-thread.js';
 import { renderAggregated } from './worker-metrics.js';
 import type { WorkerCount } from './worker-count.js';
 import { PluginPrecompiler } from './plugin-precompiler.js';
@@ -67,7 +67,7 @@ export class WorkerPrimary {
   /** The config every worker runs, with port 0 replaced by the port the first worker got (all must share it). */
   #pinned: WeftConfig;
   #compiled: Record<string, CompiledPlugin> = {};
-  #caRoot: SharedCaRoot | undefined;
+  #caRoot: Promise<SharedCaRoot> | undefined;
   #started = false;
   #stopping = false;
   #applying: Promise<unknown> = Promise.resolve();
@@ -113,7 +113,6 @@ export class WorkerPrimary {
     const compiled = await this.#precompiler.compile(config);
     if (!compiled.ok) throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `cannot start: ${compiled.problems.join('; ')}`);
     this.#compiled = compiled.compiled;
-    this.#caRoot = await sharedCaRoot(config);
     const first = await this.#spawn(0, config);
     this.#pinned = pinPorts(config, this.#pins, first);
     await Promise.all(Array.from({ length: this.count.count - 1 }, (_, i) => this.#spawn(i + 1, this.#pinned)));
@@ -147,7 +146,7 @@ export class WorkerPrimary {
       config,
       counters: this.#counters.buffer,
       compiled: this.#compiled,
-      ...(this.#caRoot === undefined ? {} : { caRoot: this.#caRoot }),
+      sharedCa: usesEmbeddedCa(config),
       logLevels: logLevels(),
     };
     const worker = spawnWorkerThread(start);
@@ -156,6 +155,7 @@ export class WorkerPrimary {
     this.#slots[id] = slot;
     rpc.handle(LOG_NOTE, (text) => this.#writeLog(text as string));
     rpc.handle(BREAKER_RPC, this.#breakerService.answer);
+    rpc.handle(CA_ROOT_RPC, () => (this.#caRoot ??= generateCaRoot(this.state.current.config.trustDomain)));
     return new Promise<StartedPorts>((resolve, reject) => {
       let failure: Error | undefined;
       rpc.handle(STARTED_NOTE, (payload) => {
@@ -327,12 +327,16 @@ export class WorkerPrimary {
   }
 }
 
-/** The in-memory root every worker signs with, when the config leaves the CA to weft (no caAddress, root files or caDir). */
-async function sharedCaRoot(config: WeftConfig): Promise<SharedCaRoot | undefined> {
+/** Whether the config leaves the CA to weft's embedded one with an in-memory root (no caAddress, root files or caDir). */
+function usesEmbeddedCa(config: WeftConfig): boolean {
   const id = config.identity;
-  if (id.caAddress !== undefined || id.rootCertFile !== undefined || id.caDir !== undefined) return undefined;
+  return id.caAddress === undefined && id.rootCertFile === undefined && id.caDir === undefined;
+}
+
+/** The one in-memory root of the process, made on the first worker's first certificate. */
+async function generateCaRoot(trustDomain: string): Promise<SharedCaRoot> {
   const { CertificateAuthority } = await import('../identity/certificate-authority.js');
-  return CertificateAuthority.generate(config.trustDomain).exportRoot();
+  return CertificateAuthority.generate(trustDomain).exportRoot();
 }
 
 /** A worker thread running worker-thread.ts: compiled JS directly, TypeScript sources (tests) through tsx's loader. */

@@ -16,7 +16,8 @@ export interface WorkerStart {
   config: WeftConfig;
   counters: SharedArrayBuffer;
   compiled: Record<string, CompiledPlugin>;
-  caRoot?: SharedCaRoot;
+  /** The config leaves the CA to weft (no caAddress, root files or caDir): sign with the primary's one root. */
+  sharedCa: boolean;
   /** The primary's log levels (`default` and per component) at spawn. */
   logLevels?: Record<string, LogLevel>;
 }
@@ -35,6 +36,7 @@ export interface WorkerDump {
 /** Access-log lines reach the primary in one message per event-loop turn, not one per line. */
 export const LOG_NOTE = 'log';
 export const STARTED_NOTE = 'started';
+export const CA_ROOT_RPC = 'ca-root';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
@@ -47,8 +49,8 @@ async function main(start: WorkerStart): Promise<void> {
     import('../log.js'),
   ]);
   for (const [component, level] of Object.entries(start.logLevels ?? {})) log.setLogLevel(level, component === 'default' ? undefined : component);
-  useSharedCaRoot(start.caRoot);
   const rpc = new WorkerRpc(port);
+  if (start.sharedCa) useSharedCaRoot(() => rpc.call<SharedCaRoot>(CA_ROOT_RPC));
   let compiled = new Map(Object.entries(start.compiled));
   let pending = '';
   const flush = (): void => {
