@@ -29,12 +29,21 @@ export interface BoundListener {
   destroyConnections(): void;
 }
 
+function transparentFd(name: string, address: string, addr: { host: string; port: number }, reusePort: boolean): number {
+  const native = requireNativeSocket(`transparent ${name} listener`);
+  try {
+    return native.listenTransparent(addr.host, addr.port, 4096, reusePort);
+  } catch (err) {
+    throw new WeftError('WEFT_ERR_LISTEN', `${name} listener: cannot listen on ${address} (transparent): ${(err as Error).message}`, { cause: err });
+  }
+}
+
 export async function listen(name: string, opts: ListenOptions, onConnection: (socket: net.Socket) => void): Promise<BoundListener> {
   const addr = parseSocketAddress(opts.address);
   if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `${name} listener: "${opts.address}" is not an ip:port address`);
   const server = net.createServer({ pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true, allowHalfOpen: true }, onConnection);
   // A transparent socket accepts connections for any destination; libuv adopts the fd the addon prepared.
-  const fd = opts.transparent === true ? requireNativeSocket(`transparent ${name} listener`).listenTransparent(addr.host, addr.port, 4096, opts.reusePort === true) : undefined;
+  const fd = opts.transparent === true ? transparentFd(name, opts.address, addr, opts.reusePort === true) : undefined;
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(new WeftError('WEFT_ERR_LISTEN', `${name} listener: cannot listen on ${opts.address}: ${err.message} (is another process using the port?)`, { cause: err }));
     server.once('error', onError);
