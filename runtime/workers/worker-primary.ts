@@ -191,7 +191,11 @@ export class WorkerPrimary {
       if (this.#stopping) return;
       this.#spawn(id, this.#pinned).then(
         () => log.info({ worker: id }, 'replacement worker serving'),
-        (err: unknown) => log.error({ worker: id, error: (err as Error).message }, 'replacement worker failed to start'),
+        (err: unknown) => {
+          // Keep trying with the growing pause: the other workers serve meanwhile.
+          log.error({ worker: id, error: (err as Error).message }, 'replacement worker failed to start');
+          if (!this.#stopping) this.#replace(id, (err as Error).message);
+        },
       );
     }, delayMs);
     timer.unref();
