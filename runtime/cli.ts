@@ -53,6 +53,8 @@ async function run(argv: string[]): Promise<number> {
   };
   // One event loop runs in this thread (the lowest idle memory); more run as worker threads under a primary.
   const app = workers.count === 1 ? await createApp(config, { onQuit: () => stop('quitquitquit') }) : await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
+  // /config_dump says how many event loops run and why, as the multi-worker primary's does.
+  if (workers.count === 1 && 'addDumpSection' in app) app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
   // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
   loadNativeSocket()?.trimMemory();
   const watcher = new ConfigWatcher(file, app);
