@@ -1,7 +1,7 @@
 /** Routes of the three endpoints, as ztunnel splits them: admin (127.0.0.1 only: config_dump, logging, quitquitquit), metrics, readiness. */
 import type { RouteHandler } from './http-endpoint.js';
 import { json } from './http-endpoint.js';
-import { isLogLevel, logLevels, setLogLevel } from '../log.js';
+import { isLogLevel, logLevels, setLogLevel, type LogLevel } from '../log.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import type { ProxyState } from '../state/proxy-state.js';
 
@@ -15,6 +15,8 @@ export interface AdminSources {
   quit: () => void;
   /** Extra sections other subsystems add to /config_dump (plugins, certificates, ...). */
   dumpSections: () => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Told after POST /logging changed levels (the multi-worker primary passes them on to every worker). */
+  logLevelsChanged?: (levels: Record<string, LogLevel>) => void;
 }
 
 export function readinessRoutes(s: Pick<AdminSources, 'isReady'>): Record<string, RouteHandler> {
@@ -54,6 +56,7 @@ export function adminRoutes(s: AdminSources): Record<string, RouteHandler> {
           if (key === 'level') setLogLevel(value);
           else setLogLevel(value, key);
         }
+        s.logLevelsChanged?.(logLevels());
       }
       return json(200, logLevels());
     },

@@ -21,7 +21,7 @@ import type { CompiledPlugin } from '../wasm/plugin-vm.js';
 import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
 import { WorkerRpc } from './worker-rpc.js';
 import { BREAKER_CHANGE_NOTE, BREAKER_RPC, serveBreakers } from './process-memory-backend.js';
-import { CA_ROOT_RPC, LOG_NOTE, STARTED_NOTE, type WorkerDump, type WorkerStart } from './worker-thread.js';
+import { CA_ROOT_RPC, LOG_LEVELS_NOTE, LOG_NOTE, STARTED_NOTE, type WorkerDump, type WorkerStart } from './worker-thread.js';
 import { renderAggregated } from './worker-metrics.js';
 import type { WorkerCount } from './worker-count.js';
 import { PluginPrecompiler } from './plugin-precompiler.js';
@@ -129,6 +129,9 @@ export class WorkerPrimary {
       listeners: () => this.ports,
       quit: () => this.#opts.onQuit?.(),
       dumpSections: () => this.#dumpSections(),
+      logLevelsChanged: (levels) => {
+        for (const slot of this.#slots) slot?.rpc.note(LOG_LEVELS_NOTE, levels);
+      },
     };
     const endpoint = (name: string, address: string | undefined, fallback: string, routes: Parameters<typeof startHttpEndpoint>[2]) => startHttpEndpoint(name, address ?? fallback, routes);
     this.#endpoints.push(await endpoint('admin', config.listeners.admin, `127.0.0.1:${DEFAULT_PORTS.admin}`, adminRoutes(sources)));

@@ -30,6 +30,8 @@ export interface WorkerDump {
   /** sha256 of the configuration this worker runs: equal on every worker after a reload. */
   configSha256: string;
   activeConnections: number;
+  /** This worker's log levels (POST /logging on the primary reaches every worker). */
+  logLevels: Record<string, LogLevel>;
   sections: Record<string, unknown>;
 }
 
@@ -37,6 +39,8 @@ export interface WorkerDump {
 export const LOG_NOTE = 'log';
 export const STARTED_NOTE = 'started';
 export const CA_ROOT_RPC = 'ca-root';
+/** POST /logging on the primary: the new levels for every worker. */
+export const LOG_LEVELS_NOTE = 'log-levels';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
@@ -48,8 +52,12 @@ async function main(start: WorkerStart): Promise<void> {
     import('../identity/ca-client-from-config.js'),
     import('../log.js'),
   ]);
-  for (const [component, level] of Object.entries(start.logLevels ?? {})) log.setLogLevel(level, component === 'default' ? undefined : component);
+  const applyLevels = (levels: Record<string, LogLevel>): void => {
+    for (const [component, level] of Object.entries(levels)) log.setLogLevel(level, component === 'default' ? undefined : component);
+  };
+  applyLevels(start.logLevels ?? {});
   const rpc = new WorkerRpc(port);
+  rpc.handle(LOG_LEVELS_NOTE, (levels) => applyLevels(levels as Record<string, LogLevel>));
   if (start.sharedCa) useSharedCaRoot(() => rpc.call<SharedCaRoot>(CA_ROOT_RPC));
   let compiled = new Map(Object.entries(start.compiled));
   let pending = '';
@@ -83,6 +91,7 @@ async function main(start: WorkerStart): Promise<void> {
     version: app.state.current.version,
     configSha256: createHash('sha256').update(JSON.stringify(app.state.current.config)).digest('hex'),
     activeConnections: app.drain.activeCount,
+    logLevels: log.logLevels(),
     sections: app.dumpSections(),
   }));
   rpc.handle('drain', async (payload) => {

@@ -108,7 +108,7 @@ async function scrape(r: Running): Promise<string> {
   return (await fetch(`http://127.0.0.1:${String(r.primary.ports.metrics)}/stats/prometheus`)).text();
 }
 
-async function dump(r: Running): Promise<{ version: number; workers: { count: number; reason: string; running: number; threads: { id: number; version: number; activeConnections: number; configSha256: string }[] }; namespaces: unknown }> {
+async function dump(r: Running): Promise<{ version: number; workers: { count: number; reason: string; running: number; threads: { id: number; version: number; activeConnections: number; configSha256: string; logLevels: Record<string, string> }[] }; namespaces: unknown }> {
   return (await fetch(`http://127.0.0.1:${String(r.primary.ports.admin)}/config_dump`)).json() as never;
 }
 
@@ -163,6 +163,10 @@ describe('workers: 4', () => {
     expect(d.workers.reason).toContain('workers: 4 from the config');
     expect(d.workers.threads.map((t) => t.id).sort()).toEqual([0, 1, 2, 3]);
     expect((await fetch(`http://127.0.0.1:${String(r.primary.ports.readiness)}/healthz/ready`)).status).toBe(200);
+    // POST /logging on the primary's admin port reaches every worker.
+    expect((await fetch(`http://127.0.0.1:${String(r.primary.ports.admin)}/logging?l7=debug`, { method: 'POST' })).status).toBe(200);
+    await until(async () => (await dump(r)).workers.threads.every((t) => t.logLevels.l7 === 'debug'));
+    await fetch(`http://127.0.0.1:${String(r.primary.ports.admin)}/logging?l7=warn`, { method: 'POST' });
   });
 
   it('applies a reload on every worker while requests flow, failing none', async () => {
