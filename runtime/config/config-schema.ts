@@ -247,6 +247,8 @@ export const hboneSchema = z.strictObject({
 export const configSchema = z.strictObject({
   node: z.string().min(1).default('node-local'),
   trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
+  /** Where workloads, services, plugins and policies come from: this file, or the Kubernetes API server (runtime/kubernetes/). */
+  source: z.enum(['file', 'kubernetes']).default('file'),
   /** Event loops. One is what this version runs (see README, "Limits"); `auto` means one until multi-worker mode lands. */
   workers: z.union([z.literal('auto'), z.literal(1)], { error: 'only 1 (or auto) is supported: this version runs one event loop per process' }).default(1),
   state: stateSchema.default({ backend: 'memory' }),
