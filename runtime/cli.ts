@@ -8,6 +8,7 @@ import { loadConfigOffThread } from './config/config-loader-thread.js';
 import { ENV, envValue } from './config/defaults.js';
 import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
+import type { KubernetesSource } from './kubernetes/kubernetes-source.js';
 
 const log = createLogger('cli');
 
@@ -30,8 +31,10 @@ async function run(argv: string[]): Promise<number> {
     for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
     return 1;
   }
-  const nodeName = envValue(ENV.nodeName);
+  // In a cluster the DaemonSet's downward API sets NODE_NAME (as for ztunnel and istio-cni).
+  const nodeName = envValue(ENV.nodeName) ?? (loaded.config.source === 'kubernetes' ? process.env[ENV.kubeNodeName] || undefined : undefined);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
+  let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -40,7 +43,7 @@ async function run(argv: string[]): Promise<number> {
     stopping = true;
     log.info({ why }, 'draining');
     watcher.stop();
-    app.shutdown().then(
+    (source?.stop() ?? Promise.resolve()).then(() => app.shutdown()).then(
       () => resolveExit(0),
       (err: unknown) => {
         log.error({ error: err }, 'shutdown failed');
@@ -51,7 +54,11 @@ async function run(argv: string[]): Promise<number> {
   const app = await createApp(config, { onQuit: () => stop('quitquitquit') });
   // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
   loadNativeSocket()?.trimMemory();
-  const watcher = new ConfigWatcher(file, app);
+  if (config.source === 'kubernetes') {
+    const { attachKubernetesSource } = await import('./kubernetes/attach-kubernetes-source.js');
+    source = attachKubernetesSource(app, config, { print: (line) => process.stdout.write(line + '\n') });
+  }
+  const watcher = new ConfigWatcher(file, source ?? app);
   watcher.start();
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

@@ -311,8 +311,9 @@ export class KubeApiServerFake {
       if (fault?.kind === 'cutMidLine' && sent === fault.afterEvents) {
         res.write(line.slice(0, Math.max(1, line.length >> 1)));
         finish();
-        // The server's side of a dropped connection: what was written is flushed, then the socket goes away.
-        res.socket?.end(() => res.socket?.destroy());
+        // The server's side of a dropped connection: what was written reaches the client, then the socket goes away.
+        const socket = res.socket;
+        setTimeout(() => socket?.destroy(), 50);
         return;
       }
       res.write(line + '\n');
