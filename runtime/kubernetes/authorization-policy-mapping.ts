@@ -57,7 +57,7 @@ function mapRule(rule: IstioRule, action: 'ALLOW' | 'DENY', trustDomain: string)
   });
   return {
     ...(rule.from === undefined ? {} : { from }),
-    ...(rule.to === undefined ? {} : { to: to as NonNullable<PolicyConfig['rules'][number]['to']> }),
+    ...(rule.to === undefined ? {} : { to: to }),
     ...(rule.when === undefined ? {} : { when: rule.when.map((w) => ({ key: w.key, ...(w.values === undefined ? {} : { values: w.values }), ...(w.notValues === undefined ? {} : { notValues: w.notValues }) })) }),
   };
 }

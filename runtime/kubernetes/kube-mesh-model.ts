@@ -134,7 +134,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     let c = this.#cache.get(id) as Cached<T> | undefined;
     if (c === undefined || c.source !== obj || (epochDependent && c.epoch !== this.#epoch && c.epoch !== Infinity)) {
       c = { source: obj, epoch: this.#epoch, result: map() };
-      this.#cache.set(id, c as Cached<unknown>);
+      this.#cache.set(id, c);
       if (c.result?.ok === true) this.#lastGood.set(id, c.result.value);
     }
     if (c.result === undefined) return undefined;
@@ -183,7 +183,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
 
     const wasm: { ref: ObjectRef; namespace: string; value: MappedWasmPlugin }[] = [];
     for (const [key, o] of this.wasmPlugins) {
-      const v = this.#translate('wasmplugins', key, o, false, () => mapWasmPlugin(o as SlimCustom), problems);
+      const v = this.#translate('wasmplugins', key, o, false, () => mapWasmPlugin(o), problems);
       if (v === undefined) continue;
       wasm.push({ ref: refOf('wasmplugins', o), namespace: o.namespace ?? 'default', value: v });
       mesh.plugins.push(v.plugin);
@@ -252,7 +252,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     }
 
     for (const [key, ap] of this.authorizationPolicies) {
-      const v = this.#translate('authorizationpolicies', key, ap, false, () => mapAuthorizationPolicy(ap as SlimCustom, this.#trustDomain), problems);
+      const v = this.#translate('authorizationpolicies', key, ap, false, () => mapAuthorizationPolicy(ap, this.#trustDomain), problems);
       for (const p of v ?? []) {
         mesh.policies.push(p);
         mesh.origins.policies.push(refOf('authorizationpolicies', ap));

@@ -100,5 +100,5 @@ export function stripNamespace(raw: RawObject): SlimNamespace {
 }
 
 export function stripCustom(raw: RawObject): SlimCustom {
-  return { ...meta(raw), labels: stringMap(raw.metadata.labels), spec: stringMap(raw.spec) as Record<string, unknown> };
+  return { ...meta(raw), labels: stringMap(raw.metadata.labels), spec: stringMap(raw.spec) };
 }

@@ -226,7 +226,7 @@ export class KubernetesSource {
           const ref = m.origins[list][i];
           if (ref === undefined) return;
           const { resource, ...rest } = ref;
-          (origins[list] ?? {})[keyOf(list, e as { name: string; namespace?: string })] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
+          (origins[list] ?? {})[keyOf(list, e)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
         });
       }
     }

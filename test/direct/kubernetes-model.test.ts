@@ -91,7 +91,13 @@ beforeAll(async () => {
   source = new KubernetesSource({
     base,
     connection: inClusterConnection(cluster.env, cluster.serviceAccountDir),
-    target: { reload: (c): Promise<ReloadResult> => Promise.resolve(applied.push(c) && { ok: true }), recordRejectedReload: () => undefined },
+    target: {
+      reload: (c): Promise<ReloadResult> => {
+        applied.push(c);
+        return Promise.resolve({ ok: true });
+      },
+      recordRejectedReload: () => undefined,
+    },
     metrics: new MetricsRegistry(),
     coalesceMs: 10,
   });
@@ -108,7 +114,7 @@ describe('the same mesh from Kubernetes and from weft.yaml', () => {
   it('yields identical snapshots', () => {
     const file = parseConfigText(HAND_WRITTEN);
     if (!file.ok) throw new Error(JSON.stringify(file.problems));
-    const fromCluster = applied.at(-1)!;
+    const fromCluster = applied.at(-1);
     expect(model(fromCluster)).toEqual(model(file.config));
     // Listeners, state and limits still come from the file.
     expect(fromCluster.listeners).toEqual(base.listeners);
@@ -122,9 +128,9 @@ describe('the same mesh from Kubernetes and from weft.yaml', () => {
       expect.stringMatching(/^pods shop\/bad-1: annotation weft.dev\/plugin-config.add-header is not valid JSON/),
       expect.stringMatching(/^wasmplugins shop\/bad-sha: spec.sha256: expected 64 lower-case hex digits/),
     ]);
-    const events = async () => cluster.fake.store.list('events');
-    for (let i = 0; i < 100 && (await events()).length < 3; i++) await new Promise((r) => setTimeout(r, 20));
-    const evs = (await events()).map((e) => e as unknown as { involvedObject: { kind: string; name: string }; reason: string; type: string });
+    const events = () => cluster.fake.store.list('events');
+    for (let i = 0; i < 100 && events().length < 3; i++) await new Promise((r) => setTimeout(r, 20));
+    const evs = events().map((e) => e as unknown as { involvedObject: { kind: string; name: string }; reason: string; type: string });
     expect(evs.map((e) => `${e.type} ${e.reason} ${e.involvedObject.kind}/${e.involvedObject.name}`).sort()).toEqual(['Warning WeftRejected AuthorizationPolicy/audit', 'Warning WeftRejected Pod/bad-1', 'Warning WeftRejected WasmPlugin/bad-sha']);
   });
 
@@ -141,12 +147,12 @@ describe('the same mesh from Kubernetes and from weft.yaml', () => {
     const count = applied.length;
     s.update('pods', { ...web1, metadata: { ...web1.metadata, annotations: { 'weft.dev/plugins': 'no-such-plugin' } } });
     for (let i = 0; i < 200 && applied.length === count; i++) await new Promise((r) => setTimeout(r, 10));
-    const during = applied.at(-1)!.workloads.find((w) => w.name === 'web-1');
+    const during = applied.at(-1).workloads.find((w) => w.name === 'web-1');
     expect(during?.annotations).toEqual({});
     expect(source.dump().rejected.find((p) => p.name === 'web-1')).toMatchObject({ lastGoodServing: true, reason: expect.stringContaining('no WasmPlugin shop/no-such-plugin') });
     s.update('pods', { ...web1, metadata: { ...web1.metadata, annotations: { 'weft.dev/plugins': 'stats' } } });
-    for (let i = 0; i < 200 && applied.at(-1)!.workloads.find((w) => w.name === 'web-1')?.annotations['weft.dev/plugins'] !== 'stats.shop'; i++) await new Promise((r) => setTimeout(r, 10));
-    expect(applied.at(-1)!.workloads.find((w) => w.name === 'web-1')?.annotations).toEqual({ 'weft.dev/plugins': 'stats.shop' });
+    for (let i = 0; i < 200 && applied.at(-1).workloads.find((w) => w.name === 'web-1')?.annotations['weft.dev/plugins'] !== 'stats.shop'; i++) await new Promise((r) => setTimeout(r, 10));
+    expect(applied.at(-1).workloads.find((w) => w.name === 'web-1')?.annotations).toEqual({ 'weft.dev/plugins': 'stats.shop' });
     expect(source.dump().rejected.find((p) => p.name === 'web-1')).toBeUndefined();
   });
 

@@ -81,7 +81,7 @@ export class FakeResourceStore {
 
   #bucket(resource: string): Map<string, KubeObject> {
     let m = this.#objects.get(resource);
-    if (m === undefined) this.#objects.set(resource, (m = new Map()));
+    if (m === undefined) this.#objects.set(resource, (m = new Map<string, KubeObject>()));
     return m;
   }
 

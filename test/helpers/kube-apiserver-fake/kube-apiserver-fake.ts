@@ -129,6 +129,11 @@ export class KubeApiServerFake {
     this.#faults.push({ ...rule, times: rule.times ?? 1 });
   }
 
+  /** Removes every fault not yet used up. */
+  injectClear(): void {
+    this.#faults.length = 0;
+  }
+
   /** Ends every open connection (watches see their stream end without a final event), as an API server restart does. */
   dropConnections(): void {
     for (const s of this.#sockets) s.destroy();
@@ -233,7 +238,7 @@ export class KubeApiServerFake {
       } catch (err) {
         return send(400, status(400, 'BadRequest', `invalid JSON: ${(err as Error).message}`));
       }
-      const metadata = { ...body.metadata, name: body.metadata?.name ?? `${String(body.metadata?.generateName ?? 'obj-')}${randomUUID().slice(0, 5)}`, ...(route.namespace === undefined ? {} : { namespace: route.namespace }) };
+      const metadata = { ...body.metadata, name: body.metadata?.name ?? `${typeof body.metadata?.generateName === 'string' ? body.metadata.generateName : 'obj-'}${randomUUID().slice(0, 5)}`, ...(route.namespace === undefined ? {} : { namespace: route.namespace }) };
       try {
         send(201, this.store.create(route.type.resource, { ...body, metadata }));
       } catch (err) {
