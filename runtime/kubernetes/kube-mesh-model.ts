@@ -81,8 +81,9 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   readonly #onSynced: (resource: string) => void;
   /** Bumped when namespaces or plugins change: every pod's and service's translation depends on them. */
   #epoch = 0;
-  readonly #cache = new Map<string, Cached<unknown>>();
-  readonly #lastGood = new Map<string, unknown>();
+  /** Per resource, by object key: the last translation and the last good one. */
+  readonly #cache = new Map<string, Map<string, Cached<unknown>>>();
+  readonly #lastGood = new Map<string, Map<string, unknown>>();
   /** File-defined plugins a cluster annotation may also name (global names). */
   filePlugins = new Set<string>();
 
@@ -107,8 +108,8 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
 
   remove(resource: string, key: string): void {
     this.#map(resource).delete(key);
-    this.#cache.delete(`${resource}/${key}`);
-    this.#lastGood.delete(`${resource}/${key}`);
+    this.#cache.get(resource)?.delete(key);
+    this.#lastGood.get(resource)?.delete(key);
     if (resource === 'namespaces' || resource === 'wasmplugins') this.#epoch++;
     this.#onChange(resource);
   }
@@ -121,25 +122,37 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   rejectPlugin(modelName: string, reason: string): boolean {
     for (const [key, o] of this.wasmPlugins) {
       if (modelPluginName(o.namespace ?? 'default', o.name) !== modelName) continue;
-      this.#cache.set(`wasmplugins/${key}`, { source: o, epoch: Infinity, result: { ok: false, reason } });
+      this.#cacheOf('wasmplugins').set(key, { source: o, epoch: Infinity, result: { ok: false, reason } });
       this.#epoch++;
       return true;
     }
     return false;
   }
 
+  #cacheOf(resource: string): Map<string, Cached<unknown>> {
+    let m = this.#cache.get(resource);
+    if (m === undefined) this.#cache.set(resource, (m = new Map()));
+    return m;
+  }
+
+  #lastGoodOf(resource: string): Map<string, unknown> {
+    let m = this.#lastGood.get(resource);
+    if (m === undefined) this.#lastGood.set(resource, (m = new Map()));
+    return m;
+  }
+
   /** Maps one object, memoized per object version (and per epoch for what depends on namespaces and plugins). */
   #translate<T>(resource: ModelResource, key: string, obj: Stripped, epochDependent: boolean, map: () => Mapped<T> | undefined, problems: ObjectProblem[]): T | undefined {
-    const id = `${resource}/${key}`;
-    let c = this.#cache.get(id) as Cached<T> | undefined;
+    const cache = this.#cacheOf(resource);
+    let c = cache.get(key) as Cached<T> | undefined;
     if (c === undefined || c.source !== obj || (epochDependent && c.epoch !== this.#epoch && c.epoch !== Infinity)) {
       c = { source: obj, epoch: this.#epoch, result: map() };
-      this.#cache.set(id, c);
-      if (c.result?.ok === true) this.#lastGood.set(id, c.result.value);
+      cache.set(key, c);
+      if (c.result?.ok === true) this.#lastGoodOf(resource).set(key, c.result.value);
     }
     if (c.result === undefined) return undefined;
     if (c.result.ok) return c.result.value;
-    const last = this.#lastGood.get(id) as T | undefined;
+    const last = this.#lastGoodOf(resource).get(key) as T | undefined;
     problems.push({ ...refOf(resource, obj), reason: c.result.reason, lastGoodServing: last !== undefined });
     return last;
   }
@@ -229,7 +242,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
 
     for (const [key, svc] of this.services) {
       // A named targetPort depends on the pods it selects, which change without the Service changing.
-      if (svc.ports.some((p) => typeof p.targetPort === 'string')) this.#cache.delete(`services/${key}`);
+      if (svc.ports.some((p) => typeof p.targetPort === 'string')) this.#cacheOf('services').delete(key);
       const v = this.#translate<ServiceConfig>('services', key, svc, true, () => {
         const namespace = svc.namespace ?? 'default';
         const tcp = svc.ports.filter((p) => p.protocol === 'TCP');

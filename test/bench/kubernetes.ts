@@ -23,6 +23,9 @@ import { startKubeTestCluster } from '../helpers/kube-apiserver-fake/kube-test-c
 import { SIG_SCALABILITY, loadScale, scalePod, scaleService } from '../helpers/kube-apiserver-fake/fake-scale.js';
 
 const SELF = fileURLToPath(import.meta.url);
+/** WEFT_BENCH_K8S_SCALE=0.1 runs a tenth of the cluster (services and pods; 110 local pods stay). */
+const FRACTION = Number(process.env.WEFT_BENCH_K8S_SCALE ?? 1);
+const SHAPE = { ...SIG_SCALABILITY, services: Math.round(SIG_SCALABILITY.services * FRACTION), pods: Math.round(SIG_SCALABILITY.pods * FRACTION) };
 const MB = 1024 * 1024;
 const wallUs = (): number => Math.round((performance.timeOrigin + performance.now()) * 1000);
 const percentile = (xs: number[], p: number): number => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.floor(p * xs.length))] ?? NaN;
@@ -34,12 +37,12 @@ function heapAfterGc(): number {
   return process.memoryUsage().heapUsed;
 }
 
-const base = (): WeftConfig => configSchema.parse({ node: SIG_SCALABILITY.localNode, source: 'kubernetes', accessLog: { enabled: false }, listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' } });
+const base = (): WeftConfig => configSchema.parse({ node: SHAPE.localNode, source: 'kubernetes', accessLog: { enabled: false }, listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' } });
 
 /** The fake API server process: the whole cluster, plus a control port that churns pods (`POST /churn?rate=&seconds=`). */
 async function fakeProcess(): Promise<void> {
   const cluster = await startKubeTestCluster({ bookmarkIntervalMs: 60_000 });
-  loadScale(cluster.fake.store);
+  loadScale(cluster.fake.store, SHAPE);
   cluster.fake.store.historyLimit = 20_000;
   const control = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
@@ -49,7 +52,7 @@ async function fakeProcess(): Promise<void> {
     const started = performance.now();
     const tick = (): void => {
       const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate));
-      for (; n < due; n++) cluster.fake.store.update('pods', scalePod(SIG_SCALABILITY, (n * 7919) % SIG_SCALABILITY.pods, { 'bench-t': String(wallUs()) }));
+      for (; n < due; n++) cluster.fake.store.update('pods', scalePod(SHAPE, (n * 7919) % SHAPE.pods, { 'bench-t': String(wallUs()) }));
       if (n < total) setTimeout(tick, 2);
       else res.end(JSON.stringify({ changes: n }));
     };
@@ -67,9 +70,9 @@ async function fileMode(): Promise<Record<string, number>> {
   let config: WeftConfig;
   {
     const model = new KubeMeshModel({ trustDomain: 'cluster.local' });
-    for (let i = 0; i < SIG_SCALABILITY.namespaces; i++) model.upsert('namespaces', `ns-${i}`, stripNamespace({ metadata: { name: `ns-${i}`, resourceVersion: '1', labels: i % 2 === 0 ? { 'istio.io/dataplane-mode': 'ambient' } : {} } }));
-    for (let i = 0; i < SIG_SCALABILITY.services; i++) { const s = stripService({ ...scaleService(SIG_SCALABILITY, i), metadata: { ...scaleService(SIG_SCALABILITY, i).metadata, resourceVersion: '1' } }); model.upsert('services', `${s.namespace}/${s.name}`, s); }
-    for (let n = 0; n < SIG_SCALABILITY.pods; n++) { const raw = scalePod(SIG_SCALABILITY, n); const p = stripPod({ ...raw, metadata: { ...raw.metadata, resourceVersion: '1' } }); model.upsert('pods', `${p.namespace}/${p.name}`, p); }
+    for (let i = 0; i < SHAPE.namespaces; i++) model.upsert('namespaces', `ns-${i}`, stripNamespace({ metadata: { name: `ns-${i}`, resourceVersion: '1', labels: i % 2 === 0 ? { 'istio.io/dataplane-mode': 'ambient' } : {} } }));
+    for (let i = 0; i < SHAPE.services; i++) { const s = stripService({ ...scaleService(SHAPE, i), metadata: { ...scaleService(SHAPE, i).metadata, resourceVersion: '1' } }); model.upsert('services', `${s.namespace}/${s.name}`, s); }
+    for (let n = 0; n < SHAPE.pods; n++) { const raw = scalePod(SHAPE, n); const p = stripPod({ ...raw, metadata: { ...raw.metadata, resourceVersion: '1' } }); model.upsert('pods', `${p.namespace}/${p.name}`, p); }
     const mesh = model.build();
     // Through JSON, so the file's model shares nothing with the generator's objects.
     config = configSchema.parse(JSON.parse(JSON.stringify({ ...base(), source: 'file', namespaces: mesh.namespaces, workloads: mesh.workloads, services: mesh.services })));
@@ -176,7 +179,7 @@ function child(args: string[], env: Record<string, string> = {}): Promise<Record
 }
 
 async function main(): Promise<void> {
-  setLogLevel('error');
+  setLogLevel(process.env.WEFT_LOG_LEVEL === 'info' ? 'info' : 'error');
   const [mode, arg] = process.argv.slice(2);
   if (mode === 'fake') return fakeProcess();
   if (mode === 'file') return void process.stdout.write(JSON.stringify(await fileMode()) + '\n');
