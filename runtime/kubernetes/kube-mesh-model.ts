@@ -131,13 +131,13 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
 
   #cacheOf(resource: string): Map<string, Cached<unknown>> {
     let m = this.#cache.get(resource);
-    if (m === undefined) this.#cache.set(resource, (m = new Map()));
+    if (m === undefined) this.#cache.set(resource, (m = new Map<string, Cached<unknown>>()));
     return m;
   }
 
   #lastGoodOf(resource: string): Map<string, unknown> {
     let m = this.#lastGood.get(resource);
-    if (m === undefined) this.#lastGood.set(resource, (m = new Map()));
+    if (m === undefined) this.#lastGood.set(resource, (m = new Map<string, unknown>()));
     return m;
   }
 

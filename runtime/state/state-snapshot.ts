@@ -97,9 +97,9 @@ export class StateSnapshot {
         const v = w.labels[k];
         if (v === undefined) continue;
         let byKey = index.get(w.namespace);
-        if (byKey === undefined) index.set(w.namespace, (byKey = new Map()));
+        if (byKey === undefined) index.set(w.namespace, (byKey = new Map<string, Map<string, Workload[]>>()));
         let byValue = byKey.get(k);
-        if (byValue === undefined) byKey.set(k, (byValue = new Map()));
+        if (byValue === undefined) byKey.set(k, (byValue = new Map<string, Workload[]>()));
         const list = byValue.get(v);
         if (list === undefined) byValue.set(v, [w]);
         else list.push(w);

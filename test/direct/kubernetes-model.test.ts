@@ -159,7 +159,7 @@ describe('the same mesh from Kubernetes and from weft.yaml', () => {
   it('merges a reloaded file with the cluster: the file keeps its own services, plugins and policies', async () => {
     const file = configSchema.parse({ ...base, policies: [{ name: 'file-deny', namespace: 'legacy', action: 'DENY', rules: [{ from: [{ source: { namespaces: ['shop'] } }] }] }] });
     expect(await source.reload(file)).toEqual({ ok: true });
-    const merged = applied.at(-1)!;
+    const merged = applied.at(-1);
     expect(merged.policies[0]?.name).toBe('file-deny');
     expect(merged.policies.map((p) => p.name).sort()).toEqual(['allow-jwt', 'allow-web', 'deny-jwt', 'file-deny', 'svc-l7']);
     expect(merged.workloads.length).toBe(4);

@@ -68,7 +68,7 @@ export function scaleService(shape: ScaleShape, i: number): KubeObject {
 
 /** Loads the whole cluster at one resourceVersion (as after an etcd compaction). */
 export function loadScale(store: FakeResourceStore, shape: ScaleShape = SIG_SCALABILITY): void {
-  store.bulkLoad('namespaces', Array.from({ length: shape.namespaces }, (_, i): KubeObject => ({ metadata: { name: `ns-${i}`, labels: i % 2 === 0 ? { 'istio.io/dataplane-mode': 'ambient' } : ({} as Record<string, string>) } })));
+  store.bulkLoad('namespaces', Array.from({ length: shape.namespaces }, (_, i): KubeObject => ({ metadata: { name: `ns-${i}`, labels: i % 2 === 0 ? { 'istio.io/dataplane-mode': 'ambient' } : ({}) } })));
   store.bulkLoad('services', Array.from({ length: shape.services }, (_, i) => scaleService(shape, i)));
   store.bulkLoad('pods', Array.from({ length: shape.pods }, (_, n) => scalePod(shape, n)));
 }
