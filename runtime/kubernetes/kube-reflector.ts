@@ -148,7 +148,7 @@ export class KubeReflector<T extends Stripped> {
   }
 
   #backoff(attempt: number): number {
-    const base = Math.min(this.#tuning.backoffMaxMs, this.#tuning.backoffInitialMs * 2 ** attempt);
+    const base = Math.min(this.#tuning.backoffMaxMs, this.#tuning.backoffInitialMs * 2 ** Math.min(attempt, 30));
     // client-go's jitter factor 1.0: a delay in [base, 2 × base), capped.
     return Math.min(this.#tuning.backoffMaxMs, base * (1 + this.#tuning.random()));
   }
