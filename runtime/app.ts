@@ -22,6 +22,7 @@ import { hboneUpstreamConnector } from './hbone/hbone-upstream-connector.js';
 import { L7Runtime, requiresL7 } from './l7-runtime.js';
 import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
+import { DnsProxy } from './dns/dns-proxy.js';
 
 const log = createLogger('app');
 
@@ -48,6 +49,8 @@ export class App {
   readonly explicitProxy: ExplicitProxy;
   /** Certificates, HBONE server/client and L4 authorization of this node. */
   readonly hbone: HboneNode;
+  /** The DNS proxy (15053), when `dns.enabled` or `listeners.dns` is set. */
+  dns: DnsProxy | undefined;
   readonly #listeners = new Map<DataListenerName, BoundListener>();
   readonly #localPorts = new Map<string, BoundListener>();
   readonly #endpoints: HttpEndpoint[] = [];
@@ -92,7 +95,7 @@ export class App {
   }
 
   /** Bound ports (port 0 in the config resolves to the real port here). */
-  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness', number | undefined> & { localPorts: Record<string, number> } {
+  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness' | 'dns', number | undefined> & { localPorts: Record<string, number> } {
     const endpointPort = (i: number): number | undefined => this.#endpoints[i]?.port;
     return {
       outbound: this.#listeners.get('outbound')?.port,
@@ -101,6 +104,7 @@ export class App {
       admin: endpointPort(0),
       metrics: endpointPort(1),
       readiness: endpointPort(2),
+      dns: this.dns?.port,
       localPorts: Object.fromEntries([...this.#localPorts].map(([k, l]) => [k, l.port])),
     };
   }
@@ -173,6 +177,10 @@ export class App {
     }
     this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
+    if (config.dns.enabled || config.listeners.dns !== undefined) {
+      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns') });
+      await this.dns.start(config.listeners.dns ?? `127.0.0.1:${DEFAULT_PORTS.dns}`);
+    }
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
     for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
@@ -257,11 +265,13 @@ export class App {
     this.#ready = false;
     const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
     await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting()]);
+    this.dns?.stopAccepting();
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();
     // What is left of HBONE: idle pooled tunnels' TLS connections both ways, certificate renewal timers.
     await this.hbone.close();
+    this.dns?.close();
     await this.#l7Runtime?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();
