@@ -19,7 +19,7 @@ export function parseResolvConf(text: string): SocketAddr[] {
   const servers: SocketAddr[] = [];
   for (const line of text.split('\n')) {
     const m = /^\s*nameserver\s+(\S+)/.exec(line);
-    if (m?.[1] === undefined || isIP(m[1]) === 0) continue;
+    if (m?.[1] === undefined || isIP(m[1]) === 0 || m[1].includes('%')) continue;
     servers.push({ address: m[1], port: 53 });
     if (servers.length === MAXNS) break;
   }
