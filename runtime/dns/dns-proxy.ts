@@ -12,6 +12,7 @@ import { parseSocketAddress } from '../config/socket-address.js';
 import { DnsRecords } from './dns-records.js';
 import { DnsForwarder } from './dns-forwarder.js';
 import { upstreamResolvers } from './resolv-conf.js';
+import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
 
 /** RFC 1035 §2.3.4: a UDP message without EDNS carries at most 512 bytes. */
 const UDP_LIMIT = 512;
@@ -35,12 +36,6 @@ export interface DnsProxyOptions {
   logger: Logger;
 }
 
-/** Sockets to start from instead of binding (a hot upgrade hands them over). */
-export interface DnsInherited {
-  udpFd?: number;
-  tcpFd?: number;
-}
-
 export class DnsProxy {
   readonly #opts: DnsProxyOptions;
   readonly #forwarder: DnsForwarder;
@@ -49,6 +44,8 @@ export class DnsProxy {
   #udp: dgram.Socket | undefined;
   #tcp: net.Server | undefined;
   readonly #connections = new Set<net.Socket>();
+  readonly #released: (() => void)[] = [];
+  #port: number | undefined;
   #servers: { version: number; list: SocketAddr[] } | undefined;
 
   constructor(opts: DnsProxyOptions) {
@@ -60,60 +57,77 @@ export class DnsProxy {
   }
 
   get port(): number | undefined {
-    return this.#udp === undefined ? undefined : this.#udp.address().port;
+    return this.#port;
   }
 
-  /** File descriptors of the bound sockets (UDP, TCP), for a hot upgrade. */
-  get fds(): DnsInherited {
-    const fdOf = (h: unknown): number | undefined => {
-      const fd = (h as { _handle?: { fd?: unknown } } | undefined)?._handle?.fd;
-      return typeof fd === 'number' && fd >= 0 ? fd : undefined;
-    };
-    const udpFd = fdOf(udpHandle(this.#udp));
-    const tcpFd = fdOf(this.#tcp);
-    return { ...(udpFd === undefined ? {} : { udpFd }), ...(tcpFd === undefined ? {} : { tcpFd }) };
-  }
-
-  /** Binds UDP and TCP on `address`; with port 0 both get the same kernel-chosen port. */
-  async start(address: string, inherited: DnsInherited = {}): Promise<void> {
+  /**
+   * Binds UDP and TCP on `address`; with port 0 both get the same kernel-chosen port. Sockets a predecessor handed
+   * over (hot upgrade) are adopted instead, and start serving at the handover's commit.
+   */
+  async start(address: string): Promise<void> {
     const addr = parseSocketAddress(address);
     if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `dns listener: "${address}" is not an ip:port address`);
     const family = net.isIPv6(addr.host) ? 'udp6' : 'udp4';
-    for (let attempt = 0; ; attempt++) {
-      const udp = dgram.createSocket({ type: family });
-      try {
-        await bindUdp(udp, inherited.udpFd === undefined ? { address: addr.host, port: addr.port } : { fd: inherited.udpFd });
-        const port = udp.address().port;
-        const tcp = net.createServer({ noDelay: true }, (s) => this.#serveTcp(s));
-        await listenTcp(tcp, inherited.tcpFd === undefined ? { host: addr.host, port } : { fd: inherited.tcpFd });
-        this.#udp = udp;
-        this.#tcp = tcp;
-        break;
-      } catch (err) {
-        udp.close();
-        // Port 0: the UDP port's TCP twin may be taken; pick another pair.
-        if (addr.port === 0 && attempt < 5 && inherited.tcpFd === undefined) continue;
-        throw new WeftError('WEFT_ERR_LISTEN', `dns listener: cannot listen on ${address}: ${(err as Error).message} (is another process using the port?)`, { cause: err });
+    const keys = { udp: `dns ${address}`, tcp: `dns ${address}` };
+    const [udpInherited] = socketHandover.take(keys.udp, 'udp');
+    const [tcpInherited] = socketHandover.take(keys.tcp, 'tcp');
+    const tcp = net.createServer({ noDelay: true }, (s) => this.#serveTcp(s));
+    this.#tcp = tcp;
+    if (udpInherited !== undefined && tcpInherited !== undefined) {
+      const udp = this.#udpSocket(family);
+      this.#port = udpInherited.port;
+      socketHandover.defer(async () => {
+        await bindUdp(udp, { fd: udpInherited.fd });
+        await listenTcp(tcp, { fd: tcpInherited.fd });
+      });
+    } else {
+      for (let attempt = 0; ; attempt++) {
+        const udp = this.#udpSocket(family);
+        try {
+          await bindUdp(udp, { address: addr.host, port: addr.port });
+          this.#port = udp.address().port;
+          await listenTcp(tcp, { host: addr.host, port: this.#port });
+          break;
+        } catch (err) {
+          udp.close();
+          // Port 0: the UDP port's TCP twin may be taken; pick another pair.
+          if (addr.port === 0 && attempt < 5) continue;
+          throw new WeftError('WEFT_ERR_LISTEN', `dns listener: cannot listen on ${address}: ${(err as Error).message} (is another process using the port?)`, { cause: err });
+        }
       }
     }
-    this.#udp.on('message', (msg, rinfo) => {
-      void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp').then((reply) => {
-        if (reply !== undefined && this.#udp !== undefined) this.#udp.send(reply, rinfo.port, rinfo.address);
-      });
-    });
-    this.#udp.on('error', (err) => this.#opts.logger.warn({ err }, 'dns udp socket error'));
-    this.#opts.logger.info({ address: `${addr.host}:${this.port}` }, 'dns proxy listening (udp, tcp)');
+    const udp = this.#udp as dgram.Socket;
+    this.#released.push(socketHandover.hold({ key: keys.udp, kind: 'udp', port: this.#port }, () => (this.#udp === udp ? handleFd(udpHandle(udp)) : undefined)));
+    this.#released.push(socketHandover.hold({ key: keys.tcp, kind: 'tcp', port: this.#port }, () => (tcp.listening ? handleFd((tcp as unknown as { _handle?: unknown })._handle) : undefined)));
+    this.#opts.logger.info({ address: `${addr.host}:${this.#port}`, inherited: udpInherited !== undefined }, 'dns proxy listening (udp, tcp)');
   }
 
-  /** Stops accepting queries (a drain's first step); TCP connections finish their outstanding queries until close(). */
+  #udpSocket(family: 'udp4' | 'udp6'): dgram.Socket {
+    const udp = dgram.createSocket({ type: family });
+    udp.on('message', (msg, rinfo) => {
+      void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp').then((reply) => {
+        if (reply !== undefined && this.#udp === udp) udp.send(reply, rinfo.port, rinfo.address);
+      });
+    });
+    udp.on('error', (err) => this.#opts.logger.warn({ err }, 'dns udp socket error'));
+    this.#udp = udp;
+    return udp;
+  }
+
+  /**
+   * Stops accepting TCP connections (a drain's first step). The UDP socket keeps answering until close(): after a
+   * handover it is the same socket the successor reads, so answering from either process is right, and replies to
+   * queries still being forwarded are not lost.
+   */
   stopAccepting(): void {
-    this.#udp?.close();
-    this.#udp = undefined;
+    for (const r of this.#released.splice(0)) r();
     if (this.#tcp?.listening === true) this.#tcp.close();
   }
 
   close(): void {
     this.stopAccepting();
+    this.#udp?.close();
+    this.#udp = undefined;
     for (const s of this.#connections) s.destroy();
     this.#forwarder.close();
   }
@@ -236,22 +250,21 @@ function bindUdp(socket: dgram.Socket, target: { address: string; port: number }
   });
 }
 
-function listenTcp(server: net.Server, target: { host: string; port: number } | { fd: number }): Promise<void> {
+function listenTcp(server: net.Server, target: net.ListenOptions | { fd: number }): Promise<void> {
   return new Promise((resolve, reject) => {
     server.once('error', reject);
-    server.listen({ ...target, backlog: 1024 }, () => {
+    server.listen({ ...target, backlog: 1024 } as net.ListenOptions, () => {
       server.off('error', reject);
       resolve();
     });
   });
 }
 
-/** The libuv handle of a dgram socket (Node keeps it behind a symbol-keyed state object). */
-function udpHandle(socket: dgram.Socket | undefined): unknown {
-  if (socket === undefined) return undefined;
+/** The libuv handle of a dgram socket (Node keeps it in a symbol-keyed state object). */
+function udpHandle(socket: dgram.Socket): unknown {
   for (const sym of Object.getOwnPropertySymbols(socket)) {
-    const state = (socket as unknown as Record<symbol, { handle?: { fd?: unknown } } | undefined>)[sym];
-    if (state?.handle !== undefined) return { _handle: state.handle };
+    const state = (socket as unknown as Record<symbol, { handle?: unknown } | undefined>)[sym];
+    if (state?.handle !== undefined) return state.handle;
   }
   return undefined;
 }
