@@ -260,12 +260,26 @@ export class App {
     }
   }
 
-  /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
-  async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
+  /**
+   * Stops accepting everywhere (data listeners, HBONE, DNS over TCP, admin endpoints) and asks clients to go elsewhere:
+   * HTTP/1 connections close after their in-flight response, HTTP/2 and HBONE sessions get GOAWAY. A successor that
+   * took the sockets over keeps them open; this process only stops reading them. The admin endpoints stop too when
+   * `handedOver` (the successor answers readiness); on a plain drain readiness keeps answering 503 until the end.
+   */
+  async stopAccepting(handedOver = false): Promise<void> {
     this.#ready = false;
     const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
     await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting()]);
     this.dns?.stopAccepting();
+    if (handedOver) for (const e of this.#endpoints) e.stopAccepting();
+    this.hbone.server.goaway();
+    this.#l7Runtime?.proxy.drain();
+  }
+
+  /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
+  async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
+    await this.stopAccepting();
+    const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();

@@ -8,18 +8,20 @@ import { loadConfigOffThread } from './config/config-loader-thread.js';
 import { ENV, envValue } from './config/defaults.js';
 import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
+import { startUpgradable } from './upgrade/hot-upgrade.js';
 
 const log = createLogger('cli');
 
 const USAGE = `usage:
   weft run --config FILE      run the node runtime (reloads on file change and SIGHUP, drains on SIGTERM)
+    --takeover                take the listening sockets of the weft running with FILE, then let it drain (hot upgrade)
   weft validate FILE          check a configuration; exit 1 listing every problem as file:line
   weft plugin build|new ...   build a plugin's .wasm, or scaffold a new plugin (weft plugin help)
   weft version
 `;
 
 async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, takeover: { type: 'boolean', default: false } }, allowPositionals: false });
   const file = values.config ?? envValue(ENV.configPath);
   if (file === undefined) {
     process.stderr.write(`weft run: --config FILE is required (or set ${ENV.configPath})\n`);
@@ -40,6 +42,7 @@ async function run(argv: string[]): Promise<number> {
     stopping = true;
     log.info({ why }, 'draining');
     watcher.stop();
+    upgradable.close();
     app.shutdown().then(
       () => resolveExit(0),
       (err: unknown) => {
@@ -48,7 +51,13 @@ async function run(argv: string[]): Promise<number> {
       },
     );
   };
-  const app = await createApp(config, { onQuit: () => stop('quitquitquit') });
+  const upgradable = await startUpgradable({
+    configFile: file,
+    takeover: values.takeover === true,
+    createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }),
+    onTakenOver: (pid) => stop(`taken over by ${pid}`),
+  });
+  const app = upgradable.app;
   // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
   loadNativeSocket()?.trimMemory();
   const watcher = new ConfigWatcher(file, app);

@@ -55,6 +55,8 @@ export const ENV = {
   l7StreamIo: 'WEFT_L7_STREAM_IO',
   /** `0` turns off the addon's batched socket I/O in the L7 path (runtime/l7/http1-native-transport.ts), its kill switch. */
   l7NativeIo: 'WEFT_L7_NATIVE_IO',
+  /** Unix socket through which `weft run --takeover` reaches the running weft (default: one per config file in the temp dir). */
+  takeoverSocket: 'WEFT_TAKEOVER_SOCKET',
 } as const;
 
 export function envValue(name: (typeof ENV)[keyof typeof ENV]): string | undefined {

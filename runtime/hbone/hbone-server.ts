@@ -84,6 +84,8 @@ export interface HboneServer {
   /** Serves a socket accepted elsewhere (a transparent listener built by the L4 layer). */
   accept(socket: net.Socket): void;
   close(): Promise<void>;
+  /** Drain: every session gets GOAWAY (NO_ERROR); open tunnels go on, the peer's pool opens new connections for new ones. */
+  goaway(): void;
   /** Live tunnels (for drain and policy re-checks). */
   readonly activeTunnels: number;
 }
@@ -315,6 +317,9 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       return { address: bound.address, port: bound.port };
     },
     accept: onSocket,
+    goaway() {
+      for (const s of sessions) if (!s.closed && !s.destroyed) s.goaway(http2.constants.NGHTTP2_NO_ERROR);
+    },
     async close() {
       const closing = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       for (const s of sessions) s.destroy();
