@@ -88,8 +88,13 @@ async function main(argv: string[]): Promise<number> {
   if (level !== undefined && isLogLevel(level)) setLogLevel(level);
   const [command, ...rest] = argv;
   switch (command) {
-    case 'run':
-      return run(rest);
+    case 'run': {
+      const code = await run(rest);
+      // Drained and closed: exit now rather than in Node's environment teardown, which was seen spinning in
+      // CleanupHandles in a process that had been taken over after taking over itself (cause not yet found).
+      await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
+      process.exit(code);
+    }
     case 'validate':
       return validate(rest);
     case 'plugin': {

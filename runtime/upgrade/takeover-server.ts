@@ -113,8 +113,9 @@ export class TakeoverServer {
         log.info({ successor: message.pid }, 'successor is ready; stop accepting and drain');
         opts.release().then(
           () => {
-            socket.end(encodeMessage({ type: 'released', pid: process.pid }));
+            // The path is free before the successor hears `released`: it binds its own control socket there next.
             this.close();
+            socket.end(encodeMessage({ type: 'released', pid: process.pid }));
             opts.onTakenOver(message.pid);
           },
           (err: unknown) => {
