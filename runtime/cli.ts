@@ -93,7 +93,7 @@ async function main(argv: string[]): Promise<number> {
       // Drained and closed: exit now rather than in Node's environment teardown, which was seen spinning in
       // CleanupHandles in a process that had been taken over after taking over itself (cause not yet found).
       await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
-      process.exit(code);
+      return process.exit(code);
     }
     case 'validate':
       return validate(rest);

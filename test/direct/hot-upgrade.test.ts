@@ -123,7 +123,7 @@ describe('hot upgrade (weft run --takeover)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  async function start(takeover: boolean, nodeArgs: string[] = []): Promise<WeftProcess> {
+  function start(takeover: boolean, nodeArgs: string[] = []): WeftProcess {
     const p = spawnWeft(configFile, { takeover, env, nodeArgs });
     processes.push(p);
     return p;
@@ -142,7 +142,7 @@ describe('hot upgrade (weft run --takeover)', () => {
   ];
 
   it('hands every socket over twice under load: no failed request, long-lived L4 and HBONE streams last until the drain deadline', async () => {
-    let current = await start(false);
+    let current = start(false);
     const ports = await portsOf(current);
     const certs = new CertificateManager({ caClient: createBuiltinCaClient(CertificateAuthority.load({ trustDomain: 'cluster.local', caDir })), ttlSeconds: 3600, isHosted: () => true });
     const hbone = new HboneClient({ certificates: certs });
@@ -162,7 +162,7 @@ describe('hot upgrade (weft run --takeover)', () => {
         // Load is flowing through the current process before the upgrade starts.
         while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
 
-        const next = await start(true);
+        const next = start(true);
         await next.waitForLog(logMsg('predecessor stopped accepting; it drains its open connections'));
         const releasedAt = performance.now();
         expect(await portsOf(next)).toEqual(ports);
@@ -204,7 +204,7 @@ describe('hot upgrade (weft run --takeover)', () => {
   }, 120_000);
 
   it('keeps the old process serving when the successor crashes while adopting the sockets', async () => {
-    const running = processes.find((p) => p.child.exitCode === null && p.child.signalCode === null) ?? (await start(false));
+    const running = processes.find((p) => p.child.exitCode === null && p.child.signalCode === null) ?? start(false);
     const ports = await portsOf(running);
     const crash = path.join(dir, 'crash-on-adopt.mjs');
     // Dies the moment it starts accepting on an inherited socket: the worst point of a handover.
@@ -214,7 +214,7 @@ describe('hot upgrade (weft run --takeover)', () => {
     );
     const load = startLoad(targets(ports));
     while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
-    const doomed = await start(true, ['--import', crash]);
+    const doomed = start(true, ['--import', crash]);
     expect(await doomed.exited).toBe('SIGKILL');
     await running.waitForLog(logMsg('successor went away before it was ready; still serving'));
     const after = load.completed();
@@ -225,7 +225,7 @@ describe('hot upgrade (weft run --takeover)', () => {
     expect(running.child.exitCode).toBeNull();
 
     // And it can still be taken over afterwards.
-    const next = await start(true);
+    const next = start(true);
     await next.waitForLog(logMsg('predecessor stopped accepting; it drains its open connections'));
     expect(await running.exited).toBe(0);
     expect(addressesOf(await udpQuery(ports.dns, 'web7.default'))).toEqual(['10.96.0.2']);
