@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dnsPacket from 'dns-packet';
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { stringify } from 'yaml';
 import { spawnWeftBuilt, type BuiltWeft } from './weft-built.js';
 import { startLoad } from '../helpers/upgrade-load.js';
