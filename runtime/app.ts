@@ -24,6 +24,7 @@ import { hboneUpstreamConnector } from './hbone/hbone-upstream-connector.js';
 import { L7Runtime, requiresL7 } from './l7-runtime.js';
 import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
+import { DnsProxy } from './dns/dns-proxy.js';
 
 const log = createLogger('app');
 
@@ -73,6 +74,8 @@ export class App {
   readonly explicitProxy: ExplicitProxy;
   /** Certificates, HBONE server/client and L4 authorization of this node. */
   readonly hbone: HboneNode;
+  /** The DNS proxy (15053), when `dns.enabled` or `listeners.dns` is set. */
+  dns: DnsProxy | undefined;
   readonly #listeners = new Map<DataListenerName, BoundListener>();
   readonly #localPorts = new Map<string, BoundListener>();
   readonly #endpoints: HttpEndpoint[] = [];
@@ -128,7 +131,7 @@ export class App {
   }
 
   /** Bound ports (port 0 in the config resolves to the real port here). */
-  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness', number | undefined> & { localPorts: Record<string, number> } {
+  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness' | 'dns', number | undefined> & { localPorts: Record<string, number> } {
     const endpointPort = (i: number): number | undefined => this.#endpoints[i]?.port;
     return {
       outbound: this.#listeners.get('outbound')?.port,
@@ -137,6 +140,7 @@ export class App {
       admin: endpointPort(0),
       metrics: endpointPort(1),
       readiness: endpointPort(2),
+      dns: this.dns?.port,
       localPorts: Object.fromEntries([...this.#localPorts].map(([k, l]) => [k, l.port])),
     };
   }
@@ -218,6 +222,10 @@ export class App {
     }
     this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal, reusePort }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
+    if (config.dns.enabled || config.listeners.dns !== undefined) {
+      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns') });
+      await this.dns.start(config.listeners.dns ?? `127.0.0.1:${DEFAULT_PORTS.dns}`);
+    }
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
     for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
@@ -302,16 +310,32 @@ export class App {
     }
   }
 
-  /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
-  async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
+  /**
+   * Stops accepting everywhere (data listeners, HBONE, DNS over TCP, admin endpoints) and asks clients to go elsewhere:
+   * HTTP/1 connections close after their in-flight response, HTTP/2 and HBONE sessions get GOAWAY. A successor that
+   * took the sockets over keeps them open; this process only stops reading them. The admin endpoints stop too when
+   * `handedOver` (the successor answers readiness); on a plain drain readiness keeps answering 503 until the end.
+   */
+  async stopAccepting(handedOver = false): Promise<void> {
     this.#ready = false;
     const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
     await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting()]);
+    this.dns?.stopAccepting();
+    if (handedOver) for (const e of this.#endpoints) e.stopAccepting();
+    this.hbone.server.goaway();
+    this.#l7Runtime?.proxy.drain();
+  }
+
+  /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
+  async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
+    await this.stopAccepting();
+    const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();
     // What is left of HBONE: idle pooled tunnels' TLS connections both ways, certificate renewal timers.
     await this.hbone.close();
+    this.dns?.close();
     await this.#l7Runtime?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseSocketAddress } from './socket-address.js';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
+import { dnsSchema } from './dns-config-schema.js';
 import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -27,6 +28,8 @@ export const listenersSchema = z.strictObject({
   inbound: listener.optional(),
   hbone: listener.optional(),
   explicitProxy: listener.optional(),
+  /** The DNS proxy, UDP and TCP on the same address (see `dns:`). */
+  dns: socketAddress.optional(),
   admin: socketAddress.optional(),
   metrics: socketAddress.optional(),
   readiness: socketAddress.optional(),
@@ -281,6 +284,7 @@ export const configSchema = z.strictObject({
   identity: identitySchema.default(identitySchema.parse({})),
   peerAuthentication: z.array(peerAuthenticationSchema).default([]),
   hbone: hboneSchema.default(hboneSchema.parse({})),
+  dns: dnsSchema.default(dnsSchema.parse({})),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;

@@ -498,6 +498,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
 
   #sendResponseHead(res: ResponseHead, headers: HeaderList, rest: Buffer | null): void {
     if (this.#phase === 'done') return;
+    if (this.#conn.draining) this.#keepAlive = false;
     const connection = !this.#keepAlive ? 'close' : this.#head.minor === 0 ? 'keep-alive' : undefined;
     this.#response!.start(res, headers, connection, rest);
   }
@@ -789,6 +790,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     }
     // Unread request body bytes would be parsed as the next request: close instead of skipping them.
     if (!this.#reqComplete) this.#keepAlive = false;
+    if (this.#conn.draining) this.#keepAlive = false;
     if (this.#responseStarted) {
       this.#conn.io.destroy();
       return this.#complete();

@@ -100,6 +100,21 @@ export class Http1ServerConnection {
     this.socket.destroy();
   }
 
+  /** Draining (shutdown or hot upgrade): the next response carries `connection: close` and the connection ends after it. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Starts the drain. A connection between requests stays open: closing it could race a request the client is
+   * already sending on it; the request is answered (with `connection: close`), or the drain deadline ends it.
+   */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  #draining = false;
+
   #onData(chunk: Buffer): void {
     const ex = this.#exchange;
     if (ex !== null && ex.wantsRequestBody) {

@@ -30,6 +30,11 @@ export interface NativeSocket {
   ioResume?(conn: object): void;
   ioClose?(conn: object): void;
   ioRelease?(conn: object): Buffer | undefined;
+  /** Hot upgrade (weft-fdpass.c): a blocking unix-socket connect, and descriptors sent/received as SCM_RIGHTS. */
+  unixConnect?(path: string): number;
+  fdSend?(sock: number, data: Buffer, fds: number[]): number;
+  fdReceive?(sock: number, timeoutMs: number): { data: Buffer; fds: number[]; truncated: boolean } | null;
+  closeFd?(fd: number): void;
 }
 
 let cached: NativeSocket | null | undefined;

@@ -48,6 +48,8 @@ export interface RuntimeOptions {
   preserveSource?: boolean;
   /** Accept HBONE on a transparent 0.0.0.0:15008 (where node setup's TPROXY sends it) with workload certificates from the built-in CA rooted in `caDir`, shared by the nodes that must trust each other. */
   hbone?: { caDir: string };
+  /** Runs the DNS proxy on 0.0.0.0:15053, where node setup's dnsCapture DNATs pod DNS; unknown names go to `upstreams`. */
+  dns?: { upstreams: string[] };
 }
 
 export interface RuntimeHandle {
@@ -101,7 +103,9 @@ function weftConfig(node: SimulatedNode, opts: RuntimeOptions, accessLogPath: st
       metrics: '127.0.0.1:15020',
       readiness: '127.0.0.1:0',
       ...(opts.hbone === undefined ? {} : { hbone: { address: '0.0.0.0:15008', transparent: true } }),
+      ...(opts.dns === undefined ? {} : { dns: '0.0.0.0:15053' }),
     },
+    ...(opts.dns === undefined ? {} : { dns: { upstreams: opts.dns.upstreams, timeoutMs: 300, attempts: 1 } }),
     ...(opts.hbone === undefined ? {} : { identity: { caDir: opts.hbone.caDir } }),
     accessLog: { enabled: true, path: accessLogPath },
     preserveSourceIp: opts.preserveSource === true,
