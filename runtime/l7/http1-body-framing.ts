@@ -55,6 +55,17 @@ export class BodyFraming {
     return BodyFraming.untilClose();
   }
 
+  /**
+   * Why the chunked body starting at buf[start] is already broken in the bytes at hand, or undefined. Run on the bytes
+   * that came with a request head, before anything is forwarded: a body whose framing fails there is refused whole,
+   * and no byte of that request reaches the upstream. (Bytes that arrive later fail mid-stream, and the upstream
+   * connection is dropped before the request is complete.)
+   */
+  static brokenChunkedBody(buf: Buffer, start: number): string | undefined {
+    const scanner = new ChunkedScanner();
+    return scanner.feed(buf, start, buf.length) === -2 ? scanner.error : undefined;
+  }
+
   get complete(): boolean {
     if (this.scanner !== null) return this.scanner.done;
     return !this.untilClose && this.#remaining === 0;

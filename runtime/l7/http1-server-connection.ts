@@ -2,6 +2,7 @@
 import type { Duplex } from 'node:stream';
 import { findHeadEnd, HeadParseError, parseRequestHead, type HeadLimits } from './http1-head-parser.js';
 import { Http1Exchange } from './http1-exchange.js';
+import { BodyFraming } from './http1-body-framing.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import type { StateSnapshot } from '../state/state-snapshot.js';
 import type { L7Filter, LocalReply } from './l7-filter.js';
@@ -151,6 +152,10 @@ export class Http1ServerConnection {
     const head = parseRequestHead(buf, 0, end, this.#limits);
     if (head instanceof HeadParseError) return this.#reject(head);
     this.#buf = end === buf.length ? null : buf.subarray(end);
+    if (head.chunked && this.#buf !== null) {
+      const broken = BodyFraming.brokenChunkedBody(this.#buf, 0);
+      if (broken !== undefined) return this.#reject(new HeadParseError(400, `invalid chunked body: ${broken}`));
+    }
     const ex = new Http1Exchange(this, head);
     this.#exchange = ex;
     ex.start();
