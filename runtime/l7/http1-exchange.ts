@@ -483,6 +483,9 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
 
   #sendResponseHead(res: ResponseHead, headers: HeaderList, rest: Buffer | null): void {
     if (this.#phase === 'done') return;
+    // An answer that starts before the request body was read (an early 401/413, an expect-based refusal): the rest of
+    // that body will never be framed as a request, so the client is told now that the connection ends with it.
+    if (!this.#reqComplete) this.#keepAlive = false;
     const connection = !this.#keepAlive ? 'close' : this.#head.minor === 0 ? 'keep-alive' : undefined;
     this.#response!.start(res, headers, connection, rest);
   }

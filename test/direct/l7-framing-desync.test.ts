@@ -191,3 +191,44 @@ describe('L7 HTTP/1.1 framing against a lenient origin (request path)', () => {
     expect(origin.requests[before]!.version).toBe('HTTP/1.1');
   });
 });
+
+describe('an early answer (expect-based desync)', () => {
+  it('an origin that refuses before reading the body: the client is told connection: close, and the body it sends next never becomes a request', async () => {
+    const net = await import('node:net');
+    const { once } = await import('node:events');
+    let received = '';
+    const early = net.createServer((s) => {
+      s.on('error', () => undefined);
+      s.on('data', (d: Buffer) => {
+        const first = !received.includes('\r\n\r\n');
+        received += d.toString('latin1');
+        if (first && received.includes('\r\n\r\n')) s.write('HTTP/1.1 401 Unauthorized\r\ncontent-length: 2\r\n\r\nno');
+      });
+    });
+    early.listen(0, '127.0.0.1');
+    await once(early, 'listening');
+    const config = makeConfig({
+      workloads: [{ name: 'early-1', addresses: ['127.0.0.1'], labels: { app: 'early' } }],
+      services: [{ name: 'early', addresses: ['10.96.0.21'], ports: [{ port: 80, targetPort: (early.address() as import('node:net').AddressInfo).port, appProtocol: 'http' }], selector: { app: 'early' } }],
+    });
+    const p = await startProxy(config, 'early.default', 80);
+    try {
+      const socket = net.connect(p.port, '127.0.0.1');
+      let text = '';
+      socket.on('data', (d: Buffer) => (text += d.toString('latin1')));
+      socket.on('error', () => undefined);
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      socket.write(`POST /upload HTTP/1.1\r\nhost: early\r\nexpect: 100-continue\r\ncontent-length: ${SMUGGLED.length}\r\n\r\n`);
+      for (let i = 0; i < 200 && !text.includes('no'); i++) await new Promise((r) => setTimeout(r, 10));
+      expect(text).toMatch(/^HTTP\/1\.1 401 Unauthorized\r\n/);
+      expect(text).toContain('connection: close');
+      // A client may still send the body it announced; whatever follows it must not reach the origin as a request.
+      socket.write(`${SMUGGLED}${SMUGGLED}`);
+      await closed;
+      expect(received).not.toContain('/smuggled');
+    } finally {
+      await p.close();
+      early.close();
+    }
+  });
+});
