@@ -1,4 +1,6 @@
 // Request smuggling regression suite: raw HTTP/1.1 through weft's L7 path to a lenient origin that records every byte and frames requests as permissive servers do (a lone LF ends a line). For every framing class the origin must frame exactly the requests whose answers the client got, and no byte weft rejected may reach it.
+import net from 'node:net';
+import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeConfig, rawExchange, startProxy, type ProxyHarness } from './l7-harness.js';
 import { startLenientOrigin, type LenientOrigin } from '../helpers/lenient-origin.js';
@@ -121,7 +123,6 @@ describe('L7 HTTP/1.1 framing against a lenient origin (request path)', () => {
   });
 
   it('drops a bad chunked body sent in pieces after its head was forwarded, and reads nothing after it', async () => {
-    const net = await import('node:net');
     const before = origin.requests.length;
     const bytesBefore = origin.allReceived().length;
     const socket = net.connect(h.port, '127.0.0.1');
@@ -194,8 +195,6 @@ describe('L7 HTTP/1.1 framing against a lenient origin (request path)', () => {
 
 describe('an early answer (expect-based desync)', () => {
   it('an origin that refuses before reading the body: the client is told connection: close, and the body it sends next never becomes a request', async () => {
-    const net = await import('node:net');
-    const { once } = await import('node:events');
     let received = '';
     const early = net.createServer((s) => {
       s.on('error', () => undefined);
@@ -209,7 +208,7 @@ describe('an early answer (expect-based desync)', () => {
     await once(early, 'listening');
     const config = makeConfig({
       workloads: [{ name: 'early-1', addresses: ['127.0.0.1'], labels: { app: 'early' } }],
-      services: [{ name: 'early', addresses: ['10.96.0.21'], ports: [{ port: 80, targetPort: (early.address() as import('node:net').AddressInfo).port, appProtocol: 'http' }], selector: { app: 'early' } }],
+      services: [{ name: 'early', addresses: ['10.96.0.21'], ports: [{ port: 80, targetPort: (early.address() as net.AddressInfo).port, appProtocol: 'http' }], selector: { app: 'early' } }],
     });
     const p = await startProxy(config, 'early.default', 80);
     try {
