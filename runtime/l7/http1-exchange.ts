@@ -166,10 +166,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     if (this.#authority === '') this.#authority = target.service?.hostname ?? `${target.originalDst.address}:${target.originalDst.port}`;
     const route = table.match(this.#head.method, this.#path, this.#headers);
     if (this.#head.upgrade || this.#head.method === 'CONNECT') this.#keepAlive = false;
-    if (this.#head.method === 'CONNECT' && route?.connect !== true) {
-      // As nginx does: an HTTP service is no tunnel endpoint unless a route says so (Envoy's upgrade_configs CONNECT).
-      return this.#replyLocal({ ...localReply(405, L7_ERROR.methodNotAllowed, 'DPE', 'CONNECT is not allowed to this service'), headers: [['allow', 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS']] });
-    }
+    if (this.#head.method === 'CONNECT' && route?.connect !== true) return this.#refuseConnect();
     if (route === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched'));
     this.#route = route;
 
@@ -269,6 +266,12 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     });
   }
 
+  /** As nginx does: an HTTP service is no tunnel endpoint unless a route says so (Envoy's upgrade_configs CONNECT). */
+  #refuseConnect(): void {
+    this.#keepAlive = false;
+    this.#replyLocal({ ...localReply(405, L7_ERROR.methodNotAllowed, 'DPE', 'CONNECT is not allowed to this service'), headers: [['allow', 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS']] });
+  }
+
   /** A filter's :method/:path/:authority edit (Envoy semantics): the authority becomes the Host sent upstream. */
   #setRequestLine(method: string, path: string, authority: string): void {
     const h = this.#head;
@@ -294,6 +297,8 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
       const rematched = this.#conn.routeTable.match(this.#head.method, this.#path, this.#headers);
       if (rematched === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched after a filter edited the request'));
       this.#route = rematched;
+      // A filter that turned the request into a CONNECT meets the same gate as a client that sent one.
+      if (this.#head.method === 'CONNECT' && !rematched.connect) return this.#refuseConnect();
     }
     const route = this.#route!;
     if (route.timeoutMs > 0 && this.#timer === null) this.#timer = setTimeout(() => this.#onTimeout(), route.timeoutMs);
