@@ -8,6 +8,7 @@ import { loadConfigOffThread } from './config/config-loader-thread.js';
 import { ENV, envValue } from './config/defaults.js';
 import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
+import { resolveWorkerCount } from './workers/worker-count.js';
 
 const log = createLogger('cli');
 
@@ -30,8 +31,10 @@ async function run(argv: string[]): Promise<number> {
     for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
     return 1;
   }
+  for (const w of loaded.warnings ?? []) log.warn({ warning: formatProblem(w) }, 'configuration warning');
   const nodeName = envValue(ENV.nodeName);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
+  const workers = resolveWorkerCount(config.workers);
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -48,7 +51,10 @@ async function run(argv: string[]): Promise<number> {
       },
     );
   };
-  const app = await createApp(config, { onQuit: () => stop('quitquitquit') });
+  // One event loop runs in this thread (the lowest idle memory); more run as worker threads under a primary.
+  const app = workers.count === 1 ? await createApp(config, { onQuit: () => stop('quitquitquit') }) : await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
+  // /config_dump says how many event loops run and why, as the multi-worker primary's does.
+  if (workers.count === 1 && 'addDumpSection' in app) app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
   // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
   loadNativeSocket()?.trimMemory();
   const watcher = new ConfigWatcher(file, app);
@@ -66,6 +72,7 @@ async function validate(argv: string[]): Promise<number> {
   }
   const result = await loadConfigOffThread(file);
   if (result.ok) {
+    for (const w of result.warnings ?? []) process.stderr.write(`warning: ${formatProblem(w)}\n`);
     process.stdout.write(`${file}: valid (${result.config.workloads.length} workloads, ${result.config.services.length} services, ${result.config.plugins.length} plugins, ${result.config.policies.length} policies)\n`);
     return 0;
   }

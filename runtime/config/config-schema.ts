@@ -244,11 +244,16 @@ export const hboneSchema = z.strictObject({
   maxFrameBytes: z.number().int().min(16_384).max(16_777_215).default(HBONE_DEFAULTS.maxFrameBytes),
 });
 
+const WORKERS_MESSAGE = 'expected "auto" or a whole number of event loops, 1 or more (e.g. workers: 2)';
+
 export const configSchema = z.strictObject({
   node: z.string().min(1).default('node-local'),
   trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
-  /** Event loops. One is what this version runs (see README, "Limits"); `auto` means one until multi-worker mode lands. */
-  workers: z.union([z.literal('auto'), z.literal(1)], { error: 'only 1 (or auto) is supported: this version runs one event loop per process' }).default(1),
+  /**
+   * Event loops, each accepting on its own SO_REUSEPORT sockets (runtime/workers/README.md): `auto` is the cores the
+   * process may use (its CPU affinity); a number above them is accepted with a warning.
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1, { error: WORKERS_MESSAGE })], { error: WORKERS_MESSAGE }).default(1),
   state: stateSchema.default({ backend: 'memory' }),
   listeners: listenersSchema.default({}),
   limits: limitsSchema.default(limitsSchema.parse({})),

@@ -45,6 +45,8 @@ export interface HboneNodeOptions {
   l7?: () => L7Handoff | undefined;
   /** Graceful drain: inbound tunnels get the drain deadline, then are closed. */
   drain?: Drain;
+  /** SO_REUSEPORT on the HBONE listeners: each worker thread binds its own (runtime/workers). */
+  reusePort?: boolean;
 }
 
 function isLocalAddress(ip: string): boolean {
@@ -116,7 +118,7 @@ export class HboneNode {
     const config = this.#opts.state.current.config;
     const configured = config.listeners.hbone;
     if (configured !== undefined) {
-      this.#listeners.set(configured.address, await listen('hbone', { address: configured.address, transparent: configured.transparent, signal }, (s) => this.server.accept(s)));
+      this.#listeners.set(configured.address, await listen('hbone', { address: configured.address, transparent: configured.transparent, signal, reusePort: this.#opts.reusePort === true }, (s) => this.server.accept(s)));
       return;
     }
     await this.#reconcileWorkloadListeners(signal);
@@ -245,7 +247,7 @@ export class HboneNode {
           log.warn({ workload: w.uid, ip }, 'workload IP is not on this host; configure listeners.hbone (transparent) to receive its HBONE traffic');
           continue;
         }
-        this.#listeners.set(address, await listen('hbone', { address, signal }, (s) => this.server.accept(s)));
+        this.#listeners.set(address, await listen('hbone', { address, signal, reusePort: this.#opts.reusePort === true }, (s) => this.server.accept(s)));
       }
     }
   }
@@ -267,22 +269,21 @@ export class HboneNode {
       // Istio's convention at the destination: "received" is what the client sent.
       telemetry.closed(labels, r.bytesSent, r.bytesReceived);
       telemetry.accessLog.write({
-        time: new Date(started).toISOString(),
+        start_time: new Date(started).toISOString(),
         kind: 'tcp',
         direction: 'inbound',
         listener: 'hbone',
-        'src.addr': formatAddr(tunnel.forwardedFor ?? tunnel.peer),
-        'src.workload': source?.name,
-        'src.namespace': source?.namespace,
-        'src.identity': tunnel.sourceIdentity,
-        'dst.addr': formatAddr(tunnel.destinationAddr),
-        'dst.hbone_addr': formatAddr(tunnel.destinationAddr),
-        'dst.workload': tunnel.destination.name,
-        'dst.namespace': tunnel.destination.namespace,
-        'dst.identity': tunnel.destination.identity,
+        source_address: formatAddr(tunnel.forwardedFor ?? tunnel.peer),
+        source_workload: source?.name,
+        source_namespace: source?.namespace,
+        source_principal: tunnel.sourceIdentity,
+        upstream_host: formatAddr(tunnel.destinationAddr),
+        destination_workload: tunnel.destination.name,
+        destination_namespace: tunnel.destination.namespace,
+        destination_principal: tunnel.destination.identity,
         connection_security_policy: 'mutual_tls',
         bytes_sent: r.bytesSent,
-        bytes_recv: r.bytesReceived,
+        bytes_received: r.bytesReceived,
         duration_ms: r.durationMs,
         error: r.error?.message,
       });
