@@ -48,6 +48,9 @@ export interface WorkerRole {
 
 type DataListenerName = 'outbound' | 'inbound' | 'explicitProxy';
 
+/** A rejected reload lists its problems; plugins that failed to load are also named, so a source can blame their objects. */
+export type ReloadResult = { ok: true } | { ok: false; problems: string[]; pluginProblems?: { plugin: string; reason: string }[] };
+
 function listenerConfig(config: WeftConfig, name: DataListenerName): ListenerConfig {
   return config.listeners[name] ?? { address: `127.0.0.1:${DEFAULT_PORTS[name]}`, transparent: false };
 }
@@ -80,6 +83,7 @@ export class App {
   #l7Runtime: L7Runtime | undefined;
   #l7Loading: Promise<L7Runtime> | undefined;
   #ready = false;
+  readonly #readinessGates: (() => boolean)[] = [];
   #ownPorts = new Set<number>();
   readonly #localIps = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
 
@@ -115,7 +119,12 @@ export class App {
   }
 
   get ready(): boolean {
-    return this.#ready && !this.drain.draining;
+    return this.#ready && !this.drain.draining && this.#readinessGates.every((gate) => gate());
+  }
+
+  /** Readiness also waits for `gate` (a config source's first full sync). */
+  addReadinessGate(gate: () => boolean): void {
+    this.#readinessGates.push(gate);
   }
 
   /** Bound ports (port 0 in the config resolves to the real port here). */
@@ -146,7 +155,7 @@ export class App {
    * Makes `config`'s plugins, limits and L7 path ready before the config is served. Plugins that fail to load
    * reject the whole config: nothing changes and the running config keeps serving.
    */
-  async #prepareL7(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+  async #prepareL7(config: WeftConfig): Promise<ReloadResult> {
     if (!requiresL7(config) && this.#l7Runtime === undefined) return { ok: true };
     this.#l7Loading ??= L7Runtime.create(config, {
       state: this.state,
@@ -161,7 +170,7 @@ export class App {
     const runtime = await this.#l7Loading;
     this.#l7Runtime = runtime;
     const plugins = await runtime.applyPlugins(config);
-    if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`) };
+    if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`), pluginProblems: plugins.problems.map((p) => ({ plugin: p.plugin, reason: p.reason })) };
     runtime.applyLimits(config);
     this.#l7 ??= runtime.handoff;
     return { ok: true };
@@ -238,7 +247,7 @@ export class App {
    * Applies a validated config: plugins load first (a plugin that fails rejects the whole config), then the snapshot
    * swaps atomically and localPorts are rebound only where they changed.
    */
-  async reload(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+  async reload(config: WeftConfig): Promise<ReloadResult> {
     const l7 = await this.#prepareL7(config);
     if (!l7.ok) {
       this.recordRejectedReload();

@@ -9,6 +9,7 @@ import { ENV, envValue } from './config/defaults.js';
 import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
 import { resolveWorkerCount } from './workers/worker-count.js';
+import type { KubernetesSource } from './kubernetes/kubernetes-source.js';
 
 const log = createLogger('cli');
 
@@ -32,9 +33,11 @@ async function run(argv: string[]): Promise<number> {
     return 1;
   }
   for (const w of loaded.warnings ?? []) log.warn({ warning: formatProblem(w) }, 'configuration warning');
-  const nodeName = envValue(ENV.nodeName);
+  // In a cluster the DaemonSet's downward API sets NODE_NAME (as for ztunnel and istio-cni).
+  const nodeName = envValue(ENV.nodeName) ?? (loaded.config.source === 'kubernetes' ? process.env[ENV.kubeNodeName] || undefined : undefined);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
   const workers = resolveWorkerCount(config.workers);
+  let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -43,7 +46,7 @@ async function run(argv: string[]): Promise<number> {
     stopping = true;
     log.info({ why }, 'draining');
     watcher.stop();
-    app.shutdown().then(
+    (source?.stop() ?? Promise.resolve()).then(() => app.shutdown()).then(
       () => resolveExit(0),
       (err: unknown) => {
         log.error({ error: err }, 'shutdown failed');
@@ -54,10 +57,14 @@ async function run(argv: string[]): Promise<number> {
   // One event loop runs in this thread (the lowest idle memory); more run as worker threads under a primary.
   const app = workers.count === 1 ? await createApp(config, { onQuit: () => stop('quitquitquit') }) : await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
   // /config_dump says how many event loops run and why, as the multi-worker primary's does.
-  if (workers.count === 1 && 'addDumpSection' in app) app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
+  if (workers.count === 1) app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
   // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
   loadNativeSocket()?.trimMemory();
-  const watcher = new ConfigWatcher(file, app);
+  if (config.source === 'kubernetes') {
+    const { attachKubernetesSource } = await import('./kubernetes/attach-kubernetes-source.js');
+    source = attachKubernetesSource(app, config, { print: (line) => process.stdout.write(line + '\n') });
+  }
+  const watcher = new ConfigWatcher(file, source ?? app);
   watcher.start();
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));

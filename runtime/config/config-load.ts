@@ -4,7 +4,7 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { configSchema } from './config-schema.js';
-import { crossReferenceProblems } from './config-validate.js';
+import { crossReferenceProblems, fileSourceProblems } from './config-validate.js';
 import { formatPath, type ConfigResult } from './config-problem.js';
 import { workerCountWarning } from '../workers/worker-count.js';
 
@@ -64,7 +64,7 @@ export function parseConfigText(text: string, file = 'weft.yaml'): ConfigResult 
       }),
     };
   }
-  const crossProblems = crossReferenceProblems(parsed.data);
+  const crossProblems = [...fileSourceProblems(parsed.data), ...crossReferenceProblems(parsed.data)];
   if (crossProblems.length > 0) {
     return { ok: false, problems: crossProblems.map((p) => ({ file, path: formatPath(p.path), message: p.message, ...locate(doc, lines, p.path) })) };
   }

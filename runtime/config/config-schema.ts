@@ -249,6 +249,8 @@ const WORKERS_MESSAGE = 'expected "auto" or a whole number of event loops, 1 or 
 export const configSchema = z.strictObject({
   node: z.string().min(1).default('node-local'),
   trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
+  /** Where workloads, services, plugins and policies come from: this file, or the Kubernetes API server (runtime/kubernetes/). */
+  source: z.enum(['file', 'kubernetes']).default('file'),
   /**
    * Event loops, each accepting on its own SO_REUSEPORT sockets (runtime/workers/README.md): `auto` is the cores the
    * process may use (its CPU affinity); a number above them is accepted with a warning.

@@ -2,6 +2,7 @@
 import os from 'node:os';
 import { createLogger } from '../log.js';
 import { caClientFromConfig } from '../identity/ca-client-from-config.js';
+import { nodeCheckedCaClient } from '../identity/node-checked-ca-client.js';
 import { CertificateManager } from '../identity/certificate-manager.js';
 import { principalOf } from '../identity/spiffe-id.js';
 import { LiveConnections } from '../authz/live-connections.js';
@@ -66,7 +67,10 @@ export class HboneNode {
   constructor(opts: HboneNodeOptions) {
     this.#opts = opts;
     const config = opts.state.current.config;
-    const { caClient } = caClientFromConfig(config);
+    const fromConfig = caClientFromConfig(config).caClient;
+    const hosts = (id: string): boolean => opts.state.current.localWorkloads().some((w) => w.identity === id);
+    // In a cluster the built-in CA signs only identities of pods on this node (an Istio CA checks this itself).
+    const caClient = config.source === 'kubernetes' && config.identity.caAddress === undefined ? nodeCheckedCaClient(fromConfig, config.node, hosts) : fromConfig;
     this.certificates = new CertificateManager({
       caClient,
       ttlSeconds: config.identity.certTtlSeconds,

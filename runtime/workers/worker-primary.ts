@@ -71,6 +71,10 @@ export class WorkerPrimary {
   #started = false;
   #stopping = false;
   #applying: Promise<unknown> = Promise.resolve();
+  /** Conditions besides running workers, such as the Kubernetes source's first full sync (as App.addReadinessGate). */
+  readonly #readinessGates: (() => boolean)[] = [];
+  /** /config_dump sections the primary itself owns (the Kubernetes source's, for one), next to the workers'. */
+  readonly #ownSections = new Map<string, () => unknown>();
 
   constructor(config: WeftConfig, opts: WorkerPrimaryOptions) {
     this.state = new ProxyState(config);
@@ -94,7 +98,15 @@ export class WorkerPrimary {
   }
 
   get ready(): boolean {
-    return this.#started && !this.#stopping && this.#slots.some((s) => s?.ready === true);
+    return this.#started && !this.#stopping && this.#slots.some((s) => s?.ready === true) && this.#readinessGates.every((gate) => gate());
+  }
+
+  addReadinessGate(gate: () => boolean): void {
+    this.#readinessGates.push(gate);
+  }
+
+  addDumpSection(name: string, section: () => unknown): void {
+    this.#ownSections.set(name, section);
   }
 
   /** Ports as App.ports reports them (from the first worker: all share them), plus the primary's endpoints. */
@@ -297,6 +309,7 @@ export class WorkerPrimary {
     const threads = dumps.filter((d): d is WorkerDump => d !== undefined);
     return {
       ...(threads[0]?.sections ?? {}),
+      ...Object.fromEntries([...this.#ownSections].map(([k, f]) => [k, f()])),
       workers: {
         count: this.count.count,
         requested: this.count.requested,

@@ -31,7 +31,7 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   ${upstream === undefined ? '' : `upstream origin { server ${upstream}; keepalive 64; }`}
-  server { listen 127.0.0.1:${port}${workers > 1 ? ' reuseport' : ''} backlog=4096; location / { ${location} } }
+  server { listen 127.0.0.1:${port}${(opts.workers ?? 1) > 1 ? ' reuseport' : ''} backlog=4096; location / { ${location} } }
 }
 `;
 }
