@@ -59,9 +59,9 @@ export interface ConnectionProxyDeps {
   logger: Logger;
   /** Outbound mTLS: the HBONE route for destinations with protocol HBONE (runtime/hbone). */
   hbone?: { plan(route: Route, source: SocketAddr): HbonePlan | undefined };
-  /** L4 authorization of plaintext inbound connections (no peer identity; STRICT denies them). */
+  /** L4 authorization by the destination's policy of connections this node delivers itself (inbound, same-node, local clients). */
   authorizeInbound?: (conn: ConnectionAttributes) => AuthzDecision;
-  /** Registers an established plaintext inbound connection for policy re-checks; `close` ends it as 'policy'. */
+  /** Registers an established connection authorized here for policy re-checks; `close` ends it as 'policy'. */
   trackInbound?: (conn: ConnectionAttributes, close: () => void) => () => void;
 }
 
@@ -107,6 +107,8 @@ export class ConnectionProxy {
     let route: Route | undefined;
     let labels: TcpLabels | undefined;
     let untrack: (() => void) | undefined;
+    /** The local destination's policy was checked with these attributes (re-checked on policy changes while open). */
+    let authorized: ConnectionAttributes | undefined;
     try {
       if (this.#active > limits.maxConnections) {
         throw new WeftError('WEFT_ERR_CONNECTION_LIMIT', `connection limit of ${limits.maxConnections} reached; refusing ${formatAddr(req.source)}`);
@@ -120,14 +122,15 @@ export class ConnectionProxy {
           // 15006 only delivers to workloads on this node (ztunnel's inbound passthrough rule).
           throw new WeftError('WEFT_ERR_UNKNOWN_SERVICE', `inbound connection to ${formatAddr(req.originalDst)}, which is not a workload on this node`);
         }
-        if (req.direction === 'inbound' && route.kind === 'workload' && deps.authorizeInbound !== undefined) {
-          const decision = deps.authorizeInbound({ sourceIp: req.source.address, destination: route.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port });
-          if (!decision.allowed) throw new WeftError('WEFT_ERR_POLICY_DENIED', `policy denied: ${decision.reason}`);
-        }
         const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source) : undefined;
         if (plan !== undefined) this.#plans.set(req, plan);
+        authorized = this.#localDestination(req, route, plan, sourceWorkload);
+        if (authorized !== undefined && deps.authorizeInbound !== undefined) {
+          const decision = deps.authorizeInbound(authorized);
+          if (!decision.allowed) throw new WeftError('WEFT_ERR_POLICY_DENIED', `policy denied: ${decision.reason}`);
+        }
         labels = this.#labels(req, sourceWorkload, route);
-        if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route)) return;
+        if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route, authorized?.sourceIdentity)) return;
         // Only captured connections carry a pod's address worth preserving (explicit and local ports come from loopback).
         const preserve = snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound');
         try {
@@ -152,10 +155,7 @@ export class ConnectionProxy {
       req.client.off('error', noop);
       req.client.off('close', onClientGone);
       deps.telemetry.opened(labels as TcpLabels);
-      const delivered = route;
-      if (req.direction === 'inbound' && delivered?.kind === 'workload') {
-        untrack = deps.trackInbound?.({ sourceIp: req.source.address, destination: delivered.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port }, () => abort.abort('policy'));
-      }
+      if (authorized !== undefined) untrack = deps.trackInbound?.(authorized, () => abort.abort('policy'));
       const result = await copyBidirectional(req.client, upstream, { idleTimeoutMs: limits.idleTimeoutMs, signal: abort.signal });
       deps.telemetry.closed(labels as TcpLabels, result.bytesSent, result.bytesReceived);
       this.#log(req, route, started, result);
@@ -177,7 +177,21 @@ export class ConnectionProxy {
     }
   }
 
-  #handOffToL7(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' | 'passthrough' }>): boolean {
+  /**
+   * The attributes the destination's L4 policy is checked with when this node delivers the connection itself: inbound
+   * (15006), and outbound to a workload on this node that no HBONE tunnel reaches (same-node capture, the explicit
+   * proxy, localPorts) — ztunnel applies the destination's policy to same-node traffic too. Undefined when another hop
+   * checks it (the HBONE server of the destination's node or a waypoint) or the destination is outside the mesh.
+   * The source identity is what this path knows: the pod's own on the capture listener, none for local clients.
+   */
+  #localDestination(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' }>, plan: HbonePlan | undefined, source: Workload | undefined): ConnectionAttributes | undefined {
+    const destination = route.kind === 'workload' ? route.workload : route.kind === 'service' ? route.endpoint : undefined;
+    if (destination === undefined || !destination.local || plan !== undefined) return undefined;
+    const sourceIdentity = req.direction === 'outbound' && req.listener === 'outbound' && source?.local === true ? source.identity : undefined;
+    return { ...(sourceIdentity === undefined ? {} : { sourceIdentity }), sourceIp: req.source.address, destination, destinationIp: route.upstream.address, destinationPort: route.upstream.port };
+  }
+
+  #handOffToL7(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' | 'passthrough' }>, sourceIdentity: string | undefined): boolean {
     const l7 = this.#deps.l7();
     if (l7 === undefined) return false;
     const source = req.direction === 'outbound' ? this.#deps.state.current.workloadByIp(req.source.address) : undefined;
@@ -191,6 +205,8 @@ export class ConnectionProxy {
         ...(route.kind === 'service' ? { service: route.service, servicePort: route.servicePort, workload: route.endpoint } : { workload: route.workload }),
         originalDst: req.originalDst,
         source: req.source,
+        // What L7 authorization matches `principals` against: the client pod's identity when it was captured.
+        ...(sourceIdentity === undefined ? {} : { sourceIdentity }),
         // L7 here acts for the client pod: its upstream tunnels carry the pod's identity, as ztunnel's would.
         ...(upstreamIdentity === undefined ? {} : { upstreamIdentity }),
       },
