@@ -22,6 +22,7 @@ import { hboneUpstreamConnector } from './hbone/hbone-upstream-connector.js';
 import { L7Runtime, requiresL7 } from './l7-runtime.js';
 import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
+import { InpodCapture } from './inpod/inpod-capture.js';
 
 const log = createLogger('app');
 
@@ -59,6 +60,8 @@ export class App {
   #l7Loading: Promise<L7Runtime> | undefined;
   #ready = false;
   #ownPorts = new Set<number>();
+  /** In-pod capture, when configured: listeners inside each enrolled pod, fed by the node agent over ZDS. */
+  #inpod: InpodCapture | undefined;
   readonly #localIps = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
 
   constructor(config: WeftConfig, opts: AppOptions) {
@@ -69,7 +72,8 @@ export class App {
     this.#reloads = this.metrics.counter('weft_config_reloads_total', 'Configuration reloads by result', ['result']);
     this.metrics.gauge('weft_build_info', 'weft build information', ['version', 'node_version']).set({ version: '0.1.0', node_version: process.version }, 1);
     for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) this.#localIps.add(a.address);
-    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain });
+    const egressFor = (ip: string): ReturnType<InpodCapture['egressFor']> => this.#inpod?.egressFor(ip);
+    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain, egressFor });
     this.addDumpSection('certificates', () => this.hbone.dump());
     this.proxy = new ConnectionProxy({
       state: this.state,
@@ -83,6 +87,7 @@ export class App {
       hbone: this.hbone,
       authorizeInbound: (conn) => authorize(this.state.current, conn),
       trackInbound: (conn, close) => this.hbone.live.add(conn, close),
+      egressFor,
     });
     this.explicitProxy = new ExplicitProxy({ proxy: this.proxy, state: this.state, metrics: this.metrics, logger: createLogger('explicit') });
   }
@@ -176,6 +181,18 @@ export class App {
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
     for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
+    if (config.inpod !== undefined) {
+      // Same handlers as the node listeners: one data path whichever way traffic was captured.
+      this.#inpod = new InpodCapture({
+        config: config.inpod,
+        ports: { outbound: DEFAULT_PORTS.outbound, inbound: DEFAULT_PORTS.inbound, hbone: config.hbone.port },
+        onOutbound: captured('outbound', false),
+        onInbound: captured('inbound', false),
+        onHbone: (s) => this.hbone.server.accept(s),
+      });
+      this.addDumpSection('inpod', () => this.#inpod?.dump());
+      this.#inpod.start();
+    }
 
     const sources = {
       state: this.state,
@@ -256,12 +273,13 @@ export class App {
   async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
     this.#ready = false;
     const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
-    await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting()]);
+    await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting(), this.#inpod?.stopAccepting()]);
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();
     // What is left of HBONE: idle pooled tunnels' TLS connections both ways, certificate renewal timers.
     await this.hbone.close();
+    await this.#inpod?.close();
     await this.#l7Runtime?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();

@@ -15,6 +15,7 @@ import { connectUpstream } from './upstream-connect.js';
 import { copyBidirectional, type CopyResult } from './copy.js';
 import { formatAddr, type SocketAddr } from './original-destination.js';
 import type { HbonePlan } from '../hbone/hbone-node.js';
+import type { Egress } from './egress.js';
 import type { AuthzDecision } from '../authz/authorizer.js';
 import type { ConnectionAttributes } from '../authz/authz-policy.js';
 
@@ -58,7 +59,9 @@ export interface ConnectionProxyDeps {
   l7: () => L7Handoff | undefined;
   logger: Logger;
   /** Outbound mTLS: the HBONE route for destinations with protocol HBONE (runtime/hbone). */
-  hbone?: { plan(route: Route, source: SocketAddr): HbonePlan | undefined };
+  hbone?: { plan(route: Route, source: SocketAddr, egress?: Egress): HbonePlan | undefined };
+  /** In-pod capture: the pod (by one of its IPs) whose namespace upstream sockets are created in. */
+  egressFor?: (ip: string) => Egress | undefined;
   /** L4 authorization of plaintext inbound connections (no peer identity; STRICT denies them). */
   authorizeInbound?: (conn: ConnectionAttributes) => AuthzDecision;
   /** Registers an established plaintext inbound connection for policy re-checks; `close` ends it as 'policy'. */
@@ -124,16 +127,18 @@ export class ConnectionProxy {
           const decision = deps.authorizeInbound({ sourceIp: req.source.address, destination: route.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port });
           if (!decision.allowed) throw new WeftError('WEFT_ERR_POLICY_DENIED', `policy denied: ${decision.reason}`);
         }
-        const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source) : undefined;
+        // In-pod: outbound leaves from the client pod's namespace; inbound enters the destination pod's from the client's address.
+        const egress = req.listener === 'outbound' ? deps.egressFor?.(req.source.address) : req.listener === 'inbound' ? deps.egressFor?.(req.originalDst.address) : undefined;
+        const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source, egress) : undefined;
         if (plan !== undefined) this.#plans.set(req, plan);
         labels = this.#labels(req, sourceWorkload, route);
         if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route)) return;
         // Only captured connections carry a pod's address worth preserving (explicit and local ports come from loopback).
-        const preserve = snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound');
+        const preserve = (snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound')) || (egress !== undefined && req.direction === 'inbound');
         try {
           upstream =
             plan === undefined
-              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}) })
+              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}), ...(egress === undefined ? {} : { egress }) })
               : // The CONNECT stream is a Duplex with socket-style byte counters, all the copy uses.
                 ((await plan.connect(abort.signal, limits.connectTimeoutMs)) as unknown as net.Socket);
           if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);

@@ -11,6 +11,8 @@ export interface ListenOptions {
   signal?: AbortSignal;
   /** Passed to net.Server: the handler decides when to start reading. */
   pauseOnConnect?: boolean;
+  /** A listening socket prepared elsewhere (in-pod: created inside a pod's namespace); `address` then only names it. */
+  fd?: number;
 }
 
 export interface BoundListener {
@@ -29,7 +31,7 @@ export async function listen(name: string, opts: ListenOptions, onConnection: (s
   if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `${name} listener: "${opts.address}" is not an ip:port address`);
   const server = net.createServer({ pauseOnConnect: opts.pauseOnConnect ?? false, noDelay: true, allowHalfOpen: true }, onConnection);
   // A transparent socket accepts connections for any destination; libuv adopts the fd the addon prepared.
-  const fd = opts.transparent === true ? requireNativeSocket(`transparent ${name} listener`).listenTransparent(addr.host, addr.port, 4096) : undefined;
+  const fd = opts.fd ?? (opts.transparent === true ? requireNativeSocket(`transparent ${name} listener`).listenTransparent(addr.host, addr.port, 4096) : undefined);
   await new Promise<void>((resolve, reject) => {
     const onError = (err: Error): void => reject(new WeftError('WEFT_ERR_LISTEN', `${name} listener: cannot listen on ${opts.address}: ${err.message} (is another process using the port?)`, { cause: err }));
     server.once('error', onError);
