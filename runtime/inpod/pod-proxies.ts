@@ -1,11 +1,10 @@
 /** In-pod capture's per-pod half: for each enrolled pod, listeners created inside its network namespace (15001, 15006, 15008) served by weft's one L4/HBONE/L7 path, and the Egress that opens upstream sockets there; dropped when the pod is deleted. */
-import { fstatSync } from 'node:fs';
 import type net from 'node:net';
 import { createLogger } from '../log.js';
 import { WeftError } from '../errors.js';
 import { listen, type BoundListener } from '../l4/listener.js';
 import type { Egress } from '../l4/egress.js';
-import { closeFd, requireNetnsNative, type NetnsNative } from '../native/weft-netns.js';
+import { closeFd, netnsIdOf, requireNetnsNative, type NetnsNative } from '../native/weft-netns.js';
 import type { WorkloadInfo } from './zds-codec.js';
 
 const log = createLogger('inpod');
@@ -36,11 +35,6 @@ interface PodProxy {
   listeners: BoundListener[];
   egress: Egress;
   since: string;
-}
-
-export function netnsIdOf(fd: number): string {
-  const st = fstatSync(fd);
-  return `${st.dev}:${st.ino}`;
 }
 
 export class PodProxies {

@@ -1,5 +1,5 @@
 /** Typed access to the addon's in-pod calls (weft-netns.c): sockets made inside a pod's network namespace, the namespace's addresses, and SOCK_SEQPACKET unix sockets that carry file descriptors, wrapped as a small event-driven SeqpacketSocket. */
-import { closeSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import { WeftError } from '../errors.js';
 import { requireNativeSocket, type NativeSocket } from './weft-socket.js';
 
@@ -119,4 +119,10 @@ export function closeFd(fd: number): void {
   } catch {
     // EBADF: already closed.
   }
+}
+
+/** A network namespace's identity, `dev:inode` of an fd or path to it (as ztunnel, cilium and vishvananda/netns compare them). */
+export function netnsIdOf(fd: number): string {
+  const st = fstatSync(fd);
+  return `${st.dev}:${st.ino}`;
 }
