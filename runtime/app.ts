@@ -62,6 +62,7 @@ export class App {
   #ownPorts = new Set<number>();
   /** In-pod capture, when configured: listeners inside each enrolled pod, fed by the node agent over ZDS. */
   #inpod: InpodCapture | undefined;
+  readonly #egressFor = (ip: string): ReturnType<InpodCapture['egressFor']> => this.#inpod?.egressFor(ip);
   readonly #localIps = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
 
   constructor(config: WeftConfig, opts: AppOptions) {
@@ -72,7 +73,7 @@ export class App {
     this.#reloads = this.metrics.counter('weft_config_reloads_total', 'Configuration reloads by result', ['result']);
     this.metrics.gauge('weft_build_info', 'weft build information', ['version', 'node_version']).set({ version: '0.1.0', node_version: process.version }, 1);
     for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) this.#localIps.add(a.address);
-    const egressFor = (ip: string): ReturnType<InpodCapture['egressFor']> => this.#inpod?.egressFor(ip);
+    const egressFor = this.#egressFor;
     this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain, egressFor });
     this.addDumpSection('certificates', () => this.hbone.dump());
     this.proxy = new ConnectionProxy({
@@ -130,7 +131,7 @@ export class App {
       state: this.state,
       metrics: this.metrics,
       picker: this.picker,
-      connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client),
+      connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client, this.#egressFor),
       ...(this.#opts.accessLogSink === undefined ? {} : { accessLogSink: this.#opts.accessLogSink }),
     });
     const runtime = await this.#l7Loading;
