@@ -1,7 +1,7 @@
 /** Typed access to the addon's in-pod calls (weft-netns.c): sockets made inside a pod's network namespace, the namespace's addresses, and SOCK_SEQPACKET unix sockets that carry file descriptors, wrapped as a small event-driven SeqpacketSocket. */
 import { closeSync, fstatSync } from 'node:fs';
 import { WeftError } from '../errors.js';
-import { requireNativeSocket, type NativeSocket } from './weft-socket.js';
+import { loadNativeSocket, requireNativeSocket, type NativeSocket } from './weft-socket.js';
 
 export interface NetnsNative {
   netnsListen(nsFd: number, host: string, port: number, backlog: number, mark: number): number;
@@ -23,6 +23,12 @@ export function requireNetnsNative(feature: string): NetnsNative {
     throw new WeftError('WEFT_ERR_NATIVE_UNAVAILABLE', `${feature} needs the in-pod calls of the native addon; rebuild it with \`npm install\``);
   }
   return native as NetnsNative;
+}
+
+/** The in-pod calls when the addon has them (tests skip otherwise). */
+export function loadNetnsNative(): NetnsNative | undefined {
+  const native = loadNativeSocket() as (NativeSocket & Partial<NetnsNative>) | null;
+  return typeof native?.netnsListen === 'function' ? (native as NetnsNative) : undefined;
 }
 
 export interface SeqpacketMessage {

@@ -121,7 +121,7 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
     await n1.delPod(d);
   }, 60_000);
 
-  it('DEL leaves the pod namespace as the primary CNI left it', async () => {
+  it('DEL, and DEL after a crash in the middle of ADD, leave the pod namespace as the primary CNI left it', async () => {
     const ns = uniqueName('p1');
     const nsPath = await createNetns(ns);
     n1.adopt(ns);
@@ -135,10 +135,13 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
     expect((await snapshotNetns(ns)).iptables).toContain('REDIRECT --to-ports 15001');
     expect((await invokePlugin(n1.nodeNs, n1.cniPath, 'DEL', attachment, conf(weft, prev))).code).toBe(0);
     expect(await snapshotNetns(ns)).toEqual(wired);
-    // A crash in the middle of ADD (killed after its third record write), then the runtime's DEL.
-    const crashed = await invokePlugin(n1.nodeNs, n1.cniPath, 'ADD', attachment, conf({ ...weft }, prev));
-    expect(crashed.code).toBe(0);
-    await invokePlugin(n1.nodeNs, n1.cniPath, 'DEL', attachment, conf(weft, prev));
+    // A crash in the middle of ADD (SIGKILL after the Nth record write: chains recorded, installed, route, rule), then the runtime's DEL.
+    for (const writes of [2, 3, 4]) {
+      const crashed = await invokePlugin(n1.nodeNs, n1.cniPath, 'ADD', attachment, conf(weft, prev), { WEFT_CNI_FAULT_AFTER_WRITES: String(writes) });
+      expect(crashed.code, `killed after write ${writes}`).not.toBe(0);
+      expect((await invokePlugin(n1.nodeNs, n1.cniPath, 'DEL', attachment, conf(weft, prev))).code).toBe(0);
+      expect(await snapshotNetns(ns), `after a crash at write ${writes} and DEL`).toEqual(wired);
+    }
     await invokePlugin(n1.nodeNs, n1.cniPath, 'DEL', attachment, conf(bridge, prev));
     await deleteNetns(ns);
   }, 60_000);
