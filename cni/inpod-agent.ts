@@ -58,7 +58,7 @@ class RuntimeConnection {
             this.socket.send(encodeRequest(req), fd === undefined ? [] : [fd]);
           } catch (err) {
             this.#acks.pop();
-            reject(err as Error);
+            reject(err instanceof Error ? err : new Error(String(err)));
           }
         }),
     );

@@ -8,9 +8,9 @@ import { ZdsClient } from './zds-client.js';
 export interface InpodCaptureOptions {
   config: InpodConfig;
   ports: PodPorts;
-  onOutbound(socket: net.Socket): void;
-  onInbound(socket: net.Socket): void;
-  onHbone(socket: net.Socket): void;
+  onOutbound: (socket: net.Socket) => void;
+  onInbound: (socket: net.Socket) => void;
+  onHbone: (socket: net.Socket) => void;
 }
 
 export class InpodCapture {

@@ -20,9 +20,9 @@ export interface PodProxiesOptions {
   ports: PodPorts;
   /** SO_MARK of every socket weft makes in a pod (0x539, ztunnel's 1337): the pod's rules never capture them. */
   mark: number;
-  onOutbound(socket: net.Socket): void;
-  onInbound(socket: net.Socket): void;
-  onHbone(socket: net.Socket): void;
+  onOutbound: (socket: net.Socket) => void;
+  onInbound: (socket: net.Socket) => void;
+  onHbone: (socket: net.Socket) => void;
 }
 
 interface PodProxy {
