@@ -94,7 +94,8 @@ export class App {
   }
 
   get ready(): boolean {
-    return this.#ready && !this.drain.draining;
+    // In-pod, as ztunnel: not ready until the node agent's snapshot is applied, nor while its connection is down.
+    return this.#ready && !this.drain.draining && (this.#inpod === undefined || this.#inpod.zds.state === 'synced');
   }
 
   /** Bound ports (port 0 in the config resolves to the real port here). */

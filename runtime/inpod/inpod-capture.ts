@@ -1,17 +1,11 @@
 /** In-pod capture wired together: the per-pod proxies and the ZDS client that feeds them, started when weft.yaml has `inpod`. */
-import type net from 'node:net';
 import type { InpodConfig } from '../config/config-schema.js';
 import type { Egress } from '../l4/egress.js';
-import { PodProxies, type PodPorts } from './pod-proxies.js';
+import { PodProxies, type PodProxiesOptions } from './pod-proxies.js';
 import { ZdsClient } from './zds-client.js';
 
-export interface InpodCaptureOptions {
-  config: InpodConfig;
-  ports: PodPorts;
-  onOutbound: (socket: net.Socket) => void;
-  onInbound: (socket: net.Socket) => void;
-  onHbone: (socket: net.Socket) => void;
-}
+/** The pods' handlers and ports; the mark comes from the config. */
+export type InpodCaptureOptions = Omit<PodProxiesOptions, 'mark'> & { config: InpodConfig };
 
 export class InpodCapture {
   readonly pods: PodProxies;

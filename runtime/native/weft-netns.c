@@ -73,6 +73,18 @@ static napi_value int_value(napi_env env, int v) {
   return out;
 }
 
+/* Back to the runtime's namespace with the socket made there: its fd, or the error of the step that failed (`step`),
+ * the socket closed. errno is read before setns can change it. */
+static napi_value leave_with_socket(napi_env env, int self, int fd, const char *step) {
+  int err = errno;
+  leave_netns(self);
+  if (step != NULL) {
+    if (fd >= 0) close(fd);
+    return throw_errno(env, step, err);
+  }
+  return int_value(env, fd);
+}
+
 /* netnsListen(nsFd, host, port, backlog, mark) -> fd: a non-blocking TCP listener created inside the namespace,
  * SO_REUSEADDR and SO_REUSEPORT (a new runtime binds the same ports beside the old one during an upgrade) and SO_MARK
  * (accepted sockets inherit it, so the pod's rules never capture weft's own packets). */
@@ -106,13 +118,7 @@ static napi_value netns_listen(napi_env env, napi_callback_info info) {
       if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, backlog) == 0) step = NULL;
     }
   }
-  int err = errno;
-  leave_netns(self);
-  if (step != NULL) {
-    if (fd >= 0) close(fd);
-    return throw_errno(env, step, err);
-  }
-  return int_value(env, fd);
+  return leave_with_socket(env, self, fd, step);
 }
 
 /* netnsSocket(nsFd, source, mark) -> fd: an unconnected non-blocking TCP socket created inside the namespace, for Node to
@@ -144,13 +150,7 @@ static napi_value netns_socket(napi_env env, napi_callback_info info) {
     if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0) step = "setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)";
     else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) step = "bind to the client's address";
   }
-  int err = errno;
-  leave_netns(self);
-  if (step != NULL) {
-    if (fd >= 0) close(fd);
-    return throw_errno(env, step, err);
-  }
-  return int_value(env, fd);
+  return leave_with_socket(env, self, fd, step);
 }
 
 /* netnsAddresses(nsFd) -> string[]: the namespace's IPv4 addresses other than loopback (the pod's own IPs). */

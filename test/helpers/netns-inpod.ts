@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { nsRun } from './netns-exec.js';
 import type { Pod, SimulatedNode } from './netns-topology.js';
+import { waitForLine } from './netns-weft-runtime.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const NATIVE_ADDON = path.join(repoRoot, 'runtime/native/build/Release/weft_socket.node');
@@ -119,15 +120,7 @@ export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, 
     ...proc,
     accessLog,
     lines,
-    async waitFor(predicate, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = lines().find(predicate);
-        if (found !== undefined) return found;
-        if (Date.now() > deadline) throw new Error(`no matching access-log line within ${timeoutMs} ms; got ${JSON.stringify(lines())}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    },
+    waitFor: (predicate, timeoutMs) => waitForLine(lines, predicate, timeoutMs),
     async configDump() {
       const script = "fetch('http://127.0.0.1:15000/config_dump').then(async (r) => process.stdout.write(await r.text()))";
       return JSON.parse((await nsRun(node.nodeNs, process.execPath, ['-e', script])).stdout) as Record<string, unknown>;
