@@ -48,11 +48,16 @@ class RuntimeConnection {
     );
   }
 
-  /** Sends and waits for the Ack; an Ack with an error rejects. Requests never overlap. */
-  request(req: WorkloadRequest, fd?: number): Promise<void> {
+  /**
+   * Sends and waits for the Ack; an Ack with an error rejects. Requests never overlap. An add's fd is looked up when it
+   * is sent, not when queued: a pod deleted meanwhile has had its fd closed, and that number may name another file now.
+   */
+  request(req: WorkloadRequest, fdAtSend?: () => number | undefined): Promise<void> {
     const next = this.#chain.then(
       () =>
         new Promise<void>((resolve, reject) => {
+          const fd = fdAtSend?.();
+          if (fdAtSend !== undefined && fd === undefined) return reject(new Error('pod deleted before it was sent to the runtime'));
           this.#acks.push((r) => (r instanceof Error ? reject(r) : r.error === '' ? resolve() : reject(new Error(r.error))));
           try {
             this.socket.send(encodeRequest(req), fd === undefined ? [] : [fd]);
@@ -160,7 +165,7 @@ export class InpodAgent {
       for (const uid of [...this.#cache.keys()]) {
         const pod = this.#cache.get(uid);
         if (pod === undefined) continue;
-        await conn.request({ kind: 'add', uid, info: pod.info }, pod.netnsFd).then(
+        await conn.request({ kind: 'add', uid, info: pod.info }, () => this.#cache.get(uid)?.netnsFd).then(
           () => this.#settle(uid),
           (err: unknown) => this.#settle(uid, err as Error),
         );
@@ -178,7 +183,7 @@ export class InpodAgent {
   async #push(conn: RuntimeConnection, uid: string): Promise<void> {
     const pod = this.#cache.get(uid);
     if (pod === undefined) return this.#settle(uid, new Error('pod deleted before the runtime confirmed it'));
-    await conn.request({ kind: 'add', uid, info: pod.info }, pod.netnsFd).then(
+    await conn.request({ kind: 'add', uid, info: pod.info }, () => this.#cache.get(uid)?.netnsFd).then(
       () => this.#settle(uid),
       (err: unknown) => this.#settle(uid, err as Error),
     );
@@ -237,6 +242,13 @@ export class InpodAgent {
     const conn = this.#active;
     // No runtime (or one still replaying): the pod waits in the cache, and the replay or the push after it confirms it.
     if (conn?.synced === true) await this.#push(conn, req.uid);
-    return done;
+    return done.catch((err: unknown) => {
+      // Refused by the runtime: the ADD fails, so the pod must not be replayed later.
+      if (this.#cache.get(req.uid)?.netnsFd === fd) {
+        this.#cache.delete(req.uid);
+        closeFd(fd);
+      }
+      throw err;
+    });
   }
 }

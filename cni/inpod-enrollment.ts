@@ -54,20 +54,19 @@ export async function addInpodPod(config: PluginConfig, store: StateStore, req: 
     // Only now does the runtime hear of the pod; its ACK means it accepts on every port the rules redirect to.
     await callAgent(config.agentSocket, { op: 'add', uid: req.uid, name: req.name, namespace: req.namespace, serviceAccount: '', netns: req.netns }, config.agentTimeoutMs);
   } catch (err) {
-    // Leave the namespace as it was: the sandbox is torn down, or ADD retried from scratch.
-    await undoInpodPod(config, store, pod, false);
+    // Leave the namespace as it was (the sandbox is torn down, or ADD retried from scratch), and let the agent forget
+    // the pod, so a runtime that comes back later is not handed a namespace without rules.
+    await undoInpodPod(config, store, pod);
     throw err;
   }
 }
 
 /** Removes the pod's rules (only from the very namespace ADD programmed) and tells the agent; safe to repeat. */
-export async function undoInpodPod(config: PluginConfig, store: StateStore, pod: PodState, tellAgent = true): Promise<void> {
+export async function undoInpodPod(config: PluginConfig, store: StateStore, pod: PodState): Promise<void> {
   const inpod = pod.inpod;
   if (inpod !== undefined) {
-    if (tellAgent) {
-      // An agent that is down rebuilds its cache from these records, which no longer list the pod.
-      await callAgent(config.agentSocket, { op: 'del', uid: inpod.uid }, config.agentTimeoutMs).catch(() => undefined);
-    }
+    // An agent that is down rebuilds its cache from these records, which no longer list the pod.
+    await callAgent(config.agentSocket, { op: 'del', uid: inpod.uid }, config.agentTimeoutMs).catch(() => undefined);
     if (existsSync(inpod.netns) && netnsIdOfPath(inpod.netns) === inpod.netnsId) await undoRecord(createCommandRunner(inpod.netns), inpod.record, inpod.backend);
   }
   store.removePod(pod.containerId, pod.ifname);
