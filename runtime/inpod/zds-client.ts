@@ -117,8 +117,10 @@ export class ZdsClient {
     switch (req.kind) {
       case 'add':
         if (fd === undefined) throw new Error(`AddWorkload ${req.uid} came without a network namespace fd`);
+        await this.#opts.handler.add(req.uid, req.info, fd);
+        // Only a pod whose proxy started counts as sent: a refused one is dropped at the snapshot like any other.
         this.#seen.add(req.uid);
-        return this.#opts.handler.add(req.uid, req.info, fd);
+        return;
       case 'keep':
         if (this.#state === 'synced') throw new Error('KeepWorkload is only valid before SnapshotSent');
         this.#seen.add(req.uid);
