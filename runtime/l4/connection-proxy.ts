@@ -110,6 +110,7 @@ export class ConnectionProxy {
     let route: Route | undefined;
     let labels: TcpLabels | undefined;
     let untrack: (() => void) | undefined;
+    let fast: SameNode | undefined;
     try {
       if (this.#active > limits.maxConnections) {
         throw new WeftError('WEFT_ERR_CONNECTION_LIMIT', `connection limit of ${limits.maxConnections} reached; refusing ${formatAddr(req.source)}`);
@@ -133,12 +134,14 @@ export class ConnectionProxy {
         if (plan !== undefined) this.#plans.set(req, plan);
         labels = this.#labels(req, sourceWorkload, route);
         if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route)) return;
+        fast = plan === undefined && egress !== undefined && req.direction === 'outbound' ? this.#sameNode(route, req.source, sourceWorkload) : undefined;
         // Only captured connections carry a pod's address worth preserving (explicit and local ports come from loopback).
-        const preserve = (snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound')) || (egress !== undefined && req.direction === 'inbound');
+        const preserve = (snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound')) || (egress !== undefined && req.direction === 'inbound') || fast !== undefined;
+        const from = fast?.egress ?? egress;
         try {
           upstream =
             plan === undefined
-              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}), ...(egress === undefined ? {} : { egress }) })
+              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}), ...(from === undefined ? {} : { egress: from }) })
               : // The CONNECT stream is a Duplex with socket-style byte counters, all the copy uses.
                 ((await plan.connect(abort.signal, limits.connectTimeoutMs)) as unknown as net.Socket);
           if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);
@@ -160,7 +163,7 @@ export class ConnectionProxy {
       const delivered = route;
       if (req.direction === 'inbound' && delivered?.kind === 'workload') {
         untrack = deps.trackInbound?.({ sourceIp: req.source.address, destination: delivered.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port }, () => abort.abort('policy'));
-      }
+      } else if (fast !== undefined) untrack = deps.trackInbound?.(fast.attributes, () => abort.abort('policy'));
       const result = await copyBidirectional(req.client, upstream, { idleTimeoutMs: limits.idleTimeoutMs, signal: abort.signal });
       deps.telemetry.closed(labels as TcpLabels, result.bytesSent, result.bytesReceived);
       this.#log(req, route, started, result);
@@ -180,6 +183,28 @@ export class ConnectionProxy {
       release();
       req.client.off('close', onClientGone);
     }
+  }
+
+  /**
+   * In-pod same-node fast path (ztunnel's): a plain-TCP destination pod captured on this node too is entered straight
+   * from the client's address, after the destination's inbound authorization with the client pod's identity, instead of
+   * a second trip through its 15006 listener.
+   */
+  #sameNode(route: Route, source: SocketAddr, sourceWorkload: Workload | undefined): SameNode | undefined {
+    const destination = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
+    if (destination?.local !== true || route.kind === 'refused' || route.kind === 'passthrough') return undefined;
+    const egress = this.#deps.egressFor?.(route.upstream.address);
+    if (egress === undefined) return undefined;
+    const attributes: ConnectionAttributes = {
+      ...(sourceWorkload?.local === true ? { sourceIdentity: sourceWorkload.identity } : {}),
+      sourceIp: source.address,
+      destination,
+      destinationIp: route.upstream.address,
+      destinationPort: route.upstream.port,
+    };
+    const decision = this.#deps.authorizeInbound?.(attributes);
+    if (decision !== undefined && !decision.allowed) throw new WeftError('WEFT_ERR_POLICY_DENIED', `policy denied: ${decision.reason}`);
+    return { egress, attributes };
   }
 
   #handOffToL7(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' | 'passthrough' }>): boolean {
@@ -250,6 +275,12 @@ export class ConnectionProxy {
     });
     if (error !== undefined) this.#deps.logger.warn({ listener: req.listener, src: formatAddr(req.source), dst: formatAddr(req.originalDst), code: error.code, error: error.message }, 'connection failed');
   }
+}
+
+/** Where the same-node fast path delivers, and what its authorization (and later re-checks) looked at. */
+interface SameNode {
+  egress: Egress;
+  attributes: ConnectionAttributes;
 }
 
 function noop(): void {}

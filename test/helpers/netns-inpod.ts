@@ -85,7 +85,7 @@ export interface InpodRuntime extends Proc {
   configDump(): Promise<Record<string, unknown>>;
 }
 
-export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[] }): Promise<InpodRuntime> {
+export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[]; policies?: unknown[] }): Promise<InpodRuntime> {
   const accessLog = path.join(node.workDir, `access-${Date.now()}.log`);
   const configPath = path.join(node.workDir, 'weft-inpod.yaml');
   writeFileSync(
@@ -97,6 +97,7 @@ export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, 
       accessLog: { enabled: true, path: accessLog },
       inpod: { socket: paths.zdsSocket },
       plugins: opts.plugins ?? [],
+      policies: opts.policies ?? [],
       workloads: opts.workloads.map((w) => ({
         name: w.name,
         namespace: 'mesh',
@@ -104,6 +105,7 @@ export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, 
         node: `node-${w.node}`,
         protocol: w.protocol ?? 'TCP',
         serviceAccount: w.name,
+        labels: { app: w.name },
         annotations: w.annotations ?? {},
       })),
     }),
@@ -129,13 +131,15 @@ export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, 
 }
 
 /**
- * Inside a pod: TCP :8080 answers each connection with the peer address it sees and closes; HTTP :8081 answers with the
+ * Inside a pod: TCP :8080 and :8082 answer each connection with the peer address they see and close; HTTP :8081 answers with the
  * request's x-mesh header. Both are the application, which knows nothing of weft.
  */
 export function startPodServers(pod: Pod): Promise<Proc> {
   const script = `
     const net = require('node:net'); const http = require('node:http');
-    net.createServer((s) => s.end(s.remoteAddress + '\\n')).listen(8080, '0.0.0.0', () => {
+    const peer = (s) => s.end(s.remoteAddress + '\\n');
+    net.createServer(peer).listen(8082, '0.0.0.0');
+    net.createServer(peer).listen(8080, '0.0.0.0', () => {
       http.createServer((req, res) => res.end(JSON.stringify({ xMesh: req.headers['x-mesh'] ?? null }))).listen(8081, '0.0.0.0', () => console.log('pod servers up'));
     });`;
   return startProc(pod.ns, [process.execPath, '-e', script], 'pod servers up');

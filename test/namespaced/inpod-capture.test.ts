@@ -17,6 +17,8 @@ const missing = !isRoot() ? 'requires root (CAP_NET_ADMIN, CAP_SYS_ADMIN): run a
 if (missing !== undefined) console.log(`inpod-capture: skipped: ${missing.startsWith('requires') ? missing : `requires ${missing} (install the Debian packages listed in .ci/run)`}`);
 
 const plugin = { name: 'header-rewrite', url: `file://${path.join(repoRoot, 'plugins/header-rewrite/build/release.wasm')}`, phase: 'STATS', failStrategy: 'FAIL_OPEN' };
+/** b refuses pod a's identity on port 8082 only. */
+const policies = [{ name: 'no-a-on-8082', namespace: 'mesh', action: 'DENY', selector: { matchLabels: { app: 'b' } }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/mesh/sa/a'] } }], to: [{ operation: { ports: [8082] } }] }] }];
 const annotations = { 'weft.dev/plugins': 'header-rewrite', 'weft.dev/plugin-config.header-rewrite': JSON.stringify({ request: { set: [{ name: 'x-mesh', value: 'weft-inpod' }] } }) };
 const nodeView = async (ns: string): Promise<Record<string, string>> => {
   const s = await snapshotNetns(ns);
@@ -56,8 +58,8 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
     await n1.addPod('plain', 'other');
     before = await nodeView(n1.nodeNs);
     procs.push(await startAgent(n1, p1), await startAgent(n2, p2));
-    rt1 = await startInpodRuntime(n1, p1, { workloads: workloads(), caDir, plugins: [plugin] });
-    rt2 = await startInpodRuntime(n2, p2, { workloads: workloads(), caDir, plugins: [plugin] });
+    rt1 = await startInpodRuntime(n1, p1, { workloads: workloads(), caDir, plugins: [plugin], policies });
+    rt2 = await startInpodRuntime(n2, p2, { workloads: workloads(), caDir, plugins: [plugin], policies });
     procs.push(rt1, rt2);
     a = await n1.addPod('a');
     b = await n1.addPod('b');
@@ -72,12 +74,19 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
     rmSync(caDir, { recursive: true, force: true });
   }, 60_000);
 
-  it('captures pod to pod on one node: the destination sees the real client address, both ends go through weft', async () => {
+  it('captures pod to pod on one node: the destination sees the real client address, delivered straight into its pod', async () => {
     expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
     const out = await rt1.waitFor((l) => l.direction === 'outbound' && l['dst.original'] === `${b.ip}:8080`);
     expect(out['src.addr']).toMatch(new RegExp(`^${a.ip}:`));
-    const inb = await rt1.waitFor((l) => l.direction === 'inbound' && l['dst.original'] === `${b.ip}:8080`);
-    expect(inb['src.addr']).toMatch(new RegExp(`^${a.ip}:`));
+    // Same-node fast path: no second trip through b's 15006.
+    expect(rt1.lines().filter((l) => l.direction === 'inbound' && l['dst.original'] === `${b.ip}:8080`)).toEqual([]);
+  });
+
+  it("applies the destination's inbound policy on the same-node fast path, with the client pod's identity", async () => {
+    expect(await askPeerAddress(a, b.ip, 8082)).toMatch(/^error|^$/);
+    const denied = await rt1.waitFor((l) => l['dst.original'] === `${b.ip}:8082`);
+    expect(denied.response_flags).toBe('DENY');
+    expect(await askPeerAddress(c, b.ip, 8082)).toBe(c.ip);
   });
 
   it('crosses nodes over HBONE from the client pod to the destination pod, which sees the client address', async () => {
@@ -111,7 +120,7 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
     const pending = n1.addPod('d').then((p) => (added = p));
     await new Promise((r) => setTimeout(r, 1500));
     expect(added).toBeUndefined();
-    rt1 = await startInpodRuntime(n1, p1, { workloads: [...workloads(), { name: 'd', ip: '10.61.1.13', node: 1 }], caDir, plugins: [plugin] });
+    rt1 = await startInpodRuntime(n1, p1, { workloads: [...workloads(), { name: 'd', ip: '10.61.1.13', node: 1 }], caDir, plugins: [plugin], policies });
     procs.push(rt1);
     const d = await pending;
     expect(d.ip).toBe('10.61.1.13');
