@@ -105,6 +105,18 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
     expect(await nodeView(n1.nodeNs)).toEqual(before);
   });
 
+  it('node doctor reports both capture modes, and node setup in in-pod mode adds nothing', async () => {
+    const doctor = await n1.weftCni(['node', 'doctor', '--config', p1.agentConfig]);
+    const report = JSON.parse(doctor.stdout) as { mode: string; modes: Record<string, { usable: boolean; problems: string[] }> };
+    expect(report.mode).toBe('inpod');
+    expect(report.modes.inpod).toEqual({ usable: true, problems: [] });
+    expect(Object.keys(report.modes).sort()).toEqual(['inpod', 'tunnel']);
+    expect(doctor.code).toBe(0);
+    const setup = await n1.weftCni(['node', 'setup', '--config', p1.agentConfig]);
+    expect(JSON.parse(setup.stdout)).toEqual({ phase: 'ready', mode: 'inpod', nodeRules: [] });
+    expect(await nodeView(n1.nodeNs)).toEqual(before);
+  });
+
   it('lists the captured pods in /config_dump', async () => {
     const dump = (await rt1.configDump()) as { inpod?: { agent: { state: string }; pods: { name: string; addresses: string[]; ports: number[] }[] } };
     expect(dump.inpod?.agent.state).toBe('synced');
