@@ -4,6 +4,7 @@ import { createLogger } from '../log.js';
 import { WeftError } from '../errors.js';
 import { listen, type BoundListener } from '../l4/listener.js';
 import type { Egress } from '../l4/egress.js';
+import { normalizeIp } from '../l4/original-destination.js';
 import { closeFd, netnsIdOf, requireNetnsNative, type NetnsNative } from '../native/weft-netns.js';
 import type { WorkloadInfo } from './zds-codec.js';
 
@@ -87,7 +88,7 @@ export class PodProxies {
         pod.listeners.push(await listen(`${name} (pod ${uid})`, { address: `0.0.0.0:${port}`, fd, pauseOnConnect: pause }, onConnection));
       };
       // Paused on accept as the node listeners are: the L4 copy takes the socket over before anything is read.
-      await bind('outbound', ports.outbound, (s) => this.#opts.onOutbound(s), true);
+      await bind('outbound', ports.outbound, (s) => this.#ownSource(pod, s) && this.#opts.onOutbound(s), true);
       await bind('inbound', ports.inbound, (s) => this.#opts.onInbound(s), true);
       await bind('hbone', ports.hbone, (s) => this.#opts.onHbone(s), false);
     } catch (err) {
@@ -98,6 +99,19 @@ export class PodProxies {
     this.#pods.set(uid, pod);
     for (const ip of pod.addresses) this.#byIp.set(ip, pod);
     log.info({ uid, pod: info === undefined ? undefined : `${info.namespace}/${info.name}`, addresses: pod.addresses }, 'pod captured');
+  }
+
+  /**
+   * weft attributes a captured outbound connection (identity, egress) by its source address, so the source must be one
+   * of the addresses the pod had when it was enrolled: a pod that adds a neighbour's IP to its interface cannot borrow
+   * the neighbour's identity.
+   */
+  #ownSource(pod: PodProxy, socket: net.Socket): boolean {
+    const source = normalizeIp(socket.remoteAddress);
+    if (pod.addresses.includes(source)) return true;
+    log.warn({ uid: pod.uid, source, addresses: pod.addresses }, 'outbound connection from an address the pod was not enrolled with; refused');
+    socket.resetAndDestroy();
+    return false;
   }
 
   /** Tears the pod's proxy down at once: its containers are gone (ZDS DelWorkload), so its connections are too. */

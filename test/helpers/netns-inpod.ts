@@ -146,8 +146,9 @@ export function startPodServers(pod: Pod): Promise<Proc> {
 }
 
 /** From inside `pod`: connects to ip:8080 and returns what the server said (the address it saw), or the error. */
-export async function askPeerAddress(pod: Pod, ip: string, port = 8080): Promise<string> {
-  const script = `const s = require('node:net').connect(${port}, '${ip}'); let d=''; s.on('data', (c) => d += c); s.on('end', () => process.stdout.write(d.trim())); s.on('error', (e) => process.stdout.write('error ' + e.code)); setTimeout(() => { process.stdout.write('timeout'); process.exit(0); }, 5000).unref();`;
+export async function askPeerAddress(pod: Pod, ip: string, port = 8080, localAddress?: string): Promise<string> {
+  const from = localAddress === undefined ? '' : `, localAddress: '${localAddress}'`;
+  const script = `const s = require('node:net').connect({ port: ${port}, host: '${ip}'${from} }); let d=''; s.on('data', (c) => d += c); s.on('end', () => process.stdout.write(d.trim())); s.on('error', (e) => process.stdout.write('error ' + e.code)); setTimeout(() => { process.stdout.write('timeout'); process.exit(0); }, 5000).unref();`;
   return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
 }
 

@@ -7,7 +7,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { conflistAdd, conflistDel, invokePlugin } from '../helpers/netns-cni-runtime.js';
-import { createNetns, deleteNetns, uniqueName } from '../helpers/netns-exec.js';
+import { createNetns, deleteNetns, nsMust, uniqueName } from '../helpers/netns-exec.js';
 import { askPeerAddress, httpGet, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodPaths, type InpodRuntime, type Proc } from '../helpers/netns-inpod.js';
 import { SimulatedNode, snapshotNetns, type Pod } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
@@ -87,6 +87,16 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
     const denied = await rt1.waitFor((l) => l['dst.original'] === `${b.ip}:8082`);
     expect(denied.response_flags).toBe('DENY');
     expect(await askPeerAddress(c, b.ip, 8082)).toBe(c.ip);
+  });
+
+  it("refuses a pod's outbound connection from an address it was not enrolled with (no borrowed identity)", async () => {
+    await nsMust(a.ns, 'ip', ['addr', 'add', '10.61.1.200/32', 'dev', 'eth0']);
+    try {
+      expect(await askPeerAddress(a, b.ip, 8080, '10.61.1.200')).toMatch(/^error|^$/);
+      expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
+    } finally {
+      await nsMust(a.ns, 'ip', ['addr', 'del', '10.61.1.200/32', 'dev', 'eth0']);
+    }
   });
 
   it('crosses nodes over HBONE from the client pod to the destination pod, which sees the client address', async () => {
