@@ -302,25 +302,30 @@ static napi_value seqpacket_recv(napi_env env, napi_callback_info info) {
     napi_throw_type_error(env, "EINVAL", "seqpacketRecv(fd) expects a file descriptor");
     return NULL;
   }
-  static char packet[MAX_PACKET];
+  /* Per call, not static: worker threads may load the addon too, and ZDS messages are few. */
+  char *packet = malloc(MAX_PACKET);
+  if (packet == NULL) return throw_errno(env, "recvmsg buffer", ENOMEM);
   union {
     char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
     struct cmsghdr align;
   } control;
-  struct iovec iov = {.iov_base = packet, .iov_len = sizeof packet};
+  struct iovec iov = {.iov_base = packet, .iov_len = MAX_PACKET};
   struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
   ssize_t n;
   do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   while (n < 0 && errno == EINTR);
-  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+  int err = errno;
+  if (n < 0) free(packet);
+  if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
     napi_value nul;
     napi_get_null(env, &nul);
     return nul;
   }
-  if (n < 0) return throw_errno(env, "recvmsg on the unix socket", errno);
+  if (n < 0) return throw_errno(env, "recvmsg on the unix socket", err);
   napi_value out, buf, fds;
   napi_create_object(env, &out);
   napi_create_buffer_copy(env, (size_t)n, packet, NULL, &buf);
+  free(packet);
   napi_create_array(env, &fds);
   uint32_t count = 0;
   for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
