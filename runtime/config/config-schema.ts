@@ -285,6 +285,11 @@ export const configSchema = z.strictObject({
   peerAuthentication: z.array(peerAuthenticationSchema).default([]),
   hbone: hboneSchema.default(hboneSchema.parse({})),
   dns: dnsSchema.default(dnsSchema.parse({})),
+  /**
+   * In-pod capture (cni/ `mode: inpod`): the node agent's ZDS socket. Each enrolled pod's namespace gets weft's listeners
+   * (15001, 15006, hbone.port); `mark` is the SO_MARK of weft's sockets there, which the pod's rules leave alone.
+   */
+  inpod: z.strictObject({ socket: z.string().min(1), mark: z.number().int().min(1).max(0xfff).default(0x539) }).optional(),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;
@@ -301,6 +306,7 @@ export type LimitsConfig = z.infer<typeof limitsSchema>;
 export type IdentityConfig = z.infer<typeof identitySchema>;
 export type PeerAuthenticationConfig = z.infer<typeof peerAuthenticationSchema>;
 export type HboneConfig = z.infer<typeof hboneSchema>;
+export type InpodConfig = NonNullable<WeftConfig['inpod']>;
 export type StateConfig = z.infer<typeof stateSchema>;
 export type RedisConfig = z.infer<typeof redisSchema>;
 export type RateLimitRuleConfig = z.infer<typeof rateLimitRuleSchema>;

@@ -15,6 +15,7 @@ import { connectUpstream } from './upstream-connect.js';
 import { copyBidirectional, type CopyResult } from './copy.js';
 import { formatAddr, type SocketAddr } from './original-destination.js';
 import type { HbonePlan } from '../hbone/hbone-node.js';
+import type { Egress } from './egress.js';
 import type { AuthzDecision } from '../authz/authorizer.js';
 import type { ConnectionAttributes } from '../authz/authz-policy.js';
 
@@ -58,7 +59,9 @@ export interface ConnectionProxyDeps {
   l7: () => L7Handoff | undefined;
   logger: Logger;
   /** Outbound mTLS: the HBONE route for destinations with protocol HBONE (runtime/hbone). */
-  hbone?: { plan(route: Route, source: SocketAddr): HbonePlan | undefined };
+  hbone?: { plan(route: Route, source: SocketAddr, egress?: Egress): HbonePlan | undefined };
+  /** In-pod capture: the pod (by one of its IPs) whose namespace upstream sockets are created in. */
+  egressFor?: (ip: string) => Egress | undefined;
   /** L4 authorization by the destination's policy of connections this node delivers itself (inbound, same-node, local clients). */
   authorizeInbound?: (conn: ConnectionAttributes) => AuthzDecision;
   /** Registers an established connection authorized here for policy re-checks; `close` ends it as 'policy'. */
@@ -109,6 +112,8 @@ export class ConnectionProxy {
     let untrack: (() => void) | undefined;
     /** The local destination's policy was checked with these attributes (re-checked on policy changes while open). */
     let authorized: ConnectionAttributes | undefined;
+    /** In-pod same-node delivery: the destination pod's namespace, entered from the client's own address. */
+    let sameNodeEgress: Egress | undefined;
     try {
       if (this.#active > limits.maxConnections) {
         throw new WeftError('WEFT_ERR_CONNECTION_LIMIT', `connection limit of ${limits.maxConnections} reached; refusing ${formatAddr(req.source)}`);
@@ -122,7 +127,9 @@ export class ConnectionProxy {
           // 15006 only delivers to workloads on this node (ztunnel's inbound passthrough rule).
           throw new WeftError('WEFT_ERR_UNKNOWN_SERVICE', `inbound connection to ${formatAddr(req.originalDst)}, which is not a workload on this node`);
         }
-        const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source) : undefined;
+        // In-pod: outbound leaves from the client pod's namespace; inbound enters the destination pod's from the client's address.
+        const egress = req.listener === 'outbound' ? deps.egressFor?.(req.source.address) : req.listener === 'inbound' ? deps.egressFor?.(req.originalDst.address) : undefined;
+        const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source, egress) : undefined;
         if (plan !== undefined) this.#plans.set(req, plan);
         authorized = this.#localDestination(req, route, plan, sourceWorkload);
         if (authorized !== undefined && deps.authorizeInbound !== undefined) {
@@ -131,12 +138,14 @@ export class ConnectionProxy {
         }
         labels = this.#labels(req, sourceWorkload, route);
         if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route, authorized?.sourceIdentity)) return;
+        sameNodeEgress = plan === undefined && egress !== undefined && req.direction === 'outbound' ? this.#sameNodeEgress(route) : undefined;
         // Only captured connections carry a pod's address worth preserving (explicit and local ports come from loopback).
-        const preserve = snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound');
+        const preserve = (snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound')) || (egress !== undefined && req.direction === 'inbound') || sameNodeEgress !== undefined;
+        const from = sameNodeEgress ?? egress;
         try {
           upstream =
             plan === undefined
-              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}) })
+              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}), ...(from === undefined ? {} : { egress: from }) })
               : // The CONNECT stream is a Duplex with socket-style byte counters, all the copy uses.
                 ((await plan.connect(abort.signal, limits.connectTimeoutMs)) as unknown as net.Socket);
           if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);
@@ -175,6 +184,17 @@ export class ConnectionProxy {
       release();
       req.client.off('close', onClientGone);
     }
+  }
+
+  /**
+   * In-pod same-node fast path (ztunnel's): a plain-TCP destination pod captured on this node too is entered straight
+   * from the client's address (after the destination's authorization, #localDestination), instead of a second trip
+   * through its 15006 listener.
+   */
+  #sameNodeEgress(route: Route): Egress | undefined {
+    const destination = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
+    if (destination?.local !== true || route.kind === 'refused' || route.kind === 'passthrough') return undefined;
+    return this.#deps.egressFor?.(route.upstream.address);
   }
 
   /**
@@ -262,5 +282,6 @@ export class ConnectionProxy {
     if (error !== undefined) this.#deps.logger.warn({ listener: req.listener, src: formatAddr(req.source), dst: formatAddr(req.originalDst), code: error.code, error: error.message }, 'connection failed');
   }
 }
+
 
 function noop(): void {}

@@ -21,6 +21,8 @@ export interface ListenOptions {
    * connections between their accept queues, so no thread relays connections. Also what a hot upgrade binds with.
    */
   reusePort?: boolean;
+  /** A listening socket prepared elsewhere (in-pod: created inside a pod's namespace); `address` then only names it. */
+  fd?: number;
 }
 
 export interface BoundListener {
@@ -70,7 +72,7 @@ export async function listen(name: string, opts: ListenOptions, onConnection: (s
     });
   } else {
     // A transparent socket accepts connections for any destination; libuv adopts the fd the addon prepared.
-    const fd = opts.transparent === true ? transparentFd(name, opts.address, addr, opts.reusePort === true) : undefined;
+    const fd = opts.fd ?? (opts.transparent === true ? transparentFd(name, opts.address, addr, opts.reusePort === true) : undefined);
     await listenOn(servers[0] as net.Server, name, opts.address, fd === undefined ? { host: addr.host, port: addr.port, backlog: 4096, reusePort: opts.reusePort === true } : { fd });
     port = (servers[0]?.address() as net.AddressInfo).port;
   }

@@ -43,6 +43,8 @@ let cached: NativeSocket | null | undefined;
 function addonPath(): string | undefined {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const candidates = [
+    // A bundled build (weft-cni's single-file bundle, an image) names the addon explicitly.
+    ...(process.env.WEFT_NATIVE_ADDON === undefined ? [] : [process.env.WEFT_NATIVE_ADDON]),
     path.join(here, 'build/Release/weft_socket.node'),
     path.join(here, '../../../runtime/native/build/Release/weft_socket.node'),
   ];

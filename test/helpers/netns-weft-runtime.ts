@@ -122,6 +122,17 @@ function weftConfig(node: SimulatedNode, opts: RuntimeOptions, accessLogPath: st
   });
 }
 
+/** Polls an access log until a line matches; the error lists what was there. */
+export async function waitForLine<T>(lines: () => T[], predicate: (line: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = lines().find(predicate);
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`no matching access-log line within ${timeoutMs} ms; got ${JSON.stringify(lines())}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
 export async function startRuntime(node: SimulatedNode, opts: RuntimeOptions = {}): Promise<RuntimeHandle> {
   const accessLogPath = path.join(node.workDir, `access-${Date.now()}.log`);
   const configPath = path.join(node.workDir, 'weft.yaml');
@@ -152,15 +163,7 @@ export async function startRuntime(node: SimulatedNode, opts: RuntimeOptions = {
   const lines = (): AccessLine[] => (existsSync(accessLogPath) ? parseLines(readFileSync(accessLogPath, 'utf8')) : []);
   return {
     lines,
-    async waitFor(predicate, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = lines().find(predicate);
-        if (found !== undefined) return found;
-        if (Date.now() > deadline) throw new Error(`no matching access-log line within ${timeoutMs} ms; got ${JSON.stringify(lines())}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    },
+    waitFor: (predicate, timeoutMs) => waitForLine(lines, predicate, timeoutMs),
     async metrics() {
       const script = "fetch('http://127.0.0.1:15020/stats/prometheus').then(async (r) => process.stdout.write(await r.text()))";
       return (await nsRun(node.runtimeNs, process.execPath, ['-e', script])).stdout;
