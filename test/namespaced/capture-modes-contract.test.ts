@@ -39,7 +39,7 @@ const MODES: Record<'tunnel' | 'inpod', (node: SimulatedNode, caDir: string) => 
     const rt = await startInpodRuntime(node, paths, { caDir, workloads: workloads.map((w) => ({ name: w.name, ip: w.ip, node: 1 })) });
     procs.push(rt);
     return {
-      lines: () => rt.lines().map((l) => ({ direction: String(l.direction), src: String(l['src.addr']), dst: String(l['dst.original'] ?? l['dst.addr']) })),
+      lines: () => rt.lines().map((l) => ({ direction: String(l.direction), src: String(l.source_address), dst: String(l.downstream_local_address ?? l.upstream_host) })),
       stop: async () => {
         for (const p of procs.reverse()) await p.kill();
       },

@@ -76,15 +76,15 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
 
   it('captures pod to pod on one node: the destination sees the real client address, delivered straight into its pod', async () => {
     expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
-    const out = await rt1.waitFor((l) => l.direction === 'outbound' && l['dst.original'] === `${b.ip}:8080`);
-    expect(out['src.addr']).toMatch(new RegExp(`^${a.ip}:`));
+    const out = await rt1.waitFor((l) => l.direction === 'outbound' && l.downstream_local_address === `${b.ip}:8080`);
+    expect(out.source_address).toMatch(new RegExp(`^${a.ip}:`));
     // Same-node fast path: no second trip through b's 15006.
-    expect(rt1.lines().filter((l) => l.direction === 'inbound' && l['dst.original'] === `${b.ip}:8080`)).toEqual([]);
+    expect(rt1.lines().filter((l) => l.direction === 'inbound' && l.downstream_local_address === `${b.ip}:8080`)).toEqual([]);
   });
 
   it("applies the destination's inbound policy on the same-node fast path, with the client pod's identity", async () => {
     expect(await askPeerAddress(a, b.ip, 8082)).toMatch(/^error|^$/);
-    const denied = await rt1.waitFor((l) => l['dst.original'] === `${b.ip}:8082`);
+    const denied = await rt1.waitFor((l) => l.downstream_local_address === `${b.ip}:8082`);
     expect(denied.response_flags).toBe('DENY');
     expect(await askPeerAddress(c, b.ip, 8082)).toBe(c.ip);
   });
@@ -101,10 +101,10 @@ describe.skipIf(missing !== undefined)('in-pod capture (weft-cni mode inpod, ZDS
 
   it('crosses nodes over HBONE from the client pod to the destination pod, which sees the client address', async () => {
     expect(await askPeerAddress(a, c.ip)).toBe(a.ip);
-    const out = await rt1.waitFor((l) => l.direction === 'outbound' && l['dst.original'] === `${c.ip}:8080`);
+    const out = await rt1.waitFor((l) => l.direction === 'outbound' && l.downstream_local_address === `${c.ip}:8080`);
     expect(out.connection_security_policy).toBe('mutual_tls');
-    const inb = await rt2.waitFor((l) => l.listener === 'hbone' && l['dst.addr'] === `${c.ip}:8080`);
-    expect(inb['src.identity']).toBe('spiffe://cluster.local/ns/mesh/sa/a');
+    const inb = await rt2.waitFor((l) => l.listener === 'hbone' && l.upstream_host === `${c.ip}:8080`);
+    expect(inb.source_principal).toBe('spiffe://cluster.local/ns/mesh/sa/a');
   });
 
   it('runs the L7 plugin attached to the destination by annotation', async () => {
