@@ -120,7 +120,7 @@ export class App {
       l7: () => this.#l7,
       logger: createLogger('proxy'),
       hbone: this.hbone,
-      authorizeInbound: (conn) => authorize(this.state.current, conn),
+      authorizeInbound: (conn, opts) => authorize(this.state.current, conn, opts),
       trackInbound: (conn, close) => this.hbone.live.add(conn, close),
       egressFor,
     });
