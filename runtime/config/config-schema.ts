@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseSocketAddress } from './socket-address.js';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
+import { functionSchema } from './function-config-schema.js';
 import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -274,6 +275,8 @@ export const configSchema = z.strictObject({
   identity: identitySchema.default(identitySchema.parse({})),
   peerAuthentication: z.array(peerAuthenticationSchema).default([]),
   hbone: hboneSchema.default(hboneSchema.parse({})),
+  /** Serverless wasi:http components, each a mesh service `<name>.<namespace>` on port 80 (runtime/functions). */
+  functions: z.array(functionSchema).default([]),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;
