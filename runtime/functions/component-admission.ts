@@ -109,8 +109,21 @@ interface CacheMeta {
   files: string[];
 }
 
+/** Transpiles in progress by sha256: two functions built from one component share one transpile. */
+const inFlight = new Map<string, ReturnType<typeof transpileOnce>>();
+
 /** The transpiled files for `sha256`: from `dir` when a previous run left them, else jco now (then stored). */
-async function transpiled(dir: string, sha256: string, bytes: Uint8Array): Promise<{ meta: CacheMeta; root: string; cached: boolean; ms: number }> {
+function transpiled(dir: string, sha256: string, bytes: Uint8Array): ReturnType<typeof transpileOnce> {
+  const key = join(dir, sha256);
+  let p = inFlight.get(key);
+  if (p === undefined) {
+    p = transpileOnce(dir, sha256, bytes).finally(() => inFlight.delete(key));
+    inFlight.set(key, p);
+  }
+  return p;
+}
+
+async function transpileOnce(dir: string, sha256: string, bytes: Uint8Array): Promise<{ meta: CacheMeta; root: string; cached: boolean; ms: number }> {
   const root = join(dir, sha256);
   try {
     const meta = JSON.parse(await readFile(join(root, 'meta.json'), 'utf8')) as CacheMeta;

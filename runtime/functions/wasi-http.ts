@@ -236,7 +236,17 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
   class OutgoingResponse {
     #status = 200;
     readonly #headers: Fields;
-    body_: OutgoingBody | undefined;
+    /** The request this response answers, once response-outparam.set named it; body bytes wait until then. */
+    target: number | undefined;
+    held: { chunks: Uint8Array[]; ended: boolean } = { chunks: [], ended: false };
+    readonly sink = new WindowedSink((chunk) => {
+      if (this.target === undefined) this.held.chunks.push(chunk);
+      else ctx.post({ t: 'res-body', id: this.target, chunk }, [chunk.buffer as ArrayBuffer]);
+    });
+    readonly outBody = new OutgoingBody(this.sink, () => {
+      if (this.target === undefined) this.held.ended = true;
+      else ctx.post({ t: 'res-end', id: this.target, complete: true });
+    });
     #bodyTaken = false;
     constructor(headers: Fields) {
       headers.immutable = true;
@@ -253,13 +263,13 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
       return this.#headers;
     }
     body(): OutgoingBody {
-      if (this.#bodyTaken || this.body_ === undefined) throw undefined;
+      if (this.#bodyTaken) throw undefined;
       this.#bodyTaken = true;
-      return this.body_;
+      return this.outBody;
     }
   }
 
-  /** The response of the request being served: set once, its body streams to main as `res-body`. */
+  /** The response of the request being served: set once; its head goes to main then, its body as it is written. */
   class ResponseOutparam {
     readonly id: number;
     set_ = false;
@@ -277,10 +287,12 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
         return;
       }
       const response = result.val;
-      const sink = new WindowedSink((chunk) => ctx.post({ t: 'res-body', id, chunk }, [chunk.buffer as ArrayBuffer]));
-      param.body = new OutgoingBody(sink, () => ctx.post({ t: 'res-end', id, complete: true }));
-      response.body_ = param.body;
+      param.body = response.outBody;
       ctx.post({ t: 'res-head', id, status: response.statusCode(), headers: response.headers().pairs() });
+      response.target = id;
+      for (const chunk of response.held.chunks) ctx.post({ t: 'res-body', id, chunk }, [chunk.buffer as ArrayBuffer]);
+      if (response.held.ended) ctx.post({ t: 'res-end', id, complete: true });
+      response.held = { chunks: [], ended: false };
     }
   }
 
