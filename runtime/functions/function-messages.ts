@@ -40,5 +40,8 @@ export type FromWorker =
   /** Outbound response body bytes the guest consumed (flow control). */
   | { t: 'out-ack'; oid: number; bytes: number };
 
-/** Bytes in flight per direction before the sender waits (so a 100 MB body is never held whole). */
-export const STREAM_WINDOW_BYTES = 256 * 1024;
+/**
+ * Bytes in flight per direction before the sender waits, so a 100 MB body is never held whole (at most 1 MiB per
+ * request across both directions). Each wait is a hand-off between threads, so the window also sets throughput.
+ */
+export const STREAM_WINDOW_BYTES = 512 * 1024;

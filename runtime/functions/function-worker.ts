@@ -99,9 +99,11 @@ const stderr = new LineSink((line) => post({ t: 'log', id: current, stream: 'std
 function classify(err: unknown): { reason: FailureReason; message: string } {
   const message = err instanceof Error ? err.message : String(err);
   if (err instanceof ExitRequested) return { reason: 'exit', message };
-  // A memory.grow refused at the cap surfaces as the guest's own out-of-memory trap (or a RangeError in the glue).
-  if (err instanceof RangeError || memoryBytes() + 2 * 65536 >= data.memoryCapBytes) return { reason: 'memory', message };
-  return { reason: 'trap', message };
+  // A memory.grow refused at the cap surfaces as the guest's own out-of-memory trap (or a RangeError in the glue);
+  // allocators grow in steps, so "at the cap" means within the last eighth of it.
+  const used = memoryBytes();
+  if (err instanceof RangeError || used >= data.memoryCapBytes * 0.875) return { reason: 'memory', message: `${message} (linear memory ${(used / 1048576).toFixed(1)} MiB of ${(data.memoryCapBytes / 1048576).toFixed(0)} MiB)` };
+  return { reason: 'trap', message: `${message} (linear memory ${(used / 1048576).toFixed(1)} MiB)` };
 }
 
 function serve(req: Extract<ToWorker, { t: 'req' }>, handler: Handler): boolean {
