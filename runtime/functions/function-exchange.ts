@@ -54,60 +54,6 @@ function headerPairs(req: IncomingMessage): HeaderPairs {
 
 let nextId = 1;
 
-export interface ExchangeLimits {
-  cpuMs: number;
-  timeoutMs: number;
-}
-
-export interface ExchangeOutcome {
-  status: number;
-  /** Set when the instance must be discarded. */
-  failure: { reason: FailureReason; message: string } | undefined;
-}
-
-export interface ExchangeHooks {
-  log(stream: 'stdout' | 'stderr', line: string): void;
-  outbound(m: Extract<FromWorker, { t: 'out-req' | 'out-body' | 'out-end' | 'out-drop' | 'out-ack' }>): void;
-  /** Called once; the instance is idle again unless `failure` is set. */
-  done(outcome: ExchangeOutcome): void;
-}
-
-const FAILURE_ANSWER: Record<FailureReason, { status: number; code: string; text: string }> = {
-  trap: { status: 500, code: 'WEFT_ERR_FN_TRAP', text: 'the function trapped' },
-  memory: { status: 500, code: 'WEFT_ERR_FN_MEMORY', text: 'the function exceeded its memory limit' },
-  cpu: { status: 500, code: 'WEFT_ERR_FN_CPU', text: 'the function exceeded its CPU budget' },
-  timeout: { status: 504, code: 'WEFT_ERR_FN_TIMEOUT', text: 'the function did not answer within its timeout' },
-  exit: { status: 500, code: 'WEFT_ERR_FN_TRAP', text: 'the function exited' },
-};
-
-/** A response weft writes itself, with its marker header. */
-export function localAnswer(res: ServerResponse, status: number, code: string, text: string): void {
-  if (res.headersSent) {
-    res.destroy();
-    return;
-  }
-  res.writeHead(status, { 'content-type': 'text/plain', 'x-weft-error': code, 'content-length': Buffer.byteLength(text) + 1 });
-  res.end(`${text}\n`);
-}
-
-/** Request headers as the guest sees them: lower-case names, hop-by-hop ones left to the host. */
-function headerPairs(req: IncomingMessage): HeaderPairs {
-  const raw = req.rawHeaders;
-  const out: HeaderPairs = [];
-  for (let i = 0; i + 1 < raw.length; i += 2) out.push([(raw[i] as string).toLowerCase(), raw[i + 1] as string]);
-  return out;
-}
-
-let nextId = 1;
-const dbgCounts: Record<string, number> = {};
-const dbgStart = performance.now();
-function dbg(t: string, n: number): void {
-  const before = dbgCounts[t] ?? 0;
-  dbgCounts[t] = before + n;
-  dbgCounts[`${t}#`] = (dbgCounts[`${t}#`] ?? 0) + 1;
-  if (Math.floor(before / 1048576) !== Math.floor((before + n) / 1048576)) console.log(t, dbgCounts[t], dbgCounts[`${t}#`], (performance.now() - dbgStart).toFixed(0));
-}
-
 /** A running exchange; `fail` ends it when its instance died under it. */
 export interface Exchange {
   fail(failure: { reason: FailureReason; message: string }): void;
