@@ -150,7 +150,6 @@ export class FunctionOutbound {
             l7.handleConnection(server, target);
             return client;
           },
-          agent: false,
         } as http.RequestOptions);
       }
     } catch (err) {

@@ -65,6 +65,8 @@ beforeAll(async () => {
       { name: 'hello', namespace: 'fns', url: hello.url, sha256: hello.sha256, addresses: ['10.96.0.80'] },
       { name: 'lab', namespace: 'fns', url: lab.url, sha256: lab.sha256, limits: { cpuMs: 300, timeoutMs: 3_000, memoryMb: 64, maxInstances: 2, maxQueue: 2, idleTimeoutMs: 60_000 } },
       { name: 'slow', namespace: 'fns', url: lab.url, limits: { maxInstances: 1, maxQueue: 2, idleTimeoutMs: 60_000 } },
+      { name: 'caller', namespace: 'fns', url: lab.url, allowedOutboundHosts: ['http://plain.default'], limits: { cpuMs: 1_000 } },
+      { name: 'other', namespace: 'fns', url: lab.url, allowedOutboundHosts: ['http://*.default:80'], limits: { cpuMs: 1_000 } },
       { name: 'brief', namespace: 'fns', url: hello.url, limits: { idleTimeoutMs: 300, moduleIdleTimeoutMs: 600 } },
       { name: 'bulk', namespace: 'fns', url: lab.url, limits: { memoryMb: 24, cpuMs: 120_000, timeoutMs: 600_000 } },
     ],
@@ -207,5 +209,32 @@ describe('bodies, logs and environment', () => {
     await eventually(async () => w.logs.some((l) => l.msg === 'function output' && l.line === 'log line for t1'));
     expect(w.logs.find((l) => l.line === 'log line for t1')).toMatchObject({ fn: 'lab.fns', request_id: 'req-42', stream: 'stdout' });
     expect(w.logs.find((l) => l.line === 'an error line' && l.request_id === 'req-42')).toMatchObject({ stream: 'stderr' });
+  });
+});
+
+describe('outbound wasi:http through the mesh', () => {
+  it('refuses a host outside allowedOutboundHosts and logs the entry to add', async () => {
+    const res = await viaProxy(`http://lab.fns/fetch?url=${encodeURIComponent('http://plain.default/')}`);
+    expect(res.status).toBe(200);
+    expect(res.body).toContain('HTTP-request-denied');
+    expect(w.logs.find((l) => l.msg === 'function outbound request refused: destination not in allowedOutboundHosts')).toMatchObject({ fn: 'lab.fns', destination: 'http://plain.default', add: 'allowedOutboundHosts: ["http://plain.default"]' });
+    expect(await metric('weft_fn_outbound_requests_total', { fn: 'lab.fns', result: 'denied' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it("reaches a meshed service with the function's identity, under the destination's authorization policy", async () => {
+    const onlyCaller = { name: 'only-caller', namespace: 'default', action: 'ALLOW', targetRef: { kind: 'Service', name: 'plain' }, rules: [{ from: [{ source: { principals: ['cluster.local/ns/fns/sa/caller'] } }] }] };
+    expect(await w.app.reload(testConfig({ ...currentRaw, policies: [onlyCaller] }))).toEqual({ ok: true });
+    try {
+      const allowed = await viaProxy(`http://caller.fns/fetch?url=${encodeURIComponent('http://plain.default/who')}`);
+      expect(allowed).toMatchObject({ status: 200, body: '200 plain' });
+      // The request entered the L7 path as the function's workload: its SPIFFE identity is the source principal.
+      expect(await w.waitForLog((e) => e.path === '/who' && e.destination_service === 'plain.default.svc.cluster.local')).toMatchObject({ response_code: 200, source_principal: 'spiffe://cluster.local/ns/fns/sa/caller' });
+      // Another function, allowed by its own allowlist, is still denied by the destination's policy.
+      const denied = await viaProxy(`http://other.fns/fetch?url=${encodeURIComponent('http://plain.default/who-else')}`);
+      expect(denied).toMatchObject({ status: 200, body: expect.stringMatching(/^403 /) as unknown as string });
+      expect(await w.waitForLog((e) => e.path === '/who-else')).toMatchObject({ response_code: 403, source_principal: 'spiffe://cluster.local/ns/fns/sa/other' });
+    } finally {
+      expect(await w.app.reload(testConfig(currentRaw))).toEqual({ ok: true });
+    }
   });
 });
