@@ -95,10 +95,11 @@ export class L7Runtime {
       logger: createLogger('wasm'),
       nodeProperties: { 'node.id': config.node, 'node.metadata.CLUSTER_ID': 'Kubernetes' },
     });
-    let proxy: L7Proxy | undefined;
-    const functions = new FunctionHost({ metrics: deps.metrics, logger: createLogger('fn'), state: deps.state, l7: () => proxy });
+    // Functions call out through the L7 path, which is built after them (it needs their connector).
+    const late: { proxy?: L7Proxy } = {};
+    const functions = new FunctionHost({ metrics: deps.metrics, logger: createLogger('fn'), state: deps.state, l7: () => late.proxy });
     const connect = functions.connector(deps.connectUpstream ?? ((address, port) => createConnection({ host: address, port })));
-    proxy = createL7Proxy({
+    const proxy = createL7Proxy({
       state: deps.state,
       metrics: deps.metrics,
       logger: createLogger('l7'),
@@ -107,6 +108,7 @@ export class L7Runtime {
       // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
       ...(deps.accessLogSink === undefined ? {} : { accessLog: { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) } }),
     });
+    late.proxy = proxy;
     const runtime = new L7Runtime(foreign, pluginHost, shared, proxy, functions);
     log.info({ plugins: config.plugins.map((p) => p.name) }, 'l7 path loaded');
     return runtime;

@@ -173,7 +173,7 @@ export async function admitComponent(bytes: Uint8Array, sha256: string, memoryMb
   for (const [name, core] of cores) {
     if (core.length === 0) continue;
     try {
-      modules[name] = await WebAssembly.compile(capMemory(core, sharePages, `core module ${name}`) as Uint8Array<ArrayBuffer>);
+      modules[name] = await WebAssembly.compile(capMemory(core, sharePages, `core module ${name}`));
     } catch (err) {
       if (err instanceof WeftError) throw err;
       throw refuse(`core module ${name} does not compile: ${(err as Error).message}`, err);

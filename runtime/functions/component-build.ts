@@ -64,11 +64,12 @@ export async function buildJsComponent(sourcePath: string, world: ComponentWorld
   }
   const started = performance.now();
   // preview2-shim starts with no preopened directories, and componentize's splicer reads the WIT and the source through it.
-  const { _setPreopens } = (await import('@bytecodealliance/preview2-shim/filesystem')) as unknown as { _setPreopens(p: Record<string, string>): void };
-  _setPreopens({ '/': '/' });
-  const { componentize } = (await import('@bytecodealliance/componentize-js')) as unknown as {
-    componentize(opts: { sourcePath: string; witPath: string; worldName: string; disableFeatures?: string[] }): Promise<{ component: Uint8Array }>;
+  const shim = (await import('@bytecodealliance/preview2-shim/filesystem')) as unknown as { _setPreopens: (p: Record<string, string>) => void };
+  shim._setPreopens({ '/': '/' });
+  const cjs = (await import('@bytecodealliance/componentize-js')) as unknown as {
+    componentize: (opts: { sourcePath: string; witPath: string; worldName: string; disableFeatures?: string[] }) => Promise<{ component: Uint8Array }>;
   };
+  const componentize = cjs.componentize;
   const wit = await witFolder(world);
   try {
     const { component } = await componentize({

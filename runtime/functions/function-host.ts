@@ -106,7 +106,9 @@ export class FunctionHost {
     const byAddress = new Map<string, FunctionPool>();
     for (const f of config.functions) {
       const key = functionKey(f);
-      const entry = admitted.get(key) ?? (this.#pools.get(key) as { pool: FunctionPool; artifact: string });
+      // Every function was either admitted now or unchanged since its last admission.
+      const entry = admitted.get(key) ?? this.#pools.get(key);
+      if (entry === undefined) continue;
       entry.pool.update(f);
       next.set(key, entry);
       byAddress.set(functionAddress(f), entry.pool);

@@ -49,9 +49,8 @@ export class FunctionInstance {
         onReady(m.message);
       } else this.onMessage?.(m);
     });
-    this.worker.on('error', (err) => {
-      const code = (err as NodeJS.ErrnoException).code;
-      onDeath(code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'memory' : `exit: ${err.message}`);
+    this.worker.on('error', (err: NodeJS.ErrnoException) => {
+      onDeath(err.code === 'ERR_WORKER_OUT_OF_MEMORY' ? 'memory' : `exit: ${err.message}`);
     });
     this.worker.on('exit', () => {
       if (this.state !== 'dead') onDeath('exit');

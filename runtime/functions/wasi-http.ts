@@ -5,7 +5,7 @@
  */
 import type { FromWorker, HeaderPairs } from './function-messages.js';
 import { STREAM_WINDOW_BYTES } from './function-messages.js';
-import { ByteQueue, InputStream, OutputStream, Pollable, type ByteSink } from './wasi-io.js';
+import { ByteQueue, InputStream, OutputStream, Pollable, ResultError, type ByteSink } from './wasi-io.js';
 
 const symbolDispose = Symbol.dispose;
 const encoder = new TextEncoder();
@@ -56,10 +56,10 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
     }
 
     #checkWritable(name: string, values: Uint8Array[]): void {
-      if (this.immutable) throw { tag: 'immutable' };
-      if (!TOKEN.test(name)) throw { tag: 'invalid-syntax' };
-      for (const v of values) for (const b of v) if (b === 0 || b === 10 || b === 13) throw { tag: 'invalid-syntax' };
-      if (FORBIDDEN.has(name.toLowerCase())) throw { tag: 'forbidden' };
+      if (this.immutable) throw new ResultError({ tag: 'immutable' });
+      if (!TOKEN.test(name)) throw new ResultError({ tag: 'invalid-syntax' });
+      for (const v of values) for (const b of v) if (b === 0 || b === 10 || b === 13) throw new ResultError({ tag: 'invalid-syntax' });
+      if (FORBIDDEN.has(name.toLowerCase())) throw new ResultError({ tag: 'forbidden' });
     }
 
     get(name: string): Uint8Array[] {
@@ -79,7 +79,7 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
     }
 
     delete(name: string): void {
-      if (this.immutable) throw { tag: 'immutable' };
+      if (this.immutable) throw new ResultError({ tag: 'immutable' });
       const lower = name.toLowerCase();
       this.#entries = this.#entries.filter(([n]) => n.toLowerCase() !== lower);
     }
@@ -137,7 +137,7 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
     }
     stream(): InputStream {
       const s = this.#stream;
-      if (s === undefined) throw undefined;
+      if (s === undefined) throw new ResultError(undefined);
       this.#stream = undefined;
       return s;
     }
@@ -180,7 +180,7 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
     }
     consume(): IncomingBody {
       const b = this.#body;
-      if (b === undefined) throw undefined;
+      if (b === undefined) throw new ResultError(undefined);
       this.#body = undefined;
       return b;
     }
@@ -219,13 +219,13 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
       this.#onFinish = onFinish;
     }
     write(): OutputStream {
-      if (this.#written) throw undefined;
+      if (this.#written) throw new ResultError(undefined);
       this.#written = true;
       return this.stream;
     }
     static finish(body: OutgoingBody, trailers: Fields | undefined): void {
-      if (body.finished) throw { tag: 'internal-error', val: 'body already finished' };
-      if (trailers !== undefined && trailers.entries().length > 0) throw { tag: 'internal-error', val: 'weft does not forward response trailers from functions yet' };
+      if (body.finished) throw new ResultError({ tag: 'internal-error', val: 'body already finished' });
+      if (trailers !== undefined && trailers.entries().length > 0) throw new ResultError({ tag: 'internal-error', val: 'weft does not forward response trailers from functions yet' });
       body.finished = true;
       body.stream.closed = true;
       body.#onFinish();
@@ -256,14 +256,14 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
       return this.#status;
     }
     setStatusCode(code: number): void {
-      if (code < 100 || code > 999) throw undefined;
+      if (code < 100 || code > 999) throw new ResultError(undefined);
       this.#status = code;
     }
     headers(): Fields {
       return this.#headers;
     }
     body(): OutgoingBody {
-      if (this.#bodyTaken) throw undefined;
+      if (this.#bodyTaken) throw new ResultError(undefined);
       this.#bodyTaken = true;
       return this.outBody;
     }
@@ -347,7 +347,7 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
       this.#headers = headers;
     }
     body(): OutgoingBody {
-      if (this.#bodyTaken) throw undefined;
+      if (this.#bodyTaken) throw new ResultError(undefined);
       this.#bodyTaken = true;
       return this.outBody;
     }
@@ -355,14 +355,14 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
       return this.#method;
     }
     setMethod(m: Method): void {
-      if (m.tag === 'other' && !TOKEN.test(m.val ?? '')) throw undefined;
+      if (m.tag === 'other' && !TOKEN.test(m.val ?? '')) throw new ResultError(undefined);
       this.#method = m;
     }
     pathWithQuery(): string | undefined {
       return this.#path;
     }
     setPathWithQuery(p: string | undefined): void {
-      if (p !== undefined && !/^[\x21-\x7e]*$/.test(p)) throw undefined;
+      if (p !== undefined && !/^[\x21-\x7e]*$/.test(p)) throw new ResultError(undefined);
       this.#path = p;
     }
     scheme(): Scheme | undefined {
@@ -375,7 +375,7 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
       return this.#authority;
     }
     setAuthority(a: string | undefined): void {
-      if (a !== undefined && !/^[A-Za-z0-9.\-_[\]:]*$/.test(a)) throw undefined;
+      if (a !== undefined && !/^[A-Za-z0-9.\-_[\]:]*$/.test(a)) throw new ResultError(undefined);
       this.#authority = a;
     }
     headers(): Fields {
@@ -404,7 +404,7 @@ export function createWasiHttp(ctx: HttpWorkerContext) {
     }
     consume(): IncomingBody {
       const b = this.#body;
-      if (b === undefined) throw undefined;
+      if (b === undefined) throw new ResultError(undefined);
       this.#body = undefined;
       return b;
     }

@@ -18,6 +18,18 @@ export function installPump(p: Pump): void {
 
 const symbolDispose = Symbol.dispose;
 
+/**
+ * The error case of a WIT `result`: jco's bindings turn a thrown value with an own `payload` into `err(payload)`
+ * (any other Error thrown by the host is a trap), so every expected failure is thrown as one of these.
+ */
+export class ResultError extends Error {
+  readonly payload: unknown;
+  constructor(payload: unknown) {
+    super('wasi result error');
+    this.payload = payload;
+  }
+}
+
 /** wasi:io/error.error */
 export class IoError {
   readonly #message: string;
@@ -119,7 +131,7 @@ export class InputStream {
 
   #end(): never {
     const f = this.#queue.failure;
-    throw (f === undefined ? { tag: 'closed' } : { tag: 'last-operation-failed', val: new IoError(f) }) satisfies StreamError;
+    throw new ResultError((f === undefined ? { tag: 'closed' } : { tag: 'last-operation-failed', val: new IoError(f) }) satisfies StreamError);
   }
 
   read(len: bigint): Uint8Array {
@@ -169,9 +181,9 @@ export class OutputStream {
   }
 
   #check(): void {
-    if (this.closed) throw { tag: 'closed' } satisfies StreamError;
+    if (this.closed) throw new ResultError({ tag: 'closed' } satisfies StreamError);
     const f = this.#sink.failure;
-    if (f !== undefined) throw { tag: 'last-operation-failed', val: new IoError(f) } satisfies StreamError;
+    if (f !== undefined) throw new ResultError({ tag: 'last-operation-failed', val: new IoError(f) } satisfies StreamError);
   }
 
   checkWrite(): bigint {

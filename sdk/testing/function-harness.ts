@@ -8,7 +8,6 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import type { Duplex } from 'node:stream';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { functionAddress } from '../../runtime/functions/function-entities.js';
 import { FunctionHost } from '../../runtime/functions/function-host.js';
@@ -42,7 +41,7 @@ export async function serveFunction(wasmPath: string, options: { limits?: Record
   return {
     fetch: (path, init = {}) =>
       new Promise((resolveAnswer, reject) => {
-        const req = http.request({ method: init.method ?? 'GET', path, headers: { host: 'under-test.default', ...init.headers }, createConnection: () => connect(address, 80) as Duplex as never }, (res) => {
+        const req = http.request({ method: init.method ?? 'GET', path, headers: { host: 'under-test.default', ...init.headers }, createConnection: () => connect(address, 80) }, (res) => {
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () => resolveAnswer({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() }));

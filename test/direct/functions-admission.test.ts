@@ -56,8 +56,8 @@ describe('function admission', () => {
       async () => fileOf('wrong.wasm', await componentNew(await componentEmbed({ dummy: true, witSource: 'package weft:wrong@0.1.0; world wrong { export run: func() -> string; }', world: 'wrong' }), [])),
       'wrong world: the component exports run; a function must export wasi:http/incoming-handler@0.2.x',
     ],
-    ['a wrong sha256', async () => ({ url: hello.url, sha256: '0'.repeat(64) }), `sha256 mismatch for file://`],
-    ['bytes that are no WebAssembly', async () => fileOf('text.wasm', new TextEncoder().encode('hello, not wasm')), 'not a WebAssembly component (bad preamble)'],
+    ['a wrong sha256', () => Promise.resolve({ url: hello.url, sha256: '0'.repeat(64) }), `sha256 mismatch for file://`],
+    ['bytes that are no WebAssembly', () => Promise.resolve(fileOf('text.wasm', new TextEncoder().encode('hello, not wasm'))), 'not a WebAssembly component (bad preamble)'],
   ])('refuses %s with its reason; the running version keeps serving', async (_what, make, reason) => {
     const app = (w as WeftUnderTest).app;
     const result = await app.reload(testConfig({ ...fnConfig(await make()), localPorts: [{ listen: '127.0.0.1:0', service: 'hello.fns', port: 80 }] }));

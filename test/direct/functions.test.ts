@@ -206,7 +206,7 @@ describe('bodies, logs and environment', () => {
   it("sends the guest's stdout and stderr to weft's log, tagged with the function and request id", async () => {
     const res = await viaProxy('http://lab.fns/log?tag=t1', { headers: { 'x-request-id': 'req-42' } });
     expect(res.status).toBe(200);
-    await eventually(async () => w.logs.some((l) => l.msg === 'function output' && l.line === 'log line for t1'));
+    await eventually(() => Promise.resolve(w.logs.some((l) => l.msg === 'function output' && l.line === 'log line for t1')));
     expect(w.logs.find((l) => l.line === 'log line for t1')).toMatchObject({ fn: 'lab.fns', request_id: 'req-42', stream: 'stdout' });
     expect(w.logs.find((l) => l.line === 'an error line' && l.request_id === 'req-42')).toMatchObject({ stream: 'stderr' });
   });
@@ -231,7 +231,8 @@ describe('outbound wasi:http through the mesh', () => {
       expect(await w.waitForLog((e) => e.path === '/who' && e.destination_service === 'plain.default.svc.cluster.local')).toMatchObject({ response_code: 200, source_principal: 'spiffe://cluster.local/ns/fns/sa/caller' });
       // Another function, allowed by its own allowlist, is still denied by the destination's policy.
       const denied = await viaProxy(`http://other.fns/fetch?url=${encodeURIComponent('http://plain.default/who-else')}`);
-      expect(denied).toMatchObject({ status: 200, body: expect.stringMatching(/^403 /) as unknown as string });
+      expect(denied.status).toBe(200);
+      expect(denied.body).toMatch(/^403 /);
       expect(await w.waitForLog((e) => e.path === '/who-else')).toMatchObject({ response_code: 403, source_principal: 'spiffe://cluster.local/ns/fns/sa/other' });
     } finally {
       expect(await w.app.reload(testConfig(currentRaw))).toEqual({ ok: true });
