@@ -4,7 +4,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['runtime/**/*.test.ts', 'cni/**/*.test.ts', 'sdk/**/*.test.ts', 'plugins/*/test/**/*.test.ts', 'test/**/*.test.ts'],
+    include: ['runtime/**/*.test.ts', 'cni/**/*.test.ts', 'deploy/**/*.test.ts', 'sdk/**/*.test.ts', 'plugins/*/test/**/*.test.ts', 'test/**/*.test.ts'],
     exclude: ['**/node_modules/**', 'dist/**', '**/assembly/**'],
     testTimeout: 60_000,
     hookTimeout: 60_000,

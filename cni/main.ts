@@ -26,7 +26,7 @@ async function main(): Promise<number> {
   }
   if (args[0] === 'install' || args[0] === 'uninstall') {
     const { installCommand } = await import('./node-cli.js');
-    return installCommand(args);
+    return await installCommand(args);
   }
   if (args[0] === '--help' || args[0] === '-h') {
     process.stdout.write(WEFT_CNI_USAGE + '\n');

@@ -1,7 +1,11 @@
 /** The node-side commands of weft-cni: `node setup|cleanup|doctor` and `install|uninstall`, loaded only when asked for. */
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { installCni, uninstallCni } from './cni-install.js';
+import { DEFAULT_STATE_DIR } from './cni-config.js';
+import { hostPayload } from './cni-host-payload.js';
+import { runInstallDaemon, installLockFile } from './cni-install-daemon.js';
+import { installCni, installRecordFile, PLUGIN_TYPE, uninstallCni } from './cni-install.js';
+import { acquireFileLock } from './file-lock.js';
 import { WEFT_CNI_USAGE } from './cni-constants.js';
 import { createCommandRunner } from './command-runner.js';
 import { decode, nodeConfigSchema, type NodeConfig } from './node-config.js';
@@ -61,20 +65,48 @@ export async function nodeCommand(args: string[]): Promise<number> {
   }
 }
 
-export function installCommand(args: string[]): number {
+/** `install` (once, or `--watch` until SIGTERM) and `uninstall`; all take the install lock in the state dir. */
+export async function installCommand(args: string[]): Promise<number> {
   try {
     const need = (name: string): string => {
       const v = option(args, name);
       if (v === undefined) throw new Error(`${name} is required`);
       return v;
     };
-    if (args[0] === 'uninstall') uninstallCni(need('--bin-dir'), need('--conf-dir'));
-    else {
-      const entryFile = option(args, '--plugin-config-file');
-      const entryText = entryFile === undefined ? (option(args, '--plugin-config') ?? '{}') : readFileSync(entryFile, 'utf8');
-      const entry = JSON.parse(entryText) as Record<string, unknown>;
-      const file = installCni({ binary: need('--binary'), binDir: need('--bin-dir'), confDir: need('--conf-dir'), entry });
+    const [binDir, confDir] = [need('--bin-dir'), need('--conf-dir')];
+    const stateDir = option(args, '--state-dir') ?? DEFAULT_STATE_DIR;
+    const recordFile = installRecordFile(stateDir);
+    if (args[0] === 'uninstall') {
+      const lock = await acquireFileLock(installLockFile(stateDir), 60_000);
+      try {
+        uninstallCni(binDir, confDir, recordFile);
+      } finally {
+        await lock.release();
+      }
+      return 0;
+    }
+    const entryFile = option(args, '--plugin-config-file');
+    const entryText = entryFile === undefined ? (option(args, '--plugin-config') ?? '{}') : readFileSync(entryFile, 'utf8');
+    const entry = JSON.parse(entryText) as Record<string, unknown>;
+    const binary = option(args, '--binary');
+    const script = option(args, '--plugin-script');
+    if ((binary === undefined) === (script === undefined)) throw new Error('give exactly one of --binary FILE (a self-contained weft-cni) or --plugin-script FILE (the bundled plugin, shipped with this Node)');
+    const payload = binary !== undefined ? [{ path: PLUGIN_TYPE, source: binary, mode: 0o755 }] : hostPayload(script!);
+    const install = { binDir, confDir, payload, entry, recordFile };
+    if (args.includes('--watch')) {
+      const stop = new AbortController();
+      process.once('SIGTERM', () => stop.abort());
+      process.once('SIGINT', () => stop.abort());
+      await runInstallDaemon({ install, stateDir, readyFile: option(args, '--ready-file'), recheckMs: 30_000, signal: stop.signal });
+      return 0;
+    }
+    const lock = await acquireFileLock(installLockFile(stateDir), 60_000);
+    try {
+      const file = installCni(install);
+      if (file === undefined) throw new Error(`no CNI network config in ${confDir}; install the primary CNI first`);
       process.stdout.write(JSON.stringify({ installed: file }) + '\n');
+    } finally {
+      await lock.release();
     }
     return 0;
   } catch (err) {

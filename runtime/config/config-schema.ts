@@ -144,8 +144,8 @@ export const pluginSchema = z.strictObject({
   priority: z.number().int().default(0),
   failStrategy: z.enum(['FAIL_CLOSE', 'FAIL_OPEN', 'FAIL_RELOAD']).default('FAIL_CLOSE'),
   config: z.unknown().optional(),
-  /** Istio's pluginName: the root_id the plugin's SDK selects its root context by (`plugin_root_id`); defaults to `name`. */
-  pluginName: z.string().min(1).max(256).optional(),
+  /** Istio's pluginName: the root_id the plugin's SDK selects its root context by (`plugin_root_id`); "" when absent, as in Istio. */
+  pluginName: z.string().max(256).optional(),
   vmConfig: z.strictObject({ env: z.record(z.string(), z.string()).default({}) }).optional(),
   limits: z.strictObject({ cpuMs: z.number().positive().default(50), memoryMb: z.number().positive().default(64) }).optional(),
 });
