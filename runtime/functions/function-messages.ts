@@ -42,6 +42,6 @@ export type FromWorker =
 
 /**
  * Bytes in flight per direction before the sender waits, so a 100 MB body is never held whole (at most 1 MiB per
- * request across both directions). Each wait is a hand-off between threads, so the window also sets throughput.
+ * request across both directions: 512 KiB). Each wait is a hand-off between threads, so the window also sets throughput.
  */
-export const STREAM_WINDOW_BYTES = 512 * 1024;
+export const STREAM_WINDOW_BYTES = 256 * 1024;
