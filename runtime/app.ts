@@ -1,7 +1,9 @@
 /** Wires one weft instance: state, listeners (outbound, inbound, explicit proxy, localPorts), admin endpoints, telemetry and drain; reload swaps config atomically. */
 import type net from 'node:net';
 import os from 'node:os';
-import type { WeftConfig, ListenerConfig } from './config/config-schema.js';
+import type { WeftConfig, ListenerConfig, PluginConfig } from './config/config-schema.js';
+import type { MemoryBackend } from './shared-state/state-memory.js';
+import type { CompiledPlugin } from './wasm/plugin-vm.js';
 import { parseSocketAddress } from './config/socket-address.js';
 import { DEFAULT_PORTS } from './config/defaults.js';
 import { createLogger } from './log.js';
@@ -22,6 +24,8 @@ import { hboneUpstreamConnector } from './hbone/hbone-upstream-connector.js';
 import { L7Runtime, requiresL7 } from './l7-runtime.js';
 import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
+import { DnsProxy } from './dns/dns-proxy.js';
+import { InpodCapture } from './inpod/inpod-capture.js';
 
 const log = createLogger('app');
 
@@ -30,12 +34,35 @@ export interface AppOptions {
   accessLogSink?: AccessLogSink;
   /** Called after POST /quitquitquit started the drain (the CLI exits the process). */
   onQuit?: () => void;
+  /** Set when this App is one of several worker threads (runtime/workers/worker-thread.ts). */
+  worker?: WorkerRole;
+}
+
+/** What changes when an App is one event loop of several: the primary thread serves admin, metrics and readiness. */
+export interface WorkerRole {
+  /** Index of the event loop, 0-based (the access log's `worker` field). */
+  id: number;
+  /** The process-wide memory backend (rate limits in shared memory, breakers in the primary). */
+  memoryBackend?: MemoryBackend;
+  /** Plugins the primary fetched, verified and compiled. */
+  compiledPlugins?: (config: PluginConfig) => CompiledPlugin | undefined;
 }
 
 type DataListenerName = 'outbound' | 'inbound' | 'explicitProxy';
 
+/** A rejected reload lists its problems; plugins that failed to load are also named, so a source can blame their objects. */
+export type ReloadResult = { ok: true } | { ok: false; problems: string[]; pluginProblems?: { plugin: string; reason: string }[] };
+
 function listenerConfig(config: WeftConfig, name: DataListenerName): ListenerConfig {
   return config.listeners[name] ?? { address: `127.0.0.1:${DEFAULT_PORTS[name]}`, transparent: false };
+}
+
+/** Whether `next` names the socket `previous` bound; port 0 pinned to the port it got (runtime/workers) is no change. */
+function sameListener(previous: ListenerConfig | undefined, next: ListenerConfig | undefined, boundPort: number | undefined): boolean {
+  if (JSON.stringify(previous) === JSON.stringify(next)) return true;
+  if (previous === undefined || next === undefined || previous.transparent !== next.transparent) return false;
+  const [a, b] = [parseSocketAddress(previous.address), parseSocketAddress(next.address)];
+  return a !== undefined && b !== undefined && a.host === b.host && a.port === 0 && b.port === boundPort;
 }
 
 export class App {
@@ -48,6 +75,8 @@ export class App {
   readonly explicitProxy: ExplicitProxy;
   /** Certificates, HBONE server/client and L4 authorization of this node. */
   readonly hbone: HboneNode;
+  /** The DNS proxy (15053), when `dns.enabled` or `listeners.dns` is set. */
+  dns: DnsProxy | undefined;
   readonly #listeners = new Map<DataListenerName, BoundListener>();
   readonly #localPorts = new Map<string, BoundListener>();
   readonly #endpoints: HttpEndpoint[] = [];
@@ -58,18 +87,28 @@ export class App {
   #l7Runtime: L7Runtime | undefined;
   #l7Loading: Promise<L7Runtime> | undefined;
   #ready = false;
+  readonly #readinessGates: (() => boolean)[] = [];
   #ownPorts = new Set<number>();
+  /** In-pod capture, when configured: listeners inside each enrolled pod, fed by the node agent over ZDS. */
+  #inpod: InpodCapture | undefined;
+  readonly #egressFor = (ip: string): ReturnType<InpodCapture['egressFor']> => this.#inpod?.egressFor(ip);
   readonly #localIps = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
 
   constructor(config: WeftConfig, opts: AppOptions) {
     this.#opts = opts;
     this.state = new ProxyState(config);
-    const accessLog = new AccessLog({ enabled: config.accessLog.enabled, ...(config.accessLog.path === undefined ? {} : { path: config.accessLog.path }), ...(opts.accessLogSink === undefined ? {} : { sink: opts.accessLogSink }) });
+    const accessLog = new AccessLog({
+      enabled: config.accessLog.enabled,
+      worker: opts.worker?.id ?? 0,
+      ...(config.accessLog.path === undefined ? {} : { path: config.accessLog.path }),
+      ...(opts.accessLogSink === undefined ? {} : { sink: opts.accessLogSink }),
+    });
     this.telemetry = new TcpTelemetry(this.metrics, accessLog);
     this.#reloads = this.metrics.counter('weft_config_reloads_total', 'Configuration reloads by result', ['result']);
     this.metrics.gauge('weft_build_info', 'weft build information', ['version', 'node_version']).set({ version: '0.1.0', node_version: process.version }, 1);
     for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) this.#localIps.add(a.address);
-    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain });
+    const egressFor = this.#egressFor;
+    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain, reusePort: opts.worker !== undefined, egressFor });
     this.addDumpSection('certificates', () => this.hbone.dump());
     this.proxy = new ConnectionProxy({
       state: this.state,
@@ -83,16 +122,24 @@ export class App {
       hbone: this.hbone,
       authorizeInbound: (conn) => authorize(this.state.current, conn),
       trackInbound: (conn, close) => this.hbone.live.add(conn, close),
+      egressFor,
     });
     this.explicitProxy = new ExplicitProxy({ proxy: this.proxy, state: this.state, metrics: this.metrics, logger: createLogger('explicit') });
   }
 
   get ready(): boolean {
-    return this.#ready && !this.drain.draining;
+    // In-pod, as ztunnel: not ready until the node agent's snapshot is applied, nor while its connection is down.
+    const inpodReady = this.#inpod === undefined || this.#inpod.zds.state === 'synced';
+    return this.#ready && !this.drain.draining && inpodReady && this.#readinessGates.every((gate) => gate());
+  }
+
+  /** Readiness also waits for `gate` (a config source's first full sync). */
+  addReadinessGate(gate: () => boolean): void {
+    this.#readinessGates.push(gate);
   }
 
   /** Bound ports (port 0 in the config resolves to the real port here). */
-  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness', number | undefined> & { localPorts: Record<string, number> } {
+  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness' | 'dns', number | undefined> & { localPorts: Record<string, number> } {
     const endpointPort = (i: number): number | undefined => this.#endpoints[i]?.port;
     return {
       outbound: this.#listeners.get('outbound')?.port,
@@ -101,6 +148,7 @@ export class App {
       admin: endpointPort(0),
       metrics: endpointPort(1),
       readiness: endpointPort(2),
+      dns: this.dns?.port,
       localPorts: Object.fromEntries([...this.#localPorts].map(([k, l]) => [k, l.port])),
     };
   }
@@ -119,19 +167,22 @@ export class App {
    * Makes `config`'s plugins, limits and L7 path ready before the config is served. Plugins that fail to load
    * reject the whole config: nothing changes and the running config keeps serving.
    */
-  async #prepareL7(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+  async #prepareL7(config: WeftConfig): Promise<ReloadResult> {
     if (!requiresL7(config) && this.#l7Runtime === undefined) return { ok: true };
     this.#l7Loading ??= L7Runtime.create(config, {
       state: this.state,
       metrics: this.metrics,
       picker: this.picker,
-      connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client),
+      connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client, this.#egressFor),
       ...(this.#opts.accessLogSink === undefined ? {} : { accessLogSink: this.#opts.accessLogSink }),
+      ...(this.#opts.worker === undefined ? {} : { worker: this.#opts.worker.id }),
+      ...(this.#opts.worker?.memoryBackend === undefined ? {} : { memoryBackend: this.#opts.worker.memoryBackend }),
+      ...(this.#opts.worker?.compiledPlugins === undefined ? {} : { compiledPlugins: this.#opts.worker.compiledPlugins }),
     });
     const runtime = await this.#l7Loading;
     this.#l7Runtime = runtime;
     const plugins = await runtime.applyPlugins(config);
-    if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`) };
+    if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`), pluginProblems: plugins.problems.map((p) => ({ plugin: p.plugin, reason: p.reason })) };
     const functions = await runtime.applyFunctions(config);
     if (!functions.ok) return { ok: false, problems: functions.problems.map((p) => `function ${p.fn}: ${p.reason}`) };
     runtime.applyLimits(config);
@@ -142,6 +193,11 @@ export class App {
   /** Adds a section to /config_dump (plugins, certificates, ...). */
   addDumpSection(name: string, section: () => unknown): void {
     this.#dumpSections.set(name, section);
+  }
+
+  /** The extra /config_dump sections, evaluated now. */
+  dumpSections(): Record<string, unknown> {
+    return Object.fromEntries([...this.#dumpSections].map(([k, f]) => [k, f()]));
   }
 
   /** A captured outbound connection headed for `originalDst` (what the 15001 listener does after reading it). */
@@ -157,6 +213,7 @@ export class App {
   async start(): Promise<void> {
     const config = this.state.current.config;
     const signal = this.drain.signal;
+    const reusePort = this.#opts.worker !== undefined;
     const l7 = await this.#prepareL7(config);
     if (!l7.ok) throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `cannot start: ${l7.problems.join('; ')}`);
     const captured = (name: 'outbound' | 'inbound', transparent: boolean) => (socket: net.Socket) => {
@@ -171,13 +228,35 @@ export class App {
     for (const name of ['outbound', 'inbound'] as const) {
       const cfg = listenerConfig(config, name);
       // Paused on accept: nothing is read into a Readable buffer before the copy takes the socket over (the L4 fast path).
-      this.#listeners.set(name, await listen(name, { ...cfg, signal, pauseOnConnect: true }, captured(name, cfg.transparent)));
+      this.#listeners.set(name, await listen(name, { ...cfg, signal, pauseOnConnect: true, reusePort }, captured(name, cfg.transparent)));
     }
-    this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal }, (s) => this.explicitProxy.handle(s)));
+    this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal, reusePort }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
+    if (config.dns.enabled || config.listeners.dns !== undefined) {
+      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns') });
+      await this.dns.start(config.listeners.dns ?? `127.0.0.1:${DEFAULT_PORTS.dns}`);
+    }
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
     for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
+    // One ZDS client per process: with several workers the first one owns the pods' listeners (runtime/workers/README.md).
+    if (config.inpod !== undefined && (this.#opts.worker === undefined || this.#opts.worker.id === 0)) {
+      // Same handlers as the node listeners: one data path whichever way traffic was captured.
+      this.#inpod = new InpodCapture({
+        config: config.inpod,
+        ports: { outbound: DEFAULT_PORTS.outbound, inbound: DEFAULT_PORTS.inbound, hbone: config.hbone.port },
+        onOutbound: captured('outbound', false),
+        onInbound: captured('inbound', false),
+        onHbone: (s) => this.hbone.server.accept(s),
+      });
+      this.addDumpSection('inpod', () => this.#inpod?.dump());
+      this.#inpod.start();
+    }
+    // One event loop of several: admin, metrics and readiness are the primary's, with every worker's data.
+    if (this.#opts.worker !== undefined) {
+      this.#ready = true;
+      return;
+    }
 
     const sources = {
       state: this.state,
@@ -185,7 +264,7 @@ export class App {
       isReady: () => this.ready,
       listeners: () => this.ports,
       quit: () => this.#opts.onQuit?.(),
-      dumpSections: () => Object.fromEntries([...this.#dumpSections].map(([k, f]) => [k, f()])),
+      dumpSections: () => this.dumpSections(),
     };
     const endpoint = (name: string, address: string | undefined, fallback: string, routes: Parameters<typeof startHttpEndpoint>[2]) => startHttpEndpoint(name, address ?? fallback, routes);
     this.#endpoints.push(await endpoint('admin', config.listeners.admin, `127.0.0.1:${DEFAULT_PORTS.admin}`, adminRoutes(sources)));
@@ -199,7 +278,7 @@ export class App {
    * Applies a validated config: plugins load first (a plugin that fails rejects the whole config), then the snapshot
    * swaps atomically and localPorts are rebound only where they changed.
    */
-  async reload(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+  async reload(config: WeftConfig): Promise<ReloadResult> {
     const l7 = await this.#prepareL7(config);
     if (!l7.ok) {
       this.recordRejectedReload();
@@ -210,7 +289,7 @@ export class App {
     this.state.update(config);
     await this.#reconcileLocalPorts(config);
     for (const name of ['outbound', 'inbound', 'explicitProxy'] as const) {
-      if (JSON.stringify(previous.listeners[name]) !== JSON.stringify(config.listeners[name])) {
+      if (!sameListener(previous.listeners[name], config.listeners[name], this.#listeners.get(name)?.port)) {
         log.warn({ listener: name }, 'listener address changes take effect on restart');
       }
     }
@@ -250,20 +329,37 @@ export class App {
           originalDst: { address: service.addresses[0] ?? normalizeIp(local?.host), port: entry.port },
         });
       };
-      this.#localPorts.set(listenAddr, await listen(`localPorts ${listenAddr}`, { address: listenAddr, signal: this.drain.signal, pauseOnConnect: true }, onConnection));
+      this.#localPorts.set(listenAddr, await listen(`localPorts ${listenAddr}`, { address: listenAddr, signal: this.drain.signal, pauseOnConnect: true, reusePort: this.#opts.worker !== undefined }, onConnection));
     }
+  }
+
+  /**
+   * Stops accepting everywhere (data listeners, HBONE, DNS over TCP, admin endpoints) and asks clients to go elsewhere:
+   * HTTP/1 connections close after their in-flight response, HTTP/2 and HBONE sessions get GOAWAY. A successor that
+   * took the sockets over keeps them open; this process only stops reading them. The admin endpoints stop too when
+   * `handedOver` (the successor answers readiness); on a plain drain readiness keeps answering 503 until the end.
+   */
+  async stopAccepting(handedOver = false): Promise<void> {
+    this.#ready = false;
+    const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
+    await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting(), this.#inpod?.stopAccepting()]);
+    this.dns?.stopAccepting();
+    if (handedOver) for (const e of this.#endpoints) e.stopAccepting();
+    this.hbone.server.goaway();
+    this.#l7Runtime?.proxy.drain();
   }
 
   /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
   async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
-    this.#ready = false;
+    await this.stopAccepting();
     const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
-    await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting()]);
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();
     // What is left of HBONE: idle pooled tunnels' TLS connections both ways, certificate renewal timers.
     await this.hbone.close();
+    this.dns?.close();
+    await this.#inpod?.close();
     await this.#l7Runtime?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();

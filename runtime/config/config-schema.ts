@@ -4,6 +4,7 @@ import { isIP } from 'node:net';
 import { parseSocketAddress } from './socket-address.js';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
 import { functionSchema } from './function-config-schema.js';
+import { dnsSchema } from './dns-config-schema.js';
 import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -28,6 +29,8 @@ export const listenersSchema = z.strictObject({
   inbound: listener.optional(),
   hbone: listener.optional(),
   explicitProxy: listener.optional(),
+  /** The DNS proxy, UDP and TCP on the same address (see `dns:`). */
+  dns: socketAddress.optional(),
   admin: socketAddress.optional(),
   metrics: socketAddress.optional(),
   readiness: socketAddress.optional(),
@@ -245,11 +248,18 @@ export const hboneSchema = z.strictObject({
   maxFrameBytes: z.number().int().min(16_384).max(16_777_215).default(HBONE_DEFAULTS.maxFrameBytes),
 });
 
+const WORKERS_MESSAGE = 'expected "auto" or a whole number of event loops, 1 or more (e.g. workers: 2)';
+
 export const configSchema = z.strictObject({
   node: z.string().min(1).default('node-local'),
   trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
-  /** Event loops. One is what this version runs (see README, "Limits"); `auto` means one until multi-worker mode lands. */
-  workers: z.union([z.literal('auto'), z.literal(1)], { error: 'only 1 (or auto) is supported: this version runs one event loop per process' }).default(1),
+  /** Where workloads, services, plugins and policies come from: this file, or the Kubernetes API server (runtime/kubernetes/). */
+  source: z.enum(['file', 'kubernetes']).default('file'),
+  /**
+   * Event loops, each accepting on its own SO_REUSEPORT sockets (runtime/workers/README.md): `auto` is the cores the
+   * process may use (its CPU affinity); a number above them is accepted with a warning.
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1, { error: WORKERS_MESSAGE })], { error: WORKERS_MESSAGE }).default(1),
   state: stateSchema.default({ backend: 'memory' }),
   listeners: listenersSchema.default({}),
   limits: limitsSchema.default(limitsSchema.parse({})),
@@ -275,6 +285,12 @@ export const configSchema = z.strictObject({
   identity: identitySchema.default(identitySchema.parse({})),
   peerAuthentication: z.array(peerAuthenticationSchema).default([]),
   hbone: hboneSchema.default(hboneSchema.parse({})),
+  dns: dnsSchema.default(dnsSchema.parse({})),
+  /**
+   * In-pod capture (cni/ `mode: inpod`): the node agent's ZDS socket. Each enrolled pod's namespace gets weft's listeners
+   * (15001, 15006, hbone.port); `mark` is the SO_MARK of weft's sockets there, which the pod's rules leave alone.
+   */
+  inpod: z.strictObject({ socket: z.string().min(1), mark: z.number().int().min(1).max(0xfff).default(0x539) }).optional(),
   /** Serverless wasi:http components, each a mesh service `<name>.<namespace>` on port 80 (runtime/functions). */
   functions: z.array(functionSchema).default([]),
 });
@@ -293,6 +309,7 @@ export type LimitsConfig = z.infer<typeof limitsSchema>;
 export type IdentityConfig = z.infer<typeof identitySchema>;
 export type PeerAuthenticationConfig = z.infer<typeof peerAuthenticationSchema>;
 export type HboneConfig = z.infer<typeof hboneSchema>;
+export type InpodConfig = NonNullable<WeftConfig['inpod']>;
 export type StateConfig = z.infer<typeof stateSchema>;
 export type RedisConfig = z.infer<typeof redisSchema>;
 export type RateLimitRuleConfig = z.infer<typeof rateLimitRuleSchema>;

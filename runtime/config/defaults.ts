@@ -55,6 +55,15 @@ export const ENV = {
   l7StreamIo: 'WEFT_L7_STREAM_IO',
   /** `0` turns off the addon's batched socket I/O in the L7 path (runtime/l7/http1-native-transport.ts), its kill switch. */
   l7NativeIo: 'WEFT_L7_NATIVE_IO',
+  /** With `source: kubernetes`: this node's name (the DaemonSet sets it from spec.nodeName), as ztunnel and istio-cni read it. */
+  kubeNodeName: 'NODE_NAME',
+  /** With `source: kubernetes` outside a cluster: the kubeconfig file(s), colon-separated, as kubectl reads them. */
+  kubeconfig: 'KUBECONFIG',
+  /** In a cluster: the API server's address, set by the kubelet in every container. */
+  kubernetesServiceHost: 'KUBERNETES_SERVICE_HOST',
+  kubernetesServicePort: 'KUBERNETES_SERVICE_PORT',
+  /** Unix socket through which `weft run --takeover` reaches the running weft (default: one per config file in the temp dir). */
+  takeoverSocket: 'WEFT_TAKEOVER_SOCKET',
 } as const;
 
 export function envValue(name: (typeof ENV)[keyof typeof ENV]): string | undefined {

@@ -2,6 +2,7 @@
 import os from 'node:os';
 import { createLogger } from '../log.js';
 import { caClientFromConfig } from '../identity/ca-client-from-config.js';
+import { nodeCheckedCaClient } from '../identity/node-checked-ca-client.js';
 import { CertificateManager } from '../identity/certificate-manager.js';
 import { principalOf } from '../identity/spiffe-id.js';
 import { LiveConnections } from '../authz/live-connections.js';
@@ -9,6 +10,7 @@ import { listen, type BoundListener } from '../l4/listener.js';
 import { connectUpstream } from '../l4/upstream-connect.js';
 import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
 import type { Route } from '../l4/route.js';
+import type { Egress } from '../l4/egress.js';
 import type { Drain } from '../drain.js';
 import type { L7Handoff } from '../l4/connection-proxy.js';
 import type net from 'node:net';
@@ -45,11 +47,22 @@ export interface HboneNodeOptions {
   l7?: () => L7Handoff | undefined;
   /** Graceful drain: inbound tunnels get the drain deadline, then are closed. */
   drain?: Drain;
+  /** SO_REUSEPORT on the HBONE listeners: each worker thread binds its own (runtime/workers). */
+  reusePort?: boolean;
+  /** In-pod capture: the pod (by one of its IPs) whose namespace tunnels and deliveries are opened from. */
+  egressFor?: (ip: string) => Egress | undefined;
 }
 
 function isLocalAddress(ip: string): boolean {
   if (ip.startsWith('127.') || ip === '::1') return true;
   return Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.address === ip) === true);
+}
+
+/** How a tunnel's TCP connection is opened: from the client pod's namespace (in-pod), else from its address when local. */
+function sourceOf(source: SocketAddr, egress: Egress | undefined): { sourceAddress?: string; egress?: Egress } {
+  // The pod address keys the pool even with an egress: tunnels of different pods never share a connection.
+  if (egress !== undefined) return { sourceAddress: source.address, egress };
+  return isLocalAddress(source.address) ? { sourceAddress: source.address } : {};
 }
 
 export class HboneNode {
@@ -64,7 +77,10 @@ export class HboneNode {
   constructor(opts: HboneNodeOptions) {
     this.#opts = opts;
     const config = opts.state.current.config;
-    const { caClient } = caClientFromConfig(config);
+    const fromConfig = caClientFromConfig(config).caClient;
+    const hosts = (id: string): boolean => opts.state.current.localWorkloads().some((w) => w.identity === id);
+    // In a cluster the built-in CA signs only identities of pods on this node (an Istio CA checks this itself).
+    const caClient = config.source === 'kubernetes' && config.identity.caAddress === undefined ? nodeCheckedCaClient(fromConfig, config.node, hosts) : fromConfig;
     this.certificates = new CertificateManager({
       caClient,
       ttlSeconds: config.identity.certTtlSeconds,
@@ -94,7 +110,12 @@ export class HboneNode {
           });
       },
       authorize: authz.authorize,
-      connectUpstream: (target) => connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs }),
+      connectUpstream: (target, tunnel) => {
+        // In-pod: deliver from inside the destination pod, from the client's real address (ztunnel's inbound spoofing).
+        const egress = opts.egressFor?.(target.address);
+        const source = (tunnel.forwardedFor ?? tunnel.peer).address;
+        return connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs, ...(egress === undefined ? {} : { egress, source }) });
+      },
       onConnection: (tunnel, control) => {
         authz.onConnection?.(tunnel, control);
         const release = opts.drain?.track({ destroy: () => control.close('drained') });
@@ -116,7 +137,7 @@ export class HboneNode {
     const config = this.#opts.state.current.config;
     const configured = config.listeners.hbone;
     if (configured !== undefined) {
-      this.#listeners.set(configured.address, await listen('hbone', { address: configured.address, transparent: configured.transparent, signal }, (s) => this.server.accept(s)));
+      this.#listeners.set(configured.address, await listen('hbone', { address: configured.address, transparent: configured.transparent, signal, reusePort: this.#opts.reusePort === true }, (s) => this.server.accept(s)));
       return;
     }
     await this.#reconcileWorkloadListeners(signal);
@@ -128,8 +149,8 @@ export class HboneNode {
   }
 
   /** The HBONE route for an outbound connection, or undefined when it goes plaintext (TCP workload, passthrough, unknown source). */
-  plan(route: Route, source: SocketAddr): HbonePlan | undefined {
-    const viaWaypoint = route.kind === 'service' || route.kind === 'workload' ? this.#waypointPlan(route, source) : undefined;
+  plan(route: Route, source: SocketAddr, egress?: Egress): HbonePlan | undefined {
+    const viaWaypoint = route.kind === 'service' || route.kind === 'workload' ? this.#waypointPlan(route, source, egress) : undefined;
     if (viaWaypoint !== undefined) return viaWaypoint;
     const destination: Workload | undefined = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
     if (destination === undefined || route.kind === 'refused' || route.kind === 'passthrough' || destination.protocol !== 'HBONE') return undefined;
@@ -147,7 +168,7 @@ export class HboneNode {
       connect: (signal, timeoutMs) =>
         this.client.connect({
           sourceIdentity: sourceWorkload.identity,
-          ...(isLocalAddress(source.address) ? { sourceAddress: source.address } : {}),
+          ...sourceOf(source, egress),
           destination: route.upstream,
           destinationIdentities: [destination.identity],
           via: { address: podIp, port: hbonePort },
@@ -164,7 +185,7 @@ export class HboneNode {
    * ztunnel outbound step 3: a service with a waypoint is reached through HBONE to the waypoint, `:authority` staying the
    * service VIP:port and the waypoint's identity expected. A waypoint on this very node is served locally (the L7 handoff).
    */
-  #waypointPlan(route: Extract<Route, { kind: 'service' | 'workload' }>, source: SocketAddr): HbonePlan | undefined {
+  #waypointPlan(route: Extract<Route, { kind: 'service' | 'workload' }>, source: SocketAddr, egress?: Egress): HbonePlan | undefined {
     // Service-addressed: the service's waypoint, `:authority` the VIP. Workload-addressed (step 6): the workload's
     // waypoint, `:authority` the original pod address.
     const ref = route.kind === 'service' ? route.service.waypoint : route.workload.waypoint;
@@ -185,7 +206,7 @@ export class HboneNode {
       connect: (signal, timeoutMs) =>
         this.client.connect({
           sourceIdentity: sourceWorkload.identity,
-          ...(isLocalAddress(source.address) ? { sourceAddress: source.address } : {}),
+          ...sourceOf(source, egress),
           destination: authority,
           destinationIdentities: [waypoint.identity],
           via,
@@ -245,7 +266,7 @@ export class HboneNode {
           log.warn({ workload: w.uid, ip }, 'workload IP is not on this host; configure listeners.hbone (transparent) to receive its HBONE traffic');
           continue;
         }
-        this.#listeners.set(address, await listen('hbone', { address, signal }, (s) => this.server.accept(s)));
+        this.#listeners.set(address, await listen('hbone', { address, signal, reusePort: this.#opts.reusePort === true }, (s) => this.server.accept(s)));
       }
     }
   }
@@ -267,22 +288,21 @@ export class HboneNode {
       // Istio's convention at the destination: "received" is what the client sent.
       telemetry.closed(labels, r.bytesSent, r.bytesReceived);
       telemetry.accessLog.write({
-        time: new Date(started).toISOString(),
+        start_time: new Date(started).toISOString(),
         kind: 'tcp',
         direction: 'inbound',
         listener: 'hbone',
-        'src.addr': formatAddr(tunnel.forwardedFor ?? tunnel.peer),
-        'src.workload': source?.name,
-        'src.namespace': source?.namespace,
-        'src.identity': tunnel.sourceIdentity,
-        'dst.addr': formatAddr(tunnel.destinationAddr),
-        'dst.hbone_addr': formatAddr(tunnel.destinationAddr),
-        'dst.workload': tunnel.destination.name,
-        'dst.namespace': tunnel.destination.namespace,
-        'dst.identity': tunnel.destination.identity,
+        source_address: formatAddr(tunnel.forwardedFor ?? tunnel.peer),
+        source_workload: source?.name,
+        source_namespace: source?.namespace,
+        source_principal: tunnel.sourceIdentity,
+        upstream_host: formatAddr(tunnel.destinationAddr),
+        destination_workload: tunnel.destination.name,
+        destination_namespace: tunnel.destination.namespace,
+        destination_principal: tunnel.destination.identity,
         connection_security_policy: 'mutual_tls',
         bytes_sent: r.bytesSent,
-        bytes_recv: r.bytesReceived,
+        bytes_received: r.bytesReceived,
         duration_ms: r.durationMs,
         error: r.error?.message,
       });

@@ -39,11 +39,13 @@ export interface L7ProxyOptions {
   /** How upstream connections are made (the L4 path passes its HBONE/mTLS connector); plain TCP by default. */
   connectUpstream?: ConnectFn;
   /** Access-log destination; defaults to weft.yaml `accessLog` (path or stdout). */
-  accessLog?: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink };
+  accessLog?: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink; worker?: number };
 }
 
 export interface L7Proxy {
   handleConnection(socket: Duplex, target: L7Target, firstBytes?: Buffer): void;
+  /** Drain: HTTP/1 connections close after their in-flight response, HTTP/2 sessions get GOAWAY. */
+  drain(): void;
   close(): Promise<void>;
   /** Open upstream and downstream sockets (tests assert nothing leaks). */
   openSockets(): { downstream: number; upstream: number };
@@ -58,7 +60,7 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   const snapshotLimits = opts.state.current.config.l7 ?? l7LimitsSchema.parse({});
   const limits: L7LimitsConfig = { ...snapshotLimits, ...opts.limits };
   const cfgLog = opts.state.current.config.accessLog;
-  const accessLog = new HttpAccessLog(opts.accessLog ?? { enabled: cfgLog.enabled, path: cfgLog.path });
+  const accessLog = new HttpAccessLog({ enabled: cfgLog.enabled, ...(cfgLog.path === undefined ? {} : { path: cfgLog.path }), ...opts.accessLog });
   const connect = opts.connectUpstream ?? defaultConnect;
   const clusters = new ClusterRegistry(connect);
   const telemetry = HttpTelemetry.for(opts.metrics);
@@ -131,6 +133,10 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
       socket.on('data', onData);
       socket.on('close', cleanup);
       socket.on('error', () => socket.destroy());
+    },
+    drain() {
+      for (const c of ctx.connections) c.drain?.();
+      h2?.goaway();
     },
     openSockets() {
       return { downstream: ctx.connections.size + (h2?.sessions ?? 0), upstream: clusters.openConnections() + (h2?.upstreamSessions ?? 0) };

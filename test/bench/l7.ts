@@ -8,7 +8,6 @@ import { promisify } from 'node:util';
 import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
 import { freePort } from '../helpers/free-port.js';
 
-/** nginx (origin or HTTP/1.1 reverse proxy) and HAProxy in HTTP mode, each with one worker/thread and keep-alive upstreams. */
 function ratio(a: number | undefined, b: number | undefined): number {
   return a === undefined || b === undefined || b === 0 ? NaN : a / b;
 }
@@ -16,9 +15,13 @@ function ratio(a: number | undefined, b: number | undefined): number {
 /** nginx doing header-rewrite's benchmark edits (set x-wasm-filter, remove x-internal, add x-served-by to the response). */
 const NGINX_REWRITE = 'proxy_set_header x-wasm-filter on; proxy_set_header x-internal ""; add_header x-served-by weft-wasm;';
 
-function nginxConf(dir: string, port: number, upstream: string | undefined, rewrite = false): string {
-  const location = upstream === undefined ? 'return 200 "ok\\n";' : `proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";${rewrite ? ` ${NGINX_REWRITE}` : ''}`;
-  return `worker_processes 1;
+/**
+ * nginx (origin or HTTP/1.1 reverse proxy) with keep-alive upstreams; one worker unless a section gives it more (each
+ * then on its own reuseport socket), optionally doing header-rewrite's edits.
+ */
+export function nginxConf(dir: string, port: number, upstream: string | undefined, opts: { workers?: number; rewrite?: boolean } = {}): string {
+  const location = upstream === undefined ? 'return 200 "ok\\n";' : `proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";${opts.rewrite === true ? ` ${NGINX_REWRITE}` : ''}`;
+  return `worker_processes ${opts.workers ?? 1};
 daemon off;
 pid ${dir}/nginx-${port}.pid;
 error_log ${dir}/nginx-${port}.log warn;
@@ -28,11 +31,12 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   ${upstream === undefined ? '' : `upstream origin { server ${upstream}; keepalive 64; }`}
-  server { listen 127.0.0.1:${port} backlog=4096; location / { ${location} } }
+  server { listen 127.0.0.1:${port}${(opts.workers ?? 1) > 1 ? ' reuseport' : ''} backlog=4096; location / { ${location} } }
 }
 `;
 }
 
+/** HAProxy in HTTP mode with keep-alive upstreams, one thread. */
 function haproxyConf(port: number, upstream: string): string {
   return `global
   nbthread 1
@@ -52,7 +56,7 @@ backend be
 `;
 }
 
-async function writeConf(dir: string, name: string, text: string): Promise<string> {
+export async function writeConf(dir: string, name: string, text: string): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, text);
   return file;
@@ -135,7 +139,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
       };
       for (let r = 0; r < rounds; r++) {
         const pn = await freePort();
-        await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, true)), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
+        await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
         keep('nginx_rewrite');
         for (const mode of ['wasm', 'wasm-sdk'] as const) {
           const p = await freePort();
@@ -159,7 +163,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     const p1 = await freePort();
     await withPeer(startPeer('nginx-http', p1, ['nginx', '-c', await writeConf(dir, 'nginx-http.conf', nginxConf(dir, p1, upstream)), '-p', dir]), (peer) => measure('nginx_http', p1, peer));
     const pn = await freePort();
-    await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, true)), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
+    await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
     const p2 = await freePort();
     await withPeer(startPeer('haproxy-http', p2, ['haproxy', '-f', await writeConf(dir, 'haproxy-http.cfg', haproxyConf(p2, upstream)), '-db']), (peer) => measure('haproxy_http', p2, peer));
     for (const mode of ['plain', 'native', 'wasm', 'wasm-sdk'] as const) {
