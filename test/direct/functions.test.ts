@@ -4,9 +4,8 @@ import { createHash } from 'node:crypto';
 import http from 'node:http';
 import type net from 'node:net';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fixtureBuildDir, functionFixture, type FunctionFixture } from '../helpers/function-fixtures.js';
+import { functionFixture, type FunctionFixture } from '../helpers/function-fixtures.js';
 import { fixture, wasmFileUrl } from '../helpers/wasm-fixtures.js';
 import { metricValue, startWeft, testConfig, type WeftUnderTest } from '../helpers/weft-harness.js';
 
@@ -51,8 +50,8 @@ async function eventually(check: () => Promise<boolean>, timeoutMs = 15_000): Pr
 }
 
 beforeAll(async () => {
-  // The fixtures' transpile cache outlives the run (admission from a fresh cache is covered in functions-admission.test.ts).
-  process.env.WEFT_CACHE_DIR = join(fixtureBuildDir(), 'cache');
+  // The transpile cache is the default one (~/.cache/weft/functions), which outlives the run; admission from a fresh
+  // cache is covered in functions-admission.test.ts (process.env is not touched here: test files share it).
   [hello, lab] = await Promise.all([functionFixture('hello'), functionFixture('lab')]);
   plain = http.createServer((req, res) => res.end('plain'));
   await new Promise<void>((r) => plain.listen(0, '127.0.0.51', r));
