@@ -183,6 +183,8 @@ export class App {
     this.#l7Runtime = runtime;
     const plugins = await runtime.applyPlugins(config);
     if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`), pluginProblems: plugins.problems.map((p) => ({ plugin: p.plugin, reason: p.reason })) };
+    const functions = await runtime.applyFunctions(config);
+    if (!functions.ok) return { ok: false, problems: functions.problems.map((p) => `function ${p.fn}: ${p.reason}`) };
     runtime.applyLimits(config);
     this.#l7 ??= runtime.handoff;
     return { ok: true };
