@@ -136,7 +136,9 @@ describe('L7 body streaming', () => {
     expect(seen.at(-1)?.request).toEqual(content);
     expect(await upload(true)).toEqual({ n: SIZE, digest: expected, te: 'chunked' });
     expect(seen.at(-1)?.request).toEqual(content);
-    // Streaming, not buffering: 400 MB moved with far less growth than one body.
-    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(80 * 1024 * 1024);
+    // Streaming, not buffering: 400 MB moved, and RSS grew by less than one body (holding one would take more). This
+    // process also runs the client and the origin; on Node 24 its young generation alone grows by tens of MB under a
+    // full parallel test run (46 MB alone, 84-97 MB in the full suite), so the bound is one body, not a fraction of it.
+    expect(process.memoryUsage().rss - rssBefore).toBeLessThan(SIZE);
   });
 });
