@@ -172,7 +172,7 @@ export class HboneClient {
     const cert = await this.#opts.certificates.fetch(req.sourceIdentity);
     const where = formatAddr(req.via);
     const sessions = this.#sessions;
-    const resumable = sessions?.take(cert, where);
+    const resumable = sessions?.get(cert, where);
     let verified: X509Certificate | undefined;
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       // No servername: HBONE sends no SNI (an IP cannot be one, and the server picks its certificate by destination).

@@ -2,12 +2,11 @@
 import type { X509Certificate } from 'node:crypto';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 
-/** OpenSSL servers send two tickets per handshake; a few spares let concurrent new connections to one peer all resume. */
-const TICKETS_PER_SERVER = 4;
-/** Servers remembered per certificate; the least recently stored is dropped first. */
-const SERVERS_PER_CERTIFICATE = 1024;
+/** Tickets kept per server: the newest is used; the one before it is a spare should the server drop the newest's key. */
+const TICKETS_PER_SERVER = 2;
+/** Servers (a destination pod's or waypoint's HBONE address) remembered per certificate; the least recently stored goes first. */
+const SERVERS_PER_CERTIFICATE = 512;
 
-/** A ticket and the server certificate verified on the connection that received it (a resumed handshake sends none). */
 export interface ResumableSession {
   ticket: Buffer;
   peer: X509Certificate;
@@ -18,15 +17,13 @@ export class TlsSessionCache {
   readonly #byCert = new WeakMap<WorkloadCertificate, Map<string, ResumableSession[]>>();
 
   /**
-   * Removes and returns a ticket for `server`. RFC 8446 §C.4: a client should not reuse a ticket (it would link its
-   * connections), so each is used once; the resumed connection brings fresh ones.
+   * The newest ticket for `server`. It is reused until a newer one arrives: Node's servers (and OpenSSL's by default)
+   * send new tickets on full handshakes only, so single use (RFC 8446 §C.4's privacy advice) would make every other
+   * connection a full handshake. The cost is that an observer can link connections resuming one ticket, which between
+   * two mesh nodes' fixed addresses reveals nothing new. The server bounds a ticket's life (Node: 300 s).
    */
-  take(cert: WorkloadCertificate, server: string): ResumableSession | undefined {
-    const servers = this.#byCert.get(cert);
-    const tickets = servers?.get(server);
-    const ticket = tickets?.pop();
-    if (tickets?.length === 0) servers?.delete(server);
-    return ticket;
+  get(cert: WorkloadCertificate, server: string): ResumableSession | undefined {
+    return this.#byCert.get(cert)?.get(server)?.at(-1);
   }
 
   put(cert: WorkloadCertificate, server: string, ticket: Buffer, peer: X509Certificate): void {

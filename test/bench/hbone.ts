@@ -260,7 +260,7 @@ export async function handshakesPerSecond(nodes: Nodes, echoPort: number, resume
 }
 
 /** New TCP connections per second through the HAProxy pair, each one a new mutual TLS 1.3 handshake between the two (HAProxy does not pool TCP-mode backend connections) and one echoed byte. */
-async function haproxyPairConnectionsPerSecond(echoPort: number): Promise<number> {
+export async function haproxyPairConnectionsPerSecond(echoPort: number): Promise<number> {
   return withHaproxyPair({ address: IP.server, port: echoPort }, true, (port) =>
     perSecond(async () => {
       const s = net.connect({ host: '127.0.0.1', port, localAddress: IP.client });
