@@ -1,7 +1,9 @@
 /** Wires one weft instance: state, listeners (outbound, inbound, explicit proxy, localPorts), admin endpoints, telemetry and drain; reload swaps config atomically. */
 import type net from 'node:net';
 import os from 'node:os';
-import type { WeftConfig, ListenerConfig } from './config/config-schema.js';
+import type { WeftConfig, ListenerConfig, PluginConfig } from './config/config-schema.js';
+import type { MemoryBackend } from './shared-state/state-memory.js';
+import type { CompiledPlugin } from './wasm/plugin-vm.js';
 import { parseSocketAddress } from './config/socket-address.js';
 import { DEFAULT_PORTS } from './config/defaults.js';
 import { createLogger } from './log.js';
@@ -30,12 +32,35 @@ export interface AppOptions {
   accessLogSink?: AccessLogSink;
   /** Called after POST /quitquitquit started the drain (the CLI exits the process). */
   onQuit?: () => void;
+  /** Set when this App is one of several worker threads (runtime/workers/worker-thread.ts). */
+  worker?: WorkerRole;
+}
+
+/** What changes when an App is one event loop of several: the primary thread serves admin, metrics and readiness. */
+export interface WorkerRole {
+  /** Index of the event loop, 0-based (the access log's `worker` field). */
+  id: number;
+  /** The process-wide memory backend (rate limits in shared memory, breakers in the primary). */
+  memoryBackend?: MemoryBackend;
+  /** Plugins the primary fetched, verified and compiled. */
+  compiledPlugins?: (config: PluginConfig) => CompiledPlugin | undefined;
 }
 
 type DataListenerName = 'outbound' | 'inbound' | 'explicitProxy';
 
+/** A rejected reload lists its problems; plugins that failed to load are also named, so a source can blame their objects. */
+export type ReloadResult = { ok: true } | { ok: false; problems: string[]; pluginProblems?: { plugin: string; reason: string }[] };
+
 function listenerConfig(config: WeftConfig, name: DataListenerName): ListenerConfig {
   return config.listeners[name] ?? { address: `127.0.0.1:${DEFAULT_PORTS[name]}`, transparent: false };
+}
+
+/** Whether `next` names the socket `previous` bound; port 0 pinned to the port it got (runtime/workers) is no change. */
+function sameListener(previous: ListenerConfig | undefined, next: ListenerConfig | undefined, boundPort: number | undefined): boolean {
+  if (JSON.stringify(previous) === JSON.stringify(next)) return true;
+  if (previous === undefined || next === undefined || previous.transparent !== next.transparent) return false;
+  const [a, b] = [parseSocketAddress(previous.address), parseSocketAddress(next.address)];
+  return a !== undefined && b !== undefined && a.host === b.host && a.port === 0 && b.port === boundPort;
 }
 
 export class App {
@@ -58,18 +83,24 @@ export class App {
   #l7Runtime: L7Runtime | undefined;
   #l7Loading: Promise<L7Runtime> | undefined;
   #ready = false;
+  readonly #readinessGates: (() => boolean)[] = [];
   #ownPorts = new Set<number>();
   readonly #localIps = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
 
   constructor(config: WeftConfig, opts: AppOptions) {
     this.#opts = opts;
     this.state = new ProxyState(config);
-    const accessLog = new AccessLog({ enabled: config.accessLog.enabled, ...(config.accessLog.path === undefined ? {} : { path: config.accessLog.path }), ...(opts.accessLogSink === undefined ? {} : { sink: opts.accessLogSink }) });
+    const accessLog = new AccessLog({
+      enabled: config.accessLog.enabled,
+      worker: opts.worker?.id ?? 0,
+      ...(config.accessLog.path === undefined ? {} : { path: config.accessLog.path }),
+      ...(opts.accessLogSink === undefined ? {} : { sink: opts.accessLogSink }),
+    });
     this.telemetry = new TcpTelemetry(this.metrics, accessLog);
     this.#reloads = this.metrics.counter('weft_config_reloads_total', 'Configuration reloads by result', ['result']);
     this.metrics.gauge('weft_build_info', 'weft build information', ['version', 'node_version']).set({ version: '0.1.0', node_version: process.version }, 1);
     for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) this.#localIps.add(a.address);
-    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain });
+    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain, reusePort: opts.worker !== undefined });
     this.addDumpSection('certificates', () => this.hbone.dump());
     this.proxy = new ConnectionProxy({
       state: this.state,
@@ -88,7 +119,12 @@ export class App {
   }
 
   get ready(): boolean {
-    return this.#ready && !this.drain.draining;
+    return this.#ready && !this.drain.draining && this.#readinessGates.every((gate) => gate());
+  }
+
+  /** Readiness also waits for `gate` (a config source's first full sync). */
+  addReadinessGate(gate: () => boolean): void {
+    this.#readinessGates.push(gate);
   }
 
   /** Bound ports (port 0 in the config resolves to the real port here). */
@@ -119,7 +155,7 @@ export class App {
    * Makes `config`'s plugins, limits and L7 path ready before the config is served. Plugins that fail to load
    * reject the whole config: nothing changes and the running config keeps serving.
    */
-  async #prepareL7(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+  async #prepareL7(config: WeftConfig): Promise<ReloadResult> {
     if (!requiresL7(config) && this.#l7Runtime === undefined) return { ok: true };
     this.#l7Loading ??= L7Runtime.create(config, {
       state: this.state,
@@ -127,11 +163,14 @@ export class App {
       picker: this.picker,
       connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client),
       ...(this.#opts.accessLogSink === undefined ? {} : { accessLogSink: this.#opts.accessLogSink }),
+      ...(this.#opts.worker === undefined ? {} : { worker: this.#opts.worker.id }),
+      ...(this.#opts.worker?.memoryBackend === undefined ? {} : { memoryBackend: this.#opts.worker.memoryBackend }),
+      ...(this.#opts.worker?.compiledPlugins === undefined ? {} : { compiledPlugins: this.#opts.worker.compiledPlugins }),
     });
     const runtime = await this.#l7Loading;
     this.#l7Runtime = runtime;
     const plugins = await runtime.applyPlugins(config);
-    if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`) };
+    if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`), pluginProblems: plugins.problems.map((p) => ({ plugin: p.plugin, reason: p.reason })) };
     runtime.applyLimits(config);
     this.#l7 ??= runtime.handoff;
     return { ok: true };
@@ -140,6 +179,11 @@ export class App {
   /** Adds a section to /config_dump (plugins, certificates, ...). */
   addDumpSection(name: string, section: () => unknown): void {
     this.#dumpSections.set(name, section);
+  }
+
+  /** The extra /config_dump sections, evaluated now. */
+  dumpSections(): Record<string, unknown> {
+    return Object.fromEntries([...this.#dumpSections].map(([k, f]) => [k, f()]));
   }
 
   /** A captured outbound connection headed for `originalDst` (what the 15001 listener does after reading it). */
@@ -155,6 +199,7 @@ export class App {
   async start(): Promise<void> {
     const config = this.state.current.config;
     const signal = this.drain.signal;
+    const reusePort = this.#opts.worker !== undefined;
     const l7 = await this.#prepareL7(config);
     if (!l7.ok) throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `cannot start: ${l7.problems.join('; ')}`);
     const captured = (name: 'outbound' | 'inbound', transparent: boolean) => (socket: net.Socket) => {
@@ -169,13 +214,18 @@ export class App {
     for (const name of ['outbound', 'inbound'] as const) {
       const cfg = listenerConfig(config, name);
       // Paused on accept: nothing is read into a Readable buffer before the copy takes the socket over (the L4 fast path).
-      this.#listeners.set(name, await listen(name, { ...cfg, signal, pauseOnConnect: true }, captured(name, cfg.transparent)));
+      this.#listeners.set(name, await listen(name, { ...cfg, signal, pauseOnConnect: true, reusePort }, captured(name, cfg.transparent)));
     }
-    this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal }, (s) => this.explicitProxy.handle(s)));
+    this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal, reusePort }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
     for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
+    // One event loop of several: admin, metrics and readiness are the primary's, with every worker's data.
+    if (this.#opts.worker !== undefined) {
+      this.#ready = true;
+      return;
+    }
 
     const sources = {
       state: this.state,
@@ -183,7 +233,7 @@ export class App {
       isReady: () => this.ready,
       listeners: () => this.ports,
       quit: () => this.#opts.onQuit?.(),
-      dumpSections: () => Object.fromEntries([...this.#dumpSections].map(([k, f]) => [k, f()])),
+      dumpSections: () => this.dumpSections(),
     };
     const endpoint = (name: string, address: string | undefined, fallback: string, routes: Parameters<typeof startHttpEndpoint>[2]) => startHttpEndpoint(name, address ?? fallback, routes);
     this.#endpoints.push(await endpoint('admin', config.listeners.admin, `127.0.0.1:${DEFAULT_PORTS.admin}`, adminRoutes(sources)));
@@ -197,7 +247,7 @@ export class App {
    * Applies a validated config: plugins load first (a plugin that fails rejects the whole config), then the snapshot
    * swaps atomically and localPorts are rebound only where they changed.
    */
-  async reload(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
+  async reload(config: WeftConfig): Promise<ReloadResult> {
     const l7 = await this.#prepareL7(config);
     if (!l7.ok) {
       this.recordRejectedReload();
@@ -208,7 +258,7 @@ export class App {
     this.state.update(config);
     await this.#reconcileLocalPorts(config);
     for (const name of ['outbound', 'inbound', 'explicitProxy'] as const) {
-      if (JSON.stringify(previous.listeners[name]) !== JSON.stringify(config.listeners[name])) {
+      if (!sameListener(previous.listeners[name], config.listeners[name], this.#listeners.get(name)?.port)) {
         log.warn({ listener: name }, 'listener address changes take effect on restart');
       }
     }
@@ -248,7 +298,7 @@ export class App {
           originalDst: { address: service.addresses[0] ?? normalizeIp(local?.host), port: entry.port },
         });
       };
-      this.#localPorts.set(listenAddr, await listen(`localPorts ${listenAddr}`, { address: listenAddr, signal: this.drain.signal, pauseOnConnect: true }, onConnection));
+      this.#localPorts.set(listenAddr, await listen(`localPorts ${listenAddr}`, { address: listenAddr, signal: this.drain.signal, pauseOnConnect: true, reusePort: this.#opts.worker !== undefined }, onConnection));
     }
   }
 

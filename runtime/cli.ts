@@ -8,6 +8,8 @@ import { loadConfigOffThread } from './config/config-loader-thread.js';
 import { ENV, envValue } from './config/defaults.js';
 import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
+import { resolveWorkerCount } from './workers/worker-count.js';
+import type { KubernetesSource } from './kubernetes/kubernetes-source.js';
 
 const log = createLogger('cli');
 
@@ -30,8 +32,12 @@ async function run(argv: string[]): Promise<number> {
     for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
     return 1;
   }
-  const nodeName = envValue(ENV.nodeName);
+  for (const w of loaded.warnings ?? []) log.warn({ warning: formatProblem(w) }, 'configuration warning');
+  // In a cluster the DaemonSet's downward API sets NODE_NAME (as for ztunnel and istio-cni).
+  const nodeName = envValue(ENV.nodeName) ?? (loaded.config.source === 'kubernetes' ? process.env[ENV.kubeNodeName] || undefined : undefined);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
+  const workers = resolveWorkerCount(config.workers);
+  let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
   const exited = new Promise<number>((resolve) => (resolveExit = resolve));
@@ -40,7 +46,7 @@ async function run(argv: string[]): Promise<number> {
     stopping = true;
     log.info({ why }, 'draining');
     watcher.stop();
-    app.shutdown().then(
+    (source?.stop() ?? Promise.resolve()).then(() => app.shutdown()).then(
       () => resolveExit(0),
       (err: unknown) => {
         log.error({ error: err }, 'shutdown failed');
@@ -48,10 +54,17 @@ async function run(argv: string[]): Promise<number> {
       },
     );
   };
-  const app = await createApp(config, { onQuit: () => stop('quitquitquit') });
+  // One event loop runs in this thread (the lowest idle memory); more run as worker threads under a primary.
+  const app = workers.count === 1 ? await createApp(config, { onQuit: () => stop('quitquitquit') }) : await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
+  // /config_dump says how many event loops run and why, as the multi-worker primary's does.
+  if (workers.count === 1) app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
   // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
   loadNativeSocket()?.trimMemory();
-  const watcher = new ConfigWatcher(file, app);
+  if (config.source === 'kubernetes') {
+    const { attachKubernetesSource } = await import('./kubernetes/attach-kubernetes-source.js');
+    source = attachKubernetesSource(app, config, { print: (line) => process.stdout.write(line + '\n') });
+  }
+  const watcher = new ConfigWatcher(file, source ?? app);
   watcher.start();
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
@@ -66,6 +79,7 @@ async function validate(argv: string[]): Promise<number> {
   }
   const result = await loadConfigOffThread(file);
   if (result.ok) {
+    for (const w of result.warnings ?? []) process.stderr.write(`warning: ${formatProblem(w)}\n`);
     process.stdout.write(`${file}: valid (${result.config.workloads.length} workloads, ${result.config.services.length} services, ${result.config.plugins.length} plugins, ${result.config.policies.length} policies)\n`);
     return 0;
   }

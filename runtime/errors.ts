@@ -23,6 +23,7 @@ export const ERROR_CODES = [
   'WEFT_ERR_IDENTITY',
   'WEFT_ERR_CNI',
   'WEFT_ERR_INTERNAL',
+  'WEFT_ERR_WORKER',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

@@ -4,8 +4,8 @@ import type { MetricsRegistry } from './telemetry/metrics-registry.js';
 import type { ProxyState } from './state/proxy-state.js';
 import type { EndpointPicker } from './l4/endpoint-picker.js';
 import type { L7Handoff } from './l4/connection-proxy.js';
-import type { PluginHost } from './wasm/plugin-host.js';
-import type { SharedState } from './shared-state/shared-state.js';
+import type { PluginHost, PluginHostOptions } from './wasm/plugin-host.js';
+import type { SharedState, SharedStateOptions } from './shared-state/shared-state.js';
 import type { L7Proxy, L7ProxyOptions } from './l7/l7-proxy.js';
 import type { AccessLogSink } from './telemetry/access-log.js';
 import { ForeignFunctionRegistry } from './wasm/foreign-function.js';
@@ -40,6 +40,11 @@ export interface L7RuntimeDeps {
   /** The HBONE/mTLS-aware upstream connector of the L4 path. */
   connectUpstream?: L7ProxyOptions['connectUpstream'];
   accessLogSink?: AccessLogSink;
+  /** Worker threads: the process-wide memory backend and the plugins the primary compiled (runtime/workers). */
+  memoryBackend?: SharedStateOptions['memoryBackend'];
+  /** Index of the event loop this runtime serves on (the access log's `worker` field). */
+  worker?: number;
+  compiledPlugins?: PluginHostOptions['compiledPlugins'];
 }
 
 export type PluginLoadResult = { ok: true } | { ok: false; problems: { plugin: string; reason: string }[] };
@@ -75,6 +80,7 @@ export class L7Runtime {
       logger: createLogger('shared-state'),
       rateLimits: config.rateLimits,
       circuitBreakers: config.circuitBreakers,
+      ...(deps.memoryBackend === undefined ? {} : { memoryBackend: deps.memoryBackend }),
     });
     await shared.ready();
     const foreign = new ForeignFunctionRegistry();
@@ -88,6 +94,7 @@ export class L7Runtime {
       grpc: callouts.createPluginGrpcResolver(deps.state, deps.picker),
       logger: createLogger('wasm'),
       nodeProperties: { 'node.id': config.node, 'node.metadata.CLUSTER_ID': 'Kubernetes' },
+      ...(deps.compiledPlugins === undefined ? {} : { compiledPlugins: deps.compiledPlugins }),
     });
     const proxy = createL7Proxy({
       state: deps.state,
@@ -96,7 +103,10 @@ export class L7Runtime {
       plugins: createWasmPlugins(pluginHost, () => expandPluginInstances(deps.state.current.config)),
       ...(deps.connectUpstream === undefined ? {} : { connectUpstream: deps.connectUpstream }),
       // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
-      ...(deps.accessLogSink === undefined ? {} : { accessLog: { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) } }),
+      accessLog: {
+        worker: deps.worker ?? 0,
+        ...(deps.accessLogSink === undefined ? {} : { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) }),
+      },
     });
     const runtime = new L7Runtime(foreign, pluginHost, shared, proxy);
     log.info({ plugins: config.plugins.map((p) => p.name) }, 'l7 path loaded');

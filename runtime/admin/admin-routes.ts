@@ -1,19 +1,22 @@
 /** Routes of the three endpoints, as ztunnel splits them: admin (127.0.0.1 only: config_dump, logging, quitquitquit), metrics, readiness. */
 import type { RouteHandler } from './http-endpoint.js';
 import { json } from './http-endpoint.js';
-import { isLogLevel, logLevels, setLogLevel } from '../log.js';
+import { isLogLevel, logLevels, setLogLevel, type LogLevel } from '../log.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import type { ProxyState } from '../state/proxy-state.js';
 
 export interface AdminSources {
   state: ProxyState;
-  metrics: MetricsRegistry;
+  /** The registry, or (several worker threads) anything that renders the process's aggregated metrics. */
+  metrics: Pick<MetricsRegistry, 'render' | 'contentType'>;
   isReady: () => boolean;
   listeners: () => Record<string, unknown>;
   /** Starts a graceful shutdown (POST /quitquitquit). */
   quit: () => void;
   /** Extra sections other subsystems add to /config_dump (plugins, certificates, ...). */
-  dumpSections: () => Record<string, unknown>;
+  dumpSections: () => Record<string, unknown> | Promise<Record<string, unknown>>;
+  /** Told after POST /logging changed levels (the multi-worker primary passes them on to every worker). */
+  logLevelsChanged?: (levels: Record<string, LogLevel>) => void;
 }
 
 export function readinessRoutes(s: Pick<AdminSources, 'isReady'>): Record<string, RouteHandler> {
@@ -29,8 +32,9 @@ export function adminRoutes(s: AdminSources): Record<string, RouteHandler> {
   return {
     ...readinessRoutes(s),
     ...metricsRoutes(s),
-    '/config_dump': () => {
+    '/config_dump': async () => {
       const snap = s.state.current;
+      const sections = await s.dumpSections();
       return json(200, {
         version: snap.version,
         node: snap.config.node,
@@ -41,7 +45,7 @@ export function adminRoutes(s: AdminSources): Record<string, RouteHandler> {
         policies: snap.policies,
         plugins: snap.config.plugins.map(({ config: _config, ...p }) => p),
         localPorts: snap.config.localPorts,
-        ...s.dumpSections(),
+        ...sections,
       });
     },
     '/logging': (req, url) => {
@@ -52,6 +56,7 @@ export function adminRoutes(s: AdminSources): Record<string, RouteHandler> {
           if (key === 'level') setLogLevel(value);
           else setLogLevel(value, key);
         }
+        s.logLevelsChanged?.(logLevels());
       }
       return json(200, logLevels());
     },

@@ -4,8 +4,9 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { LineCounter, parseDocument, isMap, isNode, isScalar, type Document } from 'yaml';
 import { configSchema } from './config-schema.js';
-import { crossReferenceProblems } from './config-validate.js';
+import { crossReferenceProblems, fileSourceProblems } from './config-validate.js';
 import { formatPath, type ConfigResult } from './config-problem.js';
+import { workerCountWarning } from '../workers/worker-count.js';
 
 /** Position of the deepest YAML node that exists along `path` (a missing key points at its parent). */
 function locate(doc: Document, lines: LineCounter, path: readonly PropertyKey[]): { line: number; column: number } | undefined {
@@ -63,11 +64,13 @@ export function parseConfigText(text: string, file = 'weft.yaml'): ConfigResult 
       }),
     };
   }
-  const crossProblems = crossReferenceProblems(parsed.data);
+  const crossProblems = [...fileSourceProblems(parsed.data), ...crossReferenceProblems(parsed.data)];
   if (crossProblems.length > 0) {
     return { ok: false, problems: crossProblems.map((p) => ({ file, path: formatPath(p.path), message: p.message, ...locate(doc, lines, p.path) })) };
   }
-  return { ok: true, config: parsed.data };
+  const tooMany = workerCountWarning(parsed.data.workers);
+  const warnings = tooMany === undefined ? [] : [{ file, path: 'workers', message: tooMany, ...locate(doc, lines, ['workers']) }];
+  return { ok: true, config: parsed.data, ...(warnings.length === 0 ? {} : { warnings }) };
 }
 
 export async function loadConfigFile(file: string): Promise<ConfigResult> {
@@ -82,5 +85,5 @@ export async function loadConfigFile(file: string): Promise<ConfigResult> {
   // `file://relative/path` is resolved against the config file's directory, so examples work from any checkout.
   const dir = path.dirname(path.resolve(file));
   const plugins = result.config.plugins.map((p) => (p.url.startsWith('file://') && !p.url.startsWith('file:///') ? { ...p, url: pathToFileURL(path.resolve(dir, p.url.slice('file://'.length))).href } : p));
-  return { ok: true, config: { ...result.config, plugins } };
+  return { ...result, config: { ...result.config, plugins } };
 }

@@ -10,7 +10,8 @@ export interface ConfigProblem {
   column?: number;
 }
 
-export type ConfigResult = { ok: true; config: WeftConfig } | { ok: false; problems: ConfigProblem[] };
+/** `warnings` are accepted but worth telling the operator (e.g. more workers than usable cores). */
+export type ConfigResult = { ok: true; config: WeftConfig; warnings?: ConfigProblem[] } | { ok: false; problems: ConfigProblem[] };
 
 export function formatPath(path: readonly PropertyKey[]): string {
   let out = '';

@@ -143,8 +143,8 @@ export const pluginSchema = z.strictObject({
   priority: z.number().int().default(0),
   failStrategy: z.enum(['FAIL_CLOSE', 'FAIL_OPEN', 'FAIL_RELOAD']).default('FAIL_CLOSE'),
   config: z.unknown().optional(),
-  /** Istio's pluginName: the root_id the plugin's SDK selects its root context by (`plugin_root_id`); defaults to `name`. */
-  pluginName: z.string().min(1).max(256).optional(),
+  /** Istio's pluginName: the root_id the plugin's SDK selects its root context by (`plugin_root_id`); "" when absent, as in Istio. */
+  pluginName: z.string().max(256).optional(),
   vmConfig: z.strictObject({ env: z.record(z.string(), z.string()).default({}) }).optional(),
   limits: z.strictObject({ cpuMs: z.number().positive().default(50), memoryMb: z.number().positive().default(64) }).optional(),
 });
@@ -244,11 +244,18 @@ export const hboneSchema = z.strictObject({
   maxFrameBytes: z.number().int().min(16_384).max(16_777_215).default(HBONE_DEFAULTS.maxFrameBytes),
 });
 
+const WORKERS_MESSAGE = 'expected "auto" or a whole number of event loops, 1 or more (e.g. workers: 2)';
+
 export const configSchema = z.strictObject({
   node: z.string().min(1).default('node-local'),
   trustDomain: z.string().min(1).default(DEFAULT_TRUST_DOMAIN),
-  /** Event loops. One is what this version runs (see README, "Limits"); `auto` means one until multi-worker mode lands. */
-  workers: z.union([z.literal('auto'), z.literal(1)], { error: 'only 1 (or auto) is supported: this version runs one event loop per process' }).default(1),
+  /** Where workloads, services, plugins and policies come from: this file, or the Kubernetes API server (runtime/kubernetes/). */
+  source: z.enum(['file', 'kubernetes']).default('file'),
+  /**
+   * Event loops, each accepting on its own SO_REUSEPORT sockets (runtime/workers/README.md): `auto` is the cores the
+   * process may use (its CPU affinity); a number above them is accepted with a warning.
+   */
+  workers: z.union([z.literal('auto'), z.number().int().min(1, { error: WORKERS_MESSAGE })], { error: WORKERS_MESSAGE }).default(1),
   state: stateSchema.default({ backend: 'memory' }),
   listeners: listenersSchema.default({}),
   limits: limitsSchema.default(limitsSchema.parse({})),

@@ -9,6 +9,12 @@ export interface CrossProblem {
   message: string;
 }
 
+/** Rules about the file itself (not the model it builds): with a Kubernetes source, the cluster owns the workloads. */
+export function fileSourceProblems(config: WeftConfig): CrossProblem[] {
+  if (config.source !== 'kubernetes' || config.workloads.length === 0) return [];
+  return [{ path: ['workloads'], message: "with source: kubernetes the workloads come from the cluster's Pods; remove workloads: from the file or set source: file" }];
+}
+
 export function crossReferenceProblems(config: WeftConfig): CrossProblem[] {
   const problems: CrossProblem[] = [];
 

@@ -57,6 +57,13 @@ export const ENV = {
   l7NativeIo: 'WEFT_L7_NATIVE_IO',
   /** `0` turns off TLS session resumption of HBONE clients (runtime/hbone/tls-session-cache.ts): every connection does a full handshake, as ztunnel's does. */
   hboneResumption: 'WEFT_HBONE_RESUMPTION',
+  /** With `source: kubernetes`: this node's name (the DaemonSet sets it from spec.nodeName), as ztunnel and istio-cni read it. */
+  kubeNodeName: 'NODE_NAME',
+  /** With `source: kubernetes` outside a cluster: the kubeconfig file(s), colon-separated, as kubectl reads them. */
+  kubeconfig: 'KUBECONFIG',
+  /** In a cluster: the API server's address, set by the kubelet in every container. */
+  kubernetesServiceHost: 'KUBERNETES_SERVICE_HOST',
+  kubernetesServicePort: 'KUBERNETES_SERVICE_PORT',
 } as const;
 
 export function envValue(name: (typeof ENV)[keyof typeof ENV]): string | undefined {

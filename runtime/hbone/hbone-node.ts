@@ -2,6 +2,7 @@
 import os from 'node:os';
 import { createLogger } from '../log.js';
 import { caClientFromConfig } from '../identity/ca-client-from-config.js';
+import { nodeCheckedCaClient } from '../identity/node-checked-ca-client.js';
 import { CertificateManager } from '../identity/certificate-manager.js';
 import { principalOf } from '../identity/spiffe-id.js';
 import { LiveConnections } from '../authz/live-connections.js';
@@ -45,6 +46,8 @@ export interface HboneNodeOptions {
   l7?: () => L7Handoff | undefined;
   /** Graceful drain: inbound tunnels get the drain deadline, then are closed. */
   drain?: Drain;
+  /** SO_REUSEPORT on the HBONE listeners: each worker thread binds its own (runtime/workers). */
+  reusePort?: boolean;
 }
 
 function isLocalAddress(ip: string): boolean {
@@ -64,7 +67,10 @@ export class HboneNode {
   constructor(opts: HboneNodeOptions) {
     this.#opts = opts;
     const config = opts.state.current.config;
-    const { caClient } = caClientFromConfig(config);
+    const fromConfig = caClientFromConfig(config).caClient;
+    const hosts = (id: string): boolean => opts.state.current.localWorkloads().some((w) => w.identity === id);
+    // In a cluster the built-in CA signs only identities of pods on this node (an Istio CA checks this itself).
+    const caClient = config.source === 'kubernetes' && config.identity.caAddress === undefined ? nodeCheckedCaClient(fromConfig, config.node, hosts) : fromConfig;
     this.certificates = new CertificateManager({
       caClient,
       ttlSeconds: config.identity.certTtlSeconds,
@@ -116,7 +122,7 @@ export class HboneNode {
     const config = this.#opts.state.current.config;
     const configured = config.listeners.hbone;
     if (configured !== undefined) {
-      this.#listeners.set(configured.address, await listen('hbone', { address: configured.address, transparent: configured.transparent, signal }, (s) => this.server.accept(s)));
+      this.#listeners.set(configured.address, await listen('hbone', { address: configured.address, transparent: configured.transparent, signal, reusePort: this.#opts.reusePort === true }, (s) => this.server.accept(s)));
       return;
     }
     await this.#reconcileWorkloadListeners(signal);
@@ -245,7 +251,7 @@ export class HboneNode {
           log.warn({ workload: w.uid, ip }, 'workload IP is not on this host; configure listeners.hbone (transparent) to receive its HBONE traffic');
           continue;
         }
-        this.#listeners.set(address, await listen('hbone', { address, signal }, (s) => this.server.accept(s)));
+        this.#listeners.set(address, await listen('hbone', { address, signal, reusePort: this.#opts.reusePort === true }, (s) => this.server.accept(s)));
       }
     }
   }
@@ -267,22 +273,21 @@ export class HboneNode {
       // Istio's convention at the destination: "received" is what the client sent.
       telemetry.closed(labels, r.bytesSent, r.bytesReceived);
       telemetry.accessLog.write({
-        time: new Date(started).toISOString(),
+        start_time: new Date(started).toISOString(),
         kind: 'tcp',
         direction: 'inbound',
         listener: 'hbone',
-        'src.addr': formatAddr(tunnel.forwardedFor ?? tunnel.peer),
-        'src.workload': source?.name,
-        'src.namespace': source?.namespace,
-        'src.identity': tunnel.sourceIdentity,
-        'dst.addr': formatAddr(tunnel.destinationAddr),
-        'dst.hbone_addr': formatAddr(tunnel.destinationAddr),
-        'dst.workload': tunnel.destination.name,
-        'dst.namespace': tunnel.destination.namespace,
-        'dst.identity': tunnel.destination.identity,
+        source_address: formatAddr(tunnel.forwardedFor ?? tunnel.peer),
+        source_workload: source?.name,
+        source_namespace: source?.namespace,
+        source_principal: tunnel.sourceIdentity,
+        upstream_host: formatAddr(tunnel.destinationAddr),
+        destination_workload: tunnel.destination.name,
+        destination_namespace: tunnel.destination.namespace,
+        destination_principal: tunnel.destination.identity,
         connection_security_policy: 'mutual_tls',
         bytes_sent: r.bytesSent,
-        bytes_recv: r.bytesReceived,
+        bytes_received: r.bytesReceived,
         duration_ms: r.durationMs,
         error: r.error?.message,
       });

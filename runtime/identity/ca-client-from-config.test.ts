@@ -3,7 +3,8 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { configSchema } from '../config/config-schema.js';
-import { caClientFromConfig } from './ca-client-from-config.js';
+import { caClientFromConfig, useSharedCaRoot } from './ca-client-from-config.js';
+import { CertificateAuthority } from './certificate-authority.js';
 import { ROOT_CERT_FILE } from './certificate-authority.js';
 import { identityOfCertificate } from './spiffe-id.js';
 
@@ -20,6 +21,27 @@ describe('caClientFromConfig', () => {
     expect(existsSync(join(caDir, ROOT_CERT_FILE))).toBe(true);
     // One root for the node's lifetime: later certificates chain to the same one.
     expect((await caClient.fetchCertificate(ID, 60)).rootsPem).toEqual(cert.rootsPem);
+  });
+
+  it('with a shared root (worker threads of one process), asks for it at the first certificate and every client chains to it', async () => {
+    const root = CertificateAuthority.generate('cluster.local').exportRoot();
+    let asked = 0;
+    useSharedCaRoot(() => {
+      asked++;
+      return Promise.resolve(root);
+    });
+    try {
+      const [a, b] = [caClientFromConfig(config({})).caClient, caClientFromConfig(config({})).caClient];
+      expect(asked).toBe(0);
+      const [ca, cb] = await Promise.all([a.fetchCertificate(ID, 60), b.fetchCertificate(ID, 60)]);
+      expect(ca.rootsPem).toEqual([root.certPem]);
+      expect(cb.rootsPem).toEqual([root.certPem]);
+      // A configured caDir is the operator's choice and wins over the process's in-memory root.
+      const caDir = join(mkdtempSync(join(tmpdir(), 'weft-shared-ca-')), 'ca');
+      expect((await caClientFromConfig(config({ caDir })).caClient.fetchCertificate(ID, 60)).rootsPem).not.toEqual([root.certPem]);
+    } finally {
+      useSharedCaRoot(undefined);
+    }
   });
 
   it('rejects a misconfigured root at start, not at the first certificate', () => {

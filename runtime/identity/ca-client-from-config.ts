@@ -1,5 +1,6 @@
 /** Chooses the node's CaClient from weft.yaml `identity:`: an Istio CA when `caAddress` is set, else the built-in CA with its root from files, a state directory, or memory. */
 import { readFileSync } from 'node:fs';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import type { WeftConfig } from '../config/config-schema.js';
 import { WeftError } from '../errors.js';
 import { readCaRoot } from './ca-root.js';
@@ -37,6 +38,20 @@ function builtinCa(create: (m: typeof CaModule) => CertificateAuthority): CaClie
   });
 }
 
+/** PEMs of the in-memory root every worker thread of this process signs with (runtime/workers), so their certificates chain to one root. */
+export interface SharedCaRoot {
+  certPem: string;
+  keyPem: string;
+}
+/** Asked on a worker's first certificate (the primary generates the root once), so a node without HBONE never makes one. */
+export type SharedCaRootSource = () => Promise<SharedCaRoot>;
+let sharedRoot: SharedCaRootSource | undefined;
+
+/** Worker threads call this before building their node: the embedded default CA then uses that root instead of generating its own. */
+export function useSharedCaRoot(source: SharedCaRootSource | undefined): void {
+  sharedRoot = source;
+}
+
 function readText(file: string, what: string): string {
   try {
     return readFileSync(file, 'utf8');
@@ -71,5 +86,14 @@ export function caClientFromConfig(config: WeftConfig): { caClient: CaClient } {
     return { caClient: builtinCa((m) => new m.CertificateAuthority(trustDomain, root.cert, root.key)) };
   }
   const caDir = id.caDir;
+  const shared = caDir === undefined ? sharedRoot : undefined;
+  if (shared !== undefined) {
+    return {
+      caClient: lazyCaClient(async () => {
+        const [m, root] = await Promise.all([import('./certificate-authority.js'), shared()]);
+        return m.createBuiltinCaClient(new m.CertificateAuthority(trustDomain, new X509Certificate(root.certPem), createPrivateKey(root.keyPem)));
+      }),
+    };
+  }
   return { caClient: builtinCa((m) => m.CertificateAuthority.load({ trustDomain, ...(caDir === undefined ? {} : { caDir }) })) };
 }

@@ -47,6 +47,11 @@ export class CertificateAuthority {
     this.#rootKey = rootKey;
   }
 
+  /** The root as PEM, for the worker threads of this process to sign with the same root (runtime/workers). */
+  exportRoot(): { certPem: string; keyPem: string } {
+    return { certPem: this.rootPem, keyPem: this.#rootKey.export({ format: 'pem', type: 'pkcs8' }).toString() };
+  }
+
   /** A fresh in-memory root (the embedded default, like ztunnel's FAKE_CA). */
   static generate(trustDomain: string): CertificateAuthority {
     const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });

@@ -18,11 +18,11 @@ export interface WatchedResource {
 const READ = ['get', 'list', 'watch'] as const;
 
 export const WATCHED_RESOURCES: readonly WatchedResource[] = [
-  // This node's Pods carry its local workloads; the other nodes' Pods give remote identity and mesh enrollment.
+  // This node's Pods carry its local workloads; the other nodes' Pods give remote identity and mesh enrollment, and
+  // (matched by Service selectors) every Service's endpoints, so EndpointSlices add nothing weft's model uses.
   { group: '', version: 'v1', resource: 'pods', verbs: READ, namespaced: true, optional: false },
   { group: '', version: 'v1', resource: 'services', verbs: READ, namespaced: true, optional: false },
   { group: '', version: 'v1', resource: 'namespaces', verbs: READ, namespaced: false, optional: false },
-  { group: 'discovery.k8s.io', version: 'v1', resource: 'endpointslices', verbs: READ, namespaced: true, optional: false },
   { group: 'extensions.istio.io', version: 'v1alpha1', resource: 'wasmplugins', verbs: READ, namespaced: true, optional: true },
   { group: 'security.istio.io', version: 'v1', resource: 'authorizationpolicies', verbs: READ, namespaced: true, optional: true },
   // Problems with one object (a bad annotation, a WasmPlugin with a bad sha256) are reported on it as an Event.

@@ -37,9 +37,11 @@ type Phase = 'filters' | 'upstream' | 'response' | 'done';
 export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner {
   readonly #start = performance.now();
   readonly #headers: HeaderList;
-  readonly #method: string;
-  readonly #path: string;
-  readonly #authority: string;
+  #method: string;
+  #path: string;
+  #authority: string;
+  /** A filter edited the request (Envoy's clearRouteCache): the route is matched again before the first dispatch. */
+  #rematchRoute = false;
   readonly #grpc: boolean;
   readonly #body: H2RequestBody;
   #phase: Phase = 'filters';
@@ -134,6 +136,14 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     const access = {
       replaceRequestBody: (b: Buffer): void => void (this.#body.final = b),
       replaceResponseBody: (b: Buffer): void => void (this.#replacedResponseBody = b),
+      // Envoy semantics for :method/:path/:authority edits; the authority leaves as the upstream :authority.
+      setRequestLine: (method: string, path: string, authority: string): void => {
+        this.#method = method;
+        this.#path = path;
+        this.#authority = authority;
+        this.#rematchRoute = true;
+      },
+      clearRouteCache: (): void => void (this.#rematchRoute = true),
     };
     let whole = false;
     let chunkHooks = false;
@@ -230,6 +240,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
   #dispatch(): void {
     if (this.#phase === 'done') return;
     const { ctx, target } = this;
+    if (this.#rematchRoute && !this.#rematch()) return;
     const route = this.#route!;
     if (route.timeoutMs > 0 && this.#timer === undefined) this.#timer = setTimeout(() => this.#onTimeout(), route.timeoutMs);
     const snapshot = ctx.state.current;
@@ -264,6 +275,23 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     const identity = target.upstreamIdentity;
     this.#attempt = h2 ? startH2Attempt(this.pool, ep.address, ep.port, identity, cluster.connectTimeoutMs, req, this) : startHttp1Attempt(this.pool.http1(identity), ep.address, ep.port, req, this);
     this.#body.feed(this.#attempt);
+  }
+
+  /** Matches the route again after filters edited the request; false when none matches (answered 404). */
+  #rematch(): boolean {
+    this.#rematchRoute = false;
+    const snapshot = this.ctx.state.current;
+    const { target } = this;
+    const service = target.service === undefined ? undefined : (snapshot.serviceByName(target.service.key) ?? target.service);
+    const q = this.#path.indexOf('?');
+    const route = routeTableFor(snapshot, service, target.servicePort?.port ?? target.originalDst.port).match(this.#method, q === -1 ? this.#path : this.#path.slice(0, q), this.#headers);
+    if (route === undefined) {
+      this.reply(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched after a filter edited the request'));
+      return false;
+    }
+    if (route !== this.#route && route.requestHeaders !== undefined) applyHeaderOps(this.#headers, route.requestHeaders);
+    this.#route = route;
+    return true;
   }
 
   /** The request as it leaves: trace context, rewrites, attempt count, and a content-length matching a replaced body. */

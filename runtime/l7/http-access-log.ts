@@ -56,10 +56,13 @@ export class HttpAccessLog {
   readonly #stream: WriteStream | undefined;
   #pending = '';
   #scheduled = false;
+  /** `kind` and `worker` open every line, as in L4 lines (one schema for both, README "Access log"). */
+  readonly #prefix: string;
 
-  /** `sink` wins over `path`; with neither, lines go to stdout. */
-  constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink } = {}) {
+  /** `sink` wins over `path`; with neither, lines go to stdout. `worker` is the event loop's index (0 with one). */
+  constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink; worker?: number } = {}) {
     this.enabled = opts.enabled ?? true;
+    this.#prefix = `{"kind":"http","worker":${opts.worker ?? 0},`;
     if (opts.sink !== undefined) this.#sink = opts.sink;
     else if (opts.path !== undefined) {
       const stream = createWriteStream(opts.path, { flags: 'a' });
@@ -73,7 +76,7 @@ export class HttpAccessLog {
 
   write(entry: HttpAccessEntry): void {
     if (!this.enabled) return;
-    this.#pending += JSON.stringify(entry) + '\n';
+    this.#pending += this.#prefix + JSON.stringify(entry).slice(1) + '\n';
     if (this.#pending.length > 64 * 1024) this.flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;

@@ -112,6 +112,10 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   /** The endpoint of the latest attempt, kept after it ends (plugins read upstream.address in later callbacks); only with filters. */
   #upstreamHost: UpstreamHostRef | undefined;
   #target: L7Target | undefined;
+  /** A filter edited the request (Envoy's clearRouteCache): the route is matched again before the first dispatch. */
+  #rematchRoute = false;
+  /** A filter changed the method, target or authority: the head is written anew, never forwarded verbatim. */
+  #requestLineEdited = false;
 
   constructor(conn: Http1ServerConnection, head: RequestHead) {
     this.#conn = conn;
@@ -182,6 +186,10 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
         replaceResponseBody: (b: Buffer): void => {
           this.#replacedResponseBody = b;
         },
+        setRequestLine: (method: string, path: string, authority: string): void => this.#setRequestLine(method, path, authority),
+        clearRouteCache: (): void => {
+          this.#rematchRoute = true;
+        },
       };
       for (const f of filters) {
         const s = f.start(info, access);
@@ -248,10 +256,32 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     });
   }
 
+  /** A filter's :method/:path/:authority edit (Envoy semantics): the authority becomes the Host sent upstream. */
+  #setRequestLine(method: string, path: string, authority: string): void {
+    const h = this.#head;
+    h.method = method;
+    h.target = path;
+    const q = path.indexOf('?');
+    this.#path = q === -1 ? path : path.slice(0, q);
+    if (authority !== this.#authority) {
+      this.#authority = authority;
+      h.host = authority;
+      this.#headers.set('host', authority);
+    }
+    this.#requestLineEdited = true;
+    this.#rematchRoute = true;
+  }
+
   // === router: timeout → retry → load balancing → pool ===
 
   #dispatch(): void {
     if (this.#phase === 'done') return;
+    if (this.#rematchRoute) {
+      this.#rematchRoute = false;
+      const rematched = this.#conn.routeTable.match(this.#head.method, this.#path, this.#headers);
+      if (rematched === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched after a filter edited the request'));
+      this.#route = rematched;
+    }
     const route = this.#route!;
     if (route.timeoutMs > 0 && this.#timer === null) this.#timer = setTimeout(() => this.#onTimeout(), route.timeoutMs);
     const ctx = this.#conn.ctx;
@@ -325,7 +355,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const body = this.#replacedRequestBody;
     const io = c.io;
     const raw = h.verbatim;
-    const appended = raw === undefined || body !== undefined || target !== h.target || route.rewriteAuthority !== undefined ? undefined : appendedFieldLines(headers, true);
+    const appended = raw === undefined || body !== undefined || target !== h.target || route.rewriteAuthority !== undefined || this.#requestLineEdited ? undefined : appendedFieldLines(headers, true);
     if (appended !== undefined) {
       // Nothing in the head changes but the fields filters added and the trace context: it leaves as it came with
       // those lines after it (no re-serialization).

@@ -58,10 +58,18 @@ export function observe(status: FilterStatus): void {
 /** The piece a streaming body callback gets when it only hears that the body ended. */
 export const END_OF_BODY: Buffer = Buffer.alloc(0);
 
-/** Body mutation hooks handed to a stream when its filter buffers bodies. */
+/** Mutation hooks handed to a stream: bodies (when its filter buffers them) and the request line. */
 export interface BodyAccess {
   replaceRequestBody(body: Buffer): void;
   replaceResponseBody(body: Buffer): void;
+  /**
+   * Envoy's semantics for a filter that edits the request pseudo-headers: `method` takes effect, `path` (with its query)
+   * is the new target, `authority` becomes the Host sent upstream, and the route is matched again before dispatch.
+   * Callers validate the values (a token method, an origin-form path, an authority without whitespace).
+   */
+  setRequestLine(method: string, path: string, authority: string): void;
+  /** Envoy's clearRouteCache: request headers changed, so the route is matched again before the request is dispatched. */
+  clearRouteCache(): void;
 }
 
 /**

@@ -39,7 +39,7 @@ export interface L7ProxyOptions {
   /** How upstream connections are made (the L4 path passes its HBONE/mTLS connector); plain TCP by default. */
   connectUpstream?: ConnectFn;
   /** Access-log destination; defaults to weft.yaml `accessLog` (path or stdout). */
-  accessLog?: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink };
+  accessLog?: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink; worker?: number };
 }
 
 export interface L7Proxy {
@@ -58,7 +58,7 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   const snapshotLimits = opts.state.current.config.l7 ?? l7LimitsSchema.parse({});
   const limits: L7LimitsConfig = { ...snapshotLimits, ...opts.limits };
   const cfgLog = opts.state.current.config.accessLog;
-  const accessLog = new HttpAccessLog(opts.accessLog ?? { enabled: cfgLog.enabled, path: cfgLog.path });
+  const accessLog = new HttpAccessLog({ enabled: cfgLog.enabled, ...(cfgLog.path === undefined ? {} : { path: cfgLog.path }), ...opts.accessLog });
   const connect = opts.connectUpstream ?? defaultConnect;
   const clusters = new ClusterRegistry(connect);
   const telemetry = HttpTelemetry.for(opts.metrics);

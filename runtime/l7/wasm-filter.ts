@@ -10,6 +10,7 @@ import type { HeaderList } from './header-list.js';
 import type { FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import type { PluginHostLike } from './l7-proxy.js';
 import { L7_ERROR } from './local-reply.js';
+import { HOST, editedRequestLine, requestLineProblem, requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
 
 /** Istio WasmPlugin order: AUTHN, then AUTHZ, then STATS; unspecified plugins sit last, before the router. */
 const PHASE_RANK: Record<PluginConfig['phase'], number> = { AUTHN: 0, AUTHZ: 1, STATS: 2, UNSPECIFIED_PHASE: 3 };
@@ -26,37 +27,14 @@ export function orderPlugins(names: readonly string[], configs: readonly PluginC
     });
 }
 
-function toPairs(headers: HeaderList, pseudo: [string, string][]): HeaderPairs {
-  const f = headers.flat;
-  const out: HeaderPairs = pseudo.slice();
-  for (let i = 0; i < f.length; i += 2) out.push([f[i]!, f[i + 1]!]);
-  return out;
-}
-
-/**
- * Copies plugin edits back (pseudo-headers are read-only to plugins here). Untouched maps cost one comparison pass;
- * fields a plugin only appended are added as such, so the list still knows its original fields are unchanged
- * (HeaderList.appendedFrom) and the head can leave as it came.
- */
-function writeBack(headers: HeaderList, pairs: HeaderPairs, pseudoCount: number): void {
-  const f = headers.flat;
-  const kept = f.length >> 1;
-  let same = pairs.length - pseudoCount >= kept;
-  for (let i = pseudoCount, j = 0; same && j < f.length; i++, j += 2) same = pairs[i]![0] === f[j] && pairs[i]![1] === f[j + 1];
-  if (!same) return headers.replaceAll(pairs.filter((p) => !p[0].startsWith(':')));
-  for (let i = pseudoCount + kept; i < pairs.length; i++) {
-    const [name, value] = pairs[i]!;
-    if (!name.startsWith(':')) headers.add(name, value);
-  }
-}
-
 function toLocalReply(action: FilterAction): LocalReply | undefined {
   if (action.kind === 'localResponse') {
     const r = action.response;
     const code = r.headers.find((h) => h[0].toLowerCase() === 'x-weft-error')?.[1];
     return {
       status: r.status,
-      headers: r.headers.filter((h) => h[0].toLowerCase() !== 'x-weft-error' && h[0].toLowerCase() !== 'content-length'),
+      // A pseudo-header in a local reply's map (`:status` from a copied response) is no field to send.
+      headers: r.headers.filter((h) => h[0].charCodeAt(0) !== 0x3a && h[0].toLowerCase() !== 'x-weft-error' && h[0].toLowerCase() !== 'content-length'),
       body: Buffer.from(r.body.buffer, r.body.byteOffset, r.body.byteLength),
       ...(code === undefined ? {} : { code }),
       // Envoy's flags for filter-generated answers: RL for rate limiting, UAEX for authorization denials and failures.
@@ -67,12 +45,11 @@ function toLocalReply(action: FilterAction): LocalReply | undefined {
   return undefined;
 }
 
-/** The filter status for an action; `onContinue` consumes a body handed back by the chain. */
-function statusOf(action: FilterAction, onContinue?: (body: Uint8Array | undefined) => void): FilterStatus {
+/** The filter status for an action; `onContinue` consumes a body handed back by the chain and may still answer locally. */
+function statusOf(action: FilterAction, onContinue?: (body: Uint8Array | undefined) => LocalReply | undefined): FilterStatus {
   switch (action.kind) {
     case 'continue':
-      onContinue?.(action.body);
-      return undefined;
+      return onContinue?.(action.body);
     case 'buffer':
       return undefined;
     case 'pause':
@@ -121,13 +98,6 @@ function streamInfo(info: FilterRequestInfo): StreamInfo {
   return new RequestStreamInfo(info);
 }
 
-/** Puts the list's current fields after the pseudo-headers, so a body callback sees the headers as they are now. */
-function refresh(headers: HeaderList, pairs: HeaderPairs, pseudoCount: number): void {
-  pairs.length = pseudoCount;
-  const f = headers.flat;
-  for (let i = 0; i < f.length; i += 2) pairs.push([f[i]!, f[i + 1]!]);
-}
-
 /**
  * Builds the PluginHostLike the L7 proxy takes. `configs` returns the current `plugins:` section (for phase and
  * priority). Bodies reach plugins whole (buffered up to l7.maxBufferedBodyBytes) when a module exports the body
@@ -156,81 +126,87 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
         start(info, body): L7FilterStream {
           let chain: FilterChain | undefined;
           const open = (): FilterChain => (chain ??= host.createStream(names, streamInfo(info)));
-          const reqPseudo: [string, string][] = [
-            [':method', info.method],
-            [':path', info.path],
-            [':authority', info.authority],
-            [':scheme', 'http'],
-          ];
+          // The request line as the plugins last left it: what their next map shows, and what an edit is compared to.
+          let line: RequestLine = { method: info.method, path: info.path, authority: info.authority };
           // The header maps the chain holds, kept so edits made in body callbacks reach the headers while they are
           // still unsent (bodies reach plugins buffered, so the headers wait for them, as Envoy allows).
           let reqList: HeaderList | undefined;
-          let reqPairs: HeaderPairs | undefined;
+          const reqPairs: HeaderPairs = [];
           let resList: HeaderList | undefined;
-          let resPairs: HeaderPairs | undefined;
+          let resStatus = 0;
+          const resPairs: HeaderPairs = [];
+          /** Applies the plugins' request map: fields, then the request line (Envoy clears the route cache on either). */
+          const requestEdits = (): LocalReply | undefined => {
+            if (reqList === undefined) return undefined;
+            const changed = writeBackFields(reqList, reqPairs, HOST);
+            const edit = editedRequestLine(reqPairs, line);
+            if (edit === undefined) {
+              if (changed) body.clearRouteCache();
+              return undefined;
+            }
+            const problem = requestLineProblem(edit, line);
+            if (problem !== undefined) return { status: 500, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid request line: ${problem}\n` };
+            line = edit;
+            body.setRequestLine(edit.method, edit.path, edit.authority);
+            return undefined;
+          };
+          const responseEdits = (): undefined => {
+            if (resList !== undefined) writeBackFields(resList, resPairs, undefined);
+            return undefined;
+          };
           const stream: L7FilterStream = {
             onRequestHeaders(headers, eos) {
-              const pairs = toPairs(headers, reqPseudo);
               reqList = headers;
-              reqPairs = pairs;
               // Written back when the chain continues, which may be after a pause: a plugin that calls out and
               // then edits headers (the http_auth_random shape) makes its edits on resume.
-              return statusOf(open().onRequestHeaders(pairs, eos), () => writeBack(headers, pairs, reqPseudo.length));
+              return statusOf(open().onRequestHeaders(requestPairs(headers, line, reqPairs), eos), requestEdits);
             },
             onResponseHeaders(status, headers, eos) {
-              const pseudo: [string, string][] = [[':status', String(status)]];
-              const pairs = toPairs(headers, pseudo);
               resList = headers;
-              resPairs = pairs;
-              return statusOf(open().onResponseHeaders(pairs, eos), () => writeBack(headers, pairs, 1));
+              resStatus = status;
+              return statusOf(open().onResponseHeaders(responsePairs(headers, status, resPairs), eos), responseEdits);
             },
             onDone() {
               chain?.done();
             },
           };
-          const requestHeaderEdits = (): void => {
-            if (reqList !== undefined && reqPairs !== undefined) writeBack(reqList, reqPairs, reqPseudo.length);
-          };
-          const responseHeaderEdits = (): void => {
-            if (resList !== undefined && resPairs !== undefined) writeBack(resList, resPairs, 1);
-          };
           // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
-          // single-write fast path for small responses.
+          // single-write fast path for small responses. Each first shows the plugins the headers as they are now.
           if (requestBody) {
             stream.onRequestBody = (chunk, eos) => {
-              if (reqList !== undefined && reqPairs !== undefined) refresh(reqList, reqPairs, reqPseudo.length);
+              if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
               return statusOf(open().onRequestBody(chunk, eos), (b) => {
                 if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-                requestHeaderEdits();
+                return requestEdits();
               });
             };
           }
           if (responseBody) {
             stream.onResponseBody = (chunk, eos) => {
-              if (resList !== undefined && resPairs !== undefined) refresh(resList, resPairs, 1);
+              if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
               return statusOf(open().onResponseBody(chunk, eos), (b) => {
                 if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-                responseHeaderEdits();
+                return responseEdits();
               });
             };
           }
           if (requestTrailers) {
             stream.onRequestTrailers = (trailers) => {
-              if (reqList !== undefined && reqPairs !== undefined) refresh(reqList, reqPairs, reqPseudo.length);
-              const pairs = toPairs(trailers, []);
+              if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
+              const pairs = responsePairs(trailers, undefined, []);
               return statusOf(open().onRequestTrailers(pairs), () => {
-                writeBack(trailers, pairs, 0);
-                requestHeaderEdits();
+                writeBackFields(trailers, pairs, undefined);
+                return requestEdits();
               });
             };
           }
           if (responseTrailers) {
             stream.onResponseTrailers = (trailers) => {
-              if (resList !== undefined && resPairs !== undefined) refresh(resList, resPairs, 1);
-              const pairs = toPairs(trailers, []);
+              if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
+              const pairs = responsePairs(trailers, undefined, []);
               return statusOf(open().onResponseTrailers(pairs), () => {
-                writeBack(trailers, pairs, 0);
-                responseHeaderEdits();
+                writeBackFields(trailers, pairs, undefined);
+                return responseEdits();
               });
             };
           }

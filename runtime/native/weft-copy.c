@@ -49,7 +49,20 @@ typedef struct pump {
   int open_polls;
   /* One reference held by JavaScript's external, one by the running pump; freed when both are gone. */
   int refs;
+  /* The thread's running pumps, so a worker thread that exits can close their poll handles (env_cleanup). */
+  struct pump *prev, *next;
 } pump_t;
+
+/* Per thread: each worker thread has its own loop, environment and pumps. */
+static __thread pump_t *running_pumps;
+static __thread int cleanup_registered;
+
+static void unlink_pump(pump_t *p) {
+  if (p->prev != NULL) p->prev->next = p->next;
+  else if (running_pumps == p) running_pumps = p->next;
+  if (p->next != NULL) p->next->prev = p->prev;
+  p->prev = p->next = NULL;
+}
 
 typedef struct {
   char *scratch;
@@ -89,11 +102,30 @@ static void on_poll_closed(uv_handle_t *handle) {
   release(p);
 }
 
+/* The thread's environment is going away (a worker thread exiting or killed): Node closes its loop only once every
+ * handle on it has closed, so each running pump's polls close here, with no callback (the addon may be unloaded
+ * before libuv runs close callbacks; the pumps' memory is left to the process, as weft-io.c does). Its peers see
+ * the connection close, as they would if the thread's net.Sockets were destroyed. */
+static void env_cleanup(void *arg) {
+  (void)arg;
+  while (running_pumps != NULL) {
+    pump_t *p = running_pumps;
+    unlink_pump(p);
+    if (p->finished) continue;
+    p->finished = 1;
+    for (int i = 0; i < 2; i++) {
+      uv_close((uv_handle_t *)&p->poll[i], NULL);
+      close(p->fd[i]);
+    }
+  }
+}
+
 /* Ends the copy: both fds are closed at once (the peers see FIN, or RST where unread bytes remain, as with
  * net.Socket.destroy()); JavaScript hears about it from the poll handles' close callbacks, never re-entrantly. */
 static void finish(pump_t *p, int err_side, int err_code) {
   if (p->finished) return;
   p->finished = 1;
+  unlink_pump(p);
   p->err_side = err_side;
   p->err_code = err_code;
   for (int i = 0; i < 2; i++) {
@@ -290,6 +322,13 @@ static napi_value copy_start(napi_env env, napi_callback_info info) {
     p->open_polls++;
   }
   napi_create_external(env, p, external_finalize, NULL, &external);
+  if (!cleanup_registered) {
+    napi_add_env_cleanup_hook(env, env_cleanup, NULL);
+    cleanup_registered = 1;
+  }
+  p->next = running_pumps;
+  if (running_pumps != NULL) running_pumps->prev = p;
+  running_pumps = p;
   update_interest(p, 0);
   update_interest(p, 1);
   return external;

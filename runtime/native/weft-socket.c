@@ -58,8 +58,8 @@ static int get_string(napi_env env, napi_value v, char *buf, size_t cap) {
 /* listenTransparent(host, port, backlog) -> fd: a bound, listening, non-blocking socket that
  * accepts connections addressed to any IP (TPROXY delivers them with their original destination). */
 static napi_value listen_transparent(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   char host[64];
   int32_t port = 0, backlog = 511;
@@ -69,6 +69,8 @@ static napi_value listen_transparent(napi_env env, napi_callback_info info) {
     return NULL;
   }
   if (argc > 2) napi_get_value_int32(env, argv[2], &backlog);
+  bool reuse_port = false;
+  if (argc > 3) napi_get_value_bool(env, argv[3], &reuse_port);
   struct sockaddr_storage ss;
   socklen_t len;
   int family = parse_addr(host, port, &ss, &len);
@@ -83,6 +85,12 @@ static napi_value listen_transparent(napi_env env, napi_callback_info info) {
     int err = errno;
     close(fd);
     return throw_errno(env, "setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)", err);
+  }
+  /* Each worker thread binds its own socket to the address; the kernel spreads connections between them. */
+  if (reuse_port && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "setsockopt SO_REUSEPORT", err);
   }
   if (bind(fd, (struct sockaddr *)&ss, len) != 0 || listen(fd, backlog) != 0) {
     int err = errno;

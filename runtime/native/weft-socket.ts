@@ -7,7 +7,8 @@ import path from 'node:path';
 import { WeftError } from '../errors.js';
 
 export interface NativeSocket {
-  listenTransparent(host: string, port: number, backlog?: number): number;
+  /** `reusePort` sets SO_REUSEPORT too, so several event loops can each listen on the address (addons built before it ignore it). */
+  listenTransparent(host: string, port: number, backlog?: number, reusePort?: boolean): number;
   originalDestination(fd: number): { address: string; port: number };
   setMark(fd: number, mark: number): void;
   /** An unconnected TCP socket with IP_TRANSPARENT bound to `source` (kernel-chosen port), for Node to connect. */

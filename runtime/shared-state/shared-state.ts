@@ -19,6 +19,8 @@ export interface SharedStateOptions {
   circuitBreakers?: CircuitBreakersConfig;
   /** Memory backend only: share one store between in-process nodes (tests, the quickstart). */
   memoryStore?: MemoryStore;
+  /** Memory backend only: the backend to use instead (a worker thread's view of its process's state, runtime/workers). */
+  memoryBackend?: MemoryBackend;
   /** Lease size of local-mode limits as a fraction of the limit (default 0.02). */
   leaseFraction?: number;
 }
@@ -36,7 +38,7 @@ export interface SharedState {
 
 export function createSharedState(config: WeftConfig['state'], opts: SharedStateOptions): SharedState {
   const backend: StateBackend =
-    config.backend === 'redis' ? new RedisBackend(config.redis, { logger: opts.logger, metrics: opts.metrics }) : new MemoryBackend(opts.memoryStore);
+    config.backend === 'redis' ? new RedisBackend(config.redis, { logger: opts.logger, metrics: opts.metrics }) : (opts.memoryBackend ?? new MemoryBackend(opts.memoryStore));
   const failMode = config.backend === 'redis' ? config.redis.failMode : 'open';
   const timeoutMs = config.backend === 'redis' ? config.redis.timeoutMs : MEMORY_TIMEOUT_MS;
   const rateLimiter = new RateLimiter(backend, {

@@ -2,6 +2,7 @@
 import { EventEmitter } from 'node:events';
 import { fixedWindowDecide, type WindowCount } from './fixed-window.js';
 import { gcraDecide, gcraParams } from './gcra.js';
+import { COUNTER_KINDS, type SharedCounterTable } from './shared-counter-table.js';
 import {
   minGrantOf,
   type BreakerFlushResult,
@@ -36,10 +37,13 @@ export class MemoryStore {
   readonly breakers = new Map<string, BreakerEntry>();
   readonly events = new EventEmitter();
   readonly now: () => number;
+  /** Rate-limit counters shared by every worker thread of the process (runtime/workers); the maps above when absent. */
+  readonly table: SharedCounterTable | undefined;
   #lastSweep = 0;
 
-  constructor(now: () => number = () => performance.timeOrigin + performance.now()) {
+  constructor(now: () => number = () => performance.timeOrigin + performance.now(), table?: SharedCounterTable) {
     this.now = now;
+    this.table = table;
     this.events.setMaxListeners(0);
   }
 
@@ -72,6 +76,8 @@ export class MemoryBackend implements StateBackend {
   consumeNow(spec: LimitSpec, hits: number, minGrant: number): ConsumeResult {
     const s = this.store;
     const nowUs = Math.floor(s.now() * 1000);
+    const table = s.table;
+    if (table !== undefined) return table.withLock(() => this.#decideShared(table, spec, hits, minGrant, nowUs));
     s.sweep(nowUs);
     if (spec.algorithm === 'gcra') {
       const entry = s.gcra.get(spec.id);
@@ -83,6 +89,20 @@ export class MemoryBackend implements StateBackend {
     const windowUs = spec.windowMs * 1000;
     const out = fixedWindowDecide(s.windows.get(spec.id), nowUs, windowUs, spec.limit, hits, minGrant);
     if (out.write !== undefined) s.windows.set(spec.id, { ...out.write, expiresUs: (out.write.window + 1) * windowUs });
+    return { ...out.result, decidedAtMs: nowUs / 1000 };
+  }
+
+  /** The same decisions on the process-wide table; runs under its lock, so read-decide-write is atomic across threads. */
+  #decideShared(table: SharedCounterTable, spec: LimitSpec, hits: number, minGrant: number, nowUs: number): ConsumeResult {
+    if (spec.algorithm === 'gcra') {
+      const out = gcraDecide(table.read(COUNTER_KINDS.gcra, spec.id, nowUs)?.a, nowUs, gcraParams(spec), hits, minGrant);
+      if (out.tat !== undefined) table.write(COUNTER_KINDS.gcra, spec.id, out.tat, 0, out.tat, nowUs);
+      return { ...out.result, decidedAtMs: nowUs / 1000 };
+    }
+    const windowUs = spec.windowMs * 1000;
+    const stored = table.read(COUNTER_KINDS.window, spec.id, nowUs);
+    const out = fixedWindowDecide(stored === undefined ? undefined : { window: stored.a, count: stored.b }, nowUs, windowUs, spec.limit, hits, minGrant);
+    if (out.write !== undefined) table.write(COUNTER_KINDS.window, spec.id, out.write.window, out.write.count, (out.write.window + 1) * windowUs, nowUs);
     return { ...out.result, decidedAtMs: nowUs / 1000 };
   }
 

@@ -28,8 +28,8 @@ export function expandPluginInstances(config: WeftConfig): PluginConfig[] {
       const base = byName.get(plugin);
       if (base === undefined) continue;
       const name = pluginInstanceName(plugin, override);
-      // The instance keeps the plugin's identity for its own logs and properties (plugin_name stays the configured name).
-      if (!out.has(name)) out.set(name, { ...base, name, pluginName: base.pluginName ?? base.name, config: override });
+      // The instance keeps the plugin's root id (pluginName, "" when unset as in Istio): the same root context serves it.
+      if (!out.has(name)) out.set(name, { ...base, name, config: override });
     }
   }
   const expanded = [...out.values()];

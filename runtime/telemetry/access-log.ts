@@ -1,4 +1,4 @@
-/** The access log: one JSON line per L4 connection (and per L7 request), with stable field names that tests assert. */
+/** The L4 access log: one JSON line per connection, in the schema L7 lines share (snake_case, README "Access log"), tagged with the worker that served it. */
 import { createWriteStream, type WriteStream } from 'node:fs';
 
 export type AccessLogSink = (line: string) => void;
@@ -6,11 +6,13 @@ export type AccessLogSink = (line: string) => void;
 export class AccessLog {
   readonly #sink: AccessLogSink;
   readonly #stream: WriteStream | undefined;
+  readonly #worker: number;
   enabled: boolean;
 
-  /** `sink` wins over `path`; with neither, lines go to stdout. */
-  constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogSink } = {}) {
+  /** `sink` wins over `path`; with neither, lines go to stdout. `worker` is the event loop's index (0 with one). */
+  constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogSink; worker?: number } = {}) {
     this.enabled = opts.enabled ?? true;
+    this.#worker = opts.worker ?? 0;
     if (opts.sink !== undefined) this.#sink = opts.sink;
     else if (opts.path !== undefined) {
       const stream = createWriteStream(opts.path, { flags: 'a' });
@@ -20,7 +22,7 @@ export class AccessLog {
   }
 
   write(entry: Record<string, unknown>): void {
-    if (this.enabled) this.#sink(JSON.stringify(entry));
+    if (this.enabled) this.#sink(JSON.stringify({ kind: 'tcp', worker: this.#worker, ...entry }));
   }
 
   close(): Promise<void> {

@@ -18,6 +18,7 @@ import { compilePlugin, sha256Hex } from './plugin-loader.js';
 import { DEFAULT_MEMORY_MB, PluginRuntime } from './plugin-runtime.js';
 import { PluginMetrics } from './plugin-metrics.js';
 import type { PropertyValue } from './properties.js';
+import type { CompiledPlugin } from './plugin-vm.js';
 import { SharedData } from './shared-data.js';
 import { SharedQueues } from './shared-queues.js';
 import { EMPTY_STREAM_INFO, type StreamInfo } from './stream-info.js';
@@ -35,6 +36,11 @@ export interface PluginHostOptions {
   fetch?: FetchOptions;
   /** Close a plugin's VM after this long without streams, timers or callouts; default 5 minutes, 0 disables. */
   idleMs?: number;
+  /**
+   * Modules another thread already fetched, verified and compiled for this plugin configuration (runtime/workers: the
+   * primary compiles once and shares the WebAssembly.Module); undefined for a plugin this host must load itself.
+   */
+  compiledPlugins?: (config: PluginConfig) => CompiledPlugin | undefined;
 }
 
 export interface PluginProblem {
@@ -62,6 +68,7 @@ export class PluginHost {
   readonly #cache: PluginCache;
   readonly #fetchOptions: FetchOptions;
   readonly #idleMs: number;
+  readonly #compiledPlugins: PluginHostOptions['compiledPlugins'];
   readonly #log: Logger;
   #runtimes = new Map<string, PluginRuntime>();
   /** Streams counted by versions that were replaced, so weft_plugin_streams_total never goes backwards. */
@@ -87,6 +94,7 @@ export class PluginHost {
     this.#cache = new PluginCache(options.cacheDir);
     this.#fetchOptions = options.fetch ?? {};
     this.#idleMs = options.idleMs ?? DEFAULT_IDLE_MS;
+    this.#compiledPlugins = options.compiledPlugins;
     if (this.#idleMs > 0) {
       this.#sweep = setInterval(() => this.sweepIdle(), Math.max(1000, this.#idleMs / 2));
       this.#sweep.unref();
@@ -130,11 +138,11 @@ export class PluginHost {
         configs.map(async (config) => {
           const current = this.#runtimes.get(config.name);
           if (current !== undefined && isDeepStrictEqual(current.config, config)) return current;
-          const bytes = await this.#fetch(config, dispatcher);
           const memoryMb = config.limits?.memoryMb ?? DEFAULT_MEMORY_MB;
-          const sha = sha256Hex(bytes);
-          const cacheKey = `${sha}:${memoryMb}`;
-          const compiled = await this.#cache.compiled(cacheKey, () => compilePlugin(bytes, { memoryMb }));
+          const shared = this.#compiledPlugins?.(config);
+          const bytes = shared === undefined ? await this.#fetch(config, dispatcher) : undefined;
+          const cacheKey = `${shared?.sha256 ?? sha256Hex(bytes!)}:${memoryMb}`;
+          const compiled = shared ?? (await this.#cache.compiled(cacheKey, () => compilePlugin(bytes!, { memoryMb })));
           const runtime = new PluginRuntime(config, compiled, this.#services, this.#metrics, cacheKey);
           fresh.push(runtime);
           const failure = runtime.warm();
@@ -198,6 +206,36 @@ export class PluginHost {
     this.#metrics.fetched(config.name, config.url.startsWith('file://') ? 'file' : 'network');
     await this.#cache.put(config.url, { sha256: sha, ...(fetched.digest === undefined ? {} : { digest: fetched.digest }) }, fetched.bytes);
     return fetched.bytes;
+  }
+
+  /**
+   * Fetches, verifies and compiles `configs` without starting them: the primary thread of several workers does this
+   * once and hands the modules to the workers (`compiledPlugins`), which start their own VMs.
+   */
+  async compileOnly(configs: PluginConfig[]): Promise<{ ok: true; compiled: Map<string, CompiledPlugin> } | { ok: false; problems: PluginProblem[] }> {
+    const dispatcher = createDispatcher(this.#fetchOptions);
+    const compiled = new Map<string, CompiledPlugin>();
+    const problems: PluginProblem[] = [];
+    const keys = new Set<string>();
+    try {
+      await Promise.all(
+        configs.map(async (config) => {
+          try {
+            const bytes = await this.#fetch(config, dispatcher);
+            const memoryMb = config.limits?.memoryMb ?? DEFAULT_MEMORY_MB;
+            const key = `${sha256Hex(bytes)}:${memoryMb}`;
+            keys.add(key);
+            compiled.set(config.name, await this.#cache.compiled(key, () => compilePlugin(bytes, { memoryMb })));
+          } catch (err) {
+            problems.push({ plugin: config.name, reason: (err as Error).message });
+          }
+        }),
+      );
+    } finally {
+      await dispatcher.close();
+    }
+    this.#cache.prune(keys);
+    return problems.length === 0 ? { ok: true, compiled } : { ok: false, problems };
   }
 
   /** Compiled modules held for reuse (one per distinct module and memory limit in the running configuration). */

@@ -27,7 +27,8 @@ export function pluginConfigurationBytes(config: unknown): Uint8Array {
 export function vmSettingsFor(config: PluginConfig): VmSettings {
   return {
     plugin: config.name,
-    rootId: config.pluginName ?? config.name,
+    // Istio leaves root_id empty unless pluginName is set; C++ SDK filters register their root context for "".
+    rootId: config.pluginName ?? '',
     vmId: config.name,
     cpuMs: config.limits?.cpuMs ?? DEFAULT_CPU_MS,
     vmConfiguration: new Uint8Array(0),

@@ -5,7 +5,7 @@ import {
   proxy_add_header_map_value, proxy_get_header_map_pairs, proxy_get_header_map_size, proxy_get_header_map_value,
   proxy_remove_header_map_value, proxy_replace_header_map_value, proxy_set_header_map_pairs,
 } from "./imports";
-import { clearOut, decodeUtf8, outLen, outPtr, outWord, takeOutBytes, takeOutString, utf8 } from "./memory";
+import { clearOut, decodeUtf8, dropOut, outLen, outPtr, outWord, scratchLen, scratchUtf8, takeOutBytes, takeOutString, utf8 } from "./memory";
 import { BytesResult, StringResult, U32Result } from "./result";
 
 export class HeaderPair {
@@ -80,56 +80,82 @@ export class HeaderMap {
 
   /** The value (repeated headers joined by ", "), or null when absent or when the map is not available here. */
   get(name: string): string | null {
-    const r = this.lookup(name);
-    return r.ok ? r.value : null;
+    return this.fetch(name) == WasmResult.Ok ? takeOutString() : null;
   }
 
   /** Like get, with the host's status: NotFound when absent or when the map does not exist in this callback. */
   lookup(name: string): StringResult {
-    const key = utf8(name);
-    clearOut();
-    const st = <WasmResult>proxy_get_header_map_value(this.mapType, changetype<usize>(key), key.byteLength, outPtr(), outLen());
+    const st = this.fetch(name);
     if (st != WasmResult.Ok) return new StringResult(st, "");
     return new StringResult(st, takeOutString());
   }
 
   /** The exact value bytes. */
   getBytes(name: string): BytesResult {
-    const key = utf8(name);
-    clearOut();
-    const st = <WasmResult>proxy_get_header_map_value(this.mapType, changetype<usize>(key), key.byteLength, outPtr(), outLen());
+    const st = this.fetch(name);
     if (st != WasmResult.Ok) return new BytesResult(st, new ArrayBuffer(0));
     return new BytesResult(st, takeOutBytes());
   }
 
   has(name: string): bool {
-    return this.lookup(name).ok;
+    const st = this.fetch(name);
+    if (st == WasmResult.Ok) dropOut();
+    return st == WasmResult.Ok;
   }
 
   /** Appends a value (a repeated header when the name exists). */
   add(name: string, value: string): WasmResult {
-    const k = utf8(name);
-    const v = utf8(value);
-    return <WasmResult>proxy_add_header_map_value(this.mapType, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+    const k = scratchUtf8(name, 0);
+    const v = scratchUtf8(value, 1);
+    return <WasmResult>proxy_add_header_map_value(this.mapType, k, scratchLen(0), v, scratchLen(1));
   }
 
   /** Sets the only value of `name`, adding it when absent. */
   replace(name: string, value: string): WasmResult {
-    const k = utf8(name);
-    const v = utf8(value);
-    return <WasmResult>proxy_replace_header_map_value(this.mapType, changetype<usize>(k), k.byteLength, changetype<usize>(v), v.byteLength);
+    const k = scratchUtf8(name, 0);
+    const v = scratchUtf8(value, 1);
+    return <WasmResult>proxy_replace_header_map_value(this.mapType, k, scratchLen(0), v, scratchLen(1));
   }
 
   /** Sets exact bytes (for values that are not UTF-8 text). */
   replaceBytes(name: string, value: ArrayBuffer): WasmResult {
-    const k = utf8(name);
-    return <WasmResult>proxy_replace_header_map_value(this.mapType, changetype<usize>(k), k.byteLength, changetype<usize>(value), value.byteLength);
+    const k = scratchUtf8(name, 0);
+    return <WasmResult>proxy_replace_header_map_value(this.mapType, k, scratchLen(0), changetype<usize>(value), value.byteLength);
+  }
+
+  /** Appends exact bytes. */
+  addBytes(name: string, value: ArrayBuffer): WasmResult {
+    const k = scratchUtf8(name, 0);
+    return <WasmResult>proxy_add_header_map_value(this.mapType, k, scratchLen(0), changetype<usize>(value), value.byteLength);
   }
 
   /** Removes every value of `name`; Ok when it was absent too. */
   remove(name: string): WasmResult {
-    const k = utf8(name);
-    return <WasmResult>proxy_remove_header_map_value(this.mapType, changetype<usize>(k), k.byteLength);
+    const k = scratchUtf8(name, 0);
+    return <WasmResult>proxy_remove_header_map_value(this.mapType, k, scratchLen(0));
+  }
+
+  /**
+   * remove/replace/add with names and values already UTF-8 (utf8(...) once, at configure time): a plugin that edits the
+   * same headers on every request then encodes nothing per request.
+   */
+  removeRaw(name: ArrayBuffer): WasmResult {
+    return <WasmResult>proxy_remove_header_map_value(this.mapType, changetype<usize>(name), name.byteLength);
+  }
+
+  replaceRaw(name: ArrayBuffer, value: ArrayBuffer): WasmResult {
+    return <WasmResult>proxy_replace_header_map_value(this.mapType, changetype<usize>(name), name.byteLength, changetype<usize>(value), value.byteLength);
+  }
+
+  addRaw(name: ArrayBuffer, value: ArrayBuffer): WasmResult {
+    return <WasmResult>proxy_add_header_map_value(this.mapType, changetype<usize>(name), name.byteLength, changetype<usize>(value), value.byteLength);
+  }
+
+  /** Asks the host for `name`'s value, leaving it in the out-words on Ok. */
+  private fetch(name: string): WasmResult {
+    const k = scratchUtf8(name, 0);
+    clearOut();
+    return <WasmResult>proxy_get_header_map_value(this.mapType, k, scratchLen(0), outPtr(), outLen());
   }
 
   /** Every pair in order (repeated headers as separate pairs); empty when the map is not available here. */

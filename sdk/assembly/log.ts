@@ -1,7 +1,7 @@
 // Plugin logging through proxy_log. Messages below the host's level are dropped before any UTF-8 encoding.
 import { LogLevel, WasmResult } from "./abi-enums";
 import { proxy_get_log_level, proxy_log } from "./imports";
-import { outWord, utf8 } from "./memory";
+import { outWord, scratchLen, scratchUtf8 } from "./memory";
 
 let cachedLevel: i32 = -1;
 
@@ -24,8 +24,8 @@ export function refreshLogLevel(): void {
  */
 export function log(level: LogLevel, message: string): WasmResult {
   if (<i32>level < <i32>logLevel()) return WasmResult.Ok;
-  const bytes = utf8(message);
-  return <WasmResult>proxy_log(level, changetype<usize>(bytes), <usize>bytes.byteLength);
+  const m = scratchUtf8(message, 1);
+  return <WasmResult>proxy_log(level, m, scratchLen(1));
 }
 
 export function logTrace(message: string): void { log(LogLevel.Trace, message); }

@@ -96,6 +96,71 @@ export function decodeUtf8(ptr: usize, len: usize): string {
   return String.UTF16.decodeUnsafe(out.dataStart, <usize>out.length << 1);
 }
 
+// Scratch areas for hostcall arguments: every hostcall copies its arguments before returning, so a string is encoded
+// into raw memory the SDK reuses instead of a fresh ArrayBuffer per call (the hot path then allocates nothing).
+// Slot 0 holds a name or key, slot 1 a value; each starts in static data and moves to a larger raw block when needed.
+const SCRATCH_STATIC: i32 = 256;
+let scratchPtr0: usize = memory.data(SCRATCH_STATIC);
+let scratchCap0: usize = <usize>SCRATCH_STATIC;
+let scratchPtr1: usize = memory.data(SCRATCH_STATIC);
+let scratchCap1: usize = <usize>SCRATCH_STATIC;
+let scratchLen0: usize = 0;
+let scratchLen1: usize = 0;
+
+function scratchRoom(slot: i32, need: usize): usize {
+  if (slot == 0) {
+    if (need > scratchCap0) {
+      // The static block is never freed; a grown one is replaced by the next growth.
+      if (scratchCap0 > <usize>SCRATCH_STATIC) heap.free(scratchPtr0);
+      scratchCap0 = need < 1024 ? 1024 : need;
+      scratchPtr0 = heap.alloc(scratchCap0);
+    }
+    return scratchPtr0;
+  }
+  if (need > scratchCap1) {
+    if (scratchCap1 > <usize>SCRATCH_STATIC) heap.free(scratchPtr1);
+    scratchCap1 = need < 1024 ? 1024 : need;
+    scratchPtr1 = heap.alloc(scratchCap1);
+  }
+  return scratchPtr1;
+}
+
+/**
+ * Encodes `s` as UTF-8 into scratch `slot` (0 or 1) and returns its address; scratchLen(slot) is its length. Valid
+ * until the next scratchUtf8 on the same slot: pass it straight to a hostcall.
+ */
+export function scratchUtf8(s: string, slot: i32): usize {
+  const n = <usize>s.length;
+  const src = changetype<usize>(s);
+  // ASCII (header names, tokens, most values): one byte per code unit, no second pass.
+  let ptr = scratchRoom(slot, n);
+  let i: usize = 0;
+  for (; i < n; i++) {
+    const c = load<u16>(src + (i << 1));
+    if (c >= 0x80) break;
+    store<u8>(ptr + i, <u8>c);
+  }
+  let len = n;
+  if (i < n) {
+    ptr = scratchRoom(slot, <usize>String.UTF8.byteLength(s, false));
+    len = String.UTF8.encodeUnsafe(src, <i32>n, ptr, false, String.UTF8.ErrorMode.REPLACE);
+  }
+  if (slot == 0) scratchLen0 = len;
+  else scratchLen1 = len;
+  return ptr;
+}
+
+// @ts-ignore: decorator
+@inline export function scratchLen(slot: i32): usize {
+  return slot == 0 ? scratchLen0 : scratchLen1;
+}
+
+/** Frees the (ptr, len) result of the last host call without reading it. */
+export function dropOut(): void {
+  const ptr = load<usize>(OUT);
+  if (ptr != 0) heap.free(ptr);
+}
+
 /** UTF-8 bytes of `s` (unpaired surrogates become U+FFFD, never an abort). */
 export function utf8(s: string): ArrayBuffer {
   return String.UTF8.encode(s, false, String.UTF8.ErrorMode.REPLACE);

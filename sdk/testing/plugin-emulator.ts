@@ -25,8 +25,10 @@ export interface EmulatorOptions {
   wasm: string | Uint8Array;
   /** Plugin configuration, delivered as JSON (a string is passed through as is, e.g. to test a non-JSON config). */
   config?: unknown;
-  /** Plugin name, which is also its root id; default "plugin". */
+  /** Plugin name (plugin_name, plugin_vm_id); default "plugin". */
   name?: string;
+  /** Istio's pluginName, the root id the SDK picks a root context by (plugin_root_id); default "", as in Istio. */
+  pluginName?: string;
   failStrategy?: PluginConfig['failStrategy'];
   limits?: { cpuMs: number; memoryMb: number };
   env?: Record<string, string>;
@@ -107,6 +109,7 @@ export class PluginEmulator {
       failStrategy: options.failStrategy ?? 'FAIL_CLOSE',
       config: options.config,
       ...(options.limits === undefined ? {} : { limits: options.limits }),
+      ...(options.pluginName === undefined ? {} : { pluginName: options.pluginName }),
       ...(options.env === undefined ? {} : { vmConfig: { env: options.env } }),
     };
   }

@@ -49,7 +49,8 @@ function registry(): ForeignFunctionRegistry {
 }
 
 async function start(config: unknown = {}, name = 'api'): Promise<PluginEmulator> {
-  emu = await PluginEmulator.create({ wasm, config, name, foreignFunctions: registry() });
+  // The fixture registers a root context per root id, so the tests name it (Istio's pluginName) as well.
+  emu = await PluginEmulator.create({ wasm, config, name, pluginName: name, foreignFunctions: registry() });
   return emu;
 }
 

@@ -133,9 +133,15 @@ export async function waitForReady(port: number, timeoutMs = 15_000): Promise<vo
   }
 }
 
-/** wrk -t1 -c32 (keep-alive, tiny responses), pinned to the load core. */
-export async function runWrk(url: string, seconds: number, connections = 32, extra: string[] = []): Promise<WrkResult> {
-  const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'wrk', '-t1', `-c${connections}`, `-d${seconds}s`, '--latency', ...extra, url], { maxBuffer: 1 << 20 });
+/** Where wrk runs and with how many threads: by default one thread on the load core (the one-core sections). */
+export interface WrkLoad {
+  cpus: string;
+  threads: number;
+}
+
+/** wrk -t1 -c32 (keep-alive, tiny responses), pinned to the load core; `load` changes both (the two-core section). */
+export async function runWrk(url: string, seconds: number, connections = 32, extra: string[] = [], load: WrkLoad = { cpus: LOAD_CPU, threads: 1 }): Promise<WrkResult> {
+  const { stdout } = await run('taskset', ['-c', load.cpus, 'wrk', `-t${load.threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', ...extra, url], { maxBuffer: 1 << 20 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0);
   const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0);
   const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(stdout);

@@ -44,8 +44,8 @@ export interface WeftBenchConfig {
 }
 
 /** Waits on weft's readiness port, not the data port: a probe there would open an upstream connection (iperf3 takes it for a client). */
-export function startWeft(name: string, config: WeftBenchConfig, port: number): Promise<Peer> {
-  return startPeer(name, port, [process.execPath, path.join(REPO_ROOT, 'dist/runtime/cli.js'), 'run', '--config', config.file], undefined, { ...process.env, WEFT_LOG_LEVEL: 'warn' }, () => waitForReady(config.readinessPort));
+export function startWeft(name: string, config: WeftBenchConfig, port: number, cpus?: string): Promise<Peer> {
+  return startPeer(name, port, [process.execPath, path.join(REPO_ROOT, 'dist/runtime/cli.js'), 'run', '--config', config.file], cpus, { ...process.env, WEFT_LOG_LEVEL: 'warn' }, () => waitForReady(config.readinessPort));
 }
 
 export function progress(step: string): void {

@@ -1,4 +1,4 @@
-// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the add-header Wasm plugin or a native header filter (args: port originPort mode [appProtocol]).
+// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the hand-rewrite Wasm filter, the header-rewrite SDK plugin or a native header filter (args: port originPort mode [appProtocol]).
 import net from 'node:net';
 import path from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
@@ -15,6 +15,7 @@ import { createL7Proxy, type PluginHostLike } from '../../runtime/l7/l7-proxy.js
 import { createWasmPlugins } from '../../runtime/l7/wasm-filter.js';
 import type { L7Filter } from '../../runtime/l7/l7-filter.js';
 import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
+import { HEADER_REWRITE_BENCH_CONFIG } from './plugin-cost.js';
 
 type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native';
 
@@ -27,12 +28,10 @@ function repoRoot(): string {
   throw new Error('cannot find the weft repository root');
 }
 
-/** The first-party header-rewrite plugin (built by npm install), configured like the WAT fixture: one request and one response header. */
+/** The first-party header-rewrite plugin (built by npm install) with the realistic configuration the hand-rewrite WAT filter mirrors: one set, one remove, one add. */
 async function sdkHeaderRewrite(): Promise<PluginConfig> {
   const wasm = await ensurePluginBuilt(path.join(repoRoot(), 'plugins/header-rewrite'));
-  return pluginConfig('header-rewrite', pathToFileURL(wasm).href, {
-    config: { request: { set: [{ name: 'x-wasm-filter', value: 'on' }] }, response: { add: [{ name: 'x-served-by', value: 'weft-wasm' }] } },
-  });
+  return pluginConfig('header-rewrite', pathToFileURL(wasm).href, { config: HEADER_REWRITE_BENCH_CONFIG });
 }
 
 async function main(): Promise<void> {
@@ -40,7 +39,7 @@ async function main(): Promise<void> {
   const port = Number(portArg);
   const originPort = Number(originArg);
   const mode = (modeArg ?? 'plain') as Mode;
-  const plugins = mode === 'wasm' ? [pluginConfig('add-header', await wasmFileUrl(await fixture('add-header')))] : mode === 'wasm-sdk' ? [await sdkHeaderRewrite()] : [];
+  const plugins = mode === 'wasm' ? [pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite')))] : mode === 'wasm-sdk' ? [await sdkHeaderRewrite()] : [];
   const config = configSchema.parse({
     accessLog: { enabled: false },
     plugins,

@@ -1,4 +1,4 @@
-// L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter, with the add-header WAT fixture and with the first-party header-rewrite plugin; h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
+// L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter, with a hand-written WAT filter and with the first-party header-rewrite plugin doing the same edits (nginx too, as nginx_rewrite); h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -8,10 +8,20 @@ import { promisify } from 'node:util';
 import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
 import { freePort } from '../helpers/free-port.js';
 
-/** nginx (origin or HTTP/1.1 reverse proxy) and HAProxy in HTTP mode, each with one worker/thread and keep-alive upstreams. */
-function nginxConf(dir: string, port: number, upstream: string | undefined): string {
-  const location = upstream === undefined ? 'return 200 "ok\\n";' : 'proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";';
-  return `worker_processes 1;
+function ratio(a: number | undefined, b: number | undefined): number {
+  return a === undefined || b === undefined || b === 0 ? NaN : a / b;
+}
+
+/** nginx doing header-rewrite's benchmark edits (set x-wasm-filter, remove x-internal, add x-served-by to the response). */
+const NGINX_REWRITE = 'proxy_set_header x-wasm-filter on; proxy_set_header x-internal ""; add_header x-served-by weft-wasm;';
+
+/**
+ * nginx (origin or HTTP/1.1 reverse proxy) with keep-alive upstreams; one worker unless a section gives it more (each
+ * then on its own reuseport socket), optionally doing header-rewrite's edits.
+ */
+export function nginxConf(dir: string, port: number, upstream: string | undefined, opts: { workers?: number; rewrite?: boolean } = {}): string {
+  const location = upstream === undefined ? 'return 200 "ok\\n";' : `proxy_pass http://origin; proxy_http_version 1.1; proxy_set_header Connection "";${opts.rewrite === true ? ` ${NGINX_REWRITE}` : ''}`;
+  return `worker_processes ${opts.workers ?? 1};
 daemon off;
 pid ${dir}/nginx-${port}.pid;
 error_log ${dir}/nginx-${port}.log warn;
@@ -21,11 +31,12 @@ http {
   keepalive_requests 100000000;
   keepalive_timeout 300s;
   ${upstream === undefined ? '' : `upstream origin { server ${upstream}; keepalive 64; }`}
-  server { listen 127.0.0.1:${port} backlog=4096; location / { ${location} } }
+  server { listen 127.0.0.1:${port}${(opts.workers ?? 1) > 1 ? ' reuseport' : ''} backlog=4096; location / { ${location} } }
 }
 `;
 }
 
+/** HAProxy in HTTP mode with keep-alive upstreams, one thread. */
 function haproxyConf(port: number, upstream: string): string {
   return `global
   nbthread 1
@@ -45,7 +56,7 @@ backend be
 `;
 }
 
-async function writeConf(dir: string, name: string, text: string): Promise<string> {
+export async function writeConf(dir: string, name: string, text: string): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, text);
   return file;
@@ -114,10 +125,45 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     record(name, r);
     if (pid !== undefined && r.rps > 0) out[`${name}_cpu_us_per_req`] = ((await cpuSeconds(pid)) - before) * 1e6 / (r.rps * seconds);
   };
+  // `WEFT_BENCH_L7_ONLY=rewrite` runs just the header-rewrite comparison (nginx doing the same edits, the hand-written
+  // Wasm filter, the SDK plugin), interleaved over WEFT_BENCH_L7_ROUNDS rounds, best of each.
+  if (process.env.WEFT_BENCH_L7_ONLY === 'rewrite') {
+    try {
+      const rounds = Number(process.env.WEFT_BENCH_L7_ROUNDS ?? 3);
+      // The best round of each scenario (highest req/s), all of its numbers together.
+      const best: Record<string, Record<string, number>> = {};
+      const keep = (name: string): void => {
+        const rps = out[`${name}_rps`] ?? 0;
+        if ((best[name]?.[`${name}_rps`] ?? -1) >= rps) return;
+        best[name] = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith(`${name}_`)));
+      };
+      for (let r = 0; r < rounds; r++) {
+        const pn = await freePort();
+        await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
+        keep('nginx_rewrite');
+        for (const mode of ['wasm', 'wasm-sdk'] as const) {
+          const p = await freePort();
+          await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode.replace('-', '_')}`, p, peer));
+          keep(`weft_l7_${mode.replace('-', '_')}`);
+        }
+      }
+      for (const numbers of Object.values(best)) Object.assign(out, numbers);
+    } finally {
+      await origin.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+      out.l7_wasm_sdk_vs_nginx_rewrite_rps = ratio(out.weft_l7_wasm_sdk_rps, out.nginx_rewrite_rps);
+    out.l7_wasm_sdk_vs_nginx_rewrite_p99 = ratio(out.weft_l7_wasm_sdk_p99_ms, out.nginx_rewrite_p99_ms);
+    out.l7_wasm_hand_vs_nginx_rewrite_rps = ratio(out.weft_l7_wasm_rps, out.nginx_rewrite_rps);
+    out.l7_wasm_sdk_over_hand_cpu_us = (out.weft_l7_wasm_sdk_cpu_us_per_req ?? NaN) - (out.weft_l7_wasm_cpu_us_per_req ?? NaN);
+    return out;
+  }
   try {
     await measure('direct', originPort);
     const p1 = await freePort();
     await withPeer(startPeer('nginx-http', p1, ['nginx', '-c', await writeConf(dir, 'nginx-http.conf', nginxConf(dir, p1, upstream)), '-p', dir]), (peer) => measure('nginx_http', p1, peer));
+    const pn = await freePort();
+    await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
     const p2 = await freePort();
     await withPeer(startPeer('haproxy-http', p2, ['haproxy', '-f', await writeConf(dir, 'haproxy-http.cfg', haproxyConf(p2, upstream)), '-db']), (peer) => measure('haproxy_http', p2, peer));
     for (const mode of ['plain', 'native', 'wasm', 'wasm-sdk'] as const) {
@@ -151,12 +197,13 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     await origin.stop();
     await rm(dir, { recursive: true, force: true });
   }
-  const ratio = (a: number | undefined, b: number | undefined): number => (a === undefined || b === undefined || b === 0 ? NaN : a / b);
   out.l7_wasm_vs_nginx_rps = ratio(out.weft_l7_wasm_rps, out.nginx_http_rps);
   out.l7_plain_vs_haproxy_rps = ratio(out.weft_l7_plain_rps, out.haproxy_http_rps);
   out.l7_wasm_vs_nginx_p99 = ratio(out.weft_l7_wasm_p99_ms, out.nginx_http_p99_ms);
   out.l7_wasm_sdk_vs_nginx_rps = ratio(out.weft_l7_wasm_sdk_rps, out.nginx_http_rps);
   out.l7_wasm_sdk_vs_nginx_p99 = ratio(out.weft_l7_wasm_sdk_p99_ms, out.nginx_http_p99_ms);
+  out.l7_wasm_sdk_vs_nginx_rewrite_rps = ratio(out.weft_l7_wasm_sdk_rps, out.nginx_rewrite_rps);
+  out.l7_wasm_sdk_vs_nginx_rewrite_p99 = ratio(out.weft_l7_wasm_sdk_p99_ms, out.nginx_rewrite_p99_ms);
   out.l7_plain_vs_direct_rps = ratio(out.weft_l7_plain_rps, out.direct_rps);
   out.nginx_vs_direct_rps = ratio(out.nginx_http_rps, out.direct_rps);
   out.h2_weft_vs_nginx_rps = ratio(out.h2_weft_l7_rps, out.h2_nginx_rps);

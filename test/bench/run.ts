@@ -5,12 +5,14 @@ import { benchL4 } from './l4-bench.js';
 import { benchL7 } from './l7.js';
 import { benchHbone } from './hbone.js';
 import { benchWasmHost } from './wasm-host.js';
+import { benchPluginCost } from './plugin-cost.js';
 import { benchSharedState } from './shared-state.js';
+import { benchTwoCore } from './two-core.js';
 import { REPO_ROOT, hasCommand } from './bench-tools.js';
 
 const seconds = Number(process.env.WEFT_BENCH_SECONDS ?? 5);
-/** `WEFT_BENCH_ONLY=l4,l7` runs a subset: l4, l7, hbone, wasm, shared-state. */
-const only = new Set((process.env.WEFT_BENCH_ONLY ?? 'l4,l7,hbone,wasm,shared-state').split(',').map((s) => s.trim()));
+/** `WEFT_BENCH_ONLY=l4,l7` runs a subset: l4, l7, hbone, wasm, plugins, shared-state, two-core. */
+const only = new Set((process.env.WEFT_BENCH_ONLY ?? 'l4,l7,hbone,wasm,plugins,shared-state,two-core').split(',').map((s) => s.trim()));
 
 /** The other sections report their own named numbers (ratios included); printed as a two-column table. */
 async function section(name: string, title: string, run: () => Promise<Record<string, number>>, results: Record<string, unknown>, lines: string[]): Promise<void> {
@@ -40,6 +42,8 @@ async function main(): Promise<void> {
   await section('l7', 'L7 (wrk -c32 through weft HTTP with and without a Wasm plugin, nginx and HAProxy HTTP)', () => benchL7({ seconds }), results, lines);
   await section('hbone', 'HBONE (two weft instances, mTLS HTTP/2 CONNECT)', () => benchHbone(), results, lines);
   await section('wasm', 'proxy-wasm host', () => benchWasmHost(), results, lines);
+  await section('plugins', 'First-party plugins: CPU µs per request (PluginHost + FilterChain in process), over the plain path, a no-op filter and a hand-written filter', () => benchPluginCost(), results, lines);
+  await section('two-core', 'Two cores (weft workers: 2, nginx worker_processes 2, HAProxy nbthread 2, wrk -t2 -c64; one Wasm plugin at L7)', () => benchTwoCore({ seconds }), results, lines);
   await section('shared-state', 'Shared rate limits (Redis strict and local modes)', () => benchSharedState(), results, lines);
   process.stdout.write(lines.join('\n') + '\n');
   const outDir = path.join(REPO_ROOT, 'test/bench/results');

@@ -49,7 +49,7 @@ afterAll(async () => {
 describe('L4 ⇄ L7 by reload', () => {
   it('starts at L4 when nothing is attached', async () => {
     expect(await get()).toEqual({ status: 200, servedBy: undefined, filter: 'none' });
-    expect(await w.waitForLog((e) => e.kind === 'tcp' && e['dst.service'] === 'web.default.svc.cluster.local')).toMatchObject({ route: 'service' });
+    expect(await w.waitForLog((e) => e.kind === 'tcp' && e.destination_service === 'web.default.svc.cluster.local')).toMatchObject({ route: 'service' });
   });
 
   it('moves to L7 and back while requests flow, failing none', async () => {

@@ -53,11 +53,12 @@ describe('weft validate', () => {
 });
 
 describe('weft run', () => {
-  it('reloads on SIGHUP, keeps the old config on a bad edit, and drains on SIGTERM', async () => {
+  it.each([1, 2])('workers: %i — reloads on SIGHUP, keeps the old config on a bad edit, and drains on SIGTERM', async (workers) => {
     const ports = { admin: await freePort(), metrics: await freePort(), readiness: await freePort() };
-    const file = path.join(dir, 'weft.yaml');
+    const file = path.join(dir, `weft-${workers}.yaml`);
     const config = (node: string): Record<string, unknown> => ({
       node,
+      workers,
       listeners: {
         outbound: { address: '127.0.0.1:0' },
         inbound: { address: '127.0.0.1:0' },
@@ -74,11 +75,13 @@ describe('weft run', () => {
     const exited = new Promise<number | null>((r) => child.once('exit', (code) => r(code)));
     try {
       const dump = async (): Promise<{ node: string; version: number }> => (await fetch(`http://127.0.0.1:${ports.admin}/config_dump`)).json() as Promise<{ node: string; version: number }>;
-      await expect.poll(() => dump().catch(() => undefined), { timeout: 15_000 }).toMatchObject({ node: 'first', version: 1 });
+      await expect.poll(() => dump().catch(() => undefined), { timeout: 30_000 }).toMatchObject({ node: 'first', version: 1 });
+      // How many event loops run, and why.
+      expect(await dump()).toMatchObject({ workers: { count: workers, requested: workers, running: workers, reason: expect.stringContaining(`workers: ${workers}`) as unknown } });
 
       await writeFile(file, stringify(config('second')));
       child.kill('SIGHUP');
-      await expect.poll(() => dump(), { timeout: 10_000 }).toMatchObject({ node: 'second' });
+      await expect.poll(() => dump(), { timeout: 10_000 }).toMatchObject({ node: 'second', version: 2 });
 
       await writeFile(file, 'node: [broken');
       child.kill('SIGHUP');

@@ -86,10 +86,10 @@ async function exchange(total: number): Promise<{ ok: boolean; got: number }> {
 describe('node A to node B over HBONE (whole runtimes)', () => {
   it('delivers a small exchange exactly; B reports the SPIFFE identity, both report mutual_tls', async () => {
     expect(await exchange(5)).toEqual({ ok: true, got: 5 });
-    const line = await b.waitForLog((e) => e.listener === 'hbone' && e.bytes_recv === 5);
-    expect(line).toMatchObject({ 'src.identity': ID.client, 'dst.workload': 'echo', connection_security_policy: 'mutual_tls', bytes_sent: 5 });
+    const line = await b.waitForLog((e) => e.listener === 'hbone' && e.bytes_received === 5);
+    expect(line).toMatchObject({ source_principal: ID.client, destination_workload: 'echo', connection_security_policy: 'mutual_tls', bytes_sent: 5 });
     const outbound = await a.waitForLog((e) => e.listener === 'local-port' && e.bytes_sent === 5);
-    expect(outbound).toMatchObject({ connection_security_policy: 'mutual_tls', 'src.identity': ID.client, 'dst.identity': ID.server });
+    expect(outbound).toMatchObject({ connection_security_policy: 'mutual_tls', source_principal: ID.client, destination_principal: ID.server });
     const labels = { source_principal: 'cluster.local/ns/default/sa/sleep', destination_principal: 'cluster.local/ns/default/sa/echo', connection_security_policy: 'mutual_tls' };
     expect(metricValue(await b.metrics(), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'destination' })).toBeGreaterThanOrEqual(1);
     expect(metricValue(await a.metrics(), 'istio_tcp_connections_opened_total', { ...labels, reporter: 'source' })).toBeGreaterThanOrEqual(1);

@@ -63,7 +63,7 @@ describe('service waypoint over HBONE', () => {
     expect(targets[0]).toMatchObject({ sourceIdentity: ID.client, originalDst: { address: '10.96.0.30', port: 80 }, source: { address: IP.client } });
     expect(targets[0]?.service?.name).toBe('echo');
     const line = await a.waitForLog((e) => e.listener === 'local-port' && e.connection_security_policy === 'mutual_tls');
-    expect(line['dst.identity']).toBe('spiffe://cluster.local/ns/default/sa/waypoint');
+    expect(line.destination_principal).toBe('spiffe://cluster.local/ns/default/sa/waypoint');
   });
 
   it('sends workload-addressed traffic for a workload with a waypoint to that waypoint (explicit CONNECT from the pod)', async () => {

@@ -55,7 +55,7 @@ describe('HTTP CONNECT', () => {
 
   it('answers 503 with x-weft-error for a service without endpoints, and counts it', async () => {
     await expect(httpConnect(proxyPort, 'empty.default:80')).rejects.toThrow(/^HTTP\/1\.1 503 [^]*x-weft-error: WEFT_ERR_NO_HEALTHY_UPSTREAM/);
-    const entry = await w.waitForLog((e) => e['dst.service'] === 'empty.default.svc.cluster.local');
+    const entry = await w.waitForLog((e) => e.destination_service === 'empty.default.svc.cluster.local');
     expect(entry).toMatchObject({ response_flags: 'UH', close_reason: 'failed' });
     expect(metricValue(await w.metrics(), 'istio_tcp_connections_failed_total', { response_flags: 'UH' })).toBeGreaterThanOrEqual(1);
   });
@@ -64,7 +64,7 @@ describe('HTTP CONNECT', () => {
     const closed = await startTcpServer('echo');
     await closed.close();
     await expect(httpConnect(proxyPort, `127.0.0.1:${closed.port}`)).rejects.toThrow(/502 [^]*x-weft-error: WEFT_ERR_UPSTREAM_CONNECT/);
-    const entry = await w.waitForLog((e) => e['dst.original'] === `127.0.0.1:${closed.port}`);
+    const entry = await w.waitForLog((e) => e.downstream_local_address === `127.0.0.1:${closed.port}`);
     expect(entry).toMatchObject({ response_flags: 'UF', route: 'passthrough' });
     expect(String(entry.error)).toContain(`connect to 127.0.0.1:${closed.port} failed: ECONNREFUSED`);
   });

@@ -85,7 +85,7 @@ describe('reload', () => {
     await writeFile(file, stringify({ ...raw, workloads: [{ name: 'echo-renamed', addresses: ['127.0.0.2'], labels: { app: 'echo' } }] }));
     expect(await watcher.reloadNow('sighup')).toBe(true);
     expect((await roundTrip(port, 'new')).toString()).toBe('new');
-    expect((await w.waitForLog((e) => e['dst.workload'] === 'echo-renamed'))['bytes_recv']).toBe(3);
+    expect((await w.waitForLog((e) => e.destination_workload === 'echo-renamed'))['bytes_received']).toBe(3);
     const text = await w.metrics();
     expect(metricValue(text, 'weft_config_reloads_total', { result: 'rejected' })).toBe(1);
     expect(metricValue(text, 'weft_config_reloads_total', { result: 'applied' })).toBe(1);
@@ -144,7 +144,7 @@ describe('inbound', () => {
     const tproxyPort = (tproxy.address() as net.AddressInfo).port;
     expect((await roundTrip(tproxyPort, 'to local')).toString()).toBe('to local');
     await expect(roundTrip(tproxyPort, 'to remote')).rejects.toThrow(/ECONNRESET/);
-    expect(await w.waitForLog((e) => e.direction === 'inbound' && e.close_reason === 'complete')).toMatchObject({ 'dst.workload': 'local-app', listener: 'inbound' });
+    expect(await w.waitForLog((e) => e.direction === 'inbound' && e.close_reason === 'complete')).toMatchObject({ destination_workload: 'local-app', listener: 'inbound' });
     expect(await w.waitForLog((e) => e.direction === 'inbound' && e.close_reason === 'failed')).toMatchObject({ error: expect.stringContaining('not a workload on this node') });
     expect(metricValue(await w.metrics(), 'istio_tcp_connections_opened_total', { reporter: 'destination', destination_workload: 'local-app' })).toBe(1);
   });

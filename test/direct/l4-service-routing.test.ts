@@ -46,8 +46,8 @@ describe('outbound service routing', () => {
     for (let i = 0; i < 6; i++) replies.push((await roundTrip(port, 'x')).toString());
     expect(replies).toEqual(['a', 'b', 'a', 'b', 'a', 'b']);
     expect(b.connections).toBe(3);
-    const entry = await w.waitForLog((e) => e['dst.workload'] === 'reviews-b');
-    expect(entry).toMatchObject({ kind: 'tcp', direction: 'outbound', listener: 'local-port', 'dst.service': 'reviews.default.svc.cluster.local', route: 'service', close_reason: 'complete', bytes_sent: 1, bytes_recv: 1 });
+    const entry = await w.waitForLog((e) => e.destination_workload === 'reviews-b');
+    expect(entry).toMatchObject({ kind: 'tcp', direction: 'outbound', listener: 'local-port', destination_service: 'reviews.default.svc.cluster.local', route: 'service', close_reason: 'complete', bytes_sent: 1, bytes_received: 1 });
     const text = await w.metrics();
     expect(metricValue(text, 'istio_tcp_connections_opened_total', { destination_service: 'reviews.default.svc.cluster.local', destination_workload: 'reviews-a', reporter: 'source' })).toBe(3);
     expect(metricValue(text, 'istio_tcp_connections_closed_total', { destination_workload: 'reviews-b' })).toBe(3);
@@ -68,7 +68,7 @@ describe('outbound service routing', () => {
     for (let i = 0; i < 4; i++) expect((await roundTrip(port, 'x')).toString()).toBe('a');
     // One refused attempt on "dead", then it is skipped during its backoff.
     expect(a.connections).toBe(4);
-    expect(w.accessLog.every((e) => e['dst.workload'] === 'alive')).toBe(true);
+    expect(w.accessLog.every((e) => e.destination_workload === 'alive')).toBe(true);
   });
 
   it('passes unknown destinations through to the original address', async () => {
@@ -78,6 +78,6 @@ describe('outbound service routing', () => {
     socket.end('ping');
     expect((await readAll(socket)).toString()).toBe('ping');
     const entry = await w.waitForLog((e) => e.route === 'passthrough');
-    expect(entry).toMatchObject({ 'dst.addr': `127.0.0.1:${plain.port}`, listener: 'explicit', bytes_sent: 4, bytes_recv: 4 });
+    expect(entry).toMatchObject({ upstream_host: `127.0.0.1:${plain.port}`, listener: 'explicit', bytes_sent: 4, bytes_received: 4 });
   });
 });

@@ -86,7 +86,7 @@ describe('large transfers', () => {
     await done;
     expect(received).toBe(total);
     expect(got.digest('hex')).toBe(sent.digest('hex'));
-    const entry = await w.waitForLog((e) => e.bytes_recv === total);
+    const entry = await w.waitForLog((e) => e.bytes_received === total);
     expect(entry).toMatchObject({ bytes_sent: total, close_reason: 'complete' });
   });
 });
@@ -109,7 +109,7 @@ describe('timeouts and failures', () => {
     await ended;
     socket.destroy();
     const entry = await w.waitForLog((e) => e.close_reason === 'idle_timeout');
-    expect(entry).toMatchObject({ 'dst.service': 'echo.default.svc.cluster.local', bytes_recv: 2, bytes_sent: 2 });
+    expect(entry).toMatchObject({ destination_service: 'echo.default.svc.cluster.local', bytes_received: 2, bytes_sent: 2 });
   });
 
   it('gives up on an upstream that never answers the SYN after connectTimeoutMs (504)', async (ctx) => {

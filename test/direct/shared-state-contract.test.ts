@@ -4,6 +4,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, setLogLevel } from '../../runtime/log.js';
 import { MemoryBackend, MemoryStore } from '../../runtime/shared-state/state-memory.js';
 import { RedisBackend } from '../../runtime/shared-state/state-redis.js';
+import { MessageChannel } from 'node:worker_threads';
+import { SharedCounterTable } from '../../runtime/shared-state/shared-counter-table.js';
+import { BREAKER_CHANGE_NOTE, BREAKER_RPC, ProcessMemoryBackend, serveBreakers } from '../../runtime/workers/process-memory-backend.js';
+import { WorkerRpc } from '../../runtime/workers/worker-rpc.js';
 import type { BreakerRecord, BreakerThresholds, LimitSpec, StateBackend } from '../../runtime/shared-state/state-backend.js';
 import type { RedisConfig } from '../../runtime/config/config-schema.js';
 import { startRedis, startRedisCluster, startRedisSentinel } from '../helpers/redis-server.js';
@@ -46,6 +50,24 @@ const harnesses: Record<string, () => Promise<Harness>> = {
   memory: () => {
     const store = new MemoryStore();
     return Promise.resolve({ nodes: [new MemoryBackend(store), new MemoryBackend(store)], stop: () => Promise.resolve() });
+  },
+  // Two worker threads of one process: limits on the shared counter table, breakers answered by the primary over messages.
+  'memory, worker threads of one process': () => {
+    const table = new SharedCounterTable(1024);
+    const primaryBackend = new MemoryBackend();
+    const channels = [new MessageChannel(), new MessageChannel()];
+    const toPrimary = channels.map((c) => new WorkerRpc(c.port1));
+    const service = serveBreakers(primaryBackend, (record) => toPrimary.forEach((rpc) => rpc.note(BREAKER_CHANGE_NOTE, record)));
+    for (const rpc of toPrimary) rpc.handle(BREAKER_RPC, service.answer);
+    const workers = channels.map((c) => new ProcessMemoryBackend(table, new WorkerRpc(c.port2)));
+    return Promise.resolve({
+      nodes: [workers[0]!, workers[1]!],
+      stop: () => {
+        service.stop();
+        for (const c of channels) c.port1.close();
+        return Promise.resolve();
+      },
+    });
   },
   'redis single': async () => {
     const r = await startRedis();

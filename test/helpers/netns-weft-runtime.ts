@@ -61,13 +61,13 @@ export interface RuntimeHandle {
 const text = (v: unknown): string | undefined => (typeof v === 'string' ? v : undefined);
 
 function normalize(raw: Record<string, unknown>): AccessLine {
-  if ('dst.original' in raw) {
+  if (raw.kind === 'tcp') {
     return {
       direction: String(raw.direction),
-      src: String(raw['src.addr']),
-      dst: String(raw['dst.original']),
-      upstream: text(raw['dst.addr']),
-      requestBytes: Number(raw.bytes_recv),
+      src: String(raw.source_address),
+      dst: String(raw.downstream_local_address),
+      upstream: text(raw.upstream_host),
+      requestBytes: Number(raw.bytes_received),
       responseBytes: Number(raw.bytes_sent),
       raw,
     };

@@ -182,7 +182,7 @@ describe('the quickstart in the image', () => {
     expect(oomOrKilled).toBe('false');
     // The access log line of the held connection says the drain closed it.
     const held = podman(['logs', ctr]).split('\n').filter((l) => l.includes('"listener":"local-port"')).map((l) => JSON.parse(l) as Doc);
-    expect(held.at(-1)).toMatchObject({ close_reason: 'drained', 'dst.service': 'productpage.default.svc.cluster.local' });
+    expect(held.at(-1)).toMatchObject({ close_reason: 'drained', destination_service: 'productpage.default.svc.cluster.local' });
     process.stdout.write(`image test: SIGTERM to exit ${seconds.toFixed(1)} s (drain deadline 3 s, grace ${grace} s)\n`);
   });
 });

@@ -139,7 +139,7 @@ describe('two simulated nodes over HBONE', () => {
       // The echo server greets with the peer it saw (node 2's weft) and echoes the marker line byte for byte.
       expect(await tcpExchange(a.ns, b.ip, 8080, marker)).toBe(n2.runtimeIp);
       const outbound = await w1.waitFor((l) => l.direction === 'outbound' && l.dst === `${b.ip}:8080`);
-      const inbound = await w2.waitFor((l) => l.raw.listener === 'hbone' && l.raw['dst.addr'] === `${b.ip}:8080`);
+      const inbound = await w2.waitFor((l) => l.raw.listener === 'hbone' && l.raw.upstream_host === `${b.ip}:8080`);
       // Pod b's FIN follows the echoed marker on the bridge. Stopping node 1's weft ends its pooled tunnel connection: its FIN
       // (or RST) is the last segment on the link, after every record of the exchange.
       await bridge.seen((s) => s.src === b.ip && s.srcPort === '8080' && s.fin);
@@ -149,17 +149,17 @@ describe('two simulated nodes over HBONE', () => {
       await bridge.stop();
       captures.length = 0;
 
-      expect(outbound.raw).toMatchObject({ connection_security_policy: 'mutual_tls', 'src.identity': 'spiffe://cluster.local/ns/mesh/sa/sa-a', 'dst.identity': 'spiffe://cluster.local/ns/mesh/sa/sa-b' });
+      expect(outbound.raw).toMatchObject({ connection_security_policy: 'mutual_tls', source_principal: 'spiffe://cluster.local/ns/mesh/sa/sa-a', destination_principal: 'spiffe://cluster.local/ns/mesh/sa/sa-b' });
       expect(inbound.raw).toMatchObject({
         connection_security_policy: 'mutual_tls',
-        'src.identity': 'spiffe://cluster.local/ns/mesh/sa/sa-a',
-        'dst.workload': 'b',
+        source_principal: 'spiffe://cluster.local/ns/mesh/sa/sa-a',
+        destination_workload: 'b',
         // The marker line out, the greeting and the echoed line back.
-        bytes_recv: marker.length + 1,
+        bytes_received: marker.length + 1,
         bytes_sent: `from ${n2.runtimeIp}\n`.length + marker.length + 1,
       });
       // The tunnel's `forwarded` header carries pod a's own address to node 2.
-      expect(String(inbound.raw['src.addr'])).toMatch(new RegExp(`^${a.ip.replaceAll('.', '\\.')}:`));
+      expect(String(inbound.raw.source_address)).toMatch(new RegExp(`^${a.ip.replaceAll('.', '\\.')}:`));
 
       // On the link: a TLS 1.3 handshake (ClientHello advertising 1.3, ServerHello) and application data on 15008, to b's pod IP.
       // TLS 1.3 puts the real type inside the encryption: encrypted records show as opaque_type 23 (application_data).

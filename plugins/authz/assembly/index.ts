@@ -52,13 +52,67 @@ class Policy {
   constructor(public name: string, public deny: bool, public rules: Array<Rule>) {}
 }
 
-/** What a request looks like to the rules, read once per request. */
+/** What a request looks like to the rules: each attribute is read from the host the first time a rule needs it. */
 class Attributes {
-  method: string = "";
-  path: string = "";
-  host: string = "";
-  principal: string | null = null;
-  namespace: string | null = null;
+  private m: string | null = null;
+  private p: string | null = null;
+  private h: string | null = null;
+  private peerRead: bool = false;
+  private pr: string | null = null;
+  private ns: string | null = null;
+
+  get method(): string {
+    let v = this.m;
+    if (v === null) {
+      const m = requestHeaders.get(":method");
+      v = m === null ? "" : m!;
+      this.m = v;
+    }
+    return v!;
+  }
+
+  get path(): string {
+    let v = this.p;
+    if (v === null) {
+      const p = requestHeaders.get(":path");
+      const path = p === null ? "" : p!;
+      const q = path.indexOf("?");
+      v = q < 0 ? path : path.substring(0, q);
+      this.p = v;
+    }
+    return v!;
+  }
+
+  get host(): string {
+    let v = this.h;
+    if (v === null) {
+      const h = requestHeaders.get(":authority");
+      v = h === null ? "" : asciiLower(h!);
+      this.h = v;
+    }
+    return v!;
+  }
+
+  get principal(): string | null {
+    this.readPeer();
+    return this.pr;
+  }
+
+  get namespace(): string | null {
+    this.readPeer();
+    return this.ns;
+  }
+
+  private readPeer(): void {
+    if (this.peerRead) return;
+    this.peerRead = true;
+    const principal = getPropertyString("source.principal");
+    if (principal.ok && principal.value.length > 0) {
+      const pr = principalOf(principal.value);
+      this.pr = pr;
+      this.ns = namespaceOf(pr);
+    }
+  }
 }
 
 class Config {
@@ -260,7 +314,11 @@ function ruleMatches(r: Rule, a: Attributes): bool {
   const from = r.from;
   if (from !== null) {
     let any = false;
-    for (let i = 0; i < from.length && !any; i++) any = from[i].principals.test(a.principal) && from[i].namespaces.test(a.namespace);
+    // An unset field matches without reading its attribute from the host.
+    for (let i = 0; i < from.length && !any; i++) {
+      const f = from[i];
+      any = (!f.principals.set || f.principals.test(a.principal)) && (!f.namespaces.set || f.namespaces.test(a.namespace));
+    }
     if (!any) return false;
   }
   const to = r.to;
@@ -268,7 +326,7 @@ function ruleMatches(r: Rule, a: Attributes): bool {
     let any = false;
     for (let i = 0; i < to.length && !any; i++) {
       const op = to[i];
-      any = op.methods.test(a.method) && op.paths.test(a.path) && op.hosts.test(a.host);
+      any = (!op.methods.set || op.methods.test(a.method)) && (!op.paths.set || op.paths.test(a.path)) && (!op.hosts.set || op.hosts.test(a.host));
     }
     if (!any) return false;
   }
@@ -291,19 +349,6 @@ class Authz extends HttpContext {
     const root = this.authzRoot;
     const c = root.config;
     const a = new Attributes();
-    const m = requestHeaders.get(":method");
-    a.method = m === null ? "" : m!;
-    const p = requestHeaders.get(":path");
-    const path = p === null ? "" : p!;
-    const q = path.indexOf("?");
-    a.path = q < 0 ? path : path.substring(0, q);
-    const h = requestHeaders.get(":authority");
-    a.host = h === null ? "" : asciiLower(h!);
-    const principal = getPropertyString("source.principal");
-    if (principal.ok && principal.value.length > 0) {
-      a.principal = principalOf(principal.value);
-      a.namespace = namespaceOf(a.principal!);
-    }
     let denied = false;
     let reason = "";
     for (let i = 0; i < c.policies.length && !denied; i++) {

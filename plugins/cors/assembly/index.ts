@@ -95,13 +95,11 @@ class Cors extends HttpContext {
 
   onResponseHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
     if (this.origin.length == 0) return HeadersAction.Continue;
-    const headers = new Array<HeaderPair>();
-    this.originHeaders(headers);
-    for (let i = 0; i < headers.length; i++) {
-      if (headers[i].name == "vary") responseHeaders.add("vary", "Origin");
-      else responseHeaders.replace(headers[i].name, headers[i].value);
-    }
+    // originHeaders' fields, edited in place: no list of pairs built on every CORS response.
     const c = this.corsRoot.config;
+    responseHeaders.replace("access-control-allow-origin", c.anyOrigin && !c.allowCredentials ? "*" : this.origin);
+    if (c.allowCredentials) responseHeaders.replace("access-control-allow-credentials", "true");
+    responseHeaders.add("vary", "Origin");
     if (c.exposeValue.length > 0) responseHeaders.replace("access-control-expose-headers", c.exposeValue);
     return HeadersAction.Continue;
   }

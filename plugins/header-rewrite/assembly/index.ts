@@ -2,7 +2,7 @@
 // (e.g. source.principal), a request header, or the request's trace id. Configuration is described in README.md.
 import {
   HeadersAction, HeaderMap, asciiLower, HttpContext, JsonObject, JsonValue, RootContext, getPropertyString, logError, parseJson,
-  pluginConfiguration, registerRootContext, requestHeaders, responseHeaders,
+  pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
@@ -15,11 +15,19 @@ const SOURCE_HEADER: u8 = 2;
 const SOURCE_TRACE_ID: u8 = 3;
 
 class ValueRule {
-  constructor(public name: string, public source: u8, public arg: string, public fallback: string | null) {}
+  /** UTF-8 of the name and of a literal value, encoded once here rather than on every request. */
+  nameBytes: ArrayBuffer;
+  literalBytes: ArrayBuffer;
+
+  constructor(public name: string, public source: u8, public arg: string, public fallback: string | null) {
+    this.nameBytes = utf8(name);
+    this.literalBytes = source == SOURCE_LITERAL ? utf8(arg) : new ArrayBuffer(0);
+  }
 }
 
 class Phase {
   removes: Array<string> = new Array<string>();
+  removeBytes: Array<ArrayBuffer> = new Array<ArrayBuffer>();
   sets: Array<ValueRule> = new Array<ValueRule>();
   adds: Array<ValueRule> = new Array<ValueRule>();
 
@@ -108,6 +116,7 @@ class ConfigParser {
         const s = arr.at(i).asString();
         if (s === null || !isHeaderName(asciiLower(s!))) return this.fail(where + ".remove[" + i.toString() + "] is not a header name");
         out.removes.push(asciiLower(s!));
+        out.removeBytes.push(utf8(asciiLower(s!)));
       }
     }
     const kinds = ["set", "add"];
@@ -162,8 +171,11 @@ function isHex(s: string): bool {
   return true;
 }
 
+/** Shared by every request that captures nothing. */
+const NOTHING_CAPTURED = new Array<string>(0);
+
 class Rewrite extends HttpContext {
-  captured: Array<string> = new Array<string>();
+  captured: Array<string> = NOTHING_CAPTURED;
   trace: string = "";
 
   constructor(id: u32, root: RootContext, public config: Config) {
@@ -190,22 +202,35 @@ class Rewrite extends HttpContext {
   }
 
   apply(phase: Phase, map: HeaderMap, isResponse: bool): void {
-    for (let i = 0; i < phase.removes.length; i++) map.remove(phase.removes[i]);
+    for (let i = 0; i < phase.removeBytes.length; i++) map.removeRaw(unchecked(phase.removeBytes[i]));
     for (let i = 0; i < phase.sets.length; i++) {
-      const v = this.resolve(phase.sets[i], isResponse);
-      if (v !== null) map.replace(phase.sets[i].name, v!);
+      const rule = unchecked(phase.sets[i]);
+      if (rule.source == SOURCE_LITERAL) map.replaceRaw(rule.nameBytes, rule.literalBytes);
+      else {
+        const v = this.resolve(rule, isResponse);
+        if (v !== null) map.replace(rule.name, v!);
+      }
     }
     for (let i = 0; i < phase.adds.length; i++) {
-      const v = this.resolve(phase.adds[i], isResponse);
-      if (v !== null) map.add(phase.adds[i].name, v!);
+      const rule = unchecked(phase.adds[i]);
+      if (rule.source == SOURCE_LITERAL) map.addRaw(rule.nameBytes, rule.literalBytes);
+      else {
+        const v = this.resolve(rule, isResponse);
+        if (v !== null) map.add(rule.name, v!);
+      }
     }
   }
 
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
     const c = this.config;
-    for (let i = 0; i < c.captured.length; i++) {
-      const v = requestHeaders.get(c.captured[i]);
-      this.captured.push(v === null ? "" : v!);
+    if (c.captured.length > 0) {
+      // Only configurations that copy request headers into the response keep per-request state.
+      const captured = new Array<string>(c.captured.length);
+      for (let i = 0; i < c.captured.length; i++) {
+        const v = requestHeaders.get(c.captured[i]);
+        captured[i] = v === null ? "" : v!;
+      }
+      this.captured = captured;
     }
     if (c.capturesTraceId) this.trace = traceId();
     if (!c.request.empty) this.apply(c.request, requestHeaders, false);

@@ -1,6 +1,7 @@
 /** Header/trailer/metadata map hostcalls over weft's [name, value] byte-string pairs, mutated in place. */
 import { MapType, Status } from '../abi-constants.js';
-import { type HeaderPairs, lowerAscii, readMap, serializedSize, writeMap } from '../header-map-codec.js';
+import { type HeaderPairs, readMap, serializedSize, writeMap } from '../header-map-codec.js';
+import { headerNameAt } from '../header-name-cache.js';
 import type { PluginVm } from '../plugin-vm.js';
 
 type HostFn = (...args: number[]) => number;
@@ -37,7 +38,7 @@ function indexOf(map: HeaderPairs, key: string, from = 0): number {
 
 export function headerImports(vm: PluginVm): Record<string, HostFn> {
   const legacyMissingIsEmpty = vm.compiled.abi === '0.1.0';
-  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? lowerAscii(vm.mem.latin1(ptr, len)) : undefined);
+  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? headerNameAt(vm.mem.buf, ptr, len) : undefined);
   const badType = (type: number): boolean => type < 0 || type > MapType.HttpCallResponseTrailers;
 
   return {
@@ -77,7 +78,11 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (!vm.mem.inBounds(ptr >>> 0, len >>> 0)) return Status.InvalidMemoryAccess;
       const pairs = readMap(vm.mem.buf, ptr >>> 0, len >>> 0);
       if (pairs === undefined) return Status.BadArgument;
+      // A filter that rebuilds the map may leave the pseudo-headers out (Kong's key-auth does): they are the request
+      // line and status, not fields it meant to delete, so those it did not set keep their values, first as before.
+      const kept = type === MapType.HttpRequestHeaders || type === MapType.HttpResponseHeaders ? keptPseudoHeaders(map, pairs) : undefined;
       map.length = 0;
+      if (kept !== undefined) for (const p of kept) map.push(p);
       for (const p of pairs) map.push(p);
       return Status.Ok;
     },
@@ -116,6 +121,16 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       return Status.Ok;
     },
   };
+}
+
+/** Pseudo-headers of `map` whose names `next` lacks, or undefined when none. */
+function keptPseudoHeaders(map: HeaderPairs, next: HeaderPairs): HeaderPairs | undefined {
+  let kept: HeaderPairs | undefined;
+  for (const p of map) {
+    if (p[0].charCodeAt(0) !== 0x3a || next.some((q) => q[0] === p[0])) continue;
+    (kept ??= []).push(p);
+  }
+  return kept;
 }
 
 function removeFrom(map: HeaderPairs, key: string, from: number): void {

@@ -1,0 +1,104 @@
+/** Slim shapes of the objects weft keeps and the strip functions that cut each object to them as it arrives (managedFields, container specs and status details never stay in memory). */
+import type { RawObject, Stripped } from './kube-reflector.js';
+
+type Labels = Record<string, string>;
+
+export interface SlimPod extends Stripped {
+  labels: Labels;
+  /** Only `weft.dev/*` and `istio.io/*` / `sidecar.istio.io/*` annotations: the ones the mapping reads. */
+  annotations: Labels;
+  serviceAccount: string;
+  nodeName: string | undefined;
+  hostNetwork: boolean;
+  phase: string | undefined;
+  ips: string[];
+  ready: boolean;
+  /** Named container ports, for Services whose targetPort is a name. */
+  ports: Record<string, number>;
+}
+
+export interface SlimService extends Stripped {
+  annotations: Labels;
+  labels: Labels;
+  type: string;
+  clusterIps: string[];
+  selector: Labels | undefined;
+  ports: { name: string | undefined; port: number; targetPort: number | string | undefined; protocol: string; appProtocol: string | undefined }[];
+}
+
+export interface SlimNamespace extends Stripped {
+  labels: Labels;
+  annotations: Labels;
+}
+
+/** Istio CRDs are kept with their spec as written: they are few and the mapping validates them field by field. */
+export interface SlimCustom extends Stripped {
+  labels: Labels;
+  spec: Record<string, unknown>;
+}
+
+function meta(raw: RawObject): Stripped {
+  return { name: raw.metadata.name, namespace: raw.metadata.namespace, resourceVersion: raw.metadata.resourceVersion ?? '' };
+}
+
+function stringMap(v: unknown): Labels {
+  return v !== null && typeof v === 'object' ? (v as Labels) : {};
+}
+
+const KEPT_ANNOTATION = /^(weft\.dev\/|istio\.io\/|sidecar\.istio\.io\/status$|ambient\.istio\.io\/)/;
+
+function keptAnnotations(v: unknown): Labels {
+  const out: Labels = {};
+  for (const [k, val] of Object.entries(stringMap(v))) if (KEPT_ANNOTATION.test(k) && typeof val === 'string') out[k] = val;
+  return out;
+}
+
+interface RawPod {
+  spec?: { serviceAccountName?: string; nodeName?: string; hostNetwork?: boolean; containers?: { ports?: { name?: string; containerPort?: number; protocol?: string }[] }[] };
+  status?: { phase?: string; podIP?: string; podIPs?: { ip: string }[]; conditions?: { type: string; status: string }[] };
+}
+
+export function stripPod(raw: RawObject): SlimPod {
+  const { spec = {}, status = {} } = raw as RawPod;
+  const ports: Record<string, number> = {};
+  for (const c of spec.containers ?? []) for (const p of c.ports ?? []) if (p.name !== undefined && p.containerPort !== undefined && (p.protocol ?? 'TCP') === 'TCP') ports[p.name] = p.containerPort;
+  const ips = status.podIPs !== undefined && status.podIPs.length > 0 ? status.podIPs.map((p) => p.ip) : status.podIP === undefined || status.podIP === '' ? [] : [status.podIP];
+  return {
+    ...meta(raw),
+    labels: stringMap(raw.metadata.labels),
+    annotations: keptAnnotations(raw.metadata.annotations),
+    serviceAccount: spec.serviceAccountName ?? 'default',
+    nodeName: spec.nodeName,
+    hostNetwork: spec.hostNetwork === true,
+    phase: status.phase,
+    ips,
+    ready: (status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
+    ports,
+  };
+}
+
+interface RawService {
+  spec?: { type?: string; clusterIP?: string; clusterIPs?: string[]; selector?: Labels; ports?: { name?: string; port: number; targetPort?: number | string; protocol?: string; appProtocol?: string }[] };
+}
+
+export function stripService(raw: RawObject): SlimService {
+  const { spec = {} } = raw as RawService;
+  const ips = spec.clusterIPs ?? (spec.clusterIP === undefined ? [] : [spec.clusterIP]);
+  return {
+    ...meta(raw),
+    labels: stringMap(raw.metadata.labels),
+    annotations: keptAnnotations(raw.metadata.annotations),
+    type: spec.type ?? 'ClusterIP',
+    clusterIps: ips.filter((ip) => ip !== '' && ip !== 'None'),
+    selector: spec.selector === undefined || Object.keys(spec.selector).length === 0 ? undefined : spec.selector,
+    ports: (spec.ports ?? []).map((p) => ({ name: p.name, port: p.port, targetPort: p.targetPort, protocol: p.protocol ?? 'TCP', appProtocol: p.appProtocol })),
+  };
+}
+
+export function stripNamespace(raw: RawObject): SlimNamespace {
+  return { ...meta(raw), labels: stringMap(raw.metadata.labels), annotations: keptAnnotations(raw.metadata.annotations) };
+}
+
+export function stripCustom(raw: RawObject): SlimCustom {
+  return { ...meta(raw), labels: stringMap(raw.metadata.labels), spec: stringMap(raw.spec) };
+}

@@ -1,0 +1,244 @@
+/**
+ * `source: kubernetes`: runs one reflector per watched resource, translates the cluster into weft's model, merges it
+ * with the file's part (listeners, state, limits and any file-defined services, plugins, policies) and applies it through
+ * the same validation and atomic snapshot swap as a file reload, coalesced. Bad objects are reported and routed around.
+ */
+import type { WeftConfig } from '../config/config-schema.js';
+import { crossReferenceProblems } from '../config/config-validate.js';
+import type { ReloadResult } from '../app.js';
+import { createLogger } from '../log.js';
+import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
+import { KubeClient } from './kube-client.js';
+import type { KubeConnection } from './kube-config.js';
+import { KubeEventRecorder } from './kube-event-recorder.js';
+import { KINDS, KubeMeshModel, type KubeMesh, type ObjectProblem, type ObjectRef } from './kube-mesh-model.js';
+import { KubeMetrics } from './kube-metrics.js';
+import { stripCustom, stripNamespace, stripPod, stripService } from './kube-objects.js';
+import { KubeReflector, type RawObject, type ReflectorTuning, type Stripped } from './kube-reflector.js';
+import { WATCHED_RESOURCES, type WatchedResource } from './watched-resources.js';
+
+const log = createLogger('kubernetes');
+
+/** Watch events arrive in bursts (a rollout touches many pods): apply them together. */
+export const DEFAULT_COALESCE_MS = 50;
+
+const STRIP: Record<string, (raw: RawObject) => Stripped> = { pods: stripPod, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
+
+export interface KubernetesSourceTarget {
+  reload(config: WeftConfig): Promise<ReloadResult>;
+  recordRejectedReload(): void;
+}
+
+export interface KubernetesSourceOptions {
+  /** The file's config (source: kubernetes); its node is this node's name. */
+  base: WeftConfig;
+  connection: KubeConnection;
+  target: KubernetesSourceTarget;
+  metrics: MetricsRegistry;
+  tuning?: Partial<ReflectorTuning>;
+  coalesceMs?: number;
+  /** Post a Kubernetes Event on each rejected object (default true; RBAC: events create). */
+  recordEvents?: boolean;
+}
+
+type Origin = { source: 'file' } | ({ source: 'kubernetes'; kind: string } & Omit<ObjectRef, 'resource'>);
+
+export class KubernetesSource {
+  readonly client: KubeClient;
+  readonly model: KubeMeshModel;
+  readonly metrics: KubeMetrics;
+  readonly reflectors: KubeReflector<Stripped>[];
+  #base: WeftConfig;
+  readonly #target: KubernetesSourceTarget;
+  readonly #coalesceMs: number;
+  readonly #events: KubeEventRecorder | undefined;
+  readonly #abort = new AbortController();
+  readonly #synced = new Set<string>();
+  #firstSync = false;
+  readonly #firstSyncWaiters: (() => void)[] = [];
+  #timer: NodeJS.Timeout | undefined;
+  /** When the oldest change not yet in a served snapshot arrived (event-to-snapshot latency). */
+  #pendingSince: number | undefined;
+  #running: Promise<void> = Promise.resolve();
+  #runs: Promise<void>[] = [];
+  #reported = new Map<string, string>();
+  #lastMesh: KubeMesh | undefined;
+  #lastProblems: ObjectProblem[] = [];
+
+  constructor(opts: KubernetesSourceOptions) {
+    this.#base = opts.base;
+    this.#target = opts.target;
+    this.#coalesceMs = opts.coalesceMs ?? DEFAULT_COALESCE_MS;
+    this.metrics = new KubeMetrics(opts.metrics);
+    this.client = new KubeClient(opts.connection);
+    this.#events = opts.recordEvents === false ? undefined : new KubeEventRecorder(this.client, opts.base.node, this.metrics);
+    this.model = new KubeMeshModel({
+      trustDomain: opts.base.trustDomain,
+      onChange: () => this.#schedule(),
+      onSynced: (resource) => {
+        this.#synced.add(resource);
+        this.#schedule();
+      },
+    });
+    this.model.filePlugins = new Set(opts.base.plugins.map((p) => p.name));
+    const watched = WATCHED_RESOURCES.filter((r) => r.verbs.includes('watch'));
+    this.reflectors = watched.map((resource) => {
+      const strip = STRIP[resource.resource];
+      if (strip === undefined) throw new Error(`no translation for watched resource ${resource.resource}`);
+      return new KubeReflector<Stripped>({ client: this.client, resource, strip, handler: this.model, metrics: this.metrics, ...(opts.tuning === undefined ? {} : { tuning: opts.tuning }) });
+    });
+  }
+
+  /** What `weft run` prints: the API server and each resource watched. */
+  describe(origin: string): string[] {
+    const what = (r: WatchedResource): string => `${r.resource}${r.group === '' ? '' : `.${r.group}`}/${r.version}${r.optional ? ' (if the CRD is installed)' : ''}`;
+    return [`kubernetes source: ${this.client.server} (${origin}), node ${this.#base.node}`, ...this.reflectors.map((r) => `  watching ${what(r.resource)}${r.resource.namespaced ? ' in all namespaces' : ''}`)];
+  }
+
+  get synced(): boolean {
+    return this.#firstSync;
+  }
+
+  start(): void {
+    for (const r of this.reflectors) this.#runs.push(r.run(this.#abort.signal));
+  }
+
+  /** Resolves once every resource was listed and the first snapshot with them is serving. */
+  whenSynced(): Promise<void> {
+    return this.#firstSync ? Promise.resolve() : new Promise((resolve) => this.#firstSyncWaiters.push(resolve));
+  }
+
+  /** A new file config (file reload): the cluster's part is merged into it again. */
+  async reload(config: WeftConfig): Promise<ReloadResult> {
+    this.#base = config;
+    this.model.filePlugins = new Set(config.plugins.map((p) => p.name));
+    if (!this.#firstSync) return this.#target.reload(config);
+    return this.#enqueue();
+  }
+
+  recordRejectedReload(): void {
+    this.#target.recordRejectedReload();
+  }
+
+  #schedule(): void {
+    this.#pendingSince ??= performance.now();
+    if (this.#timer !== undefined) return;
+    this.#timer = setTimeout(() => {
+      this.#timer = undefined;
+      void this.#enqueue();
+    }, this.#coalesceMs);
+  }
+
+  #enqueue(): Promise<ReloadResult> {
+    const run = this.#running.then(() => this.#apply());
+    this.#running = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
+  async #apply(): Promise<ReloadResult> {
+    if (this.reflectors.some((r) => !this.#synced.has(r.resource.resource))) return { ok: true };
+    const since = this.#pendingSince;
+    this.#pendingSince = undefined;
+    let result: ReloadResult = { ok: true };
+    // A plugin whose module fails to load is blamed on its WasmPlugin and the snapshot is built again without it.
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const mesh = this.model.build();
+      const config = this.#assemble(mesh);
+      this.#lastProblems = mesh.problems;
+      result = await this.#target.reload(config);
+      if (result.ok) {
+        this.#lastMesh = mesh;
+        this.metrics.applies.inc({ result: 'applied' });
+        break;
+      }
+      this.metrics.applies.inc({ result: 'rejected' });
+      const blamed = (result.pluginProblems ?? []).filter((p) => this.model.rejectPlugin(p.plugin, `cannot load: ${p.reason}`));
+      if (blamed.length === 0) {
+        log.error({ problems: result.problems }, 'cluster configuration rejected; the previous snapshot keeps serving');
+        break;
+      }
+    }
+    if (since !== undefined && result.ok) this.metrics.eventToSnapshot.observe((performance.now() - since) / 1000);
+    this.#report();
+    if (!this.#firstSync && result.ok) {
+      this.#firstSync = true;
+      log.info({ workloads: this.#lastMesh?.workloads.length, services: this.#lastMesh?.services.length, plugins: this.#lastMesh?.plugins.length, policies: this.#lastMesh?.policies.length }, 'kubernetes source synced');
+      for (const w of this.#firstSyncWaiters.splice(0)) w();
+    }
+    return result;
+  }
+
+  /** File part plus cluster part; entries that break a cross-reference rule (a reused pod IP, a taken VIP) are dropped and reported. */
+  #assemble(mesh: KubeMesh): WeftConfig {
+    const b = this.#base;
+    const lists = ['namespaces', 'services', 'plugins', 'policies', 'workloads'] as const;
+    for (let round = 0; round < 3; round++) {
+      const config: WeftConfig = { ...b, namespaces: [...b.namespaces, ...mesh.namespaces], workloads: mesh.workloads, services: [...b.services, ...mesh.services], plugins: [...b.plugins, ...mesh.plugins], policies: [...b.policies, ...mesh.policies] };
+      const problems = crossReferenceProblems(config);
+      if (problems.length === 0) return config;
+      const drop = new Map<(typeof lists)[number], Set<number>>();
+      for (const p of problems) {
+        const list = lists.find((l) => l === p.path[0]);
+        const index = typeof p.path[1] === 'number' ? p.path[1] - (list === 'workloads' ? 0 : b[list ?? 'workloads'].length) : -1;
+        const ref = list === undefined || index < 0 ? undefined : mesh.origins[list][index];
+        if (list === undefined || ref === undefined) continue;
+        mesh.problems.push({ ...ref, reason: p.message, lastGoodServing: false });
+        drop.set(list, (drop.get(list) ?? new Set()).add(index));
+      }
+      if (drop.size === 0) return config;
+      for (const [list, indexes] of drop) {
+        (mesh as unknown as Record<string, unknown[]>)[list] = mesh[list].filter((_, i) => !indexes.has(i));
+        mesh.origins[list] = mesh.origins[list].filter((_, i) => !indexes.has(i));
+      }
+    }
+    return { ...b, namespaces: [...b.namespaces, ...mesh.namespaces], workloads: mesh.workloads, services: [...b.services, ...mesh.services], plugins: [...b.plugins, ...mesh.plugins], policies: [...b.policies, ...mesh.policies] };
+  }
+
+  /** Logs, counts and records an Event for each problem not reported before (per object version and reason). */
+  #report(): void {
+    const problems = this.#lastProblems;
+    const now = new Map<string, string>();
+    const byKind = new Map<string, number>();
+    for (const p of problems) {
+      const id = `${p.resource}/${p.namespace ?? ''}/${p.name}`;
+      const sig = `${p.resourceVersion} ${p.reason}`;
+      now.set(id, sig);
+      byKind.set(p.resource, (byKind.get(p.resource) ?? 0) + 1);
+      if (this.#reported.get(id) === sig) continue;
+      log.warn({ object: id, resourceVersion: p.resourceVersion, reason: p.reason, lastGoodServing: p.lastGoodServing }, 'object rejected');
+      this.metrics.objectRejections.inc({ kind: p.resource, reason: p.reason.split(':')[0]?.slice(0, 60) ?? 'invalid' });
+      this.#events?.record(p);
+    }
+    this.#reported = now;
+    for (const kind of ['pods', 'services', 'namespaces', 'wasmplugins', 'authorizationpolicies']) this.metrics.objectProblems.set({ kind }, byKind.get(kind) ?? 0);
+  }
+
+  /** /config_dump's `origins` section: each model entry's source, and the objects currently rejected. */
+  dump(): { origins: Record<string, Record<string, Origin>>; rejected: ObjectProblem[] } {
+    const b = this.#base;
+    const origins: Record<string, Record<string, Origin>> = { namespaces: {}, workloads: {}, services: {}, plugins: {}, policies: {} };
+    const keyOf = (list: string, e: { name: string; namespace?: string }): string => (list === 'plugins' || list === 'namespaces' ? e.name : `${e.namespace ?? 'default'}/${e.name}`);
+    for (const list of ['namespaces', 'services', 'plugins', 'policies'] as const) for (const e of b[list]) (origins[list] ?? {})[keyOf(list, e)] = { source: 'file' };
+    const m = this.#lastMesh;
+    if (m !== undefined) {
+      for (const list of ['namespaces', 'workloads', 'services', 'plugins', 'policies'] as const) {
+        m[list].forEach((e, i) => {
+          const ref = m.origins[list][i];
+          if (ref === undefined) return;
+          const { resource, ...rest } = ref;
+          (origins[list] ?? {})[keyOf(list, e)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
+        });
+      }
+    }
+    return { origins, rejected: this.#lastProblems };
+  }
+
+  async stop(): Promise<void> {
+    clearTimeout(this.#timer);
+    this.#abort.abort();
+    await Promise.all(this.#runs);
+    await this.#running;
+    await this.#events?.flush();
+    await this.client.close();
+  }
+}

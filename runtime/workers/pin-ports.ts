@@ -1,0 +1,53 @@
+/**
+ * Port 0 across worker threads: every worker must listen on the same port for SO_REUSEPORT to spread connections, so
+ * the first worker binds port 0, and the port the kernel gave it is written into the config the other workers (and
+ * replacements, and later reloads) get. `pins` maps an address as configured to the address every worker uses.
+ */
+import type { WeftConfig } from '../config/config-schema.js';
+import { parseSocketAddress } from '../config/socket-address.js';
+
+/** What a worker reports once it listens: App.ports and the HBONE listeners by configured address. */
+export interface StartedPorts {
+  app: Record<string, unknown> & { localPorts?: Record<string, number> };
+  hbone: Record<string, number>;
+}
+
+export type PortPins = Map<string, string>;
+
+const DATA_LISTENERS = ['outbound', 'inbound', 'explicitProxy', 'hbone'] as const;
+
+function withPort(address: string, port: number): string {
+  return `${address.slice(0, address.lastIndexOf(':'))}:${port}`;
+}
+
+function isPortZero(address: string): boolean {
+  return parseSocketAddress(address)?.port === 0;
+}
+
+/** `config` with each port-0 listen address replaced by its pin; new pins are learned from `started` (the first worker). */
+export function pinPorts(config: WeftConfig, pins: PortPins, started?: StartedPorts): WeftConfig {
+  const pin = (key: string, address: string, learned: number | undefined): string => {
+    if (!isPortZero(address)) return address;
+    const known = pins.get(key);
+    if (known !== undefined) return known;
+    if (learned === undefined || learned === 0) return address;
+    const pinned = withPort(address, learned);
+    pins.set(key, pinned);
+    return pinned;
+  };
+  const listeners = { ...config.listeners };
+  for (const name of DATA_LISTENERS) {
+    const l = listeners[name];
+    if (l === undefined) continue;
+    const learned = name === 'hbone' ? started?.hbone[l.address] : (started?.app[name] as number | undefined);
+    listeners[name] = { ...l, address: pin(`listener ${name} ${l.address}`, l.address, learned) };
+  }
+  const localPorts = config.localPorts.map((lp) => ({ ...lp, listen: pin(`local ${lp.listen}`, lp.listen, started?.app.localPorts?.[lp.listen]) }));
+  return { ...config, listeners, localPorts };
+}
+
+/** The port every worker listens on for a localPorts entry as configured. */
+export function pinnedLocalPort(pins: PortPins, listen: string): number | undefined {
+  const address = isPortZero(listen) ? pins.get(`local ${listen}`) : listen;
+  return address === undefined ? undefined : parseSocketAddress(address)?.port;
+}

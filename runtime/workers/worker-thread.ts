@@ -1,0 +1,114 @@
+/**
+ * The body of one worker thread: a whole App (listeners on SO_REUSEPORT sockets, L4, HBONE, L7) on this thread's event
+ * loop, answering the primary's calls (apply a config, metrics, dump, drain) and sending access-log lines to it.
+ */
+import { createHash } from 'node:crypto';
+import { isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
+import type { WeftConfig, PluginConfig } from '../config/config-schema.js';
+import type { CompiledPlugin } from '../wasm/plugin-vm.js';
+import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
+import type { LogLevel } from '../log.js';
+
+/** What the primary hands each worker at spawn. */
+export interface WorkerStart {
+  weftWorker: true;
+  id: number;
+  config: WeftConfig;
+  counters: SharedArrayBuffer;
+  compiled: Record<string, CompiledPlugin>;
+  /** The config leaves the CA to weft (no caAddress, root files or caDir): sign with the primary's one root. */
+  sharedCa: boolean;
+  /** The primary's log levels (`default` and per component) at spawn. */
+  logLevels?: Record<string, LogLevel>;
+}
+
+
+export interface WorkerDump {
+  id: number;
+  threadId: number;
+  version: number;
+  /** sha256 of the configuration this worker runs: equal on every worker after a reload. */
+  configSha256: string;
+  activeConnections: number;
+  /** This worker's log levels (POST /logging on the primary reaches every worker). */
+  logLevels: Record<string, LogLevel>;
+  sections: Record<string, unknown>;
+}
+
+/** Access-log lines reach the primary in one message per event-loop turn, not one per line. */
+export const LOG_NOTE = 'log';
+export const STARTED_NOTE = 'started';
+export const CA_ROOT_RPC = 'ca-root';
+/** POST /logging on the primary: the new levels for every worker. */
+export const LOG_LEVELS_NOTE = 'log-levels';
+
+async function main(start: WorkerStart): Promise<void> {
+  const port = parentPort!;
+  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log] = await Promise.all([
+    import('../app.js'),
+    import('./worker-rpc.js'),
+    import('./process-memory-backend.js'),
+    import('../shared-state/shared-counter-table.js'),
+    import('../identity/ca-client-from-config.js'),
+    import('../log.js'),
+  ]);
+  const applyLevels = (levels: Record<string, LogLevel>): void => {
+    for (const [component, level] of Object.entries(levels)) log.setLogLevel(level, component === 'default' ? undefined : component);
+  };
+  applyLevels(start.logLevels ?? {});
+  const rpc = new WorkerRpc(port);
+  rpc.handle(LOG_LEVELS_NOTE, (levels) => applyLevels(levels as Record<string, LogLevel>));
+  if (start.sharedCa) useSharedCaRoot(() => rpc.call<SharedCaRoot>(CA_ROOT_RPC));
+  let compiled = new Map(Object.entries(start.compiled));
+  let pending = '';
+  const flush = (): void => {
+    if (pending === '') return;
+    rpc.note(LOG_NOTE, pending);
+    pending = '';
+  };
+  const accessLogSink = (line: string): void => {
+    if (pending === '') setImmediate(flush);
+    pending += line + '\n';
+  };
+  const app = new App(start.config, {
+    accessLogSink,
+    worker: {
+      id: start.id,
+      memoryBackend: new ProcessMemoryBackend(new SharedCounterTable(start.counters), rpc),
+      compiledPlugins: (config: PluginConfig) => compiled.get(config.name),
+    },
+  });
+  rpc.handle('apply', async (payload) => {
+    const { config, compiled: next } = payload as { config: WeftConfig; compiled: Record<string, CompiledPlugin> };
+    compiled = new Map(Object.entries(next));
+    const result = await app.reload(config);
+    return { ...result, ports: { app: app.ports, hbone: app.hbone.ports } };
+  });
+  rpc.handle('metrics', () => app.metrics.registry.getMetricsAsJSON());
+  rpc.handle('dump', (): WorkerDump => ({
+    id: start.id,
+    threadId,
+    version: app.state.current.version,
+    configSha256: createHash('sha256').update(JSON.stringify(app.state.current.config)).digest('hex'),
+    activeConnections: app.drain.activeCount,
+    logLevels: log.logLevels(),
+    sections: app.dumpSections(),
+  }));
+  rpc.handle('drain', async (payload) => {
+    const result = await app.shutdown((payload as { deadlineMs?: number }).deadlineMs);
+    flush();
+    return result;
+  });
+  try {
+    await app.start();
+  } catch (err) {
+    await app.shutdown(0);
+    throw err;
+  }
+  rpc.note(STARTED_NOTE, { app: app.ports, hbone: app.hbone.ports });
+}
+
+if (!isMainThread && (workerData as Partial<WorkerStart> | null)?.weftWorker === true) {
+  // A worker that cannot start throws out of the thread: the primary sees the error event and the exit.
+  await main(workerData as WorkerStart);
+}

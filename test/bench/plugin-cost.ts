@@ -1,0 +1,143 @@
+// Per-plugin cost: CPU µs per request of each first-party plugin with a realistic configuration, driven through weft's
+// own PluginHost and FilterChain as the L7 path drives them (context create, request headers, response headers, done),
+// against the plain path (a chain with no plugin), a no-op filter and a hand-written filter doing header-rewrite's
+// edits. Cases run interleaved, best of several rounds (the machine is shared). Numbers, never assertions.
+import { generateKeyPairSync, sign } from 'node:crypto';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { rateLimitDomainSchema } from '../../runtime/config/config-schema.js';
+import type { PluginConfig } from '../../runtime/config/config-schema.js';
+import { createLogger, setLogLevel } from '../../runtime/log.js';
+import { registerSharedStateForeignFunctions } from '../../runtime/shared-state/foreign-functions.js';
+import { createSharedState } from '../../runtime/shared-state/shared-state.js';
+import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
+import { registerCryptoForeignFunctions } from '../../runtime/wasm/crypto-foreign-functions.js';
+import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
+import type { HeaderPairs } from '../../runtime/wasm/header-map-codec.js';
+import { PluginHost } from '../../runtime/wasm/plugin-host.js';
+import type { StreamInfo } from '../../runtime/wasm/stream-info.js';
+import { ensurePluginBuilt } from '../../sdk/testing/ensure-plugin-built.js';
+import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
+import { REPO_ROOT } from './bench-tools.js';
+
+/** header-rewrite's realistic configuration (one set, one remove on the request, one add on the response), as in the L7 bench. */
+export const HEADER_REWRITE_BENCH_CONFIG = {
+  request: { set: [{ name: 'x-wasm-filter', value: 'on' }], remove: ['x-internal'] },
+  response: { add: [{ name: 'x-served-by', value: 'weft-wasm' }] },
+};
+
+const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
+
+function jwtFixture(): { jwks: unknown; token: string } {
+  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const input = `${b64({ alg: 'ES256', kid: 'e' })}.${b64({ iss: 'i', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 3600 })}`;
+  const token = `${input}.${sign('sha256', Buffer.from(input), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
+  return { jwks: { keys: [{ ...ec.publicKey.export({ format: 'jwk' }), kid: 'e' }] }, token };
+}
+
+interface Case {
+  label: string;
+  /** Plugin names in chain order; [] is the plain path. */
+  plugins: string[];
+  extraHeaders?: [string, string][];
+}
+
+/** Returns µs of CPU per request for every case, and the derived costs over the plain path and the no-op filter. */
+export async function benchPluginCost(opts: { rounds?: number; requests?: number } = {}): Promise<Record<string, number>> {
+  setLogLevel('error');
+  const rounds = opts.rounds ?? 5;
+  const requests = opts.requests ?? 4000;
+  const plugin = async (name: string, config: unknown): Promise<PluginConfig> =>
+    pluginConfig(name, pathToFileURL(await ensurePluginBuilt(path.join(REPO_ROOT, 'plugins', name))).href, { config, limits: { cpuMs: 1000, memoryMb: 64 } });
+  const jwt = jwtFixture();
+  const state = createSharedState(
+    { backend: 'memory' },
+    {
+      metrics: new MetricsRegistry(),
+      nodeName: 'bench',
+      logger: createLogger('plugin-cost'),
+      rateLimits: [rateLimitDomainSchema.parse({ domain: 'api', descriptors: [{ entries: [{ key: 'user' }], requestsPerUnit: 1_000_000_000, unit: 'second' }] })],
+    },
+  );
+  const foreign = new ForeignFunctionRegistry();
+  registerSharedStateForeignFunctions(foreign, state);
+  registerCryptoForeignFunctions(foreign);
+  const host = new PluginHost({ metrics: new MetricsRegistry(), foreignFunctions: foreign, idleMs: 0 });
+  const configs = [
+    pluginConfig('noop', await wasmFileUrl(await fixture('noop'))),
+    pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite'))),
+    await plugin('header-rewrite', HEADER_REWRITE_BENCH_CONFIG),
+    await plugin('authz', {
+      policies: [
+        { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin/*'] } }] }] },
+        { action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['default'] } }], to: [{ operation: { methods: ['GET'], paths: ['/api/*'] } }] }] },
+      ],
+    }),
+    await plugin('cors', { allowOrigins: ['https://app.example.com'], exposeHeaders: ['x-a'] }),
+    await plugin('fault-injection', { abort: { httpStatus: 503, percentage: 0 }, delay: { fixedDelay: '1s', percentage: 0 } }),
+    await plugin('jwt-authn', { providers: [{ issuer: 'i', jwks: jwt.jwks, claimToHeaders: [{ claim: 'sub', header: 'x-user' }] }] }),
+    await plugin('ratelimit', { domain: 'api', descriptors: [[{ key: 'user', fromHeader: 'x-user' }]] }),
+  ];
+  const cases: Case[] = [
+    { label: 'plain', plugins: [] },
+    { label: 'noop', plugins: ['noop'] },
+    { label: 'hand_rewrite', plugins: ['hand-rewrite'] },
+    { label: 'header_rewrite', plugins: ['header-rewrite'] },
+    { label: 'authz', plugins: ['authz'] },
+    { label: 'cors', plugins: ['cors'] },
+    { label: 'fault_injection', plugins: ['fault-injection'] },
+    { label: 'jwt_authn_es256', plugins: ['jwt-authn'], extraHeaders: [['authorization', `Bearer ${jwt.token}`]] },
+    { label: 'ratelimit', plugins: ['ratelimit'] },
+  ];
+  const info: StreamInfo = { source: { address: '10.0.0.1', port: 40000, principal: 'spiffe://cluster.local/ns/default/sa/a' } };
+  try {
+    const loaded = await host.load(configs);
+    if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+    const one = (c: Case): void => {
+      const chain = host.createStream(c.plugins, info);
+      const req: HeaderPairs = [
+        [':method', 'GET'], [':path', '/api/items?page=2'], [':authority', 'api.default'], [':scheme', 'http'],
+        ['user-agent', 'wrk'], ['accept', '*/*'], ['x-user', 'alice'], ['origin', 'https://app.example.com'],
+        ['traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'],
+      ];
+      if (c.extraHeaders !== undefined) req.push(...c.extraHeaders);
+      const a = chain.onRequestHeaders(req, true);
+      if (a.kind !== 'continue') throw new Error(`${c.label}: ${a.kind}`);
+      chain.onResponseHeaders([[':status', '200'], ['content-type', 'text/plain'], ['content-length', '2']], false);
+      chain.done();
+    };
+    const cpuUs = (c: Case, n: number): number => {
+      const before = process.cpuUsage();
+      for (let i = 0; i < n; i++) one(c);
+      const d = process.cpuUsage(before);
+      return (d.user + d.system) / n;
+    };
+    for (const c of cases) cpuUs(c, requests);
+    const best = new Map<string, number>();
+    for (let r = 0; r < rounds; r++) for (const c of cases) best.set(c.label, Math.min(best.get(c.label) ?? Infinity, cpuUs(c, requests)));
+    const out: Record<string, number> = {};
+    const plain = best.get('plain')!;
+    const noop = best.get('noop')!;
+    for (const c of cases) out[`${c.label}_cpu_us_per_req`] = best.get(c.label)!;
+    for (const c of cases) {
+      if (c.label === 'plain') continue;
+      out[`${c.label}_over_plain_us`] = best.get(c.label)! - plain;
+      if (c.label !== 'noop') out[`${c.label}_over_noop_us`] = best.get(c.label)! - noop;
+    }
+    out.header_rewrite_sdk_over_hand_written_us = best.get('header_rewrite')! - best.get('hand_rewrite')!;
+    return out;
+  } finally {
+    host.close();
+    await state.close();
+  }
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  benchPluginCost().then(
+    (r) => process.stdout.write(`${Object.entries(r).map(([k, v]) => `${k.padEnd(44)} ${v.toFixed(2)}`).join('\n')}\n`),
+    (err: unknown) => {
+      process.stderr.write(`${String((err as Error).stack ?? err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,374 @@
+/**
+ * A test Kubernetes API server speaking the documented wire protocol over HTTP/1.1 (TLS optional): LIST with selectors and
+ * limit/continue paging at one resourceVersion, WATCH as one JSON event per line with replay, BOOKMARKs, timeoutSeconds,
+ * 410 as an ERROR event, and scriptable faults (status answers, a cut in mid-line, a silent half-open stream, a reset).
+ */
+import http from 'node:http';
+import https from 'node:https';
+import type net from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import { randomUUID } from 'node:crypto';
+import { FakeResourceStore, RESOURCE_TYPES, StoreError, apiVersionOf, type KubeObject, type ResourceType, type StoredEvent } from './fake-resource-store.js';
+import { matchesLabels, parseLabelSelector, type LabelRequirement } from './label-selector.js';
+import { matchesFields, parseFieldSelector, type FieldRequirement } from './field-selector.js';
+
+export type Verb = 'list' | 'watch' | 'get' | 'create';
+
+export type Fault =
+  | { kind: 'status'; code: 401 | 403 | 429 | 500 | 503; retryAfterSeconds?: number }
+  /** Watch only: after `afterEvents` events, half of the next line, then the connection closes. */
+  | { kind: 'cutMidLine'; afterEvents: number }
+  /** Watch only: after `afterEvents` events the stream goes silent (no events, no bookmarks) with the socket open. */
+  | { kind: 'halfOpen'; afterEvents: number }
+  /** The connection is destroyed before any answer. */
+  | { kind: 'reset' };
+
+export interface FaultRule {
+  fault: Fault;
+  resource?: string;
+  verb?: Verb;
+  /** How many matching requests it hits (default 1). */
+  times?: number;
+}
+
+export interface KubeApiServerFakeOptions {
+  /** Serve TLS with this key pair; with `clientCa`, a client certificate signed by it also authenticates. */
+  tls?: { cert: string; key: string; clientCa?: string };
+  /** Accepted bearer tokens (a test rotates them with setTokens). */
+  tokens?: string[];
+  bookmarkIntervalMs?: number;
+  /** Continue tokens expire after this (etcd compaction, ~5 minutes upstream). */
+  continueTtlMs?: number;
+  /** The watch length when a client sends no timeoutSeconds (kube-apiserver: min-request-timeout × [1, 2)). */
+  defaultWatchTimeoutSeconds?: number;
+  host?: string;
+}
+
+export interface RequestRecord {
+  method: string;
+  verb: Verb | 'other';
+  resource: string | undefined;
+  query: Record<string, string>;
+  status: number;
+}
+
+interface Route {
+  type: ResourceType;
+  namespace: string | undefined;
+  name: string | undefined;
+}
+
+interface PagedList {
+  rv: number;
+  items: KubeObject[];
+  created: number;
+}
+
+function status(code: number, reason: string, message: string): Record<string, unknown> {
+  return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
+}
+
+export class KubeApiServerFake {
+  readonly store = new FakeResourceStore();
+  readonly requests: RequestRecord[] = [];
+  readonly #server: http.Server;
+  readonly #sockets = new Set<net.Socket>();
+  readonly #opts: Required<Omit<KubeApiServerFakeOptions, 'tls' | 'tokens'>>;
+  readonly #tls: boolean;
+  #tokens: Set<string>;
+  readonly #faults: FaultRule[] = [];
+  readonly #installedCrds = new Set<string>();
+  readonly #pages = new Map<string, PagedList>();
+  readonly #json = new WeakMap<KubeObject, string>();
+  #watches = 0;
+  #port = 0;
+
+  constructor(opts: KubeApiServerFakeOptions = {}) {
+    this.#opts = { bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000, continueTtlMs: opts.continueTtlMs ?? 300_000, defaultWatchTimeoutSeconds: opts.defaultWatchTimeoutSeconds ?? 1800, host: opts.host ?? '127.0.0.1' };
+    this.#tokens = new Set(opts.tokens ?? []);
+    this.#tls = opts.tls !== undefined;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => this.#handle(req, res);
+    this.#server = opts.tls === undefined
+      ? http.createServer(handler)
+      : https.createServer({ cert: opts.tls.cert, key: opts.tls.key, ...(opts.tls.clientCa === undefined ? {} : { ca: opts.tls.clientCa, requestCert: true, rejectUnauthorized: false }) }, handler);
+    this.#server.on(opts.tls === undefined ? 'connection' : 'secureConnection', (s: net.Socket) => {
+      this.#sockets.add(s);
+      s.on('close', () => this.#sockets.delete(s));
+    });
+  }
+
+  async start(): Promise<this> {
+    await new Promise<void>((resolve) => this.#server.listen(0, this.#opts.host, resolve));
+    this.#port = (this.#server.address() as net.AddressInfo).port;
+    return this;
+  }
+
+  get port(): number {
+    return this.#port;
+  }
+
+  get url(): string {
+    const host = this.#opts.host.includes(':') ? `[${this.#opts.host}]` : this.#opts.host;
+    return `${this.#tls ? 'https' : 'http'}://${host}:${this.#port}`;
+  }
+
+  /** Watch streams open right now. */
+  get openWatches(): number {
+    return this.#watches;
+  }
+
+  setTokens(tokens: string[]): void {
+    this.#tokens = new Set(tokens);
+  }
+
+  installCrd(resource: 'wasmplugins' | 'authorizationpolicies'): void {
+    this.#installedCrds.add(resource);
+  }
+
+  inject(rule: FaultRule): void {
+    this.#faults.push({ ...rule, times: rule.times ?? 1 });
+  }
+
+  /** Removes every fault not yet used up. */
+  injectClear(): void {
+    this.#faults.length = 0;
+  }
+
+  /** Ends every open connection (watches see their stream end without a final event), as an API server restart does. */
+  dropConnections(): void {
+    for (const s of this.#sockets) s.destroy();
+  }
+
+  async close(): Promise<void> {
+    this.dropConnections();
+    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  }
+
+  #takeFault(resource: string | undefined, verb: Verb): Fault | undefined {
+    const i = this.#faults.findIndex((f) => (f.resource === undefined || f.resource === resource) && (f.verb === undefined || f.verb === verb));
+    const rule = this.#faults[i];
+    if (rule === undefined) return undefined;
+    rule.times = (rule.times ?? 1) - 1;
+    if (rule.times <= 0) this.#faults.splice(i, 1);
+    return rule.fault;
+  }
+
+  #route(pathname: string): Route | 'notfound' {
+    const parts = pathname.split('/').filter((p) => p !== '');
+    let group = '';
+    let version: string | undefined;
+    let rest: string[];
+    if (parts[0] === 'api') {
+      version = parts[1];
+      rest = parts.slice(2);
+    } else if (parts[0] === 'apis') {
+      group = parts[1] ?? '';
+      version = parts[2];
+      rest = parts.slice(3);
+    } else return 'notfound';
+    let namespace: string | undefined;
+    if (rest[0] === 'namespaces' && rest.length >= 3) {
+      namespace = rest[1];
+      rest = rest.slice(2);
+    }
+    const type = RESOURCE_TYPES.find((t) => t.group === group && t.version === version && t.resource === rest[0]);
+    if (type === undefined || rest.length > 2 || (type.crd && !this.#installedCrds.has(type.resource))) return 'notfound';
+    if (namespace !== undefined && !type.namespaced) return 'notfound';
+    return { type, namespace, name: rest[1] };
+  }
+
+  #authenticated(req: http.IncomingMessage): boolean {
+    const auth = req.headers.authorization;
+    if (auth?.startsWith('Bearer ') === true && this.#tokens.has(auth.slice('Bearer '.length))) return true;
+    return this.#tls && (req.socket as TLSSocket).authorized;
+  }
+
+  #handle(req: http.IncomingMessage, res: http.ServerResponse): void {
+    const url = new URL(req.url ?? '/', 'http://fake');
+    const query = Object.fromEntries(url.searchParams);
+    const route = this.#route(url.pathname);
+    const resource = route === 'notfound' ? undefined : route.type.resource;
+    const verb: Verb = req.method === 'POST' ? 'create' : route !== 'notfound' && route.name !== undefined ? 'get' : query.watch === 'true' || query.watch === '1' ? 'watch' : 'list';
+    const record: RequestRecord = { method: req.method ?? '', verb, resource, query, status: 0 };
+    this.requests.push(record);
+    const sendRaw = (code: number, text: string, headers: Record<string, string> = {}): void => {
+      record.status = code;
+      res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(text);
+    };
+    const send = (code: number, body: unknown, headers: Record<string, string> = {}): void => sendRaw(code, JSON.stringify(body), headers);
+    if (!this.#authenticated(req)) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
+    const fault = this.#takeFault(resource, verb);
+    if (fault?.kind === 'reset') {
+      record.status = -1;
+      req.socket.destroy();
+      return;
+    }
+    if (fault?.kind === 'status') {
+      const reason = { 401: 'Unauthorized', 403: 'Forbidden', 429: 'TooManyRequests', 500: 'InternalError', 503: 'ServiceUnavailable' }[fault.code];
+      const message = fault.code === 403 ? `${resource ?? 'resource'} is forbidden: User "system:serviceaccount:weft-system:weft" cannot ${verb} resource "${resource ?? ''}" at the cluster scope` : reason;
+      return send(fault.code, status(fault.code, reason, message), fault.retryAfterSeconds === undefined ? {} : { 'retry-after': String(fault.retryAfterSeconds) });
+    }
+    if (route === 'notfound') return send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    if (verb === 'create') return this.#create(req, route, send);
+    if (verb === 'get') {
+      const obj = this.store.get(route.type.resource, route.namespace, route.name ?? '');
+      return obj === undefined ? send(404, status(404, 'NotFound', `${route.type.resource} "${route.name}" not found`)) : send(200, obj);
+    }
+    let labels: LabelRequirement[];
+    let fields: FieldRequirement[];
+    try {
+      labels = parseLabelSelector(query.labelSelector ?? '');
+      fields = parseFieldSelector(route.type.resource, query.fieldSelector ?? '');
+    } catch (err) {
+      return send(400, status(400, 'BadRequest', (err as Error).message));
+    }
+    const matches = (o: KubeObject | undefined): boolean =>
+      o !== undefined && (route.namespace === undefined || o.metadata.namespace === route.namespace) && matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o);
+    if (verb === 'watch') return this.#watch(req, res, record, route.type, query, matches, fault);
+    return this.#list(route.type, query, matches, send, sendRaw);
+  }
+
+  #create(req: http.IncomingMessage, route: Route, send: (code: number, body: unknown) => void): void {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      let body: KubeObject;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as KubeObject;
+      } catch (err) {
+        return send(400, status(400, 'BadRequest', `invalid JSON: ${(err as Error).message}`));
+      }
+      const metadata = { ...body.metadata, name: body.metadata?.name ?? `${typeof body.metadata?.generateName === 'string' ? body.metadata.generateName : 'obj-'}${randomUUID().slice(0, 5)}`, ...(route.namespace === undefined ? {} : { namespace: route.namespace }) };
+      try {
+        send(201, this.store.create(route.type.resource, { ...body, metadata }));
+      } catch (err) {
+        if (err instanceof StoreError) send(err.code, status(err.code, err.reason, err.message));
+        else throw err;
+      }
+    });
+  }
+
+  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, sendRaw: (code: number, text: string) => void): void {
+    const limit = query.limit === undefined ? 0 : Number(query.limit);
+    let page: PagedList;
+    let offset = 0;
+    let id: string;
+    if (query.continue !== undefined && query.continue !== '') {
+      let token: { id: string; offset: number };
+      try {
+        token = JSON.parse(Buffer.from(query.continue, 'base64url').toString('utf8')) as { id: string; offset: number };
+      } catch {
+        return send(400, status(400, 'BadRequest', 'continue key is not valid: incorrect encoded start resourceVersion'));
+      }
+      const found = this.#pages.get(token.id);
+      if (found === undefined || Date.now() - found.created > this.#opts.continueTtlMs || found.rv < this.store.compactedRv) {
+        this.#pages.delete(token.id);
+        return send(410, status(410, 'Expired', 'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter, or use the continue token in this response to retrieve the remainder of the results. Continuing with the provided token results in an inconsistent list - objects that were created, modified, or deleted between the time the first chunk was returned and now may show up in the list.'));
+      }
+      page = found;
+      offset = token.offset;
+      id = token.id;
+    } else {
+      page = { rv: this.store.resourceVersion, items: this.store.list(type.resource).filter(matches), created: Date.now() };
+      id = randomUUID();
+    }
+    const end = limit > 0 ? Math.min(offset + limit, page.items.length) : page.items.length;
+    const metadata: Record<string, unknown> = { resourceVersion: String(page.rv) };
+    if (end < page.items.length) {
+      this.#pages.set(id, page);
+      metadata.continue = Buffer.from(JSON.stringify({ id, offset: end })).toString('base64url');
+      metadata.remainingItemCount = page.items.length - end;
+    } else this.#pages.delete(id);
+    // Items are serialized once per object version: the scale mode lists 150,000 pods.
+    const items = page.items.slice(offset, end).map((o) => this.#serialize(o));
+    const head = JSON.stringify({ kind: `${type.kind}List`, apiVersion: apiVersionOf(type), metadata });
+    sendRaw(200, `${head.slice(0, -1)},"items":[${items.join(',')}]}`);
+  }
+
+  #serialize(o: KubeObject): string {
+    let s = this.#json.get(o);
+    if (s === undefined) this.#json.set(o, (s = JSON.stringify(o)));
+    return s;
+  }
+
+  #watch(req: http.IncomingMessage, res: http.ServerResponse, record: RequestRecord, type: ResourceType, query: Record<string, string>, matches: (o: KubeObject | undefined) => boolean, fault: Fault | undefined): void {
+    record.status = 200;
+    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.flushHeaders();
+    const rvParam = query.resourceVersion ?? '';
+    const bookmarks = query.allowWatchBookmarks === 'true' || query.allowWatchBookmarks === '1';
+    let sent = 0;
+    let silent = false;
+    let ended = false;
+    const timers: NodeJS.Timeout[] = [];
+    let unsubscribe = (): void => undefined;
+    this.#watches++;
+    const finish = (): void => {
+      if (ended) return;
+      ended = true;
+      this.#watches--;
+      unsubscribe();
+      for (const t of timers) clearTimeout(t);
+    };
+    res.on('close', finish);
+    const write = (line: string): void => {
+      if (ended || silent) return;
+      if (fault?.kind === 'cutMidLine' && sent === fault.afterEvents) {
+        res.write(line.slice(0, Math.max(1, line.length >> 1)));
+        finish();
+        // The server's side of a dropped connection: what was written reaches the client, then the socket goes away.
+        const socket = res.socket;
+        setTimeout(() => socket?.destroy(), 50);
+        return;
+      }
+      res.write(line + '\n');
+      sent++;
+      if (fault?.kind === 'halfOpen' && sent >= fault.afterEvents) silent = true;
+    };
+    const event = (t: string, object: KubeObject | Record<string, unknown>): void => write(`{"type":"${t}","object":${JSON.stringify(object)}}`);
+    const bookmark = (): void => event('BOOKMARK', { kind: type.kind, apiVersion: apiVersionOf(type), metadata: { resourceVersion: String(this.store.resourceVersion) } });
+    const deliver = (e: StoredEvent): void => {
+      if (e.resource !== type.resource) return;
+      const now = e.type !== 'DELETED' && matches(e.object);
+      const before = e.previous !== undefined && matches(e.previous);
+      if (e.type === 'ADDED' && now) write(`{"type":"ADDED","object":${this.#serialize(e.object)}}`);
+      else if (e.type === 'MODIFIED' && now) write(`{"type":"${before ? 'MODIFIED' : 'ADDED'}","object":${this.#serialize(e.object)}}`);
+      else if (e.type === 'MODIFIED' && before && e.previous !== undefined) {
+        // Leaving the selector: the cacher sends DELETED with the previous state at the new resourceVersion.
+        event('DELETED', { ...e.previous, metadata: { ...e.previous.metadata, resourceVersion: String(e.rv) } });
+      } else if (e.type === 'DELETED' && before) write(`{"type":"DELETED","object":${this.#serialize(e.object)}}`);
+    };
+    if (fault?.kind === 'halfOpen' && fault.afterEvents === 0) silent = true;
+    if (rvParam === '' || rvParam === '0') {
+      for (const o of this.store.list(type.resource)) if (matches(o)) write(`{"type":"ADDED","object":${this.#serialize(o)}}`);
+    } else {
+      const replay = this.store.eventsAfter(Number(rvParam));
+      if (replay === undefined || !/^\d+$/.test(rvParam)) {
+        event('ERROR', status(410, 'Expired', `too old resource version: ${rvParam} (${this.store.compactedRv})`));
+        finish();
+        res.end();
+        return;
+      }
+      for (const e of replay) deliver(e);
+    }
+    if (ended) return;
+    unsubscribe = this.store.subscribe(deliver);
+    const timeoutMs = Number(query.timeoutSeconds ?? this.#opts.defaultWatchTimeoutSeconds) * 1000;
+    if (bookmarks) {
+      const every = (): void => {
+        bookmark();
+        timers.push(setTimeout(every, this.#opts.bookmarkIntervalMs));
+      };
+      timers.push(setTimeout(every, this.#opts.bookmarkIntervalMs));
+    }
+    timers.push(
+      setTimeout(() => {
+        // The cacher sends a last bookmark just before the deadline, so the client resumes without a relist.
+        if (bookmarks) bookmark();
+        finish();
+        if (!silent) res.end();
+      }, timeoutMs),
+    );
+    req.on('close', finish);
+  }
+}
