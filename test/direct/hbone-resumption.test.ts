@@ -2,7 +2,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { HboneClient, HboneError } from '../../runtime/hbone/hbone-client.js';
 import type { InboundTunnel } from '../../runtime/hbone/hbone-server.js';
 import { TlsSessionCache } from '../../runtime/hbone/tls-session-cache.js';
-import { ID, IP, startEcho, startMesh, type Mesh } from './hbone-fixtures.js';
+import tls from 'node:tls';
+import { tlsOptionsFor } from '../../runtime/hbone/hbone-tls.js';
+import type { WorkloadCertificate } from '../../runtime/identity/workload-certificate.js';
+import { collectLogs, ID, IP, startEcho, startMesh, type Mesh } from './hbone-fixtures.js';
 
 let mesh: Mesh;
 let echo: Awaited<ReturnType<typeof startEcho>>;
@@ -82,6 +85,46 @@ describe('TLS 1.3 session resumption between weft nodes', () => {
     const cert = mesh.a.certs.current(ID.client);
     expect(cert).toBeDefined();
     if (cert !== undefined) expect(cache.get(cert, `${IP.server}:${mesh.hbonePort}`)).toBeUndefined();
+  });
+
+  it('the server refuses a resumed session whose client certificate expired since the full handshake', async () => {
+    const cert = mesh.ca.issueWorkload(ID.client, { ttlSeconds: 2 });
+    /** A raw mTLS client: the server's verdict shows in whether the connection survives its first read. */
+    const handshake = (session?: Buffer): Promise<{ reused: boolean; ticket?: Buffer; closedEarly: boolean }> =>
+      new Promise((resolve, reject) => {
+        const s = tls.connect({ ...tlsOptionsFor(cert as WorkloadCertificate), host: IP.server, port: mesh.hbonePort, localAddress: IP.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, ...(session === undefined ? {} : { session }) });
+        let ticket: Buffer | undefined;
+        s.on('session', (t: Buffer) => (ticket = t));
+        s.on('error', () => undefined);
+        let secured = false;
+        s.once('secureConnect', () => {
+          secured = true;
+          const reused = s.isSessionReused();
+          // An accepted connection stays open (the server waits for the HTTP/2 preface); a refused one is closed.
+          const timer = setTimeout(() => {
+            s.destroy();
+            resolve({ reused, ...(ticket === undefined ? {} : { ticket }), closedEarly: false });
+          }, 300);
+          s.once('close', () => {
+            clearTimeout(timer);
+            resolve({ reused, ...(ticket === undefined ? {} : { ticket }), closedEarly: true });
+          });
+        });
+        s.once('close', () => secured || reject(new Error('closed before the handshake finished')));
+      });
+    const first = await handshake();
+    expect(first.closedEarly).toBe(false);
+    expect(first.ticket).toBeDefined();
+    await new Promise((r) => setTimeout(r, Date.parse(cert.leaf.validTo) - Date.now() + 200));
+    const logs = collectLogs();
+    try {
+      const second = await handshake(first.ticket);
+      expect(second.reused).toBe(true);
+      expect(second.closedEarly).toBe(true);
+      expect(logs.lines.some((l) => String(l.reason).includes('client certificate of resumed session expired'))).toBe(true);
+    } finally {
+      logs.restore();
+    }
   });
 
   it('does not resume when turned off', async () => {
