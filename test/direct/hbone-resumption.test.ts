@@ -4,7 +4,6 @@ import type { InboundTunnel } from '../../runtime/hbone/hbone-server.js';
 import { TlsSessionCache } from '../../runtime/hbone/tls-session-cache.js';
 import tls from 'node:tls';
 import { tlsOptionsFor } from '../../runtime/hbone/hbone-tls.js';
-import type { WorkloadCertificate } from '../../runtime/identity/workload-certificate.js';
 import { collectLogs, ID, IP, startEcho, startMesh, type Mesh } from './hbone-fixtures.js';
 
 let mesh: Mesh;
@@ -92,7 +91,7 @@ describe('TLS 1.3 session resumption between weft nodes', () => {
     /** A raw mTLS client: the server's verdict shows in whether the connection survives its first read. */
     const handshake = (session?: Buffer): Promise<{ reused: boolean; ticket?: Buffer; closedEarly: boolean }> =>
       new Promise((resolve, reject) => {
-        const s = tls.connect({ ...tlsOptionsFor(cert as WorkloadCertificate), host: IP.server, port: mesh.hbonePort, localAddress: IP.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, ...(session === undefined ? {} : { session }) });
+        const s = tls.connect({ ...tlsOptionsFor(cert), host: IP.server, port: mesh.hbonePort, localAddress: IP.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, ...(session === undefined ? {} : { session }) });
         let ticket: Buffer | undefined;
         s.on('session', (t: Buffer) => (ticket = t));
         s.on('error', () => undefined);
