@@ -88,10 +88,12 @@ describe('TLS 1.3 session resumption between weft nodes', () => {
 
   it('the server refuses a resumed session whose client certificate expired since the full handshake', async () => {
     const cert = mesh.ca.issueWorkload(ID.client, { ttlSeconds: 2 });
+    // From the client pod's address (localAddress is missing from @types/node's tls.ConnectionOptions, so it is spread in).
+    const from = { host: IP.server, port: mesh.hbonePort, localAddress: IP.client };
     /** A raw mTLS client: the server's verdict shows in whether the connection survives its first read. */
     const handshake = (session?: Buffer): Promise<{ reused: boolean; ticket?: Buffer; closedEarly: boolean }> =>
       new Promise((resolve, reject) => {
-        const s = tls.connect({ ...tlsOptionsFor(cert), host: IP.server, port: mesh.hbonePort, localAddress: IP.client, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, ...(session === undefined ? {} : { session }) });
+        const s = tls.connect({ ...tlsOptionsFor(cert), ...from, ALPNProtocols: ['h2'], checkServerIdentity: () => undefined, ...(session === undefined ? {} : { session }) });
         let ticket: Buffer | undefined;
         s.on('session', (t: Buffer) => (ticket = t));
         s.on('error', () => undefined);
