@@ -8,6 +8,7 @@ import { createCommandRunner, type CommandRunner } from './command-runner.js';
 import { acquireFileLock } from './file-lock.js';
 import { attachPod, checkPod, undoPod } from './pod-enrollment.js';
 import { StateStore } from './state-store.js';
+import { addInpodPod, checkInpodPod, undoInpodPod } from './inpod-enrollment.js';
 
 export const CNI_COMMANDS = ['ADD', 'DEL', 'CHECK', 'VERSION', 'STATUS', 'GC'] as const;
 export type CniCommand = (typeof CNI_COMMANDS)[number];
@@ -124,6 +125,12 @@ export async function runCni(env: NodeJS.ProcessEnv, stdin: string, deps: CniDep
       case 'ADD':
         return await add(e, config, store, deps.runner);
       case 'DEL':
+        if (config.mode === 'inpod') {
+          // In-pod state is per pod (its own namespace, its own record): no node-wide lock.
+          const pod = store.readPod(e.containerId, e.ifname);
+          if (pod !== undefined) await undoInpodPod(config, store, pod);
+          return { exitCode: 0, stdout: '' };
+        }
         await withLock(store, config, async () => {
           const pod = store.readPod(e.containerId, e.ifname);
           if (pod === undefined) return;
@@ -134,6 +141,10 @@ export async function runCni(env: NodeJS.ProcessEnv, stdin: string, deps: CniDep
       case 'CHECK':
         return await check(e, config, store, deps.runner);
       case 'STATUS': {
+        if (config.mode === 'inpod') {
+          if (!existsSync(config.agentSocket)) throw new CniError(CNI_ERROR_CODES.notAvailable, `the weft node agent is not running (no ${config.agentSocket}); start \`weft-cni agent\``);
+          return { exitCode: 0, stdout: '' };
+        }
         const node = store.readNode();
         if (node?.phase !== 'ready') throw new CniError(CNI_ERROR_CODES.notAvailable, 'weft node redirection is not set up; run `weft-cni node setup`');
         return { exitCode: 0, stdout: '' };
@@ -176,6 +187,19 @@ async function add(e: CniEnv, config: PluginConfig, store: StateStore, runner: C
   const enrolled = isEnrolled(config.enroll, e.args.get('K8S_POD_NAMESPACE'), e.args.get('K8S_POD_NAME'));
   const ips = podAddresses(prev);
   if (enrolled && ips.length === 0) throw new CniError(CNI_ERROR_CODES.invalidConfig, 'prevResult has no IPv4 address for the pod', 'weft redirection is IPv4-only');
+  if (config.mode === 'inpod') {
+    if (!enrolled) return { exitCode: 0, stdout: result };
+    await addInpodPod(config, store, {
+      containerId: e.containerId,
+      ifname: e.ifname,
+      ips,
+      netns: e.netns,
+      uid: e.args.get('K8S_POD_UID') ?? e.containerId,
+      name: e.args.get('K8S_POD_NAME') ?? e.containerId,
+      namespace: e.args.get('K8S_POD_NAMESPACE') ?? '',
+    });
+    return { exitCode: 0, stdout: result };
+  }
   // An unenrolled pod on a node weft has not set up needs nothing from weft: no lock, no state.
   if (!enrolled && store.readNode()?.phase !== 'ready') return { exitCode: 0, stdout: result };
   await withLock(store, config, async () => {
@@ -216,7 +240,7 @@ async function check(e: CniEnv, config: PluginConfig, store: StateStore, runner:
   if (!existsSync(e.netns)) throw new CniError(CNI_ERROR_CODES.unknownContainer, `network namespace ${e.netns} does not exist`, 'CNI_NETNS');
   const pod = store.readPod(e.containerId, e.ifname);
   if (pod === undefined) return { exitCode: 0, stdout: '' };
-  const missing = await checkPod(runner, pod);
+  const missing = pod.inpod === undefined ? await checkPod(runner, pod) : await checkInpodPod(pod);
   if (missing.length > 0) throw new CniError(CNI_ERROR_CODES.ioFailure, `weft redirection for ${e.containerId} is incomplete`, missing.join('; '));
   return { exitCode: 0, stdout: '' };
 }
@@ -229,6 +253,10 @@ async function gc(raw: Record<string, unknown>, config: PluginConfig, store: Sta
   await withLock(store, config, async () => {
     for (const pod of store.listPods()) {
       if (keep.has(`${pod.containerId}/${pod.ifname}`)) continue;
+      if (pod.inpod !== undefined) {
+        await undoInpodPod(config, store, pod);
+        continue;
+      }
       await undoPod(runner, pod);
       store.removePod(pod.containerId, pod.ifname);
     }

@@ -2,6 +2,13 @@
 
 export const DEFAULT_STATE_DIR = '/var/run/weft-cni';
 export const DEFAULT_LOCK_TIMEOUT_MS = 60_000;
+export const DEFAULT_AGENT_SOCKET = '/var/run/weft-cni/pluginevent.sock';
+/** How long ADD waits for the runtime to confirm it listens in the pod (a runtime being upgraded comes back within it). */
+export const DEFAULT_AGENT_TIMEOUT_MS = 30_000;
+
+/** `tunnel`: the Geneve/VXLAN node design (node rules, tunnels, TPROXY in the runtime pod); `inpod`: rules in each pod's namespace, listeners there. */
+export const CAPTURE_MODES = ['tunnel', 'inpod'] as const;
+export type CaptureMode = (typeof CAPTURE_MODES)[number];
 
 export interface EnrollConfig {
   /** Every pod of these namespaces is enrolled. */
@@ -20,6 +27,14 @@ export interface PluginConfig {
   stateDir: string;
   enroll: EnrollConfig;
   lockTimeoutMs: number;
+  mode: CaptureMode;
+  /** inpod: the node agent's plugin-event socket. */
+  agentSocket: string;
+  agentTimeoutMs: number;
+  /** inpod: the pod's DNS (UDP and TCP 53) to the runtime's 15053. */
+  dnsCapture: boolean;
+  /** inpod: chain name prefix inside the pod's namespace. */
+  chainPrefix: string;
   prevResult?: unknown;
 }
 
@@ -51,6 +66,14 @@ export function decodePluginConfig(raw: unknown): PluginDecoded {
   }
   const lock = raw.lockTimeoutMs ?? DEFAULT_LOCK_TIMEOUT_MS;
   if (typeof lock !== 'number' || !Number.isInteger(lock) || lock <= 0) problems.push('lockTimeoutMs: expected a positive integer');
+  const mode = raw.mode ?? 'tunnel';
+  if (typeof mode !== 'string' || !(CAPTURE_MODES as readonly string[]).includes(mode)) problems.push(`mode: expected one of ${CAPTURE_MODES.join(', ')}`);
+  const agentTimeout = raw.agentTimeoutMs ?? DEFAULT_AGENT_TIMEOUT_MS;
+  if (typeof agentTimeout !== 'number' || !Number.isInteger(agentTimeout) || agentTimeout <= 0) problems.push('agentTimeoutMs: expected a positive integer');
+  const dns = raw.dnsCapture ?? false;
+  if (typeof dns !== 'boolean') problems.push('dnsCapture: expected true or false');
+  const chainPrefix = text('chainPrefix', 'WEFT');
+  if (!/^[A-Za-z][A-Za-z0-9_-]{0,18}$/.test(chainPrefix)) problems.push('chainPrefix: expected letters, digits, "_" or "-" (at most 19)');
   const value: PluginConfig = {
     cniVersion: text('cniVersion'),
     name: text('name'),
@@ -58,6 +81,11 @@ export function decodePluginConfig(raw: unknown): PluginDecoded {
     stateDir: text('stateDir', DEFAULT_STATE_DIR),
     enroll,
     lockTimeoutMs: typeof lock === 'number' ? lock : DEFAULT_LOCK_TIMEOUT_MS,
+    mode: mode as CaptureMode,
+    agentSocket: text('agentSocket', DEFAULT_AGENT_SOCKET),
+    agentTimeoutMs: typeof agentTimeout === 'number' ? agentTimeout : DEFAULT_AGENT_TIMEOUT_MS,
+    dnsCapture: dns === true,
+    chainPrefix,
     ...(raw.prevResult === undefined ? {} : { prevResult: raw.prevResult }),
   };
   return problems.length > 0 ? { ok: false, problems } : { ok: true, value };

@@ -75,6 +75,7 @@ export const CNI_ERROR_CODES = {
 export const WEFT_CNI_USAGE = [
   'usage: weft-cni                      (the CNI plugin: CNI_COMMAND in the environment, config on stdin)',
   '       weft-cni node setup|cleanup|doctor [--config FILE] [--dry-run]',
+  '       weft-cni agent --config FILE          (in-pod mode: the node agent the runtime connects to over ZDS)',
   '       weft-cni install (--plugin-script FILE | --binary FILE) --bin-dir DIR --conf-dir DIR',
   '                        [--plugin-config JSON | --plugin-config-file FILE] [--state-dir DIR] [--watch [--ready-file FILE]]',
   '       weft-cni uninstall --bin-dir DIR --conf-dir DIR [--state-dir DIR]',

@@ -24,6 +24,15 @@ async function main(): Promise<number> {
       return 1;
     }
   }
+  if (args[0] === 'agent') {
+    try {
+      const { agentCommand } = await import('./node-cli.js');
+      return await agentCommand(args.slice(1));
+    } catch (err) {
+      process.stderr.write(`weft-cni agent: ${err instanceof Error ? err.message : String(err)}\n`);
+      return 1;
+    }
+  }
   if (args[0] === 'install' || args[0] === 'uninstall') {
     const { installCommand } = await import('./node-cli.js');
     return await installCommand(args);

@@ -37,6 +37,11 @@ export async function nodeCommand(args: string[]): Promise<number> {
   switch (verb) {
     case 'setup': {
       const config = loadNodeConfig(configFile);
+      if (config.mode === 'inpod') {
+        // In-pod mode adds nothing to the node namespace; each pod's ADD programs that pod.
+        process.stdout.write(JSON.stringify({ phase: 'ready', mode: 'inpod', nodeRules: [] }) + '\n');
+        return 0;
+      }
       if (args.includes('--dry-run')) {
         const runners = defaultRunners(config);
         const { input } = await resolveInput(config, runners, new StateStore(config.stateDir).readNode());
@@ -55,7 +60,7 @@ export async function nodeCommand(args: string[]): Promise<number> {
     }
     case 'doctor': {
       const config = configFile === undefined ? undefined : loadNodeConfig(configFile);
-      const report = await runDoctor(createCommandRunner(), config?.tunnelDriver ?? 'auto');
+      const report = await runDoctor(createCommandRunner(), config?.tunnelDriver ?? 'auto', config?.mode ?? 'tunnel');
       process.stdout.write(JSON.stringify(report, null, 2) + '\n');
       return report.problems.length === 0 ? 0 : 1;
     }
@@ -113,4 +118,18 @@ export async function installCommand(args: string[]): Promise<number> {
     process.stderr.write(`weft-cni ${args[0]}: ${err instanceof Error ? err.message : String(err)}\n`);
     return 1;
   }
+}
+
+/** `weft-cni agent --config FILE`: the in-pod node agent, until SIGTERM. */
+export async function agentCommand(args: string[]): Promise<number> {
+  const config = loadNodeConfig(option(args, '--config'));
+  const { InpodAgent } = await import('./inpod-agent.js');
+  const agent = new InpodAgent({ zdsSocket: config.zdsSocket, agentSocket: config.agentSocket, stateDir: config.stateDir });
+  await agent.start();
+  await new Promise<void>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  agent.close();
+  return 0;
 }

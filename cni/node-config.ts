@@ -2,7 +2,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_NAMES } from './cni-constants.js';
-import { DEFAULT_STATE_DIR } from './cni-config.js';
+import { CAPTURE_MODES, DEFAULT_AGENT_SOCKET, DEFAULT_STATE_DIR } from './cni-config.js';
 
 const ip = z.string().refine((s) => isIP(s) === 4, { message: 'expected an IPv4 address' });
 /** Linux interface names: 1–15 bytes, no '/', whitespace or ':'. */
@@ -18,7 +18,14 @@ export const namesSchema = z.strictObject({
   chainPrefix: chainPrefix.default(DEFAULT_NAMES.chainPrefix),
 });
 
-export const nodeConfigSchema = z.strictObject({
+export const nodeConfigSchema = z
+  .strictObject({
+  /** `tunnel` (Geneve/VXLAN node rules, the default) or `inpod` (rules inside each pod; `weft-cni agent` runs, node setup has nothing to do). */
+  mode: z.enum(CAPTURE_MODES).default('tunnel'),
+  /** inpod: the ZDS socket the runtime connects to (weft.yaml `inpod.socket`). */
+  zdsSocket: z.string().min(1).default('/var/run/weft/ztunnel.sock'),
+  /** inpod: where weft-cni's plugin events reach the agent (the conflist's `agentSocket`). */
+  agentSocket: z.string().min(1).default(DEFAULT_AGENT_SOCKET),
   /** Where the record of what was applied lives; tmpfs, like the kernel state it describes. */
   stateDir: z.string().min(1).default(DEFAULT_STATE_DIR),
   tunnelDriver: z.enum(['geneve', 'vxlan', 'auto']).default('auto'),
@@ -26,14 +33,14 @@ export const nodeConfigSchema = z.strictObject({
   tunnelPort: z.number().int().min(1).max(65535).optional(),
   iptablesBackend: z.enum(['auto', 'nft', 'legacy']).default('auto'),
   /** The runtime pod's network namespace (a path such as /var/run/netns/weft or /proc/PID/ns/net). */
-  runtimeNetns: z.string().min(1),
+  runtimeNetns: z.string().default(''),
   /**
    * The node's network namespace when setup runs elsewhere: the DaemonSet runs it inside the runtime pod
    * (hostPID) with nodeNetns /proc/1/ns/net and runtimeNetns /proc/self/ns/net. Default: where weft-cni runs.
    */
   nodeNetns: z.string().min(1).optional(),
   /** The runtime pod's IP ($ZIP); the node-side veth and the node's own address toward it are detected from the route to it unless given. */
-  runtimeIp: ip,
+  runtimeIp: z.union([ip, z.literal('')]).default(''),
   runtimeVeth: ifname.optional(),
   hostIp: ip.optional(),
   runtimeInterface: ifname.default('eth0'),
@@ -46,7 +53,12 @@ export const nodeConfigSchema = z.strictObject({
   routedBridge: ifname.optional(),
   names: namesSchema.default(namesSchema.parse({})),
   lockTimeoutMs: z.number().int().positive().default(60_000),
-});
+  })
+  .superRefine((c, ctx) => {
+    if (c.mode !== 'tunnel') return;
+    if (c.runtimeNetns === '') ctx.addIssue({ code: 'custom', path: ['runtimeNetns'], message: 'required in tunnel mode' });
+    if (c.runtimeIp === '') ctx.addIssue({ code: 'custom', path: ['runtimeIp'], message: 'required in tunnel mode' });
+  });
 export type NodeConfig = z.infer<typeof nodeConfigSchema>;
 
 export type Decoded<T> = { ok: true; value: T } | { ok: false; problems: string[] };

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { DEFAULT_NAMES, type TunnelDriver } from './cni-constants.js';
 import { planNode, planPod, planRuntime, renderPlan, renderPodPlan, type RedirectInput } from './rule-plan.js';
+import { planInpodPod } from './inpod-rule-plan.js';
 
 const golden = (name: string): string[] =>
   readFileSync(new URL(`./testdata/${name}.golden`, import.meta.url), 'utf8')
@@ -41,5 +42,14 @@ describe('rule generator (golden, reference/ambient-mesh.md §2.3–2.5)', () =>
     expect(text).not.toMatch(/weft|WEFT/);
     expect(text).toContain('-A MESH_PREROUTING -p tcp -m set --match-set mesh-ips src -j MARK --set-mark 0x100/0x100');
     expect(text).toContain('ip link add pmout type vxlan id 1001');
+  });
+});
+
+describe('in-pod rule generator (golden, reference/ambient-mesh.md §2.9)', () => {
+  it('pod namespace rules with DNS capture, Istio 1.24+ REDIRECT form', () => expectLines(renderPlan(planInpodPod({ chainPrefix: 'WEFT', dnsCapture: true })), golden('inpod-pod-dns')));
+  it('without DNS capture: no raw table and no port 53 redirect', () => {
+    const text = renderPlan(planInpodPod({ chainPrefix: 'WEFT', dnsCapture: false })).join('\n');
+    expect(text).not.toMatch(/-t raw|--dport 53|15053/);
+    expect(text).toContain('-j REDIRECT --to-ports 15001');
   });
 });

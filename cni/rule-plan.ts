@@ -4,7 +4,7 @@ import { NODE_MARKS, ROUTE_TABLES, RULE_PRIORITIES, RUNTIME_MARKS, RUNTIME_PORTS
 
 export type RedirectNames = { -readonly [K in keyof typeof DEFAULT_NAMES]: string };
 
-export const IPTABLES_TABLES = ['nat', 'mangle', 'filter'] as const;
+export const IPTABLES_TABLES = ['nat', 'mangle', 'filter', 'raw'] as const;
 export type IptablesTable = (typeof IPTABLES_TABLES)[number];
 
 export interface LinkPlan {

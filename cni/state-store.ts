@@ -52,6 +52,18 @@ export interface PodState {
   sysctls: SysctlRecord[];
   /** A bridge port weft isolated (routedBridge). */
   isolatedPort?: string;
+  /** In-pod mode: what was added inside the pod's own namespace, and what the node agent needs to replay it. */
+  inpod?: InpodRecord;
+}
+
+export interface InpodRecord {
+  uid: string;
+  info: { name: string; namespace: string; serviceAccount: string };
+  netns: string;
+  /** `dev:inode` of the namespace at ADD: DEL and the agent never touch a namespace that merely reuses the path. */
+  netnsId: string;
+  backend: IptablesBackend;
+  record: AppliedRecord;
 }
 
 /** Test-only fault injection: WEFT_CNI_FAULT_AFTER_WRITES=N kills the process after the Nth state write, as a crash mid-setup would. */

@@ -24,6 +24,8 @@ import { hboneUpstreamConnector } from './hbone/hbone-upstream-connector.js';
 import { L7Runtime, requiresL7 } from './l7-runtime.js';
 import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
+import { DnsProxy } from './dns/dns-proxy.js';
+import { InpodCapture } from './inpod/inpod-capture.js';
 
 const log = createLogger('app');
 
@@ -73,6 +75,8 @@ export class App {
   readonly explicitProxy: ExplicitProxy;
   /** Certificates, HBONE server/client and L4 authorization of this node. */
   readonly hbone: HboneNode;
+  /** The DNS proxy (15053), when `dns.enabled` or `listeners.dns` is set. */
+  dns: DnsProxy | undefined;
   readonly #listeners = new Map<DataListenerName, BoundListener>();
   readonly #localPorts = new Map<string, BoundListener>();
   readonly #endpoints: HttpEndpoint[] = [];
@@ -85,6 +89,9 @@ export class App {
   #ready = false;
   readonly #readinessGates: (() => boolean)[] = [];
   #ownPorts = new Set<number>();
+  /** In-pod capture, when configured: listeners inside each enrolled pod, fed by the node agent over ZDS. */
+  #inpod: InpodCapture | undefined;
+  readonly #egressFor = (ip: string): ReturnType<InpodCapture['egressFor']> => this.#inpod?.egressFor(ip);
   readonly #localIps = new Set(['127.0.0.1', '::1', '0.0.0.0', '::']);
 
   constructor(config: WeftConfig, opts: AppOptions) {
@@ -100,7 +107,8 @@ export class App {
     this.#reloads = this.metrics.counter('weft_config_reloads_total', 'Configuration reloads by result', ['result']);
     this.metrics.gauge('weft_build_info', 'weft build information', ['version', 'node_version']).set({ version: '0.1.0', node_version: process.version }, 1);
     for (const addrs of Object.values(os.networkInterfaces())) for (const a of addrs ?? []) this.#localIps.add(a.address);
-    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain, reusePort: opts.worker !== undefined });
+    const egressFor = this.#egressFor;
+    this.hbone = new HboneNode({ state: this.state, telemetry: this.telemetry, ownPorts: () => this.#ownPorts, l7: () => this.#l7, drain: this.drain, reusePort: opts.worker !== undefined, egressFor });
     this.addDumpSection('certificates', () => this.hbone.dump());
     this.proxy = new ConnectionProxy({
       state: this.state,
@@ -114,12 +122,15 @@ export class App {
       hbone: this.hbone,
       authorizeInbound: (conn) => authorize(this.state.current, conn),
       trackInbound: (conn, close) => this.hbone.live.add(conn, close),
+      egressFor,
     });
     this.explicitProxy = new ExplicitProxy({ proxy: this.proxy, state: this.state, metrics: this.metrics, logger: createLogger('explicit') });
   }
 
   get ready(): boolean {
-    return this.#ready && !this.drain.draining && this.#readinessGates.every((gate) => gate());
+    // In-pod, as ztunnel: not ready until the node agent's snapshot is applied, nor while its connection is down.
+    const inpodReady = this.#inpod === undefined || this.#inpod.zds.state === 'synced';
+    return this.#ready && !this.drain.draining && inpodReady && this.#readinessGates.every((gate) => gate());
   }
 
   /** Readiness also waits for `gate` (a config source's first full sync). */
@@ -128,7 +139,7 @@ export class App {
   }
 
   /** Bound ports (port 0 in the config resolves to the real port here). */
-  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness', number | undefined> & { localPorts: Record<string, number> } {
+  get ports(): Record<DataListenerName | 'admin' | 'metrics' | 'readiness' | 'dns', number | undefined> & { localPorts: Record<string, number> } {
     const endpointPort = (i: number): number | undefined => this.#endpoints[i]?.port;
     return {
       outbound: this.#listeners.get('outbound')?.port,
@@ -137,6 +148,7 @@ export class App {
       admin: endpointPort(0),
       metrics: endpointPort(1),
       readiness: endpointPort(2),
+      dns: this.dns?.port,
       localPorts: Object.fromEntries([...this.#localPorts].map(([k, l]) => [k, l.port])),
     };
   }
@@ -161,7 +173,7 @@ export class App {
       state: this.state,
       metrics: this.metrics,
       picker: this.picker,
-      connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client),
+      connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client, this.#egressFor),
       ...(this.#opts.accessLogSink === undefined ? {} : { accessLogSink: this.#opts.accessLogSink }),
       ...(this.#opts.worker === undefined ? {} : { worker: this.#opts.worker.id }),
       ...(this.#opts.worker?.memoryBackend === undefined ? {} : { memoryBackend: this.#opts.worker.memoryBackend }),
@@ -218,9 +230,26 @@ export class App {
     }
     this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal, reusePort }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
+    if (config.dns.enabled || config.listeners.dns !== undefined) {
+      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns') });
+      await this.dns.start(config.listeners.dns ?? `127.0.0.1:${DEFAULT_PORTS.dns}`);
+    }
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
     for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
+    // One ZDS client per process: with several workers the first one owns the pods' listeners (runtime/workers/README.md).
+    if (config.inpod !== undefined && (this.#opts.worker === undefined || this.#opts.worker.id === 0)) {
+      // Same handlers as the node listeners: one data path whichever way traffic was captured.
+      this.#inpod = new InpodCapture({
+        config: config.inpod,
+        ports: { outbound: DEFAULT_PORTS.outbound, inbound: DEFAULT_PORTS.inbound, hbone: config.hbone.port },
+        onOutbound: captured('outbound', false),
+        onInbound: captured('inbound', false),
+        onHbone: (s) => this.hbone.server.accept(s),
+      });
+      this.addDumpSection('inpod', () => this.#inpod?.dump());
+      this.#inpod.start();
+    }
     // One event loop of several: admin, metrics and readiness are the primary's, with every worker's data.
     if (this.#opts.worker !== undefined) {
       this.#ready = true;
@@ -302,16 +331,33 @@ export class App {
     }
   }
 
-  /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
-  async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
+  /**
+   * Stops accepting everywhere (data listeners, HBONE, DNS over TCP, admin endpoints) and asks clients to go elsewhere:
+   * HTTP/1 connections close after their in-flight response, HTTP/2 and HBONE sessions get GOAWAY. A successor that
+   * took the sockets over keeps them open; this process only stops reading them. The admin endpoints stop too when
+   * `handedOver` (the successor answers readiness); on a plain drain readiness keeps answering 503 until the end.
+   */
+  async stopAccepting(handedOver = false): Promise<void> {
     this.#ready = false;
     const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
-    await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting()]);
+    await Promise.all([...listeners.map((l) => l.close()), this.hbone.stopAccepting(), this.#inpod?.stopAccepting()]);
+    this.dns?.stopAccepting();
+    if (handedOver) for (const e of this.#endpoints) e.stopAccepting();
+    this.hbone.server.goaway();
+    this.#l7Runtime?.proxy.drain();
+  }
+
+  /** Graceful drain: readiness goes false, listeners stop accepting, open connections get `deadlineMs`, then everything closes. */
+  async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
+    await this.stopAccepting();
+    const listeners = [...this.#listeners.values(), ...this.#localPorts.values()];
     const result = await this.drain.drain(deadlineMs);
     // Connections the drain does not track (handshakes still in progress) end with the process.
     for (const l of listeners) l.destroyConnections();
     // What is left of HBONE: idle pooled tunnels' TLS connections both ways, certificate renewal timers.
     await this.hbone.close();
+    this.dns?.close();
+    await this.#inpod?.close();
     await this.#l7Runtime?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     await this.telemetry.accessLog.close();

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 /** The `weft` command: `run --config FILE` starts a node runtime, `validate FILE` checks a config and lists every problem. */
 import { parseArgs } from 'node:util';
-import { createApp } from './app.js';
+import { createApp, type App } from './app.js';
 import { ConfigWatcher } from './config/config-watcher.js';
 import { formatProblem } from './config/config-problem.js';
 import { loadConfigOffThread } from './config/config-loader-thread.js';
@@ -10,18 +10,21 @@ import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
 import { resolveWorkerCount } from './workers/worker-count.js';
 import type { KubernetesSource } from './kubernetes/kubernetes-source.js';
+import { startUpgradable, type Upgradable } from './upgrade/hot-upgrade.js';
+import type { WorkerPrimary } from './workers/worker-primary.js';
 
 const log = createLogger('cli');
 
 const USAGE = `usage:
   weft run --config FILE      run the node runtime (reloads on file change and SIGHUP, drains on SIGTERM)
+    --takeover                take the listening sockets of the weft running with FILE, then let it drain (hot upgrade)
   weft validate FILE          check a configuration; exit 1 listing every problem as file:line
   weft plugin build|new ...   build a plugin's .wasm, or scaffold a new plugin (weft plugin help)
   weft version
 `;
 
 async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: false });
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' }, takeover: { type: 'boolean', default: false } }, allowPositionals: false });
   const file = values.config ?? envValue(ENV.configPath);
   if (file === undefined) {
     process.stderr.write(`weft run: --config FILE is required (or set ${ENV.configPath})\n`);
@@ -37,6 +40,10 @@ async function run(argv: string[]): Promise<number> {
   const nodeName = envValue(ENV.nodeName) ?? (loaded.config.source === 'kubernetes' ? process.env[ENV.kubeNodeName] || undefined : undefined);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
   const workers = resolveWorkerCount(config.workers);
+  if (values.takeover === true && workers.count > 1) {
+    process.stderr.write(`weft run: --takeover hands over one event loop's sockets; this config runs ${workers.count} workers (set workers: 1 to upgrade in place)\n`);
+    return 2;
+  }
   let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
@@ -46,6 +53,7 @@ async function run(argv: string[]): Promise<number> {
     stopping = true;
     log.info({ why }, 'draining');
     watcher.stop();
+    upgradable?.close();
     (source?.stop() ?? Promise.resolve()).then(() => app.shutdown()).then(
       () => resolveExit(0),
       (err: unknown) => {
@@ -54,10 +62,23 @@ async function run(argv: string[]): Promise<number> {
       },
     );
   };
-  // One event loop runs in this thread (the lowest idle memory); more run as worker threads under a primary.
-  const app = workers.count === 1 ? await createApp(config, { onQuit: () => stop('quitquitquit') }) : await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
-  // /config_dump says how many event loops run and why, as the multi-worker primary's does.
-  if (workers.count === 1) app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
+  // One event loop runs in this thread (the lowest idle memory), upgradable in place (--takeover); more run as worker
+  // threads under a primary, whose sockets are not handed over yet (runtime/upgrade/README.md).
+  let upgradable: Upgradable | undefined;
+  let app: App | WorkerPrimary;
+  if (workers.count === 1) {
+    upgradable = await startUpgradable({
+      configFile: file,
+      takeover: values.takeover === true,
+      createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }),
+      onTakenOver: (pid) => stop(`taken over by ${pid}`),
+    });
+    app = upgradable.app;
+    // /config_dump says how many event loops run and why, as the multi-worker primary's does.
+    app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
+  } else {
+    app = await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
+  }
   // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
   loadNativeSocket()?.trimMemory();
   if (config.source === 'kubernetes') {
@@ -93,8 +114,13 @@ async function main(argv: string[]): Promise<number> {
   if (level !== undefined && isLogLevel(level)) setLogLevel(level);
   const [command, ...rest] = argv;
   switch (command) {
-    case 'run':
-      return run(rest);
+    case 'run': {
+      const code = await run(rest);
+      // Drained and closed: exit now rather than in Node's environment teardown, which was seen spinning in
+      // CleanupHandles in a process that had been taken over after taking over itself (cause not yet found).
+      await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
+      return process.exit(code);
+    }
     case 'validate':
       return validate(rest);
     case 'plugin': {

@@ -22,6 +22,7 @@ export const ERROR_CODES = [
   'WEFT_ERR_TLS',
   'WEFT_ERR_IDENTITY',
   'WEFT_ERR_CNI',
+  'WEFT_ERR_ZDS',
   'WEFT_ERR_INTERNAL',
   'WEFT_ERR_WORKER',
 ] as const;

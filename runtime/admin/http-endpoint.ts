@@ -2,6 +2,7 @@
 import http from 'node:http';
 import { WeftError } from '../errors.js';
 import { parseSocketAddress } from '../config/socket-address.js';
+import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
 
 export type RouteHandler = (req: http.IncomingMessage, url: URL) => Promise<EndpointResponse> | EndpointResponse;
 export interface EndpointResponse {
@@ -13,6 +14,8 @@ export interface EndpointResponse {
 export interface HttpEndpoint {
   server: http.Server;
   port: number;
+  /** Stops accepting (a successor took the socket over); requests in progress finish. */
+  stopAccepting(): void;
   close(): Promise<void>;
 }
 
@@ -36,16 +39,30 @@ export async function startHttpEndpoint(name: string, address: string, routes: R
       .then(reply, (err: unknown) => reply({ status: 500, body: `${(err as Error).message}\n` }));
   });
   server.keepAliveTimeout = 5_000;
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', (err) => reject(new WeftError('WEFT_ERR_LISTEN', `${name}: cannot listen on ${address}: ${err.message}`, { cause: err })));
-    server.listen(addr.port, addr.host, () => resolve());
-  });
+  const key = `${name} ${address}`;
+  const listenOn = (target: { fd: number } | { host: string; port: number }): Promise<void> =>
+    new Promise<void>((resolve, reject) => {
+      server.once('error', (err) => reject(new WeftError('WEFT_ERR_LISTEN', `${name}: cannot listen on ${address}: ${err.message}`, { cause: err })));
+      server.listen(target, () => resolve());
+    });
+  // A hot upgrade hands the socket over; it starts accepting once the whole app has started (socket-handover.ts).
+  const [inherited] = socketHandover.take(key, 'tcp');
+  if (inherited === undefined) await listenOn({ host: addr.host, port: addr.port });
+  else socketHandover.defer(() => listenOn({ fd: inherited.fd }));
+  const port = inherited?.port ?? (server.address() as { port: number }).port;
+  const release = socketHandover.hold({ key, kind: 'tcp', port }, () => (server.listening ? handleFd((server as unknown as { _handle?: unknown })._handle) : undefined));
   return {
     server,
-    port: (server.address() as { port: number }).port,
+    port,
+    stopAccepting: () => {
+      release();
+      if (server.listening) server.close();
+    },
     close: () =>
       new Promise((resolve) => {
+        release();
         server.closeAllConnections();
+        if (!server.listening) return resolve();
         server.close(() => resolve());
       }),
   };

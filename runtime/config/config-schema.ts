@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseSocketAddress } from './socket-address.js';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
+import { dnsSchema } from './dns-config-schema.js';
 import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -27,6 +28,8 @@ export const listenersSchema = z.strictObject({
   inbound: listener.optional(),
   hbone: listener.optional(),
   explicitProxy: listener.optional(),
+  /** The DNS proxy, UDP and TCP on the same address (see `dns:`). */
+  dns: socketAddress.optional(),
   admin: socketAddress.optional(),
   metrics: socketAddress.optional(),
   readiness: socketAddress.optional(),
@@ -281,6 +284,12 @@ export const configSchema = z.strictObject({
   identity: identitySchema.default(identitySchema.parse({})),
   peerAuthentication: z.array(peerAuthenticationSchema).default([]),
   hbone: hboneSchema.default(hboneSchema.parse({})),
+  dns: dnsSchema.default(dnsSchema.parse({})),
+  /**
+   * In-pod capture (cni/ `mode: inpod`): the node agent's ZDS socket. Each enrolled pod's namespace gets weft's listeners
+   * (15001, 15006, hbone.port); `mark` is the SO_MARK of weft's sockets there, which the pod's rules leave alone.
+   */
+  inpod: z.strictObject({ socket: z.string().min(1), mark: z.number().int().min(1).max(0xfff).default(0x539) }).optional(),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;
@@ -297,6 +306,7 @@ export type LimitsConfig = z.infer<typeof limitsSchema>;
 export type IdentityConfig = z.infer<typeof identitySchema>;
 export type PeerAuthenticationConfig = z.infer<typeof peerAuthenticationSchema>;
 export type HboneConfig = z.infer<typeof hboneSchema>;
+export type InpodConfig = NonNullable<WeftConfig['inpod']>;
 export type StateConfig = z.infer<typeof stateSchema>;
 export type RedisConfig = z.infer<typeof redisSchema>;
 export type RateLimitRuleConfig = z.infer<typeof rateLimitRuleSchema>;

@@ -64,6 +64,8 @@ export const ENV = {
   /** In a cluster: the API server's address, set by the kubelet in every container. */
   kubernetesServiceHost: 'KUBERNETES_SERVICE_HOST',
   kubernetesServicePort: 'KUBERNETES_SERVICE_PORT',
+  /** Unix socket through which `weft run --takeover` reaches the running weft (default: one per config file in the temp dir). */
+  takeoverSocket: 'WEFT_TAKEOVER_SOCKET',
 } as const;
 
 export function envValue(name: (typeof ENV)[keyof typeof ENV]): string | undefined {

@@ -77,6 +77,8 @@ export const httpRouteSchema = z.strictObject({
   timeoutMs: z.number().int().min(0).optional(),
   retries: retriesSchema.optional(),
   loadBalancer: loadBalancerSchema.optional(),
+  /** CONNECT requests that match may tunnel to the backend (Envoy's upgrade_configs CONNECT); without it they get 405. */
+  connect: z.boolean().default(false),
 });
 
 export const serviceRoutesSchema = z.strictObject({

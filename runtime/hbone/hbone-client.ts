@@ -9,6 +9,7 @@ import { WeftError, systemErrorCode, type ErrorCode } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { CertificateManager } from '../identity/certificate-manager.js';
 import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
+import { egressSocket, type Egress } from '../l4/egress.js';
 import { ConnectionPool, poolKey, type PooledConnection } from './connection-pool.js';
 import { HBONE_ALPN, isExpired, matchesExpectedSans, peerCertificate, secureContextFor } from './hbone-tls.js';
 import { identityOfCertificate } from '../identity/spiffe-id.js';
@@ -21,6 +22,8 @@ export interface HboneConnectRequest {
   sourceIdentity: string;
   /** Local address to bind (the source pod IP) when the platform allows it; part of the pool key. */
   sourceAddress?: string;
+  /** Open the TCP connection inside the source pod's network namespace (in-pod capture); `sourceAddress` is then only the pool key. */
+  egress?: Egress;
   /** What CONNECT asks for (`:authority`): the destination pod IP:targetPort, or the service VIP:port via a waypoint. */
   destination: SocketAddr;
   /** Identities the server may present (the destination workload's, or the waypoint's). */
@@ -177,9 +180,9 @@ export class HboneClient {
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       // No servername: HBONE sends no SNI (an IP cannot be one, and the server picks its certificate by destination).
       const s = tls.connect({
-        host: req.via.address,
-        port: req.via.port,
-        ...(req.sourceAddress === undefined ? {} : { localAddress: req.sourceAddress }),
+        ...(req.egress !== undefined
+          ? { socket: egressSocket(req.egress, req.via) }
+          : { host: req.via.address, port: req.via.port, ...(req.sourceAddress === undefined ? {} : { localAddress: req.sourceAddress }) }),
         secureContext: secureContextFor(cert),
         ...(resumable === undefined ? {} : { session: resumable.ticket }),
         ALPNProtocols: HBONE_ALPN,

@@ -10,6 +10,7 @@ import { listen, type BoundListener } from '../l4/listener.js';
 import { connectUpstream } from '../l4/upstream-connect.js';
 import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
 import type { Route } from '../l4/route.js';
+import type { Egress } from '../l4/egress.js';
 import type { Drain } from '../drain.js';
 import type { L7Handoff } from '../l4/connection-proxy.js';
 import type net from 'node:net';
@@ -48,11 +49,20 @@ export interface HboneNodeOptions {
   drain?: Drain;
   /** SO_REUSEPORT on the HBONE listeners: each worker thread binds its own (runtime/workers). */
   reusePort?: boolean;
+  /** In-pod capture: the pod (by one of its IPs) whose namespace tunnels and deliveries are opened from. */
+  egressFor?: (ip: string) => Egress | undefined;
 }
 
 function isLocalAddress(ip: string): boolean {
   if (ip.startsWith('127.') || ip === '::1') return true;
   return Object.values(os.networkInterfaces()).some((list) => list?.some((a) => a.address === ip) === true);
+}
+
+/** How a tunnel's TCP connection is opened: from the client pod's namespace (in-pod), else from its address when local. */
+function sourceOf(source: SocketAddr, egress: Egress | undefined): { sourceAddress?: string; egress?: Egress } {
+  // The pod address keys the pool even with an egress: tunnels of different pods never share a connection.
+  if (egress !== undefined) return { sourceAddress: source.address, egress };
+  return isLocalAddress(source.address) ? { sourceAddress: source.address } : {};
 }
 
 export class HboneNode {
@@ -100,7 +110,12 @@ export class HboneNode {
           });
       },
       authorize: authz.authorize,
-      connectUpstream: (target) => connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs }),
+      connectUpstream: (target, tunnel) => {
+        // In-pod: deliver from inside the destination pod, from the client's real address (ztunnel's inbound spoofing).
+        const egress = opts.egressFor?.(target.address);
+        const source = (tunnel.forwardedFor ?? tunnel.peer).address;
+        return connectUpstream(target, { timeoutMs: opts.state.current.config.limits.connectTimeoutMs, ...(egress === undefined ? {} : { egress, source }) });
+      },
       onConnection: (tunnel, control) => {
         authz.onConnection?.(tunnel, control);
         const release = opts.drain?.track({ destroy: () => control.close('drained') });
@@ -134,8 +149,8 @@ export class HboneNode {
   }
 
   /** The HBONE route for an outbound connection, or undefined when it goes plaintext (TCP workload, passthrough, unknown source). */
-  plan(route: Route, source: SocketAddr): HbonePlan | undefined {
-    const viaWaypoint = route.kind === 'service' || route.kind === 'workload' ? this.#waypointPlan(route, source) : undefined;
+  plan(route: Route, source: SocketAddr, egress?: Egress): HbonePlan | undefined {
+    const viaWaypoint = route.kind === 'service' || route.kind === 'workload' ? this.#waypointPlan(route, source, egress) : undefined;
     if (viaWaypoint !== undefined) return viaWaypoint;
     const destination: Workload | undefined = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
     if (destination === undefined || route.kind === 'refused' || route.kind === 'passthrough' || destination.protocol !== 'HBONE') return undefined;
@@ -153,7 +168,7 @@ export class HboneNode {
       connect: (signal, timeoutMs) =>
         this.client.connect({
           sourceIdentity: sourceWorkload.identity,
-          ...(isLocalAddress(source.address) ? { sourceAddress: source.address } : {}),
+          ...sourceOf(source, egress),
           destination: route.upstream,
           destinationIdentities: [destination.identity],
           via: { address: podIp, port: hbonePort },
@@ -170,7 +185,7 @@ export class HboneNode {
    * ztunnel outbound step 3: a service with a waypoint is reached through HBONE to the waypoint, `:authority` staying the
    * service VIP:port and the waypoint's identity expected. A waypoint on this very node is served locally (the L7 handoff).
    */
-  #waypointPlan(route: Extract<Route, { kind: 'service' | 'workload' }>, source: SocketAddr): HbonePlan | undefined {
+  #waypointPlan(route: Extract<Route, { kind: 'service' | 'workload' }>, source: SocketAddr, egress?: Egress): HbonePlan | undefined {
     // Service-addressed: the service's waypoint, `:authority` the VIP. Workload-addressed (step 6): the workload's
     // waypoint, `:authority` the original pod address.
     const ref = route.kind === 'service' ? route.service.waypoint : route.workload.waypoint;
@@ -191,7 +206,7 @@ export class HboneNode {
       connect: (signal, timeoutMs) =>
         this.client.connect({
           sourceIdentity: sourceWorkload.identity,
-          ...(isLocalAddress(source.address) ? { sourceAddress: source.address } : {}),
+          ...sourceOf(source, egress),
           destination: authority,
           destinationIdentities: [waypoint.identity],
           via,

@@ -85,6 +85,8 @@ export interface HboneServer {
   /** Serves a socket accepted elsewhere (a transparent listener built by the L4 layer). */
   accept(socket: net.Socket): void;
   close(): Promise<void>;
+  /** Drain: every session gets GOAWAY (NO_ERROR); open tunnels go on, the peer's pool opens new connections for new ones. */
+  goaway(): void;
   /** Live tunnels (for drain and policy re-checks). */
   readonly activeTunnels: number;
 }
@@ -93,6 +95,8 @@ const SOURCE_IDENTITY = Symbol('weft.hbone.sourceIdentity');
 type TaggedSocket = tls.TLSSocket & { [SOURCE_IDENTITY]?: string };
 
 const STATUS = { ok: 200, badRequest: 400, denied: 401, unavailable: 503 } as const;
+/** After the drain deadline's END_STREAM, how long a tunnel's client gets to end its side before the stream is closed. */
+const DRAIN_CLOSE_GRACE_MS = 300;
 
 /**
  * ztunnel's waypoint case: the CONNECT names a service VIP, or a workload address, whose waypoint resolves to the
@@ -292,8 +296,19 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
         opts.onConnection?.(tunnel, {
           close: (reason) => {
             log.info({ src: sourceIdentity, dst: formatAddr(dst), reason }, 'hbone tunnel closed by weft');
-            reset();
-            pair.abort(new Error(reason));
+            if (reason !== 'drained') {
+              reset();
+              pair.abort(new Error(reason));
+              return;
+            }
+            // The drain deadline is an orderly end, as the L4 path's FIN is: END_STREAM to the client, FIN to the
+            // workload, and a NO_ERROR close shortly after for a client that never ends its side.
+            upstream.end();
+            if (!stream.closed) stream.end();
+            setTimeout(() => {
+              if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+              pair.abort(new Error(reason));
+            }, DRAIN_CLOSE_GRACE_MS).unref();
           },
           closed,
         });
@@ -319,6 +334,9 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       return { address: bound.address, port: bound.port };
     },
     accept: onSocket,
+    goaway() {
+      for (const s of sessions) if (!s.closed && !s.destroyed) s.goaway(http2.constants.NGHTTP2_NO_ERROR);
+    },
     async close() {
       const closing = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
       for (const s of sessions) s.destroy();

@@ -15,6 +15,7 @@ import { connectUpstream } from './upstream-connect.js';
 import { copyBidirectional, type CopyResult } from './copy.js';
 import { formatAddr, type SocketAddr } from './original-destination.js';
 import type { HbonePlan } from '../hbone/hbone-node.js';
+import type { Egress } from './egress.js';
 import type { AuthzDecision } from '../authz/authorizer.js';
 import type { ConnectionAttributes } from '../authz/authz-policy.js';
 
@@ -58,10 +59,12 @@ export interface ConnectionProxyDeps {
   l7: () => L7Handoff | undefined;
   logger: Logger;
   /** Outbound mTLS: the HBONE route for destinations with protocol HBONE (runtime/hbone). */
-  hbone?: { plan(route: Route, source: SocketAddr): HbonePlan | undefined };
-  /** L4 authorization of plaintext inbound connections (no peer identity; STRICT denies them). */
+  hbone?: { plan(route: Route, source: SocketAddr, egress?: Egress): HbonePlan | undefined };
+  /** In-pod capture: the pod (by one of its IPs) whose namespace upstream sockets are created in. */
+  egressFor?: (ip: string) => Egress | undefined;
+  /** L4 authorization by the destination's policy of connections this node delivers itself (inbound, same-node, local clients). */
   authorizeInbound?: (conn: ConnectionAttributes) => AuthzDecision;
-  /** Registers an established plaintext inbound connection for policy re-checks; `close` ends it as 'policy'. */
+  /** Registers an established connection authorized here for policy re-checks; `close` ends it as 'policy'. */
   trackInbound?: (conn: ConnectionAttributes, close: () => void) => () => void;
 }
 
@@ -107,6 +110,10 @@ export class ConnectionProxy {
     let route: Route | undefined;
     let labels: TcpLabels | undefined;
     let untrack: (() => void) | undefined;
+    /** The local destination's policy was checked with these attributes (re-checked on policy changes while open). */
+    let authorized: ConnectionAttributes | undefined;
+    /** In-pod same-node delivery: the destination pod's namespace, entered from the client's own address. */
+    let sameNodeEgress: Egress | undefined;
     try {
       if (this.#active > limits.maxConnections) {
         throw new WeftError('WEFT_ERR_CONNECTION_LIMIT', `connection limit of ${limits.maxConnections} reached; refusing ${formatAddr(req.source)}`);
@@ -120,20 +127,25 @@ export class ConnectionProxy {
           // 15006 only delivers to workloads on this node (ztunnel's inbound passthrough rule).
           throw new WeftError('WEFT_ERR_UNKNOWN_SERVICE', `inbound connection to ${formatAddr(req.originalDst)}, which is not a workload on this node`);
         }
-        if (req.direction === 'inbound' && route.kind === 'workload' && deps.authorizeInbound !== undefined) {
-          const decision = deps.authorizeInbound({ sourceIp: req.source.address, destination: route.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port });
+        // In-pod: outbound leaves from the client pod's namespace; inbound enters the destination pod's from the client's address.
+        const egress = req.listener === 'outbound' ? deps.egressFor?.(req.source.address) : req.listener === 'inbound' ? deps.egressFor?.(req.originalDst.address) : undefined;
+        const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source, egress) : undefined;
+        if (plan !== undefined) this.#plans.set(req, plan);
+        authorized = this.#localDestination(req, route, plan, sourceWorkload);
+        if (authorized !== undefined && deps.authorizeInbound !== undefined) {
+          const decision = deps.authorizeInbound(authorized);
           if (!decision.allowed) throw new WeftError('WEFT_ERR_POLICY_DENIED', `policy denied: ${decision.reason}`);
         }
-        const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source) : undefined;
-        if (plan !== undefined) this.#plans.set(req, plan);
         labels = this.#labels(req, sourceWorkload, route);
-        if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route)) return;
+        if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route, authorized?.sourceIdentity)) return;
+        sameNodeEgress = plan === undefined && egress !== undefined && req.direction === 'outbound' ? this.#sameNodeEgress(route) : undefined;
         // Only captured connections carry a pod's address worth preserving (explicit and local ports come from loopback).
-        const preserve = snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound');
+        const preserve = (snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound')) || (egress !== undefined && req.direction === 'inbound') || sameNodeEgress !== undefined;
+        const from = sameNodeEgress ?? egress;
         try {
           upstream =
             plan === undefined
-              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}) })
+              ? await connectUpstream(route.upstream, { timeoutMs: limits.connectTimeoutMs, signal: abort.signal, ...(preserve ? { source: req.source.address } : {}), ...(from === undefined ? {} : { egress: from }) })
               : // The CONNECT stream is a Duplex with socket-style byte counters, all the copy uses.
                 ((await plan.connect(abort.signal, limits.connectTimeoutMs)) as unknown as net.Socket);
           if (route.kind === 'service') deps.picker.reportSuccess(route.endpoint);
@@ -152,10 +164,7 @@ export class ConnectionProxy {
       req.client.off('error', noop);
       req.client.off('close', onClientGone);
       deps.telemetry.opened(labels as TcpLabels);
-      const delivered = route;
-      if (req.direction === 'inbound' && delivered?.kind === 'workload') {
-        untrack = deps.trackInbound?.({ sourceIp: req.source.address, destination: delivered.workload, destinationIp: req.originalDst.address, destinationPort: req.originalDst.port }, () => abort.abort('policy'));
-      }
+      if (authorized !== undefined) untrack = deps.trackInbound?.(authorized, () => abort.abort('policy'));
       const result = await copyBidirectional(req.client, upstream, { idleTimeoutMs: limits.idleTimeoutMs, signal: abort.signal });
       deps.telemetry.closed(labels as TcpLabels, result.bytesSent, result.bytesReceived);
       this.#log(req, route, started, result);
@@ -177,7 +186,32 @@ export class ConnectionProxy {
     }
   }
 
-  #handOffToL7(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' | 'passthrough' }>): boolean {
+  /**
+   * In-pod same-node fast path (ztunnel's): a plain-TCP destination pod captured on this node too is entered straight
+   * from the client's address (after the destination's authorization, #localDestination), instead of a second trip
+   * through its 15006 listener.
+   */
+  #sameNodeEgress(route: Route): Egress | undefined {
+    const destination = route.kind === 'service' ? route.endpoint : route.kind === 'workload' ? route.workload : undefined;
+    if (destination?.local !== true || route.kind === 'refused' || route.kind === 'passthrough') return undefined;
+    return this.#deps.egressFor?.(route.upstream.address);
+  }
+
+  /**
+   * The attributes the destination's L4 policy is checked with when this node delivers the connection itself: inbound
+   * (15006), and outbound to a workload on this node that no HBONE tunnel reaches (same-node capture, the explicit
+   * proxy, localPorts) — ztunnel applies the destination's policy to same-node traffic too. Undefined when another hop
+   * checks it (the HBONE server of the destination's node or a waypoint) or the destination is outside the mesh.
+   * The source identity is what this path knows: the pod's own on the capture listener, none for local clients.
+   */
+  #localDestination(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' }>, plan: HbonePlan | undefined, source: Workload | undefined): ConnectionAttributes | undefined {
+    const destination = route.kind === 'workload' ? route.workload : route.kind === 'service' ? route.endpoint : undefined;
+    if (destination === undefined || !destination.local || plan !== undefined) return undefined;
+    const sourceIdentity = req.direction === 'outbound' && req.listener === 'outbound' && source?.local === true ? source.identity : undefined;
+    return { ...(sourceIdentity === undefined ? {} : { sourceIdentity }), sourceIp: req.source.address, destination, destinationIp: route.upstream.address, destinationPort: route.upstream.port };
+  }
+
+  #handOffToL7(req: ProxyRequest, route: Exclude<Route, { kind: 'refused' | 'passthrough' }>, sourceIdentity: string | undefined): boolean {
     const l7 = this.#deps.l7();
     if (l7 === undefined) return false;
     const source = req.direction === 'outbound' ? this.#deps.state.current.workloadByIp(req.source.address) : undefined;
@@ -191,6 +225,8 @@ export class ConnectionProxy {
         ...(route.kind === 'service' ? { service: route.service, servicePort: route.servicePort, workload: route.endpoint } : { workload: route.workload }),
         originalDst: req.originalDst,
         source: req.source,
+        // What L7 authorization matches `principals` against: the client pod's identity when it was captured.
+        ...(sourceIdentity === undefined ? {} : { sourceIdentity }),
         // L7 here acts for the client pod: its upstream tunnels carry the pod's identity, as ztunnel's would.
         ...(upstreamIdentity === undefined ? {} : { upstreamIdentity }),
       },
@@ -246,5 +282,6 @@ export class ConnectionProxy {
     if (error !== undefined) this.#deps.logger.warn({ listener: req.listener, src: formatAddr(req.source), dst: formatAddr(req.originalDst), code: error.code, error: error.message }, 'connection failed');
   }
 }
+
 
 function noop(): void {}

@@ -27,7 +27,7 @@ export function parseProxyRequestHead(buf: Buffer, maxBytes: number): HeadParse 
   if (m === null) return { state: 'invalid', status: 400, reason: 'malformed request line' };
   const [, method = '', target = '', version = ''] = m;
   if (!TOKEN.test(method)) return { state: 'invalid', status: 400, reason: 'invalid method token' };
-  if (version !== 'HTTP/1.1' && version !== 'HTTP/1.0') return { state: 'invalid', status: 505, reason: `${version} is not supported by the explicit proxy` };
+  if (!version.startsWith('HTTP/1.')) return { state: 'invalid', status: 505, reason: `${version} is not supported by the explicit proxy` };
   const headers: [string, string][] = [];
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i] as string;
@@ -40,7 +40,8 @@ export function parseProxyRequestHead(buf: Buffer, maxBytes: number): HeadParse 
     if (!FIELD_VALUE.test(value)) return { state: 'invalid', status: 400, reason: `invalid characters in header ${name}` };
     headers.push([name, value]);
   }
-  return { state: 'done', head: { method, target, version, headers, headLength: end + 4 } };
+  // RFC 9110 §2.5: a later HTTP/1.x is handled as the highest minor version weft implements.
+  return { state: 'done', head: { method, target, version: version === 'HTTP/1.0' ? version : 'HTTP/1.1', headers, headLength: end + 4 } };
 }
 
 /** Splits `host:port` / `[v6]:port`; undefined when malformed. */
@@ -54,18 +55,17 @@ export function splitAuthority(authority: string, defaultPort?: number): { host:
 
 /**
  * Absolute-form → origin-form with `Connection: close`: the client's connection then carries exactly one
- * request to one upstream, so later requests on it can never reach the wrong host; clients reconnect.
+ * request to one upstream, so later requests on it can never reach the wrong host; clients reconnect. The Host
+ * line is the target's authority, whatever the client's said (RFC 9112 §3.2.2): the destination was picked by it, so
+ * the origin, and L7 authorization when the destination is handled at L7, must see that same authority.
  */
 export function toOriginForm(head: ProxyRequestHead, url: URL): Buffer {
-  const out = [`${head.method} ${url.pathname}${url.search} ${head.version}`];
-  let hasHost = false;
+  const out = [`${head.method} ${url.pathname}${url.search} ${head.version}`, `Host: ${url.host}`];
   for (const [name, value] of head.headers) {
     const lower = name.toLowerCase();
-    if (lower === 'proxy-connection' || lower === 'proxy-authorization' || lower === 'connection' || lower === 'keep-alive') continue;
-    if (lower === 'host') hasHost = true;
+    if (lower === 'host' || lower === 'proxy-connection' || lower === 'proxy-authorization' || lower === 'connection' || lower === 'keep-alive') continue;
     out.push(`${name}: ${value}`);
   }
-  if (!hasHost) out.push(`Host: ${url.host}`);
   out.push('Connection: close', '', '');
   return Buffer.from(out.join('\r\n'), 'latin1');
 }

@@ -3,6 +3,7 @@ import net from 'node:net';
 import { WeftError, systemErrorCode } from '../errors.js';
 import { formatAddr, type SocketAddr } from './original-destination.js';
 import { requireNativeSocket } from '../native/weft-socket.js';
+import { egressSocket, type Egress } from './egress.js';
 
 export interface ConnectOptions {
   timeoutMs: number;
@@ -12,6 +13,8 @@ export interface ConnectOptions {
    * IP rather than weft's. Needs CAP_NET_ADMIN and the capture rules of cni/ (replies are routed back to weft).
    */
   source?: string;
+  /** Create the socket in a pod's network namespace (in-pod capture); `source` then binds it there. */
+  egress?: Egress;
 }
 
 /** A socket bound to `source` with IP_TRANSPARENT, connected by Node itself (so timeouts and errors are the usual ones). */
@@ -27,7 +30,11 @@ export function connectUpstream(target: SocketAddr, opts: ConnectOptions): Promi
   return new Promise((resolve, reject) => {
     let socket: net.Socket;
     try {
-      socket = opts.source === undefined ? net.connect({ host: target.address, port: target.port, allowHalfOpen: true, noDelay: true }) : transparentSocket(opts.source, target);
+      socket =
+        opts.egress !== undefined
+          ? egressSocket(opts.egress, target, opts.source)
+          : opts.source === undefined
+            ? net.connect({ host: target.address, port: target.port, allowHalfOpen: true, noDelay: true }) : transparentSocket(opts.source, target);
     } catch (err) {
       reject(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${formatAddr(target)} from ${opts.source ?? 'weft'} failed: ${(err as Error).message}`, { cause: err }));
       return;

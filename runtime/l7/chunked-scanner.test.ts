@@ -37,9 +37,52 @@ describe('ChunkedScanner', () => {
     ['oversized chunk size', 'fffffffffffff\r\n'],
     ['control character in extension', '5;\u0001\r\nhello\r\n0\r\n\r\n'],
     ['obs-fold in trailer', '0\r\nx: a\r\n b\r\n\r\n'],
+    ['bare LF ending the trailer section', '0\r\n\nGET / HTTP/1.1\r\nhost: x\r\n\r\n'],
+    ['bare LF after a trailer field', '0\r\nx: a\n\r\n'],
+    ['bare CR in a trailer field', '0\r\nx: a\rb\r\n\r\n'],
+    ['trailer line without a colon', '0\r\nGET / HTTP/1.1\r\n\r\n'],
+    ['trailer name with a space before the colon', '0\r\nx : a\r\n\r\n'],
+    ['control byte starting a trailer line', '0\r\n\u0001x: a\r\n\r\n'],
+    ['bare LF ending an extension', '5;a=b\nhello\r\n0\r\n\r\n'],
+    ['bare CR in an extension', '5;a\rb\r\nhello\r\n0\r\n\r\n'],
+    ['extension without a name', '5;=b\r\nhello\r\n0\r\n\r\n'],
+    ['extension value with a space inside a token', '5;a=b c\r\nhello\r\n0\r\n\r\n'],
+    ['unterminated quoted extension value', '5;a="b\r\nhello\r\n0\r\n\r\n'],
+    ['text after the size', '5x\r\nhello\r\n0\r\n\r\n'],
+    ['bare LF after data', '5\r\nhello\n0\r\n\r\n'],
+    ['a negative size', '-5\r\nhello\r\n0\r\n\r\n'],
+    ['a 0x prefix', '0x5\r\nhello\r\n0\r\n\r\n'],
   ])('rejects %s', (_name, input) => {
     const r = scanAll([input]);
     expect(r.end).toBe(-2);
     expect(r.error).toBeDefined();
+  });
+
+  it.each([
+    ['several extensions with BWS and quoted values', '5 ; a = b ;c="d \\" e";f\r\nhello\r\n0\r\n\r\n'],
+    ['an extension on the last chunk', '5\r\nhello\r\n0;last\r\n\r\n'],
+    ['upper-case hex and leading zeros', '0005\r\nhello\r\n000\r\n\r\n'],
+  ])('accepts %s', (_name, input) => {
+    const r = scanAll([input + 'NEXT']);
+    expect(r.error).toBeUndefined();
+    expect(r.decoded).toBe('hello');
+    expect(r.end).toBe(input.length);
+  });
+
+  it('holds back the trailer field lines, whatever the split, so the forwarded body ends 0 CRLF CRLF', () => {
+    const msg = '5\r\nhello\r\n0\r\nx-a: 1\r\nx-b: 2\r\n\r\n';
+    for (let cut = 1; cut < msg.length; cut++) {
+      const s = new ChunkedScanner();
+      let forwarded = '';
+      for (const part of [msg.slice(0, cut), msg.slice(cut) + 'NEXT']) {
+        const buf = Buffer.from(part, 'latin1');
+        const r = s.feed(buf, 0, buf.length);
+        const end = r === -1 ? buf.length : r;
+        if (s.heldFrom < 0) forwarded += part.slice(0, end);
+        else forwarded += part.slice(0, s.heldFrom) + part.slice(s.heldTo, end);
+        if (r !== -1) break;
+      }
+      expect(forwarded).toBe('5\r\nhello\r\n0\r\n\r\n');
+    }
   });
 });

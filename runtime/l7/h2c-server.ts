@@ -11,6 +11,8 @@ const { NGHTTP2_ENHANCE_YOUR_CALM, NGHTTP2_REFUSED_STREAM } = http2.constants;
 export interface H2cServer {
   handle(socket: Duplex, target: L7Target, firstBytes: Buffer): void;
   close(): Promise<void>;
+  /** Drain: every session gets GOAWAY (NO_ERROR); streams in flight finish, new ones go to a new connection. */
+  goaway(): void;
   readonly sessions: number;
   readonly upstreamSessions: number;
 }
@@ -78,6 +80,9 @@ export function createH2cServer(ctx: L7Context, connect: ConnectFn): H2cServer {
     },
     get upstreamSessions() {
       return pool.size;
+    },
+    goaway() {
+      for (const s of sessions) if (!s.closed && !s.destroyed) s.goaway(http2.constants.NGHTTP2_NO_ERROR);
     },
     async close() {
       for (const s of sessions) s.destroy();

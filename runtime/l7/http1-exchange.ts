@@ -29,6 +29,7 @@ import { weftErrorOf } from '../errors.js';
 import { applyHeaderOps, rewritePath } from './route-actions.js';
 import { backoffMs, IDEMPOTENT_METHODS, isRetriableAnswer, isRetriableFailure, type AttemptFailure } from './retry-policy.js';
 import { spliceTunnel } from './byte-tunnel.js';
+import { requestAuthority } from './request-authority.js';
 
 /** Request bodies up to this size are kept so the request can be retried. */
 const RETRY_BUFFER_BYTES = 64 * 1024;
@@ -123,23 +124,27 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     this.#headers = new HeaderList(head.headers);
     this.#reqBytes = head.headBytes;
     this.#keepAlive = !head.close;
-    this.#req = head.chunked ? BodyFraming.chunked() : BodyFraming.length(head.contentLength > 0 ? head.contentLength : 0);
+    this.#req = BodyFraming.forRequest(head);
     this.#reqComplete = this.#req.complete;
-    const q = head.target.indexOf('?');
-    this.#path = q === -1 ? head.target : head.target.slice(0, q);
-    this.#authority = head.host ?? '';
-    if (head.target.charCodeAt(0) !== 0x2f && head.target !== '*') {
-      // absolute-form (RFC 9112 §3.2.2): the authority comes from the target, which then becomes origin-form.
-      try {
-        const u = new URL(head.target);
-        this.#authority = u.host;
-        head.target = u.pathname + u.search;
-        this.#path = u.pathname;
-      } catch {
-        // CONNECT authority-form is handled as a tunnel by the caller; anything else keeps the raw target.
+    const named = requestAuthority(head);
+    if ('error' in named) {
+      this.#badTarget = named.error;
+      this.#authority = head.host ?? '';
+    } else {
+      this.#authority = named.authority;
+      if (named.replaceHost) {
+        // absolute-form: the target's authority is the request's; the Host line goes as that authority (RFC 9112 §3.2.2).
+        head.target = named.target;
+        head.host = named.authority;
+        this.#headers.set('host', named.authority);
       }
     }
+    const q = head.target.indexOf('?');
+    this.#path = q === -1 ? head.target : head.target.slice(0, q);
   }
+
+  /** Why the request target is unusable (answered 400 in start()). */
+  #badTarget: string | undefined;
 
   get wantsRequestBody(): boolean {
     return !this.#reqComplete;
@@ -153,12 +158,17 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const target = this.#conn.currentTarget(snapshot);
     this.#target = target;
     const table = this.#conn.routeTable;
+    if (this.#badTarget !== undefined) {
+      this.#keepAlive = false;
+      return this.#replyLocal(localReply(400, L7_ERROR.badRequest, 'DPE', this.#badTarget));
+    }
     // HTTP/1.0 may omit Host; the upstream (HTTP/1.1) needs one, so the destination's name stands in.
     if (this.#authority === '') this.#authority = target.service?.hostname ?? `${target.originalDst.address}:${target.originalDst.port}`;
     const route = table.match(this.#head.method, this.#path, this.#headers);
+    if (this.#head.upgrade || this.#head.method === 'CONNECT') this.#keepAlive = false;
+    if (this.#head.method === 'CONNECT' && route?.connect !== true) return this.#refuseConnect();
     if (route === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched'));
     this.#route = route;
-    if (this.#head.upgrade || this.#head.method === 'CONNECT') this.#keepAlive = false;
 
     // A request id costs a random draw; only filters and the access log read it.
     const needId = ctx.accessLog.enabled || this.#conn.filters.length > 0;
@@ -256,6 +266,12 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     });
   }
 
+  /** As nginx does: an HTTP service is no tunnel endpoint unless a route says so (Envoy's upgrade_configs CONNECT). */
+  #refuseConnect(): void {
+    this.#keepAlive = false;
+    this.#replyLocal({ ...localReply(405, L7_ERROR.methodNotAllowed, 'DPE', 'CONNECT is not allowed to this service'), headers: [['allow', 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS']] });
+  }
+
   /** A filter's :method/:path/:authority edit (Envoy semantics): the authority becomes the Host sent upstream. */
   #setRequestLine(method: string, path: string, authority: string): void {
     const h = this.#head;
@@ -281,6 +297,8 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
       const rematched = this.#conn.routeTable.match(this.#head.method, this.#path, this.#headers);
       if (rematched === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched after a filter edited the request'));
       this.#route = rematched;
+      // A filter that turned the request into a CONNECT meets the same gate as a client that sent one.
+      if (this.#head.method === 'CONNECT' && !rematched.connect) return this.#refuseConnect();
     }
     const route = this.#route!;
     if (route.timeoutMs > 0 && this.#timer === null) this.#timer = setTimeout(() => this.#onTimeout(), route.timeoutMs);
@@ -381,9 +399,11 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const decode = framing.scanner !== null && (this.#bufferRequest || this.#hasRequestBodyHooks) ? (d: Buffer) => (decoded ??= []).push(d) : undefined;
     const end = framing.take(chunk, start, decode);
     if (end === -1) {
-      this.#reqComplete = true;
-      this.#replyLocal(localReply(400, L7_ERROR.badRequest, 'DPE', `invalid chunked body: ${framing.error}`));
+      // Where this message ends is unknown: nothing after it can be read as a request (RFC 9112 §6.3). The answer says
+      // `connection: close` (or the connection is cut when a response already started) and the rest is never parsed.
       this.#keepAlive = false;
+      this.#replyLocal(localReply(400, L7_ERROR.badRequest, 'DPE', `invalid chunked body: ${framing.error}`));
+      this.#conn.stopReading();
       return -1;
     }
     let rest = -1;
@@ -391,8 +411,8 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
       this.#reqComplete = true;
       if (end < chunk.length) rest = end;
     }
-    const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
-    this.#reqBytes += piece.length;
+    this.#reqBytes += end - start;
+    const piece = framing.forwardable(chunk, start, end);
     if (this.#phase === 'done') return rest;
     const content = decode === undefined ? [piece] : (decoded ?? []);
     if (this.#bufferRequest) {
@@ -498,6 +518,10 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
 
   #sendResponseHead(res: ResponseHead, headers: HeaderList, rest: Buffer | null): void {
     if (this.#phase === 'done') return;
+    if (this.#conn.draining) this.#keepAlive = false;
+    // An answer that starts before the request body was read (an early 401/413, an expect-based refusal): the rest of
+    // that body will never be framed as a request, so the client is told now that the connection ends with it.
+    if (!this.#reqComplete) this.#keepAlive = false;
     const connection = !this.#keepAlive ? 'close' : this.#head.minor === 0 ? 'keep-alive' : undefined;
     this.#response!.start(res, headers, connection, rest);
   }
@@ -789,6 +813,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     }
     // Unread request body bytes would be parsed as the next request: close instead of skipping them.
     if (!this.#reqComplete) this.#keepAlive = false;
+    if (this.#conn.draining) this.#keepAlive = false;
     if (this.#responseStarted) {
       this.#conn.io.destroy();
       return this.#complete();

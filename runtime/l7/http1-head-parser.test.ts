@@ -1,6 +1,6 @@
 // Unit tests of the strict HTTP/1.x head parser: framing facts, connection semantics, and the exact rejection per malformed head.
 import { describe, expect, it } from 'vitest';
-import { findHeadEnd, HeadParseError, parseRequestHead, parseResponseHead } from './http1-head-parser.js';
+import { findHeadEnd, HeadParseError, parseRequestHead, parseResponseHead, type RequestHead } from './http1-head-parser.js';
 
 const limits = { maxHeadBytes: 8192, maxHeaders: 50 };
 
@@ -44,7 +44,12 @@ describe('parseRequestHead', () => {
   it.each([
     ['lower-case-less method with a space inside', 'G ET / HTTP/1.1\r\nhost: x\r\n\r\n', 400],
     ['relative target', 'GET a HTTP/1.1\r\nhost: x\r\n\r\n', 400],
-    ['HTTP/1.2', 'GET / HTTP/1.2\r\nhost: x\r\n\r\n', 505],
+    ['HTTP/2.1', 'GET / HTTP/2.1\r\nhost: x\r\n\r\n', 505],
+    ['transfer coding before chunked', 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n', 501],
+    ['transfer coding split over two lines', 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip\r\ntransfer-encoding: chunked\r\n\r\n', 501],
+    ['chunked not last', 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked, gzip\r\n\r\n', 400],
+    ['unknown coding alone', 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: xchunked\r\n\r\n', 400],
+    ['chunked twice', 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked, chunked\r\n\r\n', 400],
     ['content-length with a sign', 'GET / HTTP/1.1\r\nhost: x\r\ncontent-length: +5\r\n\r\n', 400],
     ['content-length list', 'GET / HTTP/1.1\r\nhost: x\r\ncontent-length: 5, 5\r\n\r\n', 400],
     ['TE chunked on HTTP/1.0', 'POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n', 400],
@@ -54,6 +59,24 @@ describe('parseRequestHead', () => {
     const h = req(text);
     expect(h).toBeInstanceOf(HeadParseError);
     expect((h as HeadParseError).status).toBe(status);
+  });
+});
+
+describe('parseRequestHead versions and upgrades', () => {
+  it('reads HTTP/1.2 (and any later 1.x) as HTTP/1.1 and never forwards such a head verbatim', () => {
+    const h = req('GET / HTTP/1.2\r\nhost: x\r\n\r\n');
+    expect(h).not.toBeInstanceOf(HeadParseError);
+    expect((h as RequestHead).minor).toBe(1);
+    expect((h as RequestHead).verbatim).toBeUndefined();
+  });
+
+  it('does not treat an h2c offer, or any upgrade on HTTP/1.0, as an upgrade', () => {
+    const h2c = req('GET / HTTP/1.1\r\nhost: x\r\nconnection: Upgrade, HTTP2-Settings\r\nupgrade: h2c\r\nhttp2-settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n') as RequestHead;
+    expect(h2c.upgrade).toBe(false);
+    const ws = req('GET / HTTP/1.1\r\nhost: x\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n') as RequestHead;
+    expect(ws.upgrade).toBe(true);
+    const old = req('GET / HTTP/1.0\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n') as RequestHead;
+    expect(old.upgrade).toBe(false);
   });
 });
 

@@ -5,10 +5,13 @@ interface FastBuffer extends Buffer {
   latin1Slice(start: number, end: number): string;
 }
 
-/** Why a head was rejected; `status` is what the client gets (431 for size, 400 otherwise, 505 for the version). */
+/**
+ * Why a head was rejected; `status` is what the client gets: 431 for size, 501 for a transfer coding weft does not
+ * implement, 505 for the version, 400 otherwise (502 for an upstream's response head).
+ */
 export class HeadParseError {
   constructor(
-    readonly status: 400 | 431 | 505 | 502,
+    readonly status: 400 | 431 | 501 | 505 | 502,
     readonly reason: string,
   ) {}
 }
@@ -21,14 +24,18 @@ export interface HeadLimits {
 interface MessageHead {
   /** Flat [name, value, name, value, ...], names lower-cased, values trimmed; hop-by-hop headers included (the forwarder drops them). */
   headers: string[];
-  /** 0 for HTTP/1.0, 1 for HTTP/1.1. */
+  /** 0 for HTTP/1.0, 1 for HTTP/1.1 and any later 1.x (RFC 9110 §2.5: processed as the highest minor version weft implements). */
   minor: number;
   /** -1 when absent. */
   contentLength: number;
   chunked: boolean;
   /** Connection: close (1.1) or no keep-alive (1.0). */
   close: boolean;
-  /** `Connection: upgrade` together with an `Upgrade` header. */
+  /**
+   * `Connection: upgrade` together with an `Upgrade` header on HTTP/1.1 (RFC 9110 §7.8: ignored on 1.0). A request
+   * offering `h2c` is not an upgrade: weft never forwards it (RFC 9113 §3.1 deprecates it, and a proxy that passes it
+   * lets a client tunnel requests past routing and authorization, "h2c smuggling"); the request goes on as HTTP/1.1.
+   */
   upgrade: boolean;
   /** Bytes of the head including the blank line. */
   headBytes: number;
@@ -134,14 +141,14 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 6] !== 0x2e || b[p + 9] !== LF || b[p + 8] !== CR) {
     return new HeadParseError(400, 'invalid HTTP version');
   }
-  if (b[p + 5] !== 0x31 || (b[p + 7] !== 0x31 && b[p + 7] !== 0x30)) return new HeadParseError(505, 'unsupported HTTP version');
+  if (b[p + 5] !== 0x31 || b[p + 7]! < 0x30 || b[p + 7]! > 0x39) return new HeadParseError(505, 'unsupported HTTP version');
   const head: RequestHead = {
     method,
     target,
     host: undefined,
     expectContinue: false,
     headers: [],
-    minor: b[p + 7] === 0x31 ? 1 : 0,
+    minor: b[p + 7] === 0x30 ? 0 : 1,
     contentLength: -1,
     chunked: false,
     close: false,
@@ -152,7 +159,8 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   };
   const plain = parseFields(b, text, start, p + 10, end, limits, head, true);
   if (plain instanceof HeadParseError) return plain;
-  if (plain && head.minor === 1 && target.charCodeAt(0) === 0x2f) setVerbatim(head, b, start, end);
+  // A head that says HTTP/1.2 is forwarded as HTTP/1.1 (re-serialized), so only a literal 1.1 line leaves verbatim.
+  if (plain && b[p + 7] === 0x31 && target.charCodeAt(0) === 0x2f) setVerbatim(head, b, start, end);
   if (target.charCodeAt(0) !== 0x2f && method !== 'CONNECT' && !(target === '*' && method === 'OPTIONS') && !/^https?:\/\//i.test(target)) {
     return new HeadParseError(400, 'invalid request target');
   }
@@ -166,11 +174,11 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 5] !== 0x31 || b[p + 6] !== 0x2e || b[p + 8] !== SP) {
     return new HeadParseError(502, 'invalid status line');
   }
-  const minorByte = b[p + 7];
+  const minorByte = b[p + 7]!;
   const d0 = b[p + 9]! - 0x30;
   const d1 = b[p + 10]! - 0x30;
   const d2 = b[p + 11]! - 0x30;
-  if ((minorByte !== 0x31 && minorByte !== 0x30) || d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return new HeadParseError(502, 'invalid status line');
+  if (minorByte < 0x30 || minorByte > 0x39 || d0 < 1 || d0 > 5 || d1 < 0 || d1 > 9 || d2 < 0 || d2 > 9) return new HeadParseError(502, 'invalid status line');
   let q = p + 12;
   if (b[q] === SP) q++;
   else if (b[q] !== CR) return new HeadParseError(502, 'invalid status line');
@@ -181,7 +189,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
     status: d0 * 100 + d1 * 10 + d2,
     reason: text.slice(r0 - start, q - start),
     headers: [],
-    minor: minorByte === 0x31 ? 1 : 0,
+    minor: minorByte === 0x30 ? 0 : 1,
     contentLength: -1,
     chunked: false,
     close: false,
@@ -192,7 +200,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   };
   const plain = parseFields(b, text, start, q + 2, end, limits, head, false);
   if (plain instanceof HeadParseError) return plain;
-  if (plain && head.minor === 1) setVerbatim(head, b, start, end);
+  if (plain && minorByte === 0x31) setVerbatim(head, b, start, end);
   return head;
 }
 
@@ -211,8 +219,8 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
   const headers = head.headers;
   let keepAlive10 = false;
   let hasHost = false;
-  let teSeen = false;
-  let upgradeHeader = false;
+  let codings: string | undefined;
+  let upgradeHeader: string | undefined;
   let connectionUpgrade = false;
   let plain = true;
   const last = end - 2; // the final CRLF of the blank line
@@ -262,7 +270,7 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
         break;
       case 7:
         if (name === 'upgrade') {
-          upgradeHeader = true;
+          upgradeHeader = upgradeHeader === undefined ? value : `${upgradeHeader}, ${value}`;
           plain = false;
         }
         break;
@@ -290,10 +298,8 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
         break;
       case 17:
         if (name === 'transfer-encoding') {
-          // Only a single, final "chunked" is accepted: anything else is a smuggling vector (RFC 9112 §6.3).
-          if (teSeen || value.toLowerCase() !== 'chunked' || head.minor === 0) return new HeadParseError(bad, 'unsupported transfer-encoding');
-          teSeen = true;
-          head.chunked = true;
+          // Several lines are one list (RFC 9110 §5.3); judged once the head is read.
+          codings = codings === undefined ? value : `${codings}, ${value}`;
           plain = false;
         }
         break;
@@ -306,11 +312,43 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
     }
   }
   if (p !== last) return new HeadParseError(bad, 'malformed head');
+  if (codings !== undefined) {
+    const framing = transferCodings(codings, head.minor, isRequest);
+    if (framing !== undefined) return framing;
+    head.chunked = true;
+  }
+  // RFC 9112 §6.3: a message with both is a smuggling attempt as often as not; no recipient must be left to pick one.
   if (head.chunked && head.contentLength !== -1) return new HeadParseError(bad, 'both content-length and transfer-encoding');
   if (head.minor === 0 && !keepAlive10) head.close = true;
-  head.upgrade = upgradeHeader && connectionUpgrade;
+  head.upgrade = upgradeHeader !== undefined && connectionUpgrade && head.minor === 1 && !offersH2c(upgradeHeader);
   if (isRequest && head.minor === 1 && !hasHost) return new HeadParseError(400, 'missing host header');
   return plain;
+}
+
+/**
+ * Judges a Transfer-Encoding list: undefined when it is exactly one `chunked` on HTTP/1.1, the error otherwise.
+ * Requests (RFC 9112 §6.1, §6.3 rule 4): on HTTP/1.0 the framing is faulty, 400; `chunked` missing, not final or
+ * applied twice, 400 (the length cannot be determined); `chunked` last after a coding weft does not implement, 501.
+ * Responses: anything but one `chunked` is 502, never read to the close (the upstream connection is dropped).
+ */
+function transferCodings(list: string, minor: number, isRequest: boolean): HeadParseError | undefined {
+  const codings: string[] = [];
+  for (const raw of list.split(',')) {
+    const coding = raw.trim().toLowerCase();
+    if (coding !== '') codings.push(coding);
+  }
+  if (codings.length === 1 && codings[0] === 'chunked' && minor === 1) return undefined;
+  if (!isRequest) return new HeadParseError(502, `unsupported transfer-encoding "${list}"`);
+  if (minor === 0) return new HeadParseError(400, 'transfer-encoding on HTTP/1.0');
+  const chunked = codings.filter((c) => c === 'chunked').length;
+  if (chunked !== 1 || codings[codings.length - 1] !== 'chunked') return new HeadParseError(400, `transfer-encoding "${list}" does not end in a single chunked`);
+  return new HeadParseError(501, `transfer coding not implemented: "${list}"`);
+}
+
+/** The Upgrade list names h2c (RFC 9113 §3.1). */
+function offersH2c(upgrade: string): boolean {
+  for (const raw of upgrade.split(',')) if (raw.trim().toLowerCase() === 'h2c') return true;
+  return false;
 }
 
 function parseContentLength(value: string): number {
@@ -325,4 +363,4 @@ function parseContentLength(value: string): number {
 }
 
 /** Hop-by-hop headers never forwarded (RFC 9110 §7.6.1), plus the framing headers the forwarder re-creates. */
-export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'content-length']);
+export const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'proxy-connection', 'te', 'transfer-encoding', 'upgrade', 'content-length', 'http2-settings']);

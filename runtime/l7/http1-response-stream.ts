@@ -60,16 +60,10 @@ export class Http1ResponseStream {
     this.#maxCollected = maxCollected;
     let dechunk = false;
     let closeAfter = false;
-    if (request.method === 'HEAD' || res.status === 204 || res.status === 304) this.framing = BodyFraming.length(0);
-    else if (res.chunked) {
-      this.framing = BodyFraming.chunked();
-      // An HTTP/1.0 client cannot read chunked coding: decode and delimit by close instead.
-      if (request.minor === 0) dechunk = closeAfter = true;
-    } else if (res.contentLength >= 0) this.framing = BodyFraming.length(res.contentLength);
-    else {
-      this.framing = BodyFraming.untilClose();
-      closeAfter = true;
-    }
+    this.framing = BodyFraming.forResponse(request, res);
+    // An HTTP/1.0 client cannot read chunked coding: decode and delimit by close instead.
+    if (this.framing.scanner !== null && request.minor === 0) dechunk = closeAfter = true;
+    else if (this.framing.untilClose) closeAfter = true;
     this.dechunk = dechunk;
     this.closeAfter = closeAfter;
     this.#collect = collect && !this.framing.complete;
@@ -101,11 +95,16 @@ export class Http1ResponseStream {
     if (rest !== null && !this.dechunk && rest.length <= MERGE_LIMIT && this.#hooks.length === 0) {
       // The common small response: head and body leave in one write.
       const end = this.framing.take(rest, 0);
-      const take = end === -1 ? 0 : end;
-      this.bytes += take;
-      this.#io.writeHead(out, take === rest.length ? rest : rest.subarray(0, take));
-      if (end === -1) return this.#owner.onResponseInvalid(`invalid chunked response: ${this.framing.error}`);
-      if (take < rest.length) this.overran = true;
+      // A body whose framing broke in the first read: nothing went out yet, so the client gets a 502 instead.
+      if (end === -1) {
+        this.started = false;
+        this.bytes -= out.length;
+        return this.#owner.onResponseInvalid(`invalid chunked response: ${this.framing.error}`);
+      }
+      const body = this.framing.forwardable(rest, 0, end);
+      this.bytes += body.length;
+      this.#io.writeHead(out, body);
+      if (end < rest.length) this.overran = true;
       if (this.framing.complete) this.#owner.onResponseComplete();
       return;
     }
@@ -151,7 +150,7 @@ export class Http1ResponseStream {
     const end = framing.take(chunk, start, decode ? (d) => (decoded ??= []).push(d) : undefined);
     if (end === -1) return this.#owner.onResponseInvalid(`invalid chunked response: ${framing.error}`);
     if (end < chunk.length) this.overran = true;
-    const piece = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+    const piece = framing.forwardable(chunk, start, end);
     const content = decode ? (decoded ?? []) : [piece];
     if (this.#collect) {
       for (const p of content) {

@@ -2,6 +2,7 @@
 import type { Duplex } from 'node:stream';
 import { findHeadEnd, HeadParseError, parseRequestHead, type HeadLimits } from './http1-head-parser.js';
 import { Http1Exchange } from './http1-exchange.js';
+import { BodyFraming } from './http1-body-framing.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import type { StateSnapshot } from '../state/state-snapshot.js';
 import type { L7Filter, LocalReply } from './l7-filter.js';
@@ -10,6 +11,11 @@ import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import type { PeerLabels } from './http-telemetry.js';
 import { peerLabels } from './http-telemetry.js';
 import { createHttp1Transport, type Http1Transport } from './http1-transport.js';
+
+const CR = 0x0d;
+const LF = 0x0a;
+/** How long a closing connection's late bytes are read and dropped before it is destroyed. */
+const LINGER_MS = 1000;
 
 export class Http1ServerConnection {
   readonly socket: Duplex;
@@ -100,7 +106,25 @@ export class Http1ServerConnection {
     this.socket.destroy();
   }
 
+  /** Draining (shutdown or hot upgrade): the next response carries `connection: close` and the connection ends after it. */
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  /**
+   * Starts the drain. A connection between requests stays open: closing it could race a request the client is
+   * already sending on it; the request is answered (with `connection: close`), or the drain deadline ends it.
+   */
+  drain(): void {
+    this.#draining = true;
+  }
+
+  #draining = false;
+
   #onData(chunk: Buffer): void {
+    // After a framing error or the last response, bytes are read and dropped until the close (a lingering close: an
+    // unread receive queue would make the kernel reset the connection before the client read the answer).
+    if (this.#discarding) return;
     const ex = this.#exchange;
     if (ex !== null && ex.wantsRequestBody) {
       const rest = ex.feedRequestBody(chunk, 0);
@@ -118,8 +142,18 @@ export class Http1ServerConnection {
   }
 
   #parseNext(): void {
-    const buf = this.#buf;
+    let buf = this.#buf;
     if (buf === null || this.#closed) return;
+    // RFC 9112 §2.2: empty lines (CRLF) before a request line are ignored, as some clients send one after a body.
+    if (buf[0] === CR && buf[1] === LF) {
+      let i = 2;
+      while (buf[i] === CR && buf[i + 1] === LF) i += 2;
+      buf = this.#buf = i === buf.length ? null : buf.subarray(i);
+      if (buf === null) {
+        this.#headTimer ??= setTimeout(() => this.#onHeadTimeout(), this.ctx.limits.headersTimeoutMs);
+        return;
+      }
+    }
     const end = findHeadEnd(buf, 0, this.#limits);
     if (end === 0) {
       this.#headTimer ??= setTimeout(() => this.#onHeadTimeout(), this.ctx.limits.headersTimeoutMs);
@@ -133,6 +167,10 @@ export class Http1ServerConnection {
     const head = parseRequestHead(buf, 0, end, this.#limits);
     if (head instanceof HeadParseError) return this.#reject(head);
     this.#buf = end === buf.length ? null : buf.subarray(end);
+    if (head.chunked && this.#buf !== null) {
+      const broken = BodyFraming.brokenChunkedBody(this.#buf, 0);
+      if (broken !== undefined) return this.#reject(new HeadParseError(400, `invalid chunked body: ${broken}`));
+    }
     const ex = new Http1Exchange(this, head);
     this.#exchange = ex;
     ex.start();
@@ -143,12 +181,21 @@ export class Http1ServerConnection {
     }
   }
 
+  /**
+   * The current request's framing failed: no byte after it may be parsed as a request. Whatever arrives from now on is
+   * dropped; the exchange answers with `connection: close` (or cuts the connection) and the close follows.
+   */
+  stopReading(): void {
+    this.#buf = null;
+    this.#discarding = true;
+  }
+
   /** Called by the exchange when its response is complete and its request fully read. */
   exchangeDone(ex: Http1Exchange, keepAlive: boolean): void {
     if (this.#exchange !== ex) return;
     this.#exchange = null;
     this.idleSince = Date.now();
-    if (!keepAlive || this.#ended) {
+    if (!keepAlive || this.#ended || this.#discarding) {
       this.#closeGracefully();
       return;
     }
@@ -174,6 +221,7 @@ export class Http1ServerConnection {
   /** Writes a protocol-error reply and closes (the stream position is unknown after a bad head). */
   #reject(err: HeadParseError): void {
     const status = err.status === 502 ? 400 : err.status;
+    this.#discarding = true;
     const code = status === 431 ? L7_ERROR.headersTooLarge : L7_ERROR.badRequest;
     this.writeLocalAndClose(localReply(status, code, 'DPE', err.reason), 0);
   }
@@ -185,20 +233,31 @@ export class Http1ServerConnection {
 
   writeLocalAndClose(reply: LocalReply, _requestBytes: number): void {
     this.#buf = null;
+    this.#discarding = true;
     if (this.#closed) return;
     this.io.end(serializeLocalReply(reply, true, false));
     this.#closed = true;
-    // A client that keeps sending is cut off rather than read forever.
-    const timer = setTimeout(() => this.socket.destroy(), 1000);
-    timer.unref();
-    this.socket.once('close', () => clearTimeout(timer));
+    this.#lingerThenDestroy();
   }
 
   #closeGracefully(): void {
     if (this.#closed) return;
     this.#closed = true;
+    this.#buf = null;
+    this.#discarding = true;
+    // No timer here: a large answer may still sit in the write queue, and the idle sweep reaps a client that never closes.
     this.io.end();
   }
+
+  /** A client that keeps sending (or never closes its side) after weft's last answer is cut off rather than read forever. */
+  #lingerThenDestroy(): void {
+    const timer = setTimeout(() => this.socket.destroy(), LINGER_MS);
+    timer.unref();
+    this.socket.once('close', () => clearTimeout(timer));
+  }
+
+  /** Bytes after the last request are being dropped until the close. */
+  #discarding = false;
 
   #onEnd(): void {
     this.#ended = true;

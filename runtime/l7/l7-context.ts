@@ -45,5 +45,5 @@ export interface L7Context {
   /** Raw upstream connections (CONNECT tunnels). */
   readonly connect: ConnectFn;
   /** Live downstream connections, for drain and leak checks. */
-  readonly connections: Set<{ destroy(): void; isIdleSince?(cutoff: number): boolean }>;
+  readonly connections: Set<{ destroy(): void; isIdleSince?(cutoff: number): boolean; drain?(): void }>;
 }

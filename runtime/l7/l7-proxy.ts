@@ -44,6 +44,8 @@ export interface L7ProxyOptions {
 
 export interface L7Proxy {
   handleConnection(socket: Duplex, target: L7Target, firstBytes?: Buffer): void;
+  /** Drain: HTTP/1 connections close after their in-flight response, HTTP/2 sessions get GOAWAY. */
+  drain(): void;
   close(): Promise<void>;
   /** Open upstream and downstream sockets (tests assert nothing leaks). */
   openSockets(): { downstream: number; upstream: number };
@@ -131,6 +133,10 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
       socket.on('data', onData);
       socket.on('close', cleanup);
       socket.on('error', () => socket.destroy());
+    },
+    drain() {
+      for (const c of ctx.connections) c.drain?.();
+      h2?.goaway();
     },
     openSockets() {
       return { downstream: ctx.connections.size + (h2?.sessions ?? 0), upstream: clusters.openConnections() + (h2?.upstreamSessions ?? 0) };

@@ -6,6 +6,7 @@ const REASONS: Record<number, string> = {
   400: 'Bad Request',
   403: 'Forbidden',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   408: 'Request Timeout',
   413: 'Payload Too Large',
   429: 'Too Many Requests',
@@ -25,6 +26,7 @@ export function reasonPhrase(status: number): string {
 /** Stable `x-weft-error` codes of the L7 path (a subset of runtime/errors.ts plus protocol-level ones). */
 export const L7_ERROR = {
   badRequest: 'WEFT_ERR_BAD_REQUEST',
+  methodNotAllowed: 'WEFT_ERR_METHOD_NOT_ALLOWED',
   headersTooLarge: 'WEFT_ERR_HEADERS_TOO_LARGE',
   headersTimeout: 'WEFT_ERR_HEADERS_TIMEOUT',
   bodyTooLarge: 'WEFT_ERR_BODY_TOO_LARGE',

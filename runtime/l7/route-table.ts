@@ -58,6 +58,8 @@ export interface CompiledRoute {
   readonly rewriteUri: string | undefined;
   readonly rewriteRegex: { re: RegExp; replacement: string } | undefined;
   readonly rewriteAuthority: string | undefined;
+  /** CONNECT requests matching this route open a tunnel to its backend (through the filters first); answered 405 otherwise. */
+  readonly connect: boolean;
   readonly requestHeaders: HeaderOpsConfig | undefined;
   readonly responseHeaders: HeaderOpsConfig | undefined;
   readonly mirror: { backend: RouteBackend; percent: number } | undefined;
@@ -101,6 +103,7 @@ function compileRoute(snapshot: StateSnapshot, service: Service | undefined, rou
     rewriteUri: route.rewrite?.uri,
     rewriteRegex: route.rewrite?.uriRegex === undefined ? undefined : { re: new RegExp(route.rewrite.uriRegex.match, 'u'), replacement: route.rewrite.uriRegex.rewrite },
     rewriteAuthority: route.rewrite?.authority,
+    connect: route.connect,
     requestHeaders: route.headers?.request,
     responseHeaders: route.headers?.response,
     mirror: route.mirror === undefined ? undefined : { backend: backendOf(route.mirror), percent: route.mirror.percent },
@@ -160,7 +163,7 @@ export function routeTableFor(snapshot: StateSnapshot, service: Service | undefi
   let table = perSnapshot.get(key);
   if (table === undefined) {
     const entry = service === undefined ? undefined : snapshot.config.routes.find((r) => (r.port === undefined || r.port === port) && snapshot.serviceByRef(r.host)?.key === service.key);
-    const routes = entry === undefined ? [compileRoute(snapshot, service, { match: [], backends: [] }, 0)] : entry.http.map((r, i) => compileRoute(snapshot, service, r, i));
+    const routes = entry === undefined ? [compileRoute(snapshot, service, { match: [], backends: [], connect: false }, 0)] : entry.http.map((r, i) => compileRoute(snapshot, service, r, i));
     table = new RouteTable(routes);
     perSnapshot.set(key, table);
   }

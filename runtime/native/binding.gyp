@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "weft_socket",
-      "sources": ["weft-socket.c", "weft-copy.c", "weft-io.c"],
+      "sources": ["weft-socket.c", "weft-copy.c", "weft-io.c", "weft-fdpass.c", "weft-netns.c"],
       "cflags": ["-O2", "-Wall", "-Wextra"]
     }
   ]

@@ -203,6 +203,8 @@ static napi_value trim_memory(napi_env env, napi_callback_info info) {
 
 void weft_copy_register(napi_env env, napi_value exports);
 void weft_io_register(napi_env env, napi_value exports);
+void weft_fdpass_register(napi_env env, napi_value exports);
+void weft_netns_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -215,6 +217,8 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   weft_copy_register(env, exports);
   weft_io_register(env, exports);
+  weft_fdpass_register(env, exports);
+  weft_netns_register(env, exports);
   return exports;
 }
 

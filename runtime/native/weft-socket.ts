@@ -30,6 +30,11 @@ export interface NativeSocket {
   ioResume?(conn: object): void;
   ioClose?(conn: object): void;
   ioRelease?(conn: object): Buffer | undefined;
+  /** Hot upgrade (weft-fdpass.c): a blocking unix-socket connect, and descriptors sent/received as SCM_RIGHTS. */
+  unixConnect?(path: string): number;
+  fdSend?(sock: number, data: Buffer, fds: number[]): number;
+  fdReceive?(sock: number, timeoutMs: number): { data: Buffer; fds: number[]; truncated: boolean } | null;
+  closeFd?(fd: number): void;
 }
 
 let cached: NativeSocket | null | undefined;
@@ -38,6 +43,8 @@ let cached: NativeSocket | null | undefined;
 function addonPath(): string | undefined {
   const here = path.dirname(fileURLToPath(import.meta.url));
   const candidates = [
+    // A bundled build (weft-cni's single-file bundle, an image) names the addon explicitly.
+    ...(process.env.WEFT_NATIVE_ADDON === undefined ? [] : [process.env.WEFT_NATIVE_ADDON]),
     path.join(here, 'build/Release/weft_socket.node'),
     path.join(here, '../../../runtime/native/build/Release/weft_socket.node'),
   ];

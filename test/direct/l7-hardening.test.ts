@@ -22,7 +22,12 @@ afterAll(async () => {
 const cases: { name: string; bytes: string; status: number; code: string }[] = [
   { name: 'conflicting content-length and transfer-encoding', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
   { name: 'two different content-lengths', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
-  { name: 'transfer-encoding other than chunked', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
+  { name: 'a transfer coding weft does not implement', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: gzip, chunked\r\n\r\n0\r\n\r\n', status: 501, code: 'WEFT_ERR_BAD_REQUEST' },
+  { name: 'transfer-encoding not ending in chunked', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked, gzip\r\n\r\n0\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
+  { name: 'transfer-encoding on HTTP/1.0', bytes: 'POST / HTTP/1.0\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
+  { name: 'a lone LF ending the trailer section', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\nGET /s HTTP/1.1\r\nhost: x\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
+  { name: 'an absolute-form target with userinfo', bytes: 'GET http://a@b/ HTTP/1.1\r\nhost: b\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
+  { name: 'CONNECT to an HTTP service', bytes: 'CONNECT x:80 HTTP/1.1\r\nhost: x:80\r\n\r\n', status: 405, code: 'WEFT_ERR_METHOD_NOT_ALLOWED' },
   { name: 'transfer-encoding twice', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
   { name: 'obs-fold continuation line', bytes: 'GET / HTTP/1.1\r\nhost: x\r\nx-a: one\r\n two\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
   { name: 'invalid header name (space before colon)', bytes: 'GET / HTTP/1.1\r\nhost: x\r\ncontent-length : 0\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
@@ -35,6 +40,7 @@ const cases: { name: string; bytes: string; status: number; code: string }[] = [
   { name: 'invalid chunk size', bytes: 'POST / HTTP/1.1\r\nhost: x\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
   { name: 'request-target with a space-smuggled version', bytes: 'GET /a HTTP/1.1 HTTP/1.1\r\nhost: x\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
   { name: 'unsupported HTTP version', bytes: 'GET / HTTP/2.0\r\nhost: x\r\n\r\n', status: 505, code: 'WEFT_ERR_BAD_REQUEST' },
+  { name: 'HTTP/0.9 style request line', bytes: 'GET /\r\n\r\n', status: 400, code: 'WEFT_ERR_BAD_REQUEST' },
   { name: 'oversized headers', bytes: `GET / HTTP/1.1\r\nhost: x\r\nx-big: ${'a'.repeat(5000)}\r\n\r\n`, status: 431, code: 'WEFT_ERR_HEADERS_TOO_LARGE' },
   { name: 'too many headers', bytes: `GET / HTTP/1.1\r\nhost: x\r\n${Array.from({ length: 30 }, (_, i) => `x-h${i}: v`).join('\r\n')}\r\n\r\n`, status: 431, code: 'WEFT_ERR_HEADERS_TOO_LARGE' },
 ];
@@ -72,6 +78,13 @@ describe('L7 HTTP/1.1 hardening', () => {
     expect(h.proxy.openSockets().downstream).toBe(0);
     const ok = await rawExchange(h.port, 'GET / HTTP/1.1\r\nhost: x\r\n\r\n');
     expect(ok.text).toMatch(/^HTTP\/1\.1 200 OK/);
+  });
+
+  it('treats HTTP/1.2 as HTTP/1.1 and ignores an empty line before the request line', async () => {
+    const v12 = await rawExchange(h.port, 'GET / HTTP/1.2\r\nhost: x\r\n\r\n');
+    expect(v12.text).toMatch(/^HTTP\/1\.1 200 OK/);
+    const leading = await rawExchange(h.port, '\r\nGET / HTTP/1.1\r\nhost: x\r\n\r\n');
+    expect(leading.text).toMatch(/^HTTP\/1\.1 200 OK/);
   });
 
   it('still serves well-formed requests with obs-text values and HTTP/1.0', async () => {

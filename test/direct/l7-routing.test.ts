@@ -152,11 +152,29 @@ describe('L7 routing', () => {
     expect(shadows.find((s) => s.url === '/post')?.body).toBe('payload');
   });
 
-  it('tunnels CONNECT to the picked endpoint', async () => {
-    const { h } = await setup(1, () => ({}), {});
+  it('answers CONNECT 405 unless a route allows tunnelling, then tunnels to the picked endpoint through authorization', async () => {
+    const plain = await setup(1, () => ({}), {});
+    const refused = await rawExchange(plain.h.port, 'CONNECT fleet.default:80 HTTP/1.1\r\nhost: fleet.default:80\r\n\r\nGET /inside HTTP/1.1\r\nhost: x\r\n\r\n', { untilClose: true, idleMs: 2000 });
+    expect(refused.text).toMatch(/^HTTP\/1\.1 405 Method Not Allowed\r\n/);
+    expect(refused.text).toContain('x-weft-error: WEFT_ERR_METHOD_NOT_ALLOWED');
+    expect(refused.text).toContain('allow: ');
+    expect(refused.closed).toBe(true);
+    expect(seenBy.some((s) => s.url === '/inside')).toBe(false);
+
+    const routes = [{ host: 'fleet.default', http: [{ name: 'tunnel', match: [{ method: 'CONNECT' }], connect: true }, { name: 'rest' }] }];
+    const { h } = await setup(1, () => ({}), { routes });
     const { text } = await rawExchange(h.port, 'CONNECT fleet.default:80 HTTP/1.1\r\nhost: fleet.default:80\r\n\r\nGET /inside HTTP/1.1\r\nhost: x\r\n\r\n');
     expect(text).toMatch(/^HTTP\/1\.1 200 Connection Established\r\n\r\nHTTP\/1\.1 200 OK/);
     expect(text).toContain('x-seen-url: /inside');
+
+    const denied = await setup(1, () => ({}), {
+      routes,
+      policies: [{ name: 'no-tunnels', namespace: 'default', action: 'DENY', targetRef: { kind: 'Service', name: 'fleet' }, rules: [{ to: [{ operation: { methods: ['CONNECT'] } }] }] }],
+    });
+    const blocked = await rawExchange(denied.h.port, 'CONNECT fleet.default:80 HTTP/1.1\r\nhost: fleet.default:80\r\n\r\nGET /denied-inside HTTP/1.1\r\nhost: x\r\n\r\n', { untilClose: true, idleMs: 2000 });
+    expect(blocked.text).toMatch(/^HTTP\/1\.1 403 /);
+    expect(blocked.text).toContain('connection: close');
+    expect(seenBy.some((s) => s.url === '/denied-inside')).toBe(false);
   });
 
   it('enforces L7 authorization policies targeting the service (403 RBAC, flag UAEX)', async () => {

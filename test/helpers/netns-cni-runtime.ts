@@ -73,11 +73,11 @@ export function pluginEnv(command: string, a: Attachment, cniPath: string[]): No
 }
 
 /** Runs one plugin binary inside `nodeNs` with the spec's environment and stdin. */
-export async function invokePlugin(nodeNs: string, cniPath: string[], command: string, a: Attachment, conf: Record<string, unknown>): Promise<RunResult> {
+export async function invokePlugin(nodeNs: string, cniPath: string[], command: string, a: Attachment, conf: Record<string, unknown>, extraEnv: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   const type = String(conf.type);
   const binary = cniPath.map((d) => path.join(d, type)).find((p) => existsSync(p));
   if (binary === undefined) throw new Error(`CNI plugin ${type} not found in ${cniPath.join(':')}`);
-  return nsRun(nodeNs, binary, [], { env: pluginEnv(command, a, cniPath), input: JSON.stringify(conf) });
+  return nsRun(nodeNs, binary, [], { env: { ...pluginEnv(command, a, cniPath), ...extraEnv }, input: JSON.stringify(conf) });
 }
 
 function pluginConf(list: Conflist, plugin: Record<string, unknown>, prevResult: unknown): Record<string, unknown> {

@@ -48,6 +48,8 @@ export interface RuntimeOptions {
   preserveSource?: boolean;
   /** Accept HBONE on a transparent 0.0.0.0:15008 (where node setup's TPROXY sends it) with workload certificates from the built-in CA rooted in `caDir`, shared by the nodes that must trust each other. */
   hbone?: { caDir: string };
+  /** Runs the DNS proxy on 0.0.0.0:15053, where node setup's dnsCapture DNATs pod DNS; unknown names go to `upstreams`. */
+  dns?: { upstreams: string[] };
 }
 
 export interface RuntimeHandle {
@@ -101,7 +103,9 @@ function weftConfig(node: SimulatedNode, opts: RuntimeOptions, accessLogPath: st
       metrics: '127.0.0.1:15020',
       readiness: '127.0.0.1:0',
       ...(opts.hbone === undefined ? {} : { hbone: { address: '0.0.0.0:15008', transparent: true } }),
+      ...(opts.dns === undefined ? {} : { dns: '0.0.0.0:15053' }),
     },
+    ...(opts.dns === undefined ? {} : { dns: { upstreams: opts.dns.upstreams, timeoutMs: 300, attempts: 1 } }),
     ...(opts.hbone === undefined ? {} : { identity: { caDir: opts.hbone.caDir } }),
     accessLog: { enabled: true, path: accessLogPath },
     preserveSourceIp: opts.preserveSource === true,
@@ -116,6 +120,17 @@ function weftConfig(node: SimulatedNode, opts: RuntimeOptions, accessLogPath: st
     })),
     services: (opts.services ?? []).map((s) => ({ name: s.name, namespace: s.namespace, addresses: [s.vip], ports: [{ port: s.port, targetPort: s.targetPort }], selector: s.selector })),
   });
+}
+
+/** Polls an access log until a line matches; the error lists what was there. */
+export async function waitForLine<T>(lines: () => T[], predicate: (line: T) => boolean, timeoutMs = 5000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const found = lines().find(predicate);
+    if (found !== undefined) return found;
+    if (Date.now() > deadline) throw new Error(`no matching access-log line within ${timeoutMs} ms; got ${JSON.stringify(lines())}`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
 }
 
 export async function startRuntime(node: SimulatedNode, opts: RuntimeOptions = {}): Promise<RuntimeHandle> {
@@ -148,15 +163,7 @@ export async function startRuntime(node: SimulatedNode, opts: RuntimeOptions = {
   const lines = (): AccessLine[] => (existsSync(accessLogPath) ? parseLines(readFileSync(accessLogPath, 'utf8')) : []);
   return {
     lines,
-    async waitFor(predicate, timeoutMs = 5000) {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        const found = lines().find(predicate);
-        if (found !== undefined) return found;
-        if (Date.now() > deadline) throw new Error(`no matching access-log line within ${timeoutMs} ms; got ${JSON.stringify(lines())}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    },
+    waitFor: (predicate, timeoutMs) => waitForLine(lines, predicate, timeoutMs),
     async metrics() {
       const script = "fetch('http://127.0.0.1:15020/stats/prometheus').then(async (r) => process.stdout.write(await r.text()))";
       return (await nsRun(node.runtimeNs, process.execPath, ['-e', script])).stdout;

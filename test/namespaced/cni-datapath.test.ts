@@ -6,6 +6,7 @@ import { invokePlugin } from '../helpers/netns-cni-runtime.js';
 import { startServer, tcpExchange, udpExchange, type PeerServer } from '../helpers/netns-peers.js';
 import { SimulatedNode } from '../helpers/netns-topology.js';
 import { startRuntime, type RuntimeHandle } from '../helpers/netns-weft-runtime.js';
+import { nsMust } from '../helpers/netns-exec.js';
 import { kernelHasLinkType, requireCommands, requireKernelFeature, requireRoot } from '../helpers/requirements.js';
 
 type Ctx = Parameters<typeof requireRoot>[0];
@@ -109,6 +110,36 @@ describe('pod traffic through weft in a simulated node', () => {
       await expect(udpExchange(c.ns, '10.96.0.53', 53, 'query')).rejects.toThrow(/timeout/);
     } finally {
       dns?.stop();
+      await node.destroy();
+    }
+  });
+
+  it('DNS capture: a pod resolves a Service name through weft\'s DNS proxy (A records from state, unknown names forwarded)', async (ctx) => {
+    requireNodeTools(ctx);
+    requireKernelFeature(ctx, 'vxlan', kernelHasLinkType('vxlan'));
+    const node = await SimulatedNode.create({ dnsCapture: true });
+    let runtime: RuntimeHandle | undefined;
+    try {
+      await node.mustSetup();
+      const a = await node.addPod('a', 'mesh');
+      runtime = await startRuntime(node, {
+        workloads: [{ name: a.name, namespace: a.namespace, ip: a.ip, labels: { app: 'a' } }],
+        services: [{ name: 'svc-b', namespace: 'mesh', vip: VIP, port: 80, targetPort: 8080, selector: { app: 'b' } }],
+        // Nothing listens here: a forwarded query must come back SERVFAIL, not hang.
+        dns: { upstreams: ['127.0.0.1:9'] },
+      });
+      // The pod's resolver is any address on port 53 (kube-dns' ClusterIP here); capture DNATs it to weft.
+      const resolve = async (name: string): Promise<string> => {
+        const script = `const r = new (require('node:dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setServers(['10.96.0.53']);
+          r.resolve4(process.argv[1]).then((a) => process.stdout.write(a.join(',')), (e) => process.stdout.write(e.code));`;
+        return (await nsMust(a.ns, process.execPath, ['-e', script, name])).trim();
+      };
+      expect(await resolve('svc-b.mesh.svc.cluster.local')).toBe(VIP);
+      expect(await resolve('svc-b.mesh')).toBe(VIP);
+      expect(await resolve('unknown.example')).toBe('ESERVFAIL');
+      expect(await runtime.metrics()).toMatch(/weft_dns_queries_total\{[^}]*result="answered"[^}]*\} [1-9]/);
+    } finally {
+      await runtime?.stop();
       await node.destroy();
     }
   });

@@ -1,0 +1,270 @@
+/** The DNS proxy (ztunnel's 15053): A/AAAA for the mesh's names from the current state snapshot, everything else forwarded upstream; UDP with truncation and TCP (RFC 1035 §4.2, RFC 7766). */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import dnsPacket from 'dns-packet';
+import type { Question, DecodedPacket, Answer, OptAnswer } from 'dns-packet';
+import { WeftError, weftErrorOf } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ProxyState } from '../state/proxy-state.js';
+import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
+import { normalizeIp, type SocketAddr } from '../l4/original-destination.js';
+import { parseSocketAddress } from '../config/socket-address.js';
+import { DnsRecords } from './dns-records.js';
+import { DnsForwarder } from './dns-forwarder.js';
+import { upstreamResolvers } from './resolv-conf.js';
+import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
+
+/** RFC 1035 §2.3.4: a UDP message without EDNS carries at most 512 bytes. */
+const UDP_LIMIT = 512;
+/** What weft offers and accepts as EDNS payload size (the DNS flag day 2020 value: no IP fragmentation). */
+const EDNS_PAYLOAD = 1232;
+/** RFC 7766 §6.2.3: servers close idle TCP connections after a few seconds. */
+const TCP_IDLE_MS = 10_000;
+/** Header flag bits (RFC 1035 §4.1.1) and RCODEs. */
+const FLAG_TC = 0x0200;
+const FLAG_RD = 0x0100;
+const FLAG_RA = 0x0080;
+const FLAG_AA = 0x0400;
+const RCODE = { FORMERR: 1, SERVFAIL: 2, NOTIMP: 4 } as const;
+
+export type DnsResult = 'answered' | 'forwarded' | 'failed';
+type Protocol = 'udp' | 'tcp';
+
+export interface DnsProxyOptions {
+  state: ProxyState;
+  metrics: MetricsRegistry;
+  logger: Logger;
+}
+
+export class DnsProxy {
+  readonly #opts: DnsProxyOptions;
+  readonly #forwarder: DnsForwarder;
+  readonly #queries;
+  readonly #upstreamSeconds;
+  #udp: dgram.Socket | undefined;
+  #tcp: net.Server | undefined;
+  readonly #connections = new Set<net.Socket>();
+  readonly #released: (() => void)[] = [];
+  #port: number | undefined;
+  #servers: { version: number; list: SocketAddr[] } | undefined;
+
+  constructor(opts: DnsProxyOptions) {
+    this.#opts = opts;
+    const dns = () => opts.state.current.config.dns;
+    this.#forwarder = new DnsForwarder({ servers: () => this.#upstreams(), timeoutMs: () => dns().timeoutMs, attempts: () => dns().attempts });
+    this.#queries = opts.metrics.counter('weft_dns_queries_total', 'DNS queries by how they were answered (answered from state, forwarded upstream, failed)', ['protocol', 'result']);
+    this.#upstreamSeconds = opts.metrics.histogram('weft_dns_upstream_request_duration_seconds', 'Time upstream resolvers took to answer forwarded queries', ['protocol'], [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]);
+  }
+
+  get port(): number | undefined {
+    return this.#port;
+  }
+
+  /**
+   * Binds UDP and TCP on `address`; with port 0 both get the same kernel-chosen port. Sockets a predecessor handed
+   * over (hot upgrade) are adopted instead, and start serving at the handover's commit.
+   */
+  async start(address: string): Promise<void> {
+    const addr = parseSocketAddress(address);
+    if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `dns listener: "${address}" is not an ip:port address`);
+    const family = net.isIPv6(addr.host) ? 'udp6' : 'udp4';
+    const keys = { udp: `dns ${address}`, tcp: `dns ${address}` };
+    const [udpInherited] = socketHandover.take(keys.udp, 'udp');
+    const [tcpInherited] = socketHandover.take(keys.tcp, 'tcp');
+    const tcp = net.createServer({ noDelay: true }, (s) => this.#serveTcp(s));
+    this.#tcp = tcp;
+    if (udpInherited !== undefined && tcpInherited !== undefined) {
+      const udp = this.#udpSocket(family);
+      this.#port = udpInherited.port;
+      socketHandover.defer(async () => {
+        await bindUdp(udp, { fd: udpInherited.fd });
+        await listenTcp(tcp, { fd: tcpInherited.fd });
+      });
+    } else {
+      for (let attempt = 0; ; attempt++) {
+        const udp = this.#udpSocket(family);
+        try {
+          await bindUdp(udp, { address: addr.host, port: addr.port });
+          this.#port = udp.address().port;
+          await listenTcp(tcp, { host: addr.host, port: this.#port });
+          break;
+        } catch (err) {
+          udp.close();
+          // Port 0: the UDP port's TCP twin may be taken; pick another pair.
+          if (addr.port === 0 && attempt < 5) continue;
+          throw new WeftError('WEFT_ERR_LISTEN', `dns listener: cannot listen on ${address}: ${(err as Error).message} (is another process using the port?)`, { cause: err });
+        }
+      }
+    }
+    const udp = this.#udp as dgram.Socket;
+    this.#released.push(socketHandover.hold({ key: keys.udp, kind: 'udp', port: this.#port }, () => (this.#udp === udp ? handleFd(udpHandle(udp)) : undefined)));
+    this.#released.push(socketHandover.hold({ key: keys.tcp, kind: 'tcp', port: this.#port }, () => (tcp.listening ? handleFd((tcp as unknown as { _handle?: unknown })._handle) : undefined)));
+    this.#opts.logger.info({ address: `${addr.host}:${this.#port}`, inherited: udpInherited !== undefined }, 'dns proxy listening (udp, tcp)');
+  }
+
+  #udpSocket(family: 'udp4' | 'udp6'): dgram.Socket {
+    const udp = dgram.createSocket({ type: family });
+    udp.on('message', (msg, rinfo) => {
+      void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp').then((reply) => {
+        if (reply !== undefined && this.#udp === udp) udp.send(reply, rinfo.port, rinfo.address);
+      });
+    });
+    udp.on('error', (err) => this.#opts.logger.warn({ err }, 'dns udp socket error'));
+    this.#udp = udp;
+    return udp;
+  }
+
+  /**
+   * Stops accepting TCP connections (a drain's first step). The UDP socket keeps answering until close(): after a
+   * handover it is the same socket the successor reads, so answering from either process is right, and replies to
+   * queries still being forwarded are not lost.
+   */
+  stopAccepting(): void {
+    for (const r of this.#released.splice(0)) r();
+    if (this.#tcp?.listening === true) this.#tcp.close();
+  }
+
+  close(): void {
+    this.stopAccepting();
+    this.#udp?.close();
+    this.#udp = undefined;
+    for (const s of this.#connections) s.destroy();
+    this.#forwarder.close();
+  }
+
+  /**
+   * The reply to one message from `client`, or undefined to drop it (no usable header, or a response sent to us).
+   * Over UDP a reply larger than the client's limit (512, or its EDNS size) is cut to the header and question with TC
+   * set, so the client asks again over TCP (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
+   */
+  async answer(message: Buffer, client: SocketAddr, protocol: Protocol): Promise<Buffer | undefined> {
+    let query: DecodedPacket;
+    try {
+      query = dnsPacket.decode(message);
+    } catch {
+      this.#queries.inc({ protocol, result: 'failed' });
+      // With a readable header, FORMERR tells the client at once (RFC 1035 §4.1.1); without one there is nothing to answer.
+      return message.length >= 12 && (message.readUInt16BE(2) & 0x8000) === 0 ? errorReply(message.readUInt16BE(0), undefined, RCODE.FORMERR, message.readUInt16BE(2)) : undefined;
+    }
+    if (query.type === 'response') return undefined;
+    const question = query.questions?.[0];
+    const opcode = (query.flags ?? 0) & 0x7800;
+    if (opcode !== 0 || question === undefined || (query.questions?.length ?? 0) !== 1) {
+      this.#queries.inc({ protocol, result: 'failed' });
+      return errorReply(query.id ?? 0, question, opcode !== 0 ? RCODE.NOTIMP : RCODE.FORMERR, query.flags ?? 0);
+    }
+    const opt = query.additionals?.find((a): a is OptAnswer => a.type === 'OPT');
+    const limit = protocol === 'tcp' ? 65_535 : Math.max(UDP_LIMIT, Math.min(opt?.udpPayloadSize ?? UDP_LIMIT, EDNS_PAYLOAD * 4));
+    const snapshot = this.#opts.state.current;
+    const hostEntry = question.class === 'IN' || question.class === undefined ? DnsRecords.of(snapshot).lookup(question.name, snapshot.workloadByIp(client.address)?.namespace) : undefined;
+    if (hostEntry !== undefined) {
+      this.#queries.inc({ protocol, result: 'answered' });
+      const ttl = snapshot.config.dns.ttlSeconds;
+      const addresses = question.type === 'A' ? hostEntry.v4 : question.type === 'AAAA' ? hostEntry.v6 : [];
+      const answers: Answer[] = addresses.map((data) => ({ type: question.type as 'A' | 'AAAA', class: 'IN', name: question.name, ttl, data }));
+      const response = {
+        type: 'response' as const,
+        id: query.id ?? 0,
+        flags: FLAG_AA | FLAG_RA | ((query.flags ?? 0) & FLAG_RD),
+        questions: [question],
+        answers,
+        additionals: opt === undefined ? [] : [{ type: 'OPT' as const, name: '.', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as unknown as Answer],
+      };
+      const encoded = dnsPacket.encode(response);
+      return encoded.length <= limit ? encoded : dnsPacket.encode({ ...response, flags: response.flags | FLAG_TC, answers: [] });
+    }
+    const started = performance.now();
+    try {
+      const reply = await this.#forwarder.forward(message, protocol === 'tcp');
+      this.#upstreamSeconds.observe({ protocol }, (performance.now() - started) / 1000);
+      this.#queries.inc({ protocol, result: 'forwarded' });
+      return reply.length <= limit ? reply : truncated(reply);
+    } catch (err) {
+      this.#queries.inc({ protocol, result: 'failed' });
+      this.#opts.logger.warn({ name: question.name, type: question.type, code: weftErrorOf(err)?.code, error: (err as Error).message }, 'dns query failed upstream; answering SERVFAIL');
+      return errorReply(query.id ?? 0, question, RCODE.SERVFAIL, query.flags ?? 0);
+    }
+  }
+
+  #upstreams(): SocketAddr[] {
+    const snapshot = this.#opts.state.current;
+    // resolv.conf is read once per config version: a reload (or a new Kubernetes snapshot) re-reads it.
+    if (this.#servers?.version !== snapshot.version) this.#servers = { version: snapshot.version, list: upstreamResolvers(snapshot.config.dns) };
+    return this.#servers.list;
+  }
+
+  /** RFC 7766 §6.2.1: several queries per connection, each answered as soon as it is ready (IDs tell them apart). */
+  #serveTcp(socket: net.Socket): void {
+    this.#connections.add(socket);
+    socket.once('close', () => this.#connections.delete(socket));
+    socket.on('error', () => socket.destroy());
+    socket.setTimeout(TCP_IDLE_MS, () => socket.end());
+    const client = { address: normalizeIp(socket.remoteAddress), port: socket.remotePort ?? 0 };
+    let buffered: Buffer = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk]);
+      while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
+        const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
+        buffered = buffered.subarray(2 + message.length);
+        void this.answer(message, client, 'tcp').then((reply) => {
+          if (reply === undefined) {
+            // Nothing to answer on a stream means the stream cannot be trusted to be framed right either.
+            socket.destroy();
+            return;
+          }
+          if (socket.destroyed) return;
+          const frame = Buffer.alloc(2 + reply.length);
+          frame.writeUInt16BE(reply.length, 0);
+          reply.copy(frame, 2);
+          socket.write(frame);
+        });
+      }
+    });
+  }
+}
+
+function errorReply(id: number, question: Question | undefined, rcode: number, queryFlags: number): Buffer {
+  return dnsPacket.encode({ type: 'response', id, flags: FLAG_RA | (queryFlags & (FLAG_RD | 0x7800)) | rcode, questions: question === undefined ? [] : [question] });
+}
+
+/** Header and question of an upstream reply with TC set (the client retries over TCP). */
+function truncated(reply: Buffer): Buffer {
+  try {
+    const decoded = dnsPacket.decode(reply);
+    return dnsPacket.encode({ type: 'response', id: decoded.id ?? 0, flags: (decoded.flags ?? 0) | FLAG_TC, questions: decoded.questions ?? [] });
+  } catch {
+    const header = Buffer.from(reply.subarray(0, 12));
+    header.writeUInt16BE(header.readUInt16BE(2) | FLAG_TC, 2);
+    header.fill(0, 4);
+    return header;
+  }
+}
+
+function bindUdp(socket: dgram.Socket, target: { address: string; port: number } | { fd: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    socket.once('error', reject);
+    socket.bind(target, () => {
+      socket.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function listenTcp(server: net.Server, target: net.ListenOptions | { fd: number }): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ ...target, backlog: 1024 } as net.ListenOptions, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** The libuv handle of a dgram socket (Node keeps it in a symbol-keyed state object). */
+function udpHandle(socket: dgram.Socket): unknown {
+  for (const sym of Object.getOwnPropertySymbols(socket)) {
+    const state = (socket as unknown as Record<symbol, { handle?: unknown } | undefined>)[sym];
+    if (state?.handle !== undefined) return state.handle;
+  }
+  return undefined;
+}
