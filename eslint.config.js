@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', '**/assembly/**', '**/build/**', 'runtime/native/**', 'eslint.config.js', 'bin/*.js'] },
+  { ignores: ['dist/**', 'node_modules/**', '**/assembly/**', '**/build/**', 'runtime/native/**', 'eslint.config.js', 'bin/*.js', 'test/fixtures/functions/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

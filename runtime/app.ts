@@ -120,7 +120,7 @@ export class App {
       l7: () => this.#l7,
       logger: createLogger('proxy'),
       hbone: this.hbone,
-      authorizeInbound: (conn) => authorize(this.state.current, conn),
+      authorizeInbound: (conn, opts) => authorize(this.state.current, conn, opts),
       trackInbound: (conn, close) => this.hbone.live.add(conn, close),
       egressFor,
     });
@@ -183,6 +183,8 @@ export class App {
     this.#l7Runtime = runtime;
     const plugins = await runtime.applyPlugins(config);
     if (!plugins.ok) return { ok: false, problems: plugins.problems.map((p) => `plugin ${p.plugin}: ${p.reason}`), pluginProblems: plugins.problems.map((p) => ({ plugin: p.plugin, reason: p.reason })) };
+    const functions = await runtime.applyFunctions(config);
+    if (!functions.ok) return { ok: false, problems: functions.problems.map((p) => `function ${p.fn}: ${p.reason}`) };
     runtime.applyLimits(config);
     this.#l7 ??= runtime.handoff;
     return { ok: true };

@@ -20,6 +20,7 @@ const USAGE = `usage:
     --takeover                take the listening sockets of the weft running with FILE, then let it drain (hot upgrade)
   weft validate FILE          check a configuration; exit 1 listing every problem as file:line
   weft plugin build|new ...   build a plugin's .wasm, or scaffold a new plugin (weft plugin help)
+  weft fn build|new ...       build a Wasm component function, or scaffold a new one (weft fn help)
   weft version
 `;
 
@@ -127,6 +128,11 @@ async function main(argv: string[]): Promise<number> {
       // Loaded lazily: the AssemblyScript compiler is only needed by plugin authors, never by a running node.
       const { pluginCommand } = await import('../sdk/cli/plugin-command.js');
       return pluginCommand(rest);
+    }
+    case 'fn': {
+      // Loaded lazily: componentize-js (SpiderMonkey, Wizer) is only needed by function authors.
+      const { fnCommand } = await import('../sdk/cli/fn-command.js');
+      return fnCommand(rest);
     }
     case 'version':
       process.stdout.write(`weft 0.1.0 (node ${process.version})\n`);

@@ -25,6 +25,13 @@ export const ERROR_CODES = [
   'WEFT_ERR_ZDS',
   'WEFT_ERR_INTERNAL',
   'WEFT_ERR_WORKER',
+  'WEFT_ERR_FN_LOAD',
+  'WEFT_ERR_FN_OVERLOADED',
+  'WEFT_ERR_FN_TIMEOUT',
+  'WEFT_ERR_FN_CPU',
+  'WEFT_ERR_FN_MEMORY',
+  'WEFT_ERR_FN_TRAP',
+  'WEFT_ERR_FN_OUTBOUND_DENIED',
 ] as const;
 
 export type ErrorCode = (typeof ERROR_CODES)[number];

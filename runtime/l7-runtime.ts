@@ -8,6 +8,7 @@ import type { PluginHost, PluginHostOptions } from './wasm/plugin-host.js';
 import type { SharedState, SharedStateOptions } from './shared-state/shared-state.js';
 import type { L7Proxy, L7ProxyOptions } from './l7/l7-proxy.js';
 import type { AccessLogSink } from './telemetry/access-log.js';
+import type { FunctionHost, FunctionLoadResult } from './functions/function-host.js';
 import { ForeignFunctionRegistry } from './wasm/foreign-function.js';
 import { StateSnapshot } from './state/state-snapshot.js';
 import { createLogger } from './log.js';
@@ -30,7 +31,7 @@ function hostsWaypoint(config: WeftConfig): boolean {
 
 /** Whether any destination of this config can be L7: anything less keeps the node on the L4 path only. */
 export function requiresL7(config: WeftConfig): boolean {
-  return config.plugins.length > 0 || config.routes.length > 0 || config.trafficPolicies.length > 0 || config.rateLimits.length > 0 || hasL7Policy(config) || hostsWaypoint(config);
+  return config.functions.length > 0 || config.plugins.length > 0 || config.routes.length > 0 || config.trafficPolicies.length > 0 || config.rateLimits.length > 0 || hasL7Policy(config) || hostsWaypoint(config);
 }
 
 export interface L7RuntimeDeps {
@@ -55,12 +56,15 @@ export class L7Runtime {
   readonly pluginHost: PluginHost;
   readonly shared: SharedState;
   readonly proxy: L7Proxy;
+  /** Serverless wasi:http components (`functions:`), served as upstreams of this L7 path. */
+  readonly functions: FunctionHost;
 
-  private constructor(foreignFunctions: ForeignFunctionRegistry, pluginHost: PluginHost, shared: SharedState, proxy: L7Proxy) {
+  private constructor(foreignFunctions: ForeignFunctionRegistry, pluginHost: PluginHost, shared: SharedState, proxy: L7Proxy, functions: FunctionHost) {
     this.foreignFunctions = foreignFunctions;
     this.pluginHost = pluginHost;
     this.shared = shared;
     this.proxy = proxy;
+    this.functions = functions;
   }
 
   static async create(config: WeftConfig, deps: L7RuntimeDeps): Promise<L7Runtime> {
@@ -74,6 +78,8 @@ export class L7Runtime {
       import('./wasm/crypto-foreign-functions.js'),
       import('./wasm/counter-foreign-function.js'),
     ]);
+    const { FunctionHost } = await import('./functions/function-host.js');
+    const { createConnection } = await import('node:net');
     const shared = createSharedState(config.state, {
       metrics: deps.metrics,
       nodeName: config.node,
@@ -96,19 +102,24 @@ export class L7Runtime {
       nodeProperties: { 'node.id': config.node, 'node.metadata.CLUSTER_ID': 'Kubernetes' },
       ...(deps.compiledPlugins === undefined ? {} : { compiledPlugins: deps.compiledPlugins }),
     });
+    // Functions call out through the L7 path, which is built after them (it needs their connector).
+    const late: { proxy?: L7Proxy } = {};
+    const functions = new FunctionHost({ metrics: deps.metrics, logger: createLogger('fn'), state: deps.state, l7: () => late.proxy });
+    const connect = functions.connector(deps.connectUpstream ?? ((address, port) => createConnection({ host: address, port })));
     const proxy = createL7Proxy({
       state: deps.state,
       metrics: deps.metrics,
       logger: createLogger('l7'),
       plugins: createWasmPlugins(pluginHost, () => expandPluginInstances(deps.state.current.config)),
-      ...(deps.connectUpstream === undefined ? {} : { connectUpstream: deps.connectUpstream }),
+      connectUpstream: connect,
       // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
       accessLog: {
         worker: deps.worker ?? 0,
         ...(deps.accessLogSink === undefined ? {} : { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) }),
       },
     });
-    const runtime = new L7Runtime(foreign, pluginHost, shared, proxy);
+    late.proxy = proxy;
+    const runtime = new L7Runtime(foreign, pluginHost, shared, proxy, functions);
     log.info({ plugins: config.plugins.map((p) => p.name) }, 'l7 path loaded');
     return runtime;
   }
@@ -117,6 +128,11 @@ export class L7Runtime {
   async applyPlugins(config: WeftConfig): Promise<PluginLoadResult> {
     const r = await this.pluginHost.replace(expandPluginInstances(config));
     return r.ok ? { ok: true } : { ok: false, problems: r.problems };
+  }
+
+  /** Admits `functions:`; on failure nothing changed and the caller must keep its previous config. */
+  applyFunctions(config: WeftConfig): Promise<FunctionLoadResult> {
+    return this.functions.apply(config);
   }
 
   /** Rate-limit rules and breaker tuning reload live; a backend change needs a restart. */
@@ -129,6 +145,7 @@ export class L7Runtime {
   }
 
   async close(): Promise<void> {
+    this.functions.close();
     await this.proxy.close();
     this.pluginHost.close();
     await this.shared.close();

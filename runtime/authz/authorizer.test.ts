@@ -133,4 +133,19 @@ describe('L4 authorization (Istio semantics)', () => {
     expect(authorize(strict, conn(strict, { sourceIdentity: undefined })).allowed).toBe(false);
     expect(authorize(strict, conn(strict)).allowed).toBe(true);
   });
+
+  it('a connection handed to L7 is checked here for STRICT mTLS only: its policies are the L7 filter\'s', () => {
+    const s = snapshot([allow('get-only', [{ to: [{ operation: { methods: ['GET'] } }] }]), deny('no-sleep', [{ from: [{ source: { principals: ['cluster.local/ns/default/sa/sleep'] } }] }])], [{ name: 'strict', mode: 'STRICT' }]);
+    expect(authorize(s, conn(s), { policiesAtL7: true })).toEqual({ allowed: true });
+    expect(authorize(s, conn(s, { sourceIdentity: undefined }), { policiesAtL7: true }).allowed).toBe(false);
+  });
+
+  it('an ALLOW with L7 fields does not close a live L4 connection (the L7 path enforces it), a DENY still does', () => {
+    const l7Allow = allow('get-only', [{ to: [{ operation: { methods: ['GET'] } }] }]);
+    const s = snapshot([l7Allow]);
+    expect(authorize(s, conn(s)).allowed).toBe(false);
+    expect(authorize(s, conn(s), { live: true })).toEqual({ allowed: true });
+    const withDeny = snapshot([l7Allow, deny('no-sleep', [{ from: [{ source: { principals: ['cluster.local/ns/default/sa/sleep'] } }] }])]);
+    expect(authorize(withDeny, conn(withDeny), { live: true })).toEqual({ allowed: false, reason: 'explicitly denied by: default/no-sleep' });
+  });
 });

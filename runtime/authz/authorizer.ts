@@ -34,16 +34,32 @@ export function peerAuthenticationMode(snapshot: StateSnapshot, w: Workload): 'S
   return (selected ?? namespaced ?? mesh)?.mode ?? 'PERMISSIVE';
 }
 
-export function authorize(snapshot: StateSnapshot, conn: ConnectionAttributes): AuthzDecision {
+/**
+ * `policiesAtL7`: the connection is handed to this node's L7 path, whose authorization filter evaluates the destination's
+ * policies on every request with all their attributes (an ALLOW with L7 fields never matches at L4); only what L7 does
+ * not check, STRICT mTLS, is decided here.
+ */
+export interface AuthorizeOptions {
+  policiesAtL7?: boolean;
+  /**
+   * Re-checking a live L4 connection after a policy change: an ALLOW with L7 fields belongs to the L7 path, which new
+   * connections to that destination now take; like a waypoint's policy in ztunnel, it does not close established L4
+   * connections. DENY rules and L4-only ALLOWs still do.
+   */
+  live?: boolean;
+}
+
+export function authorize(snapshot: StateSnapshot, conn: ConnectionAttributes, opts: AuthorizeOptions = {}): AuthzDecision {
   // istiod turns STRICT into a DENY of connections without a principal (istio_converted_static_strict).
   if (conn.sourceIdentity === undefined && peerAuthenticationMode(snapshot, conn.destination) === 'STRICT') {
     return { allowed: false, reason: 'explicitly denied by: istio-system/istio_converted_static_strict (STRICT mTLS, plaintext connection)' };
   }
+  if (opts.policiesAtL7 === true) return { allowed: true };
   const applicable = compiled(snapshot).policies.filter((p) => appliesTo(p, conn.destination));
   for (const p of applicable) {
     if (p.action === 'DENY' && p.matches(conn)) return { allowed: false, reason: `explicitly denied by: ${p.key}` };
   }
-  const allows = applicable.filter((p) => p.action === 'ALLOW');
+  const allows = applicable.filter((p) => p.action === 'ALLOW' && !(opts.live === true && p.allowNeedsL7));
   if (allows.length === 0) return { allowed: true };
   if (allows.some((p) => p.matches(conn))) return { allowed: true };
   return { allowed: false, reason: 'allow policies exist, but none allowed' };

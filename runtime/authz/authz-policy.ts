@@ -25,6 +25,8 @@ export interface CompiledPolicy {
   global: boolean;
   selector: Record<string, string> | undefined;
   matches: Matcher;
+  /** An ALLOW with L7 fields: only the L7 path can prove it (at L4 it never matches). */
+  allowNeedsL7: boolean;
 }
 
 /** Istio's root namespace: a selector-less policy there applies mesh-wide. */
@@ -123,10 +125,14 @@ function conditionMatcher(cond: NonNullable<PolicyRuleConfig['when']>[number]): 
   return (c) => checks.every((check) => check(c));
 }
 
+function ruleHasL7(rule: PolicyRuleConfig): boolean {
+  return (rule.to ?? []).some((t) => operationHasL7(t.operation)) || (rule.when ?? []).some((w) => L4_CONDITIONS[w.key] === undefined);
+}
+
 function ruleMatcher(rule: PolicyRuleConfig, action: 'ALLOW' | 'DENY'): Matcher {
   const ops = rule.to ?? [];
   const conds = rule.when ?? [];
-  const hasL7 = ops.some((t) => operationHasL7(t.operation)) || conds.some((w) => L4_CONDITIONS[w.key] === undefined);
+  const hasL7 = ruleHasL7(rule);
   // Istio's "fail closed": an ALLOW that needs L7 attributes cannot be proven at L4, so it never matches here.
   if (hasL7 && action === 'ALLOW') return () => false;
   const from = (rule.from ?? []).map((f) => sourceMatcher(f.source));
@@ -148,6 +154,7 @@ export function compilePolicy(policy: PolicyConfig): CompiledPolicy | undefined 
     selector: policy.selector?.matchLabels,
     // No rules: an ALLOW matches nothing ("allow-nothing"), and so does a DENY.
     matches: (c) => rules.some((m) => m(c)),
+    allowNeedsL7: policy.action === 'ALLOW' && policy.rules.some(ruleHasL7),
   };
 }
 

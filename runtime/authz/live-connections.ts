@@ -16,7 +16,7 @@ export class LiveConnections {
   readonly #live = new Set<Live>();
   readonly #check: (snapshot: StateSnapshot, attrs: ConnectionAttributes) => AuthzDecision;
 
-  constructor(check: (snapshot: StateSnapshot, attrs: ConnectionAttributes) => AuthzDecision = authorize) {
+  constructor(check: (snapshot: StateSnapshot, attrs: ConnectionAttributes) => AuthzDecision = (snapshot, attrs) => authorize(snapshot, attrs, { live: true })) {
     this.#check = check;
   }
 

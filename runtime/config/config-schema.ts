@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { isIP } from 'node:net';
 import { parseSocketAddress } from './socket-address.js';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
+import { functionSchema } from './function-config-schema.js';
 import { dnsSchema } from './dns-config-schema.js';
 import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
 
@@ -290,6 +291,8 @@ export const configSchema = z.strictObject({
    * (15001, 15006, hbone.port); `mark` is the SO_MARK of weft's sockets there, which the pod's rules leave alone.
    */
   inpod: z.strictObject({ socket: z.string().min(1), mark: z.number().int().min(1).max(0xfff).default(0x539) }).optional(),
+  /** Serverless wasi:http components, each a mesh service `<name>.<namespace>` on port 80 (runtime/functions). */
+  functions: z.array(functionSchema).default([]),
 });
 
 export type WeftConfig = z.infer<typeof configSchema>;

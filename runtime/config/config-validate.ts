@@ -3,6 +3,7 @@ import type { WeftConfig } from './config-schema.js';
 import { parseSocketAddress } from './socket-address.js';
 import { PLUGINS_ANNOTATION, parsePluginList, pluginConfigProblems } from '../state/plugin-attachment.js';
 import { securityProblems } from '../authz/policy-problems.js';
+import { functionProblems } from '../functions/function-problems.js';
 
 export interface CrossProblem {
   path: (string | number)[];
@@ -82,6 +83,7 @@ export function crossReferenceProblems(config: WeftConfig): CrossProblem[] {
     if (p.selector !== undefined && p.targetRef !== undefined) problems.push({ path: ['policies', i], message: 'set either selector or targetRef, not both' });
   });
   problems.push(...securityProblems(config));
+  problems.push(...functionProblems(config));
   return problems;
 }
 

@@ -63,7 +63,7 @@ export interface ConnectionProxyDeps {
   /** In-pod capture: the pod (by one of its IPs) whose namespace upstream sockets are created in. */
   egressFor?: (ip: string) => Egress | undefined;
   /** L4 authorization by the destination's policy of connections this node delivers itself (inbound, same-node, local clients). */
-  authorizeInbound?: (conn: ConnectionAttributes) => AuthzDecision;
+  authorizeInbound?: (conn: ConnectionAttributes, opts?: { policiesAtL7?: boolean }) => AuthzDecision;
   /** Registers an established connection authorized here for policy re-checks; `close` ends it as 'policy'. */
   trackInbound?: (conn: ConnectionAttributes, close: () => void) => () => void;
 }
@@ -132,12 +132,14 @@ export class ConnectionProxy {
         const plan = req.direction === 'outbound' ? deps.hbone?.plan(route, req.source, egress) : undefined;
         if (plan !== undefined) this.#plans.set(req, plan);
         authorized = this.#localDestination(req, route, plan, sourceWorkload);
+        // Handed to L7, the destination's policies are evaluated per request by the L7 authorization filter.
+        const atL7 = route.l7 && plan?.waypoint === undefined && deps.l7() !== undefined;
         if (authorized !== undefined && deps.authorizeInbound !== undefined) {
-          const decision = deps.authorizeInbound(authorized);
+          const decision = deps.authorizeInbound(authorized, { policiesAtL7: atL7 });
           if (!decision.allowed) throw new WeftError('WEFT_ERR_POLICY_DENIED', `policy denied: ${decision.reason}`);
         }
         labels = this.#labels(req, sourceWorkload, route);
-        if (route.l7 && plan?.waypoint === undefined && this.#handOffToL7(req, route, authorized?.sourceIdentity)) return;
+        if (atL7 && route.kind !== 'passthrough' && this.#handOffToL7(req, route, authorized?.sourceIdentity)) return;
         sameNodeEgress = plan === undefined && egress !== undefined && req.direction === 'outbound' ? this.#sameNodeEgress(route) : undefined;
         // Only captured connections carry a pod's address worth preserving (explicit and local ports come from loopback).
         const preserve = (snapshot.config.preserveSourceIp && (req.listener === 'outbound' || req.listener === 'inbound')) || (egress !== undefined && req.direction === 'inbound') || sameNodeEgress !== undefined;

@@ -85,9 +85,8 @@ export class ExplicitProxy {
     const onData = (chunk: Buffer): void => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
       protocol ??= buf[0] === 0x05 ? 'socks5' : 'http';
-      if (buf.length > MAX_HANDSHAKE_BYTES) {
-        return refuse('too_large', `handshake over ${MAX_HANDSHAKE_BYTES} bytes`, protocol === 'socks5' ? socksReply(SOCKS_REPLY.generalFailure) : httpErrorResponse(431, 'WEFT_ERR_BAD_REQUEST', 'request head too large'));
-      }
+      // HTTP's head parser bounds the head alone: body bytes a client sends along with its head do not count.
+      if (buf.length > MAX_HANDSHAKE_BYTES && protocol === 'socks5') return refuse('too_large', `handshake over ${MAX_HANDSHAKE_BYTES} bytes`, socksReply(SOCKS_REPLY.generalFailure));
       if (protocol === 'socks5') {
         if (!socksGreeted) {
           const g = parseGreeting(buf);

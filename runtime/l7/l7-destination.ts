@@ -20,7 +20,8 @@ export function isL7Destination(snapshot: StateSnapshot, target: { service?: Ser
   const key = `${service?.key ?? '-'}|${workload?.uid ?? '-'}|${port ?? '-'}`;
   const hit = perSnapshot.get(key);
   if (hit !== undefined) return hit;
-  let l7 = (workload?.attachment ?? service?.attachment) !== undefined;
+  // A function is only reachable through the L7 path: its backend is an HTTP handler, not a socket.
+  let l7 = (workload?.attachment ?? service?.attachment) !== undefined || workload?.function !== undefined || service?.function !== undefined;
   if (!l7 && service !== undefined) {
     const forService = (host: string, p: number | undefined): boolean => snapshot.serviceByRef(host)?.key === service.key && (p === undefined || port === undefined || p === port);
     l7 = snapshot.config.routes.some((r) => forService(r.host, r.port)) || snapshot.config.trafficPolicies.some((t) => forService(t.host, t.port));

@@ -2,6 +2,7 @@
 import type { NamespaceConfig, PolicyConfig, ServiceConfig, ServicePortConfig, WeftConfig, WorkloadConfig } from '../config/config-schema.js';
 import { DEFAULT_CLUSTER_DOMAIN } from '../config/defaults.js';
 import { attachmentFromAnnotations, resolveAttachment, type PluginAttachment } from './plugin-attachment.js';
+import { functionKey, functionService, functionWorkload } from '../functions/function-entities.js';
 
 export interface Workload extends WorkloadConfig {
   /** `namespace/name`, unique. */
@@ -12,6 +13,8 @@ export interface Workload extends WorkloadConfig {
   local: boolean;
   /** Plugins attached at workload or namespace level (nearest wins). */
   attachment: PluginAttachment | undefined;
+  /** Set on a function's synthetic workload: the function's key (`name.namespace`). */
+  function?: string;
 }
 
 export interface Service extends ServiceConfig {
@@ -23,6 +26,8 @@ export interface Service extends ServiceConfig {
   endpoints: Workload[];
   /** Plugins attached at service or namespace level (nearest wins). */
   attachment: PluginAttachment | undefined;
+  /** Set on a function's service: the function's key (`name.namespace`). */
+  function?: string;
 }
 
 export interface ServiceTarget {
@@ -67,7 +72,11 @@ export class StateSnapshot {
       return a;
     };
 
-    this.workloads = config.workloads.map((w) => {
+    // Functions are services like any other, backed by a synthetic workload on this node (runtime/functions).
+    const fnKeys = new Map(config.functions.map((f) => [`${f.namespace}/fn-${f.name}`, functionKey(f)]));
+    const workloadConfigs = config.functions.length === 0 ? config.workloads : [...config.workloads, ...config.functions.map((f) => functionWorkload(f, config.node))];
+    const serviceConfigs = config.functions.length === 0 ? config.services : [...config.services, ...config.functions.map(functionService)];
+    this.workloads = workloadConfigs.map((w) => {
       // A source that keeps unchanged entries as the same objects (Kubernetes) gets their indexed form back as well.
       const nsAnnotations = this.#namespaces.get(w.namespace)?.annotations;
       const reused = derivedWorkloads.get(w);
@@ -78,6 +87,7 @@ export class StateSnapshot {
         identity: spiffeId(config.trustDomain, w.namespace, w.serviceAccount),
         local: w.node === undefined || w.node === config.node,
         attachment: resolveAttachment(attachmentFromAnnotations(w.annotations, 'workload'), nsAttachment(w.namespace)),
+        ...(fnKeys.has(`${w.namespace}/${w.name}`) && w.labels['weft.dev/function'] !== undefined ? { function: fnKeys.get(`${w.namespace}/${w.name}`) } : {}),
       };
       derivedWorkloads.set(w, { trustDomain: config.trustDomain, node: config.node, nsAnnotations, workload });
       return workload;
@@ -87,7 +97,7 @@ export class StateSnapshot {
     // Workloads by namespace, then by the value of each label key a selector starts with: a selector scans only the
     // workloads carrying its first label, not every workload (10,000 Services × 150,000 Pods would be 1.5 billion checks).
     const firstKeys = new Set<string>();
-    for (const s of config.services) {
+    for (const s of serviceConfigs) {
       const k = s.selector === undefined ? undefined : Object.keys(s.selector)[0];
       if (k !== undefined) firstKeys.add(k);
     }
@@ -110,7 +120,8 @@ export class StateSnapshot {
       const candidates = first === undefined ? this.workloads.filter((w) => w.namespace === namespace) : (index.get(namespace)?.get(first)?.get(selector[first] ?? '') ?? []);
       return candidates.filter((w) => matchesSelector(selector, w.labels));
     };
-    this.services = config.services.map((s) => {
+    const fnServices = new Set(config.functions.map(functionKey));
+    this.services = serviceConfigs.map((s) => {
       const key = `${s.name}.${s.namespace}`;
       const endpoints = s.selector === undefined ? [] : select(s.namespace, s.selector);
       return {
@@ -119,6 +130,7 @@ export class StateSnapshot {
         hostname: `${key}.${DEFAULT_CLUSTER_DOMAIN}`,
         endpoints,
         attachment: resolveAttachment(attachmentFromAnnotations(s.annotations, 'service'), nsAttachment(s.namespace)),
+        ...(fnServices.has(key) && s.selector?.['weft.dev/function'] !== undefined ? { function: key } : {}),
       };
     });
     for (const s of this.services) {

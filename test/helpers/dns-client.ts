@@ -121,14 +121,33 @@ export async function startTestResolver(table: Record<string, string[]>, opts: {
       answers: question.type === 'A' ? (addrs ?? []).map((data) => ({ type: 'A' as const, class: 'IN' as const, name: question.name, ttl: 60, data })) : [],
     });
   };
-  const udp = dgram.createSocket('udp4');
-  await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
-  const port = udp.address().port;
+  // UDP and TCP on one port: the UDP port's TCP twin may be taken by another test, so pick another pair then.
+  let udp = dgram.createSocket('udp4');
+  let port = 0;
+  const tcp = net.createServer((socket) => serveTcp(socket));
+  for (let attempt = 0; ; attempt++) {
+    await new Promise<void>((resolve) => udp.bind(0, '127.0.0.1', resolve));
+    port = udp.address().port;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        tcp.once('error', reject);
+        tcp.listen(port, '127.0.0.1', () => {
+          tcp.off('error', reject);
+          resolve();
+        });
+      });
+      break;
+    } catch (err) {
+      udp.close();
+      if (attempt >= 5) throw err;
+      udp = dgram.createSocket('udp4');
+    }
+  }
   udp.on('message', (msg, rinfo) => {
     const r = reply(msg, 'udp');
     if (r !== undefined) udp.send(r, rinfo.port, rinfo.address);
   });
-  const tcp = net.createServer((socket) => {
+  function serveTcp(socket: net.Socket): void {
     let buffered = Buffer.alloc(0);
     socket.on('error', () => socket.destroy());
     socket.on('data', (chunk: Buffer) => {
@@ -143,11 +162,7 @@ export async function startTestResolver(table: Record<string, string[]>, opts: {
         socket.write(frame);
       }
     });
-  });
-  await new Promise<void>((resolve, reject) => {
-    tcp.once('error', reject);
-    tcp.listen(port, '127.0.0.1', resolve);
-  });
+  }
   return {
     port,
     seen,

@@ -1,0 +1,202 @@
+/**
+ * Admission of a function component: fetch, verify sha256, refuse what is not a wasi:http/incoming-handler@0.2
+ * component, transpile once with jco (cached on disk by sha256, so a restart skips it), cap each core memory and
+ * compile the core modules once. Every refusal is a WEFT_ERR_FN_LOAD naming the reason.
+ */
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { WeftError } from '../errors.js';
+import { sha256Hex } from '../wasm/plugin-loader.js';
+import { createDispatcher, fetchModule } from '../wasm/plugin-fetcher.js';
+import { capMemory, definedMemoryPages } from './memory-cap.js';
+import { transpileOffThread, type Transpiled } from './transpile-thread.js';
+
+/** What the worker's WASI host provides; a component importing anything else is refused at admission. */
+export const PROVIDED_IMPORTS: ReadonlySet<string> = new Set([
+  'wasi:cli/environment',
+  'wasi:cli/exit',
+  'wasi:cli/stdin',
+  'wasi:cli/stdout',
+  'wasi:cli/stderr',
+  'wasi:cli/terminal-input',
+  'wasi:cli/terminal-output',
+  'wasi:cli/terminal-stdin',
+  'wasi:cli/terminal-stdout',
+  'wasi:cli/terminal-stderr',
+  'wasi:clocks/monotonic-clock',
+  'wasi:clocks/wall-clock',
+  'wasi:filesystem/preopens',
+  'wasi:filesystem/types',
+  'wasi:io/error',
+  'wasi:io/poll',
+  'wasi:io/streams',
+  'wasi:random/random',
+  'wasi:random/insecure',
+  'wasi:random/insecure-seed',
+  'wasi:http/types',
+  'wasi:http/outgoing-handler',
+]);
+
+const PAGE = 65536;
+const HANDLER_EXPORT = /^wasi:http\/incoming-handler@0\.2\.\d+$/;
+
+export interface CompiledFunction {
+  sha256: string;
+  size: number;
+  /** file: URL of the transpiled JS glue. */
+  jsUrl: string;
+  modules: Record<string, WebAssembly.Module>;
+  imports: string[];
+  memoryCapBytes: number;
+  /** Whether the transpile came from the disk cache. */
+  cached: boolean;
+  transpileMs: number;
+  compileMs: number;
+}
+
+const refuse = (message: string, cause?: unknown): WeftError => new WeftError('WEFT_ERR_FN_LOAD', message, { cause });
+
+/** The default cache directory: $WEFT_CACHE_DIR/functions, else ~/.cache/weft/functions. */
+export function defaultFunctionCacheDir(): string {
+  return join(process.env.WEFT_CACHE_DIR ?? join(os.homedir(), '.cache', 'weft'), 'functions');
+}
+
+/** A component (layer 1) rather than a core module (version 1): the preamble says which. */
+export function componentKind(bytes: Uint8Array): 'component' | 'core' | 'other' {
+  if (bytes.length < 8 || bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) return 'other';
+  if (bytes[4] === 0x01 && bytes[5] === 0x00 && bytes[6] === 0x00 && bytes[7] === 0x00) return 'core';
+  if (bytes[6] === 0x01 && bytes[7] === 0x00) return 'component';
+  return 'other';
+}
+
+export async function fetchComponent(url: string, sha256: string | undefined): Promise<{ bytes: Uint8Array; sha256: string }> {
+  const dispatcher = createDispatcher({});
+  let bytes: Uint8Array;
+  try {
+    ({ bytes } = await fetchModule(url, { maxBytes: 256 * 1024 * 1024 }, dispatcher));
+  } catch (err) {
+    throw refuse(err instanceof Error ? err.message : String(err), err);
+  } finally {
+    await dispatcher.close();
+  }
+  const actual = sha256Hex(bytes);
+  if (sha256 !== undefined && sha256 !== actual) throw refuse(`sha256 mismatch for ${url}: configured ${sha256}, fetched ${actual}; fix the sha256 or the URL`);
+  return { bytes, sha256: actual };
+}
+
+function checkShape(bytes: Uint8Array): void {
+  const kind = componentKind(bytes);
+  if (kind === 'core') throw refuse('a core WebAssembly module, not a component: build it as a wasi:http component (jco componentize, cargo --target wasm32-wasip2), or attach it under plugins: if it is a proxy-wasm filter');
+  if (kind === 'other') throw refuse('not a WebAssembly component (bad preamble)');
+}
+
+function checkWorld(t: Pick<Transpiled, 'imports' | 'exports'>): void {
+  const exported = t.exports.map(([name]) => name);
+  if (!exported.some((n) => HANDLER_EXPORT.test(n))) {
+    throw refuse(`wrong world: the component exports ${exported.length === 0 ? 'nothing' : exported.filter((n) => n.includes(':')).join(', ') || exported.join(', ')}; a function must export wasi:http/incoming-handler@0.2.x (world wasi:http/proxy)`);
+  }
+  const unknown = t.imports.filter((i) => !PROVIDED_IMPORTS.has(i));
+  if (unknown.length > 0) {
+    throw refuse(`imports ${unknown.join(', ')}, which weft does not provide to functions (no raw sockets: outbound traffic goes through wasi:http/outgoing-handler)`);
+  }
+}
+
+interface CacheMeta {
+  imports: string[];
+  exports: [string, string][];
+  files: string[];
+}
+
+/** Transpiles in progress by sha256: two functions built from one component share one transpile. */
+const inFlight = new Map<string, ReturnType<typeof transpileOnce>>();
+
+/** The transpiled files for `sha256`: from `dir` when a previous run left them, else jco now (then stored). */
+function transpiled(dir: string, sha256: string, bytes: Uint8Array): ReturnType<typeof transpileOnce> {
+  const key = join(dir, sha256);
+  let p = inFlight.get(key);
+  if (p === undefined) {
+    p = transpileOnce(dir, sha256, bytes).finally(() => inFlight.delete(key));
+    inFlight.set(key, p);
+  }
+  return p;
+}
+
+async function transpileOnce(dir: string, sha256: string, bytes: Uint8Array): Promise<{ meta: CacheMeta; root: string; cached: boolean; ms: number }> {
+  const root = join(dir, sha256);
+  try {
+    const meta = JSON.parse(await readFile(join(root, 'meta.json'), 'utf8')) as CacheMeta;
+    return { meta, root, cached: true, ms: 0 };
+  } catch {
+    // Not cached (or a partial entry): transpile below.
+  }
+  const started = performance.now();
+  let t: Transpiled;
+  try {
+    t = await transpileOffThread(bytes);
+  } catch (err) {
+    throw refuse(`jco cannot transpile it: ${err instanceof Error ? err.message : String(err)}`, err);
+  }
+  checkWorld(t);
+  const ms = performance.now() - started;
+  // Written under a temporary name and renamed, so a crash never leaves a half entry that looks complete.
+  const tmp = `${root}.tmp-${process.pid}-${Date.now()}`;
+  await rm(tmp, { recursive: true, force: true });
+  const files = t.files.filter(([name]) => name.endsWith('.js') || name.endsWith('.wasm'));
+  for (const [name, content] of files) {
+    await mkdir(dirname(join(tmp, name)), { recursive: true });
+    await writeFile(join(tmp, name), content);
+  }
+  const meta: CacheMeta = { imports: t.imports, exports: t.exports, files: files.map(([n]) => n) };
+  // ESM glue: the folder needs to be a module scope of its own, whatever package.json sits above the cache.
+  await writeFile(join(tmp, 'package.json'), '{"type":"module"}');
+  await writeFile(join(tmp, 'meta.json'), JSON.stringify(meta));
+  await rm(root, { recursive: true, force: true });
+  await rename(tmp, root);
+  return { meta, root, cached: false, ms };
+}
+
+/** Fetch-independent part of admission: verify the shape, transpile (or reuse), cap and compile. */
+export async function admitComponent(bytes: Uint8Array, sha256: string, memoryMb: number, cacheDir: string): Promise<CompiledFunction> {
+  checkShape(bytes);
+  await mkdir(cacheDir, { recursive: true });
+  const t = await transpiled(cacheDir, sha256, bytes);
+  checkWorld(t.meta);
+  const started = performance.now();
+  const wasmNames = t.meta.files.filter((n) => n.endsWith('.wasm'));
+  const cores = await Promise.all(wasmNames.map(async (n) => [n, new Uint8Array(await readFile(join(t.root, n)))] as const));
+  const withMemory = cores.filter(([, b]) => b.length > 0 && definedMemoryPages(b) !== undefined).length;
+  const capBytes = memoryMb * 1024 * 1024;
+  const sharePages = Math.max(1, Math.floor(capBytes / PAGE / Math.max(1, withMemory)));
+  const modules: Record<string, WebAssembly.Module> = {};
+  for (const [name, core] of cores) {
+    if (core.length === 0) continue;
+    try {
+      modules[name] = await WebAssembly.compile(capMemory(core, sharePages, `core module ${name}`));
+    } catch (err) {
+      if (err instanceof WeftError) throw err;
+      throw refuse(`core module ${name} does not compile: ${(err as Error).message}`, err);
+    }
+  }
+  return {
+    sha256,
+    size: bytes.length,
+    jsUrl: pathToFileURL(join(t.root, 'component.js')).href,
+    modules,
+    imports: t.meta.imports,
+    memoryCapBytes: capBytes,
+    cached: t.cached,
+    transpileMs: t.ms,
+    compileMs: performance.now() - started,
+  };
+}
+
+/** Cache entries whose sha256 no configured function uses any more (left for an operator's cleanup; listed for /config_dump). */
+export async function cachedShas(cacheDir: string): Promise<string[]> {
+  try {
+    return (await readdir(cacheDir)).filter((n) => /^[0-9a-f]{64}$/.test(n));
+  } catch {
+    return [];
+  }
+}

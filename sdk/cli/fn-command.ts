@@ -1,0 +1,68 @@
+/** `weft fn build DIR` and `weft fn new NAME`: the function author's commands, loaded lazily by runtime/cli.ts. */
+import { createHash } from 'node:crypto';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { weftErrorOf } from '../../runtime/errors.js';
+import { buildJsComponent } from '../../runtime/functions/component-build.js';
+import { scaffoldFunction } from './fn-scaffold.js';
+
+export const FN_USAGE = `usage:
+  weft fn build DIR [--entry handler.js]   componentize DIR/handler.js (it must export incomingHandler) into
+                                           DIR/build/function.wasm and print its sha256 for weft.yaml
+  weft fn new NAME [--dir PARENT]          scaffold PARENT/NAME with a JS function, its build script and a test
+                                           that runs it through weft's own function host
+`;
+
+async function build(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: { entry: { type: 'string', short: 'e' } }, allowPositionals: true });
+  const dir = positionals[0];
+  if (dir === undefined || positionals.length > 1) {
+    process.stderr.write(`weft fn build: exactly one DIR is required\n${FN_USAGE}`);
+    return 2;
+  }
+  const { component, ms } = await buildJsComponent(join(dir, values.entry ?? 'handler.js'), 'function');
+  await mkdir(join(dir, 'build'), { recursive: true });
+  const out = join(dir, 'build', 'function.wasm');
+  await writeFile(out, component);
+  process.stdout.write(`${out} (${component.length} bytes, ${Math.round(ms)} ms)\nsha256: ${createHash('sha256').update(component).digest('hex')}\n`);
+  return 0;
+}
+
+async function create(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({ args: argv, options: { dir: { type: 'string', short: 'd' } }, allowPositionals: true });
+  const name = positionals[0];
+  if (name === undefined || positionals.length > 1) {
+    process.stderr.write(`weft fn new: exactly one NAME is required\n${FN_USAGE}`);
+    return 2;
+  }
+  const dir = await scaffoldFunction(name, values.dir ?? '.');
+  process.stdout.write(`created ${dir}\nnext: cd ${dir} && npm test   (builds with componentize-js, then serves it through weft's function host)\n`);
+  return 0;
+}
+
+/** Runs `weft fn ...`; answers the exit code. Build and scaffold errors print their message, never a stack. */
+export async function fnCommand(argv: string[]): Promise<number> {
+  const [sub, ...rest] = argv;
+  try {
+    switch (sub) {
+      case 'build':
+        return await build(rest);
+      case 'new':
+        return await create(rest);
+      case undefined:
+      case 'help':
+      case '--help':
+        process.stdout.write(FN_USAGE);
+        return sub === undefined ? 2 : 0;
+      default:
+        process.stderr.write(`weft fn: unknown command "${sub}"\n${FN_USAGE}`);
+        return 2;
+    }
+  } catch (err) {
+    const weft = weftErrorOf(err);
+    if (weft === undefined) throw err;
+    process.stderr.write(`weft fn ${sub}: ${weft.message}\n`);
+    return 1;
+  }
+}
