@@ -55,6 +55,8 @@ export const ENV = {
   l7StreamIo: 'WEFT_L7_STREAM_IO',
   /** `0` turns off the addon's batched socket I/O in the L7 path (runtime/l7/http1-native-transport.ts), its kill switch. */
   l7NativeIo: 'WEFT_L7_NATIVE_IO',
+  /** `0` turns off TLS session resumption of HBONE clients (runtime/hbone/tls-session-cache.ts): every connection does a full handshake, as ztunnel's does. */
+  hboneResumption: 'WEFT_HBONE_RESUMPTION',
   /** With `source: kubernetes`: this node's name (the DaemonSet sets it from spec.nodeName), as ztunnel and istio-cni read it. */
   kubeNodeName: 'NODE_NAME',
   /** With `source: kubernetes` outside a cluster: the kubeconfig file(s), colon-separated, as kubectl reads them. */

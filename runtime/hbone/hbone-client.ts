@@ -1,16 +1,19 @@
 /** The HBONE client: opens (or reuses from the pool) an mTLS HTTP/2 connection to `via`, verifies the server's SPIFFE identity, and sends one CONNECT per tunnel. */
+import type { X509Certificate } from 'node:crypto';
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { HboneConfig } from '../config/config-schema.js';
-import { HBONE_DEFAULTS } from '../config/defaults.js';
+import { ENV, HBONE_DEFAULTS } from '../config/defaults.js';
 import { WeftError, systemErrorCode, type ErrorCode } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { CertificateManager } from '../identity/certificate-manager.js';
 import { formatAddr, type SocketAddr } from '../l4/original-destination.js';
 import { egressSocket, type Egress } from '../l4/egress.js';
 import { ConnectionPool, poolKey, type PooledConnection } from './connection-pool.js';
-import { HBONE_ALPN, matchesExpectedSans, peerCertificate, peerIdentity, secureContextFor } from './hbone-tls.js';
+import { HBONE_ALPN, isExpired, matchesExpectedSans, peerCertificate, secureContextFor } from './hbone-tls.js';
+import { identityOfCertificate } from '../identity/spiffe-id.js';
+import { TlsSessionCache } from './tls-session-cache.js';
 import { formatAuthority, formatForwarded, newTraceparent } from './hbone-headers.js';
 import { h2Settings } from './h2-settings.js';
 
@@ -60,6 +63,13 @@ export interface HboneClientOptions {
   settings?: Partial<HboneConfig>;
   connectTimeoutMs?: number;
   logger?: Logger;
+  /**
+   * Resume TLS 1.3 sessions with servers that issued tickets (default on; `WEFT_HBONE_RESUMPTION=0` turns it off). The
+   * resumed connection's server identity is checked as on a full handshake.
+   */
+  resumeSessions?: boolean;
+  /** Where tickets are kept (one per client by default; shared only to model one node's client across instances). */
+  sessionCache?: TlsSessionCache;
 }
 
 export class HboneClient {
@@ -67,7 +77,9 @@ export class HboneClient {
   readonly #settings: Omit<HboneConfig, 'port'>;
   readonly #pool: ConnectionPool;
   readonly #log: Logger;
+  readonly #sessions: TlsSessionCache | undefined;
   #handshakes = 0;
+  #resumed = 0;
   /** Verified server identity per connection (read at handshake; session.socket is only a proxy). */
   readonly #peerIds = new WeakMap<http2.ClientHttp2Session, string>();
 
@@ -76,11 +88,17 @@ export class HboneClient {
     this.#settings = { ...HBONE_DEFAULTS, ...opts.settings };
     this.#pool = new ConnectionPool({ maxStreamsPerConnection: this.#settings.maxStreamsPerConnection, idleTimeoutMs: this.#settings.poolIdleTimeoutMs });
     this.#log = opts.logger ?? createLogger('hbone');
+    this.#sessions = (opts.resumeSessions ?? process.env[ENV.hboneResumption] !== '0') ? (opts.sessionCache ?? new TlsSessionCache()) : undefined;
   }
 
   /** TLS handshakes completed so far (each is a new pooled connection). */
   get handshakes(): number {
     return this.#handshakes;
+  }
+
+  /** Of those, the ones that resumed a TLS session instead of a full handshake. */
+  get resumedHandshakes(): number {
+    return this.#resumed;
   }
 
   poolStats(): ReturnType<ConnectionPool['stats']> {
@@ -156,6 +174,9 @@ export class HboneClient {
   async #open(req: HboneConnectRequest): Promise<http2.ClientHttp2Session> {
     const cert = await this.#opts.certificates.fetch(req.sourceIdentity);
     const where = formatAddr(req.via);
+    const sessions = this.#sessions;
+    const resumable = sessions?.get(cert, where);
+    let verified: X509Certificate | undefined;
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       // No servername: HBONE sends no SNI (an IP cannot be one, and the server picks its certificate by destination).
       const s = tls.connect({
@@ -163,12 +184,17 @@ export class HboneClient {
           ? { socket: egressSocket(req.egress, req.via) }
           : { host: req.via.address, port: req.via.port, ...(req.sourceAddress === undefined ? {} : { localAddress: req.sourceAddress }) }),
         secureContext: secureContextFor(cert),
+        ...(resumable === undefined ? {} : { session: resumable.ticket }),
         ALPNProtocols: HBONE_ALPN,
         rejectUnauthorized: true,
         // The server is verified by SPIFFE identity below, not by hostname.
         checkServerIdentity: () => undefined,
       });
       s.setNoDelay(true);
+      // TLS 1.3 tickets may arrive before 'secureConnect' is handled; they are kept only once the server is verified,
+      // each with the certificate it was verified by (a resumed handshake carries no certificate to check again).
+      const early: Buffer[] = [];
+      if (sessions !== undefined) s.on('session', (t: Buffer) => (verified === undefined ? early.push(t) : sessions.put(cert, where, t, verified)));
       const timer = setTimeout(() => done(new HboneError('WEFT_ERR_UPSTREAM_TIMEOUT', `HBONE handshake with ${where} did not finish within ${this.#timeout(req)} ms`)), this.#timeout(req));
       const done = (err?: Error): void => {
         clearTimeout(timer);
@@ -183,23 +209,31 @@ export class HboneClient {
       };
       s.once('error', onError);
       s.once('secureConnect', () => {
-        const peerCert = peerCertificate(s);
-        if (peerCert === undefined || !matchesExpectedSans(peerCert, req.destinationIdentities)) {
-          const got = peerCert === undefined ? 'no certificate' : (peerIdentity(s) ?? 'no SPIFFE identity');
+        // Resumed: the server proved it holds the session's secret, so it is the server that proved this certificate
+        // on the full handshake; the identity check below applies to it unchanged, and its expiry is looked at again.
+        const resumed = s.isSessionReused();
+        const peerCert = resumed ? resumable?.peer : peerCertificate(s);
+        const expired = peerCert !== undefined && resumed && isExpired(peerCert);
+        if (peerCert === undefined || expired || !matchesExpectedSans(peerCert, req.destinationIdentities)) {
+          sessions?.forget(cert, where);
+          const got = peerCert === undefined ? 'no certificate' : expired ? 'an expired certificate (resumed session)' : (identityOfCertificate(peerCert) ?? 'no SPIFFE identity');
           this.#log.warn({ via: where, expected: req.destinationIdentities, got }, 'hbone server identity mismatch');
           return done(new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} presented ${got}, expected one of ${req.destinationIdentities.join(', ')}`));
         }
         if (s.alpnProtocol !== 'h2') return done(new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} did not negotiate ALPN h2`));
+        verified = peerCert;
+        for (const t of early.splice(0)) sessions?.put(cert, where, t, peerCert);
         done();
       });
     });
     this.#handshakes++;
+    if (socket.isSessionReused()) this.#resumed++;
     const session = http2.connect(`https://${where}`, {
       createConnection: () => socket,
       settings: h2Settings(this.#settings),
       maxSessionMemory: 256,
     });
-    this.#peerIds.set(session, peerIdentity(socket) ?? '');
+    this.#peerIds.set(session, verified === undefined ? '' : (identityOfCertificate(verified) ?? ''));
     session.on('error', (err) => this.#log.debug({ via: where, err }, 'hbone connection error'));
     session.once('connect', () => session.setLocalWindowSize(this.#settings.connectionWindowBytes));
     keepAlive(session);

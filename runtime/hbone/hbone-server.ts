@@ -2,6 +2,7 @@
 import http2 from 'node:http2';
 import net from 'node:net';
 import tls from 'node:tls';
+import { randomBytes } from 'node:crypto';
 import { HBONE_DEFAULTS } from '../config/defaults.js';
 import { WeftError, weftErrorOf } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -11,7 +12,7 @@ import type { Service, StateSnapshot, Workload } from '../state/state-snapshot.j
 import type { HboneConfig, ServicePortConfig } from '../config/config-schema.js';
 import type { Duplex } from 'node:stream';
 import { formatAddr, normalizeIp, type SocketAddr } from '../l4/original-destination.js';
-import { HBONE_ALPN, hasTrustDomain, peerCertificate, peerIdentity, tlsOptionsFor } from './hbone-tls.js';
+import { HBONE_ALPN, hasTrustDomain, isExpired, peerCertificate, peerIdentity, tlsOptionsFor } from './hbone-tls.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 import { isTraceparent, parseAuthority, parseBaggage, parseForwarded } from './hbone-headers.js';
 import { splice } from './stream-splice.js';
@@ -141,8 +142,9 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     const existing = tlsServers.get(cert.identity);
     if (existing !== undefined) {
       if (existing.cert !== cert) {
-        // Rotation: new handshakes get the new certificate, established tunnels keep theirs.
-        existing.server.setSecureContext(tlsOptionsFor(cert));
+        // Rotation: new handshakes get the new certificate, established tunnels keep theirs. New ticket keys, so no
+        // session from before the rotation resumes.
+        existing.server.setSecureContext({ ...tlsOptionsFor(cert), ticketKeys: randomBytes(48) });
         existing.cert = cert;
       }
       return existing.server;
@@ -167,6 +169,8 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     if (peerCert === undefined) return refuse('client presented no certificate (HBONE requires mutual TLS)');
     const identity = peerIdentity(socket);
     if (!socket.authorized) return refuse(`client certificate rejected: ${String(socket.authorizationError)}`, identity);
+    // A resumed session keeps the chain's verification result from the full handshake; the leaf may have expired since.
+    if (socket.isSessionReused() && isExpired(peerCert)) return refuse(`client certificate of resumed session expired at ${peerCert.validTo}`, identity);
     if (identity === undefined) return refuse('client certificate carries no SPIFFE identity');
     const trustDomain = opts.state.current.config.trustDomain;
     if (!hasTrustDomain(peerCert, trustDomain)) return refuse(`client identity ${identity} is outside trust domain ${trustDomain}`, identity);

@@ -1,5 +1,5 @@
-/** TLS settings of HBONE as ztunnel sets them: TLS 1.3 only, AES-GCM suites, ALPN h2, no SNI, no resumption, peers verified by SPIFFE identity instead of hostname. */
-import { constants, type X509Certificate } from 'node:crypto';
+/** TLS settings of HBONE as ztunnel sets them (TLS 1.3 only, AES-GCM suites, ALPN h2, no SNI, peers verified by SPIFFE identity instead of hostname), plus TLS 1.3 session tickets between weft nodes. */
+import type { X509Certificate } from 'node:crypto';
 import tls from 'node:tls';
 import { identityOfCertificate, parseSpiffeId, uriSans } from '../identity/spiffe-id.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
@@ -20,8 +20,8 @@ export function tlsOptionsFor(cert: WorkloadCertificate): tls.SecureContextOptio
     minVersion: 'TLSv1.3',
     maxVersion: 'TLSv1.3',
     ciphersuites: HBONE_CIPHERSUITES,
-    // ztunnel disables session resumption: every tunnel proves its identity afresh.
-    secureOptions: constants.SSL_OP_NO_TICKET,
+    // Servers issue stateless TLS 1.3 tickets (keys random per tls.Server, renewed on rotation). ztunnel's client never
+    // offers one, so it does a full handshake as before; weft's client resumes (hbone-client.ts, tls-session-cache.ts).
   };
   return options;
 }
@@ -55,6 +55,11 @@ export function peerIdentity(socket: tls.TLSSocket): string | undefined {
 /** ztunnel's TrustDomainVerifier: at least one URI SAN in the local trust domain. */
 export function hasTrustDomain(cert: X509Certificate, trustDomain: string): boolean {
   return uriSans(cert).some((uri) => parseSpiffeId(uri)?.trustDomain === trustDomain);
+}
+
+/** True once the certificate's notAfter has passed (a resumed session does not re-run chain validation). */
+export function isExpired(cert: X509Certificate, now = Date.now()): boolean {
+  return Date.parse(cert.validTo) <= now;
 }
 
 /** ztunnel's IdentityVerifier: the server's URI SANs must contain one of the expected identities. */

@@ -1,6 +1,7 @@
 // HBONE benchmarks through two whole weft runtimes in one process: bulk throughput (iperf3) direct vs plaintext L4 vs HBONE, next to an HAProxy pair tunnelling the same hop in mutual TLS and in plaintext; requests/s (wrk) plaintext vs HBONE; new HBONE handshakes per second.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +10,8 @@ import { Worker } from 'node:worker_threads';
 import { createApp, type App } from '../../runtime/app.js';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { HboneClient } from '../../runtime/hbone/hbone-client.js';
+import { TlsSessionCache } from '../../runtime/hbone/tls-session-cache.js';
+import type { SocketAddr } from '../../runtime/l4/original-destination.js';
 import { CertificateAuthority } from '../../runtime/identity/certificate-authority.js';
 import { setLogLevel } from '../../runtime/log.js';
 import { freePort } from '../helpers/free-port.js';
@@ -185,11 +188,11 @@ http { access_log off; keepalive_requests 1000000; server { listen ${host}:${por
 }
 
 /**
- * iperf3 through two HAProxy instances in one thread (configs/haproxy-tunnel-pair.cfg), the hop between them mutual
- * TLS 1.3 with certificates from weft's CA, or plaintext: what a C proxy with OpenSSL reaches on this machine in the
- * topology the HBONE measures use (both nodes on one thread, unpinned like this process).
+ * Two HAProxy instances in one thread (configs/haproxy-tunnel-pair.cfg), the hop between them mutual TLS 1.3 with
+ * certificates from weft's CA, or plaintext: what a C proxy with OpenSSL reaches on this machine in the topology the
+ * HBONE measures use (both nodes on one thread, unpinned like this process). `fn` gets frontend A's port.
  */
-async function iperfThroughHaproxyPair(targetPort: number, tls: boolean): Promise<number> {
+async function withHaproxyPair<T>(upstream: SocketAddr, tls: boolean, fn: (port: number) => Promise<T>): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-haproxy-pair-'));
   const ca = CertificateAuthority.generate('cluster.local');
   const pem = (id: string): string => {
@@ -206,32 +209,65 @@ async function iperfThroughHaproxyPair(targetPort: number, tls: boolean): Promis
     PORT_A: portA,
     HOST_B: '127.0.0.1',
     PORT_B: portB,
-    UPSTREAM: `${IP.server}:${targetPort}`,
+    UPSTREAM: `${upstream.address}:${upstream.port}`,
     TLS_SERVER: tls ? ` ssl crt ${pem(CLIENT_ID)}${verify}` : '',
     TLS_BIND: tls ? ` ssl crt ${pem(SERVER_ID)}${verify}` : '',
   });
-  return withPeer(startPeer(`haproxy-pair-${tls ? 'tls' : 'plain'}`, portA, ['haproxy', '-f', config, '-db'], '0,1'), () => iperf('127.0.0.1', portA));
+  return withPeer(startPeer(`haproxy-pair-${tls ? 'tls' : 'plain'}`, portA, ['haproxy', '-f', config, '-db'], '0,1'), () => fn(portA));
 }
 
-/** New HBONE connections per second: each a fresh client (TLS 1.3 + HTTP/2 + CONNECT + one echoed byte), 8 at a time. */
-export async function handshakesPerSecond(nodes: Nodes, echoPort: number): Promise<number> {
+/** iperf3 through the HAProxy pair. */
+function iperfThroughHaproxyPair(targetPort: number, tls: boolean): Promise<number> {
+  return withHaproxyPair({ address: IP.server, port: targetPort }, tls, (port) => iperf('127.0.0.1', port));
+}
+
+/** Runs `once` 8 at a time for SECONDS and returns completions per second. */
+async function perSecond(once: () => Promise<void>): Promise<number> {
   const until = Date.now() + SECONDS * 1000;
   let n = 0;
   const worker = async (): Promise<void> => {
     while (Date.now() < until) {
-      const client = new HboneClient({ certificates: nodes.a.hbone.certificates });
-      try {
-        const s = await client.connect({ sourceIdentity: CLIENT_ID, sourceAddress: IP.client, destination: { address: IP.server, port: echoPort }, destinationIdentities: [SERVER_ID], via: { address: IP.server, port: nodes.hboneListenPort } });
-        s.end('x');
-        for await (const chunk of s) void chunk;
-        n++;
-      } finally {
-        client.close();
-      }
+      await once();
+      n++;
     }
   };
   await Promise.all(Array.from({ length: 8 }, worker));
   return n / SECONDS;
+}
+
+/** One echoed byte over `s`, then the end: the same exchange for HBONE and for the HAProxy pair. */
+async function echoOneByte(s: Duplex): Promise<void> {
+  s.end('x');
+  for await (const chunk of s) void chunk;
+}
+
+/**
+ * New HBONE connections per second: each a fresh pooled connection (TLS 1.3 + HTTP/2 + CONNECT + one echoed byte).
+ * `resumed`: the clients share one TLS session cache, as one node's client does across its connections, so every
+ * handshake after the first resumes; otherwise every handshake is a full one.
+ */
+export async function handshakesPerSecond(nodes: Nodes, echoPort: number, resumed = false): Promise<number> {
+  const sessionCache = resumed ? new TlsSessionCache() : undefined;
+  return perSecond(async () => {
+    const client = new HboneClient({ certificates: nodes.a.hbone.certificates, ...(sessionCache === undefined ? {} : { sessionCache }), resumeSessions: resumed });
+    try {
+      const s = await client.connect({ sourceIdentity: CLIENT_ID, sourceAddress: IP.client, destination: { address: IP.server, port: echoPort }, destinationIdentities: [SERVER_ID], via: { address: IP.server, port: nodes.hboneListenPort } });
+      await echoOneByte(s);
+    } finally {
+      client.close();
+    }
+  });
+}
+
+/** New TCP connections per second through the HAProxy pair, each one a new mutual TLS 1.3 handshake between the two (HAProxy does not pool TCP-mode backend connections) and one echoed byte. */
+export async function haproxyPairConnectionsPerSecond(echoPort: number): Promise<number> {
+  return withHaproxyPair({ address: IP.server, port: echoPort }, true, (port) =>
+    perSecond(async () => {
+      const s = net.connect({ host: '127.0.0.1', port, localAddress: IP.client });
+      s.setNoDelay(true);
+      await echoOneByte(s);
+    }),
+  );
 }
 
 /** Runs `f` and reports the CPU time this process (both runtimes, all threads) spent meanwhile. */
@@ -298,10 +334,23 @@ export async function benchHbone(): Promise<Record<string, number>> {
         wrk_plaintext_cpu_us_per_request: cpuPerRequest(plain),
         wrk_hbone_cpu_us_per_request: cpuPerRequest(hbone),
       });
-      results.hbone_new_connections_per_s = await handshakesPerSecond(nodes, (echo.address() as net.AddressInfo).port);
+      const echoPort = (echo.address() as net.AddressInfo).port;
+      // CPU per connection (both runtimes and the client loop) is steadier than connections/s on a shared machine.
+      const full = await withCpu(() => handshakesPerSecond(nodes, echoPort));
+      const resumed = await withCpu(() => handshakesPerSecond(nodes, echoPort, true));
+      const cpuPerConnection = (r: { value: number; cpuMs: number }): number => r.cpuMs / (r.value * SECONDS);
+      Object.assign(results, {
+        hbone_new_connections_per_s: full.value,
+        hbone_new_connections_resumed_per_s: resumed.value,
+        hbone_new_connection_cpu_ms: cpuPerConnection(full),
+        hbone_new_connection_resumed_cpu_ms: cpuPerConnection(resumed),
+      });
     } finally {
       await nodes.close();
     }
+    results.haproxy_pair_tls_new_connections_per_s = await haproxyPairConnectionsPerSecond((echo.address() as net.AddressInfo).port);
+    results.hbone_new_connections_vs_haproxy_pair_tls = (results.hbone_new_connections_per_s ?? 0) / results.haproxy_pair_tls_new_connections_per_s;
+    results.hbone_new_connections_resumed_vs_haproxy_pair_tls = (results.hbone_new_connections_resumed_per_s ?? 0) / results.haproxy_pair_tls_new_connections_per_s;
   } finally {
     nginx.child.kill();
     echo.close();
