@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { weftErrorOf } from '../../runtime/errors.js';
+import { runSubcommands } from './subcommands.js';
 import { buildJsComponent } from '../../runtime/functions/component-build.js';
 import { scaffoldFunction } from './fn-scaffold.js';
 
@@ -42,27 +42,6 @@ async function create(argv: string[]): Promise<number> {
 }
 
 /** Runs `weft fn ...`; answers the exit code. Build and scaffold errors print their message, never a stack. */
-export async function fnCommand(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  try {
-    switch (sub) {
-      case 'build':
-        return await build(rest);
-      case 'new':
-        return await create(rest);
-      case undefined:
-      case 'help':
-      case '--help':
-        process.stdout.write(FN_USAGE);
-        return sub === undefined ? 2 : 0;
-      default:
-        process.stderr.write(`weft fn: unknown command "${sub}"\n${FN_USAGE}`);
-        return 2;
-    }
-  } catch (err) {
-    const weft = weftErrorOf(err);
-    if (weft === undefined) throw err;
-    process.stderr.write(`weft fn ${sub}: ${weft.message}\n`);
-    return 1;
-  }
+export function fnCommand(argv: string[]): Promise<number> {
+  return runSubcommands('fn', FN_USAGE, { build, new: create }, argv);
 }

@@ -1,6 +1,6 @@
 /** `weft plugin build DIR` and `weft plugin new NAME`: the plugin author's commands, loaded lazily by runtime/cli.ts. */
 import { parseArgs } from 'node:util';
-import { weftErrorOf } from '../../runtime/errors.js';
+import { runSubcommands } from './subcommands.js';
 import { BUILD_TARGETS, type BuildTarget, buildPlugin } from './plugin-build.js';
 import { scaffoldPlugin } from './plugin-scaffold.js';
 
@@ -45,27 +45,6 @@ async function create(argv: string[]): Promise<number> {
 }
 
 /** Runs `weft plugin ...`; answers the exit code. Build and scaffold errors print their message, never a stack. */
-export async function pluginCommand(argv: string[]): Promise<number> {
-  const [sub, ...rest] = argv;
-  try {
-    switch (sub) {
-      case 'build':
-        return await build(rest);
-      case 'new':
-        return await create(rest);
-      case undefined:
-      case 'help':
-      case '--help':
-        process.stdout.write(PLUGIN_USAGE);
-        return sub === undefined ? 2 : 0;
-      default:
-        process.stderr.write(`weft plugin: unknown command "${sub}"\n${PLUGIN_USAGE}`);
-        return 2;
-    }
-  } catch (err) {
-    const known = weftErrorOf(err);
-    if (known === undefined) throw err;
-    process.stderr.write(`weft plugin ${sub}: ${known.message}\n`);
-    return 1;
-  }
+export function pluginCommand(argv: string[]): Promise<number> {
+  return runSubcommands('plugin', PLUGIN_USAGE, { build, new: create }, argv);
 }
