@@ -34,8 +34,8 @@ export async function functionFixture(name: string, world: ComponentWorld = 'fun
   if (!existsSync(path)) {
     const { component } = await buildJsComponent(join(DIR, `${name}.js`), world);
     await mkdir(join(DIR, '.build'), { recursive: true });
-    await writeFile(`${path}.tmp`, component);
-    await rename(`${path}.tmp`, path);
+    await writeFile(`${path}.${process.pid}.tmp`, component);
+    await rename(`${path}.${process.pid}.tmp`, path);
   }
   const bytes = new Uint8Array(await readFile(path));
   return { path, url: `file://${path}`, sha256: createHash('sha256').update(bytes).digest('hex'), bytes };
