@@ -2,6 +2,7 @@
 import { createApp, type App } from '../../runtime/app.js';
 import { configSchema, type WeftConfig } from '../../runtime/config/config-schema.js';
 import { setLogSink } from '../../runtime/log.js';
+import { LineWaiters } from './line-waiters.js';
 
 export type AccessLogEntry = Record<string, unknown>;
 
@@ -32,12 +33,12 @@ export function testConfig(raw: Record<string, unknown> = {}): WeftConfig {
 export async function startWeft(raw: Record<string, unknown> = {}): Promise<WeftUnderTest> {
   const accessLog: AccessLogEntry[] = [];
   const logs: Record<string, unknown>[] = [];
-  const waiters = new Set<() => void>();
+  const waiters = new LineWaiters(accessLog);
   const previousSink = setLogSink((line) => logs.push(JSON.parse(line) as Record<string, unknown>));
   const app = await createApp(testConfig(raw), {
     accessLogSink: (line) => {
       accessLog.push(JSON.parse(line) as AccessLogEntry);
-      for (const w of waiters) w();
+      waiters.notify();
     },
   });
   return {
@@ -48,22 +49,7 @@ export async function startWeft(raw: Record<string, unknown> = {}): Promise<Weft
       const res = await fetch(`http://127.0.0.1:${app.ports.metrics}/stats/prometheus`);
       return res.text();
     },
-    waitForLog: (pred, timeoutMs = 5_000) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const hit = accessLog.find(pred);
-          if (hit === undefined) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(hit);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`no access-log line matched within ${timeoutMs} ms; have: ${JSON.stringify(accessLog)}`));
-        }, timeoutMs);
-        waiters.add(check);
-        check();
-      }),
+    waitForLog: (pred, timeoutMs = 5_000) => waiters.waitFor(pred, timeoutMs, () => `no access-log line matched within ${timeoutMs} ms; have: ${JSON.stringify(accessLog)}`),
     close: async () => {
       await app.shutdown(100);
       setLogSink(previousSink);

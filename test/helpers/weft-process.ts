@@ -2,6 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { LineWaiters } from './line-waiters.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -27,7 +28,7 @@ export function spawnWeft(configFile: string, opts: SpawnWeftOptions = {}): Weft
   const args = [...(opts.nodeArgs ?? []), '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configFile, ...(opts.takeover === true ? ['--takeover'] : [])];
   const child = spawn(process.execPath, args, { cwd: repoRoot, stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ...opts.env } });
   const logs: Record<string, unknown>[] = [];
-  const waiters = new Set<() => void>();
+  const waiters = new LineWaiters(logs);
   let partial = '';
   child.stderr?.setEncoding('utf8');
   child.stderr?.on('data', (chunk: string) => {
@@ -41,7 +42,7 @@ export function spawnWeft(configFile: string, opts: SpawnWeftOptions = {}): Weft
         continue;
       }
     }
-    for (const w of waiters) w();
+    waiters.notify();
   });
   const exited = new Promise<number | string>((resolve) => child.once('exit', (code, signal) => resolve(code ?? signal ?? 'unknown')));
   return {
@@ -53,27 +54,13 @@ export function spawnWeft(configFile: string, opts: SpawnWeftOptions = {}): Weft
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
     },
     waitForLog: (pred, timeoutMs = 30_000) =>
-      new Promise((resolve, reject) => {
-        const check = (): void => {
-          const hit = logs.find(pred);
-          if (hit === undefined) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          resolve(hit);
-        };
-        const timer = setTimeout(() => {
-          waiters.delete(check);
-          reject(new Error(`weft ${child.pid}: no matching log line within ${timeoutMs} ms; last lines: ${JSON.stringify(logs.slice(-5))}`));
-        }, timeoutMs);
-        waiters.add(check);
-        void exited.then(() => setTimeout(() => {
-          if (!waiters.has(check)) return;
-          waiters.delete(check);
-          clearTimeout(timer);
-          reject(new Error(`weft ${child.pid} exited before the awaited log line; last lines: ${JSON.stringify(logs.slice(-5))}`));
-        }, 50));
-        check();
-      }),
+      waiters.waitFor(
+        pred,
+        timeoutMs,
+        () => `weft ${child.pid}: no matching log line within ${timeoutMs} ms; last lines: ${JSON.stringify(logs.slice(-5))}`,
+        // A line may still be on its way from the pipe when the exit is reported.
+        exited.then(() => new Promise<string>((r) => setTimeout(() => r(`weft ${child.pid} exited before the awaited log line; last lines: ${JSON.stringify(logs.slice(-5))}`), 50))),
+      ),
   };
 }
 
