@@ -2,7 +2,7 @@
 import type http2 from 'node:http2';
 import net from 'node:net';
 import type tls from 'node:tls';
-import { randomBytes } from 'node:crypto';
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle RSS).
 import { HBONE_DEFAULTS } from '../config/defaults.js';
 import { WeftError, weftErrorOf } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -155,7 +155,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       if (existing.cert !== cert) {
         // Rotation: new handshakes get the new certificate, established tunnels keep theirs. New ticket keys, so no
         // session from before the rotation resumes.
-        existing.server.setSecureContext({ ...tlsOptionsFor(cert), ticketKeys: randomBytes(48) });
+        existing.server.setSecureContext({ ...tlsOptionsFor(cert), ticketKeys: process.getBuiltinModule('node:crypto').randomBytes(48) });
         existing.cert = cert;
       }
       return existing.server;
