@@ -18,13 +18,19 @@ if (process.argv[1] === THIS_FILE && process.argv[2] === CHILD_FLAG && process.s
   process.send(result, () => process.disconnect());
 }
 
-/** Same answer as loadConfigFile; in a child process when running compiled JS, in-process from TypeScript sources (tests, tsx). */
-export async function loadConfigInChild(file: string): Promise<ConfigResult> {
-  if (THIS_FILE.endsWith('.ts')) return (await import('./config-load.js')).loadConfigFile(file);
+const FROM_SOURCES = THIS_FILE.endsWith('.ts');
+
+/**
+ * Same answer as loadConfigFile. In a child process when running compiled JS; in-process from TypeScript sources
+ * (tests, tsx), where the start-up of a child through tsx would cost more than the memory is worth, unless `child`.
+ */
+export async function loadConfigInChild(file: string, opts: { child?: boolean } = {}): Promise<ConfigResult> {
+  if (!(opts.child ?? !FROM_SOURCES)) return (await import('./config-load.js')).loadConfigFile(file);
   return new Promise((resolve, reject) => {
-    // 'advanced' serialization is the structured clone a worker's postMessage used; no flags of this process (a
-    // --max-semi-space-size or --import meant for the data plane) are passed on.
-    const child = fork(THIS_FILE, [CHILD_FLAG, file], { serialization: 'advanced', execArgv: [], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // 'advanced' serialization is the structured clone a worker's postMessage used. No flags of this process (a
+    // --max-semi-space-size or --import meant for the data plane) are passed on; the sources need tsx's loader.
+    const execArgv = FROM_SOURCES ? ['--import', 'tsx'] : [];
+    const child = fork(THIS_FILE, [CHILD_FLAG, file], { serialization: 'advanced', execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     let answered = false;
     child.once('message', (result: ConfigResult) => {
       answered = true;
