@@ -2,7 +2,6 @@
  * The body of one worker thread: a whole App (listeners on SO_REUSEPORT sockets, L4, HBONE, L7) on this thread's event
  * loop, answering the primary's calls (apply a config, metrics, dump, drain) and sending access-log lines to it.
  */
-import { createHash } from 'node:crypto';
 import { isMainThread, parentPort, threadId, workerData } from 'node:worker_threads';
 import type { WeftConfig, PluginConfig } from '../config/config-schema.js';
 import type { CompiledPlugin } from '../wasm/plugin-vm.js';
@@ -94,7 +93,7 @@ async function main(start: WorkerStart): Promise<void> {
     id: start.id,
     threadId,
     version: app.state.current.version,
-    configSha256: createHash('sha256').update(JSON.stringify(app.state.current.config)).digest('hex'),
+    configSha256: process.getBuiltinModule('node:crypto').createHash('sha256').update(JSON.stringify(app.state.current.config)).digest('hex'),
     activeConnections: app.drain.activeCount,
     logLevels: log.logLevels(),
     sections: app.dumpSections(),
