@@ -1,5 +1,6 @@
 /** Validates a config file in a short-lived child process, so the YAML parser, the schema library and the heap they grow never stay in the data plane's process. */
 import { fork } from 'node:child_process';
+import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { ConfigResult } from './config-problem.js';
 
@@ -12,7 +13,8 @@ import type { ConfigResult } from './config-problem.js';
 const CHILD_FLAG = '--weft-load-config';
 const THIS_FILE = fileURLToPath(import.meta.url);
 
-if (process.argv[1] === THIS_FILE && process.argv[2] === CHILD_FLAG && process.send !== undefined) {
+// This module is the child's main script: argv[1] names it (as given, so compared after resolving symlinks).
+if (process.argv[2] === CHILD_FLAG && process.send !== undefined && process.argv[1] !== undefined && realpathSync(process.argv[1]) === THIS_FILE) {
   const { loadConfigFile } = await import('./config-load.js');
   const result = await loadConfigFile(process.argv[3] as string);
   process.send(result, () => process.disconnect());
