@@ -6,7 +6,7 @@ import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
 
 // Not `import http from 'node:http'`: an ES module namespace of a builtin reads every export, and on Node 24 the
 // WebSocket, CloseEvent and MessageEvent getters of node:http load Node's bundled undici with HTTP/2 and TLS (about
-// 13 MB of an idle node's RSS). The CommonJS object leaves them unread.
+// 13 MB in a bare Node 24 process). The CommonJS object leaves them unread.
 const http = process.getBuiltinModule('node:http');
 
 export type RouteHandler = (req: IncomingMessage, url: URL) => Promise<EndpointResponse> | EndpointResponse;

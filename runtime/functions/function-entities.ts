@@ -3,7 +3,7 @@
  * workload whose address lies in 240.0.0.0/4 (reserved, never routed), so routing, authorization, plugins and
  * telemetry treat it as any other destination. The function host answers connections made to that address.
  */
-// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle RSS).
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { ServiceConfig, WorkloadConfig } from '../config/config-schema.js';
 import type { FunctionConfig } from '../config/function-config-schema.js';
 

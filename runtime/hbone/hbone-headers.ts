@@ -1,6 +1,6 @@
 /** The HBONE CONNECT request's headers (`:authority`, forwarded, baggage, traceparent) and their parsing on the server side. */
 import { isIP } from 'node:net';
-// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle RSS).
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { SocketAddr } from '../l4/original-destination.js';
 import type { Workload } from '../state/state-snapshot.js';
 

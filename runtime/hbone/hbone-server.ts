@@ -2,7 +2,7 @@
 import type http2 from 'node:http2';
 import net from 'node:net';
 import type tls from 'node:tls';
-// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle RSS).
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import { HBONE_DEFAULTS } from '../config/defaults.js';
 import { WeftError, weftErrorOf } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -124,7 +124,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   const sockets = new Set<net.Socket>();
   let active = 0;
   // node:http2 and node:tls are loaded with the first HBONE connection, not at start-up: a node whose workloads never
-  // speak HBONE (or an idle one) does not pay the ~4 MB of RSS they add (test/bench/README.md, idle RSS).
+  // speak HBONE (or an idle one) does not pay the ~3.5 MB of RSS they add (test/bench/README.md, idle memory).
   let h2Server: http2.Http2Server | undefined;
   const h2 = (): http2.Http2Server => {
     if (h2Server !== undefined) return h2Server;

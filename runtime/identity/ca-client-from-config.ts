@@ -1,6 +1,6 @@
 /** Chooses the node's CaClient from weft.yaml `identity:`: an Istio CA when `caAddress` is set, else the built-in CA with its root from files, a state directory, or memory. */
 import { readFileSync } from 'node:fs';
-// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle RSS).
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { WeftConfig } from '../config/config-schema.js';
 import { WeftError } from '../errors.js';
 import { readCaRoot } from './ca-root.js';

@@ -1,6 +1,6 @@
 /** Reads and checks a CA root certificate and its key with node:crypto alone, so a node can check a configured root at start without loading the ASN.1 encoder that issuing needs. */
 import type { KeyObject, X509Certificate } from 'node:crypto';
-// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle RSS).
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import { readFileSync } from 'node:fs';
 import { WeftError } from '../errors.js';
 

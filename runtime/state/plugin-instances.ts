@@ -1,5 +1,5 @@
 /** Per-attachment plugin configuration (`weft.dev/plugin-config.<plugin>`): each distinct override becomes its own plugin instance, as Istio would with a second WasmPlugin resource. */
-// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle RSS).
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { PluginConfig, WeftConfig } from '../config/config-schema.js';
 import { attachmentFromAnnotations } from './plugin-attachment.js';
 

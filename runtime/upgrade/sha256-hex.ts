@@ -2,7 +2,7 @@
 
 /**
  * Why not node:crypto: the takeover socket's name is the one hash every node computes at start-up, and loading
- * node:crypto for it adds about 2 MB to an idle node's RSS (test/bench/README.md, idle RSS). The name must stay the
+ * node:crypto for it adds about 2 MB to an idle node's RSS (test/bench/README.md, idle memory). The name must stay the
  * SHA-256 it always was, so a successor finds a predecessor of an earlier version. Not for secrets: no constant time.
  */
 const K = new Uint32Array([
