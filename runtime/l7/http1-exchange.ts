@@ -19,10 +19,11 @@ import { findHeadEnd, HeadParseError, parseResponseHead, type RequestHead, type 
 import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
 import { isConnecting, type Http1UpstreamConnection, type UpstreamOwner } from './http1-pool.js';
-import { observeBody, onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
+import { observeBody, onRequestBodyHook, onResponseBodyHook, runFilterHook, runRequestHeaders, runResponseHeaders, type BodyAccess, type FilterStatus, type L7FilterStream, type LocalReply } from './l7-filter.js';
 import { exchangeContextFields } from './http-access-log.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
-import { continueTrace, newRequestId, type TraceContext } from './traceparent.js';
+import { continueTrace, type TraceContext } from './traceparent.js';
+import { ExchangeRequestInfo, requestIdOf } from './exchange-request-info.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
 import { requestHash } from './load-balancer.js';
 import { weftErrorOf } from '../errors.js';
@@ -40,19 +41,7 @@ type Phase = 'filters' | 'connecting' | 'waiting' | 'streaming' | 'done';
 const NO_STREAMS: L7FilterStream[] = Object.freeze([]) as unknown as L7FilterStream[];
 const NO_BYTES: Buffer[] = Object.freeze([]) as unknown as Buffer[];
 
-interface UpstreamHostRef {
-  endpoint: UpstreamEndpoint | undefined;
-}
-
-/**
- * The getter filters receive for upstream.address. Built outside the exchange so it captures only the small ref: a
- * Wasm stream context may keep its request info after the request ended, and must not keep the exchange with it.
- */
-function upstreamHostGetter(ref: UpstreamHostRef): () => UpstreamEndpoint | undefined {
-  return () => ref.endpoint;
-}
-
-export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
+export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner, BodyAccess {
   readonly #conn: Http1ServerConnection;
   readonly #head: RequestHead;
   readonly #headers: HeaderList;
@@ -66,7 +55,6 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   #upstream: Http1UpstreamConnection | null = null;
   #streams: L7FilterStream[] = NO_STREAMS;
   #trace: TraceContext | undefined;
-  #requestId = '';
   #flags = '';
   #attempts = 0;
   #retrying = false;
@@ -110,8 +98,8 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
   #waiter: ((c: Http1UpstreamConnection | Error) => void) | null = null;
   #error = '';
   #lastEndpoint = '-';
-  /** The endpoint of the latest attempt, kept after it ends (plugins read upstream.address in later callbacks); only with filters. */
-  #upstreamHost: UpstreamHostRef | undefined;
+  /** What filters read about the request (and the upstream of the latest attempt); only with filters. */
+  #info: ExchangeRequestInfo | undefined;
   #target: L7Target | undefined;
   /** A filter edited the request (Envoy's clearRouteCache): the route is matched again before the first dispatch. */
   #rematchRoute = false;
@@ -170,39 +158,11 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     if (route === undefined) return this.#replyLocal(localReply(404, L7_ERROR.noRoute, 'NR', 'no route matched'));
     this.#route = route;
 
-    // A request id costs a random draw; only filters and the access log read it.
-    const needId = ctx.accessLog.enabled || this.#conn.filters.length > 0;
-    this.#requestId = needId ? (this.#headers.get('x-request-id') ?? newRequestId()) : '';
     const filters = this.#conn.filters;
     if (filters.length > 0) {
-      const info = {
-        method: this.#head.method,
-        path: this.#head.target,
-        authority: this.#authority,
-        protocol: this.#head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
-        sourceAddress: target.source.address,
-        sourcePort: target.source.port,
-        destinationAddress: target.originalDst.address,
-        destinationPort: target.originalDst.port,
-        upstreamHost: upstreamHostGetter((this.#upstreamHost = { endpoint: undefined })),
-        sourceIdentity: target.sourceIdentity,
-        destinationService: target.service?.hostname,
-        requestId: this.#requestId,
-      };
-      const access = {
-        replaceRequestBody: (b: Buffer): void => {
-          this.#replacedRequestBody = b;
-        },
-        replaceResponseBody: (b: Buffer): void => {
-          this.#replacedResponseBody = b;
-        },
-        setRequestLine: (method: string, path: string, authority: string): void => this.#setRequestLine(method, path, authority),
-        clearRouteCache: (): void => {
-          this.#rematchRoute = true;
-        },
-      };
+      const info = (this.#info = new ExchangeRequestInfo(this.#head.method, this.#head.target, this.#authority, this.#head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0', target, target.service?.hostname, this.#headers));
       for (const f of filters) {
-        const s = f.start(info, access);
+        const s = f.start(info, this);
         if (s === undefined) continue;
         if (this.#streams === NO_STREAMS) this.#streams = [];
         this.#streams.push(s);
@@ -216,7 +176,9 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
       }
     }
     if (this.#streams.length === 0) return this.#afterRequestHeaders();
-    this.#settle(runRequestHeaders(this.#streams, this.#headers, this.#reqComplete), () => this.#afterRequestHeaders());
+    const status = runRequestHeaders(this.#streams, this.#headers, this.#reqComplete);
+    if (status === undefined) return this.#afterRequestHeaders();
+    this.#settle(status, () => this.#afterRequestHeaders());
   }
 
   /** Continues with `next` when a filter status is "continue", answers locally otherwise; handles paused (Promise) statuses. */
@@ -272,8 +234,22 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     this.#replyLocal({ ...localReply(405, L7_ERROR.methodNotAllowed, 'DPE', 'CONNECT is not allowed to this service'), headers: [['allow', 'GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS']] });
   }
 
+  // === BodyAccess (what filters may change besides headers) ===
+
+  replaceRequestBody(body: Buffer): void {
+    this.#replacedRequestBody = body;
+  }
+
+  replaceResponseBody(body: Buffer): void {
+    this.#replacedResponseBody = body;
+  }
+
+  clearRouteCache(): void {
+    this.#rematchRoute = true;
+  }
+
   /** A filter's :method/:path/:authority edit (Envoy semantics): the authority becomes the Host sent upstream. */
-  #setRequestLine(method: string, path: string, authority: string): void {
+  setRequestLine(method: string, path: string, authority: string): void {
     const h = this.#head;
     h.method = method;
     h.target = path;
@@ -327,7 +303,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
     const ep = cluster.pick(now, hash);
     if (ep === undefined) return this.#replyLocal(localReply(503, L7_ERROR.noHealthyUpstream, 'UH', `no healthy upstream for ${cluster.name}`));
     this.#endpoint = ep;
-    if (this.#upstreamHost !== undefined) this.#upstreamHost.endpoint = ep;
+    if (this.#info !== undefined) this.#info.endpoint = ep;
     this.#lastEndpoint = ep.key;
     ep.activeRequests++;
     this.#attempts++;
@@ -886,7 +862,7 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner {
         upstream_cluster: this.#cluster?.name ?? '-',
         upstream_attempts: this.#attempts,
         route_name: this.#route?.name ?? '-',
-        request_id: this.#requestId,
+        request_id: requestIdOf(this.#info, this.#headers),
         ...exchangeContextFields(target, this.#trace, this.#headers, this.#error),
       });
     }

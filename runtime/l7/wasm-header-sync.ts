@@ -5,7 +5,7 @@
  * the pseudo-headers (Kong's key-auth replaces the whole map without them) or edit them (a canary filter rewriting
  * :authority), and each edit takes effect.
  */
-import type { HeaderPairs } from '../wasm/header-map-codec.js';
+import type { HeaderPair, HeaderPairs } from '../wasm/header-map-codec.js';
 import type { HeaderList } from './header-list.js';
 
 /** The request line as plugins see and edit it. */
@@ -20,10 +20,33 @@ export interface RequestLine {
 export const HOST = 'host';
 const COLON = 0x3a;
 
+/**
+ * Pseudo-header pairs shared between requests. Safe because no hostcall edits a pair in place (they replace map
+ * entries), and cheaper than a new array (and for :status, a new string) per request.
+ */
+const SCHEME_HTTP: HeaderPair = [':scheme', 'http'];
+const recentPseudo = new Map<string, HeaderPair>();
+const statusPairs: HeaderPair[] = [];
+
+function pseudo(name: ':method' | ':path' | ':authority', value: string): HeaderPair {
+  const key = name === ':method' ? value : name;
+  const p = recentPseudo.get(key);
+  if (p !== undefined && p[0] === name && p[1] === value) return p;
+  const q: HeaderPair = [name, value];
+  // Methods are keyed by value (a bounded set once valid); path and authority keep the latest one.
+  if (name !== ':method' || recentPseudo.size < 64) recentPseudo.set(key, q);
+  return q;
+}
+
+function statusPair(status: number): HeaderPair {
+  if (status < 100 || status > 999) return [':status', String(status)];
+  return (statusPairs[status] ??= [':status', String(status)]);
+}
+
 /** Fills `out` with the request map a plugin sees: the pseudo-headers, then the fields but `host`. */
 export function requestPairs(headers: HeaderList, line: RequestLine, out: HeaderPairs): HeaderPairs {
   out.length = 0;
-  out.push([':method', line.method], [':path', line.path], [':authority', line.authority], [':scheme', 'http']);
+  out.push(pseudo(':method', line.method), pseudo(':path', line.path), pseudo(':authority', line.authority), SCHEME_HTTP);
   const f = headers.flat;
   for (let i = 0; i < f.length; i += 2) if (f[i] !== HOST) out.push([f[i]!, f[i + 1]!]);
   return out;
@@ -32,7 +55,7 @@ export function requestPairs(headers: HeaderList, line: RequestLine, out: Header
 /** Fills `out` with the response (or trailer, `status` undefined) map a plugin sees. */
 export function responsePairs(headers: HeaderList, status: number | undefined, out: HeaderPairs): HeaderPairs {
   out.length = 0;
-  if (status !== undefined) out.push([':status', String(status)]);
+  if (status !== undefined) out.push(statusPair(status));
   const f = headers.flat;
   for (let i = 0; i < f.length; i += 2) out.push([f[i]!, f[i + 1]!]);
   return out;
