@@ -144,6 +144,7 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
         this.#rematchRoute = true;
       },
       clearRouteCache: (): void => void (this.#rematchRoute = true),
+      setResponseStatus: (status: number): string | undefined => this.#setResponseStatus(status),
     };
     let whole = false;
     let chunkHooks = false;
@@ -386,6 +387,16 @@ export class H2Exchange implements AttemptSink, RequestBodyOwner, ResponseOwner 
     const wantsTrailers = this.#grpc || this.#headers.get('te') === 'trailers';
     this.#response = new H2ResponseWriter(this.stream, this, this.#responseFilters, this.#status, headers, endStream, wantsTrailers, this.ctx.limits.maxBufferedBodyBytes);
     this.#response.start();
+  }
+
+  /** A filter's :status edit (Envoy semantics, see BodyAccess.setResponseStatus). */
+  #setResponseStatus(status: number): string | undefined {
+    const response = this.#response;
+    if (response === undefined || response.headSent) return 'the response head already went out';
+    if ((status === 204 || status === 304) && !response.endStream) return `a ${status} response cannot carry the upstream's body`;
+    response.status = status;
+    this.#status = status;
+    return undefined;
   }
 
   replacedResponseBody(): Buffer | undefined {

@@ -248,6 +248,18 @@ export class Http1Exchange implements UpstreamOwner, ResponseStreamOwner, BodyAc
     this.#rematchRoute = true;
   }
 
+  setResponseStatus(status: number): string | undefined {
+    const res = this.#res;
+    if (res === undefined || this.#responseStarted) return 'the response head already went out';
+    if ((status === 204 || status === 304) && !this.#response!.framing.complete) return `a ${status} response cannot carry the upstream's body`;
+    res.status = status;
+    // The upstream's reason phrase belongs to its own status; the head is written anew with the new one's.
+    res.reason = '';
+    res.verbatim = undefined;
+    this.#status = status;
+    return undefined;
+  }
+
   /** A filter's :method/:path/:authority edit (Envoy semantics): the authority becomes the Host sent upstream. */
   setRequestLine(method: string, path: string, authority: string): void {
     const h = this.#head;

@@ -10,7 +10,7 @@ import type { HeaderList } from './header-list.js';
 import type { BodyAccess, FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import type { PluginHostLike } from './l7-proxy.js';
 import { L7_ERROR } from './local-reply.js';
-import { HOST, editedRequestLine, requestLineProblem, requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
+import { HOST, editedRequestLine, editedStatus, requestLineProblem, requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
 
 /** Istio WasmPlugin order: AUTHN, then AUTHZ, then STATS; unspecified plugins sit last, before the router. */
 const PHASE_RANK: Record<PluginConfig['phase'], number> = { AUTHN: 0, AUTHZ: 1, STATS: 2, UNSPECIFIED_PHASE: 3 };
@@ -234,8 +234,18 @@ class WasmFilterStream implements L7FilterStream {
     return undefined;
   }
 
-  #responseEdits(): undefined {
-    if (this.#resList !== undefined) writeBackFields(this.#resList, this.#resPairs, undefined);
+  /** Applies the plugins' response map: fields, then :status (Envoy sends what the filters left there). */
+  #responseEdits(): LocalReply | undefined {
+    const list = this.#resList;
+    if (list === undefined) return undefined;
+    const pairs = this.#resPairs;
+    writeBackFields(list, pairs, undefined);
+    const edit = editedStatus(pairs, this.#resStatus);
+    if (edit === undefined) return undefined;
+    const problem = typeof edit === 'string' ? edit : this.#body.setResponseStatus(edit);
+    // Envoy answers 502 when a filter leaves the response without a valid :status (filter_removed_required_response_headers).
+    if (problem !== undefined) return { status: 502, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid :status: ${problem}\n` };
+    this.#resStatus = edit as number;
     return undefined;
   }
 }

@@ -131,6 +131,27 @@ export function editedRequestLine(pairs: HeaderPairs, line: RequestLine): Reques
   return { method, path, authority };
 }
 
+const STATUS_RE = /^[1-9][0-9][0-9]$/;
+
+/**
+ * The response status after the plugins ran: undefined when :status is unchanged (or gone: a whole-map write without
+ * it keeps it), the new status, or why the value cannot be sent (not three digits, or an interim 1xx).
+ */
+export function editedStatus(pairs: HeaderPairs, status: number): number | string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < pairs.length; i++) {
+    if (pairs[i]![0] === ':status') {
+      value = pairs[i]![1];
+      break;
+    }
+  }
+  if (value === undefined || value === statusPair(status)[1]) return undefined;
+  if (!STATUS_RE.test(value)) return `"${value}" is not a status code`;
+  const n = Number(value);
+  if (n < 200) return `${n} is an interim status, not a response's`;
+  return n === status ? undefined : n;
+}
+
 const METHOD_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /** origin-form (RFC 9112 §3.2.1): visible ASCII after the leading slash; `*` only for OPTIONS. */
 const PATH_RE = /^\/[\x21-\x7e]*$/;
