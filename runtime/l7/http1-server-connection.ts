@@ -2,6 +2,7 @@
 import type { Duplex } from 'node:stream';
 import { findHeadEnd, HeadParseError, parseRequestHead, type HeadLimits } from './http1-head-parser.js';
 import { Http1Exchange } from './http1-exchange.js';
+import type { Http1ExchangeState } from './http1-exchange-state.js';
 import { BodyFraming } from './http1-body-framing.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import type { StateSnapshot } from '../state/state-snapshot.js';
@@ -191,7 +192,7 @@ export class Http1ServerConnection {
   }
 
   /** Called by the exchange when its response is complete and its request fully read. */
-  exchangeDone(ex: Http1Exchange, keepAlive: boolean): void {
+  exchangeDone(ex: Http1ExchangeState, keepAlive: boolean): void {
     if (this.#exchange !== ex) return;
     this.#exchange = null;
     this.idleSince = Date.now();
