@@ -25,7 +25,7 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
 
   protected parseResponseHead(): void {
     const buf = this.resBuf!;
-    const limits = { maxHeadBytes: this.conn.ctx.limits.maxRequestHeadersBytes, maxHeaders: this.conn.ctx.limits.maxHeaders };
+    const limits = this.conn.headLimits;
     const end = findHeadEnd(buf, 0, limits);
     if (end === 0) return;
     if (end instanceof HeadParseError) return this.upstreamProtocolError(end.reason);
