@@ -131,6 +131,18 @@ async function setup(plugin: string, extra: Record<string, unknown> = {}) {
   return { h, send, seen };
 }
 
+/** GET /v1/x for fleet.default over h2c (prior knowledge); the response headers once the stream ended. */
+async function h2Get(port: number): Promise<http2.IncomingHttpHeaders> {
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  cleanups.push(() => Promise.resolve(void client.close()));
+  const req = client.request({ ':method': 'GET', ':path': '/v1/x', ':authority': 'fleet.default' });
+  req.end();
+  const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+  req.resume();
+  await once(req, 'end');
+  return headers;
+}
+
 describe('Envoy/Istio header semantics for third-party filters', () => {
   it('root id defaults to "" as in Istio, so a C++ SDK filter registered for "" runs; pluginName "" is valid', async () => {
     expect(configSchema.safeParse({ plugins: [{ name: 'p', url: 'file:///p.wasm', pluginName: '' }] }).success).toBe(true);
@@ -204,13 +216,7 @@ describe('Envoy/Istio header semantics for third-party filters', () => {
 
   it('the same edits apply to h2c requests', async () => {
     const { h, seen } = await setup(replaceFilter(':authority', 'host-canary'));
-    const client = http2.connect(`http://127.0.0.1:${h.port}`);
-    cleanups.push(() => Promise.resolve(void client.close()));
-    const req = client.request({ ':method': 'GET', ':path': '/v1/x', ':authority': 'fleet.default' });
-    req.end();
-    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
-    req.resume();
-    await once(req, 'end');
+    const headers = await h2Get(h.port);
     expect(headers[':status']).toBe(200);
     expect(seen.at(-1).headers.host).toBe('host-canary');
   });
@@ -254,13 +260,7 @@ describe('Envoy/Istio header semantics for third-party filters', () => {
 
   it(':status edits apply to h2c responses too', async () => {
     const { h } = await setup(replaceFilter(':status', '418', 'response'));
-    const client = http2.connect(`http://127.0.0.1:${h.port}`);
-    cleanups.push(() => Promise.resolve(void client.close()));
-    const req = client.request({ ':method': 'GET', ':path': '/v1/x', ':authority': 'fleet.default' });
-    req.end();
-    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
-    req.resume();
-    await once(req, 'end');
+    const headers = await h2Get(h.port);
     expect(headers[':status']).toBe(418);
     expect(h.accessLines.at(-1)).toMatchObject({ response_code: 418 });
   });
