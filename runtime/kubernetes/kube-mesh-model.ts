@@ -324,18 +324,20 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
       if (svc.type === 'ExternalName' || tcp.length === 0) return undefined;
       const ann = this.#annotations(svc.annotations, namespace, plugins.servicePlugins.get(`${namespace}/${svc.name}`) ?? [], plugins.names);
       if (!ann.ok) return ann;
-      const selected = (): SlimPod[] => {
-        if (svc.selector === undefined) return [];
-        const out: SlimPod[] = [];
+      /** A named targetPort is the container port of that name on the selected pods (the first by name when they differ, whatever order they arrived in). */
+      const named = (portName: string): number | undefined => {
+        if (svc.selector === undefined) return undefined;
+        let found: { key: string; port: number } | undefined;
         for (const k of this.#podsByNamespace.get(namespace) ?? []) {
           const pod = this.pods.get(k);
-          if (pod !== undefined && matches(svc.selector, pod.labels)) out.push(pod);
+          const port = pod?.ports[portName];
+          if (pod === undefined || port === undefined || !matches(svc.selector, pod.labels)) continue;
+          if (found === undefined || k < found.key) found = { key: k, port };
         }
-        return out;
+        return found?.port;
       };
       const ports = tcp.map((p) => {
-        // A named targetPort is the container port of that name on the selected pods.
-        const target = typeof p.targetPort === 'number' ? p.targetPort : p.targetPort === undefined ? undefined : selected().map((pod) => pod.ports[p.targetPort as string]).find((n) => n !== undefined);
+        const target = typeof p.targetPort === 'number' ? p.targetPort : p.targetPort === undefined ? undefined : named(p.targetPort);
         const appProtocol = appProtocolOf(p);
         return { ...(p.name === undefined ? {} : { name: p.name }), port: p.port, ...(target === undefined ? {} : { targetPort: target }), ...(appProtocol === undefined ? {} : { appProtocol }) };
       });

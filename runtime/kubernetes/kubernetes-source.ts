@@ -113,6 +113,15 @@ export class KubernetesSource {
     return this.#firstSync ? Promise.resolve() : new Promise((resolve) => this.#firstSyncWaiters.push(resolve));
   }
 
+  /** Resolves once every change received so far is in the serving snapshot (tests, benchmarks). */
+  async settled(): Promise<void> {
+    while (this.#timer !== undefined || this.#pendingSince !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, this.#coalesceMs));
+      await this.#running;
+    }
+    await this.#running;
+  }
+
   /** A new file config (file reload): the cluster's part is merged into it again. */
   async reload(config: WeftConfig): Promise<ReloadResult> {
     this.#base = config;
