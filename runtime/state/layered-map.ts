@@ -48,7 +48,7 @@ export class LayeredMap<K, V> {
       if (v === GONE) base.delete(k);
       else base.set(k, v);
     }
-    return new LayeredMap(base, new Map(), base.size);
+    return new LayeredMap<K, V>(base, new Map<K, V | typeof GONE>(), base.size);
   }
 
   /** Entries in base order (a changed key keeps its place), then keys new in the overlay. */

@@ -8,7 +8,7 @@ import type net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createApp } from '../../runtime/app.js';
-import { configSchema, type WeftConfig } from '../../runtime/config/config-schema.js';
+import { configSchema, type WeftConfig, type WorkloadConfig } from '../../runtime/config/config-schema.js';
 import { setLogLevel } from '../../runtime/log.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import { inClusterConnection } from '../../runtime/kubernetes/kube-config.js';
@@ -89,22 +89,31 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   const app = await createApp(base());
   const applied: number[] = [];
   const seen = new Map<string, string>();
+  const observe = (workloads: readonly WorkloadConfig[]): void => {
+    const now = wallUs();
+    for (const w of workloads) {
+      const t = w.labels['bench-t'];
+      if (t === undefined || seen.get(w.name) === t) continue;
+      seen.set(w.name, t);
+      applied.push((now - Number(t)) / 1000);
+    }
+  };
   const source = new KubernetesSource({
     base: base(),
     connection: inClusterConnection(fake.env, fake.serviceAccountDir),
     metrics: app.metrics,
     recordEvents: false,
     target: {
+      state: app.state,
       recordRejectedReload: () => app.recordRejectedReload(),
       reload: async (c) => {
         const r = await app.reload(c);
-        const now = wallUs();
-        for (const w of c.workloads) {
-          const t = w.labels['bench-t'];
-          if (t === undefined || seen.get(w.name) === t) continue;
-          seen.set(w.name, t);
-          applied.push((now - Number(t)) / 1000);
-        }
+        observe(c.workloads);
+        return r;
+      },
+      patchWorkloads: (change) => {
+        const r = app.patchWorkloads(change);
+        observe(change.upsert);
         return r;
       },
     },
