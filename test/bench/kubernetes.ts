@@ -86,6 +86,7 @@ async function fileMode(): Promise<Record<string, number>> {
 async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   const heap0 = heapAfterGc();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const app = await createApp(base());
   const applied: number[] = [];
   const seen = new Map<string, string>();
@@ -122,6 +123,8 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   source.start();
   await source.whenSynced();
   const readyMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const readyCpuMs = (cpu.user + cpu.system) / 1000;
   const workloads = app.state.current.workloads.length;
   const heap = heapAfterGc();
   const churn = await new Promise<string>((resolve, reject) => {
@@ -138,6 +141,7 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   await app.shutdown(0);
   return {
     readyMs,
+    readyCpuMs,
     workloads,
     heapEmptyMb: heap0 / MB,
     heapKubeMb: heap / MB,
