@@ -10,7 +10,7 @@ import { KINDS, type ObjectProblem } from './kube-mesh-model.js';
 
 const log = createLogger('kubernetes');
 
-const API_VERSIONS: Record<string, string> = { pods: 'v1', services: 'v1', namespaces: 'v1', wasmplugins: 'extensions.istio.io/v1alpha1', authorizationpolicies: 'security.istio.io/v1' };
+const API_VERSIONS: Record<string, string> = { pods: 'v1', endpointslices: 'discovery.k8s.io/v1', services: 'v1', namespaces: 'v1', wasmplugins: 'extensions.istio.io/v1alpha1', authorizationpolicies: 'security.istio.io/v1' };
 
 export interface EventRateLimits {
   /** Per object (client-go's EventSourceObjectSpamFilter: burst 25, one per 300 s). */

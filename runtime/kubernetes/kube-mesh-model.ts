@@ -7,14 +7,15 @@ import { namespaceSchema, serviceSchema, type NamespaceConfig, type PluginConfig
 import { ROOT_NAMESPACE } from '../authz/authz-policy.js';
 import { PLUGINS_ANNOTATION, PLUGIN_CONFIG_ANNOTATION_PREFIX, parsePluginList } from '../state/plugin-attachment.js';
 import { isEnrolled } from './kube-enrollment.js';
-import type { SlimCustom, SlimNamespace, SlimPod, SlimService } from './kube-objects.js';
+import type { SlimCustom, SlimEndpointSlice, SlimNamespace, SlimPod, SlimService } from './kube-objects.js';
 import type { ReflectorHandler, Stripped } from './kube-reflector.js';
 import { mapAuthorizationPolicy } from './authorization-policy-mapping.js';
 import { mapWasmPlugin, modelPluginName, type MappedWasmPlugin } from './wasm-plugin-mapping.js';
 import { mapPod } from './pod-workload-mapping.js';
+import { SERVICE_NAME_LABEL, sliceWorkloads } from './endpoint-slice-mapping.js';
 import { keyOf } from './kube-reflector.js';
 
-export const KINDS = { pods: 'Pod', services: 'Service', namespaces: 'Namespace', wasmplugins: 'WasmPlugin', authorizationpolicies: 'AuthorizationPolicy' } as const;
+export const KINDS = { pods: 'Pod', endpointslices: 'EndpointSlice', services: 'Service', namespaces: 'Namespace', wasmplugins: 'WasmPlugin', authorizationpolicies: 'AuthorizationPolicy' } as const;
 export type ModelResource = keyof typeof KINDS;
 
 export interface ObjectRef {
@@ -98,6 +99,7 @@ function appProtocolOf(p: SlimService['ports'][number]): 'tcp' | 'http' | 'http2
 
 export class KubeMeshModel implements ReflectorHandler<Stripped> {
   readonly pods = new Map<string, SlimPod>();
+  readonly endpointSlices = new Map<string, SlimEndpointSlice>();
   readonly services = new Map<string, SlimService>();
   readonly namespaces = new Map<string, SlimNamespace>();
   readonly wasmPlugins = new Map<string, SlimCustom>();
@@ -144,7 +146,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   }
 
   #map(resource: string): Map<string, Stripped> {
-    const maps: Record<string, Map<string, Stripped>> = { pods: this.pods, services: this.services, namespaces: this.namespaces, wasmplugins: this.wasmPlugins, authorizationpolicies: this.authorizationPolicies };
+    const maps: Record<string, Map<string, Stripped>> = { pods: this.pods, endpointslices: this.endpointSlices, services: this.services, namespaces: this.namespaces, wasmplugins: this.wasmPlugins, authorizationpolicies: this.authorizationPolicies };
     const m = maps[resource];
     if (m === undefined) throw new Error(`no model for ${resource}`);
     return m;
@@ -168,6 +170,8 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
       if (obj !== undefined && (obj as SlimService).ports.some((p) => typeof p.targetPort === 'string')) keys.add(key);
       else keys.delete(key);
     } else if (resource === 'namespaces') this.#bump((obj ?? old)?.name);
+    // A selector-less Service's translation reads its slices (ports).
+    else if (resource === 'endpointslices') this.#bump(namespace);
     else if (resource === 'wasmplugins') {
       this.#bump(namespace);
       this.#plugins = undefined;
@@ -317,8 +321,10 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   #service(key: string, svc: SlimService, problems: ObjectProblem[]): ServiceConfig | undefined {
     const namespace = svc.namespace ?? 'default';
     const plugins = this.#pluginIndex();
-    // A named targetPort depends on the pods it selects, which change without the Service changing.
-    if (svc.ports.some((p) => typeof p.targetPort === 'string')) this.#cacheOf('services').delete(key);
+    // A named targetPort depends on the pods it selects, and a selector-less Service on its EndpointSlices; both change
+    // without the Service changing.
+    const slices = svc.selector === undefined ? this.#slicesOf(namespace, svc.name) : [];
+    if (slices.length > 0 || svc.ports.some((p) => typeof p.targetPort === 'string')) this.#cacheOf('services').delete(key);
     return this.#translate<ServiceConfig>('services', key, svc, namespace, () => {
       const tcp = svc.ports.filter((p) => p.protocol === 'TCP');
       if (svc.type === 'ExternalName' || tcp.length === 0) return undefined;
@@ -337,13 +343,23 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
         return found?.port;
       };
       const ports = tcp.map((p) => {
-        const target = typeof p.targetPort === 'number' ? p.targetPort : p.targetPort === undefined ? undefined : named(p.targetPort);
+        // Without a selector the slices' ports are the endpoints' (matched by port name, as kube-proxy does).
+        const slicePort = slices.flatMap((sl) => sl.ports).find((sp) => sp.protocol === 'TCP' && sp.name === p.name);
+        const target = slicePort !== undefined ? slicePort.port : typeof p.targetPort === 'number' ? p.targetPort : p.targetPort === undefined ? undefined : named(p.targetPort);
         const appProtocol = appProtocolOf(p);
         return { ...(p.name === undefined ? {} : { name: p.name }), port: p.port, ...(target === undefined ? {} : { targetPort: target }), ...(appProtocol === undefined ? {} : { appProtocol }) };
       });
-      const parsed = serviceSchema.safeParse({ name: svc.name, namespace, addresses: svc.clusterIps, ports, ...(svc.selector === undefined ? {} : { selector: svc.selector }), annotations: ann.value });
+      // A selector-less Service selects the workloads its EndpointSlices describe (endpoint-slice-mapping.ts).
+      const selector = svc.selector ?? (slices.length > 0 ? { [SERVICE_NAME_LABEL]: svc.name } : undefined);
+      const parsed = serviceSchema.safeParse({ name: svc.name, namespace, addresses: svc.clusterIps, ports, ...(selector === undefined ? {} : { selector }), annotations: ann.value });
       return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: firstIssue(parsed.error.issues) };
     }, problems);
+  }
+
+  #slicesOf(namespace: string, service: string): SlimEndpointSlice[] {
+    const out: SlimEndpointSlice[] = [];
+    for (const slice of this.endpointSlices.values()) if (slice.service === service && (slice.namespace ?? 'default') === namespace) out.push(slice);
+    return out;
   }
 
   build(): KubeMesh {
@@ -372,6 +388,19 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
       mesh.workloads.push(v);
       mesh.origins.workloads.push(refOf('pods', pod));
     }
+    // A slice's address that is a pod's is that pod (with its identity); only the others become workloads.
+    let podIps: Set<string> | undefined;
+    for (const [key, slice] of this.endpointSlices) {
+      const svc = slice.service === undefined ? undefined : this.services.get(`${slice.namespace ?? 'default'}/${slice.service}`);
+      if (svc === undefined || svc.selector !== undefined) continue;
+      podIps ??= new Set(mesh.workloads.flatMap((w) => w.addresses));
+      const taken = (ip: string): boolean => podIps?.has(ip) === true;
+      for (const w of this.#translate('endpointslices', key, slice, undefined, () => ({ ok: true, value: sliceWorkloads(slice) }), problems) ?? []) {
+        if (w.addresses.some(taken)) continue;
+        mesh.workloads.push(w);
+        mesh.origins.workloads.push(refOf('endpointslices', slice));
+      }
+    }
     for (const [key, svc] of this.services) {
       const v = this.#service(key, svc, problems);
       if (v === undefined) continue;
@@ -393,7 +422,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     this.#served.clear();
     mesh.workloads.forEach((workload, i) => {
       const ref = mesh.origins.workloads[i];
-      if (ref !== undefined) this.#served.set(keyOf(ref), { workload, ref });
+      if (ref?.resource === 'pods') this.#served.set(keyOf(ref), { workload, ref });
     });
     this.#dirtyPods.clear();
     this.#dirtyOther = false;

@@ -102,3 +102,26 @@ export function stripNamespace(raw: RawObject): SlimNamespace {
 export function stripCustom(raw: RawObject): SlimCustom {
   return { ...meta(raw), labels: stringMap(raw.metadata.labels), spec: stringMap(raw.spec) };
 }
+
+/** An EndpointSlice as weft uses it: the Service it belongs to, its ports and each endpoint's addresses, readiness and node. */
+export interface SlimEndpointSlice extends Stripped {
+  service: string | undefined;
+  ports: { name: string | undefined; port: number; protocol: string }[];
+  endpoints: { addresses: string[]; ready: boolean; nodeName: string | undefined }[];
+}
+
+interface RawEndpointSlice {
+  endpoints?: { addresses?: string[]; conditions?: { ready?: boolean }; nodeName?: string }[];
+  ports?: { name?: string; port?: number; protocol?: string }[] | null;
+}
+
+export function stripEndpointSlice(raw: RawObject): SlimEndpointSlice {
+  const { endpoints = [], ports } = raw as RawEndpointSlice;
+  return {
+    ...meta(raw),
+    service: stringMap(raw.metadata.labels)['kubernetes.io/service-name'],
+    ports: (ports ?? []).flatMap((p) => (p.port === undefined ? [] : [{ name: p.name === '' ? undefined : p.name, port: p.port, protocol: p.protocol ?? 'TCP' }])),
+    // An unset ready condition means ready (discovery.k8s.io/v1 EndpointConditions).
+    endpoints: endpoints.map((e) => ({ addresses: e.addresses ?? [], ready: e.conditions?.ready !== false, nodeName: e.nodeName })),
+  };
+}

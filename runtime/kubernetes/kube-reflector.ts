@@ -199,7 +199,7 @@ export class KubeReflector<T extends Stripped> {
     this.#metrics.relists.inc({ resource: name });
     const fresh = new Map<string, T>();
     let rv = '';
-    const fetch = (cont: string | undefined): Promise<KubeResponse> => this.#client.request(this.#path, { query: { limit: this.#tuning.pageSize, continue: cont }, signal });
+    const fetch = (cont: string | undefined): Promise<KubeResponse> => this.#client.request(this.#path, { query: { limit: this.#tuning.pageSize, continue: cont, labelSelector: this.resource.labelSelector }, signal });
     // The page requested next (ahead of time once the current page's `continue` is known).
     const ahead: { next: Promise<KubeResponse> | undefined } = { next: fetch(undefined) };
     try {
@@ -285,7 +285,7 @@ export class KubeReflector<T extends Stripped> {
     let events = 0;
     try {
       const res = await this.#client.request(this.#path, {
-        query: { watch: 1, resourceVersion: this.#rv, allowWatchBookmarks: true, timeoutSeconds: Math.floor(min + this.#tuning.random() * (max - min + 1)) },
+        query: { watch: 1, resourceVersion: this.#rv, labelSelector: this.resource.labelSelector, allowWatchBookmarks: true, timeoutSeconds: Math.floor(min + this.#tuning.random() * (max - min + 1)) },
         signal: controller.signal,
       });
       if (res.statusCode !== 200) await this.#fail(res, 'watch');

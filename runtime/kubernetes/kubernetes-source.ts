@@ -14,7 +14,7 @@ import type { KubeConnection } from './kube-config.js';
 import { KubeEventRecorder } from './kube-event-recorder.js';
 import { KINDS, KubeMeshModel, type KubeMesh, type ObjectProblem, type ObjectRef } from './kube-mesh-model.js';
 import { KubeMetrics } from './kube-metrics.js';
-import { stripCustom, stripNamespace, stripPod, stripService } from './kube-objects.js';
+import { stripCustom, stripEndpointSlice, stripNamespace, stripPod, stripService } from './kube-objects.js';
 import { KubeReflector, keyOf, type RawObject, type ReflectorTuning, type Stripped } from './kube-reflector.js';
 import { WATCHED_RESOURCES, type WatchedResource } from './watched-resources.js';
 
@@ -23,7 +23,7 @@ const log = createLogger('kubernetes');
 /** Watch events arrive in bursts (a rollout touches many pods): those within a few ms are applied together. */
 export const DEFAULT_COALESCE_MS = 5;
 
-const STRIP: Record<string, (raw: RawObject) => Stripped> = { pods: stripPod, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
+const STRIP: Record<string, (raw: RawObject) => Stripped> = { pods: stripPod, endpointslices: stripEndpointSlice, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
 
 export interface KubernetesSourceTarget {
   reload(config: WeftConfig): Promise<ReloadResult>;
@@ -97,7 +97,7 @@ export class KubernetesSource {
   /** What `weft run` prints: the API server and each resource watched. */
   describe(origin: string): string[] {
     const what = (r: WatchedResource): string => `${r.resource}${r.group === '' ? '' : `.${r.group}`}/${r.version}${r.optional ? ' (if the CRD is installed)' : ''}`;
-    return [`kubernetes source: ${this.client.server} (${origin}), node ${this.#base.node}`, ...this.reflectors.map((r) => `  watching ${what(r.resource)}${r.resource.namespaced ? ' in all namespaces' : ''}`)];
+    return [`kubernetes source: ${this.client.server} (${origin}), node ${this.#base.node}`, ...this.reflectors.map((r) => `  watching ${what(r.resource)}${r.resource.namespaced ? ' in all namespaces' : ''}${r.resource.labelSelector === undefined ? '' : ` where ${r.resource.labelSelector}`}`)];
   }
 
   get synced(): boolean {
@@ -252,7 +252,7 @@ export class KubernetesSource {
       this.#events?.record(p);
     }
     this.#reported = now;
-    for (const kind of ['pods', 'services', 'namespaces', 'wasmplugins', 'authorizationpolicies']) this.metrics.objectProblems.set({ kind }, byKind.get(kind) ?? 0);
+    for (const kind of Object.keys(KINDS)) this.metrics.objectProblems.set({ kind }, byKind.get(kind) ?? 0);
   }
 
   /** /config_dump's `origins` section: each model entry's source, and the objects currently rejected. */
@@ -267,6 +267,13 @@ export class KubernetesSource {
       (origins.workloads ?? {})[entryKey('workloads', workload)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
     }
     if (m !== undefined) {
+      // Workloads from EndpointSlices change only with a rebuild: the last one has them.
+      m.workloads.forEach((e, i) => {
+        const ref = m.origins.workloads[i];
+        if (ref === undefined || ref.resource === 'pods') return;
+        const { resource, ...rest } = ref;
+        (origins.workloads ?? {})[entryKey('workloads', e)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
+      });
       for (const list of ['namespaces', 'services', 'plugins', 'policies'] as const) {
         m[list].forEach((e, i) => {
           const ref = m.origins[list][i];
