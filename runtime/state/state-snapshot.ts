@@ -8,6 +8,7 @@ import { DEFAULT_CLUSTER_DOMAIN } from '../config/defaults.js';
 import { attachmentFromAnnotations, resolveAttachment, type PluginAttachment } from './plugin-attachment.js';
 import { functionKey, functionService, functionWorkload } from '../functions/function-entities.js';
 import { LayeredMap } from './layered-map.js';
+import { intern } from './string-pool.js';
 
 export interface Workload extends WorkloadConfig {
   /** `namespace/name`, unique. */
@@ -371,7 +372,7 @@ function makeWorkload(w: WorkloadConfig, config: WeftConfig, nsAttachment: (ns: 
   return {
     ...w,
     uid: `${w.namespace}/${w.name}`,
-    identity: spiffeId(config.trustDomain, w.namespace, w.serviceAccount),
+    identity: intern(spiffeId(config.trustDomain, w.namespace, w.serviceAccount)),
     local: w.node === undefined || w.node === config.node,
     attachment: resolveAttachment(attachmentFromAnnotations(w.annotations, 'workload'), nsAttachment(w.namespace)),
   };
