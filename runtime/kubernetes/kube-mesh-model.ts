@@ -435,10 +435,10 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
 
   /**
    * The pods changed since the last applied snapshot as a workload change, when it can be applied without a rebuild:
-   * not on this node, no per-object plugin configuration (a plugin instance), no waypoint, no Service whose named
+   * not one `needsRebuild` names, no per-object plugin configuration (a plugin instance), no waypoint, no Service whose named
    * targetPort reads it, and no address taken by another workload (`ownerOf` is the serving snapshot's index).
    */
-  podDelta(isLocal: (w: WorkloadConfig) => boolean, ownerOf: (ip: string) => string | undefined): PodDeltaResult {
+  podDelta(needsRebuild: (w: WorkloadConfig) => boolean, ownerOf: (ip: string) => string | undefined): PodDeltaResult {
     const delta: PodDelta = { upsert: [], remove: [], served: new Map(), problems: [], pods: new Set(this.#dirtyPods) };
     const claimed = new Map<string, string>();
     for (const key of this.#dirtyPods) {
@@ -448,7 +448,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
       if (next === before?.workload) continue;
       for (const w of [before?.workload, next]) {
         if (w === undefined) continue;
-        if (isLocal(w)) return { ok: false, reason: `pod ${key} is on this node` };
+        if (needsRebuild(w)) return { ok: false, reason: `pod ${key} is on this node, and the file names waypoints` };
         if (w.waypoint !== undefined || Object.keys(w.annotations).some((k) => k.startsWith(PLUGIN_CONFIG_ANNOTATION_PREFIX))) return { ok: false, reason: `pod ${key} carries plugin configuration` };
         for (const s of this.#namedPortServices.get(w.namespace) ?? []) {
           const selector = this.services.get(s)?.selector;

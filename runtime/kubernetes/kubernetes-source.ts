@@ -196,8 +196,11 @@ export class KubernetesSource {
     const target = this.#target;
     if (target.patchWorkloads === undefined || target.state === undefined || !this.model.onlyPodsChanged) return false;
     const state = target.state;
+    // This node's pods take the same path (certificates and HBONE listeners follow the snapshot's local list), unless
+    // the file names waypoints: a local pod may then start or stop hosting one, which decides whether L7 must load.
     const node = this.#base.node;
-    const r = this.model.podDelta((w) => w.node === undefined || w.node === node, (ip) => state.current.workloadByIp(ip)?.uid);
+    const waypoints = this.#base.services.some((s) => s.waypoint !== undefined);
+    const r = this.model.podDelta((w) => waypoints && (w.node === undefined || w.node === node), (ip) => state.current.workloadByIp(ip)?.uid);
     if (!r.ok) {
       log.debug({ reason: r.reason }, 'pod change needs a full rebuild');
       return false;

@@ -43,6 +43,7 @@ const base = (): WeftConfig => configSchema.parse({ node: SHAPE.localNode, sourc
 async function fakeProcess(): Promise<void> {
   const cluster = await startKubeTestCluster({ bookmarkIntervalMs: 60_000 });
   loadScale(cluster.fake.store, SHAPE);
+  cluster.fake.warmSerializationCache();
   cluster.fake.store.historyLimit = 20_000;
   const control = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
