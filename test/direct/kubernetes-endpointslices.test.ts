@@ -2,18 +2,16 @@
 // controller derives from selectors are never listed (the pods already say it all).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../runtime/config/config-schema.js';
-import type { ReloadResult } from '../../runtime/app.js';
-import { ProxyState } from '../../runtime/state/proxy-state.js';
-import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
-import { inClusterConnection } from '../../runtime/kubernetes/kube-config.js';
-import { KubernetesSource } from '../../runtime/kubernetes/kubernetes-source.js';
+import type { ProxyState } from '../../runtime/state/proxy-state.js';
+import type { KubernetesSource } from '../../runtime/kubernetes/kubernetes-source.js';
+import { serveKubernetesSource } from '../helpers/kube-served-source.js';
 import { startKubeTestCluster, type KubeTestCluster } from '../helpers/kube-apiserver-fake/kube-test-cluster.js';
 import type { KubeObject } from '../helpers/kube-apiserver-fake/fake-resource-store.js';
 
 const base = configSchema.parse({ node: 'node-a', source: 'kubernetes' });
 let cluster: KubeTestCluster;
 let source: KubernetesSource;
-const state = new ProxyState(base);
+let state: ProxyState;
 
 const slice = (name: string, service: string, managedBy: string, endpoints: { addresses: string[]; conditions?: { ready: boolean } }[]): KubeObject => ({
   metadata: { name, namespace: 'ext', labels: { 'kubernetes.io/service-name': service, 'endpointslice.kubernetes.io/managed-by': managedBy } },
@@ -36,26 +34,7 @@ beforeAll(async () => {
   s.create('services', { metadata: { name: 'web', namespace: 'ext' }, spec: { clusterIP: '10.96.1.2', selector: { app: 'web' }, ports: [{ name: 'pg', port: 80, targetPort: 8080 }] } });
   s.create('endpointslices', slice('db-abc', 'db', 'staff', [{ addresses: ['192.168.10.1'] }, { addresses: ['192.168.10.2'], conditions: { ready: false } }, { addresses: ['10.1.0.1'] }]));
   s.create('endpointslices', slice('web-xyz', 'web', 'endpointslice-controller.k8s.io', [{ addresses: ['10.1.0.1'] }, { addresses: ['10.9.9.9'] }]));
-  source = new KubernetesSource({
-    base,
-    connection: inClusterConnection(cluster.env, cluster.serviceAccountDir),
-    metrics: new MetricsRegistry(),
-    recordEvents: false,
-    coalesceMs: 2,
-    target: {
-      state,
-      reload: (config): Promise<ReloadResult> => {
-        state.update(config);
-        return Promise.resolve({ ok: true });
-      },
-      patchWorkloads: (change) => {
-        state.patch(change);
-        return { ok: true };
-      },
-      recordRejectedReload: () => undefined,
-    },
-  });
-  source.start();
+  ({ source, state } = serveKubernetesSource(cluster, base));
   await source.whenSynced();
 });
 

@@ -2,13 +2,10 @@
 // rest rebuild it) serves the same model as a source built from scratch from the API server's final state.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../runtime/config/config-schema.js';
-import type { ReloadResult } from '../../runtime/app.js';
-import { ProxyState } from '../../runtime/state/proxy-state.js';
 import type { StateSnapshot } from '../../runtime/state/state-snapshot.js';
-import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
-import { inClusterConnection } from '../../runtime/kubernetes/kube-config.js';
-import { KubernetesSource } from '../../runtime/kubernetes/kubernetes-source.js';
+import type { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import { startKubeTestCluster, type KubeTestCluster } from '../helpers/kube-apiserver-fake/kube-test-cluster.js';
+import { serveKubernetesSource, type ServedSource } from '../helpers/kube-served-source.js';
 import type { KubeObject } from '../helpers/kube-apiserver-fake/fake-resource-store.js';
 
 const base = configSchema.parse({ node: 'node-a', source: 'kubernetes' });
@@ -27,37 +24,8 @@ function prng(seed: number): () => number {
   };
 }
 
-interface Served {
-  source: KubernetesSource;
-  state: ProxyState;
-  metrics: MetricsRegistry;
-}
-
-function serve(c: KubeTestCluster): Served {
-  const state = new ProxyState(base);
-  const metrics = new MetricsRegistry();
-  const source = new KubernetesSource({
-    base,
-    connection: inClusterConnection(c.env, c.serviceAccountDir),
-    metrics,
-    recordEvents: false,
-    coalesceMs: 2,
-    target: {
-      state,
-      reload: (config): Promise<ReloadResult> => {
-        state.update(config);
-        return Promise.resolve({ ok: true });
-      },
-      patchWorkloads: (change) => {
-        state.patch(change);
-        return { ok: true };
-      },
-      recordRejectedReload: () => undefined,
-    },
-  });
-  source.start();
-  return { source, state, metrics };
-}
+type Served = ServedSource;
+const serve = (c: KubeTestCluster): Served => serveKubernetesSource(c, base);
 
 /** The model a snapshot serves, independent of order (a derived snapshot appends a Service's new endpoints). */
 function model(snap: StateSnapshot) {
