@@ -9,6 +9,7 @@ import { DEFAULT_PORTS } from './config/defaults.js';
 import { createLogger } from './log.js';
 import { Drain } from './drain.js';
 import { ProxyState } from './state/proxy-state.js';
+import type { WorkloadChange } from './state/state-snapshot.js';
 import { MetricsRegistry } from './telemetry/metrics-registry.js';
 import { AccessLog, type AccessLogSink } from './telemetry/access-log.js';
 import { TcpTelemetry } from './telemetry/tcp-telemetry.js';
@@ -298,6 +299,15 @@ export class App {
     }
     this.#reloads.inc({ result: 'applied' });
     log.info({ version: this.state.current.version }, 'configuration reloaded');
+    return { ok: true };
+  }
+
+  /**
+   * Applies a change to workloads only (a Kubernetes source's pods on other nodes): the snapshot is derived from the
+   * current one, swapped atomically, with no rebuild. The caller checked the change as a reload would.
+   */
+  patchWorkloads(change: WorkloadChange): ReloadResult {
+    this.state.patch(change);
     return { ok: true };
   }
 

@@ -51,7 +51,7 @@ export class LiveConnections {
   /** Re-checks on every state update; returns the unsubscribe function. */
   watch(state: ProxyState): () => void {
     return state.onUpdate((next, previous) => {
-      if (next.policies === previous.policies && next.config.peerAuthentication === previous.config.peerAuthentication && next.workloads === previous.workloads) return;
+      if (next.policies === previous.policies && next.config.peerAuthentication === previous.config.peerAuthentication && next.workloadsVersion === previous.workloadsVersion) return;
       this.recheck(next);
     });
   }

@@ -1,4 +1,4 @@
-/** The names weft answers itself, built once per state snapshot: Services (VIPs, or endpoints when headless) and pods, with kube-dns search-path semantics for short names. */
+/** The names weft answers itself, resolved per state snapshot: Services (VIPs, or endpoints when headless) and pods, with kube-dns search-path semantics for short names. */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { StateSnapshot } from '../state/state-snapshot.js';
 
@@ -17,16 +17,21 @@ function host(fqdn: string, addresses: Iterable<string>): DnsHost {
   return { fqdn, v4: list.filter((a) => isIPv4(a)), v6: list.filter((a) => isIPv6(a)) };
 }
 
-/** kube-dns pod records: `1-2-3-4.ns.pod.<domain>`, `fd00--1.ns.pod.<domain>` (":" becomes "-"). */
-function podLabel(ip: string): string {
-  return ip.replaceAll(isIPv4(ip) ? '.' : ':', '-');
+/** kube-dns pod records: `1-2-3-4.ns.pod.<domain>`, `fd00--1.ns.pod.<domain>` (":" became "-"); undefined when the label is no address. */
+function podAddress(label: string): string | undefined {
+  const v4 = label.replaceAll('-', '.');
+  if (isIPv4(v4)) return v4;
+  const v6 = label.replaceAll('-', ':');
+  return isIPv6(v6) ? v6 : undefined;
 }
 
 export class DnsRecords {
   readonly domain: string;
-  readonly #hosts = new Map<string, DnsHost>();
+  readonly #snapshot: StateSnapshot;
+  /** Names resolved so far on this snapshot (null: not weft's). */
+  readonly #hosts = new Map<string, DnsHost | null>();
 
-  /** One table per snapshot (built on first query after a reload, then shared by every query on that snapshot). */
+  /** One table per snapshot, shared by every query on that snapshot. */
   static of(snapshot: StateSnapshot): DnsRecords {
     let records = cache.get(snapshot);
     if (records === undefined) {
@@ -36,25 +41,30 @@ export class DnsRecords {
     return records;
   }
 
+  /** Names are resolved from the snapshot's indexes when first asked for: a snapshot of 150,000 pods costs nothing up front. */
   constructor(snapshot: StateSnapshot) {
     const config = snapshot.config;
+    this.#snapshot = snapshot;
     this.domain = (config.dns.clusterDomain ?? config.trustDomain).toLowerCase();
-    for (const s of snapshot.services) {
-      const fqdn = `${s.name}.${s.namespace}.svc.${this.domain}`;
-      // A headless Service (no cluster IP) resolves to its ready endpoints, as kube-dns does.
-      const addresses = s.addresses.length > 0 ? s.addresses : s.endpoints.filter((w) => w.status === 'Healthy').flatMap((w) => w.addresses);
-      this.#hosts.set(fqdn, host(fqdn, addresses));
-    }
-    for (const w of snapshot.workloads) {
-      for (const ip of w.addresses) {
-        const fqdn = `${podLabel(ip)}.${w.namespace}.pod.${this.domain}`;
-        this.#hosts.set(fqdn, host(fqdn, [ip]));
-      }
-    }
   }
 
-  get size(): number {
-    return this.#hosts.size;
+  /** A fully qualified name weft owns: `<service>.<ns>.svc.<domain>` or `<pod address>.<ns>.pod.<domain>`. */
+  #host(fqdn: string): DnsHost | undefined {
+    const cached = this.#hosts.get(fqdn);
+    if (cached !== undefined) return cached ?? undefined;
+    let found: DnsHost | undefined;
+    const labels = fqdn.endsWith(`.${this.domain}`) ? fqdn.slice(0, -this.domain.length - 1).split('.') : [];
+    if (labels.length === 3 && labels[2] === 'svc') {
+      const s = this.#snapshot.serviceByName(`${labels[0]}.${labels[1]}`);
+      // A headless Service (no cluster IP) resolves to its ready endpoints, as kube-dns does.
+      if (s !== undefined) found = host(fqdn, s.addresses.length > 0 ? s.addresses : s.endpoints.filter((w) => w.status === 'Healthy').flatMap((w) => w.addresses));
+    } else if (labels.length === 3 && labels[2] === 'pod') {
+      const ip = podAddress(labels[0] ?? '');
+      const w = ip === undefined ? undefined : this.#snapshot.workloadByIp(ip);
+      if (ip !== undefined && w !== undefined && w.namespace === labels[1]) found = host(fqdn, [ip]);
+    }
+    this.#hosts.set(fqdn, found ?? null);
+    return found;
   }
 
   /**
@@ -64,12 +74,12 @@ export class DnsRecords {
    */
   lookup(qname: string, clientNamespace: string | undefined): DnsHost | undefined {
     const name = qname.toLowerCase().replace(/\.$/, '');
-    const exact = this.#hosts.get(name);
+    const exact = this.#host(name);
     if (exact !== undefined) return exact;
     const labels = name.split('.');
-    if (labels.length === 3 && labels[2] === 'svc') return this.#hosts.get(`${name}.${this.domain}`);
-    if (labels.length === 2) return this.#hosts.get(`${name}.svc.${this.domain}`);
-    if (labels.length === 1 && clientNamespace !== undefined && name !== '') return this.#hosts.get(`${name}.${clientNamespace}.svc.${this.domain}`);
+    if (labels.length === 3 && labels[2] === 'svc') return this.#host(`${name}.${this.domain}`);
+    if (labels.length === 2) return this.#host(`${name}.svc.${this.domain}`);
+    if (labels.length === 1 && clientNamespace !== undefined && name !== '') return this.#host(`${name}.${clientNamespace}.svc.${this.domain}`);
     return undefined;
   }
 }

@@ -9,6 +9,8 @@ export interface FunctionProblem {
 
 export function functionProblems(config: WeftConfig): FunctionProblem[] {
   const problems: FunctionProblem[] = [];
+  // The sets below are the size of the whole mesh (150,000 pods in a large cluster): built only when there is something to check.
+  if (config.functions.length === 0) return problems;
   const keys = new Map<string, number>();
   const addresses = new Map<string, number>();
   const services = new Set(config.services.map((s) => `${s.name}.${s.namespace}`));

@@ -128,7 +128,8 @@ export class HboneNode {
       },
     });
     this.#unwatch.push(this.live.watch(opts.state));
-    this.#unwatch.push(opts.state.onUpdate(() => this.#trackIdentities()));
+    // A snapshot derived by a change to other nodes' workloads keeps the same local list: nothing to track anew.
+    this.#unwatch.push(opts.state.onUpdate((next, previous) => next.localWorkloads() !== previous.localWorkloads() && this.#trackIdentities()));
     this.#trackIdentities();
   }
 
@@ -141,7 +142,12 @@ export class HboneNode {
       return;
     }
     await this.#reconcileWorkloadListeners(signal);
-    this.#unwatch.push(this.#opts.state.onUpdate(() => void this.#reconcileWorkloadListeners(signal).catch((err: unknown) => log.warn({ err }, 'hbone listener update failed'))));
+    this.#unwatch.push(
+      this.#opts.state.onUpdate((next, previous) => {
+        if (next.localWorkloads() === previous.localWorkloads() && next.config.hbone.port === previous.config.hbone.port) return;
+        void this.#reconcileWorkloadListeners(signal).catch((err: unknown) => log.warn({ err }, 'hbone listener update failed'));
+      }),
+    );
   }
 
   get ports(): Record<string, number> {

@@ -262,7 +262,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     if (opts.illegalPorts?.has(dst.port) === true) return respond(STATUS.badRequest, `destination port ${dst.port} is one of weft's own ports`);
     // A certificate is only worth as much as the node that holds it: the peer's node must host the identity it presents.
     const peerWorkload = snapshot.workloadByIp(peer.address);
-    if (peerWorkload !== undefined && !snapshot.workloads.some((w) => w.identity === sourceIdentity && w.node === peerWorkload.node)) {
+    if (peerWorkload !== undefined && !snapshot.hostsIdentityOnNode(sourceIdentity, peerWorkload.node)) {
       return respond(STATUS.denied, `identity ${sourceIdentity} is not hosted on node ${peerWorkload.node ?? 'unknown'} that ${peer.address} belongs to`);
     }
     const forwarded = parseForwarded(headers.forwarded);

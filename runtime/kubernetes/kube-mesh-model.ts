@@ -3,16 +3,19 @@
  * Services, Namespaces, WasmPlugins to plugins, AuthorizationPolicies to policies. Each object is checked on its own; a bad
  * one is listed as a problem and its last good version (if any) stands in for it, so it never blocks the rest.
  */
-import { namespaceSchema, serviceSchema, workloadSchema, type NamespaceConfig, type PluginConfig, type PolicyConfig, type ServiceConfig, type WorkloadConfig } from '../config/config-schema.js';
+import { namespaceSchema, serviceSchema, type NamespaceConfig, type PluginConfig, type PolicyConfig, type ServiceConfig, type WorkloadConfig } from '../config/config-schema.js';
 import { ROOT_NAMESPACE } from '../authz/authz-policy.js';
 import { PLUGINS_ANNOTATION, PLUGIN_CONFIG_ANNOTATION_PREFIX, parsePluginList } from '../state/plugin-attachment.js';
 import { isEnrolled } from './kube-enrollment.js';
-import type { SlimCustom, SlimNamespace, SlimPod, SlimService } from './kube-objects.js';
+import type { SlimCustom, SlimEndpointSlice, SlimNamespace, SlimPod, SlimService } from './kube-objects.js';
 import type { ReflectorHandler, Stripped } from './kube-reflector.js';
 import { mapAuthorizationPolicy } from './authorization-policy-mapping.js';
 import { mapWasmPlugin, modelPluginName, type MappedWasmPlugin } from './wasm-plugin-mapping.js';
+import { mapPod } from './pod-workload-mapping.js';
+import { SERVICE_NAME_LABEL, sliceWorkloads } from './endpoint-slice-mapping.js';
+import { keyOf } from './kube-reflector.js';
 
-export const KINDS = { pods: 'Pod', services: 'Service', namespaces: 'Namespace', wasmplugins: 'WasmPlugin', authorizationpolicies: 'AuthorizationPolicy' } as const;
+export const KINDS = { pods: 'Pod', endpointslices: 'EndpointSlice', services: 'Service', namespaces: 'Namespace', wasmplugins: 'WasmPlugin', authorizationpolicies: 'AuthorizationPolicy' } as const;
 export type ModelResource = keyof typeof KINDS;
 
 export interface ObjectRef {
@@ -44,8 +47,32 @@ type Mapped<T> = { ok: true; value: T } | { ok: false; reason: string };
 
 interface Cached<T> {
   source: Stripped;
-  epoch: number;
+  /** The epochs (global, and the object's namespace) the translation was made at; `rejected` pins a late rejection. */
+  epoch: string;
   result: Mapped<T> | undefined;
+}
+
+/** What pod changes since the last applied snapshot amount to, when they can be applied without a rebuild. */
+export interface PodDelta {
+  upsert: WorkloadConfig[];
+  /** Workload uids (`namespace/name`). */
+  remove: string[];
+  /** Pod keys whose served entry changes, with their new entry (undefined: removed). */
+  served: Map<string, { workload: WorkloadConfig; ref: ObjectRef } | undefined>;
+  /** Problems of the changed pods (replacing any earlier ones of those pods). */
+  problems: ObjectProblem[];
+  pods: Set<string>;
+}
+
+/** A pod change the snapshot cannot take incrementally: it touches plugin instances, the L7 path or this node's workloads. */
+export type PodDeltaResult = { ok: true; delta: PodDelta } | { ok: false; reason: string };
+
+interface PluginIndex {
+  wasm: { namespace: string; value: MappedWasmPlugin; ref: ObjectRef }[];
+  names: Set<string>;
+  selectorPlugins: { namespace: string; value: MappedWasmPlugin }[];
+  servicePlugins: Map<string, string[]>;
+  problems: ObjectProblem[];
 }
 
 function matches(selector: Record<string, string>, labels: Record<string, string>): boolean {
@@ -72,6 +99,7 @@ function appProtocolOf(p: SlimService['ports'][number]): 'tcp' | 'http' | 'http2
 
 export class KubeMeshModel implements ReflectorHandler<Stripped> {
   readonly pods = new Map<string, SlimPod>();
+  readonly endpointSlices = new Map<string, SlimEndpointSlice>();
   readonly services = new Map<string, SlimService>();
   readonly namespaces = new Map<string, SlimNamespace>();
   readonly wasmPlugins = new Map<string, SlimCustom>();
@@ -79,13 +107,25 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   readonly #trustDomain: string;
   readonly #onChange: (resource: string) => void;
   readonly #onSynced: (resource: string) => void;
-  /** Bumped when namespaces or plugins change: every pod's and service's translation depends on them. */
-  #epoch = 0;
+  /**
+   * Translations depend on the namespace (enrollment) and the plugins of the object's namespace (names, selectors,
+   * targetRefs): a change there bumps that namespace's epoch; the root namespace's plugins and the file's bump all.
+   */
+  #globalEpoch = 0;
+  readonly #nsEpoch = new Map<string, number>();
   /** Per resource, by object key: the last translation and the last good one. */
   readonly #cache = new Map<string, Map<string, Cached<unknown>>>();
   readonly #lastGood = new Map<string, Map<string, unknown>>();
-  /** File-defined plugins a cluster annotation may also name (global names). */
-  filePlugins = new Set<string>();
+  #filePlugins = new Set<string>();
+  #plugins: PluginIndex | undefined;
+  /** Pod keys by namespace, and Services with a named targetPort by namespace (they depend on the pods they select). */
+  readonly #podsByNamespace = new Map<string, Set<string>>();
+  readonly #namedPortServices = new Map<string, Set<string>>();
+  /** Pods changed since the last applied snapshot; anything else changed means a full rebuild. */
+  readonly #dirtyPods = new Set<string>();
+  #dirtyOther = true;
+  /** What the serving snapshot holds for each pod. */
+  readonly #served = new Map<string, { workload: WorkloadConfig; ref: ObjectRef }>();
 
   constructor(opts: { trustDomain: string; onChange?: (resource: string) => void; onSynced?: (resource: string) => void }) {
     this.#trustDomain = opts.trustDomain;
@@ -93,24 +133,70 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     this.#onSynced = opts.onSynced ?? (() => undefined);
   }
 
+  /** File-defined plugins a cluster annotation may also name (global names). */
+  get filePlugins(): Set<string> {
+    return this.#filePlugins;
+  }
+
+  set filePlugins(names: Set<string>) {
+    if (names.size === this.#filePlugins.size && [...names].every((n) => this.#filePlugins.has(n))) return;
+    this.#filePlugins = names;
+    this.#globalEpoch++;
+    this.#dirtyOther = true;
+  }
+
   #map(resource: string): Map<string, Stripped> {
-    const maps: Record<string, Map<string, Stripped>> = { pods: this.pods, services: this.services, namespaces: this.namespaces, wasmplugins: this.wasmPlugins, authorizationpolicies: this.authorizationPolicies };
+    const maps: Record<string, Map<string, Stripped>> = { pods: this.pods, endpointslices: this.endpointSlices, services: this.services, namespaces: this.namespaces, wasmplugins: this.wasmPlugins, authorizationpolicies: this.authorizationPolicies };
     const m = maps[resource];
     if (m === undefined) throw new Error(`no model for ${resource}`);
     return m;
   }
 
+  #bump(namespace: string | undefined): void {
+    if (namespace === undefined || namespace === ROOT_NAMESPACE) this.#globalEpoch++;
+    else this.#nsEpoch.set(namespace, (this.#nsEpoch.get(namespace) ?? 0) + 1);
+  }
+
+  #index(resource: string, key: string, obj: Stripped | undefined, old: Stripped | undefined): void {
+    const namespace = (obj ?? old)?.namespace ?? 'default';
+    if (resource === 'pods') {
+      let keys = this.#podsByNamespace.get(namespace);
+      if (keys === undefined) this.#podsByNamespace.set(namespace, (keys = new Set()));
+      if (obj === undefined) keys.delete(key);
+      else keys.add(key);
+    } else if (resource === 'services') {
+      let keys = this.#namedPortServices.get(namespace);
+      if (keys === undefined) this.#namedPortServices.set(namespace, (keys = new Set()));
+      if (obj !== undefined && (obj as SlimService).ports.some((p) => typeof p.targetPort === 'string')) keys.add(key);
+      else keys.delete(key);
+    } else if (resource === 'namespaces') this.#bump((obj ?? old)?.name);
+    // A selector-less Service's translation reads its slices (ports).
+    else if (resource === 'endpointslices') this.#bump(namespace);
+    else if (resource === 'wasmplugins') {
+      this.#bump(namespace);
+      this.#plugins = undefined;
+    }
+  }
+
   upsert(resource: string, key: string, obj: Stripped): void {
-    this.#map(resource).set(key, obj);
-    if (resource === 'namespaces' || resource === 'wasmplugins') this.#epoch++;
+    const m = this.#map(resource);
+    const old = m.get(key);
+    m.set(key, obj);
+    this.#index(resource, key, obj, old);
+    if (resource === 'pods') this.#dirtyPods.add(key);
+    else this.#dirtyOther = true;
     this.#onChange(resource);
   }
 
   remove(resource: string, key: string): void {
-    this.#map(resource).delete(key);
+    const m = this.#map(resource);
+    const old = m.get(key);
+    m.delete(key);
     this.#cache.get(resource)?.delete(key);
     this.#lastGood.get(resource)?.delete(key);
-    if (resource === 'namespaces' || resource === 'wasmplugins') this.#epoch++;
+    this.#index(resource, key, undefined, old);
+    if (resource === 'pods') this.#dirtyPods.add(key);
+    else this.#dirtyOther = true;
     this.#onChange(resource);
   }
 
@@ -118,12 +204,19 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     this.#onSynced(resource);
   }
 
+  /** Whether only pods changed since the last applied snapshot (so `podDelta` may apply them without a rebuild). */
+  get onlyPodsChanged(): boolean {
+    return !this.#dirtyOther;
+  }
+
   /** Marks a plugin bad after the fact (its module failed to load): its last good version serves until the object changes. */
   rejectPlugin(modelName: string, reason: string): boolean {
     for (const [key, o] of this.wasmPlugins) {
       if (modelPluginName(o.namespace ?? 'default', o.name) !== modelName) continue;
-      this.#cacheOf('wasmplugins').set(key, { source: o, epoch: Infinity, result: { ok: false, reason } });
-      this.#epoch++;
+      this.#cacheOf('wasmplugins').set(key, { source: o, epoch: 'rejected', result: { ok: false, reason } });
+      this.#bump(o.namespace);
+      this.#plugins = undefined;
+      this.#dirtyOther = true;
       return true;
     }
     return false;
@@ -141,12 +234,17 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     return m;
   }
 
-  /** Maps one object, memoized per object version (and per epoch for what depends on namespaces and plugins). */
-  #translate<T>(resource: ModelResource, key: string, obj: Stripped, epochDependent: boolean, map: () => Mapped<T> | undefined, problems: ObjectProblem[]): T | undefined {
+  #epochOf(namespace: string | undefined): string {
+    return `${this.#globalEpoch}/${namespace === undefined ? '' : (this.#nsEpoch.get(namespace) ?? 0)}`;
+  }
+
+  /** Maps one object, memoized per object version (and per epoch of its namespace for what depends on namespaces and plugins). */
+  #translate<T>(resource: ModelResource, key: string, obj: Stripped, depends: string | undefined, map: () => Mapped<T> | undefined, problems: ObjectProblem[]): T | undefined {
     const cache = this.#cacheOf(resource);
     let c = cache.get(key) as Cached<T> | undefined;
-    if (c === undefined || c.source !== obj || (epochDependent && c.epoch !== this.#epoch && c.epoch !== Infinity)) {
-      c = { source: obj, epoch: this.#epoch, result: map() };
+    const epoch = depends === undefined ? '' : this.#epochOf(depends);
+    if (c === undefined || c.source !== obj || (c.epoch !== epoch && c.epoch !== 'rejected')) {
+      c = { source: obj, epoch, result: map() };
       cache.set(key, c);
       if (c.result?.ok === true) this.#lastGoodOf(resource).set(key, c.result.value);
     }
@@ -163,7 +261,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
    */
   #annotations(own: Record<string, string>, namespace: string, attached: string[], plugins: Set<string>): Mapped<Record<string, string>> {
     const out: Record<string, string> = {};
-    const resolve = (n: string): string | undefined => (plugins.has(modelPluginName(namespace, n)) ? modelPluginName(namespace, n) : this.filePlugins.has(n) ? n : undefined);
+    const resolve = (n: string): string | undefined => (plugins.has(modelPluginName(namespace, n)) ? modelPluginName(namespace, n) : this.#filePlugins.has(n) ? n : undefined);
     const list = own[PLUGINS_ANNOTATION];
     const names: string[] = [];
     if (list !== undefined) {
@@ -175,8 +273,9 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     }
     for (const a of attached) if (!names.includes(a)) names.push(a);
     if (list !== undefined || names.length > 0) out[PLUGINS_ANNOTATION] = names.join(', ');
-    for (const [k, v] of Object.entries(own)) {
+    for (const k in own) {
       if (!k.startsWith(PLUGIN_CONFIG_ANNOTATION_PREFIX)) continue;
+      const v = own[k] ?? '';
       const n = k.slice(PLUGIN_CONFIG_ANNOTATION_PREFIX.length);
       try {
         JSON.parse(v);
@@ -190,26 +289,91 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     return { ok: true, value: out };
   }
 
+  /** The WasmPlugins' translations and what they attach to (rebuilt when a WasmPlugin changes). */
+  #pluginIndex(): PluginIndex {
+    if (this.#plugins !== undefined) return this.#plugins;
+    const index: PluginIndex = { wasm: [], names: new Set(), selectorPlugins: [], servicePlugins: new Map(), problems: [] };
+    for (const [key, o] of this.wasmPlugins) {
+      const v = this.#translate('wasmplugins', key, o, undefined, () => mapWasmPlugin(o), index.problems);
+      if (v === undefined) continue;
+      const namespace = o.namespace ?? 'default';
+      index.wasm.push({ namespace, value: v, ref: refOf('wasmplugins', o) });
+      index.names.add(v.plugin.name);
+      if (v.selector !== undefined) index.selectorPlugins.push({ namespace, value: v });
+      for (const s of v.services) index.servicePlugins.set(`${namespace}/${s}`, [...(index.servicePlugins.get(`${namespace}/${s}`) ?? []), v.plugin.name]);
+    }
+    this.#plugins = index;
+    return index;
+  }
+
+  #pod(key: string, pod: SlimPod, problems: ObjectProblem[]): WorkloadConfig | undefined {
+    const namespace = pod.namespace ?? 'default';
+    return this.#translate<WorkloadConfig>('pods', key, pod, namespace, () => {
+      const plugins = this.#pluginIndex();
+      const attached: string[] = [];
+      for (const w of plugins.selectorPlugins) if ((w.namespace === namespace || w.namespace === ROOT_NAMESPACE) && matches(w.value.selector ?? {}, pod.labels)) attached.push(w.value.plugin.name);
+      const ann = this.#annotations(pod.annotations, namespace, attached, plugins.names);
+      if (!ann.ok) return ann;
+      return mapPod(pod, isEnrolled(pod, this.namespaces.get(namespace)), ann.value);
+    }, problems);
+  }
+
+  #service(key: string, svc: SlimService, problems: ObjectProblem[]): ServiceConfig | undefined {
+    const namespace = svc.namespace ?? 'default';
+    const plugins = this.#pluginIndex();
+    // A named targetPort depends on the pods it selects, and a selector-less Service on its EndpointSlices; both change
+    // without the Service changing.
+    const slices = svc.selector === undefined ? this.#slicesOf(namespace, svc.name) : [];
+    if (slices.length > 0 || svc.ports.some((p) => typeof p.targetPort === 'string')) this.#cacheOf('services').delete(key);
+    return this.#translate<ServiceConfig>('services', key, svc, namespace, () => {
+      const tcp = svc.ports.filter((p) => p.protocol === 'TCP');
+      if (svc.type === 'ExternalName' || tcp.length === 0) return undefined;
+      const ann = this.#annotations(svc.annotations, namespace, plugins.servicePlugins.get(`${namespace}/${svc.name}`) ?? [], plugins.names);
+      if (!ann.ok) return ann;
+      /** A named targetPort is the container port of that name on the selected pods (the first by name when they differ, whatever order they arrived in). */
+      const named = (portName: string): number | undefined => {
+        if (svc.selector === undefined) return undefined;
+        let found: { key: string; port: number } | undefined;
+        for (const k of this.#podsByNamespace.get(namespace) ?? []) {
+          const pod = this.pods.get(k);
+          const port = pod?.ports[portName];
+          if (pod === undefined || port === undefined || !matches(svc.selector, pod.labels)) continue;
+          if (found === undefined || k < found.key) found = { key: k, port };
+        }
+        return found?.port;
+      };
+      const ports = tcp.map((p) => {
+        // Without a selector the slices' ports are the endpoints' (matched by port name, as kube-proxy does).
+        const slicePort = slices.flatMap((sl) => sl.ports).find((sp) => sp.protocol === 'TCP' && sp.name === p.name);
+        const target = slicePort !== undefined ? slicePort.port : typeof p.targetPort === 'number' ? p.targetPort : p.targetPort === undefined ? undefined : named(p.targetPort);
+        const appProtocol = appProtocolOf(p);
+        return { ...(p.name === undefined ? {} : { name: p.name }), port: p.port, ...(target === undefined ? {} : { targetPort: target }), ...(appProtocol === undefined ? {} : { appProtocol }) };
+      });
+      // A selector-less Service selects the workloads its EndpointSlices describe (endpoint-slice-mapping.ts).
+      const selector = svc.selector ?? (slices.length > 0 ? { [SERVICE_NAME_LABEL]: svc.name } : undefined);
+      const parsed = serviceSchema.safeParse({ name: svc.name, namespace, addresses: svc.clusterIps, ports, ...(selector === undefined ? {} : { selector }), annotations: ann.value });
+      return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: firstIssue(parsed.error.issues) };
+    }, problems);
+  }
+
+  #slicesOf(namespace: string, service: string): SlimEndpointSlice[] {
+    const out: SlimEndpointSlice[] = [];
+    for (const slice of this.endpointSlices.values()) if (slice.service === service && (slice.namespace ?? 'default') === namespace) out.push(slice);
+    return out;
+  }
+
   build(): KubeMesh {
     const problems: ObjectProblem[] = [];
     const mesh: KubeMesh = { namespaces: [], workloads: [], services: [], plugins: [], policies: [], origins: { namespaces: [], workloads: [], services: [], plugins: [], policies: [] }, problems };
-
-    const wasm: { ref: ObjectRef; namespace: string; value: MappedWasmPlugin }[] = [];
-    for (const [key, o] of this.wasmPlugins) {
-      const v = this.#translate('wasmplugins', key, o, false, () => mapWasmPlugin(o), problems);
-      if (v === undefined) continue;
-      wasm.push({ ref: refOf('wasmplugins', o), namespace: o.namespace ?? 'default', value: v });
-      mesh.plugins.push(v.plugin);
-      mesh.origins.plugins.push(refOf('wasmplugins', o));
+    const plugins = this.#pluginIndex();
+    problems.push(...plugins.problems);
+    for (const w of plugins.wasm) {
+      mesh.plugins.push(w.value.plugin);
+      mesh.origins.plugins.push(w.ref);
     }
-    const pluginNames = new Set(mesh.plugins.map((p) => p.name));
-    const selectorPlugins = wasm.filter((w) => w.value.selector !== undefined);
-    const servicePlugins = new Map<string, string[]>();
-    for (const w of wasm) for (const s of w.value.services) servicePlugins.set(`${w.namespace}/${s}`, [...(servicePlugins.get(`${w.namespace}/${s}`) ?? []), w.value.plugin.name]);
-
     for (const [key, ns] of this.namespaces) {
-      const v = this.#translate<NamespaceConfig>('namespaces', key, ns, true, () => {
-        const ann = this.#annotations(ns.annotations, ns.name, [], pluginNames);
+      const v = this.#translate<NamespaceConfig>('namespaces', key, ns, ns.name, () => {
+        const ann = this.#annotations(ns.annotations, ns.name, [], plugins.names);
         if (!ann.ok) return ann;
         const parsed = namespaceSchema.safeParse({ name: ns.name, labels: ns.labels, annotations: ann.value });
         return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: firstIssue(parsed.error.issues) };
@@ -218,59 +382,103 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
       mesh.namespaces.push(v);
       mesh.origins.namespaces.push(refOf('namespaces', ns));
     }
-
-    const podsByNamespace = new Map<string, SlimPod[]>();
     for (const [key, pod] of this.pods) {
-      const namespace = pod.namespace ?? 'default';
-      let list = podsByNamespace.get(namespace);
-      if (list === undefined) podsByNamespace.set(namespace, (list = []));
-      list.push(pod);
-      const v = this.#translate<WorkloadConfig>('pods', key, pod, true, () => {
-        // Terminal, unscheduled and host-network pods are not addressable mesh workloads.
-        if (pod.ips.length === 0 || pod.hostNetwork || pod.phase === 'Succeeded' || pod.phase === 'Failed') return undefined;
-        const attached = selectorPlugins.filter((w) => (w.namespace === namespace || w.namespace === ROOT_NAMESPACE) && matches(w.value.selector ?? {}, pod.labels)).map((w) => w.value.plugin.name);
-        const ann = this.#annotations(pod.annotations, namespace, attached, pluginNames);
-        if (!ann.ok) return ann;
-        const raw = { name: pod.name, namespace, serviceAccount: pod.serviceAccount, addresses: pod.ips, node: pod.nodeName, protocol: isEnrolled(pod, this.namespaces.get(namespace)) ? 'HBONE' : 'TCP', status: pod.ready ? 'Healthy' : 'Unhealthy', labels: pod.labels, annotations: ann.value };
-        const parsed = workloadSchema.safeParse(raw);
-        return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: firstIssue(parsed.error.issues) };
-      }, problems);
+      const v = this.#pod(key, pod, problems);
       if (v === undefined) continue;
       mesh.workloads.push(v);
       mesh.origins.workloads.push(refOf('pods', pod));
     }
-
+    // A slice's address that is a pod's is that pod (with its identity); only the others become workloads.
+    let podIps: Set<string> | undefined;
+    for (const [key, slice] of this.endpointSlices) {
+      const svc = slice.service === undefined ? undefined : this.services.get(`${slice.namespace ?? 'default'}/${slice.service}`);
+      if (svc === undefined || svc.selector !== undefined) continue;
+      podIps ??= new Set(mesh.workloads.flatMap((w) => w.addresses));
+      const taken = (ip: string): boolean => podIps?.has(ip) === true;
+      for (const w of this.#translate('endpointslices', key, slice, undefined, () => ({ ok: true, value: sliceWorkloads(slice) }), problems) ?? []) {
+        if (w.addresses.some(taken)) continue;
+        mesh.workloads.push(w);
+        mesh.origins.workloads.push(refOf('endpointslices', slice));
+      }
+    }
     for (const [key, svc] of this.services) {
-      // A named targetPort depends on the pods it selects, which change without the Service changing.
-      if (svc.ports.some((p) => typeof p.targetPort === 'string')) this.#cacheOf('services').delete(key);
-      const v = this.#translate<ServiceConfig>('services', key, svc, true, () => {
-        const namespace = svc.namespace ?? 'default';
-        const tcp = svc.ports.filter((p) => p.protocol === 'TCP');
-        if (svc.type === 'ExternalName' || tcp.length === 0) return undefined;
-        const ann = this.#annotations(svc.annotations, namespace, servicePlugins.get(`${namespace}/${svc.name}`) ?? [], pluginNames);
-        if (!ann.ok) return ann;
-        const selected = svc.selector === undefined ? [] : (podsByNamespace.get(namespace) ?? []).filter((p) => matches(svc.selector ?? {}, p.labels));
-        const ports = tcp.map((p) => {
-          // A named targetPort is the container port of that name on the selected pods.
-          const target = typeof p.targetPort === 'number' ? p.targetPort : p.targetPort === undefined ? undefined : selected.map((pod) => pod.ports[p.targetPort as string]).find((n) => n !== undefined);
-          const appProtocol = appProtocolOf(p);
-          return { ...(p.name === undefined ? {} : { name: p.name }), port: p.port, ...(target === undefined ? {} : { targetPort: target }), ...(appProtocol === undefined ? {} : { appProtocol }) };
-        });
-        const parsed = serviceSchema.safeParse({ name: svc.name, namespace, addresses: svc.clusterIps, ports, ...(svc.selector === undefined ? {} : { selector: svc.selector }), annotations: ann.value });
-        return parsed.success ? { ok: true, value: parsed.data } : { ok: false, reason: firstIssue(parsed.error.issues) };
-      }, problems);
+      const v = this.#service(key, svc, problems);
       if (v === undefined) continue;
       mesh.services.push(v);
       mesh.origins.services.push(refOf('services', svc));
     }
-
     for (const [key, ap] of this.authorizationPolicies) {
-      const v = this.#translate('authorizationpolicies', key, ap, false, () => mapAuthorizationPolicy(ap, this.#trustDomain), problems);
+      const v = this.#translate('authorizationpolicies', key, ap, undefined, () => mapAuthorizationPolicy(ap, this.#trustDomain), problems);
       for (const p of v ?? []) {
         mesh.policies.push(p);
         mesh.origins.policies.push(refOf('authorizationpolicies', ap));
       }
     }
     return mesh;
+  }
+
+  /** The mesh `build()` gave was applied (after cross-reference drops): it is what serves now. */
+  applied(mesh: KubeMesh): void {
+    this.#served.clear();
+    mesh.workloads.forEach((workload, i) => {
+      const ref = mesh.origins.workloads[i];
+      if (ref?.resource === 'pods') this.#served.set(keyOf(ref), { workload, ref });
+    });
+    this.#dirtyPods.clear();
+    this.#dirtyOther = false;
+  }
+
+  /** The serving workloads with their pods (for /config_dump). */
+  get served(): ReadonlyMap<string, { workload: WorkloadConfig; ref: ObjectRef }> {
+    return this.#served;
+  }
+
+  /**
+   * The pods changed since the last applied snapshot as a workload change, when it can be applied without a rebuild:
+   * not one `needsRebuild` names, no per-object plugin configuration (a plugin instance), no waypoint, no Service whose named
+   * targetPort reads it, and no address taken by another workload (`ownerOf` is the serving snapshot's index).
+   */
+  podDelta(needsRebuild: (w: WorkloadConfig) => boolean, ownerOf: (ip: string) => string | undefined): PodDeltaResult {
+    const delta: PodDelta = { upsert: [], remove: [], served: new Map(), problems: [], pods: new Set(this.#dirtyPods) };
+    const claimed = new Map<string, string>();
+    for (const key of this.#dirtyPods) {
+      const pod = this.pods.get(key);
+      const before = this.#served.get(key);
+      const next = pod === undefined ? undefined : this.#pod(key, pod, delta.problems);
+      if (next === before?.workload) continue;
+      for (const w of [before?.workload, next]) {
+        if (w === undefined) continue;
+        if (needsRebuild(w)) return { ok: false, reason: `pod ${key} is on this node, and the file names waypoints` };
+        if (w.waypoint !== undefined || Object.keys(w.annotations).some((k) => k.startsWith(PLUGIN_CONFIG_ANNOTATION_PREFIX))) return { ok: false, reason: `pod ${key} carries plugin configuration` };
+        for (const s of this.#namedPortServices.get(w.namespace) ?? []) {
+          const selector = this.services.get(s)?.selector;
+          if (selector !== undefined && matches(selector, w.labels)) return { ok: false, reason: `service ${s} resolves a named port on pod ${key}` };
+        }
+      }
+      // A pod's key (`namespace/name`) is its workload's uid.
+      const uid = key;
+      if (next === undefined) {
+        if (before !== undefined) delta.remove.push(uid);
+        delta.served.set(key, undefined);
+        continue;
+      }
+      for (const ip of next.addresses) {
+        const owner = claimed.get(ip) ?? ownerOf(ip);
+        if (owner !== undefined && owner !== uid) return { ok: false, reason: `address ${ip} of pod ${key} is taken by ${owner}` };
+        claimed.set(ip, uid);
+      }
+      delta.upsert.push(next);
+      delta.served.set(key, { workload: next, ref: refOf('pods', pod as SlimPod) });
+    }
+    return { ok: true, delta };
+  }
+
+  /** A delta from `podDelta` was applied. */
+  appliedDelta(delta: PodDelta): void {
+    for (const [key, entry] of delta.served) {
+      if (entry === undefined) this.#served.delete(key);
+      else this.#served.set(key, entry);
+    }
+    for (const key of delta.pods) this.#dirtyPods.delete(key);
   }
 }

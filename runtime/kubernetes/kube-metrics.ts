@@ -17,6 +17,7 @@ export class KubeMetrics {
   readonly objectProblems: Gauge<'kind'>;
   readonly objectRejections: Counter<'kind' | 'reason'>;
   readonly applies: Counter<'result'>;
+  readonly eventsDropped: Counter<'kind'>;
   readonly eventToSnapshot: Histogram;
 
   constructor(m: MetricsRegistry) {
@@ -31,7 +32,8 @@ export class KubeMetrics {
     this.lastEvent = m.gauge('weft_k8s_last_event_timestamp_seconds', 'Unix time of the last list page, watch event or bookmark per resource (staleness while the API server is unreachable)', ['resource']);
     this.objectProblems = m.gauge('weft_k8s_object_problems', 'Objects currently rejected (their last good version, if any, keeps serving)', ['kind']);
     this.objectRejections = m.counter('weft_k8s_object_rejections_total', 'Object versions rejected by kind and reason', ['kind', 'reason']);
-    this.applies = m.counter('weft_k8s_snapshot_applies_total', 'Model snapshots from the Kubernetes source by result (applied, rejected)', ['result']);
+    this.eventsDropped = m.counter('weft_k8s_events_dropped_total', 'Kubernetes Events about rejected objects not posted because of the rate limit (per object, and for the whole source)', ['kind']);
+    this.applies = m.counter('weft_k8s_snapshot_applies_total', 'Model snapshots from the Kubernetes source by result (applied: rebuilt, patched: derived from the previous one by a pod change, rejected)', ['result']);
     this.eventToSnapshot = m.histogram('weft_k8s_event_to_snapshot_seconds', 'Time from a watch event arriving to the snapshot that contains it serving', [], [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5]);
   }
 }

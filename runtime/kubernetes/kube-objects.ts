@@ -1,5 +1,6 @@
 /** Slim shapes of the objects weft keeps and the strip functions that cut each object to them as it arrives (managedFields, container specs and status details never stay in memory). */
 import type { RawObject, Stripped } from './kube-reflector.js';
+import { intern, internMap } from '../state/string-pool.js';
 
 type Labels = Record<string, string>;
 
@@ -63,14 +64,17 @@ export function stripPod(raw: RawObject): SlimPod {
   const ports: Record<string, number> = {};
   for (const c of spec.containers ?? []) for (const p of c.ports ?? []) if (p.name !== undefined && p.containerPort !== undefined && (p.protocol ?? 'TCP') === 'TCP') ports[p.name] = p.containerPort;
   const ips = status.podIPs !== undefined && status.podIPs.length > 0 ? status.podIPs.map((p) => p.ip) : status.podIP === undefined || status.podIP === '' ? [] : [status.podIP];
+  // Kept for as long as the pod lives (150,000 of them): repeated strings shared, the rest of the object left to GC.
   return {
-    ...meta(raw),
-    labels: stringMap(raw.metadata.labels),
+    name: raw.metadata.name,
+    namespace: raw.metadata.namespace === undefined ? undefined : intern(raw.metadata.namespace),
+    resourceVersion: raw.metadata.resourceVersion ?? '',
+    labels: internMap(stringMap(raw.metadata.labels)),
     annotations: keptAnnotations(raw.metadata.annotations),
-    serviceAccount: spec.serviceAccountName ?? 'default',
-    nodeName: spec.nodeName,
+    serviceAccount: intern(spec.serviceAccountName ?? 'default'),
+    nodeName: spec.nodeName === undefined ? undefined : intern(spec.nodeName),
     hostNetwork: spec.hostNetwork === true,
-    phase: status.phase,
+    phase: status.phase === undefined ? undefined : intern(status.phase),
     ips,
     ready: (status.conditions ?? []).some((c) => c.type === 'Ready' && c.status === 'True'),
     ports,
@@ -101,4 +105,27 @@ export function stripNamespace(raw: RawObject): SlimNamespace {
 
 export function stripCustom(raw: RawObject): SlimCustom {
   return { ...meta(raw), labels: stringMap(raw.metadata.labels), spec: stringMap(raw.spec) };
+}
+
+/** An EndpointSlice as weft uses it: the Service it belongs to, its ports and each endpoint's addresses, readiness and node. */
+export interface SlimEndpointSlice extends Stripped {
+  service: string | undefined;
+  ports: { name: string | undefined; port: number; protocol: string }[];
+  endpoints: { addresses: string[]; ready: boolean; nodeName: string | undefined }[];
+}
+
+interface RawEndpointSlice {
+  endpoints?: { addresses?: string[]; conditions?: { ready?: boolean }; nodeName?: string }[];
+  ports?: { name?: string; port?: number; protocol?: string }[] | null;
+}
+
+export function stripEndpointSlice(raw: RawObject): SlimEndpointSlice {
+  const { endpoints = [], ports } = raw as RawEndpointSlice;
+  return {
+    ...meta(raw),
+    service: stringMap(raw.metadata.labels)['kubernetes.io/service-name'],
+    ports: (ports ?? []).flatMap((p) => (p.port === undefined ? [] : [{ name: p.name === '' ? undefined : p.name, port: p.port, protocol: p.protocol ?? 'TCP' }])),
+    // An unset ready condition means ready (discovery.k8s.io/v1 EndpointConditions).
+    endpoints: endpoints.map((e) => ({ addresses: e.addresses ?? [], ready: e.conditions?.ready !== false, nodeName: e.nodeName })),
+  };
 }

@@ -65,6 +65,11 @@ export function keyOf(o: { name: string; namespace: string | undefined }): strin
   return o.namespace === undefined ? o.name : `${o.namespace}/${o.name}`;
 }
 
+/** Drains a response nobody will read, so its connection goes back to the pool. */
+function discard(res: Promise<KubeResponse> | undefined): void {
+  void res?.then((r) => r.body.dump(), () => undefined);
+}
+
 interface WatchEvent {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR';
   object: RawObject & { code?: number; reason?: string; message?: string };
@@ -193,21 +198,34 @@ export class KubeReflector<T extends Stripped> {
     const name = this.resource.resource;
     this.#metrics.relists.inc({ resource: name });
     const fresh = new Map<string, T>();
-    let cont: string | undefined;
     let rv = '';
-    do {
-      const res = await this.#client.request(this.#path, { query: { limit: this.#tuning.pageSize, continue: cont }, signal });
-      if (res.statusCode !== 200) await this.#fail(res, 'list');
-      this.#metrics.requests.inc({ resource: name, verb: 'list', code: '200' });
-      const page = (await res.body.json()) as { metadata?: { resourceVersion?: string; continue?: string }; items?: RawObject[] };
-      for (const raw of page.items ?? []) {
-        const obj = this.#strip(raw);
-        fresh.set(keyOf(obj), obj);
+    const fetch = (cont: string | undefined): Promise<KubeResponse> => this.#client.request(this.#path, { query: { limit: this.#tuning.pageSize, continue: cont, labelSelector: this.resource.labelSelector }, signal });
+    // The page requested next (ahead of time once the current page's `continue` is known).
+    const ahead: { next: Promise<KubeResponse> | undefined } = { next: fetch(undefined) };
+    try {
+      while (ahead.next !== undefined) {
+        const res: KubeResponse = await ahead.next;
+        ahead.next = undefined;
+        if (res.statusCode !== 200) await this.#fail(res, 'list');
+        this.#metrics.requests.inc({ resource: name, verb: 'list', code: '200' });
+        const { page, prefetched } = await this.#readPage(res, (cont) => (ahead.next = fetch(cont)));
+        for (const raw of page.items ?? []) {
+          const obj = this.#strip(raw);
+          fresh.set(keyOf(obj), obj);
+        }
+        rv = page.metadata?.resourceVersion ?? rv;
+        const cont = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
+        if (prefetched !== cont) {
+          // The token read ahead was not the page's (it cannot be, short of a broken server): ask again with the right one.
+          discard(ahead.next);
+          ahead.next = cont === undefined ? undefined : fetch(cont);
+        }
+        this.#metrics.lastEvent.set({ resource: name }, Date.now() / 1000);
       }
-      rv = page.metadata?.resourceVersion ?? rv;
-      cont = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
-      this.#metrics.lastEvent.set({ resource: name }, Date.now() / 1000);
-    } while (cont !== undefined);
+    } finally {
+      // A page fetched ahead of a failure is drained so its connection is reused, never leaked.
+      discard(ahead.next);
+    }
     if (this.#absentLogged && this.#metrics.absent !== undefined) {
       log.info({ resource: name }, 'resource is now served by this cluster');
       this.#absentLogged = false;
@@ -229,6 +247,33 @@ export class KubeReflector<T extends Stripped> {
     this.#setSynced();
   }
 
+  /**
+   * Reads one list page. The API server writes `metadata` (with `continue`) before `items`: as soon as the token is in,
+   * the next page is requested, so the server produces it while this one is still arriving and being parsed.
+   */
+  async #readPage(res: KubeResponse, prefetch: (cont: string) => void): Promise<{ page: { metadata?: { resourceVersion?: string; continue?: string }; items?: RawObject[] }; prefetched: string | undefined }> {
+    const chunks: Buffer[] = [];
+    let head = '';
+    let looking = true;
+    let prefetched: string | undefined;
+    for await (const chunk of res.body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      if (!looking) continue;
+      head += chunk.toString('latin1', 0, Math.min(chunk.length, 4096 - head.length));
+      const items = head.indexOf('"items"');
+      if (items < 0 && head.length < 4096) continue;
+      looking = false;
+      const token = items < 0 ? null : /"continue":"([^"\\]+)"/.exec(head.slice(0, items));
+      if (token?.[1] !== undefined) {
+        prefetched = token[1];
+        prefetch(prefetched);
+      }
+    }
+    // A SyntaxError here counts as a decode error and the list starts over.
+    const page = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { metadata?: { resourceVersion?: string; continue?: string }; items?: RawObject[] };
+    return { page, prefetched };
+  }
+
   /** One watch stream from the current RV; resolves with the event count when the server ends it cleanly. */
   async #watch(signal: AbortSignal): Promise<number> {
     const name = this.resource.resource;
@@ -240,7 +285,7 @@ export class KubeReflector<T extends Stripped> {
     let events = 0;
     try {
       const res = await this.#client.request(this.#path, {
-        query: { watch: 1, resourceVersion: this.#rv, allowWatchBookmarks: true, timeoutSeconds: Math.floor(min + this.#tuning.random() * (max - min + 1)) },
+        query: { watch: 1, resourceVersion: this.#rv, labelSelector: this.resource.labelSelector, allowWatchBookmarks: true, timeoutSeconds: Math.floor(min + this.#tuning.random() * (max - min + 1)) },
         signal: controller.signal,
       });
       if (res.statusCode !== 200) await this.#fail(res, 'watch');

@@ -6,6 +6,7 @@
 import type { WeftConfig } from '../config/config-schema.js';
 import { crossReferenceProblems } from '../config/config-validate.js';
 import type { ReloadResult } from '../app.js';
+import type { StateSnapshot, WorkloadChange } from '../state/state-snapshot.js';
 import { createLogger } from '../log.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { KubeClient } from './kube-client.js';
@@ -13,20 +14,24 @@ import type { KubeConnection } from './kube-config.js';
 import { KubeEventRecorder } from './kube-event-recorder.js';
 import { KINDS, KubeMeshModel, type KubeMesh, type ObjectProblem, type ObjectRef } from './kube-mesh-model.js';
 import { KubeMetrics } from './kube-metrics.js';
-import { stripCustom, stripNamespace, stripPod, stripService } from './kube-objects.js';
-import { KubeReflector, type RawObject, type ReflectorTuning, type Stripped } from './kube-reflector.js';
+import { stripCustom, stripEndpointSlice, stripNamespace, stripPod, stripService } from './kube-objects.js';
+import { KubeReflector, keyOf, type RawObject, type ReflectorTuning, type Stripped } from './kube-reflector.js';
 import { WATCHED_RESOURCES, type WatchedResource } from './watched-resources.js';
 
 const log = createLogger('kubernetes');
 
-/** Watch events arrive in bursts (a rollout touches many pods): apply them together. */
-export const DEFAULT_COALESCE_MS = 50;
+/** Watch events arrive in bursts (a rollout touches many pods): those within a few ms are applied together. */
+export const DEFAULT_COALESCE_MS = 5;
 
-const STRIP: Record<string, (raw: RawObject) => Stripped> = { pods: stripPod, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
+const STRIP: Record<string, (raw: RawObject) => Stripped> = { pods: stripPod, endpointslices: stripEndpointSlice, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
 
 export interface KubernetesSourceTarget {
   reload(config: WeftConfig): Promise<ReloadResult>;
   recordRejectedReload(): void;
+  /** Applies a change to workloads only by deriving the serving snapshot (App); without it every change is a full reload. */
+  patchWorkloads?(change: WorkloadChange): ReloadResult;
+  /** The serving snapshot (for patchWorkloads' address checks). */
+  readonly state?: { readonly current: StateSnapshot };
 }
 
 export interface KubernetesSourceOptions {
@@ -92,7 +97,7 @@ export class KubernetesSource {
   /** What `weft run` prints: the API server and each resource watched. */
   describe(origin: string): string[] {
     const what = (r: WatchedResource): string => `${r.resource}${r.group === '' ? '' : `.${r.group}`}/${r.version}${r.optional ? ' (if the CRD is installed)' : ''}`;
-    return [`kubernetes source: ${this.client.server} (${origin}), node ${this.#base.node}`, ...this.reflectors.map((r) => `  watching ${what(r.resource)}${r.resource.namespaced ? ' in all namespaces' : ''}`)];
+    return [`kubernetes source: ${this.client.server} (${origin}), node ${this.#base.node}`, ...this.reflectors.map((r) => `  watching ${what(r.resource)}${r.resource.namespaced ? ' in all namespaces' : ''}${r.resource.labelSelector === undefined ? '' : ` where ${r.resource.labelSelector}`}`)];
   }
 
   get synced(): boolean {
@@ -106,6 +111,15 @@ export class KubernetesSource {
   /** Resolves once every resource was listed and the first snapshot with them is serving. */
   whenSynced(): Promise<void> {
     return this.#firstSync ? Promise.resolve() : new Promise((resolve) => this.#firstSyncWaiters.push(resolve));
+  }
+
+  /** Resolves once every change received so far is in the serving snapshot (tests, benchmarks). */
+  async settled(): Promise<void> {
+    while (this.#timer !== undefined || this.#pendingSince !== undefined) {
+      await new Promise((resolve) => setTimeout(resolve, this.#coalesceMs));
+      await this.#running;
+    }
+    await this.#running;
   }
 
   /** A new file config (file reload): the cluster's part is merged into it again. */
@@ -139,6 +153,11 @@ export class KubernetesSource {
     if (this.reflectors.some((r) => !this.#synced.has(r.resource.resource))) return { ok: true };
     const since = this.#pendingSince;
     this.#pendingSince = undefined;
+    if (this.#firstSync && this.#patch()) {
+      if (since !== undefined) this.metrics.eventToSnapshot.observe((performance.now() - since) / 1000);
+      this.#report();
+      return { ok: true };
+    }
     let result: ReloadResult = { ok: true };
     // A plugin whose module fails to load is blamed on its WasmPlugin and the snapshot is built again without it.
     for (let attempt = 0; attempt < 3; attempt++) {
@@ -148,6 +167,7 @@ export class KubernetesSource {
       result = await this.#target.reload(config);
       if (result.ok) {
         this.#lastMesh = mesh;
+        this.model.applied(mesh);
         this.metrics.applies.inc({ result: 'applied' });
         break;
       }
@@ -166,6 +186,31 @@ export class KubernetesSource {
       for (const w of this.#firstSyncWaiters.splice(0)) w();
     }
     return result;
+  }
+
+  /**
+   * Applies pod changes by deriving the serving snapshot when only pods on other nodes changed (the common case: 150,000
+   * pods churn while services, plugins and policies stay); false when a full rebuild is needed instead.
+   */
+  #patch(): boolean {
+    const target = this.#target;
+    if (target.patchWorkloads === undefined || target.state === undefined || !this.model.onlyPodsChanged) return false;
+    const state = target.state;
+    // This node's pods take the same path (certificates and HBONE listeners follow the snapshot's local list), unless
+    // the file names waypoints: a local pod may then start or stop hosting one, which decides whether L7 must load.
+    const node = this.#base.node;
+    const waypoints = this.#base.services.some((s) => s.waypoint !== undefined);
+    const r = this.model.podDelta((w) => waypoints && (w.node === undefined || w.node === node), (ip) => state.current.workloadByIp(ip)?.uid);
+    if (!r.ok) {
+      log.debug({ reason: r.reason }, 'pod change needs a full rebuild');
+      return false;
+    }
+    const { delta } = r;
+    if (delta.upsert.length + delta.remove.length > 0) target.patchWorkloads({ upsert: delta.upsert, remove: delta.remove });
+    this.model.appliedDelta(delta);
+    this.#lastProblems = [...this.#lastProblems.filter((p) => p.resource !== 'pods' || !delta.pods.has(keyOf(p))), ...delta.problems];
+    this.metrics.applies.inc({ result: 'patched' });
+    return true;
   }
 
   /** File part plus cluster part; entries that break a cross-reference rule (a reused pod IP, a taken VIP) are dropped and reported. */
@@ -210,23 +255,34 @@ export class KubernetesSource {
       this.#events?.record(p);
     }
     this.#reported = now;
-    for (const kind of ['pods', 'services', 'namespaces', 'wasmplugins', 'authorizationpolicies']) this.metrics.objectProblems.set({ kind }, byKind.get(kind) ?? 0);
+    for (const kind of Object.keys(KINDS)) this.metrics.objectProblems.set({ kind }, byKind.get(kind) ?? 0);
   }
 
   /** /config_dump's `origins` section: each model entry's source, and the objects currently rejected. */
   dump(): { origins: Record<string, Record<string, Origin>>; rejected: ObjectProblem[] } {
     const b = this.#base;
     const origins: Record<string, Record<string, Origin>> = { namespaces: {}, workloads: {}, services: {}, plugins: {}, policies: {} };
-    const keyOf = (list: string, e: { name: string; namespace?: string }): string => (list === 'plugins' || list === 'namespaces' ? e.name : `${e.namespace ?? 'default'}/${e.name}`);
-    for (const list of ['namespaces', 'services', 'plugins', 'policies'] as const) for (const e of b[list]) (origins[list] ?? {})[keyOf(list, e)] = { source: 'file' };
+    const entryKey = (list: string, e: { name: string; namespace?: string }): string => (list === 'plugins' || list === 'namespaces' ? e.name : `${e.namespace ?? 'default'}/${e.name}`);
+    for (const list of ['namespaces', 'services', 'plugins', 'policies'] as const) for (const e of b[list]) (origins[list] ?? {})[entryKey(list, e)] = { source: 'file' };
     const m = this.#lastMesh;
+    for (const { workload, ref } of this.model.served.values()) {
+      const { resource, ...rest } = ref;
+      (origins.workloads ?? {})[entryKey('workloads', workload)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
+    }
     if (m !== undefined) {
-      for (const list of ['namespaces', 'workloads', 'services', 'plugins', 'policies'] as const) {
+      // Workloads from EndpointSlices change only with a rebuild: the last one has them.
+      m.workloads.forEach((e, i) => {
+        const ref = m.origins.workloads[i];
+        if (ref === undefined || ref.resource === 'pods') return;
+        const { resource, ...rest } = ref;
+        (origins.workloads ?? {})[entryKey('workloads', e)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
+      });
+      for (const list of ['namespaces', 'services', 'plugins', 'policies'] as const) {
         m[list].forEach((e, i) => {
           const ref = m.origins[list][i];
           if (ref === undefined) return;
           const { resource, ...rest } = ref;
-          (origins[list] ?? {})[keyOf(list, e)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
+          (origins[list] ?? {})[entryKey(list, e)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
         });
       }
     }

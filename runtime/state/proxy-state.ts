@@ -1,6 +1,6 @@
 /** Holds the current StateSnapshot and swaps it atomically on reload; readers take `current` once per connection and keep that view. */
 import type { WeftConfig } from '../config/config-schema.js';
-import { StateSnapshot } from './state-snapshot.js';
+import { StateSnapshot, type WorkloadChange } from './state-snapshot.js';
 
 export type StateListener = (next: StateSnapshot, previous: StateSnapshot) => void;
 
@@ -21,6 +21,14 @@ export class ProxyState {
   update(config: WeftConfig): StateSnapshot {
     const previous = this.#current;
     this.#current = new StateSnapshot(config, ++this.#version);
+    for (const listener of this.#listeners) listener(this.#current, previous);
+    return this.#current;
+  }
+
+  /** Swaps in a snapshot derived from the current one by a workload change (no rebuild); listeners run as on update. */
+  patch(change: WorkloadChange): StateSnapshot {
+    const previous = this.#current;
+    this.#current = StateSnapshot.derive(previous, change, ++this.#version);
     for (const listener of this.#listeners) listener(this.#current, previous);
     return this.#current;
   }

@@ -8,7 +8,7 @@ import type net from 'node:net';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { createApp } from '../../runtime/app.js';
-import { configSchema, type WeftConfig } from '../../runtime/config/config-schema.js';
+import { configSchema, type WeftConfig, type WorkloadConfig } from '../../runtime/config/config-schema.js';
 import { setLogLevel } from '../../runtime/log.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import { inClusterConnection } from '../../runtime/kubernetes/kube-config.js';
@@ -39,13 +39,22 @@ function heapAfterGc(): number {
 
 const base = (): WeftConfig => configSchema.parse({ node: SHAPE.localNode, source: 'kubernetes', accessLog: { enabled: false }, listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' } });
 
-/** The fake API server process: the whole cluster, plus a control port that churns pods (`POST /churn?rate=&seconds=`). */
+/** The fake API server process: the whole cluster, plus a control port that churns pods (`POST /churn?rate=&seconds=`) or changes a Service (`POST /touch-service`). */
 async function fakeProcess(): Promise<void> {
   const cluster = await startKubeTestCluster({ bookmarkIntervalMs: 60_000 });
   loadScale(cluster.fake.store, SHAPE);
+  cluster.fake.warmSerializationCache();
   cluster.fake.store.historyLimit = 20_000;
   const control = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/touch-service') {
+      // A Service change: weft rebuilds the whole snapshot for it (the path a pod change on another node avoids).
+      const svc = scaleService(SHAPE, 0);
+      const at = wallUs();
+      cluster.fake.store.update('services', { ...svc, metadata: { ...svc.metadata, annotations: { 'weft.dev/bench-t': String(at) } } });
+      res.end(JSON.stringify({ at }));
+      return;
+    }
     const rate = Number(url.searchParams.get('rate') ?? 100);
     const total = rate * Number(url.searchParams.get('seconds') ?? 10);
     let n = 0;
@@ -60,6 +69,16 @@ async function fakeProcess(): Promise<void> {
   });
   await new Promise<void>((r) => control.listen(0, '127.0.0.1', r));
   process.stdout.write(JSON.stringify({ env: cluster.env, serviceAccountDir: cluster.serviceAccountDir, control: (control.address() as net.AddressInfo).port }) + '\n');
+}
+
+function post(port: number, path: string): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    http.request({ host: '127.0.0.1', port, method: 'POST', path }, (res) => {
+      let body = '';
+      res.on('data', (c: Buffer) => (body += c.toString()));
+      res.on('end', () => resolve(body));
+    }).on('error', reject).end();
+  });
 }
 
 type FakeInfo = { env: Record<string, string>; serviceAccountDir: string; control: number };
@@ -86,25 +105,37 @@ async function fileMode(): Promise<Record<string, number>> {
 async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   const heap0 = heapAfterGc();
   const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
   const app = await createApp(base());
   const applied: number[] = [];
+  const rebuilds: number[] = [];
   const seen = new Map<string, string>();
+  const observe = (workloads: readonly WorkloadConfig[]): void => {
+    const now = wallUs();
+    for (const w of workloads) {
+      const t = w.labels['bench-t'];
+      if (t === undefined || seen.get(w.name) === t) continue;
+      seen.set(w.name, t);
+      applied.push((now - Number(t)) / 1000);
+    }
+  };
   const source = new KubernetesSource({
     base: base(),
     connection: inClusterConnection(fake.env, fake.serviceAccountDir),
     metrics: app.metrics,
     recordEvents: false,
     target: {
+      state: app.state,
       recordRejectedReload: () => app.recordRejectedReload(),
       reload: async (c) => {
         const r = await app.reload(c);
-        const now = wallUs();
-        for (const w of c.workloads) {
-          const t = w.labels['bench-t'];
-          if (t === undefined || seen.get(w.name) === t) continue;
-          seen.set(w.name, t);
-          applied.push((now - Number(t)) / 1000);
-        }
+        observe(c.workloads);
+        rebuilds.push(wallUs());
+        return r;
+      },
+      patchWorkloads: (change) => {
+        const r = app.patchWorkloads(change);
+        observe(change.upsert);
         return r;
       },
     },
@@ -113,22 +144,29 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   source.start();
   await source.whenSynced();
   const readyMs = performance.now() - t0;
+  const cpu = process.cpuUsage(cpu0);
+  const readyCpuMs = (cpu.user + cpu.system) / 1000;
   const workloads = app.state.current.workloads.length;
   const heap = heapAfterGc();
-  const churn = await new Promise<string>((resolve, reject) => {
-    http.request({ host: '127.0.0.1', port: fake.control, method: 'POST', path: '/churn?rate=100&seconds=20' }, (res) => {
-      let body = '';
-      res.on('data', (c: Buffer) => (body += c.toString()));
-      res.on('end', () => resolve(body));
-    }).on('error', reject).end();
-  });
+  const churn = await post(fake.control, '/churn?rate=100&seconds=20');
   await new Promise((r) => setTimeout(r, 500));
   const hist = (await app.metrics.registry.getSingleMetric('weft_k8s_event_to_snapshot_seconds')?.get())?.values ?? [];
   const count = hist.find((v) => (v as { metricName?: string }).metricName?.endsWith('_count') === true)?.value ?? 0;
+  // weft's own share: from an event's arrival to its snapshot, per applied batch (a bucket's upper bound, so coarse).
+  const buckets = hist.filter((v) => (v as { metricName?: string }).metricName?.endsWith('_bucket') === true).map((v) => ({ le: Number(v.labels.le), n: v.value }));
+  const bucketQuantile = (q: number): number => (buckets.find((b) => b.n >= q * count)?.le ?? NaN) * 1000;
+  const rebuildMs: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const { at } = JSON.parse(await post(fake.control, '/touch-service')) as { at: number };
+    while (!rebuilds.some((t) => t > at)) await new Promise((r) => setTimeout(r, 5));
+    rebuildMs.push(((rebuilds.find((t) => t > at) ?? at) - at) / 1000);
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   await source.stop();
   await app.shutdown(0);
   return {
     readyMs,
+    readyCpuMs,
     workloads,
     heapEmptyMb: heap0 / MB,
     heapKubeMb: heap / MB,
@@ -137,6 +175,9 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
     writeToSnapshotP99Ms: percentile(applied, 0.99),
     writeToSnapshotMaxMs: Math.max(...applied),
     snapshots: count,
+    arrivalToSnapshotP50MsAtMost: bucketQuantile(0.5),
+    arrivalToSnapshotP99MsAtMost: bucketQuantile(0.99),
+    serviceChangeRebuildMs: Math.max(...rebuildMs),
   };
 }
 

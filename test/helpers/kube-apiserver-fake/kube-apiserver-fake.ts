@@ -285,6 +285,11 @@ export class KubeApiServerFake {
     sendRaw(200, `${head.slice(0, -1)},"items":[${items.join(',')}]}`);
   }
 
+  /** Serializes every stored object now, as an API server's watch cache holds them ready (scale benchmarks time the client, not this). */
+  warmSerializationCache(): void {
+    for (const type of RESOURCE_TYPES) for (const o of this.store.list(type.resource)) this.#serialize(o);
+  }
+
   #serialize(o: KubeObject): string {
     let s = this.#json.get(o);
     if (s === undefined) this.#json.set(o, (s = JSON.stringify(o)));
