@@ -79,6 +79,8 @@ export interface HboneClientOptions {
   sessionCache?: TlsSessionCache;
   /** NSS key log lines of every connection (tests decrypt captures with them). */
   onKeylog?: (line: Buffer) => void;
+  /** `node` keeps every connection on Node's TLS and node:http2 (the fallback path); `auto` (default) uses the addon when it can. */
+  dataPath?: 'auto' | 'node';
 }
 
 export class HboneClient {
@@ -93,6 +95,7 @@ export class HboneClient {
   readonly #peerIds = new WeakMap<http2.ClientHttp2Session, string>();
   /** The addon's connection under a session, when the native data path carries it. */
   readonly #native = new WeakMap<http2.ClientHttp2Session, NativeTlsSocket>();
+  readonly #sockets = new Set<Duplex>();
 
   constructor(opts: HboneClientOptions) {
     this.#opts = opts;
@@ -141,6 +144,8 @@ export class HboneClient {
 
   close(): void {
     this.#pool.close();
+    // A destroyed Http2Session only ends its socket and waits for queued bytes; closing the client ends them now.
+    for (const s of this.#sockets) s.destroy();
   }
 
   #awaitResponse(stream: http2.ClientHttp2Stream, conn: PooledConnection, req: HboneConnectRequest): Promise<HboneStream> {
@@ -185,7 +190,7 @@ export class HboneClient {
   async #open(req: HboneConnectRequest): Promise<http2.ClientHttp2Session> {
     const cert = await this.#opts.certificates.fetch(req.sourceIdentity);
     const where = formatAddr(req.via);
-    const nativeHbone = loadNativeHbone();
+    const nativeHbone = this.#opts.dataPath === 'node' ? undefined : loadNativeHbone();
     const tls = nativeHbone === undefined ? await this.#handshakeNode(req, cert, where) : await this.#handshakeNative(nativeHbone, req, cert, where);
     this.#handshakes++;
     if (tls.resumed) this.#resumed++;
@@ -196,6 +201,8 @@ export class HboneClient {
     });
     this.#peerIds.set(session, identityOfCertificate(tls.verified) ?? '');
     if (tls.socket instanceof NativeTlsSocket) this.#native.set(session, tls.socket);
+    this.#sockets.add(tls.socket);
+    tls.socket.once('close', () => this.#sockets.delete(tls.socket));
     session.on('error', (err) => this.#log.debug({ via: where, err }, 'hbone connection error'));
     session.once('connect', () => session.setLocalWindowSize(this.#settings.connectionWindowBytes));
     keepAlive(session);

@@ -83,6 +83,8 @@ export interface HboneServerOptions {
   logger?: Logger;
   /** NSS key log lines of every connection (tests decrypt captures with them). */
   onKeylog?: (line: Buffer) => void;
+  /** `node` keeps every connection on Node's TLS and node:http2 (the fallback path); `auto` (default) uses the addon when it can. */
+  dataPath?: 'auto' | 'node';
 }
 
 export interface HboneServer {
@@ -102,6 +104,7 @@ interface SessionInfo {
   identity: string;
   peer: SocketAddr;
   localIp: string;
+  socket: Duplex;
   native?: NativeTlsSocket;
 }
 
@@ -195,7 +198,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     if (!hasTrustDomain(peerCert, trustDomain)) return refuse(`client identity ${identity} is outside trust domain ${trustDomain}`, identity);
     if (hs.alpn !== 'h2') return refuse(`client did not negotiate ALPN h2 (got ${String(hs.alpn ?? false)})`, identity);
     // node:http2 creates the session synchronously inside emit('connection'); 'session' picks this up.
-    connecting = { identity, peer, localIp: hs.localIp, ...(hs.native === undefined ? {} : { native: hs.native }) };
+    connecting = { identity, peer, localIp: hs.localIp, socket, ...(hs.native === undefined ? {} : { native: hs.native }) };
     try {
       h2.emit('connection', socket);
     } finally {
@@ -206,7 +209,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
 
   /** The addon's TLS (native-tls-socket.ts): same certificate choice and checks as tlsServerFor + onSecure. */
   const acceptNative = (raw: net.Socket, cert: WorkloadCertificate): boolean => {
-    const nativeHbone = loadNativeHbone();
+    const nativeHbone = opts.dataPath === 'node' ? undefined : loadNativeHbone();
     if (nativeHbone === undefined || raw.readableLength > 0 || raw.destroyed) return false;
     const peer = { address: normalizeIp(raw.remoteAddress), port: raw.remotePort ?? 0 };
     let ns: NativeTlsSocket;
@@ -258,10 +261,17 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   };
 
   h2.on('session', (session) => {
+    const connection = connecting?.socket;
     if (connecting !== undefined) sessionInfo.set(session, connecting);
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', () => session.destroy());
+    // node:http2 only ends the socket of a failed session (close_notify, FIN) and waits for the peer; a peer that sent
+    // a malformed frame does not get to keep the connection open.
+    session.once('close', () => connection?.destroy());
+    // The client's connection went away (FIN or reset): its tunnels end now, not at the next keepalive.
+    connection?.once('close', () => session.destroy());
+    connection?.once('end', () => connection.destroy());
     session.once('connect', () => session.setLocalWindowSize(settings.connectionWindowBytes));
   });
 

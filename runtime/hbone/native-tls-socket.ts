@@ -25,6 +25,7 @@ export interface NativeHbone {
   hboneInfo(conn: object): NativeTlsInfoRaw | undefined;
   hboneNative(conn: object, streamId: number, fd: number, armed: boolean): number;
   hboneStreamAbort(conn: object, streamId: number): void;
+  hboneStreamIdleMs(conn: object, streamId: number): number;
 }
 
 interface NativeTlsInfoRaw {
@@ -162,7 +163,6 @@ export class NativeTlsSocket extends Duplex {
     if (this.#native.hboneNative(this.#conn, streamId, fd, armed) !== 0) return undefined;
     socket.destroy();
     NativeTlsSocket.counts.streams++;
-    const started = Date.now();
     const done = new Promise<HandleCopyEnd>((resolve) => {
       this.#streams.set(streamId, {
         end: () => stream.end(),
@@ -175,8 +175,7 @@ export class NativeTlsSocket extends Duplex {
     });
     return {
       abort: () => this.#native.hboneStreamAbort(this.#conn, streamId),
-      // The addon does not report per-stream activity; the tunnel's idle timeout counts from its start.
-      idleFor: (now) => now - started,
+      idleFor: () => Math.max(0, this.#native.hboneStreamIdleMs(this.#conn, streamId)),
       done,
     };
   }

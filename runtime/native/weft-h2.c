@@ -142,6 +142,7 @@ static void to_stream(hconn_t *c, hstream_t *s, const unsigned char *data, size_
     }
   }
   s->bytes_in += w;
+  s->last_activity = uv_now(c->loop);
   credit(c, s, w);
   if (w == n) return;
   hchunk_t *k = malloc(sizeof *k + (n - w));
@@ -171,6 +172,7 @@ static void flush_stream(hconn_t *c, hstream_t *s) {
     k->off += (size_t)r;
     s->pending -= (size_t)r;
     s->bytes_in += (uint64_t)r;
+    s->last_activity = uv_now(c->loop);
     credit(c, s, (size_t)r);
     if (k->off < k->len) return;
     s->head = k->next;
@@ -416,6 +418,7 @@ static void stream_read(hconn_t *c, hstream_t *s) {
     s->send_window -= n;
     c->conn_send_window -= n;
     s->bytes_out += (uint64_t)n;
+    s->last_activity = uv_now(c->loop);
     size_t total = (size_t)n + 9, off = 0;
     while (off < total) {
       ERR_clear_error();
@@ -487,6 +490,7 @@ int h2_stream_open(hconn_t *c, uint32_t sid, int fd, int armed) {
   s->id = sid;
   s->poll.data = s;
   s->armed = (unsigned char)armed;
+  s->last_activity = uv_now(c->loop);
   /* No DATA went out on the stream before it turned native (JavaScript checks), so its window is the initial one. */
   s->send_window = c->peer_initial_window;
   s->next = c->streams;
@@ -544,8 +548,21 @@ static napi_value hbone_stream_abort(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* hboneStreamIdleMs(conn, streamId) -> milliseconds of loop time since the stream last moved a byte; -1 once it ended. */
+static napi_value hbone_stream_idle_ms(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2], out;
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t sid = 0;
+  hconn_t *c = argc < 2 ? NULL : conn_of(env, argv[0]);
+  hstream_t *s = c == NULL || c->closed || napi_get_value_uint32(env, argv[1], &sid) != napi_ok ? NULL : find(c, sid);
+  napi_create_double(env, s == NULL ? -1 : (double)(uv_now(c->loop) - s->last_activity), &out);
+  return out;
+}
+
 void weft_h2_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
+    {"hboneStreamIdleMs", NULL, hbone_stream_idle_ms, NULL, NULL, NULL, napi_default, NULL},
     {"hboneNative", NULL, hbone_native, NULL, NULL, NULL, napi_default, NULL},
     {"hboneStreamAbort", NULL, hbone_stream_abort, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -63,6 +63,7 @@ typedef struct hstream {
   unsigned char remote_end; /* END_STREAM received: SHUT_WR the socket once pending is written */
   unsigned char fd_shut, fd_eof, done, polling;
   uint64_t bytes_in, bytes_out;
+  uint64_t last_activity; /* loop time of the last byte either way (the tunnel's idle timeout) */
   int err;
 } hstream_t;
 
@@ -114,6 +115,8 @@ typedef struct hconn {
   int64_t conn_credit;
   hstream_t *streams;
   int nstreams;
+  /* The thread's open connections, closed together when its environment goes away (a worker thread exiting). */
+  struct hconn *prev, *next;
 } hconn_t;
 
 /* weft-tls.c */

@@ -21,6 +21,36 @@
 #define JS_HIGH_WATER (256 * 1024)
 
 static __thread unsigned char *read_scratch;
+static __thread hconn_t *open_conns;
+static __thread int cleanup_registered;
+
+static void unlink_conn(hconn_t *c) {
+  if (c->prev != NULL) c->prev->next = c->next;
+  else if (open_conns == c) open_conns = c->next;
+  if (c->next != NULL) c->next->prev = c->prev;
+  c->prev = c->next = NULL;
+}
+
+/* The thread's environment is going away: Node closes its loop only once every handle on it has closed, so each open
+ * connection's handles close here with no callback (the addon may be unloaded before libuv runs them; the memory is
+ * left to the process, as weft-copy.c does). Peers see the connections close. */
+static void env_cleanup(void *arg) {
+  (void)arg;
+  while (open_conns != NULL) {
+    hconn_t *c = open_conns;
+    unlink_conn(c);
+    if (c->closed) continue;
+    c->closed = 1;
+    c->callback = NULL;
+    for (hstream_t *s = c->streams; s != NULL; s = s->next) {
+      uv_close((uv_handle_t *)&s->poll, NULL);
+      close(s->fd);
+    }
+    uv_close((uv_handle_t *)&c->poll, NULL);
+    uv_close((uv_handle_t *)&c->check, NULL);
+    close(c->fd);
+  }
+}
 
 int hbytes_append(hbytes_t *b, const void *data, size_t len) {
   if (b->len + len > b->cap) {
@@ -170,6 +200,7 @@ void hconn_fail(hconn_t *c, int code, const char *reason) {
   if (c->closed) return;
   h2_close_all(c, code != 0 ? code : -ECONNRESET);
   c->closed = 1;
+  unlink_conn(c);
   hconn_emit(c, EV_CLOSED, 0, 0, 0, code, reason, strlen(reason));
   if (c->check_active) uv_check_stop(&c->check);
   uv_close((uv_handle_t *)&c->check, on_handle_closed);
@@ -526,6 +557,13 @@ static napi_value hbone_open(napi_env env, napi_callback_info info) {
   c->events = UV_READABLE | UV_WRITABLE;
   uv_poll_start(&c->poll, c->events, on_poll);
   napi_create_external(env, c, conn_finalize, NULL, &external);
+  if (!cleanup_registered) {
+    napi_add_env_cleanup_hook(env, env_cleanup, NULL);
+    cleanup_registered = 1;
+  }
+  c->next = open_conns;
+  if (open_conns != NULL) open_conns->prev = c;
+  open_conns = c;
   return external;
 }
 
