@@ -252,7 +252,7 @@ export class HboneClient {
         s.off('error', onError);
         if (err === undefined && verified !== undefined) return resolve({ socket: s, verified, resumed: s.isSessionReused() });
         s.destroy();
-        reject(err);
+        reject(err ?? new HboneError('WEFT_ERR_TLS', `HBONE connection to ${where} failed`));
       };
       const onError = (err: Error): void => {
         const code = systemErrorCode(err) ?? 'error';
@@ -297,18 +297,20 @@ export class HboneClient {
       if (this.#opts.onKeylog !== undefined) opened.on('keylog', this.#opts.onKeylog);
       // After the handshake node:http2's session reports the connection's end; this keeps an error from going unheard.
       opened.on('error', (err: Error) => this.#log.debug({ via: where, err }, 'hbone connection error'));
-      let verified: X509Certificate | undefined;
+      // Tickets wait in `early` until the server is verified, then go to the cache with the certificate it proved.
+      const checked: { peer?: X509Certificate } = {};
       const early: Buffer[] = [];
-      if (sessions !== undefined) opened.on('session', (t: Buffer) => (verified === undefined ? early.push(t) : sessions.put(cert, where, t, verified)));
+      if (sessions !== undefined) opened.on('session', (t: Buffer) => (checked.peer === undefined ? early.push(t) : sessions.put(cert, where, t, checked.peer)));
       const handshake = opened.handshake();
       const destroyed = new Promise<never>((_resolve, reject) => opened.once('error', reject));
       const info = await Promise.race([handshake, destroyed]);
       const peerCert = info.resumed ? resumable?.peer : info.peerCertificate;
       const failed = info.resumed || info.verifyError === undefined ? this.#checkServer(req, cert, where, peerCert, info.resumed, info.alpn) : new HboneError('WEFT_ERR_TLS', `HBONE connection to ${where} failed: server certificate rejected: ${info.verifyError}`);
       if (failed !== undefined) throw failed;
-      verified = peerCert as X509Certificate;
-      for (const t of early.splice(0)) sessions?.put(cert, where, t, verified);
-      return { socket: opened, verified, resumed: info.resumed };
+      if (peerCert === undefined) throw new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} presented no certificate`);
+      checked.peer = peerCert;
+      for (const t of early.splice(0)) sessions?.put(cert, where, t, peerCert);
+      return { socket: opened, verified: peerCert, resumed: info.resumed };
     } catch (err) {
       raw.destroy();
       ns?.destroy();
@@ -347,8 +349,10 @@ function withCounters(stream: http2.ClientHttp2Stream, identity: string, native:
       if (s.bytesWritten !== 0 || s.writableLength !== 0 || s.readableLength !== 0 || socket.readableLength !== 0 || socket.writableLength !== 0 || stream.id === undefined) return undefined;
       const copy = native.markNative(stream.id, socket, true, stream);
       if (copy === undefined) return undefined;
-      // Nothing arrives on node:http2's side of a native stream; a frame that raced the switch is dropped.
+      // Nothing arrives on node:http2's side of a native stream; a frame that raced the switch is dropped. Its end
+      // and errors (a reset by the server) reach the copy through the addon's STREAM_DONE instead.
       stream.on('data', () => undefined);
+      stream.on('error', () => undefined);
       stream.resume();
       const done = copy.done.then((end) => {
         if (end.error !== undefined && !NativeTlsSocket.isQuietEnd(end.error.code) && !stream.closed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
@@ -359,7 +363,7 @@ function withCounters(stream: http2.ClientHttp2Stream, identity: string, native:
           copy.abort();
           if (!stream.closed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
         },
-        idleFor: copy.idleFor,
+        idleFor: (now) => copy.idleFor(now),
         done,
       };
     };

@@ -192,6 +192,11 @@ export class NativeTlsSocket extends Duplex {
     else cb(new WeftError('WEFT_ERR_TLS', 'native HBONE connection is closed'));
   }
 
+  /** node:http2 writes a frame's header and payload as separate buffers: one call, one TLS record where they fit. */
+  override _writev(chunks: { chunk: Buffer }[], cb: (err?: Error | null) => void): void {
+    this._write(chunks.length === 1 ? (chunks[0] as { chunk: Buffer }).chunk : Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
+  }
+
   override _read(): void {
     // The addon pushes as bytes arrive; node:http2's own flow control bounds them.
   }

@@ -74,7 +74,7 @@ typedef struct hconn {
   uv_loop_t *loop;
   int fd;
   uv_poll_t poll;
-  uv_check_t check;
+  uv_idle_t check; /* delivers events raised by JavaScript calls; an idle handle keeps the loop from blocking before it runs */
   int events;
   int open_handles;
   int refs;

@@ -102,9 +102,9 @@ void hconn_release(hconn_t *c) {
   free(c);
 }
 
-static void on_check(uv_check_t *handle) {
+static void on_check(uv_idle_t *handle) {
   hconn_t *c = handle->data;
-  uv_check_stop(&c->check);
+  uv_idle_stop(&c->check);
   c->check_active = 0;
   hconn_deliver(c);
 }
@@ -120,7 +120,7 @@ static void push_event(hconn_t *c, int kind, uint32_t sid, double x, double y, d
   /* Outside a loop callback of this connection (a JavaScript call into the addon): delivered on the next check. */
   if (!c->in_callback && !c->check_active && !c->closed) {
     c->check_active = 1;
-    uv_check_start(&c->check, on_check);
+    uv_idle_start(&c->check, on_check);
   }
 }
 
@@ -202,7 +202,7 @@ void hconn_fail(hconn_t *c, int code, const char *reason) {
   c->closed = 1;
   unlink_conn(c);
   hconn_emit(c, EV_CLOSED, 0, 0, 0, code, reason, strlen(reason));
-  if (c->check_active) uv_check_stop(&c->check);
+  if (c->check_active) uv_idle_stop(&c->check);
   uv_close((uv_handle_t *)&c->check, on_handle_closed);
   uv_close((uv_handle_t *)&c->poll, on_handle_closed);
   close(c->fd);
@@ -551,7 +551,7 @@ static napi_value hbone_open(napi_env env, napi_callback_info info) {
   napi_create_reference(env, argv[7], 1, &c->callback);
   napi_async_init(env, NULL, name, &c->async);
   uv_poll_init(loop, &c->poll, c->fd);
-  uv_check_init(loop, &c->check);
+  uv_idle_init(loop, &c->check);
   c->poll.data = c;
   c->check.data = c;
   c->events = UV_READABLE | UV_WRITABLE;

@@ -250,7 +250,7 @@ describe.each([
     const check = await survivor();
     const raw = await rawPeer();
     raw.on('error', () => undefined);
-    const closed = closedOf(raw as unknown as net.Socket);
+    const closed = closedOf(raw);
     const settings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
     // A DATA frame of 16 MiB - 1 on stream 1: past the server's SETTINGS_MAX_FRAME_SIZE (FRAME_SIZE_ERROR).
     const oversized = Buffer.from([0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 1]);
