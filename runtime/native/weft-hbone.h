@@ -139,4 +139,7 @@ void h2_close_all(hconn_t *c, int err);
 void weft_h2_register(napi_env env, napi_value exports);
 void weft_tls_register(napi_env env, napi_value exports);
 
+/* weft-tls-context.c */
+void weft_tls_context_register(napi_env env, napi_value exports);
+
 #endif
