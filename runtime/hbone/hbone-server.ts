@@ -384,7 +384,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   });
 
   /** A tunnel whose bytes the addon moves: JavaScript keeps its telemetry, policy close and the stream's END_STREAM. */
-  const serveNative = (stream: http2.ServerHttp2Stream, copy: HandleCopy, tunnel: InboundTunnel, dst: SocketAddr, started: number): void => {
+  const serveNative = (stream: http2.ServerHttp2Stream, copy: HandleCopy & { drain: () => void }, tunnel: InboundTunnel, dst: SocketAddr, started: number): void => {
     // No DATA reaches node:http2 on a native stream; a frame that raced the switch is dropped.
     stream.on('data', () => undefined);
     stream.resume();
@@ -398,8 +398,17 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     opts.onConnection?.(tunnel, {
       close: (reason) => {
         log.info({ src: tunnel.sourceIdentity, dst: formatAddr(dst), reason }, 'hbone tunnel closed by weft');
-        copy.abort();
-        if (!stream.closed) stream.close(reason === 'drained' ? http2.constants.NGHTTP2_NO_ERROR : http2.constants.NGHTTP2_CONNECT_ERROR);
+        if (reason !== 'drained') {
+          copy.abort();
+          if (!stream.closed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+          return;
+        }
+        // As on the Node path: END_STREAM to the client and FIN to the workload, then NO_ERROR for a client that never ends.
+        copy.drain();
+        setTimeout(() => {
+          copy.abort();
+          if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+        }, DRAIN_CLOSE_GRACE_MS).unref();
       },
       closed,
     });

@@ -26,6 +26,7 @@ export interface NativeHbone {
   hboneNative(conn: object, streamId: number, fd: number, armed: boolean): number;
   hboneStreamAbort(conn: object, streamId: number): void;
   hboneStreamIdleMs(conn: object, streamId: number): number;
+  hboneStreamDrain(conn: object, streamId: number): void;
 }
 
 interface NativeTlsInfoRaw {
@@ -157,7 +158,7 @@ export class NativeTlsSocket extends Duplex {
    * success). `armed` false: node:http2 has not yet written the stream's response HEADERS, which must go first.
    * Nothing may have been written on the stream before. Undefined when the addon refused (the caller splices in JS).
    */
-  markNative(streamId: number, socket: net.Socket, armed: boolean, stream: { end: () => void }): HandleCopy | undefined {
+  markNative(streamId: number, socket: net.Socket, armed: boolean, stream: { end: () => void }): (HandleCopy & { drain: () => void }) | undefined {
     const fd = socketFd(socket);
     if (fd === undefined || this.#closed) return undefined;
     if (this.#native.hboneNative(this.#conn, streamId, fd, armed) !== 0) return undefined;
@@ -175,6 +176,7 @@ export class NativeTlsSocket extends Duplex {
     });
     return {
       abort: () => this.#native.hboneStreamAbort(this.#conn, streamId),
+      drain: () => this.#native.hboneStreamDrain(this.#conn, streamId),
       idleFor: () => Math.max(0, this.#native.hboneStreamIdleMs(this.#conn, streamId)),
       done,
     };

@@ -548,6 +548,26 @@ static napi_value hbone_stream_abort(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* hboneStreamDrain(conn, streamId): an orderly end from weft's side (the drain deadline): no more reads from the socket,
+ * END_STREAM after the DATA already framed, FIN to the socket after the peer's queued DATA; STREAM_DONE follows. */
+static napi_value hbone_stream_drain(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  uint32_t sid = 0;
+  hconn_t *c = argc < 2 ? NULL : conn_of(env, argv[0]);
+  hstream_t *s = c == NULL || c->closed || napi_get_value_uint32(env, argv[1], &sid) != napi_ok ? NULL : find(c, sid);
+  if (s != NULL && !s->done) {
+    if (!s->fd_eof) {
+      s->fd_eof = 1;
+      hconn_emit(c, EV_STREAM_END, s->id, 0, 0, 0, NULL, 0);
+    }
+    remote_end(c, s);
+    if (!s->done) stream_interest(c, s);
+  }
+  return NULL;
+}
+
 /* hboneStreamIdleMs(conn, streamId) -> milliseconds of loop time since the stream last moved a byte; -1 once it ended. */
 static napi_value hbone_stream_idle_ms(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -563,6 +583,7 @@ static napi_value hbone_stream_idle_ms(napi_env env, napi_callback_info info) {
 void weft_h2_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"hboneStreamIdleMs", NULL, hbone_stream_idle_ms, NULL, NULL, NULL, napi_default, NULL},
+    {"hboneStreamDrain", NULL, hbone_stream_drain, NULL, NULL, NULL, napi_default, NULL},
     {"hboneNative", NULL, hbone_native, NULL, NULL, NULL, napi_default, NULL},
     {"hboneStreamAbort", NULL, hbone_stream_abort, NULL, NULL, NULL, napi_default, NULL},
   };

@@ -80,6 +80,9 @@ static napi_value hbone_context(napi_env env, napi_callback_info info) {
   else {
     SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
     SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION);
+    /* As Node's TLS sets it: a peer's FIN without close_notify is an orderly end (HTTP/2 frames its own ends, so a
+     * truncation cannot pass unnoticed); a process that exits after draining closes its sockets this way. */
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
     if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384") != 1) problem = "ciphersuites";
     BIO *b = BIO_new_mem_buf(cert, (int)cert_len);
     X509 *x = b == NULL ? NULL : PEM_read_bio_X509(b, NULL, NULL, NULL);
