@@ -95,6 +95,8 @@ export const ENV = {
   l7NativeIo: 'WEFT_L7_NATIVE_IO',
   /** `0` turns off TLS session resumption of HBONE clients (runtime/hbone/tls-session-cache.ts): every connection does a full handshake, as ztunnel's does. */
   hboneResumption: 'WEFT_HBONE_RESUMPTION',
+  /** `0` turns off the native HBONE data path (runtime/hbone/native-tls-socket.ts): Node's TLS and node:http2 carry tunnel bytes, as before. */
+  hboneNative: 'WEFT_HBONE_NATIVE',
   /** With `source: kubernetes`: this node's name (the DaemonSet sets it from spec.nodeName), as ztunnel and istio-cni read it. */
   kubeNodeName: 'NODE_NAME',
   /** With `source: kubernetes` outside a cluster: the kubeconfig file(s), colon-separated, as kubectl reads them. */

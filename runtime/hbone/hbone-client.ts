@@ -1,7 +1,7 @@
 /** The HBONE client: opens (or reuses from the pool) an mTLS HTTP/2 connection to `via`, verifies the server's SPIFFE identity, and sends one CONNECT per tunnel. */
 import type { X509Certificate } from 'node:crypto';
 import type http2 from 'node:http2';
-import type tls from 'node:tls';
+import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { HboneConfig } from '../config/config-schema.js';
 import { ENV, HBONE_DEFAULTS } from '../config/defaults.js';
@@ -16,6 +16,9 @@ import { identityOfCertificate } from '../identity/spiffe-id.js';
 import { TlsSessionCache } from './tls-session-cache.js';
 import { formatAuthority, formatForwarded, newTraceparent } from './hbone-headers.js';
 import { h2Settings } from './h2-settings.js';
+import { loadNativeHbone, NativeTlsSocket, type NativeHbone } from './native-tls-socket.js';
+import type { WorkloadCertificate } from '../identity/workload-certificate.js';
+import type { HandleCopy } from '../l4/handle-copy.js';
 
 export interface HboneConnectRequest {
   /** SPIFFE ID of the local source workload; its certificate is presented. */
@@ -40,8 +43,11 @@ export interface HboneConnectRequest {
   signal?: AbortSignal;
 }
 
-/** The CONNECT stream with byte counters (the L4 copy reads them like a socket's). */
-export type HboneStream = Duplex & { bytesRead: number; bytesWritten: number; peerIdentity: string };
+/**
+ * The CONNECT stream with byte counters (the L4 copy reads them like a socket's). `nativeCopy`, on streams of native
+ * connections, hands the tunnel's DATA and a plaintext socket to the addon (copy.ts calls it before copying in JS).
+ */
+export type HboneStream = Duplex & { bytesRead: number; bytesWritten: number; peerIdentity: string; nativeCopy?: (socket: net.Socket) => HandleCopy | undefined };
 
 /** A rejected or failed tunnel; `status` is the server's HTTP status, or undefined when TLS or TCP failed first. */
 export class HboneError extends WeftError {
@@ -57,8 +63,10 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = { 400: 'WEFT_ERR_BAD_REQUEST',
 const PING_INTERVAL_MS = 10_000;
 const PING_TIMEOUT_MS = 20_000;
 const WRITE_QUEUE_LIMIT = 1024 * 1024;
-/** RFC 9113 §7 CANCEL (node:http2's constants.NGHTTP2_CANCEL, without loading it at start-up). */
+
+/** RFC 9113 §7 error codes (node:http2's constants, without loading it at start-up). */
 const NGHTTP2_CANCEL = 0x8;
+const NGHTTP2_CONNECT_ERROR = 0xa;
 
 export interface HboneClientOptions {
   certificates: CertificateManager;
@@ -72,6 +80,10 @@ export interface HboneClientOptions {
   resumeSessions?: boolean;
   /** Where tickets are kept (one per client by default; shared only to model one node's client across instances). */
   sessionCache?: TlsSessionCache;
+  /** NSS key log lines of every connection (tests decrypt captures with them). */
+  onKeylog?: (line: Buffer) => void;
+  /** `node` keeps every connection on Node's TLS and node:http2 (the fallback path); `auto` (default) uses the addon when it can. */
+  dataPath?: 'auto' | 'node';
 }
 
 export class HboneClient {
@@ -84,6 +96,9 @@ export class HboneClient {
   #resumed = 0;
   /** Verified server identity per connection (read at handshake; session.socket is only a proxy). */
   readonly #peerIds = new WeakMap<http2.ClientHttp2Session, string>();
+  /** The addon's connection under a session, when the native data path carries it. */
+  readonly #native = new WeakMap<http2.ClientHttp2Session, NativeTlsSocket>();
+  readonly #sockets = new Set<Duplex>();
 
   constructor(opts: HboneClientOptions) {
     this.#opts = opts;
@@ -132,6 +147,8 @@ export class HboneClient {
 
   close(): void {
     this.#pool.close();
+    // A destroyed Http2Session only ends its socket and waits for queued bytes; closing the client ends them now.
+    for (const s of this.#sockets) s.destroy();
   }
 
   #awaitResponse(stream: http2.ClientHttp2Stream, conn: PooledConnection, req: HboneConnectRequest): Promise<HboneStream> {
@@ -163,7 +180,7 @@ export class HboneClient {
           return;
         }
         cleanup();
-        resolve(withCounters(stream, this.#peerIds.get(conn.session) ?? ''));
+        resolve(withCounters(stream, this.#peerIds.get(conn.session) ?? '', this.#native.get(conn.session)));
       });
     });
   }
@@ -176,12 +193,45 @@ export class HboneClient {
   async #open(req: HboneConnectRequest): Promise<http2.ClientHttp2Session> {
     const cert = await this.#opts.certificates.fetch(req.sourceIdentity);
     const where = formatAddr(req.via);
+    const nativeHbone = this.#opts.dataPath === 'node' ? undefined : loadNativeHbone();
+    const tls = nativeHbone === undefined ? await this.#handshakeNode(req, cert, where) : await this.#handshakeNative(nativeHbone, req, cert, where);
+    this.#handshakes++;
+    if (tls.resumed) this.#resumed++;
+    const session = process.getBuiltinModule('node:http2').connect(`https://${where}`, {
+      createConnection: () => tls.socket,
+      settings: h2Settings(this.#settings),
+      maxSessionMemory: 256,
+    });
+    this.#peerIds.set(session, identityOfCertificate(tls.verified) ?? '');
+    if (tls.socket instanceof NativeTlsSocket) this.#native.set(session, tls.socket);
+    this.#sockets.add(tls.socket);
+    tls.socket.once('close', () => this.#sockets.delete(tls.socket));
+    session.on('error', (err) => this.#log.debug({ via: where, err }, 'hbone connection error'));
+    session.once('connect', () => session.setLocalWindowSize(this.#settings.connectionWindowBytes));
+    keepAlive(session);
+    return session;
+  }
+
+  /** The server's identity check shared by both TLS paths; a failure forgets the server's tickets. */
+  #checkServer(req: HboneConnectRequest, cert: WorkloadCertificate, where: string, peerCert: X509Certificate | undefined, resumed: boolean, alpn: string | undefined): HboneError | undefined {
+    const expired = peerCert !== undefined && resumed && isExpired(peerCert);
+    if (peerCert === undefined || expired || !matchesExpectedSans(peerCert, req.destinationIdentities)) {
+      this.#sessions?.forget(cert, where);
+      const got = peerCert === undefined ? 'no certificate' : expired ? 'an expired certificate (resumed session)' : (identityOfCertificate(peerCert) ?? 'no SPIFFE identity');
+      this.#log.warn({ via: where, expected: req.destinationIdentities, got }, 'hbone server identity mismatch');
+      return new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} presented ${got}, expected one of ${req.destinationIdentities.join(', ')}`);
+    }
+    if (alpn !== 'h2') return new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} did not negotiate ALPN h2`);
+    return undefined;
+  }
+
+  /** Node's TLS (the fallback path, WEFT_HBONE_NATIVE=0 or no addon). */
+  #handshakeNode(req: HboneConnectRequest, cert: WorkloadCertificate, where: string): Promise<{ socket: Duplex; verified: X509Certificate; resumed: boolean }> {
     const sessions = this.#sessions;
     const resumable = sessions?.get(cert, where);
     let verified: X509Certificate | undefined;
-    const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
+    return new Promise((resolve, reject) => {
       // No servername: HBONE sends no SNI (an IP cannot be one, and the server picks its certificate by destination).
-      // node:tls and node:http2 are loaded with the first HBONE connection, not at start-up (as in hbone-server.ts).
       const s = process.getBuiltinModule('node:tls').connect({
         ...(req.egress !== undefined
           ? { socket: egressSocket(req.egress, req.via) }
@@ -194,6 +244,7 @@ export class HboneClient {
         checkServerIdentity: () => undefined,
       });
       s.setNoDelay(true);
+      if (this.#opts.onKeylog !== undefined) s.on('keylog', this.#opts.onKeylog);
       // TLS 1.3 tickets may arrive before 'secureConnect' is handled; they are kept only once the server is verified,
       // each with the certificate it was verified by (a resumed handshake carries no certificate to check again).
       const early: Buffer[] = [];
@@ -202,9 +253,9 @@ export class HboneClient {
       const done = (err?: Error): void => {
         clearTimeout(timer);
         s.off('error', onError);
-        if (err === undefined) return resolve(s);
+        if (err === undefined && verified !== undefined) return resolve({ socket: s, verified, resumed: s.isSessionReused() });
         s.destroy();
-        reject(err);
+        reject(err ?? new HboneError('WEFT_ERR_TLS', `HBONE connection to ${where} failed`));
       };
       const onError = (err: Error): void => {
         const code = systemErrorCode(err) ?? 'error';
@@ -213,34 +264,63 @@ export class HboneClient {
       s.once('error', onError);
       s.once('secureConnect', () => {
         // Resumed: the server proved it holds the session's secret, so it is the server that proved this certificate
-        // on the full handshake; the identity check below applies to it unchanged, and its expiry is looked at again.
+        // on the full handshake; the identity check applies to it unchanged, and its expiry is looked at again.
         const resumed = s.isSessionReused();
         const peerCert = resumed ? resumable?.peer : peerCertificate(s);
-        const expired = peerCert !== undefined && resumed && isExpired(peerCert);
-        if (peerCert === undefined || expired || !matchesExpectedSans(peerCert, req.destinationIdentities)) {
-          sessions?.forget(cert, where);
-          const got = peerCert === undefined ? 'no certificate' : expired ? 'an expired certificate (resumed session)' : (identityOfCertificate(peerCert) ?? 'no SPIFFE identity');
-          this.#log.warn({ via: where, expected: req.destinationIdentities, got }, 'hbone server identity mismatch');
-          return done(new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} presented ${got}, expected one of ${req.destinationIdentities.join(', ')}`));
-        }
-        if (s.alpnProtocol !== 'h2') return done(new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} did not negotiate ALPN h2`));
+        const failed = this.#checkServer(req, cert, where, peerCert, resumed, s.alpnProtocol === false ? undefined : (s.alpnProtocol ?? undefined));
+        if (failed !== undefined) return done(failed);
         verified = peerCert;
-        for (const t of early.splice(0)) sessions?.put(cert, where, t, peerCert);
+        for (const t of early.splice(0)) sessions?.put(cert, where, t, peerCert as X509Certificate);
         done();
       });
     });
-    this.#handshakes++;
-    if (socket.isSessionReused()) this.#resumed++;
-    const session = process.getBuiltinModule('node:http2').connect(`https://${where}`, {
-      createConnection: () => socket,
-      settings: h2Settings(this.#settings),
-      maxSessionMemory: 256,
-    });
-    this.#peerIds.set(session, verified === undefined ? '' : (identityOfCertificate(verified) ?? ''));
-    session.on('error', (err) => this.#log.debug({ via: where, err }, 'hbone connection error'));
-    session.once('connect', () => session.setLocalWindowSize(this.#settings.connectionWindowBytes));
-    keepAlive(session);
-    return session;
+  }
+
+  /** The addon's TLS (native-tls-socket.ts): the same checks, tickets and errors as #handshakeNode. */
+  async #handshakeNative(nativeHbone: NativeHbone, req: HboneConnectRequest, cert: WorkloadCertificate, where: string): Promise<{ socket: Duplex; verified: X509Certificate; resumed: boolean }> {
+    const sessions = this.#sessions;
+    const resumable = sessions?.get(cert, where);
+    const timeoutMs = this.#timeout(req);
+    const raw = req.egress !== undefined ? egressSocket(req.egress, req.via) : net.connect({ host: req.via.address, port: req.via.port, noDelay: true, ...(req.sourceAddress === undefined ? {} : { localAddress: req.sourceAddress }) });
+    let ns: NativeTlsSocket | undefined;
+    const timer = setTimeout(() => {
+      raw.destroy(new HboneError('WEFT_ERR_UPSTREAM_TIMEOUT', `HBONE handshake with ${where} did not finish within ${timeoutMs} ms`));
+      ns?.destroy(new HboneError('WEFT_ERR_UPSTREAM_TIMEOUT', `HBONE handshake with ${where} did not finish within ${timeoutMs} ms`));
+    }, timeoutMs);
+    try {
+      await new Promise<void>((resolve, reject) => {
+        raw.once('connect', resolve);
+        raw.once('error', (err: Error) => {
+          const code = systemErrorCode(err) ?? 'error';
+          reject(err instanceof HboneError ? err : new HboneError('WEFT_ERR_UPSTREAM_CONNECT', `HBONE connection to ${where} failed: ${code}: ${err.message}`, undefined, { cause: err }));
+        });
+      });
+      const opened = NativeTlsSocket.open(nativeHbone, raw, { cert, server: false, localWindow: this.#settings.streamWindowBytes, localMaxFrame: this.#settings.maxFrameBytes, ...(resumable === undefined ? {} : { session: resumable.ticket }), ...(this.#opts.onKeylog === undefined ? {} : { keylog: true }) });
+      ns = opened;
+      if (this.#opts.onKeylog !== undefined) opened.on('keylog', this.#opts.onKeylog);
+      // After the handshake node:http2's session reports the connection's end; this keeps an error from going unheard.
+      opened.on('error', (err: Error) => this.#log.debug({ via: where, err }, 'hbone connection error'));
+      // Tickets wait in `early` until the server is verified, then go to the cache with the certificate it proved.
+      const checked: { peer?: X509Certificate } = {};
+      const early: Buffer[] = [];
+      if (sessions !== undefined) opened.on('session', (t: Buffer) => (checked.peer === undefined ? early.push(t) : sessions.put(cert, where, t, checked.peer)));
+      const handshake = opened.handshake();
+      const destroyed = new Promise<never>((_resolve, reject) => opened.once('error', reject));
+      const info = await Promise.race([handshake, destroyed]);
+      const peerCert = info.resumed ? resumable?.peer : info.peerCertificate;
+      const failed = info.resumed || info.verifyError === undefined ? this.#checkServer(req, cert, where, peerCert, info.resumed, info.alpn) : new HboneError('WEFT_ERR_TLS', `HBONE connection to ${where} failed: server certificate rejected: ${info.verifyError}`);
+      if (failed !== undefined) throw failed;
+      if (peerCert === undefined) throw new HboneError('WEFT_ERR_TLS', `HBONE server at ${where} presented no certificate`);
+      checked.peer = peerCert;
+      for (const t of early.splice(0)) sessions?.put(cert, where, t, peerCert);
+      return { socket: opened, verified: peerCert, resumed: info.resumed };
+    } catch (err) {
+      raw.destroy();
+      ns?.destroy();
+      throw err instanceof HboneError ? err : new HboneError('WEFT_ERR_TLS', `HBONE connection to ${where} failed: ${(err as Error).message}`, undefined, { cause: err });
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
@@ -261,11 +341,36 @@ function keepAlive(session: http2.ClientHttp2Session): void {
 }
 
 /** Adds socket-like byte counters to a CONNECT stream by observing its push() and write() (no extra 'data' listener, so flow is untouched). */
-function withCounters(stream: http2.ClientHttp2Stream, identity: string): HboneStream {
+function withCounters(stream: http2.ClientHttp2Stream, identity: string, native: NativeTlsSocket | undefined): HboneStream {
   const s = stream as unknown as HboneStream & { push: (chunk: unknown, enc?: BufferEncoding) => boolean };
   s.bytesRead = 0;
   s.bytesWritten = 0;
   s.peerIdentity = identity;
+  if (native !== undefined) {
+    s.nativeCopy = (socket) => {
+      // Only a stream nothing was written to or read from yet: its send window is still the initial one.
+      if (s.bytesWritten !== 0 || s.writableLength !== 0 || s.readableLength !== 0 || socket.readableLength !== 0 || socket.writableLength !== 0 || stream.id === undefined) return undefined;
+      const copy = native.markNative(stream.id, socket, true, stream);
+      if (copy === undefined) return undefined;
+      // Nothing arrives on node:http2's side of a native stream; a frame that raced the switch is dropped. Its end
+      // and errors (a reset by the server) reach the copy through the addon's STREAM_DONE instead.
+      stream.on('data', () => undefined);
+      stream.on('error', () => undefined);
+      stream.resume();
+      const done = copy.done.then((end) => {
+        if (end.error !== undefined && !NativeTlsSocket.isQuietEnd(end.error.code) && !stream.closed) stream.close(NGHTTP2_CONNECT_ERROR);
+        return end;
+      });
+      return {
+        abort: () => {
+          copy.abort();
+          if (!stream.closed) stream.close(NGHTTP2_CONNECT_ERROR);
+        },
+        idleFor: (now) => copy.idleFor(now),
+        done,
+      };
+    };
+  }
   // A reset by the server (RST_STREAM) must reach the consumer as an error; Node destroys the stream silently when
   // the code is CANCEL, which would leave the other half of an L4 copy waiting for an end that never comes.
   stream.once('aborted', () => {

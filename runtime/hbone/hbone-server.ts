@@ -2,7 +2,6 @@
 import type http2 from 'node:http2';
 import net from 'node:net';
 import type tls from 'node:tls';
-// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import { HBONE_DEFAULTS } from '../config/defaults.js';
 import { WeftError, weftErrorOf } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -12,7 +11,11 @@ import type { Service, StateSnapshot, Workload } from '../state/state-snapshot.j
 import type { HboneConfig, ServicePortConfig } from '../config/config-schema.js';
 import type { Duplex } from 'node:stream';
 import { formatAddr, normalizeIp, type SocketAddr } from '../l4/original-destination.js';
-import { HBONE_ALPN, hasTrustDomain, isExpired, peerCertificate, peerIdentity, tlsOptionsFor } from './hbone-tls.js';
+import { HBONE_ALPN, hasTrustDomain, isExpired, peerCertificate, tlsOptionsFor } from './hbone-tls.js';
+import { identityOfCertificate } from '../identity/spiffe-id.js';
+import type { X509Certificate } from 'node:crypto';
+import { loadNativeHbone, NativeTlsSocket } from './native-tls-socket.js';
+import type { HandleCopy } from '../l4/handle-copy.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 import { isTraceparent, parseAuthority, parseBaggage, parseForwarded } from './hbone-headers.js';
 import { splice } from './stream-splice.js';
@@ -77,6 +80,10 @@ export interface HboneServerOptions {
   illegalPorts?: ReadonlySet<number>;
   settings?: Partial<HboneConfig>;
   logger?: Logger;
+  /** NSS key log lines of every connection (tests decrypt captures with them). */
+  onKeylog?: (line: Buffer) => void;
+  /** `node` keeps every connection on Node's TLS and node:http2 (the fallback path); `auto` (default) uses the addon when it can. */
+  dataPath?: 'auto' | 'node';
 }
 
 export interface HboneServer {
@@ -91,8 +98,14 @@ export interface HboneServer {
   readonly activeTunnels: number;
 }
 
-const SOURCE_IDENTITY = Symbol('weft.hbone.sourceIdentity');
-type TaggedSocket = tls.TLSSocket & { [SOURCE_IDENTITY]?: string };
+/** What the handshake established about a session's connection (node:http2 hides the socket behind a proxy, and a Duplex behind a JSStreamSocket). */
+interface SessionInfo {
+  identity: string;
+  peer: SocketAddr;
+  localIp: string;
+  socket: Duplex;
+  native?: NativeTlsSocket;
+}
 
 /** RFC 9113 §7 error codes (node:http2's constants, without loading it). */
 const H2_ERROR = { NO_ERROR: 0x0, CONNECT_ERROR: 0xa } as const;
@@ -121,7 +134,9 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   const servers: net.Server[] = [];
   const sessions = new Set<http2.ServerHttp2Session>();
   /** Every accepted socket, so close() can end them (net.Server.close waits for its connections otherwise). */
-  const sockets = new Set<net.Socket>();
+  const sockets = new Set<Duplex>();
+  const sessionInfo = new WeakMap<http2.Http2Session, SessionInfo>();
+  let connecting: SessionInfo | undefined;
   let active = 0;
   // node:http2 and node:tls are loaded with the first HBONE connection, not at start-up: a node whose workloads never
   // speak HBONE (or an idle one) does not pay the ~3.5 MB of RSS they add (test/bench/README.md, idle memory).
@@ -162,6 +177,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     }
     const server = process.getBuiltinModule('node:tls').createServer({ ...tlsOptionsFor(cert), requestCert: true, rejectUnauthorized: false, ALPNProtocols: HBONE_ALPN });
     server.on('secureConnection', (socket) => onSecure(socket, cert.identity));
+    if (opts.onKeylog !== undefined) server.on('keylog', opts.onKeylog);
     server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
       reject({ address: normalizeIp(socket.remoteAddress), port: socket.remotePort ?? 0 }, 'tls', `TLS handshake failed: ${err.code ?? err.message}`, { localIdentity: cert.identity });
     });
@@ -172,23 +188,55 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   const onSecure = (socket: tls.TLSSocket, localIdentity: string): void => {
     const peer = { address: normalizeIp(socket.remoteAddress), port: socket.remotePort ?? 0 };
     socket.on('error', () => socket.destroy());
+    admit(socket, { peer, localIp: normalizeIp(socket.localAddress), localIdentity, peerCert: peerCertificate(socket), verifyError: socket.authorized ? undefined : String(socket.authorizationError), resumed: socket.isSessionReused(), alpn: socket.alpnProtocol === false ? undefined : socket.alpnProtocol });
+  };
+
+  /** The client checks of both TLS paths (Node's tls.Server and the addon's); an admitted connection becomes an HTTP/2 session. */
+  const admit = (socket: Duplex, hs: { peer: SocketAddr; localIp: string; localIdentity: string; peerCert: X509Certificate | undefined; verifyError: string | undefined; resumed: boolean; alpn: string | null | undefined; native?: NativeTlsSocket }): void => {
+    const { peer, localIdentity, peerCert } = hs;
     const refuse = (reason: string, sourceIdentity?: string): void => {
       reject(peer, 'tls', reason, { localIdentity, ...(sourceIdentity === undefined ? {} : { sourceIdentity }) });
       socket.destroy();
     };
-    const peerCert = peerCertificate(socket);
     if (peerCert === undefined) return refuse('client presented no certificate (HBONE requires mutual TLS)');
-    const identity = peerIdentity(socket);
-    if (!socket.authorized) return refuse(`client certificate rejected: ${String(socket.authorizationError)}`, identity);
+    const identity = identityOfCertificate(peerCert);
+    if (hs.verifyError !== undefined) return refuse(`client certificate rejected: ${hs.verifyError}`, identity);
     // A resumed session keeps the chain's verification result from the full handshake; the leaf may have expired since.
-    if (socket.isSessionReused() && isExpired(peerCert)) return refuse(`client certificate of resumed session expired at ${peerCert.validTo}`, identity);
+    if (hs.resumed && isExpired(peerCert)) return refuse(`client certificate of resumed session expired at ${peerCert.validTo}`, identity);
     if (identity === undefined) return refuse('client certificate carries no SPIFFE identity');
     const trustDomain = opts.state.current.config.trustDomain;
     if (!hasTrustDomain(peerCert, trustDomain)) return refuse(`client identity ${identity} is outside trust domain ${trustDomain}`, identity);
-    if (socket.alpnProtocol !== 'h2') return refuse(`client did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`, identity);
-    (socket as TaggedSocket)[SOURCE_IDENTITY] = identity;
-    h2().emit('connection', socket);
+    if (hs.alpn !== 'h2') return refuse(`client did not negotiate ALPN h2 (got ${String(hs.alpn ?? false)})`, identity);
+    // node:http2 creates the session synchronously inside emit('connection'); 'session' picks this up.
+    connecting = { identity, peer, localIp: hs.localIp, socket, ...(hs.native === undefined ? {} : { native: hs.native }) };
+    try {
+      h2().emit('connection', socket);
+    } finally {
+      connecting = undefined;
+    }
     return undefined;
+  };
+
+  /** The addon's TLS (native-tls-socket.ts): same certificate choice and checks as tlsServerFor + onSecure. */
+  const acceptNative = (raw: net.Socket, cert: WorkloadCertificate): boolean => {
+    const nativeHbone = opts.dataPath === 'node' ? undefined : loadNativeHbone();
+    if (nativeHbone === undefined || raw.readableLength > 0 || raw.destroyed) return false;
+    const peer = { address: normalizeIp(raw.remoteAddress), port: raw.remotePort ?? 0 };
+    let ns: NativeTlsSocket;
+    try {
+      ns = NativeTlsSocket.open(nativeHbone, raw, { cert, server: true, localWindow: settings.streamWindowBytes, localMaxFrame: settings.maxFrameBytes, ...(opts.onKeylog === undefined ? {} : { keylog: true }) });
+    } catch {
+      return false;
+    }
+    sockets.add(ns);
+    ns.once('close', () => sockets.delete(ns));
+    ns.on('error', () => ns.destroy());
+    if (opts.onKeylog !== undefined) ns.on('keylog', opts.onKeylog);
+    ns.handshake().then(
+      (info) => admit(ns, { peer, localIp: ns.localAddress, localIdentity: cert.identity, peerCert: info.peerCertificate, verifyError: info.verifyError, resumed: info.resumed, alpn: info.alpn, native: ns }),
+      (err: Error) => reject(peer, 'tls', `TLS handshake failed: ${err.message}`, { localIdentity: cert.identity }),
+    );
+    return true;
   };
 
   const onSocket = (raw: net.Socket): void => {
@@ -207,13 +255,13 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     }
     const held = opts.certificates.current(serving.identity);
     if (held !== undefined && held.notAfter.getTime() > Date.now()) {
-      tlsServerFor(held).emit('connection', raw);
+      if (!acceptNative(raw, held)) tlsServerFor(held).emit('connection', raw);
       return;
     }
     raw.pause();
     opts.certificates.fetch(serving.identity).then(
       (cert) => {
-        if (!raw.destroyed) tlsServerFor(cert).emit('connection', raw);
+        if (!raw.destroyed && !acceptNative(raw, cert)) tlsServerFor(cert).emit('connection', raw);
       },
       (err: unknown) => {
         reject(peer, 'tls', `no certificate for local identity ${serving.identity}: ${weftErrorOf(err)?.message ?? String(err)}`);
@@ -223,17 +271,24 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   };
 
   const onSession = (session: http2.ServerHttp2Session): void => {
+    const connection = connecting?.socket;
+    if (connecting !== undefined) sessionInfo.set(session, connecting);
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', () => session.destroy());
+    // node:http2 only ends the socket of a failed session (close_notify, FIN) and waits for the peer; a peer that sent
+    // a malformed frame does not get to keep the connection open.
+    session.once('close', () => connection?.destroy());
+    // The client's connection went away (FIN or reset): its tunnels end now, not at the next keepalive.
+    connection?.once('close', () => session.destroy());
+    connection?.once('end', () => connection.destroy());
     session.once('connect', () => session.setLocalWindowSize(settings.connectionWindowBytes));
   };
 
   const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void => {
-    // session.socket is a proxy over the TLSSocket; the tag set at handshake reads through it.
-    const socket = stream.session?.socket as TaggedSocket | undefined;
-    const sourceIdentity = socket?.[SOURCE_IDENTITY];
-    const peer = { address: normalizeIp(socket?.remoteAddress), port: socket?.remotePort ?? 0 };
+    const info = stream.session === undefined ? undefined : sessionInfo.get(stream.session);
+    const sourceIdentity = info?.identity;
+    const peer = info?.peer ?? { address: '', port: 0 };
     stream.on('error', () => stream.destroy());
     const respond = (status: number, reason: string, extra: Record<string, unknown> = {}): void => {
       reject(peer, status, reason, { sourceIdentity, authority: headers[':authority'], ...extra });
@@ -244,7 +299,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     const dst = parseAuthority(headers[':authority']);
     if (dst === undefined) return respond(STATUS.badRequest, `:authority ${String(headers[':authority'])} is not ip:port`);
     const snapshot = opts.state.current;
-    const localIp = normalizeIp(socket?.localAddress);
+    const localIp = info?.localIp ?? '';
     const waypoint = waypointFor(snapshot, dst, localIp);
     if (waypoint !== undefined) {
       const handler = opts.waypointHandler?.();
@@ -262,7 +317,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     if (opts.illegalPorts?.has(dst.port) === true) return respond(STATUS.badRequest, `destination port ${dst.port} is one of weft's own ports`);
     // A certificate is only worth as much as the node that holds it: the peer's node must host the identity it presents.
     const peerWorkload = snapshot.workloadByIp(peer.address);
-    if (peerWorkload !== undefined && !snapshot.hostsIdentityOnNode(sourceIdentity, peerWorkload.node)) {
+    if (peerWorkload !== undefined && !snapshot.workloads.some((w) => w.identity === sourceIdentity && w.node === peerWorkload.node)) {
       return respond(STATUS.denied, `identity ${sourceIdentity} is not hosted on node ${peerWorkload.node ?? 'unknown'} that ${peer.address} belongs to`);
     }
     const forwarded = parseForwarded(headers.forwarded);
@@ -287,8 +342,14 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
           upstream.destroy();
           return;
         }
+        // Native data path: the addon moves the stream's DATA (armed once the 200 below has gone out).
+        const nativeCopy = info?.native !== undefined && stream.readableLength === 0 && upstream.readableLength === 0 && upstream.writableLength === 0 ? info.native.markNative(stream.id as number, upstream, false, stream) : undefined;
         stream.respond({ ':status': STATUS.ok });
         active++;
+        if (nativeCopy !== undefined) {
+          serveNative(stream, nativeCopy, tunnel, dst, started);
+          return;
+        }
         // RFC 9113 §8.5: a tunnel torn down abnormally is reset with CONNECT_ERROR (CANCEL would look like an orderly
         // end to Node peers, leaving their side of the copy open). Registered before splice so the reset goes first.
         const reset = (): void => {
@@ -330,6 +391,37 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       },
     );
     return undefined;
+  };
+
+  /** A tunnel whose bytes the addon moves: JavaScript keeps its telemetry, policy close and the stream's END_STREAM. */
+  const serveNative = (stream: http2.ServerHttp2Stream, copy: HandleCopy & { drain: () => void }, tunnel: InboundTunnel, dst: SocketAddr, started: number): void => {
+    // No DATA reaches node:http2 on a native stream; a frame that raced the switch is dropped.
+    stream.on('data', () => undefined);
+    stream.resume();
+    const closed = copy.done.then((end) => {
+      active--;
+      // The workload's socket failed: RST_STREAM(CONNECT_ERROR) as the JavaScript path sends (RFC 9113 §8.5).
+      if (end.error !== undefined && !NativeTlsSocket.isQuietEnd(end.error.code) && !stream.closed) stream.close(H2_ERROR.CONNECT_ERROR);
+      const error = end.error === undefined ? undefined : new Error(`native tunnel ended: errno ${-end.error.code}`);
+      return { bytesReceived: end.bToA, bytesSent: end.aToB, durationMs: Date.now() - started, ...(error === undefined ? {} : { error }) };
+    });
+    opts.onConnection?.(tunnel, {
+      close: (reason) => {
+        log.info({ src: tunnel.sourceIdentity, dst: formatAddr(dst), reason }, 'hbone tunnel closed by weft');
+        if (reason !== 'drained') {
+          copy.abort();
+          if (!stream.closed) stream.close(H2_ERROR.CONNECT_ERROR);
+          return;
+        }
+        // As on the Node path: END_STREAM to the client and FIN to the workload, then NO_ERROR for a client that never ends.
+        copy.drain();
+        setTimeout(() => {
+          copy.abort();
+          if (!stream.closed) stream.close(H2_ERROR.NO_ERROR);
+        }, DRAIN_CLOSE_GRACE_MS).unref();
+      },
+      closed,
+    });
   };
 
   return {

@@ -38,6 +38,9 @@ export function copyBidirectional(client: net.Socket, upstream: net.Socket, opts
   // Bytes written before the copy (a CONNECT reply, an absolute-form request head) count like the copied ones.
   const before = { received: upstream.bytesWritten, sent: upstream.bytesRead };
   // The pump may refuse at the last moment (no descriptor left for the dup); the sockets are untouched then.
+  // An HBONE tunnel on a native connection takes the client socket into the addon (runtime/hbone/native-tls-socket.ts).
+  const tunnel = path === 'auto' ? (upstream as net.Socket & { nativeCopy?: (socket: net.Socket) => HandleCopy | undefined }).nativeCopy?.(client) : undefined;
+  if (tunnel !== undefined) return copyFast(tunnel, before, opts);
   const native = path === 'auto' && canCopyNatively(client, upstream) ? copyNatively(client, upstream) : undefined;
   if (native !== undefined) return copyFast(native, before, opts);
   // Bytes Node already buffered in a Readable must go first, which only the stream path preserves.

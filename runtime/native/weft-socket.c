@@ -205,6 +205,7 @@ void weft_copy_register(napi_env env, napi_value exports);
 void weft_io_register(napi_env env, napi_value exports);
 void weft_fdpass_register(napi_env env, napi_value exports);
 void weft_netns_register(napi_env env, napi_value exports);
+void weft_tls_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
@@ -219,6 +220,7 @@ static napi_value init(napi_env env, napi_value exports) {
   weft_io_register(env, exports);
   weft_fdpass_register(env, exports);
   weft_netns_register(env, exports);
+  weft_tls_register(env, exports);
   return exports;
 }
 

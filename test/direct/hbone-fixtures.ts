@@ -74,16 +74,21 @@ export interface MeshOptions {
   authorize?: (t: InboundTunnel) => AuthorizeResult;
   ttlSeconds?: number;
   caClient?: (ca: CertificateAuthority) => CaClient;
+  /** `node`: Node's TLS and node:http2 carry the tunnels (the fallback path); default: the addon's native path when built. */
+  dataPath?: 'auto' | 'node';
+  onKeylog?: (line: Buffer) => void;
 }
 
-function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, authorize: ((t: InboundTunnel) => AuthorizeResult) | undefined): Node {
+function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, authorize: ((t: InboundTunnel) => AuthorizeResult) | undefined, opts: MeshOptions): Node {
   const state = new ProxyState(config);
   const live = new LiveConnections();
   live.watch(state);
   const authz = tunnelAuthorization(live);
   const certs = new CertificateManager({ caClient, ttlSeconds, isHosted: (id) => state.current.localWorkloads().some((w) => w.identity === id) });
-  const client = new HboneClient({ certificates: certs });
+  const paths = { ...(opts.dataPath === undefined ? {} : { dataPath: opts.dataPath }), ...(opts.onKeylog === undefined ? {} : { onKeylog: opts.onKeylog }) };
+  const client = new HboneClient({ certificates: certs, ...paths });
   const server = createHboneServer({
+    ...paths,
     certificates: certs,
     state,
     authorize: authorize ?? authz.authorize,
@@ -102,8 +107,8 @@ function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, au
 export async function startMesh(opts: MeshOptions = {}): Promise<Mesh> {
   const ca = CertificateAuthority.load({ trustDomain: 'cluster.local', caDir: join(mkdtempSync(join(tmpdir(), 'weft-hbone-')), 'ca') });
   const caClient = opts.caClient?.(ca) ?? createBuiltinCaClient(ca);
-  const a = makeNode(meshConfig('node-a'), caClient, opts.ttlSeconds ?? 3600, opts.authorize);
-  const b = makeNode(meshConfig('node-b'), caClient, opts.ttlSeconds ?? 3600, opts.authorize);
+  const a = makeNode(meshConfig('node-a'), caClient, opts.ttlSeconds ?? 3600, opts.authorize, opts);
+  const b = makeNode(meshConfig('node-b'), caClient, opts.ttlSeconds ?? 3600, opts.authorize, opts);
   const first = await b.server.listen({ address: IP.server, port: 0 });
   await b.server.listen({ address: IP.other, port: first.port });
   await a.server.listen({ address: IP.client, port: first.port });

@@ -5,17 +5,6 @@ import { ID, IP, startEcho, startMesh, type Mesh } from './hbone-fixtures.js';
 let mesh: Mesh;
 let echo: Awaited<ReturnType<typeof startEcho>>;
 
-beforeAll(async () => {
-  // 2 s certificates: both nodes rotate about once a second while traffic runs.
-  mesh = await startMesh({ ttlSeconds: 2 });
-  echo = await startEcho(IP.server);
-});
-
-afterAll(async () => {
-  await mesh.close();
-  echo.server.close();
-});
-
 function open(client: HboneClient): Promise<HboneStream> {
   return client.connect({
     sourceIdentity: ID.client,
@@ -52,7 +41,20 @@ async function converse(stream: HboneStream, until: number): Promise<number> {
   return rounds;
 }
 
-describe('certificate rotation under load', () => {
+describe.each([
+  { path: 'native', dataPath: 'auto' as const },
+  { path: 'fallback', dataPath: 'node' as const },
+])('certificate rotation under load on the $path path', ({ dataPath }) => {
+  beforeAll(async () => {
+    // 2 s certificates: both nodes rotate about once a second while traffic runs.
+    mesh = await startMesh({ ttlSeconds: 2, dataPath });
+    echo = await startEcho(IP.server);
+  });
+
+  afterAll(async () => {
+    await mesh.close();
+    echo.server.close();
+  });
   it('rotates certificates on both nodes while long-lived and new tunnels keep working; nothing is dropped', async () => {
     const rotations = { a: 0, b: 0 };
     mesh.a.certs.onRotate((_n, prev) => prev !== undefined && rotations.a++);
@@ -64,7 +66,7 @@ describe('certificate rotation under load', () => {
     let fresh = 0;
     const serials = new Set<string>();
     while (Date.now() < until) {
-      const client = new HboneClient({ certificates: mesh.a.certs });
+      const client = new HboneClient({ certificates: mesh.a.certs, dataPath });
       const s = await open(client);
       serials.add(mesh.a.certs.current(ID.client)?.leaf.serialNumber ?? '');
       s.end('hello');
