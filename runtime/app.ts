@@ -244,10 +244,11 @@ export class App {
       // Same handlers as the node listeners: one data path whichever way traffic was captured.
       this.#inpod = new InpodCapture({
         config: config.inpod,
-        ports: { outbound: DEFAULT_PORTS.outbound, inbound: DEFAULT_PORTS.inbound, hbone: config.hbone.port },
+        ports: { outbound: DEFAULT_PORTS.outbound, inbound: DEFAULT_PORTS.inbound, hbone: config.hbone.port, dns: DEFAULT_PORTS.dns },
         onOutbound: captured('outbound', false),
         onInbound: captured('inbound', false),
         onHbone: (s) => this.hbone.server.accept(s),
+        ...(this.dns === undefined ? {} : { dns: this.dns.attach.bind(this.dns) }),
       });
       this.addDumpSection('inpod', () => this.#inpod?.dump());
       this.#inpod.start();

@@ -12,7 +12,8 @@ export class InpodCapture {
   readonly zds: ZdsClient;
 
   constructor(opts: InpodCaptureOptions) {
-    this.pods = new PodProxies({ ports: opts.ports, mark: opts.config.mark, onOutbound: opts.onOutbound, onInbound: opts.onInbound, onHbone: opts.onHbone });
+    const { config: _config, ...handlers } = opts;
+    this.pods = new PodProxies({ ...handlers, mark: opts.config.mark });
     this.zds = new ZdsClient({ path: opts.config.socket, handler: this.pods });
   }
 

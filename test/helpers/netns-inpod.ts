@@ -72,6 +72,8 @@ export function startAgent(node: SimulatedNode, paths: InpodPaths): Promise<Proc
 export interface InpodWorkload {
   name: string;
   ip: string;
+  /** Every address of a dual-stack pod (default: `ip` alone). */
+  ips?: string[];
   node: number;
   protocol?: 'HBONE' | 'TCP';
   annotations?: Record<string, string>;
@@ -85,7 +87,11 @@ export interface InpodRuntime extends Proc {
   configDump(): Promise<Record<string, unknown>>;
 }
 
-export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[]; policies?: unknown[] }): Promise<InpodRuntime> {
+export async function startInpodRuntime(
+  node: SimulatedNode,
+  paths: InpodPaths,
+  opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[]; policies?: unknown[]; /** More weft.yaml keys (dns, services, workers). */ extra?: Record<string, unknown> },
+): Promise<InpodRuntime> {
   const accessLog = path.join(node.workDir, `access-${Date.now()}.log`);
   const configPath = path.join(node.workDir, 'weft-inpod.yaml');
   writeFileSync(
@@ -98,10 +104,11 @@ export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, 
       inpod: { socket: paths.zdsSocket },
       plugins: opts.plugins ?? [],
       policies: opts.policies ?? [],
+      ...opts.extra,
       workloads: opts.workloads.map((w) => ({
         name: w.name,
         namespace: 'mesh',
-        addresses: [w.ip],
+        addresses: w.ips ?? [w.ip],
         node: `node-${w.node}`,
         protocol: w.protocol ?? 'TCP',
         serviceAccount: w.name,
