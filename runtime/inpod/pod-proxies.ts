@@ -30,6 +30,23 @@ export interface PodProxiesOptions {
   onHbone: (socket: net.Socket) => void;
   /** With the DNS proxy on: each pod gets `ports.dns` (UDP and TCP), where its rules send port 53 under dnsCapture. */
   dns?: PodDnsServer;
+  /**
+   * A worker thread's pods (runtime/workers): the primary owns each netns fd, lends the same descriptor to every worker
+   * and closes it once all have released the pod, so no fd is left behind when a worker thread dies.
+   */
+  borrowedFds?: boolean;
+}
+
+/** One captured pod as /config_dump lists it. */
+export interface PodDump {
+  uid: string;
+  name: string | undefined;
+  namespace: string | undefined;
+  serviceAccount: string | undefined;
+  addresses: string[];
+  netns: string;
+  ports: number[];
+  since: string;
 }
 
 interface PodProxy {
@@ -65,7 +82,7 @@ export class PodProxies {
   }
 
   /**
-   * Starts (or keeps) the pod's proxy; takes ownership of `netnsFd`. Resolves once every listener accepts, which is what
+   * Starts (or keeps) the pod's proxy; takes ownership of `netnsFd` (unless borrowedFds). Resolves once every listener accepts, which is what
    * the ACK promises the CNI: the application starts only after this.
    */
   async add(uid: string, info: WorkloadInfo | undefined, netnsFd: number): Promise<void> {
@@ -73,7 +90,7 @@ export class PodProxies {
     const existing = this.#pods.get(uid);
     if (existing !== undefined && existing.netnsId === netnsId) {
       // A replay after reconnecting: the proxy is already running in that very namespace.
-      closeFd(netnsFd);
+      if (existing.netnsFd !== netnsFd) this.#release(netnsFd);
       return;
     }
     if (existing !== undefined) await this.delete(uid);
@@ -124,7 +141,7 @@ export class PodProxies {
     } catch (err) {
       for (const l of pod.listeners) await l.close();
       for (const d of pod.dns) d.close();
-      closeFd(netnsFd);
+      this.#release(netnsFd);
       throw new WeftError('WEFT_ERR_LISTEN', `in-pod listeners for pod ${uid}: ${(err as Error).message}`, { cause: err });
     }
     this.#pods.set(uid, pod);
@@ -156,7 +173,7 @@ export class PodProxies {
       l.destroyConnections();
     }
     for (const d of pod.dns) d.close();
-    closeFd(pod.netnsFd);
+    this.#release(pod.netnsFd);
     log.info({ uid }, 'pod released');
     return true;
   }
@@ -181,9 +198,19 @@ export class PodProxies {
     for (const uid of [...this.#pods.keys()]) await this.delete(uid);
   }
 
+  #release(fd: number): void {
+    if (this.#opts.borrowedFds !== true) closeFd(fd);
+  }
+
   /** For /config_dump: the captured pods. */
-  dump(): unknown[] {
-    return [...this.#pods.values()].map((p) => ({
+  dump(): PodDump[] {
+    return [...this.#pods.keys()].map((uid) => this.dumpOne(uid) as PodDump);
+  }
+
+  dumpOne(uid: string): PodDump | undefined {
+    const p = this.#pods.get(uid);
+    if (p === undefined) return undefined;
+    return {
       uid: p.uid,
       name: p.info?.name,
       namespace: p.info?.namespace,
@@ -192,6 +219,6 @@ export class PodProxies {
       netns: p.netnsId,
       ports: [...new Set(p.listeners.map((l) => l.port)), ...(p.dns.length > 0 ? [this.#opts.ports.dns] : [])],
       since: p.since,
-    }));
+    };
   }
 }

@@ -1,0 +1,99 @@
+// In-pod capture with `workers: 2` on a real kernel (root): the primary holds the one ZDS connection and every worker binds each
+// pod's ports inside the pod with SO_REUSEPORT, so one pod's connections are served by both workers (read from each access-log
+// line's `worker`, never from timing); DEL releases the pod in every worker, and a restarted runtime gets the replay on both.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { nsRun } from '../helpers/netns-exec.js';
+import { askPeerAddress, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodPaths, type InpodRuntime, type InpodWorkload, type Proc } from '../helpers/netns-inpod.js';
+import { SimulatedNode, type Pod } from '../helpers/netns-topology.js';
+import { hasCommand, isRoot } from '../helpers/requirements.js';
+
+const missing = !isRoot() ? 'requires root (CAP_NET_ADMIN, CAP_SYS_ADMIN): run as root, as CI does' : ['iptables-nft-restore', 'ip', 'ss'].find((c) => !hasCommand(c));
+if (missing !== undefined) console.log(`inpod-workers: skipped: ${missing.startsWith('requires') ? missing : `requires ${missing} (install the Debian packages listed in .ci/run)`}`);
+
+interface InpodDump {
+  inpod: { agent: { state: string }; pods: { name: string; ports: number[]; workers: number[] }[] };
+}
+
+/** Connects from a to b until the outbound lines for b name both workers (each try is a new 4-tuple the kernel hashes). */
+async function workersServing(runtime: InpodRuntime, a: Pod, b: Pod, tries = 40): Promise<Set<number>> {
+  const toB = (): Record<string, unknown>[] => runtime.lines().filter((l) => l.direction === 'outbound' && l.downstream_local_address === `${b.ip}:8080`);
+  const before = toB().length;
+  for (let i = 1; i <= tries; i++) {
+    expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
+    // The access-log line is written when the connection closes, just after the client saw the answer.
+    await runtime.waitFor(() => toB().length >= before + i);
+    const seen = new Set(toB().map((l) => l.worker as number));
+    if (seen.size === 2) return seen;
+  }
+  return new Set(toB().map((l) => l.worker as number));
+}
+
+describe.skipIf(missing !== undefined)('in-pod capture with two workers', () => {
+  const procs: Proc[] = [];
+  let node: SimulatedNode;
+  let paths: InpodPaths;
+  let caDir: string;
+  let runtime: InpodRuntime;
+  let a: Pod;
+  let b: Pod;
+  const workloads: InpodWorkload[] = [
+    { name: 'a', ip: '10.61.1.11', node: 1 },
+    { name: 'b', ip: '10.61.1.12', node: 1 },
+  ];
+  const start = (): Promise<InpodRuntime> => startInpodRuntime(node, paths, { caDir, workloads, extra: { workers: 2 } });
+
+  beforeAll(async () => {
+    caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-workers-ca-'));
+    node = await SimulatedNode.create({ index: 1 });
+    paths = useInpodMode(node);
+    procs.push(await startAgent(node, paths));
+    runtime = await start();
+    procs.push(runtime);
+    a = await node.addPod('a');
+    b = await node.addPod('b');
+    procs.push(await startPodServers(b));
+  }, 120_000);
+
+  afterAll(async () => {
+    for (const p of procs.reverse()) await p.kill().catch(() => undefined);
+    await node?.destroy();
+    rmSync(caDir, { recursive: true, force: true });
+  }, 60_000);
+
+  it('binds every pod in both workers, with one ZDS connection held by the primary', async () => {
+    const dump = (await runtime.configDump()) as unknown as InpodDump;
+    expect(dump.inpod.agent.state).toBe('synced');
+    expect(dump.inpod.pods.map((p) => ({ name: p.name, ports: p.ports, workers: p.workers }))).toEqual(
+      expect.arrayContaining([
+        { name: 'a', ports: [15001, 15006, 15008], workers: [0, 1] },
+        { name: 'b', ports: [15001, 15006, 15008], workers: [0, 1] },
+      ]),
+    );
+    // Two listening sockets per port inside the pod: one per worker, in one SO_REUSEPORT group.
+    const listening = (await nsRun(a.ns, 'ss', ['-Htln', 'sport = :15001'])).stdout.trim().split('\n');
+    expect(listening).toHaveLength(2);
+  });
+
+  it("spreads one pod's connections over both workers", async () => {
+    expect([...(await workersServing(runtime, a, b))].sort()).toEqual([0, 1]);
+  }, 60_000);
+
+  it('DEL releases the pod in every worker; a pod added after a runtime restart is replayed to both workers', async () => {
+    await node.delPod(a);
+    const dump = (await runtime.configDump()) as unknown as InpodDump;
+    expect(dump.inpod.pods.map((p) => p.name)).toEqual(['b']);
+    await runtime.kill();
+    runtime = await start();
+    procs.push(runtime);
+    a = await node.addPod('a');
+    const after = (await runtime.configDump()) as unknown as InpodDump;
+    expect(after.inpod.pods.map((p) => ({ name: p.name, workers: p.workers })).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
+      { name: 'a', workers: [0, 1] },
+      { name: 'b', workers: [0, 1] },
+    ]);
+    expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
+  }, 60_000);
+});
