@@ -141,13 +141,14 @@ export async function startInpodRuntime(
  * Inside a pod: TCP :8080 and :8082 answer each connection with the peer address they see and close; HTTP :8081 answers with the
  * request's x-mesh header. Both are the application, which knows nothing of weft.
  */
-export function startPodServers(pod: Pod): Promise<Proc> {
+export function startPodServers(pod: Pod, opts: { /** Dual-stack: listen on :: (IPv4 clients too, shown without the ::ffff: prefix). */ ipv6?: boolean } = {}): Promise<Proc> {
+  const any = opts.ipv6 === true ? '::' : '0.0.0.0';
   const script = `
     const net = require('node:net'); const http = require('node:http');
-    const peer = (s) => s.end(s.remoteAddress + '\\n');
-    net.createServer(peer).listen(8082, '0.0.0.0');
-    net.createServer(peer).listen(8080, '0.0.0.0', () => {
-      http.createServer((req, res) => res.end(JSON.stringify({ xMesh: req.headers['x-mesh'] ?? null }))).listen(8081, '0.0.0.0', () => console.log('pod servers up'));
+    const peer = (s) => s.end(s.remoteAddress.replace(/^::ffff:/, '') + '\\n');
+    net.createServer(peer).listen(8082, '${any}');
+    net.createServer(peer).listen(8080, '${any}', () => {
+      http.createServer((req, res) => res.end(JSON.stringify({ xMesh: req.headers['x-mesh'] ?? null }))).listen(8081, '${any}', () => console.log('pod servers up'));
     });`;
   return startProc(pod.ns, [process.execPath, '-e', script], 'pod servers up');
 }
