@@ -222,7 +222,7 @@ describe('the in-pod overlay (examples/kubernetes-inpod)', () => {
     if (!hasCommand('kubectl')) ctx.skip('requires kubectl (Debian package kubernetes-client, installed by .ci/run)');
     const rendered = parseAllDocuments(execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).map((d) => d.toJS() as Doc);
     const spec = rendered.find((d) => d.kind === 'DaemonSet')!.spec.template.spec as Doc;
-    expect((spec.containers as Doc[]).map((c) => c.name)).toEqual(['weft', 'install-cni', 'cni-agent']);
+    expect((spec.containers as Doc[]).map((c) => c.name as string).sort()).toEqual(['cni-agent', 'install-cni', 'weft']);
     expect(spec.initContainers ?? []).toEqual([]);
     const volumes = new Set((spec.volumes as Doc[]).map((v) => v.name as string));
     for (const c of spec.containers as Doc[]) for (const m of (c.volumeMounts ?? []) as Doc[]) expect(volumes, c.name as string).toContain(m.name);
