@@ -195,6 +195,13 @@ export class SimulatedNode {
     await must('ip', ['-n', other.nodeNs, 'link', 'set', there, 'up']);
     await must('ip', ['-n', this.nodeNs, 'route', 'add', other.podSubnet, 'via', `${subnet}.2`]);
     await must('ip', ['-n', other.nodeNs, 'route', 'add', this.podSubnet, 'via', `${subnet}.1`]);
+    if (this.options.ipv6 === true && other.options.ipv6 === true) {
+      const v6 = `fd01:${this.index}${other.index}::`;
+      await must('ip', ['-n', this.nodeNs, 'addr', 'add', `${v6}1/64`, 'dev', here]);
+      await must('ip', ['-n', other.nodeNs, 'addr', 'add', `${v6}2/64`, 'dev', there]);
+      await must('ip', ['-n', this.nodeNs, 'route', 'add', `fd00:${60 + other.index}::/64`, 'via', `${v6}2`]);
+      await must('ip', ['-n', other.nodeNs, 'route', 'add', `fd00:${60 + this.index}::/64`, 'via', `${v6}1`]);
+    }
   }
 
   /** Tracks a namespace a test created around this node so destroy() removes it. */

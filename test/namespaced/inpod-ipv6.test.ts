@@ -1,14 +1,15 @@
 // In-pod capture of dual-stack pods on a real kernel (root): bridge + host-local hand each pod an IPv4 and an IPv6 address,
 // weft-cni adds the same rules to the pod's IPv6 tables (ip6tables, ip -6 rule/route), the runtime listens on :: inside the
-// pod, and IPv6 pod-to-pod traffic is captured: the destination sees the client's IPv6 address, a destination outside the mesh
-// sees the connection leave from the client pod's own IPv6 address, and DEL removes the IPv6 rules with the IPv4 ones.
+// pod, and IPv6 pod-to-pod traffic is captured: the destination sees the client's IPv6 address (on one node, and across two
+// nodes over HBONE between the pods' IPv6 addresses), a destination outside the mesh sees the connection leave from the client
+// pod's own IPv6 address, and DEL removes the IPv6 rules with the IPv4 ones.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invokePlugin } from '../helpers/netns-cni-runtime.js';
 import { nsRun } from '../helpers/netns-exec.js';
-import { askPeerAddress, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodRuntime, type Proc } from '../helpers/netns-inpod.js';
+import { askPeerAddress, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodRuntime, type InpodWorkload, type Proc } from '../helpers/netns-inpod.js';
 import { allIps, SimulatedNode, type Pod } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
 
@@ -21,27 +22,35 @@ const v6Of = (pod: Pod): string => allIps(pod.result).find((ip) => ip.includes('
 describe.skipIf(missing !== undefined)('in-pod capture of dual-stack pods (IPv6)', () => {
   const procs: Proc[] = [];
   let node: SimulatedNode;
+  let node2: SimulatedNode;
   let caDir: string;
   let runtime: InpodRuntime;
+  let runtime2: InpodRuntime;
   let a: Pod;
+  let c: Pod;
   let b: Pod;
   let plain: Pod;
 
   beforeAll(async () => {
     caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-v6-ca-'));
     node = await SimulatedNode.create({ index: 1, ipv6: true });
+    node2 = await SimulatedNode.create({ index: 2, ipv6: true });
+    await node.link(node2);
     const paths = useInpodMode(node);
-    procs.push(await startAgent(node, paths));
-    runtime = await startInpodRuntime(node, paths, {
-      caDir,
-      workloads: [
-        { name: 'a', ip: '10.61.1.10', ips: ['10.61.1.10', 'fd00:61::10'], node: 1 },
-        { name: 'b', ip: '10.61.1.11', ips: ['10.61.1.11', 'fd00:61::11'], node: 1 },
-      ],
-    });
-    procs.push(runtime);
+    const paths2 = useInpodMode(node2);
+    procs.push(await startAgent(node, paths), await startAgent(node2, paths2));
+    const workloads: InpodWorkload[] = [
+      { name: 'a', ip: '10.61.1.10', ips: ['10.61.1.10', 'fd00:61::10'], node: 1 },
+      { name: 'b', ip: '10.61.1.11', ips: ['10.61.1.11', 'fd00:61::11'], node: 1 },
+      { name: 'c', ip: '10.62.1.10', ips: ['10.62.1.10', 'fd00:62::10'], node: 2, protocol: 'HBONE' },
+    ];
+    runtime = await startInpodRuntime(node, paths, { caDir, workloads });
+    runtime2 = await startInpodRuntime(node2, paths2, { caDir, workloads });
+    procs.push(runtime, runtime2);
     a = await node.addPod('a');
     b = await node.addPod('b');
+    c = await node2.addPod('c');
+    procs.push(await startPodServers(c, { ipv6: true }));
     // Outside the mesh (not enrolled, not a workload): reached by passthrough.
     plain = await node.addPod('plain', 'other');
     for (const pod of [b, plain]) procs.push(await startPodServers(pod, { ipv6: true }));
@@ -50,6 +59,7 @@ describe.skipIf(missing !== undefined)('in-pod capture of dual-stack pods (IPv6)
   afterAll(async () => {
     for (const p of procs.reverse()) await p.kill().catch(() => undefined);
     await node?.destroy();
+    await node2?.destroy();
     rmSync(caDir, { recursive: true, force: true });
   }, 60_000);
 
@@ -77,6 +87,14 @@ describe.skipIf(missing !== undefined)('in-pod capture of dual-stack pods (IPv6)
     expect(out.source_address).toMatch(/^\[fd00:61::10\]:/);
     // IPv4 beside it, unchanged.
     expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
+  });
+
+  it('crosses nodes over HBONE between the pods IPv6 addresses; the destination sees the client IPv6 address', async () => {
+    expect(await askPeerAddress(a, v6Of(c))).toBe(v6Of(a));
+    const out = await runtime.waitFor((l) => l.direction === 'outbound' && l.downstream_local_address === `[${v6Of(c)}]:8080`);
+    expect(out.connection_security_policy).toBe('mutual_tls');
+    const inb = await runtime2.waitFor((l) => l.listener === 'hbone' && l.upstream_host === `[${v6Of(c)}]:8080`);
+    expect(inb.source_principal).toBe('spiffe://cluster.local/ns/mesh/sa/a');
   });
 
   it('sends IPv6 egress outside the mesh from the client pod own IPv6 address', async () => {
