@@ -39,6 +39,8 @@ export interface DnsProxyOptions {
   state: ProxyState;
   metrics: MetricsRegistry;
   logger: Logger;
+  /** Worker threads (runtime/workers): each binds the same UDP and TCP port with SO_REUSEPORT. */
+  reusePort?: boolean;
 }
 
 export class DnsProxy {
@@ -91,7 +93,7 @@ export class DnsProxy {
         try {
           await bindUdp(udp, { address: addr.host, port: addr.port });
           this.#port = udp.address().port;
-          await listenTcp(tcp, { host: addr.host, port: this.#port });
+          await listenTcp(tcp, { host: addr.host, port: this.#port, reusePort: this.#opts.reusePort === true });
           break;
         } catch (err) {
           udp.close();
@@ -115,7 +117,7 @@ export class DnsProxy {
 
   /** A UDP socket that answers each query while `open()` holds (a reply after close would throw). */
   #answeringUdp(family: 'udp4' | 'udp6', namespace: string | undefined, open: () => boolean): dgram.Socket {
-    const udp = dgram.createSocket({ type: family });
+    const udp = dgram.createSocket({ type: family, reusePort: this.#opts.reusePort === true });
     udp.on('message', (msg, rinfo) => {
       void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp', namespace).then((reply) => {
         if (reply !== undefined && open()) udp.send(reply, rinfo.port, rinfo.address);

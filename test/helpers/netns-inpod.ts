@@ -164,3 +164,24 @@ export async function httpGet(pod: Pod, url: string): Promise<string> {
   const script = `fetch('${url}').then(async (r) => process.stdout.write(await r.text()), (e) => process.stdout.write('error ' + (e.cause?.code ?? e.message)))`;
   return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
 }
+
+/** The pod's nameserver (kube-dns' usual ClusterIP): nothing answers there; only capture can. */
+const KUBE_DNS = '10.96.0.10';
+
+/** From inside `pod`: an A query over UDP with c-ares (what Node's dns module uses), the addresses or the error code. */
+export async function resolveUdp(pod: Pod, name: string): Promise<string> {
+  const script = `const r = new (require('node:dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setServers(['${KUBE_DNS}']);
+    r.resolve4('${name}').then((a) => process.stdout.write(a.join(',')), (e) => process.stdout.write('error ' + e.code));`;
+  return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
+}
+
+/** From inside `pod`: an A query over TCP (RFC 1035 §4.2.2 framing, dns-packet), the addresses or the error. */
+export async function resolveTcp(pod: Pod, name: string): Promise<string> {
+  const script = `const p = require(${JSON.stringify(path.join(repoRoot, 'node_modules/dns-packet'))});
+    const s = require('node:net').connect({ host: '${KUBE_DNS}', port: 53 }, () => s.write(p.streamEncode({ type: 'query', id: 7, flags: p.RECURSION_DESIRED, questions: [{ type: 'A', name: '${name}' }] })));
+    let buf = Buffer.alloc(0);
+    s.on('data', (c) => { buf = Buffer.concat([buf, c]); if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { const r = p.streamDecode(buf); process.stdout.write(r.rcode + ' ' + r.answers.map((a) => a.data).join(',')); s.destroy(); } });
+    s.on('error', (e) => process.stdout.write('error ' + e.code));
+    setTimeout(() => { process.stdout.write('timeout'); process.exit(0); }, 5000).unref();`;
+  return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
+}

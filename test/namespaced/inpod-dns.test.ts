@@ -4,37 +4,14 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsRun } from '../helpers/netns-exec.js';
-import { askPeerAddress, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodRuntime, type Proc } from '../helpers/netns-inpod.js';
+import { askPeerAddress, resolveTcp, resolveUdp, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodRuntime, type Proc } from '../helpers/netns-inpod.js';
 import { SimulatedNode, snapshotNetns, type Pod } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
 
-const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const missing = !isRoot() ? 'requires root (CAP_NET_ADMIN, CAP_SYS_ADMIN): run as root, as CI does' : ['iptables-nft-restore', 'ip'].find((c) => !hasCommand(c));
 if (missing !== undefined) console.log(`inpod-dns: skipped: ${missing.startsWith('requires') ? missing : `requires ${missing} (install the Debian packages listed in .ci/run)`}`);
-
-/** The pod's nameserver (kube-dns' usual ClusterIP): nothing answers there; only capture can. */
-const KUBE_DNS = '10.96.0.10';
-
-/** From inside `pod`: an A query over UDP with c-ares (what Node's dns module uses), the addresses or the error code. */
-async function resolveUdp(pod: Pod, name: string): Promise<string> {
-  const script = `const r = new (require('node:dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setServers(['${KUBE_DNS}']);
-    r.resolve4('${name}').then((a) => process.stdout.write(a.join(',')), (e) => process.stdout.write('error ' + e.code));`;
-  return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
-}
-
-/** From inside `pod`: an A query over TCP (RFC 1035 §4.2.2 framing, dns-packet), the addresses or the error. */
-async function resolveTcp(pod: Pod, name: string): Promise<string> {
-  const script = `const p = require(${JSON.stringify(path.join(repoRoot, 'node_modules/dns-packet'))});
-    const s = require('node:net').connect({ host: '${KUBE_DNS}', port: 53 }, () => s.write(p.streamEncode({ type: 'query', id: 7, flags: p.RECURSION_DESIRED, questions: [{ type: 'A', name: '${name}' }] })));
-    let buf = Buffer.alloc(0);
-    s.on('data', (c) => { buf = Buffer.concat([buf, c]); if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { const r = p.streamDecode(buf); process.stdout.write(r.rcode + ' ' + r.answers.map((a) => a.data).join(',')); s.destroy(); } });
-    s.on('error', (e) => process.stdout.write('error ' + e.code));
-    setTimeout(() => { process.stdout.write('timeout'); process.exit(0); }, 5000).unref();`;
-  return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
-}
 
 describe.skipIf(missing !== undefined)('in-pod DNS capture (15053 inside each pod)', () => {
   const procs: Proc[] = [];

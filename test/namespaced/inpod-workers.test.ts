@@ -1,12 +1,13 @@
 // In-pod capture with `workers: 2` on a real kernel (root): the primary holds the one ZDS connection and every worker binds each
 // pod's ports inside the pod with SO_REUSEPORT, so one pod's connections are served by both workers (read from each access-log
-// line's `worker`, never from timing); DEL releases the pod in every worker, and a restarted runtime gets the replay on both.
+// line's `worker`, never from timing); each worker answers the pod's DNS on 15053; DEL releases the pod in every worker, and a
+// restarted runtime gets the replay on both.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsRun } from '../helpers/netns-exec.js';
-import { askPeerAddress, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodPaths, type InpodRuntime, type InpodWorkload, type Proc } from '../helpers/netns-inpod.js';
+import { askPeerAddress, resolveTcp, resolveUdp, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodPaths, type InpodRuntime, type InpodWorkload, type Proc } from '../helpers/netns-inpod.js';
 import { SimulatedNode, type Pod } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
 
@@ -43,12 +44,17 @@ describe.skipIf(missing !== undefined)('in-pod capture with two workers', () => 
     { name: 'a', ip: '10.61.1.11', node: 1 },
     { name: 'b', ip: '10.61.1.12', node: 1 },
   ];
-  const start = (): Promise<InpodRuntime> => startInpodRuntime(node, paths, { caDir, workloads, extra: { workers: 2 } });
+  const extra = {
+    workers: 2,
+    dns: { enabled: true, upstreams: ['127.0.0.1:1'], timeoutMs: 100, attempts: 1 },
+    services: [{ name: 'reviews', namespace: 'mesh', addresses: ['10.96.0.21'], ports: [{ port: 9080 }] }],
+  };
+  const start = (): Promise<InpodRuntime> => startInpodRuntime(node, paths, { caDir, workloads, extra });
 
   beforeAll(async () => {
     caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-workers-ca-'));
     node = await SimulatedNode.create({ index: 1 });
-    paths = useInpodMode(node);
+    paths = useInpodMode(node, { dnsCapture: true });
     procs.push(await startAgent(node, paths));
     runtime = await start();
     procs.push(runtime);
@@ -68,8 +74,8 @@ describe.skipIf(missing !== undefined)('in-pod capture with two workers', () => 
     expect(dump.inpod.agent.state).toBe('synced');
     expect(dump.inpod.pods.map((p) => ({ name: p.name, ports: p.ports, workers: p.workers }))).toEqual(
       expect.arrayContaining([
-        { name: 'a', ports: [15001, 15006, 15008], workers: [0, 1] },
-        { name: 'b', ports: [15001, 15006, 15008], workers: [0, 1] },
+        { name: 'a', ports: [15001, 15006, 15008, 15053], workers: [0, 1] },
+        { name: 'b', ports: [15001, 15006, 15008, 15053], workers: [0, 1] },
       ]),
     );
     // Two listening sockets per port inside the pod: one per worker, in one SO_REUSEPORT group.
@@ -80,6 +86,12 @@ describe.skipIf(missing !== undefined)('in-pod capture with two workers', () => 
   it("spreads one pod's connections over both workers", async () => {
     expect([...(await workersServing(runtime, a, b))].sort()).toEqual([0, 1]);
   }, 60_000);
+
+  it("answers the pod's DNS from the workers' 15053 sockets (one SO_REUSEPORT pair per worker)", async () => {
+    expect((await nsRun(a.ns, 'ss', ['-Hlnu', 'sport = :15053'])).stdout.trim().split('\n')).toHaveLength(2);
+    for (let i = 0; i < 4; i++) expect(await resolveUdp(a, 'reviews')).toBe('10.96.0.21');
+    expect(await resolveTcp(a, 'reviews')).toBe('NOERROR 10.96.0.21');
+  });
 
   it('DEL releases the pod in every worker; a pod added after a runtime restart is replayed to both workers', async () => {
     await node.delPod(a);
