@@ -63,23 +63,6 @@ static int arg_str(napi_env env, napi_value v, char *buf, size_t cap) {
   return napi_get_value_string_utf8(env, v, buf, cap, &n) == napi_ok ? 0 : -1;
 }
 
-/* A literal IPv4 or IPv6 address (no brackets) and a port; returns the sockaddr's length, 0 if `host` is neither. */
-static socklen_t parse_addr(const char *host, int port, struct sockaddr_storage *ss) {
-  memset(ss, 0, sizeof *ss);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
-    return sizeof *v4;
-  }
-  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)port);
-    return sizeof *v6;
-  }
-  return 0;
-}
 
 static napi_value int_value(napi_env env, int v) {
   napi_value out;
@@ -117,8 +100,8 @@ static napi_value netns_listen(napi_env env, napi_callback_info info) {
     return NULL;
   }
   struct sockaddr_storage sa;
-  socklen_t salen = parse_addr(host, port, &sa);
-  if (salen == 0) {
+  socklen_t salen = 0;
+  if (weft_parse_addr(host, port, &sa, &salen) < 0) {
     napi_throw_type_error(env, "EINVAL", "netnsListen: host must be a literal IPv4 or IPv6 address");
     return NULL;
   }
@@ -157,7 +140,7 @@ static napi_value netns_socket(napi_env env, napi_callback_info info) {
   }
   struct sockaddr_storage sa;
   socklen_t salen = 0;
-  if (source[0] != '\0' && (salen = parse_addr(source, 0, &sa)) == 0) {
+  if (source[0] != '\0' && weft_parse_addr(source, 0, &sa, &salen) < 0) {
     napi_throw_type_error(env, "EINVAL", "netnsSocket: source must be a literal IPv4 or IPv6 address");
     return NULL;
   }

@@ -1,12 +1,13 @@
 // In-pod mode around a SimulatedNode: weft-cni chained with `mode: inpod`, the node agent (`weft-cni agent`) and the real runtime
 // (`weft run` with `inpod.socket`) both in the node namespace, and small servers inside pods that report what they see.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { nsRun } from './netns-exec.js';
-import type { Pod, SimulatedNode } from './netns-topology.js';
+import { SimulatedNode, type Pod } from './netns-topology.js';
 import { waitForLine } from './netns-weft-runtime.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -135,6 +136,39 @@ export async function startInpodRuntime(
       return JSON.parse((await nsRun(node.nodeNs, process.execPath, ['-e', script])).stdout) as Record<string, unknown>;
     },
   };
+}
+
+/** One in-pod node with its agent and runtime running; `start` starts a runtime again (after a kill), `close` undoes everything. */
+export interface InpodNode {
+  node: SimulatedNode;
+  runtime: InpodRuntime;
+  procs: Proc[];
+  start(): Promise<InpodRuntime>;
+  close(): Promise<void>;
+}
+
+export async function startInpodNode(opts: { plugin?: Record<string, unknown>; workloads: InpodWorkload[]; extra?: Record<string, unknown> }): Promise<InpodNode> {
+  const caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-ca-'));
+  const node = await SimulatedNode.create({ index: 1 });
+  const procs: Proc[] = [];
+  const close = async (): Promise<void> => {
+    for (const p of procs.reverse()) await p.kill().catch(() => undefined);
+    await node.destroy();
+    rmSync(caDir, { recursive: true, force: true });
+  };
+  try {
+    const paths = useInpodMode(node, opts.plugin);
+    procs.push(await startAgent(node, paths));
+    const start = async (): Promise<InpodRuntime> => {
+      const runtime = await startInpodRuntime(node, paths, { caDir, workloads: opts.workloads, ...(opts.extra === undefined ? {} : { extra: opts.extra }) });
+      procs.push(runtime);
+      return runtime;
+    };
+    return { node, runtime: await start(), procs, start, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
 /**

@@ -1,33 +1,25 @@
 // DNS capture in in-pod mode on a real kernel (root): weft-cni with `dnsCapture: true` sends the pod's UDP and TCP port 53 to
 // 15053 inside the pod, where the runtime listens (sockets made in the pod's namespace) and answers from its DNS proxy with the
 // pod's namespace as the search path; the rest of in-pod capture is unchanged beside it, and DEL drops the pod's DNS listener.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsRun } from '../helpers/netns-exec.js';
-import { askPeerAddress, resolveTcp, resolveUdp, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodRuntime, type Proc } from '../helpers/netns-inpod.js';
-import { SimulatedNode, snapshotNetns, type Pod } from '../helpers/netns-topology.js';
+import { askPeerAddress, resolveTcp, resolveUdp, startInpodNode, startPodServers, type InpodNode, type InpodRuntime } from '../helpers/netns-inpod.js';
+import { snapshotNetns, type Pod, type SimulatedNode } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
 
 const missing = !isRoot() ? 'requires root (CAP_NET_ADMIN, CAP_SYS_ADMIN): run as root, as CI does' : ['iptables-nft-restore', 'ip'].find((c) => !hasCommand(c));
 if (missing !== undefined) console.log(`inpod-dns: skipped: ${missing.startsWith('requires') ? missing : `requires ${missing} (install the Debian packages listed in .ci/run)`}`);
 
 describe.skipIf(missing !== undefined)('in-pod DNS capture (15053 inside each pod)', () => {
-  const procs: Proc[] = [];
+  let fixture: InpodNode | undefined;
   let node: SimulatedNode;
-  let caDir: string;
   let runtime: InpodRuntime;
   let a: Pod;
   let b: Pod;
 
   beforeAll(async () => {
-    caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-dns-ca-'));
-    node = await SimulatedNode.create({ index: 1 });
-    const paths = useInpodMode(node, { dnsCapture: true });
-    procs.push(await startAgent(node, paths));
-    runtime = await startInpodRuntime(node, paths, {
-      caDir,
+    fixture = await startInpodNode({
+      plugin: { dnsCapture: true },
       workloads: [
         { name: 'a', ip: '10.61.1.11', node: 1 },
         { name: 'b', ip: '10.61.1.12', node: 1 },
@@ -41,17 +33,13 @@ describe.skipIf(missing !== undefined)('in-pod DNS capture (15053 inside each po
         ],
       },
     });
-    procs.push(runtime);
+    ({ node, runtime } = fixture);
     a = await node.addPod('a');
     b = await node.addPod('b');
-    procs.push(await startPodServers(b));
+    fixture.procs.push(await startPodServers(b));
   }, 120_000);
 
-  afterAll(async () => {
-    for (const p of procs.reverse()) await p.kill().catch(() => undefined);
-    await node?.destroy();
-    rmSync(caDir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => fixture?.close(), 60_000);
 
   it("resolves a Service's bare name in the pod's own namespace, and a qualified one, over UDP", async () => {
     expect(await resolveUdp(a, 'reviews')).toBe('10.96.0.21');

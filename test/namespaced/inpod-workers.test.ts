@@ -2,13 +2,10 @@
 // pod's ports inside the pod with SO_REUSEPORT, so one pod's connections are served by both workers (read from each access-log
 // line's `worker`, never from timing); each worker answers the pod's DNS on 15053; DEL releases the pod in every worker, and a
 // restarted runtime gets the replay on both.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsRun } from '../helpers/netns-exec.js';
-import { askPeerAddress, resolveTcp, resolveUdp, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodPaths, type InpodRuntime, type InpodWorkload, type Proc } from '../helpers/netns-inpod.js';
-import { SimulatedNode, type Pod } from '../helpers/netns-topology.js';
+import { askPeerAddress, resolveTcp, resolveUdp, startInpodNode, startPodServers, type InpodNode, type InpodRuntime } from '../helpers/netns-inpod.js';
+import type { Pod, SimulatedNode } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
 
 const missing = !isRoot() ? 'requires root (CAP_NET_ADMIN, CAP_SYS_ADMIN): run as root, as CI does' : ['iptables-nft-restore', 'ip', 'ss'].find((c) => !hasCommand(c));
@@ -33,41 +30,32 @@ async function workersServing(runtime: InpodRuntime, a: Pod, b: Pod, tries = 40)
 }
 
 describe.skipIf(missing !== undefined)('in-pod capture with two workers', () => {
-  const procs: Proc[] = [];
+  let fixture: InpodNode | undefined;
   let node: SimulatedNode;
-  let paths: InpodPaths;
-  let caDir: string;
   let runtime: InpodRuntime;
   let a: Pod;
   let b: Pod;
-  const workloads: InpodWorkload[] = [
-    { name: 'a', ip: '10.61.1.11', node: 1 },
-    { name: 'b', ip: '10.61.1.12', node: 1 },
-  ];
-  const extra = {
-    workers: 2,
-    dns: { enabled: true, upstreams: ['127.0.0.1:1'], timeoutMs: 100, attempts: 1 },
-    services: [{ name: 'reviews', namespace: 'mesh', addresses: ['10.96.0.21'], ports: [{ port: 9080 }] }],
-  };
-  const start = (): Promise<InpodRuntime> => startInpodRuntime(node, paths, { caDir, workloads, extra });
 
   beforeAll(async () => {
-    caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-workers-ca-'));
-    node = await SimulatedNode.create({ index: 1 });
-    paths = useInpodMode(node, { dnsCapture: true });
-    procs.push(await startAgent(node, paths));
-    runtime = await start();
-    procs.push(runtime);
+    fixture = await startInpodNode({
+      plugin: { dnsCapture: true },
+      workloads: [
+        { name: 'a', ip: '10.61.1.11', node: 1 },
+        { name: 'b', ip: '10.61.1.12', node: 1 },
+      ],
+      extra: {
+        workers: 2,
+        dns: { enabled: true, upstreams: ['127.0.0.1:1'], timeoutMs: 100, attempts: 1 },
+        services: [{ name: 'reviews', namespace: 'mesh', addresses: ['10.96.0.21'], ports: [{ port: 9080 }] }],
+      },
+    });
+    ({ node, runtime } = fixture);
     a = await node.addPod('a');
     b = await node.addPod('b');
-    procs.push(await startPodServers(b));
+    fixture.procs.push(await startPodServers(b));
   }, 120_000);
 
-  afterAll(async () => {
-    for (const p of procs.reverse()) await p.kill().catch(() => undefined);
-    await node?.destroy();
-    rmSync(caDir, { recursive: true, force: true });
-  }, 60_000);
+  afterAll(() => fixture?.close(), 60_000);
 
   it('binds every pod in both workers, with one ZDS connection held by the primary', async () => {
     const dump = (await runtime.configDump()) as unknown as InpodDump;
@@ -98,8 +86,7 @@ describe.skipIf(missing !== undefined)('in-pod capture with two workers', () => 
     const dump = (await runtime.configDump()) as unknown as InpodDump;
     expect(dump.inpod.pods.map((p) => p.name)).toEqual(['b']);
     await runtime.kill();
-    runtime = await start();
-    procs.push(runtime);
+    runtime = await fixture!.start();
     a = await node.addPod('a');
     const after = (await runtime.configDump()) as unknown as InpodDump;
     expect(after.inpod.pods.map((p) => ({ name: p.name, workers: p.workers })).sort((x, y) => x.name.localeCompare(y.name))).toEqual([
