@@ -102,6 +102,19 @@ describe.skipIf(missing !== undefined)('in-pod capture of dual-stack pods (IPv6)
     await runtime.waitFor((l) => l.direction === 'outbound' && l.downstream_local_address === `[${v6Of(plain)}]:8080`);
   });
 
+  it('CHECK verifies the IPv6 chains too, and names a missing one', async () => {
+    await node.checkPod(a);
+    const [, weft] = node.conflist.plugins as [Record<string, unknown>, Record<string, unknown>];
+    const conf = { ...weft, cniVersion: node.conflist.cniVersion, name: node.conflist.name, prevResult: a.result };
+    // Someone removes one of weft's IPv6 chains from the pod.
+    await nsRun(a.ns, 'ip6tables-nft', ['-t', 'mangle', '-D', 'OUTPUT', '-j', 'WEFT_OUTPUT']);
+    await nsRun(a.ns, 'ip6tables-nft', ['-t', 'mangle', '-F', 'WEFT_OUTPUT']);
+    await nsRun(a.ns, 'ip6tables-nft', ['-t', 'mangle', '-X', 'WEFT_OUTPUT']);
+    const check = await invokePlugin(node.nodeNs, node.cniPath, 'CHECK', a.attachment, conf);
+    expect(check.code).not.toBe(0);
+    expect(check.stdout).toContain('IPv6 chain mangle/WEFT_OUTPUT');
+  });
+
   it('DEL removes the IPv6 rules, ip -6 rule and route along with the IPv4 ones', async () => {
     const [, weft] = node.conflist.plugins as [Record<string, unknown>, Record<string, unknown>];
     const conf = { ...weft, cniVersion: node.conflist.cniVersion, name: node.conflist.name, prevResult: a.result };
