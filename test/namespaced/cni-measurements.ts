@@ -3,6 +3,7 @@
 //   node --import tsx test/namespaced/cni-measurements.ts
 // WEFT_CNI_BENCH=iperf runs only the throughput comparison, interleaved: both modes' nodes exist at once and each round runs
 // direct, tunnel, direct, in-pod back to back (medians of WEFT_CNI_BENCH_ROUNDS rounds, default 5), so machine noise hits all alike.
+// WEFT_CNI_BENCH=iperf-workers compares in-pod with workers: 1 and workers: 2 the same way (4 streams).
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -31,10 +32,10 @@ async function addLatency(node: SimulatedNode, pods: number, tag = 'bench'): Pro
   return samples.sort((a, b) => a - b);
 }
 
-async function iperf(client: Pod, server: Pod, seconds: number): Promise<number> {
+async function iperf(client: Pod, server: Pod, seconds: number, streams = 1): Promise<number> {
   const srv = spawn('ip', ['netns', 'exec', server.ns, 'iperf3', '-s', '-1', '-p', '5201'], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 300));
-  const out = await nsRun(client.ns, 'iperf3', ['-c', server.ip, '-p', '5201', '-t', String(seconds), '-J'], { timeoutMs: (seconds + 20) * 1000 });
+  const out = await nsRun(client.ns, 'iperf3', ['-c', server.ip, '-p', '5201', '-t', String(seconds), '-P', String(streams), '-J'], { timeoutMs: (seconds + 20) * 1000 });
   srv.kill();
   const json = JSON.parse(out.stdout) as { end?: { sum_received?: { bits_per_second: number } }; error?: string };
   if (json.end?.sum_received === undefined) throw new Error(`iperf3 failed: ${json.error ?? out.stderr}`);
@@ -113,8 +114,41 @@ async function interleavedIperf(rounds: number, seconds: number): Promise<void> 
   }
 }
 
+/** In-pod with `workers: 1` against `workers: 2` (each pod's connections spread over both), 4 streams, interleaved rounds. */
+async function inpodWorkersIperf(rounds: number, seconds: number): Promise<void> {
+  const caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-bench-ca-'));
+  const nodes: SimulatedNode[] = [];
+  const stops: (() => Promise<void>)[] = [];
+  try {
+    const pairs: Record<number, [Pod, Pod]> = {};
+    for (const [index, workers] of [[3, 1], [4, 2]] as const) {
+      const node = await SimulatedNode.create({ index });
+      nodes.push(node);
+      const paths = useInpodMode(node);
+      const [a, b] = [await node.addPod('wa', 'legacy'), await node.addPod('wb', 'legacy')];
+      const agent = await startAgent(node, paths);
+      const runtime = await startInpodRuntime(node, paths, { caDir, workloads: [a, b].map((p) => ({ name: p.name, ip: p.ip, node: index })), extra: { workers } });
+      stops.push(() => agent.kill(), () => runtime.kill());
+      await enroll(node, [a, b]);
+      pairs[workers] = [a, b];
+    }
+    const r: Record<number, number[]> = { 1: [], 2: [] };
+    for (let i = 0; i < rounds; i++) {
+      for (const w of [1, 2]) r[w]!.push(await iperf(pairs[w]![0], pairs[w]![1], seconds, 4));
+      console.log(`round ${i + 1}: in-pod workers 1 ${r[1]!.at(-1).toFixed(2)} | workers 2 ${r[2]!.at(-1).toFixed(2)} Gbit/s`);
+    }
+    console.log(`iperf3 same-node pod->pod in-pod, 4 streams, ${seconds} s x ${rounds} rounds, medians: workers 1 ${median(r[1]!).toFixed(2)}, workers 2 ${median(r[2]!).toFixed(2)} Gbit/s; 2 / 1 ${(median(r[2]!) / median(r[1]!)).toFixed(2)}`);
+  } finally {
+    for (const stop of stops.reverse()) await stop();
+    for (const n of nodes) await n.destroy();
+    rmSync(caDir, { recursive: true, force: true });
+  }
+}
+
 async function main(): Promise<void> {
-  if (process.env.WEFT_CNI_BENCH === 'iperf') return interleavedIperf(Number(process.env.WEFT_CNI_BENCH_ROUNDS ?? '5'), 3);
+  const rounds = Number(process.env.WEFT_CNI_BENCH_ROUNDS ?? '5');
+  if (process.env.WEFT_CNI_BENCH === 'iperf') return interleavedIperf(rounds, 3);
+  if (process.env.WEFT_CNI_BENCH === 'iperf-workers') return inpodWorkersIperf(rounds, 3);
   const node = await SimulatedNode.create();
   try {
     const t0 = performance.now();
