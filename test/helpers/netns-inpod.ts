@@ -91,15 +91,25 @@ export interface InpodRuntime extends Proc {
 export async function startInpodRuntime(
   node: SimulatedNode,
   paths: InpodPaths,
-  opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[]; policies?: unknown[]; /** More weft.yaml keys (dns, services, workers). */ extra?: Record<string, unknown> },
+  opts: {
+    workloads: InpodWorkload[];
+    caDir: string;
+    plugins?: unknown[];
+    policies?: unknown[];
+    /** More weft.yaml keys (dns, services, workers). */
+    extra?: Record<string, unknown>;
+    /** A second runtime beside the first on one node (an upgrade's surge): its own admin port and config file. */
+    adminPort?: number;
+  },
 ): Promise<InpodRuntime> {
+  const adminPort = opts.adminPort ?? 15000;
   const accessLog = path.join(node.workDir, `access-${Date.now()}.log`);
-  const configPath = path.join(node.workDir, 'weft-inpod.yaml');
+  const configPath = path.join(node.workDir, `weft-inpod-${adminPort}.yaml`);
   writeFileSync(
     configPath,
     stringify({
       node: `node-${node.index}`,
-      listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:15000', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
+      listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: `127.0.0.1:${adminPort}`, metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
       identity: { caDir: opts.caDir },
       accessLog: { enabled: true, path: accessLog },
       inpod: { socket: paths.zdsSocket },
@@ -132,7 +142,7 @@ export async function startInpodRuntime(
     lines,
     waitFor: (predicate, timeoutMs) => waitForLine(lines, predicate, timeoutMs),
     async configDump() {
-      const script = "fetch('http://127.0.0.1:15000/config_dump').then(async (r) => process.stdout.write(await r.text()))";
+      const script = `fetch('http://127.0.0.1:${adminPort}/config_dump').then(async (r) => process.stdout.write(await r.text()))`;
       return JSON.parse((await nsRun(node.nodeNs, process.execPath, ['-e', script])).stdout) as Record<string, unknown>;
     },
   };
@@ -141,6 +151,8 @@ export async function startInpodRuntime(
 /** One in-pod node with its agent and runtime running; `start` starts a runtime again (after a kill), `close` undoes everything. */
 export interface InpodNode {
   node: SimulatedNode;
+  paths: InpodPaths;
+  caDir: string;
   runtime: InpodRuntime;
   procs: Proc[];
   start(): Promise<InpodRuntime>;
@@ -164,7 +176,7 @@ export async function startInpodNode(opts: { plugin?: Record<string, unknown>; w
       procs.push(runtime);
       return runtime;
     };
-    return { node, runtime: await start(), procs, start, close };
+    return { node, paths, caDir, runtime: await start(), procs, start, close };
   } catch (err) {
     await close();
     throw err;
