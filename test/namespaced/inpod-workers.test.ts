@@ -1,11 +1,14 @@
 // In-pod capture with `workers: 2` on a real kernel (root): the primary holds the one ZDS connection and every worker binds each
 // pod's ports inside the pod with SO_REUSEPORT, so one pod's connections are served by both workers (read from each access-log
-// line's `worker`, never from timing); each worker answers the pod's DNS on 15053; DEL releases the pod in every worker, and a
-// restarted runtime gets the replay on both.
+// line's `worker`, never from timing); each worker answers the pod's DNS on 15053; DEL releases the pod in every worker, a
+// restarted runtime gets the replay on both, and a worker thread that dies is replaced and binds every pod again.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nsRun } from '../helpers/netns-exec.js';
-import { askPeerAddress, resolveTcp, resolveUdp, startInpodNode, startPodServers, type InpodNode, type InpodRuntime } from '../helpers/netns-inpod.js';
-import type { Pod, SimulatedNode } from '../helpers/netns-topology.js';
+import { askPeerAddress, resolveTcp, resolveUdp, startAgent, startInpodNode, startPodServers, useInpodMode, type InpodNode, type InpodRuntime, type Proc } from '../helpers/netns-inpod.js';
+import { testConfig } from '../helpers/weft-harness.js';
+import { createWorkerPrimary, type WorkerPrimary } from '../../runtime/workers/worker-primary.js';
+import { resolveWorkerCount } from '../../runtime/workers/worker-count.js';
+import { SimulatedNode, type Pod } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
 
 const missing = !isRoot() ? 'requires root (CAP_NET_ADMIN, CAP_SYS_ADMIN): run as root, as CI does' : ['iptables-nft-restore', 'ip', 'ss'].find((c) => !hasCommand(c));
@@ -95,4 +98,46 @@ describe.skipIf(missing !== undefined)('in-pod capture with two workers', () => 
     ]);
     expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
   }, 60_000);
+});
+
+describe.skipIf(missing !== undefined)('in-pod capture when a worker thread dies', () => {
+  const procs: Proc[] = [];
+  let node: SimulatedNode | undefined;
+  let primary: WorkerPrimary | undefined;
+
+  afterAll(async () => {
+    await primary?.shutdown(0);
+    for (const p of procs.reverse()) await p.kill().catch(() => undefined);
+    await node?.destroy();
+  }, 60_000);
+
+  it('replaces the worker, which binds every pod again before serving it; the other worker serves meanwhile', async () => {
+    // The primary runs in this test process: the agent hands it namespaces by fd, wherever the process itself lives.
+    node = await SimulatedNode.create({ index: 2 });
+    const paths = useInpodMode(node);
+    procs.push(await startAgent(node, paths));
+    const workloads = ['a', 'b'].map((name, i) => ({ name, namespace: 'mesh', addresses: [`10.62.1.${10 + i}`], node: 'node-2', serviceAccount: name }));
+    const config = testConfig({ node: 'node-2', workers: 2, inpod: { socket: paths.zdsSocket }, workloads });
+    primary = await createWorkerPrimary(config, { count: resolveWorkerCount(2), accessLogSink: () => undefined });
+    const a = await node.addPod('a');
+    const b = await node.addPod('b');
+    procs.push(await startPodServers(b));
+    const listeners = async (): Promise<number> => (await nsRun(b.ns, 'ss', ['-Htln', 'sport = :15006'])).stdout.trim().split('\n').filter((l) => l !== '').length;
+    const workersOf = async (name: string): Promise<number[] | undefined> => {
+      const dump = (await (await fetch(`http://127.0.0.1:${String(primary!.ports.admin)}/config_dump`)).json()) as { inpod: { pods: { name: string; workers: number[] }[] } };
+      return dump.inpod.pods.find((p) => p.name === name)?.workers;
+    };
+    expect(await listeners()).toBe(2);
+    expect(await workersOf('b')).toEqual([0, 1]);
+    await primary.terminateWorker(1);
+    // Worker 0's listeners stay; the kernel stops routing to the dead worker's.
+    expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
+    await primary.waitForWorker(1, 20_000);
+    for (let i = 0; (await listeners()) < 2; i++) {
+      if (i > 100) throw new Error('the replacement worker did not bind the pod');
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(await workersOf('b')).toEqual([0, 1]);
+    expect(await askPeerAddress(a, b.ip)).toBe(a.ip);
+  }, 90_000);
 });
