@@ -214,9 +214,9 @@ export async function httpGet(pod: Pod, url: string): Promise<string> {
 /** The pod's nameserver (kube-dns' usual ClusterIP): nothing answers there; only capture can. */
 const KUBE_DNS = '10.96.0.10';
 
-/** From inside `pod`: an A query over UDP with c-ares (what Node's dns module uses), the addresses or the error code. */
-export async function resolveUdp(pod: Pod, name: string): Promise<string> {
-  const script = `const r = new (require('node:dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setServers(['${KUBE_DNS}']);
+/** From inside `pod`: an A query over UDP with c-ares (what Node's dns module uses) to `nameserver`, the addresses or the error code. */
+export async function resolveUdp(pod: Pod, name: string, nameserver = KUBE_DNS): Promise<string> {
+  const script = `const r = new (require('node:dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setServers(['${nameserver}']);
     r.resolve4('${name}').then((a) => process.stdout.write(a.join(',')), (e) => process.stdout.write('error ' + e.code));`;
   return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
 }

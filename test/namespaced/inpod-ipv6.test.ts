@@ -2,14 +2,15 @@
 // weft-cni adds the same rules to the pod's IPv6 tables (ip6tables, ip -6 rule/route), the runtime listens on :: inside the
 // pod, and IPv6 pod-to-pod traffic is captured: the destination sees the client's IPv6 address (on one node, and across two
 // nodes over HBONE between the pods' IPv6 addresses), a destination outside the mesh sees the connection leave from the client
-// pod's own IPv6 address, and DEL removes the IPv6 rules with the IPv4 ones.
+// pod's own IPv6 address, DNS sent to an IPv6 nameserver is answered inside the pod, and DEL removes the IPv6 rules with the
+// IPv4 ones.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { invokePlugin } from '../helpers/netns-cni-runtime.js';
 import { nsRun } from '../helpers/netns-exec.js';
-import { askPeerAddress, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodRuntime, type InpodWorkload, type Proc } from '../helpers/netns-inpod.js';
+import { askPeerAddress, resolveUdp, startAgent, startInpodRuntime, startPodServers, useInpodMode, type InpodRuntime, type InpodWorkload, type Proc } from '../helpers/netns-inpod.js';
 import { allIps, SimulatedNode, type Pod } from '../helpers/netns-topology.js';
 import { hasCommand, isRoot } from '../helpers/requirements.js';
 
@@ -36,7 +37,7 @@ describe.skipIf(missing !== undefined)('in-pod capture of dual-stack pods (IPv6)
     node = await SimulatedNode.create({ index: 1, ipv6: true });
     node2 = await SimulatedNode.create({ index: 2, ipv6: true });
     await node.link(node2);
-    const paths = useInpodMode(node);
+    const paths = useInpodMode(node, { dnsCapture: true });
     const paths2 = useInpodMode(node2);
     procs.push(await startAgent(node, paths), await startAgent(node2, paths2));
     const workloads: InpodWorkload[] = [
@@ -44,7 +45,8 @@ describe.skipIf(missing !== undefined)('in-pod capture of dual-stack pods (IPv6)
       { name: 'b', ip: '10.61.1.11', ips: ['10.61.1.11', 'fd00:61::11'], node: 1 },
       { name: 'c', ip: '10.62.1.10', ips: ['10.62.1.10', 'fd00:62::10'], node: 2, protocol: 'HBONE' },
     ];
-    runtime = await startInpodRuntime(node, paths, { caDir, workloads });
+    const dns = { dns: { enabled: true, upstreams: ['127.0.0.1:1'], timeoutMs: 100, attempts: 1 }, services: [{ name: 'reviews', namespace: 'mesh', addresses: ['10.96.0.21', 'fd00:96::21'], ports: [{ port: 9080 }] }] };
+    runtime = await startInpodRuntime(node, paths, { caDir, workloads, extra: dns });
     runtime2 = await startInpodRuntime(node2, paths2, { caDir, workloads });
     procs.push(runtime, runtime2);
     a = await node.addPod('a');
@@ -95,6 +97,11 @@ describe.skipIf(missing !== undefined)('in-pod capture of dual-stack pods (IPv6)
     expect(out.connection_security_policy).toBe('mutual_tls');
     const inb = await runtime2.waitFor((l) => l.listener === 'hbone' && l.upstream_host === `[${v6Of(c)}]:8080`);
     expect(inb.source_principal).toBe('spiffe://cluster.local/ns/mesh/sa/a');
+  });
+
+  it("answers the pod's DNS sent to an IPv6 nameserver (ip6tables REDIRECT to [::1]:15053 in the pod)", async () => {
+    expect((await nsRun(a.ns, 'ss', ['-Hlnu', 'sport = :15053'])).stdout).toMatch(/\[::1\]:15053/);
+    expect(await resolveUdp(a, 'reviews', 'fd00:96::10')).toBe('10.96.0.21');
   });
 
   it('sends IPv6 egress outside the mesh from the client pod own IPv6 address', async () => {
