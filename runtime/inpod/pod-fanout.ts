@@ -5,6 +5,7 @@
  * every pod before it takes pod traffic.
  */
 import { createLogger } from '../log.js';
+import { WeftError } from '../errors.js';
 import type { InpodConfig } from '../config/config-schema.js';
 import { closeFd, netnsIdOf } from '../native/weft-netns.js';
 import type { WorkerRpc } from '../workers/worker-rpc.js';
@@ -66,7 +67,7 @@ export class PodFanout implements ZdsHandler {
       const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
       if (failed !== undefined || pod.workers.size === 0) {
         await this.#delete(pod);
-        throw failed === undefined ? new Error(`no worker is serving to capture pod ${uid}`) : (failed.reason as Error);
+        throw failed === undefined ? new WeftError('WEFT_ERR_WORKER', `no worker is serving to capture pod ${uid}`) : (failed.reason as Error);
       }
       this.#pods.set(uid, pod);
     });
@@ -142,7 +143,7 @@ export class PodFanout implements ZdsHandler {
 export function servePodFanout(rpc: WorkerRpc, pods: () => PodProxies | undefined): void {
   const required = (): PodProxies => {
     const p = pods();
-    if (p === undefined) throw new Error('in-pod capture is not configured in this worker');
+    if (p === undefined) throw new WeftError('WEFT_ERR_WORKER', 'in-pod capture is not configured in this worker');
     return p;
   };
   rpc.handle(INPOD_ADD_RPC, async (payload) => {
