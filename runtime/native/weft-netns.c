@@ -63,7 +63,6 @@ static int arg_str(napi_env env, napi_value v, char *buf, size_t cap) {
   return napi_get_value_string_utf8(env, v, buf, cap, &n) == napi_ok ? 0 : -1;
 }
 
-
 static napi_value int_value(napi_env env, int v) {
   napi_value out;
   napi_create_int32(env, v, &out);
