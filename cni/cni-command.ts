@@ -1,6 +1,6 @@
 /** The CNI protocol side of weft-cni (spec 1.0/1.1): environment and stdin in, a result or a spec error out; every input check happens before any change to the node. */
 import { existsSync } from 'node:fs';
-import { isIPv4 } from 'node:net';
+import { isIPv4, isIPv6 } from 'node:net';
 import { weftErrorOf } from '../runtime/errors.js';
 import { CNI_ERROR_CODES, CURRENT_CNI_VERSION, SUPPORTED_CNI_VERSIONS } from './cni-constants.js';
 import { decodePluginConfig, isEnrolled, type PluginConfig } from './cni-config.js';
@@ -86,8 +86,9 @@ interface PrevResult {
   ips?: { address?: string }[];
 }
 
-function podAddresses(prev: PrevResult): string[] {
-  const ips = (prev.ips ?? []).map((i) => (i.address ?? '').split('/')[0] ?? '').filter((a) => isIPv4(a));
+/** The pod's addresses from prevResult: IPv4 ones, plus IPv6 ones when `ipv6` (in-pod mode captures both families). */
+function podAddresses(prev: PrevResult, ipv6: boolean): string[] {
+  const ips = (prev.ips ?? []).map((i) => (i.address ?? '').split('/')[0] ?? '').filter((a) => isIPv4(a) || (ipv6 && isIPv6(a)));
   return [...new Set(ips)];
 }
 
@@ -185,9 +186,12 @@ async function add(e: CniEnv, config: PluginConfig, store: StateStore, runner: C
   if (!existsSync(e.netns)) throw new CniError(CNI_ERROR_CODES.unknownContainer, `network namespace ${e.netns} does not exist`, 'CNI_NETNS');
   const result = JSON.stringify({ ...prev, cniVersion: config.cniVersion });
   const enrolled = isEnrolled(config.enroll, e.args.get('K8S_POD_NAMESPACE'), e.args.get('K8S_POD_NAME'));
-  const ips = podAddresses(prev);
-  if (enrolled && ips.length === 0) throw new CniError(CNI_ERROR_CODES.invalidConfig, 'prevResult has no IPv4 address for the pod', 'weft redirection is IPv4-only');
-  if (config.mode === 'inpod') {
+  const inpod = config.mode === 'inpod';
+  const ips = podAddresses(prev, inpod);
+  if (enrolled && ips.length === 0) {
+    throw new CniError(CNI_ERROR_CODES.invalidConfig, `prevResult has no ${inpod ? 'IP' : 'IPv4'} address for the pod`, inpod ? 'in-pod mode needs an IPv4 or IPv6 address' : 'tunnel mode redirection is IPv4-only');
+  }
+  if (inpod) {
     if (!enrolled) return { exitCode: 0, stdout: result };
     await addInpodPod(config, store, {
       containerId: e.containerId,

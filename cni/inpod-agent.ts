@@ -4,7 +4,7 @@
  * is replayed as AddWorkload, then SnapshotSent) and answers weft-cni's plugin events only once the runtime has
  * acknowledged them. Its cache survives its own restarts: it is rebuilt from weft-cni's pod records.
  */
-import { existsSync, openSync, rmSync } from 'node:fs';
+import { existsSync, openSync, renameSync, rmSync, statSync } from 'node:fs';
 import net from 'node:net';
 import { createLogger } from '../runtime/log.js';
 import { closeFd, netnsIdOf, SeqpacketServer, SeqpacketSocket, type SeqpacketMessage } from '../runtime/native/weft-netns.js';
@@ -13,6 +13,14 @@ import type { AgentAnswer, AgentRequest } from './agent-client.js';
 import { StateStore } from './state-store.js';
 
 const log = createLogger('cni-agent');
+
+function inodeOf(path: string): number | undefined {
+  try {
+    return statSync(path).ino;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface InpodAgentOptions {
   zdsSocket: string;
@@ -97,6 +105,7 @@ export class InpodAgent {
   #active: RuntimeConnection | undefined;
   #zds: SeqpacketServer | undefined;
   #events: net.Server | undefined;
+  #eventsInode: number | undefined;
 
   constructor(opts: InpodAgentOptions) {
     this.#opts = opts;
@@ -110,19 +119,28 @@ export class InpodAgent {
     this.#loadFromRecords();
     rmSync(this.#opts.zdsSocket, { force: true });
     this.#zds = new SeqpacketServer(this.#opts.zdsSocket, (fd) => this.#onRuntime(fd));
-    rmSync(this.#opts.agentSocket, { force: true });
     const events = net.createServer((s) => this.#onPluginEvent(s));
     this.#events = events;
+    // Bound under a name of its own, then renamed over the path: a successor (the DaemonSet's surge pod) takes the path
+    // over without a moment where plugin events find no socket, and our close (libuv unlinks the name it bound) cannot
+    // remove the successor's socket.
+    const bound = `${this.#opts.agentSocket}.${process.pid}`;
+    rmSync(bound, { force: true });
     await new Promise<void>((resolve, reject) => {
       events.once('error', reject);
-      events.listen(this.#opts.agentSocket, () => resolve());
+      events.listen(bound, () => resolve());
     });
+    renameSync(bound, this.#opts.agentSocket);
+    this.#eventsInode = statSync(this.#opts.agentSocket).ino;
     log.info({ zds: this.#opts.zdsSocket, events: this.#opts.agentSocket, pods: this.#cache.size }, 'node agent ready');
   }
 
   close(): void {
     this.#zds?.close();
     this.#events?.close();
+    // The path is ours to remove only while it still names our socket.
+    if (this.#eventsInode !== undefined && inodeOf(this.#opts.agentSocket) === this.#eventsInode) rmSync(this.#opts.agentSocket, { force: true });
+    this.#eventsInode = undefined;
     this.#active?.socket.close();
     for (const pod of this.#cache.values()) closeFd(pod.netnsFd);
     this.#cache.clear();

@@ -3,11 +3,12 @@ import { existsSync, statSync } from 'node:fs';
 import { WeftError } from '../runtime/errors.js';
 import { callAgent } from './agent-client.js';
 import type { PluginConfig } from './cni-config.js';
-import { createCommandRunner } from './command-runner.js';
+import { createCommandRunner, type CommandRunner } from './command-runner.js';
 import { readIptables } from './iptables-backend.js';
 import { NetnsApplier, undoRecord } from './netns-applier.js';
+import { ipv6Runner } from './ipv6-runner.js';
 import { planInpodPod } from './inpod-rule-plan.js';
-import { emptyRecord, type PodState, type StateStore } from './state-store.js';
+import { emptyRecord, type AppliedRecord, type PodState, type StateStore } from './state-store.js';
 
 export interface InpodPodRequest {
   containerId: string;
@@ -50,7 +51,13 @@ export async function addInpodPod(config: PluginConfig, store: StateStore, req: 
   const runner = createCommandRunner(req.netns);
   try {
     persist();
-    await new NetnsApplier(runner, inpod.record, persist).apply(planInpodPod({ chainPrefix: config.chainPrefix, dnsCapture: config.dnsCapture }), inpod.backend);
+    const plan = { chainPrefix: config.chainPrefix, dnsCapture: config.dnsCapture };
+    await new NetnsApplier(runner, inpod.record, persist).apply(planInpodPod(plan), inpod.backend);
+    // A pod with an IPv6 address (IPv6-only or dual-stack) gets the same rules in the IPv6 tables, recorded apart.
+    if (req.ips.some((ip) => ip.includes(':'))) {
+      inpod.record6 ??= emptyRecord();
+      await new NetnsApplier(ipv6Runner(runner), inpod.record6, persist).apply(planInpodPod({ ...plan, family: 6 }), inpod.backend);
+    }
     // Only now does the runtime hear of the pod; its ACK means it accepts on every port the rules redirect to.
     await callAgent(config.agentSocket, { op: 'add', uid: req.uid, name: req.name, namespace: req.namespace, serviceAccount: '', netns: req.netns }, config.agentTimeoutMs);
   } catch (err) {
@@ -67,7 +74,11 @@ export async function undoInpodPod(config: PluginConfig, store: StateStore, pod:
   if (inpod !== undefined) {
     // An agent that is down rebuilds its cache from these records, which no longer list the pod.
     await callAgent(config.agentSocket, { op: 'del', uid: inpod.uid }, config.agentTimeoutMs).catch(() => undefined);
-    if (existsSync(inpod.netns) && netnsIdOfPath(inpod.netns) === inpod.netnsId) await undoRecord(createCommandRunner(inpod.netns), inpod.record, inpod.backend);
+    if (existsSync(inpod.netns) && netnsIdOfPath(inpod.netns) === inpod.netnsId) {
+      const runner = createCommandRunner(inpod.netns);
+      if (inpod.record6 !== undefined) await undoRecord(ipv6Runner(runner), inpod.record6, inpod.backend);
+      await undoRecord(runner, inpod.record, inpod.backend);
+    }
   }
   store.removePod(pod.containerId, pod.ifname);
 }
@@ -76,6 +87,10 @@ export async function undoInpodPod(config: PluginConfig, store: StateStore, pod:
 export async function checkInpodPod(pod: PodState): Promise<string[]> {
   const inpod = pod.inpod;
   if (inpod === undefined || !existsSync(inpod.netns)) return [];
-  const tables = await readIptables(createCommandRunner(inpod.netns), inpod.backend);
-  return inpod.record.chains.filter((c) => tables.get(c.table)?.chains.has(c.chain) !== true).map((c) => `chain ${c.table}/${c.chain} in ${inpod.netns}`);
+  const runner = createCommandRunner(inpod.netns);
+  const missing = async (r: CommandRunner, record: AppliedRecord, family: string): Promise<string[]> => {
+    const tables = await readIptables(r, inpod.backend);
+    return record.chains.filter((c) => tables.get(c.table)?.chains.has(c.chain) !== true).map((c) => `${family} chain ${c.table}/${c.chain} in ${inpod.netns}`);
+  };
+  return [...(await missing(runner, inpod.record, 'IPv4')), ...(inpod.record6 === undefined ? [] : await missing(ipv6Runner(runner), inpod.record6, 'IPv6'))];
 }

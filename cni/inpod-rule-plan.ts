@@ -5,8 +5,9 @@ import type { ChainPlan, IptablesRulePlan, NetnsPlan } from './rule-plan.js';
 export const INPOD = {
   proxyMark: '0x539/0xfff',
   connMark: '0x111/0xfff',
-  /** Istio's HOST_PROBE_SNAT_IP: kubelet probes SNAT'd to it on the node pass uncaptured. */
+  /** Istio's HOST_PROBE_SNAT_IP: kubelet probes SNAT'd to it on the node pass uncaptured (and its IPv6 value). */
   probeSnatIp: '169.254.7.127',
+  probeSnatIp6: 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff',
   table: 100,
   rulePriority: 32764,
   ports: { outbound: 15001, inbound: 15006, hbone: 15008, dns: 15053 },
@@ -15,12 +16,17 @@ export const INPOD = {
 export interface InpodPlanInput {
   chainPrefix: string;
   dnsCapture: boolean;
+  /** 6: the same rules for ip6tables, `ip -6 rule` and `ip -6 route` (a dual-stack or IPv6 pod gets both families). */
+  family?: 4 | 6;
 }
 
 export function planInpodPod(input: InpodPlanInput): NetnsPlan {
   const prert = `${input.chainPrefix}_PRERT`;
   const output = `${input.chainPrefix}_OUTPUT`;
-  const { proxyMark, connMark, probeSnatIp, ports } = INPOD;
+  const v6 = input.family === 6;
+  const { proxyMark, connMark, ports } = INPOD;
+  const probeSnatIp = v6 ? `${INPOD.probeSnatIp6}/128` : `${INPOD.probeSnatIp}/32`;
+  const loopback = v6 ? '::1/128' : '127.0.0.1/32';
   const chains: ChainPlan[] = [
     { table: 'mangle', chain: prert, hook: 'PREROUTING' },
     { table: 'mangle', chain: output, hook: 'OUTPUT' },
@@ -41,19 +47,19 @@ export function planInpodPod(input: InpodPlanInput): NetnsPlan {
     m(`-A ${prert} -m mark --mark ${proxyMark} -j CONNMARK --set-xmark ${connMark}`),
     // ...so the app's replies carry it again and rule 32764 hands them to weft's transparent socket.
     m(`-A ${output} -m connmark --mark ${connMark} -j CONNMARK --restore-mark --nfmask 0xffffffff --ctmask 0xffffffff`),
-    n(`-A ${prert} -s ${probeSnatIp}/32 -p tcp -m tcp -j ACCEPT`),
-    n(`-A ${output} -d ${probeSnatIp}/32 -p tcp -m tcp -j ACCEPT`),
+    n(`-A ${prert} -s ${probeSnatIp} -p tcp -m tcp -j ACCEPT`),
+    n(`-A ${output} -d ${probeSnatIp} -p tcp -m tcp -j ACCEPT`),
     // Inbound HBONE needs no rule: weft's socket is bound in the pod at *:15008.
-    n(`-A ${prert} ! -d 127.0.0.1/32 -p tcp -m tcp ! --dport ${ports.hbone} -m mark ! --mark ${proxyMark} -j REDIRECT --to-ports ${ports.inbound}`),
+    n(`-A ${prert} ! -d ${loopback} -p tcp -m tcp ! --dport ${ports.hbone} -m mark ! --mark ${proxyMark} -j REDIRECT --to-ports ${ports.inbound}`),
     ...(input.dnsCapture
       ? [
           n(`-A ${output} ! -o lo -p udp -m mark ! --mark ${proxyMark} -m udp --dport 53 -j REDIRECT --to-ports ${ports.dns}`),
-          n(`-A ${output} ! -d 127.0.0.1/32 -p tcp -m tcp --dport 53 -m mark ! --mark ${proxyMark} -j REDIRECT --to-ports ${ports.dns}`),
+          n(`-A ${output} ! -d ${loopback} -p tcp -m tcp --dport 53 -m mark ! --mark ${proxyMark} -j REDIRECT --to-ports ${ports.dns}`),
         ]
       : []),
     n(`-A ${output} -p tcp -m mark --mark ${connMark} -j ACCEPT`),
-    n(`-A ${output} ! -d 127.0.0.1/32 -o lo -j ACCEPT`),
-    n(`-A ${output} ! -d 127.0.0.1/32 -p tcp -m mark ! --mark ${proxyMark} -j REDIRECT --to-ports ${ports.outbound}`),
+    n(`-A ${output} ! -d ${loopback} -o lo -j ACCEPT`),
+    n(`-A ${output} ! -d ${loopback} -p tcp -m mark ! --mark ${proxyMark} -j REDIRECT --to-ports ${ports.outbound}`),
     ...(input.dnsCapture
       ? [
           // weft's own DNS conntrack entries apart from the app's (the same 5-tuple would otherwise be NATed back).
@@ -68,7 +74,7 @@ export function planInpodPod(input: InpodPlanInput): NetnsPlan {
     ipsets: [],
     chains,
     rules,
-    routes: [{ table: INPOD.table, args: ['local', '0.0.0.0/0', 'dev', 'lo'] }],
+    routes: [{ table: INPOD.table, args: ['local', v6 ? '::/0' : '0.0.0.0/0', 'dev', 'lo'] }],
     ipRules: [{ priority: INPOD.rulePriority, args: ['fwmark', INPOD.connMark, 'lookup', String(INPOD.table)] }],
   };
 }

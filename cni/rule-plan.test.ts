@@ -47,6 +47,19 @@ describe('rule generator (golden, reference/ambient-mesh.md §2.3–2.5)', () =>
 
 describe('in-pod rule generator (golden, reference/ambient-mesh.md §2.9)', () => {
   it('pod namespace rules with DNS capture, Istio 1.24+ REDIRECT form', () => expectLines(renderPlan(planInpodPod({ chainPrefix: 'WEFT', dnsCapture: true })), golden('inpod-pod-dns')));
+  it('IPv6: the same rules with ::1, the IPv6 probe address and a local ::/0 route (applied through ip6tables and ip -6)', () => {
+    const v4 = renderPlan(planInpodPod({ chainPrefix: 'WEFT', dnsCapture: true }));
+    const v6 = renderPlan(planInpodPod({ chainPrefix: 'WEFT', dnsCapture: true, family: 6 }));
+    const swapped = v4.map((l) =>
+      l
+        .replaceAll('127.0.0.1/32', '::1/128')
+        .replaceAll('169.254.7.127/32', 'fd16:9254:7127:1337:ffff:ffff:ffff:ffff/128')
+        .replace('local 0.0.0.0/0', 'local ::/0'),
+    );
+    expectLines(v6, swapped);
+    expect(v6.join('\n')).not.toMatch(/127\.0\.0\.1|169\.254|0\.0\.0\.0/);
+  });
+
   it('without DNS capture: no raw table and no port 53 redirect', () => {
     const text = renderPlan(planInpodPod({ chainPrefix: 'WEFT', dnsCapture: false })).join('\n');
     expect(text).not.toMatch(/-t raw|--dport 53|15053/);

@@ -64,6 +64,8 @@ export interface InpodRecord {
   netnsId: string;
   backend: IptablesBackend;
   record: AppliedRecord;
+  /** The IPv6 rules of a pod with an IPv6 address (ip6tables, `ip -6`). */
+  record6?: AppliedRecord;
 }
 
 /** Test-only fault injection: WEFT_CNI_FAULT_AFTER_WRITES=N kills the process after the Nth state write, as a crash mid-setup would. */

@@ -184,6 +184,54 @@ describe('the kustomize base and the example overlay', () => {
   });
 });
 
+describe('the in-pod overlay (examples/kubernetes-inpod)', () => {
+  const dir = 'examples/kubernetes-inpod';
+  const [cm] = load(`${dir}/weft-config.yaml`);
+  const [patch] = load(`${dir}/weft-daemonset.yaml`);
+  const config = runtimeConfig(cm!.data['weft.yaml'] as string);
+  const node = decode(nodeConfigSchema, parse(cm!.data['cni-node.yaml'] as string));
+  const plugin = decodePluginConfig({ ...(JSON.parse(cm!.data['cni-plugin.json'] as string) as object), cniVersion: '1.0.0', name: 'k8s', type: 'weft-cni' });
+  const patched = (name: string): Doc => (patch!.spec.template.spec.containers as Doc[]).find((c) => c.name === name)!;
+  const mountOf = (c: Doc, volume: string): string | undefined => ((c.volumeMounts ?? []) as Doc[]).find((m) => m.name === volume)?.mountPath as string | undefined;
+  const dirOf = (file: string): string => file.slice(0, file.lastIndexOf('/'));
+
+  it('wires the runtime, the agent and the plugin to the same sockets, in directories each container mounts', () => {
+    if (!node.ok || !plugin.ok) throw new Error(JSON.stringify({ node, plugin }));
+    expect(node.value.mode).toBe('inpod');
+    expect(plugin.value.mode).toBe('inpod');
+    expect(config.inpod?.socket).toBe(node.value.zdsSocket);
+    expect(plugin.value.agentSocket).toBe(node.value.agentSocket);
+    // ZDS between the two containers of the pod; the plugin-event socket on the host directory weft-cni shares.
+    expect(mountOf(patched('weft'), 'zds')).toBe(dirOf(node.value.zdsSocket));
+    expect(mountOf(patched('cni-agent'), 'zds')).toBe(dirOf(node.value.zdsSocket));
+    expect(mountOf(patched('cni-agent'), 'cni-state')).toBe(dirOf(node.value.agentSocket));
+    expect(mountOf(patched('cni-agent'), 'config')).toBe('/etc/weft');
+    expect(patched('cni-agent').command).toEqual(['weft-cni', 'agent', '--config', '/etc/weft/cni-node.yaml']);
+    expect(patched('cni-agent').readinessProbe.exec.command).toEqual(['test', '-S', node.value.agentSocket]);
+  });
+
+  it('declares the ports the in-pod config opens, drops node setup and gives the runtime setns', () => {
+    const opened = configuredListeners(config).filter((l) => !isLoopback(l.host)).map((l) => l.port).sort();
+    expect((patched('weft').ports as Doc[]).filter((p) => p.$patch === undefined).map((p) => p.containerPort as number).sort()).toEqual(opened);
+    expect(patch!.spec.template.spec.initContainers).toEqual([{ name: 'node-setup', $patch: 'delete' }]);
+    expect(patched('weft').securityContext.capabilities).toEqual({ add: ['NET_ADMIN', 'NET_RAW', 'SYS_ADMIN'], drop: ['ALL'] });
+    expect(patched('cni-agent').securityContext).toMatchObject({ runAsUser: 0, capabilities: { add: ['SYS_PTRACE'], drop: ['ALL'] } });
+  });
+
+  it('renders with kubectl kustomize: the agent beside the runtime, no init container, the in-pod ConfigMap', (ctx) => {
+    if (!hasCommand('kubectl')) ctx.skip('requires kubectl (Debian package kubernetes-client, installed by .ci/run)');
+    const rendered = parseAllDocuments(execFileSync('kubectl', ['kustomize', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })).map((d) => d.toJS() as Doc);
+    const spec = rendered.find((d) => d.kind === 'DaemonSet')!.spec.template.spec as Doc;
+    expect((spec.containers as Doc[]).map((c) => c.name as string).sort()).toEqual(['cni-agent', 'install-cni', 'weft']);
+    expect(spec.initContainers ?? []).toEqual([]);
+    const volumes = new Set((spec.volumes as Doc[]).map((v) => v.name as string));
+    for (const c of spec.containers as Doc[]) for (const m of (c.volumeMounts ?? []) as Doc[]) expect(volumes, c.name as string).toContain(m.name);
+    const weft = (spec.containers as Doc[]).find((c) => c.name === 'weft')!;
+    expect((weft.ports as Doc[]).map((p) => p.containerPort as number).sort()).toEqual([15020, 15021]);
+    expect(rendered.find((d) => d.kind === 'ConfigMap')!.data['cni-node.yaml']).toBe(cm!.data['cni-node.yaml']);
+  });
+});
+
 describe('the two image build paths', () => {
   const tail = (file: string): string => read(file).split('# --- weft layout')[1]!.split('\n').slice(1).join('\n');
 

@@ -129,9 +129,14 @@ export class App {
     this.explicitProxy = new ExplicitProxy({ proxy: this.proxy, state: this.state, metrics: this.metrics, logger: createLogger('explicit') });
   }
 
+  /** In-pod capture's pods on this event loop (a worker thread's are fed by the primary). */
+  get inpod(): InpodCapture | undefined {
+    return this.#inpod;
+  }
+
   get ready(): boolean {
     // In-pod, as ztunnel: not ready until the node agent's snapshot is applied, nor while its connection is down.
-    const inpodReady = this.#inpod === undefined || this.#inpod.zds.state === 'synced';
+    const inpodReady = this.#inpod?.zds === undefined || this.#inpod.zds.state === 'synced';
     return this.#ready && !this.drain.draining && inpodReady && this.#readinessGates.every((gate) => gate());
   }
 
@@ -236,22 +241,25 @@ export class App {
     await this.hbone.start(signal);
     if (config.dns.enabled || config.listeners.dns !== undefined) {
       const { DnsProxy } = await import('./dns/dns-proxy.js');
-      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns') });
+      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns'), reusePort });
       await this.dns.start(config.listeners.dns ?? `127.0.0.1:${DEFAULT_PORTS.dns}`);
     }
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);
     for (const port of Object.values(this.hbone.ports)) this.#ownPorts.add(port);
     await this.#reconcileLocalPorts(config);
-    // One ZDS client per process: with several workers the first one owns the pods' listeners (runtime/workers/README.md).
-    if (config.inpod !== undefined && (this.#opts.worker === undefined || this.#opts.worker.id === 0)) {
+    // One ZDS client per process: with several workers the primary owns it and every worker binds each pod's ports
+    // beside the others with SO_REUSEPORT (runtime/inpod/pod-fanout.ts).
+    if (config.inpod !== undefined) {
       const { InpodCapture } = await import('./inpod/inpod-capture.js');
       // Same handlers as the node listeners: one data path whichever way traffic was captured.
       this.#inpod = new InpodCapture({
         config: config.inpod,
-        ports: { outbound: DEFAULT_PORTS.outbound, inbound: DEFAULT_PORTS.inbound, hbone: config.hbone.port },
+        fedByPrimary: this.#opts.worker !== undefined,
+        ports: { outbound: DEFAULT_PORTS.outbound, inbound: DEFAULT_PORTS.inbound, hbone: config.hbone.port, dns: DEFAULT_PORTS.dns },
         onOutbound: captured('outbound', false),
         onInbound: captured('inbound', false),
         onHbone: (s) => this.hbone.server.accept(s),
+        ...(this.dns === undefined ? {} : { dns: this.dns.attach.bind(this.dns) }),
       });
       this.addDumpSection('inpod', () => this.#inpod?.dump());
       this.#inpod.start();

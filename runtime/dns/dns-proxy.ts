@@ -28,12 +28,19 @@ const FLAG_AA = 0x0400;
 const RCODE = { FORMERR: 1, SERVFAIL: 2, NOTIMP: 4 } as const;
 
 export type DnsResult = 'answered' | 'forwarded' | 'failed';
+
+/** DNS served on sockets handed to DnsProxy.attach (one pod's 15053). */
+export interface DnsAttachment {
+  close(): void;
+}
 type Protocol = 'udp' | 'tcp';
 
 export interface DnsProxyOptions {
   state: ProxyState;
   metrics: MetricsRegistry;
   logger: Logger;
+  /** Worker threads (runtime/workers): each binds the same UDP and TCP port with SO_REUSEPORT. */
+  reusePort?: boolean;
 }
 
 export class DnsProxy {
@@ -86,7 +93,7 @@ export class DnsProxy {
         try {
           await bindUdp(udp, { address: addr.host, port: addr.port });
           this.#port = udp.address().port;
-          await listenTcp(tcp, { host: addr.host, port: this.#port });
+          await listenTcp(tcp, { host: addr.host, port: this.#port, reusePort: this.#opts.reusePort === true });
           break;
         } catch (err) {
           udp.close();
@@ -103,15 +110,55 @@ export class DnsProxy {
   }
 
   #udpSocket(family: 'udp4' | 'udp6'): dgram.Socket {
-    const udp = dgram.createSocket({ type: family });
+    const udp = this.#answeringUdp(family, undefined, () => this.#udp === udp);
+    this.#udp = udp;
+    return udp;
+  }
+
+  /** A UDP socket that answers each query while `open()` holds (a reply after close would throw). */
+  #answeringUdp(family: 'udp4' | 'udp6', namespace: string | undefined, open: () => boolean): dgram.Socket {
+    const udp = dgram.createSocket({ type: family, reusePort: this.#opts.reusePort === true });
     udp.on('message', (msg, rinfo) => {
-      void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp').then((reply) => {
-        if (reply !== undefined && this.#udp === udp) udp.send(reply, rinfo.port, rinfo.address);
+      void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp', namespace).then((reply) => {
+        if (reply !== undefined && open()) udp.send(reply, rinfo.port, rinfo.address);
       });
     });
     udp.on('error', (err) => this.#opts.logger.warn({ err }, 'dns udp socket error'));
-    this.#udp = udp;
     return udp;
+  }
+
+  /**
+   * Serves DNS on a UDP socket and a TCP listener made elsewhere (in-pod capture: bound inside a pod's namespace, whose
+   * rules send the pod's port 53 there), answering a single label in `namespace` (the pod's, from the node agent).
+   * Resolves once both serve; the attachment's close() stops them and ends its TCP connections.
+   */
+  async attach(fds: { udp: number; tcp: number }, family: 4 | 6, namespace: string | undefined): Promise<DnsAttachment> {
+    let closed = false;
+    const udp = this.#answeringUdp(family === 6 ? 'udp6' : 'udp4', namespace, () => !closed);
+    const connections = new Set<net.Socket>();
+    const tcp = net.createServer({ noDelay: true }, (s) => {
+      connections.add(s);
+      s.once('close', () => connections.delete(s));
+      this.#serveTcp(s, namespace);
+    });
+    try {
+      await bindUdp(udp, { fd: fds.udp });
+      await listenTcp(tcp, { fd: fds.tcp });
+    } catch (err) {
+      closed = true;
+      udp.close();
+      if (tcp.listening) tcp.close();
+      throw err;
+    }
+    return {
+      close: () => {
+        if (closed) return;
+        closed = true;
+        udp.close();
+        tcp.close();
+        for (const s of connections) s.destroy();
+      },
+    };
   }
 
   /**
@@ -134,10 +181,12 @@ export class DnsProxy {
 
   /**
    * The reply to one message from `client`, or undefined to drop it (no usable header, or a response sent to us).
+   * A single label is looked up in `namespace` when given (an in-pod listener knows its pod), else in the namespace of
+   * the workload with the client's address.
    * Over UDP a reply larger than the client's limit (512, or its EDNS size) is cut to the header and question with TC
    * set, so the client asks again over TCP (RFC 1035 §4.2.1, RFC 6891 §6.2.5).
    */
-  async answer(message: Buffer, client: SocketAddr, protocol: Protocol): Promise<Buffer | undefined> {
+  async answer(message: Buffer, client: SocketAddr, protocol: Protocol, namespace?: string): Promise<Buffer | undefined> {
     let query: DecodedPacket;
     try {
       query = dnsPacket.decode(message);
@@ -156,7 +205,7 @@ export class DnsProxy {
     const opt = query.additionals?.find((a): a is OptAnswer => a.type === 'OPT');
     const limit = protocol === 'tcp' ? 65_535 : Math.max(UDP_LIMIT, Math.min(opt?.udpPayloadSize ?? UDP_LIMIT, EDNS_PAYLOAD * 4));
     const snapshot = this.#opts.state.current;
-    const hostEntry = question.class === 'IN' || question.class === undefined ? DnsRecords.of(snapshot).lookup(question.name, snapshot.workloadByIp(client.address)?.namespace) : undefined;
+    const hostEntry = question.class === 'IN' || question.class === undefined ? DnsRecords.of(snapshot).lookup(question.name, namespace ?? snapshot.workloadByIp(client.address)?.namespace) : undefined;
     if (hostEntry !== undefined) {
       this.#queries.inc({ protocol, result: 'answered' });
       const ttl = snapshot.config.dns.ttlSeconds;
@@ -194,7 +243,7 @@ export class DnsProxy {
   }
 
   /** RFC 7766 §6.2.1: several queries per connection, each answered as soon as it is ready (IDs tell them apart). */
-  #serveTcp(socket: net.Socket): void {
+  #serveTcp(socket: net.Socket, namespace?: string): void {
     this.#connections.add(socket);
     socket.once('close', () => this.#connections.delete(socket));
     socket.on('error', () => socket.destroy());
@@ -206,7 +255,7 @@ export class DnsProxy {
       while (buffered.length >= 2 && buffered.length >= 2 + buffered.readUInt16BE(0)) {
         const message = buffered.subarray(2, 2 + buffered.readUInt16BE(0));
         buffered = buffered.subarray(2 + message.length);
-        void this.answer(message, client, 'tcp').then((reply) => {
+        void this.answer(message, client, 'tcp', namespace).then((reply) => {
           if (reply === undefined) {
             // Nothing to answer on a stream means the stream cannot be trusted to be framed right either.
             socket.destroy();

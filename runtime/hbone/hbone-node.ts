@@ -164,7 +164,8 @@ export class HboneNode {
     const sourceWorkload = snapshot.workloadByIp(source.address);
     // ztunnel denies unknown sources; weft's local mode (no capture) has clients that are no workload, and those stay plaintext.
     if (sourceWorkload === undefined || !sourceWorkload.local) return undefined;
-    const podIp = destination.addresses[0] ?? route.upstream.address;
+    // A dual-stack pod is tunnelled to on the address the connection targets (the server checks :authority against it).
+    const podIp = destination.addresses.includes(route.upstream.address) ? route.upstream.address : (destination.addresses[0] ?? route.upstream.address);
     const hbonePort = snapshot.config.hbone.port;
     return {
       sourceIdentity: sourceWorkload.identity,

@@ -1,5 +1,5 @@
-/** In-pod capture's per-pod half: for each enrolled pod, listeners created inside its network namespace (15001, 15006, 15008) served by weft's one L4/HBONE/L7 path, and the Egress that opens upstream sockets there; dropped when the pod is deleted. */
-import type net from 'node:net';
+/** In-pod capture's per-pod half: for each enrolled pod, listeners created inside its network namespace (15001, 15006, 15008, and 15053 with the DNS proxy), on IPv4 and, for a pod with IPv6 addresses, IPv6, served by weft's one L4/HBONE/L7/DNS path, and the Egress that opens upstream sockets there; dropped when the pod is deleted. */
+import net from 'node:net';
 import { createLogger } from '../log.js';
 import { WeftError } from '../errors.js';
 import { listen, type BoundListener } from '../l4/listener.js';
@@ -15,7 +15,11 @@ export interface PodPorts {
   outbound: number;
   inbound: number;
   hbone: number;
+  dns: number;
 }
+
+/** Serves the DNS proxy on one pod's UDP socket and TCP listener (DnsProxy.attach), answering for the pod's namespace. */
+export type PodDnsServer = (fds: { udp: number; tcp: number }, family: 4 | 6, namespace: string | undefined) => Promise<{ close(): void }>;
 
 export interface PodProxiesOptions {
   ports: PodPorts;
@@ -24,6 +28,25 @@ export interface PodProxiesOptions {
   onOutbound: (socket: net.Socket) => void;
   onInbound: (socket: net.Socket) => void;
   onHbone: (socket: net.Socket) => void;
+  /** With the DNS proxy on: each pod gets `ports.dns` (UDP and TCP), where its rules send port 53 under dnsCapture. */
+  dns?: PodDnsServer;
+  /**
+   * A worker thread's pods (runtime/workers): the primary owns each netns fd, lends the same descriptor to every worker
+   * and closes it once all have released the pod, so no fd is left behind when a worker thread dies.
+   */
+  borrowedFds?: boolean;
+}
+
+/** One captured pod as /config_dump lists it. */
+export interface PodDump {
+  uid: string;
+  name: string | undefined;
+  namespace: string | undefined;
+  serviceAccount: string | undefined;
+  addresses: string[];
+  netns: string;
+  ports: number[];
+  since: string;
 }
 
 interface PodProxy {
@@ -34,6 +57,7 @@ interface PodProxy {
   netnsId: string;
   addresses: string[];
   listeners: BoundListener[];
+  dns: { close(): void }[];
   egress: Egress;
   since: string;
 }
@@ -58,7 +82,7 @@ export class PodProxies {
   }
 
   /**
-   * Starts (or keeps) the pod's proxy; takes ownership of `netnsFd`. Resolves once every listener accepts, which is what
+   * Starts (or keeps) the pod's proxy; takes ownership of `netnsFd` (unless borrowedFds). Resolves once every listener accepts, which is what
    * the ACK promises the CNI: the application starts only after this.
    */
   async add(uid: string, info: WorkloadInfo | undefined, netnsFd: number): Promise<void> {
@@ -66,7 +90,7 @@ export class PodProxies {
     const existing = this.#pods.get(uid);
     if (existing !== undefined && existing.netnsId === netnsId) {
       // A replay after reconnecting: the proxy is already running in that very namespace.
-      closeFd(netnsFd);
+      if (existing.netnsFd !== netnsFd) this.#release(netnsFd);
       return;
     }
     if (existing !== undefined) await this.delete(uid);
@@ -77,23 +101,47 @@ export class PodProxies {
       netnsId,
       addresses: [],
       listeners: [],
-      egress: { socketFd: (source) => this.#native.netnsSocket(netnsFd, source ?? '', this.#opts.mark) },
+      dns: [],
+      egress: { socketFd: (source, family) => this.#native.netnsSocket(netnsFd, source ?? '', this.#opts.mark, family) },
       since: new Date().toISOString(),
     };
     try {
       pod.addresses = this.#native.netnsAddresses(netnsFd);
       const { ports, mark } = this.#opts;
+      // IPv6 listeners only where the pod has IPv6: binding `::` fails in a namespace with IPv6 switched off.
+      const hosts = pod.addresses.some((ip) => net.isIPv6(ip)) ? ['0.0.0.0', '::'] : ['0.0.0.0'];
       const bind = async (name: string, port: number, onConnection: (s: net.Socket) => void, pause: boolean): Promise<void> => {
-        const fd = this.#native.netnsListen(netnsFd, '0.0.0.0', port, 4096, mark);
-        pod.listeners.push(await listen(`${name} (pod ${uid})`, { address: `0.0.0.0:${port}`, fd, pauseOnConnect: pause }, onConnection));
+        for (const host of hosts) {
+          const fd = this.#native.netnsListen(netnsFd, host, port, 4096, mark);
+          const address = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
+          pod.listeners.push(await listen(`${name} (pod ${uid})`, { address, fd, pauseOnConnect: pause }, onConnection));
+        }
       };
       // Paused on accept as the node listeners are: the L4 copy takes the socket over before anything is read.
       await bind('outbound', ports.outbound, (s) => this.#ownSource(pod, s) && this.#opts.onOutbound(s), true);
       await bind('inbound', ports.inbound, (s) => this.#opts.onInbound(s), true);
       await bind('hbone', ports.hbone, (s) => this.#opts.onHbone(s), false);
+      const dns = this.#opts.dns;
+      if (dns !== undefined) {
+        // Loopback, as ztunnel's 127.0.0.1:15053: REDIRECT of the pod's own packets maps them to 127.0.0.1 (::1), and an
+        // unconnected UDP socket bound to the wildcard would answer from the pod's address, which conntrack cannot
+        // un-NAT back to the nameserver the application asked.
+        for (const host of hosts.map((h) => (net.isIPv6(h) ? '::1' : '127.0.0.1'))) {
+          const udp = this.#native.netnsListen(netnsFd, host, ports.dns, 0, mark, true);
+          let tcp: number;
+          try {
+            tcp = this.#native.netnsListen(netnsFd, host, ports.dns, 4096, mark);
+          } catch (err) {
+            closeFd(udp);
+            throw err;
+          }
+          pod.dns.push(await dns({ udp, tcp }, net.isIPv6(host) ? 6 : 4, info?.namespace || undefined));
+        }
+      }
     } catch (err) {
       for (const l of pod.listeners) await l.close();
-      closeFd(netnsFd);
+      for (const d of pod.dns) d.close();
+      this.#release(netnsFd);
       throw new WeftError('WEFT_ERR_LISTEN', `in-pod listeners for pod ${uid}: ${(err as Error).message}`, { cause: err });
     }
     this.#pods.set(uid, pod);
@@ -124,7 +172,8 @@ export class PodProxies {
       await l.close();
       l.destroyConnections();
     }
-    closeFd(pod.netnsFd);
+    for (const d of pod.dns) d.close();
+    this.#release(pod.netnsFd);
     log.info({ uid }, 'pod released');
     return true;
   }
@@ -149,17 +198,27 @@ export class PodProxies {
     for (const uid of [...this.#pods.keys()]) await this.delete(uid);
   }
 
+  #release(fd: number): void {
+    if (this.#opts.borrowedFds !== true) closeFd(fd);
+  }
+
   /** For /config_dump: the captured pods. */
-  dump(): unknown[] {
-    return [...this.#pods.values()].map((p) => ({
+  dump(): PodDump[] {
+    return [...this.#pods.keys()].map((uid) => this.dumpOne(uid) as PodDump);
+  }
+
+  dumpOne(uid: string): PodDump | undefined {
+    const p = this.#pods.get(uid);
+    if (p === undefined) return undefined;
+    return {
       uid: p.uid,
       name: p.info?.name,
       namespace: p.info?.namespace,
       serviceAccount: p.info?.serviceAccount,
       addresses: p.addresses,
       netns: p.netnsId,
-      ports: p.listeners.map((l) => l.port),
+      ports: [...new Set(p.listeners.map((l) => l.port)), ...(p.dns.length > 0 ? [this.#opts.ports.dns] : [])],
       since: p.since,
-    }));
+    };
   }
 }

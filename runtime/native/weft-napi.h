@@ -3,8 +3,11 @@
 #define WEFT_NAPI_H
 
 #include <node_api.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 /* Throws an Error with code "E<errno>" and message "<what>: <strerror>"; returns NULL for the caller to return. */
 static inline napi_value throw_errno(napi_env env, const char *what, int err) {
@@ -14,6 +17,26 @@ static inline napi_value throw_errno(napi_env env, const char *what, int err) {
   snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
   napi_throw_error(env, code, msg);
   return NULL;
+}
+
+/* A literal IPv4 or IPv6 address (no brackets) and a port into `ss`; returns the family with the length in `len`, or -1. */
+static inline int weft_parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
+  memset(ss, 0, sizeof *ss);
+  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
+  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
+  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+    v4->sin_family = AF_INET;
+    v4->sin_port = htons((uint16_t)port);
+    *len = sizeof *v4;
+    return AF_INET;
+  }
+  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+    v6->sin6_family = AF_INET6;
+    v6->sin6_port = htons((uint16_t)port);
+    *len = sizeof *v6;
+    return AF_INET6;
+  }
+  return -1;
 }
 
 #endif

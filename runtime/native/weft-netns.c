@@ -21,6 +21,9 @@
 #ifndef IP_TRANSPARENT
 #define IP_TRANSPARENT 19
 #endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
 #define MAX_FDS 8
 #define MAX_PACKET 65536
 
@@ -60,13 +63,6 @@ static int arg_str(napi_env env, napi_value v, char *buf, size_t cap) {
   return napi_get_value_string_utf8(env, v, buf, cap, &n) == napi_ok ? 0 : -1;
 }
 
-static int parse_v4(const char *host, int port, struct sockaddr_in *sa) {
-  memset(sa, 0, sizeof *sa);
-  sa->sin_family = AF_INET;
-  sa->sin_port = htons((uint16_t)port);
-  return inet_pton(AF_INET, host, &sa->sin_addr) == 1 ? 0 : -1;
-}
-
 static napi_value int_value(napi_env env, int v) {
   napi_value out;
   napi_create_int32(env, v, &out);
@@ -85,75 +81,85 @@ static napi_value leave_with_socket(napi_env env, int self, int fd, const char *
   return int_value(env, fd);
 }
 
-/* netnsListen(nsFd, host, port, backlog, mark) -> fd: a non-blocking TCP listener created inside the namespace,
- * SO_REUSEADDR and SO_REUSEPORT (a new runtime binds the same ports beside the old one during an upgrade) and SO_MARK
- * (accepted sockets inherit it, so the pod's rules never capture weft's own packets). */
+/* netnsListen(nsFd, host, port, backlog, mark[, udp]) -> fd: a non-blocking TCP listener (or, with `udp` true, a bound UDP
+ * socket) created inside the namespace on an IPv4 or IPv6 address (an IPv6 one is IPV6_V6ONLY, so `::` and `0.0.0.0`
+ * bind side by side), SO_REUSEADDR and SO_REUSEPORT (each worker thread, and a new runtime during an upgrade, binds the
+ * same ports beside the others) and SO_MARK (accepted sockets and replies inherit it, so the pod's rules never capture
+ * weft's own packets). */
 static napi_value netns_listen(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t ns_fd = -1, port = 0, backlog = 511, mark = 0;
-  char host[64];
+  bool udp = false;
+  char host[INET6_ADDRSTRLEN];
   if (argc < 5 || arg_int(env, argv[0], &ns_fd) != 0 || arg_str(env, argv[1], host, sizeof host) != 0 || arg_int(env, argv[2], &port) != 0 ||
-      arg_int(env, argv[3], &backlog) != 0 || arg_int(env, argv[4], &mark) != 0) {
-    napi_throw_type_error(env, "EINVAL", "netnsListen(nsFd, host, port, backlog, mark) expects a namespace fd, an IPv4 address and three numbers");
+      arg_int(env, argv[3], &backlog) != 0 || arg_int(env, argv[4], &mark) != 0 || (argc > 5 && napi_get_value_bool(env, argv[5], &udp) != napi_ok)) {
+    napi_throw_type_error(env, "EINVAL", "netnsListen(nsFd, host, port, backlog, mark[, udp]) expects a namespace fd, an IP address, three numbers and a boolean");
     return NULL;
   }
-  struct sockaddr_in sa;
-  if (parse_v4(host, port, &sa) != 0) {
-    napi_throw_type_error(env, "EINVAL", "netnsListen: host must be a literal IPv4 address");
+  struct sockaddr_storage sa;
+  socklen_t salen = 0;
+  if (weft_parse_addr(host, port, &sa, &salen) < 0) {
+    napi_throw_type_error(env, "EINVAL", "netnsListen: host must be a literal IPv4 or IPv6 address");
     return NULL;
   }
   int self = enter_netns(ns_fd);
   if (self < 0) return throw_errno(env, "setns into the pod's network namespace (needs CAP_SYS_ADMIN)", errno);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(sa.ss_family, (udp ? SOCK_DGRAM : SOCK_STREAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   uint32_t m = (uint32_t)mark;
   const char *step = "socket";
   if (fd >= 0) {
-    step = "setsockopt SO_REUSEADDR/SO_REUSEPORT/SO_MARK";
+    step = "setsockopt SO_REUSEADDR/SO_REUSEPORT/SO_MARK/IPV6_V6ONLY";
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) == 0 &&
-        (m == 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) == 0)) {
-      step = "bind/listen in the pod's namespace";
-      if (bind(fd, (struct sockaddr *)&sa, sizeof sa) == 0 && listen(fd, backlog) == 0) step = NULL;
+        (m == 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) == 0) &&
+        (sa.ss_family != AF_INET6 || setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) == 0)) {
+      step = udp ? "bind in the pod's namespace" : "bind/listen in the pod's namespace";
+      if (bind(fd, (struct sockaddr *)&sa, salen) == 0 && (udp || listen(fd, backlog) == 0)) step = NULL;
     }
   }
   return leave_with_socket(env, self, fd, step);
 }
 
-/* netnsSocket(nsFd, source, mark) -> fd: an unconnected non-blocking TCP socket created inside the namespace, for Node to
- * connect (the connection leaves from the pod, with the pod's own address); with a non-empty `source` it is bound there
- * with IP_TRANSPARENT (the inbound side connects to the application from the client's real address). */
+/* netnsSocket(nsFd, source, mark[, family]) -> fd: an unconnected non-blocking TCP socket created inside the namespace, for
+ * Node to connect (the connection leaves from the pod, with the pod's own address); with a non-empty `source` it is bound
+ * there with IP_TRANSPARENT / IPV6_TRANSPARENT (the inbound side connects to the application from the client's real
+ * address) and takes the source's family, else `family` (4 or 6, the destination's; default 4). */
 static napi_value netns_socket(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t ns_fd = -1, mark = 0;
-  char source[64];
-  if (argc < 3 || arg_int(env, argv[0], &ns_fd) != 0 || arg_str(env, argv[1], source, sizeof source) != 0 || arg_int(env, argv[2], &mark) != 0) {
-    napi_throw_type_error(env, "EINVAL", "netnsSocket(nsFd, source, mark) expects a namespace fd, an address ('' for none) and a mark");
+  int32_t ns_fd = -1, mark = 0, family = 4;
+  char source[INET6_ADDRSTRLEN];
+  if (argc < 3 || arg_int(env, argv[0], &ns_fd) != 0 || arg_str(env, argv[1], source, sizeof source) != 0 || arg_int(env, argv[2], &mark) != 0 ||
+      (argc > 3 && arg_int(env, argv[3], &family) != 0)) {
+    napi_throw_type_error(env, "EINVAL", "netnsSocket(nsFd, source, mark[, family]) expects a namespace fd, an address ('' for none), a mark and 4 or 6");
     return NULL;
   }
-  struct sockaddr_in sa;
-  if (source[0] != '\0' && parse_v4(source, 0, &sa) != 0) {
-    napi_throw_type_error(env, "EINVAL", "netnsSocket: source must be a literal IPv4 address");
+  struct sockaddr_storage sa;
+  socklen_t salen = 0;
+  if (source[0] != '\0' && weft_parse_addr(source, 0, &sa, &salen) < 0) {
+    napi_throw_type_error(env, "EINVAL", "netnsSocket: source must be a literal IPv4 or IPv6 address");
     return NULL;
   }
+  int af = salen != 0 ? sa.ss_family : family == 6 ? AF_INET6 : AF_INET;
   int self = enter_netns(ns_fd);
   if (self < 0) return throw_errno(env, "setns into the pod's network namespace (needs CAP_SYS_ADMIN)", errno);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  int fd = socket(af, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   uint32_t m = (uint32_t)mark;
   const char *step = fd < 0 ? "socket" : NULL;
   if (step == NULL && m != 0 && setsockopt(fd, SOL_SOCKET, SO_MARK, &m, sizeof m) != 0) step = "setsockopt SO_MARK (needs CAP_NET_ADMIN)";
-  if (step == NULL && source[0] != '\0') {
-    if (setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one) != 0) step = "setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)";
-    else if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0) step = "bind to the client's address";
+  if (step == NULL && salen != 0) {
+    int rc = af == AF_INET6 ? setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one) : setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+    if (rc != 0) step = "setsockopt IP_TRANSPARENT (needs CAP_NET_ADMIN)";
+    else if (bind(fd, (struct sockaddr *)&sa, salen) != 0) step = "bind to the client's address";
   }
   return leave_with_socket(env, self, fd, step);
 }
 
-/* netnsAddresses(nsFd) -> string[]: the namespace's IPv4 addresses other than loopback (the pod's own IPs). */
+/* netnsAddresses(nsFd) -> string[]: the namespace's IPv4 and IPv6 addresses other than loopback and IPv6 link-local (the pod's own IPs). */
 static napi_value netns_addresses(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -174,11 +180,20 @@ static napi_value netns_addresses(napi_env env, napi_callback_info info) {
   napi_create_array(env, &out);
   uint32_t n = 0;
   for (struct ifaddrs *a = list; a != NULL; a = a->ifa_next) {
-    if (a->ifa_addr == NULL || a->ifa_addr->sa_family != AF_INET) continue;
-    struct in_addr in = ((struct sockaddr_in *)a->ifa_addr)->sin_addr;
-    if ((ntohl(in.s_addr) >> 24) == 127) continue;
-    char text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &in, text, sizeof text);
+    if (a->ifa_addr == NULL) continue;
+    char text[INET6_ADDRSTRLEN];
+    if (a->ifa_addr->sa_family == AF_INET) {
+      struct in_addr in = ((struct sockaddr_in *)a->ifa_addr)->sin_addr;
+      if ((ntohl(in.s_addr) >> 24) == 127) continue;
+      inet_ntop(AF_INET, &in, text, sizeof text);
+    } else if (a->ifa_addr->sa_family == AF_INET6) {
+      struct in6_addr *in6 = &((struct sockaddr_in6 *)a->ifa_addr)->sin6_addr;
+      /* A pod's own addresses: not loopback, not link-local (fe80::/10 exists on every interface and names no pod). */
+      if (IN6_IS_ADDR_LOOPBACK(in6) || IN6_IS_ADDR_LINKLOCAL(in6)) continue;
+      inet_ntop(AF_INET6, in6, text, sizeof text);
+    } else {
+      continue;
+    }
     napi_value s;
     napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &s);
     napi_set_element(env, out, n++, s);

@@ -4,8 +4,10 @@ import { WeftError } from '../errors.js';
 import { loadNativeSocket, requireNativeSocket, type NativeSocket } from './weft-socket.js';
 
 export interface NetnsNative {
-  netnsListen(nsFd: number, host: string, port: number, backlog: number, mark: number): number;
-  netnsSocket(nsFd: number, source: string, mark: number): number;
+  /** A TCP listener, or with `udp` a bound UDP socket, on an IPv4 or IPv6 address inside the namespace. */
+  netnsListen(nsFd: number, host: string, port: number, backlog: number, mark: number, udp?: boolean): number;
+  /** An unconnected TCP socket inside the namespace: bound transparently to `source` when given, else of `family`. */
+  netnsSocket(nsFd: number, source: string, mark: number, family?: 4 | 6): number;
   netnsAddresses(nsFd: number): string[];
   seqpacketListen(path: string): number;
   seqpacketConnect(path: string): number;

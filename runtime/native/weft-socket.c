@@ -25,24 +25,6 @@
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
 
-static int parse_addr(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len) {
-  memset(ss, 0, sizeof *ss);
-  struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
-  struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
-  if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
-    v4->sin_family = AF_INET;
-    v4->sin_port = htons((uint16_t)port);
-    *len = sizeof *v4;
-    return AF_INET;
-  }
-  if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
-    v6->sin6_family = AF_INET6;
-    v6->sin6_port = htons((uint16_t)port);
-    *len = sizeof *v6;
-    return AF_INET6;
-  }
-  return -1;
-}
 
 static int set_transparent(int fd, int family) {
   int one = 1;
@@ -73,7 +55,7 @@ static napi_value listen_transparent(napi_env env, napi_callback_info info) {
   if (argc > 3) napi_get_value_bool(env, argv[3], &reuse_port);
   struct sockaddr_storage ss;
   socklen_t len;
-  int family = parse_addr(host, port, &ss, &len);
+  int family = weft_parse_addr(host, port, &ss, &len);
   if (family < 0) {
     napi_throw_type_error(env, "EINVAL", "listenTransparent: host must be a literal IPv4 or IPv6 address");
     return NULL;
@@ -170,7 +152,7 @@ static napi_value bind_transparent(napi_env env, napi_callback_info info) {
   if (argc > 1) napi_get_value_uint32(env, argv[1], &mark);
   struct sockaddr_storage from;
   socklen_t from_len;
-  int family = parse_addr(src, 0, &from, &from_len);
+  int family = weft_parse_addr(src, 0, &from, &from_len);
   if (family < 0) {
     napi_throw_type_error(env, "EINVAL", "bindTransparent: source must be a literal IPv4 or IPv6 address");
     return NULL;

@@ -4,7 +4,7 @@ import { configSchema } from '../config/config-schema.js';
 import { pinPorts, pinnedLocalPort, type PortPins } from './pin-ports.js';
 
 const config = configSchema.parse({
-  listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:15006' }, hbone: { address: '127.0.0.1:0' } },
+  listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:15006' }, hbone: { address: '127.0.0.1:0' }, dns: '127.0.0.1:0' },
   services: [{ name: 'a', addresses: ['10.0.0.1'], ports: [{ port: 80 }] }],
   localPorts: [{ listen: '127.0.0.1:0', service: 'a.default', port: 80 }, { listen: '127.0.0.2:9000', service: 'a.default', port: 80 }],
 });
@@ -12,7 +12,8 @@ const config = configSchema.parse({
 describe('pinPorts', () => {
   it('replaces port 0 with the ports the first worker got, leaves fixed ports alone, and remembers the pins', () => {
     const pins: PortPins = new Map();
-    const pinned = pinPorts(config, pins, { app: { outbound: 41000, inbound: 15006, localPorts: { '127.0.0.1:0': 42000, '127.0.0.2:9000': 9000 } }, hbone: { '127.0.0.1:0': 43000 } });
+    const pinned = pinPorts(config, pins, { app: { outbound: 41000, inbound: 15006, dns: 44000, localPorts: { '127.0.0.1:0': 42000, '127.0.0.2:9000': 9000 } }, hbone: { '127.0.0.1:0': 43000 } });
+    expect(pinned.listeners.dns).toBe('127.0.0.1:44000');
     expect(pinned.listeners.outbound?.address).toBe('127.0.0.1:41000');
     expect(pinned.listeners.inbound?.address).toBe('127.0.0.1:15006');
     expect(pinned.listeners.hbone?.address).toBe('127.0.0.1:43000');

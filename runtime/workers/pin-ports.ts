@@ -42,6 +42,8 @@ export function pinPorts(config: WeftConfig, pins: PortPins, started?: StartedPo
     const learned = name === 'hbone' ? started?.hbone[l.address] : (started?.app[name] as number | undefined);
     listeners[name] = { ...l, address: pin(`listener ${name} ${l.address}`, l.address, learned) };
   }
+  // The DNS proxy's UDP and TCP share the port: every worker binds that one pair with SO_REUSEPORT.
+  if (listeners.dns !== undefined) listeners.dns = pin(`listener dns ${listeners.dns}`, listeners.dns, started?.app.dns as number | undefined);
   const localPorts = config.localPorts.map((lp) => ({ ...lp, listen: pin(`local ${lp.listen}`, lp.listen, started?.app.localPorts?.[lp.listen]) }));
   return { ...config, listeners, localPorts };
 }

@@ -26,6 +26,7 @@ import { renderAggregated } from './worker-metrics.js';
 import type { WorkerCount } from './worker-count.js';
 import { PluginPrecompiler } from './plugin-precompiler.js';
 import { pinPorts, pinnedLocalPort, type PortPins, type StartedPorts } from './pin-ports.js';
+import { PodFanout } from '../inpod/pod-fanout.js';
 
 const log = createLogger('workers');
 /** A worker that keeps dying is restarted after a growing pause, capped here. */
@@ -75,6 +76,8 @@ export class WorkerPrimary {
   readonly #readinessGates: (() => boolean)[] = [];
   /** /config_dump sections the primary itself owns (the Kubernetes source's, for one), next to the workers'. */
   readonly #ownSections = new Map<string, () => unknown>();
+  /** In-pod capture: the one ZDS client, fanning each pod out to every worker. */
+  #inpod: PodFanout | undefined;
 
   constructor(config: WeftConfig, opts: WorkerPrimaryOptions) {
     this.state = new ProxyState(config);
@@ -134,6 +137,7 @@ export class WorkerPrimary {
       const pinnedFirst = await this.#apply(0, this.#pinned);
       if (!pinnedFirst.ok) throw new WeftError('WEFT_ERR_WORKER', `worker 0 could not take the pinned ports: ${pinnedFirst.problems.join('; ')}`);
     }
+    if (config.inpod !== undefined) this.#startInpod(config.inpod);
     const sources: AdminSources = {
       state: this.state,
       metrics: { render: () => this.renderMetrics().then((r) => r.text), contentType: this.metrics.contentType },
@@ -151,6 +155,21 @@ export class WorkerPrimary {
     this.#endpoints.push(await endpoint('readiness', config.listeners.readiness, `0.0.0.0:${DEFAULT_PORTS.readiness}`, readinessRoutes(sources)));
     this.#started = true;
     log.info({ node: config.node, workers: this.count.count, why: this.count.reason, ports: this.ports }, 'weft started');
+  }
+
+  #startInpod(config: NonNullable<WeftConfig['inpod']>): void {
+    const inpod = new PodFanout(config, {
+      live: () => this.#slots.flatMap((s) => (s?.ready === true ? [s.id] : [])),
+      call: (id, method, payload) => {
+        const slot = this.#slots[id];
+        return slot?.ready === true ? slot.rpc.call(method, payload) : Promise.reject(new WeftError('WEFT_ERR_WORKER', `worker ${id} is not running`));
+      },
+    });
+    this.#inpod = inpod;
+    // As ztunnel: not ready until the agent's snapshot is applied, nor while its connection is down.
+    this.addReadinessGate(() => inpod.zds.state === 'synced');
+    this.addDumpSection('inpod', () => inpod.dump());
+    inpod.start();
   }
 
   /** Starts worker `id` with `config`; resolves with its ports once it serves, rejects if it fails to start. */
@@ -177,6 +196,7 @@ export class WorkerPrimary {
         slot.ready = true;
         slot.ports = payload as StartedPorts;
         this.#running.set({ state: 'running' }, this.#slots.filter((s) => s?.ready === true).length);
+        void this.#inpod?.workerStarted(id);
         resolve(slot.ports);
       });
       worker.on('error', (err: Error) => {
@@ -333,9 +353,11 @@ export class WorkerPrimary {
   /** Drains every worker (each stops accepting, gives open connections the deadline, closes the rest), then stops. */
   async shutdown(deadlineMs = this.state.current.config.limits.drainDeadlineMs): Promise<{ forced: number }> {
     this.#stopping = true;
+    this.#inpod?.stop();
     const live = this.#slots.filter((s): s is Slot => s !== undefined);
     const results = await Promise.all(live.map((s) => (s.ready ? s.rpc.call<{ forced: number }>('drain', { deadlineMs }).catch(() => ({ forced: 0 })) : Promise.resolve({ forced: 0 }))));
     await Promise.all(live.map((s) => s.worker.terminate()));
+    this.#inpod?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     this.#breakerService.stop();
     this.#precompiler.close();

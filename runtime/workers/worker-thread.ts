@@ -45,13 +45,14 @@ export const LOG_LEVELS_NOTE = 'log-levels';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
-  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log] = await Promise.all([
+  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { servePodFanout }] = await Promise.all([
     import('../app.js'),
     import('./worker-rpc.js'),
     import('./process-memory-backend.js'),
     import('../shared-state/shared-counter-table.js'),
     import('../identity/ca-client-from-config.js'),
     import('../log.js'),
+    import('../inpod/pod-fanout.js'),
   ]);
   const applyLevels = (levels: Record<string, LogLevel>): void => {
     for (const [component, level] of Object.entries(levels)) log.setLogLevel(level, component === 'default' ? undefined : component);
@@ -88,6 +89,7 @@ async function main(start: WorkerStart): Promise<void> {
     const result = await app.reload(config);
     return { ...result, ports: { app: app.ports, hbone: app.hbone.ports } };
   });
+  servePodFanout(rpc, () => app.inpod?.pods);
   rpc.handle('metrics', () => app.metrics.registry.getMetricsAsJSON());
   rpc.handle('dump', (): WorkerDump => ({
     id: start.id,

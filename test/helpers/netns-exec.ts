@@ -48,10 +48,14 @@ export function uniqueName(tag: string): string {
   return `wt${process.pid % 100000}${tag}${counter}`;
 }
 
-/** IPv6 is off in test namespaces: weft's redirection is IPv4-only and link-local addresses appearing late would make snapshots race. */
-export async function createNetns(name: string): Promise<string> {
+/**
+ * IPv6 is off in test namespaces unless asked for: tunnel-mode redirection is IPv4-only and link-local addresses appearing
+ * late would make snapshots race. With `ipv6`, duplicate address detection is off so addresses are usable at once.
+ */
+export async function createNetns(name: string, opts: { ipv6?: boolean } = {}): Promise<string> {
   await must('ip', ['netns', 'add', name]);
-  await must('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
+  const v6 = opts.ipv6 === true ? ['net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0'] : ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1'];
+  await must('ip', ['netns', 'exec', name, 'sysctl', '-q', '-w', ...v6]);
   await must('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
   return `/var/run/netns/${name}`;
 }

@@ -1,12 +1,13 @@
 // In-pod mode around a SimulatedNode: weft-cni chained with `mode: inpod`, the node agent (`weft-cni agent`) and the real runtime
 // (`weft run` with `inpod.socket`) both in the node namespace, and small servers inside pods that report what they see.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { nsRun } from './netns-exec.js';
-import type { Pod, SimulatedNode } from './netns-topology.js';
+import { SimulatedNode, type Pod } from './netns-topology.js';
 import { waitForLine } from './netns-weft-runtime.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -72,6 +73,8 @@ export function startAgent(node: SimulatedNode, paths: InpodPaths): Promise<Proc
 export interface InpodWorkload {
   name: string;
   ip: string;
+  /** Every address of a dual-stack pod (default: `ip` alone). */
+  ips?: string[];
   node: number;
   protocol?: 'HBONE' | 'TCP';
   annotations?: Record<string, string>;
@@ -85,23 +88,38 @@ export interface InpodRuntime extends Proc {
   configDump(): Promise<Record<string, unknown>>;
 }
 
-export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[]; policies?: unknown[] }): Promise<InpodRuntime> {
+export async function startInpodRuntime(
+  node: SimulatedNode,
+  paths: InpodPaths,
+  opts: {
+    workloads: InpodWorkload[];
+    caDir: string;
+    plugins?: unknown[];
+    policies?: unknown[];
+    /** More weft.yaml keys (dns, services, workers). */
+    extra?: Record<string, unknown>;
+    /** A second runtime beside the first on one node (an upgrade's surge): its own admin port and config file. */
+    adminPort?: number;
+  },
+): Promise<InpodRuntime> {
+  const adminPort = opts.adminPort ?? 15000;
   const accessLog = path.join(node.workDir, `access-${Date.now()}.log`);
-  const configPath = path.join(node.workDir, 'weft-inpod.yaml');
+  const configPath = path.join(node.workDir, `weft-inpod-${adminPort}.yaml`);
   writeFileSync(
     configPath,
     stringify({
       node: `node-${node.index}`,
-      listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:15000', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
+      listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: `127.0.0.1:${adminPort}`, metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
       identity: { caDir: opts.caDir },
       accessLog: { enabled: true, path: accessLog },
       inpod: { socket: paths.zdsSocket },
       plugins: opts.plugins ?? [],
       policies: opts.policies ?? [],
+      ...opts.extra,
       workloads: opts.workloads.map((w) => ({
         name: w.name,
         namespace: 'mesh',
-        addresses: [w.ip],
+        addresses: w.ips ?? [w.ip],
         node: `node-${w.node}`,
         protocol: w.protocol ?? 'TCP',
         serviceAccount: w.name,
@@ -124,23 +142,59 @@ export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, 
     lines,
     waitFor: (predicate, timeoutMs) => waitForLine(lines, predicate, timeoutMs),
     async configDump() {
-      const script = "fetch('http://127.0.0.1:15000/config_dump').then(async (r) => process.stdout.write(await r.text()))";
+      const script = `fetch('http://127.0.0.1:${adminPort}/config_dump').then(async (r) => process.stdout.write(await r.text()))`;
       return JSON.parse((await nsRun(node.nodeNs, process.execPath, ['-e', script])).stdout) as Record<string, unknown>;
     },
   };
+}
+
+/** One in-pod node with its agent and runtime running; `start` starts a runtime again (after a kill), `close` undoes everything. */
+export interface InpodNode {
+  node: SimulatedNode;
+  paths: InpodPaths;
+  caDir: string;
+  runtime: InpodRuntime;
+  procs: Proc[];
+  start(): Promise<InpodRuntime>;
+  close(): Promise<void>;
+}
+
+export async function startInpodNode(opts: { plugin?: Record<string, unknown>; workloads: InpodWorkload[]; extra?: Record<string, unknown> }): Promise<InpodNode> {
+  const caDir = mkdtempSync(path.join(tmpdir(), 'weft-inpod-ca-'));
+  const node = await SimulatedNode.create({ index: 1 });
+  const procs: Proc[] = [];
+  const close = async (): Promise<void> => {
+    for (const p of procs.reverse()) await p.kill().catch(() => undefined);
+    await node.destroy();
+    rmSync(caDir, { recursive: true, force: true });
+  };
+  try {
+    const paths = useInpodMode(node, opts.plugin);
+    procs.push(await startAgent(node, paths));
+    const start = async (): Promise<InpodRuntime> => {
+      const runtime = await startInpodRuntime(node, paths, { caDir, workloads: opts.workloads, ...(opts.extra === undefined ? {} : { extra: opts.extra }) });
+      procs.push(runtime);
+      return runtime;
+    };
+    return { node, paths, caDir, runtime: await start(), procs, start, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }
 
 /**
  * Inside a pod: TCP :8080 and :8082 answer each connection with the peer address they see and close; HTTP :8081 answers with the
  * request's x-mesh header. Both are the application, which knows nothing of weft.
  */
-export function startPodServers(pod: Pod): Promise<Proc> {
+export function startPodServers(pod: Pod, opts: { /** Dual-stack: listen on :: (IPv4 clients too, shown without the ::ffff: prefix). */ ipv6?: boolean } = {}): Promise<Proc> {
+  const any = opts.ipv6 === true ? '::' : '0.0.0.0';
   const script = `
     const net = require('node:net'); const http = require('node:http');
-    const peer = (s) => s.end(s.remoteAddress + '\\n');
-    net.createServer(peer).listen(8082, '0.0.0.0');
-    net.createServer(peer).listen(8080, '0.0.0.0', () => {
-      http.createServer((req, res) => res.end(JSON.stringify({ xMesh: req.headers['x-mesh'] ?? null }))).listen(8081, '0.0.0.0', () => console.log('pod servers up'));
+    const peer = (s) => s.end(s.remoteAddress.replace(/^::ffff:/, '') + '\\n');
+    net.createServer(peer).listen(8082, '${any}');
+    net.createServer(peer).listen(8080, '${any}', () => {
+      http.createServer((req, res) => res.end(JSON.stringify({ xMesh: req.headers['x-mesh'] ?? null }))).listen(8081, '${any}', () => console.log('pod servers up'));
     });`;
   return startProc(pod.ns, [process.execPath, '-e', script], 'pod servers up');
 }
@@ -154,5 +208,26 @@ export async function askPeerAddress(pod: Pod, ip: string, port = 8080, localAdd
 
 export async function httpGet(pod: Pod, url: string): Promise<string> {
   const script = `fetch('${url}').then(async (r) => process.stdout.write(await r.text()), (e) => process.stdout.write('error ' + (e.cause?.code ?? e.message)))`;
+  return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
+}
+
+/** The pod's nameserver (kube-dns' usual ClusterIP): nothing answers there; only capture can. */
+const KUBE_DNS = '10.96.0.10';
+
+/** From inside `pod`: an A query over UDP with c-ares (what Node's dns module uses) to `nameserver`, the addresses or the error code. */
+export async function resolveUdp(pod: Pod, name: string, nameserver = KUBE_DNS): Promise<string> {
+  const script = `const r = new (require('node:dns').promises.Resolver)({ timeout: 2000, tries: 1 }); r.setServers(['${nameserver}']);
+    r.resolve4('${name}').then((a) => process.stdout.write(a.join(',')), (e) => process.stdout.write('error ' + e.code));`;
+  return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
+}
+
+/** From inside `pod`: an A query over TCP (RFC 1035 §4.2.2 framing, dns-packet), the addresses or the error. */
+export async function resolveTcp(pod: Pod, name: string): Promise<string> {
+  const script = `const p = require(${JSON.stringify(path.join(repoRoot, 'node_modules/dns-packet'))});
+    const s = require('node:net').connect({ host: '${KUBE_DNS}', port: 53 }, () => s.write(p.streamEncode({ type: 'query', id: 7, flags: p.RECURSION_DESIRED, questions: [{ type: 'A', name: '${name}' }] })));
+    let buf = Buffer.alloc(0);
+    s.on('data', (c) => { buf = Buffer.concat([buf, c]); if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { const r = p.streamDecode(buf); process.stdout.write(r.rcode + ' ' + r.answers.map((a) => a.data).join(',')); s.destroy(); } });
+    s.on('error', (e) => process.stdout.write('error ' + e.code));
+    setTimeout(() => { process.stdout.write('timeout'); process.exit(0); }, 5000).unref();`;
   return (await nsRun(pod.ns, process.execPath, ['-e', script])).stdout;
 }

@@ -24,6 +24,8 @@ export interface SimulatedNodeOptions {
   /** Kubernetes namespaces whose pods are enrolled. */
   enrollNamespaces?: string[];
   dnsCapture?: boolean;
+  /** Dual-stack pods: IPv6 on in the node and pod namespaces, host-local also hands out fd00:(60+index)::/64. */
+  ipv6?: boolean;
 }
 
 let binDirPromise: Promise<string> | undefined;
@@ -69,10 +71,14 @@ export class SimulatedNode {
     const octet = 60 + index;
     this.podSubnet = `10.${octet}.1.0/24`;
     this.hostIp = `10.${octet}.1.1`;
+    const v6 = opts.ipv6 === true;
     const ipam = (name: string, start: string, end: string): Record<string, unknown> => ({
       type: 'host-local',
-      ranges: [[{ subnet: this.podSubnet, rangeStart: `10.${octet}.1.${start}`, rangeEnd: `10.${octet}.1.${end}`, gateway: this.hostIp }]],
-      routes: [{ dst: '0.0.0.0/0' }],
+      ranges: [
+        [{ subnet: this.podSubnet, rangeStart: `10.${octet}.1.${start}`, rangeEnd: `10.${octet}.1.${end}`, gateway: this.hostIp }],
+        ...(v6 ? [[{ subnet: `fd00:${octet}::/64`, rangeStart: `fd00:${octet}::${start}`, rangeEnd: `fd00:${octet}::${end}`, gateway: `fd00:${octet}::1` }]] : []),
+      ],
+      routes: [{ dst: '0.0.0.0/0' }, ...(v6 ? [{ dst: '::/0' }] : [])],
       dataDir: path.join(this.workDir, `ipam-${name}`),
     });
     this.conflist = {
@@ -94,9 +100,10 @@ export class SimulatedNode {
     const node = new SimulatedNode(opts.index ?? 1, opts);
     try {
       node.cniPath = [SYSTEM_CNI_DIR, await weftCniBinDir()];
-      await createNetns(node.nodeNs);
-      await nsMust(node.nodeNs, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1']);
-      const runtimePath = await createNetns(node.runtimeNs);
+      const ipv6 = opts.ipv6 === true;
+      await createNetns(node.nodeNs, { ipv6 });
+      await nsMust(node.nodeNs, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1', ...(ipv6 ? ['net.ipv6.conf.all.forwarding=1'] : [])]);
+      const runtimePath = await createNetns(node.runtimeNs, { ipv6 });
       const result = await conflistAdd(node.nodeNs, node.cniPath, node.runtimeConflist, {
         containerId: `${node.runtimeNs}-rt`,
         netnsPath: runtimePath,
@@ -148,7 +155,7 @@ export class SimulatedNode {
   async addPod(name: string, namespace = 'mesh'): Promise<Pod> {
     this.podCounter += 1;
     const ns = uniqueName(`p${this.index}`);
-    const nsPath = await createNetns(ns);
+    const nsPath = await createNetns(ns, { ipv6: this.options.ipv6 === true });
     const attachment: Attachment = {
       containerId: `${ns}-${name}`,
       netnsPath: nsPath,
@@ -188,6 +195,13 @@ export class SimulatedNode {
     await must('ip', ['-n', other.nodeNs, 'link', 'set', there, 'up']);
     await must('ip', ['-n', this.nodeNs, 'route', 'add', other.podSubnet, 'via', `${subnet}.2`]);
     await must('ip', ['-n', other.nodeNs, 'route', 'add', this.podSubnet, 'via', `${subnet}.1`]);
+    if (this.options.ipv6 === true && other.options.ipv6 === true) {
+      const v6 = `fd01:${this.index}${other.index}::`;
+      await must('ip', ['-n', this.nodeNs, 'addr', 'add', `${v6}1/64`, 'dev', here]);
+      await must('ip', ['-n', other.nodeNs, 'addr', 'add', `${v6}2/64`, 'dev', there]);
+      await must('ip', ['-n', this.nodeNs, 'route', 'add', `fd00:${60 + other.index}::/64`, 'via', `${v6}2`]);
+      await must('ip', ['-n', other.nodeNs, 'route', 'add', `fd00:${60 + this.index}::/64`, 'via', `${v6}1`]);
+    }
   }
 
   /** Tracks a namespace a test created around this node so destroy() removes it. */
@@ -218,6 +232,11 @@ export async function twoLinkedNodes(created: SimulatedNode[]): Promise<{ n1: Si
   await n1.mustSetup();
   await n2.mustSetup();
   return { n1, n2, a: await n1.addPod('a', 'mesh'), b: await n2.addPod('b', 'mesh') };
+}
+
+/** Every address of a CNI result, IPv4 first as the plugin listed them. */
+export function allIps(result: Record<string, unknown>): string[] {
+  return ((result.ips as { address: string }[] | undefined) ?? []).map((i) => i.address.split('/')[0] ?? '');
 }
 
 export function firstIp(result: Record<string, unknown>): string {

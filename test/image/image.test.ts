@@ -13,6 +13,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { decodePluginConfig } from '../../cni/cni-config.js';
+import { callAgent } from '../../cni/agent-client.js';
 import { DEFAULT_PORTS } from '../../runtime/config/defaults.js';
 import { podman, podmanAsync } from '../../deploy/image/podman-env.js';
 import { freePort } from '../helpers/free-port.js';
@@ -29,6 +30,7 @@ const manifest = (file: string): Doc[] => parseAllDocuments(readFileSync(path.jo
 const [configMap] = manifest('weft-config.yaml');
 const [daemonSet] = manifest('weft-daemonset.yaml');
 const containerSpec = (name: string): Doc => (daemonSet!.spec.template.spec.containers as Doc[]).find((c) => c.name === name)!;
+const inpodOverlay = (file: string): Doc[] => parseAllDocuments(readFileSync(path.join(REPO, 'examples/kubernetes-inpod', file), 'utf8')).map((d) => d.toJS() as Doc);
 
 const canRun = isRoot() && TOOLS.every(hasCommand);
 const work = mkdtempSync(path.join(tmpdir(), 'weft-image-test-'));
@@ -267,4 +269,51 @@ describe('the CNI installer mode', () => {
     expect(bytes(snapshot(path.join(host, 'etc/cni')))).toEqual(bytes(beforeConf));
     expect(readdirSync(state!).filter((f) => f === 'install.json')).toEqual([]);
   });
+});
+
+describe('in-pod mode from the image (examples/kubernetes-inpod)', () => {
+  it("runs the node agent and the runtime with the overlay's security contexts: a pod handed over ZDS gets the runtime's listeners inside its namespace", async (ctx) => {
+    skipUnlessRunnable(ctx);
+    const [cm] = inpodOverlay('weft-config.yaml');
+    const [patch] = inpodOverlay('weft-daemonset.yaml');
+    const patched = (n: string): Doc => (patch!.spec.template.spec.containers as Doc[]).find((c) => c.name === n)!;
+    const host = path.join(work, 'inpod');
+    const [cfg, state, zds] = ['etc/weft', 'var/run/weft-cni', 'var/run/weft'].map((d) => path.join(host, d));
+    for (const d of [cfg, state, zds]) mkdirSync(d!, { recursive: true });
+    // File source: no API server here; everything else as shipped.
+    writeFileSync(path.join(cfg!, 'weft.yaml'), (cm!.data['weft.yaml'] as string).replace(/^source: kubernetes$/m, ''));
+    writeFileSync(path.join(cfg!, 'cni-node.yaml'), cm!.data['cni-node.yaml'] as string);
+    const node = parse(cm!.data['cni-node.yaml'] as string) as { agentSocket: string; zdsSocket: string };
+    const pod = `wtimg${process.pid}`;
+    execFileSync('ip', ['netns', 'add', pod]);
+    try {
+      execFileSync('ip', ['-n', pod, 'link', 'set', 'lo', 'up']);
+      const agent = patched('cni-agent');
+      const agentCtr = name('inpod-agent');
+      const [program, ...args] = agent.command as string[];
+      podman(['run', '--detach', '--name', agentCtr, '--network', 'none', '--pid', 'host', '--user', '0', '--cap-drop', 'ALL', '--cap-add', (agent.securityContext.capabilities.add as string[]).join(','),
+        '--read-only', '-v', `${cfg}:/etc/weft:ro`, '-v', `${state}:${path.dirname(node.agentSocket)}`, '-v', `${zds}:${path.dirname(node.zdsSocket)}`, '-v', '/var/run/netns:/var/run/netns:rslave',
+        '--entrypoint', program!, IMAGE, ...args]);
+      await until(async () => ((await podmanAsync(['exec', agentCtr, ...(agent.readinessProbe.exec.command as string[])]).then(() => true, () => false)) ? true : undefined), 'the agent to be ready');
+
+      const weft = containerSpec('weft');
+      const runtimeCtr = name('inpod-runtime');
+      podman(['run', '--detach', '--name', runtimeCtr, '--network', 'none', '--user', '0', '--cap-drop', 'ALL', '--cap-add', (patched('weft').securityContext.capabilities.add as string[]).join(','),
+        '--read-only', '--tmpfs', '/tmp', '-v', `${cfg}:/etc/weft:ro`, '-v', `${zds}:${path.dirname(node.zdsSocket)}`, IMAGE, ...(weft.args as string[])]);
+      const probe = weft.readinessProbe.httpGet as { path: string; port: number };
+      const ready = (): string => podman(['exec', runtimeCtr, 'node', '-e', `fetch('http://127.0.0.1:${probe.port}${probe.path}').then((r) => process.stdout.write(String(r.status)), () => process.stdout.write('down'))`]);
+      // Ready only once the agent's (empty) snapshot is applied.
+      await until(() => Promise.resolve(ready() === '200' ? true : undefined), 'the runtime to sync with the agent');
+
+      // The plugin's event, from the host: the answer comes only after the runtime acknowledged the pod.
+      const socket = path.join(state!, path.basename(node.agentSocket));
+      await callAgent(socket, { op: 'add', uid: 'uid-image', name: 'image', namespace: 'mesh', serviceAccount: '', netns: `/var/run/netns/${pod}` }, 30_000);
+      const listening = (): number[] => execFileSync('ip', ['netns', 'exec', pod, 'ss', '-Htln'], { encoding: 'utf8' }).trim().split('\n').filter((l) => l !== '').map((l) => Number(l.trim().split(/\s+/)[3]!.split(':').pop())).sort();
+      expect(listening()).toEqual([15001, 15006, 15008]);
+      await callAgent(socket, { op: 'del', uid: 'uid-image' }, 30_000);
+      await until(() => Promise.resolve(listening().length === 0 ? true : undefined), 'the pod listeners to close');
+    } finally {
+      execFileSync('ip', ['netns', 'del', pod]);
+    }
+  }, 120_000);
 });
