@@ -233,7 +233,7 @@ export class App {
     this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal, reusePort }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
     if (config.dns.enabled || config.listeners.dns !== undefined) {
-      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns') });
+      this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns'), reusePort });
       await this.dns.start(config.listeners.dns ?? `127.0.0.1:${DEFAULT_PORTS.dns}`);
     }
     for (const l of this.#listeners.values()) this.#ownPorts.add(l.port);

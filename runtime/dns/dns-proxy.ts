@@ -34,6 +34,8 @@ export interface DnsProxyOptions {
   state: ProxyState;
   metrics: MetricsRegistry;
   logger: Logger;
+  /** SO_REUSEPORT on both sockets: each worker thread binds its own pair and the kernel spreads queries between them. */
+  reusePort?: boolean;
 }
 
 export class DnsProxy {
@@ -76,7 +78,7 @@ export class DnsProxy {
     if (udpInherited !== undefined && tcpInherited !== undefined) {
       const udp = this.#udpSocket(family);
       this.#port = udpInherited.port;
-      socketHandover.defer(async () => {
+      await socketHandover.defer(async () => {
         await bindUdp(udp, { fd: udpInherited.fd });
         await listenTcp(tcp, { fd: tcpInherited.fd });
       });
@@ -86,7 +88,7 @@ export class DnsProxy {
         try {
           await bindUdp(udp, { address: addr.host, port: addr.port });
           this.#port = udp.address().port;
-          await listenTcp(tcp, { host: addr.host, port: this.#port });
+          await listenTcp(tcp, { host: addr.host, port: this.#port, reusePort: this.#opts.reusePort === true });
           break;
         } catch (err) {
           udp.close();
@@ -103,7 +105,7 @@ export class DnsProxy {
   }
 
   #udpSocket(family: 'udp4' | 'udp6'): dgram.Socket {
-    const udp = dgram.createSocket({ type: family });
+    const udp = dgram.createSocket({ type: family, reusePort: this.#opts.reusePort === true });
     udp.on('message', (msg, rinfo) => {
       void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp').then((reply) => {
         if (reply !== undefined && this.#udp === udp) udp.send(reply, rinfo.port, rinfo.address);

@@ -84,8 +84,9 @@ export class PodProxies {
       pod.addresses = this.#native.netnsAddresses(netnsFd);
       const { ports, mark } = this.#opts;
       const bind = async (name: string, port: number, onConnection: (s: net.Socket) => void, pause: boolean): Promise<void> => {
-        const fd = this.#native.netnsListen(netnsFd, '0.0.0.0', port, 4096, mark);
-        pod.listeners.push(await listen(`${name} (pod ${uid})`, { address: `0.0.0.0:${port}`, fd, pauseOnConnect: pause }, onConnection));
+        // A hot upgrade hands the pod's sockets over (the agent replays its pods to the successor after it started).
+        const fd = () => this.#native.netnsListen(netnsFd, '0.0.0.0', port, 4096, mark);
+        pod.listeners.push(await listen(`${name} (pod ${uid})`, { address: `0.0.0.0:${port}`, fd, late: true, pauseOnConnect: pause }, onConnection));
       };
       // Paused on accept as the node listeners are: the L4 copy takes the socket over before anything is read.
       await bind('outbound', ports.outbound, (s) => this.#ownSource(pod, s) && this.#opts.onOutbound(s), true);

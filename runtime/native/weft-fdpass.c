@@ -167,12 +167,44 @@ static napi_value close_fd(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* dupFd(fd) -> fd: a close-on-exec duplicate. A worker thread lends its listening sockets to the thread that hands them
+ * over as duplicates, so a listener closing meanwhile cannot leave a reused descriptor number in the batch. */
+static napi_value dup_fd(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t fd;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, "dupFd(fd)");
+    return NULL;
+  }
+  int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (copy < 0) return throw_errno(env, "dup", errno);
+  napi_value out;
+  napi_create_int32(env, copy, &out);
+  return out;
+}
+
+/* exitNow(code): _exit(2), without Node's environment teardown. For a drained process whose worker thread is stuck in
+ * that teardown (Node's CleanupHandles waiting on a TCP handle that never closes, runtime/upgrade/README.md):
+ * process.exit() would join the thread and wait with it. */
+static napi_value exit_now(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int32_t code = 0;
+  if (argc >= 1) napi_get_value_int32(env, argv[0], &code);
+  _exit(code);
+}
+
 void weft_fdpass_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"unixConnect", NULL, unix_connect, NULL, NULL, NULL, napi_default, NULL},
     {"fdSend", NULL, fd_send, NULL, NULL, NULL, napi_default, NULL},
     {"fdReceive", NULL, fd_receive, NULL, NULL, NULL, napi_default, NULL},
     {"closeFd", NULL, close_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"dupFd", NULL, dup_fd, NULL, NULL, NULL, napi_default, NULL},
+    {"exitNow", NULL, exit_now, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

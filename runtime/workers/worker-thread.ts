@@ -8,6 +8,7 @@ import type { WeftConfig, PluginConfig } from '../config/config-schema.js';
 import type { CompiledPlugin } from '../wasm/plugin-vm.js';
 import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
 import type { LogLevel } from '../log.js';
+import type { HandoverSocket } from '../upgrade/socket-handover.js';
 
 /** What the primary hands each worker at spawn. */
 export interface WorkerStart {
@@ -20,6 +21,10 @@ export interface WorkerStart {
   sharedCa: boolean;
   /** The primary's log levels (`default` and per component) at spawn. */
   logLevels?: Record<string, LogLevel>;
+  /** A hot upgrade: this worker's share of the predecessor's sockets, adopted at the primary's `handover-commit`. */
+  inherited?: HandoverSocket[];
+  /** Pinned address -> configured address, so this worker's handover keys match the predecessor's (pin-ports.ts). */
+  handoverAliases?: [string, string][];
 }
 
 
@@ -41,16 +46,22 @@ export const STARTED_NOTE = 'started';
 export const CA_ROOT_RPC = 'ca-root';
 /** POST /logging on the primary: the new levels for every worker. */
 export const LOG_LEVELS_NOTE = 'log-levels';
+/** Hot upgrade calls from the primary: lend duplicates of the listening sockets, adopt inherited ones, stop accepting. */
+export const HANDOVER_LEND_RPC = 'handover-lend';
+export const HANDOVER_COMMIT_RPC = 'handover-commit';
+export const STOP_ACCEPTING_RPC = 'stop-accepting';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
-  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log] = await Promise.all([
+  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { socketHandover }, { requireNativeSocket }] = await Promise.all([
     import('../app.js'),
     import('./worker-rpc.js'),
     import('./process-memory-backend.js'),
     import('../shared-state/shared-counter-table.js'),
     import('../identity/ca-client-from-config.js'),
     import('../log.js'),
+    import('../upgrade/socket-handover.js'),
+    import('../native/weft-socket.js'),
   ]);
   const applyLevels = (levels: Record<string, LogLevel>): void => {
     for (const [component, level] of Object.entries(levels)) log.setLogLevel(level, component === 'default' ? undefined : component);
@@ -94,14 +105,30 @@ async function main(start: WorkerStart): Promise<void> {
     logLevels: log.logLevels(),
     sections: app.dumpSections(),
   }));
+  // Descriptor numbers are the process's: the primary sends these duplicates and closes them, whatever this thread's
+  // listeners do meanwhile.
+  rpc.handle(HANDOVER_LEND_RPC, (payload) => {
+    socketHandover.setAliases((payload as { aliases: [string, string][] }).aliases);
+    const dup = requireNativeSocket('weft run --takeover').dupFd;
+    if (dup === undefined) throw new Error('weft run --takeover needs the native addon rebuilt (npm install)');
+    return socketHandover.held().map((s): HandoverSocket => ({ record: s.record, fd: dup(s.fd) }));
+  });
+  rpc.handle(HANDOVER_COMMIT_RPC, async () => {
+    await socketHandover.commit();
+    return socketHandover.discardUnused();
+  });
+  rpc.handle(STOP_ACCEPTING_RPC, () => app.stopAccepting(true));
   rpc.handle('drain', async (payload) => {
     const result = await app.shutdown((payload as { deadlineMs?: number }).deadlineMs);
     flush();
     return result;
   });
+  socketHandover.setAliases(start.handoverAliases ?? []);
+  socketHandover.inherit(start.inherited ?? []);
   try {
     await app.start();
   } catch (err) {
+    socketHandover.abandon();
     await app.shutdown(0);
     throw err;
   }

@@ -1,4 +1,4 @@
-// Hot upgrade between real weft processes (`weft run --takeover`): under L4 and L7 load with a long-lived L4 stream and an HBONE tunnel open, no request fails, twice in a row; a successor that crashes while adopting the sockets leaves the old process serving.
+// Hot upgrade between real weft processes (`weft run --takeover`), with one event loop and with two worker threads: under L4 and L7 load with a long-lived L4 stream and an HBONE tunnel open, no request fails, twice in a row; a successor that crashes while adopting the sockets, or whose worker fails to start, leaves the old process serving.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
@@ -24,6 +24,7 @@ interface Ports {
   l7: number;
   stream: number;
   dns: number;
+  admin: number;
 }
 
 /** A stream that sends a numbered line every 50 ms and checks each comes back; records when and how it ended. */
@@ -54,7 +55,7 @@ function pinger(stream: Duplex): { echoedAfter(t: number): boolean; ended: Promi
   return { echoedAfter: (t) => echoes.some((e) => e > t), ended };
 }
 
-describe('hot upgrade (weft run --takeover)', () => {
+describe.each([1, 2])('hot upgrade (weft run --takeover), workers: %i', (workers) => {
   let dir: string;
   let configFile: string;
   let upstream: http.Server;
@@ -94,6 +95,7 @@ describe('hot upgrade (weft run --takeover)', () => {
           metrics: '127.0.0.1:0',
           readiness: '127.0.0.1:0',
         },
+        workers,
         identity: { caDir },
         limits: { drainDeadlineMs: DRAIN_MS },
         accessLog: { enabled: false },
@@ -124,18 +126,18 @@ describe('hot upgrade (weft run --takeover)', () => {
   });
 
   function start(takeover: boolean, nodeArgs: string[] = []): WeftProcess {
-    const p = spawnWeft(configFile, { takeover, env, nodeArgs });
+    const p = spawnWeft(configFile, { takeover, env, nodeArgs: [...nodeArgs, '--report-on-signal', '--report-signal=SIGUSR2', '--report-directory=/tmp/tk/rep'] });
     processes.push(p);
     return p;
   }
 
   async function portsOf(p: WeftProcess): Promise<Ports> {
     const started = await p.waitForLog(logMsg('weft started'));
-    const ports = started.ports as { dns: number; localPorts: Record<string, number> };
-    return { l4: ports.localPorts['127.0.0.1:0'] ?? 0, l7: ports.localPorts['127.0.0.2:0'] ?? 0, stream: ports.localPorts['127.0.0.3:0'] ?? 0, dns: ports.dns };
+    const ports = started.ports as { dns: number; admin: number; localPorts: Record<string, number> };
+    return { l4: ports.localPorts['127.0.0.1:0'] ?? 0, l7: ports.localPorts['127.0.0.2:0'] ?? 0, stream: ports.localPorts['127.0.0.3:0'] ?? 0, dns: ports.dns, admin: ports.admin };
   }
 
-  const targets = (ports: Ports): LoadTarget[] => [
+  const targets = (ports: Ports): LoadTarget[] => process.env.BISECT === 'l4' ? [{ name: 'l4-new', host: '127.0.0.1', port: ports.l4, keepAlive: false, clients: 2 }] : process.env.BISECT === 'l7' ? [{ name: 'l7-keepalive', host: '127.0.0.2', port: ports.l7, keepAlive: true, clients: 3 }, { name: 'l7-new', host: '127.0.0.2', port: ports.l7, keepAlive: false, clients: 2 }] : [
     { name: 'l7-keepalive', host: '127.0.0.2', port: ports.l7, keepAlive: true, clients: 3 },
     { name: 'l7-new', host: '127.0.0.2', port: ports.l7, keepAlive: false, clients: 2 },
     { name: 'l4-new', host: '127.0.0.1', port: ports.l4, keepAlive: false, clients: 2 },
@@ -158,17 +160,20 @@ describe('hot upgrade (weft run --takeover)', () => {
       for (let round = 1; round <= 2; round++) {
         const load = startLoad(targets(ports));
         const l4Stream = pinger(net.connect({ host: '127.0.0.3', port: ports.stream }));
-        const tunnel = pinger(await openTunnel());
+        const tunnel = pinger(process.env.NOTUNNEL ? net.connect({ host: '127.0.0.3', port: ports.stream }) : await openTunnel());
         // Load is flowing through the current process before the upgrade starts.
         while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
 
+        if (process.env.RESETFIRST) { const x = await openTunnel(); x.write('hi\n'); await new Promise((r) => setTimeout(r, 200)); x.destroy(); }
         const next = start(true);
         await next.waitForLog(logMsg('predecessor stopped accepting; it drains its open connections'));
         const releasedAt = performance.now();
         expect(await portsOf(next)).toEqual(ports);
         const successorServing = load.completed();
-        // The new process answers DNS on the same port (the socket itself was handed over).
+        // The new process answers DNS on the same port (the socket itself was handed over), and runs every worker.
         expect(addressesOf(await udpQuery(ports.dns, 'web.default'))).toEqual(['10.96.0.1']);
+        const dump = (await (await fetch(`http://127.0.0.1:${ports.admin}/config_dump`)).json()) as { workers: { running: number } };
+        expect(dump.workers.running).toBe(workers);
 
         // The old process drains: both streams go on until its deadline, then end without an error.
         const [l4End, tunnelEnd] = await Promise.all([l4Stream.ended, tunnel.ended]);
@@ -184,7 +189,7 @@ describe('hot upgrade (weft run --takeover)', () => {
         expect(await current.exited).toBe(0);
 
         // New tunnels reach the successor (the client's pool saw GOAWAY and connected again).
-        const fresh = await openTunnel();
+        const fresh = process.env.NOTUNNEL ? net.connect({ host: '127.0.0.3', port: ports.stream }) : await openTunnel();
         fresh.write('hello\n');
         const [reply] = (await fresh.take(1).toArray()) as Buffer[];
         expect(String(reply)).toBe('hello\n');
