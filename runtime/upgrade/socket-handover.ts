@@ -1,5 +1,6 @@
 /** The process's listening sockets by key (`outbound 0.0.0.0:15001`), for handing to a successor, and the sockets inherited from a predecessor, adopted only once the whole app has started. */
-import { loadNativeSocket } from '../native/weft-socket.js';
+import { WeftError } from '../errors.js';
+import { loadNativeSocket, requireNativeSocket } from '../native/weft-socket.js';
 
 export type SocketKind = 'tcp' | 'udp';
 
@@ -33,6 +34,13 @@ export const LATE_ADOPTION_MS = 30_000;
 export function handleFd(handle: unknown): number | undefined {
   const fd = (handle as { fd?: unknown } | null | undefined)?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : undefined;
+}
+
+/** A close-on-exec duplicate of `fd`: what a worker thread lends, and what a worker beyond the inherited sockets gets. */
+export function duplicateFd(fd: number): number {
+  const native = requireNativeSocket('weft run --takeover');
+  if (native.dupFd === undefined) throw new WeftError('WEFT_ERR_NATIVE_UNAVAILABLE', 'weft run --takeover needs the native addon rebuilt (npm install)');
+  return native.dupFd(fd);
 }
 
 export class SocketHandover {

@@ -26,7 +26,7 @@ import { renderAggregated } from './worker-metrics.js';
 import type { WorkerCount } from './worker-count.js';
 import { PluginPrecompiler } from './plugin-precompiler.js';
 import { inheritedPorts, pinAliases, pinPorts, pinnedLocalPort, type PortPins, type StartedPorts } from './pin-ports.js';
-import { socketHandover, type HandoverSocket } from '../upgrade/socket-handover.js';
+import { duplicateFd, socketHandover, type HandoverSocket } from '../upgrade/socket-handover.js';
 import type { HandoverSockets } from '../upgrade/hot-upgrade.js';
 import { loadNativeSocket } from '../native/weft-socket.js';
 import { shareOut } from './share-out.js';
@@ -141,7 +141,7 @@ export class WorkerPrimary {
     // port-0 addresses are pinned to the ports they are bound to before any worker starts.
     const inherited = socketHandover.extract((r) => !PRIMARY_ENDPOINTS.has(r.key.slice(0, r.key.indexOf(' '))));
     const initial = inherited.length === 0 ? config : pinPorts(config, this.#pins, inheritedPorts(config, (key) => inherited.find((s) => s.record.key === key)?.record.port));
-    const shares = shareOut(inherited, this.count.count, (fd) => dupFd(fd));
+    const shares = shareOut(inherited, this.count.count, duplicateFd);
     const first = await this.#spawn(0, initial, shares[0]);
     this.#pinned = pinPorts(config, this.#pins, first);
     await Promise.all(Array.from({ length: this.count.count - 1 }, (_, i) => this.#spawn(i + 1, this.#pinned, shares[i + 1])));
@@ -412,12 +412,6 @@ export class WorkerPrimary {
     log.info({ forced, workers: live.length }, 'weft stopped');
     return { forced };
   }
-}
-
-function dupFd(fd: number): number {
-  const dup = loadNativeSocket()?.dupFd;
-  if (dup === undefined) throw new WeftError('WEFT_ERR_NATIVE_UNAVAILABLE', 'weft run --takeover needs the native addon rebuilt (npm install)');
-  return dup(fd);
 }
 
 /** Whether the config leaves the CA to weft's embedded one with an in-memory root (no caAddress, root files or caDir). */

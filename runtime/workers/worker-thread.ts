@@ -53,7 +53,7 @@ export const STOP_ACCEPTING_RPC = 'stop-accepting';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
-  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { socketHandover }, { requireNativeSocket }] = await Promise.all([
+  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { socketHandover, duplicateFd }] = await Promise.all([
     import('../app.js'),
     import('./worker-rpc.js'),
     import('./process-memory-backend.js'),
@@ -61,7 +61,6 @@ async function main(start: WorkerStart): Promise<void> {
     import('../identity/ca-client-from-config.js'),
     import('../log.js'),
     import('../upgrade/socket-handover.js'),
-    import('../native/weft-socket.js'),
   ]);
   const applyLevels = (levels: Record<string, LogLevel>): void => {
     for (const [component, level] of Object.entries(levels)) log.setLogLevel(level, component === 'default' ? undefined : component);
@@ -109,9 +108,7 @@ async function main(start: WorkerStart): Promise<void> {
   // listeners do meanwhile.
   rpc.handle(HANDOVER_LEND_RPC, (payload) => {
     socketHandover.setAliases((payload as { aliases: [string, string][] }).aliases);
-    const dup = requireNativeSocket('weft run --takeover').dupFd;
-    if (dup === undefined) throw new Error('weft run --takeover needs the native addon rebuilt (npm install)');
-    return socketHandover.held().map((s): HandoverSocket => ({ record: s.record, fd: dup(s.fd) }));
+    return socketHandover.held().map((s): HandoverSocket => ({ record: s.record, fd: duplicateFd(s.fd) }));
   });
   rpc.handle(HANDOVER_COMMIT_RPC, async () => {
     await socketHandover.commit();
