@@ -109,31 +109,30 @@ static napi_value fd_receive(napi_env env, napi_callback_info info) {
   return result;
 }
 
-/* closeFd(fd): for inherited descriptors nobody adopted. */
-static napi_value close_fd(napi_env env, napi_callback_info info) {
+/* The one int32 argument of closeFd, dupFd and exitNow; 0, or -1 after throwing a TypeError naming `usage`. */
+static int int_arg(napi_env env, napi_callback_info info, const char *usage, int32_t *fd) {
   size_t argc = 1;
   napi_value argv[1];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t fd;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "closeFd(fd)");
-    return NULL;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], fd) != napi_ok) {
+    napi_throw_type_error(env, NULL, usage);
+    return -1;
   }
-  close(fd);
+  return 0;
+}
+
+/* closeFd(fd): for inherited descriptors nobody adopted. */
+static napi_value close_fd(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  if (int_arg(env, info, "closeFd(fd)", &fd) == 0) close(fd);
   return NULL;
 }
 
 /* dupFd(fd) -> fd: a close-on-exec duplicate. A worker thread lends its listening sockets to the thread that hands them
  * over as duplicates, so a listener closing meanwhile cannot leave a reused descriptor number in the batch. */
 static napi_value dup_fd(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   int32_t fd;
-  if (argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok) {
-    napi_throw_type_error(env, NULL, "dupFd(fd)");
-    return NULL;
-  }
+  if (int_arg(env, info, "dupFd(fd)", &fd) != 0) return NULL;
   int copy = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (copy < 0) return throw_errno(env, "dup", errno);
   napi_value out;
@@ -145,11 +144,8 @@ static napi_value dup_fd(napi_env env, napi_callback_info info) {
  * that teardown (Node's CleanupHandles waiting on a TCP handle that never closes, runtime/upgrade/README.md):
  * process.exit() would join the thread and wait with it. */
 static napi_value exit_now(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  int32_t code = 0;
-  if (argc >= 1) napi_get_value_int32(env, argv[0], &code);
+  int32_t code;
+  if (int_arg(env, info, "exitNow(code)", &code) != 0) return NULL;
   _exit(code);
 }
 

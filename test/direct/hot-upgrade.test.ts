@@ -207,6 +207,22 @@ describe.each([1, 2])('hot upgrade (weft run --takeover), workers: %i', (workers
     }
   }, 120_000);
 
+  /** Under load, a successor started with `hook` fails; the old process serves every request meanwhile and goes on. */
+  async function failedHandover(running: WeftProcess, ports: Ports, hook: string): Promise<number | string> {
+    const load = startLoad(targets(ports));
+    while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
+    const doomed = start(true, ['--import', hook]);
+    const exit = await doomed.exited;
+    await running.waitForLog(logMsg('successor went away before it was ready; still serving'));
+    const after = load.completed();
+    while (load.completed() < after + 100) await new Promise((r) => setTimeout(r, 20));
+    const result = await load.stop();
+    expect(result.errors).toEqual([]);
+    expect(Object.values(result.failed).reduce((a, b) => a + b, 0)).toBe(0);
+    expect(running.child.exitCode).toBeNull();
+    return exit;
+  }
+
   it('keeps the old process serving when the successor crashes while adopting the sockets', async () => {
     const running = processes.find((p) => p.child.exitCode === null && p.child.signalCode === null) ?? start(false);
     const ports = await portsOf(running);
@@ -216,17 +232,7 @@ describe.each([1, 2])('hot upgrade (weft run --takeover), workers: %i', (workers
       crash,
       "import net from 'node:net';\nconst listen = net.Server.prototype.listen;\nnet.Server.prototype.listen = function (...args) {\n  if (typeof args[0] === 'object' && args[0] !== null && typeof args[0].fd === 'number') process.kill(process.pid, 'SIGKILL');\n  return listen.apply(this, args);\n};\n",
     );
-    const load = startLoad(targets(ports));
-    while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
-    const doomed = start(true, ['--import', crash]);
-    expect(await doomed.exited).toBe('SIGKILL');
-    await running.waitForLog(logMsg('successor went away before it was ready; still serving'));
-    const after = load.completed();
-    while (load.completed() < after + 100) await new Promise((r) => setTimeout(r, 20));
-    const result = await load.stop();
-    expect(result.errors).toEqual([]);
-    expect(Object.values(result.failed).reduce((a, b) => a + b, 0)).toBe(0);
-    expect(running.child.exitCode).toBeNull();
+    expect(await failedHandover(running, ports, crash)).toBe('SIGKILL');
 
     // And it can still be taken over afterwards.
     const next = start(true);
@@ -246,17 +252,7 @@ describe.each([1, 2])('hot upgrade (weft run --takeover), workers: %i', (workers
         failing,
         "import { createRequire, syncBuiltinESMExports } from 'node:module';\nconst wt = createRequire(import.meta.url)('node:worker_threads');\nconst Original = wt.Worker;\nlet made = 0;\nwt.Worker = class extends Original {\n  constructor(file, opts) {\n    if (++made === 2) super('throw new Error(\"injected: this worker cannot start\")', { ...opts, eval: true });\n    else super(file, opts);\n  }\n};\nsyncBuiltinESMExports();\n",
       );
-      const load = startLoad(targets(ports));
-      while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
-      const doomed = start(true, ['--import', failing]);
-      expect(await doomed.exited).not.toBe(0);
-      await running.waitForLog(logMsg('successor went away before it was ready; still serving'));
-      const after = load.completed();
-      while (load.completed() < after + 100) await new Promise((r) => setTimeout(r, 20));
-      const result = await load.stop();
-      expect(result.errors).toEqual([]);
-      expect(Object.values(result.failed).reduce((a, b) => a + b, 0)).toBe(0);
-      expect(running.child.exitCode).toBeNull();
+      expect(await failedHandover(running, ports, failing)).not.toBe(0);
       expect(addressesOf(await udpQuery(ports.dns, 'web.default'))).toEqual(['10.96.0.1']);
     }, 60_000);
   }
