@@ -63,9 +63,12 @@ async function main(): Promise<void> {
   const upstream = http.createServer((_req, res) => res.end('ok'));
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   const configFile = path.join(dir, 'weft.yaml');
+  // WEFT_BENCH_WORKERS=2: the same with two worker threads (each takeover then hands every worker's sockets over).
+  const workers = Number(process.env.WEFT_BENCH_WORKERS ?? '1');
   writeFileSync(
     configFile,
     stringify({
+      workers,
       listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, dns: '127.0.0.1:0', admin: '127.0.0.1:0', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
       dns: { upstreams: [`127.0.0.1:${dnsmasqPort}`] },
       accessLog: { enabled: false },
@@ -78,7 +81,7 @@ async function main(): Promise<void> {
   const env = { WEFT_TAKEOVER_SOCKET: path.join(dir, 'takeover.sock') };
   const weft: BuiltWeft = await spawnWeftBuilt(configFile, [], env);
   try {
-    const results: Record<string, unknown> = {};
+    const results: Record<string, unknown> = { node: process.version, workers };
     // Interleaved A/B/C, twice: the machine is shared and noisy.
     for (let round = 0; round < 2; round++) {
       results[`state_${round}`] = await measure(weft.ports.dns, 'web.default.svc.cluster.local');

@@ -85,13 +85,19 @@ export interface InpodRuntime extends Proc {
   configDump(): Promise<Record<string, unknown>>;
 }
 
-export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[]; policies?: unknown[] }): Promise<InpodRuntime> {
-  const accessLog = path.join(node.workDir, `access-${Date.now()}.log`);
+export async function startInpodRuntime(
+  node: SimulatedNode,
+  paths: InpodPaths,
+  // takeover: `weft run --takeover` of the runtime running with this node's config (pass its accessLog so the file stays the same).
+  opts: { workloads: InpodWorkload[]; caDir: string; plugins?: unknown[]; policies?: unknown[]; workers?: number; takeover?: boolean; accessLog?: string },
+): Promise<InpodRuntime> {
+  const accessLog = opts.accessLog ?? path.join(node.workDir, `access-${Date.now()}.log`);
   const configPath = path.join(node.workDir, 'weft-inpod.yaml');
   writeFileSync(
     configPath,
     stringify({
       node: `node-${node.index}`,
+      ...(opts.workers === undefined ? {} : { workers: opts.workers }),
       listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: '127.0.0.1:15000', metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
       identity: { caDir: opts.caDir },
       accessLog: { enabled: true, path: accessLog },
@@ -110,7 +116,7 @@ export async function startInpodRuntime(node: SimulatedNode, paths: InpodPaths, 
       })),
     }),
   );
-  const proc = await startProc(node.nodeNs, [process.execPath, '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configPath], '"weft started"');
+  const proc = await startProc(node.nodeNs, [process.execPath, '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configPath, ...(opts.takeover === true ? ['--takeover'] : [])], '"weft started"');
   const lines = (): Record<string, unknown>[] =>
     existsSync(accessLog)
       ? readFileSync(accessLog, 'utf8')
