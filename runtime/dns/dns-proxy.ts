@@ -43,8 +43,9 @@ export class DnsProxy {
   readonly #forwarder: DnsForwarder;
   readonly #queries;
   readonly #upstreamSeconds;
-  #udp: dgram.Socket | undefined;
-  #tcp: net.Server | undefined;
+  /** One socket of each kind, or several adopted from a predecessor that ran more worker threads (all are served). */
+  #udps: dgram.Socket[] = [];
+  #tcps: net.Server[] = [];
   readonly #connections = new Set<net.Socket>();
   readonly #released: (() => void)[] = [];
   #port: number | undefined;
@@ -70,19 +71,25 @@ export class DnsProxy {
     const addr = parseSocketAddress(address);
     if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `dns listener: "${address}" is not an ip:port address`);
     const family = net.isIPv6(addr.host) ? 'udp6' : 'udp4';
-    const keys = { udp: `dns ${address}`, tcp: `dns ${address}` };
-    const [udpInherited] = socketHandover.take(keys.udp, 'udp');
-    const [tcpInherited] = socketHandover.take(keys.tcp, 'tcp');
-    const tcp = net.createServer({ noDelay: true }, (s) => this.#serveTcp(s));
-    this.#tcp = tcp;
-    if (udpInherited !== undefined && tcpInherited !== undefined) {
-      const udp = this.#udpSocket(family);
-      this.#port = udpInherited.port;
+    const key = `dns ${address}`;
+    const udpInherited = socketHandover.take(key, 'udp');
+    const tcpInherited = socketHandover.take(key, 'tcp');
+    const tcpServer = (): net.Server => {
+      const tcp = net.createServer({ noDelay: true }, (s) => this.#serveTcp(s));
+      this.#tcps.push(tcp);
+      return tcp;
+    };
+    if (udpInherited.length > 0 && tcpInherited.length > 0) {
+      // Every inherited socket gets a reader: a predecessor with more workers had one pair per worker in the group.
+      const udps = udpInherited.map(() => this.#udpSocket(family));
+      const tcps = tcpInherited.map(tcpServer);
+      this.#port = udpInherited[0]?.port;
       await socketHandover.defer(async () => {
-        await bindUdp(udp, { fd: udpInherited.fd });
-        await listenTcp(tcp, { fd: tcpInherited.fd });
+        for (const [i, s] of udpInherited.entries()) await bindUdp(udps[i] as dgram.Socket, { fd: s.fd });
+        for (const [i, s] of tcpInherited.entries()) await listenTcp(tcps[i] as net.Server, { fd: s.fd });
       });
     } else {
+      const tcp = tcpServer();
       for (let attempt = 0; ; attempt++) {
         const udp = this.#udpSocket(family);
         try {
@@ -92,27 +99,28 @@ export class DnsProxy {
           break;
         } catch (err) {
           udp.close();
+          this.#udps = this.#udps.filter((u) => u !== udp);
           // Port 0: the UDP port's TCP twin may be taken; pick another pair.
           if (addr.port === 0 && attempt < 5) continue;
           throw new WeftError('WEFT_ERR_LISTEN', `dns listener: cannot listen on ${address}: ${(err as Error).message} (is another process using the port?)`, { cause: err });
         }
       }
     }
-    const udp = this.#udp as dgram.Socket;
-    this.#released.push(socketHandover.hold({ key: keys.udp, kind: 'udp', port: this.#port }, () => (this.#udp === udp ? handleFd(udpHandle(udp)) : undefined)));
-    this.#released.push(socketHandover.hold({ key: keys.tcp, kind: 'tcp', port: this.#port }, () => (tcp.listening ? handleFd((tcp as unknown as { _handle?: unknown })._handle) : undefined)));
-    this.#opts.logger.info({ address: `${addr.host}:${this.#port}`, inherited: udpInherited !== undefined }, 'dns proxy listening (udp, tcp)');
+    const port = this.#port ?? 0;
+    for (const udp of this.#udps) this.#released.push(socketHandover.hold({ key, kind: 'udp', port }, () => (this.#udps.includes(udp) ? handleFd(udpHandle(udp)) : undefined)));
+    for (const tcp of this.#tcps) this.#released.push(socketHandover.hold({ key, kind: 'tcp', port }, () => (tcp.listening ? handleFd((tcp as unknown as { _handle?: unknown })._handle) : undefined)));
+    this.#opts.logger.info({ address: `${addr.host}:${this.#port}`, inherited: udpInherited.length > 0 }, 'dns proxy listening (udp, tcp)');
   }
 
   #udpSocket(family: 'udp4' | 'udp6'): dgram.Socket {
     const udp = dgram.createSocket({ type: family, reusePort: this.#opts.reusePort === true });
     udp.on('message', (msg, rinfo) => {
       void this.answer(msg, { address: normalizeIp(rinfo.address), port: rinfo.port }, 'udp').then((reply) => {
-        if (reply !== undefined && this.#udp === udp) udp.send(reply, rinfo.port, rinfo.address);
+        if (reply !== undefined && this.#udps.includes(udp)) udp.send(reply, rinfo.port, rinfo.address);
       });
     });
     udp.on('error', (err) => this.#opts.logger.warn({ err }, 'dns udp socket error'));
-    this.#udp = udp;
+    this.#udps.push(udp);
     return udp;
   }
 
@@ -123,13 +131,12 @@ export class DnsProxy {
    */
   stopAccepting(): void {
     for (const r of this.#released.splice(0)) r();
-    if (this.#tcp?.listening === true) this.#tcp.close();
+    for (const tcp of this.#tcps) if (tcp.listening) tcp.close();
   }
 
   close(): void {
     this.stopAccepting();
-    this.#udp?.close();
-    this.#udp = undefined;
+    for (const udp of this.#udps.splice(0)) udp.close();
     for (const s of this.#connections) s.destroy();
     this.#forwarder.close();
   }
