@@ -9,7 +9,7 @@ import type { ProxyState } from '../state/proxy-state.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { normalizeIp, type SocketAddr } from '../l4/original-destination.js';
 import { parseSocketAddress } from '../config/socket-address.js';
-import { DnsRecords } from './dns-records.js';
+import { DnsRecords, SRV_PRIORITY, SRV_WEIGHT, type DnsHost } from './dns-records.js';
 import { DnsForwarder } from './dns-forwarder.js';
 import { upstreamResolvers } from './resolv-conf.js';
 import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
@@ -165,22 +165,35 @@ export class DnsProxy {
     const opt = query.additionals?.find((a): a is OptAnswer => a.type === 'OPT');
     const limit = protocol === 'tcp' ? 65_535 : Math.max(UDP_LIMIT, Math.min(opt?.udpPayloadSize ?? UDP_LIMIT, EDNS_PAYLOAD * 4));
     const snapshot = this.#opts.state.current;
-    const hostEntry = question.class === 'IN' || question.class === undefined ? DnsRecords.of(snapshot).lookup(question.name, snapshot.workloadByIp(client.address)?.namespace) : undefined;
-    if (hostEntry !== undefined) {
+    const inClass = question.class === 'IN' || question.class === undefined;
+    const records = DnsRecords.of(snapshot);
+    const clientNamespace = inClass ? snapshot.workloadByIp(client.address)?.namespace : undefined;
+    const service = inClass && question.type === 'SRV' ? records.service(question.name, clientNamespace) : undefined;
+    const hostEntry = inClass && service === undefined ? records.lookup(question.name, clientNamespace) : undefined;
+    if (service !== undefined || hostEntry !== undefined) {
       this.#queries.inc({ protocol, result: 'answered' });
       const ttl = snapshot.config.dns.ttlSeconds;
-      const addresses = question.type === 'A' ? hostEntry.v4 : question.type === 'AAAA' ? hostEntry.v6 : [];
-      const answers: Answer[] = addresses.map((data) => ({ type: question.type as 'A' | 'AAAA', class: 'IN', name: question.name, ttl, data }));
+      const addressAnswers = (name: string, type: 'A' | 'AAAA', list: string[]): Answer[] => list.map((data) => ({ type, class: 'IN', name, ttl, data }));
+      let answers: Answer[];
+      let additionals: Answer[] = [];
+      if (service !== undefined) {
+        // RFC 2782; the target's addresses ride along in the additional section, as kube-dns and CoreDNS send them.
+        answers = [{ type: 'SRV', class: 'IN', name: question.name, ttl, data: { priority: SRV_PRIORITY, weight: SRV_WEIGHT, port: service.port, target: service.host.fqdn } }];
+        additionals = [...addressAnswers(service.host.fqdn, 'A', service.host.v4), ...addressAnswers(service.host.fqdn, 'AAAA', service.host.v6)];
+      } else {
+        const found = hostEntry as DnsHost;
+        answers = question.type === 'A' ? addressAnswers(question.name, 'A', found.v4) : question.type === 'AAAA' ? addressAnswers(question.name, 'AAAA', found.v6) : [];
+      }
       const response = {
         type: 'response' as const,
         id: query.id ?? 0,
         flags: FLAG_AA | FLAG_RA | ((query.flags ?? 0) & FLAG_RD),
         questions: [question],
         answers,
-        additionals: opt === undefined ? [] : [{ type: 'OPT' as const, name: '.', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as unknown as Answer],
+        additionals: [...additionals, ...(opt === undefined ? [] : [{ type: 'OPT' as const, name: '.', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as unknown as Answer])],
       };
       const encoded = dnsPacket.encode(response);
-      return encoded.length <= limit ? encoded : dnsPacket.encode({ ...response, flags: response.flags | FLAG_TC, answers: [] });
+      return encoded.length <= limit ? encoded : dnsPacket.encode({ ...response, flags: response.flags | FLAG_TC, answers: [], additionals: [] });
     }
     const started = performance.now();
     try {

@@ -18,7 +18,7 @@ function config(resolverPort: number, reviewsVip = '10.96.0.11', extra: Record<s
       ...manyPods,
     ],
     services: [
-      { name: 'reviews', namespace: 'default', addresses: [reviewsVip, 'fd00::11'], ports: [{ port: 9080 }] },
+      { name: 'reviews', namespace: 'default', addresses: [reviewsVip, 'fd00::11'], ports: [{ port: 9080, name: 'http' }, { port: 9443, name: 'GRPC-tls' }] },
       { name: 'cart', namespace: 'shop', addresses: ['10.96.1.7'], ports: [{ port: 80 }] },
       { name: 'big', namespace: 'shop', ports: [{ port: 80 }], selector: { app: 'big' } },
     ],
@@ -70,6 +70,28 @@ describe('DNS proxy', () => {
     expect(reply.answers).toEqual([]);
     const txt = await udpQuery(port, 'cart.shop', { type: 'TXT' });
     expect(rcodeOf(txt)).toBe('NOERROR');
+  });
+
+  it('answers SRV for named Service ports in every name form, with the target\'s addresses, over UDP and TCP', async () => {
+    for (const query of [udpQuery, tcpQuery]) {
+      for (const name of ['_http._tcp.reviews.default.svc.cluster.local', '_http._tcp.reviews.default.svc', '_http._tcp.reviews.default']) {
+        const reply = await query(port, name, { type: 'SRV' });
+        expect(rcodeOf(reply), name).toBe('NOERROR');
+        expect(reply.flag_aa, name).toBe(true);
+        expect(reply.answers, name).toEqual([{ type: 'SRV', class: 'IN', name, ttl: 30, flush: false, data: { priority: 10, weight: 100, port: 9080, target: 'reviews.default.svc.cluster.local' } }]);
+        expect((reply.additionals ?? []).map((a) => `${a.name} ${a.type} ${String(a.data)}`), name).toEqual(['reviews.default.svc.cluster.local A 10.96.0.11', 'reviews.default.svc.cluster.local AAAA fd00::11']);
+      }
+    }
+    // Port names are case-insensitive like every DNS label; a bare label completes in the asking pod's namespace.
+    expect((await udpQuery(port, '_grpc-tls._tcp.reviews.default', { type: 'SRV' })).answers?.[0]?.data).toMatchObject({ port: 9443 });
+    expect((await udpQuery(port, '_http._tcp.reviews', { type: 'SRV', from: '127.0.0.2' })).answers?.[0]?.data).toMatchObject({ port: 9080 });
+    // A port without a name has no SRV record: the name is not weft's, so it goes upstream (NXDOMAIN there).
+    expect(rcodeOf(await udpQuery(port, '_http._tcp.cart.shop', { type: 'SRV' }))).toBe('NXDOMAIN');
+    expect(resolver.seen).toContain('_http._tcp.cart.shop SRV udp');
+    // SRV of the Service name itself: a known name with no record of that type (NODATA).
+    const nodata = await udpQuery(port, 'reviews.default', { type: 'SRV' });
+    expect(rcodeOf(nodata)).toBe('NOERROR');
+    expect(nodata.answers).toEqual([]);
   });
 
   it('answers pod names (kube-dns pod records)', async () => {
