@@ -11,6 +11,7 @@ import { normalizeIp, type SocketAddr } from '../l4/original-destination.js';
 import { parseSocketAddress } from '../config/socket-address.js';
 import { DnsRecords, SRV_PRIORITY, SRV_WEIGHT, type DnsHost } from './dns-records.js';
 import { DnsForwarder } from './dns-forwarder.js';
+import { DnsCache } from './dns-cache.js';
 import { upstreamResolvers } from './resolv-conf.js';
 import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
 
@@ -41,6 +42,7 @@ export interface DnsProxyOptions {
 export class DnsProxy {
   readonly #opts: DnsProxyOptions;
   readonly #forwarder: DnsForwarder;
+  readonly #cache: DnsCache;
   readonly #queries;
   readonly #upstreamSeconds;
   /** One socket of each kind, or several adopted from a predecessor that ran more worker threads (all are served). */
@@ -55,7 +57,8 @@ export class DnsProxy {
     this.#opts = opts;
     const dns = () => opts.state.current.config.dns;
     this.#forwarder = new DnsForwarder({ servers: () => this.#upstreams(), timeoutMs: () => dns().timeoutMs, attempts: () => dns().attempts });
-    this.#queries = opts.metrics.counter('weft_dns_queries_total', 'DNS queries by how they were answered (answered from state, forwarded upstream, failed)', ['protocol', 'result']);
+    this.#cache = new DnsCache({ maxEntries: () => dns().cacheEntries });
+    this.#queries = opts.metrics.counter('weft_dns_queries_total', 'DNS queries by how they were answered (answered from state, forwarded upstream, cached from an earlier forward, failed)', ['protocol', 'result']);
     this.#upstreamSeconds = opts.metrics.histogram('weft_dns_upstream_request_duration_seconds', 'Time upstream resolvers took to answer forwarded queries', ['protocol'], [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]);
   }
 
@@ -195,11 +198,19 @@ export class DnsProxy {
       const encoded = dnsPacket.encode(response);
       return encoded.length <= limit ? encoded : dnsPacket.encode({ ...response, flags: response.flags | FLAG_TC, answers: [], additionals: [] });
     }
+    this.#upstreams(); // a reload that changed the resolvers empties the cache first
+    const cacheKey = DnsCache.key(question, query);
+    const cached = this.#cache.get(cacheKey, query);
+    if (cached !== undefined) {
+      this.#queries.inc({ protocol, result: 'cached' });
+      return cached.length <= limit ? cached : truncated(cached);
+    }
     const started = performance.now();
     try {
       const reply = await this.#forwarder.forward(message, protocol === 'tcp');
       this.#upstreamSeconds.observe({ protocol }, (performance.now() - started) / 1000);
       this.#queries.inc({ protocol, result: 'forwarded' });
+      this.#cache.set(cacheKey, reply);
       return reply.length <= limit ? reply : truncated(reply);
     } catch (err) {
       this.#queries.inc({ protocol, result: 'failed' });
@@ -211,7 +222,12 @@ export class DnsProxy {
   #upstreams(): SocketAddr[] {
     const snapshot = this.#opts.state.current;
     // resolv.conf is read once per config version: a reload (or a new Kubernetes snapshot) re-reads it.
-    if (this.#servers?.version !== snapshot.version) this.#servers = { version: snapshot.version, list: upstreamResolvers(snapshot.config.dns) };
+    if (this.#servers?.version !== snapshot.version) {
+      const list = upstreamResolvers(snapshot.config.dns);
+      // Other resolvers may answer otherwise: what the old ones said is not kept.
+      if (this.#servers !== undefined && JSON.stringify(list) !== JSON.stringify(this.#servers.list)) this.#cache.clear();
+      this.#servers = { version: snapshot.version, list };
+    }
     return this.#servers.list;
   }
 

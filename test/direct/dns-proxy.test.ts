@@ -32,7 +32,7 @@ describe('DNS proxy', () => {
   let port: number;
 
   beforeAll(async () => {
-    resolver = await startTestResolver({ 'example.com': ['93.184.216.34'] });
+    resolver = await startTestResolver({ 'example.com': ['93.184.216.34'], 'tcp.example.com': ['93.184.216.35'], 'cached.example.com': ['93.184.216.36'] });
     weft = await startWeft(config(resolver.port));
     port = weft.app.ports.dns ?? 0;
   });
@@ -79,7 +79,7 @@ describe('DNS proxy', () => {
         expect(rcodeOf(reply), name).toBe('NOERROR');
         expect(reply.flag_aa, name).toBe(true);
         expect(reply.answers, name).toEqual([{ type: 'SRV', class: 'IN', name, ttl: 30, flush: false, data: { priority: 10, weight: 100, port: 9080, target: 'reviews.default.svc.cluster.local' } }]);
-        expect((reply.additionals ?? []).map((a) => `${a.name} ${a.type} ${'data' in a ? String(a.data) : ''}`), name).toEqual(['reviews.default.svc.cluster.local A 10.96.0.11', 'reviews.default.svc.cluster.local AAAA fd00::11']);
+        expect((reply.additionals ?? []).map((a) => `${a.name} ${a.type} ${a.type === 'A' || a.type === 'AAAA' ? a.data : ''}`), name).toEqual(['reviews.default.svc.cluster.local A 10.96.0.11', 'reviews.default.svc.cluster.local AAAA fd00::11']);
       }
     }
     // Port names are case-insensitive like every DNS label; a bare label completes in the asking pod's namespace.
@@ -102,12 +102,28 @@ describe('DNS proxy', () => {
     const viaUdp = await udpQuery(port, 'example.com', { id: 4242 });
     expect(viaUdp.id).toBe(4242);
     expect(addressesOf(viaUdp)).toEqual(['93.184.216.34']);
-    const viaTcp = await tcpQuery(port, 'example.com');
-    expect(addressesOf(viaTcp)).toEqual(['93.184.216.34']);
-    expect(resolver.seen).toEqual(expect.arrayContaining(['example.com A udp', 'example.com A tcp']));
+    const viaTcp = await tcpQuery(port, 'tcp.example.com');
+    expect(addressesOf(viaTcp)).toEqual(['93.184.216.35']);
+    expect(resolver.seen).toEqual(expect.arrayContaining(['example.com A udp', 'tcp.example.com A tcp']));
     const metrics = await weft.metrics();
     expect(metricValue(metrics, 'weft_dns_queries_total', { result: 'forwarded' })).toBeGreaterThanOrEqual(2);
     expect(metricValue(metrics, 'weft_dns_queries_total', { result: 'answered' })).toBeGreaterThan(0);
+  });
+
+  it('answers a forwarded name again from its cache within the TTL, over UDP and TCP, and NXDOMAIN without a SOA never', async () => {
+    const first = await udpQuery(port, 'cached.example.com');
+    const asked = resolver.seen.filter((q) => q.startsWith('cached.example.com ')).length;
+    const again = await udpQuery(port, 'Cached.Example.com', { id: 777 });
+    const overTcp = await tcpQuery(port, 'cached.example.com');
+    expect(resolver.seen.filter((q) => q.startsWith('cached.example.com ')).length).toBe(asked);
+    expect(again.id).toBe(777);
+    expect(again.questions?.[0]?.name).toBe('Cached.Example.com');
+    expect([addressesOf(first), addressesOf(again), addressesOf(overTcp)]).toEqual([['93.184.216.36'], ['93.184.216.36'], ['93.184.216.36']]);
+    expect(metricValue(await weft.metrics(), 'weft_dns_queries_total', { result: 'cached' })).toBeGreaterThanOrEqual(2);
+    // The test resolver's NXDOMAIN carries no SOA: nothing says how long it may be kept (RFC 2308), so it is asked again.
+    await udpQuery(port, 'missing.example.com');
+    await udpQuery(port, 'missing.example.com');
+    expect(resolver.seen.filter((q) => q === 'missing.example.com A udp')).toHaveLength(2);
   });
 
   it('sets TC on a UDP answer over 512 bytes, and answers it in full over TCP', async () => {
