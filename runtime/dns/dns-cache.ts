@@ -12,6 +12,20 @@ interface Entry {
   reply: DecodedPacket;
   storedAt: number;
   expiresAt: number;
+  /** The reply encoded with the TTLs of one whole second of age: hits within that second only patch ID and question. */
+  encoded?: { age: number; bytes: Buffer };
+}
+
+/** Bytes of the first question of a query (name labels, type, class), or -1 if the name uses compression. */
+function questionLength(message: Buffer): number {
+  let at = 12;
+  while (at < message.length) {
+    const len = message[at] as number;
+    if (len === 0) return at + 1 + 4 <= message.length ? at + 1 + 4 - 12 : -1;
+    if ((len & 0xc0) !== 0) return -1;
+    at += 1 + len;
+  }
+  return -1;
 }
 
 export interface DnsCacheOptions {
@@ -62,8 +76,11 @@ export class DnsCache {
     return `${question.name.toLowerCase().replace(/\.$/, '')} ${question.type} ${question.class ?? 'IN'} ${flags} ${opt === undefined ? '-' : `edns${opt.flag_do ? ' do' : ''}`}`;
   }
 
-  /** The cached answer for `query`, with its ID and question, and every TTL less the time it has been held. */
-  get(key: string, query: DecodedPacket): Buffer | undefined {
+  /**
+   * The cached answer for `query` (`message` as received), with its ID and question, and every TTL less the whole
+   * seconds it has been held.
+   */
+  get(key: string, query: DecodedPacket, message: Buffer): Buffer | undefined {
     const entry = this.#entries.get(key);
     if (entry === undefined) return undefined;
     const now = this.#now();
@@ -75,8 +92,17 @@ export class DnsCache {
     this.#entries.delete(key);
     this.#entries.set(key, entry);
     const elapsed = Math.floor((now - entry.storedAt) / 1000);
-    const age = (list: Answer[] | undefined): Answer[] => (list ?? []).map((r) => (r.type === 'OPT' ? r : { ...r, ttl: Math.max(0, (r.ttl ?? 0) - elapsed) }));
-    return dnsPacket.encode({ ...entry.reply, id: query.id ?? 0, questions: query.questions ?? [], answers: age(entry.reply.answers), authorities: age(entry.reply.authorities), additionals: age(entry.reply.additionals) });
+    if (entry.encoded?.age !== elapsed) {
+      const age = (list: Answer[] | undefined): Answer[] => (list ?? []).map((r) => (r.type === 'OPT' ? r : { ...r, ttl: Math.max(0, (r.ttl ?? 0) - elapsed) }));
+      entry.encoded = { age: elapsed, bytes: dnsPacket.encode({ ...entry.reply, answers: age(entry.reply.answers), authorities: age(entry.reply.authorities), additionals: age(entry.reply.additionals) }) };
+    }
+    const bytes = Buffer.from(entry.encoded.bytes);
+    bytes.writeUInt16BE(query.id ?? 0, 0);
+    // The asker's question, byte for byte (its letter case, RFC 1035 §7.3 / the 0x20 trick): same name, so same length.
+    const length = questionLength(message);
+    if (length > 0 && length === questionLength(bytes)) message.copy(bytes, 12, 12, 12 + length);
+    else return dnsPacket.encode({ ...dnsPacket.decode(bytes), questions: query.questions ?? [] });
+    return bytes;
   }
 
   /** Keeps an upstream `reply` to the query `key` names, when its TTL allows (see ttlOf). */

@@ -200,7 +200,7 @@ export class DnsProxy {
     }
     this.#upstreams(); // a reload that changed the resolvers empties the cache first
     const cacheKey = DnsCache.key(question, query);
-    const cached = this.#cache.get(cacheKey, query);
+    const cached = this.#cache.get(cacheKey, query, message);
     if (cached !== undefined) {
       this.#queries.inc({ protocol, result: 'cached' });
       return cached.length <= limit ? cached : truncated(cached);
