@@ -60,7 +60,7 @@ async function measure(port: number, name: string | ((n: number) => string)): Pr
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(tmpdir(), 'weft-dns-bench-'));
   const dnsmasqPort = await freeUdpPort();
-  const dnsmasq = spawn('dnsmasq', ['-k', `--port=${dnsmasqPort}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', '--user=root', '--pid-file=', '--address=/example.test/192.0.2.7', '--cache-size=1000'], { stdio: 'ignore' });
+  const dnsmasq = spawn('dnsmasq', ['-k', `--port=${dnsmasqPort}`, '--listen-address=127.0.0.1', '--bind-interfaces', '--no-resolv', '--no-hosts', '--user=root', '--pid-file=', '--address=/example.test/192.0.2.7', '--local-ttl=60', '--cache-size=1000'], { stdio: 'ignore' });
   const upstream = http.createServer((_req, res) => res.end('ok'));
   await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   const configFile = path.join(dir, 'weft.yaml');
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
     const results: Record<string, unknown> = { node: process.version, workers };
     // Interleaved, twice: the machine is shared and noisy. Forwarded and dnsmasq ask a new name each time (dnsmasq
     // answers any *.example.test from its --address rule), so weft's cache of forwarded answers cannot answer them;
-    // "cached" asks one name again and again.
+    // "cached" asks one name again and again (dnsmasq gives its --address answers a TTL of 60 s with --local-ttl).
     const unique = (n: number): string => `q${n}.example.test`;
     for (let round = 0; round < 2; round++) {
       results[`state_${round}`] = await measure(weft.ports.dns, 'web.default.svc.cluster.local');
