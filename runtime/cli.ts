@@ -41,10 +41,6 @@ async function run(argv: string[]): Promise<number> {
   const nodeName = envValue(ENV.nodeName) ?? (loaded.config.source === 'kubernetes' ? process.env[ENV.kubeNodeName] || undefined : undefined);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
   const workers = resolveWorkerCount(config.workers);
-  if (values.takeover === true && workers.count > 1) {
-    process.stderr.write(`weft run: --takeover hands over one event loop's sockets; this config runs ${workers.count} workers (set workers: 1 to upgrade in place)\n`);
-    return 2;
-  }
   let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
@@ -56,29 +52,33 @@ async function run(argv: string[]): Promise<number> {
     watcher.stop();
     upgradable?.close();
     (source?.stop() ?? Promise.resolve()).then(() => app.shutdown()).then(
-      () => resolveExit(0),
+      () => {
+        // process.exit() would join a worker thread stuck in Node's teardown and wait with it (runtime/upgrade/README.md).
+        if ('threadsLeft' in app && app.threadsLeft) process.stderr.write('', () => loadNativeSocket()?.exitNow?.(0));
+        resolveExit(0);
+      },
       (err: unknown) => {
         log.error({ error: err }, 'shutdown failed');
         resolveExit(1);
       },
     );
   };
-  // One event loop runs in this thread (the lowest idle memory), upgradable in place (--takeover); more run as worker
-  // threads under a primary, whose sockets are not handed over yet (runtime/upgrade/README.md).
-  let upgradable: Upgradable | undefined;
+  // One event loop runs in this thread (the lowest idle memory); more run as worker threads under a primary. Either
+  // is upgradable in place (--takeover, runtime/upgrade/README.md).
+  let upgradable: Upgradable<unknown> | undefined;
   let app: App | WorkerPrimary;
+  const upgrade = { configFile: file, takeover: values.takeover === true, onTakenOver: (pid: number) => stop(`taken over by ${pid}`) };
   if (workers.count === 1) {
-    upgradable = await startUpgradable({
-      configFile: file,
-      takeover: values.takeover === true,
-      createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }),
-      onTakenOver: (pid) => stop(`taken over by ${pid}`),
-    });
-    app = upgradable.app;
+    const single = await startUpgradable({ ...upgrade, createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }) });
+    upgradable = single;
+    app = single.app;
     // /config_dump says how many event loops run and why, as the multi-worker primary's does.
     app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
   } else {
-    app = await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
+    const { createWorkerPrimary } = await import('./workers/worker-primary.js');
+    const primary = await startUpgradable({ ...upgrade, createApp: () => createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') }), sockets: (p) => p.handover });
+    upgradable = primary;
+    app = primary.app;
   }
   // Start-up freed module-loading and parse buffers in malloc's arenas; give those pages back (about 0.8 MB of RSS).
   loadNativeSocket()?.trimMemory();

@@ -53,7 +53,7 @@ export async function startHttpEndpoint(name: string, address: string, routes: R
   // A hot upgrade hands the socket over; it starts accepting once the whole app has started (socket-handover.ts).
   const [inherited] = socketHandover.take(key, 'tcp');
   if (inherited === undefined) await listenOn({ host: addr.host, port: addr.port });
-  else socketHandover.defer(() => listenOn({ fd: inherited.fd }));
+  else await socketHandover.defer(() => listenOn({ fd: inherited.fd }));
   const port = inherited?.port ?? (server.address() as { port: number }).port;
   const release = socketHandover.hold({ key, kind: 'tcp', port }, () => (server.listening ? handleFd((server as unknown as { _handle?: unknown })._handle) : undefined));
   return {

@@ -19,6 +19,8 @@ export const dnsSchema = z.strictObject({
   attempts: z.number().int().min(1).max(5).default(2),
   /** TTL of the answers weft gives from its own state (ztunnel's 30 s). */
   ttlSeconds: z.number().int().min(0).max(86_400).default(30),
+  /** Forwarded answers kept for their TTL (least recently used evicted first); 0 turns the cache off. */
+  cacheEntries: z.number().int().min(0).max(1_000_000).default(1_000),
 });
 
 export type DnsConfig = z.infer<typeof dnsSchema>;

@@ -9,8 +9,9 @@ import type { ProxyState } from '../state/proxy-state.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { normalizeIp, type SocketAddr } from '../l4/original-destination.js';
 import { parseSocketAddress } from '../config/socket-address.js';
-import { DnsRecords } from './dns-records.js';
+import { DnsRecords, SRV_PRIORITY, SRV_WEIGHT, type DnsHost } from './dns-records.js';
 import { DnsForwarder } from './dns-forwarder.js';
+import { DnsCache } from './dns-cache.js';
 import { upstreamResolvers } from './resolv-conf.js';
 import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
 
@@ -39,17 +40,19 @@ export interface DnsProxyOptions {
   state: ProxyState;
   metrics: MetricsRegistry;
   logger: Logger;
-  /** Worker threads (runtime/workers): each binds the same UDP and TCP port with SO_REUSEPORT. */
+  /** SO_REUSEPORT on both sockets: each worker thread binds its own pair and the kernel spreads queries between them. */
   reusePort?: boolean;
 }
 
 export class DnsProxy {
   readonly #opts: DnsProxyOptions;
   readonly #forwarder: DnsForwarder;
+  readonly #cache: DnsCache;
   readonly #queries;
   readonly #upstreamSeconds;
-  #udp: dgram.Socket | undefined;
-  #tcp: net.Server | undefined;
+  /** One socket of each kind, or several adopted from a predecessor that ran more worker threads (all are served). */
+  #udps: dgram.Socket[] = [];
+  #tcps: net.Server[] = [];
   readonly #connections = new Set<net.Socket>();
   readonly #released: (() => void)[] = [];
   #port: number | undefined;
@@ -59,7 +62,8 @@ export class DnsProxy {
     this.#opts = opts;
     const dns = () => opts.state.current.config.dns;
     this.#forwarder = new DnsForwarder({ servers: () => this.#upstreams(), timeoutMs: () => dns().timeoutMs, attempts: () => dns().attempts });
-    this.#queries = opts.metrics.counter('weft_dns_queries_total', 'DNS queries by how they were answered (answered from state, forwarded upstream, failed)', ['protocol', 'result']);
+    this.#cache = new DnsCache({ maxEntries: () => dns().cacheEntries });
+    this.#queries = opts.metrics.counter('weft_dns_queries_total', 'DNS queries by how they were answered (answered from state, forwarded upstream, cached from an earlier forward, failed)', ['protocol', 'result']);
     this.#upstreamSeconds = opts.metrics.histogram('weft_dns_upstream_request_duration_seconds', 'Time upstream resolvers took to answer forwarded queries', ['protocol'], [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5]);
   }
 
@@ -75,19 +79,25 @@ export class DnsProxy {
     const addr = parseSocketAddress(address);
     if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `dns listener: "${address}" is not an ip:port address`);
     const family = net.isIPv6(addr.host) ? 'udp6' : 'udp4';
-    const keys = { udp: `dns ${address}`, tcp: `dns ${address}` };
-    const [udpInherited] = socketHandover.take(keys.udp, 'udp');
-    const [tcpInherited] = socketHandover.take(keys.tcp, 'tcp');
-    const tcp = net.createServer({ noDelay: true }, (s) => this.#serveTcp(s));
-    this.#tcp = tcp;
-    if (udpInherited !== undefined && tcpInherited !== undefined) {
-      const udp = this.#udpSocket(family);
-      this.#port = udpInherited.port;
-      socketHandover.defer(async () => {
-        await bindUdp(udp, { fd: udpInherited.fd });
-        await listenTcp(tcp, { fd: tcpInherited.fd });
+    const key = `dns ${address}`;
+    const udpInherited = socketHandover.take(key, 'udp');
+    const tcpInherited = socketHandover.take(key, 'tcp');
+    const tcpServer = (): net.Server => {
+      const tcp = net.createServer({ noDelay: true }, (s) => this.#serveTcp(s));
+      this.#tcps.push(tcp);
+      return tcp;
+    };
+    if (udpInherited.length > 0 && tcpInherited.length > 0) {
+      // Every inherited socket gets a reader: a predecessor with more workers had one pair per worker in the group.
+      const udps = udpInherited.map(() => this.#udpSocket(family));
+      const tcps = tcpInherited.map(tcpServer);
+      this.#port = udpInherited[0]?.port;
+      await socketHandover.defer(async () => {
+        for (const [i, s] of udpInherited.entries()) await bindUdp(udps[i] as dgram.Socket, { fd: s.fd });
+        for (const [i, s] of tcpInherited.entries()) await listenTcp(tcps[i] as net.Server, { fd: s.fd });
       });
     } else {
+      const tcp = tcpServer();
       for (let attempt = 0; ; attempt++) {
         const udp = this.#udpSocket(family);
         try {
@@ -97,21 +107,22 @@ export class DnsProxy {
           break;
         } catch (err) {
           udp.close();
+          this.#udps = this.#udps.filter((u) => u !== udp);
           // Port 0: the UDP port's TCP twin may be taken; pick another pair.
           if (addr.port === 0 && attempt < 5) continue;
           throw new WeftError('WEFT_ERR_LISTEN', `dns listener: cannot listen on ${address}: ${(err as Error).message} (is another process using the port?)`, { cause: err });
         }
       }
     }
-    const udp = this.#udp as dgram.Socket;
-    this.#released.push(socketHandover.hold({ key: keys.udp, kind: 'udp', port: this.#port }, () => (this.#udp === udp ? handleFd(udpHandle(udp)) : undefined)));
-    this.#released.push(socketHandover.hold({ key: keys.tcp, kind: 'tcp', port: this.#port }, () => (tcp.listening ? handleFd((tcp as unknown as { _handle?: unknown })._handle) : undefined)));
-    this.#opts.logger.info({ address: `${addr.host}:${this.#port}`, inherited: udpInherited !== undefined }, 'dns proxy listening (udp, tcp)');
+    const port = this.#port ?? 0;
+    for (const udp of this.#udps) this.#released.push(socketHandover.hold({ key, kind: 'udp', port }, () => (this.#udps.includes(udp) ? handleFd(udpHandle(udp)) : undefined)));
+    for (const tcp of this.#tcps) this.#released.push(socketHandover.hold({ key, kind: 'tcp', port }, () => (tcp.listening ? handleFd((tcp as unknown as { _handle?: unknown })._handle) : undefined)));
+    this.#opts.logger.info({ address: `${addr.host}:${this.#port}`, inherited: udpInherited.length > 0 }, 'dns proxy listening (udp, tcp)');
   }
 
   #udpSocket(family: 'udp4' | 'udp6'): dgram.Socket {
-    const udp = this.#answeringUdp(family, undefined, () => this.#udp === udp);
-    this.#udp = udp;
+    const udp = this.#answeringUdp(family, undefined, () => this.#udps.includes(udp));
+    this.#udps.push(udp);
     return udp;
   }
 
@@ -168,13 +179,12 @@ export class DnsProxy {
    */
   stopAccepting(): void {
     for (const r of this.#released.splice(0)) r();
-    if (this.#tcp?.listening === true) this.#tcp.close();
+    for (const tcp of this.#tcps) if (tcp.listening) tcp.close();
   }
 
   close(): void {
     this.stopAccepting();
-    this.#udp?.close();
-    this.#udp = undefined;
+    for (const udp of this.#udps.splice(0)) udp.close();
     for (const s of this.#connections) s.destroy();
     this.#forwarder.close();
   }
@@ -205,28 +215,50 @@ export class DnsProxy {
     const opt = query.additionals?.find((a): a is OptAnswer => a.type === 'OPT');
     const limit = protocol === 'tcp' ? 65_535 : Math.max(UDP_LIMIT, Math.min(opt?.udpPayloadSize ?? UDP_LIMIT, EDNS_PAYLOAD * 4));
     const snapshot = this.#opts.state.current;
-    const hostEntry = question.class === 'IN' || question.class === undefined ? DnsRecords.of(snapshot).lookup(question.name, namespace ?? snapshot.workloadByIp(client.address)?.namespace) : undefined;
-    if (hostEntry !== undefined) {
+    const inClass = question.class === 'IN' || question.class === undefined;
+    const records = DnsRecords.of(snapshot);
+    // In-pod listeners know the pod's namespace from the node agent; node listeners find it by the client's address.
+    const clientNamespace = inClass ? (namespace ?? snapshot.workloadByIp(client.address)?.namespace) : undefined;
+    const service = inClass && question.type === 'SRV' ? records.service(question.name, clientNamespace) : undefined;
+    const hostEntry = inClass && service === undefined ? records.lookup(question.name, clientNamespace) : undefined;
+    if (service !== undefined || hostEntry !== undefined) {
       this.#queries.inc({ protocol, result: 'answered' });
       const ttl = snapshot.config.dns.ttlSeconds;
-      const addresses = question.type === 'A' ? hostEntry.v4 : question.type === 'AAAA' ? hostEntry.v6 : [];
-      const answers: Answer[] = addresses.map((data) => ({ type: question.type as 'A' | 'AAAA', class: 'IN', name: question.name, ttl, data }));
+      const addressAnswers = (name: string, type: 'A' | 'AAAA', list: string[]): Answer[] => list.map((data) => ({ type, class: 'IN', name, ttl, data }));
+      let answers: Answer[];
+      let additionals: Answer[] = [];
+      if (service !== undefined) {
+        // RFC 2782; the target's addresses ride along in the additional section, as kube-dns and CoreDNS send them.
+        answers = [{ type: 'SRV', class: 'IN', name: question.name, ttl, data: { priority: SRV_PRIORITY, weight: SRV_WEIGHT, port: service.port, target: service.host.fqdn } }];
+        additionals = [...addressAnswers(service.host.fqdn, 'A', service.host.v4), ...addressAnswers(service.host.fqdn, 'AAAA', service.host.v6)];
+      } else {
+        const found = hostEntry as DnsHost;
+        answers = question.type === 'A' ? addressAnswers(question.name, 'A', found.v4) : question.type === 'AAAA' ? addressAnswers(question.name, 'AAAA', found.v6) : [];
+      }
       const response = {
         type: 'response' as const,
         id: query.id ?? 0,
         flags: FLAG_AA | FLAG_RA | ((query.flags ?? 0) & FLAG_RD),
         questions: [question],
         answers,
-        additionals: opt === undefined ? [] : [{ type: 'OPT' as const, name: '.', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as unknown as Answer],
+        additionals: [...additionals, ...(opt === undefined ? [] : [{ type: 'OPT' as const, name: '.', udpPayloadSize: EDNS_PAYLOAD, extendedRcode: 0, ednsVersion: 0, flags: 0, flag_do: false, options: [] } as unknown as Answer])],
       };
       const encoded = dnsPacket.encode(response);
-      return encoded.length <= limit ? encoded : dnsPacket.encode({ ...response, flags: response.flags | FLAG_TC, answers: [] });
+      return encoded.length <= limit ? encoded : dnsPacket.encode({ ...response, flags: response.flags | FLAG_TC, answers: [], additionals: [] });
+    }
+    this.#upstreams(); // a reload that changed the resolvers empties the cache first
+    const cacheKey = DnsCache.key(question, query);
+    const cached = this.#cache.get(cacheKey, query, message);
+    if (cached !== undefined) {
+      this.#queries.inc({ protocol, result: 'cached' });
+      return cached.length <= limit ? cached : truncated(cached);
     }
     const started = performance.now();
     try {
       const reply = await this.#forwarder.forward(message, protocol === 'tcp');
       this.#upstreamSeconds.observe({ protocol }, (performance.now() - started) / 1000);
       this.#queries.inc({ protocol, result: 'forwarded' });
+      this.#cache.set(cacheKey, reply);
       return reply.length <= limit ? reply : truncated(reply);
     } catch (err) {
       this.#queries.inc({ protocol, result: 'failed' });
@@ -238,7 +270,12 @@ export class DnsProxy {
   #upstreams(): SocketAddr[] {
     const snapshot = this.#opts.state.current;
     // resolv.conf is read once per config version: a reload (or a new Kubernetes snapshot) re-reads it.
-    if (this.#servers?.version !== snapshot.version) this.#servers = { version: snapshot.version, list: upstreamResolvers(snapshot.config.dns) };
+    if (this.#servers?.version !== snapshot.version) {
+      const list = upstreamResolvers(snapshot.config.dns);
+      // Other resolvers may answer otherwise: what the old ones said is not kept.
+      if (this.#servers !== undefined && JSON.stringify(list) !== JSON.stringify(this.#servers.list)) this.#cache.clear();
+      this.#servers = { version: snapshot.version, list };
+    }
     return this.#servers.list;
   }
 

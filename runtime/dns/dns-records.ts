@@ -1,4 +1,4 @@
-/** The names weft answers itself, resolved per state snapshot: Services (VIPs, or endpoints when headless) and pods, with kube-dns search-path semantics for short names. */
+/** The names weft answers itself, resolved per state snapshot: Services (VIPs, or endpoints when headless), their named ports as SRV, and pods, with kube-dns search-path semantics for short names. */
 import { isIPv4, isIPv6 } from 'node:net';
 import type { StateSnapshot } from '../state/state-snapshot.js';
 
@@ -9,6 +9,16 @@ export interface DnsHost {
   v4: string[];
   v6: string[];
 }
+
+/** An SRV answer for `_port._tcp.<service fqdn>`: the port's number and the Service's name (kube-dns, ClusterIP Services). */
+export interface DnsService {
+  host: DnsHost;
+  port: number;
+}
+
+/** kube-dns answers a ClusterIP Service's named port with one SRV record, priority 10 and weight 100. */
+export const SRV_PRIORITY = 10;
+export const SRV_WEIGHT = 100;
 
 const cache = new WeakMap<StateSnapshot, DnsRecords>();
 
@@ -76,10 +86,42 @@ export class DnsRecords {
     const name = qname.toLowerCase().replace(/\.$/, '');
     const exact = this.#host(name);
     if (exact !== undefined) return exact;
+    const fqdn = this.#complete(name, clientNamespace);
+    return fqdn === undefined ? undefined : this.#host(fqdn);
+  }
+
+  /**
+   * The SRV answer for `_port._proto.<service>` (any form `lookup` takes for the Service), or undefined when weft does
+   * not know that named port (the query is forwarded, as for any name that is not weft's).
+   */
+  service(qname: string, clientNamespace: string | undefined): DnsService | undefined {
+    const name = qname.toLowerCase().replace(/\.$/, '');
+    const match = /^(_[^.]+\._[^.]+)\.(.+)$/.exec(name);
+    if (match === null) return undefined;
+    const [, prefix = '', rest = ''] = match;
+    const host = this.lookup(rest, clientNamespace);
+    return host === undefined ? undefined : this.#namedPort(prefix, host);
+  }
+
+  /**
+   * `_name._tcp` of a Service with a cluster IP. weft proxies TCP, so every Service port is `_tcp`. Headless Services
+   * would need one target per endpoint hostname (`<hostname>.<svc>.<ns>.svc`), which the state does not carry: none.
+   */
+  #namedPort(prefix: string, host: DnsHost): DnsService | undefined {
+    const labels = host.fqdn.slice(0, -this.domain.length - 1).split('.');
+    if (labels.length !== 3 || labels[2] !== 'svc') return undefined;
+    const s = this.#snapshot.serviceByName(`${labels[0]}.${labels[1]}`);
+    if (s === undefined || s.addresses.length === 0) return undefined;
+    const port = s.ports.find((p) => p.name !== undefined && `_${p.name.toLowerCase()}._tcp` === prefix);
+    return port === undefined ? undefined : { host, port: port.port };
+  }
+
+  /** The fully qualified name a short form completes to through the pod's search path, or undefined. */
+  #complete(name: string, clientNamespace: string | undefined): string | undefined {
     const labels = name.split('.');
-    if (labels.length === 3 && labels[2] === 'svc') return this.#host(`${name}.${this.domain}`);
-    if (labels.length === 2) return this.#host(`${name}.svc.${this.domain}`);
-    if (labels.length === 1 && clientNamespace !== undefined && name !== '') return this.#host(`${name}.${clientNamespace}.svc.${this.domain}`);
+    if (labels.length === 3 && labels[2] === 'svc') return `${name}.${this.domain}`;
+    if (labels.length === 2) return `${name}.svc.${this.domain}`;
+    if (labels.length === 1 && clientNamespace !== undefined && name !== '') return `${name}.${clientNamespace}.svc.${this.domain}`;
     return undefined;
   }
 }

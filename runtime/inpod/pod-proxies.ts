@@ -112,9 +112,10 @@ export class PodProxies {
       const hosts = pod.addresses.some((ip) => net.isIPv6(ip)) ? ['0.0.0.0', '::'] : ['0.0.0.0'];
       const bind = async (name: string, port: number, onConnection: (s: net.Socket) => void, pause: boolean): Promise<void> => {
         for (const host of hosts) {
-          const fd = this.#native.netnsListen(netnsFd, host, port, 4096, mark);
+          // A hot upgrade hands the pod's sockets over (the agent replays its pods to the successor after it started).
+          const fd = () => this.#native.netnsListen(netnsFd, host, port, 4096, mark);
           const address = net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-          pod.listeners.push(await listen(`${name} (pod ${uid})`, { address, fd, pauseOnConnect: pause }, onConnection));
+          pod.listeners.push(await listen(`${name} (pod ${uid})`, { address, fd, late: true, pauseOnConnect: pause }, onConnection));
         }
       };
       // Paused on accept as the node listeners are: the L4 copy takes the socket over before anything is read.

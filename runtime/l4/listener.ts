@@ -21,8 +21,13 @@ export interface ListenOptions {
    * connections between their accept queues, so no thread relays connections. Also what a hot upgrade binds with.
    */
   reusePort?: boolean;
-  /** A listening socket prepared elsewhere (in-pod: created inside a pod's namespace); `address` then only names it. */
-  fd?: number;
+  /**
+   * A listening socket prepared elsewhere (in-pod: created inside a pod's namespace); `address` then only names it.
+   * Called only when no predecessor handed this listener's socket over.
+   */
+  fd?: () => number;
+  /** Made after start-up (in-pod, per pod): a successor keeps the inherited socket for it past commit (SocketRecord.late). */
+  late?: boolean;
 }
 
 export interface BoundListener {
@@ -67,12 +72,12 @@ export async function listen(name: string, opts: ListenOptions, onConnection: (s
   let port = addr.port;
   if (inherited.length > 0) {
     port = inherited[0]?.port ?? port;
-    socketHandover.defer(async () => {
+    await socketHandover.defer(async () => {
       for (const [i, s] of inherited.entries()) await listenOn(servers[i] as net.Server, name, opts.address, { fd: s.fd });
     });
   } else {
     // A transparent socket accepts connections for any destination; libuv adopts the fd the addon prepared.
-    const fd = opts.fd ?? (opts.transparent === true ? transparentFd(name, opts.address, addr, opts.reusePort === true) : undefined);
+    const fd = opts.fd?.() ?? (opts.transparent === true ? transparentFd(name, opts.address, addr, opts.reusePort === true) : undefined);
     await listenOn(servers[0] as net.Server, name, opts.address, fd === undefined ? { host: addr.host, port: addr.port, backlog: 4096, reusePort: opts.reusePort === true } : { fd });
     port = (servers[0]?.address() as net.AddressInfo).port;
   }
@@ -83,7 +88,7 @@ export async function listen(name: string, opts: ListenOptions, onConnection: (s
       open.add(socket);
       socket.once('close', () => open.delete(socket));
     });
-    released.push(socketHandover.hold({ key, kind: 'tcp', port }, () => (server.listening ? handleFd((server as unknown as { _handle?: unknown })._handle) : undefined)));
+    released.push(socketHandover.hold({ key, kind: 'tcp', port, ...(opts.late === true ? { late: true } : {}) }, () => (server.listening ? handleFd((server as unknown as { _handle?: unknown })._handle) : undefined)));
   }
   // net.Server.close() only calls back once every connection ended; stopping the accept loop is what matters here.
   const close = (): Promise<void> => {

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include "weft-napi.h"
+#include "weft-scm.h"
 #include <uv.h>
 #include <arpa/inet.h>
 #include <errno.h>
@@ -267,41 +268,18 @@ static napi_value seqpacket_send(napi_env env, napi_callback_info info) {
   int32_t fd = -1;
   void *data = NULL;
   size_t len = 0;
-  uint32_t nfds = 0;
-  bool is_array = false;
+  int fds[MAX_FDS];
+  int nfds = -1;
   if (argc < 3 || arg_int(env, argv[0], &fd) != 0 || napi_get_buffer_info(env, argv[1], &data, &len) != napi_ok ||
-      napi_is_array(env, argv[2], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[2], &nfds) != napi_ok || nfds > MAX_FDS) {
+      (nfds = weft_scm_fds_arg(env, argv[2], fds, MAX_FDS)) == -1) {
     napi_throw_type_error(env, "EINVAL", "seqpacketSend(fd, buffer, fds) expects a file descriptor, a Buffer and at most 8 fds");
     return NULL;
   }
-  int fds[MAX_FDS];
-  for (uint32_t i = 0; i < nfds; i++) {
-    napi_value v;
-    napi_get_element(env, argv[2], i, &v);
-    if (arg_int(env, v, &fds[i]) != 0) {
-      napi_throw_type_error(env, "EINVAL", "seqpacketSend: fds must be numbers");
-      return NULL;
-    }
+  if (nfds < 0) {
+    napi_throw_type_error(env, "EINVAL", "seqpacketSend: fds must be numbers");
+    return NULL;
   }
-  struct iovec iov = {.iov_base = data, .iov_len = len};
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-    struct cmsghdr align;
-  } control;
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1};
-  if (nfds > 0) {
-    memset(&control, 0, sizeof control);
-    msg.msg_control = control.buf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-    struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-    c->cmsg_level = SOL_SOCKET;
-    c->cmsg_type = SCM_RIGHTS;
-    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
-  }
-  ssize_t n;
-  do n = sendmsg(fd, &msg, MSG_NOSIGNAL);
-  while (n < 0 && errno == EINTR);
+  ssize_t n = weft_scm_send(fd, data, len, fds, (uint32_t)nfds);
   if (n < 0) return throw_errno(env, "sendmsg on the unix socket", errno);
   return int_value(env, (int)n);
 }
@@ -320,15 +298,10 @@ static napi_value seqpacket_recv(napi_env env, napi_callback_info info) {
   /* Per call, not static: worker threads may load the addon too, and ZDS messages are few. */
   char *packet = malloc(MAX_PACKET);
   if (packet == NULL) return throw_errno(env, "recvmsg buffer", ENOMEM);
-  union {
-    char buf[CMSG_SPACE(sizeof(int) * MAX_FDS)];
-    struct cmsghdr align;
-  } control;
-  struct iovec iov = {.iov_base = packet, .iov_len = MAX_PACKET};
-  struct msghdr msg = {.msg_iov = &iov, .msg_iovlen = 1, .msg_control = control.buf, .msg_controllen = sizeof control.buf};
-  ssize_t n;
-  do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
-  while (n < 0 && errno == EINTR);
+  int fds[MAX_FDS];
+  uint32_t nfds = 0;
+  int flags = 0;
+  ssize_t n = weft_scm_recv(fd, packet, MAX_PACKET, fds, MAX_FDS, &nfds, &flags);
   int err = errno;
   if (n < 0) free(packet);
   if (n < 0 && (err == EAGAIN || err == EWOULDBLOCK)) {
@@ -337,23 +310,8 @@ static napi_value seqpacket_recv(napi_env env, napi_callback_info info) {
     return nul;
   }
   if (n < 0) return throw_errno(env, "recvmsg on the unix socket", err);
-  napi_value out, buf, fds;
-  napi_create_object(env, &out);
-  napi_create_buffer_copy(env, (size_t)n, packet, NULL, &buf);
+  napi_value out = weft_scm_result(env, packet, (size_t)n, fds, nfds, flags, MSG_TRUNC | MSG_CTRUNC);
   free(packet);
-  napi_create_array(env, &fds);
-  uint32_t count = 0;
-  for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    int *got = (int *)CMSG_DATA(c);
-    for (size_t i = 0; i < k; i++) napi_set_element(env, fds, count++, int_value(env, got[i]));
-  }
-  napi_set_named_property(env, out, "data", buf);
-  napi_set_named_property(env, out, "fds", fds);
-  napi_value truncated;
-  napi_get_boolean(env, (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) != 0, &truncated);
-  napi_set_named_property(env, out, "truncated", truncated);
   return out;
 }
 

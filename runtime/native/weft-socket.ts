@@ -35,6 +35,10 @@ export interface NativeSocket {
   fdSend?(sock: number, data: Buffer, fds: number[]): number;
   fdReceive?(sock: number, timeoutMs: number): { data: Buffer; fds: number[]; truncated: boolean } | null;
   closeFd?(fd: number): void;
+  /** A close-on-exec duplicate of `fd` (weft-fdpass.c). */
+  dupFd?(fd: number): number;
+  /** _exit(code): ends the process without Node's teardown (weft-fdpass.c says when that is needed). */
+  exitNow?(code: number): never;
 }
 
 let cached: NativeSocket | null | undefined;

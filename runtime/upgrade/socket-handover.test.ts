@@ -1,6 +1,6 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { fstatSync, openSync } from 'node:fs';
-import { SocketHandover } from './socket-handover.js';
+import { LATE_ADOPTION_MS, SocketHandover } from './socket-handover.js';
 
 describe('SocketHandover', () => {
   it('lists held sockets with their current descriptor and forgets released ones', () => {
@@ -32,17 +32,61 @@ describe('SocketHandover', () => {
     expect(h.inheriting).toBe(false);
   });
 
-  it('runs deferred activations only at commit, and never after abandon', async () => {
+  it('runs deferred activations only at commit, at once after it, and never after abandon', async () => {
     const h = new SocketHandover();
     const ran: string[] = [];
-    h.defer(() => Promise.resolve(void ran.push('a')));
+    await h.defer(() => Promise.resolve(void ran.push('a')));
     expect(ran).toEqual([]);
     await h.commit();
     expect(ran).toEqual(['a']);
-    h.defer(() => Promise.resolve(void ran.push('b')));
-    h.abandon();
-    await h.commit();
-    expect(ran).toEqual(['a']);
+    // A listener made after start-up (in-pod) adopts its inherited socket right away.
+    await h.defer(() => Promise.resolve(void ran.push('late')));
+    expect(ran).toEqual(['a', 'late']);
+    const failed = new SocketHandover();
+    await failed.defer(() => Promise.resolve(void ran.push('b')));
+    failed.abandon();
+    await failed.commit();
+    expect(ran).toEqual(['a', 'late']);
+  });
+
+  it('names a worker thread\'s pinned addresses as configured, both ways (held and take)', () => {
+    const h = new SocketHandover();
+    h.setAliases([['127.0.0.1:41234', '127.0.0.1:0']]);
+    h.hold({ key: 'localPorts 127.0.0.1:41234 127.0.0.1:41234', kind: 'tcp', port: 41234 }, () => 5);
+    expect(h.held().map((s) => s.record.key)).toEqual(['localPorts 127.0.0.1:0 127.0.0.1:0']);
+    h.inherit([{ record: { key: 'outbound 127.0.0.1:0', kind: 'tcp', port: 41234 }, fd: 9 }]);
+    expect(h.take('outbound 127.0.0.1:41234', 'tcp')).toEqual([{ fd: 9, port: 41234 }]);
+  });
+
+  it('extracts the inherited sockets a predicate selects and keeps the rest', () => {
+    const h = new SocketHandover();
+    h.inherit([
+      { record: { key: 'admin 127.0.0.1:0', kind: 'tcp', port: 1 }, fd: 3 },
+      { record: { key: 'outbound 127.0.0.1:0', kind: 'tcp', port: 2 }, fd: 4 },
+    ]);
+    expect(h.extract((r) => !r.key.startsWith('admin ')).map((s) => s.fd)).toEqual([4]);
+    expect(h.take('admin 127.0.0.1:0', 'tcp')).toEqual([{ fd: 3, port: 1 }]);
+    expect(h.inheriting).toBe(false);
+  });
+
+  it('keeps late (in-pod) sockets past commit for their listener, and closes them after the grace period', () => {
+    vi.useFakeTimers();
+    try {
+      const h = new SocketHandover();
+      const [early, late] = [openSync('/dev/null', 'r'), openSync('/dev/null', 'r')];
+      h.inherit([
+        { record: { key: 'gone 127.0.0.1:1', kind: 'tcp', port: 1 }, fd: early },
+        { record: { key: 'outbound (pod p) 0.0.0.0:15001', kind: 'tcp', port: 15001, late: true }, fd: late },
+      ]);
+      expect(h.discardUnused()).toBe(1);
+      expect(() => fstatSync(early)).toThrow(/EBADF/);
+      expect(fstatSync(late).isCharacterDevice()).toBe(true);
+      vi.advanceTimersByTime(LATE_ADOPTION_MS);
+      expect(() => fstatSync(late)).toThrow(/EBADF/);
+      expect(h.inheriting).toBe(false);
+    } finally {
+      vi.useRealTimers();
+    }
   });
 
   it('closes inherited descriptors nobody adopted', () => {

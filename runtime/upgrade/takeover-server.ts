@@ -3,7 +3,7 @@ import net from 'node:net';
 import { existsSync, unlinkSync } from 'node:fs';
 import { createLogger } from '../log.js';
 import { loadNativeSocket, socketFd } from '../native/weft-socket.js';
-import { socketHandover } from './socket-handover.js';
+import type { HandoverSocket } from './socket-handover.js';
 import { decodeMessages, encodeMessage, FDS_PER_MESSAGE } from './takeover-protocol.js';
 
 const log = createLogger('takeover');
@@ -12,6 +12,8 @@ const log = createLogger('takeover');
 const READY_TIMEOUT_MS = 120_000;
 
 export interface TakeoverServerOptions {
+  /** Every listening socket to send, as descriptors valid until `release` runs (hot-upgrade.ts HandoverSockets). */
+  lend: () => Promise<{ sockets: HandoverSocket[]; release(): void }>;
   /** The successor is ready: stop accepting on every listener (the sockets stay open in the successor). */
   release: () => Promise<void>;
   /** After `released` went out: drain and exit. */
@@ -74,22 +76,39 @@ export class TakeoverServer {
       return;
     }
     this.#busy = true;
+    const send = native.fdSend.bind(native);
+    opts.lend().then(
+      (lent) => {
+        try {
+          // Sent before libuv reads or writes this socket (it is paused): the descriptors must ride on their own messages.
+          const held = lent.sockets;
+          for (let i = 0; i === 0 || i < held.length; i += FDS_PER_MESSAGE) {
+            const batch = held.slice(i, i + FDS_PER_MESSAGE);
+            const more = i + FDS_PER_MESSAGE < held.length;
+            send(fd, encodeMessage({ type: 'sockets', pid: process.pid, sockets: batch.map((h) => h.record), more }), batch.map((h) => h.fd));
+          }
+          log.info({ sockets: held.length }, 'listening sockets sent to the successor; serving until it is ready');
+        } catch (err) {
+          log.error({ err }, 'takeover failed while sending the listening sockets; still serving');
+          this.#busy = false;
+          socket.destroy();
+          return;
+        } finally {
+          lent.release();
+        }
+        this.#awaitReady(socket, opts);
+      },
+      (err: unknown) => {
+        log.error({ err }, 'takeover failed while gathering the listening sockets; still serving');
+        this.#busy = false;
+        socket.destroy();
+      },
+    );
+  }
+
+  /** The successor has the sockets: wait for its `ready`, then stop accepting and tell it `released`. */
+  #awaitReady(socket: net.Socket, opts: TakeoverServerOptions): void {
     let released = false;
-    const held = socketHandover.held();
-    try {
-      // Sent before libuv reads or writes this socket: the descriptors must ride on their own messages.
-      for (let i = 0; i === 0 || i < held.length; i += FDS_PER_MESSAGE) {
-        const batch = held.slice(i, i + FDS_PER_MESSAGE);
-        const more = i + FDS_PER_MESSAGE < held.length;
-        native.fdSend(fd, encodeMessage({ type: 'sockets', pid: process.pid, sockets: batch.map((h) => h.record), more }), batch.map((h) => h.fd));
-      }
-    } catch (err) {
-      log.error({ err }, 'takeover failed while sending the listening sockets; still serving');
-      this.#busy = false;
-      socket.destroy();
-      return;
-    }
-    log.info({ sockets: held.length }, 'listening sockets sent to the successor; serving until it is ready');
     const timer = setTimeout(() => {
       log.error({ timeoutMs: READY_TIMEOUT_MS }, 'successor did not become ready; still serving');
       socket.destroy();

@@ -43,9 +43,38 @@ export function pinPorts(config: WeftConfig, pins: PortPins, started?: StartedPo
     listeners[name] = { ...l, address: pin(`listener ${name} ${l.address}`, l.address, learned) };
   }
   // The DNS proxy's UDP and TCP share the port: every worker binds that one pair with SO_REUSEPORT.
-  if (listeners.dns !== undefined) listeners.dns = pin(`listener dns ${listeners.dns}`, listeners.dns, started?.app.dns as number | undefined);
+  const dns = listeners.dns;
+  if (dns !== undefined) listeners.dns = pin(`listener dns ${dns}`, dns, started?.app.dns as number | undefined);
   const localPorts = config.localPorts.map((lp) => ({ ...lp, listen: pin(`local ${lp.listen}`, lp.listen, started?.app.localPorts?.[lp.listen]) }));
   return { ...config, listeners, localPorts };
+}
+
+/**
+ * A hot upgrade: the ports of the sockets a predecessor handed over, as a first worker would report them, found by
+ * the handover keys the listeners use (`outbound 127.0.0.1:0`, `localPorts A A`, socket-handover.ts). Pinning with
+ * them before any worker starts gives every worker, the first too, the same addresses as the inherited sockets.
+ */
+export function inheritedPorts(config: WeftConfig, portOf: (key: string) => number | undefined): StartedPorts {
+  const app: StartedPorts['app'] & { localPorts: Record<string, number> } = { localPorts: {} };
+  const hbone: Record<string, number> = {};
+  const found = (key: string, set: (port: number) => void): void => {
+    const port = portOf(key);
+    if (port !== undefined) set(port);
+  };
+  for (const name of DATA_LISTENERS) {
+    const l = config.listeners[name];
+    if (l === undefined) continue;
+    found(`${name} ${l.address}`, (port) => (name === 'hbone' ? (hbone[l.address] = port) : (app[name] = port)));
+  }
+  const dns = config.listeners.dns;
+  if (dns !== undefined) found(`dns ${dns}`, (port) => (app.dns = port));
+  for (const lp of config.localPorts) found(`localPorts ${lp.listen} ${lp.listen}`, (port) => (app.localPorts[lp.listen] = port));
+  return { app, hbone };
+}
+
+/** Each pinned address and the address as configured (port 0): how worker threads name sockets for a handover. */
+export function pinAliases(pins: PortPins): [string, string][] {
+  return [...pins].map(([key, pinned]) => [pinned, key.slice(key.lastIndexOf(' ') + 1)]);
 }
 
 /** The port every worker listens on for a localPorts entry as configured. */

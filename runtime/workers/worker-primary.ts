@@ -21,16 +21,24 @@ import type { CompiledPlugin } from '../wasm/plugin-vm.js';
 import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
 import { WorkerRpc } from './worker-rpc.js';
 import { BREAKER_CHANGE_NOTE, BREAKER_RPC, serveBreakers } from './process-memory-backend.js';
-import { CA_ROOT_RPC, LOG_LEVELS_NOTE, LOG_NOTE, STARTED_NOTE, type WorkerDump, type WorkerStart } from './worker-thread.js';
+import { CA_ROOT_RPC, HANDOVER_COMMIT_RPC, HANDOVER_LEND_RPC, LOG_LEVELS_NOTE, LOG_NOTE, STARTED_NOTE, STOP_ACCEPTING_RPC, type WorkerDump, type WorkerStart } from './worker-thread.js';
 import { renderAggregated } from './worker-metrics.js';
 import type { WorkerCount } from './worker-count.js';
 import { PluginPrecompiler } from './plugin-precompiler.js';
-import { pinPorts, pinnedLocalPort, type PortPins, type StartedPorts } from './pin-ports.js';
+import { inheritedPorts, pinAliases, pinPorts, pinnedLocalPort, type PortPins, type StartedPorts } from './pin-ports.js';
 import { PodFanout } from '../inpod/pod-fanout.js';
+import { duplicateFd, socketHandover, type HandoverSocket } from '../upgrade/socket-handover.js';
+import type { HandoverSockets } from '../upgrade/hot-upgrade.js';
+import { loadNativeSocket } from '../native/weft-socket.js';
+import { shareOut } from './share-out.js';
 
 const log = createLogger('workers');
 /** A worker that keeps dying is restarted after a growing pause, capped here. */
 const MAX_RESTART_DELAY_MS = 5_000;
+/** The primary's own endpoints: their inherited sockets stay on this thread; every other one goes to a worker. */
+const PRIMARY_ENDPOINTS = new Set(['admin', 'metrics', 'readiness']);
+/** How long a drained worker thread may take to end once terminated. */
+const TERMINATE_WAIT_MS = 2_000;
 
 export interface WorkerPrimaryOptions {
   count: WorkerCount;
@@ -71,6 +79,10 @@ export class WorkerPrimary {
   #caRoot: Promise<SharedCaRoot> | undefined;
   #started = false;
   #stopping = false;
+  /** After shutdown: a worker thread did not end (the process must exit without joining it). */
+  threadsLeft = false;
+  /** A successor took the sockets over (readiness is its now). */
+  #handedOver = false;
   #applying: Promise<unknown> = Promise.resolve();
   /** Conditions besides running workers, such as the Kubernetes source's first full sync (as App.addReadinessGate). */
   readonly #readinessGates: (() => boolean)[] = [];
@@ -101,7 +113,7 @@ export class WorkerPrimary {
   }
 
   get ready(): boolean {
-    return this.#started && !this.#stopping && this.#slots.some((s) => s?.ready === true) && this.#readinessGates.every((gate) => gate());
+    return this.#started && !this.#stopping && !this.#handedOver && this.#slots.some((s) => s?.ready === true) && this.#readinessGates.every((gate) => gate());
   }
 
   addReadinessGate(gate: () => boolean): void {
@@ -128,12 +140,17 @@ export class WorkerPrimary {
     const compiled = await this.#precompiler.compile(config);
     if (!compiled.ok) throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `cannot start: ${compiled.problems.join('; ')}`);
     this.#compiled = compiled.compiled;
-    const first = await this.#spawn(0, config);
+    // A hot upgrade: the predecessor's sockets (one per its worker and listener) are shared out among the workers, and
+    // port-0 addresses are pinned to the ports they are bound to before any worker starts.
+    const inherited = socketHandover.extract((r) => !PRIMARY_ENDPOINTS.has(r.key.slice(0, r.key.indexOf(' '))));
+    const initial = inherited.length === 0 ? config : pinPorts(config, this.#pins, inheritedPorts(config, (key) => inherited.find((s) => s.record.key === key)?.record.port));
+    const shares = shareOut(inherited, this.count.count, duplicateFd);
+    const first = await this.#spawn(0, initial, shares[0]);
     this.#pinned = pinPorts(config, this.#pins, first);
-    await Promise.all(Array.from({ length: this.count.count - 1 }, (_, i) => this.#spawn(i + 1, this.#pinned)));
+    await Promise.all(Array.from({ length: this.count.count - 1 }, (_, i) => this.#spawn(i + 1, this.#pinned, shares[i + 1])));
     // The first worker learned the port-0 ports; it takes the pinned config (rebinding only port-0 local ports) before
     // anyone can know those ports, so every worker runs the same configuration.
-    if (JSON.stringify(this.#pinned) !== JSON.stringify(config)) {
+    if (JSON.stringify(this.#pinned) !== JSON.stringify(initial)) {
       const pinnedFirst = await this.#apply(0, this.#pinned);
       if (!pinnedFirst.ok) throw new WeftError('WEFT_ERR_WORKER', `worker 0 could not take the pinned ports: ${pinnedFirst.problems.join('; ')}`);
     }
@@ -173,7 +190,7 @@ export class WorkerPrimary {
   }
 
   /** Starts worker `id` with `config`; resolves with its ports once it serves, rejects if it fails to start. */
-  #spawn(id: number, config: WeftConfig): Promise<StartedPorts> {
+  #spawn(id: number, config: WeftConfig, inherited: HandoverSocket[] = []): Promise<StartedPorts> {
     const start: WorkerStart = {
       weftWorker: true,
       id,
@@ -182,6 +199,8 @@ export class WorkerPrimary {
       compiled: this.#compiled,
       sharedCa: usesEmbeddedCa(config),
       logLevels: logLevels(),
+      inherited,
+      handoverAliases: pinAliases(this.#pins),
     };
     const worker = spawnWorkerThread(start);
     const rpc = new WorkerRpc(worker);
@@ -313,6 +332,43 @@ export class WorkerPrimary {
     return { ok: true };
   }
 
+  /**
+   * The hot upgrade's view of this process (hot-upgrade.ts): every worker's listening sockets (lent as duplicates the
+   * sender closes) and the primary's endpoints; commit makes the primary, then every worker, accept on inherited ones.
+   */
+  readonly handover: HandoverSockets = {
+    lend: async () => {
+      const aliases = pinAliases(this.#pins);
+      const live = this.#slots.filter((s): s is Slot => s?.ready === true);
+      const lent = await Promise.allSettled(live.map((s) => s.rpc.call<HandoverSocket[]>(HANDOVER_LEND_RPC, { aliases })));
+      const duplicates = lent.flatMap((r) => (r.status === 'fulfilled' ? r.value : []));
+      const release = (): void => {
+        for (const d of duplicates) loadNativeSocket()?.closeFd?.(d.fd);
+      };
+      const failed = lent.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed !== undefined) {
+        release();
+        throw failed.reason;
+      }
+      return { sockets: [...socketHandover.held(), ...duplicates], release };
+    },
+    commit: async () => {
+      // One after the other, the primary first: a process that dies at its first adoption has accepted nothing yet.
+      await socketHandover.commit();
+      let closed = socketHandover.discardUnused();
+      for (const slot of this.#slots) if (slot !== undefined) closed += await slot.rpc.call<number>(HANDOVER_COMMIT_RPC);
+      return closed;
+    },
+  };
+
+  /** A successor serves the sockets now: every worker stops accepting (GOAWAY, `connection: close`), then the endpoints. */
+  async stopAccepting(handedOver: boolean): Promise<void> {
+    this.#handedOver ||= handedOver;
+    const live = this.#slots.filter((s): s is Slot => s?.ready === true);
+    await Promise.all(live.map((s) => s.rpc.call(STOP_ACCEPTING_RPC).catch(() => undefined)));
+    if (handedOver) for (const e of this.#endpoints) e.stopAccepting();
+  }
+
   recordRejectedReload(): void {
     this.#reloads.inc({ result: 'rejected' });
   }
@@ -356,7 +412,18 @@ export class WorkerPrimary {
     this.#inpod?.stop();
     const live = this.#slots.filter((s): s is Slot => s !== undefined);
     const results = await Promise.all(live.map((s) => (s.ready ? s.rpc.call<{ forced: number }>('drain', { deadlineMs }).catch(() => ({ forced: 0 })) : Promise.resolve({ forced: 0 }))));
-    await Promise.all(live.map((s) => s.worker.terminate()));
+    // Drained threads end at once; one stuck in Node's environment teardown (runtime/upgrade/README.md) is left to the
+    // process exit (threadsLeft), not waited for here.
+    let timer: NodeJS.Timeout | undefined;
+    const ended = await Promise.race([
+      Promise.all(live.map((s) => s.worker.terminate())).then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), TERMINATE_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    if (!ended) {
+      this.threadsLeft = true;
+      log.warn({ waitedMs: TERMINATE_WAIT_MS }, 'a drained worker thread did not end; the process exits without waiting for it');
+    }
     this.#inpod?.close();
     await Promise.all(this.#endpoints.map((e) => e.close()));
     this.#breakerService.stop();

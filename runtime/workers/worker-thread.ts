@@ -7,6 +7,7 @@ import type { WeftConfig, PluginConfig } from '../config/config-schema.js';
 import type { CompiledPlugin } from '../wasm/plugin-vm.js';
 import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
 import type { LogLevel } from '../log.js';
+import type { HandoverSocket } from '../upgrade/socket-handover.js';
 
 /** What the primary hands each worker at spawn. */
 export interface WorkerStart {
@@ -19,6 +20,10 @@ export interface WorkerStart {
   sharedCa: boolean;
   /** The primary's log levels (`default` and per component) at spawn. */
   logLevels?: Record<string, LogLevel>;
+  /** A hot upgrade: this worker's share of the predecessor's sockets, adopted at the primary's `handover-commit`. */
+  inherited?: HandoverSocket[];
+  /** Pinned address -> configured address, so this worker's handover keys match the predecessor's (pin-ports.ts). */
+  handoverAliases?: [string, string][];
 }
 
 
@@ -42,10 +47,14 @@ export const CA_ROOT_RPC = 'ca-root';
 const LOG_FLUSH_MS = 50;
 /** POST /logging on the primary: the new levels for every worker. */
 export const LOG_LEVELS_NOTE = 'log-levels';
+/** Hot upgrade calls from the primary: lend duplicates of the listening sockets, adopt inherited ones, stop accepting. */
+export const HANDOVER_LEND_RPC = 'handover-lend';
+export const HANDOVER_COMMIT_RPC = 'handover-commit';
+export const STOP_ACCEPTING_RPC = 'stop-accepting';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
-  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { servePodFanout }] = await Promise.all([
+  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { servePodFanout }, { socketHandover, duplicateFd }] = await Promise.all([
     import('../app.js'),
     import('./worker-rpc.js'),
     import('./process-memory-backend.js'),
@@ -53,6 +62,7 @@ async function main(start: WorkerStart): Promise<void> {
     import('../identity/ca-client-from-config.js'),
     import('../log.js'),
     import('../inpod/pod-fanout.js'),
+    import('../upgrade/socket-handover.js'),
   ]);
   const applyLevels = (levels: Record<string, LogLevel>): void => {
     for (const [component, level] of Object.entries(levels)) log.setLogLevel(level, component === 'default' ? undefined : component);
@@ -100,14 +110,28 @@ async function main(start: WorkerStart): Promise<void> {
     logLevels: log.logLevels(),
     sections: app.dumpSections(),
   }));
+  // Descriptor numbers are the process's: the primary sends these duplicates and closes them, whatever this thread's
+  // listeners do meanwhile.
+  rpc.handle(HANDOVER_LEND_RPC, (payload) => {
+    socketHandover.setAliases((payload as { aliases: [string, string][] }).aliases);
+    return socketHandover.held().map((s): HandoverSocket => ({ record: s.record, fd: duplicateFd(s.fd) }));
+  });
+  rpc.handle(HANDOVER_COMMIT_RPC, async () => {
+    await socketHandover.commit();
+    return socketHandover.discardUnused();
+  });
+  rpc.handle(STOP_ACCEPTING_RPC, () => app.stopAccepting(true));
   rpc.handle('drain', async (payload) => {
     const result = await app.shutdown((payload as { deadlineMs?: number }).deadlineMs);
     flush();
     return result;
   });
+  socketHandover.setAliases(start.handoverAliases ?? []);
+  socketHandover.inherit(start.inherited ?? []);
   try {
     await app.start();
   } catch (err) {
+    socketHandover.abandon();
     await app.shutdown(0);
     throw err;
   }

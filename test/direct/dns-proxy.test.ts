@@ -18,7 +18,7 @@ function config(resolverPort: number, reviewsVip = '10.96.0.11', extra: Record<s
       ...manyPods,
     ],
     services: [
-      { name: 'reviews', namespace: 'default', addresses: [reviewsVip, 'fd00::11'], ports: [{ port: 9080 }] },
+      { name: 'reviews', namespace: 'default', addresses: [reviewsVip, 'fd00::11'], ports: [{ port: 9080, name: 'http' }, { port: 9443, name: 'GRPC-tls' }] },
       { name: 'cart', namespace: 'shop', addresses: ['10.96.1.7'], ports: [{ port: 80 }] },
       { name: 'big', namespace: 'shop', ports: [{ port: 80 }], selector: { app: 'big' } },
     ],
@@ -32,7 +32,7 @@ describe('DNS proxy', () => {
   let port: number;
 
   beforeAll(async () => {
-    resolver = await startTestResolver({ 'example.com': ['93.184.216.34'] });
+    resolver = await startTestResolver({ 'example.com': ['93.184.216.34'], 'tcp.example.com': ['93.184.216.35'], 'cached.example.com': ['93.184.216.36'] });
     weft = await startWeft(config(resolver.port));
     port = weft.app.ports.dns ?? 0;
   });
@@ -72,6 +72,28 @@ describe('DNS proxy', () => {
     expect(rcodeOf(txt)).toBe('NOERROR');
   });
 
+  it('answers SRV for named Service ports in every name form, with the target\'s addresses, over UDP and TCP', async () => {
+    for (const query of [udpQuery, tcpQuery]) {
+      for (const name of ['_http._tcp.reviews.default.svc.cluster.local', '_http._tcp.reviews.default.svc', '_http._tcp.reviews.default']) {
+        const reply = await query(port, name, { type: 'SRV' });
+        expect(rcodeOf(reply), name).toBe('NOERROR');
+        expect(reply.flag_aa, name).toBe(true);
+        expect(reply.answers, name).toEqual([{ type: 'SRV', class: 'IN', name, ttl: 30, flush: false, data: { priority: 10, weight: 100, port: 9080, target: 'reviews.default.svc.cluster.local' } }]);
+        expect((reply.additionals ?? []).map((a) => `${a.name} ${a.type} ${a.type === 'A' || a.type === 'AAAA' ? a.data : ''}`), name).toEqual(['reviews.default.svc.cluster.local A 10.96.0.11', 'reviews.default.svc.cluster.local AAAA fd00::11']);
+      }
+    }
+    // Port names are case-insensitive like every DNS label; a bare label completes in the asking pod's namespace.
+    expect((await udpQuery(port, '_grpc-tls._tcp.reviews.default', { type: 'SRV' })).answers).toMatchObject([{ data: { port: 9443 } }]);
+    expect((await udpQuery(port, '_http._tcp.reviews', { type: 'SRV', from: '127.0.0.2' })).answers).toMatchObject([{ data: { port: 9080 } }]);
+    // A port without a name has no SRV record: the name is not weft's, so it goes upstream (NXDOMAIN there).
+    expect(rcodeOf(await udpQuery(port, '_http._tcp.cart.shop', { type: 'SRV' }))).toBe('NXDOMAIN');
+    expect(resolver.seen).toContain('_http._tcp.cart.shop SRV udp');
+    // SRV of the Service name itself: a known name with no record of that type (NODATA).
+    const nodata = await udpQuery(port, 'reviews.default', { type: 'SRV' });
+    expect(rcodeOf(nodata)).toBe('NOERROR');
+    expect(nodata.answers).toEqual([]);
+  });
+
   it('answers pod names (kube-dns pod records)', async () => {
     expect(addressesOf(await udpQuery(port, '10-1-0-3.shop.pod.cluster.local'))).toEqual(['10.1.0.3']);
   });
@@ -80,12 +102,28 @@ describe('DNS proxy', () => {
     const viaUdp = await udpQuery(port, 'example.com', { id: 4242 });
     expect(viaUdp.id).toBe(4242);
     expect(addressesOf(viaUdp)).toEqual(['93.184.216.34']);
-    const viaTcp = await tcpQuery(port, 'example.com');
-    expect(addressesOf(viaTcp)).toEqual(['93.184.216.34']);
-    expect(resolver.seen).toEqual(expect.arrayContaining(['example.com A udp', 'example.com A tcp']));
+    const viaTcp = await tcpQuery(port, 'tcp.example.com');
+    expect(addressesOf(viaTcp)).toEqual(['93.184.216.35']);
+    expect(resolver.seen).toEqual(expect.arrayContaining(['example.com A udp', 'tcp.example.com A tcp']));
     const metrics = await weft.metrics();
     expect(metricValue(metrics, 'weft_dns_queries_total', { result: 'forwarded' })).toBeGreaterThanOrEqual(2);
     expect(metricValue(metrics, 'weft_dns_queries_total', { result: 'answered' })).toBeGreaterThan(0);
+  });
+
+  it('answers a forwarded name again from its cache within the TTL, over UDP and TCP, and NXDOMAIN without a SOA never', async () => {
+    const first = await udpQuery(port, 'cached.example.com');
+    const asked = resolver.seen.filter((q) => q.startsWith('cached.example.com ')).length;
+    const again = await udpQuery(port, 'Cached.Example.com', { id: 777 });
+    const overTcp = await tcpQuery(port, 'cached.example.com');
+    expect(resolver.seen.filter((q) => q.startsWith('cached.example.com ')).length).toBe(asked);
+    expect(again.id).toBe(777);
+    expect(again.questions?.[0]?.name).toBe('Cached.Example.com');
+    expect([addressesOf(first), addressesOf(again), addressesOf(overTcp)]).toEqual([['93.184.216.36'], ['93.184.216.36'], ['93.184.216.36']]);
+    expect(metricValue(await weft.metrics(), 'weft_dns_queries_total', { result: 'cached' })).toBeGreaterThanOrEqual(2);
+    // The test resolver's NXDOMAIN carries no SOA: nothing says how long it may be kept (RFC 2308), so it is asked again.
+    await udpQuery(port, 'missing.example.com');
+    await udpQuery(port, 'missing.example.com');
+    expect(resolver.seen.filter((q) => q === 'missing.example.com A udp')).toHaveLength(2);
   });
 
   it('sets TC on a UDP answer over 512 bytes, and answers it in full over TCP', async () => {

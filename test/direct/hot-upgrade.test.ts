@@ -1,4 +1,4 @@
-// Hot upgrade between real weft processes (`weft run --takeover`): under L4 and L7 load with a long-lived L4 stream and an HBONE tunnel open, no request fails, twice in a row; a successor that crashes while adopting the sockets leaves the old process serving.
+// Hot upgrade between real weft processes (`weft run --takeover`), with one event loop and with two worker threads: under L4 and L7 load with a long-lived L4 stream and an HBONE tunnel open, no request fails, twice in a row; a successor that crashes while adopting the sockets, or whose worker fails to start, leaves the old process serving.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import http from 'node:http';
 import net from 'node:net';
@@ -24,6 +24,7 @@ interface Ports {
   l7: number;
   stream: number;
   dns: number;
+  admin: number;
 }
 
 /** A stream that sends a numbered line every 50 ms and checks each comes back; records when and how it ended. */
@@ -54,7 +55,7 @@ function pinger(stream: Duplex): { echoedAfter(t: number): boolean; ended: Promi
   return { echoedAfter: (t) => echoes.some((e) => e > t), ended };
 }
 
-describe('hot upgrade (weft run --takeover)', () => {
+describe.each([1, 2])('hot upgrade (weft run --takeover), workers: %i', (workers) => {
   let dir: string;
   let configFile: string;
   let upstream: http.Server;
@@ -94,6 +95,7 @@ describe('hot upgrade (weft run --takeover)', () => {
           metrics: '127.0.0.1:0',
           readiness: '127.0.0.1:0',
         },
+        workers,
         identity: { caDir },
         limits: { drainDeadlineMs: DRAIN_MS },
         accessLog: { enabled: false },
@@ -131,8 +133,8 @@ describe('hot upgrade (weft run --takeover)', () => {
 
   async function portsOf(p: WeftProcess): Promise<Ports> {
     const started = await p.waitForLog(logMsg('weft started'));
-    const ports = started.ports as { dns: number; localPorts: Record<string, number> };
-    return { l4: ports.localPorts['127.0.0.1:0'] ?? 0, l7: ports.localPorts['127.0.0.2:0'] ?? 0, stream: ports.localPorts['127.0.0.3:0'] ?? 0, dns: ports.dns };
+    const ports = started.ports as { dns: number; admin: number; localPorts: Record<string, number> };
+    return { l4: ports.localPorts['127.0.0.1:0'] ?? 0, l7: ports.localPorts['127.0.0.2:0'] ?? 0, stream: ports.localPorts['127.0.0.3:0'] ?? 0, dns: ports.dns, admin: ports.admin };
   }
 
   const targets = (ports: Ports): LoadTarget[] => [
@@ -167,8 +169,10 @@ describe('hot upgrade (weft run --takeover)', () => {
         const releasedAt = performance.now();
         expect(await portsOf(next)).toEqual(ports);
         const successorServing = load.completed();
-        // The new process answers DNS on the same port (the socket itself was handed over).
+        // The new process answers DNS on the same port (the socket itself was handed over), and runs every worker.
         expect(addressesOf(await udpQuery(ports.dns, 'web.default'))).toEqual(['10.96.0.1']);
+        const dump = (await (await fetch(`http://127.0.0.1:${ports.admin}/config_dump`)).json()) as { workers: { running: number } };
+        expect(dump.workers.running).toBe(workers);
 
         // The old process drains: both streams go on until its deadline, then end without an error.
         const [l4End, tunnelEnd] = await Promise.all([l4Stream.ended, tunnel.ended]);
@@ -203,6 +207,22 @@ describe('hot upgrade (weft run --takeover)', () => {
     }
   }, 120_000);
 
+  /** Under load, a successor started with `hook` fails; the old process serves every request meanwhile and goes on. */
+  async function failedHandover(running: WeftProcess, ports: Ports, hook: string): Promise<number | string> {
+    const load = startLoad(targets(ports));
+    while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
+    const doomed = start(true, ['--import', hook]);
+    const exit = await doomed.exited;
+    await running.waitForLog(logMsg('successor went away before it was ready; still serving'));
+    const after = load.completed();
+    while (load.completed() < after + 100) await new Promise((r) => setTimeout(r, 20));
+    const result = await load.stop();
+    expect(result.errors).toEqual([]);
+    expect(Object.values(result.failed).reduce((a, b) => a + b, 0)).toBe(0);
+    expect(running.child.exitCode).toBeNull();
+    return exit;
+  }
+
   it('keeps the old process serving when the successor crashes while adopting the sockets', async () => {
     const running = processes.find((p) => p.child.exitCode === null && p.child.signalCode === null) ?? start(false);
     const ports = await portsOf(running);
@@ -212,17 +232,7 @@ describe('hot upgrade (weft run --takeover)', () => {
       crash,
       "import net from 'node:net';\nconst listen = net.Server.prototype.listen;\nnet.Server.prototype.listen = function (...args) {\n  if (typeof args[0] === 'object' && args[0] !== null && typeof args[0].fd === 'number') process.kill(process.pid, 'SIGKILL');\n  return listen.apply(this, args);\n};\n",
     );
-    const load = startLoad(targets(ports));
-    while (load.completed() < 50) await new Promise((r) => setTimeout(r, 20));
-    const doomed = start(true, ['--import', crash]);
-    expect(await doomed.exited).toBe('SIGKILL');
-    await running.waitForLog(logMsg('successor went away before it was ready; still serving'));
-    const after = load.completed();
-    while (load.completed() < after + 100) await new Promise((r) => setTimeout(r, 20));
-    const result = await load.stop();
-    expect(result.errors).toEqual([]);
-    expect(Object.values(result.failed).reduce((a, b) => a + b, 0)).toBe(0);
-    expect(running.child.exitCode).toBeNull();
+    expect(await failedHandover(running, ports, crash)).toBe('SIGKILL');
 
     // And it can still be taken over afterwards.
     const next = start(true);
@@ -230,4 +240,20 @@ describe('hot upgrade (weft run --takeover)', () => {
     expect(await running.exited).toBe(0);
     expect(addressesOf(await udpQuery(ports.dns, 'web7.default'))).toEqual(['10.96.0.2']);
   }, 60_000);
+
+  // Only several workers have a thread that can fail after another one started on its share of the sockets.
+  if (workers > 1) {
+    it('keeps the old process serving when a worker thread of the successor fails to start', async () => {
+      const running = processes.find((p) => p.child.exitCode === null && p.child.signalCode === null) ?? start(false);
+      const ports = await portsOf(running);
+      const failing = path.join(dir, 'second-worker-fails.mjs');
+      // The successor's second worker thread throws at start-up, after the first one took its share of the sockets.
+      writeFileSync(
+        failing,
+        "import { createRequire, syncBuiltinESMExports } from 'node:module';\nconst wt = createRequire(import.meta.url)('node:worker_threads');\nconst Original = wt.Worker;\nlet made = 0;\nwt.Worker = class extends Original {\n  constructor(file, opts) {\n    if (++made === 2) super('throw new Error(\"injected: this worker cannot start\")', { ...opts, eval: true });\n    else super(file, opts);\n  }\n};\nsyncBuiltinESMExports();\n",
+      );
+      expect(await failedHandover(running, ports, failing)).not.toBe(0);
+      expect(addressesOf(await udpQuery(ports.dns, 'web.default'))).toEqual(['10.96.0.1']);
+    }, 60_000);
+  }
 });

@@ -5,7 +5,7 @@ import dnsPacket from 'dns-packet';
 import type { DecodedPacket, Packet } from 'dns-packet';
 
 export interface QueryOptions {
-  type?: 'A' | 'AAAA' | 'TXT' | 'MX';
+  type?: 'A' | 'AAAA' | 'TXT' | 'MX' | 'SRV';
   /** Source address to send from (another loopback address is another client pod). */
   from?: string;
   /** Adds an EDNS OPT record with this UDP payload size. */

@@ -96,6 +96,10 @@ export async function startInpodRuntime(
     caDir: string;
     plugins?: unknown[];
     policies?: unknown[];
+    workers?: number;
+    /** `weft run --takeover` of the runtime running with this node's config (pass its accessLog so the file stays the same). */
+    takeover?: boolean;
+    accessLog?: string;
     /** More weft.yaml keys (dns, services, workers). */
     extra?: Record<string, unknown>;
     /** A second runtime beside the first on one node (an upgrade's surge): its own admin port and config file. */
@@ -103,12 +107,13 @@ export async function startInpodRuntime(
   },
 ): Promise<InpodRuntime> {
   const adminPort = opts.adminPort ?? 15000;
-  const accessLog = path.join(node.workDir, `access-${Date.now()}.log`);
+  const accessLog = opts.accessLog ?? path.join(node.workDir, `access-${Date.now()}.log`);
   const configPath = path.join(node.workDir, `weft-inpod-${adminPort}.yaml`);
   writeFileSync(
     configPath,
     stringify({
       node: `node-${node.index}`,
+      ...(opts.workers === undefined ? {} : { workers: opts.workers }),
       listeners: { outbound: { address: '127.0.0.1:0' }, inbound: { address: '127.0.0.1:0' }, explicitProxy: { address: '127.0.0.1:0' }, admin: `127.0.0.1:${adminPort}`, metrics: '127.0.0.1:0', readiness: '127.0.0.1:0' },
       identity: { caDir: opts.caDir },
       accessLog: { enabled: true, path: accessLog },
@@ -128,7 +133,7 @@ export async function startInpodRuntime(
       })),
     }),
   );
-  const proc = await startProc(node.nodeNs, [process.execPath, '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configPath], '"weft started"');
+  const proc = await startProc(node.nodeNs, [process.execPath, '--import', 'tsx', path.join(repoRoot, 'runtime/cli.ts'), 'run', '--config', configPath, ...(opts.takeover === true ? ['--takeover'] : [])], '"weft started"');
   const lines = (): Record<string, unknown>[] =>
     existsSync(accessLog)
       ? readFileSync(accessLog, 'utf8')
