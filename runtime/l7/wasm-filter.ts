@@ -59,7 +59,8 @@ function statusOf(action: FilterAction, onContinue?: (body: Uint8Array | undefin
   }
 }
 
-function notLoadedFilter(names: string[]): L7Filter {
+/** The filter standing in for attached plugins that are not running: every request is answered 503. */
+export function notLoadedFilter(names: string[]): L7Filter {
   const reply: LocalReply = { status: 503, code: 'WEFT_ERR_PLUGIN_LOAD', flag: 'UAEX', body: `plugin ${names.join(', ')} is attached but not loaded\n` };
   return { name: `wasm-missing:${names.join(',')}`, start: () => ({ onRequestHeaders: () => reply }) };
 }
@@ -113,107 +114,111 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
       const missing = ordered.filter((n) => !host.has(n) && all.find((c) => c.name === n)?.failStrategy !== 'FAIL_OPEN');
       if (missing.length > 0) return [notLoadedFilter(missing)];
       const names = ordered.filter((n) => host.has(n));
-      if (names.length === 0) return [];
-      const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
-      const requestBody = exportsOf('proxy_on_request_body');
-      const responseBody = exportsOf('proxy_on_response_body');
-      const requestTrailers = exportsOf('proxy_on_request_trailers');
-      const responseTrailers = exportsOf('proxy_on_response_trailers');
-      const filter: L7Filter = {
-        name: `wasm:${names.join(',')}`,
-        bufferRequestBody: requestBody,
-        bufferResponseBody: responseBody,
-        start(info, body): L7FilterStream {
-          let chain: FilterChain | undefined;
-          const open = (): FilterChain => (chain ??= host.createStream(names, streamInfo(info)));
-          // The request line as the plugins last left it: what their next map shows, and what an edit is compared to.
-          let line: RequestLine = { method: info.method, path: info.path, authority: info.authority };
-          // The header maps the chain holds, kept so edits made in body callbacks reach the headers while they are
-          // still unsent (bodies reach plugins buffered, so the headers wait for them, as Envoy allows).
-          let reqList: HeaderList | undefined;
-          const reqPairs: HeaderPairs = [];
-          let resList: HeaderList | undefined;
-          let resStatus = 0;
-          const resPairs: HeaderPairs = [];
-          /** Applies the plugins' request map: fields, then the request line (Envoy clears the route cache on either). */
-          const requestEdits = (): LocalReply | undefined => {
-            if (reqList === undefined) return undefined;
-            const changed = writeBackFields(reqList, reqPairs, HOST);
-            const edit = editedRequestLine(reqPairs, line);
-            if (edit === undefined) {
-              if (changed) body.clearRouteCache();
-              return undefined;
-            }
-            const problem = requestLineProblem(edit, line);
-            if (problem !== undefined) return { status: 500, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid request line: ${problem}\n` };
-            line = edit;
-            body.setRequestLine(edit.method, edit.path, edit.authority);
-            return undefined;
-          };
-          const responseEdits = (): undefined => {
-            if (resList !== undefined) writeBackFields(resList, resPairs, undefined);
-            return undefined;
-          };
-          const stream: L7FilterStream = {
-            onRequestHeaders(headers, eos) {
-              reqList = headers;
-              // Written back when the chain continues, which may be after a pause: a plugin that calls out and
-              // then edits headers (the http_auth_random shape) makes its edits on resume.
-              return statusOf(open().onRequestHeaders(requestPairs(headers, line, reqPairs), eos), requestEdits);
-            },
-            onResponseHeaders(status, headers, eos) {
-              resList = headers;
-              resStatus = status;
-              return statusOf(open().onResponseHeaders(responsePairs(headers, status, resPairs), eos), responseEdits);
-            },
-            onDone() {
-              chain?.done();
-            },
-          };
-          // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
-          // single-write fast path for small responses. Each first shows the plugins the headers as they are now.
-          if (requestBody) {
-            stream.onRequestBody = (chunk, eos) => {
-              if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
-              return statusOf(open().onRequestBody(chunk, eos), (b) => {
-                if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-                return requestEdits();
-              });
-            };
-          }
-          if (responseBody) {
-            stream.onResponseBody = (chunk, eos) => {
-              if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
-              return statusOf(open().onResponseBody(chunk, eos), (b) => {
-                if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-                return responseEdits();
-              });
-            };
-          }
-          if (requestTrailers) {
-            stream.onRequestTrailers = (trailers) => {
-              if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
-              const pairs = responsePairs(trailers, undefined, []);
-              return statusOf(open().onRequestTrailers(pairs), () => {
-                writeBackFields(trailers, pairs, undefined);
-                return requestEdits();
-              });
-            };
-          }
-          if (responseTrailers) {
-            stream.onResponseTrailers = (trailers) => {
-              if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
-              const pairs = responsePairs(trailers, undefined, []);
-              return statusOf(open().onResponseTrailers(pairs), () => {
-                writeBackFields(trailers, pairs, undefined);
-                return responseEdits();
-              });
-            };
-          }
-          return stream;
-        },
-      };
-      return [filter];
+      return names.length === 0 ? [] : [wasmChainFilter(host, names)];
     },
   };
+}
+
+/** One L7 filter running the loaded proxy-wasm plugins `names` (already in chain order) as one FilterChain per request. */
+export function wasmChainFilter(host: PluginHost, names: readonly string[]): L7Filter {
+  const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
+  const requestBody = exportsOf('proxy_on_request_body');
+  const responseBody = exportsOf('proxy_on_response_body');
+  const requestTrailers = exportsOf('proxy_on_request_trailers');
+  const responseTrailers = exportsOf('proxy_on_response_trailers');
+  const filter: L7Filter = {
+    name: `wasm:${names.join(',')}`,
+    bufferRequestBody: requestBody,
+    bufferResponseBody: responseBody,
+    start(info, body): L7FilterStream {
+      let chain: FilterChain | undefined;
+      const open = (): FilterChain => (chain ??= host.createStream(names, streamInfo(info)));
+      // The request line as the plugins last left it: what their next map shows, and what an edit is compared to.
+      let line: RequestLine = { method: info.method, path: info.path, authority: info.authority };
+      // The header maps the chain holds, kept so edits made in body callbacks reach the headers while they are
+      // still unsent (bodies reach plugins buffered, so the headers wait for them, as Envoy allows).
+      let reqList: HeaderList | undefined;
+      const reqPairs: HeaderPairs = [];
+      let resList: HeaderList | undefined;
+      let resStatus = 0;
+      const resPairs: HeaderPairs = [];
+      /** Applies the plugins' request map: fields, then the request line (Envoy clears the route cache on either). */
+      const requestEdits = (): LocalReply | undefined => {
+        if (reqList === undefined) return undefined;
+        const changed = writeBackFields(reqList, reqPairs, HOST);
+        const edit = editedRequestLine(reqPairs, line);
+        if (edit === undefined) {
+          if (changed) body.clearRouteCache();
+          return undefined;
+        }
+        const problem = requestLineProblem(edit, line);
+        if (problem !== undefined) return { status: 500, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid request line: ${problem}\n` };
+        line = edit;
+        body.setRequestLine(edit.method, edit.path, edit.authority);
+        return undefined;
+      };
+      const responseEdits = (): undefined => {
+        if (resList !== undefined) writeBackFields(resList, resPairs, undefined);
+        return undefined;
+      };
+      const stream: L7FilterStream = {
+        onRequestHeaders(headers, eos) {
+          reqList = headers;
+          // Written back when the chain continues, which may be after a pause: a plugin that calls out and
+          // then edits headers (the http_auth_random shape) makes its edits on resume.
+          return statusOf(open().onRequestHeaders(requestPairs(headers, line, reqPairs), eos), requestEdits);
+        },
+        onResponseHeaders(status, headers, eos) {
+          resList = headers;
+          resStatus = status;
+          return statusOf(open().onResponseHeaders(responsePairs(headers, status, resPairs), eos), responseEdits);
+        },
+        onDone() {
+          chain?.done();
+        },
+      };
+      // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
+      // single-write fast path for small responses. Each first shows the plugins the headers as they are now.
+      if (requestBody) {
+        stream.onRequestBody = (chunk, eos) => {
+          if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
+          return statusOf(open().onRequestBody(chunk, eos), (b) => {
+            if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+            return requestEdits();
+          });
+        };
+      }
+      if (responseBody) {
+        stream.onResponseBody = (chunk, eos) => {
+          if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
+          return statusOf(open().onResponseBody(chunk, eos), (b) => {
+            if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+            return responseEdits();
+          });
+        };
+      }
+      if (requestTrailers) {
+        stream.onRequestTrailers = (trailers) => {
+          if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
+          const pairs = responsePairs(trailers, undefined, []);
+          return statusOf(open().onRequestTrailers(pairs), () => {
+            writeBackFields(trailers, pairs, undefined);
+            return requestEdits();
+          });
+        };
+      }
+      if (responseTrailers) {
+        stream.onResponseTrailers = (trailers) => {
+          if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
+          const pairs = responsePairs(trailers, undefined, []);
+          return statusOf(open().onResponseTrailers(pairs), () => {
+            writeBackFields(trailers, pairs, undefined);
+            return responseEdits();
+          });
+        };
+      }
+      return stream;
+    },
+  };
+  return filter;
 }

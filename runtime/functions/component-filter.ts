@@ -1,0 +1,302 @@
+/**
+ * One admitted component filter (world weft:filter/http-filter) and its instance on the event loop: instantiated
+ * synchronously from the compiled cores with weft's `host` imports, configured once, then called per phase under the
+ * plugin's CPU budget (fuel, as proxy-wasm VMs) and memory cap. The L7 adapter (runtime/l7/component-filter-stream.ts)
+ * supplies the phase's view of the request; a failure discards the instance and the next call gets a fresh one.
+ */
+import type { PluginConfig } from '../config/config-schema.js';
+import type { Logger } from '../log.js';
+import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME, START_EXPORT_NAME } from '../wasm/fuel-instrumenter.js';
+import { GuestAbort, PluginFailure, classifyFailure } from '../wasm/plugin-failure.js';
+import { pluginConfigurationBytes } from '../wasm/plugin-runtime.js';
+import { BODY_FILTER_EXPORT, type CompiledFunction } from './component-admission.js';
+
+/** What the guest's `host` imports read and edit during one phase call. */
+export interface FilterPhaseView {
+  getHeader(name: string): string | undefined;
+  setHeader(name: string, value: string): void;
+  removeHeader(name: string): void;
+  property(path: string): string | undefined;
+  readonly requestId: string;
+}
+
+/** The WIT `action` as jco lifts it. */
+export type ComponentAction = { tag: 'continue' } | { tag: 'respond'; val: { status: number; headers: [string, Uint8Array][]; body: Uint8Array } };
+
+interface FilterExports {
+  configure(config: Uint8Array): void;
+  onRequestHeaders(endOfStream: boolean): ComponentAction;
+  onResponseHeaders(endOfStream: boolean): ComponentAction;
+}
+
+interface BodyFilterExports {
+  onRequestBody(body: Uint8Array, endOfStream: boolean): ComponentAction;
+  onRequestTrailers(): ComponentAction;
+  onResponseBody(body: Uint8Array, endOfStream: boolean): ComponentAction;
+  onResponseTrailers(): ComponentAction;
+}
+
+/** Metrics hooks: an instance started (admission, after a failure or an idle drop), a call or a start failed. */
+export interface FilterHooks {
+  started(): void;
+  failed(failure: PluginFailure): void;
+}
+
+export type Instantiate = (getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, unknown>, instantiateCore: (m: WebAssembly.Module, i?: WebAssembly.Imports) => WebAssembly.Instance) => Record<string, unknown>;
+
+/** Fuel per refill, as plugin-vm.ts: the wall clock is checked every fraction of a millisecond of guest work. */
+const FUEL_CHUNK = 300_000;
+/** After a fresh instance failed to start, calls fail fast this long before the next attempt (as proxy-wasm VMs). */
+const RESTART_BACKOFF_MS = 1000;
+const DEFAULT_CPU_MS = 50;
+const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+
+const latin1 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
+
+interface Instance {
+  filter: FilterExports;
+  body: BodyFilterExports | undefined;
+  memories: WebAssembly.Memory[];
+}
+
+export class ComponentFilter {
+  readonly name: string;
+  readonly config: PluginConfig;
+  readonly compiled: CompiledFunction;
+  /** The component exports weft:filter/body-filter: bodies reach it whole, trailers too. */
+  readonly seesBodies: boolean;
+  readonly #instantiate: Instantiate;
+  readonly #log: Logger;
+  readonly #cpuMs: number;
+  readonly #configBytes: Uint8Array;
+  readonly #hooks: FilterHooks;
+  #instance: Instance | undefined;
+  #view: FilterPhaseView | undefined;
+  #epoch = 0;
+  #fuelEpoch = -1;
+  #budgetStart = 0;
+  #doomed: GuestAbort | undefined;
+  #growRefused = false;
+  #startFailedAt = -Infinity;
+  #startFailure: PluginFailure | undefined;
+  #lastUsed = performance.now();
+  instancesStarted = 0;
+  calls = 0;
+
+  constructor(config: PluginConfig, compiled: CompiledFunction, instantiate: Instantiate, log: Logger, hooks: FilterHooks) {
+    this.name = config.name;
+    this.config = config;
+    this.compiled = compiled;
+    this.seesBodies = compiled.exports.some((e) => BODY_FILTER_EXPORT.test(e));
+    this.#instantiate = instantiate;
+    this.#log = log;
+    this.#cpuMs = config.limits?.cpuMs ?? DEFAULT_CPU_MS;
+    this.#configBytes = pluginConfigurationBytes(config.config);
+    this.#hooks = hooks;
+  }
+
+  get failStrategy(): PluginConfig['failStrategy'] {
+    return this.config.failStrategy;
+  }
+
+  get live(): boolean {
+    return this.#instance !== undefined;
+  }
+
+  /** Instantiates and configures now (admission: a filter that cannot start refuses the configuration). */
+  warm(): PluginFailure | undefined {
+    try {
+      this.#ensure();
+      return undefined;
+    } catch (err) {
+      return err instanceof PluginFailure ? err : classifyFailure(this.name, err, false);
+    }
+  }
+
+  onRequestHeaders(view: FilterPhaseView, endOfStream: boolean): ComponentAction {
+    return this.#call(view, (i) => i.filter.onRequestHeaders(endOfStream));
+  }
+
+  onResponseHeaders(view: FilterPhaseView, endOfStream: boolean): ComponentAction {
+    return this.#call(view, (i) => i.filter.onResponseHeaders(endOfStream));
+  }
+
+  onRequestBody(view: FilterPhaseView, body: Uint8Array, endOfStream: boolean): ComponentAction {
+    return this.#call(view, (i) => i.body?.onRequestBody(body, endOfStream) ?? { tag: 'continue' });
+  }
+
+  onResponseBody(view: FilterPhaseView, body: Uint8Array, endOfStream: boolean): ComponentAction {
+    return this.#call(view, (i) => i.body?.onResponseBody(body, endOfStream) ?? { tag: 'continue' });
+  }
+
+  onRequestTrailers(view: FilterPhaseView): ComponentAction {
+    return this.#call(view, (i) => i.body?.onRequestTrailers() ?? { tag: 'continue' });
+  }
+
+  onResponseTrailers(view: FilterPhaseView): ComponentAction {
+    return this.#call(view, (i) => i.body?.onResponseTrailers() ?? { tag: 'continue' });
+  }
+
+  /** Drops the instance when unused for `idleMs` (its memory goes back; the next call instantiates again). */
+  evictIfIdle(now: number, idleMs: number): boolean {
+    if (this.#instance === undefined || now - this.#lastUsed < idleMs) return false;
+    this.#instance = undefined;
+    return true;
+  }
+
+  close(): void {
+    this.#instance = undefined;
+  }
+
+  /** Runs one guest call under the CPU budget; any throw fails the instance and surfaces as a PluginFailure. */
+  #call<T>(view: FilterPhaseView, fn: (i: Instance) => T): T {
+    const instance = this.#ensure();
+    this.calls++;
+    this.#lastUsed = performance.now();
+    this.#view = view;
+    this.#epoch++;
+    this.#doomed = undefined;
+    try {
+      const r = fn(instance);
+      if (this.#doomed !== undefined) throw this.#doomed;
+      return r;
+    } catch (err) {
+      throw this.#fail(err, instance);
+    } finally {
+      this.#view = undefined;
+    }
+  }
+
+  #ensure(): Instance {
+    if (this.#instance !== undefined) return this.#instance;
+    if (this.#startFailure !== undefined && performance.now() - this.#startFailedAt < RESTART_BACKOFF_MS) throw this.#startFailure;
+    const memories: WebAssembly.Memory[] = [];
+    let exports: Record<string, unknown>;
+    this.#epoch++;
+    this.#doomed = undefined;
+    this.#growRefused = false;
+    try {
+      exports = this.#instantiate(
+        (name) => {
+          const m = this.compiled.modules[name];
+          if (m === undefined) throw new Error(`the component asks for core module ${name}, which admission did not produce`);
+          return m;
+        },
+        { 'weft:filter/host': this.#hostImports() },
+        (module, importObject = {}) => this.#instantiateCore(module, importObject, memories),
+      );
+    } catch (err) {
+      throw this.#startFailed(classifyFailure(this.name, this.#doomed ?? err, false), 'instantiation failed');
+    }
+    const filter = (exports.filter ?? exports['weft:filter/filter@0.1.0']) as FilterExports | undefined;
+    const body = (exports.bodyFilter ?? exports['weft:filter/body-filter@0.1.0']) as BodyFilterExports | undefined;
+    if (filter === undefined) throw this.#startFailed(new PluginFailure(this.name, 'start_failed', 'the component does not export weft:filter/filter'), 'no filter export');
+    const instance: Instance = { filter, body, memories };
+    this.#epoch++;
+    try {
+      filter.configure(this.#configBytes);
+      if (this.#doomed !== undefined) throw this.#doomed;
+    } catch (err) {
+      // jco lifts `result<_, string>`'s error into a thrown ComponentError whose payload is the guest's message.
+      const payload = (err as { payload?: unknown }).payload;
+      const failure = typeof payload === 'string' ? new PluginFailure(this.name, 'configure_failed', `configure rejected its configuration: ${payload}`, err) : classifyFailure(this.name, this.#doomed ?? err, this.#atCap(memories));
+      throw this.#startFailed(failure, 'configure failed');
+    }
+    this.#instance = instance;
+    this.#startFailure = undefined;
+    this.instancesStarted++;
+    this.#hooks.started();
+    return instance;
+  }
+
+  /** Core instantiation with weft's fuel and memory-growth imports for the metered cores; runs their deferred start. */
+  #instantiateCore(module: WebAssembly.Module, importObject: WebAssembly.Imports, memories: WebAssembly.Memory[]): WebAssembly.Instance {
+    const slot: { memory?: WebAssembly.Memory } = {};
+    const imports = {
+      ...importObject,
+      [FUEL_IMPORT_MODULE]: { [FUEL_IMPORT_NAME]: () => this.#refillFuel(), [GROW_IMPORT_NAME]: (pages: number) => this.#grow(slot.memory, pages) },
+    };
+    const instance = new WebAssembly.Instance(module, imports);
+    for (const e of Object.values(instance.exports)) {
+      if (e instanceof WebAssembly.Memory) {
+        slot.memory ??= e;
+        memories.push(e);
+      }
+    }
+    const start = instance.exports[START_EXPORT_NAME];
+    if (typeof start === 'function') (start as () => void)();
+    return instance;
+  }
+
+  #hostImports(): Record<string, unknown> {
+    const view = (): FilterPhaseView => {
+      if (this.#view === undefined) throw new GuestAbort('host_error', 'a host function was called outside a filter phase');
+      return this.#view;
+    };
+    return {
+      getHeader: (name: string): Uint8Array | undefined => {
+        const v = view().getHeader(name.toLowerCase());
+        return v === undefined ? undefined : Buffer.from(v, 'latin1');
+      },
+      setHeader: (name: string, value: Uint8Array): void => view().setHeader(name.toLowerCase(), latin1(value)),
+      removeHeader: (name: string): void => view().removeHeader(name.toLowerCase()),
+      property: (path: string): Uint8Array | undefined => {
+        const v = view().property(path);
+        return v === undefined ? undefined : Buffer.from(v, 'utf8');
+      },
+      log: (level: number, msg: string): void => {
+        const at = LOG_LEVELS[Math.min(level, 4)] ?? 'info';
+        this.#log[at]({ plugin: this.name, request_id: this.#view?.requestId }, msg);
+      },
+    };
+  }
+
+  /** Called by the metered guest when its fuel runs out: a new chunk, or -1 (the guest traps) once the budget is spent. */
+  #refillFuel(): number {
+    if (this.#doomed !== undefined) return -1;
+    if (this.#fuelEpoch !== this.#epoch) {
+      this.#fuelEpoch = this.#epoch;
+      this.#budgetStart = performance.now();
+      return FUEL_CHUNK;
+    }
+    const spent = performance.now() - this.#budgetStart;
+    if (spent > this.#cpuMs) {
+      this.#doomed = new GuestAbort('cpu_budget', `call ran ${spent.toFixed(1)} ms, over its CPU budget of ${this.#cpuMs} ms`);
+      return -1;
+    }
+    return FUEL_CHUNK;
+  }
+
+  /** memory.grow routed through the host: -1 past the cap (the maximum set at admission), remembered to classify the trap. */
+  #grow(memory: WebAssembly.Memory | undefined, pages: number): number {
+    if (memory === undefined) return -1;
+    try {
+      return memory.grow(pages);
+    } catch {
+      this.#growRefused = true;
+      return -1;
+    }
+  }
+
+  #atCap(memories: readonly WebAssembly.Memory[]): boolean {
+    if (this.#growRefused) return true;
+    const used = memories.reduce((n, m) => n + m.buffer.byteLength, 0);
+    return used >= this.compiled.memoryCapBytes * 0.95;
+  }
+
+  #fail(err: unknown, instance: Instance): PluginFailure {
+    const failure = classifyFailure(this.name, this.#doomed ?? err, this.#atCap(instance.memories));
+    if (this.#instance === instance) this.#instance = undefined;
+    this.#log.warn({ plugin: this.name, reason: failure.reason, err: failure.message }, 'component filter instance discarded');
+    this.#hooks.failed(failure);
+    return failure;
+  }
+
+  #startFailed(failure: PluginFailure, what: string): PluginFailure {
+    this.#startFailure = failure;
+    this.#startFailedAt = performance.now();
+    this.#log.warn({ plugin: this.name, reason: failure.reason, err: failure.message }, `component filter ${what}`);
+    this.#hooks.failed(failure);
+    return failure;
+  }
+}
