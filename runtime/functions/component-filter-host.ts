@@ -8,7 +8,7 @@ import type { PluginConfig } from '../config/config-schema.js';
 import type { Logger } from '../log.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { DEFAULT_MEMORY_MB } from '../wasm/plugin-runtime.js';
-import { admitComponent, defaultFunctionCacheDir, fetchComponent } from './component-admission.js';
+import { admitComponent, defaultFunctionCacheDir, fetchComponent, type CompiledFunction } from './component-admission.js';
 import { ComponentFilter, type Instantiate } from './component-filter.js';
 
 export interface ComponentFilterHostOptions {
@@ -32,6 +32,8 @@ export class ComponentFilterHost {
   readonly #cacheDir: string;
   readonly #idleMs: number;
   #filters = new Map<string, ComponentFilter>();
+  /** Compiled components by sha256 and memory cap: filters of one component share its modules (and their lazy compilation). */
+  #compiled = new Map<string, Promise<CompiledFunction>>();
   #sweep: NodeJS.Timeout | undefined;
   readonly #failures;
   readonly #starts;
@@ -85,6 +87,8 @@ export class ComponentFilterHost {
       commit: () => {
         for (const [name, f] of this.#filters) if (next.get(name) !== f) f.close();
         this.#filters = next;
+        const used = new Set([...next.values()].map((f) => `${f.compiled.sha256}:${f.config.limits?.memoryMb ?? DEFAULT_MEMORY_MB}`));
+        for (const key of this.#compiled.keys()) if (!used.has(key)) this.#compiled.delete(key);
       },
       discard: () => {
         for (const f of fresh) f.close();
@@ -94,7 +98,15 @@ export class ComponentFilterHost {
 
   async #admit(config: PluginConfig): Promise<ComponentFilter> {
     const fetched = await fetchComponent(config.url, config.sha256);
-    const compiled = await admitComponent(fetched.bytes, fetched.sha256, config.limits?.memoryMb ?? DEFAULT_MEMORY_MB, this.#cacheDir, 'filter');
+    const memoryMb = config.limits?.memoryMb ?? DEFAULT_MEMORY_MB;
+    const key = `${fetched.sha256}:${memoryMb}`;
+    let pending = this.#compiled.get(key);
+    if (pending === undefined) {
+      pending = admitComponent(fetched.bytes, fetched.sha256, memoryMb, this.#cacheDir, 'filter');
+      this.#compiled.set(key, pending);
+      pending.catch(() => this.#compiled.delete(key));
+    }
+    const compiled = await pending;
     const glue = (await import(compiled.jsUrl)) as { instantiate: Instantiate };
     const filter = new ComponentFilter(config, compiled, glue.instantiate, this.#opts.logger, {
       started: () => this.#starts.inc({ plugin: config.name }),

@@ -49,6 +49,14 @@ const FUEL_CHUNK = 300_000;
 /** After a fresh instance failed to start, calls fail fast this long before the next attempt (as proxy-wasm VMs). */
 const RESTART_BACKOFF_MS = 1000;
 const DEFAULT_CPU_MS = 50;
+/**
+ * Budget of instantiation, configure and the first call of each phase: V8 compiles Wasm functions lazily on their first
+ * call, and a SpiderMonkey-sized guest spends hundreds of ms there on a loaded machine. Workers allow 1 s of startup;
+ * this is wall time on a shared event loop, so it is larger.
+ */
+const STARTUP_MS = 5000;
+/** Lazy compilation is per compiled module, which filters of the same component and memory cap share. */
+const warmedPhases = new WeakMap<CompiledFunction, Set<string>>();
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
 
 const latin1 = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('latin1');
@@ -75,6 +83,9 @@ export class ComponentFilter {
   #epoch = 0;
   #fuelEpoch = -1;
   #budgetStart = 0;
+  #budgetMs = STARTUP_MS;
+  /** Phases that completed once on this filter's compiled module (past their lazy compilation). */
+  readonly #warmed: Set<string>;
   #doomed: GuestAbort | undefined;
   #growRefused = false;
   #startFailedAt = -Infinity;
@@ -93,6 +104,8 @@ export class ComponentFilter {
     this.#cpuMs = config.limits?.cpuMs ?? DEFAULT_CPU_MS;
     this.#configBytes = pluginConfigurationBytes(config.config);
     this.#hooks = hooks;
+    this.#warmed = warmedPhases.get(compiled) ?? new Set();
+    warmedPhases.set(compiled, this.#warmed);
   }
 
   get failStrategy(): PluginConfig['failStrategy'] {
@@ -114,27 +127,27 @@ export class ComponentFilter {
   }
 
   onRequestHeaders(view: FilterPhaseView, endOfStream: boolean): ComponentAction {
-    return this.#call(view, (i) => i.filter.onRequestHeaders(endOfStream));
+    return this.#call('onRequestHeaders', view, (i) => i.filter.onRequestHeaders(endOfStream));
   }
 
   onResponseHeaders(view: FilterPhaseView, endOfStream: boolean): ComponentAction {
-    return this.#call(view, (i) => i.filter.onResponseHeaders(endOfStream));
+    return this.#call('onResponseHeaders', view, (i) => i.filter.onResponseHeaders(endOfStream));
   }
 
   onRequestBody(view: FilterPhaseView, body: Uint8Array, endOfStream: boolean): ComponentAction {
-    return this.#call(view, (i) => i.body?.onRequestBody(body, endOfStream) ?? { tag: 'continue' });
+    return this.#call('onRequestBody', view, (i) => i.body?.onRequestBody(body, endOfStream) ?? { tag: 'continue' });
   }
 
   onResponseBody(view: FilterPhaseView, body: Uint8Array, endOfStream: boolean): ComponentAction {
-    return this.#call(view, (i) => i.body?.onResponseBody(body, endOfStream) ?? { tag: 'continue' });
+    return this.#call('onResponseBody', view, (i) => i.body?.onResponseBody(body, endOfStream) ?? { tag: 'continue' });
   }
 
   onRequestTrailers(view: FilterPhaseView): ComponentAction {
-    return this.#call(view, (i) => i.body?.onRequestTrailers() ?? { tag: 'continue' });
+    return this.#call('onRequestTrailers', view, (i) => i.body?.onRequestTrailers() ?? { tag: 'continue' });
   }
 
   onResponseTrailers(view: FilterPhaseView): ComponentAction {
-    return this.#call(view, (i) => i.body?.onResponseTrailers() ?? { tag: 'continue' });
+    return this.#call('onResponseTrailers', view, (i) => i.body?.onResponseTrailers() ?? { tag: 'continue' });
   }
 
   /** Drops the instance when unused for `idleMs` (its memory goes back; the next call instantiates again). */
@@ -149,16 +162,18 @@ export class ComponentFilter {
   }
 
   /** Runs one guest call under the CPU budget; any throw fails the instance and surfaces as a PluginFailure. */
-  #call<T>(view: FilterPhaseView, fn: (i: Instance) => T): T {
+  #call<T>(phase: string, view: FilterPhaseView, fn: (i: Instance) => T): T {
     const instance = this.#ensure();
     this.calls++;
     this.#lastUsed = performance.now();
     this.#view = view;
     this.#epoch++;
     this.#doomed = undefined;
+    this.#budgetMs = this.#warmed.has(phase) ? this.#cpuMs : Math.max(this.#cpuMs, STARTUP_MS);
     try {
       const r = fn(instance);
       if (this.#doomed !== undefined) throw this.#doomed;
+      this.#warmed.add(phase);
       return r;
     } catch (err) {
       throw this.#fail(err, instance);
@@ -175,6 +190,7 @@ export class ComponentFilter {
     this.#epoch++;
     this.#doomed = undefined;
     this.#growRefused = false;
+    this.#budgetMs = Math.max(this.#cpuMs, STARTUP_MS);
     try {
       exports = this.#instantiate(
         (name) => {
@@ -260,8 +276,8 @@ export class ComponentFilter {
       return FUEL_CHUNK;
     }
     const spent = performance.now() - this.#budgetStart;
-    if (spent > this.#cpuMs) {
-      this.#doomed = new GuestAbort('cpu_budget', `call ran ${spent.toFixed(1)} ms, over its CPU budget of ${this.#cpuMs} ms`);
+    if (spent > this.#budgetMs) {
+      this.#doomed = new GuestAbort('cpu_budget', `call ran ${spent.toFixed(1)} ms, over its CPU budget of ${this.#budgetMs} ms`);
       return -1;
     }
     return FUEL_CHUNK;
