@@ -142,7 +142,7 @@ describe('component filters in the L7 chain', () => {
     ['throw', 'trap'],
   ])('stops a filter that misbehaves (%s) on the event loop: 503 under FAIL_CLOSE, and the next request is served', async (what, reason) => {
     // The first call of a phase has the startup budget (V8 compiles Wasm lazily); the plugin's own budget applies after.
-    expect((await send('spin', '/warm')).status).toBe(200);
+    expect((await send('spin', '/warm')).status, JSON.stringify(w.logs.filter((l) => l.plugin !== undefined).slice(-3))).toBe(200);
     const before = await w.metrics();
     const bad = await send('spin', '/', [['x-misbehave', what]]);
     expect(bad.status).toBe(503);
