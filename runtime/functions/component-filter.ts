@@ -4,6 +4,7 @@
  * plugin's CPU budget (fuel, as proxy-wasm VMs) and memory cap. The L7 adapter (runtime/l7/component-filter-stream.ts)
  * supplies the phase's view of the request; a failure discards the instance and the next call gets a fresh one.
  */
+import { existsSync, readFileSync } from 'node:fs';
 import type { PluginConfig } from '../config/config-schema.js';
 import type { Logger } from '../log.js';
 import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME, START_EXPORT_NAME } from '../wasm/fuel-instrumenter.js';
@@ -55,6 +56,14 @@ const DEFAULT_CPU_MS = 50;
  * this is wall time on a shared event loop, so it is larger.
  */
 const STARTUP_MS = 5000;
+/**
+ * The budget clock: this thread's CPU time (Linux schedstat, ns on CPU) where readable, so a busy machine that
+ * deschedules the event loop does not fail a filter; wall time elsewhere. Read only on a fuel refill (every few
+ * hundred thousand guest instructions), never on a short call.
+ */
+const SCHEDSTAT = '/proc/thread-self/schedstat';
+const budgetClock: () => number = existsSync(SCHEDSTAT) ? () => Number(readFileSync(SCHEDSTAT, 'latin1').split(' ', 1)[0]) / 1e6 : () => performance.now();
+
 /** Lazy compilation is per compiled module, which filters of the same component and memory cap share. */
 const warmedPhases = new WeakMap<CompiledFunction, Set<string>>();
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
@@ -272,12 +281,12 @@ export class ComponentFilter {
     if (this.#doomed !== undefined) return -1;
     if (this.#fuelEpoch !== this.#epoch) {
       this.#fuelEpoch = this.#epoch;
-      this.#budgetStart = performance.now();
+      this.#budgetStart = budgetClock();
       return FUEL_CHUNK;
     }
-    const spent = performance.now() - this.#budgetStart;
+    const spent = budgetClock() - this.#budgetStart;
     if (spent > this.#budgetMs) {
-      this.#doomed = new GuestAbort('cpu_budget', `call ran ${spent.toFixed(1)} ms, over its CPU budget of ${this.#budgetMs} ms`);
+      this.#doomed = new GuestAbort('cpu_budget', `call used ${spent.toFixed(1)} ms of CPU, over its budget of ${this.#budgetMs} ms`);
       return -1;
     }
     return FUEL_CHUNK;

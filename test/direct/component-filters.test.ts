@@ -80,14 +80,16 @@ beforeAll(async () => {
   baseRaw = {
     workloads: [{ name: 'origin', addresses: ['127.0.0.71'], labels: { app: 'origin' } }],
     services: names.map((name) => ({ name, ports: [{ port: 80, targetPort: originPort, appProtocol: 'http' }], selector: { app: 'origin' }, annotations: { 'weft.dev/plugins': SERVICES[name] } })),
+    // A SpiderMonkey guest now and then runs its own GC inside a call (tens of ms of CPU on a loaded machine): the
+    // budgets here are generous so only the misbehaving calls are stopped.
     plugins: [
       { name: 'add-header', url: coreUrl },
       // No kind: the file's preamble says it is a component.
-      { name: 'header-filter', url: filter.url, sha256: filter.sha256 },
-      { name: 'header-filter-first', url: filter.url, kind: 'component', phase: 'AUTHN', config: { requestValue: 'component', responseValue: 'component' } },
-      { name: 'header-filter-guard', url: filter.url, config: { denyPrefix: '/admin' } },
-      { name: 'header-filter-misbehaving', url: filter.url, config: { misbehave: true }, limits: { cpuMs: 50, memoryMb: 32 } },
-      { name: 'header-filter-misbehaving-open', url: filter.url, config: { misbehave: true }, failStrategy: 'FAIL_OPEN', limits: { cpuMs: 50, memoryMb: 32 } },
+      { name: 'header-filter', url: filter.url, sha256: filter.sha256, limits: { cpuMs: 1000, memoryMb: 64 } },
+      { name: 'header-filter-first', url: filter.url, kind: 'component', phase: 'AUTHN', config: { requestValue: 'component', responseValue: 'component' }, limits: { cpuMs: 1000, memoryMb: 64 } },
+      { name: 'header-filter-guard', url: filter.url, config: { denyPrefix: '/admin' }, limits: { cpuMs: 1000, memoryMb: 64 } },
+      { name: 'header-filter-misbehaving', url: filter.url, config: { misbehave: true }, limits: { cpuMs: 300, memoryMb: 32 } },
+      { name: 'header-filter-misbehaving-open', url: filter.url, config: { misbehave: true }, failStrategy: 'FAIL_OPEN', limits: { cpuMs: 300, memoryMb: 32 } },
     ],
     localPorts: names.map((name) => ({ listen: `${hostOf(name)}:0`, service: `${name}.default`, port: 80 })),
   };
