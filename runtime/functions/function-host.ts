@@ -67,6 +67,8 @@ export class FunctionHost {
       if (pool === undefined) return inner(address, port, identity);
       const [client, server] = duplexPair();
       (server as Duplex & { weftFunction?: FunctionPool }).weftFunction = pool;
+      // The L7 path must see a response cut mid-body as a reset, not as the EOF a duplexPair end gives its peer.
+      (server as Duplex & { weftAbort?: () => void }).weftAbort = () => client.destroy(new Error('the function instance failed mid-response'));
       this.#server.emit('connection', server);
       return client;
     };
