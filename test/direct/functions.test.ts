@@ -207,6 +207,43 @@ describe('bodies, logs and environment', () => {
     expect(await metric('weft_fn_instance_memory_bytes', { fn: 'bulk.fns' })).toBeLessThanOrEqual(64 * 1024 * 1024);
   }, 300_000);
 
+  it('streams a 100 MB POST through a splicing function, never holding it whole', async () => {
+    // wasi:io splice moves the bytes host to host: the guest's memory stays at its 24 MiB cap's start, weft's heap flat.
+    const size = 100 * 1024 * 1024;
+    const sent = createHash('sha256');
+    const heapBefore = process.memoryUsage().heapUsed;
+    let peakHeap = heapBefore;
+    const res = await new Promise<{ status: number; sha: string; length: number }>((resolve, reject) => {
+      const req = http.request({ host: '127.0.0.1', port: w.app.ports.explicitProxy, method: 'POST', path: 'http://tight.fns/splice', headers: { host: 'tight.fns', 'content-length': size }, agent: false }, (r) => {
+        const got = createHash('sha256');
+        let length = 0;
+        r.on('data', (c: Buffer) => {
+          got.update(c);
+          length += c.length;
+          peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
+        });
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, sha: got.digest('hex'), length }));
+        r.on('error', reject);
+      });
+      req.on('error', reject);
+      let offset = 0;
+      const write = (): void => {
+        while (offset < size) {
+          const chunk = Buffer.alloc(65536);
+          chunk.writeUInt32BE(offset, 0);
+          sent.update(chunk);
+          offset += chunk.length;
+          if (!req.write(chunk)) return void req.once('drain', write);
+        }
+        req.end();
+      };
+      write();
+    });
+    expect(res).toEqual({ status: 200, sha: sent.digest('hex'), length: size });
+    expect(await metric('weft_fn_instance_memory_bytes', { fn: 'tight.fns' })).toBeLessThanOrEqual(24 * 1024 * 1024);
+    expect(peakHeap - heapBefore).toBeLessThan(32 * 1024 * 1024);
+  }, 600_000);
+
   it('resets the client when the instance fails mid-response (it stalled: a duplexPair end reads as EOF)', async () => {
     // A 32 MiB echo through a 24 MiB cap: the guest traps in cabi_realloc after some MiB were already answered.
     const size = 32 * 1024 * 1024;
