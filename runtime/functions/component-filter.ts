@@ -45,8 +45,8 @@ export interface FilterHooks {
 
 export type Instantiate = (getCoreModule: (name: string) => WebAssembly.Module, imports: Record<string, unknown>, instantiateCore: (m: WebAssembly.Module, i?: WebAssembly.Imports) => WebAssembly.Instance) => Record<string, unknown>;
 
-/** Fuel per refill, as plugin-vm.ts: the wall clock is checked every fraction of a millisecond of guest work. */
-const FUEL_CHUNK = 300_000;
+/** Fuel per refill: ten times plugin-vm.ts's, since an interpreter-sized guest burns it fast (a check every ~0.1 ms). */
+const FUEL_CHUNK = 3_000_000;
 /** After a fresh instance failed to start, calls fail fast this long before the next attempt (as proxy-wasm VMs). */
 const RESTART_BACKOFF_MS = 1000;
 const DEFAULT_CPU_MS = 50;
@@ -57,12 +57,14 @@ const DEFAULT_CPU_MS = 50;
  */
 const STARTUP_MS = 5000;
 /**
- * The budget clock: this thread's CPU time (Linux schedstat, ns on CPU) where readable, so a busy machine that
- * deschedules the event loop does not fail a filter; wall time elsewhere. Read only on a fuel refill (every few
- * hundred thousand guest instructions), never on a short call.
+ * The budget is CPU time of this thread (Linux schedstat, ns on CPU) so a busy machine that deschedules the event loop
+ * does not fail a filter. Reading /proc costs some µs and a SpiderMonkey guest refills fuel every few µs, so refills
+ * check the wall clock, and schedstat is read only once a call has run CPU_PROBE_MS of wall time (thread CPU never
+ * exceeds wall time, so the wall clock alone can say "still within budget").
  */
 const SCHEDSTAT = '/proc/thread-self/schedstat';
-const budgetClock: () => number = existsSync(SCHEDSTAT) ? () => Number(readFileSync(SCHEDSTAT, 'latin1').split(' ', 1)[0]) / 1e6 : () => performance.now();
+const threadCpuMs: (() => number) | undefined = existsSync(SCHEDSTAT) ? () => Number(readFileSync(SCHEDSTAT, 'latin1').split(' ', 1)[0]) / 1e6 : undefined;
+const CPU_PROBE_MS = 5;
 
 /** Lazy compilation is per compiled module, which filters of the same component and memory cap share. */
 const warmedPhases = new WeakMap<CompiledFunction, Set<string>>();
@@ -92,6 +94,8 @@ export class ComponentFilter {
   #epoch = 0;
   #fuelEpoch = -1;
   #budgetStart = 0;
+  /** This thread's CPU time at the budget's start, estimated once the call ran CPU_PROBE_MS (undefined before). */
+  #cpuStart: number | undefined;
   #budgetMs = STARTUP_MS;
   /** Phases that completed once on this filter's compiled module (past their lazy compilation). */
   readonly #warmed: Set<string>;
@@ -279,17 +283,26 @@ export class ComponentFilter {
   /** Called by the metered guest when its fuel runs out: a new chunk, or -1 (the guest traps) once the budget is spent. */
   #refillFuel(): number {
     if (this.#doomed !== undefined) return -1;
+    const now = performance.now();
     if (this.#fuelEpoch !== this.#epoch) {
       this.#fuelEpoch = this.#epoch;
-      this.#budgetStart = budgetClock();
+      this.#budgetStart = now;
+      this.#cpuStart = undefined;
       return FUEL_CHUNK;
     }
-    const spent = budgetClock() - this.#budgetStart;
-    if (spent > this.#budgetMs) {
+    const wall = now - this.#budgetStart;
+    if (threadCpuMs !== undefined && wall >= CPU_PROBE_MS) {
+      // Counting the first CPU_PROBE_MS of wall time as CPU errs towards stopping, never towards running on.
+      this.#cpuStart ??= threadCpuMs() - wall;
+      if (wall <= this.#budgetMs) return FUEL_CHUNK;
+      const spent = threadCpuMs() - this.#cpuStart;
+      if (spent <= this.#budgetMs) return FUEL_CHUNK;
       this.#doomed = new GuestAbort('cpu_budget', `call used ${spent.toFixed(1)} ms of CPU, over its budget of ${this.#budgetMs} ms`);
       return -1;
     }
-    return FUEL_CHUNK;
+    if (wall <= this.#budgetMs) return FUEL_CHUNK;
+    this.#doomed = new GuestAbort('cpu_budget', `call ran ${wall.toFixed(1)} ms, over its budget of ${this.#budgetMs} ms`);
+    return -1;
   }
 
   /** memory.grow routed through the host: -1 past the cap (the maximum set at admission), remembered to classify the trap. */
