@@ -185,7 +185,8 @@ export class ComponentFilter {
     this.#budgetMs = this.#warmed.has(phase) ? this.#cpuMs : Math.max(this.#cpuMs, STARTUP_MS);
     try {
       const r = fn(instance);
-      if (this.#doomed !== undefined) throw this.#doomed;
+      const doomed = this.#doomedBy();
+      if (doomed !== undefined) throw doomed;
       this.#warmed.add(phase);
       return r;
     } catch (err) {
@@ -224,7 +225,8 @@ export class ComponentFilter {
     this.#epoch++;
     try {
       filter.configure(this.#configBytes);
-      if (this.#doomed !== undefined) throw this.#doomed;
+      const doomed = this.#doomedBy();
+      if (doomed !== undefined) throw doomed;
     } catch (err) {
       // jco lifts `result<_, string>`'s error into a thrown ComponentError whose payload is the guest's message.
       const payload = (err as { payload?: unknown }).payload;
@@ -278,6 +280,11 @@ export class ComponentFilter {
         this.#log[at]({ plugin: this.name, request_id: this.#view?.requestId }, msg);
       },
     };
+  }
+
+  /** Set by the fuel callback during a guest call (a method, so no narrowing from before the call survives it). */
+  #doomedBy(): GuestAbort | undefined {
+    return this.#doomed;
   }
 
   /** Called by the metered guest when its fuel runs out: a new chunk, or -1 (the guest traps) once the budget is spent. */

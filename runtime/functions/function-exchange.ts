@@ -39,7 +39,7 @@ export function localAnswer(res: ServerResponse, status: number, code: string, t
   if (res.headersSent) {
     // Too late for an answer: the response is cut. An in-process connection (function-host.ts) must be aborted from
     // the client side too, since destroying one end of a duplexPair reads as a clean EOF at the other.
-    const abort = (res.socket as (NonNullable<ServerResponse['socket']> & { weftAbort?: () => void }) | null)?.weftAbort;
+    const abort = (res.socket as { weftAbort?: () => void } | null)?.weftAbort;
     res.destroy();
     abort?.();
     return;

@@ -25,7 +25,6 @@ import { notLoadedFilter, orderPlugins, wasmChainFilter } from './wasm-filter.js
 
 /** Filters that run as one: requests through them in order, responses in reverse. */
 export function composeFilters(filters: readonly L7Filter[]): L7Filter {
-  const any = (f: (x: L7FilterStream) => unknown, streams: readonly L7FilterStream[]): boolean => streams.some((s) => f(s) !== undefined);
   return {
     name: filters.map((f) => f.name).join('+'),
     bufferRequestBody: filters.some((f) => f.bufferRequestBody === true),
@@ -45,10 +44,10 @@ export function composeFilters(filters: readonly L7Filter[]): L7Filter {
         },
       };
       // Only hooks some segment has: an absent body hook keeps the proxy's fast paths.
-      if (any((s) => s.onRequestBody, streams)) stream.onRequestBody = (chunk, eos) => runFilterHook(streams, 0, onRequestBodyHook, chunk, eos);
-      if (any((s) => s.onResponseBody, streams)) stream.onResponseBody = (chunk, eos) => runFilterHook(reversed, 0, onResponseBodyHook, chunk, eos);
-      if (any((s) => s.onRequestTrailers, streams)) stream.onRequestTrailers = (t) => runFilterHook(streams, 0, onRequestTrailersHook, t);
-      if (any((s) => s.onResponseTrailers, streams)) stream.onResponseTrailers = (t) => runFilterHook(reversed, 0, onResponseTrailersHook, t);
+      if (streams.some((s) => s.onRequestBody !== undefined)) stream.onRequestBody = (chunk, eos) => runFilterHook(streams, 0, onRequestBodyHook, chunk, eos);
+      if (streams.some((s) => s.onResponseBody !== undefined)) stream.onResponseBody = (chunk, eos) => runFilterHook(reversed, 0, onResponseBodyHook, chunk, eos);
+      if (streams.some((s) => s.onRequestTrailers !== undefined)) stream.onRequestTrailers = (t) => runFilterHook(streams, 0, onRequestTrailersHook, t);
+      if (streams.some((s) => s.onResponseTrailers !== undefined)) stream.onResponseTrailers = (t) => runFilterHook(reversed, 0, onResponseTrailersHook, t);
       return stream;
     },
   };

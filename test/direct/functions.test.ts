@@ -62,7 +62,7 @@ beforeAll(async () => {
     plugins: [{ name: 'add-header', url: await wasmFileUrl(await fixture('add-header')) }],
     functions: [
       { name: 'hello', namespace: 'fns', url: hello.url, sha256: hello.sha256, addresses: ['10.96.0.80'] },
-      { name: 'lab', namespace: 'fns', url: lab.url, sha256: lab.sha256, limits: { cpuMs: 300, timeoutMs: 3_000, memoryMb: 64, maxInstances: 2, maxQueue: 2, idleTimeoutMs: 60_000 } },
+      { name: 'lab', namespace: 'fns', url: lab.url, sha256: lab.sha256, limits: { cpuMs: 300, timeoutMs: 8_000, memoryMb: 64, maxInstances: 2, maxQueue: 2, idleTimeoutMs: 60_000 } },
       { name: 'slow', namespace: 'fns', url: lab.url, limits: { maxInstances: 1, maxQueue: 2, idleTimeoutMs: 60_000 } },
       { name: 'caller', namespace: 'fns', url: lab.url, allowedOutboundHosts: ['http://plain.default'], limits: { cpuMs: 1_000 } },
       { name: 'other', namespace: 'fns', url: lab.url, allowedOutboundHosts: ['http://*.default:80'], limits: { cpuMs: 1_000 } },
@@ -155,7 +155,7 @@ describe('limits', () => {
     ['/loop', 500, 'WEFT_ERR_FN_CPU', 'cpu'],
     ['/bomb', 500, 'WEFT_ERR_FN_MEMORY', 'memory'],
     ['/trap', 500, 'WEFT_ERR_FN_TRAP', 'trap'],
-    ['/sleep?ms=10000', 504, 'WEFT_ERR_FN_TIMEOUT', 'timeout'],
+    ['/sleep?ms=20000', 504, 'WEFT_ERR_FN_TIMEOUT', 'timeout'],
   ])('%s is stopped, reported and followed by a good request', async (path, status, code, reason) => {
     const before = await metric('weft_fn_evictions_total', { fn: 'lab.fns', reason });
     const bad = await viaProxy(`http://lab.fns${path}`);
