@@ -69,6 +69,7 @@ beforeAll(async () => {
       { name: 'brief', namespace: 'fns', url: hello.url, limits: { idleTimeoutMs: 300, moduleIdleTimeoutMs: 600 } },
       { name: 'bulk', namespace: 'fns', url: lab.url, limits: { memoryMb: 64, cpuMs: 120_000, timeoutMs: 600_000 } },
       { name: 'tight', namespace: 'fns', url: lab.url, limits: { memoryMb: 24, cpuMs: 120_000, timeoutMs: 600_000 } },
+      { name: 'coldburst', namespace: 'fns', url: hello.url, limits: { maxInstances: 2, idleTimeoutMs: 300, moduleIdleTimeoutMs: 600, cpuMs: 1_000 } },
     ],
     localPorts: [{ listen: '127.0.0.1:0', service: 'hello.fns', port: 80 }],
   };
@@ -134,6 +135,15 @@ describe('serverless lifecycle', () => {
     expect(await metric('weft_fn_cold_starts_total', { fn: 'brief.fns' })).toBe(starts + 1);
     expect(await metric('weft_fn_cold_starts_total', { fn: 'brief.fns', kind: 'cold' })).toBeGreaterThanOrEqual(1);
   });
+
+  it('keeps a burst during a cold start within maxInstances (each queued request used to start its own instance)', async () => {
+    expect((await viaProxy('http://coldburst.fns/first')).status).toBe(200);
+    await eventually(async () => (await metric('weft_fn_modules_loaded', { fn: 'coldburst.fns' })) === 0);
+    const before = await metric('weft_fn_cold_starts_total', { fn: 'coldburst.fns' });
+    const answers = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => viaProxy(`http://coldburst.fns/burst-${i}`)));
+    expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
+    expect((await metric('weft_fn_cold_starts_total', { fn: 'coldburst.fns' })) - before).toBeLessThanOrEqual(2);
+  }, 120_000);
 
   it('queues a burst beyond its instances, then answers 503 past the queue bound', async () => {
     expect((await viaProxy('http://slow.fns/warm')).status).toBe(200);
