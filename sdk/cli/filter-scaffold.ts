@@ -3,11 +3,9 @@
  * package.json with build and test scripts, a test that runs the built component through weft's own filter host, and a
  * README). Paths to weft are relative, as for functions (fn-scaffold.ts).
  */
-import { mkdir, stat, writeFile } from 'node:fs/promises';
 import { join, relative, resolve, sep } from 'node:path';
-import { WeftError } from '../../runtime/errors.js';
 import { sdkWitDir } from '../../runtime/functions/component-build.js';
-import { isFunctionName } from './fn-scaffold.js';
+import { writeScaffold } from './fn-scaffold.js';
 
 const posix = (p: string): string => p.split(sep).join('/');
 
@@ -98,12 +96,6 @@ services:
 }
 
 /** Writes PARENT/NAME; refuses an existing folder. Returns the folder. */
-export async function scaffoldFilter(name: string, parent: string): Promise<string> {
-  if (!isFunctionName(name)) throw new WeftError('WEFT_ERR_PLUGIN_BUILD', `"${name}" is not a filter name (lower-case letters, digits and "-", starting with a letter)`);
-  const dir = resolve(parent, name);
-  if (await stat(dir).then(() => true, () => false)) throw new WeftError('WEFT_ERR_PLUGIN_BUILD', `${dir} already exists`);
-  const repo = resolve(sdkWitDir(), '..', '..');
-  await mkdir(dir, { recursive: true });
-  for (const [file, text] of Object.entries(files(name, relative(dir, repo) || '.'))) await writeFile(join(dir, file), text);
-  return dir;
+export function scaffoldFilter(name: string, parent: string): Promise<string> {
+  return writeScaffold('filter', name, parent, files);
 }

@@ -37,6 +37,29 @@ function viaProxy(url: string, init: { method?: string; body?: Buffer | string; 
   });
 }
 
+/** POSTs `size` bytes (64 KiB chunks from `chunkAt`) through the explicit proxy without holding them; `onData` sees the answer. */
+function postStream(url: string, size: number, chunkAt: (offset: number) => Buffer, onData: (c: Buffer) => void): Promise<{ status: number } | 'reset'> {
+  const u = new URL(url);
+  return new Promise((resolve) => {
+    const req = http.request({ host: '127.0.0.1', port: w.app.ports.explicitProxy, method: 'POST', path: url, headers: { host: u.host, 'content-length': size }, agent: false }, (r) => {
+      r.on('data', onData);
+      r.on('end', () => resolve({ status: r.statusCode ?? 0 }));
+      r.on('error', () => resolve('reset'));
+    });
+    req.on('error', () => resolve('reset'));
+    let offset = 0;
+    const write = (): void => {
+      while (offset < size) {
+        const chunk = chunkAt(offset);
+        offset += chunk.length;
+        if (!req.write(chunk)) return void req.once('drain', write);
+      }
+      req.end();
+    };
+    write();
+  });
+}
+
 async function metric(name: string, labels: Record<string, string>): Promise<number> {
   return metricValue(await w.metrics(), name, labels);
 }
@@ -216,65 +239,35 @@ describe('bodies, logs and environment', () => {
   }, 300_000);
 
   it('streams a 100 MB POST through a splicing function, never holding it whole', async () => {
-    // wasi:io splice moves the bytes host to host: the guest's memory stays at its 24 MiB cap's start, weft's heap flat.
+    // wasi:io splice moves the bytes host to host: the guest's memory stays under its 24 MiB cap, weft's heap flat.
     const size = 100 * 1024 * 1024;
     const sent = createHash('sha256');
+    const got = createHash('sha256');
+    let length = 0;
     const heapBefore = process.memoryUsage().heapUsed;
     let peakHeap = heapBefore;
-    const res = await new Promise<{ status: number; sha: string; length: number }>((resolve, reject) => {
-      const req = http.request({ host: '127.0.0.1', port: w.app.ports.explicitProxy, method: 'POST', path: 'http://tight.fns/splice', headers: { host: 'tight.fns', 'content-length': size }, agent: false }, (r) => {
-        const got = createHash('sha256');
-        let length = 0;
-        r.on('data', (c: Buffer) => {
-          got.update(c);
-          length += c.length;
-          peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
-        });
-        r.on('end', () => resolve({ status: r.statusCode ?? 0, sha: got.digest('hex'), length }));
-        r.on('error', reject);
-      });
-      req.on('error', reject);
-      let offset = 0;
-      const write = (): void => {
-        while (offset < size) {
-          const chunk = Buffer.alloc(65536);
-          chunk.writeUInt32BE(offset, 0);
-          sent.update(chunk);
-          offset += chunk.length;
-          if (!req.write(chunk)) return void req.once('drain', write);
-        }
-        req.end();
-      };
-      write();
+    const chunkAt = (offset: number): Buffer => {
+      const chunk = Buffer.alloc(65536);
+      chunk.writeUInt32BE(offset, 0);
+      sent.update(chunk);
+      return chunk;
+    };
+    const res = await postStream('http://tight.fns/splice', size, chunkAt, (c) => {
+      got.update(c);
+      length += c.length;
+      peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed);
     });
-    expect(res).toEqual({ status: 200, sha: sent.digest('hex'), length: size });
+    expect({ res, sha: got.digest('hex'), length }).toEqual({ res: { status: 200 }, sha: sent.digest('hex'), length: size });
     expect(await metric('weft_fn_instance_memory_bytes', { fn: 'tight.fns' })).toBeLessThanOrEqual(24 * 1024 * 1024);
     expect(peakHeap - heapBefore).toBeLessThan(32 * 1024 * 1024);
   }, 600_000);
 
   it('resets the client when the instance fails mid-response (it stalled: a duplexPair end reads as EOF)', async () => {
     // A 32 MiB echo through a 24 MiB cap: the guest traps in cabi_realloc after some MiB were already answered.
-    const size = 32 * 1024 * 1024;
     const heapBefore = process.memoryUsage().heapUsed;
     let peakHeap = heapBefore;
-    const outcome = await new Promise<string>((resolve) => {
-      const req = http.request({ host: '127.0.0.1', port: w.app.ports.explicitProxy, method: 'POST', path: 'http://tight.fns/echo', headers: { host: 'tight.fns', 'content-length': size }, agent: false }, (r) => {
-        r.on('data', () => (peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)));
-        r.on('end', () => resolve(`end ${r.statusCode}`));
-        r.on('error', () => resolve('reset'));
-      });
-      req.on('error', () => resolve('reset'));
-      const chunk = Buffer.alloc(65536, 7);
-      let sent = 0;
-      const write = (): void => {
-        while (sent < size) {
-          sent += chunk.length;
-          if (!req.write(chunk)) return void req.once('drain', write);
-        }
-        req.end();
-      };
-      write();
-    });
+    const chunk = Buffer.alloc(65536, 7);
+    const outcome = await postStream('http://tight.fns/echo', 32 * 1024 * 1024, () => chunk, () => (peakHeap = Math.max(peakHeap, process.memoryUsage().heapUsed)));
     expect(outcome).toBe('reset');
     await eventually(async () => (await metric('weft_fn_evictions_total', { fn: 'tight.fns', reason: 'memory' })) === 1);
     // Never held whole on weft's side: the main thread's heap grew by far less than the 32 MiB that went through.
