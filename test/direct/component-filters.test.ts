@@ -15,6 +15,7 @@ import { fixture, wasmFileUrl } from '../helpers/wasm-fixtures.js';
 import { metricValue, startWeft, testConfig, type WeftUnderTest } from '../helpers/weft-harness.js';
 
 let filter: FunctionFixture;
+let bodyFilter: FunctionFixture;
 let coreUrl: string;
 let dir: string;
 let origin: http.Server;
@@ -30,6 +31,7 @@ const SERVICES = {
   guard: 'header-filter-guard',
   spin: 'header-filter-misbehaving',
   spinopen: 'header-filter-misbehaving-open',
+  body: 'body-filter',
 } as const;
 const NAMES = Object.keys(SERVICES) as (keyof typeof SERVICES)[];
 /** localPorts are keyed by their listen address: one loopback address per service. */
@@ -49,9 +51,10 @@ interface Seen {
 }
 
 /** One request through `service`'s local port; `upstream` is what the origin received (undefined for a local reply). */
-function send(service: keyof typeof SERVICES, path: string, headers: [string, string][] = []): Promise<Seen> {
+function send(service: keyof typeof SERVICES, path: string, headers: [string, string][] = [], body?: string): Promise<Seen> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: hostOf(service), port: ports[service], path, headers: [['host', `${service}.default`], ...headers].flat(), agent: false }, (res) => {
+    const head = body === undefined ? headers : [...headers, ['content-length', String(Buffer.byteLength(body))] as [string, string]];
+    const req = http.request({ host: hostOf(service), port: ports[service], method: body === undefined ? 'GET' : 'POST', path, headers: [['host', `${service}.default`], ...head].flat(), agent: false }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (c: string) => (body += c));
@@ -61,12 +64,13 @@ function send(service: keyof typeof SERVICES, path: string, headers: [string, st
       });
     });
     req.on('error', reject);
-    req.end();
+    req.end(body);
   });
 }
 
 beforeAll(async () => {
   filter = await functionFixture('header-filter', 'http-filter');
+  bodyFilter = await functionFixture('body-filter', 'http-body-filter');
   coreUrl = await wasmFileUrl(await fixture('add-header'));
   dir = mkdtempSync(join(tmpdir(), 'weft-component-filters-'));
   process.env.WEFT_CACHE_DIR = join(dir, 'cache');
@@ -90,6 +94,7 @@ beforeAll(async () => {
       { name: 'header-filter-guard', url: filter.url, config: { denyPrefix: '/admin' }, limits: { cpuMs: 1000, memoryMb: 64 } },
       { name: 'header-filter-misbehaving', url: filter.url, config: { misbehave: true }, limits: { cpuMs: 300, memoryMb: 32 } },
       { name: 'header-filter-misbehaving-open', url: filter.url, config: { misbehave: true }, failStrategy: 'FAIL_OPEN', limits: { cpuMs: 300, memoryMb: 32 } },
+      { name: 'body-filter', url: bodyFilter.url, limits: { cpuMs: 1000, memoryMb: 64 } },
     ],
     localPorts: names.map((name) => ({ listen: `${hostOf(name)}:0`, service: `${name}.default`, port: 80 })),
   };
@@ -136,6 +141,15 @@ describe('component filters in the L7 chain', () => {
     // Local replies skip the upstream, not the response phase (as Envoy's local replies pass encoder filters).
     expect((await send('guard', '/public')).upstream?.['x-wasm-filter']).toBe('on');
     expect(w.logs.some((l) => l.msg === 'denied /admin/users' && l.plugin === 'header-filter-guard')).toBe(true);
+  });
+
+  it('shows an http-body-filter the whole request body: it answers from it, or edits the waiting headers', async () => {
+    const ok = await send('body', '/upload', [], 'hello body');
+    expect(ok.status).toBe(200);
+    expect(ok.upstream?.['x-body-length']).toBe('10');
+    expect(ok.headers['x-body-filter']).toBe('seen');
+    const refused = await send('body', '/upload', [], 'an evil body');
+    expect(refused).toMatchObject({ status: 400, upstream: undefined, body: 'no evil bodies\n' });
   });
 
   it.each([
