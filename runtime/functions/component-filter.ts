@@ -228,8 +228,9 @@ export class ComponentFilter {
       const doomed = this.#doomedBy();
       if (doomed !== undefined) throw doomed;
     } catch (err) {
-      // jco lifts `result<_, string>`'s error into a thrown ComponentError whose payload is the guest's message.
-      const payload = (err as { payload?: unknown }).payload;
+      // jco lifts `result<_, string>`'s error into a throw: jco 1.35's glue throws a ComponentError whose payload is the
+      // guest's message, jco-transpile 0.15's throws the string itself.
+      const payload = typeof err === 'string' ? err : (err as { payload?: unknown } | null)?.payload;
       const failure = typeof payload === 'string' ? new PluginFailure(this.name, 'configure_failed', `configure rejected its configuration: ${payload}`, err) : classifyFailure(this.name, this.#doomed ?? err, this.#atCap(memories));
       throw this.#startFailed(failure, 'configure failed');
     }
