@@ -49,7 +49,8 @@ export class H2ResponseWriter {
     readonly stream: http2.ServerHttp2Stream,
     readonly owner: ResponseOwner,
     readonly filters: ResponseFilters,
-    readonly status: number,
+    /** The status the client gets: the upstream's, unless a filter set :status. */
+    public status: number,
     readonly headers: HeaderList,
     readonly endStream: boolean,
     /** Only gRPC-style exchanges carry trailers; waiting for them otherwise would end plain responses with an extra frame. */

@@ -2,6 +2,7 @@
 import type { Duplex } from 'node:stream';
 import { findHeadEnd, HeadParseError, parseRequestHead, type HeadLimits } from './http1-head-parser.js';
 import { Http1Exchange } from './http1-exchange.js';
+import type { Http1ExchangeState } from './http1-exchange-state.js';
 import { BodyFraming } from './http1-body-framing.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import type { StateSnapshot } from '../state/state-snapshot.js';
@@ -24,7 +25,8 @@ export class Http1ServerConnection {
   readonly ctx: L7Context;
   readonly target: L7Target;
   readonly peer: PeerLabels;
-  readonly #limits: HeadLimits;
+  /** Head size and count limits (the same for the requests read here and the responses read upstream). */
+  readonly headLimits: HeadLimits;
   /** Unparsed bytes (the start of the next head, or pipelined requests waiting for the current exchange). */
   #buf: Buffer | null = null;
   #exchange: Http1Exchange | null = null;
@@ -46,7 +48,7 @@ export class Http1ServerConnection {
       destination: target.workload,
       protocol: target.servicePort?.appProtocol === 'grpc' ? 'grpc' : 'http',
     });
-    this.#limits = { maxHeadBytes: ctx.limits.maxRequestHeadersBytes, maxHeaders: ctx.limits.maxHeaders };
+    this.headLimits = { maxHeadBytes: ctx.limits.maxRequestHeadersBytes, maxHeaders: ctx.limits.maxHeaders };
     ctx.connections.add(this);
     this.io = createHttp1Transport(socket, {
       onData: (chunk) => this.#onData(chunk),
@@ -134,7 +136,7 @@ export class Http1ServerConnection {
     }
     this.#buf = this.#buf === null ? chunk : Buffer.concat([this.#buf, chunk]);
     if (ex === null) this.#parseNext();
-    else if (this.#buf.length > this.#limits.maxHeadBytes && !this.#paused) {
+    else if (this.#buf.length > this.headLimits.maxHeadBytes && !this.#paused) {
       // Pipelined requests beyond one head's worth wait in the kernel, not in memory.
       this.#paused = true;
       this.io.pause();
@@ -154,7 +156,7 @@ export class Http1ServerConnection {
         return;
       }
     }
-    const end = findHeadEnd(buf, 0, this.#limits);
+    const end = findHeadEnd(buf, 0, this.headLimits);
     if (end === 0) {
       this.#headTimer ??= setTimeout(() => this.#onHeadTimeout(), this.ctx.limits.headersTimeoutMs);
       return;
@@ -164,7 +166,7 @@ export class Http1ServerConnection {
       this.#headTimer = null;
     }
     if (end instanceof HeadParseError) return this.#reject(end);
-    const head = parseRequestHead(buf, 0, end, this.#limits);
+    const head = parseRequestHead(buf, 0, end, this.headLimits);
     if (head instanceof HeadParseError) return this.#reject(head);
     this.#buf = end === buf.length ? null : buf.subarray(end);
     if (head.chunked && this.#buf !== null) {
@@ -191,7 +193,7 @@ export class Http1ServerConnection {
   }
 
   /** Called by the exchange when its response is complete and its request fully read. */
-  exchangeDone(ex: Http1Exchange, keepAlive: boolean): void {
+  exchangeDone(ex: Http1ExchangeState, keepAlive: boolean): void {
     if (this.#exchange !== ex) return;
     this.#exchange = null;
     this.idleSince = Date.now();

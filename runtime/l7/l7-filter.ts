@@ -58,7 +58,7 @@ export function observe(status: FilterStatus): void {
 /** The piece a streaming body callback gets when it only hears that the body ended. */
 export const END_OF_BODY: Buffer = Buffer.alloc(0);
 
-/** Mutation hooks handed to a stream: bodies (when its filter buffers them) and the request line. */
+/** Mutation hooks handed to a stream: bodies (when its filter buffers them), the request line and the response status. */
 export interface BodyAccess {
   replaceRequestBody(body: Buffer): void;
   replaceResponseBody(body: Buffer): void;
@@ -70,6 +70,13 @@ export interface BodyAccess {
   setRequestLine(method: string, path: string, authority: string): void;
   /** Envoy's clearRouteCache: request headers changed, so the route is matched again before the request is dispatched. */
   clearRouteCache(): void;
+  /**
+   * A filter's `:status` edit on the response headers, applied as Envoy does: the client gets that status (with its own
+   * reason phrase), and metrics and the access log record it. Callers pass a valid final status (200–999). Answers why
+   * it cannot apply (a 204 or 304 on a response that has a body, which the client would read as the next response), or
+   * undefined.
+   */
+  setResponseStatus(status: number): string | undefined;
 }
 
 /**

@@ -7,10 +7,10 @@ import type { PluginHost } from '../wasm/plugin-host.js';
 import type { ConnectionInfo, PeerInfo, StreamInfo } from '../wasm/stream-info.js';
 import type { PropertyValue } from '../wasm/properties.js';
 import type { HeaderList } from './header-list.js';
-import type { FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
+import type { BodyAccess, FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import type { PluginHostLike } from './l7-proxy.js';
 import { L7_ERROR } from './local-reply.js';
-import { HOST, editedRequestLine, requestLineProblem, requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
+import { HOST, editedRequestLine, editedStatus, requestLineProblem, requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
 
 /** Istio WasmPlugin order: AUTHN, then AUTHZ, then STATS; unspecified plugins sit last, before the router. */
 const PHASE_RANK: Record<PluginConfig['phase'], number> = { AUTHN: 0, AUTHZ: 1, STATS: 2, UNSPECIFIED_PHASE: 3 };
@@ -68,36 +68,191 @@ export function notLoadedFilter(names: string[]): L7Filter {
 /**
  * Envoy's attributes for the request: `source.*` is the downstream client, `destination.*` where it connected to, and
  * `upstream.*` the host the current attempt went to, read when a plugin asks (the upstream is picked after the request
- * callbacks ran). A class, so the getter lives on the prototype: a getter inside an object literal made every
- * request's info a slow object and cost the L7 Wasm bench ~4 µs of CPU per request in extra GC.
+ * callbacks ran). A class, so the getters live on the prototype (a getter inside an object literal made every
+ * request's info a slow object and cost the L7 Wasm bench ~4 µs of CPU per request in extra GC), and each attribute
+ * group is built on first read: most plugins read none of them, and the request id is only drawn when asked for.
  */
 class RequestStreamInfo implements StreamInfo {
-  readonly source: PeerInfo;
-  readonly destination: PeerInfo | undefined;
-  readonly connection: ConnectionInfo;
-  readonly request: NonNullable<StreamInfo['request']>;
-  readonly properties: Record<string, PropertyValue>;
-  readonly #upstreamHost: FilterRequestInfo['upstreamHost'];
+  readonly #info: FilterRequestInfo;
+  /** When the request started (ms since the epoch): request.time, request.duration. */
+  readonly #start = Date.now();
+  #source: PeerInfo | undefined;
+  #connection: ConnectionInfo | undefined;
+  #request: NonNullable<StreamInfo['request']> | undefined;
+  #properties: Record<string, PropertyValue> | undefined;
 
   constructor(info: FilterRequestInfo) {
+    this.#info = info;
+  }
+
+  get source(): PeerInfo {
+    const info = this.#info;
     const principal = info.sourceIdentity;
-    this.source = principal === undefined ? { address: info.sourceAddress, port: info.sourcePort ?? 0 } : { address: info.sourceAddress, port: info.sourcePort ?? 0, principal };
-    this.destination = info.destinationAddress === undefined ? undefined : { address: info.destinationAddress, port: info.destinationPort ?? 0 };
+    return (this.#source ??= principal === undefined ? { address: info.sourceAddress, port: info.sourcePort ?? 0 } : { address: info.sourceAddress, port: info.sourcePort ?? 0, principal });
+  }
+
+  get destination(): PeerInfo | undefined {
+    const info = this.#info;
+    return info.destinationAddress === undefined ? undefined : { address: info.destinationAddress, port: info.destinationPort ?? 0 };
+  }
+
+  get connection(): ConnectionInfo {
+    const principal = this.#info.sourceIdentity;
     // A peer identity exists only for connections that arrived over mTLS (HBONE); its URI SAN is that SPIFFE id.
-    this.connection = principal === undefined ? { mtls: false } : { mtls: true, uriSanPeerCertificate: principal };
-    this.request = { protocol: info.protocol, id: info.requestId, time: new Date() };
-    this.properties = info.destinationService === undefined ? {} : { 'destination.service.host': info.destinationService };
-    this.#upstreamHost = info.upstreamHost;
+    return (this.#connection ??= principal === undefined ? { mtls: false } : { mtls: true, uriSanPeerCertificate: principal });
+  }
+
+  get request(): NonNullable<StreamInfo['request']> {
+    return (this.#request ??= { protocol: this.#info.protocol, id: this.#info.requestId, time: new Date(this.#start) });
+  }
+
+  get properties(): Record<string, PropertyValue> {
+    const service = this.#info.destinationService;
+    return (this.#properties ??= service === undefined ? {} : { 'destination.service.host': service });
   }
 
   get upstream(): PeerInfo | undefined {
-    return this.#upstreamHost?.();
+    return this.#info.upstreamHost?.();
   }
 }
 
 function streamInfo(info: FilterRequestInfo): StreamInfo {
   return new RequestStreamInfo(info);
 }
+
+/**
+ * One request's view of the plugin chain. A class, so the per-request state is one object whose methods live on the
+ * prototype (closures per request were a third of the adapter's allocations). The chain is opened on first use.
+ */
+class WasmFilterStream implements L7FilterStream {
+  readonly #host: PluginHost;
+  readonly #names: string[];
+  readonly #info: FilterRequestInfo;
+  readonly #body: BodyAccess;
+  #chain: FilterChain | undefined;
+  /** The request line as the plugins last left it: what their next map shows, and what an edit is compared to. */
+  #line: RequestLine;
+  /**
+   * The header maps the chain holds, kept so edits made in body callbacks reach the headers while they are still
+   * unsent (bodies reach plugins buffered, so the headers wait for them, as Envoy allows).
+   */
+  #reqList: HeaderList | undefined;
+  readonly #reqPairs: HeaderPairs = [];
+  #resList: HeaderList | undefined;
+  #resStatus = 0;
+  readonly #resPairs: HeaderPairs = [];
+  onRequestBody?: L7FilterStream['onRequestBody'];
+  onResponseBody?: L7FilterStream['onResponseBody'];
+  onRequestTrailers?: L7FilterStream['onRequestTrailers'];
+  onResponseTrailers?: L7FilterStream['onResponseTrailers'];
+
+  constructor(host: PluginHost, names: string[], info: FilterRequestInfo, body: BodyAccess) {
+    this.#host = host;
+    this.#names = names;
+    this.#info = info;
+    this.#body = body;
+    this.#line = { method: info.method, path: info.path, authority: info.authority };
+  }
+
+  #open(): FilterChain {
+    return (this.#chain ??= this.#host.createStream(this.#names, streamInfo(this.#info)));
+  }
+
+  onRequestHeaders(headers: HeaderList, eos: boolean): FilterStatus {
+    this.#reqList = headers;
+    // Written back when the chain continues, which may be after a pause: a plugin that calls out and then edits
+    // headers (the http_auth_random shape) makes its edits on resume.
+    return this.#status(this.#open().onRequestHeaders(requestPairs(headers, this.#line, this.#reqPairs), eos), REQUEST_EDITS);
+  }
+
+  onResponseHeaders(status: number, headers: HeaderList, eos: boolean): FilterStatus {
+    this.#resList = headers;
+    this.#resStatus = status;
+    return this.#status(this.#open().onResponseHeaders(responsePairs(headers, status, this.#resPairs), eos), RESPONSE_EDITS);
+  }
+
+  onDone(): void {
+    this.#chain?.done();
+  }
+
+  /** Each body or trailer callback first shows the plugins the headers as they are now. */
+  requestBody(chunk: Buffer, eos: boolean): FilterStatus {
+    if (this.#reqList !== undefined) requestPairs(this.#reqList, this.#line, this.#reqPairs);
+    return statusOf(this.#open().onRequestBody(chunk, eos), (b) => {
+      if (b !== undefined && b !== chunk) this.#body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+      return this.#requestEdits();
+    });
+  }
+
+  responseBody(chunk: Buffer, eos: boolean): FilterStatus {
+    if (this.#resList !== undefined) responsePairs(this.#resList, this.#resStatus, this.#resPairs);
+    return statusOf(this.#open().onResponseBody(chunk, eos), (b) => {
+      if (b !== undefined && b !== chunk) this.#body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+      return this.#responseEdits();
+    });
+  }
+
+  requestTrailers(trailers: HeaderList): FilterStatus {
+    if (this.#reqList !== undefined) requestPairs(this.#reqList, this.#line, this.#reqPairs);
+    const pairs = responsePairs(trailers, undefined, []);
+    return statusOf(this.#open().onRequestTrailers(pairs), () => {
+      writeBackFields(trailers, pairs, undefined);
+      return this.#requestEdits();
+    });
+  }
+
+  responseTrailers(trailers: HeaderList): FilterStatus {
+    if (this.#resList !== undefined) responsePairs(this.#resList, this.#resStatus, this.#resPairs);
+    const pairs = responsePairs(trailers, undefined, []);
+    return statusOf(this.#open().onResponseTrailers(pairs), () => {
+      writeBackFields(trailers, pairs, undefined);
+      return this.#responseEdits();
+    });
+  }
+
+  /** statusOf for the header callbacks, without a closure: `edits` says which map to write back on continue. */
+  #status(action: FilterAction, edits: typeof REQUEST_EDITS | typeof RESPONSE_EDITS): FilterStatus {
+    if (action.kind === 'continue') return edits === REQUEST_EDITS ? this.#requestEdits() : this.#responseEdits();
+    return statusOf(action, () => (edits === REQUEST_EDITS ? this.#requestEdits() : this.#responseEdits()));
+  }
+
+  /** Applies the plugins' request map: fields, then the request line (Envoy clears the route cache on either). */
+  #requestEdits(): LocalReply | undefined {
+    const list = this.#reqList;
+    if (list === undefined) return undefined;
+    const pairs = this.#reqPairs;
+    const changed = writeBackFields(list, pairs, HOST);
+    const line = this.#line;
+    const edit = editedRequestLine(pairs, line);
+    if (edit === undefined) {
+      if (changed) this.#body.clearRouteCache();
+      return undefined;
+    }
+    const problem = requestLineProblem(edit, line);
+    if (problem !== undefined) return { status: 500, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid request line: ${problem}\n` };
+    this.#line = edit;
+    this.#body.setRequestLine(edit.method, edit.path, edit.authority);
+    return undefined;
+  }
+
+  /** Applies the plugins' response map: fields, then :status (Envoy sends what the filters left there). */
+  #responseEdits(): LocalReply | undefined {
+    const list = this.#resList;
+    if (list === undefined) return undefined;
+    const pairs = this.#resPairs;
+    writeBackFields(list, pairs, undefined);
+    const edit = editedStatus(pairs, this.#resStatus);
+    if (edit === undefined) return undefined;
+    const problem = typeof edit === 'string' ? edit : this.#body.setResponseStatus(edit);
+    // Envoy answers 502 when a filter leaves the response without a valid :status (filter_removed_required_response_headers).
+    if (problem !== undefined) return { status: 502, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid :status: ${problem}\n` };
+    this.#resStatus = edit as number;
+    return undefined;
+  }
+}
+
+const REQUEST_EDITS = 0;
+const RESPONSE_EDITS = 1;
 
 /**
  * Builds the PluginHostLike the L7 proxy takes. `configs` returns the current `plugins:` section (for phase and
@@ -120,105 +275,25 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
 }
 
 /** One L7 filter running the loaded proxy-wasm plugins `names` (already in chain order) as one FilterChain per request. */
-export function wasmChainFilter(host: PluginHost, names: readonly string[]): L7Filter {
+export function wasmChainFilter(host: PluginHost, names: string[]): L7Filter {
   const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
   const requestBody = exportsOf('proxy_on_request_body');
   const responseBody = exportsOf('proxy_on_response_body');
   const requestTrailers = exportsOf('proxy_on_request_trailers');
   const responseTrailers = exportsOf('proxy_on_response_trailers');
-  const filter: L7Filter = {
+  return {
     name: `wasm:${names.join(',')}`,
     bufferRequestBody: requestBody,
     bufferResponseBody: responseBody,
     start(info, body): L7FilterStream {
-      let chain: FilterChain | undefined;
-      const open = (): FilterChain => (chain ??= host.createStream(names, streamInfo(info)));
-      // The request line as the plugins last left it: what their next map shows, and what an edit is compared to.
-      let line: RequestLine = { method: info.method, path: info.path, authority: info.authority };
-      // The header maps the chain holds, kept so edits made in body callbacks reach the headers while they are
-      // still unsent (bodies reach plugins buffered, so the headers wait for them, as Envoy allows).
-      let reqList: HeaderList | undefined;
-      const reqPairs: HeaderPairs = [];
-      let resList: HeaderList | undefined;
-      let resStatus = 0;
-      const resPairs: HeaderPairs = [];
-      /** Applies the plugins' request map: fields, then the request line (Envoy clears the route cache on either). */
-      const requestEdits = (): LocalReply | undefined => {
-        if (reqList === undefined) return undefined;
-        const changed = writeBackFields(reqList, reqPairs, HOST);
-        const edit = editedRequestLine(reqPairs, line);
-        if (edit === undefined) {
-          if (changed) body.clearRouteCache();
-          return undefined;
-        }
-        const problem = requestLineProblem(edit, line);
-        if (problem !== undefined) return { status: 500, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid request line: ${problem}\n` };
-        line = edit;
-        body.setRequestLine(edit.method, edit.path, edit.authority);
-        return undefined;
-      };
-      const responseEdits = (): undefined => {
-        if (resList !== undefined) writeBackFields(resList, resPairs, undefined);
-        return undefined;
-      };
-      const stream: L7FilterStream = {
-        onRequestHeaders(headers, eos) {
-          reqList = headers;
-          // Written back when the chain continues, which may be after a pause: a plugin that calls out and
-          // then edits headers (the http_auth_random shape) makes its edits on resume.
-          return statusOf(open().onRequestHeaders(requestPairs(headers, line, reqPairs), eos), requestEdits);
-        },
-        onResponseHeaders(status, headers, eos) {
-          resList = headers;
-          resStatus = status;
-          return statusOf(open().onResponseHeaders(responsePairs(headers, status, resPairs), eos), responseEdits);
-        },
-        onDone() {
-          chain?.done();
-        },
-      };
+      const stream = new WasmFilterStream(host, names, info, body);
       // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
-      // single-write fast path for small responses. Each first shows the plugins the headers as they are now.
-      if (requestBody) {
-        stream.onRequestBody = (chunk, eos) => {
-          if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
-          return statusOf(open().onRequestBody(chunk, eos), (b) => {
-            if (b !== undefined && b !== chunk) body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-            return requestEdits();
-          });
-        };
-      }
-      if (responseBody) {
-        stream.onResponseBody = (chunk, eos) => {
-          if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
-          return statusOf(open().onResponseBody(chunk, eos), (b) => {
-            if (b !== undefined && b !== chunk) body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
-            return responseEdits();
-          });
-        };
-      }
-      if (requestTrailers) {
-        stream.onRequestTrailers = (trailers) => {
-          if (reqList !== undefined) requestPairs(reqList, line, reqPairs);
-          const pairs = responsePairs(trailers, undefined, []);
-          return statusOf(open().onRequestTrailers(pairs), () => {
-            writeBackFields(trailers, pairs, undefined);
-            return requestEdits();
-          });
-        };
-      }
-      if (responseTrailers) {
-        stream.onResponseTrailers = (trailers) => {
-          if (resList !== undefined) responsePairs(resList, resStatus, resPairs);
-          const pairs = responsePairs(trailers, undefined, []);
-          return statusOf(open().onResponseTrailers(pairs), () => {
-            writeBackFields(trailers, pairs, undefined);
-            return responseEdits();
-          });
-        };
-      }
+      // single-write fast path for small responses.
+      if (requestBody) stream.onRequestBody = (chunk, eos) => stream.requestBody(chunk, eos);
+      if (responseBody) stream.onResponseBody = (chunk, eos) => stream.responseBody(chunk, eos);
+      if (requestTrailers) stream.onRequestTrailers = (trailers) => stream.requestTrailers(trailers);
+      if (responseTrailers) stream.onResponseTrailers = (trailers) => stream.responseTrailers(trailers);
       return stream;
     },
   };
-  return filter;
 }

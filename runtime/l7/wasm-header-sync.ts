@@ -5,7 +5,7 @@
  * the pseudo-headers (Kong's key-auth replaces the whole map without them) or edit them (a canary filter rewriting
  * :authority), and each edit takes effect.
  */
-import type { HeaderPairs } from '../wasm/header-map-codec.js';
+import type { HeaderPair, HeaderPairs } from '../wasm/header-map-codec.js';
 import type { HeaderList } from './header-list.js';
 
 /** The request line as plugins see and edit it. */
@@ -20,10 +20,33 @@ export interface RequestLine {
 export const HOST = 'host';
 const COLON = 0x3a;
 
+/**
+ * Pseudo-header pairs shared between requests. Safe because no hostcall edits a pair in place (they replace map
+ * entries), and cheaper than a new array (and for :status, a new string) per request.
+ */
+const SCHEME_HTTP: HeaderPair = [':scheme', 'http'];
+const recentPseudo = new Map<string, HeaderPair>();
+const statusPairs: HeaderPair[] = [];
+
+function pseudo(name: ':method' | ':path' | ':authority', value: string): HeaderPair {
+  const key = name === ':method' ? value : name;
+  const p = recentPseudo.get(key);
+  if (p !== undefined && p[0] === name && p[1] === value) return p;
+  const q: HeaderPair = [name, value];
+  // Methods are keyed by value (a bounded set once valid); path and authority keep the latest one.
+  if (name !== ':method' || recentPseudo.size < 64) recentPseudo.set(key, q);
+  return q;
+}
+
+function statusPair(status: number): HeaderPair {
+  if (status < 100 || status > 999) return [':status', String(status)];
+  return (statusPairs[status] ??= [':status', String(status)]);
+}
+
 /** Fills `out` with the request map a plugin sees: the pseudo-headers, then the fields but `host`. */
 export function requestPairs(headers: HeaderList, line: RequestLine, out: HeaderPairs): HeaderPairs {
   out.length = 0;
-  out.push([':method', line.method], [':path', line.path], [':authority', line.authority], [':scheme', 'http']);
+  out.push(pseudo(':method', line.method), pseudo(':path', line.path), pseudo(':authority', line.authority), SCHEME_HTTP);
   const f = headers.flat;
   for (let i = 0; i < f.length; i += 2) if (f[i] !== HOST) out.push([f[i]!, f[i + 1]!]);
   return out;
@@ -32,7 +55,7 @@ export function requestPairs(headers: HeaderList, line: RequestLine, out: Header
 /** Fills `out` with the response (or trailer, `status` undefined) map a plugin sees. */
 export function responsePairs(headers: HeaderList, status: number | undefined, out: HeaderPairs): HeaderPairs {
   out.length = 0;
-  if (status !== undefined) out.push([':status', String(status)]);
+  if (status !== undefined) out.push(statusPair(status));
   const f = headers.flat;
   for (let i = 0; i < f.length; i += 2) out.push([f[i]!, f[i + 1]!]);
   return out;
@@ -106,6 +129,27 @@ export function editedRequestLine(pairs: HeaderPairs, line: RequestLine): Reques
   if (host !== undefined && authority === line.authority) authority = host;
   if (method === line.method && path === line.path && authority === line.authority) return undefined;
   return { method, path, authority };
+}
+
+const STATUS_RE = /^[1-9][0-9][0-9]$/;
+
+/**
+ * The response status after the plugins ran: undefined when :status is unchanged (or gone: a whole-map write without
+ * it keeps it), the new status, or why the value cannot be sent (not three digits, or an interim 1xx).
+ */
+export function editedStatus(pairs: HeaderPairs, status: number): number | string | undefined {
+  let value: string | undefined;
+  for (let i = 0; i < pairs.length; i++) {
+    if (pairs[i]![0] === ':status') {
+      value = pairs[i]![1];
+      break;
+    }
+  }
+  if (value === undefined || value === statusPair(status)[1]) return undefined;
+  if (!STATUS_RE.test(value)) return `"${value}" is not a status code`;
+  const n = Number(value);
+  if (n < 200) return `${n} is an interim status, not a response's`;
+  return n === status ? undefined : n;
 }
 
 const METHOD_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

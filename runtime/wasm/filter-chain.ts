@@ -10,7 +10,7 @@ import { WeftError } from '../errors.js';
 import type { HeaderPairs } from './header-map-codec.js';
 import { PluginFailure } from './plugin-failure.js';
 import type { PluginRuntime } from './plugin-runtime.js';
-import type { PluginVm } from './plugin-vm.js';
+import type { Callbacks } from './plugin-vm.js';
 import { type Direction, type LocalResponse, type ResumeOutcome, StreamContext } from './stream-context.js';
 import type { StreamInfo } from './stream-info.js';
 
@@ -34,6 +34,16 @@ const EMPTY = new Uint8Array(0);
 
 /** The header weft sets on responses it generates itself. */
 export const WEFT_ERROR_HEADER = 'x-weft-error';
+
+type GuestFn = Callbacks[keyof Callbacks];
+/** Which guest callback a #call runs. */
+type Pick = (cb: Callbacks) => GuestFn;
+const REQUEST_HEADERS: Pick = (cb) => cb.onRequestHeaders;
+const RESPONSE_HEADERS: Pick = (cb) => cb.onResponseHeaders;
+const REQUEST_BODY: Pick = (cb) => cb.onRequestBody;
+const RESPONSE_BODY: Pick = (cb) => cb.onResponseBody;
+const REQUEST_TRAILERS: Pick = (cb) => cb.onRequestTrailers;
+const RESPONSE_TRAILERS: Pick = (cb) => cb.onResponseTrailers;
 
 interface Entry {
   runtime: PluginRuntime;
@@ -165,16 +175,26 @@ export class FilterChain {
     return undefined;
   }
 
-  #call(e: Entry, fn: (vm: PluginVm, ctx: StreamContext) => number): { ctx: StreamContext; result: number } | FilterAction | undefined {
+  /**
+   * Runs the plugin's callback `pick(cb)(ctx.id, a, b)`: the context it ran in (its return value in #result), or what
+   * its failure means (an action, or undefined under FAIL_OPEN). `pick` is one of the module-level pickers, so no
+   * closure is made per call.
+   */
+  #call(e: Entry, pick: Pick, a: number, b: number): StreamContext | FilterAction | undefined {
     const ctx = this.#context(e);
     if (ctx instanceof PluginFailure) return this.#failed(e, ctx);
     this.#sync(ctx);
+    const vm = ctx.vm;
     try {
-      return { ctx, result: fn(ctx.vm, ctx) };
+      this.#result = vm.invoke(ctx, pick(vm.cb), ctx.id, a, b);
+      return ctx;
     } catch (err) {
-      return this.#failed(e, err instanceof PluginFailure ? err : ctx.vm.fail(err));
+      return this.#failed(e, err instanceof PluginFailure ? err : vm.fail(err));
     }
   }
+
+  /** The return value of the latest #call. */
+  #result = 0;
 
   #pause(e: Entry, ctx: StreamContext, dir: Direction, next: () => FilterAction): FilterAction {
     const resume = ctx.wait(dir).then((outcome: ResumeOutcome): FilterAction | Promise<FilterAction> => {
@@ -196,13 +216,13 @@ export class FilterChain {
     for (let k = from; k < n; k++) {
       const e = this.#entries[this.#index(dir, k)]!;
       if (e.skipped) continue;
-      const r = this.#call(e, (vm, ctx) => vm.invoke(ctx, dir === 0 ? vm.cb.onRequestHeaders : vm.cb.onResponseHeaders, ctx.id, map.length, eos ? 1 : 0));
-      if (r === undefined) continue;
-      if ('kind' in r) return r;
-      const t = this.#terminal(r.ctx);
+      const ctx = this.#call(e, dir === 0 ? REQUEST_HEADERS : RESPONSE_HEADERS, map.length, eos ? 1 : 0);
+      if (ctx === undefined) continue;
+      if (!(ctx instanceof StreamContext)) return ctx;
+      const t = this.#terminal(ctx);
       if (t !== undefined) return t;
       // Any non-zero header status stops the whole stream until proxy_continue_stream, as cpp-host does.
-      if (r.result !== 0 && !r.ctx.takeContinue(dir)) return this.#pause(e, r.ctx, dir, () => this.#headers(dir, k + 1, eos));
+      if (this.#result !== 0 && !ctx.takeContinue(dir)) return this.#pause(e, ctx, dir, () => this.#headers(dir, k + 1, eos));
     }
     return CONTINUE;
   }
@@ -228,19 +248,19 @@ export class FilterChain {
         ctx0.responseBody = visible;
         ctx0.responseBytes += data.length;
       }
-      const r = this.#call(e, (vm, ctx) => vm.invoke(ctx, dir === 0 ? vm.cb.onRequestBody : vm.cb.onResponseBody, ctx.id, visible.length, eos ? 1 : 0));
-      if (r === undefined) continue;
-      if ('kind' in r) return r;
-      const ctx = r.ctx;
+      const ctx = this.#call(e, dir === 0 ? REQUEST_BODY : RESPONSE_BODY, visible.length, eos ? 1 : 0);
+      if (ctx === undefined) continue;
+      if (!(ctx instanceof StreamContext)) return ctx;
+      const result = this.#result;
       const t = this.#terminal(ctx);
       if (t !== undefined) return t;
       const current = (dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY;
-      if (r.result === 0 || ctx.takeContinue(dir)) {
+      if (result === 0 || ctx.takeContinue(dir)) {
         ctx.buffering[dir] = false;
         data = current;
         continue;
       }
-      if (r.result === 3 && !eos) {
+      if (result === 3 && !eos) {
         // StopIterationNoBuffer: the plugin keeps what it needs; the chunk goes no further.
         ctx.buffering[dir] = false;
         return BUFFER;
@@ -270,9 +290,9 @@ export class FilterChain {
       } else if (released.length > 0) {
         if (dir === 0) ctx.requestBody = released;
         else ctx.responseBody = released;
-        const r = this.#call(e, (vm, c) => vm.invoke(c, dir === 0 ? vm.cb.onRequestBody : vm.cb.onResponseBody, c.id, released.length, 0));
-        if (r !== undefined && 'kind' in r) return r;
-        if (r !== undefined) released = (dir === 0 ? r.ctx.requestBody : r.ctx.responseBody) ?? EMPTY;
+        const r = this.#call(e, dir === 0 ? REQUEST_BODY : RESPONSE_BODY, released.length, 0);
+        if (r !== undefined && !(r instanceof StreamContext)) return r;
+        if (r !== undefined) released = (dir === 0 ? r.requestBody : r.responseBody) ?? EMPTY;
       }
     }
     const action = this.#trailerCallbacks(dir, 0, trailers);
@@ -287,12 +307,12 @@ export class FilterChain {
     for (let k = from; k < n; k++) {
       const e = this.#entries[this.#index(dir, k)]!;
       if (e.skipped) continue;
-      const r = this.#call(e, (vm, ctx) => vm.invoke(ctx, dir === 0 ? vm.cb.onRequestTrailers : vm.cb.onResponseTrailers, ctx.id, trailers.length));
-      if (r === undefined) continue;
-      if ('kind' in r) return r;
-      const t = this.#terminal(r.ctx);
+      const ctx = this.#call(e, dir === 0 ? REQUEST_TRAILERS : RESPONSE_TRAILERS, trailers.length, 0);
+      if (ctx === undefined) continue;
+      if (!(ctx instanceof StreamContext)) return ctx;
+      const t = this.#terminal(ctx);
       if (t !== undefined) return t;
-      if (r.result !== 0 && !r.ctx.takeContinue(dir)) return this.#pause(e, r.ctx, dir, () => this.#trailerCallbacks(dir, k + 1, trailers));
+      if (this.#result !== 0 && !ctx.takeContinue(dir)) return this.#pause(e, ctx, dir, () => this.#trailerCallbacks(dir, k + 1, trailers));
     }
     return CONTINUE;
   }

@@ -24,8 +24,13 @@ export class GuestMemory {
     this.view = new DataView(this.#ab);
   }
 
-  /** Cheap when nothing changed: one identity comparison. Call before touching u8/buf/view after any guest call. */
+  /**
+   * Cheap when nothing changed: one length check. Growing a (non-shared) memory detaches its old ArrayBuffer (WebAssembly
+   * JS API, memory.grow), whose length then reads 0, so the `memory.buffer` getter (a call into the engine, a tenth of
+   * a header hostcall's cost) is only asked after a growth. Call before touching u8/buf/view after any guest call.
+   */
   refresh(): void {
+    if (this.#ab.byteLength !== 0) return;
     const ab = this.memory.buffer;
     if (ab === this.#ab) return;
     this.#ab = ab;

@@ -82,6 +82,7 @@ export async function serveFilter(wasmPath: string, options: { config?: unknown;
         replaceResponseBody: () => undefined,
         setRequestLine: (method, path, authority) => Object.assign(line, { method, path, authority }),
         clearRouteCache: () => undefined,
+        setResponseStatus: () => undefined,
       }) as L7FilterStream;
       const reply = await settle(stream.onRequestHeaders?.(headers, true));
       return {

@@ -1,11 +1,13 @@
 // Third-party proxy-wasm filters behave in weft as in Envoy/Istio: a C++ SDK filter registered for the default root id
 // "" runs (weft used to default the root id to the plugin's name), a filter that replaces the whole request map without
 // the pseudo-headers keeps its fields (weft used to drop the map's first four entries), and edits of :authority, :path
-// and :method take effect (weft used to drop them). Real Rust/Go/C++ SDK binaries cannot be built here (no such
-// toolchains), so each filter is WAT doing exactly the hostcalls those filters make.
+// and :method take effect (weft used to drop them), and so does a :status edit on the response (weft used to drop it).
+// Real Rust/Go/C++ SDK binaries cannot be built here (no such toolchains), so each filter is WAT doing exactly the
+// hostcalls those filters make.
 import { afterEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { once } from 'node:events';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { createWasmPlugins } from '../../runtime/l7/wasm-filter.js';
@@ -57,8 +59,8 @@ const CPP_DEFAULT_ROOT = `(module
     (i32.const 0))
   ${TAIL})`;
 
-/** On request headers, hands `map` to proxy_set_header_map_pairs (Kong's key-auth shape: one whole-map write). */
-function setPairsFilter(map: [string, string][]): string {
+/** On request (or response) headers, hands `map` to proxy_set_header_map_pairs (Kong's key-auth shape: one whole-map write). */
+function setPairsFilter(map: [string, string][], on: 'request' | 'response' = 'request'): string {
   const bytes = encodeHeaderMap(map);
   return `(module
   (import "env" "proxy_set_header_map_pairs" (func $set_pairs (param i32 i32 i32) (result i32)))
@@ -66,14 +68,17 @@ function setPairsFilter(map: [string, string][]): string {
   (func (export "proxy_abi_version_0_2_1"))
   (data (i32.const 1024) ${watBytes(bytes)})
   (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (drop (call $set_pairs (i32.const 0) (i32.const 1024) (i32.const ${bytes.length})))
+  (func (export "proxy_on_${on}_headers") (param i32 i32 i32) (result i32)
+    (drop (call $set_pairs (i32.const ${on === 'request' ? 0 : 2}) (i32.const 1024) (i32.const ${bytes.length})))
     (i32.const 0))
   ${TAIL})`;
 }
 
-/** On request headers, proxy_replace_header_map_value(name, value): a canary router rewriting :authority, a path router. */
-function replaceFilter(name: string, value: string): string {
+/**
+ * On request headers (or on response headers), proxy_replace_header_map_value(name, value): a canary router rewriting
+ * :authority, a path router, a filter turning an upstream answer into another status.
+ */
+function replaceFilter(name: string, value: string, on: 'request' | 'response' = 'request'): string {
   return `(module
   (import "env" "proxy_replace_header_map_value" (func $replace (param i32 i32 i32 i32 i32) (result i32)))
   ${PRELUDE}
@@ -81,8 +86,8 @@ function replaceFilter(name: string, value: string): string {
   (data (i32.const 256) ${watBytes(name)})
   (data (i32.const 512) ${watBytes(value)})
   (func (export "proxy_on_context_create") (param i32 i32))
-  (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
-    (drop (call $replace (i32.const 0) (i32.const 256) (i32.const ${name.length}) (i32.const 512) (i32.const ${value.length})))
+  (func (export "proxy_on_${on}_headers") (param i32 i32 i32) (result i32)
+    (drop (call $replace (i32.const ${on === 'request' ? 0 : 2}) (i32.const 256) (i32.const ${name.length}) (i32.const 512) (i32.const ${value.length})))
     (i32.const 0))
   ${TAIL})`;
 }
@@ -121,9 +126,21 @@ async function setup(plugin: string, extra: Record<string, unknown> = {}) {
   const send = async (path: string, headers: Record<string, string> = {}, method = 'GET') => {
     const res = await request(`http://127.0.0.1:${h.port}${path}`, { method, headers: { host: 'fleet.default', ...headers } });
     const body = await res.body.text();
-    return { status: res.statusCode, body, seen: seen.at(-1) };
+    return { status: res.statusCode, body, headers: res.headers, seen: seen.at(-1) };
   };
   return { h, send, seen };
+}
+
+/** GET /v1/x for fleet.default over h2c (prior knowledge); the response headers once the stream ended. */
+async function h2Get(port: number): Promise<http2.IncomingHttpHeaders> {
+  const client = http2.connect(`http://127.0.0.1:${port}`);
+  cleanups.push(() => Promise.resolve(void client.close()));
+  const req = client.request({ ':method': 'GET', ':path': '/v1/x', ':authority': 'fleet.default' });
+  req.end();
+  const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
+  req.resume();
+  await once(req, 'end');
+  return headers;
 }
 
 describe('Envoy/Istio header semantics for third-party filters', () => {
@@ -199,14 +216,52 @@ describe('Envoy/Istio header semantics for third-party filters', () => {
 
   it('the same edits apply to h2c requests', async () => {
     const { h, seen } = await setup(replaceFilter(':authority', 'host-canary'));
-    const client = http2.connect(`http://127.0.0.1:${h.port}`);
-    cleanups.push(() => Promise.resolve(void client.close()));
-    const req = client.request({ ':method': 'GET', ':path': '/v1/x', ':authority': 'fleet.default' });
-    req.end();
-    const [headers] = (await once(req, 'response')) as [http2.IncomingHttpHeaders];
-    req.resume();
-    await once(req, 'end');
+    const headers = await h2Get(h.port);
     expect(headers[':status']).toBe(200);
     expect(seen.at(-1).headers.host).toBe('host-canary');
+  });
+
+  it(':status edits on the response are applied (Envoy sends what the filter set), with that status\'s reason phrase', async () => {
+    const { h } = await setup(replaceFilter(':status', '418', 'response'));
+    const sock = net.connect(h.port, '127.0.0.1');
+    cleanups.push(() => Promise.resolve(void sock.destroy()));
+    sock.write('GET /x HTTP/1.1\r\nhost: fleet.default\r\nconnection: close\r\n\r\n');
+    const chunks: Buffer[] = [];
+    for await (const c of sock) chunks.push(c as Buffer);
+    const text = Buffer.concat(chunks).toString('latin1');
+    expect(text.split('\r\n')[0]).toBe("HTTP/1.1 418 I'm a Teapot");
+    // The body the upstream sent still follows, framed as it was.
+    expect(text.endsWith('up-0')).toBe(true);
+    expect(h.accessLines.at(-1)).toMatchObject({ response_code: 418 });
+  });
+
+  it('a whole response map written without :status keeps the status; one with :status applies it', async () => {
+    const kept = await setup(setPairsFilter([['x-only', '1']], 'response'));
+    const r1 = await kept.send('/x');
+    expect([r1.status, r1.headers['x-only'], r1.body]).toEqual([200, '1', 'up-0']);
+    const moved = await setup(setPairsFilter([['x-only', '1'], [':status', '503']], 'response'));
+    const r2 = await moved.send('/x');
+    expect([r2.status, r2.headers['x-only']]).toEqual([503, '1']);
+  });
+
+  it('an invalid :status from a filter, or a 204 over a body, is answered 502 with x-weft-error (never sent)', async () => {
+    for (const bad of ['abc', '99', '101', '2000']) {
+      const { send } = await setup(replaceFilter(':status', bad, 'response'));
+      const r = await send('/x');
+      expect(r.status).toBe(502);
+      expect(r.headers['x-weft-error']).toBe('WEFT_ERR_PLUGIN_FAILED');
+      expect(r.body).toMatch(/:status/);
+    }
+    const { send } = await setup(replaceFilter(':status', '204', 'response'));
+    const r = await send('/x');
+    expect(r.status).toBe(502);
+    expect(r.body).toMatch(/204/);
+  });
+
+  it(':status edits apply to h2c responses too', async () => {
+    const { h } = await setup(replaceFilter(':status', '418', 'response'));
+    const headers = await h2Get(h.port);
+    expect(headers[':status']).toBe(418);
+    expect(h.accessLines.at(-1)).toMatchObject({ response_code: 418 });
   });
 });

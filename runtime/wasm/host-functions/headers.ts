@@ -1,7 +1,7 @@
 /** Header/trailer/metadata map hostcalls over weft's [name, value] byte-string pairs, mutated in place. */
 import { MapType, Status } from '../abi-constants.js';
 import { type HeaderPairs, readMap, serializedSize, writeMap } from '../header-map-codec.js';
-import { headerNameAt } from '../header-name-cache.js';
+import { headerNameAt, headerValueAt } from '../header-name-cache.js';
 import type { PluginVm } from '../plugin-vm.js';
 
 type HostFn = (...args: number[]) => number;
@@ -92,7 +92,7 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (map === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
-      map.push([key, vm.mem.latin1(vp >>> 0, vl >>> 0)]);
+      map.push([key, headerValueAt(vm.mem.buf, vp >>> 0, vl >>> 0)]);
       return Status.Ok;
     },
     proxy_replace_header_map_value: (type, kp, kl, vp, vl) => {
@@ -101,7 +101,7 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (map === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
-      const value = vm.mem.latin1(vp >>> 0, vl >>> 0);
+      const value = headerValueAt(vm.mem.buf, vp >>> 0, vl >>> 0);
       const first = indexOf(map, key);
       if (first < 0) {
         map.push([key, value]);
