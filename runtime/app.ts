@@ -24,8 +24,9 @@ import { hboneUpstreamConnector } from './hbone/hbone-upstream-connector.js';
 import { L7Runtime, requiresL7 } from './l7-runtime.js';
 import { WeftError } from './errors.js';
 import { authorize } from './authz/authorizer.js';
-import { DnsProxy } from './dns/dns-proxy.js';
-import { InpodCapture } from './inpod/inpod-capture.js';
+// Loaded in start() only when configured: an idle node without them does not hold their modules (dns-packet, ZDS).
+import type { DnsProxy } from './dns/dns-proxy.js';
+import type { InpodCapture } from './inpod/inpod-capture.js';
 
 const log = createLogger('app');
 
@@ -233,6 +234,7 @@ export class App {
     this.#listeners.set('explicitProxy', await listen('explicitProxy', { ...listenerConfig(config, 'explicitProxy'), signal, reusePort }, (s) => this.explicitProxy.handle(s)));
     await this.hbone.start(signal);
     if (config.dns.enabled || config.listeners.dns !== undefined) {
+      const { DnsProxy } = await import('./dns/dns-proxy.js');
       this.dns = new DnsProxy({ state: this.state, metrics: this.metrics, logger: createLogger('dns') });
       await this.dns.start(config.listeners.dns ?? `127.0.0.1:${DEFAULT_PORTS.dns}`);
     }
@@ -241,6 +243,7 @@ export class App {
     await this.#reconcileLocalPorts(config);
     // One ZDS client per process: with several workers the first one owns the pods' listeners (runtime/workers/README.md).
     if (config.inpod !== undefined && (this.#opts.worker === undefined || this.#opts.worker.id === 0)) {
+      const { InpodCapture } = await import('./inpod/inpod-capture.js');
       // Same handlers as the node listeners: one data path whichever way traffic was captured.
       this.#inpod = new InpodCapture({
         config: config.inpod,

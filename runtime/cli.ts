@@ -4,7 +4,7 @@ import { parseArgs } from 'node:util';
 import { createApp, type App } from './app.js';
 import { ConfigWatcher } from './config/config-watcher.js';
 import { formatProblem } from './config/config-problem.js';
-import { loadConfigOffThread } from './config/config-loader-thread.js';
+import { loadConfigInChild } from './config/config-load-child.js';
 import { ENV, envValue } from './config/defaults.js';
 import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
@@ -31,7 +31,7 @@ async function run(argv: string[]): Promise<number> {
     process.stderr.write(`weft run: --config FILE is required (or set ${ENV.configPath})\n`);
     return 2;
   }
-  const loaded = await loadConfigOffThread(file);
+  const loaded = await loadConfigInChild(file);
   if (!loaded.ok) {
     for (const p of loaded.problems) process.stderr.write(formatProblem(p) + '\n');
     return 1;
@@ -80,7 +80,7 @@ async function run(argv: string[]): Promise<number> {
   } else {
     app = await (await import('./workers/worker-primary.js')).createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') });
   }
-  // Start-up freed the config thread's arena and the parse buffers; give those pages back (about 3 MB of RSS).
+  // Start-up freed module-loading and parse buffers in malloc's arenas; give those pages back (about 0.8 MB of RSS).
   loadNativeSocket()?.trimMemory();
   if (config.source === 'kubernetes') {
     const { attachKubernetesSource } = await import('./kubernetes/attach-kubernetes-source.js');
@@ -99,7 +99,7 @@ async function validate(argv: string[]): Promise<number> {
     process.stderr.write('weft validate: FILE is required\n');
     return 2;
   }
-  const result = await loadConfigOffThread(file);
+  const result = await loadConfigInChild(file);
   if (result.ok) {
     for (const w of result.warnings ?? []) process.stderr.write(`warning: ${formatProblem(w)}\n`);
     process.stdout.write(`${file}: valid (${result.config.workloads.length} workloads, ${result.config.services.length} services, ${result.config.plugins.length} plugins, ${result.config.policies.length} policies)\n`);

@@ -1,10 +1,15 @@
 /** A tiny HTTP server for weft's own endpoints (admin, metrics, readiness): exact-path routes, off the data path. */
-import http from 'node:http';
+import type { IncomingMessage, Server } from 'node:http';
 import { WeftError } from '../errors.js';
 import { parseSocketAddress } from '../config/socket-address.js';
 import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
 
-export type RouteHandler = (req: http.IncomingMessage, url: URL) => Promise<EndpointResponse> | EndpointResponse;
+// Not `import http from 'node:http'`: an ES module namespace of a builtin reads every export, and on Node 24 the
+// WebSocket, CloseEvent and MessageEvent getters of node:http load Node's bundled undici with HTTP/2 and TLS (about
+// 13 MB in a bare Node 24 process). The CommonJS object leaves them unread.
+const http = process.getBuiltinModule('node:http');
+
+export type RouteHandler = (req: IncomingMessage, url: URL) => Promise<EndpointResponse> | EndpointResponse;
 export interface EndpointResponse {
   status: number;
   body: string;
@@ -12,7 +17,7 @@ export interface EndpointResponse {
 }
 
 export interface HttpEndpoint {
-  server: http.Server;
+  server: Server;
   port: number;
   /** Stops accepting (a successor took the socket over); requests in progress finish. */
   stopAccepting(): void;

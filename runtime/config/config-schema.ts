@@ -5,7 +5,7 @@ import { parseSocketAddress } from './socket-address.js';
 import { l7LimitsSchema, serviceRoutesSchema, trafficPolicySchema } from './l7-config-schema.js';
 import { functionSchema } from './function-config-schema.js';
 import { dnsSchema } from './dns-config-schema.js';
-import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS } from './defaults.js';
+import { DEFAULT_CERT_TTL_SECONDS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_DRAIN_DEADLINE_MS, DEFAULT_IDLE_TIMEOUT_MS, DEFAULT_MAX_CONNECTIONS, DEFAULT_PORTS, DEFAULT_TRUST_DOMAIN, HBONE_DEFAULTS, CIRCUIT_BREAKER_DEFAULTS as BREAKER } from './defaults.js';
 
 const port = z.number().int().min(0).max(65535);
 const ip = z.string().refine((s) => isIP(s) !== 0, { message: 'expected an IPv4 or IPv6 address' });
@@ -83,17 +83,17 @@ export const rateLimitDomainSchema = z.strictObject({
 
 /** Shared circuit-breaker tuning (resilience4j/Hystrix-style failure rate over a time window). */
 export const circuitBreakerSettingsSchema = z.strictObject({
-  failureRateThreshold: z.number().min(1).max(100).default(50),
-  minimumCalls: z.number().int().positive().default(20),
-  windowMs: z.number().int().positive().default(10_000),
-  openMs: z.number().int().positive().default(5_000),
+  failureRateThreshold: z.number().min(1).max(100).default(BREAKER.failureRateThreshold),
+  minimumCalls: z.number().int().positive().default(BREAKER.minimumCalls),
+  windowMs: z.number().int().positive().default(BREAKER.windowMs),
+  openMs: z.number().int().positive().default(BREAKER.openMs),
   /** Successful probes in HALF_OPEN before CLOSED; probes run one at a time across all nodes. */
-  halfOpenProbes: z.number().int().positive().default(1),
-  probeTimeoutMs: z.number().int().positive().default(2_000),
+  halfOpenProbes: z.number().int().positive().default(BREAKER.halfOpenProbes),
+  probeTimeoutMs: z.number().int().positive().default(BREAKER.probeTimeoutMs),
   /** Distinct nodes that must have reported failures in the window before the shared breaker opens. */
-  minReportingNodes: z.number().int().positive().default(1),
-  flushIntervalMs: z.number().int().positive().default(100),
-  pollIntervalMs: z.number().int().positive().default(1_000),
+  minReportingNodes: z.number().int().positive().default(BREAKER.minReportingNodes),
+  flushIntervalMs: z.number().int().positive().default(BREAKER.flushIntervalMs),
+  pollIntervalMs: z.number().int().positive().default(BREAKER.pollIntervalMs),
 });
 
 export const circuitBreakersSchema = z.strictObject({

@@ -3,7 +3,7 @@ import { watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { createLogger } from '../log.js';
 import { formatProblem } from './config-problem.js';
-import { loadConfigOffThread } from './config-loader-thread.js';
+import { loadConfigInChild } from './config-load-child.js';
 import type { WeftConfig } from './config-schema.js';
 
 const log = createLogger('config');
@@ -55,7 +55,7 @@ export class ConfigWatcher {
 
   /** Validates and applies; resolves true when the new config is serving. */
   async reloadNow(cause: string): Promise<boolean> {
-    const result = await loadConfigOffThread(this.#file);
+    const result = await loadConfigInChild(this.#file);
     if (!result.ok) {
       this.#target.recordRejectedReload();
       log.error({ file: this.#file, cause, problems: result.problems.map(formatProblem) }, 'configuration rejected; the previous configuration keeps serving');

@@ -39,6 +39,44 @@ export const HBONE_DEFAULTS = {
 } as const;
 export const DEFAULT_CLUSTER_DOMAIN = 'svc.cluster.local';
 
+/*
+ * Defaults the data path falls back on without a parsed config at hand. They live here, not only in the zod schemas
+ * that apply them, so the L7 path and shared state need not import the schemas: zod is 228 module files, about 6 MB
+ * of an L7 node's RSS, and is otherwise loaded only in the config loader's child process.
+ */
+/** DestinationRule connectionPool per upstream, as Envoy's cluster circuit-breaker thresholds default (1024). */
+export const CONNECTION_POOL_DEFAULTS = {
+  maxConnections: 1024,
+  maxPendingRequests: 1024,
+  maxRequests: 1024,
+  maxRetries: 3,
+  connectTimeoutMs: 5000,
+  idleTimeoutMs: 60_000,
+  maxRequestsPerConnection: 0,
+} as const;
+/** `l7:` limits of the HTTP path (Envoy's header limits, timeouts, HTTP/2 rapid-reset bound). */
+export const L7_LIMITS_DEFAULTS = {
+  maxRequestHeadersBytes: 60 * 1024,
+  maxHeaders: 100,
+  headersTimeoutMs: 10_000,
+  idleTimeoutMs: 300_000,
+  maxBufferedBodyBytes: 1024 * 1024,
+  h2MaxResetsPerSecond: 200,
+  h2MaxConcurrentStreams: 100,
+} as const;
+/** `circuitBreakers.defaults`: the shared breaker's settings for an upstream without its own. */
+export const CIRCUIT_BREAKER_DEFAULTS = {
+  failureRateThreshold: 50,
+  minimumCalls: 20,
+  windowMs: 10_000,
+  openMs: 5_000,
+  halfOpenProbes: 1,
+  probeTimeoutMs: 2_000,
+  minReportingNodes: 1,
+  flushIntervalMs: 100,
+  pollIntervalMs: 1_000,
+} as const;
+
 /** Environment variables weft reads (only here). */
 export const ENV = {
   /** Path of the configuration file when `--config` is not given. */

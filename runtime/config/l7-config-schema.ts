@@ -1,5 +1,6 @@
 /** The L7 sections of weft.yaml (`routes:`, `trafficPolicies:`, `l7:`), in the spirit of Istio's VirtualService and DestinationRule; shapes only, cross-references live in config-validate. */
 import { z } from 'zod';
+import { CONNECTION_POOL_DEFAULTS as POOL, L7_LIMITS_DEFAULTS as L7 } from './defaults.js';
 
 const port = z.number().int().min(1).max(65535);
 const labels = z.record(z.string(), z.string());
@@ -90,13 +91,13 @@ export const serviceRoutesSchema = z.strictObject({
 });
 
 export const connectionPoolSchema = z.strictObject({
-  maxConnections: z.number().int().positive().default(1024),
-  maxPendingRequests: z.number().int().min(0).default(1024),
-  maxRequests: z.number().int().positive().default(1024),
-  maxRetries: z.number().int().min(0).default(3),
-  connectTimeoutMs: z.number().int().positive().default(5000),
-  idleTimeoutMs: z.number().int().positive().default(60_000),
-  maxRequestsPerConnection: z.number().int().min(0).default(0),
+  maxConnections: z.number().int().positive().default(POOL.maxConnections),
+  maxPendingRequests: z.number().int().min(0).default(POOL.maxPendingRequests),
+  maxRequests: z.number().int().positive().default(POOL.maxRequests),
+  maxRetries: z.number().int().min(0).default(POOL.maxRetries),
+  connectTimeoutMs: z.number().int().positive().default(POOL.connectTimeoutMs),
+  idleTimeoutMs: z.number().int().positive().default(POOL.idleTimeoutMs),
+  maxRequestsPerConnection: z.number().int().min(0).default(POOL.maxRequestsPerConnection),
 });
 
 export const outlierDetectionSchema = z.strictObject({
@@ -119,18 +120,18 @@ export const trafficPolicySchema = z.strictObject({
 
 export const l7LimitsSchema = z.strictObject({
   /** Envoy max_request_headers_kb defaults to 60 KiB; beyond it 431. */
-  maxRequestHeadersBytes: z.number().int().min(1024).default(60 * 1024),
+  maxRequestHeadersBytes: z.number().int().min(1024).default(L7.maxRequestHeadersBytes),
   /** Envoy max_headers_count defaults to 100; beyond it 431. */
-  maxHeaders: z.number().int().min(8).default(100),
+  maxHeaders: z.number().int().min(8).default(L7.maxHeaders),
   /** Time allowed for a complete request head once its first byte arrived; beyond it 408. */
-  headersTimeoutMs: z.number().int().positive().default(10_000),
+  headersTimeoutMs: z.number().int().positive().default(L7.headersTimeoutMs),
   /** A keep-alive connection with no request in flight is closed after this. */
-  idleTimeoutMs: z.number().int().positive().default(300_000),
+  idleTimeoutMs: z.number().int().positive().default(L7.idleTimeoutMs),
   /** Bound on a body a filter asked to buffer: 413 for requests, 500 for responses beyond it. */
-  maxBufferedBodyBytes: z.number().int().positive().default(1024 * 1024),
+  maxBufferedBodyBytes: z.number().int().positive().default(L7.maxBufferedBodyBytes),
   /** HTTP/2: streams reset by the client per second before the session is closed with GOAWAY (CVE-2023-44487). */
-  h2MaxResetsPerSecond: z.number().int().positive().default(200),
-  h2MaxConcurrentStreams: z.number().int().positive().default(100),
+  h2MaxResetsPerSecond: z.number().int().positive().default(L7.h2MaxResetsPerSecond),
+  h2MaxConcurrentStreams: z.number().int().positive().default(L7.h2MaxConcurrentStreams),
 });
 
 export type StringMatchConfig = z.infer<typeof stringMatchSchema>;

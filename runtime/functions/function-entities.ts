@@ -3,7 +3,7 @@
  * workload whose address lies in 240.0.0.0/4 (reserved, never routed), so routing, authorization, plugins and
  * telemetry treat it as any other destination. The function host answers connections made to that address.
  */
-import { createHash } from 'node:crypto';
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { ServiceConfig, WorkloadConfig } from '../config/config-schema.js';
 import type { FunctionConfig } from '../config/function-config-schema.js';
 
@@ -19,7 +19,7 @@ export function functionKey(fn: { name: string; namespace: string }): string {
 
 /** A stable address for the function's workload: 240.x.y.z from a hash of its key, so reloads and reorders keep it. */
 export function functionAddress(fn: { name: string; namespace: string }): string {
-  const h = createHash('sha256').update(functionKey(fn)).digest();
+  const h = process.getBuiltinModule('node:crypto').createHash('sha256').update(functionKey(fn)).digest();
   return `240.${h[0]}.${h[1]}.${h[2]}`;
 }
 

@@ -1,7 +1,7 @@
 /** The HBONE client: opens (or reuses from the pool) an mTLS HTTP/2 connection to `via`, verifies the server's SPIFFE identity, and sends one CONNECT per tunnel. */
 import type { X509Certificate } from 'node:crypto';
-import http2 from 'node:http2';
-import tls from 'node:tls';
+import type http2 from 'node:http2';
+import type tls from 'node:tls';
 import type { Duplex } from 'node:stream';
 import type { HboneConfig } from '../config/config-schema.js';
 import { ENV, HBONE_DEFAULTS } from '../config/defaults.js';
@@ -57,6 +57,8 @@ const CODE_BY_STATUS: Record<number, ErrorCode> = { 400: 'WEFT_ERR_BAD_REQUEST',
 const PING_INTERVAL_MS = 10_000;
 const PING_TIMEOUT_MS = 20_000;
 const WRITE_QUEUE_LIMIT = 1024 * 1024;
+/** RFC 9113 §7 CANCEL (node:http2's constants.NGHTTP2_CANCEL, without loading it at start-up). */
+const NGHTTP2_CANCEL = 0x8;
 
 export interface HboneClientOptions {
   certificates: CertificateManager;
@@ -145,7 +147,7 @@ export class HboneClient {
       };
       const fail = (err: HboneError): void => {
         cleanup();
-        stream.close(http2.constants.NGHTTP2_CANCEL);
+        stream.close(NGHTTP2_CANCEL);
         reject(err);
       };
       const onError = (err: Error): void => fail(new HboneError('WEFT_ERR_UPSTREAM_CONNECT', `HBONE CONNECT to ${where} failed: ${err.message}`, undefined, { cause: err }));
@@ -179,7 +181,8 @@ export class HboneClient {
     let verified: X509Certificate | undefined;
     const socket = await new Promise<tls.TLSSocket>((resolve, reject) => {
       // No servername: HBONE sends no SNI (an IP cannot be one, and the server picks its certificate by destination).
-      const s = tls.connect({
+      // node:tls and node:http2 are loaded with the first HBONE connection, not at start-up (as in hbone-server.ts).
+      const s = process.getBuiltinModule('node:tls').connect({
         ...(req.egress !== undefined
           ? { socket: egressSocket(req.egress, req.via) }
           : { host: req.via.address, port: req.via.port, ...(req.sourceAddress === undefined ? {} : { localAddress: req.sourceAddress }) }),
@@ -228,7 +231,7 @@ export class HboneClient {
     });
     this.#handshakes++;
     if (socket.isSessionReused()) this.#resumed++;
-    const session = http2.connect(`https://${where}`, {
+    const session = process.getBuiltinModule('node:http2').connect(`https://${where}`, {
       createConnection: () => socket,
       settings: h2Settings(this.#settings),
       maxSessionMemory: 256,

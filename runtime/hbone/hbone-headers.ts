@@ -1,6 +1,6 @@
 /** The HBONE CONNECT request's headers (`:authority`, forwarded, baggage, traceparent) and their parsing on the server side. */
 import { isIP } from 'node:net';
-import { randomBytes } from 'node:crypto';
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { SocketAddr } from '../l4/original-destination.js';
 import type { Workload } from '../state/state-snapshot.js';
 
@@ -60,7 +60,8 @@ export function parseBaggage(text: string | undefined): Record<string, string> {
 
 /** A fresh W3C traceparent for the tunnel: HBONE traces the connection, not application requests. */
 export function newTraceparent(): string {
-  return `00-${randomBytes(16).toString('hex')}-${randomBytes(8).toString('hex')}-00`;
+  const random = process.getBuiltinModule('node:crypto').randomBytes(24);
+  return `00-${random.toString('hex', 0, 16)}-${random.toString('hex', 16, 24)}-00`;
 }
 
 export function isTraceparent(text: string | undefined): boolean {

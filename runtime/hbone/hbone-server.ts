@@ -1,8 +1,8 @@
 /** The HBONE inbound listener (15008): mTLS with mandatory client certificates, then HTTP/2 CONNECT per tunnel, validated and authorized before a byte reaches the local workload. */
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import net from 'node:net';
-import tls from 'node:tls';
-import { randomBytes } from 'node:crypto';
+import type tls from 'node:tls';
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import { HBONE_DEFAULTS } from '../config/defaults.js';
 import { WeftError, weftErrorOf } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
@@ -94,6 +94,8 @@ export interface HboneServer {
 const SOURCE_IDENTITY = Symbol('weft.hbone.sourceIdentity');
 type TaggedSocket = tls.TLSSocket & { [SOURCE_IDENTITY]?: string };
 
+/** RFC 9113 §7 error codes (node:http2's constants, without loading it). */
+const H2_ERROR = { NO_ERROR: 0x0, CONNECT_ERROR: 0xa } as const;
 const STATUS = { ok: 200, badRequest: 400, denied: 401, unavailable: 503 } as const;
 /** After the drain deadline's END_STREAM, how long a tunnel's client gets to end its side before the stream is closed. */
 const DRAIN_CLOSE_GRACE_MS = 300;
@@ -121,12 +123,21 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
   /** Every accepted socket, so close() can end them (net.Server.close waits for its connections otherwise). */
   const sockets = new Set<net.Socket>();
   let active = 0;
-  const h2 = http2.createServer({
-    settings: h2Settings(settings),
-    maxSessionMemory: 256,
-    // Peers are authenticated meshes; a big header block is still refused (ztunnel: 16 KiB header list).
-    maxHeaderListPairs: 64,
-  });
+  // node:http2 and node:tls are loaded with the first HBONE connection, not at start-up: a node whose workloads never
+  // speak HBONE (or an idle one) does not pay the ~3.5 MB of RSS they add (test/bench/README.md, idle memory).
+  let h2Server: http2.Http2Server | undefined;
+  const h2 = (): http2.Http2Server => {
+    if (h2Server !== undefined) return h2Server;
+    h2Server = process.getBuiltinModule('node:http2').createServer({
+      settings: h2Settings(settings),
+      maxSessionMemory: 256,
+      // Peers are authenticated meshes; a big header block is still refused (ztunnel: 16 KiB header list).
+      maxHeaderListPairs: 64,
+    });
+    h2Server.on('session', onSession);
+    h2Server.on('stream', onStream);
+    return h2Server;
+  };
 
   const reject = (peer: SocketAddr, status: number | 'tls', reason: string, fields: Record<string, unknown> = {}): void => {
     log.warn({ peer: formatAddr(peer), status, reason, ...fields }, 'hbone connection rejected');
@@ -144,12 +155,12 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       if (existing.cert !== cert) {
         // Rotation: new handshakes get the new certificate, established tunnels keep theirs. New ticket keys, so no
         // session from before the rotation resumes.
-        existing.server.setSecureContext({ ...tlsOptionsFor(cert), ticketKeys: randomBytes(48) });
+        existing.server.setSecureContext({ ...tlsOptionsFor(cert), ticketKeys: process.getBuiltinModule('node:crypto').randomBytes(48) });
         existing.cert = cert;
       }
       return existing.server;
     }
-    const server = tls.createServer({ ...tlsOptionsFor(cert), requestCert: true, rejectUnauthorized: false, ALPNProtocols: HBONE_ALPN });
+    const server = process.getBuiltinModule('node:tls').createServer({ ...tlsOptionsFor(cert), requestCert: true, rejectUnauthorized: false, ALPNProtocols: HBONE_ALPN });
     server.on('secureConnection', (socket) => onSecure(socket, cert.identity));
     server.on('tlsClientError', (err: Error & { code?: string }, socket) => {
       reject({ address: normalizeIp(socket.remoteAddress), port: socket.remotePort ?? 0 }, 'tls', `TLS handshake failed: ${err.code ?? err.message}`, { localIdentity: cert.identity });
@@ -176,7 +187,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     if (!hasTrustDomain(peerCert, trustDomain)) return refuse(`client identity ${identity} is outside trust domain ${trustDomain}`, identity);
     if (socket.alpnProtocol !== 'h2') return refuse(`client did not negotiate ALPN h2 (got ${String(socket.alpnProtocol)})`, identity);
     (socket as TaggedSocket)[SOURCE_IDENTITY] = identity;
-    h2.emit('connection', socket);
+    h2().emit('connection', socket);
     return undefined;
   };
 
@@ -211,14 +222,14 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     );
   };
 
-  h2.on('session', (session) => {
+  const onSession = (session: http2.ServerHttp2Session): void => {
     sessions.add(session);
     session.once('close', () => sessions.delete(session));
     session.on('error', () => session.destroy());
     session.once('connect', () => session.setLocalWindowSize(settings.connectionWindowBytes));
-  });
+  };
 
-  h2.on('stream', (stream, headers) => {
+  const onStream = (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void => {
     // session.socket is a proxy over the TLSSocket; the tag set at handshake reads through it.
     const socket = stream.session?.socket as TaggedSocket | undefined;
     const sourceIdentity = socket?.[SOURCE_IDENTITY];
@@ -281,12 +292,12 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
         // RFC 9113 §8.5: a tunnel torn down abnormally is reset with CONNECT_ERROR (CANCEL would look like an orderly
         // end to Node peers, leaving their side of the copy open). Registered before splice so the reset goes first.
         const reset = (): void => {
-          if (!stream.closed) stream.close(http2.constants.NGHTTP2_CONNECT_ERROR);
+          if (!stream.closed) stream.close(H2_ERROR.CONNECT_ERROR);
         };
         upstream.once('error', reset);
         // The client reset its side (RST_STREAM): the local workload's connection is reset too.
         stream.once('close', () => {
-          if (stream.rstCode !== http2.constants.NGHTTP2_NO_ERROR && !upstream.destroyed) upstream.resetAndDestroy();
+          if (stream.rstCode !== H2_ERROR.NO_ERROR && !upstream.destroyed) upstream.resetAndDestroy();
         });
         const pair = splice(stream, upstream);
         const closed = pair.done.then((r) => {
@@ -306,7 +317,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
             upstream.end();
             if (!stream.closed) stream.end();
             setTimeout(() => {
-              if (!stream.closed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+              if (!stream.closed) stream.close(H2_ERROR.NO_ERROR);
               pair.abort(new Error(reason));
             }, DRAIN_CLOSE_GRACE_MS).unref();
           },
@@ -319,7 +330,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
       },
     );
     return undefined;
-  });
+  };
 
   return {
     async listen(address) {
@@ -335,7 +346,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     },
     accept: onSocket,
     goaway() {
-      for (const s of sessions) if (!s.closed && !s.destroyed) s.goaway(http2.constants.NGHTTP2_NO_ERROR);
+      for (const s of sessions) if (!s.closed && !s.destroyed) s.goaway(H2_ERROR.NO_ERROR);
     },
     async close() {
       const closing = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));

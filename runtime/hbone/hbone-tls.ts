@@ -1,6 +1,6 @@
 /** TLS settings of HBONE as ztunnel sets them (TLS 1.3 only, AES-GCM suites, ALPN h2, no SNI, peers verified by SPIFFE identity instead of hostname), plus TLS 1.3 session tickets between weft nodes. */
 import type { X509Certificate } from 'node:crypto';
-import tls from 'node:tls';
+import type tls from 'node:tls';
 import { identityOfCertificate, parseSpiffeId, uriSans } from '../identity/spiffe-id.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 
@@ -30,7 +30,7 @@ export function tlsOptionsFor(cert: WorkloadCertificate): tls.SecureContextOptio
 export function secureContextFor(cert: WorkloadCertificate): tls.SecureContext {
   let ctx = contexts.get(cert);
   if (ctx === undefined) {
-    ctx = tls.createSecureContext(tlsOptionsFor(cert));
+    ctx = process.getBuiltinModule('node:tls').createSecureContext(tlsOptionsFor(cert));
     contexts.set(cert, ctx);
   }
   return ctx;

@@ -1,6 +1,6 @@
 /** Chooses the node's CaClient from weft.yaml `identity:`: an Istio CA when `caAddress` is set, else the built-in CA with its root from files, a state directory, or memory. */
 import { readFileSync } from 'node:fs';
-import { createPrivateKey, X509Certificate } from 'node:crypto';
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { WeftConfig } from '../config/config-schema.js';
 import { WeftError } from '../errors.js';
 import { readCaRoot } from './ca-root.js';
@@ -91,7 +91,8 @@ export function caClientFromConfig(config: WeftConfig): { caClient: CaClient } {
     return {
       caClient: lazyCaClient(async () => {
         const [m, root] = await Promise.all([import('./certificate-authority.js'), shared()]);
-        return m.createBuiltinCaClient(new m.CertificateAuthority(trustDomain, new X509Certificate(root.certPem), createPrivateKey(root.keyPem)));
+        const crypto = process.getBuiltinModule('node:crypto');
+        return m.createBuiltinCaClient(new m.CertificateAuthority(trustDomain, new crypto.X509Certificate(root.certPem), crypto.createPrivateKey(root.keyPem)));
       }),
     };
   }

@@ -1,5 +1,6 @@
 /** Reads and checks a CA root certificate and its key with node:crypto alone, so a node can check a configured root at start without loading the ASN.1 encoder that issuing needs. */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
+import type { KeyObject, X509Certificate } from 'node:crypto';
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import { readFileSync } from 'node:fs';
 import { WeftError } from '../errors.js';
 
@@ -25,7 +26,8 @@ export function readCaRoot(certFile: string, keyFile: string): CaRoot {
     throw new WeftError('WEFT_ERR_IDENTITY', `cannot read the CA root from ${certFile} and ${keyFile}`, { cause: err });
   }
   try {
-    const root = { cert: new X509Certificate(certPem), key: createPrivateKey(keyPem) };
+    const crypto = process.getBuiltinModule('node:crypto');
+    const root = { cert: new crypto.X509Certificate(certPem), key: crypto.createPrivateKey(keyPem) };
     checkCaRoot(root.cert, root.key);
     return root;
   } catch (err) {

@@ -1,7 +1,6 @@
 /** The local-mode explicit proxy (15080): HTTP CONNECT, absolute-form HTTP and SOCKS5 on one port, resolved by service name or VIP through the same data path. */
 import type net from 'node:net';
 import { lookup } from 'node:dns/promises';
-import { STATUS_CODES } from 'node:http';
 import { WeftError, isCausedBy, systemErrorCode } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
@@ -27,7 +26,7 @@ const HTTP_STATUS_BY_CODE: Partial<Record<WeftError['code'], number>> = {
 export function httpErrorResponse(status: number, code: string, message: string): Buffer {
   const body = `${message}\n`;
   return Buffer.from(
-    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-weft-error: ${code}\r\nconnection: close\r\n\r\n${body}`,
+    `HTTP/1.1 ${status} ${process.getBuiltinModule('node:http').STATUS_CODES[status] ?? 'Error'}\r\ncontent-type: text/plain; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nx-weft-error: ${code}\r\nconnection: close\r\n\r\n${body}`,
   );
 }
 

@@ -1,4 +1,4 @@
-/** One JSON access-log line per L7 request, with stable field names, batched so a busy proxy makes one write per event-loop turn instead of one per request. */
+/** One JSON access-log line per L7 request, with stable field names, batched so a busy proxy makes a few writes per second instead of one per request. */
 import { createWriteStream, type WriteStream } from 'node:fs';
 import type { HeaderList } from './header-list.js';
 import type { L7Target } from './l7-context.js';
@@ -47,6 +47,9 @@ export function exchangeContextFields(
   };
 }
 
+/** How long a line may wait in memory before it is written to a file or stdout (as nginx's `access_log … flush=`). */
+const FILE_FLUSH_MS = 50;
+
 /** Receives batches of complete lines, each ending in "\n". */
 export type AccessLogBatchSink = (text: string) => void;
 
@@ -56,6 +59,12 @@ export class HttpAccessLog {
   readonly #stream: WriteStream | undefined;
   #pending = '';
   #scheduled = false;
+  /**
+   * How long lines wait before they are written: a sink gets them every event-loop turn; a file or stdout every
+   * FILE_FLUSH_MS: written every loop turn, fs.write's native call alone took about a quarter of the thread's busy
+   * time at 5k requests/s (CPU profile, test/bench/README.md), more than formatting the lines.
+   */
+  readonly #flushMs: number;
   /** `kind` and `worker` open every line, as in L4 lines (one schema for both, README "Access log"). */
   readonly #prefix: string;
 
@@ -63,6 +72,7 @@ export class HttpAccessLog {
   constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink; worker?: number } = {}) {
     this.enabled = opts.enabled ?? true;
     this.#prefix = `{"kind":"http","worker":${opts.worker ?? 0},`;
+    this.#flushMs = opts.sink === undefined ? FILE_FLUSH_MS : 0;
     if (opts.sink !== undefined) this.#sink = opts.sink;
     else if (opts.path !== undefined) {
       const stream = createWriteStream(opts.path, { flags: 'a' });
@@ -80,7 +90,8 @@ export class HttpAccessLog {
     if (this.#pending.length > 64 * 1024) this.flush();
     else if (!this.#scheduled) {
       this.#scheduled = true;
-      setImmediate(this.#flushScheduled);
+      if (this.#flushMs === 0) setImmediate(this.#flushScheduled);
+      else setTimeout(this.#flushScheduled, this.#flushMs).unref();
     }
   }
 

@@ -2,7 +2,7 @@
 import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { L7LimitsConfig } from '../config/l7-config-schema.js';
-import { l7LimitsSchema } from '../config/l7-config-schema.js';
+import { L7_LIMITS_DEFAULTS } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import type { ProxyState } from '../state/proxy-state.js';
 import type { StateSnapshot } from '../state/state-snapshot.js';
@@ -57,7 +57,7 @@ export interface L7Proxy {
 const DETECT_TIMEOUT_MS = 5_000;
 
 export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
-  const snapshotLimits = opts.state.current.config.l7 ?? l7LimitsSchema.parse({});
+  const snapshotLimits = opts.state.current.config.l7 ?? { ...L7_LIMITS_DEFAULTS };
   const limits: L7LimitsConfig = { ...snapshotLimits, ...opts.limits };
   const cfgLog = opts.state.current.config.accessLog;
   const accessLog = new HttpAccessLog({ enabled: cfgLog.enabled, ...(cfgLog.path === undefined ? {} : { path: cfgLog.path }), ...opts.accessLog });

@@ -1,12 +1,12 @@
 /** An upstream cluster (a service port, optionally a label subset): its endpoints, load balancer, Envoy-style circuit-breaker thresholds and outlier detection; counters survive config reloads. */
 import type { ConnectionPoolConfig, LoadBalancerConfig, OutlierDetectionConfig } from '../config/l7-config-schema.js';
-import { connectionPoolSchema } from '../config/l7-config-schema.js';
+import { CONNECTION_POOL_DEFAULTS } from '../config/defaults.js';
 import type { Workload } from '../state/state-snapshot.js';
 import type { ConnectionBudget } from './http1-pool.js';
 import { Http1Pool, type ConnectFn } from './http1-pool.js';
 import { createLoadBalancer, type LoadBalancer } from './load-balancer.js';
 
-const DEFAULT_POOL: ConnectionPoolConfig = connectionPoolSchema.parse({});
+const DEFAULT_POOL: ConnectionPoolConfig = { ...CONNECTION_POOL_DEFAULTS };
 
 /** One address:port; shared by every cluster that contains it, so its pool and outlier state are per host as in Envoy. */
 export class UpstreamEndpoint {

@@ -1,6 +1,6 @@
 /** Circuit breakers shared across nodes: every request is decided from local state; outcomes flow to Redis windows in batches, transitions come back by pub/sub with a polling backstop, and HALF_OPEN has one probe slot cluster-wide. */
 import type { CircuitBreakerSettings, CircuitBreakersConfig } from '../config/config-schema.js';
-import { circuitBreakersSchema } from '../config/config-schema.js';
+import { CIRCUIT_BREAKER_DEFAULTS } from '../config/defaults.js';
 import type { Logger } from '../log.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { OutcomeWindow } from './outcome-window.js';
@@ -104,7 +104,7 @@ export class SharedBreakers {
     this.#backend = backend;
     this.#node = options.nodeName;
     this.#logger = options.logger;
-    this.#config = options.config ?? circuitBreakersSchema.parse({});
+    this.#config = options.config ?? { defaults: { ...CIRCUIT_BREAKER_DEFAULTS }, upstreams: [] };
     const m = options.metrics;
     this.#m = {
       state: m.gauge('weft_breaker_state', 'Circuit-breaker state as this node sees it (0 closed, 1 open, 2 half-open)', ['name']),

@@ -1,10 +1,19 @@
 /** Opens ioredis clients (single, sentinel, cluster) with weft's failure settings: no offline queue, bounded command and connect times, capped backoff; plus a health gate that fails fast while Redis is black-holed. */
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import { createRequire } from 'node:module';
+import type * as IoRedis from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import { WeftError } from '../errors.js';
 import type { RedisConfig } from '../config/config-schema.js';
 import type { Logger } from '../log.js';
 
 export type RedisClient = Redis | Cluster;
+
+/**
+ * ioredis (CommonJS, 85 module files) is required with the first client, not at import: the L7 path imports the
+ * Redis backend with the memory backend too, and an idle node on the memory backend need not hold it.
+ */
+const require = createRequire(import.meta.url);
+const ioredis = (): typeof IoRedis => require('ioredis') as typeof IoRedis;
 
 /** Reconnect backoff: 50 ms steps capped at 500 ms, so a restarted Redis is back in use well within 1 s. */
 export const RECONNECT_CAP_MS = 500;
@@ -88,14 +97,14 @@ export function createRedisClient(config: RedisConfig, role: 'command' | 'subscr
       retryDelayOnTryAgain: 20,
       slotsRefreshTimeout: Math.max(config.timeoutMs * 10, 1000),
     };
-    return new Cluster(
+    return new (ioredis().Cluster)(
       nodes.map((n) => ({ host: n.host, port: n.port })),
       options,
     );
   }
   if (config.mode === 'sentinel') {
     if (config.sentinelName === undefined) throw new WeftError('WEFT_ERR_CONFIG_INVALID', 'state.redis.mode sentinel needs sentinelName (the monitored master name)');
-    return new Redis({
+    return new (ioredis().Redis)({
       ...base,
       ...roleOptions,
       sentinels: nodes.map((n) => ({ host: n.host, port: n.port })),
@@ -106,7 +115,7 @@ export function createRedisClient(config: RedisConfig, role: 'command' | 'subscr
     });
   }
   const [first] = nodes;
-  return new Redis({ ...base, ...roleOptions, host: first?.host, port: first?.port });
+  return new (ioredis().Redis)({ ...base, ...roleOptions, host: first?.host, port: first?.port });
 }
 
 /**

@@ -1,11 +1,11 @@
 /** Per-attachment plugin configuration (`weft.dev/plugin-config.<plugin>`): each distinct override becomes its own plugin instance, as Istio would with a second WasmPlugin resource. */
-import { createHash } from 'node:crypto';
+// node:crypto is loaded on first use, not at start-up: an idle node holds none of it (test/bench/README.md, idle memory).
 import type { PluginConfig, WeftConfig } from '../config/config-schema.js';
 import { attachmentFromAnnotations } from './plugin-attachment.js';
 
 /** Stable name of `plugin` configured with `override` (same override, same instance and VM). */
 export function pluginInstanceName(plugin: string, override: unknown): string {
-  return `${plugin}~${createHash('sha256').update(JSON.stringify(override)).digest('hex').slice(0, 12)}`;
+  return `${plugin}~${process.getBuiltinModule('node:crypto').createHash('sha256').update(JSON.stringify(override)).digest('hex').slice(0, 12)}`;
 }
 
 /** Maps attached plugin names to the instances that carry their overrides. */

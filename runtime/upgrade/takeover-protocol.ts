@@ -1,9 +1,9 @@
 /** The hot-upgrade control channel's address and messages: JSON lines over a unix stream socket, the listening sockets riding along as SCM_RIGHTS. */
-import { createHash } from 'node:crypto';
 import os from 'node:os';
 import path from 'node:path';
 import { ENV, envValue } from '../config/defaults.js';
 import type { SocketRecord } from './socket-handover.js';
+import { sha256Hex } from './sha256-hex.js';
 
 /**
  * The predecessor sends `sockets` (one message per batch of descriptors, the last with more=false); the successor,
@@ -24,7 +24,7 @@ export const FDS_PER_MESSAGE = 200;
 export function takeoverSocketPath(configFile: string): string {
   const configured = envValue(ENV.takeoverSocket);
   if (configured !== undefined) return configured;
-  const digest = createHash('sha256').update(path.resolve(configFile)).digest('hex').slice(0, 16);
+  const digest = sha256Hex(path.resolve(configFile)).slice(0, 16);
   return path.join(os.tmpdir(), `weft-takeover-${digest}.sock`);
 }
 
