@@ -9,6 +9,7 @@ import type { SharedState, SharedStateOptions } from './shared-state/shared-stat
 import type { L7Proxy, L7ProxyOptions } from './l7/l7-proxy.js';
 import type { AccessLogSink } from './telemetry/access-log.js';
 import type { FunctionHost, FunctionLoadResult } from './functions/function-host.js';
+import type { ComponentFilterHost } from './functions/component-filter-host.js';
 import { ForeignFunctionRegistry } from './wasm/foreign-function.js';
 import { StateSnapshot } from './state/state-snapshot.js';
 import { createLogger } from './log.js';
@@ -58,27 +59,30 @@ export class L7Runtime {
   readonly proxy: L7Proxy;
   /** Serverless wasi:http components (`functions:`), served as upstreams of this L7 path. */
   readonly functions: FunctionHost;
+  /** `plugins:` entries that are components (weft:filter/http-filter), run in the same chain as proxy-wasm plugins. */
+  readonly componentFilters: ComponentFilterHost;
 
-  private constructor(foreignFunctions: ForeignFunctionRegistry, pluginHost: PluginHost, shared: SharedState, proxy: L7Proxy, functions: FunctionHost) {
+  private constructor(foreignFunctions: ForeignFunctionRegistry, pluginHost: PluginHost, shared: SharedState, proxy: L7Proxy, functions: FunctionHost, componentFilters: ComponentFilterHost) {
     this.foreignFunctions = foreignFunctions;
     this.pluginHost = pluginHost;
     this.shared = shared;
     this.proxy = proxy;
     this.functions = functions;
+    this.componentFilters = componentFilters;
   }
 
   static async create(config: WeftConfig, deps: L7RuntimeDeps): Promise<L7Runtime> {
-    const [{ PluginHost }, { createSharedState }, { registerSharedStateForeignFunctions }, { createL7Proxy }, { createWasmPlugins }, callouts, { registerCryptoForeignFunctions }, { registerCounterForeignFunction }] = await Promise.all([
+    const [{ PluginHost }, { createSharedState }, { registerSharedStateForeignFunctions }, { createL7Proxy }, { createPluginFilters }, callouts, { registerCryptoForeignFunctions }, { registerCounterForeignFunction }] = await Promise.all([
       import('./wasm/plugin-host.js'),
       import('./shared-state/shared-state.js'),
       import('./shared-state/foreign-functions.js'),
       import('./l7/l7-proxy.js'),
-      import('./l7/wasm-filter.js'),
+      import('./l7/plugin-filters.js'),
       import('./plugin-callouts.js'),
       import('./wasm/crypto-foreign-functions.js'),
       import('./wasm/counter-foreign-function.js'),
     ]);
-    const { FunctionHost } = await import('./functions/function-host.js');
+    const [{ FunctionHost }, { ComponentFilterHost }] = await Promise.all([import('./functions/function-host.js'), import('./functions/component-filter-host.js')]);
     const { createConnection } = await import('node:net');
     const shared = createSharedState(config.state, {
       metrics: deps.metrics,
@@ -105,12 +109,13 @@ export class L7Runtime {
     // Functions call out through the L7 path, which is built after them (it needs their connector).
     const late: { proxy?: L7Proxy } = {};
     const functions = new FunctionHost({ metrics: deps.metrics, logger: createLogger('fn'), state: deps.state, l7: () => late.proxy });
+    const componentFilters = new ComponentFilterHost({ metrics: deps.metrics, logger: createLogger('wasm') });
     const connect = functions.connector(deps.connectUpstream ?? ((address, port) => createConnection({ host: address, port })));
     const proxy = createL7Proxy({
       state: deps.state,
       metrics: deps.metrics,
       logger: createLogger('l7'),
-      plugins: createWasmPlugins(pluginHost, () => expandPluginInstances(deps.state.current.config)),
+      plugins: createPluginFilters(pluginHost, componentFilters, () => expandPluginInstances(deps.state.current.config)),
       connectUpstream: connect,
       // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
       accessLog: {
@@ -119,15 +124,25 @@ export class L7Runtime {
       },
     });
     late.proxy = proxy;
-    const runtime = new L7Runtime(foreign, pluginHost, shared, proxy, functions);
+    const runtime = new L7Runtime(foreign, pluginHost, shared, proxy, functions, componentFilters);
     log.info({ plugins: config.plugins.map((p) => p.name) }, 'l7 path loaded');
     return runtime;
   }
 
   /** Loads or swaps the plugin set; on failure nothing changed and the caller must keep its previous config. */
   async applyPlugins(config: WeftConfig): Promise<PluginLoadResult> {
-    const r = await this.pluginHost.replace(expandPluginInstances(config));
-    return r.ok ? { ok: true } : { ok: false, problems: r.problems };
+    const { splitPluginKinds } = await import('./functions/plugin-kind.js');
+    const { wasm, components } = await splitPluginKinds(expandPluginInstances(config));
+    // Component filters are admitted first and swapped in only if the proxy-wasm set loads too: all or nothing.
+    const prepared = await this.componentFilters.prepare(components);
+    if (!prepared.ok) return { ok: false, problems: prepared.problems };
+    const r = await this.pluginHost.replace(wasm);
+    if (!r.ok) {
+      prepared.discard();
+      return { ok: false, problems: r.problems };
+    }
+    prepared.commit();
+    return { ok: true };
   }
 
   /** Admits `functions:`; on failure nothing changed and the caller must keep its previous config. */
@@ -148,6 +163,7 @@ export class L7Runtime {
     this.functions.close();
     await this.proxy.close();
     this.pluginHost.close();
+    this.componentFilters.close();
     await this.shared.close();
   }
 }

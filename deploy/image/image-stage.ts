@@ -66,6 +66,8 @@ function copyProductionModules(repo: string, app: string): void {
   for (const key of productionPackages(lock, (k) => existsSync(path.join(repo, k)))) {
     // Type-only packages (protobufjs lists @types/node as a dependency) have nothing to load.
     if (/(^|\/)node_modules\/@types\//.test(key)) continue;
+    // 93 MB that jco-transpile resolves only for its optimize and asm.js modes, which weft's admission never uses.
+    if (/(^|\/)node_modules\/binaryen$/.test(key)) continue;
     cpSync(path.join(repo, key), path.join(app, key), {
       recursive: true,
       // A package's own node_modules holds its nested dependencies, each copied only if it is in the closure.

@@ -151,6 +151,8 @@ export const pluginSchema = z.strictObject({
   pluginName: z.string().max(256).optional(),
   vmConfig: z.strictObject({ env: z.record(z.string(), z.string()).default({}) }).optional(),
   limits: z.strictObject({ cpuMs: z.number().positive().default(50), memoryMb: z.number().positive().default(64) }).optional(),
+  /** proxy-wasm (a core module) or component (a weft:filter/http-filter component); read from a file:// module's preamble when absent. */
+  kind: z.enum(['proxy-wasm', 'component']).optional(),
 });
 
 const stringMatchList = z.array(z.string());

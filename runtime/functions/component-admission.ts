@@ -1,15 +1,18 @@
 /**
- * Admission of a function component: fetch, verify sha256, refuse what is not a wasi:http/incoming-handler@0.2
- * component, transpile once with jco (cached on disk by sha256, so a restart skips it), cap each core memory and
- * compile the core modules once. Every refusal is a WEFT_ERR_FN_LOAD naming the reason.
+ * Admission of a component (a function, or a typed L7 filter): fetch, verify sha256, refuse what is not a component of
+ * the expected world, transpile once with jco (cached on disk by sha256, so a restart skips it), cap each core memory
+ * (filters: also meter fuel) and compile the core modules once. Every refusal is a WeftError naming the reason.
  */
 import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { WeftError } from '../errors.js';
+import { threadId } from 'node:worker_threads';
+import { WeftError, type ErrorCode } from '../errors.js';
 import { sha256Hex } from '../wasm/plugin-loader.js';
 import { createDispatcher, fetchModule } from '../wasm/plugin-fetcher.js';
+import { parseModuleInfo } from '../wasm/wasm-module-info.js';
+import { instrumentModule } from '../wasm/fuel-instrumenter.js';
 import { capMemory, definedMemoryPages } from './memory-cap.js';
 import { transpileOffThread, type Transpiled } from './transpile-thread.js';
 
@@ -39,8 +42,16 @@ export const PROVIDED_IMPORTS: ReadonlySet<string> = new Set([
   'wasi:http/outgoing-handler',
 ]);
 
+/** What a filter may import: the world has no I/O, so the host can call it on the event loop. */
+const FILTER_IMPORTS: ReadonlySet<string> = new Set(['weft:filter/host', 'weft:filter/types']);
+
 const PAGE = 65536;
 const HANDLER_EXPORT = /^wasi:http\/incoming-handler@0\.2\.\d+$/;
+const FILTER_EXPORT = /^weft:filter\/filter@0\.1\.\d+$/;
+export const BODY_FILTER_EXPORT = /^weft:filter\/body-filter@0\.1\.\d+$/;
+
+/** Which world admission checks a component against: a function (worker threads) or an L7 filter (the event loop). */
+export type AdmittedWorld = 'function' | 'filter';
 
 export interface CompiledFunction {
   sha256: string;
@@ -50,13 +61,15 @@ export interface CompiledFunction {
   modules: Record<string, WebAssembly.Module>;
   imports: string[];
   memoryCapBytes: number;
+  /** The component's exports as jco names them (`weft:filter/body-filter@0.1.0`, ...). */
+  exports: string[];
   /** Whether the transpile came from the disk cache. */
   cached: boolean;
   transpileMs: number;
   compileMs: number;
 }
 
-const refuse = (message: string, cause?: unknown): WeftError => new WeftError('WEFT_ERR_FN_LOAD', message, { cause });
+const refuse = (message: string, cause?: unknown, code: ErrorCode = 'WEFT_ERR_FN_LOAD'): WeftError => new WeftError(code, message, { cause });
 
 /** The default cache directory: $WEFT_CACHE_DIR/functions, else ~/.cache/weft/functions. */
 export function defaultFunctionCacheDir(): string {
@@ -86,16 +99,33 @@ export async function fetchComponent(url: string, sha256: string | undefined): P
   return { bytes, sha256: actual };
 }
 
-function checkShape(bytes: Uint8Array): void {
+function checkShape(bytes: Uint8Array, world: AdmittedWorld): void {
   const kind = componentKind(bytes);
+  if (kind === 'core' && world === 'filter') {
+    throw refuse('a core WebAssembly module given as a component filter (kind: component): a proxy-wasm module runs as it is under plugins: without kind: component; a component filter is built for the weft:filter/http-filter world (weft fn build --filter)', undefined, 'WEFT_ERR_PLUGIN_LOAD');
+  }
   if (kind === 'core') throw refuse('a core WebAssembly module, not a component: build it as a wasi:http component (jco componentize, cargo --target wasm32-wasip2), or attach it under plugins: if it is a proxy-wasm filter');
   if (kind === 'other') throw refuse('not a WebAssembly component (bad preamble)');
 }
 
-function checkWorld(t: Pick<Transpiled, 'imports' | 'exports'>): void {
+function exportedWorlds(exported: readonly string[]): string {
+  return exported.length === 0 ? 'nothing' : exported.filter((n) => n.includes(':')).join(', ') || exported.join(', ');
+}
+
+function checkWorld(t: Pick<Transpiled, 'imports' | 'exports'>, world: AdmittedWorld): void {
   const exported = t.exports.map(([name]) => name);
+  if (world === 'filter') {
+    if (!exported.some((n) => FILTER_EXPORT.test(n))) {
+      throw refuse(`wrong world: the component exports ${exportedWorlds(exported)}; a component filter must export weft:filter/filter@0.1.x (world weft:filter/http-filter or http-body-filter, sdk/wit/weft-filter.wit)`, undefined, 'WEFT_ERR_PLUGIN_LOAD');
+    }
+    const io = t.imports.filter((i) => !FILTER_IMPORTS.has(i));
+    if (io.length > 0) {
+      throw refuse(`imports ${io.join(', ')}: a component filter runs on the event loop and may import only weft:filter/host (no I/O); build it with every componentize-js feature disabled (weft fn build --filter), or serve it as a function`, undefined, 'WEFT_ERR_PLUGIN_LOAD');
+    }
+    return;
+  }
   if (!exported.some((n) => HANDLER_EXPORT.test(n))) {
-    throw refuse(`wrong world: the component exports ${exported.length === 0 ? 'nothing' : exported.filter((n) => n.includes(':')).join(', ') || exported.join(', ')}; a function must export wasi:http/incoming-handler@0.2.x (world wasi:http/proxy)`);
+    throw refuse(`wrong world: the component exports ${exportedWorlds(exported)}; a function must export wasi:http/incoming-handler@0.2.x (world wasi:http/proxy)`);
   }
   const unknown = t.imports.filter((i) => !PROVIDED_IMPORTS.has(i));
   if (unknown.length > 0) {
@@ -138,10 +168,9 @@ async function transpileOnce(dir: string, sha256: string, bytes: Uint8Array): Pr
   } catch (err) {
     throw refuse(`jco cannot transpile it: ${err instanceof Error ? err.message : String(err)}`, err);
   }
-  checkWorld(t);
   const ms = performance.now() - started;
   // Written under a temporary name and renamed, so a crash never leaves a half entry that looks complete.
-  const tmp = `${root}.tmp-${process.pid}-${Date.now()}`;
+  const tmp = `${root}.tmp-${process.pid}-${threadId}-${Date.now()}`;
   await rm(tmp, { recursive: true, force: true });
   const files = t.files.filter(([name]) => name.endsWith('.js') || name.endsWith('.wasm'));
   for (const [name, content] of files) {
@@ -157,12 +186,16 @@ async function transpileOnce(dir: string, sha256: string, bytes: Uint8Array): Pr
   return { meta, root, cached: false, ms };
 }
 
-/** Fetch-independent part of admission: verify the shape, transpile (or reuse), cap and compile. */
-export async function admitComponent(bytes: Uint8Array, sha256: string, memoryMb: number, cacheDir: string): Promise<CompiledFunction> {
-  checkShape(bytes);
+/**
+ * Fetch-independent part of admission: verify the shape, transpile (or reuse), check the world, cap and compile. A
+ * filter's cores are also fuel-metered (runtime/wasm/fuel-instrumenter.ts): it runs on the event loop, where only the
+ * host's fuel callback can stop a loop; they then import `__weft` (refill_fuel, memory_grow) besides the glue's imports.
+ */
+export async function admitComponent(bytes: Uint8Array, sha256: string, memoryMb: number, cacheDir: string, world: AdmittedWorld = 'function'): Promise<CompiledFunction> {
+  checkShape(bytes, world);
   await mkdir(cacheDir, { recursive: true });
   const t = await transpiled(cacheDir, sha256, bytes);
-  checkWorld(t.meta);
+  checkWorld(t.meta, world);
   const started = performance.now();
   const wasmNames = t.meta.files.filter((n) => n.endsWith('.wasm'));
   const cores = await Promise.all(wasmNames.map(async (n) => [n, new Uint8Array(await readFile(join(t.root, n)))] as const));
@@ -173,7 +206,8 @@ export async function admitComponent(bytes: Uint8Array, sha256: string, memoryMb
   for (const [name, core] of cores) {
     if (core.length === 0) continue;
     try {
-      modules[name] = await WebAssembly.compile(capMemory(core, sharePages, `core module ${name}`));
+      const prepared = world === 'filter' ? instrumentModule(core, parseModuleInfo(core), { maxMemoryPages: sharePages }) : capMemory(core, sharePages, `core module ${name}`);
+      modules[name] = await WebAssembly.compile(prepared);
     } catch (err) {
       if (err instanceof WeftError) throw err;
       throw refuse(`core module ${name} does not compile: ${(err as Error).message}`, err);
@@ -185,6 +219,7 @@ export async function admitComponent(bytes: Uint8Array, sha256: string, memoryMb
     jsUrl: pathToFileURL(join(t.root, 'component.js')).href,
     modules,
     imports: t.meta.imports,
+    exports: t.meta.exports.map(([name]) => name),
     memoryCapBytes: capBytes,
     cached: t.cached,
     transpileMs: t.ms,

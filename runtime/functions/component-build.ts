@@ -13,7 +13,13 @@ import { WeftError } from '../errors.js';
 const WASI_PACKAGES = ['cli', 'clocks', 'filesystem', 'http', 'io', 'random', 'sockets'];
 const WASI_VERSION = '0.2.12';
 
-export type ComponentWorld = 'function' | 'http-filter';
+/** weft's worlds: a function (sdk/wit/weft-function.wit) or a typed L7 filter, headers only or with bodies (weft-filter.wit). */
+export type ComponentWorld = 'function' | 'http-filter' | 'http-body-filter';
+
+/** The sdk/wit file that defines `world`. */
+export function witFileOf(world: ComponentWorld): string {
+  return world === 'function' ? 'weft-function.wit' : 'weft-filter.wit';
+}
 
 /** sdk/wit of this checkout (from the sources or from dist/). */
 export function sdkWitDir(): string {
@@ -44,8 +50,7 @@ function jcoWitDir(): string {
 /** A WIT folder for componentize: the world file plus deps/ with the WASI packages. */
 async function witFolder(world: ComponentWorld): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'weft-wit-'));
-  const file = world === 'function' ? 'weft-function.wit' : 'weft-filter.wit';
-  await writeFile(join(dir, 'world.wit'), await readFile(join(sdkWitDir(), file)));
+  await writeFile(join(dir, 'world.wit'), await readFile(join(sdkWitDir(), witFileOf(world))));
   const jco = jcoWitDir();
   if (world === 'function') for (const p of WASI_PACKAGES) await cp(join(jco, `wasi-${p}`), join(dir, 'deps', p), { recursive: true });
   return dir;

@@ -37,7 +37,11 @@ const FAILURE_ANSWER: Record<FailureReason, { status: number; code: string; text
 /** A response weft writes itself, with its marker header. */
 export function localAnswer(res: ServerResponse, status: number, code: string, text: string): void {
   if (res.headersSent) {
+    // Too late for an answer: the response is cut. An in-process connection (function-host.ts) must be aborted from
+    // the client side too, since destroying one end of a duplexPair reads as a clean EOF at the other.
+    const abort = (res.socket as { weftAbort?: () => void } | null)?.weftAbort;
     res.destroy();
+    abort?.();
     return;
   }
   res.writeHead(status, { 'content-type': 'text/plain', 'x-weft-error': code, 'content-length': Buffer.byteLength(text) + 1 });

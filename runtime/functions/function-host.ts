@@ -67,6 +67,12 @@ export class FunctionHost {
       if (pool === undefined) return inner(address, port, identity);
       const [client, server] = duplexPair();
       (server as Duplex & { weftFunction?: FunctionPool }).weftFunction = pool;
+      // The L7 path must see a response cut mid-body as a reset, not as the EOF a duplexPair end gives its peer.
+      (server as Duplex & { weftAbort?: () => void }).weftAbort = () => client.destroy(new Error('the function instance failed mid-response'));
+      // A duplexPair end is half-open (allowHalfOpen): when the server ends the connection the client side only reads
+      // EOF and never closes, so the L7 pool, which expects a TCP socket's end-then-close, kept it idle and the next
+      // request written to it was never answered (the burst test's timeout). End it as a socket would.
+      client.once('end', () => client.end());
       this.#server.emit('connection', server);
       return client;
     };

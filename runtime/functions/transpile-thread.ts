@@ -12,9 +12,14 @@ export interface Transpiled {
   exports: [string, string][];
 }
 
+/**
+ * jco's transpile entry alone (@bytecodealliance/jco-transpile, a runtime dependency, unlike jco and componentize-js
+ * which only authoring needs): it resolves binaryen only for its optimize and asm.js modes, which weft does not use,
+ * so the image leaves binaryen out (deploy/image/image-stage.ts).
+ */
 async function transpileHere(bytes: Uint8Array): Promise<Transpiled> {
-  const { transpile } = await import('@bytecodealliance/jco');
-  const out = await transpile(bytes, { name: 'component', instantiation: 'sync', wasiShim: false, noTypescript: true, base64Cutoff: 0 });
+  const { transpileBytes } = await import('@bytecodealliance/jco-transpile');
+  const out = await transpileBytes(bytes, { name: 'component', instantiation: 'sync', wasiShim: false, emitTypescriptDeclarations: false, base64Cutoff: 0 });
   return { files: Object.entries(out.files), imports: out.imports, exports: out.exports };
 }
 

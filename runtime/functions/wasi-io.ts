@@ -162,6 +162,11 @@ export class InputStream {
   [symbolDispose](): void {}
 }
 
+/** A chunk whose whole buffer may be handed on (sinks transfer it): a view into a larger queued chunk is copied. */
+function owned(bytes: Uint8Array): Uint8Array {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : bytes.slice();
+}
+
 /** Where an output stream's bytes go, and how many more it takes now. */
 export interface ByteSink {
   write(chunk: Uint8Array): void;
@@ -234,16 +239,24 @@ export class OutputStream {
     this.blockingWriteAndFlush(new Uint8Array(Number(len)));
   }
 
+  /** Host to host: the bytes never enter guest memory, so a large body costs the guest nothing. */
   splice(src: InputStream, len: bigint): bigint {
+    this.#check();
     const credit = BigInt(Math.max(0, this.#sink.credit()));
     const bytes = src.read(len < credit ? len : credit);
-    this.write(bytes);
+    if (bytes.length > 0) this.#sink.write(owned(bytes));
     return BigInt(bytes.length);
   }
 
   blockingSplice(src: InputStream, len: bigint): bigint {
-    const bytes = src.blockingRead(len);
-    this.blockingWriteAndFlush(bytes);
+    this.#check();
+    while (this.#sink.credit() <= 0) {
+      pump(Infinity);
+      this.#check();
+    }
+    const credit = BigInt(this.#sink.credit());
+    const bytes = src.blockingRead(len < credit ? len : credit);
+    if (bytes.length > 0) this.#sink.write(owned(bytes));
     return BigInt(bytes.length);
   }
 

@@ -59,7 +59,8 @@ function statusOf(action: FilterAction, onContinue?: (body: Uint8Array | undefin
   }
 }
 
-function notLoadedFilter(names: string[]): L7Filter {
+/** The filter standing in for attached plugins that are not running: every request is answered 503. */
+export function notLoadedFilter(names: string[]): L7Filter {
   const reply: LocalReply = { status: 503, code: 'WEFT_ERR_PLUGIN_LOAD', flag: 'UAEX', body: `plugin ${names.join(', ')} is attached but not loaded\n` };
   return { name: `wasm-missing:${names.join(',')}`, start: () => ({ onRequestHeaders: () => reply }) };
 }
@@ -268,28 +269,31 @@ export function createWasmPlugins(host: PluginHost, configs: () => readonly Plug
       const missing = ordered.filter((n) => !host.has(n) && all.find((c) => c.name === n)?.failStrategy !== 'FAIL_OPEN');
       if (missing.length > 0) return [notLoadedFilter(missing)];
       const names = ordered.filter((n) => host.has(n));
-      if (names.length === 0) return [];
-      const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
-      const requestBody = exportsOf('proxy_on_request_body');
-      const responseBody = exportsOf('proxy_on_response_body');
-      const requestTrailers = exportsOf('proxy_on_request_trailers');
-      const responseTrailers = exportsOf('proxy_on_response_trailers');
-      const filter: L7Filter = {
-        name: `wasm:${names.join(',')}`,
-        bufferRequestBody: requestBody,
-        bufferResponseBody: responseBody,
-        start(info, body): L7FilterStream {
-          const stream = new WasmFilterStream(host, names, info, body);
-          // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
-          // single-write fast path for small responses.
-          if (requestBody) stream.onRequestBody = (chunk, eos) => stream.requestBody(chunk, eos);
-          if (responseBody) stream.onResponseBody = (chunk, eos) => stream.responseBody(chunk, eos);
-          if (requestTrailers) stream.onRequestTrailers = (trailers) => stream.requestTrailers(trailers);
-          if (responseTrailers) stream.onResponseTrailers = (trailers) => stream.responseTrailers(trailers);
-          return stream;
-        },
-      };
-      return [filter];
+      return names.length === 0 ? [] : [wasmChainFilter(host, names)];
+    },
+  };
+}
+
+/** One L7 filter running the loaded proxy-wasm plugins `names` (already in chain order) as one FilterChain per request. */
+export function wasmChainFilter(host: PluginHost, names: string[]): L7Filter {
+  const exportsOf = (cb: string): boolean => names.some((n) => host.runtimeOf(n)?.compiled.exportNames.has(cb) === true);
+  const requestBody = exportsOf('proxy_on_request_body');
+  const responseBody = exportsOf('proxy_on_response_body');
+  const requestTrailers = exportsOf('proxy_on_request_trailers');
+  const responseTrailers = exportsOf('proxy_on_response_trailers');
+  return {
+    name: `wasm:${names.join(',')}`,
+    bufferRequestBody: requestBody,
+    bufferResponseBody: responseBody,
+    start(info, body): L7FilterStream {
+      const stream = new WasmFilterStream(host, names, info, body);
+      // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
+      // single-write fast path for small responses.
+      if (requestBody) stream.onRequestBody = (chunk, eos) => stream.requestBody(chunk, eos);
+      if (responseBody) stream.onResponseBody = (chunk, eos) => stream.responseBody(chunk, eos);
+      if (requestTrailers) stream.onRequestTrailers = (trailers) => stream.requestTrailers(trailers);
+      if (responseTrailers) stream.onResponseTrailers = (trailers) => stream.responseTrailers(trailers);
+      return stream;
     },
   };
 }

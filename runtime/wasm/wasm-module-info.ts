@@ -90,7 +90,7 @@ export function parseModuleInfo(bytes: Uint8Array): ModuleInfo {
   }
   const version = bytes[4]! | (bytes[5]! << 8) | (bytes[6]! << 16) | (bytes[7]! << 24);
   if (version !== 1) {
-    const what = bytes[6] === 0x01 ? 'a WebAssembly component, not a core module (proxy-wasm needs a core module)' : `an unsupported WebAssembly version ${version}`;
+    const what = bytes[6] === 0x01 ? 'a WebAssembly component, not a core module (proxy-wasm needs a core module; set kind: component to run it as a component filter)' : `an unsupported WebAssembly version ${version}`;
     throw new WeftError('WEFT_ERR_PLUGIN_LOAD', `not a proxy-wasm module: ${what}`);
   }
   const info: ModuleInfo = { sections: [], types: [], imports: [], importedFuncs: 0, importedGlobals: 0, definedGlobals: 0, exports: [], functionTypes: [], memory: undefined, importedMemory: false };

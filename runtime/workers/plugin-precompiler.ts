@@ -11,7 +11,9 @@ export class PluginPrecompiler {
 
   /** Compiled modules by plugin instance name, or every problem (the config is then refused, as a single node refuses it). */
   async compile(config: WeftConfig): Promise<{ ok: true; compiled: Record<string, CompiledPlugin> } | { ok: false; problems: string[] }> {
-    const instances = expandPluginInstances(config);
+    // Component filters are admitted by each worker itself (their transpile is cached on disk by sha256).
+    const { splitPluginKinds } = await import('../functions/plugin-kind.js');
+    const instances = (await splitPluginKinds(expandPluginInstances(config))).wasm;
     if (instances.length === 0) return { ok: true, compiled: {} };
     if (this.#host === undefined) {
       // Loaded only for configs with plugins: an L4-only node never pays for the Wasm host here.

@@ -85,13 +85,18 @@ functions:
   };
 }
 
-/** Writes PARENT/NAME; refuses an existing folder. Returns the folder. */
-export async function scaffoldFunction(name: string, parent: string): Promise<string> {
-  if (!isFunctionName(name)) throw new WeftError('WEFT_ERR_PLUGIN_BUILD', `"${name}" is not a function name (lower-case letters, digits and "-", starting with a letter)`);
+/** Writes PARENT/NAME with `files(name, pathToRepo)`; refuses a bad name or an existing folder. Returns the folder. */
+export async function writeScaffold(what: 'function' | 'filter', name: string, parent: string, files: (name: string, toRepo: string) => Record<string, string>): Promise<string> {
+  if (!isFunctionName(name)) throw new WeftError('WEFT_ERR_PLUGIN_BUILD', `"${name}" is not a ${what} name (lower-case letters, digits and "-", starting with a letter)`);
   const dir = resolve(parent, name);
   if (await stat(dir).then(() => true, () => false)) throw new WeftError('WEFT_ERR_PLUGIN_BUILD', `${dir} already exists`);
   const repo = resolve(sdkWitDir(), '..', '..');
   await mkdir(dir, { recursive: true });
   for (const [file, text] of Object.entries(files(name, relative(dir, repo) || '.'))) await writeFile(join(dir, file), text);
   return dir;
+}
+
+/** Writes PARENT/NAME; refuses an existing folder. Returns the folder. */
+export function scaffoldFunction(name: string, parent: string): Promise<string> {
+  return writeScaffold('function', name, parent, files);
 }

@@ -7,7 +7,7 @@ import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join, sep } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
-import { buildJsComponent, packageDir, sdkWitDir, type ComponentWorld } from '../../runtime/functions/component-build.js';
+import { buildJsComponent, packageDir, sdkWitDir, witFileOf, type ComponentWorld } from '../../runtime/functions/component-build.js';
 
 const DIR = fileURLToPath(new URL('../fixtures/functions/', import.meta.url)).replace(`${sep}dist${sep}test${sep}`, `${sep}test${sep}`);
 const componentizeVersion = (JSON.parse(readFileSync(join(packageDir('@bytecodealliance/componentize-js'), 'package.json'), 'utf8')) as { version: string }).version;
@@ -27,9 +27,8 @@ export interface FunctionFixture {
 /** The component built from test/fixtures/functions/<name>.js (cached). */
 export async function functionFixture(name: string, world: ComponentWorld = 'function'): Promise<FunctionFixture> {
   const source = await readFile(join(DIR, `${name}.js`));
-  const witFile = world === 'function' ? 'weft-function.wit' : 'weft-filter.wit';
-  const wit = await readFile(join(sdkWitDir(), witFile));
-  const key = createHash('sha256').update(source).update(wit).update(componentizeVersion).digest('hex').slice(0, 16);
+  const wit = await readFile(join(sdkWitDir(), witFileOf(world)));
+  const key = createHash('sha256').update(source).update(world).update(wit).update(componentizeVersion).digest('hex').slice(0, 16);
   const path = join(DIR, '.build', `${name}-${key}.wasm`);
   if (!existsSync(path)) {
     const { component } = await buildJsComponent(join(DIR, `${name}.js`), world);
