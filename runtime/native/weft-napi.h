@@ -9,6 +9,14 @@
 #include <string.h>
 #include <sys/socket.h>
 
+/* Older libc headers lack the transparent-proxy socket options (linux/in.h, linux/in6.h values). */
+#ifndef IP_TRANSPARENT
+#define IP_TRANSPARENT 19
+#endif
+#ifndef IPV6_TRANSPARENT
+#define IPV6_TRANSPARENT 75
+#endif
+
 /* Throws an Error with code "E<errno>" and message "<what>: <strerror>"; returns NULL for the caller to return. */
 static inline napi_value throw_errno(napi_env env, const char *what, int err) {
   char code[32];

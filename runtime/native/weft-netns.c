@@ -19,12 +19,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#ifndef IP_TRANSPARENT
-#define IP_TRANSPARENT 19
-#endif
-#ifndef IPV6_TRANSPARENT
-#define IPV6_TRANSPARENT 75
-#endif
 #define MAX_FDS 8
 #define MAX_PACKET 65536
 

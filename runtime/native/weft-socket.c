@@ -15,12 +15,6 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#ifndef IP_TRANSPARENT
-#define IP_TRANSPARENT 19
-#endif
-#ifndef IPV6_TRANSPARENT
-#define IPV6_TRANSPARENT 75
-#endif
 #ifndef IP6T_SO_ORIGINAL_DST
 #define IP6T_SO_ORIGINAL_DST 80
 #endif
