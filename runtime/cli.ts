@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** The `weft` command: `run --config FILE` starts a node runtime, `validate FILE` checks a config and lists every problem. */
 import { parseArgs } from 'node:util';
-import { createApp, type App } from './app.js';
+import { installImportResolver } from './import-resolver.js';
+import type { App } from './app.js';
 import { ConfigWatcher } from './config/config-watcher.js';
 import { formatProblem } from './config/config-problem.js';
 import { loadConfigInChild } from './config/config-load-child.js';
@@ -10,7 +11,7 @@ import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
 import { resolveWorkerCount } from './workers/worker-count.js';
 import type { KubernetesSource } from './kubernetes/kubernetes-source.js';
-import { startUpgradable, type Upgradable } from './upgrade/hot-upgrade.js';
+import type { Upgradable } from './upgrade/hot-upgrade.js';
 import type { WorkerPrimary } from './workers/worker-primary.js';
 
 const log = createLogger('cli');
@@ -41,6 +42,8 @@ async function run(argv: string[]): Promise<number> {
   const nodeName = envValue(ENV.nodeName) ?? (loaded.config.source === 'kubernetes' ? process.env[ENV.kubeNodeName] || undefined : undefined);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
   const workers = resolveWorkerCount(config.workers);
+  // The runtime's modules load only now, through the resolver main() installed (import-resolver.ts says why).
+  const [{ createApp }, { startUpgradable }] = await Promise.all([import('./app.js'), import('./upgrade/hot-upgrade.js')]);
   let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
@@ -118,6 +121,7 @@ async function validate(argv: string[]): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  installImportResolver();
   const level = envValue(ENV.logLevel);
   if (level !== undefined && isLogLevel(level)) setLogLevel(level);
   const [command, ...rest] = argv;

@@ -54,6 +54,9 @@ export const STOP_ACCEPTING_RPC = 'stop-accepting';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
+  // Module hooks are per thread: this worker's runtime modules resolve as the main thread's do (import-resolver.ts).
+  const { installImportResolver } = await import('../import-resolver.js');
+  installImportResolver();
   const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { servePodFanout }, { socketHandover, duplicateFd }, { loadNativeSocket }] = await Promise.all([
     import('../app.js'),
     import('./worker-rpc.js'),
