@@ -43,7 +43,7 @@ async function run(argv: string[]): Promise<number> {
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
   const workers = resolveWorkerCount(config.workers);
   // The runtime's modules load only now, through the resolver main() installed (import-resolver.ts says why).
-  const [{ createApp }, { startUpgradable }] = await Promise.all([import('./app.js'), import('./upgrade/hot-upgrade.js')]);
+  const { startUpgradable } = await import('./upgrade/hot-upgrade.js');
   let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
@@ -72,6 +72,8 @@ async function run(argv: string[]): Promise<number> {
   let app: App | WorkerPrimary;
   const upgrade = { configFile: file, takeover: values.takeover === true, onTakenOver: (pid: number) => stop(`taken over by ${pid}`) };
   if (workers.count === 1) {
+    // The App's modules load only here: a multi-worker primary runs none and does not hold them.
+    const { createApp } = await import('./app.js');
     const single = await startUpgradable({ ...upgrade, createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }).then(releaseStartupMemory) });
     upgradable = single;
     app = single.app;
