@@ -74,7 +74,7 @@ async function run(argv: string[]): Promise<number> {
   if (workers.count === 1) {
     // The App's modules load only here: a multi-worker primary runs none and does not hold them.
     const { createApp } = await import('./app.js');
-    const single = await startUpgradable({ ...upgrade, createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }).then(releaseStartupMemory) });
+    const single = await startUpgradable({ ...upgrade, createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }) });
     upgradable = single;
     app = single.app;
     // /config_dump says how many event loops run and why, as the multi-worker primary's does.
@@ -97,8 +97,9 @@ async function run(argv: string[]): Promise<number> {
 }
 
 /**
- * Start-up's garbage and the young generation it grew stay resident on an idle node (nothing allocates to trigger a GC):
- * one memory-reducing GC of this thread, before a hot upgrade's commit hands it traffic (worker threads do their own).
+ * The multi-worker primary serves no traffic: one memory-reducing GC of its thread drops what start-up grew (about
+ * 3 MB). Not on a thread that serves: in an interleaved A/B it cost L7 worker threads 10–40% more CPU per request for
+ * as long as we measured (test/bench/README.md, "Idle memory, second pass").
  */
 function releaseStartupMemory<T>(app: T): T {
   loadNativeSocket()?.releaseMemory?.();

@@ -57,7 +57,7 @@ async function main(start: WorkerStart): Promise<void> {
   // Module hooks are per thread: this worker's runtime modules resolve as the main thread's do (import-resolver.ts).
   const { installImportResolver } = await import('../import-resolver.js');
   installImportResolver();
-  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { servePodFanout }, { socketHandover, duplicateFd }, { loadNativeSocket }] = await Promise.all([
+  const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { servePodFanout }, { socketHandover, duplicateFd }] = await Promise.all([
     import('../app.js'),
     import('./worker-rpc.js'),
     import('./process-memory-backend.js'),
@@ -66,7 +66,6 @@ async function main(start: WorkerStart): Promise<void> {
     import('../log.js'),
     import('../inpod/pod-fanout.js'),
     import('../upgrade/socket-handover.js'),
-    import('../native/weft-socket.js'),
   ]);
   const applyLevels = (levels: Record<string, LogLevel>): void => {
     for (const [component, level] of Object.entries(levels)) log.setLogLevel(level, component === 'default' ? undefined : component);
@@ -139,9 +138,6 @@ async function main(start: WorkerStart): Promise<void> {
     await app.shutdown(0);
     throw err;
   }
-  // This isolate's start-up garbage and grown young generation would stay resident while idle (weft-memory.cc); the
-  // GC runs before the primary counts this worker as started, so before a hot upgrade's commit brings traffic.
-  loadNativeSocket()?.releaseMemory?.();
   rpc.note(STARTED_NOTE, { app: app.ports, hbone: app.hbone.ports });
 }
 
