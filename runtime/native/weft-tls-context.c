@@ -83,6 +83,13 @@ static napi_value hbone_context(napi_env env, napi_callback_info info) {
     /* As Node's TLS sets it: a peer's FIN without close_notify is an orderly end (HTTP/2 frames its own ends, so a
      * truncation cannot pass unnoticed); a process that exits after draining closes its sockets this way. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#ifdef SSL_OP_NO_TX_CERTIFICATE_COMPRESSION
+    /* No RFC 8879 certificate compression either way: OpenSSL 3.2+ offers it by default and then Brotli-compresses
+     * the client's certificate at quality 11 on every handshake, a quarter of a new connection's CPU here, to save a
+     * few hundred bytes of a P-256 chain. rustls (ztunnel) compresses only with optional features, HAProxy's OpenSSL
+     * 3.0 never; a peer that offers it gets uncompressed certificates, as the extension allows. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TX_CERTIFICATE_COMPRESSION | SSL_OP_NO_RX_CERTIFICATE_COMPRESSION);
+#endif
     if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384") != 1) problem = "ciphersuites";
     BIO *b = BIO_new_mem_buf(cert, (int)cert_len);
     X509 *x = b == NULL ? NULL : PEM_read_bio_X509(b, NULL, NULL, NULL);
