@@ -38,6 +38,27 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
   return SSL_TLSEXT_ERR_OK;
 }
 
+static int ticket_gen_cb(SSL *ssl, void *arg) {
+  (void)ssl;
+  (void)arg;
+  return 1;
+}
+
+/* A ticket that decrypts is used without issuing a new one (OpenSSL otherwise sends a fresh ticket after every resumed
+ * handshake, which the client parses and hands to JavaScript: a few percent of a resumed connection's CPU). Node's TLS
+ * servers behave the same, and the client reuses its newest ticket until the server's 300 s lifetime ends it, after
+ * which a full handshake brings a new one (runtime/hbone/README.md, Session resumption). */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const unsigned char *keyname, size_t keyname_len, SSL_TICKET_STATUS status, void *arg) {
+  (void)ssl;
+  (void)session;
+  (void)keyname;
+  (void)keyname_len;
+  (void)arg;
+  if (status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW) return SSL_TICKET_RETURN_USE;
+  if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER) return SSL_TICKET_RETURN_ABORT;
+  return SSL_TICKET_RETURN_IGNORE_RENEW;
+}
+
 /* The peer is checked by JavaScript after the handshake (SPIFFE identity, trust domain), as Node's rejectUnauthorized:
  * false servers do; the chain's verification result is kept for it. */
 static int verify_cb(int ok, X509_STORE_CTX *store) {
@@ -130,6 +151,7 @@ static napi_value hbone_context(napi_env env, napi_callback_info info) {
       SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
       /* One stateless ticket per full handshake, as Node's servers issue (the client reuses it until a newer one). */
       SSL_CTX_set_num_tickets(ctx, 1);
+      SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL);
     } else {
       static const unsigned char alpn[] = {2, 'h', '2'};
       SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn);
