@@ -7,8 +7,6 @@ import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 /** ztunnel allows exactly these two; AES-128 first because it is the cheaper of the two on every CPU with AES-NI. */
 export const HBONE_CIPHERSUITES = 'TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384';
 export const HBONE_ALPN = ['h2'];
-/** SSL_OP_NO_TX_CERTIFICATE_COMPRESSION | SSL_OP_NO_RX_CERTIFICATE_COMPRESSION (OpenSSL 3.2+, bits 32 and 33; Node's crypto.constants lacks them). */
-const SSL_OP_NO_CERTIFICATE_COMPRESSION = 2 ** 32 + 2 ** 33;
 
 const contexts = new WeakMap<WorkloadCertificate, tls.SecureContext>();
 
@@ -22,9 +20,6 @@ export function tlsOptionsFor(cert: WorkloadCertificate): tls.SecureContextOptio
     minVersion: 'TLSv1.3',
     maxVersion: 'TLSv1.3',
     ciphersuites: HBONE_CIPHERSUITES,
-    // No RFC 8879 certificate compression, as on the native path (runtime/native/weft-tls-context.c): OpenSSL 3.5
-    // otherwise Brotli-compresses the client's certificate on every handshake.
-    secureOptions: SSL_OP_NO_CERTIFICATE_COMPRESSION,
     // Servers issue stateless TLS 1.3 tickets (keys random per tls.Server, renewed on rotation). ztunnel's client never
     // offers one, so it does a full handshake as before; weft's client resumes (hbone-client.ts, tls-session-cache.ts).
   };
