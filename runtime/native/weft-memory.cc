@@ -20,9 +20,19 @@ static napi_value release_memory(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* trimMemory(): malloc_trim(0) alone, handing pages freed by start-up (module loading, parse buffers) back to the kernel;
+ * no GC, so safe on a thread that serves. */
+static napi_value trim_memory(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  napi_get_boolean(env, malloc_trim(0) == 1, &out);
+  return out;
+}
+
 extern "C" void weft_memory_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"releaseMemory", nullptr, release_memory, nullptr, nullptr, nullptr, napi_default, nullptr},
+    {"trimMemory", nullptr, trim_memory, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
 }

@@ -15,6 +15,8 @@ export interface NativeSocket {
   bindTransparent(source: string, mark?: number): number;
   /** Once per thread after start-up (weft-memory.cc): a memory-reducing GC of this thread's isolate, then malloc_trim(0). Absent from addons built before it. */
   releaseMemory?(): boolean;
+  /** malloc_trim(0) alone: hands freed heap pages back to the kernel. */
+  trimMemory(): boolean;
   /** The L4 copy pump (weft-copy.c) on duplicates of `fdA` and `fdB`; `onEnd` once both are closed. Absent from addons built before it. */
   copyStart?(fdA: number, fdB: number, onEnd: (aToB: number, bToA: number, errSide: number, errCode: number) => void): object;
   copyAbort?(handle: object): void;
