@@ -303,20 +303,7 @@ export class PluginVm {
     this.#growRefused = false;
     let result: number;
     try {
-      // A call with exactly the export's arity: V8's JS-to-Wasm call adapts extra arguments at a cost (~10 ns a call).
-      switch (fn.length) {
-        case 1:
-          result = fn(a);
-          break;
-        case 2:
-          result = fn(a, b);
-          break;
-        case 3:
-          result = fn(a, b, c);
-          break;
-        default:
-          result = fn(a, b, c, d, e);
-      }
+      result = fn(a, b, c, d, e);
     } catch (err) {
       // A doomed VM's trap or unwind is reported as what doomed it (budget, proc_exit), not as the trap itself.
       throw this.fail(this.#doomed ?? err);
