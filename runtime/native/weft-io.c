@@ -529,12 +529,26 @@ static int32_t send_parts(io_conn_t *c, struct iovec *iov, int n_iov) {
 }
 
 /* ioWrite(conn, ...parts) -> 1 | 0 | -errno (send_parts): up to four parts, each a Buffer, a latin1 string (a head)
- * or undefined, in one sendmsg. */
-static napi_value io_write(napi_env env, napi_callback_info info) {
+ * or undefined, in one sendmsg.
+ * ioWriteSpliced(conn, head, lines, body?) -> the same answers: `head` (a message head, ending in its blank line) with
+ * the field lines `lines` (a latin1 string) before its final CRLF, and `body` after it; a forwarded head with the fields
+ * filters added, without building it in a new buffer first. */
+static napi_value write_parts(napi_env env, napi_callback_info info, bool spliced) {
   size_t argc = 5;
   napi_value argv[5];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) {
+  void *head = NULL;
+  size_t head_len = 0;
+  if (spliced) {
+    bool is_buffer = false;
+    if (argc >= 3) napi_is_buffer(env, argv[1], &is_buffer);
+    if (is_buffer) napi_get_buffer_info(env, argv[1], &head, &head_len);
+    if (!is_buffer || head_len < 4 || memcmp((char *)head + head_len - 4, "\r\n\r\n", 4) != 0) {
+      napi_throw_type_error(env, "EINVAL", "ioWriteSpliced(conn, head, lines, body?): head must be a Buffer ending in a blank line");
+      return NULL;
+    }
+    if (argc > 4) argc = 4;
+  } else if (argc < 2) {
     napi_throw_type_error(env, "EINVAL", "ioWrite(conn, ...parts) expects a part");
     return NULL;
   }
@@ -547,59 +561,26 @@ static napi_value io_write(napi_env env, napi_callback_info info) {
   string_room_t room;
   room.used = 0;
   room.n_heap = 0;
-  for (size_t i = 1; i < argc; i++) {
-    if (!add_part(env, argv[i], iov, &n_iov, &room)) {
-      free_strings(&room);
-      return NULL;
-    }
+  bool ok = true;
+  size_t from = 1;
+  if (spliced) {
+    iov[n_iov++] = (struct iovec){head, head_len - 2};
+    ok = add_part(env, argv[2], iov, &n_iov, &room);
+    iov[n_iov++] = (struct iovec){(char *)head + head_len - 2, 2};
+    from = 3;
   }
-  int32_t r = send_parts(c, iov, n_iov);
+  for (size_t i = from; ok && i < argc; i++) ok = add_part(env, argv[i], iov, &n_iov, &room);
+  int32_t r = ok ? send_parts(c, iov, n_iov) : 0;
   free_strings(&room);
-  return int32_value(env, r);
+  return ok ? int32_value(env, r) : NULL;
 }
 
-/* ioWriteSpliced(conn, head, lines, body?) -> as ioWrite: `head` (a message head, ending in its blank line) with the
- * field lines `lines` (a latin1 string) before its final CRLF, and `body` after it: a forwarded head with the fields
- * filters added, without building it in a new buffer first. */
+static napi_value io_write(napi_env env, napi_callback_info info) {
+  return write_parts(env, info, false);
+}
+
 static napi_value io_write_spliced(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 3) {
-    napi_throw_type_error(env, "EINVAL", "ioWriteSpliced(conn, head, lines, body?) expects a head and lines");
-    return NULL;
-  }
-  io_conn_t *c = conn_of(env, argv[0]);
-  if (c == NULL) return NULL;
-  if (c->closed || c->end_requested) return int32_value(env, 0);
-  if (c->failed) return int32_value(env, -EPIPE);
-  bool is_buffer = false;
-  void *head = NULL;
-  size_t head_len = 0;
-  napi_is_buffer(env, argv[1], &is_buffer);
-  if (is_buffer) napi_get_buffer_info(env, argv[1], &head, &head_len);
-  if (!is_buffer || head_len < 4 || memcmp((char *)head + head_len - 4, "\r\n\r\n", 4) != 0) {
-    napi_throw_type_error(env, "EINVAL", "ioWriteSpliced: head must be a Buffer ending in a blank line");
-    return NULL;
-  }
-  struct iovec iov[4];
-  int n_iov = 0;
-  string_room_t room;
-  room.used = 0;
-  room.n_heap = 0;
-  iov[n_iov++] = (struct iovec){head, head_len - 2};
-  if (!add_part(env, argv[2], iov, &n_iov, &room)) {
-    free_strings(&room);
-    return NULL;
-  }
-  iov[n_iov++] = (struct iovec){(char *)head + head_len - 2, 2};
-  if (argc > 3 && !add_part(env, argv[3], iov, &n_iov, &room)) {
-    free_strings(&room);
-    return NULL;
-  }
-  int32_t r = send_parts(c, iov, n_iov);
-  free_strings(&room);
-  return int32_value(env, r);
+  return write_parts(env, info, true);
 }
 
 /* ioEnd(conn) -> 1 when the FIN went out now, 0 when it follows the queued bytes (a shutdown record then). */
