@@ -366,6 +366,8 @@ function withCounters(stream: http2.ClientHttp2Stream, identity: string, native:
           copy.abort();
           if (!stream.closed) stream.close(NGHTTP2_CONNECT_ERROR);
         },
+        // The drain deadline: END_STREAM to the server, FIN to the workload (runtime/native/weft-h2.c).
+        drain: () => copy.drain(),
         idleFor: (now) => copy.idleFor(now),
         done,
       };
