@@ -124,7 +124,10 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
       }
       if (socket instanceof net.Socket) socket.setNoDelay(true);
       const release = opts.drain?.track({ destroy: () => (http1.has(socket) ? http1.get(socket)?.endAtDeadline() : socket.destroy()) });
-      if (release !== undefined) socket.once('close', release);
+      if (release !== undefined) {
+        if (socket.closed) release();
+        else socket.once('close', release);
+      }
       let bytes = firstBytes ?? Buffer.alloc(0);
       if (bytes.length > 0 && dispatch(socket, target, bytes)) return;
       // Read until the protocol is known, then hand over with those bytes.
