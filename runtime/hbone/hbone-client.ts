@@ -328,7 +328,7 @@ function keepAlive(session: http2.ClientHttp2Session): void {
   let outstanding: number | undefined;
   const timer = setInterval(() => {
     // A destroyed session emits 'close' only once its socket closed (after the peer's FIN), and ping() throws until then.
-    if (session.destroyed || session.closed) return clearInterval(timer);
+    if (session.destroyed) return clearInterval(timer);
     if (outstanding !== undefined) {
       if (Date.now() - outstanding > PING_TIMEOUT_MS) session.destroy(new Error('HBONE keepalive PING unanswered'));
       return;
