@@ -324,7 +324,8 @@ export class HboneClient {
   }
 }
 
-function keepAlive(session: http2.ClientHttp2Session): void {
+/** PINGs the session every PING_INTERVAL_MS and destroys it when one stays unanswered past PING_TIMEOUT_MS (exported for its test). */
+export function keepAlive(session: http2.ClientHttp2Session): void {
   let outstanding: number | undefined;
   const timer = setInterval(() => {
     // A destroyed session emits 'close' only once its socket closed (after the peer's FIN), and ping() throws until then.
