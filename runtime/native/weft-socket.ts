@@ -25,6 +25,8 @@ export interface NativeSocket {
   ioOpen?(fd: number, id: number): object;
   /** 1: go on; 0: wait for the drain record; negative: -errno, the connection failed. */
   ioWrite?(conn: object, data: Buffer | string, body?: Buffer): number;
+  /** As ioWrite: `head` (ending in its blank line) with the field lines `lines` before its final CRLF, then `body`. */
+  ioWriteSpliced?(conn: object, head: Buffer, lines: string, body?: Buffer): number;
   /** 1 when the FIN went out at once, 0 when a shutdown record follows the queued bytes. */
   ioEnd?(conn: object): number;
   ioPause?(conn: object): void;
