@@ -20,6 +20,7 @@ export interface NativeSocket {
   /** The L4 copy pump (weft-copy.c) on duplicates of `fdA` and `fdB`; `onEnd` once both are closed. Absent from addons built before it. */
   copyStart?(fdA: number, fdB: number, onEnd: (aToB: number, bToA: number, errSide: number, errCode: number) => void): object;
   copyAbort?(handle: object): void;
+  copyDrain?(handle: object): void;
   copyIdleMs?(handle: object): number;
   /** Batched socket I/O (weft-io.c): `onBatch(count)` reads `count` records of four int32s; returns the arena and the records' memory. */
   ioInit?(onBatch: (count: number) => void): [Buffer, ArrayBuffer];
