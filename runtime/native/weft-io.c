@@ -7,6 +7,7 @@
 #define _GNU_SOURCE
 #include <node_api.h>
 #include "weft-napi.h"
+#include "weft-io-parts.h"
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -26,8 +27,6 @@
 #define READS_PER_EVENT 8
 /* Unsent bytes above this make a write answer "wait for drain" (Node's socket highWaterMark). */
 #define HIGH_WATER (16 * 1024)
-/* Heads are short; a longer string is copied to the heap. */
-#define STACK_STRING 4096
 
 enum { REC_DATA = 1, REC_EOF = 2, REC_ERROR = 3, REC_DRAIN = 4, REC_SHUTDOWN = 5 };
 
@@ -411,64 +410,6 @@ static napi_value io_open(napi_env env, napi_callback_info info) {
   napi_value external;
   napi_create_external(env, c, external_finalize, NULL, &external);
   return external;
-}
-
-/* ioWrite(conn, data: Buffer | string (latin1), body?: Buffer) -> 1 (go on), 0 (wait for a drain record) or a
- * negative errno (the connection failed; nothing more will be sent). Closed or ending connections take nothing. */
-/* Strings (heads, field lines) are latin1-encoded into one stack area; a longer one goes to the heap. */
-typedef struct {
-  char stack[STACK_STRING];
-  size_t used;
-  char *heap[4];
-  int n_heap;
-} string_room_t;
-
-static void free_strings(string_room_t *r) {
-  for (int i = 0; i < r->n_heap; i++) free(r->heap[i]);
-  r->n_heap = 0;
-}
-
-/* Adds `v` (a Buffer, a latin1 string, or undefined: nothing) to `iov`; false with an exception pending otherwise. */
-static bool add_part(napi_env env, napi_value v, struct iovec *iov, int *n_iov, string_room_t *r) {
-  bool is_buffer = false;
-  napi_is_buffer(env, v, &is_buffer);
-  if (is_buffer) {
-    void *data = NULL;
-    size_t len = 0;
-    napi_get_buffer_info(env, v, &data, &len);
-    if (len > 0) iov[(*n_iov)++] = (struct iovec){data, len};
-    return true;
-  }
-  napi_valuetype type = napi_undefined;
-  napi_typeof(env, v, &type);
-  if (type == napi_undefined) return true;
-  if (type != napi_string) {
-    napi_throw_type_error(env, "EINVAL", "ioWrite: each part must be a Buffer or a string");
-    return false;
-  }
-  /* One copy when it fits the stack area's rest (a result one short of the room may be cut: measured then). */
-  size_t room = sizeof r->stack - r->used;
-  size_t len = 0;
-  char *dst = r->stack + r->used;
-  if (room < 2 || napi_get_value_string_latin1(env, v, dst, room, &len) != napi_ok || len + 1 >= room) {
-    if (napi_get_value_string_latin1(env, v, NULL, 0, &len) != napi_ok) {
-      napi_throw_type_error(env, "EINVAL", "ioWrite: unreadable string");
-      return false;
-    }
-    if (len + 1 <= room) dst = r->stack + r->used;
-    else {
-      dst = r->n_heap < 4 ? malloc(len + 1) : NULL;
-      if (dst == NULL) {
-        napi_throw_error(env, "ENOMEM", "ioWrite: out of memory");
-        return false;
-      }
-      r->heap[r->n_heap++] = dst;
-    }
-    napi_get_value_string_latin1(env, v, dst, len + 1, &len);
-  }
-  if (dst == r->stack + r->used) r->used += len;
-  if (len > 0) iov[(*n_iov)++] = (struct iovec){dst, len};
-  return true;
 }
 
 /* Sends the parts now as far as the kernel takes them and queues the rest (copied): 1 while the queue is below the
