@@ -129,3 +129,24 @@ export function stripEndpointSlice(raw: RawObject): SlimEndpointSlice {
     endpoints: endpoints.map((e) => ({ addresses: e.addresses ?? [], ready: e.conditions?.ready !== false, nodeName: e.nodeName })),
   };
 }
+
+/** Each watched resource's strip function, by resource name (the list thread finds its own by name). */
+export const STRIP_BY_RESOURCE: Readonly<Record<string, (raw: RawObject) => Stripped>> = { pods: stripPod, endpointslices: stripEndpointSlice, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
+
+/**
+ * A pod stripped in another thread arrives with its own copies of every string: the repeated ones are swapped for this
+ * thread's pooled copies, as `stripPod` does here.
+ */
+function adoptPod(p: SlimPod): SlimPod {
+  if (p.namespace !== undefined) p.namespace = intern(p.namespace);
+  p.labels = internMap(p.labels);
+  p.serviceAccount = intern(p.serviceAccount);
+  if (p.nodeName !== undefined) p.nodeName = intern(p.nodeName);
+  if (p.phase !== undefined) p.phase = intern(p.phase);
+  return p;
+}
+
+/** What an object stripped in the list thread needs on arrival here (pods: their strings pooled); others as they are. */
+export function adoptStripped(resource: string, o: Stripped): Stripped {
+  return resource === 'pods' ? adoptPod(o as SlimPod) : o;
+}

@@ -14,16 +14,14 @@ import type { KubeConnection } from './kube-config.js';
 import { KubeEventRecorder } from './kube-event-recorder.js';
 import { KINDS, KubeMeshModel, type KubeMesh, type ObjectProblem, type ObjectRef } from './kube-mesh-model.js';
 import { KubeMetrics } from './kube-metrics.js';
-import { stripCustom, stripEndpointSlice, stripNamespace, stripPod, stripService } from './kube-objects.js';
-import { KubeReflector, keyOf, type RawObject, type ReflectorTuning, type Stripped } from './kube-reflector.js';
+import { STRIP_BY_RESOURCE } from './kube-objects.js';
+import { KubeReflector, keyOf, type ReflectorTuning, type Stripped } from './kube-reflector.js';
 import { WATCHED_RESOURCES, type WatchedResource } from './watched-resources.js';
 
 const log = createLogger('kubernetes');
 
 /** Watch events arrive in bursts (a rollout touches many pods): those within a few ms are applied together. */
 export const DEFAULT_COALESCE_MS = 5;
-
-const STRIP: Record<string, (raw: RawObject) => Stripped> = { pods: stripPod, endpointslices: stripEndpointSlice, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
 
 export interface KubernetesSourceTarget {
   reload(config: WeftConfig): Promise<ReloadResult>;
@@ -88,9 +86,9 @@ export class KubernetesSource {
     this.model.filePlugins = new Set(opts.base.plugins.map((p) => p.name));
     const watched = WATCHED_RESOURCES.filter((r) => r.verbs.includes('watch'));
     this.reflectors = watched.map((resource) => {
-      const strip = STRIP[resource.resource];
+      const strip = STRIP_BY_RESOURCE[resource.resource];
       if (strip === undefined) throw new Error(`no translation for watched resource ${resource.resource}`);
-      return new KubeReflector<Stripped>({ client: this.client, resource, strip, handler: this.model, metrics: this.metrics, ...(opts.tuning === undefined ? {} : { tuning: opts.tuning }) });
+      return new KubeReflector<Stripped>({ client: this.client, resource, strip, handler: this.model, metrics: this.metrics, listOffThread: true, ...(opts.tuning === undefined ? {} : { tuning: opts.tuning }) });
     });
   }
 

@@ -18,7 +18,7 @@ export type Fault =
   | { kind: 'status'; code: 401 | 403 | 429 | 500 | 503; retryAfterSeconds?: number }
   /** Watch only: after `afterEvents` events, half of the next line, then the connection closes. */
   | { kind: 'cutMidLine'; afterEvents: number }
-  /** Watch only: after `afterEvents` events the stream goes silent (no events, no bookmarks) with the socket open. */
+  /** A watch goes silent after `afterEvents` events (no events, no bookmarks) with the socket open; any other request is never answered. */
   | { kind: 'halfOpen'; afterEvents: number }
   /** The connection is destroyed before any answer. */
   | { kind: 'reset' };
@@ -27,6 +27,8 @@ export interface FaultRule {
   fault: Fault;
   resource?: string;
   verb?: Verb;
+  /** Only list requests that carry a `continue` token (the second page on). */
+  continued?: boolean;
   /** How many matching requests it hits (default 1). */
   times?: number;
 }
@@ -144,8 +146,8 @@ export class KubeApiServerFake {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  #takeFault(resource: string | undefined, verb: Verb): Fault | undefined {
-    const i = this.#faults.findIndex((f) => (f.resource === undefined || f.resource === resource) && (f.verb === undefined || f.verb === verb));
+  #takeFault(resource: string | undefined, verb: Verb, continued: boolean): Fault | undefined {
+    const i = this.#faults.findIndex((f) => (f.resource === undefined || f.resource === resource) && (f.verb === undefined || f.verb === verb) && (f.continued === undefined || f.continued === continued));
     const rule = this.#faults[i];
     if (rule === undefined) return undefined;
     rule.times = (rule.times ?? 1) - 1;
@@ -197,10 +199,14 @@ export class KubeApiServerFake {
     };
     const send = (code: number, body: unknown, headers: Record<string, string> = {}): void => sendRaw(code, JSON.stringify(body), headers);
     if (!this.#authenticated(req)) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
-    const fault = this.#takeFault(resource, verb);
+    const fault = this.#takeFault(resource, verb, query.continue !== undefined && query.continue !== '');
     if (fault?.kind === 'reset') {
       record.status = -1;
       req.socket.destroy();
+      return;
+    }
+    if (fault?.kind === 'halfOpen' && verb !== 'watch') {
+      record.status = -1;
       return;
     }
     if (fault?.kind === 'status') {
