@@ -75,7 +75,7 @@ export async function* listOffThread(job: OffThreadList, signal: AbortSignal, on
     wake?.();
   };
   worker.on('message', push);
-  worker.on('error', (err) => push({ t: 'error', kind: 'other', message: `list thread failed: ${err.message}` }));
+  worker.on('error', (err: Error) => push({ t: 'error', kind: 'other', message: `list thread failed: ${err.message}` }));
   worker.on('exit', (code) => push({ t: 'error', kind: 'other', message: `list thread exited with code ${code} before the list ended` }));
   const onAbort = (): void => push({ t: 'error', kind: 'other', message: 'aborted' });
   signal.addEventListener('abort', onAbort, { once: true });
