@@ -10,6 +10,7 @@ import { listPages, type ListPage } from './kube-list-pager.js';
 import { STRIP_BY_RESOURCE } from './kube-objects.js';
 import type { Stripped } from './kube-reflector.js';
 import { KubeStatusError } from './kube-status-error.js';
+import { setPooling } from '../state/string-pool.js';
 
 const WORKER_FLAG = 'weftKubeList';
 
@@ -51,6 +52,8 @@ async function runInThread(job: OffThreadList, post: (m: FromThread) => void): P
 
 if (!isMainThread && parentPort !== null && (workerData as Record<string, unknown> | null)?.[WORKER_FLAG] !== undefined) {
   const port = parentPort;
+  // Strings are copied on their way to the main thread, which pools them there (adoptStripped).
+  setPooling(false);
   await runInThread((workerData as Record<string, OffThreadList>)[WORKER_FLAG] as OffThreadList, (m) => port.postMessage(m));
 }
 

@@ -141,6 +141,8 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   /** What the serving snapshot holds for each pod and each Service. */
   readonly #served = new Map<string, { workload: WorkloadConfig; ref: ObjectRef }>();
   readonly #servedServices = new Map<string, { service: ServiceConfig; ref: ObjectRef }>();
+  /** Resources listed once (pod translations wait for namespaces and WasmPlugins). */
+  readonly #listed = new Set<string>();
 
   constructor(opts: { trustDomain: string; onChange?: (resource: string) => void; onSynced?: (resource: string) => void }) {
     this.#trustDomain = opts.trustDomain;
@@ -198,6 +200,9 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     const old = m.get(key);
     m.set(key, obj);
     this.#index(resource, key, obj, old);
+    // A pod's translation needs its namespace and the WasmPlugins: once those are listed, it is made as the pod arrives
+    // (at start, while the rest of the pods are still being listed) and the snapshot build finds it made.
+    if (resource === 'pods' && this.#listed.has('namespaces') && this.#listed.has('wasmplugins')) this.#pod(key, obj as SlimPod, []);
     if (resource === 'pods') this.#dirtyPods.add(key);
     else if (resource === 'services') this.#dirtyServices.add(key);
     else this.#dirtyOther = true;
@@ -218,6 +223,7 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   }
 
   synced(resource: string): void {
+    this.#listed.add(resource);
     this.#onSynced(resource);
   }
 

@@ -202,6 +202,16 @@ export class KubeReflector<T extends Stripped> {
     const name = this.resource.resource;
     this.#metrics.relists.inc({ resource: name });
     const fresh = new Map<string, T>();
+    // Nothing held yet (the first list): objects go to the handler page by page, so it can start on them while the rest
+    // of the list arrives. A list that fails midway leaves them held, and the next list's diff removes what is gone.
+    const streaming = this.#items.size === 0;
+    const add = (obj: T): void => {
+      const key = keyOf(obj);
+      fresh.set(key, obj);
+      if (!streaming) return;
+      this.#items.set(key, obj);
+      this.#handler.upsert(name, key, obj);
+    };
     let rv = '';
     const onStatus = (code: number): void => this.#metrics.requests.inc({ resource: name, verb: 'list', code: String(code) });
     const take = (page: ListPage<T>): void => {
@@ -220,20 +230,14 @@ export class KubeReflector<T extends Stripped> {
       handOff: (head) => offThread && (head.remainingItemCount ?? 0) >= this.#tuning.offThreadAbove,
     });
     for await (const page of pages) {
-      for (const raw of page.items) {
-        const obj = this.#strip(raw);
-        fresh.set(keyOf(obj), obj);
-      }
+      for (const raw of page.items) add(this.#strip(raw));
       take(page as unknown as ListPage<T>);
       rest = page.continue;
     }
     if (rest !== undefined) {
       const job = { connection: this.#client.connection, path: this.#path, resource: name, pageSize: this.#tuning.pageSize, labelSelector: this.resource.labelSelector, continue: rest };
       for await (const page of listOffThread(job, signal, onStatus)) {
-        for (const stripped of page.items) {
-          const obj = adoptStripped(name, stripped) as T;
-          fresh.set(keyOf(obj), obj);
-        }
+        for (const stripped of page.items) add(adoptStripped(name, stripped) as T);
         take(page as ListPage<T>);
       }
     }
@@ -250,7 +254,7 @@ export class KubeReflector<T extends Stripped> {
       }
     }
     for (const [key, obj] of fresh) {
-      if (this.#items.get(key)?.resourceVersion === obj.resourceVersion) continue;
+      if (streaming || this.#items.get(key)?.resourceVersion === obj.resourceVersion) continue;
       this.#items.set(key, obj);
       this.#handler.upsert(name, key, obj);
     }
