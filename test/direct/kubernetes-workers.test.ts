@@ -31,7 +31,7 @@ async function dump(): Promise<{ workers: { threads: { configSha256: string; ver
   return (await fetch(`http://127.0.0.1:${String(primary.ports.admin)}/config_dump`)).json() as never;
 }
 
-async function metric(text: string, name: string): Promise<number> {
+function metric(text: string, name: string): number {
   return Number(new RegExp(`^${name} (\\d+)`, 'm').exec(text)?.[1] ?? 0);
 }
 
@@ -79,20 +79,20 @@ describe('kubernetes source with workers: 2', () => {
     const shaBefore = await workersAt(workerBefore);
     expect(shaBefore).toBeDefined();
     const before = await scrape();
-    const reloads = await metric(before, 'weft_config_reloads_total\\{result="applied"\\}');
+    const reloads = metric(before, 'weft_config_reloads_total\\{result="applied"\\}');
     const s = cluster.fake.store;
     s.update('pods', pod(2, 'api'));
     s.create('pods', pod(9));
     s.delete('pods', 'shop', 'p-3');
     s.create('services', { metadata: { name: 'api', namespace: 'shop' }, spec: { clusterIP: '10.96.0.2', selector: { app: 'api' }, ports: [{ port: 8080 }] } });
-    await until(async () => primary.state.current.serviceByVip('10.96.0.2', 8080)?.service.endpoints.length === 1 && primary.state.current.workloadByIp('10.7.0.9') !== undefined, 'the primary to derive');
+    await until(() => Promise.resolve(primary.state.current.serviceByVip('10.96.0.2', 8080)?.service.endpoints.length === 1 && primary.state.current.workloadByIp('10.7.0.9') !== undefined), 'the primary to derive');
     await source.settled();
     const want = workerBefore.map((v) => v + primary.state.current.version - primaryBefore);
     await until(async () => (await workersAt(want)) !== undefined, 'workers to derive the same snapshots');
     expect(await workersAt(want)).not.toBe(shaBefore);
     const after = await scrape();
-    expect(await metric(after, 'weft_config_reloads_total\\{result="applied"\\}')).toBe(reloads);
-    expect(await metric(after, 'weft_k8s_snapshot_applies_total\\{result="patched"\\}')).toBeGreaterThan(0);
+    expect(metric(after, 'weft_config_reloads_total\\{result="applied"\\}')).toBe(reloads);
+    expect(metric(after, 'weft_k8s_snapshot_applies_total\\{result="patched"\\}')).toBeGreaterThan(0);
     expect(primary.state.current.workloadByIp('10.7.0.3')).toBeUndefined();
     expect(primary.state.current.serviceByVip('10.96.0.1', 80)?.service.endpoints.map((w) => w.name).sort()).toEqual(['p-1', 'p-4', 'p-9']);
   });
