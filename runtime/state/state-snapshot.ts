@@ -265,12 +265,12 @@ export class StateSnapshot {
       local: localChanged ? [...p.local.filter((w) => !changed.has(w.uid)), ...uidSet.map(([, w]) => w).filter((w) => w.local)] : p.local,
     };
     StateSnapshot.#patchServices(parts, pairs);
-    let served = config;
+    let services: ServiceConfig[] | undefined;
     if (change.services !== undefined && change.services.upsert.length + change.services.remove.length > 0) {
       StateSnapshot.#replaceServices(parts, change.services);
-      served = { ...config, services: withServices(config.services, change.services) };
+      services = withServices(config.services, change.services);
     }
-    const snapshot: StateSnapshot = new StateSnapshot(liveWorkloadsConfig(served, () => snapshot), version, { parts, workloadsVersion: version });
+    const snapshot: StateSnapshot = new StateSnapshot(liveWorkloadsConfig(config, () => snapshot, services), version, { parts, workloadsVersion: version });
     return snapshot;
   }
 
@@ -280,8 +280,9 @@ export class StateSnapshot {
    */
   static #replaceServices(parts: Parts, change: NonNullable<WorkloadChange['services']>): void {
     const services: (Service | undefined)[] = [...parts.services];
-    const selecting = new Map([...parts.selecting].map(([k, v]) => [k, [...v]]));
-    const selectingAll = new Map([...parts.selectingAll].map(([k, v]) => [k, [...v]]));
+    // Lists are replaced, never changed in place: the previous snapshot shares the rest.
+    const selecting = new Map(parts.selecting);
+    const selectingAll = new Map(parts.selectingAll);
     const drop = { names: [] as string[], vipPorts: [] as string[], addresses: [] as string[] };
     const gone = new Set([...change.remove, ...change.upsert.map((s) => `${s.name}.${s.namespace}`)]);
     for (const key of gone) {
@@ -301,9 +302,10 @@ export class StateSnapshot {
     const byNamespace = new Map<string, Service[]>();
     for (const svc of fresh) if (svc.selector !== undefined) byNamespace.set(svc.namespace, [...(byNamespace.get(svc.namespace) ?? []), svc]);
     if (byNamespace.size > 0) {
-      for (const w of parts.byUid.values()) {
-        for (const svc of byNamespace.get(w.namespace) ?? []) if (matchesSelector(svc.selector ?? {}, w.labels)) svc.endpoints.push(w);
-      }
+      parts.byUid.forEach((w) => {
+        const candidates = byNamespace.get(w.namespace);
+        if (candidates !== undefined) for (const svc of candidates) if (matchesSelector(svc.selector ?? {}, w.labels)) svc.endpoints.push(w);
+      });
     }
     const names: [string, Service][] = [];
     const vipPorts: [string, ServiceTarget][] = [];
@@ -385,7 +387,11 @@ export class StateSnapshot {
 
   /** Every workload (materialized on first use; lookups never need it). */
   get workloads(): readonly Workload[] {
-    this.#workloads ??= [...this.#parts.byUid.values()];
+    if (this.#workloads === undefined) {
+      const all: Workload[] = [];
+      this.#parts.byUid.forEach((w) => all.push(w));
+      this.#workloads = all;
+    }
     return this.#workloads;
   }
 
@@ -473,8 +479,8 @@ function makeWorkload(w: WorkloadConfig, config: WeftConfig, nsAttachment: (ns: 
   };
 }
 
-/** The config a derived snapshot serves: the previous one, its `workloads` read from the snapshot when first asked for. */
-function liveWorkloadsConfig(config: WeftConfig, snapshot: () => StateSnapshot): WeftConfig {
+/** The config a derived snapshot serves: the previous one (with `services` if they changed), its `workloads` read from the snapshot when first asked for. */
+function liveWorkloadsConfig(config: WeftConfig, snapshot: () => StateSnapshot, services?: ServiceConfig[]): WeftConfig {
   let workloads: WorkloadConfig[] | undefined;
   // Copies the descriptors, not the values: the previous config's own `workloads` may be such a getter, and reading it would materialize it.
   const out = Object.create(Object.getPrototypeOf(config) as object, Object.getOwnPropertyDescriptors(config)) as WeftConfig;
@@ -483,5 +489,6 @@ function liveWorkloadsConfig(config: WeftConfig, snapshot: () => StateSnapshot):
     configurable: true,
     get: () => (workloads ??= snapshot().workloads.filter((w) => w.function === undefined)),
   });
+  if (services !== undefined) Object.defineProperty(out, 'services', { enumerable: true, configurable: true, writable: false, value: services });
   return out;
 }
