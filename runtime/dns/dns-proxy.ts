@@ -1,5 +1,6 @@
 /** The DNS proxy (ztunnel's 15053): A/AAAA for the mesh's names from the current state snapshot, everything else forwarded upstream; UDP with truncation and TCP (RFC 1035 §4.2, RFC 7766). */
 import dgram from 'node:dgram';
+import fs from 'node:fs';
 import net from 'node:net';
 import dnsPacket from 'dns-packet';
 import type { Question, DecodedPacket, Answer, OptAnswer } from 'dns-packet';
@@ -141,7 +142,8 @@ export class DnsProxy {
   /**
    * Serves DNS on a UDP socket and a TCP listener made elsewhere (in-pod capture: bound inside a pod's namespace, whose
    * rules send the pod's port 53 there), answering a single label in `namespace` (the pod's, from the node agent).
-   * Resolves once both serve; the attachment's close() stops them and ends its TCP connections.
+   * Resolves once both serve; the attachment's close() stops them and ends its TCP connections. Takes both fds: they are
+   * closed when attaching fails.
    */
   async attach(fds: { udp: number; tcp: number }, family: 4 | 6, namespace: string | undefined): Promise<DnsAttachment> {
     let closed = false;
@@ -154,11 +156,19 @@ export class DnsProxy {
     });
     try {
       await bindUdp(udp, { fd: fds.udp });
-      await listenTcp(tcp, { fd: fds.tcp });
     } catch (err) {
+      // dgram refuses an fd before adopting it, so both fds are still ours to close.
       closed = true;
       udp.close();
-      if (tcp.listening) tcp.close();
+      for (const fd of [fds.udp, fds.tcp]) closeQuietly(fd);
+      throw err;
+    }
+    try {
+      await listenTcp(tcp, { fd: fds.tcp });
+    } catch (err) {
+      // net adopts a TCP socket's fd before listen() and closes it when listen() fails; the UDP fd is the socket's now.
+      closed = true;
+      udp.close();
       throw err;
     }
     return {
@@ -334,6 +344,14 @@ function bindUdp(socket: dgram.Socket, target: { address: string; port: number }
       resolve();
     });
   });
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    fs.closeSync(fd);
+  } catch {
+    // Already closed: nothing is left to release.
+  }
 }
 
 function listenTcp(server: net.Server, target: net.ListenOptions | { fd: number }): Promise<void> {

@@ -19,6 +19,11 @@ export class FunctionInstance {
   state: InstanceState = 'starting';
   /** Requests served, for maxRequestsPerInstance. */
   served = 0;
+  /**
+   * Recycling: `successor-starting` once it reached maxRequestsPerInstance (it keeps serving while its successor starts,
+   * so no request waits for that start), `now` once the successor is up (it goes after its current request).
+   */
+  recycle: 'no' | 'successor-starting' | 'now' = 'no';
   memoryBytes = 0;
   tid = 0;
   idleTimer: NodeJS.Timeout | undefined;

@@ -100,7 +100,8 @@ export class FunctionPool {
     localAnswer(res, 503, 'WEFT_ERR_FN_OVERLOADED', message);
   }
 
-  async #startInstance(): Promise<void> {
+  /** Starts an instance; with `predecessor`, its successor: the predecessor retires once this one is up (or failed). */
+  async #startInstance(predecessor?: FunctionInstance): Promise<void> {
     const { metrics, logger } = this.#deps;
     this.#starting++;
     this.#loadingStarts++;
@@ -118,6 +119,7 @@ export class FunctionPool {
       this.#starting--;
       this.#loadingStarts--;
       logger.error({ fn: this.key, err: (err as Error).message }, 'function module cannot be loaded again');
+      if (predecessor !== undefined) this.#retire(predecessor);
       this.#failQueue('WEFT_ERR_FN_LOAD', `function ${this.key} cannot be loaded: ${(err as Error).message}`);
       return;
     }
@@ -132,6 +134,7 @@ export class FunctionPool {
           inst.kill();
           this.#instances.delete(inst);
           this.#updateGauges();
+          if (predecessor !== undefined) this.#retire(predecessor);
           this.#failQueue('WEFT_ERR_FN_TRAP', `function ${this.key} failed to start: ${ok}`);
           return;
         }
@@ -140,6 +143,7 @@ export class FunctionPool {
         metrics.coldStartDuration.observe({ fn: this.key, kind }, seconds);
         logger.info({ fn: this.key, kind, ms: Math.round(seconds * 1000) }, 'function instance started');
         this.#updateGauges();
+        if (predecessor !== undefined) this.#retire(predecessor);
         this.#next(inst);
       },
       (reason) => this.#onDeath(inst, reason),
@@ -156,6 +160,12 @@ export class FunctionPool {
    */
   get #planned(): number {
     return this.#instances.size + this.#loadingStarts;
+  }
+
+  /** A recycled instance whose successor is up (or could not start) goes now if idle, else after its current request. */
+  #retire(inst: FunctionInstance): void {
+    if (inst.state === 'idle') this.#evicted(inst, 'recycled');
+    else if (inst.state !== 'dead') inst.recycle = 'now';
   }
 
   #failQueue(code: string, message: string): void {
@@ -220,10 +230,11 @@ export class FunctionPool {
         }
         inst.served++;
         this.#updateGauges();
-        if (inst.served >= this.config.limits.maxRequestsPerInstance) {
-          this.#evicted(inst, 'recycled');
-          if (this.#queue.length > 0 && this.#starting === 0) void this.#startInstance();
-          return;
+        if (inst.recycle === 'now') return this.#evicted(inst, 'recycled');
+        if (inst.served >= this.config.limits.maxRequestsPerInstance && inst.recycle === 'no' && !this.#closed) {
+          // The successor starts beside it (one over maxInstances while it starts): requests keep flowing meanwhile.
+          inst.recycle = 'successor-starting';
+          void this.#startInstance(inst);
         }
         this.#next(inst);
       },

@@ -25,4 +25,11 @@ describe('HBONE headers', () => {
     expect(newTraceparent()).not.toBe(tp);
     expect(isTraceparent('00-xyz')).toBe(false);
   });
+
+  it('keeps traceparents valid and distinct across refills of the random pool', () => {
+    const seen = new Set(Array.from({ length: 1000 }, () => newTraceparent()));
+    expect(seen.size).toBe(1000);
+    for (const tp of seen) expect(isTraceparent(tp)).toBe(true);
+    expect(new Set([...seen].map((tp) => tp.slice(3, 35))).size).toBe(1000);
+  });
 });

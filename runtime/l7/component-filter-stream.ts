@@ -8,7 +8,7 @@ import { PluginFailure } from '../wasm/plugin-failure.js';
 import type { HeaderList } from './header-list.js';
 import type { BodyAccess, FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import { L7_ERROR } from './local-reply.js';
-import { requestLineProblem, type RequestLine } from './wasm-header-sync.js';
+import { finalStatus, requestLineProblem, type RequestLine } from './wasm-header-sync.js';
 
 /** One phase's view: the header list it edits in place, and the request line (request phases) it may rewrite. */
 class PhaseView implements FilterPhaseView {
@@ -17,7 +17,10 @@ class PhaseView implements FilterPhaseView {
   readonly name: string;
   /** The request line as the filter left it (request phases), undefined in response phases. */
   line: RequestLine | undefined;
-  readonly status: number | undefined;
+  /** The response status (response phases), undefined in request phases. */
+  status: number | undefined;
+  /** What the filter set `:status` to in a response phase, applied after the call. */
+  statusEdit: string | undefined;
   changed = false;
   lineEdited = false;
 
@@ -41,8 +44,12 @@ class PhaseView implements FilterPhaseView {
 
   setHeader(name: string, value: string): void {
     if (name.charCodeAt(0) === 0x3a) {
+      if (name === ':status' && this.status !== undefined) {
+        this.statusEdit = value;
+        return;
+      }
       const line = this.line;
-      // Only the request line is editable; `:scheme` and `:status` edits are not applied (as weft's proxy-wasm maps).
+      // The request line and the response status are editable; a `:scheme` edit is not applied (as weft's proxy-wasm maps).
       if (line === undefined || (name !== ':method' && name !== ':path' && name !== ':authority')) return;
       this.line = { ...line, [name.slice(1)]: value };
       this.lineEdited = true;
@@ -66,7 +73,7 @@ class PhaseView implements FilterPhaseView {
       if (name === ':authority') return line.authority;
       if (name === ':scheme') return 'http';
     }
-    if (name === ':status' && this.status !== undefined) return String(this.status);
+    if (name === ':status' && this.status !== undefined) return this.statusEdit ?? String(this.status);
     return undefined;
   }
 
@@ -164,6 +171,13 @@ export function componentL7Filter(filter: ComponentFilter): L7Filter {
             line = view.line;
             body.setRequestLine(line.method, line.path, line.authority);
           } else if (view.changed) body.clearRouteCache();
+        }
+        if (view.statusEdit !== undefined && view.status !== undefined) {
+          const edit = finalStatus(view.statusEdit);
+          const problem = typeof edit === 'string' ? edit : edit === view.status ? undefined : body.setResponseStatus(edit);
+          // Envoy answers 502 when a filter leaves the response without a valid :status, as for proxy-wasm plugins.
+          if (problem !== undefined) return { status: 502, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid :status: ${problem}\n` };
+          resStatus = edit as number;
         }
         return toReply(action, filter.name);
       };

@@ -146,10 +146,15 @@ export function editedStatus(pairs: HeaderPairs, status: number): number | strin
     }
   }
   if (value === undefined || value === statusPair(status)[1]) return undefined;
+  const n = finalStatus(value);
+  return n === status ? undefined : n;
+}
+
+/** A filter's `:status` value as a final status code, or why it cannot be sent (not three digits, or an interim 1xx). */
+export function finalStatus(value: string): number | string {
   if (!STATUS_RE.test(value)) return `"${value}" is not a status code`;
   const n = Number(value);
-  if (n < 200) return `${n} is an interim status, not a response's`;
-  return n === status ? undefined : n;
+  return n < 200 ? `${n} is an interim status, not a response's` : n;
 }
 
 const METHOD_RE = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;

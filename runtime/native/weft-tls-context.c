@@ -38,6 +38,27 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
   return SSL_TLSEXT_ERR_OK;
 }
 
+static int ticket_gen_cb(SSL *ssl, void *arg) {
+  (void)ssl;
+  (void)arg;
+  return 1;
+}
+
+/* A ticket that decrypts is used without issuing a new one (OpenSSL otherwise sends a fresh ticket after every resumed
+ * handshake, which the client parses and hands to JavaScript: a few percent of a resumed connection's CPU). Node's TLS
+ * servers behave the same, and the client reuses its newest ticket until the server's 300 s lifetime ends it, after
+ * which a full handshake brings a new one (runtime/hbone/README.md, Session resumption). */
+static SSL_TICKET_RETURN ticket_dec_cb(SSL *ssl, SSL_SESSION *session, const unsigned char *keyname, size_t keyname_len, SSL_TICKET_STATUS status, void *arg) {
+  (void)ssl;
+  (void)session;
+  (void)keyname;
+  (void)keyname_len;
+  (void)arg;
+  if (status == SSL_TICKET_SUCCESS || status == SSL_TICKET_SUCCESS_RENEW) return SSL_TICKET_RETURN_USE;
+  if (status == SSL_TICKET_FATAL_ERR_MALLOC || status == SSL_TICKET_FATAL_ERR_OTHER) return SSL_TICKET_RETURN_ABORT;
+  return SSL_TICKET_RETURN_IGNORE_RENEW;
+}
+
 /* The peer is checked by JavaScript after the handshake (SPIFFE identity, trust domain), as Node's rejectUnauthorized:
  * false servers do; the chain's verification result is kept for it. */
 static int verify_cb(int ok, X509_STORE_CTX *store) {
@@ -83,6 +104,13 @@ static napi_value hbone_context(napi_env env, napi_callback_info info) {
     /* As Node's TLS sets it: a peer's FIN without close_notify is an orderly end (HTTP/2 frames its own ends, so a
      * truncation cannot pass unnoticed); a process that exits after draining closes its sockets this way. */
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#ifdef SSL_OP_NO_TX_CERTIFICATE_COMPRESSION
+    /* No RFC 8879 certificate compression either way: OpenSSL 3.2+ offers it by default and then Brotli-compresses
+     * the client's certificate at quality 11 on every handshake, a quarter of a new connection's CPU here, to save a
+     * few hundred bytes of a P-256 chain. rustls (ztunnel) compresses only with optional features, HAProxy's OpenSSL
+     * 3.0 never; a peer that offers it gets uncompressed certificates, as the extension allows. */
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TX_CERTIFICATE_COMPRESSION | SSL_OP_NO_RX_CERTIFICATE_COMPRESSION);
+#endif
     if (SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384") != 1) problem = "ciphersuites";
     BIO *b = BIO_new_mem_buf(cert, (int)cert_len);
     X509 *x = b == NULL ? NULL : PEM_read_bio_X509(b, NULL, NULL, NULL);
@@ -113,12 +141,17 @@ static napi_value hbone_context(napi_env env, napi_callback_info info) {
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, verify_cb);
     SSL_CTX_set_keylog_callback(ctx, keylog_cb);
     SSL_CTX_set_timeout(ctx, 300);
+    /* Read ahead: one read() takes whatever the socket holds instead of a record's 5-byte header and then its body, so
+     * a handshake flight of several records (and each TLS record of a tunnel) costs one syscall, not two per record.
+     * weft-tls.c reads until OpenSSL wants more, so nothing buffered is left behind. */
+    SSL_CTX_set_read_ahead(ctx, 1);
     if (server) {
       static const unsigned char sid_ctx[] = "weft-hbone";
       SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
       SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
       /* One stateless ticket per full handshake, as Node's servers issue (the client reuses it until a newer one). */
       SSL_CTX_set_num_tickets(ctx, 1);
+      SSL_CTX_set_session_ticket_cb(ctx, ticket_gen_cb, ticket_dec_cb, NULL);
     } else {
       static const unsigned char alpn[] = {2, 'h', '2'};
       SSL_CTX_set_alpn_protos(ctx, alpn, sizeof alpn);

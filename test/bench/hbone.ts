@@ -9,17 +9,17 @@ import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { createApp, type App } from '../../runtime/app.js';
 import { configSchema } from '../../runtime/config/config-schema.js';
-import { HboneClient } from '../../runtime/hbone/hbone-client.js';
+import { HboneClient, type HboneConnectRequest } from '../../runtime/hbone/hbone-client.js';
 import { TlsSessionCache } from '../../runtime/hbone/tls-session-cache.js';
 import type { SocketAddr } from '../../runtime/l4/original-destination.js';
 import { CertificateAuthority } from '../../runtime/identity/certificate-authority.js';
 import { setLogLevel } from '../../runtime/log.js';
 import { freePort } from '../helpers/free-port.js';
-import { renderTemplate, startPeer, withPeer } from './bench-tools.js';
+import { cpuSecondsOfTree, renderTemplate, startPeer, withPeer } from './bench-tools.js';
 
 const run = promisify(execFile);
 /** client pod on node A; server pod (HBONE) and a plaintext-path stand-in address on node B. */
-const IP = { client: '127.0.0.41', server: '127.0.0.51', plainInbound: '127.0.0.52' } as const;
+export const IP = { client: '127.0.0.41', server: '127.0.0.51', plainInbound: '127.0.0.52' } as const;
 const SERVER_ID = 'spiffe://cluster.local/ns/bench/sa/server';
 const CLIENT_ID = 'spiffe://cluster.local/ns/bench/sa/client';
 const SECONDS = Number(process.env.WEFT_BENCH_SECONDS ?? 5);
@@ -192,7 +192,7 @@ http { access_log off; keepalive_requests 1000000; server { listen ${host}:${por
  * certificates from weft's CA, or plaintext: what a C proxy with OpenSSL reaches on this machine in the topology the
  * HBONE measures use (both nodes on one thread, unpinned like this process). `fn` gets frontend A's port.
  */
-async function withHaproxyPair<T>(upstream: SocketAddr, tls: boolean, fn: (port: number) => Promise<T>): Promise<T> {
+async function withHaproxyPair<T>(upstream: SocketAddr, tls: boolean, fn: (port: number, pid: number) => Promise<T>, serverOptions = ''): Promise<T> {
   const dir = mkdtempSync(join(tmpdir(), 'weft-bench-haproxy-pair-'));
   const ca = CertificateAuthority.generate('cluster.local');
   const pem = (id: string): string => {
@@ -210,10 +210,10 @@ async function withHaproxyPair<T>(upstream: SocketAddr, tls: boolean, fn: (port:
     HOST_B: '127.0.0.1',
     PORT_B: portB,
     UPSTREAM: `${upstream.address}:${upstream.port}`,
-    TLS_SERVER: tls ? ` ssl crt ${pem(CLIENT_ID)}${verify}` : '',
+    TLS_SERVER: tls ? ` ssl crt ${pem(CLIENT_ID)}${verify}${serverOptions}` : '',
     TLS_BIND: tls ? ` ssl crt ${pem(SERVER_ID)}${verify}` : '',
   });
-  return withPeer(startPeer(`haproxy-pair-${tls ? 'tls' : 'plain'}`, portA, ['haproxy', '-f', config, '-db'], '0,1'), () => fn(portA));
+  return withPeer(startPeer(`haproxy-pair-${tls ? 'tls' : 'plain'}`, portA, ['haproxy', '-f', config, '-db'], '0,1'), (peer) => fn(portA, peer.process.pid ?? 0));
 }
 
 /** iperf3 through the HAProxy pair. */
@@ -246,28 +246,110 @@ async function echoOneByte(s: Duplex): Promise<void> {
  * `resumed`: the clients share one TLS session cache, as one node's client does across its connections, so every
  * handshake after the first resumes; otherwise every handshake is a full one.
  */
-export async function handshakesPerSecond(nodes: Nodes, echoPort: number, resumed = false): Promise<number> {
+export async function handshakesPerSecond(nodes: Nodes, echoPort: number, resumed = false): Promise<{ perSecond: number; resumedFraction: number }> {
   const sessionCache = resumed ? new TlsSessionCache() : undefined;
-  return perSecond(async () => {
+  const count = { handshakes: 0, resumed: 0 };
+  const rate = await perSecond(async () => {
     const client = new HboneClient({ certificates: nodes.a.hbone.certificates, ...(sessionCache === undefined ? {} : { sessionCache }), resumeSessions: resumed });
     try {
-      const s = await client.connect({ sourceIdentity: CLIENT_ID, sourceAddress: IP.client, destination: { address: IP.server, port: echoPort }, destinationIdentities: [SERVER_ID], via: { address: IP.server, port: nodes.hboneListenPort } });
-      await echoOneByte(s);
+      await echoOneByte(await client.connect(benchRequest(nodes, echoPort)));
     } finally {
       client.close();
+      count.handshakes += client.handshakes;
+      count.resumed += client.resumedHandshakes;
     }
   });
+  return { perSecond: rate, resumedFraction: count.resumed / Math.max(1, count.handshakes) };
 }
 
-/** New TCP connections per second through the HAProxy pair, each one a new mutual TLS 1.3 handshake between the two (HAProxy does not pool TCP-mode backend connections) and one echoed byte. */
-export async function haproxyPairConnectionsPerSecond(echoPort: number): Promise<number> {
-  return withHaproxyPair({ address: IP.server, port: echoPort }, true, (port) =>
-    perSecond(async () => {
-      const s = net.connect({ host: '127.0.0.1', port, localAddress: IP.client });
-      s.setNoDelay(true);
-      await echoOneByte(s);
-    }),
+/**
+ * New tunnels per second over one pooled connection (ztunnel's common case: a new L4 connection from the same source
+ * identity to the same destination reuses the pool's HBONE connection, so it costs a CONNECT, not a TLS handshake).
+ */
+export async function pooledTunnelsPerSecond(nodes: Nodes, echoPort: number): Promise<number> {
+  const client = new HboneClient({ certificates: nodes.a.hbone.certificates });
+  try {
+    await echoOneByte(await client.connect(benchRequest(nodes, echoPort)));
+    return await perSecond(async () => echoOneByte(await client.connect(benchRequest(nodes, echoPort))));
+  } finally {
+    client.close();
+  }
+}
+
+function benchRequest(nodes: Nodes, echoPort: number): HboneConnectRequest {
+  return { sourceIdentity: CLIENT_ID, sourceAddress: IP.client, destination: { address: IP.server, port: echoPort }, destinationIdentities: [SERVER_ID], via: { address: IP.server, port: nodes.hboneListenPort } };
+}
+
+/**
+ * New TCP connections per second through the HAProxy pair, each one a new mutual TLS 1.3 handshake between the two
+ * (HAProxy does not pool TCP-mode backend connections) and one echoed byte. HAProxy's backend resumes the last TLS
+ * session it got from that server unless `sslReuse` is false (`no-ssl-reuse`), so its default is resumed handshakes.
+ * CPU: HAProxy's own, and HAProxy's plus this process's (the client loop and the echo server, which weft's figure
+ * includes too since both weft nodes run in this process).
+ */
+export async function haproxyPairConnectionsPerSecond(echoPort: number, sslReuse = true): Promise<{ value: number; cpuMs: number; withClientCpuMs: number }> {
+  return withHaproxyPair(
+    { address: IP.server, port: echoPort },
+    true,
+    async (port, pid) => {
+      const before = await cpuSecondsOfTree(pid);
+      const mine = process.cpuUsage();
+      const value = await perSecond(async () => {
+        const s = net.connect({ host: '127.0.0.1', port, localAddress: IP.client });
+        s.setNoDelay(true);
+        await echoOneByte(s);
+      });
+      const used = process.cpuUsage(mine);
+      const cpuMs = ((await cpuSecondsOfTree(pid)) - before) * 1000;
+      return { value, cpuMs, withClientCpuMs: cpuMs + (used.user + used.system) / 1000 };
+    },
+    sslReuse ? '' : ' no-ssl-reuse',
   );
+}
+
+/** The connection-setup measures (`only` picks among full, resumed, pooled, haproxy), with CPU per connection of this process (both runtimes and the client loop) and of HAProxy. */
+export async function connectionSetup(nodes: Nodes, echoPort: number, only: ReadonlySet<string> = new Set(['full', 'resumed', 'pooled', 'haproxy'])): Promise<Record<string, number>> {
+  const results: Record<string, number> = {};
+  // CPU per connection is steadier than connections/s on a shared machine.
+  const cpuPerConnection = (r: { value: number; cpuMs: number }): number => r.cpuMs / (r.value * SECONDS);
+  for (const mode of ['full', 'resumed'] as const) {
+    if (!only.has(mode)) continue;
+    let fraction = 0;
+    const r = await withCpu(async () => {
+      const { perSecond: rate, resumedFraction } = await handshakesPerSecond(nodes, echoPort, mode === 'resumed');
+      fraction = resumedFraction;
+      return rate;
+    });
+    const suffix = mode === 'full' ? '' : '_resumed';
+    Object.assign(results, { [`hbone_new_connections${suffix}_per_s`]: r.value, [`hbone_new_connection${suffix}_cpu_ms`]: cpuPerConnection(r) });
+    // What was measured: 0 with full handshakes; just under 1 resumed (each client loop's first handshake is a full one).
+    if (mode === 'resumed') results.hbone_resumed_handshakes_fraction = fraction;
+  }
+  if (only.has('pooled')) {
+    const pooled = await withCpu(() => pooledTunnelsPerSecond(nodes, echoPort));
+    Object.assign(results, { hbone_pooled_tunnels_per_s: pooled.value, hbone_pooled_tunnel_cpu_ms: cpuPerConnection(pooled) });
+  }
+  if (only.has('haproxy')) {
+    const reuse = await haproxyPairConnectionsPerSecond(echoPort, true);
+    const noReuse = await haproxyPairConnectionsPerSecond(echoPort, false);
+    Object.assign(results, {
+      haproxy_pair_tls_new_connections_per_s: reuse.value,
+      haproxy_pair_tls_new_connection_cpu_ms: cpuPerConnection(reuse),
+      haproxy_pair_tls_new_connection_with_client_cpu_ms: cpuPerConnection({ value: reuse.value, cpuMs: reuse.withClientCpuMs }),
+      haproxy_pair_tls_full_new_connections_per_s: noReuse.value,
+      haproxy_pair_tls_full_new_connection_cpu_ms: cpuPerConnection(noReuse),
+      haproxy_pair_tls_full_new_connection_with_client_cpu_ms: cpuPerConnection({ value: noReuse.value, cpuMs: noReuse.withClientCpuMs }),
+    });
+    const vs = (a: number | undefined, b: number): number | undefined => (a === undefined ? undefined : a / b);
+    const ratios = {
+      // Like with like: full handshakes against HAProxy with no-ssl-reuse, resumed ones against its default (reuse).
+      hbone_new_connections_vs_haproxy_pair_tls_full: vs(results.hbone_new_connections_per_s, noReuse.value),
+      hbone_new_connections_resumed_vs_haproxy_pair_tls: vs(results.hbone_new_connections_resumed_per_s, reuse.value),
+      hbone_pooled_tunnels_vs_haproxy_pair_tls: vs(results.hbone_pooled_tunnels_per_s, reuse.value),
+    };
+    for (const [k, v] of Object.entries(ratios)) if (v !== undefined) results[k] = v;
+  }
+  return results;
 }
 
 /** Runs `f` and reports the CPU time this process (both runtimes, all threads) spent meanwhile. */
@@ -334,23 +416,10 @@ export async function benchHbone(): Promise<Record<string, number>> {
         wrk_plaintext_cpu_us_per_request: cpuPerRequest(plain),
         wrk_hbone_cpu_us_per_request: cpuPerRequest(hbone),
       });
-      const echoPort = (echo.address() as net.AddressInfo).port;
-      // CPU per connection (both runtimes and the client loop) is steadier than connections/s on a shared machine.
-      const full = await withCpu(() => handshakesPerSecond(nodes, echoPort));
-      const resumed = await withCpu(() => handshakesPerSecond(nodes, echoPort, true));
-      const cpuPerConnection = (r: { value: number; cpuMs: number }): number => r.cpuMs / (r.value * SECONDS);
-      Object.assign(results, {
-        hbone_new_connections_per_s: full.value,
-        hbone_new_connections_resumed_per_s: resumed.value,
-        hbone_new_connection_cpu_ms: cpuPerConnection(full),
-        hbone_new_connection_resumed_cpu_ms: cpuPerConnection(resumed),
-      });
+      Object.assign(results, await connectionSetup(nodes, (echo.address() as net.AddressInfo).port));
     } finally {
       await nodes.close();
     }
-    results.haproxy_pair_tls_new_connections_per_s = await haproxyPairConnectionsPerSecond((echo.address() as net.AddressInfo).port);
-    results.hbone_new_connections_vs_haproxy_pair_tls = (results.hbone_new_connections_per_s ?? 0) / results.haproxy_pair_tls_new_connections_per_s;
-    results.hbone_new_connections_resumed_vs_haproxy_pair_tls = (results.hbone_new_connections_resumed_per_s ?? 0) / results.haproxy_pair_tls_new_connections_per_s;
   } finally {
     nginx.child.kill();
     echo.close();

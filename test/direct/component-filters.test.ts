@@ -91,7 +91,7 @@ beforeAll(async () => {
       // No kind: the file's preamble says it is a component.
       { name: 'header-filter', url: filter.url, sha256: filter.sha256, limits: { cpuMs: 1000, memoryMb: 64 } },
       { name: 'header-filter-first', url: filter.url, kind: 'component', phase: 'AUTHN', config: { requestValue: 'component', responseValue: 'component' }, limits: { cpuMs: 1000, memoryMb: 64 } },
-      { name: 'header-filter-guard', url: filter.url, config: { denyPrefix: '/admin' }, limits: { cpuMs: 1000, memoryMb: 64 } },
+      { name: 'header-filter-guard', url: filter.url, config: { denyPrefix: '/admin', statusPrefix: '/status/' }, limits: { cpuMs: 1000, memoryMb: 64 } },
       { name: 'header-filter-misbehaving', url: filter.url, config: { misbehave: true }, limits: { cpuMs: 300, memoryMb: 32 } },
       { name: 'header-filter-misbehaving-open', url: filter.url, config: { misbehave: true }, failStrategy: 'FAIL_OPEN', limits: { cpuMs: 300, memoryMb: 32 } },
       { name: 'body-filter', url: bodyFilter.url, limits: { cpuMs: 1000, memoryMb: 64 } },
@@ -141,6 +141,21 @@ describe('component filters in the L7 chain', () => {
     // Local replies skip the upstream, not the response phase (as Envoy's local replies pass encoder filters).
     expect((await send('guard', '/public')).upstream?.['x-wasm-filter']).toBe('on');
     expect(w.logs.some((l) => l.msg === 'denied /admin/users' && l.plugin === 'header-filter-guard')).toBe(true);
+  });
+
+  it('applies a :status edit on the response as Envoy does, and answers 502 for one the client cannot be sent', async () => {
+    const created = await send('guard', '/status/201');
+    expect(created.status).toBe(201);
+    expect(created.headers['x-status-was']).toBe('200, now 201');
+    expect(created.upstream?.['x-wasm-filter']).toBe('on');
+    const accessLine = await w.waitForLog((e) => e.path === '/status/201');
+    expect(accessLine.response_code).toBe(201);
+    for (const invalid of ['/status/abc', '/status/101', '/status/204']) {
+      const r = await send('guard', invalid);
+      expect(r.status, invalid).toBe(502);
+      expect(r.body).toMatch(/invalid :status/);
+    }
+    expect((await send('guard', '/public')).status).toBe(200);
   });
 
   it('shows an http-body-filter the whole request body: it answers from it, or edits the waiting headers', async () => {

@@ -1,5 +1,6 @@
 // The DNS proxy through real UDP and TCP sockets: every name form, forwarding, upstream timeouts, malformed input, truncation and TCP fallback, reloads.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import fs from 'node:fs';
 import dnsPacket from 'dns-packet';
 import { startWeft, testConfig, metricValue, type WeftUnderTest } from '../helpers/weft-harness.js';
 import { addressesOf, encodeQuery, rcodeOf, startTestResolver, tcpExchange, tcpQuery, udpExchange, udpQuery, type TestResolver } from '../helpers/dns-client.js';
@@ -157,6 +158,16 @@ describe('DNS proxy', () => {
     expect(rcodeOf(dnsPacket.decode(tcpFormerr as Buffer))).toBe('FORMERR');
     expect(addressesOf(await udpQuery(port, 'cart.shop'))).toEqual(['10.96.1.7']);
     expect(metricValue(await weft.metrics(), 'weft_dns_queries_total', { result: 'failed' })).toBeGreaterThanOrEqual(2);
+  });
+
+  it('closes both fds it was handed when attaching them fails, and keeps answering', async () => {
+    const dns = weft.app.dns;
+    expect(dns).toBeDefined();
+    const udp = fs.openSync(process.execPath, 'r');
+    const tcp = fs.openSync(process.execPath, 'r');
+    await expect(dns?.attach({ udp, tcp }, 4, 'shop')).rejects.toThrow(/fd/i);
+    for (const fd of [udp, tcp]) expect(() => fs.fstatSync(fd)).toThrow(/EBADF/);
+    expect(addressesOf(await udpQuery(port, 'cart.shop.svc.cluster.local'))).toEqual(['10.96.1.7']);
   });
 
   it('gives the new address after a reload changes a Service', async () => {

@@ -92,6 +92,7 @@ beforeAll(async () => {
       { name: 'brief', namespace: 'fns', url: hello.url, limits: { idleTimeoutMs: 300, moduleIdleTimeoutMs: 600 } },
       { name: 'bulk', namespace: 'fns', url: lab.url, limits: { memoryMb: 64, cpuMs: 120_000, timeoutMs: 600_000 } },
       { name: 'tight', namespace: 'fns', url: lab.url, limits: { memoryMb: 24, cpuMs: 120_000, timeoutMs: 600_000 } },
+      { name: 'recycler', namespace: 'fns', url: hello.url, limits: { maxInstances: 1, maxRequestsPerInstance: 3, idleTimeoutMs: 60_000, cpuMs: 1_000 } },
       { name: 'coldburst', namespace: 'fns', url: hello.url, limits: { maxInstances: 2, idleTimeoutMs: 300, moduleIdleTimeoutMs: 600, cpuMs: 1_000 } },
     ],
     localPorts: [{ listen: '127.0.0.1:0', service: 'hello.fns', port: 80 }],
@@ -166,6 +167,21 @@ describe('serverless lifecycle', () => {
     const answers = await Promise.all([1, 2, 3, 4, 5, 6].map((i) => viaProxy(`http://coldburst.fns/burst-${i}`)));
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect((await metric('weft_fn_cold_starts_total', { fn: 'coldburst.fns' })) - before).toBeLessThanOrEqual(2);
+  }, 120_000);
+
+  it('recycles an instance after maxRequestsPerInstance with its successor started beside it, so no request waits for the start', async () => {
+    for (let i = 0; i < 3; i++) expect((await viaProxy(`http://recycler.fns/r${i}`)).status).toBe(200);
+    // The third request reached the limit: the successor starts while the old instance still serves, and the old one
+    // goes once the successor is up.
+    await eventually(async () => (await metric('weft_fn_evictions_total', { fn: 'recycler.fns', reason: 'recycled' })) === 1 && (await metric('weft_fn_instances', { fn: 'recycler.fns' })) === 1);
+    const starts = await metric('weft_fn_cold_starts_total', { fn: 'recycler.fns' });
+    expect(starts).toBe(2);
+    expect((await viaProxy('http://recycler.fns/after')).status).toBe(200);
+    expect(await metric('weft_fn_cold_starts_total', { fn: 'recycler.fns' })).toBe(starts);
+    // Under a burst every request is answered while instances recycle (an instance serves on while its successor starts).
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, i) => viaProxy(`http://recycler.fns/stream-${i}`)));
+    expect(answers.map((a) => a.status)).toEqual(Array.from({ length: 12 }, () => 200));
+    await eventually(async () => (await metric('weft_fn_evictions_total', { fn: 'recycler.fns', reason: 'recycled' })) >= 2);
   }, 120_000);
 
   it('queues a burst beyond its instances, then answers 503 past the queue bound', async () => {
