@@ -181,6 +181,7 @@ export class App {
       metrics: this.metrics,
       picker: this.picker,
       connectUpstream: hboneUpstreamConnector(this.state, this.hbone.client, this.#egressFor),
+      drain: this.drain,
       ...(this.#opts.accessLogSink === undefined ? {} : { accessLogSink: this.#opts.accessLogSink }),
       ...(this.#opts.worker === undefined ? {} : { worker: this.#opts.worker.id }),
       ...(this.#opts.worker?.memoryBackend === undefined ? {} : { memoryBackend: this.#opts.worker.memoryBackend }),

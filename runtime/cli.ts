@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /** The `weft` command: `run --config FILE` starts a node runtime, `validate FILE` checks a config and lists every problem. */
 import { parseArgs } from 'node:util';
-import { createApp, type App } from './app.js';
+import { installImportResolver } from './import-resolver.js';
+import type { App } from './app.js';
 import { ConfigWatcher } from './config/config-watcher.js';
 import { formatProblem } from './config/config-problem.js';
 import { loadConfigInChild } from './config/config-load-child.js';
@@ -10,7 +11,7 @@ import { createLogger, isLogLevel, setLogLevel } from './log.js';
 import { loadNativeSocket } from './native/weft-socket.js';
 import { resolveWorkerCount } from './workers/worker-count.js';
 import type { KubernetesSource } from './kubernetes/kubernetes-source.js';
-import { startUpgradable, type Upgradable } from './upgrade/hot-upgrade.js';
+import type { Upgradable } from './upgrade/hot-upgrade.js';
 import type { WorkerPrimary } from './workers/worker-primary.js';
 
 const log = createLogger('cli');
@@ -41,6 +42,8 @@ async function run(argv: string[]): Promise<number> {
   const nodeName = envValue(ENV.nodeName) ?? (loaded.config.source === 'kubernetes' ? process.env[ENV.kubeNodeName] || undefined : undefined);
   const config = nodeName === undefined ? loaded.config : { ...loaded.config, node: nodeName };
   const workers = resolveWorkerCount(config.workers);
+  // The runtime's modules load only now, through the resolver main() installed (import-resolver.ts says why).
+  const { startUpgradable } = await import('./upgrade/hot-upgrade.js');
   let source: KubernetesSource | undefined;
   let stopping = false;
   let resolveExit: (code: number) => void = () => {};
@@ -69,19 +72,21 @@ async function run(argv: string[]): Promise<number> {
   let app: App | WorkerPrimary;
   const upgrade = { configFile: file, takeover: values.takeover === true, onTakenOver: (pid: number) => stop(`taken over by ${pid}`) };
   if (workers.count === 1) {
+    // The App's modules load only here: a multi-worker primary runs none and does not hold them.
+    const { createApp } = await import('./app.js');
     const single = await startUpgradable({ ...upgrade, createApp: () => createApp(config, { onQuit: () => stop('quitquitquit') }) });
     upgradable = single;
     app = single.app;
     // /config_dump says how many event loops run and why, as the multi-worker primary's does.
     app.addDumpSection('workers', () => ({ ...workers, running: 1 }));
+    // Start-up freed module-loading and parse buffers in malloc's arenas; give those pages back (about 0.8 MB of RSS).
+    loadNativeSocket()?.trimMemory();
   } else {
     const { createWorkerPrimary } = await import('./workers/worker-primary.js');
-    const primary = await startUpgradable({ ...upgrade, createApp: () => createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') }), sockets: (p) => p.handover });
+    const primary = await startUpgradable({ ...upgrade, createApp: () => createWorkerPrimary(config, { count: workers, onQuit: () => stop('quitquitquit') }).then(releaseStartupMemory), sockets: (p) => p.handover });
     upgradable = primary;
     app = primary.app;
   }
-  // Start-up freed module-loading and parse buffers in malloc's arenas; give those pages back (about 0.8 MB of RSS).
-  loadNativeSocket()?.trimMemory();
   if (config.source === 'kubernetes') {
     const { attachKubernetesSource } = await import('./kubernetes/attach-kubernetes-source.js');
     source = attachKubernetesSource(app, config, { print: (line) => process.stdout.write(line + '\n') });
@@ -91,6 +96,16 @@ async function run(argv: string[]): Promise<number> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   return exited;
+}
+
+/**
+ * The multi-worker primary serves no traffic: one memory-reducing GC of its thread drops what start-up grew (about
+ * 3 MB). Not on a thread that serves: in an interleaved A/B it cost L7 worker threads 10–40% more CPU per request for
+ * as long as we measured (test/bench/README.md, "Idle memory, second pass").
+ */
+function releaseStartupMemory<T>(app: T): T {
+  loadNativeSocket()?.releaseMemory?.();
+  return app;
 }
 
 async function validate(argv: string[]): Promise<number> {
@@ -111,6 +126,7 @@ async function validate(argv: string[]): Promise<number> {
 }
 
 async function main(argv: string[]): Promise<number> {
+  installImportResolver();
   const level = envValue(ENV.logLevel);
   if (level !== undefined && isLogLevel(level)) setLogLevel(level);
   const [command, ...rest] = argv;

@@ -3,6 +3,12 @@
 /** Time destroyed connections get to unwind (close events, access log) before drain returns. */
 const FORCED_UNWIND_MS = 1_000;
 
+/**
+ * At the deadline a connection ends in order (FIN, END_STREAM, `connection: close`'s FIN) and its peer gets this long
+ * to end its side before it is destroyed; shorter than FORCED_UNWIND_MS, so the drain sees it end.
+ */
+export const DRAIN_CLOSE_GRACE_MS = 300;
+
 export interface Drainable {
   /** Ends the connection now (the deadline passed). */
   destroy(): void;

@@ -47,6 +47,8 @@ export interface L7RuntimeDeps {
   /** Index of the event loop this runtime serves on (the access log's `worker` field). */
   worker?: number;
   compiledPlugins?: PluginHostOptions['compiledPlugins'];
+  /** The runtime's drain, which tracks every L7 downstream connection until it closes. */
+  drain?: L7ProxyOptions['drain'];
 }
 
 export type PluginLoadResult = { ok: true } | { ok: false; problems: { plugin: string; reason: string }[] };
@@ -117,6 +119,7 @@ export class L7Runtime {
       logger: createLogger('l7'),
       plugins: createPluginFilters(pluginHost, componentFilters, () => expandPluginInstances(deps.state.current.config)),
       connectUpstream: connect,
+      ...(deps.drain === undefined ? {} : { drain: deps.drain }),
       // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
       accessLog: {
         worker: deps.worker ?? 0,

@@ -6,8 +6,8 @@ import { handleFd, socketHandover } from '../upgrade/socket-handover.js';
 
 // Not `import http from 'node:http'`: an ES module namespace of a builtin reads every export, and on Node 24 the
 // WebSocket, CloseEvent and MessageEvent getters of node:http load Node's bundled undici with HTTP/2 and TLS (about
-// 13 MB in a bare Node 24 process). The CommonJS object leaves them unread.
-const http = process.getBuiltinModule('node:http');
+// 13 MB in a bare Node 24 process). The CommonJS object leaves them unread. Taken when an endpoint starts, not at
+// import: worker threads import this module but serve no endpoint, and never load node:http's server side.
 
 export type RouteHandler = (req: IncomingMessage, url: URL) => Promise<EndpointResponse> | EndpointResponse;
 export interface EndpointResponse {
@@ -31,7 +31,7 @@ export function json(status: number, value: unknown): EndpointResponse {
 export async function startHttpEndpoint(name: string, address: string, routes: Record<string, RouteHandler>): Promise<HttpEndpoint> {
   const addr = parseSocketAddress(address);
   if (addr === undefined) throw new WeftError('WEFT_ERR_LISTEN', `${name}: "${address}" is not an ip:port address`);
-  const server = http.createServer((req, res) => {
+  const server = process.getBuiltinModule('node:http').createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://weft.local');
     const handler = routes[url.pathname];
     const reply = (r: EndpointResponse): void => {

@@ -10,6 +10,7 @@ import { pathToFileURL } from 'node:url';
 import { threadId } from 'node:worker_threads';
 import { WeftError, type ErrorCode } from '../errors.js';
 import { sha256Hex } from '../wasm/plugin-loader.js';
+import { componentKind } from './plugin-kind.js';
 import { createDispatcher, fetchModule } from '../wasm/plugin-fetcher.js';
 import { parseModuleInfo } from '../wasm/wasm-module-info.js';
 import { instrumentModule } from '../wasm/fuel-instrumenter.js';
@@ -74,14 +75,6 @@ const refuse = (message: string, cause?: unknown, code: ErrorCode = 'WEFT_ERR_FN
 /** The default cache directory: $WEFT_CACHE_DIR/functions, else ~/.cache/weft/functions. */
 export function defaultFunctionCacheDir(): string {
   return join(process.env.WEFT_CACHE_DIR ?? join(os.homedir(), '.cache', 'weft'), 'functions');
-}
-
-/** A component (layer 1) rather than a core module (version 1): the preamble says which. */
-export function componentKind(bytes: Uint8Array): 'component' | 'core' | 'other' {
-  if (bytes.length < 8 || bytes[0] !== 0x00 || bytes[1] !== 0x61 || bytes[2] !== 0x73 || bytes[3] !== 0x6d) return 'other';
-  if (bytes[4] === 0x01 && bytes[5] === 0x00 && bytes[6] === 0x00 && bytes[7] === 0x00) return 'core';
-  if (bytes[6] === 0x01 && bytes[7] === 0x00) return 'component';
-  return 'other';
 }
 
 export async function fetchComponent(url: string, sha256: string | undefined): Promise<{ bytes: Uint8Array; sha256: string }> {

@@ -324,9 +324,12 @@ export class HboneClient {
   }
 }
 
-function keepAlive(session: http2.ClientHttp2Session): void {
+/** PINGs the session every PING_INTERVAL_MS and destroys it when one stays unanswered past PING_TIMEOUT_MS (exported for its test). */
+export function keepAlive(session: http2.ClientHttp2Session): void {
   let outstanding: number | undefined;
   const timer = setInterval(() => {
+    // A destroyed session emits 'close' only once its socket closed (after the peer's FIN), and ping() throws until then.
+    if (session.destroyed) return clearInterval(timer);
     if (outstanding !== undefined) {
       if (Date.now() - outstanding > PING_TIMEOUT_MS) session.destroy(new Error('HBONE keepalive PING unanswered'));
       return;
@@ -366,6 +369,8 @@ function withCounters(stream: http2.ClientHttp2Stream, identity: string, native:
           copy.abort();
           if (!stream.closed) stream.close(NGHTTP2_CONNECT_ERROR);
         },
+        // The drain deadline: END_STREAM to the server, FIN to the workload (runtime/native/weft-h2.c).
+        drain: () => copy.drain(),
         idleFor: (now) => copy.idleFor(now),
         done,
       };

@@ -20,6 +20,7 @@ import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 import { isTraceparent, parseAuthority, parseBaggage, parseForwarded } from './hbone-headers.js';
 import { splice } from './stream-splice.js';
 import { h2Settings } from './h2-settings.js';
+import { DRAIN_CLOSE_GRACE_MS } from '../drain.js';
 
 /** Everything known about one inbound tunnel when it is authorized, opened and closed. */
 export interface InboundTunnel {
@@ -110,8 +111,6 @@ interface SessionInfo {
 /** RFC 9113 §7 error codes (node:http2's constants, without loading it). */
 const H2_ERROR = { NO_ERROR: 0x0, CONNECT_ERROR: 0xa } as const;
 const STATUS = { ok: 200, badRequest: 400, denied: 401, unavailable: 503 } as const;
-/** After the drain deadline's END_STREAM, how long a tunnel's client gets to end its side before the stream is closed. */
-const DRAIN_CLOSE_GRACE_MS = 300;
 
 /**
  * ztunnel's waypoint case: the CONNECT names a service VIP, or a workload address, whose waypoint resolves to the
@@ -374,9 +373,8 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
               return;
             }
             // The drain deadline is an orderly end, as the L4 path's FIN is: END_STREAM to the client, FIN to the
-            // workload, and a NO_ERROR close shortly after for a client that never ends its side.
-            upstream.end();
-            if (!stream.closed) stream.end();
+            // workload, late bytes dropped, and a NO_ERROR close shortly after for a client that never ends its side.
+            pair.drain();
             setTimeout(() => {
               if (!stream.closed) stream.close(H2_ERROR.NO_ERROR);
               pair.abort(new Error(reason));
@@ -398,10 +396,16 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     // No DATA reaches node:http2 on a native stream; a frame that raced the switch is dropped.
     stream.on('data', () => undefined);
     stream.resume();
-    const closed = copy.done.then((end) => {
+    let draining = false;
+    const streamClosed = new Promise<void>((resolve) => (stream.closed ? resolve() : stream.once('close', () => resolve())));
+    const closed = copy.done.then(async (end) => {
+      // The workload's socket failed: RST_STREAM(CONNECT_ERROR) as the JavaScript path sends (RFC 9113 §8.5). A drain
+      // already sent END_STREAM; its grace timer closes the stream with NO_ERROR.
+      if (end.error !== undefined && !NativeTlsSocket.isQuietEnd(end.error.code) && !stream.closed && !draining) stream.close(H2_ERROR.CONNECT_ERROR);
+      // The addon is done with the socket once it ended; a drained tunnel is over only when the client ended its side
+      // too (or the grace ran out): the connection must not close under a stream the client still writes to.
+      if (draining) await streamClosed;
       active--;
-      // The workload's socket failed: RST_STREAM(CONNECT_ERROR) as the JavaScript path sends (RFC 9113 §8.5).
-      if (end.error !== undefined && !NativeTlsSocket.isQuietEnd(end.error.code) && !stream.closed) stream.close(H2_ERROR.CONNECT_ERROR);
       const error = end.error === undefined ? undefined : new Error(`native tunnel ended: errno ${-end.error.code}`);
       return { bytesReceived: end.bToA, bytesSent: end.aToB, durationMs: Date.now() - started, ...(error === undefined ? {} : { error }) };
     });
@@ -414,6 +418,7 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
           return;
         }
         // As on the Node path: END_STREAM to the client and FIN to the workload, then NO_ERROR for a client that never ends.
+        draining = true;
         copy.drain();
         setTimeout(() => {
           copy.abort();
@@ -442,6 +447,22 @@ export function createHboneServer(opts: HboneServerOptions): HboneServer {
     },
     async close() {
       const closing = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+      // Sessions close in order first (GOAWAY, then close_notify and FIN once their streams are done), so a client is
+      // told the connection ended rather than finding it gone under a write; what is left after the grace is cut.
+      const ending = [...sessions]
+        .filter((s) => !s.destroyed)
+        .map(
+          (s) =>
+            new Promise<void>((resolve) => {
+              s.once('close', () => resolve());
+              s.close();
+            }),
+        );
+      if (ending.length > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([Promise.all(ending), new Promise((resolve) => (timer = setTimeout(resolve, DRAIN_CLOSE_GRACE_MS)))]);
+        clearTimeout(timer);
+      }
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
       await Promise.all(closing);

@@ -4,7 +4,7 @@
  * hands an accepted stream's bytes to C. `loadNativeHbone()` is undefined when the addon lacks it or
  * WEFT_HBONE_NATIVE=0, and the callers use Node's TLS and stream splice instead.
  */
-import { X509Certificate } from 'node:crypto';
+import type { X509Certificate } from 'node:crypto';
 import type net from 'node:net';
 import { Duplex } from 'node:stream';
 import { ENV, envValue } from '../config/defaults.js';
@@ -241,7 +241,8 @@ export class NativeTlsSocket extends Duplex {
           alpn: raw.alpn ?? undefined,
           resumed: raw.resumed,
           verifyError: raw.verifyError === null ? undefined : (X509_ERRORS[raw.verifyCode] ?? raw.verifyError),
-          peerCertificate: raw.peerCertificate === null ? undefined : new X509Certificate(raw.peerCertificate),
+          // node:crypto loads with the first tunnel, not with the runtime (an idle node never needs it).
+          peerCertificate: raw.peerCertificate === null ? undefined : new (process.getBuiltinModule('node:crypto').X509Certificate)(raw.peerCertificate),
           cipher: raw.cipher,
           version: raw.version,
         };

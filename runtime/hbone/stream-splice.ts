@@ -1,6 +1,6 @@
 /** Copies bytes both ways between two Duplexes (an HTTP/2 tunnel stream and a TCP socket) with counts, half-close and a deeper write buffer than Node's 16 KiB default. */
 import type { Duplex } from 'node:stream';
-import { forwardStream } from '../l4/stream-forward.js';
+import { endAndDrop, forwardStream } from '../l4/stream-forward.js';
 
 export interface SpliceResult {
   /** Bytes read from `a` and written to `b`. */
@@ -12,8 +12,8 @@ export interface SpliceResult {
   failedSide?: 'a' | 'b';
 }
 
-/** Resolves once both sides closed; a failure on either destroys both. `abort(err)` tears the pair down. */
-export function splice(a: Duplex, b: Duplex): { done: Promise<SpliceResult>; abort: (err: Error) => void } {
+/** Resolves once both sides closed; a failure on either destroys both. `abort(err)` tears the pair down, `drain()` ends it in order. */
+export function splice(a: Duplex, b: Duplex): { done: Promise<SpliceResult>; abort: (err: Error) => void; drain: () => void } {
   let aToB = 0;
   let bToA = 0;
   let error: Error | undefined;
@@ -48,6 +48,10 @@ export function splice(a: Duplex, b: Duplex): { done: Promise<SpliceResult>; abo
       if (error === undefined) error = err;
       a.destroy();
       b.destroy();
+    },
+    drain: () => {
+      endAndDrop(a);
+      endAndDrop(b);
     },
   };
 }

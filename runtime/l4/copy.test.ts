@@ -99,6 +99,51 @@ describe.each(['auto', 'handles', 'streams'] as const)('copyBidirectional (%s pa
     }
   });
 
+  it('ends in order at the drain deadline: FIN both ways, never a reset, while the client keeps writing', async () => {
+    const controller = new AbortController();
+    const { client, upstreamSide, result } = await pair({ idleTimeoutMs: 0, signal: controller.signal, path });
+    const errors: string[] = [];
+    // An echo upstream and a client that writes until the far side ends, then ends its own (as applications do).
+    upstreamSide.on('error', (e: Error) => errors.push(`upstream: ${e.message}`));
+    upstreamSide.on('data', (d: Buffer) => upstreamSide.writable && upstreamSide.write(d));
+    upstreamSide.once('end', () => upstreamSide.end());
+    client.on('error', (e: Error) => errors.push(`client: ${e.message}`));
+    client.resume();
+    client.once('end', () => client.end());
+    const writer = setInterval(() => client.writable && client.write(randomBytes(4096)), 1);
+    const closed = Promise.all([client, upstreamSide].map((s) => new Promise((r) => s.once('close', r))));
+    await new Promise((r) => setTimeout(r, 50));
+    controller.abort();
+    await closed;
+    clearInterval(writer);
+    expect(errors).toEqual([]);
+    expect((await result).reason).toBe('drained');
+  });
+
+  it('ends in order at the drain deadline with bytes unread on both proxy sockets (a stalled upstream), still without a reset', async () => {
+    const controller = new AbortController();
+    const { client, upstreamSide, result } = await pair({ idleTimeoutMs: 0, signal: controller.signal, path });
+    const errors: string[] = [];
+    client.on('error', (e: Error) => errors.push(`client: ${e.message}`));
+    client.resume();
+    client.once('end', () => client.end());
+    // The upstream reads nothing: the copy stops reading the client, whose bytes pile up unread in the proxy's socket.
+    upstreamSide.pause();
+    upstreamSide.on('error', (e: Error) => errors.push(`upstream: ${e.message}`));
+    const block = randomBytes(1024 * 1024);
+    for (let i = 0; i < 48; i++) client.write(block);
+    await new Promise((r) => setTimeout(r, 100));
+    const clientClosed = new Promise((r) => client.once('close', r));
+    controller.abort();
+    await clientClosed;
+    expect((await result).reason).toBe('drained');
+    // The upstream that never read gets what reached its socket and then an end; a reset would surface as an error.
+    const upstreamEnded = new Promise((r) => upstreamSide.once('end', r));
+    upstreamSide.resume();
+    await upstreamEnded;
+    expect(errors).toEqual([]);
+  });
+
   it('reports an upstream reset', async () => {
     const { client, upstreamSide, result } = await pair({ idleTimeoutMs: 0, path });
     client.on('error', () => undefined);

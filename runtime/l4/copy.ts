@@ -3,7 +3,8 @@ import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { canCopyOnHandles, copyOnHandles, type HandleCopy } from './handle-copy.js';
 import { canCopyNatively, copyNatively } from './native-copy.js';
-import { forwardStream } from './stream-forward.js';
+import { endAndDrop, forwardStream } from './stream-forward.js';
+import { DRAIN_CLOSE_GRACE_MS } from '../drain.js';
 
 export const CLOSE_REASONS = ['complete', 'idle_timeout', 'client_reset', 'upstream_reset', 'drained', 'policy'] as const;
 export type CloseReason = (typeof CLOSE_REASONS)[number];
@@ -19,7 +20,11 @@ export interface CopyResult {
 
 export interface CopyOptions {
   idleTimeoutMs: number;
-  /** Destroys both sides with this reason when aborted (drain deadline, policy change). */
+  /**
+   * Ends the copy when aborted: reason `policy` destroys both sides; any other (the drain deadline) ends it in order,
+   * FIN both ways and late bytes dropped until each peer ends, and destroys only what has not ended after
+   * DRAIN_CLOSE_GRACE_MS.
+   */
   signal?: AbortSignal;
   /**
    * `auto` takes the fastest path the sockets allow (native pump, then libuv handles, then streams); `handles` and
@@ -52,9 +57,13 @@ export function copyBidirectional(client: net.Socket, upstream: net.Socket, opts
 async function copyFast(copy: HandleCopy, before: { received: number; sent: number }, opts: CopyOptions): Promise<CopyResult> {
   let reason: CloseReason = 'complete';
   let timer: NodeJS.Timeout | undefined;
+  let grace: NodeJS.Timeout | undefined;
   const onAbort = (): void => {
     reason = opts.signal?.reason === 'policy' ? 'policy' : 'drained';
-    copy.abort();
+    if (reason === 'policy') return copy.abort();
+    copy.drain();
+    grace = setTimeout(() => copy.abort(), DRAIN_CLOSE_GRACE_MS);
+    return undefined;
   };
   if (opts.idleTimeoutMs > 0) {
     // One timer per connection, re-armed for the remaining time rather than reset on every chunk.
@@ -80,6 +89,7 @@ async function copyFast(copy: HandleCopy, before: { received: number; sent: numb
     return result;
   } finally {
     clearTimeout(timer);
+    clearTimeout(grace);
     opts.signal?.removeEventListener('abort', onAbort);
   }
 }
@@ -98,12 +108,25 @@ function copyStreams(client: net.Socket, upstream: net.Socket, opts: CopyOptions
       client.destroy();
       upstream.destroy();
     };
+    let grace: NodeJS.Timeout | undefined;
     const onClose = (): void => {
       if (++closed < 2) return;
+      clearTimeout(grace);
       opts.signal?.removeEventListener('abort', onAbort);
       resolve({ bytesReceived: upstream.bytesWritten, bytesSent: upstream.bytesRead, reason, ...(error === undefined ? {} : { error }) });
     };
-    const onAbort = (): void => fail(opts.signal?.reason === 'policy' ? 'policy' : 'drained');
+    const onAbort = (): void => {
+      if (opts.signal?.reason === 'policy') return fail('policy');
+      if (reason === 'complete') reason = 'drained';
+      // The drain deadline: FIN both ways; what either peer still sends is dropped (read, so the close is no reset).
+      endAndDrop(client);
+      endAndDrop(upstream);
+      grace = setTimeout(() => {
+        client.destroy();
+        upstream.destroy();
+      }, DRAIN_CLOSE_GRACE_MS);
+      return undefined;
+    };
 
     forwardStream(client, upstream);
     forwardStream(upstream, client);

@@ -36,8 +36,14 @@ export interface HandleCopyEnd {
 }
 
 export interface HandleCopy {
-  /** Ends the copy now (drain deadline, policy, idle timeout): both sockets are destroyed. */
+  /** Ends the copy now (policy, idle timeout, a drain's peer that never ends): both sockets are destroyed. */
   abort(): void;
+  /**
+   * Ends the copy in order (the drain deadline): nothing more is forwarded, each side gets its FIN once the bytes
+   * queued for it are out, and late bytes are read and dropped until each peer's FIN, so the close is never a reset.
+   * `done` settles when both peers ended; abort() cuts one that does not.
+   */
+  drain(): void;
   /** Milliseconds since the last byte moved in either direction. */
   idleFor(now: number): number;
   done: Promise<HandleCopyEnd>;
@@ -51,7 +57,10 @@ export function copyOnHandles(a: net.Socket, b: net.Socket): HandleCopy {
   const hb = handleOf(b) as StreamHandle;
   let lastActivity = Date.now();
   let finished = false;
-  let eofs = 0;
+  /** FINs passed on (shutdowns completed) and sources that sent theirs. */
+  let shuts = 0;
+  let peerEnds = 0;
+  let draining = false;
   const counts = { aToB: 0, bToA: 0 };
   let resolve: (end: HandleCopyEnd) => void = () => {};
   const done = new Promise<HandleCopyEnd>((r) => (resolve = r));
@@ -65,11 +74,31 @@ export function copyOnHandles(a: net.Socket, b: net.Socket): HandleCopy {
     b.destroy();
     resolve({ ...counts, ...(error === undefined ? {} : { error }) });
   };
+  // A draining copy also waits for both peers' FINs: closing with bytes unread would make the kernel send a reset.
+  const check = (): void => {
+    if (shuts === 2 && (!draining || peerEnds === 2)) finish();
+  };
 
-  /** One direction; `key` names its byte counter. */
-  const pump = (from: StreamHandle, to: StreamHandle, fromSide: 'a' | 'b', key: 'aToB' | 'bToA'): void => {
+  /** One direction; `key` names its byte counter. Returns its drain: forward nothing more, FIN, drop late bytes. */
+  const pump = (from: StreamHandle, to: StreamHandle, fromSide: 'a' | 'b', key: 'aToB' | 'bToA'): (() => void) => {
     let pending = 0;
     let ended = false;
+    let sourceEnded = false;
+    // Half-close: pass the FIN on once the writes queued before it are out (libuv orders shutdown after them).
+    const shut = (): void => {
+      if (ended) return;
+      ended = true;
+      const req = new bind.ShutdownWrap();
+      req.handle = to;
+      req.oncomplete = () => {
+        shuts++;
+        check();
+      };
+      if (to.shutdown(req) !== 0) {
+        shuts++;
+        check();
+      }
+    };
     const onWritten = (status: number): void => {
       if (status < 0) return finish({ side: fromSide === 'a' ? 'b' : 'a', code: status });
       // Backpressure: reading resumes once everything handed to libuv for the peer has been written.
@@ -78,6 +107,8 @@ export function copyOnHandles(a: net.Socket, b: net.Socket): HandleCopy {
     from.onread = (arrayBuffer: ArrayBuffer | undefined): void => {
       const nread = state[bind.kReadBytesOrError] as number;
       if (nread > 0 && arrayBuffer !== undefined) {
+        // Draining: late bytes are dropped.
+        if (ended) return;
         const chunk = new Uint8Array(arrayBuffer, state[bind.kArrayBufferOffset], nread);
         counts[key] += nread;
         lastActivity = Date.now();
@@ -93,28 +124,39 @@ export function copyOnHandles(a: net.Socket, b: net.Socket): HandleCopy {
         return;
       }
       if (nread === UV_EOF) {
-        // Half-close: pass the FIN on once the writes queued before it are out (libuv orders shutdown after them).
-        ended = true;
+        sourceEnded = true;
+        peerEnds++;
         from.readStop();
-        const req = new bind.ShutdownWrap();
-        req.handle = to;
-        req.oncomplete = () => {
-          if (++eofs === 2) finish();
-        };
-        const err = to.shutdown(req);
-        if (err !== 0 && ++eofs === 2) finish();
+        if (ended) check();
+        else shut();
         return;
       }
       if (nread < 0) finish({ side: fromSide, code: nread });
     };
     from.readStart();
+    return () => {
+      shut();
+      // Reading goes on (a direction paused by backpressure too) until the peer's FIN; a second readStart is harmless here.
+      if (!sourceEnded && !finished) from.readStart();
+    };
   };
 
   // From here on the sockets' Readable sides must stay out of the way (an EALREADY from a second readStart would
   // surface as a socket error): Node's _read skips readStart while `reading` is set.
   ha.reading = true;
   hb.reading = true;
-  pump(ha, hb, 'a', 'aToB');
-  pump(hb, ha, 'b', 'bToA');
-  return { abort: () => finish(), idleFor: (now) => now - lastActivity, done };
+  const drainAToB = pump(ha, hb, 'a', 'aToB');
+  const drainBToA = pump(hb, ha, 'b', 'bToA');
+  return {
+    abort: () => finish(),
+    drain: () => {
+      if (finished || draining) return;
+      draining = true;
+      drainAToB();
+      drainBToA();
+      check();
+    },
+    idleFor: (now) => now - lastActivity,
+    done,
+  };
 }

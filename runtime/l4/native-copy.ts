@@ -10,12 +10,12 @@ import { ENV, envValue } from '../config/defaults.js';
 import { loadNativeSocket, socketFd, type NativeSocket } from '../native/weft-socket.js';
 import type { HandleCopy, HandleCopyEnd } from './handle-copy.js';
 
-type NativeCopy = Required<Pick<NativeSocket, 'copyStart' | 'copyAbort' | 'copyIdleMs'>>;
+type NativeCopy = Required<Pick<NativeSocket, 'copyStart' | 'copyAbort' | 'copyDrain' | 'copyIdleMs'>>;
 
 function loadNativeCopy(): NativeCopy | undefined {
   if (envValue(ENV.l4NativeCopy) === '0' || envValue(ENV.l4StreamCopy) === '1') return undefined;
   const native = loadNativeSocket();
-  if (native === null || typeof native.copyStart !== 'function' || typeof native.copyAbort !== 'function' || typeof native.copyIdleMs !== 'function') return undefined;
+  if (native === null || typeof native.copyStart !== 'function' || typeof native.copyAbort !== 'function' || typeof native.copyDrain !== 'function' || typeof native.copyIdleMs !== 'function') return undefined;
   return native as NativeCopy;
 }
 
@@ -49,5 +49,5 @@ export function copyNatively(a: net.Socket, b: net.Socket): HandleCopy | undefin
   // out of its epoll set before closing them, so they raise no events for the pump's duplicates.
   a.destroy();
   b.destroy();
-  return { abort: () => pump.copyAbort(handle), idleFor: () => pump.copyIdleMs(handle), done };
+  return { abort: () => pump.copyAbort(handle), drain: () => pump.copyDrain(handle), idleFor: () => pump.copyIdleMs(handle), done };
 }

@@ -32,3 +32,14 @@ export function forwardStream(from: Duplex, to: Duplex, count?: (n: number) => v
   });
   from.once('end', () => to.end());
 }
+
+/**
+ * Ends a stream copy in order (the drain deadline): `s` forwards nothing more, is ended (FIN, END_STREAM), and reads on,
+ * dropping what its peer still sends until that peer ends, so the close is never a reset over unread bytes.
+ */
+export function endAndDrop(s: Duplex): void {
+  s.removeAllListeners('data');
+  s.on('data', () => undefined);
+  s.end();
+  s.resume();
+}

@@ -35,6 +35,8 @@ export function createH2cServer(ctx: L7Context, connect: ConnectFn): H2cServer {
     if (arriving !== undefined) targets.set(session, arriving);
     session.on('close', () => sessions.delete(session));
     session.on('error', () => session.destroy());
+    // A session that starts while the proxy drains is told at once to take its next requests elsewhere.
+    if (ctx.draining) process.nextTick(() => !session.closed && !session.destroyed && session.goaway(http2.constants.NGHTTP2_NO_ERROR));
     // Rapid reset (CVE-2023-44487): streams the client cancels before their response count against a per-second budget.
     let windowStart = Date.now();
     let resets = 0;

@@ -122,6 +122,11 @@ function checkName(name: string): string {
   return n;
 }
 
+/** Short values already validated (filters set the same literals on every request); bounded like validNames. */
+const validValues = new Set<string>();
+
 function checkValue(value: string): void {
+  if (validValues.has(value)) return;
   if (BAD_VALUE_RE.test(value)) throw new TypeError('invalid header value: CR, LF and NUL are not allowed');
+  if (value.length <= 64 && validValues.size < 4096) validValues.add(value);
 }

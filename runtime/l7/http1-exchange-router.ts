@@ -3,7 +3,7 @@
  * written upstream, per-try timeouts and the retry decisions (Envoy's retry policy and budget), and CONNECT tunnels.
  * The upstream's answer is read by http1-exchange-response; the state it works on is http1-exchange-state's.
  */
-import { appendedFieldLines, extendedVerbatimHead, requestHeadText } from './http1-head-writer.js';
+import { appendedFieldLines, requestHeadText } from './http1-head-writer.js';
 import { RouteTable } from './route-table.js';
 import type { ResponseHead } from './http1-head-parser.js';
 import { isConnecting, type Http1UpstreamConnection } from './http1-pool.js';
@@ -110,7 +110,7 @@ export abstract class Http1ExchangeRouter extends Http1ExchangeState implements 
     if (appended !== undefined) {
       // Nothing in the head changes but the fields filters added and the trace context: it leaves as it came with
       // those lines after it (no re-serialization).
-      io.write(extendedVerbatimHead(raw!, `${appended}traceparent: ${trace.header}\r\n`));
+      io.writeSpliced(raw!, `${appended}traceparent: ${trace.header}\r\n`, undefined);
     } else {
       const text = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.authority, traceparent: trace.header, replacedBodyLength: body?.length });
       if (body !== undefined) return void io.writeHead(text, body);

@@ -14,6 +14,7 @@ import { ENV, envValue } from '../config/defaults.js';
 import { errnoError } from '../errno-error.js';
 import { plainTcpHandle, streamWrapBinding, UV_EOF, type StreamHandle, type StreamWrapBinding, type WriteReq } from '../l4/stream-wrap-binding.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
+import { extendedVerbatimHead } from './http1-head-writer.js';
 
 /** Bytes that may wait in libuv before write() answers false (Node's default highWaterMark for sockets). */
 const HIGH_WATER_MARK = 16 * 1024;
@@ -206,6 +207,10 @@ class HandleTransport implements Http1Transport {
 
   writeHead(head: string, body: Buffer): boolean {
     return body.length === 0 ? this.#write(head, undefined) : this.#write(body, head);
+  }
+
+  writeSpliced(head: Buffer, lines: string, body: Buffer | undefined): boolean {
+    return this.#write(extendedVerbatimHead(head, lines, body, body?.length ?? 0), undefined);
   }
 
   pause(): void {

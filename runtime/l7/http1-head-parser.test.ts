@@ -34,6 +34,26 @@ describe('parseRequestHead', () => {
     expect((up as { upgrade: boolean }).upgrade).toBe(true);
   });
 
+  it('reads a one-token Connection value in any case and a list alike', () => {
+    for (const [value, close, keepAlive10, verbatim, tokens] of [
+      ['keep-alive', false, true, true, undefined],
+      ['Keep-Alive', false, true, true, undefined],
+      ['close', true, false, false, undefined],
+      ['CLOSE', true, false, false, undefined],
+      ['closer', false, false, false, ['closer']],
+      ['keep-alive, x-a', false, true, false, ['x-a']],
+      ['close ,keep-alive', true, true, false, undefined],
+    ] as const) {
+      const h11 = req(`GET / HTTP/1.1\r\nhost: x\r\nconnection: ${value}\r\n\r\n`) as RequestHead;
+      const h10 = req(`GET / HTTP/1.0\r\nconnection: ${value}\r\n\r\n`) as RequestHead;
+      expect(h11.close, value).toBe(close);
+      expect(h11.verbatim !== undefined, value).toBe(verbatim);
+      expect(h11.connectionTokens, value).toEqual(tokens);
+      // HTTP/1.0 stays open only with keep-alive and without close.
+      expect(h10.close, value).toBe(close || !keepAlive10);
+    }
+  });
+
   it('waits for more bytes on an incomplete head and refuses one that cannot fit', () => {
     expect(req('GET / HTTP/1.1\r\nhost: x\r\n')).toBe(0);
     const big = req(`GET / HTTP/1.1\r\nx: ${'a'.repeat(9000)}`);

@@ -109,6 +109,16 @@ function commonName(b: Buffer, start: number, end: number): string | undefined {
   return undefined;
 }
 
+const KEEP_ALIVE = Buffer.from('keep-alive');
+const CLOSE = Buffer.from('close');
+
+/** b[start, end) spells `token` (lower case letters and '-') in any case. */
+function isToken(b: Buffer, start: number, end: number, token: Buffer): boolean {
+  if (end - start !== token.length) return false;
+  for (let i = 0; i < token.length; i++) if ((b[start + i]! | 0x20) !== token[i]) return false;
+  return true;
+}
+
 /** End of the head (index just past the blank line), 0 when more bytes are needed, or an error when the limit is passed first. */
 export function findHeadEnd(buf: Buffer, start: number, limits: HeadLimits): number | HeadParseError {
   const i = buf.indexOf(CRLFCRLF, start);
@@ -277,8 +287,17 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
       case 10:
         if (name === 'keep-alive') plain = false;
         else if (name === 'connection') {
-          // `connection: keep-alive` is what the proxy does on the next hop too: a verbatim copy may keep that line.
-          if (value.length !== 10 || value.toLowerCase() !== 'keep-alive') plain = false;
+          // The one-token values nearly every message carries, without splitting: `connection: keep-alive` is what
+          // the proxy does on the next hop too (a verbatim copy may keep that line); `close` ends the connection.
+          if (value === 'keep-alive' || isToken(b, v0, v1, KEEP_ALIVE)) {
+            keepAlive10 = true;
+            break;
+          }
+          plain = false;
+          if (value === 'close' || isToken(b, v0, v1, CLOSE)) {
+            head.close = true;
+            break;
+          }
           for (const raw of value.split(',')) {
             const token = raw.trim().toLowerCase();
             if (token === 'close') head.close = true;

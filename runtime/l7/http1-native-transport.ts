@@ -14,8 +14,9 @@ import { errnoError } from '../errno-error.js';
 import { plainTcpHandle, type StreamHandle } from '../l4/stream-wrap-binding.js';
 import { loadNativeSocket, socketFd, type NativeSocket } from '../native/weft-socket.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
+import { extendedVerbatimHead } from './http1-head-writer.js';
 
-type NativeIo = Required<Pick<NativeSocket, 'ioInit' | 'ioOpen' | 'ioWrite' | 'ioEnd' | 'ioPause' | 'ioResume' | 'ioClose' | 'ioRelease'>>;
+type NativeIo = Required<Pick<NativeSocket, 'ioInit' | 'ioOpen' | 'ioWrite' | 'ioWriteSpliced' | 'ioEnd' | 'ioPause' | 'ioResume' | 'ioClose' | 'ioRelease'>>;
 
 const REC_DATA = 1;
 const REC_EOF = 2;
@@ -36,7 +37,8 @@ interface Batch {
 function loadBatch(): Batch | undefined {
   if (envValue(ENV.l7NativeIo) === '0' || envValue(ENV.l7StreamIo) === '1') return undefined;
   const native = loadNativeSocket();
-  if (native === null || typeof native.ioInit !== 'function') return undefined;
+  // An addon built before ioWriteSpliced lacks the rest too: the handle transport serves then.
+  if (native === null || typeof native.ioInit !== 'function' || typeof native.ioWriteSpliced !== 'function') return undefined;
   const io = native as NativeIo;
   try {
     const [arena, records] = io.ioInit(onBatch);
@@ -223,12 +225,21 @@ class NativeTransport implements Http1Transport {
       return true;
     }
     if (this.#ending) return false;
-    const r = this.#io.ioWrite(conn, data, body);
+    return this.#result(this.#io.ioWrite(conn, data, body));
+  }
+
+  #result(r: number): boolean {
     if (r < 0) {
       this.#fail(errnoError(r, 'write'));
       return false;
     }
     return r === 1;
+  }
+
+  writeSpliced(head: Buffer, lines: string, body: Buffer | undefined): boolean {
+    const conn = this.#conn;
+    if (conn === undefined || this.#ending || this.#released || this.gone()) return this.#write(extendedVerbatimHead(head, lines, body, body?.length ?? 0), undefined);
+    return this.#result(this.#io.ioWriteSpliced(conn, head, lines, body));
   }
 
   write(data: Buffer | string): boolean {

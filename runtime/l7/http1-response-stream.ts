@@ -9,7 +9,7 @@ import type { RequestHead, ResponseHead } from './http1-head-parser.js';
 import { observeBody, onResponseBodyHook, type L7FilterStream } from './l7-filter.js';
 import type { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
-import { appendedFieldLines, extendedVerbatimHead, responseHeadStart } from './http1-head-writer.js';
+import { appendedFieldLines, responseHeadStart } from './http1-head-writer.js';
 
 export interface ResponseStreamOwner {
   /** The body ended where its framing said. */
@@ -120,17 +120,23 @@ export class Http1ResponseStream {
    */
   #startVerbatim(raw: Buffer, appended: string, rest: Buffer | null): void {
     if (rest === null || rest.length > MERGE_LIMIT) {
-      const head = appended === '' ? raw : extendedVerbatimHead(raw, appended);
-      this.bytes += head.length;
-      this.#io.write(head);
+      this.bytes += raw.length + appended.length;
+      if (appended === '') this.#io.write(raw);
+      else this.#io.writeSpliced(raw, appended, undefined);
       if (rest !== null) this.forward(rest, 0);
       else if (this.framing.complete) this.#owner.onResponseComplete();
       return;
     }
     const take = this.framing.take(rest, 0);
+    if (appended !== '') {
+      this.bytes += raw.length + appended.length + take;
+      this.#io.writeSpliced(raw, appended, take === rest.length ? rest : rest.subarray(0, take));
+      if (take < rest.length) this.overran = true;
+      if (this.framing.complete) this.#owner.onResponseComplete();
+      return;
+    }
     let out: Buffer;
-    if (appended !== '') out = extendedVerbatimHead(raw, appended, rest, take);
-    else if (rest.buffer === raw.buffer && rest.byteOffset === raw.byteOffset + raw.length) out = Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
+    if (rest.buffer === raw.buffer && rest.byteOffset === raw.byteOffset + raw.length) out = Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
     else {
       out = Buffer.allocUnsafe(raw.length + take);
       rest.copy(out, raw.copy(out, 0), 0, take);

@@ -50,6 +50,7 @@ export class Http1ServerConnection {
     });
     this.headLimits = { maxHeadBytes: ctx.limits.maxRequestHeadersBytes, maxHeaders: ctx.limits.maxHeaders };
     ctx.connections.add(this);
+    this.#draining = ctx.draining;
     this.io = createHttp1Transport(socket, {
       onData: (chunk) => this.#onData(chunk),
       onEnd: () => this.#onEnd(),
@@ -119,6 +120,17 @@ export class Http1ServerConnection {
    */
   drain(): void {
     this.#draining = true;
+  }
+
+  /**
+   * The drain deadline passed. A connection between requests ends in order (FIN, then late bytes are read and dropped
+   * until the client closes, so no unread byte turns the close into a reset); one with a request in flight is cut.
+   */
+  endAtDeadline(): void {
+    if (this.#exchange !== null || this.#buf !== null) return this.destroy();
+    this.#closeGracefully();
+    this.#lingerThenDestroy();
+    return undefined;
   }
 
   #draining = false;

@@ -104,6 +104,34 @@ describe.each(kinds)('%s transport', (_name, make) => {
     peer.destroy();
   });
 
+  it('splices field lines into a forwarded head before its blank line, with the body after it, also behind a backlog', async () => {
+    const { ours, peer } = await pair();
+    const rec = recorder();
+    const t = make(ours, rec);
+    const head = Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok', 'latin1').subarray(0, -2);
+    const body = Buffer.from('ok');
+    peer.pause();
+    // A backlog first (the peer reads nothing), so the spliced parts are queued, not sent at once.
+    const filler = Buffer.alloc(256 * 1024, 0x2e);
+    let fill = 0;
+    while (t.write(filler)) if (++fill > 400) throw new Error('write never reported backpressure');
+    const backlog = (fill + 1) * filler.length;
+    t.writeSpliced(head, 'x-a: é\r\nx-b: 2\r\n', body);
+    t.writeSpliced(head, 'x-c: 3\r\n', undefined);
+    const expected = Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-a: é\r\nx-b: 2\r\n\r\nokHTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-c: 3\r\n\r\n', 'latin1');
+    const got: Buffer[] = [];
+    let n = 0;
+    peer.on('data', (c: Buffer) => {
+      got.push(c);
+      n += c.length;
+    });
+    peer.resume();
+    while (n < backlog + expected.length) await once(peer, 'data');
+    expect(Buffer.concat(got).subarray(backlog)).toEqual(expected);
+    t.destroy();
+    peer.destroy();
+  });
+
   it('answers false once the peer stops reading and reports drain when the backlog is written', async () => {
     const { ours, peer } = await pair();
     const rec = recorder();

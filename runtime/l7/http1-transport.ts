@@ -6,6 +6,7 @@
 import type { Duplex } from 'node:stream';
 import { createHandleTransport } from './http1-handle-transport.js';
 import { createNativeTransport } from './http1-native-transport.js';
+import { extendedVerbatimHead } from './http1-head-writer.js';
 
 /** What a transport reports to its owner; each is called on the event loop turn the bytes or the event arrived. */
 export interface TransportSink {
@@ -24,6 +25,11 @@ export interface Http1Transport {
   write(data: Buffer | string): boolean;
   /** A head and the body bytes that follow it, in one write. */
   writeHead(head: string, body: Buffer): boolean;
+  /**
+   * A forwarded head (`head`, its own bytes ending in the blank line) with the field lines `lines` spliced in before
+   * its final CRLF, and `body` after it, in one write (the bytes of extendedVerbatimHead).
+   */
+  writeSpliced(head: Buffer, lines: string, body: Buffer | undefined): boolean;
   pause(): void;
   resume(): void;
   /** Closes the sending side once queued bytes are out (FIN); the socket is destroyed when both sides are done. */
@@ -79,6 +85,10 @@ export class StreamTransport implements Http1Transport {
     merged.write(head, 0, headBytes, 'latin1');
     body.copy(merged, headBytes);
     return this.socket.write(merged);
+  }
+
+  writeSpliced(head: Buffer, lines: string, body: Buffer | undefined): boolean {
+    return this.socket.write(extendedVerbatimHead(head, lines, body, body?.length ?? 0));
   }
 
   pause(): void {

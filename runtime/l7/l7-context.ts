@@ -46,4 +46,6 @@ export interface L7Context {
   readonly connect: ConnectFn;
   /** Live downstream connections, for drain and leak checks. */
   readonly connections: Set<{ destroy(): void; isIdleSince?(cutoff: number): boolean; drain?(): void }>;
+  /** Set by the drain: connections and sessions that start from now on drain from their start. */
+  draining: boolean;
 }

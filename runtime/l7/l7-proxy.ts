@@ -18,6 +18,7 @@ import { createL7AuthzFilter } from './l7-authz-filter.js';
 import { detectProtocol } from './protocol-detect.js';
 import { RequestMirror } from './request-mirror.js';
 import { createH2cServer, type H2cServer } from './h2c-server.js';
+import type { Drain } from '../drain.js';
 
 export type { L7Target } from './l7-context.js';
 
@@ -40,6 +41,11 @@ export interface L7ProxyOptions {
   connectUpstream?: ConnectFn;
   /** Access-log destination; defaults to weft.yaml `accessLog` (path or stdout). */
   accessLog?: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink; worker?: number };
+  /**
+   * The runtime's drain: every downstream connection is tracked until it closes, so a drain waits for the in-flight
+   * request of each keep-alive connection (and for its next one, answered with `connection: close`) up to the deadline.
+   */
+  drain?: Pick<Drain, 'track'>;
 }
 
 export interface L7Proxy {
@@ -85,7 +91,7 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   };
 
   const mirror = new RequestMirror(opts.logger, connect);
-  const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, mirror, connect, connections: new Set() };
+  const ctx: L7Context = { state: opts.state, limits, clusters, telemetry, accessLog, logger: opts.logger, filtersFor, mirror, connect, connections: new Set(), draining: false };
   let h2: H2cServer | undefined;
   // One sweep instead of a socket timer per connection: a socket timer is re-armed on every read and write.
   const sweeper = setInterval(() => {
@@ -97,10 +103,12 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
   sweeper.unref();
   let closed = false;
 
+  /** Dispatched HTTP/1 connections by socket: the drain deadline closes an idle one in order and cuts a busy one. */
+  const http1 = new WeakMap<Duplex, Http1ServerConnection>();
   const dispatch = (socket: Duplex, target: L7Target, bytes: Buffer): boolean => {
     const detected = detectProtocol(target.servicePort?.appProtocol, bytes);
     if (detected === 'need-more') return false;
-    if (detected === 'http1') new Http1ServerConnection(socket, ctx, target, bytes);
+    if (detected === 'http1') http1.set(socket, new Http1ServerConnection(socket, ctx, target, bytes));
     else if (detected === 'h2c') (h2 ??= createH2cServer(ctx, connect)).handle(socket, target, bytes);
     else passthrough(socket, target, bytes, connect);
     return true;
@@ -115,6 +123,11 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
         return;
       }
       if (socket instanceof net.Socket) socket.setNoDelay(true);
+      const release = opts.drain?.track({ destroy: () => (http1.has(socket) ? http1.get(socket)?.endAtDeadline() : socket.destroy()) });
+      if (release !== undefined) {
+        if (socket.closed) release();
+        else socket.once('close', release);
+      }
       let bytes = firstBytes ?? Buffer.alloc(0);
       if (bytes.length > 0 && dispatch(socket, target, bytes)) return;
       // Read until the protocol is known, then hand over with those bytes.
@@ -135,6 +148,8 @@ export function createL7Proxy(opts: L7ProxyOptions): L7Proxy {
       socket.on('error', () => socket.destroy());
     },
     drain() {
+      // Connections that reach L7 from now on (accepted before the listener closed, first bytes still on their way) drain too.
+      ctx.draining = true;
       for (const c of ctx.connections) c.drain?.();
       h2?.goaway();
     },

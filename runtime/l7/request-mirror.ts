@@ -1,6 +1,6 @@
 /** Traffic mirroring (Istio `mirror`): a copy of a finished request goes to another backend, fire and forget, with `-shadow` appended to the authority; its response and failures never touch the original request. HTTP/2 and gRPC copies go over h2c. */
 import http2 from 'node:http2';
-import { request } from 'undici';
+import { lazyUndici } from '../lazy-packages.js';
 import { H2_HOP } from './h2-headers.js';
 import type { Logger } from '../log.js';
 import type { ConnectFn } from './http1-pool.js';
@@ -57,7 +57,7 @@ export class RequestMirror {
       headers[n] = headers[n] === undefined ? f[i + 1]! : `${headers[n]}, ${f[i + 1]!}`;
     }
     headers.host = host;
-    request(`${origin}${req.target}`, { method: req.method as 'GET', headers, body: req.body, dispatcher: this.#agents.for(req.identity), headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS })
+    lazyUndici().request(`${origin}${req.target}`, { method: req.method as 'GET', headers, body: req.body, dispatcher: this.#agents.for(req.identity), headersTimeout: MIRROR_TIMEOUT_MS, bodyTimeout: MIRROR_TIMEOUT_MS })
       .then((res) => res.body.dump())
       .catch((err: unknown) => {
         this.#logger.debug({ cluster: cluster.name, err }, 'mirror request failed');

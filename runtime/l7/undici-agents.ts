@@ -1,7 +1,8 @@
 /** undici Agents whose connections come from weft's upstream connector, one per identity they are opened for, so an HTTP/1 client pool never mixes connections made for different workloads. */
 import type net from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Agent } from 'undici';
+import type { Agent } from 'undici';
+import { lazyUndici } from '../lazy-packages.js';
 import { isConnecting, type ConnectFn } from './http1-pool.js';
 
 export class UndiciAgents {
@@ -34,7 +35,8 @@ export class UndiciAgents {
   }
 
   #create(identity: string | undefined): Agent {
-    return new Agent({
+    const { Agent: UndiciAgent } = lazyUndici();
+    return new UndiciAgent({
       ...this.#options,
       connect: (opts, cb) => {
         let socket: Duplex;

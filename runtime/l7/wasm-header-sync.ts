@@ -25,17 +25,22 @@ const COLON = 0x3a;
  * entries), and cheaper than a new array (and for :status, a new string) per request.
  */
 const SCHEME_HTTP: HeaderPair = [':scheme', 'http'];
-const recentPseudo = new Map<string, HeaderPair>();
 const statusPairs: HeaderPair[] = [];
+/** The latest pair of each request pseudo-header: consecutive requests mostly repeat them. */
+let lastMethod: HeaderPair = [':method', 'GET'];
+let lastPath: HeaderPair = [':path', '/'];
+let lastAuthority: HeaderPair = [':authority', ''];
 
-function pseudo(name: ':method' | ':path' | ':authority', value: string): HeaderPair {
-  const key = name === ':method' ? value : name;
-  const p = recentPseudo.get(key);
-  if (p !== undefined && p[0] === name && p[1] === value) return p;
-  const q: HeaderPair = [name, value];
-  // Methods are keyed by value (a bounded set once valid); path and authority keep the latest one.
-  if (name !== ':method' || recentPseudo.size < 64) recentPseudo.set(key, q);
-  return q;
+function methodPair(value: string): HeaderPair {
+  return lastMethod[1] === value ? lastMethod : (lastMethod = [':method', value]);
+}
+
+function pathPair(value: string): HeaderPair {
+  return lastPath[1] === value ? lastPath : (lastPath = [':path', value]);
+}
+
+function authorityPair(value: string): HeaderPair {
+  return lastAuthority[1] === value ? lastAuthority : (lastAuthority = [':authority', value]);
 }
 
 function statusPair(status: number): HeaderPair {
@@ -46,7 +51,7 @@ function statusPair(status: number): HeaderPair {
 /** Fills `out` with the request map a plugin sees: the pseudo-headers, then the fields but `host`. */
 export function requestPairs(headers: HeaderList, line: RequestLine, out: HeaderPairs): HeaderPairs {
   out.length = 0;
-  out.push(pseudo(':method', line.method), pseudo(':path', line.path), pseudo(':authority', line.authority), SCHEME_HTTP);
+  out.push(methodPair(line.method), pathPair(line.path), authorityPair(line.authority), SCHEME_HTTP);
   const f = headers.flat;
   for (let i = 0; i < f.length; i += 2) if (f[i] !== HOST) out.push([f[i]!, f[i + 1]!]);
   return out;

@@ -39,8 +39,12 @@ typedef struct pump {
   int events[2];
   /* Direction d moves fd[d] -> fd[1 - d]; pending[d] holds what fd[1 - d] did not take yet. */
   pending_t pending[2];
+  /* eof[d]: direction d forwards nothing more (its source ended, or the copy drains); shut[d]: its FIN went out. */
   unsigned char eof[2];
   unsigned char shut[2];
+  /* peer_eof[i]: fd[i]'s peer sent its FIN. draining: copyDrain ended the copy in order; late bytes are dropped. */
+  unsigned char peer_eof[2];
+  unsigned char draining;
   uint64_t bytes[2];
   uint64_t last_activity;
   int err_side;
@@ -141,11 +145,18 @@ static void update_interest(pump_t *p, int i) {
   /* fd[i] is the source of direction i and the sink of direction 1 - i. */
   int ev = 0;
   if (!p->eof[i] && p->pending[i].data == NULL) ev |= UV_READABLE;
+  if (p->draining && !p->peer_eof[i]) ev |= UV_READABLE;
   if (p->pending[1 - i].data != NULL) ev |= UV_WRITABLE;
   if (ev == p->events[i]) return;
   p->events[i] = ev;
   int rc = ev == 0 ? uv_poll_stop(&p->poll[i]) : uv_poll_start(&p->poll[i], ev, on_poll);
   if (rc != 0) finish(p, i, rc);
+}
+
+/* Both FINs went out; a draining copy also waits for both peers' FINs, so closing leaves no unread byte (which would
+ * make the kernel send a reset instead of the FIN already sent). */
+static void check_finished(pump_t *p) {
+  if (p->shut[0] && p->shut[1] && (!p->draining || (p->peer_eof[0] && p->peer_eof[1]))) finish(p, -1, 0);
 }
 
 /* Direction d has seen EOF and delivered everything before it: pass the FIN on. */
@@ -154,7 +165,7 @@ static void half_close(pump_t *p, int d) {
   /* A sink that is already gone (ENOTCONN after a reset) has nothing left to tell; the copy still ends normally,
    * as handle-copy.ts treats a failed shutdown. */
   shutdown(p->fd[1 - d], SHUT_WR);
-  if (p->shut[0] && p->shut[1]) finish(p, -1, 0);
+  check_finished(p);
 }
 
 /* Writes `len` bytes to direction d's sink; returns how many it took, or -1 after ending the copy on an error. */
@@ -195,6 +206,7 @@ static void read_some(pump_t *p, int d) {
     }
     if (n == 0) {
       p->eof[d] = 1;
+      p->peer_eof[d] = 1;
       half_close(p, d);
       return;
     }
@@ -218,6 +230,23 @@ static void read_some(pump_t *p, int d) {
   }
 }
 
+/* A draining copy reads fd[i] only to drop what its peer still sends, until that peer's FIN. */
+static void discard_some(pump_t *p, int i) {
+  for (int k = 0; k < READS_PER_EVENT && !p->finished; k++) {
+    ssize_t n = recv(p->fd[i], p->scratch, READ_CHUNK, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) finish(p, i, -errno);
+      return;
+    }
+    if (n == 0) {
+      p->peer_eof[i] = 1;
+      check_finished(p);
+      return;
+    }
+  }
+}
+
 static void on_poll(uv_poll_t *handle, int status, int events) {
   pump_t *p = handle->data;
   int i = handle == &p->poll[0] ? 0 : 1;
@@ -232,6 +261,7 @@ static void on_poll(uv_poll_t *handle, int status, int events) {
   }
   if ((events & UV_WRITABLE) && p->pending[1 - i].data != NULL) flush_pending(p, 1 - i);
   if ((events & UV_READABLE) && !p->finished && !p->eof[i] && p->pending[i].data == NULL) read_some(p, i);
+  else if ((events & UV_READABLE) && !p->finished && p->draining && !p->peer_eof[i]) discard_some(p, i);
   update_interest(p, 0);
   update_interest(p, 1);
 }
@@ -353,6 +383,24 @@ static napi_value copy_abort(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* copyDrain(handle): ends the copy in order (the drain deadline): each direction forwards nothing more, sends its FIN
+ * once its queued bytes are out, and reads its source only to drop late bytes until that peer's FIN; then both fds
+ * close with nothing unread. copyAbort still cuts a peer that never ends. onEnd follows as for any end. */
+static napi_value copy_drain(napi_env env, napi_callback_info info) {
+  pump_t *p = pump_of(env, info);
+  if (p == NULL || p->finished || p->draining) return NULL;
+  p->draining = 1;
+  for (int d = 0; d < 2 && !p->finished; d++) {
+    if (p->eof[d]) continue;
+    p->eof[d] = 1;
+    if (p->pending[d].data == NULL) half_close(p, d);
+  }
+  check_finished(p);
+  update_interest(p, 0);
+  update_interest(p, 1);
+  return NULL;
+}
+
 /* copyIdleMs(handle): milliseconds of loop time since a byte last moved either way. */
 static napi_value copy_idle_ms(napi_env env, napi_callback_info info) {
   pump_t *p = pump_of(env, info);
@@ -366,6 +414,7 @@ void weft_copy_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"copyStart", NULL, copy_start, NULL, NULL, NULL, napi_default, NULL},
     {"copyAbort", NULL, copy_abort, NULL, NULL, NULL, napi_default, NULL},
+    {"copyDrain", NULL, copy_drain, NULL, NULL, NULL, napi_default, NULL},
     {"copyIdleMs", NULL, copy_idle_ms, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

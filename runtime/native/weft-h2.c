@@ -113,7 +113,7 @@ static void stream_finish(hconn_t *c, hstream_t *s, int err, int rst) {
 }
 
 static void check_done(hconn_t *c, hstream_t *s) {
-  if (s->fd_shut && s->fd_eof) stream_finish(c, s, 0, 0);
+  if (s->fd_shut && s->fd_eof && (!s->draining || s->sock_eof)) stream_finish(c, s, 0, 0);
 }
 
 static void remote_end(hconn_t *c, hstream_t *s) {
@@ -383,7 +383,7 @@ static void on_stream_poll(uv_poll_t *handle, int status, int events);
 static void stream_interest(hconn_t *c, hstream_t *s) {
   if (s->done) return;
   int ev = 0;
-  if (can_send(c, s)) ev |= UV_READABLE;
+  if (can_send(c, s) || (s->draining && !s->sock_eof)) ev |= UV_READABLE;
   if (s->pending > 0) ev |= UV_WRITABLE;
   if (ev == s->events) return;
   s->events = ev;
@@ -410,6 +410,7 @@ static void stream_read(hconn_t *c, hstream_t *s) {
     if (n == 0) {
       /* Every byte before the FIN is framed already; node:http2's END_STREAM follows them. */
       s->fd_eof = 1;
+      s->sock_eof = 1;
       hconn_emit(c, EV_STREAM_END, s->id, 0, 0, 0, NULL, 0);
       check_done(c, s);
       return;
@@ -446,6 +447,24 @@ static void stream_read(hconn_t *c, hstream_t *s) {
   }
 }
 
+/* A draining stream's socket: what its peer still sends is dropped, until its FIN. */
+static void stream_discard(hconn_t *c, hstream_t *s) {
+  if (frame_scratch == NULL) return;
+  for (int k = 0; k < FRAMES_PER_EVENT && !s->done; k++) {
+    ssize_t n = recv(s->fd, frame_scratch, FRAME_CAP, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) stream_finish(c, s, -errno, 1);
+      return;
+    }
+    if (n == 0) {
+      s->sock_eof = 1;
+      check_done(c, s);
+      return;
+    }
+  }
+}
+
 static void on_stream_poll(uv_poll_t *handle, int status, int events) {
   hstream_t *s = handle->data;
   hconn_t *c = s->c;
@@ -459,7 +478,10 @@ static void on_stream_poll(uv_poll_t *handle, int status, int events) {
     stream_finish(c, s, -err, 1);
   } else {
     if ((events & UV_WRITABLE) && s->pending > 0) flush_stream(c, s);
-    if ((events & UV_READABLE) && !s->done) stream_read(c, s);
+    if ((events & UV_READABLE) && !s->done) {
+      if (s->draining) stream_discard(c, s);
+      else stream_read(c, s);
+    }
   }
   hconn_flush(c);
   c->in_callback = 0;
@@ -548,8 +570,9 @@ static napi_value hbone_stream_abort(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-/* hboneStreamDrain(conn, streamId): an orderly end from weft's side (the drain deadline): no more reads from the socket,
- * END_STREAM after the DATA already framed, FIN to the socket after the peer's queued DATA; STREAM_DONE follows. */
+/* hboneStreamDrain(conn, streamId): an orderly end from weft's side (the drain deadline): nothing more is framed from
+ * the socket (END_STREAM follows the DATA already framed), FIN to the socket after the peer's queued DATA, and the
+ * socket's late bytes are dropped until its FIN; STREAM_DONE follows, or hboneStreamAbort cuts a socket that never ends. */
 static napi_value hbone_stream_drain(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -560,6 +583,7 @@ static napi_value hbone_stream_drain(napi_env env, napi_callback_info info) {
   if (s != NULL && !s->done) {
     if (!s->fd_eof) {
       s->fd_eof = 1;
+      s->draining = 1;
       hconn_emit(c, EV_STREAM_END, s->id, 0, 0, 0, NULL, 0);
     }
     remote_end(c, s);

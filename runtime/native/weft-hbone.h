@@ -62,6 +62,9 @@ typedef struct hstream {
   unsigned char armed;      /* the response HEADERS went out before any native DATA may */
   unsigned char remote_end; /* END_STREAM received: SHUT_WR the socket once pending is written */
   unsigned char fd_shut, fd_eof, done, polling;
+  /* draining: weft ended the stream in order (hboneStreamDrain); the socket is read only to drop late bytes until
+   * sock_eof, its peer's FIN, so its close is never a reset. */
+  unsigned char draining, sock_eof;
   uint64_t bytes_in, bytes_out;
   uint64_t last_activity; /* loop time of the last byte either way (the tunnel's idle timeout) */
   int err;

@@ -415,53 +415,65 @@ static napi_value io_open(napi_env env, napi_callback_info info) {
 
 /* ioWrite(conn, data: Buffer | string (latin1), body?: Buffer) -> 1 (go on), 0 (wait for a drain record) or a
  * negative errno (the connection failed; nothing more will be sent). Closed or ending connections take nothing. */
-static napi_value io_write(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
-  if (argc < 2) {
-    napi_throw_type_error(env, "EINVAL", "ioWrite(conn, data, body?) expects data");
-    return NULL;
-  }
-  io_conn_t *c = conn_of(env, argv[0]);
-  if (c == NULL) return NULL;
-  if (c->closed || c->end_requested) return int32_value(env, 0);
-  if (c->failed) return int32_value(env, -EPIPE);
-  struct iovec iov[2];
-  int n_iov = 0;
+/* Strings (heads, field lines) are latin1-encoded into one stack area; a longer one goes to the heap. */
+typedef struct {
   char stack[STACK_STRING];
-  char *heap = NULL;
-  for (size_t i = 1; i < argc && i < 3; i++) {
-    bool is_buffer = false;
-    napi_is_buffer(env, argv[i], &is_buffer);
-    if (is_buffer) {
-      void *data = NULL;
-      size_t len = 0;
-      napi_get_buffer_info(env, argv[i], &data, &len);
-      if (len > 0) iov[n_iov++] = (struct iovec){data, len};
-      continue;
-    }
-    napi_valuetype type = napi_undefined;
-    napi_typeof(env, argv[i], &type);
-    if (type == napi_undefined) continue;
+  size_t used;
+  char *heap[4];
+  int n_heap;
+} string_room_t;
+
+static void free_strings(string_room_t *r) {
+  for (int i = 0; i < r->n_heap; i++) free(r->heap[i]);
+  r->n_heap = 0;
+}
+
+/* Adds `v` (a Buffer, a latin1 string, or undefined: nothing) to `iov`; false with an exception pending otherwise. */
+static bool add_part(napi_env env, napi_value v, struct iovec *iov, int *n_iov, string_room_t *r) {
+  bool is_buffer = false;
+  napi_is_buffer(env, v, &is_buffer);
+  if (is_buffer) {
+    void *data = NULL;
     size_t len = 0;
-    /* Only `data` may be a string (a head); `body` is always bytes. */
-    if (i != 1 || type != napi_string || napi_get_value_string_latin1(env, argv[i], NULL, 0, &len) != napi_ok) {
-      napi_throw_type_error(env, "EINVAL", "ioWrite: data must be a Buffer or a string, body a Buffer");
-      return NULL;
-    }
-    char *dst = stack;
-    if (len + 1 > sizeof stack) {
-      heap = malloc(len + 1);
-      if (heap == NULL) {
-        napi_throw_error(env, "ENOMEM", "ioWrite: out of memory");
-        return NULL;
-      }
-      dst = heap;
-    }
-    napi_get_value_string_latin1(env, argv[i], dst, len + 1, &len);
-    if (len > 0) iov[n_iov++] = (struct iovec){dst, len};
+    napi_get_buffer_info(env, v, &data, &len);
+    if (len > 0) iov[(*n_iov)++] = (struct iovec){data, len};
+    return true;
   }
+  napi_valuetype type = napi_undefined;
+  napi_typeof(env, v, &type);
+  if (type == napi_undefined) return true;
+  if (type != napi_string) {
+    napi_throw_type_error(env, "EINVAL", "ioWrite: each part must be a Buffer or a string");
+    return false;
+  }
+  /* One copy when it fits the stack area's rest (a result one short of the room may be cut: measured then). */
+  size_t room = sizeof r->stack - r->used;
+  size_t len = 0;
+  char *dst = r->stack + r->used;
+  if (room < 2 || napi_get_value_string_latin1(env, v, dst, room, &len) != napi_ok || len + 1 >= room) {
+    if (napi_get_value_string_latin1(env, v, NULL, 0, &len) != napi_ok) {
+      napi_throw_type_error(env, "EINVAL", "ioWrite: unreadable string");
+      return false;
+    }
+    if (len + 1 <= room) dst = r->stack + r->used;
+    else {
+      dst = r->n_heap < 4 ? malloc(len + 1) : NULL;
+      if (dst == NULL) {
+        napi_throw_error(env, "ENOMEM", "ioWrite: out of memory");
+        return false;
+      }
+      r->heap[r->n_heap++] = dst;
+    }
+    napi_get_value_string_latin1(env, v, dst, len + 1, &len);
+  }
+  if (dst == r->stack + r->used) r->used += len;
+  if (len > 0) iov[(*n_iov)++] = (struct iovec){dst, len};
+  return true;
+}
+
+/* Sends the parts now as far as the kernel takes them and queues the rest (copied): 1 while the queue is below the
+ * high-water mark, 0 when the caller should wait for a drain record, a negative errno when the connection failed. */
+static int32_t send_parts(io_conn_t *c, struct iovec *iov, int n_iov) {
   size_t total = 0;
   for (int i = 0; i < n_iov; i++) total += iov[i].iov_len;
   size_t sent = 0;
@@ -478,20 +490,18 @@ static napi_value io_write(napi_env env, napi_callback_info info) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) break;
       int err = errno;
-      free(heap);
       /* Reported here, synchronously: records are not added while JavaScript runs. */
       c->failed = 1;
       update_interest(c);
-      return int32_value(env, -err);
+      return -err;
     }
   }
   if (sent < total) {
     chunk_t *k = malloc(sizeof *k + (total - sent));
     if (k == NULL) {
-      free(heap);
       c->failed = 1;
       update_interest(c);
-      return int32_value(env, -ENOMEM);
+      return -ENOMEM;
     }
     k->next = NULL;
     k->len = total - sent;
@@ -513,10 +523,64 @@ static napi_value io_write(napi_env env, napi_callback_info info) {
     c->queued += k->len;
     update_interest(c);
   }
-  free(heap);
-  if (c->queued < HIGH_WATER) return int32_value(env, 1);
+  if (c->queued < HIGH_WATER) return 1;
   c->want_drain = 1;
-  return int32_value(env, 0);
+  return 0;
+}
+
+/* ioWrite(conn, ...parts) -> 1 | 0 | -errno (send_parts): up to four parts, each a Buffer, a latin1 string (a head)
+ * or undefined, in one sendmsg.
+ * ioWriteSpliced(conn, head, lines, body?) -> the same answers: `head` (a message head, ending in its blank line) with
+ * the field lines `lines` (a latin1 string) before its final CRLF, and `body` after it; a forwarded head with the fields
+ * filters added, without building it in a new buffer first. */
+static napi_value write_parts(napi_env env, napi_callback_info info, bool spliced) {
+  size_t argc = 5;
+  napi_value argv[5];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  void *head = NULL;
+  size_t head_len = 0;
+  if (spliced) {
+    bool is_buffer = false;
+    if (argc >= 3) napi_is_buffer(env, argv[1], &is_buffer);
+    if (is_buffer) napi_get_buffer_info(env, argv[1], &head, &head_len);
+    if (!is_buffer || head_len < 4 || memcmp((char *)head + head_len - 4, "\r\n\r\n", 4) != 0) {
+      napi_throw_type_error(env, "EINVAL", "ioWriteSpliced(conn, head, lines, body?): head must be a Buffer ending in a blank line");
+      return NULL;
+    }
+    if (argc > 4) argc = 4;
+  } else if (argc < 2) {
+    napi_throw_type_error(env, "EINVAL", "ioWrite(conn, ...parts) expects a part");
+    return NULL;
+  }
+  io_conn_t *c = conn_of(env, argv[0]);
+  if (c == NULL) return NULL;
+  if (c->closed || c->end_requested) return int32_value(env, 0);
+  if (c->failed) return int32_value(env, -EPIPE);
+  struct iovec iov[4];
+  int n_iov = 0;
+  string_room_t room;
+  room.used = 0;
+  room.n_heap = 0;
+  bool ok = true;
+  size_t from = 1;
+  if (spliced) {
+    iov[n_iov++] = (struct iovec){head, head_len - 2};
+    ok = add_part(env, argv[2], iov, &n_iov, &room);
+    iov[n_iov++] = (struct iovec){(char *)head + head_len - 2, 2};
+    from = 3;
+  }
+  for (size_t i = from; ok && i < argc; i++) ok = add_part(env, argv[i], iov, &n_iov, &room);
+  int32_t r = ok ? send_parts(c, iov, n_iov) : 0;
+  free_strings(&room);
+  return ok ? int32_value(env, r) : NULL;
+}
+
+static napi_value io_write(napi_env env, napi_callback_info info) {
+  return write_parts(env, info, false);
+}
+
+static napi_value io_write_spliced(napi_env env, napi_callback_info info) {
+  return write_parts(env, info, true);
 }
 
 /* ioEnd(conn) -> 1 when the FIN went out now, 0 when it follows the queued bytes (a shutdown record then). */
@@ -579,6 +643,7 @@ void weft_io_register(napi_env env, napi_value exports) {
     {"ioInit", NULL, io_init, NULL, NULL, NULL, napi_default, NULL},
     {"ioOpen", NULL, io_open, NULL, NULL, NULL, napi_default, NULL},
     {"ioWrite", NULL, io_write, NULL, NULL, NULL, napi_default, NULL},
+    {"ioWriteSpliced", NULL, io_write_spliced, NULL, NULL, NULL, napi_default, NULL},
     {"ioEnd", NULL, io_end, NULL, NULL, NULL, napi_default, NULL},
     {"ioPause", NULL, io_pause, NULL, NULL, NULL, napi_default, NULL},
     {"ioResume", NULL, io_resume, NULL, NULL, NULL, napi_default, NULL},

@@ -7,7 +7,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <linux/netfilter_ipv4.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -168,27 +167,18 @@ static napi_value bind_transparent(napi_env env, napi_callback_info info) {
   return out;
 }
 
-/* trimMemory(): malloc_trim(0), returning freed heap pages to the kernel (glibc keeps them otherwise, e.g. the
- * arena of a worker thread that has exited); weft calls it after start-up and reloads, never on the data path. */
-static napi_value trim_memory(napi_env env, napi_callback_info info) {
-  (void)info;
-  napi_value out;
-  napi_get_boolean(env, malloc_trim(0) == 1, &out);
-  return out;
-}
-
 void weft_copy_register(napi_env env, napi_value exports);
 void weft_io_register(napi_env env, napi_value exports);
 void weft_fdpass_register(napi_env env, napi_value exports);
 void weft_netns_register(napi_env env, napi_value exports);
 void weft_tls_register(napi_env env, napi_value exports);
+void weft_memory_register(napi_env env, napi_value exports);
 
 static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"listenTransparent", NULL, listen_transparent, NULL, NULL, NULL, napi_default, NULL},
     {"originalDestination", NULL, original_destination, NULL, NULL, NULL, napi_default, NULL},
     {"setMark", NULL, set_mark, NULL, NULL, NULL, napi_default, NULL},
-    {"trimMemory", NULL, trim_memory, NULL, NULL, NULL, napi_default, NULL},
     {"bindTransparent", NULL, bind_transparent, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
@@ -197,6 +187,7 @@ static napi_value init(napi_env env, napi_value exports) {
   weft_fdpass_register(env, exports);
   weft_netns_register(env, exports);
   weft_tls_register(env, exports);
+  weft_memory_register(env, exports);
   return exports;
 }
 

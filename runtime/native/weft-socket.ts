@@ -13,17 +13,22 @@ export interface NativeSocket {
   setMark(fd: number, mark: number): void;
   /** An unconnected TCP socket with IP_TRANSPARENT bound to `source` (kernel-chosen port), for Node to connect. */
   bindTransparent(source: string, mark?: number): number;
-  /** malloc_trim(0): hands freed heap pages back to the kernel. */
+  /** Once per thread after start-up (weft-memory.cc): a memory-reducing GC of this thread's isolate, then malloc_trim(0). Absent from addons built before it. */
+  releaseMemory?(): boolean;
+  /** malloc_trim(0) alone: hands freed heap pages back to the kernel. */
   trimMemory(): boolean;
   /** The L4 copy pump (weft-copy.c) on duplicates of `fdA` and `fdB`; `onEnd` once both are closed. Absent from addons built before it. */
   copyStart?(fdA: number, fdB: number, onEnd: (aToB: number, bToA: number, errSide: number, errCode: number) => void): object;
   copyAbort?(handle: object): void;
+  copyDrain?(handle: object): void;
   copyIdleMs?(handle: object): number;
   /** Batched socket I/O (weft-io.c): `onBatch(count)` reads `count` records of four int32s; returns the arena and the records' memory. */
   ioInit?(onBatch: (count: number) => void): [Buffer, ArrayBuffer];
   ioOpen?(fd: number, id: number): object;
   /** 1: go on; 0: wait for the drain record; negative: -errno, the connection failed. */
   ioWrite?(conn: object, data: Buffer | string, body?: Buffer): number;
+  /** As ioWrite: `head` (ending in its blank line) with the field lines `lines` before its final CRLF, then `body`. */
+  ioWriteSpliced?(conn: object, head: Buffer, lines: string, body?: Buffer): number;
   /** 1 when the FIN went out at once, 0 when a shutdown record follows the queued bytes. */
   ioEnd?(conn: object): number;
   ioPause?(conn: object): void;

@@ -14,6 +14,9 @@ const prom = {
   Histogram: require('prom-client/lib/histogram') as typeof PromClient.Histogram,
 };
 
+/** The metric classes the registry makes (for `instanceof`): importing them from 'prom-client' would load its index. */
+export const metricClasses = { Counter: prom.Counter, Gauge: prom.Gauge, Histogram: prom.Histogram } as const;
+
 export class MetricsRegistry {
   readonly registry: Registry = new prom.Registry();
 

@@ -1,5 +1,6 @@
 /** One @grpc/grpc-js generic client per upstream address, shared by every plugin VM; messages stay raw bytes end to end. */
-import { Client, credentials } from '@grpc/grpc-js';
+import type { Client } from '@grpc/grpc-js';
+import { lazyGrpc } from '../lazy-packages.js';
 import type { GrpcTarget } from './host-services.js';
 
 export class GrpcClients {
@@ -9,7 +10,8 @@ export class GrpcClients {
     const key = `${target.tls === true ? 'tls' : 'plain'}:${target.address}`;
     let client = this.#clients.get(key);
     if (client === undefined) {
-      client = new Client(target.address, target.tls === true ? credentials.createSsl() : credentials.createInsecure());
+      const grpc = lazyGrpc();
+      client = new grpc.Client(target.address, target.tls === true ? grpc.credentials.createSsl() : grpc.credentials.createInsecure());
       this.#clients.set(key, client);
     }
     return client;

@@ -6,9 +6,9 @@
  */
 import { createHash } from 'node:crypto';
 import { gunzipSync } from 'node:zlib';
-import type { Agent } from 'undici';
-import { fetch } from 'undici';
-import { type FetchOptions, type Fetched, fetchBytes, fetchError } from './plugin-fetcher.js';
+import type * as Undici from 'undici';
+import { lazyUndici } from '../lazy-packages.js';
+import { type Dispatcher, type FetchOptions, type Fetched, fetchBytes, fetchError } from './plugin-fetcher.js';
 
 export const WASM_LAYER_MEDIA_TYPES = ['application/vnd.module.wasm.content.layer.v1+wasm', 'application/wasm'];
 const MANIFEST_ACCEPT = [
@@ -67,12 +67,12 @@ function isLoopback(host: string): boolean {
 
 class RegistryClient {
   readonly #base: string;
-  readonly #dispatcher: Agent;
+  readonly #dispatcher: Dispatcher;
   readonly #signal: AbortSignal;
   readonly #url: string;
   #token: string | undefined;
 
-  constructor(url: string, ref: OciReference, options: FetchOptions, dispatcher: Agent, signal: AbortSignal) {
+  constructor(url: string, ref: OciReference, options: FetchOptions, dispatcher: Dispatcher, signal: AbortSignal) {
     const plain = isLoopback(ref.registry) || (options.insecureRegistries ?? []).includes(ref.registry);
     this.#base = `${plain ? 'http' : 'https'}://${ref.registry}/v2/${ref.repository}`;
     this.#dispatcher = dispatcher;
@@ -84,9 +84,9 @@ class RegistryClient {
     for (let attempt = 0; attempt < 2; attempt++) {
       const headers: Record<string, string> = { accept };
       if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
-      let res: Awaited<ReturnType<typeof fetch>>;
+      let res: Awaited<ReturnType<typeof Undici.fetch>>;
       try {
-        res = await fetch(`${this.#base}${path}`, { dispatcher: this.#dispatcher, signal: this.#signal, headers });
+        res = await lazyUndici().fetch(`${this.#base}${path}`, { dispatcher: this.#dispatcher.agent, signal: this.#signal, headers });
       } catch (err) {
         const cause = (err as { cause?: unknown }).cause;
         throw fetchError(this.#url, `registry unreachable: ${cause instanceof Error ? cause.message : (err as Error).message}`, err);
@@ -124,7 +124,7 @@ function sha256(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
 
-export async function fetchOciModule(url: string, options: FetchOptions, dispatcher: Agent, signal: AbortSignal, maxBytes: number): Promise<Fetched> {
+export async function fetchOciModule(url: string, options: FetchOptions, dispatcher: Dispatcher, signal: AbortSignal, maxBytes: number): Promise<Fetched> {
   const ref = parseOciUrl(url);
   const client = new RegistryClient(url, ref, options, dispatcher, signal);
   let got = await client.get(`/manifests/${ref.reference}`, MANIFEST_ACCEPT);

@@ -1,9 +1,10 @@
 /** Fetches plugin module bytes from file://, https:// or oci:// URLs (the schemes Istio's WasmPlugin accepts). */
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { Agent, fetch } from 'undici';
+import type * as Undici from 'undici';
+import type { Agent } from 'undici';
+import { lazyUndici } from '../lazy-packages.js';
 import { WeftError } from '../errors.js';
-import { fetchOciModule } from './oci-fetcher.js';
 
 export interface FetchOptions {
   /** Extra CA certificates (PEM) trusted for https:// and TLS registries. */
@@ -29,12 +30,30 @@ export function fetchError(url: string, reason: string, cause?: unknown): WeftEr
   return new WeftError('WEFT_ERR_PLUGIN_LOAD', `fetching ${url}: ${reason}`, { cause });
 }
 
-/** An undici dispatcher trusting `ca`, shared by https and registry fetches of one load. */
-export function createDispatcher(options: FetchOptions): Agent {
-  return new Agent({ connect: options.ca === undefined ? {} : { ca: options.ca }, connections: 4 });
+/** An undici dispatcher trusting `ca`, shared by https and registry fetches of one load; made (and undici loaded) only if one of them fetches over the network. */
+export class Dispatcher {
+  readonly #ca: FetchOptions['ca'];
+  #agent: Agent | undefined;
+
+  constructor(ca: FetchOptions['ca']) {
+    this.#ca = ca;
+  }
+
+  get agent(): Agent {
+    this.#agent ??= new (lazyUndici().Agent)({ connect: this.#ca === undefined ? {} : { ca: this.#ca }, connections: 4 });
+    return this.#agent;
+  }
+
+  async close(): Promise<void> {
+    await this.#agent?.close();
+  }
 }
 
-export async function fetchModule(url: string, options: FetchOptions, dispatcher: Agent): Promise<Fetched> {
+export function createDispatcher(options: FetchOptions): Dispatcher {
+  return new Dispatcher(options.ca);
+}
+
+export async function fetchModule(url: string, options: FetchOptions, dispatcher: Dispatcher): Promise<Fetched> {
   const maxBytes = options.maxBytes ?? DEFAULT_MAX_MODULE_BYTES;
   const signal = AbortSignal.timeout(options.timeoutMs ?? DEFAULT_TIMEOUT_MS);
   if (url.startsWith('file://')) {
@@ -48,15 +67,16 @@ export async function fetchModule(url: string, options: FetchOptions, dispatcher
     }
   }
   if (url.startsWith('https://')) return { bytes: await fetchBytes(url, dispatcher, signal, maxBytes, {}) };
-  if (url.startsWith('oci://')) return fetchOciModule(url, options, dispatcher, signal, maxBytes);
+  // The registry client (and node:zlib for its layers) loads with the first oci:// plugin.
+  if (url.startsWith('oci://')) return (await import('./oci-fetcher.js')).fetchOciModule(url, options, dispatcher, signal, maxBytes);
   throw fetchError(url, 'unsupported scheme (use file://, https:// or oci://)');
 }
 
 /** GET `url` and return the body, refusing non-2xx answers and bodies over `maxBytes`. */
-export async function fetchBytes(url: string, dispatcher: Agent, signal: AbortSignal, maxBytes: number, headers: Record<string, string>): Promise<Uint8Array> {
-  let res: Awaited<ReturnType<typeof fetch>>;
+export async function fetchBytes(url: string, dispatcher: Dispatcher, signal: AbortSignal, maxBytes: number, headers: Record<string, string>): Promise<Uint8Array> {
+  let res: Awaited<ReturnType<typeof Undici.fetch>>;
   try {
-    res = await fetch(url, { dispatcher, signal, headers });
+    res = await lazyUndici().fetch(url, { dispatcher: dispatcher.agent, signal, headers });
   } catch (err) {
     const cause = (err as { cause?: unknown }).cause;
     throw fetchError(url, cause instanceof Error ? cause.message : (err as Error).message, err);

@@ -2,8 +2,8 @@
  * Plugin-defined metrics (proxy_define_metric and friends) kept as exact 64-bit BigInt values and mirrored into the
  * node's Prometheus registry under the plugin's own (sanitized) name, so they render on /stats/prometheus.
  */
-import { Counter, Gauge, Histogram } from 'prom-client';
-import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
+import type { Counter, Gauge, Histogram } from 'prom-client';
+import { metricClasses, type MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { MetricType, Status, type StatusCode } from './abi-constants.js';
 
 type Kind = (typeof MetricType)[keyof typeof MetricType];
@@ -47,7 +47,7 @@ export class PluginMetrics {
       return { status: Status.BadArgument };
     }
     // getSingleMetric may hand back a host metric of another kind under the same name: refuse rather than corrupt it.
-    const expected = type === MetricType.Counter ? Counter : type === MetricType.Gauge ? Gauge : Histogram;
+    const expected = type === MetricType.Counter ? metricClasses.Counter : type === MetricType.Gauge ? metricClasses.Gauge : metricClasses.Histogram;
     if (!(prom instanceof expected)) return { status: Status.BadArgument };
     this.#byId.push({ kind: type, name, value: 0n, prom });
     const id = this.#byId.length;

@@ -43,7 +43,9 @@ export class StreamContext {
   resetRequested = false;
   state: 'active' | 'failed' | 'done' = 'active';
   #waiter: { direction: Direction; resolve: (o: ResumeOutcome) => void } | undefined;
-  readonly #continueRequested: [boolean, boolean] = [false, false];
+  /** proxy_continue_stream came for a direction while no pause was pending (two fields: no array per stream). */
+  #continueRequest = false;
+  #continueResponse = false;
   #awaitingProxyDone = false;
   #released = false;
 
@@ -72,8 +74,13 @@ export class StreamContext {
 
   /** True once (and clears) when the plugin called proxy_continue_stream for `dir` while no pause was pending. */
   takeContinue(dir: Direction): boolean {
-    const v = this.#continueRequested[dir];
-    this.#continueRequested[dir] = false;
+    if (dir === 0) {
+      const v = this.#continueRequest;
+      this.#continueRequest = false;
+      return v;
+    }
+    const v = this.#continueResponse;
+    this.#continueResponse = false;
     return v;
   }
 
@@ -97,7 +104,8 @@ export class StreamContext {
   continueStream(dir: Direction): StatusCode {
     if (this.state !== 'active') return Status.NotFound;
     if (this.#waiter?.direction === dir) this.#wake('continue');
-    else this.#continueRequested[dir] = true;
+    else if (dir === 0) this.#continueRequest = true;
+    else this.#continueResponse = true;
     return Status.Ok;
   }
 
@@ -166,8 +174,8 @@ export class StreamContext {
     if (this.state === 'active') this.state = 'done';
     this.vm.contexts.delete(this.id);
     this.vm.paused.delete(this);
-    this.vm.activeStreams--;
-    this.vm.lastUsed = performance.now();
+    // Idle eviction only looks at a VM without streams (PluginVm.busy): its idle time starts with the last release.
+    if (--this.vm.activeStreams === 0) this.vm.lastUsed = performance.now();
     this.vm.onStreamReleased();
   }
 }

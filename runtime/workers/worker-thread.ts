@@ -57,6 +57,9 @@ export const PATCH_RPC = 'patch';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
+  // Module hooks are per thread: this worker's runtime modules resolve as the main thread's do (import-resolver.ts).
+  const { installImportResolver } = await import('../import-resolver.js');
+  installImportResolver();
   const [{ App }, { WorkerRpc }, { ProcessMemoryBackend }, { SharedCounterTable }, { useSharedCaRoot }, log, { servePodFanout }, { socketHandover, duplicateFd }] = await Promise.all([
     import('../app.js'),
     import('./worker-rpc.js'),

@@ -8,7 +8,7 @@ import { ProxyState } from '../../runtime/state/proxy-state.js';
 import { CertificateAuthority, createBuiltinCaClient } from '../../runtime/identity/certificate-authority.js';
 import { CertificateManager } from '../../runtime/identity/certificate-manager.js';
 import type { CaClient } from '../../runtime/identity/workload-certificate.js';
-import { createHboneServer, type AuthorizeResult, type HboneServer, type InboundTunnel } from '../../runtime/hbone/hbone-server.js';
+import { createHboneServer, type AuthorizeResult, type HboneServer, type HboneServerOptions, type InboundTunnel } from '../../runtime/hbone/hbone-server.js';
 import { HboneClient } from '../../runtime/hbone/hbone-client.js';
 import { setLogSink } from '../../runtime/log.js';
 import { LiveConnections } from '../../runtime/authz/live-connections.js';
@@ -77,6 +77,8 @@ export interface MeshOptions {
   /** `node`: Node's TLS and node:http2 carry the tunnels (the fallback path); default: the addon's native path when built. */
   dataPath?: 'auto' | 'node';
   onKeylog?: (line: Buffer) => void;
+  /** Also hears every established tunnel with its control (tests that end tunnels as the drain does). */
+  onConnection?: HboneServerOptions['onConnection'];
 }
 
 function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, authorize: ((t: InboundTunnel) => AuthorizeResult) | undefined, opts: MeshOptions): Node {
@@ -92,7 +94,10 @@ function makeNode(config: WeftConfig, caClient: CaClient, ttlSeconds: number, au
     certificates: certs,
     state,
     authorize: authorize ?? authz.authorize,
-    onConnection: authz.onConnection,
+    onConnection: (tunnel, control) => {
+      authz.onConnection?.(tunnel, control);
+      opts.onConnection?.(tunnel, control);
+    },
     connectUpstream: (target) =>
       new Promise((resolve, reject) => {
         const s = net.connect({ host: target.address, port: target.port, allowHalfOpen: true });

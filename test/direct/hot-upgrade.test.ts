@@ -27,9 +27,15 @@ interface Ports {
   admin: number;
 }
 
-/** A stream that sends a numbered line every 50 ms and checks each comes back; records when and how it ended. */
-function pinger(stream: Duplex): { echoedAfter(t: number): boolean; ended: Promise<{ at: number; error: string | undefined; lost: number }> } {
+/**
+ * A stream that sends a numbered line every 50 ms and checks what comes back; records when and how it ended. `gapless`:
+ * the echoed lines are exactly 1..n in order, so no line was lost or reordered while the stream lived. Only lines at
+ * the tail can be missing: those still in flight when the deadline's END_STREAM/FIN crossed them (inherent to a close;
+ * how many depends on the machine's load, so it is not asserted).
+ */
+function pinger(stream: Duplex): { echoedAfter(t: number): boolean; ended: Promise<{ at: number; error: string | undefined; gapless: boolean }> } {
   const echoes: number[] = [];
+  let gapless = true;
   let sent = 0;
   let received = '';
   let error: string | undefined;
@@ -38,7 +44,10 @@ function pinger(stream: Duplex): { echoedAfter(t: number): boolean; ended: Promi
     received += d;
     const lines = received.split('\n');
     received = lines.pop() ?? '';
-    for (const _ of lines) echoes.push(performance.now());
+    for (const line of lines) {
+      if (line !== `ping ${echoes.length + 1}`) gapless = false;
+      echoes.push(performance.now());
+    }
   });
   const timer = setInterval(() => {
     if (!stream.destroyed && stream.writable && stream.readable) stream.write(`ping ${++sent}\n`);
@@ -46,10 +55,10 @@ function pinger(stream: Duplex): { echoedAfter(t: number): boolean; ended: Promi
   stream.on('error', (err) => (error = err.message));
   // Like an application socket: when the far side ends, end ours (HBONE streams are half-open capable).
   stream.once('end', () => stream.end());
-  const ended = new Promise<{ at: number; error: string | undefined; lost: number }>((resolve) =>
+  const ended = new Promise<{ at: number; error: string | undefined; gapless: boolean }>((resolve) =>
     stream.once('close', () => {
       clearInterval(timer);
-      resolve({ at: performance.now(), error, lost: sent - echoes.length });
+      resolve({ at: performance.now(), error, gapless });
     }),
   );
   return { echoedAfter: (t) => echoes.some((e) => e > t), ended };
@@ -149,10 +158,7 @@ describe.each([1, 2])('hot upgrade (weft run --takeover), workers: %i', (workers
     await Promise.all(processes.map((p) => p.exited));
   }
 
-  // An open intermittent failure, one run in three or four on a quiet 2-core machine: one request of thousands fails during
-  // the handover ('l7-keepalive: socket hang up' with workers: 2, an HBONE tunnel ending with EPIPE at the drain with
-  // workers: 1); runtime/upgrade/README.md "Open". Each attempt starts clean and asserts zero failures.
-  it('hands every socket over twice under load: no failed request, long-lived L4 and HBONE streams last until the drain deadline', { retry: 3, timeout: 120_000 }, async () => {
+  it('hands every socket over twice under load: no failed request, long-lived L4 and HBONE streams last until the drain deadline', { timeout: 120_000 }, async () => {
     await stopAll();
     let current = start(false);
     const ports = await portsOf(current);
@@ -188,8 +194,8 @@ describe.each([1, 2])('hot upgrade (weft run --takeover), workers: %i', (workers
         const [l4End, tunnelEnd] = await Promise.all([l4Stream.ended, tunnel.ended]);
         for (const end of [l4End, tunnelEnd]) {
           expect(end.error).toBeUndefined();
-          // Lines in flight when the deadline's FIN crosses them are not echoed (inherent to an L4 close); a few at most.
-          expect(end.lost).toBeLessThanOrEqual(3);
+          // Nothing lost or reordered while the stream lived; only lines in flight at the deadline's FIN go unanswered.
+          expect(end.gapless).toBe(true);
           // A lower bound only (load can only delay the close): the streams were not cut at the handover.
           expect(end.at - releasedAt).toBeGreaterThanOrEqual(DRAIN_MS * 0.8);
         }

@@ -2,7 +2,8 @@
  * gRPC callouts (proxy_grpc_call, proxy_grpc_stream, send/cancel/close) over @grpc/grpc-js. The upstream a plugin names
  * is a cluster, resolved by the host's GrpcResolver; replies reach the root context through the proxy_on_grpc_* callbacks.
  */
-import { Metadata, type ClientDuplexStream, type ClientUnaryCall, type StatusObject } from '@grpc/grpc-js';
+import type { Metadata, ClientDuplexStream, ClientUnaryCall, StatusObject } from '@grpc/grpc-js';
+import { lazyGrpc } from '../../lazy-packages.js';
 import { Status } from '../abi-constants.js';
 import { type HeaderPairs, readMap } from '../header-map-codec.js';
 import { identity } from '../grpc-clients.js';
@@ -40,7 +41,7 @@ export function grpcUpstreamCluster(raw: Uint8Array): string {
 }
 
 function toMetadata(pairs: HeaderPairs): Metadata {
-  const md = new Metadata();
+  const md = new (lazyGrpc().Metadata)();
   for (const [k, v] of pairs) {
     if (k.startsWith(':')) continue;
     if (k.endsWith('-bin')) md.add(k, Buffer.from(v, 'latin1'));
