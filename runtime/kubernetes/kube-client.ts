@@ -47,6 +47,11 @@ export class KubeClient {
     });
   }
 
+  /** Where and how this client connects (a list thread opens its own connection with it). */
+  get connection(): KubeConnection {
+    return this.#conn;
+  }
+
   /** The bearer token, re-read from its file once a minute or sooner when the file changed (or after a 401). */
   token(): string | undefined {
     if (this.#conn.tokenFile === undefined) return this.#conn.token;

@@ -64,6 +64,19 @@ export interface PodDelta {
   pods: Set<string>;
 }
 
+/** What Service changes since the last applied snapshot amount to, when they can be applied without a rebuild. */
+export interface ServiceDelta {
+  upsert: ServiceConfig[];
+  /** Service keys (`name.namespace`). */
+  remove: string[];
+  /** Service object keys whose served entry changes, with their new entry (undefined: removed). */
+  served: Map<string, { service: ServiceConfig; ref: ObjectRef } | undefined>;
+  problems: ObjectProblem[];
+  services: Set<string>;
+}
+
+export type ServiceDeltaResult = { ok: true; delta: ServiceDelta } | { ok: false; reason: string };
+
 /** A pod change the snapshot cannot take incrementally: it touches plugin instances, the L7 path or this node's workloads. */
 export type PodDeltaResult = { ok: true; delta: PodDelta } | { ok: false; reason: string };
 
@@ -121,11 +134,15 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
   /** Pod keys by namespace, and Services with a named targetPort by namespace (they depend on the pods they select). */
   readonly #podsByNamespace = new Map<string, Set<string>>();
   readonly #namedPortServices = new Map<string, Set<string>>();
-  /** Pods changed since the last applied snapshot; anything else changed means a full rebuild. */
+  /** Pods and Services changed since the last applied snapshot; anything else changed means a full rebuild. */
   readonly #dirtyPods = new Set<string>();
+  readonly #dirtyServices = new Set<string>();
   #dirtyOther = true;
-  /** What the serving snapshot holds for each pod. */
+  /** What the serving snapshot holds for each pod and each Service. */
   readonly #served = new Map<string, { workload: WorkloadConfig; ref: ObjectRef }>();
+  readonly #servedServices = new Map<string, { service: ServiceConfig; ref: ObjectRef }>();
+  /** Resources listed once (pod translations wait for namespaces and WasmPlugins). */
+  readonly #listed = new Set<string>();
 
   constructor(opts: { trustDomain: string; onChange?: (resource: string) => void; onSynced?: (resource: string) => void }) {
     this.#trustDomain = opts.trustDomain;
@@ -183,7 +200,11 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     const old = m.get(key);
     m.set(key, obj);
     this.#index(resource, key, obj, old);
+    // A pod's translation needs its namespace and the WasmPlugins: once those are listed, it is made as the pod arrives
+    // (at start, while the rest of the pods are still being listed) and the snapshot build finds it made.
+    if (resource === 'pods' && this.#listed.has('namespaces') && this.#listed.has('wasmplugins')) this.#pod(key, obj as SlimPod, []);
     if (resource === 'pods') this.#dirtyPods.add(key);
+    else if (resource === 'services') this.#dirtyServices.add(key);
     else this.#dirtyOther = true;
     this.#onChange(resource);
   }
@@ -196,16 +217,18 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
     this.#lastGood.get(resource)?.delete(key);
     this.#index(resource, key, undefined, old);
     if (resource === 'pods') this.#dirtyPods.add(key);
+    else if (resource === 'services') this.#dirtyServices.add(key);
     else this.#dirtyOther = true;
     this.#onChange(resource);
   }
 
   synced(resource: string): void {
+    this.#listed.add(resource);
     this.#onSynced(resource);
   }
 
-  /** Whether only pods changed since the last applied snapshot (so `podDelta` may apply them without a rebuild). */
-  get onlyPodsChanged(): boolean {
+  /** Whether only pods and Services changed since the last applied snapshot (so `podDelta` and `serviceDelta` may apply them without a rebuild). */
+  get onlyPodsAndServicesChanged(): boolean {
     return !this.#dirtyOther;
   }
 
@@ -424,7 +447,13 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
       const ref = mesh.origins.workloads[i];
       if (ref?.resource === 'pods') this.#served.set(keyOf(ref), { workload, ref });
     });
+    this.#servedServices.clear();
+    mesh.services.forEach((service, i) => {
+      const ref = mesh.origins.services[i];
+      if (ref?.resource === 'services') this.#servedServices.set(keyOf(ref), { service, ref });
+    });
     this.#dirtyPods.clear();
+    this.#dirtyServices.clear();
     this.#dirtyOther = false;
   }
 
@@ -471,6 +500,50 @@ export class KubeMeshModel implements ReflectorHandler<Stripped> {
       delta.served.set(key, { workload: next, ref: refOf('pods', pod as SlimPod) });
     }
     return { ok: true, delta };
+  }
+
+  /**
+   * The Services changed since the last applied snapshot as a change to the snapshot's services, when it can be applied
+   * without a rebuild: no waypoint and no per-object plugin configuration (plugin instances and the L7 decision depend on
+   * them), and no EndpointSlices behind it (a selector-less Service's slices are workloads only while it has no selector).
+   * Address conflicts with other services are the caller's to check against the serving snapshot.
+   */
+  serviceDelta(): ServiceDeltaResult {
+    const delta: ServiceDelta = { upsert: [], remove: [], served: new Map(), problems: [], services: new Set(this.#dirtyServices) };
+    for (const key of this.#dirtyServices) {
+      const svc = this.services.get(key);
+      const before = this.#servedServices.get(key);
+      const [namespace = 'default', name = ''] = key.split('/');
+      if (this.#slicesOf(namespace, name).length > 0) return { ok: false, reason: `service ${key} has EndpointSlices` };
+      const next = svc === undefined ? undefined : this.#service(key, svc, delta.problems);
+      if (next === before?.service) continue;
+      for (const s of [before?.service, next]) {
+        if (s === undefined) continue;
+        if (s.waypoint !== undefined || Object.keys(s.annotations).some((k) => k.startsWith(PLUGIN_CONFIG_ANNOTATION_PREFIX))) return { ok: false, reason: `service ${key} carries plugin configuration or a waypoint` };
+      }
+      if (next === undefined) {
+        if (before !== undefined) delta.remove.push(`${before.service.name}.${before.service.namespace}`);
+        delta.served.set(key, undefined);
+        continue;
+      }
+      delta.upsert.push(next);
+      delta.served.set(key, { service: next, ref: refOf('services', svc as SlimService) });
+    }
+    return { ok: true, delta };
+  }
+
+  /** A delta from `serviceDelta` was applied. */
+  appliedServiceDelta(delta: ServiceDelta): void {
+    for (const [key, entry] of delta.served) {
+      if (entry === undefined) this.#servedServices.delete(key);
+      else this.#servedServices.set(key, entry);
+    }
+    for (const key of delta.services) this.#dirtyServices.delete(key);
+  }
+
+  /** The serving Services with their objects (for /config_dump). */
+  get servedServices(): ReadonlyMap<string, { service: ServiceConfig; ref: ObjectRef }> {
+    return this.#servedServices;
   }
 
   /** A delta from `podDelta` was applied. */

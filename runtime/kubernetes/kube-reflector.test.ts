@@ -26,7 +26,7 @@ function pod(name: string, v = '1', node = 'node-a') {
 }
 
 /** A reflector plus a log of what its handler saw, to prove nothing was applied twice. */
-function reflect(resource = PODS) {
+function reflect(resource = PODS, opts: { listOffThread?: boolean; tuning?: Record<string, unknown> } = {}) {
   const seen: string[] = [];
   const synced: string[] = [];
   const r = new KubeReflector<Stripped>({
@@ -34,7 +34,8 @@ function reflect(resource = PODS) {
     resource,
     strip: stripPod,
     metrics: new KubeMetrics(registry),
-    tuning: FAST,
+    tuning: { ...FAST, ...opts.tuning },
+    ...(opts.listOffThread === undefined ? {} : { listOffThread: opts.listOffThread }),
     handler: { upsert: (_r, key, o) => seen.push(`upsert ${key} ${o.resourceVersion}`), remove: (_r, key) => seen.push(`remove ${key}`), synced: (res) => synced.push(res) },
   });
   runs.push(r.run(abort.signal));
@@ -122,6 +123,52 @@ describe('list and watch', () => {
     await res.body.dump();
     await c.close();
     await v6.close();
+  });
+});
+
+describe('a big list read on in a worker thread', () => {
+  const OFF = { listOffThread: true, tuning: { offThreadAbove: 2 } };
+
+  it('gives the same objects as a list read here, strings pooled again on arrival', async () => {
+    for (let i = 0; i < 6; i++) cluster.fake.store.create('pods', { ...pod(`t${i}`), metadata: { name: `t${i}`, namespace: 'shop', labels: { app: 'tëst', v: '1' } } });
+    const { r, seen, synced } = reflect(PODS, OFF);
+    await until(() => r.synced, 'first sync');
+    expect(synced).toEqual(['pods']);
+    expect(converged(r)).toBe(true);
+    noDuplicates(seen);
+    // 11 pods in pages of 2: the first here, the other five from the thread, each counted.
+    expect(cluster.fake.requests.filter((q) => q.verb === 'list')).toHaveLength(6);
+    expect(await metric('weft_k8s_requests_total', { verb: 'list', code: '200' })).toBe(6);
+    const a = r.items.get('shop/t0') as SlimPod;
+    const b = r.items.get('shop/t5') as SlimPod;
+    expect(a.labels).toEqual({ app: 'tëst', v: '1' });
+    expect(a.serviceAccount).toBe('sa');
+    // The watch takes over from the list's resourceVersion.
+    cluster.fake.store.update('pods', pod('a', '3'));
+    await until(() => converged(r), 'watch after an off-thread list');
+    expect(b.nodeName).toBe('node-a');
+  });
+
+  it.each([
+    ['a 500 answer', { kind: 'status', code: 500 } as const, 'server'],
+    ['a connection reset', { kind: 'reset' } as const, 'network'],
+  ])('%s to the thread: counted, retried with a fresh list, converged', async (_what, fault, reason) => {
+    cluster.fake.inject({ fault, verb: 'list', continued: true });
+    const { r, seen } = reflect(PODS, OFF);
+    await until(() => r.synced, 'sync after the failure');
+    expect(converged(r)).toBe(true);
+    noDuplicates(seen);
+    expect(await metric('weft_k8s_errors_total', { reason })).toBe(1);
+    expect(await metric('weft_k8s_relists_total', {})).toBe(2);
+  });
+
+  it('stops the thread when the reflector is aborted mid-list', async () => {
+    cluster.fake.inject({ fault: { kind: 'halfOpen', afterEvents: 0 }, verb: 'list', continued: true });
+    const { r } = reflect(PODS, OFF);
+    await until(() => cluster.fake.requests.some((q) => q.verb === 'list' && q.query.continue !== undefined), 'the thread listing');
+    abort.abort();
+    await Promise.all(runs);
+    expect(r.synced).toBe(false);
   });
 });
 

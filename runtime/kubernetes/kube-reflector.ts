@@ -6,6 +6,9 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createLogger } from '../log.js';
 import type { KubeClient, KubeResponse } from './kube-client.js';
+import { listPages, type ListPage } from './kube-list-pager.js';
+import { listOffThread } from './kube-list-thread.js';
+import { adoptStripped } from './kube-objects.js';
 import type { KubeMetrics } from './kube-metrics.js';
 import { KubeStatusError, WatchStalledError, errorReason } from './kube-status-error.js';
 import type { WatchedResource } from './watched-resources.js';
@@ -44,6 +47,8 @@ export interface ReflectorTuning {
   /** How often a missing optional resource is looked for again (quietly). */
   absentRecheckMs: number;
   random: () => number;
+  /** A list with at least this many items after its first page is read on in a worker thread (kube-list-thread.ts). */
+  offThreadAbove: number;
 }
 
 export const DEFAULT_TUNING: ReflectorTuning = {
@@ -55,6 +60,7 @@ export const DEFAULT_TUNING: ReflectorTuning = {
   backoffResetMs: 120_000,
   absentRecheckMs: 300_000,
   random: Math.random,
+  offThreadAbove: 5_000,
 };
 
 export function resourcePath(r: Pick<WatchedResource, 'group' | 'version' | 'resource'>): string {
@@ -63,11 +69,6 @@ export function resourcePath(r: Pick<WatchedResource, 'group' | 'version' | 'res
 
 export function keyOf(o: { name: string; namespace: string | undefined }): string {
   return o.namespace === undefined ? o.name : `${o.namespace}/${o.name}`;
-}
-
-/** Drains a response nobody will read, so its connection goes back to the pool. */
-function discard(res: Promise<KubeResponse> | undefined): void {
-  void res?.then((r) => r.body.dump(), () => undefined);
 }
 
 interface WatchEvent {
@@ -87,8 +88,10 @@ export class KubeReflector<T extends Stripped> {
   #rv: string | undefined;
   #synced = false;
   #absentLogged = false;
+  readonly #offThread: boolean;
 
-  constructor(opts: { client: KubeClient; resource: WatchedResource; strip: (raw: RawObject) => T; handler: ReflectorHandler<T>; metrics: KubeMetrics; tuning?: Partial<ReflectorTuning> }) {
+  /** `listOffThread`: big lists may be parsed in a worker thread, with STRIP_BY_RESOURCE's function for the resource (which `strip` must be). */
+  constructor(opts: { client: KubeClient; resource: WatchedResource; strip: (raw: RawObject) => T; handler: ReflectorHandler<T>; metrics: KubeMetrics; tuning?: Partial<ReflectorTuning>; listOffThread?: boolean }) {
     this.resource = opts.resource;
     this.#client = opts.client;
     this.#strip = opts.strip;
@@ -96,6 +99,7 @@ export class KubeReflector<T extends Stripped> {
     this.#metrics = opts.metrics;
     this.#tuning = { ...DEFAULT_TUNING, ...opts.tuning };
     this.#path = resourcePath(opts.resource);
+    this.#offThread = opts.listOffThread === true;
   }
 
   get items(): ReadonlyMap<string, T> {
@@ -198,33 +202,44 @@ export class KubeReflector<T extends Stripped> {
     const name = this.resource.resource;
     this.#metrics.relists.inc({ resource: name });
     const fresh = new Map<string, T>();
+    // Nothing held yet (the first list): objects go to the handler page by page, so it can start on them while the rest
+    // of the list arrives. A list that fails midway leaves them held, and the next list's diff removes what is gone.
+    const streaming = this.#items.size === 0;
+    const add = (obj: T): void => {
+      const key = keyOf(obj);
+      fresh.set(key, obj);
+      if (!streaming) return;
+      this.#items.set(key, obj);
+      this.#handler.upsert(name, key, obj);
+    };
     let rv = '';
-    const fetch = (cont: string | undefined): Promise<KubeResponse> => this.#client.request(this.#path, { query: { limit: this.#tuning.pageSize, continue: cont, labelSelector: this.resource.labelSelector }, signal });
-    // The page requested next (ahead of time once the current page's `continue` is known).
-    const ahead: { next: Promise<KubeResponse> | undefined } = { next: fetch(undefined) };
-    try {
-      while (ahead.next !== undefined) {
-        const res: KubeResponse = await ahead.next;
-        ahead.next = undefined;
-        if (res.statusCode !== 200) await this.#fail(res, 'list');
-        this.#metrics.requests.inc({ resource: name, verb: 'list', code: '200' });
-        const { page, prefetched } = await this.#readPage(res, (cont) => (ahead.next = fetch(cont)));
-        for (const raw of page.items ?? []) {
-          const obj = this.#strip(raw);
-          fresh.set(keyOf(obj), obj);
-        }
-        rv = page.metadata?.resourceVersion ?? rv;
-        const cont = page.metadata?.continue === '' ? undefined : page.metadata?.continue;
-        if (prefetched !== cont) {
-          // The token read ahead was not the page's (it cannot be, short of a broken server): ask again with the right one.
-          discard(ahead.next);
-          ahead.next = cont === undefined ? undefined : fetch(cont);
-        }
-        this.#metrics.lastEvent.set({ resource: name }, Date.now() / 1000);
+    const onStatus = (code: number): void => this.#metrics.requests.inc({ resource: name, verb: 'list', code: String(code) });
+    const take = (page: ListPage<T>): void => {
+      rv = page.resourceVersion ?? rv;
+      this.#metrics.lastEvent.set({ resource: name }, Date.now() / 1000);
+    };
+    // A big list (150,000 pods) is read on in a worker thread after its first page: parsing is most of its cost.
+    const offThread = this.#offThread && this.#tuning.offThreadAbove < Infinity;
+    let rest: string | undefined;
+    const pages = listPages(this.#client, {
+      path: this.#path,
+      pageSize: this.#tuning.pageSize,
+      labelSelector: this.resource.labelSelector,
+      signal,
+      onStatus,
+      handOff: (head) => offThread && (head.remainingItemCount ?? 0) >= this.#tuning.offThreadAbove,
+    });
+    for await (const page of pages) {
+      for (const raw of page.items) add(this.#strip(raw));
+      take(page as unknown as ListPage<T>);
+      rest = page.continue;
+    }
+    if (rest !== undefined) {
+      const job = { connection: this.#client.connection, path: this.#path, resource: name, pageSize: this.#tuning.pageSize, labelSelector: this.resource.labelSelector, continue: rest };
+      for await (const page of listOffThread(job, signal, onStatus)) {
+        for (const stripped of page.items) add(adoptStripped(name, stripped) as T);
+        take(page as ListPage<T>);
       }
-    } finally {
-      // A page fetched ahead of a failure is drained so its connection is reused, never leaked.
-      discard(ahead.next);
     }
     if (this.#absentLogged && this.#metrics.absent !== undefined) {
       log.info({ resource: name }, 'resource is now served by this cluster');
@@ -239,39 +254,12 @@ export class KubeReflector<T extends Stripped> {
       }
     }
     for (const [key, obj] of fresh) {
-      if (this.#items.get(key)?.resourceVersion === obj.resourceVersion) continue;
+      if (streaming || this.#items.get(key)?.resourceVersion === obj.resourceVersion) continue;
       this.#items.set(key, obj);
       this.#handler.upsert(name, key, obj);
     }
     this.#rv = rv;
     this.#setSynced();
-  }
-
-  /**
-   * Reads one list page. The API server writes `metadata` (with `continue`) before `items`: as soon as the token is in,
-   * the next page is requested, so the server produces it while this one is still arriving and being parsed.
-   */
-  async #readPage(res: KubeResponse, prefetch: (cont: string) => void): Promise<{ page: { metadata?: { resourceVersion?: string; continue?: string }; items?: RawObject[] }; prefetched: string | undefined }> {
-    const chunks: Buffer[] = [];
-    let head = '';
-    let looking = true;
-    let prefetched: string | undefined;
-    for await (const chunk of res.body as AsyncIterable<Buffer>) {
-      chunks.push(chunk);
-      if (!looking) continue;
-      head += chunk.toString('latin1', 0, Math.min(chunk.length, 4096 - head.length));
-      const items = head.indexOf('"items"');
-      if (items < 0 && head.length < 4096) continue;
-      looking = false;
-      const token = items < 0 ? null : /"continue":"([^"\\]+)"/.exec(head.slice(0, items));
-      if (token?.[1] !== undefined) {
-        prefetched = token[1];
-        prefetch(prefetched);
-      }
-    }
-    // A SyntaxError here counts as a decode error and the list starts over.
-    const page = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { metadata?: { resourceVersion?: string; continue?: string }; items?: RawObject[] };
-    return { page, prefetched };
   }
 
   /** One watch stream from the current RV; resolves with the event count when the server ends it cleanly. */

@@ -12,18 +12,16 @@ import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { KubeClient } from './kube-client.js';
 import type { KubeConnection } from './kube-config.js';
 import { KubeEventRecorder } from './kube-event-recorder.js';
-import { KINDS, KubeMeshModel, type KubeMesh, type ObjectProblem, type ObjectRef } from './kube-mesh-model.js';
+import { KINDS, KubeMeshModel, type KubeMesh, type ObjectProblem, type ObjectRef, type ServiceDelta } from './kube-mesh-model.js';
 import { KubeMetrics } from './kube-metrics.js';
-import { stripCustom, stripEndpointSlice, stripNamespace, stripPod, stripService } from './kube-objects.js';
-import { KubeReflector, keyOf, type RawObject, type ReflectorTuning, type Stripped } from './kube-reflector.js';
+import { STRIP_BY_RESOURCE } from './kube-objects.js';
+import { KubeReflector, keyOf, type ReflectorTuning, type Stripped } from './kube-reflector.js';
 import { WATCHED_RESOURCES, type WatchedResource } from './watched-resources.js';
 
 const log = createLogger('kubernetes');
 
 /** Watch events arrive in bursts (a rollout touches many pods): those within a few ms are applied together. */
 export const DEFAULT_COALESCE_MS = 5;
-
-const STRIP: Record<string, (raw: RawObject) => Stripped> = { pods: stripPod, endpointslices: stripEndpointSlice, services: stripService, namespaces: stripNamespace, wasmplugins: stripCustom, authorizationpolicies: stripCustom };
 
 export interface KubernetesSourceTarget {
   reload(config: WeftConfig): Promise<ReloadResult>;
@@ -69,6 +67,7 @@ export class KubernetesSource {
   #reported = new Map<string, string>();
   #lastMesh: KubeMesh | undefined;
   #lastProblems: ObjectProblem[] = [];
+  #fileChanged = false;
 
   constructor(opts: KubernetesSourceOptions) {
     this.#base = opts.base;
@@ -88,9 +87,9 @@ export class KubernetesSource {
     this.model.filePlugins = new Set(opts.base.plugins.map((p) => p.name));
     const watched = WATCHED_RESOURCES.filter((r) => r.verbs.includes('watch'));
     this.reflectors = watched.map((resource) => {
-      const strip = STRIP[resource.resource];
+      const strip = STRIP_BY_RESOURCE[resource.resource];
       if (strip === undefined) throw new Error(`no translation for watched resource ${resource.resource}`);
-      return new KubeReflector<Stripped>({ client: this.client, resource, strip, handler: this.model, metrics: this.metrics, ...(opts.tuning === undefined ? {} : { tuning: opts.tuning }) });
+      return new KubeReflector<Stripped>({ client: this.client, resource, strip, handler: this.model, metrics: this.metrics, listOffThread: true, ...(opts.tuning === undefined ? {} : { tuning: opts.tuning }) });
     });
   }
 
@@ -127,6 +126,8 @@ export class KubernetesSource {
     this.#base = config;
     this.model.filePlugins = new Set(config.plugins.map((p) => p.name));
     if (!this.#firstSync) return this.#target.reload(config);
+    // The file's part changed: only a rebuild merges it (a patch carries the cluster's changes alone).
+    this.#fileChanged = true;
     return this.#enqueue();
   }
 
@@ -153,7 +154,9 @@ export class KubernetesSource {
     if (this.reflectors.some((r) => !this.#synced.has(r.resource.resource))) return { ok: true };
     const since = this.#pendingSince;
     this.#pendingSince = undefined;
-    if (this.#firstSync && this.#patch()) {
+    const fileChanged = this.#fileChanged;
+    this.#fileChanged = false;
+    if (this.#firstSync && !fileChanged && this.#patch()) {
       if (since !== undefined) this.metrics.eventToSnapshot.observe((performance.now() - since) / 1000);
       this.#report();
       return { ok: true };
@@ -189,28 +192,59 @@ export class KubernetesSource {
   }
 
   /**
-   * Applies pod changes by deriving the serving snapshot when only pods on other nodes changed (the common case: 150,000
-   * pods churn while services, plugins and policies stay); false when a full rebuild is needed instead.
+   * Applies pod and Service changes by deriving the serving snapshot (the common case at scale: 150,000 pods churn while
+   * plugins and policies stay; a Service edit touches one entry of 10,000); false when a full rebuild is needed instead.
    */
   #patch(): boolean {
     const target = this.#target;
-    if (target.patchWorkloads === undefined || target.state === undefined || !this.model.onlyPodsChanged) return false;
+    if (target.patchWorkloads === undefined || target.state === undefined || !this.model.onlyPodsAndServicesChanged) return false;
     const state = target.state;
     // This node's pods take the same path (certificates and HBONE listeners follow the snapshot's local list), unless
     // the file names waypoints: a local pod may then start or stop hosting one, which decides whether L7 must load.
     const node = this.#base.node;
     const waypoints = this.#base.services.some((s) => s.waypoint !== undefined);
     const r = this.model.podDelta((w) => waypoints && (w.node === undefined || w.node === node), (ip) => state.current.workloadByIp(ip)?.uid);
-    if (!r.ok) {
-      log.debug({ reason: r.reason }, 'pod change needs a full rebuild');
+    const sv = r.ok ? this.model.serviceDelta() : r;
+    const conflict = sv.ok ? this.#serviceConflict(sv.delta, state.current) : sv.reason;
+    if (!r.ok || !sv.ok || conflict !== undefined) {
+      log.debug({ reason: conflict }, 'change needs a full rebuild');
       return false;
     }
     const { delta } = r;
-    if (delta.upsert.length + delta.remove.length > 0) target.patchWorkloads({ upsert: delta.upsert, remove: delta.remove });
+    const services = sv.delta;
+    if (delta.upsert.length + delta.remove.length + services.upsert.length + services.remove.length > 0) {
+      target.patchWorkloads({ upsert: delta.upsert, remove: delta.remove, services: { upsert: services.upsert, remove: services.remove } });
+    }
     this.model.appliedDelta(delta);
-    this.#lastProblems = [...this.#lastProblems.filter((p) => p.resource !== 'pods' || !delta.pods.has(keyOf(p))), ...delta.problems];
+    this.model.appliedServiceDelta(services);
+    const replaced = (p: ObjectProblem): boolean => (p.resource === 'pods' && delta.pods.has(keyOf(p))) || (p.resource === 'services' && services.services.has(keyOf(p)));
+    this.#lastProblems = [...this.#lastProblems.filter((p) => !replaced(p)), ...delta.problems, ...services.problems];
     this.metrics.applies.inc({ result: 'patched' });
     return true;
+  }
+
+  /**
+   * Why changed Services cannot be patched in: what a full rebuild's cross-reference checks would look at (an address
+   * another service serves, a file service of the same name, a port listed twice, or file parts that name services).
+   */
+  #serviceConflict(delta: ServiceDelta, current: StateSnapshot): string | undefined {
+    if (delta.upsert.length + delta.remove.length === 0) return undefined;
+    const b = this.#base;
+    if (b.localPorts.length > 0 || b.functions.length > 0 || current.config.policies.some((p) => p.targetRef !== undefined)) return 'services are named by localPorts, functions or policy targetRefs';
+    const claimed = new Set<string>();
+    for (const svc of delta.upsert) {
+      const key = `${svc.name}.${svc.namespace}`;
+      if (b.services.some((f) => f.name === svc.name && f.namespace === svc.namespace)) return `service ${key} is also defined in the file`;
+      if (new Set(svc.ports.map((p) => p.port)).size !== svc.ports.length) return `service ${key} lists a port twice`;
+      for (const vip of svc.addresses) {
+        for (const p of svc.ports) {
+          const owner = current.serviceByVip(vip, p.port)?.service.key;
+          if ((owner !== undefined && owner !== key) || claimed.has(`${vip}:${p.port}`)) return `${vip}:${p.port} of service ${key} is served by another service`;
+          claimed.add(`${vip}:${p.port}`);
+        }
+      }
+    }
+    return undefined;
   }
 
   /** File part plus cluster part; entries that break a cross-reference rule (a reused pod IP, a taken VIP) are dropped and reported. */
@@ -269,6 +303,11 @@ export class KubernetesSource {
       const { resource, ...rest } = ref;
       (origins.workloads ?? {})[entryKey('workloads', workload)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
     }
+    // Services change by patches too: the model has what serves.
+    for (const { service, ref } of this.model.servedServices.values()) {
+      const { resource, ...rest } = ref;
+      (origins.services ?? {})[entryKey('services', service)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
+    }
     if (m !== undefined) {
       // Workloads from EndpointSlices change only with a rebuild: the last one has them.
       m.workloads.forEach((e, i) => {
@@ -277,7 +316,7 @@ export class KubernetesSource {
         const { resource, ...rest } = ref;
         (origins.workloads ?? {})[entryKey('workloads', e)] = { source: 'kubernetes', kind: KINDS[resource], ...rest };
       });
-      for (const list of ['namespaces', 'services', 'plugins', 'policies'] as const) {
+      for (const list of ['namespaces', 'plugins', 'policies'] as const) {
         m[list].forEach((e, i) => {
           const ref = m.origins[list][i];
           if (ref === undefined) return;

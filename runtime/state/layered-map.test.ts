@@ -20,6 +20,9 @@ describe('LayeredMap', () => {
     for (const [l, p] of versions) {
       expect(l.size).toBe(p.size);
       expect(new Map(l.entries())).toEqual(p);
+      const visited: [number, string][] = [];
+      l.forEach((v, k) => visited.push([k, v]));
+      expect(visited).toEqual([...l.entries()]);
       for (let k = 0; k < 50; k++) expect(l.get(k)).toBe(p.get(k));
     }
   });

@@ -64,4 +64,20 @@ export class LayeredMap<K, V> {
   *values(): IterableIterator<V> {
     for (const [, v] of this.entries()) yield v;
   }
+
+  /** `fn` on every value in `entries()` order, without a generator step per entry (150,000 workloads in one pass). */
+  forEach(fn: (value: V, key: K) => void): void {
+    const overlay = this.#overlay;
+    if (overlay.size === 0) {
+      this.#base.forEach(fn);
+      return;
+    }
+    this.#base.forEach((v, k) => {
+      const o = overlay.get(k);
+      if (o !== GONE) fn(o === undefined ? v : o, k);
+    });
+    overlay.forEach((v, k) => {
+      if (v !== GONE && !this.#base.has(k)) fn(v, k);
+    });
+  }
 }

@@ -41,11 +41,13 @@ export interface ServiceTarget {
   port: ServicePortConfig;
 }
 
-/** Workloads added, replaced (same namespace/name) or removed, each uid at most once. */
+/** Workloads added, replaced (same namespace/name) or removed, each uid at most once; optionally Services likewise. */
 export interface WorkloadChange {
   upsert: readonly WorkloadConfig[];
   /** uids (`namespace/name`). */
   remove: readonly string[];
+  /** Services added, replaced (same name and namespace) or removed (keys `name.namespace`), each key at most once. */
+  services?: { upsert: readonly ServiceConfig[]; remove: readonly string[] };
 }
 
 export function spiffeId(trustDomain: string, namespace: string, serviceAccount: string): string {
@@ -173,23 +175,14 @@ export class StateSnapshot {
     };
     const fnServices = new Set(config.functions.map(functionKey));
     const services = serviceConfigs.map((s): Service => {
-      const key = `${s.name}.${s.namespace}`;
-      const endpoints = s.selector === undefined ? [] : select(s.namespace, s.selector);
-      if (s.selector !== undefined) {
-        const first = Object.keys(s.selector)[0];
-        const [map, at] = first === undefined ? [selectingAll, s.namespace] : [selecting, selectorKey(s.namespace, first, s.selector[first] ?? '')];
-        const list = map.get(at);
-        if (list === undefined) map.set(at, [key]);
-        else list.push(key);
+      const svc = makeService(s, s.selector === undefined ? [] : select(s.namespace, s.selector), nsAttachment, fnServices);
+      const slot = selectorSlot(svc, selecting, selectingAll);
+      if (slot !== undefined) {
+        const list = slot.map.get(slot.at);
+        if (list === undefined) slot.map.set(slot.at, [svc.key]);
+        else list.push(svc.key);
       }
-      return {
-        ...s,
-        key,
-        hostname: `${key}.${DEFAULT_CLUSTER_DOMAIN}`,
-        endpoints,
-        attachment: resolveAttachment(attachmentFromAnnotations(s.annotations, 'service'), nsAttachment(s.namespace)),
-        ...(fnServices.has(key) && s.selector?.['weft.dev/function'] !== undefined ? { function: key } : {}),
-      };
+      return svc;
     });
     const serviceIndex = new Map<string, number>();
     const servicesByVipPort = new Map<string, ServiceTarget>();
@@ -272,8 +265,78 @@ export class StateSnapshot {
       local: localChanged ? [...p.local.filter((w) => !changed.has(w.uid)), ...uidSet.map(([, w]) => w).filter((w) => w.local)] : p.local,
     };
     StateSnapshot.#patchServices(parts, pairs);
-    const snapshot: StateSnapshot = new StateSnapshot(liveWorkloadsConfig(config, () => snapshot), version, { parts, workloadsVersion: version });
+    let services: ServiceConfig[] | undefined;
+    if (change.services !== undefined && change.services.upsert.length + change.services.remove.length > 0) {
+      StateSnapshot.#replaceServices(parts, change.services);
+      services = withServices(config.services, change.services);
+    }
+    const snapshot: StateSnapshot = new StateSnapshot(liveWorkloadsConfig(config, () => snapshot, services), version, { parts, workloadsVersion: version });
     return snapshot;
+  }
+
+  /**
+   * Replaces, adds and removes Services (after the workload change): their index entries move, and each new one's
+   * endpoints are the workloads its selector picks, found in one pass over the workloads for the whole change.
+   */
+  static #replaceServices(parts: Parts, change: NonNullable<WorkloadChange['services']>): void {
+    const services: (Service | undefined)[] = [...parts.services];
+    // Lists are replaced, never changed in place: the previous snapshot shares the rest.
+    const selecting = new Map(parts.selecting);
+    const selectingAll = new Map(parts.selectingAll);
+    const drop = { names: [] as string[], vipPorts: [] as string[], addresses: [] as string[] };
+    const gone = new Set([...change.remove, ...change.upsert.map((s) => `${s.name}.${s.namespace}`)]);
+    for (const key of gone) {
+      const at = parts.serviceIndex.get(key);
+      const old = at === undefined ? undefined : services[at];
+      if (old === undefined || at === undefined) continue;
+      const e = serviceEntries(old);
+      drop.names.push(...e.names.map(([k]) => k));
+      drop.vipPorts.push(...e.vipPorts.filter(([k]) => parts.servicesByVipPort.get(k)?.service.key === key).map(([k]) => k));
+      drop.addresses.push(...e.addresses.filter(([a]) => parts.servicesByAddress.get(a)?.key === key).map(([a]) => a));
+      const slot = selectorSlot(old, selecting, selectingAll);
+      if (slot !== undefined) slot.map.set(slot.at, (slot.map.get(slot.at) ?? []).filter((k) => k !== key));
+      if (change.remove.includes(key)) services[at] = undefined;
+    }
+    // Endpoints for every upserted Service with a selector, in one pass over the workloads.
+    const fresh = change.upsert.map((s) => makeService(s, [], parts.nsAttachment, new Set()));
+    const byNamespace = new Map<string, Service[]>();
+    for (const svc of fresh) if (svc.selector !== undefined) byNamespace.set(svc.namespace, [...(byNamespace.get(svc.namespace) ?? []), svc]);
+    if (byNamespace.size > 0) {
+      parts.byUid.forEach((w) => {
+        const candidates = byNamespace.get(w.namespace);
+        if (candidates !== undefined) for (const svc of candidates) if (matchesSelector(svc.selector ?? {}, w.labels)) svc.endpoints.push(w);
+      });
+    }
+    const names: [string, Service][] = [];
+    const vipPorts: [string, ServiceTarget][] = [];
+    const addresses: [string, Service][] = [];
+    for (const svc of fresh) {
+      const at = parts.serviceIndex.get(svc.key);
+      if (at === undefined) services.push(svc);
+      else services[at] = svc;
+      const slot = selectorSlot(svc, selecting, selectingAll);
+      if (slot !== undefined) slot.map.set(slot.at, [...(slot.map.get(slot.at) ?? []), svc.key]);
+      const e = serviceEntries(svc);
+      names.push(...e.names);
+      vipPorts.push(...e.vipPorts);
+      addresses.push(...e.addresses.filter(([a]) => !parts.servicesByAddress.has(a) || drop.addresses.includes(a)));
+    }
+    const kept = services.filter((x): x is Service => x !== undefined);
+    const serviceIndex = new Map<string, number>();
+    kept.forEach((svc, i) => {
+      if (!serviceIndex.has(svc.key)) serviceIndex.set(svc.key, i);
+    });
+    const keys = (xs: [string, unknown][]): Set<string> => new Set(xs.map(([k]) => k));
+    const setNames = keys(names);
+    const setVips = keys(vipPorts);
+    const setAddresses = keys(addresses);
+    parts.services = kept;
+    parts.serviceIndex = serviceIndex;
+    parts.selecting = selecting;
+    parts.selectingAll = selectingAll;
+    parts.servicesByName = parts.servicesByName.with(names, drop.names.filter((k) => !setNames.has(k)));
+    parts.servicesByVipPort = parts.servicesByVipPort.with(vipPorts, drop.vipPorts.filter((k) => !setVips.has(k)));
+    parts.servicesByAddress = parts.servicesByAddress.with(addresses, drop.addresses.filter((k) => !setAddresses.has(k)));
   }
 
   /** Rebuilds the endpoints of the Services that select a changed workload (before or after the change). */
@@ -324,7 +387,11 @@ export class StateSnapshot {
 
   /** Every workload (materialized on first use; lookups never need it). */
   get workloads(): readonly Workload[] {
-    this.#workloads ??= [...this.#parts.byUid.values()];
+    if (this.#workloads === undefined) {
+      const all: Workload[] = [];
+      this.#parts.byUid.forEach((w) => all.push(w));
+      this.#workloads = all;
+    }
     return this.#workloads;
   }
 
@@ -368,6 +435,40 @@ export class StateSnapshot {
   }
 }
 
+function makeService(s: ServiceConfig, endpoints: Workload[], nsAttachment: (ns: string) => PluginAttachment | undefined, fnServices: ReadonlySet<string>): Service {
+  const key = `${s.name}.${s.namespace}`;
+  return {
+    ...s,
+    key,
+    hostname: `${key}.${DEFAULT_CLUSTER_DOMAIN}`,
+    endpoints,
+    attachment: resolveAttachment(attachmentFromAnnotations(s.annotations, 'service'), nsAttachment(s.namespace)),
+    ...(fnServices.has(key) && s.selector?.['weft.dev/function'] !== undefined ? { function: key } : {}),
+  };
+}
+
+/** Where a Service is listed among those a workload change may affect: by its selector's first label, or by namespace for `{}`. */
+function selectorSlot<M>(s: ServiceConfig, selecting: Map<string, M>, selectingAll: Map<string, M>): { map: Map<string, M>; at: string } | undefined {
+  if (s.selector === undefined) return undefined;
+  const first = Object.keys(s.selector)[0];
+  return first === undefined ? { map: selectingAll, at: s.namespace } : { map: selecting, at: selectorKey(s.namespace, first, s.selector[first] ?? '') };
+}
+
+/** A config's services with a change applied: replaced in place, removed, new ones last. */
+function withServices(services: readonly ServiceConfig[], change: NonNullable<WorkloadChange['services']>): ServiceConfig[] {
+  const byKey = new Map(change.upsert.map((s) => [`${s.name}.${s.namespace}`, s]));
+  const removed = new Set(change.remove);
+  const out: ServiceConfig[] = [];
+  for (const s of services) {
+    const key = `${s.name}.${s.namespace}`;
+    if (removed.has(key)) continue;
+    const next = byKey.get(key);
+    out.push(next ?? s);
+    byKey.delete(key);
+  }
+  return [...out, ...byKey.values()];
+}
+
 function makeWorkload(w: WorkloadConfig, config: WeftConfig, nsAttachment: (ns: string) => PluginAttachment | undefined): Workload {
   return {
     ...w,
@@ -378,8 +479,8 @@ function makeWorkload(w: WorkloadConfig, config: WeftConfig, nsAttachment: (ns: 
   };
 }
 
-/** The config a derived snapshot serves: the previous one, its `workloads` read from the snapshot when first asked for. */
-function liveWorkloadsConfig(config: WeftConfig, snapshot: () => StateSnapshot): WeftConfig {
+/** The config a derived snapshot serves: the previous one (with `services` if they changed), its `workloads` read from the snapshot when first asked for. */
+function liveWorkloadsConfig(config: WeftConfig, snapshot: () => StateSnapshot, services?: ServiceConfig[]): WeftConfig {
   let workloads: WorkloadConfig[] | undefined;
   // Copies the descriptors, not the values: the previous config's own `workloads` may be such a getter, and reading it would materialize it.
   const out = Object.create(Object.getPrototypeOf(config) as object, Object.getOwnPropertyDescriptors(config)) as WeftConfig;
@@ -388,5 +489,6 @@ function liveWorkloadsConfig(config: WeftConfig, snapshot: () => StateSnapshot):
     configurable: true,
     get: () => (workloads ??= snapshot().workloads.filter((w) => w.function === undefined)),
   });
+  if (services !== undefined) Object.defineProperty(out, 'services', { enumerable: true, configurable: true, writable: false, value: services });
   return out;
 }

@@ -4,8 +4,16 @@
 const MAX_STRINGS = 65_536;
 
 let pool = new Map<string, string>();
+let pooling = true;
+
+/** A thread whose objects go to another thread (the Kubernetes list thread) pools nothing: the receiver pools on arrival. */
+export function setPooling(enabled: boolean): void {
+  pooling = enabled;
+  if (!enabled) pool = new Map();
+}
 
 export function intern(s: string): string {
+  if (!pooling) return s;
   const hit = pool.get(s);
   if (hit !== undefined) return hit;
   if (pool.size >= MAX_STRINGS) pool = new Map();
@@ -15,6 +23,7 @@ export function intern(s: string): string {
 
 /** A string map with its keys and values interned (labels: a few keys, values repeated across a Deployment's pods). */
 export function internMap(m: Record<string, string>): Record<string, string> {
+  if (!pooling) return m;
   const out: Record<string, string> = {};
   for (const k in m) {
     const v = m[k];

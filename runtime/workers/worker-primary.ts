@@ -11,6 +11,7 @@ import { DEFAULT_PORTS } from '../config/defaults.js';
 import { createLogger, logLevels } from '../log.js';
 import { WeftError } from '../errors.js';
 import { ProxyState } from '../state/proxy-state.js';
+import type { WorkloadChange } from '../state/state-snapshot.js';
 import { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import type { AccessLogSink } from '../telemetry/access-log.js';
 import { startHttpEndpoint, type HttpEndpoint } from '../admin/http-endpoint.js';
@@ -21,7 +22,7 @@ import type { CompiledPlugin } from '../wasm/plugin-vm.js';
 import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
 import { WorkerRpc } from './worker-rpc.js';
 import { BREAKER_CHANGE_NOTE, BREAKER_RPC, serveBreakers } from './process-memory-backend.js';
-import { CA_ROOT_RPC, HANDOVER_COMMIT_RPC, HANDOVER_LEND_RPC, LOG_LEVELS_NOTE, LOG_NOTE, STARTED_NOTE, STOP_ACCEPTING_RPC, type WorkerDump, type WorkerStart } from './worker-thread.js';
+import { CA_ROOT_RPC, HANDOVER_COMMIT_RPC, HANDOVER_LEND_RPC, LOG_LEVELS_NOTE, LOG_NOTE, PATCH_RPC, STARTED_NOTE, STOP_ACCEPTING_RPC, type WorkerDump, type WorkerStart } from './worker-thread.js';
 import { renderAggregated } from './worker-metrics.js';
 import type { WorkerCount } from './worker-count.js';
 import { PluginPrecompiler } from './plugin-precompiler.js';
@@ -75,6 +76,8 @@ export class WorkerPrimary {
   readonly #pins: PortPins = new Map();
   /** The config every worker runs, with port 0 replaced by the port the first worker got (all must share it). */
   #pinned: WeftConfig;
+  /** Patches applied since #pinned was made (it then lacks their workloads). */
+  #pinnedStale = false;
   #compiled: Record<string, CompiledPlugin> = {};
   #caRoot: Promise<SharedCaRoot> | undefined;
   #started = false;
@@ -243,7 +246,7 @@ export class WorkerPrimary {
     log.error({ worker: id, why, restarts, delayMs }, 'worker thread died; starting a replacement');
     const timer = setTimeout(() => {
       if (this.#stopping) return;
-      this.#spawn(id, this.#pinned).then(
+      this.#spawn(id, this.#current()).then(
         () => log.info({ worker: id }, 'replacement worker serving'),
         (err: unknown) => {
           // Keep trying with the growing pause: the other workers serve meanwhile.
@@ -298,7 +301,7 @@ export class WorkerPrimary {
     };
     const compiled = await this.#precompiler.compile(config);
     if (!compiled.ok) return reject(compiled.problems);
-    const previous = { config: this.#pinned, compiled: this.#compiled };
+    const previous = { config: this.#current(), compiled: this.#compiled };
     this.#compiled = compiled.compiled;
     const ids = this.#slots.flatMap((s) => (s?.ready === true ? [s.id] : []));
     const [firstId, ...rest] = ids;
@@ -326,10 +329,42 @@ export class WorkerPrimary {
       return reject(problems);
     }
     this.#pinned = pinned;
+    this.#pinnedStale = false;
     this.state.update(config);
     this.#reloads.inc({ result: 'applied' });
     log.info({ version: this.state.current.version, workers: applied.length }, 'configuration reloaded on every worker');
     return { ok: true };
+  }
+
+  /**
+   * Applies a workload (and Service) change from the Kubernetes source without a reload: the primary's snapshot is
+   * derived at once, and each worker derives its own in the same order as reloads (one queue). A worker that cannot is
+   * given the whole current configuration instead, so no worker is left behind.
+   */
+  patchWorkloads(change: WorkloadChange): { ok: true } {
+    this.state.patch(change);
+    this.#pinnedStale = true;
+    const run = this.#applying.then(async () => {
+      const live = this.#slots.filter((s): s is Slot => s?.ready === true);
+      const results = await Promise.allSettled(live.map((s) => s.rpc.call(PATCH_RPC, change)));
+      for (const [i, r] of results.entries()) {
+        const slot = live[i];
+        if (r.status === 'fulfilled' || slot === undefined) continue;
+        log.warn({ worker: slot.id, error: (r.reason as Error).message }, 'worker could not derive its snapshot; sending it the whole configuration');
+        await this.#apply(slot.id, this.#current());
+      }
+    });
+    this.#applying = run.catch(() => undefined);
+    return { ok: true };
+  }
+
+  /** The configuration a (re)starting or rolled-back worker gets: the last reload's, or the current one after patches. */
+  #current(): WeftConfig {
+    if (this.#pinnedStale) {
+      this.#pinned = pinPorts(this.state.current.config, this.#pins);
+      this.#pinnedStale = false;
+    }
+    return this.#pinned;
   }
 
   /**

@@ -8,6 +8,7 @@ import type { CompiledPlugin } from '../wasm/plugin-vm.js';
 import type { SharedCaRoot } from '../identity/ca-client-from-config.js';
 import type { LogLevel } from '../log.js';
 import type { HandoverSocket } from '../upgrade/socket-handover.js';
+import type { WorkloadChange } from '../state/state-snapshot.js';
 
 /** What the primary hands each worker at spawn. */
 export interface WorkerStart {
@@ -51,6 +52,8 @@ export const LOG_LEVELS_NOTE = 'log-levels';
 export const HANDOVER_LEND_RPC = 'handover-lend';
 export const HANDOVER_COMMIT_RPC = 'handover-commit';
 export const STOP_ACCEPTING_RPC = 'stop-accepting';
+/** A workload/Service change the worker derives its snapshot from (App.patchWorkloads), in order with reloads. */
+export const PATCH_RPC = 'patch';
 
 async function main(start: WorkerStart): Promise<void> {
   const port = parentPort!;
@@ -102,6 +105,7 @@ async function main(start: WorkerStart): Promise<void> {
     const result = await app.reload(config);
     return { ...result, ports: { app: app.ports, hbone: app.hbone.ports } };
   });
+  rpc.handle(PATCH_RPC, (change) => app.patchWorkloads(change as WorkloadChange));
   servePodFanout(rpc, () => app.inpod?.pods);
   rpc.handle('metrics', () => app.metrics.registry.getMetricsAsJSON());
   rpc.handle('dump', (): WorkerDump => ({

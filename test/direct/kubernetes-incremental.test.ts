@@ -42,6 +42,8 @@ function model(snap: StateSnapshot) {
     policies: byKey(snap.config.policies, (p) => `${p.namespace}/${p.name}`),
     namespaces: byKey(snap.config.namespaces, (n) => n.name),
     configWorkloads: snap.config.workloads.map((w) => `${w.namespace}/${w.name}`).sort(),
+    configServices: byKey(snap.config.services, (sv) => `${sv.namespace}/${sv.name}`),
+    byName: snap.services.map((sv) => `${sv.key} ${snap.serviceByName(sv.hostname)?.key} ${snap.serviceByRef(sv.addresses[0] ?? '')?.key}`).sort(),
   };
 }
 
@@ -79,6 +81,26 @@ function newPod(overrides: { ip?: string; bad?: boolean; remote?: boolean } = {}
 
 type Pod = KubeObject & { spec: { nodeName: string }; status: { podIP: string; podIPs: { ip: string }[]; phase: string; conditions: { type: string; status: string }[] } };
 
+let svcSeq = 0;
+
+/** One random Service change: created (now and then naming a plugin that does not exist), deleted, re-ported, re-addressed, re-selected. */
+function serviceStep(): void {
+  const s = cluster.fake.store;
+  const extras = s.list('services').filter((o) => o.metadata.name.startsWith('extra-')) as (KubeObject & { spec: { clusterIP: string; selector: Record<string, string>; ports: { name: string; port: number; targetPort: number }[] } })[];
+  const r = random();
+  const some = extras.length === 0 ? undefined : pick(extras);
+  if (r < 0.4 || some === undefined) {
+    const n = svcSeq++;
+    const ip = `10.96.1.${n & 255}`;
+    s.create('services', { metadata: { name: `extra-${n}`, namespace: pick(NAMESPACES), ...(random() < 0.1 ? { annotations: { 'weft.dev/plugins': 'no-such-plugin' } } : {}) }, spec: { clusterIP: ip, clusterIPs: [ip], selector: { app: pick(APPS) }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] } });
+  } else if (r < 0.6) s.delete('services', some.metadata.namespace, some.metadata.name);
+  else if (r < 0.75) s.update('services', { ...some, spec: { ...some.spec, ports: [{ name: 'http', port: some.spec.ports[0]?.port === 80 ? 81 : 80, targetPort: random() < 0.5 ? 8080 : 9090 }] } });
+  else if (r < 0.85) {
+    const ip = `10.96.2.${svcSeq++ & 255}`;
+    s.update('services', { ...some, spec: { ...some.spec, clusterIP: ip, clusterIPs: [ip] } });
+  } else s.update('services', { ...some, spec: { ...some.spec, selector: random() < 0.5 ? { app: pick(APPS), tier: 'be' } : { app: pick(APPS) } } });
+}
+
 /** One random change to the cluster; `remote` keeps to pods on other nodes (the derived path), else anything may change. */
 function step(remote: boolean): void {
   const s = cluster.fake.store;
@@ -106,7 +128,8 @@ function step(remote: boolean): void {
   } else if (r < 0.93) {
     const svc = s.get('services', 'a', 'web') as KubeObject & { spec: { selector: Record<string, string> } };
     s.update('services', { ...svc, spec: { ...svc.spec, selector: { app: pick(APPS) } } });
-  } else {
+  } else if (r < 0.97) serviceStep();
+  else {
     const name = `p-${Math.floor(random() * podSeq)}`;
     const pod = pods.find((p) => p.metadata.name === name);
     if (pod !== undefined) s.update('pods', { ...pod, metadata: { ...pod.metadata, labels: { ...pod.metadata.labels, extra: String(random()) } } });
@@ -139,6 +162,8 @@ describe('incremental snapshots', () => {
       const remote = random() < 0.7;
       const n = 1 + Math.floor(random() * (remote ? 5 : 19));
       for (let i = 0; i < n; i++) step(remote);
+      // Service changes alone take the derived path too.
+      if (remote && random() < 0.4) serviceStep();
       // Some bursts land while the previous one is still being applied, some after it settled.
       if (random() < 0.3) await caughtUp(cluster, live);
       else await new Promise((r) => setTimeout(r, Math.floor(random() * 6)));
@@ -151,11 +176,29 @@ describe('incremental snapshots', () => {
       expect(model(live.state.current)).toEqual(model(fresh.state.current));
       const rejected = (s: Served) => s.source.dump().rejected.map((p) => `${p.resource} ${p.namespace}/${p.name} ${p.reason}`).sort();
       expect(rejected(live)).toEqual(rejected(fresh));
-      // Both paths ran: pod changes derived the snapshot, namespace and service changes (and local pods) rebuilt it.
+      // Both paths ran: pod and Service changes derived the snapshot, namespace changes (and local pods) rebuilt it.
       expect(await counter(live.metrics, 'weft_k8s_snapshot_applies_total', { result: 'patched' })).toBeGreaterThan(10);
       expect(await counter(live.metrics, 'weft_k8s_snapshot_applies_total', { result: 'applied' })).toBeGreaterThan(3);
     } finally {
       await fresh.source.stop();
     }
+  });
+
+  it('derives the snapshot for a Service change alone: new port and endpoints served, no rebuild', async () => {
+    await caughtUp(cluster, live);
+    const applied = await counter(live.metrics, 'weft_k8s_snapshot_applies_total', { result: 'applied' });
+    const patched = await counter(live.metrics, 'weft_k8s_snapshot_applies_total', { result: 'patched' });
+    const s = cluster.fake.store;
+    const db = s.get('services', 'b', 'db') as KubeObject & { spec: Record<string, unknown> };
+    s.update('services', { ...db, spec: { ...db.spec, selector: { app: 'web' }, ports: [{ port: 5433 }] } });
+    await caughtUp(cluster, live);
+    const snap = live.state.current;
+    expect(snap.serviceByVip('10.96.0.4', 5432)).toBeUndefined();
+    const web = snap.workloads.filter((w) => w.namespace === 'b' && w.labels.app === 'web').map((w) => w.uid).sort();
+    expect(snap.serviceByVip('10.96.0.4', 5433)?.service.endpoints.map((w) => w.uid).sort()).toEqual(web);
+    expect(snap.serviceByName('db.b.svc.cluster.local')?.ports.map((p) => p.port)).toEqual([5433]);
+    expect(live.source.dump().origins.services?.['b/db']).toMatchObject({ source: 'kubernetes', kind: 'Service', resourceVersion: s.get('services', 'b', 'db')?.metadata.resourceVersion });
+    expect(await counter(live.metrics, 'weft_k8s_snapshot_applies_total', { result: 'applied' })).toBe(applied);
+    expect(await counter(live.metrics, 'weft_k8s_snapshot_applies_total', { result: 'patched' })).toBe(patched + 1);
   });
 });

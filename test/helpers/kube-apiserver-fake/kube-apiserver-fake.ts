@@ -18,7 +18,7 @@ export type Fault =
   | { kind: 'status'; code: 401 | 403 | 429 | 500 | 503; retryAfterSeconds?: number }
   /** Watch only: after `afterEvents` events, half of the next line, then the connection closes. */
   | { kind: 'cutMidLine'; afterEvents: number }
-  /** Watch only: after `afterEvents` events the stream goes silent (no events, no bookmarks) with the socket open. */
+  /** A watch goes silent after `afterEvents` events (no events, no bookmarks) with the socket open; any other request is never answered. */
   | { kind: 'halfOpen'; afterEvents: number }
   /** The connection is destroyed before any answer. */
   | { kind: 'reset' };
@@ -27,6 +27,8 @@ export interface FaultRule {
   fault: Fault;
   resource?: string;
   verb?: Verb;
+  /** Only list requests that carry a `continue` token (the second page on). */
+  continued?: boolean;
   /** How many matching requests it hits (default 1). */
   times?: number;
 }
@@ -64,6 +66,8 @@ interface PagedList {
   created: number;
 }
 
+const COMMA = Buffer.from(',');
+
 function status(code: number, reason: string, message: string): Record<string, unknown> {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
 }
@@ -79,7 +83,8 @@ export class KubeApiServerFake {
   readonly #faults: FaultRule[] = [];
   readonly #installedCrds = new Set<string>();
   readonly #pages = new Map<string, PagedList>();
-  readonly #json = new WeakMap<KubeObject, string>();
+  /** Each object version's JSON, encoded once (outside the JS heap: the scale mode holds 330 MB of it). */
+  readonly #json = new WeakMap<KubeObject, Buffer>();
   #watches = 0;
   #port = 0;
 
@@ -144,8 +149,8 @@ export class KubeApiServerFake {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()));
   }
 
-  #takeFault(resource: string | undefined, verb: Verb): Fault | undefined {
-    const i = this.#faults.findIndex((f) => (f.resource === undefined || f.resource === resource) && (f.verb === undefined || f.verb === verb));
+  #takeFault(resource: string | undefined, verb: Verb, continued: boolean): Fault | undefined {
+    const i = this.#faults.findIndex((f) => (f.resource === undefined || f.resource === resource) && (f.verb === undefined || f.verb === verb) && (f.continued === undefined || f.continued === continued));
     const rule = this.#faults[i];
     if (rule === undefined) return undefined;
     rule.times = (rule.times ?? 1) - 1;
@@ -191,16 +196,20 @@ export class KubeApiServerFake {
     const verb: Verb = req.method === 'POST' ? 'create' : route !== 'notfound' && route.name !== undefined ? 'get' : query.watch === 'true' || query.watch === '1' ? 'watch' : 'list';
     const record: RequestRecord = { method: req.method ?? '', verb, resource, query, status: 0 };
     this.requests.push(record);
-    const sendRaw = (code: number, text: string, headers: Record<string, string> = {}): void => {
+    const sendRaw = (code: number, text: string | Buffer, headers: Record<string, string> = {}): void => {
       record.status = code;
       res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(text);
     };
     const send = (code: number, body: unknown, headers: Record<string, string> = {}): void => sendRaw(code, JSON.stringify(body), headers);
     if (!this.#authenticated(req)) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
-    const fault = this.#takeFault(resource, verb);
+    const fault = this.#takeFault(resource, verb, query.continue !== undefined && query.continue !== '');
     if (fault?.kind === 'reset') {
       record.status = -1;
       req.socket.destroy();
+      return;
+    }
+    if (fault?.kind === 'halfOpen' && verb !== 'watch') {
+      record.status = -1;
       return;
     }
     if (fault?.kind === 'status') {
@@ -248,7 +257,7 @@ export class KubeApiServerFake {
     });
   }
 
-  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, sendRaw: (code: number, text: string) => void): void {
+  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, sendRaw: (code: number, text: string | Buffer) => void): void {
     const limit = query.limit === undefined ? 0 : Number(query.limit);
     let page: PagedList;
     let offset = 0;
@@ -280,9 +289,14 @@ export class KubeApiServerFake {
       metadata.remainingItemCount = page.items.length - end;
     } else this.#pages.delete(id);
     // Items are serialized once per object version: the scale mode lists 150,000 pods.
-    const items = page.items.slice(offset, end).map((o) => this.#serialize(o));
     const head = JSON.stringify({ kind: `${type.kind}List`, apiVersion: apiVersionOf(type), metadata });
-    sendRaw(200, `${head.slice(0, -1)},"items":[${items.join(',')}]}`);
+    const parts: Buffer[] = [Buffer.from(`${head.slice(0, -1)},"items":[`)];
+    page.items.slice(offset, end).forEach((o, i) => {
+      if (i > 0) parts.push(COMMA);
+      parts.push(this.#serialize(o));
+    });
+    parts.push(Buffer.from(']}'));
+    sendRaw(200, Buffer.concat(parts));
   }
 
   /** Serializes every stored object now, as an API server's watch cache holds them ready (scale benchmarks time the client, not this). */
@@ -290,9 +304,9 @@ export class KubeApiServerFake {
     for (const type of RESOURCE_TYPES) for (const o of this.store.list(type.resource)) this.#serialize(o);
   }
 
-  #serialize(o: KubeObject): string {
+  #serialize(o: KubeObject): Buffer {
     let s = this.#json.get(o);
-    if (s === undefined) this.#json.set(o, (s = JSON.stringify(o)));
+    if (s === undefined) this.#json.set(o, (s = Buffer.from(JSON.stringify(o))));
     return s;
   }
 
@@ -336,16 +350,16 @@ export class KubeApiServerFake {
       if (e.resource !== type.resource) return;
       const now = e.type !== 'DELETED' && matches(e.object);
       const before = e.previous !== undefined && matches(e.previous);
-      if (e.type === 'ADDED' && now) write(`{"type":"ADDED","object":${this.#serialize(e.object)}}`);
-      else if (e.type === 'MODIFIED' && now) write(`{"type":"${before ? 'MODIFIED' : 'ADDED'}","object":${this.#serialize(e.object)}}`);
+      if (e.type === 'ADDED' && now) write(`{"type":"ADDED","object":${this.#serialize(e.object).toString()}}`);
+      else if (e.type === 'MODIFIED' && now) write(`{"type":"${before ? 'MODIFIED' : 'ADDED'}","object":${this.#serialize(e.object).toString()}}`);
       else if (e.type === 'MODIFIED' && before && e.previous !== undefined) {
         // Leaving the selector: the cacher sends DELETED with the previous state at the new resourceVersion.
         event('DELETED', { ...e.previous, metadata: { ...e.previous.metadata, resourceVersion: String(e.rv) } });
-      } else if (e.type === 'DELETED' && before) write(`{"type":"DELETED","object":${this.#serialize(e.object)}}`);
+      } else if (e.type === 'DELETED' && before) write(`{"type":"DELETED","object":${this.#serialize(e.object).toString()}}`);
     };
     if (fault?.kind === 'halfOpen' && fault.afterEvents === 0) silent = true;
     if (rvParam === '' || rvParam === '0') {
-      for (const o of this.store.list(type.resource)) if (matches(o)) write(`{"type":"ADDED","object":${this.#serialize(o)}}`);
+      for (const o of this.store.list(type.resource)) if (matches(o)) write(`{"type":"ADDED","object":${this.#serialize(o).toString()}}`);
     } else {
       const replay = this.store.eventsAfter(Number(rvParam));
       if (replay === undefined || !/^\d+$/.test(rvParam)) {
