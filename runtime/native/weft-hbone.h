@@ -139,6 +139,12 @@ void h2_streams_interest(hconn_t *c);
 int h2_stream_open(hconn_t *c, uint32_t sid, int fd, int armed);
 void h2_stream_abort(hconn_t *c, uint32_t sid, int rst);
 void h2_close_all(hconn_t *c, int err);
+int h2_stream_exists(hconn_t *c, uint32_t sid);
+/* An orderly end from weft's side (the drain deadline): nothing more is framed from the socket (END_STREAM follows the
+ * DATA already framed), FIN to the socket after the peer's queued DATA, the socket's late bytes dropped until its FIN. */
+void h2_stream_drain(hconn_t *c, uint32_t sid);
+/* Milliseconds of loop time since the stream last moved a byte; -1 once it ended. */
+double h2_stream_idle_ms(hconn_t *c, uint32_t sid);
 void weft_h2_register(napi_env env, napi_value exports);
 void weft_tls_register(napi_env env, napi_value exports);
 

@@ -191,7 +191,8 @@ describe('serverless lifecycle', () => {
     // One instance, a queue of two: one request runs, two wait, the fourth finds no capacity.
     const answers = await Promise.all([1, 2, 3, 4].map((i) => viaProxy(`http://slow.fns/sleep?ms=1500&i=${i}`)));
     const statuses = answers.map((a) => a.status).sort();
-    expect(statuses).toEqual([200, 200, 200, 503]);
+    // On a failure the message names each refusal's reason (overloaded, queue timeout, a lost instance).
+    expect(statuses, JSON.stringify(answers.map((a) => [a.status, a.headers['x-weft-error'], a.body.slice(0, 120)]))).toEqual([200, 200, 200, 503]);
     const refused = answers.find((a) => a.status === 503) as Answer;
     expect(refused.headers['x-weft-error']).toBe('WEFT_ERR_FN_OVERLOADED');
     expect(await metric('weft_fn_rejected_total', { fn: 'slow.fns', reason: 'overloaded' })).toBeGreaterThanOrEqual(1);
