@@ -66,8 +66,6 @@ interface PagedList {
   created: number;
 }
 
-const COMMA = Buffer.from(',');
-
 function status(code: number, reason: string, message: string): Record<string, unknown> {
   return { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message, reason, code };
 }
@@ -83,8 +81,7 @@ export class KubeApiServerFake {
   readonly #faults: FaultRule[] = [];
   readonly #installedCrds = new Set<string>();
   readonly #pages = new Map<string, PagedList>();
-  /** Each object version's JSON, encoded once (outside the JS heap: the scale mode holds 330 MB of it). */
-  readonly #json = new WeakMap<KubeObject, Buffer>();
+  readonly #json = new WeakMap<KubeObject, string>();
   #watches = 0;
   #port = 0;
 
@@ -196,7 +193,7 @@ export class KubeApiServerFake {
     const verb: Verb = req.method === 'POST' ? 'create' : route !== 'notfound' && route.name !== undefined ? 'get' : query.watch === 'true' || query.watch === '1' ? 'watch' : 'list';
     const record: RequestRecord = { method: req.method ?? '', verb, resource, query, status: 0 };
     this.requests.push(record);
-    const sendRaw = (code: number, text: string | Buffer, headers: Record<string, string> = {}): void => {
+    const sendRaw = (code: number, text: string, headers: Record<string, string> = {}): void => {
       record.status = code;
       res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(text);
     };
@@ -257,7 +254,7 @@ export class KubeApiServerFake {
     });
   }
 
-  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, sendRaw: (code: number, text: string | Buffer) => void): void {
+  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, sendRaw: (code: number, text: string) => void): void {
     const limit = query.limit === undefined ? 0 : Number(query.limit);
     let page: PagedList;
     let offset = 0;
@@ -289,14 +286,9 @@ export class KubeApiServerFake {
       metadata.remainingItemCount = page.items.length - end;
     } else this.#pages.delete(id);
     // Items are serialized once per object version: the scale mode lists 150,000 pods.
+    const items = page.items.slice(offset, end).map((o) => this.#serialize(o));
     const head = JSON.stringify({ kind: `${type.kind}List`, apiVersion: apiVersionOf(type), metadata });
-    const parts: Buffer[] = [Buffer.from(`${head.slice(0, -1)},"items":[`)];
-    page.items.slice(offset, end).forEach((o, i) => {
-      if (i > 0) parts.push(COMMA);
-      parts.push(this.#serialize(o));
-    });
-    parts.push(Buffer.from(']}'));
-    sendRaw(200, Buffer.concat(parts));
+    sendRaw(200, `${head.slice(0, -1)},"items":[${items.join(',')}]}`);
   }
 
   /** Serializes every stored object now, as an API server's watch cache holds them ready (scale benchmarks time the client, not this). */
@@ -304,9 +296,9 @@ export class KubeApiServerFake {
     for (const type of RESOURCE_TYPES) for (const o of this.store.list(type.resource)) this.#serialize(o);
   }
 
-  #serialize(o: KubeObject): Buffer {
+  #serialize(o: KubeObject): string {
     let s = this.#json.get(o);
-    if (s === undefined) this.#json.set(o, (s = Buffer.from(JSON.stringify(o))));
+    if (s === undefined) this.#json.set(o, (s = JSON.stringify(o)));
     return s;
   }
 
@@ -350,16 +342,16 @@ export class KubeApiServerFake {
       if (e.resource !== type.resource) return;
       const now = e.type !== 'DELETED' && matches(e.object);
       const before = e.previous !== undefined && matches(e.previous);
-      if (e.type === 'ADDED' && now) write(`{"type":"ADDED","object":${this.#serialize(e.object).toString()}}`);
-      else if (e.type === 'MODIFIED' && now) write(`{"type":"${before ? 'MODIFIED' : 'ADDED'}","object":${this.#serialize(e.object).toString()}}`);
+      if (e.type === 'ADDED' && now) write(`{"type":"ADDED","object":${this.#serialize(e.object)}}`);
+      else if (e.type === 'MODIFIED' && now) write(`{"type":"${before ? 'MODIFIED' : 'ADDED'}","object":${this.#serialize(e.object)}}`);
       else if (e.type === 'MODIFIED' && before && e.previous !== undefined) {
         // Leaving the selector: the cacher sends DELETED with the previous state at the new resourceVersion.
         event('DELETED', { ...e.previous, metadata: { ...e.previous.metadata, resourceVersion: String(e.rv) } });
-      } else if (e.type === 'DELETED' && before) write(`{"type":"DELETED","object":${this.#serialize(e.object).toString()}}`);
+      } else if (e.type === 'DELETED' && before) write(`{"type":"DELETED","object":${this.#serialize(e.object)}}`);
     };
     if (fault?.kind === 'halfOpen' && fault.afterEvents === 0) silent = true;
     if (rvParam === '' || rvParam === '0') {
-      for (const o of this.store.list(type.resource)) if (matches(o)) write(`{"type":"ADDED","object":${this.#serialize(o).toString()}}`);
+      for (const o of this.store.list(type.resource)) if (matches(o)) write(`{"type":"ADDED","object":${this.#serialize(o)}}`);
     } else {
       const replay = this.store.eventsAfter(Number(rvParam));
       if (replay === undefined || !/^\d+$/.test(rvParam)) {
