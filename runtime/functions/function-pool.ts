@@ -13,6 +13,13 @@ import { FunctionInstance } from './function-instance.js';
 import type { FromWorker, ToWorker } from './function-messages.js';
 import type { FunctionMetrics } from './function-metrics.js';
 
+/**
+ * CPU budget floor of an instance's first request: V8 compiles the guest's Wasm functions lazily on their first call, and
+ * a SpiderMonkey-sized guest spends tens to hundreds of ms there. With the 50 ms default the first request could finish
+ * its answer and then be killed for CPU, discarding the instance it had just warmed.
+ */
+const FIRST_REQUEST_CPU_MS = 1000;
+
 interface Waiter {
   req: IncomingMessage;
   res: ServerResponse;
@@ -217,7 +224,9 @@ export class FunctionPool {
     const header = req.headers['x-request-id'];
     const requestId = typeof header === 'string' && header !== '' ? header : randomUUID();
     const { logger, metrics } = this.#deps;
-    const exchange = runExchange(inst, req, res, requestId, this.config.limits, {
+    const limits = this.config.limits;
+    const budget = inst.served === 0 && limits.cpuMs < FIRST_REQUEST_CPU_MS ? { ...limits, cpuMs: FIRST_REQUEST_CPU_MS } : limits;
+    const exchange = runExchange(inst, req, res, requestId, budget, {
       log: (stream, line) => logger.info({ fn: this.key, request_id: requestId, stream, line }, 'function output'),
       outbound: (m) => this.#deps.outbound(this.config, m, (reply, transfer) => inst.send(reply, transfer)),
       done: ({ status, failure }) => {

@@ -92,6 +92,7 @@ beforeAll(async () => {
       { name: 'brief', namespace: 'fns', url: hello.url, limits: { idleTimeoutMs: 300, moduleIdleTimeoutMs: 600 } },
       { name: 'bulk', namespace: 'fns', url: lab.url, limits: { memoryMb: 64, cpuMs: 120_000, timeoutMs: 600_000 } },
       { name: 'tight', namespace: 'fns', url: lab.url, limits: { memoryMb: 24, cpuMs: 120_000, timeoutMs: 600_000 } },
+      { name: 'firstcall', namespace: 'fns', url: hello.url, limits: { cpuMs: 1, idleTimeoutMs: 60_000 } },
       { name: 'recycler', namespace: 'fns', url: hello.url, limits: { maxInstances: 1, maxRequestsPerInstance: 3, idleTimeoutMs: 60_000, cpuMs: 1_000 } },
       { name: 'coldburst', namespace: 'fns', url: hello.url, limits: { maxInstances: 2, idleTimeoutMs: 300, moduleIdleTimeoutMs: 600, cpuMs: 1_000 } },
     ],
@@ -168,6 +169,15 @@ describe('serverless lifecycle', () => {
     expect(answers.map((a) => a.status)).toEqual([200, 200, 200, 200, 200, 200]);
     expect((await metric('weft_fn_cold_starts_total', { fn: 'coldburst.fns' })) - before).toBeLessThanOrEqual(2);
   }, 120_000);
+
+  it("gives an instance's first request at least 1 s of CPU: V8 compiles the guest lazily on that call", async () => {
+    // A SpiderMonkey guest's first call costs far more than 1 ms of CPU; with cpuMs: 1 applied to it, the answer would be
+    // a 500 WEFT_ERR_FN_CPU (or, when the kill came after the answer, the warmed instance would be discarded).
+    expect((await viaProxy('http://firstcall.fns/')).status).toBe(200);
+    await eventually(async () => (await metric('weft_fn_requests_total', { fn: 'firstcall.fns' })) >= 1);
+    expect(await metric('weft_fn_evictions_total', { fn: 'firstcall.fns', reason: 'cpu' })).toBe(0);
+    expect(await metric('weft_fn_instances', { fn: 'firstcall.fns' })).toBe(1);
+  });
 
   it('recycles an instance after maxRequestsPerInstance with its successor started beside it, so no request waits for the start', async () => {
     for (let i = 0; i < 3; i++) expect((await viaProxy(`http://recycler.fns/r${i}`)).status).toBe(200);
