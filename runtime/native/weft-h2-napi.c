@@ -10,6 +10,15 @@ static hconn_t *conn_of(napi_env env, napi_value v) {
   return data;
 }
 
+/* The open connection and stream id of a (conn, streamId) call, or NULL (a closed connection or bad arguments). */
+static hconn_t *open_stream_args(napi_env env, napi_callback_info info, uint32_t *sid) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  hconn_t *c = argc < 2 ? NULL : conn_of(env, argv[0]);
+  return c != NULL && !c->closed && napi_get_value_uint32(env, argv[1], sid) == napi_ok ? c : NULL;
+}
+
 /* hboneNative(conn, streamId, fd, armed) -> 0 or a negative errno: the stream's DATA moves between the TLS connection
  * and a duplicate of `fd` from now on. `armed` false: wait for node:http2's HEADERS on the stream (a 200 still queued). */
 static napi_value hbone_native(napi_env env, napi_callback_info info) {
@@ -31,12 +40,9 @@ static napi_value hbone_native(napi_env env, napi_callback_info info) {
 
 /* hboneStreamAbort(conn, streamId): resets the stream's socket; STREAM_DONE follows. */
 static napi_value hbone_stream_abort(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   uint32_t sid = 0;
-  hconn_t *c = argc < 2 ? NULL : conn_of(env, argv[0]);
-  if (c != NULL && !c->closed && napi_get_value_uint32(env, argv[1], &sid) == napi_ok) h2_stream_abort(c, sid, 0);
+  hconn_t *c = open_stream_args(env, info, &sid);
+  if (c != NULL) h2_stream_abort(c, sid, 0);
   return NULL;
 }
 
@@ -44,24 +50,18 @@ static napi_value hbone_stream_abort(napi_env env, napi_callback_info info) {
  * the socket (END_STREAM follows the DATA already framed), FIN to the socket after the peer's queued DATA, and the
  * socket's late bytes are dropped until its FIN; STREAM_DONE follows, or hboneStreamAbort cuts a socket that never ends. */
 static napi_value hbone_stream_drain(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   uint32_t sid = 0;
-  hconn_t *c = argc < 2 ? NULL : conn_of(env, argv[0]);
-  if (c != NULL && !c->closed && napi_get_value_uint32(env, argv[1], &sid) == napi_ok) h2_stream_drain(c, sid);
+  hconn_t *c = open_stream_args(env, info, &sid);
+  if (c != NULL) h2_stream_drain(c, sid);
   return NULL;
 }
 
 /* hboneStreamIdleMs(conn, streamId) -> milliseconds of loop time since the stream last moved a byte; -1 once it ended. */
 static napi_value hbone_stream_idle_ms(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2], out;
-  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  napi_value out;
   uint32_t sid = 0;
-  hconn_t *c = argc < 2 ? NULL : conn_of(env, argv[0]);
-  bool ok = c != NULL && !c->closed && napi_get_value_uint32(env, argv[1], &sid) == napi_ok;
-  napi_create_double(env, ok ? h2_stream_idle_ms(c, sid) : -1, &out);
+  hconn_t *c = open_stream_args(env, info, &sid);
+  napi_create_double(env, c != NULL ? h2_stream_idle_ms(c, sid) : -1, &out);
   return out;
 }
 
