@@ -12,6 +12,7 @@ import { L7_ERROR, localReply } from './local-reply.js';
 import { applyHeaderOps } from './route-actions.js';
 import { spliceTunnel } from './byte-tunnel.js';
 import { Http1ExchangeRouter } from './http1-exchange-router.js';
+import { wallNow } from './loop-clock.js';
 
 export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implements ResponseStreamOwner {
   onUpstreamData(chunk: Buffer): void {
@@ -44,7 +45,7 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     const grpc = res.headers.indexOf('grpc-status');
     if (grpc !== -1 && grpc % 2 === 0) this.grpcStatus = res.headers[grpc + 1]!;
     const outcome = res.status >= 500 ? (res.status >= 502 && res.status <= 504 ? 'gateway' : '5xx') : 'success';
-    this.cluster!.report(this.endpoint!, outcome, Date.now());
+    this.cluster!.report(this.endpoint!, outcome, wallNow());
     const verdict = this.retryVerdict(res);
     if (verdict === 'exhausted') this.flags = 'URX';
     if (verdict === 'retry') {

@@ -17,6 +17,7 @@ import { backoffMs, IDEMPOTENT_METHODS, isRetriableAnswer, isRetriableFailure, t
 import { spliceTunnel } from './byte-tunnel.js';
 import { Http1ExchangeState, NO_BYTES } from './http1-exchange-state.js';
 import type { UpstreamOwner } from './http1-pool.js';
+import { wallNow } from './loop-clock.js';
 
 export abstract class Http1ExchangeRouter extends Http1ExchangeState implements UpstreamOwner {
   abstract onUpstreamData(chunk: Buffer): void;
@@ -54,7 +55,7 @@ export abstract class Http1ExchangeRouter extends Http1ExchangeState implements 
     if (!this.retrying && !cluster.tryStartRequest()) return this.replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `upstream ${cluster.name} is overloaded (max requests)`));
     if (!this.requestStarted) this.requestCluster = cluster;
     this.requestStarted = true;
-    const now = Date.now();
+    const now = wallNow();
     const hashOn = route.loadBalancer?.hashOn ?? cluster.lbConfig?.hashOn;
     const hash = hashOn === undefined ? undefined : requestHash(hashOn, (n) => this.headers.get(n), target.source.address);
     const ep = cluster.pick(now, hash);

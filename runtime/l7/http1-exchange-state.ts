@@ -27,6 +27,7 @@ import { requestIdOf, type ExchangeRequestInfo } from './exchange-request-info.j
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
 import { weftErrorOf } from '../errors.js';
 import { requestAuthority } from './request-authority.js';
+import { monoNow, wallNow } from './loop-clock.js';
 
 export type Phase = 'filters' | 'connecting' | 'waiting' | 'streaming' | 'done';
 
@@ -38,7 +39,7 @@ export abstract class Http1ExchangeState {
   protected readonly conn: Http1ServerConnection;
   protected readonly head: RequestHead;
   protected readonly headers: HeaderList;
-  protected readonly startedAt = performance.now();
+  protected readonly startedAt = monoNow();
   protected phase: Phase = 'filters';
   protected path: string;
   protected authority: string;
@@ -193,7 +194,7 @@ export abstract class Http1ExchangeState {
     if (ep === undefined) return;
     this.upstreamRequests = this.upstream?.requests ?? this.upstreamRequests;
     ep.activeRequests--;
-    if (outcome === 'local-failure') this.cluster?.report(ep, 'local-failure', Date.now());
+    if (outcome === 'local-failure') this.cluster?.report(ep, 'local-failure', wallNow());
     this.endpoint = undefined;
   }
 
@@ -288,7 +289,7 @@ export abstract class Http1ExchangeState {
   protected record(): void {
     const ctx = this.conn.ctx;
     const flags = this.flags === '' ? '-' : this.flags;
-    const duration = performance.now() - this.startedAt;
+    const duration = monoNow() - this.startedAt;
     const resBytes = this.resBytes + (this.response?.bytes ?? 0);
     ctx.telemetry.record(this.conn.peer, this.status, flags, this.grpcStatus, duration, this.reqBytes, resBytes);
     for (const s of this.streams) s.onDone?.(this.status, flags);

@@ -15,6 +15,7 @@ import { plainTcpHandle, type StreamHandle } from '../l4/stream-wrap-binding.js'
 import { loadNativeSocket, socketFd, type NativeSocket } from '../native/weft-socket.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 import { extendedVerbatimHead } from './http1-head-writer.js';
+import { batchEnded, batchStarted } from './loop-clock.js';
 
 type NativeIo = Required<Pick<NativeSocket, 'ioInit' | 'ioOpen' | 'ioWrite' | 'ioWriteSpliced' | 'ioEnd' | 'ioPause' | 'ioResume' | 'ioClose' | 'ioRelease'>>;
 
@@ -51,9 +52,38 @@ function loadBatch(): Batch | undefined {
 
 const batch = loadBatch();
 
+/**
+ * A batch whose bytes fit this is copied out of the arena in one piece, and its chunks are views of that copy; a
+ * larger one gets a copy per chunk. A chunk a connection keeps (a partial head, a body held for a retry) pins the
+ * memory it is a view of, so the bound keeps that at most what a chunk of Node's buffer pool pins (its 8 KiB slab).
+ */
+const SHARED_COPY_BYTES = 8 * 1024;
+
 /** Every record since the last batch: [id, kind, offset, length] each. */
 function onBatch(count: number): void {
+  batchStarted();
+  try {
+    deliver(count);
+  } finally {
+    batchEnded();
+  }
+}
+
+function deliver(count: number): void {
   const { arena, records } = batch!;
+  // Data records come in arena order: the last one's end is the batch's size.
+  let used = 0;
+  for (let i = (count - 1) * 4; i >= 0; i -= 4) {
+    if (records[i + 1] === REC_DATA) {
+      used = records[i + 2]! + records[i + 3]!;
+      break;
+    }
+  }
+  let shared: Buffer | undefined;
+  if (used > 0 && used <= SHARED_COPY_BYTES) {
+    shared = Buffer.allocUnsafe(used);
+    arena.copy(shared, 0, 0, used);
+  }
   for (let i = 0; i < count * 4; i += 4) {
     const t = open.get(records[i]!);
     // Closed meanwhile, or destroyed by an earlier record of this batch ('close', which unregisters it, comes later).
@@ -62,8 +92,12 @@ function onBatch(count: number): void {
     if (kind === REC_DATA) {
       const off = records[i + 2]!;
       const len = records[i + 3]!;
-      const chunk = Buffer.allocUnsafe(len);
-      arena.copy(chunk, 0, off, off + len);
+      let chunk: Buffer;
+      if (shared !== undefined) chunk = shared.subarray(off, off + len);
+      else {
+        chunk = Buffer.allocUnsafe(len);
+        arena.copy(chunk, 0, off, off + len);
+      }
       t.onData(chunk);
     } else if (kind === REC_EOF) t.onEof();
     else if (kind === REC_ERROR) t.onError(records[i + 3]!);

@@ -3,6 +3,7 @@ import net from 'node:net';
 import type { Duplex } from 'node:stream';
 import { WeftError } from '../errors.js';
 import { createHttp1Transport, type Http1Transport } from './http1-transport.js';
+import { wallNow } from './loop-clock.js';
 
 /** The exchange currently using a connection; the socket's listeners forward to it. */
 export interface UpstreamOwner {
@@ -143,7 +144,7 @@ export class Http1Pool {
       waiter.cb(conn);
       return;
     }
-    conn.idleSince = Date.now();
+    conn.idleSince = wallNow();
     this.#idle.push(conn);
   }
 

@@ -12,6 +12,7 @@ import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import type { PeerLabels } from './http-telemetry.js';
 import { peerLabels } from './http-telemetry.js';
 import { createHttp1Transport, type Http1Transport } from './http1-transport.js';
+import { wallNow } from './loop-clock.js';
 
 const CR = 0x0d;
 const LF = 0x0a;
@@ -208,7 +209,7 @@ export class Http1ServerConnection {
   exchangeDone(ex: Http1ExchangeState, keepAlive: boolean): void {
     if (this.#exchange !== ex) return;
     this.#exchange = null;
-    this.idleSince = Date.now();
+    this.idleSince = wallNow();
     if (!keepAlive || this.#ended || this.#discarding) {
       this.#closeGracefully();
       return;
