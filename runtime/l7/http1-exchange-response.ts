@@ -42,8 +42,7 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     this.clearTryTimer();
     this.res = res;
     this.status = res.status;
-    const grpc = res.headers.indexOf('grpc-status');
-    if (grpc !== -1 && grpc % 2 === 0) this.grpcStatus = res.headers[grpc + 1]!;
+    if (res.grpcStatus !== undefined) this.grpcStatus = res.grpcStatus;
     const outcome = res.status >= 500 ? (res.status >= 502 && res.status <= 504 ? 'gateway' : '5xx') : 'success';
     this.cluster!.report(this.endpoint!, outcome, wallNow());
     const verdict = this.retryVerdict(res);
@@ -59,9 +58,12 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     const response = new Http1ResponseStream(this.head, res, this.conn.io, this, this.responseBodyHooks, this.bufferResponse, this.conn.ctx.limits.maxBufferedBodyBytes);
     this.response = response;
     if (response.closeAfter) this.keepAlive = false;
-    const headers = new HeaderList(res.headers);
-    if (this.route?.responseHeaders !== undefined) applyHeaderOps(headers, this.route.responseHeaders);
     this.phase = 'streaming';
+    const ops = this.route?.responseHeaders;
+    // Without filters or header operations the fields stay as the upstream sent them, undecoded (see ParsedResponseHead).
+    if (this.streams.length === 0 && ops === undefined) return this.sendResponseHead(res, undefined, rest);
+    const headers = new HeaderList(res.headers);
+    if (ops !== undefined) applyHeaderOps(headers, ops);
     const emptyBody = response.framing.complete;
     if (this.streams.length === 0) return this.sendResponseHead(res, headers, rest);
     const status = runResponseHeaders(this.streams, res.status, headers, emptyBody);
@@ -74,7 +76,8 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     });
   }
 
-  protected sendResponseHead(res: ResponseHead, headers: HeaderList, rest: Buffer | null): void {
+  /** `headers`: the fields as filters and route operations left them; undefined when nothing could change them. */
+  protected sendResponseHead(res: ResponseHead, headers: HeaderList | undefined, rest: Buffer | null): void {
     if (this.phase === 'done') return;
     if (this.conn.draining) this.keepAlive = false;
     // An answer that starts before the request body was read (an early 401/413, an expect-based refusal): the rest of

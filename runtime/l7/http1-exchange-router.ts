@@ -117,8 +117,9 @@ export abstract class Http1ExchangeRouter extends Http1ExchangeState implements 
       if (body !== undefined) return void io.writeHead(text, body);
       io.write(text);
     }
-    if (this.attempts > 1 && this.reqRetained !== null) for (const b of this.reqRetained) io.write(b);
-    else for (const b of this.reqQueue) io.write(b);
+    // Indexed loops: a for-of over the shared frozen empty lists allocates an iterator and its results per request.
+    const queued = this.attempts > 1 && this.reqRetained !== null ? this.reqRetained : this.reqQueue;
+    for (let i = 0; i < queued.length; i++) io.write(queued[i]!);
     this.reqQueue = NO_BYTES;
   }
 

@@ -292,7 +292,8 @@ export abstract class Http1ExchangeState {
     const duration = monoNow() - this.startedAt;
     const resBytes = this.resBytes + (this.response?.bytes ?? 0);
     ctx.telemetry.record(this.conn.peer, this.status, flags, this.grpcStatus, duration, this.reqBytes, resBytes);
-    for (const s of this.streams) s.onDone?.(this.status, flags);
+    const streams = this.streams;
+    for (let i = 0; i < streams.length; i++) streams[i]!.onDone?.(this.status, flags);
     if (ctx.accessLog.enabled) {
       const target = this.target ?? this.conn.target;
       ctx.accessLog.write({

@@ -60,6 +60,8 @@ export interface RequestHead extends MessageHead {
 export interface ResponseHead extends MessageHead {
   status: number;
   reason: string;
+  /** The first `grpc-status` field's value. */
+  grpcStatus: string | undefined;
 }
 
 /** tchar of RFC 9110 §5.6.2: 1 where allowed. */
@@ -92,6 +94,7 @@ for (const n of [
   'connection', 'content-encoding', 'content-length', 'content-type', 'cookie', 'date', 'etag', 'expect', 'keep-alive',
   'last-modified', 'location', 'server', 'set-cookie', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'vary', 'via',
   'x-forwarded-for', 'x-forwarded-proto', 'x-request-id', 'traceparent', 'tracestate', 'grpc-status', 'grpc-message',
+  'proxy-connection',
 ]) {
   const list = (COMMON_NAMES[n.length] ?? []) as string[];
   list.push(n);
@@ -167,7 +170,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     connectionTokens: undefined,
     verbatim: undefined,
   };
-  const plain = parseFields(b, text, start, p + 10, end, limits, head, true);
+  const plain = parseFields(b, text, start, p + 10, end, limits, head, true, false);
   if (plain instanceof HeadParseError) return plain;
   // A head that says HTTP/1.2 is forwarded as HTTP/1.1 (re-serialized), so only a literal 1.1 line leaves verbatim.
   if (plain && b[p + 7] === 0x31 && target.charCodeAt(0) === 0x2f) setVerbatim(head, b, start, end);
@@ -177,10 +180,72 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
   return head;
 }
 
+/**
+ * A response head whose reason phrase and field list are decoded when first read: the framing facts are all a
+ * forwarder needs for a response no filter or route edits (its bytes go out verbatim), so most responses never turn
+ * their fields into strings. The bytes were validated when it was parsed.
+ */
+class ParsedResponseHead implements ResponseHead {
+  status: number;
+  minor: number;
+  contentLength = -1;
+  chunked = false;
+  close = false;
+  upgrade = false;
+  headBytes: number;
+  connectionTokens: string[] | undefined = undefined;
+  verbatim: Buffer | undefined = undefined;
+  grpcStatus: string | undefined = undefined;
+  readonly #buf: FastBuffer;
+  readonly #start: number;
+  /** Where the reason phrase starts and ends; where the field lines start. */
+  readonly #reason0: number;
+  readonly #reason1: number;
+  readonly #fields: number;
+  readonly #limits: HeadLimits;
+  #reason: string | undefined = undefined;
+  #headers: string[] | undefined = undefined;
+
+  constructor(b: FastBuffer, start: number, end: number, status: number, minor: number, reason0: number, reason1: number, limits: HeadLimits) {
+    this.#buf = b;
+    this.#start = start;
+    this.status = status;
+    this.minor = minor;
+    this.headBytes = end - start;
+    this.#reason0 = reason0;
+    this.#reason1 = reason1;
+    this.#fields = reason1 + 2;
+    this.#limits = limits;
+  }
+
+  get reason(): string {
+    return (this.#reason ??= this.#buf.latin1Slice(this.#reason0, this.#reason1));
+  }
+
+  set reason(v: string) {
+    this.#reason = v;
+  }
+
+  get headers(): string[] {
+    if (this.#headers === undefined) {
+      // The same pass as the parse, keeping names and values this time, over a scratch record of the framing facts.
+      const b = this.#buf;
+      const end = this.#start + this.headBytes;
+      const scratch: ResponseHead = { status: this.status, reason: '', grpcStatus: undefined, headers: [], minor: this.minor, contentLength: -1, chunked: false, close: false, upgrade: false, headBytes: this.headBytes, connectionTokens: undefined, verbatim: undefined };
+      parseFields(b, b.latin1Slice(this.#start, end), this.#start, this.#fields, end, this.#limits, scratch, false, false);
+      this.#headers = scratch.headers;
+    }
+    return this.#headers;
+  }
+
+  set headers(v: string[]) {
+    this.#headers = v;
+  }
+}
+
 export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits): ResponseHead | HeadParseError {
   const b = buf as FastBuffer;
   const p = start;
-  const text = b.latin1Slice(start, end);
   if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 5] !== 0x31 || b[p + 6] !== 0x2e || b[p + 8] !== SP) {
     return new HeadParseError(502, 'invalid status line');
   }
@@ -195,20 +260,8 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   const r0 = q;
   while (q < end && VALUE_CHAR[b[q]!] === 1) q++;
   if (b[q] !== CR || b[q + 1] !== LF) return new HeadParseError(502, 'invalid status line');
-  const head: ResponseHead = {
-    status: d0 * 100 + d1 * 10 + d2,
-    reason: text.slice(r0 - start, q - start),
-    headers: [],
-    minor: minorByte === 0x30 ? 0 : 1,
-    contentLength: -1,
-    chunked: false,
-    close: false,
-    upgrade: false,
-    headBytes: end - start,
-    connectionTokens: undefined,
-    verbatim: undefined,
-  };
-  const plain = parseFields(b, text, start, q + 2, end, limits, head, false);
+  const head = new ParsedResponseHead(b, start, end, d0 * 100 + d1 * 10 + d2, minorByte === 0x30 ? 0 : 1, r0, q, limits);
+  const plain = parseFields(b, '', start, q + 2, end, limits, head, false, true);
   if (plain instanceof HeadParseError) return plain;
   if (plain && minorByte === 0x31) setVerbatim(head, b, start, end);
   return head;
@@ -222,11 +275,13 @@ function setVerbatim(head: MessageHead, b: Buffer, start: number, end: number): 
 /**
  * Parses field lines from `p` to the blank line ending at `end`; fills framing facts into `head`. `text` is the head
  * decoded from buffer offset `base`. Returns whether the fields hold nothing a forwarder drops or re-creates (see
- * MessageHead.verbatim).
+ * MessageHead.verbatim). `lazy`: validate and take the framing facts only, without filling `head.headers` (`text` is
+ * then unused: the few values a fact needs are decoded alone).
  */
-function parseFields(b: Buffer, text: string, base: number, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean): HeadParseError | boolean {
+function parseFields(b: FastBuffer, text: string, base: number, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean, lazy: boolean): HeadParseError | boolean {
   const bad = isRequest ? 400 : 502;
-  const headers = head.headers;
+  const headers = lazy ? undefined : head.headers;
+  let fields = 0;
   let keepAlive10 = false;
   let hasHost = false;
   let codings: string | undefined;
@@ -249,7 +304,7 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
     }
     if (p === n0 || b[p] !== 0x3a) return new HeadParseError(bad, 'invalid header name');
     let name = commonName(b, n0, p);
-    if (name === undefined) {
+    if (name === undefined && headers !== undefined) {
       name = text.slice(n0 - base, p - base);
       if (upper) name = name.toLowerCase();
     }
@@ -260,10 +315,13 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
     if (b[p] !== CR || b[p + 1] !== LF) return new HeadParseError(bad, 'invalid header value');
     let v1 = p;
     while (v1 > v0 && (b[v1 - 1] === SP || b[v1 - 1] === HT)) v1--;
-    const value = text.slice(v0 - base, v1 - base);
     p += 2;
-    if (headers.length >= limits.maxHeaders * 2) return new HeadParseError(isRequest ? 431 : 502, 'too many headers');
-    headers.push(name, value);
+    if (++fields > limits.maxHeaders) return new HeadParseError(isRequest ? 431 : 502, 'too many headers');
+    // Every field the switch below acts on has a common name, so a lazy pass needs no other name.
+    if (name === undefined) continue;
+    // Decoded here only when the head keeps its fields; a lazy pass decodes just the values the switch reads.
+    let value: string | undefined;
+    if (headers !== undefined) headers.push(name, (value = text.slice(v0 - base, v1 - base)));
     switch (name.length) {
       case 2:
         if (name === 'te') plain = false;
@@ -272,14 +330,15 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
         if (name === 'host') {
           if (hasHost) return new HeadParseError(bad, 'duplicate host header');
           hasHost = true;
-          (head as RequestHead).host = value;
+          (head as RequestHead).host = value ?? b.latin1Slice(v0, v1);
         }
         break;
       case 6:
-        if (isRequest && name === 'expect' && value.toLowerCase() === '100-continue') (head as RequestHead).expectContinue = true;
+        if (isRequest && name === 'expect' && (value ?? b.latin1Slice(v0, v1)).toLowerCase() === '100-continue') (head as RequestHead).expectContinue = true;
         break;
       case 7:
         if (name === 'upgrade') {
+          value ??= b.latin1Slice(v0, v1);
           upgradeHeader = upgradeHeader === undefined ? value : `${upgradeHeader}, ${value}`;
           plain = false;
         }
@@ -289,16 +348,16 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
         else if (name === 'connection') {
           // The one-token values nearly every message carries, without splitting: `connection: keep-alive` is what
           // the proxy does on the next hop too (a verbatim copy may keep that line); `close` ends the connection.
-          if (value === 'keep-alive' || isToken(b, v0, v1, KEEP_ALIVE)) {
+          if (isToken(b, v0, v1, KEEP_ALIVE)) {
             keepAlive10 = true;
             break;
           }
           plain = false;
-          if (value === 'close' || isToken(b, v0, v1, CLOSE)) {
+          if (isToken(b, v0, v1, CLOSE)) {
             head.close = true;
             break;
           }
-          for (const raw of value.split(',')) {
+          for (const raw of (value ?? b.latin1Slice(v0, v1)).split(',')) {
             const token = raw.trim().toLowerCase();
             if (token === 'close') head.close = true;
             else if (token === 'keep-alive') keepAlive10 = true;
@@ -309,7 +368,7 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
         break;
       case 14:
         if (name === 'content-length') {
-          const n = parseContentLength(value);
+          const n = contentLengthOf(b, v0, v1);
           if (n < 0 || (head.contentLength !== -1 && head.contentLength !== n)) return new HeadParseError(bad, 'invalid content-length');
           if (head.contentLength !== -1) plain = false;
           head.contentLength = n;
@@ -317,13 +376,16 @@ function parseFields(b: Buffer, text: string, base: number, p: number, end: numb
         break;
       case 17:
         if (name === 'transfer-encoding') {
+          value ??= b.latin1Slice(v0, v1);
           // Several lines are one list (RFC 9110 §5.3); judged once the head is read.
           codings = codings === undefined ? value : `${codings}, ${value}`;
           plain = false;
         }
         break;
       case 11:
-        if (isRequest && name === 'traceparent') plain = false;
+        if (isRequest) {
+          if (name === 'traceparent') plain = false;
+        } else if (name === 'grpc-status' && (head as ResponseHead).grpcStatus === undefined) (head as ResponseHead).grpcStatus = value ?? b.latin1Slice(v0, v1);
         break;
       case 16:
         if (name === 'proxy-connection') plain = false;
@@ -370,11 +432,12 @@ function offersH2c(upgrade: string): boolean {
   return false;
 }
 
-function parseContentLength(value: string): number {
-  if (value.length === 0 || value.length > 15) return -1;
+/** A content-length value, b[start, end) (trimmed): 1 to 15 digits; -1 otherwise. */
+function contentLengthOf(b: Buffer, start: number, end: number): number {
+  if (end === start || end - start > 15) return -1;
   let n = 0;
-  for (let i = 0; i < value.length; i++) {
-    const d = value.charCodeAt(i) - 0x30;
+  for (let i = start; i < end; i++) {
+    const d = b[i]! - 0x30;
     if (d < 0 || d > 9) return -1;
     n = n * 10 + d;
   }

@@ -7,7 +7,7 @@
 import type { Http1Transport } from './http1-transport.js';
 import type { RequestHead, ResponseHead } from './http1-head-parser.js';
 import { observeBody, onResponseBodyHook, type L7FilterStream } from './l7-filter.js';
-import type { HeaderList } from './header-list.js';
+import { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
 import { appendedFieldLines, responseHeadStart } from './http1-head-writer.js';
 
@@ -70,23 +70,24 @@ export class Http1ResponseStream {
   }
 
   /**
-   * Writes the head (status line and `headers`, then framing and connection fields) and any body bytes that came with
-   * it. A collected body holds the head back: it is serialized in sendCollected, after the body filters, so header
-   * edits they make still reach the client (Envoy lets on_response_body edit headers that were not sent yet).
+   * Writes the head (status line and the fields: `edited` as filters and routes left them, or the upstream's own when
+   * undefined; then framing and connection fields) and any body bytes that came with it. A collected body holds the head
+   * back: it is serialized in sendCollected, after the body filters, so header edits they make still reach the client
+   * (Envoy lets on_response_body edit headers that were not sent yet).
    */
-  start(res: ResponseHead, headers: HeaderList, connection: string | undefined, rest: Buffer | null): void {
+  start(res: ResponseHead, edited: HeaderList | undefined, connection: string | undefined, rest: Buffer | null): void {
     if (this.#collect) {
-      this.#held = { res, headers, connection };
+      this.#held = { res, headers: edited ?? new HeaderList(res.headers), connection };
       if (rest !== null) this.forward(rest, 0);
       return;
     }
     this.started = true;
     const raw = res.verbatim;
     if (raw !== undefined && connection === undefined && res.reason !== '' && this.framing.scanner === null && this.#hooks.length === 0) {
-      const appended = appendedFieldLines(headers, false);
+      const appended = edited === undefined ? '' : appendedFieldLines(edited, false);
       if (appended !== undefined) return this.#startVerbatim(raw, appended, rest);
     }
-    let out = responseHeadStart(res, headers);
+    let out = responseHeadStart(res, edited ?? new HeaderList(res.headers));
     if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
     else if (res.contentLength >= 0) out += `content-length: ${res.contentLength}\r\n`;
     if (connection !== undefined) out += `connection: ${connection}\r\n`;
