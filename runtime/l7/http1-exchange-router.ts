@@ -9,17 +9,17 @@ import type { ResponseHead } from './http1-head-parser.js';
 import { isConnecting, type Http1UpstreamConnection } from './http1-pool.js';
 import type { LocalReply } from './l7-filter.js';
 import { L7_ERROR, localReply } from './local-reply.js';
-import { continueTrace } from './traceparent.js';
+import { continueTraceLine } from './traceparent.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
 import { requestHash } from './load-balancer.js';
 import { applyHeaderOps, rewritePath } from './route-actions.js';
 import { backoffMs, IDEMPOTENT_METHODS, isRetriableAnswer, isRetriableFailure, type AttemptFailure } from './retry-policy.js';
 import { spliceTunnel } from './byte-tunnel.js';
 import { Http1ExchangeState, NO_BYTES } from './http1-exchange-state.js';
-import type { UpstreamOwner } from './http1-pool.js';
+import type { PoolWaiter, UpstreamOwner } from './http1-pool.js';
 import { wallNow } from './loop-clock.js';
 
-export abstract class Http1ExchangeRouter extends Http1ExchangeState implements UpstreamOwner {
+export abstract class Http1ExchangeRouter extends Http1ExchangeState implements UpstreamOwner, PoolWaiter {
   abstract onUpstreamData(chunk: Buffer): void;
   abstract onUpstreamClose(error: Error | undefined): void;
   abstract onUpstreamDrain(): void;
@@ -67,16 +67,15 @@ export abstract class Http1ExchangeRouter extends Http1ExchangeState implements 
     this.attempts++;
     if (this.head.method === 'CONNECT') return this.startConnectTunnel(ep);
     this.phase = 'connecting';
-    const waiter = (c: Http1UpstreamConnection | Error): void => this.onConnection(c);
-    this.waiter = waiter;
-    if (!ep.poolFor(target.upstreamIdentity).acquire(cluster, waiter)) {
+    this.waiter = this;
+    if (!ep.poolFor(target.upstreamIdentity).acquire(cluster, this)) {
       this.waiter = null;
       ep.activeRequests--;
       this.replyLocal(localReply(503, L7_ERROR.overflow, 'UO', `upstream ${cluster.name} is overloaded (pending requests)`));
     }
   }
 
-  protected onConnection(c: Http1UpstreamConnection | Error): void {
+  onConnection(c: Http1UpstreamConnection | Error): void {
     this.waiter = null;
     if (this.phase !== 'connecting') {
       // The exchange ended while waiting (timeout, client gone): hand the connection straight back.
@@ -103,7 +102,7 @@ export abstract class Http1ExchangeRouter extends Http1ExchangeState implements 
     if (this.attempts === 1 && route.requestHeaders !== undefined) applyHeaderOps(headers, route.requestHeaders);
     let target = h.target;
     if (route.rewriteUri !== undefined || route.rewriteRegex !== undefined) target = rewritePath(route, this.path, target);
-    const trace = (this.trace ??= continueTrace(headers.get('traceparent')));
+    const trace = (this.trace ??= continueTraceLine(headers.get('traceparent')));
     const body = this.replacedRequestBody;
     const io = c.io;
     const raw = h.verbatim;
@@ -111,7 +110,7 @@ export abstract class Http1ExchangeRouter extends Http1ExchangeState implements 
     if (appended !== undefined) {
       // Nothing in the head changes but the fields filters added and the trace context: it leaves as it came with
       // those lines after it (no re-serialization).
-      io.writeSpliced(raw!, `${appended}traceparent: ${trace.header}\r\n`, undefined);
+      io.writeSpliced(raw!, appended === '' ? trace.line : appended + trace.line, undefined);
     } else {
       const text = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.authority, traceparent: trace.header, replacedBodyLength: body?.length });
       if (body !== undefined) return void io.writeHead(text, body);

@@ -18,11 +18,11 @@ import { HeaderList } from './header-list.js';
 import type { RequestHead, ResponseHead } from './http1-head-parser.js';
 import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
-import type { Http1UpstreamConnection } from './http1-pool.js';
+import type { Http1UpstreamConnection, PoolWaiter } from './http1-pool.js';
 import type { FilterStatus, L7FilterStream, LocalReply } from './l7-filter.js';
 import { exchangeContextFields } from './http-access-log.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
-import type { TraceContext } from './traceparent.js';
+import type { TraceLine } from './traceparent.js';
 import { requestIdOf, type ExchangeRequestInfo } from './exchange-request-info.js';
 import type { UpstreamCluster, UpstreamEndpoint } from './upstream-cluster.js';
 import { weftErrorOf } from '../errors.js';
@@ -48,7 +48,7 @@ export abstract class Http1ExchangeState {
   protected endpoint: UpstreamEndpoint | undefined;
   protected upstream: Http1UpstreamConnection | null = null;
   protected streams: L7FilterStream[] = NO_STREAMS;
-  protected trace: TraceContext | undefined;
+  protected trace: TraceLine | undefined;
   protected flags = '';
   protected attempts = 0;
   protected retrying = false;
@@ -89,7 +89,8 @@ export abstract class Http1ExchangeState {
   protected replacedResponseBody: Buffer | undefined;
   protected timer: NodeJS.Timeout | null = null;
   protected tryTimer: NodeJS.Timeout | null = null;
-  protected waiter: ((c: Http1UpstreamConnection | Error) => void) | null = null;
+  /** This exchange while it waits in its endpoint's pool for a connection. */
+  protected waiter: PoolWaiter | null = null;
   protected error = '';
   protected lastEndpoint = '-';
   /** What filters read about the request (and the upstream of the latest attempt); only with filters. */

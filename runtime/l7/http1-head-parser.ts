@@ -112,6 +112,14 @@ function commonName(b: Buffer, start: number, end: number): string | undefined {
   return undefined;
 }
 
+/**
+ * The field list being parsed, copied to an array of its exact size at the end: a list grown by push from [] starts at
+ * 17 slots and grows by half, so a head with one field would carry a 17-slot store and longer ones leave garbage.
+ */
+const FIELDS: string[] = [];
+/** The list of a head until its fields are parsed (never written to). */
+const NO_FIELDS: string[] = [];
+
 const KEEP_ALIVE = Buffer.from('keep-alive');
 const CLOSE = Buffer.from('close');
 
@@ -160,7 +168,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     target,
     host: undefined,
     expectContinue: false,
-    headers: [],
+    headers: NO_FIELDS,
     minor: b[p + 7] === 0x30 ? 0 : 1,
     contentLength: -1,
     chunked: false,
@@ -231,7 +239,7 @@ class ParsedResponseHead implements ResponseHead {
       // The same pass as the parse, keeping names and values this time, over a scratch record of the framing facts.
       const b = this.#buf;
       const end = this.#start + this.headBytes;
-      const scratch: ResponseHead = { status: this.status, reason: '', grpcStatus: undefined, headers: [], minor: this.minor, contentLength: -1, chunked: false, close: false, upgrade: false, headBytes: this.headBytes, connectionTokens: undefined, verbatim: undefined };
+      const scratch: ResponseHead = { status: this.status, reason: '', grpcStatus: undefined, headers: NO_FIELDS, minor: this.minor, contentLength: -1, chunked: false, close: false, upgrade: false, headBytes: this.headBytes, connectionTokens: undefined, verbatim: undefined };
       parseFields(b, b.latin1Slice(this.#start, end), this.#start, this.#fields, end, this.#limits, scratch, false, false);
       this.#headers = scratch.headers;
     }
@@ -263,7 +271,8 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   const head = new ParsedResponseHead(b, start, end, d0 * 100 + d1 * 10 + d2, minorByte === 0x30 ? 0 : 1, r0, q, limits);
   const plain = parseFields(b, '', start, q + 2, end, limits, head, false, true);
   if (plain instanceof HeadParseError) return plain;
-  if (plain && minorByte === 0x31) setVerbatim(head, b, start, end);
+  // A status line without its SP before the (empty) reason is written anew, with the standard phrase.
+  if (plain && minorByte === 0x31 && q > r0) setVerbatim(head, b, start, end);
   return head;
 }
 
@@ -280,8 +289,8 @@ function setVerbatim(head: MessageHead, b: Buffer, start: number, end: number): 
  */
 function parseFields(b: FastBuffer, text: string, base: number, p: number, end: number, limits: HeadLimits, head: RequestHead | ResponseHead, isRequest: boolean, lazy: boolean): HeadParseError | boolean {
   const bad = isRequest ? 400 : 502;
-  const headers = lazy ? undefined : head.headers;
   let fields = 0;
+  let nf = 0;
   let keepAlive10 = false;
   let hasHost = false;
   let codings: string | undefined;
@@ -304,7 +313,7 @@ function parseFields(b: FastBuffer, text: string, base: number, p: number, end: 
     }
     if (p === n0 || b[p] !== 0x3a) return new HeadParseError(bad, 'invalid header name');
     let name = commonName(b, n0, p);
-    if (name === undefined && headers !== undefined) {
+    if (name === undefined && !lazy) {
       name = text.slice(n0 - base, p - base);
       if (upper) name = name.toLowerCase();
     }
@@ -321,7 +330,10 @@ function parseFields(b: FastBuffer, text: string, base: number, p: number, end: 
     if (name === undefined) continue;
     // Decoded here only when the head keeps its fields; a lazy pass decodes just the values the switch reads.
     let value: string | undefined;
-    if (headers !== undefined) headers.push(name, (value = text.slice(v0 - base, v1 - base)));
+    if (!lazy) {
+      FIELDS[nf++] = name;
+      FIELDS[nf++] = value = text.slice(v0 - base, v1 - base);
+    }
     switch (name.length) {
       case 2:
         if (name === 'te') plain = false;
@@ -403,6 +415,7 @@ function parseFields(b: FastBuffer, text: string, base: number, p: number, end: 
   if (head.minor === 0 && !keepAlive10) head.close = true;
   head.upgrade = upgradeHeader !== undefined && connectionUpgrade && head.minor === 1 && !offersH2c(upgradeHeader);
   if (isRequest && head.minor === 1 && !hasHost) return new HeadParseError(400, 'missing host header');
+  if (!lazy) head.headers = FIELDS.slice(0, nf);
   return plain;
 }
 

@@ -80,7 +80,10 @@ export class Http1UpstreamConnection {
   }
 }
 
-type Waiter = (conn: Http1UpstreamConnection | Error) => void;
+/** Who waits for a connection: the exchange itself (an object, so that acquiring allocates no callback). */
+export interface PoolWaiter {
+  onConnection(conn: Http1UpstreamConnection | Error): void;
+}
 
 export class Http1Pool {
   readonly address: string;
@@ -89,7 +92,7 @@ export class Http1Pool {
   readonly identity: string | undefined;
   readonly #connect: ConnectFn;
   readonly #idle: Http1UpstreamConnection[] = [];
-  readonly #waiters: { budget: ConnectionBudget; cb: Waiter }[] = [];
+  readonly #waiters: { budget: ConnectionBudget; cb: PoolWaiter }[] = [];
   readonly #all = new Set<Http1UpstreamConnection>();
 
   constructor(address: string, port: number, connect: ConnectFn, identity?: string) {
@@ -111,10 +114,10 @@ export class Http1Pool {
    * Gets a connection: an idle one at once (LIFO keeps the warmest socket), a new one when the budget allows, or
    * a place in the queue. Returns false when the queue is full too (the caller answers 503 with flag UO).
    */
-  acquire(budget: ConnectionBudget, cb: Waiter): boolean {
+  acquire(budget: ConnectionBudget, cb: PoolWaiter): boolean {
     const idle = this.#idle.pop();
     if (idle !== undefined) {
-      cb(idle);
+      cb.onConnection(idle);
       return true;
     }
     if (budget.connections < budget.maxConnections) {
@@ -141,7 +144,7 @@ export class Http1Pool {
     const waiter = this.#waiters.shift();
     if (waiter !== undefined) {
       waiter.budget.pending--;
-      waiter.cb(conn);
+      waiter.cb.onConnection(conn);
       return;
     }
     conn.idleSince = wallNow();
@@ -149,7 +152,7 @@ export class Http1Pool {
   }
 
   /** A waiter that gave up (its request timed out or the client left). */
-  cancel(cb: Waiter): void {
+  cancel(cb: PoolWaiter): void {
     const i = this.#waiters.findIndex((w) => w.cb === cb);
     if (i !== -1) {
       this.#waiters[i]!.budget.pending--;
@@ -178,19 +181,19 @@ export class Http1Pool {
   closeAll(): void {
     for (const w of this.#waiters.splice(0)) {
       w.budget.pending--;
-      w.cb(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `upstream pool ${this.address}:${this.port} closed`));
+      w.cb.onConnection(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `upstream pool ${this.address}:${this.port} closed`));
     }
     for (const conn of [...this.#all]) conn.destroy();
   }
 
-  #open(budget: ConnectionBudget, cb: Waiter): void {
+  #open(budget: ConnectionBudget, cb: PoolWaiter): void {
     budget.connections++;
     let socket: Duplex;
     try {
       socket = this.#connect(this.address, this.port, this.identity);
     } catch (err) {
       budget.connections--;
-      cb(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} failed`, { cause: err }));
+      cb.onConnection(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} failed`, { cause: err }));
       return;
     }
     const conn = new Http1UpstreamConnection(socket, this, budget);
@@ -200,7 +203,7 @@ export class Http1Pool {
       if (settled) return;
       settled = true;
       conn.destroy();
-      cb(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} timed out after ${budget.connectTimeoutMs} ms`));
+      cb.onConnection(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} timed out after ${budget.connectTimeoutMs} ms`));
     }, budget.connectTimeoutMs);
     const onConnect = (): void => {
       if (settled) return;
@@ -208,13 +211,13 @@ export class Http1Pool {
       clearTimeout(timer);
       socket.off('close', onEarlyClose);
       if (socket instanceof net.Socket) socket.setNoDelay(true);
-      cb(conn);
+      cb.onConnection(conn);
     };
     const onEarlyClose = (): void => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      cb(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} failed; is the workload listening on that port?`));
+      cb.onConnection(new WeftError('WEFT_ERR_UPSTREAM_CONNECT', `connect to ${this.address}:${this.port} failed; is the workload listening on that port?`));
     };
     socket.once('close', onEarlyClose);
     if (isConnecting(socket)) socket.once('connect', onConnect);

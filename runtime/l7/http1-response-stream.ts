@@ -83,7 +83,7 @@ export class Http1ResponseStream {
     }
     this.started = true;
     const raw = res.verbatim;
-    if (raw !== undefined && connection === undefined && res.reason !== '' && this.framing.scanner === null && this.#hooks.length === 0) {
+    if (raw !== undefined && connection === undefined && this.framing.scanner === null && this.#hooks.length === 0) {
       const appended = edited === undefined ? '' : appendedFieldLines(edited, false);
       if (appended !== undefined) return this.#startVerbatim(raw, appended, rest);
     }

@@ -1,6 +1,6 @@
 // W3C traceparent handling: a valid incoming trace continues with a new span, anything else starts a trace, and ids stay well-formed and distinct across random-pool refills.
 import { describe, expect, it } from 'vitest';
-import { continueTrace, newRequestId } from './traceparent.js';
+import { continueTrace, continueTraceLine, newRequestId } from './traceparent.js';
 
 describe('continueTrace', () => {
   it('keeps the trace id and flags of a valid header and draws a new span id', () => {
@@ -30,5 +30,29 @@ describe('continueTrace', () => {
     }
     expect(seen.size).toBe(2000);
     expect(newRequestId()).toMatch(/^[0-9a-f]{32}$/);
+  });
+});
+
+describe('continueTraceLine', () => {
+  it('is the traceparent field line of the same context, with ids cut from it', () => {
+    const t = continueTraceLine('00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01');
+    expect(t.line).toBe(`traceparent: 00-0af7651916cd43dd8448eb211c80319c-${t.spanId}-01\r\n`);
+    expect(t.traceId).toBe('0af7651916cd43dd8448eb211c80319c');
+    expect(t.parentSpanId).toBe('b7ad6b7169203331');
+    expect(t.flags).toBe('01');
+    expect(t.header).toBe(`00-0af7651916cd43dd8448eb211c80319c-${t.spanId}-01`);
+  });
+
+  it('starts well-formed, distinct traces across several refills of its block of lines', () => {
+    const seen = new Set<string>();
+    // 256 lines per block: 1,000 traces cross it several times.
+    for (let i = 0; i < 1000; i++) {
+      const t = continueTraceLine(i % 2 === 0 ? undefined : `00-${'0'.repeat(32)}-b7ad6b7169203331-01`);
+      expect(t.line).toMatch(/^traceparent: 00-[0-9a-f]{32}-[0-9a-f]{16}-01\r\n$/);
+      expect(t.header).toBe(t.line.slice('traceparent: '.length, -2));
+      expect(t.parentSpanId).toBeUndefined();
+      seen.add(t.traceId).add(t.spanId);
+    }
+    expect(seen.size).toBe(2000);
   });
 });
