@@ -52,39 +52,41 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
       this.discardUpstream();
       return this.retryOrFail('status', localReply(res.status, L7_ERROR.upstreamReset, 'URX', 'upstream retries exhausted'));
     }
-    const rest = end === buf.length ? null : buf.subarray(end);
     this.resBuf = null;
-    if (res.status === 101) return this.startTunnel(res, rest);
+    if (res.status === 101) return this.startTunnel(res, end === buf.length ? null : buf.subarray(end));
     const response = new Http1ResponseStream(this.head, res, this.conn.io, this, this.responseBodyHooks, this.bufferResponse, this.conn.ctx.limits.maxBufferedBodyBytes);
     this.response = response;
     if (response.closeAfter) this.keepAlive = false;
     this.phase = 'streaming';
     const ops = this.route?.responseHeaders;
     // Without filters or header operations the fields stay as the upstream sent them, undecoded (see ParsedResponseHead).
-    if (this.streams.length === 0 && ops === undefined) return this.sendResponseHead(res, undefined, rest);
+    if (this.streams.length === 0 && ops === undefined) return this.sendResponseHead(res, undefined, buf, end);
     const headers = new HeaderList(res.headers);
     if (ops !== undefined) applyHeaderOps(headers, ops);
     const emptyBody = response.framing.complete;
-    if (this.streams.length === 0) return this.sendResponseHead(res, headers, rest);
+    if (this.streams.length === 0) return this.sendResponseHead(res, headers, buf, end);
     const status = runResponseHeaders(this.streams, res.status, headers, emptyBody);
-    if (status === undefined) return this.sendResponseHead(res, headers, rest);
+    if (status === undefined) return this.sendResponseHead(res, headers, buf, end);
     // Only a paused filter stops the upstream; pausing costs two epoll changes, too much for every request.
     if (status instanceof Promise) this.upstream?.io.pause();
     this.settle(status, () => {
       this.upstream?.io.resume();
-      this.sendResponseHead(res, headers, rest);
+      this.sendResponseHead(res, headers, buf, end);
     });
   }
 
-  /** `headers`: the fields as filters and route operations left them; undefined when nothing could change them. */
-  protected sendResponseHead(res: ResponseHead, headers: HeaderList | undefined, rest: Buffer | null): void {
+  /**
+   * `headers`: the fields as filters and route operations left them, undefined when nothing could change them; the
+   * body bytes that came with the head are chunk[bodyAt, length).
+   */
+  protected sendResponseHead(res: ResponseHead, headers: HeaderList | undefined, chunk: Buffer, bodyAt: number): void {
     if (this.phase === 'done') return;
     if (this.conn.draining) this.keepAlive = false;
     // An answer that starts before the request body was read (an early 401/413, an expect-based refusal): the rest of
     // that body will never be framed as a request, so the client is told now that the connection ends with it.
     if (!this.reqComplete) this.keepAlive = false;
     const connection = !this.keepAlive ? 'close' : this.head.minor === 0 ? 'keep-alive' : undefined;
-    this.response!.start(res, headers, connection, rest);
+    this.response!.start(res, headers, connection, chunk, bodyAt);
   }
 
   setResponseStatus(status: number): string | undefined {

@@ -278,7 +278,8 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
 
 /** Records the head's bytes b[start, end) as forwardable. */
 function setVerbatim(head: MessageHead, b: Buffer, start: number, end: number): void {
-  head.verbatim = b.subarray(start, end);
+  // A read that was exactly one head (a request without a body, most often) is its own view.
+  head.verbatim = start === 0 && end === b.length ? b : b.subarray(start, end);
 }
 
 /**

@@ -75,17 +75,18 @@ export class Http1ResponseStream {
    * back: it is serialized in sendCollected, after the body filters, so header edits they make still reach the client
    * (Envoy lets on_response_body edit headers that were not sent yet).
    */
-  start(res: ResponseHead, edited: HeaderList | undefined, connection: string | undefined, rest: Buffer | null): void {
+  start(res: ResponseHead, edited: HeaderList | undefined, connection: string | undefined, chunk: Buffer, bodyAt: number): void {
+    const hasBody = bodyAt < chunk.length;
     if (this.#collect) {
       this.#held = { res, headers: edited ?? new HeaderList(res.headers), connection };
-      if (rest !== null) this.forward(rest, 0);
+      if (hasBody) this.forward(chunk, bodyAt);
       return;
     }
     this.started = true;
     const raw = res.verbatim;
     if (raw !== undefined && connection === undefined && this.framing.scanner === null && this.#hooks.length === 0) {
       const appended = edited === undefined ? '' : appendedFieldLines(edited, false);
-      if (appended !== undefined) return this.#startVerbatim(raw, appended, rest);
+      if (appended !== undefined) return this.#startVerbatim(raw, appended, chunk, bodyAt);
     }
     let out = responseHeadStart(res, edited ?? new HeaderList(res.headers));
     if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
@@ -93,58 +94,62 @@ export class Http1ResponseStream {
     if (connection !== undefined) out += `connection: ${connection}\r\n`;
     out += '\r\n';
     this.bytes += out.length;
-    if (rest !== null && !this.dechunk && rest.length <= MERGE_LIMIT && this.#hooks.length === 0) {
+    if (hasBody && !this.dechunk && chunk.length - bodyAt <= MERGE_LIMIT && this.#hooks.length === 0) {
       // The common small response: head and body leave in one write.
-      const end = this.framing.take(rest, 0);
+      const end = this.framing.take(chunk, bodyAt);
       // A body whose framing broke in the first read: nothing went out yet, so the client gets a 502 instead.
       if (end === -1) {
         this.started = false;
         this.bytes -= out.length;
         return this.#owner.onResponseInvalid(`invalid chunked response: ${this.framing.error}`);
       }
-      const body = this.framing.forwardable(rest, 0, end);
+      const body = this.framing.forwardable(chunk, bodyAt, end);
       this.bytes += body.length;
       this.#io.writeHead(out, body);
-      if (end < rest.length) this.overran = true;
+      if (end < chunk.length) this.overran = true;
       if (this.framing.complete) this.#owner.onResponseComplete();
       return;
     }
     this.#io.write(out);
-    if (rest !== null) this.forward(rest, 0);
+    if (hasBody) this.forward(chunk, bodyAt);
     else if (this.framing.complete) this.#owner.onResponseComplete();
   }
 
   /**
    * The upstream's head goes out as it came (nothing to drop, re-create or re-frame: see MessageHead.verbatim) with
-   * the `appended` field lines filters added, in one write with the body bytes that followed it in the same read; with
-   * nothing appended and the body right behind the head in memory, as it is after one read, that write copies nothing.
+   * the `appended` field lines filters added, in one write with the body bytes that followed it in the same read,
+   * chunk[bodyAt, length); with nothing appended and the body right behind the head in memory, as it is after one read,
+   * that write copies nothing, and when head and body are the whole chunk it is the chunk itself.
    */
-  #startVerbatim(raw: Buffer, appended: string, rest: Buffer | null): void {
-    if (rest === null || rest.length > MERGE_LIMIT) {
+  #startVerbatim(raw: Buffer, appended: string, chunk: Buffer, bodyAt: number): void {
+    const bodyBytes = chunk.length - bodyAt;
+    if (bodyBytes === 0 || bodyBytes > MERGE_LIMIT) {
       this.bytes += raw.length + appended.length;
       if (appended === '') this.#io.write(raw);
       else this.#io.writeSpliced(raw, appended, undefined);
-      if (rest !== null) this.forward(rest, 0);
+      if (bodyBytes !== 0) this.forward(chunk, bodyAt);
       else if (this.framing.complete) this.#owner.onResponseComplete();
       return;
     }
-    const take = this.framing.take(rest, 0);
+    // Not chunked here (see start), so this only counts bytes against the length.
+    const end = this.framing.take(chunk, bodyAt);
+    const take = end - bodyAt;
+    if (end < chunk.length) this.overran = true;
     if (appended !== '') {
       this.bytes += raw.length + appended.length + take;
-      this.#io.writeSpliced(raw, appended, take === rest.length ? rest : rest.subarray(0, take));
-      if (take < rest.length) this.overran = true;
+      this.#io.writeSpliced(raw, appended, bodyAt === 0 && end === chunk.length ? chunk : chunk.subarray(bodyAt, end));
       if (this.framing.complete) this.#owner.onResponseComplete();
       return;
     }
     let out: Buffer;
-    if (rest.buffer === raw.buffer && rest.byteOffset === raw.byteOffset + raw.length) out = Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
-    else {
+    if (chunk.buffer === raw.buffer && chunk.byteOffset + bodyAt === raw.byteOffset + raw.length) {
+      out = raw.byteOffset === chunk.byteOffset && end === chunk.length ? chunk : Buffer.from(raw.buffer, raw.byteOffset, raw.length + take);
+    } else {
       out = Buffer.allocUnsafe(raw.length + take);
-      rest.copy(out, raw.copy(out, 0), 0, take);
+      chunk.copy(out, raw.copy(out, 0), bodyAt, end);
     }
     this.bytes += out.length;
     this.#io.write(out);
-    if (take < rest.length) this.overran = true;
     if (this.framing.complete) this.#owner.onResponseComplete();
   }
 
