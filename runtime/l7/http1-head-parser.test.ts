@@ -164,3 +164,26 @@ describe('verbatim heads', () => {
     expect(verbatim(res('HTTP/1.1 200 OK\r\ntraceparent: x\r\nContent-Length: 0\r\n\r\n'))).toBeDefined();
   });
 });
+
+describe('findHeadEnd', () => {
+  it('finds the first blank line wherever it falls, as a plain search would', () => {
+    // Random bytes over CR, LF and a letter at every length and start: each window position is reached.
+    let seed = 7;
+    const next = (): number => (seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x80000000;
+    const blank = Buffer.from('\r\n\r\n');
+    for (let t = 0; t < 20_000; t++) {
+      const n = 1 + Math.floor(next() * 24);
+      const b = Buffer.alloc(n);
+      for (let i = 0; i < n; i++) {
+        const r = next();
+        b[i] = r < 0.4 ? 0x0d : r < 0.8 ? 0x0a : 0x41;
+      }
+      const start = Math.floor(next() * n);
+      const i = b.indexOf(blank, start);
+      const got = findHeadEnd(b, start, { maxHeadBytes: 1 << 20, maxHeaders: 50 });
+      // Without a blank line the answer is 0 or the bare-LF refusal.
+      if (i === -1) expect(got === 0 || got instanceof HeadParseError).toBe(true);
+      else expect(got).toBe(i + 4);
+    }
+  });
+});

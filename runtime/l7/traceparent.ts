@@ -55,30 +55,33 @@ const SPAN_AT = TRACE_AT + 33;
 const FLAGS_AT = SPAN_AT + 17;
 const LINE_LENGTH = FLAGS_AT + 4;
 const LINES_PER_BLOCK = 256;
-const LINE_RANDOM = Buffer.alloc(24 * LINES_PER_BLOCK);
 /** A block of new-trace field lines; the hex digits are rewritten at each refill, the fixed parts stay. */
 const LINE_BYTES = Buffer.from(`${PREFIX}${'0'.repeat(32)}-${'0'.repeat(16)}-01\r\n`.repeat(LINES_PER_BLOCK), 'latin1');
 const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 let lines = '';
 let lineAt = 0;
 
-/** The field line of a trace this hop starts: cut from a block, so a request gets one flat string and no concatenation. */
+/** Writes `digits` random hex digits at LINE_BYTES[at]. */
+function randomDigits(at: number, digits: number): void {
+  for (let i = 0; i < digits; i += 6) {
+    // 24 bits per draw: V8's Math.random has 52, so each of these is uniform.
+    let v = (Math.random() * 0x1000000) | 0;
+    for (let k = 0; k < 6 && i + k < digits; k++, v >>>= 4) LINE_BYTES[at + i + k] = HEX_DIGITS[v & 15]!;
+  }
+}
+
+/**
+ * The field line of a trace this hop starts: cut from a block, so a request gets one flat string and no concatenation.
+ * The ids come from Math.random (xorshift128+, seeded per isolate from the system's entropy), as OpenTelemetry's JS SDK
+ * draws them: W3C Trace Context asks for random, unique ids, not for secret ones, and a getrandom per block cost about
+ * 0.1 µs per request (24 bytes each).
+ */
 function newTraceLine(): string {
   if (lineAt === lines.length) {
-    randomFillSync(LINE_RANDOM);
-    let r = 0;
     for (let l = 0; l < LINES_PER_BLOCK; l++) {
       const base = l * LINE_LENGTH;
-      for (let i = 0; i < 16; i++, r++) {
-        const v = LINE_RANDOM[r]!;
-        LINE_BYTES[base + TRACE_AT + 2 * i] = HEX_DIGITS[v >> 4]!;
-        LINE_BYTES[base + TRACE_AT + 2 * i + 1] = HEX_DIGITS[v & 15]!;
-      }
-      for (let i = 0; i < 8; i++, r++) {
-        const v = LINE_RANDOM[r]!;
-        LINE_BYTES[base + SPAN_AT + 2 * i] = HEX_DIGITS[v >> 4]!;
-        LINE_BYTES[base + SPAN_AT + 2 * i + 1] = HEX_DIGITS[v & 15]!;
-      }
+      randomDigits(base + TRACE_AT, 32);
+      randomDigits(base + SPAN_AT, 16);
     }
     lines = LINE_BYTES.toString('latin1');
     lineAt = 0;
