@@ -30,7 +30,8 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     const end = findHeadEnd(buf, 0, limits);
     if (end === 0) return;
     if (end instanceof HeadParseError) return this.upstreamProtocolError(end.reason);
-    const res = parseResponseHead(buf, 0, end, limits);
+    // Without filters or route header operations nothing reads the fields: they are decoded only if asked for.
+    const res = parseResponseHead(buf, 0, end, limits, this.streams.length > 0 || this.route?.responseHeaders !== undefined);
     if (res instanceof HeadParseError) return this.upstreamProtocolError(res.reason);
     if (res.status < 200 && res.status !== 101) {
       // 1xx interim responses: 100 Continue reaches a client that asked for it; others are dropped.

@@ -265,7 +265,8 @@ class ParsedResponseHead implements ResponseHead {
   }
 }
 
-export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits): ResponseHead | HeadParseError {
+/** `withFields`: decode the field list in the same pass (a filter or route operation will read it); else on first read. */
+export function parseResponseHead(buf: Buffer, start: number, end: number, limits: HeadLimits, withFields = true): ResponseHead | HeadParseError {
   const b = buf as FastBuffer;
   const p = start;
   if (b[p] !== 0x48 || b[p + 1] !== 0x54 || b[p + 2] !== 0x54 || b[p + 3] !== 0x50 || b[p + 4] !== 0x2f || b[p + 5] !== 0x31 || b[p + 6] !== 0x2e || b[p + 8] !== SP) {
@@ -283,7 +284,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   while (q < end && VALUE_CHAR[b[q]!] === 1) q++;
   if (b[q] !== CR || b[q + 1] !== LF) return new HeadParseError(502, 'invalid status line');
   const head = new ParsedResponseHead(b, start, end, d0 * 100 + d1 * 10 + d2, minorByte === 0x30 ? 0 : 1, r0, q, limits);
-  const plain = parseFields(b, '', start, q + 2, end, limits, head, false, true);
+  const plain = withFields ? parseFields(b, b.latin1Slice(start, end), start, q + 2, end, limits, head, false, false) : parseFields(b, '', start, q + 2, end, limits, head, false, true);
   if (plain instanceof HeadParseError) return plain;
   // A status line without its SP before the (empty) reason is written anew, with the standard phrase.
   if (plain && minorByte === 0x31 && q > r0) setVerbatim(head, b, start, end);
