@@ -22,7 +22,7 @@ import type { H2UpstreamPool } from './h2-upstream-pool.js';
 import { peerLabels, type PeerLabels } from './http-telemetry.js';
 import type { L7Context, L7Target } from './l7-context.js';
 import type { FilterStatus, L7FilterStream, LocalReply } from './l7-filter.js';
-import { exchangeContextFields } from './http-access-log.js';
+import { accessLogTime, exchangeContextFields } from './http-access-log.js';
 import { L7_ERROR, localReply } from './local-reply.js';
 import type { CompiledRoute } from './route-table.js';
 import type { RetrySlot } from './retry-policy.js';
@@ -220,7 +220,7 @@ export abstract class H2ExchangeState implements RequestBodyOwner {
     for (const s of this.streams) s.onDone?.(this.status, flags);
     if (!ctx.accessLog.enabled) return;
     ctx.accessLog.write({
-      start_time: new Date(Date.now() - duration).toISOString(),
+      start_time: accessLogTime(Date.now() - duration),
       method: this.method,
       path: this.path,
       protocol: 'HTTP/2',

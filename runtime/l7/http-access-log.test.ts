@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { HttpAccessLog, type HttpAccessEntry } from './http-access-log.js';
+import { accessLogTime, HttpAccessLog, type HttpAccessEntry } from './http-access-log.js';
 
 const entry = (pathName: string): HttpAccessEntry => ({
   start_time: '2026-12-07T00:00:00.000Z', method: 'GET', path: pathName, protocol: 'HTTP/1.1', authority: 'a', response_code: 200, response_flags: '-',
@@ -46,6 +46,14 @@ describe('HttpAccessLog', () => {
       expect(paths).toEqual(['/0', '/1', '/2', '/3']);
     } finally {
       await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('accessLogTime', () => {
+  it('is the ISO time of the millisecond, whatever was asked before', () => {
+    for (const ms of [1_765_065_600_000.9, 1_765_065_600_000.1, 1_765_065_600_001, 0, 1_765_065_600_000.5, 1_765_065_599_999]) {
+      expect(accessLogTime(ms)).toBe(new Date(ms).toISOString());
     }
   });
 });

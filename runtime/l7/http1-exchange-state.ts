@@ -20,7 +20,7 @@ import type { Http1ServerConnection } from './http1-server-connection.js';
 import type { L7Target } from './l7-context.js';
 import type { Http1UpstreamConnection, PoolWaiter } from './http1-pool.js';
 import type { FilterStatus, L7FilterStream, LocalReply } from './l7-filter.js';
-import { exchangeContextFields } from './http-access-log.js';
+import { accessLogTime, exchangeContextFields } from './http-access-log.js';
 import { L7_ERROR, localReply, serializeLocalReply } from './local-reply.js';
 import type { TraceLine } from './traceparent.js';
 import { requestIdOf, type ExchangeRequestInfo } from './exchange-request-info.js';
@@ -298,7 +298,7 @@ export abstract class Http1ExchangeState {
     if (ctx.accessLog.enabled) {
       const target = this.target ?? this.conn.target;
       ctx.accessLog.write({
-        start_time: new Date(Date.now() - duration).toISOString(),
+        start_time: accessLogTime(wallNow() - duration),
         method: this.head.method,
         path: this.head.target,
         protocol: this.head.minor === 1 ? 'HTTP/1.1' : 'HTTP/1.0',
