@@ -63,8 +63,11 @@ async function main(): Promise<void> {
     if (!loaded.ok) throw new Error(`plugin load failed: ${JSON.stringify(loaded.problems)}`);
     wasm = createWasmPlugins(host, () => state.current.config.plugins);
   }
+  // WEFT_BENCH_ACCESS_LOG=<file>: the access log on (the bench runs without it), to measure what it costs per request.
+  const accessLogPath = process.env.WEFT_BENCH_ACCESS_LOG;
+  const accessLog = accessLogPath === undefined || accessLogPath === '' ? { enabled: false } : { enabled: true, path: accessLogPath };
   const native: L7Filter = { name: 'native-header', start: () => ({ onRequestHeaders: (h) => void h.set('x-wasm-filter', 'on'), onResponseHeaders: (_s, h) => void h.add('x-served-by', 'weft-native') }) };
-  const proxy = createL7Proxy({ state, metrics, logger: createLogger('l7-bench'), ...(wasm === undefined ? {} : { plugins: wasm }), ...(mode === 'native' ? { extraFilters: () => [native] } : {}), accessLog: { enabled: false } });
+  const proxy = createL7Proxy({ state, metrics, logger: createLogger('l7-bench'), ...(wasm === undefined ? {} : { plugins: wasm }), ...(mode === 'native' ? { extraFilters: () => [native] } : {}), accessLog });
   const service = state.current.serviceByName('origin.default')!;
   const server = net.createServer((socket) => {
     proxy.handleConnection(socket, {
