@@ -125,7 +125,7 @@ export class TraceLine implements TraceContext {
 export function continueTraceLine(incoming: string | undefined): TraceLine {
   if (incoming !== undefined) {
     const m = TRACEPARENT_RE.exec(incoming);
-    if (m !== null && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) return new TraceLine(`${PREFIX}${m[1]!}-${randomHex(8)}-${m[3]!}\r\n`, m[2]!);
+    if (m !== null && m[1] !== ZERO_TRACE && m[2] !== ZERO_SPAN) return new TraceLine(`${PREFIX}${m[1]!}-${randomHex(8)}-${m[3]!}\r\n`, m[2]);
   }
   return new TraceLine(newTraceLine(), undefined);
 }
