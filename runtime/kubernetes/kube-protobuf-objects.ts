@@ -65,7 +65,10 @@ export const WATCH_EVENT = type('WatchEvent');
 
 type Labels = Record<string, string>;
 
-/** Decoded messages: every string field is present on the wire (Go writes empty strings too), so '' means unset, as JSON's omitempty has it. */
+/**
+ * Decoded messages: every string field is present on the wire (Go writes empty strings too), so '' means unset, as JSON's
+ * omitempty has it; an absent sub-message reads as null (protobufjs's default), an absent pointer field as not own.
+ */
 interface PMeta { name: string; namespace: string; resourceVersion: string; labels: Labels; annotations: Labels }
 interface PPod {
   metadata?: PMeta;
@@ -74,11 +77,11 @@ interface PPod {
 }
 interface PService {
   metadata?: PMeta;
-  spec?: { ports: { name: string; protocol: string; port: number; targetPort?: { type: unknown; intVal: number; strVal: string }; appProtocol: string }[]; selector: Labels; clusterIP: string; type: string; clusterIPs: string[] };
+  spec?: { ports: { name: string; protocol: string; port: number; targetPort?: { type: unknown; intVal: number; strVal: string } | null; appProtocol: string }[]; selector: Labels; clusterIP: string; type: string; clusterIPs: string[] };
 }
 interface PEndpointSlice {
   metadata?: PMeta;
-  endpoints: { addresses: string[]; conditions?: { ready?: boolean }; nodeName: string }[];
+  endpoints: { addresses: string[]; conditions?: { ready?: boolean } | null; nodeName: string }[];
   ports: { name: string; protocol: string; port?: number }[];
 }
 
@@ -138,7 +141,7 @@ function serviceFromProto(s: PService): SlimService {
       name: opt(p.name),
       port: p.port,
       // IntOrString: type 0 an int, 1 a string. Go writes the field even when unset (a zero int), which means the Service's port.
-      targetPort: p.targetPort === undefined ? undefined : int64(p.targetPort.type) === 1 ? p.targetPort.strVal : p.targetPort.intVal === 0 ? undefined : p.targetPort.intVal,
+      targetPort: p.targetPort == null ? undefined : int64(p.targetPort.type) === 1 ? p.targetPort.strVal : p.targetPort.intVal === 0 ? undefined : p.targetPort.intVal,
       protocol: opt(p.protocol) ?? 'TCP',
       appProtocol: opt(p.appProtocol),
     })),
@@ -155,7 +158,7 @@ function endpointSliceFromProto(e: PEndpointSlice): SlimEndpointSlice {
     service: e.metadata?.labels['kubernetes.io/service-name'],
     ports: e.ports.flatMap((p) => (p.port === undefined || !Object.hasOwn(p, 'port') ? [] : [{ name: opt(p.name), port: p.port, protocol: opt(p.protocol) ?? 'TCP' }])),
     // An unset ready condition means ready (discovery.k8s.io/v1 EndpointConditions; ready is a pointer in Go, absent when nil).
-    endpoints: e.endpoints.map((x) => ({ addresses: [...x.addresses], ready: x.conditions === undefined || !Object.hasOwn(x.conditions, 'ready') || x.conditions.ready !== false, nodeName: opt(x.nodeName) })),
+    endpoints: e.endpoints.map((x) => ({ addresses: [...x.addresses], ready: x.conditions == null || !Object.hasOwn(x.conditions, 'ready') || x.conditions.ready !== false, nodeName: opt(x.nodeName) })),
   };
 }
 

@@ -58,12 +58,18 @@ export function decodeList(bytes: Uint8Array, codec: ProtoCodec, what: string): 
     throw decodeError(what, err);
   }
   const md = list.metadata;
+  let items: Stripped[];
+  try {
+    items = list.items.map((m) => codec.fromProto(m));
+  } catch (err) {
+    throw decodeError(what, err);
+  }
   return {
-    items: list.items.map((m) => codec.fromProto(m)),
+    items,
     resourceVersion: opt(md?.resourceVersion),
     continue: opt(md?.continue),
     // A pointer in Go: absent from the wire when the server does not know it.
-    remainingItemCount: md !== undefined && Object.hasOwn(md, 'remainingItemCount') ? int64(md.remainingItemCount) : undefined,
+    remainingItemCount: md != null && Object.hasOwn(md, 'remainingItemCount') ? int64(md.remainingItemCount) : undefined,
   };
 }
 
@@ -143,7 +149,12 @@ export function decodeWatchEvent(frame: Uint8Array, codec: ProtoCodec, what: str
   }
   // A bookmark is the resource's kind with only its resourceVersion set: nothing else is read from it.
   if (event.type === 'BOOKMARK') return { type: event.type, object: undefined, resourceVersion: opt(message.metadata?.resourceVersion), status: undefined };
-  const object = codec.fromProto(message);
+  let object: Stripped;
+  try {
+    object = codec.fromProto(message);
+  } catch (err) {
+    throw decodeError(`${what} (${event.type} event, ${kind})`, err);
+  }
   return { type: event.type, object, resourceVersion: opt(object.resourceVersion), status: undefined };
 }
 
