@@ -49,6 +49,8 @@ export interface KubeApiServerFakeOptions {
   /** The watch length when a client sends no timeoutSeconds (kube-apiserver: min-request-timeout × [1, 2)). */
   defaultWatchTimeoutSeconds?: number;
   host?: string;
+  /** Serve built-in types as protobuf to clients that ask (default true); false acts as a server that only speaks JSON. */
+  protobuf?: boolean;
 }
 
 export interface RequestRecord {
@@ -57,6 +59,8 @@ export interface RequestRecord {
   resource: string | undefined;
   query: Record<string, string>;
   status: number;
+  /** The answer's encoding, as negotiated from the Accept header. */
+  format: 'json' | 'protobuf';
 }
 
 interface Route {
@@ -92,7 +96,7 @@ export class KubeApiServerFake {
   #port = 0;
 
   constructor(opts: KubeApiServerFakeOptions = {}) {
-    this.#opts = { bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000, continueTtlMs: opts.continueTtlMs ?? 300_000, defaultWatchTimeoutSeconds: opts.defaultWatchTimeoutSeconds ?? 1800, host: opts.host ?? '127.0.0.1' };
+    this.#opts = { bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000, continueTtlMs: opts.continueTtlMs ?? 300_000, defaultWatchTimeoutSeconds: opts.defaultWatchTimeoutSeconds ?? 1800, host: opts.host ?? '127.0.0.1', protobuf: opts.protobuf ?? true };
     this.#tokens = new Set(opts.tokens ?? []);
     this.#tls = opts.tls !== undefined;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => this.#handle(req, res);
@@ -197,18 +201,18 @@ export class KubeApiServerFake {
     const route = this.#route(url.pathname);
     const resource = route === 'notfound' ? undefined : route.type.resource;
     const verb: Verb = req.method === 'POST' ? 'create' : route !== 'notfound' && route.name !== undefined ? 'get' : query.watch === 'true' || query.watch === '1' ? 'watch' : 'list';
-    const record: RequestRecord = { method: req.method ?? '', verb, resource, query, status: 0 };
-    this.requests.push(record);
-    const sendRaw = (code: number, text: string, headers: Record<string, string> = {}): void => {
-      record.status = code;
-      res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(text);
-    };
     // Content negotiation: protobuf for built-in types when the client takes it, errors included (kube-apiserver
     // negotiates a Status as it does an object); JSON otherwise.
     const accept = acceptOf(req.headers.accept);
     const kind = route === 'notfound' ? undefined : route.type.kind;
     const apiVersion = route === 'notfound' ? '' : apiVersionOf(route.type);
-    const proto = accept.protobuf && kind !== undefined && servesProtobuf(kind);
+    const proto = this.#opts.protobuf && accept.protobuf && kind !== undefined && servesProtobuf(kind);
+    const record: RequestRecord = { method: req.method ?? '', verb, resource, query, status: 0, format: proto ? 'protobuf' : 'json' };
+    this.requests.push(record);
+    const sendRaw = (code: number, text: string, headers: Record<string, string> = {}): void => {
+      record.status = code;
+      res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(text);
+    };
     const send = (code: number, body: unknown, headers: Record<string, string> = {}): void => {
       if (!proto) return sendRaw(code, JSON.stringify(body), headers);
       const bytes = code >= 400 ? encodeStatus(body as Record<string, unknown>) : envelope(apiVersion, kind ?? '', this.#encode(kind ?? '', body as KubeObject));
