@@ -228,7 +228,7 @@ export class WorkerPrimary {
         this.#running.set({ state: 'running' }, this.#slots.filter((s) => s?.ready === true).length);
         void this.#inpod?.workerStarted(id);
         // Changes made while it started went only to the running workers: it catches up before the next change.
-        if (slot.generation < this.#generation) this.#enqueue(() => this.#catchUp(slot));
+        if (slot.generation < this.#generation) void this.#enqueue(() => this.#catchUp(slot));
         resolve(slot.ports);
       });
       worker.on('error', (err: Error) => {

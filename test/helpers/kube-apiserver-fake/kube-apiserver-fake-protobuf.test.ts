@@ -16,7 +16,7 @@ function fields(bytes: Uint8Array): Map<number, (number | Uint8Array)[]> {
   const out = new Map<number, (number | Uint8Array)[]>();
   while (r.pos < r.len) {
     const tag = r.uint32();
-    const value = (tag & 7) === 0 ? r.uint64().toNumber() : (tag & 7) === 2 ? r.bytes() : (r.skipType(tag & 7), -1);
+    const value = (tag & 7) === 0 ? r.uint32() : (tag & 7) === 2 ? r.bytes() : (r.skipType(tag & 7), -1);
     out.set(tag >>> 3, [...(out.get(tag >>> 3) ?? []), value]);
   }
   return out;
