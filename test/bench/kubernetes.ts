@@ -267,7 +267,7 @@ async function main(): Promise<void> {
   try {
     const file = only ? undefined : await child(['file']);
     const byFormat: Record<string, Record<string, number>> = {};
-    for (const format of (process.env.WEFT_BENCH_K8S_FORMATS ?? 'protobuf').split(',')) byFormat[format] = await child(['kube', info], { WEFT_BENCH_K8S_FORMAT: format });
+    for (const [i, format] of (process.env.WEFT_BENCH_K8S_FORMATS ?? 'protobuf').split(',').entries()) byFormat[byFormat[format] === undefined ? format : `${format}#${i}`] = await child(['kube', info], { WEFT_BENCH_K8S_FORMAT: format });
     const kube = Object.values(byFormat)[0] ?? {};
     const soak = only ? undefined : await child(['soak']);
     process.stdout.write(JSON.stringify({ file, kube: byFormat, soak, heapGrowthVsFileMb: file === undefined ? undefined : kube.heapKubeMb! - file.heapFileMb! }, null, 2) + '\n');

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { FakeResourceStore, RESOURCE_TYPES, StoreError, apiVersionOf, type KubeObject, type ResourceType, type StoredEvent } from './fake-resource-store.js';
 import { matchesLabels, parseLabelSelector, type LabelRequirement } from './label-selector.js';
 import { matchesFields, parseFieldSelector, type FieldRequirement } from './field-selector.js';
-import { PROTOBUF, acceptOf, encodeList, encodeObject, encodeStatus, envelope, servesProtobuf, watchFrame } from './fake-protobuf.js';
+import { PROTOBUF, acceptOf, encodeObject, encodeStatus, envelope, listParts, servesProtobuf, watchFrame } from './fake-protobuf.js';
 
 export type Verb = 'list' | 'watch' | 'get' | 'create';
 
@@ -260,7 +260,12 @@ export class KubeApiServerFake {
     }
     return this.#list(route.type, query, matches, send, proto, (body) => {
       record.status = 200;
-      res.writeHead(200, { 'content-type': proto ? PROTOBUF : 'application/json' }).end(body);
+      if (typeof body === 'string') return void res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      // The page's parts (cached items among them) go out as one corked write, never copied into one buffer here.
+      res.writeHead(200, { 'content-type': PROTOBUF, 'content-length': String(body.reduce((n, b) => n + b.length, 0)) });
+      res.cork();
+      for (const part of body) res.write(part);
+      res.end();
     });
   }
 
@@ -285,7 +290,7 @@ export class KubeApiServerFake {
   }
 
   /** A page goes out as protobuf when `proto` (the client takes it), else as JSON. */
-  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, proto: boolean, sendPage: (body: string | Buffer) => void): void {
+  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, proto: boolean, sendPage: (body: string | Buffer[]) => void): void {
     const limit = query.limit === undefined ? 0 : Number(query.limit);
     let page: PagedList;
     let offset = 0;
@@ -318,7 +323,7 @@ export class KubeApiServerFake {
     } else this.#pages.delete(id);
     // Items are serialized once per object version: the scale mode lists 150,000 pods.
     const slice = page.items.slice(offset, end);
-    if (proto) return sendPage(encodeList(apiVersionOf(type), type.kind, metadata, slice.map((o) => this.#encode(type.kind, o))));
+    if (proto) return sendPage(listParts(apiVersionOf(type), type.kind, metadata, slice.map((o) => this.#encode(type.kind, o))));
     const head = JSON.stringify({ kind: `${type.kind}List`, apiVersion: apiVersionOf(type), metadata });
     sendPage(`${head.slice(0, -1)},"items":[${slice.map((o) => this.#serialize(o)).join(',')}]}`);
   }
