@@ -78,6 +78,8 @@ interface WatchEvent {
   object: RawObject & { code?: number; reason?: string; message?: string };
 }
 
+const EVENT_TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
+
 /** A watch event as either wire format gives it: the object already cut (none for BOOKMARK and ERROR). */
 interface Event<T> {
   type: string;
@@ -348,6 +350,8 @@ export class KubeReflector<T extends Stripped> {
 
   #event(e: Event<T>): void {
     const name = this.resource.resource;
+    // Checked before counting: a type off the wire must not become a metric label.
+    if (!EVENT_TYPES.has(e.type) || (e.object === undefined && e.type !== 'ERROR' && e.type !== 'BOOKMARK')) throw new SyntaxError(`watch ${this.#path}: an event of unknown type "${e.type.slice(0, 40)}"`);
     this.#metrics.watchEvents.inc({ resource: name, type: e.type });
     this.#metrics.lastEvent.set({ resource: name }, Date.now() / 1000);
     if (e.type === 'ERROR') {
@@ -359,8 +363,7 @@ export class KubeReflector<T extends Stripped> {
       if (rv !== undefined) this.#rv = rv;
       return;
     }
-    const obj = e.object;
-    if (obj === undefined || (e.type !== 'ADDED' && e.type !== 'MODIFIED' && e.type !== 'DELETED')) throw new SyntaxError(`watch ${this.#path}: an event of unknown type "${e.type}"`);
+    const obj = e.object as T;
     const key = keyOf(obj);
     if (e.type === 'DELETED') {
       const old = this.#items.get(key);
