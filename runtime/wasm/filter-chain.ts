@@ -8,6 +8,7 @@
  */
 import { WeftError } from '../errors.js';
 import type { HeaderPairs } from './header-map-codec.js';
+import type { HeaderMapSlot } from './lazy-header-map.js';
 import { PluginFailure } from './plugin-failure.js';
 import type { PluginRuntime } from './plugin-runtime.js';
 import type { Callbacks } from './plugin-vm.js';
@@ -55,9 +56,9 @@ interface Entry {
 export class FilterChain {
   readonly #entries: Entry[];
   readonly #info: StreamInfo;
-  #requestHeaders: HeaderPairs | undefined;
+  #requestHeaders: HeaderMapSlot | undefined;
   #requestTrailers: HeaderPairs | undefined;
-  #responseHeaders: HeaderPairs | undefined;
+  #responseHeaders: HeaderMapSlot | undefined;
   #responseTrailers: HeaderPairs | undefined;
   #ended: FilterAction | undefined;
   #done = false;
@@ -71,13 +72,14 @@ export class FilterChain {
     return this.#entries.map((e) => e.runtime.name);
   }
 
-  onRequestHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
+  /** `headers` may be a LazyHeaderMap the embedder reads back after the chain continues (see lazy-header-map.ts). */
+  onRequestHeaders(headers: HeaderMapSlot, endOfStream: boolean): FilterAction {
     this.#requestHeaders = headers;
     if (this.#done) return GONE;
     return this.#ended ?? this.#headers(0, 0, endOfStream);
   }
 
-  onResponseHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
+  onResponseHeaders(headers: HeaderMapSlot, endOfStream: boolean): FilterAction {
     this.#responseHeaders = headers;
     if (this.#done) return GONE;
     return this.#ended ?? this.#headers(1, 0, endOfStream);

@@ -1,6 +1,7 @@
 /** One plugin's view of one HTTP stream: the maps and body buffers its hostcalls see, and the pause/resume handshake with the filter chain. */
 import { Status, type StatusCode } from './abi-constants.js';
 import type { HeaderPairs } from './header-map-codec.js';
+import type { HeaderMapSlot } from './lazy-header-map.js';
 import type { PluginFailure } from './plugin-failure.js';
 import type { PluginVm } from './plugin-vm.js';
 import type { PropertyValue } from './properties.js';
@@ -27,9 +28,9 @@ export class StreamContext {
   readonly id: number;
   readonly vm: PluginVm;
   readonly streamInfo: StreamInfo;
-  requestHeaders: HeaderPairs | undefined;
+  requestHeaders: HeaderMapSlot | undefined;
   requestTrailers: HeaderPairs | undefined;
-  responseHeaders: HeaderPairs | undefined;
+  responseHeaders: HeaderMapSlot | undefined;
   responseTrailers: HeaderPairs | undefined;
   /** The body bytes the plugin sees in its body callback: everything it buffered plus the new chunk. */
   requestBody: Uint8Array | undefined;
