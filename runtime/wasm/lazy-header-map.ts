@@ -9,7 +9,8 @@ import type { HeaderPair, HeaderPairs } from './header-map-codec.js';
 export abstract class LazyHeaderMap {
   /** Entries appended while the pairs are not built; after a build they are part of the pairs. */
   readonly appended: HeaderPairs = [];
-  readonly #pairs: HeaderPairs = [];
+  /** Made on the first build (most maps never need it), then reused across resets. */
+  #pairs: HeaderPairs | undefined;
   #built = false;
 
   /** Number of entries in the source (what `length` counts before the appended ones). */
@@ -28,13 +29,13 @@ export abstract class LazyHeaderMap {
 
   /** Entry count, as a pair array's length: what on_*_headers gets as num_headers. */
   get length(): number {
-    return this.#built ? this.#pairs.length : this.sourceLength + this.appended.length;
+    return this.#built ? this.#pairs!.length : this.sourceLength + this.appended.length;
   }
 
   /** The map as pairs, built on first call; hostcalls may then edit the array in place. */
   pairs(): HeaderPairs {
-    if (this.#built) return this.#pairs;
-    const out = this.#pairs;
+    if (this.#built) return this.#pairs!;
+    const out = (this.#pairs ??= []);
     out.length = 0;
     this.fillSource(out);
     const a = this.appended;
@@ -47,18 +48,18 @@ export abstract class LazyHeaderMap {
   /** Back to the source alone (the embedder's source changed, or its edits were applied to it). */
   protected resetMap(): void {
     this.#built = false;
-    this.#pairs.length = 0;
+    if (this.#pairs !== undefined) this.#pairs.length = 0;
     this.appended.length = 0;
   }
 
   first(name: string): string | undefined {
-    if (this.#built) return firstValue(this.#pairs, name);
+    if (this.#built) return firstValue(this.#pairs!, name);
     return this.sourceFirst(name) ?? firstValue(this.appended, name);
   }
 
   /** The values of `name` joined with ", ", or undefined. */
   joined(name: string): string | undefined {
-    if (this.#built) return joinedValue(this.#pairs, name);
+    if (this.#built) return joinedValue(this.#pairs!, name);
     const s = this.sourceJoined(name);
     const a = joinedValue(this.appended, name);
     return s === undefined ? a : a === undefined ? s : `${s}, ${a}`;
@@ -70,7 +71,7 @@ export abstract class LazyHeaderMap {
 
   /** Appends an entry; on built pairs this is a plain push. */
   append(pair: HeaderPair): void {
-    if (this.#built) this.#pairs.push(pair);
+    if (this.#built) this.#pairs!.push(pair);
     else this.appended.push(pair);
   }
 }

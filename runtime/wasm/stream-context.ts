@@ -35,8 +35,9 @@ export class StreamContext {
   /** The body bytes the plugin sees in its body callback: everything it buffered plus the new chunk. */
   requestBody: Uint8Array | undefined;
   responseBody: Uint8Array | undefined;
-  /** Whether the plugin is holding body bytes (returned StopIteration* without end_of_stream). */
-  readonly buffering: [boolean, boolean] = [false, false];
+  /** Whether the plugin is holding request / response body bytes (returned StopIteration* without end_of_stream). */
+  #bufferingRequest = false;
+  #bufferingResponse = false;
   requestBytes = 0;
   responseBytes = 0;
   propertyOverlay: Map<string, PropertyValue> | undefined;
@@ -71,6 +72,15 @@ export class StreamContext {
       throw err;
     }
     return ctx;
+  }
+
+  isBuffering(dir: Direction): boolean {
+    return dir === 0 ? this.#bufferingRequest : this.#bufferingResponse;
+  }
+
+  setBuffering(dir: Direction, on: boolean): void {
+    if (dir === 0) this.#bufferingRequest = on;
+    else this.#bufferingResponse = on;
   }
 
   /** True once (and clears) when the plugin called proxy_continue_stream for `dir` while no pause was pending. */
