@@ -2,7 +2,6 @@
 import { instanceNames } from '../state/plugin-instances.js';
 import type { PluginConfig } from '../config/config-schema.js';
 import type { FilterChain, FilterAction } from '../wasm/filter-chain.js';
-import type { HeaderPairs } from '../wasm/header-map-codec.js';
 import type { PluginHost } from '../wasm/plugin-host.js';
 import type { ConnectionInfo, PeerInfo, StreamInfo } from '../wasm/stream-info.js';
 import type { PropertyValue } from '../wasm/properties.js';
