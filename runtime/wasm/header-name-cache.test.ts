@@ -1,7 +1,8 @@
-// Interned header names and values: the same bytes give the same string (names lower-cased, in any case), and a colliding or longer one
-// is never mistaken for a cached one.
+// Interned header names, values and property paths: the same bytes give the same string (names lower-cased, in any
+// case; paths as the reader makes them), and a colliding or longer one is never mistaken for a cached one.
 import { describe, expect, it } from 'vitest';
-import { headerNameAt, headerValueAt } from './header-name-cache.js';
+import { headerNameAt, headerValueAt, propertyPathAt } from './header-name-cache.js';
+import { normalizePropertyPath } from './properties.js';
 
 function at(text: string): string {
   const buf = Buffer.from(`..${text}..`, 'latin1');
@@ -45,5 +46,38 @@ describe('headerValueAt', () => {
     for (const v of values.reverse()) expect(value(v)).toBe(v);
     const long = 'x'.repeat(300);
     expect(value(long)).toBe(long);
+  });
+});
+
+describe('propertyPathAt', () => {
+  let reads = 0;
+  const path = (text: string): string => {
+    const buf = Buffer.from(`..${text}..`, 'utf8');
+    return propertyPathAt(buf, 2, buf.length - 4, (p, l) => {
+      reads++;
+      return normalizePropertyPath(buf.toString('utf8', p, p + l));
+    });
+  };
+
+  it('reads a path once and answers its normalized form from the cache while the bytes are the same', () => {
+    reads = 0;
+    expect(path('source\0principal')).toBe('source.principal');
+    expect(path('source\0principal')).toBe('source.principal');
+    expect(reads).toBe(1);
+    expect(path('source\0principal\0')).toBe('source.principal');
+    expect(path('source.principal')).toBe('source.principal');
+    expect(path('request\0headers\0x-é')).toBe('request.headers.x-é');
+    expect(path('')).toBe('');
+  });
+
+  it('never answers a different path, whatever shares its slot, and reads paths past the cache limit each time', () => {
+    const paths = Array.from({ length: 2000 }, (_, i) => `p\0${i}`);
+    for (const p of paths) expect(path(p)).toBe(p.replace('\0', '.'));
+    for (const p of paths.reverse()) expect(path(p)).toBe(p.replace('\0', '.'));
+    reads = 0;
+    const long = `request\0headers\0x-${'a'.repeat(80)}`;
+    expect(path(long)).toBe(long.replaceAll('\0', '.'));
+    expect(path(long)).toBe(long.replaceAll('\0', '.'));
+    expect(reads).toBe(2);
   });
 });

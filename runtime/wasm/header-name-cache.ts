@@ -1,8 +1,8 @@
 /**
- * Header names and short values read from guest memory, interned: plugins name the same few headers on every request
- * and mostly set literal values, and comparing the guest's bytes with a cached string costs less than slicing a new
- * string out of memory (a native Buffer latin1Slice call, 60–140 ns even for two bytes) and lower-casing it. Bounded:
- * a slot per hash, one table for names and one for values.
+ * Header names, short values and property paths read from guest memory, interned: plugins name the same few headers
+ * and attributes on every request and mostly set literal values, and comparing the guest's bytes with a cached string
+ * costs less than slicing a new string out of memory (a native Buffer latin1Slice call, 60–140 ns even for two bytes)
+ * and lower-casing (or UTF-8 decoding and normalizing) it. Bounded: a slot per hash, one table per kind.
  */
 import { lowerAscii } from './header-map-codec.js';
 
@@ -11,6 +11,9 @@ const SLOTS = 256;
 const MAX_CACHED = 64;
 const names: string[] = new Array<string>(SLOTS).fill('');
 const values: string[] = new Array<string>(SLOTS).fill('');
+/** Property paths: the guest's bytes (one char per byte) and, in the same slot, what they resolve to. */
+const pathBytes: string[] = new Array<string>(SLOTS).fill('');
+const pathValues: string[] = new Array<string>(SLOTS).fill('');
 
 /** ASCII lower-casing of a byte, by table. */
 const LOWER = new Uint8Array(256);
@@ -29,13 +32,18 @@ function interned(table: string[], map: Uint8Array, buf: Buffer, ptr: number, le
   if (hit.length === len) {
     let i = 0;
     while (i < len && hit.charCodeAt(i) === map[buf[ptr + i]!]) i++;
-    if (i === len) return hit;
+    if (i === len) {
+      lastHit = slot;
+      return hit;
+    }
   }
   lastSlot = slot;
   return undefined;
 }
 
+/** The slot of the latest miss (where its string goes) and of the latest hit. */
 let lastSlot = 0;
+let lastHit = 0;
 
 /** The lower-cased (ASCII only) latin1 string of `buf[ptr, ptr+len)`; the caller checked the bounds. */
 export function headerNameAt(buf: Buffer, ptr: number, len: number): string {
@@ -57,4 +65,19 @@ export function headerValueAt(buf: Buffer, ptr: number, len: number): string {
   const value = buf.latin1Slice(ptr, ptr + len);
   values[lastSlot] = value;
   return value;
+}
+
+/**
+ * The property path at `buf[ptr, ptr+len)` as `read` makes it from those bytes (decoded and normalized), cached by the
+ * bytes: a plugin asks for the same few attributes on every request. The caller checked the bounds.
+ */
+export function propertyPathAt(buf: Buffer, ptr: number, len: number, read: (ptr: number, len: number) => string): string {
+  if (len === 0 || len > MAX_CACHED) return read(ptr, len);
+  const hit = interned(pathBytes, SAME, buf, ptr, len);
+  if (hit !== undefined) return pathValues[lastHit]!;
+  const slot = lastSlot;
+  const path = read(ptr, len);
+  pathBytes[slot] = buf.latin1Slice(ptr, ptr + len);
+  pathValues[slot] = path;
+  return path;
 }
