@@ -133,7 +133,7 @@ class WasmFilterStream implements L7FilterStream {
   /**
    * The header maps the chain holds (served from the exchange's lists, wasm-header-maps.ts), kept so edits made in
    * body callbacks reach the headers while they are still unsent (bodies reach plugins buffered, so the headers wait
-   * for them, as Envoy allows). The request map's line is the request line as the plugins last left it.
+   * for them, as Envoy allows). The request map is also the request line as the plugins last left it.
    */
   #reqMap: RequestHeaderMap | undefined;
   #resMap: ResponseHeaderMap | undefined;
@@ -155,7 +155,7 @@ class WasmFilterStream implements L7FilterStream {
 
   onRequestHeaders(headers: HeaderList, eos: boolean): FilterStatus {
     const info = this.#info;
-    const map = (this.#reqMap = new RequestHeaderMap(headers, { method: info.method, path: info.path, authority: info.authority }));
+    const map = (this.#reqMap = new RequestHeaderMap(headers, info.method, info.path, info.authority));
     // Written back when the chain continues, which may be after a pause: a plugin that calls out and then edits
     // headers (the http_auth_random shape) makes its edits on resume.
     return this.#status(this.#open().onRequestHeaders(map, eos), REQUEST_EDITS);
@@ -173,7 +173,7 @@ class WasmFilterStream implements L7FilterStream {
   /** Each body or trailer callback first shows the plugins the headers as they are now. */
   #refreshMaps(): void {
     const req = this.#reqMap;
-    if (req !== undefined) req.reset(req.list, req.line);
+    if (req !== undefined) req.reset(req.list);
     const res = this.#resMap;
     if (res !== undefined) res.reset(res.list, res.status);
   }
@@ -222,7 +222,7 @@ class WasmFilterStream implements L7FilterStream {
   #requestEdits(): LocalReply | undefined {
     const map = this.#reqMap;
     if (map === undefined) return undefined;
-    const line = map.line;
+    const line: RequestLine = map;
     let changed: boolean;
     let edit: RequestLine | undefined;
     if (map.built) {
@@ -242,7 +242,7 @@ class WasmFilterStream implements L7FilterStream {
     }
     const problem = requestLineProblem(edit, line);
     if (problem !== undefined) return { status: 500, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid request line: ${problem}\n` };
-    map.line = edit;
+    map.setLine(edit);
     this.#body.setRequestLine(edit.method, edit.path, edit.authority);
     return undefined;
   }

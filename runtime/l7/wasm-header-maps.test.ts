@@ -13,7 +13,7 @@ const LINE: RequestLine = { method: 'GET', path: '/a?b=1', authority: 'svc' };
 
 describe('RequestHeaderMap / ResponseHeaderMap', () => {
   it('answers lookups from the list and the request line without building pairs; host is hidden, repeats are joined', () => {
-    const map = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a', 'x-r', '1', 'x-r', '2']), LINE);
+    const map = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a', 'x-r', '1', 'x-r', '2']), LINE.method, LINE.path, LINE.authority);
     expect(map.length).toBe(7);
     expect(map.first(':path')).toBe('/a?b=1');
     expect(map.joined(':authority')).toBe('svc');
@@ -28,7 +28,7 @@ describe('RequestHeaderMap / ResponseHeaderMap', () => {
   });
 
   it('builds the pairs in map order with the appended entries last, then appends to them', () => {
-    const map = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a']), LINE);
+    const map = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a']), LINE.method, LINE.path, LINE.authority);
     map.append(['x-new', '1']);
     expect(map.pairs()).toEqual([[':method', 'GET'], [':path', '/a?b=1'], [':authority', 'svc'], [':scheme', 'http'], ['accept', 'a'], ['x-new', '1']]);
     expect(map.built).toBe(true);
@@ -36,14 +36,14 @@ describe('RequestHeaderMap / ResponseHeaderMap', () => {
     map.append(['x-more', '2']);
     expect(map.pairs().at(-1)).toEqual(['x-more', '2']);
     expect(map.joined('x-more')).toBe('2');
-    map.reset(map.list, LINE);
+    map.reset(map.list);
     expect(map.built).toBe(false);
     expect(map.length).toBe(5);
   });
 
   it('applies appended fields as appends (the head can still leave as it came) and keeps host and pseudo-header repeats', () => {
     const list = new HeaderList(['host', 'svc', 'accept', 'a']);
-    const map = new RequestHeaderMap(list, LINE);
+    const map = new RequestHeaderMap(list, LINE.method, LINE.path, LINE.authority);
     map.append(['x-a', '1']);
     map.append(['host', 'canary']);
     map.append([':path', '/ignored']);
@@ -95,7 +95,7 @@ describe('plugin header maps through the proxy-wasm host', () => {
     const r = await t.host.load([pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite')))]);
     expect(r.ok).toBe(true);
     const chain = t.host.createStream(['hand-rewrite']);
-    const req = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a']), LINE);
+    const req = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a']), LINE.method, LINE.path, LINE.authority);
     expect(chain.onRequestHeaders(req, true).kind).toBe('continue');
     expect(req.built).toBe(false);
     expect(req.appended).toEqual([['x-wasm-filter', 'on']]);
@@ -106,7 +106,7 @@ describe('plugin header maps through the proxy-wasm host', () => {
     chain.done();
 
     const chain2 = t.host.createStream(['hand-rewrite']);
-    const req2 = new RequestHeaderMap(new HeaderList(['host', 'svc', 'x-internal', 'secret', 'x-wasm-filter', 'off']), LINE);
+    const req2 = new RequestHeaderMap(new HeaderList(['host', 'svc', 'x-internal', 'secret', 'x-wasm-filter', 'off']), LINE.method, LINE.path, LINE.authority);
     chain2.onRequestHeaders(req2, true);
     expect(req2.built).toBe(true);
     expect(req2.pairs()).toEqual([[':method', 'GET'], [':path', '/a?b=1'], [':authority', 'svc'], [':scheme', 'http'], ['x-wasm-filter', 'on']]);

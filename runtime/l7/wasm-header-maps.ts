@@ -53,22 +53,35 @@ function addAppended(list: HeaderList, appended: HeaderPairs, hidden: string | u
   return added;
 }
 
-/** The request map: :method, :path, :authority, :scheme from the request line, then the list's fields but `host`. */
-export class RequestHeaderMap extends LazyHeaderMap {
+/**
+ * The request map: :method, :path, :authority, :scheme from the request line, then the list's fields but `host`. The
+ * map is its own RequestLine (the line as the plugins last left it): one object per request instead of two.
+ */
+export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
   list: HeaderList;
-  line: RequestLine;
+  method: string;
+  path: string;
+  authority: string;
 
-  constructor(list: HeaderList, line: RequestLine) {
+  constructor(list: HeaderList, method: string, path: string, authority: string) {
     super();
     this.list = list;
-    this.line = line;
+    this.method = method;
+    this.path = path;
+    this.authority = authority;
   }
 
-  /** Shows the list and line as they are now (before a body or trailer callback, after edits were applied). */
-  reset(list: HeaderList, line: RequestLine): void {
+  /** Shows the list as it is now (before a body or trailer callback, after edits were applied). */
+  reset(list: HeaderList): void {
     this.list = list;
-    this.line = line;
     this.resetMap();
+  }
+
+  /** The request line after an applied edit (the pairs, if built, already show it). */
+  setLine(line: RequestLine): void {
+    this.method = line.method;
+    this.path = line.path;
+    this.authority = line.authority;
   }
 
   protected get sourceLength(): number {
@@ -79,16 +92,16 @@ export class RequestHeaderMap extends LazyHeaderMap {
   }
 
   protected fillSource(out: HeaderPairs): void {
-    requestPairs(this.list, this.line, out);
+    requestPairs(this.list, this, out);
   }
 
   protected sourceFirst(name: string): string | undefined {
-    if (name.charCodeAt(0) === COLON) return pseudoOfLine(this.line, name);
+    if (name.charCodeAt(0) === COLON) return pseudoOfLine(this, name);
     return name === HOST ? undefined : this.list.get(name);
   }
 
   protected sourceJoined(name: string): string | undefined {
-    if (name.charCodeAt(0) === COLON) return pseudoOfLine(this.line, name);
+    if (name.charCodeAt(0) === COLON) return pseudoOfLine(this, name);
     return name === HOST ? undefined : joinedField(this.list.flat, name);
   }
 
