@@ -42,7 +42,7 @@ function indexOf(map: HeaderPairs, key: string): number {
 
 export function headerImports(vm: PluginVm): Record<string, HostFn> {
   const legacyMissingIsEmpty = vm.compiled.abi === '0.1.0';
-  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? headerNameAt(vm.mem.buf, ptr, len) : undefined);
+  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? headerNameAt(vm.mem, ptr, len) : undefined);
   const badType = (type: number): boolean => type < 0 || type > MapType.HttpCallResponseTrailers;
 
   return {
@@ -95,7 +95,7 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (map === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
-      const pair: [string, string] = [key, headerValueAt(vm.mem.buf, vp >>> 0, vl >>> 0)];
+      const pair: [string, string] = [key, headerValueAt(vm.mem, vp >>> 0, vl >>> 0)];
       if (map instanceof LazyHeaderMap) map.append(pair);
       else map.push(pair);
       return Status.Ok;
@@ -106,7 +106,7 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (slot === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
-      const value = headerValueAt(vm.mem.buf, vp >>> 0, vl >>> 0);
+      const value = headerValueAt(vm.mem, vp >>> 0, vl >>> 0);
       // A name the map lacks is appended (Envoy's setCopy), which a lazy map does without its pairs.
       if (slot instanceof LazyHeaderMap && !slot.has(key)) {
         slot.append([key, value]);

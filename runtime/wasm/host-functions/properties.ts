@@ -12,7 +12,7 @@ export function propertyImports(vm: PluginVm): Record<string, HostFn> {
   return {
     proxy_get_property: (pp, pl, rp, rl) => {
       if (!vm.mem.inBounds(pp >>> 0, pl >>> 0)) return Status.InvalidMemoryAccess;
-      const path = propertyPathAt(vm.mem.buf, pp >>> 0, pl >>> 0, readPath);
+      const path = propertyPathAt(vm.mem, pp >>> 0, pl >>> 0, readPath);
       const value = resolveProperty(vm, path);
       if (value === undefined) return Status.NotFound;
       if (typeof value === 'string') return vm.mem.returnUtf8(value, rp >>> 0, rl >>> 0);
