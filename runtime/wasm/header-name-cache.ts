@@ -71,6 +71,7 @@ let missSlot = 0;
 const names = new Table();
 const values = new Table();
 const paths = new Table();
+const functionNames = new Table();
 
 /**
  * The lower-cased (ASCII only) latin1 string of `[ptr, ptr+len)`; the caller checked the bounds. Cached by the raw
@@ -102,10 +103,19 @@ export function headerValueAt(mem: GuestBytes, ptr: number, len: number): string
  * bytes: a plugin asks for the same few attributes on every request. The caller checked the bounds.
  */
 export function propertyPathAt(mem: GuestBytes, ptr: number, len: number, read: (ptr: number, len: number) => string): string {
+  return readThrough(paths, mem, ptr, len, read);
+}
+
+/** A foreign function's name at `[ptr, ptr+len)` as `read` decodes it, cached by the bytes like property paths. */
+export function functionNameAt(mem: GuestBytes, ptr: number, len: number, read: (ptr: number, len: number) => string): string {
+  return readThrough(functionNames, mem, ptr, len, read);
+}
+
+function readThrough(table: Table, mem: GuestBytes, ptr: number, len: number, read: (ptr: number, len: number) => string): string {
   if (len === 0 || len > MAX_CACHED) return read(ptr, len);
-  const hit = paths.find(mem, ptr, len);
+  const hit = table.find(mem, ptr, len);
   if (hit !== undefined) return hit;
-  const path = read(ptr, len);
-  paths.store(mem.buf, ptr, len, path);
-  return path;
+  const s = read(ptr, len);
+  table.store(mem.buf, ptr, len, s);
+  return s;
 }
