@@ -77,10 +77,10 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (badType(type)) return Status.BadArgument;
       const slot = mapOf(vm, type);
       if (slot === undefined) return Status.NotFound;
-      const map = pairsOf(slot);
       if (!vm.mem.inBounds(ptr >>> 0, len >>> 0)) return Status.InvalidMemoryAccess;
       const pairs = readMap(vm.mem.buf, ptr >>> 0, len >>> 0);
       if (pairs === undefined) return Status.BadArgument;
+      const map = pairsOf(slot);
       // A filter that rebuilds the map may leave the pseudo-headers out (Kong's key-auth does): they are the request
       // line and status, not fields it meant to delete, so those it did not set keep their values, first as before.
       const kept = type === MapType.HttpRequestHeaders || type === MapType.HttpResponseHeaders ? keptPseudoHeaders(map, pairs) : undefined;
