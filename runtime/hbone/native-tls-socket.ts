@@ -13,6 +13,7 @@ import { loadNativeSocket, socketFd } from '../native/weft-socket.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 import type { HandleCopy, HandleCopyEnd } from '../l4/handle-copy.js';
 import { normalizeIp } from '../l4/original-destination.js';
+import { certificateOfDer } from './certificate-of-der.js';
 
 type NativeEvent = (kind: number, streamId: number, x: number, y: number, z: number, data: Buffer | undefined) => void;
 
@@ -241,8 +242,7 @@ export class NativeTlsSocket extends Duplex {
           alpn: raw.alpn ?? undefined,
           resumed: raw.resumed,
           verifyError: raw.verifyError === null ? undefined : (X509_ERRORS[raw.verifyCode] ?? raw.verifyError),
-          // node:crypto loads with the first tunnel, not with the runtime (an idle node never needs it).
-          peerCertificate: raw.peerCertificate === null ? undefined : new (process.getBuiltinModule('node:crypto').X509Certificate)(raw.peerCertificate),
+          peerCertificate: raw.peerCertificate === null ? undefined : certificateOfDer(raw.peerCertificate),
           cipher: raw.cipher,
           version: raw.version,
         };
