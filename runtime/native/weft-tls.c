@@ -85,19 +85,34 @@ static void hbytes_free(hbytes_t *b) {
 
 static void on_poll(uv_poll_t *handle, int status, int events);
 void hconn_deliver(hconn_t *c);
-void hconn_release(hconn_t *c) {
-  if (--c->refs > 0) return;
-  for (hevent_t *e = c->ev_head; e != NULL;) {
-    hevent_t *n = e->next;
-    free(e);
-    e = n;
-  }
+/* The SSL object and the buffers (about 120 KiB a connection): once the connection is closed nothing reads them again
+ * (every call from JavaScript checks `closed` first), so they go when the last loop handle has closed rather than when
+ * JavaScript's handle is collected. V8 does not see this memory, so that collection could be far off: a worker
+ * thread's HBONE server, whose JavaScript heap grows slowly, piled up a gigabyte of closed connections in 20 s of
+ * handshakes, each new connection on fresh pages (test/bench/README.md, HBONE connection setup, third pass). */
+static void hconn_shed(hconn_t *c) {
   if (c->ssl != NULL) SSL_free(c->ssl);
+  c->ssl = NULL;
   hbytes_free(&c->inspect);
   hbytes_free(&c->tojs);
   hbytes_free(&c->jsq);
   hbytes_free(&c->cq);
   free(c->frame);
+  c->frame = NULL;
+}
+
+void hconn_release(hconn_t *c) {
+  if (--c->refs > 0) {
+    /* Only JavaScript's handle is left (its loop handles and native streams are gone, no callback runs). */
+    if (c->refs == 1 && c->closed && !c->in_callback) hconn_shed(c);
+    return;
+  }
+  for (hevent_t *e = c->ev_head; e != NULL;) {
+    hevent_t *n = e->next;
+    free(e);
+    e = n;
+  }
+  hconn_shed(c);
   free(c);
 }
 
