@@ -24,6 +24,8 @@ export interface NativeHbone {
   hboneEnd(conn: object): void;
   hboneClose(conn: object): void;
   hboneInfo(conn: object): NativeTlsInfoRaw | undefined;
+  /** Connections whose TLS state is still allocated, in every thread of the process: a closed one frees it at once. */
+  hboneHeld(): number;
   hboneNative(conn: object, streamId: number, fd: number, armed: boolean): number;
   hboneStreamAbort(conn: object, streamId: number): void;
   hboneStreamIdleMs(conn: object, streamId: number): number;
