@@ -1,7 +1,8 @@
 // The HBONE hop on the wire, on both data paths: tshark captures it on loopback and, decrypting with the test's key log,
 // must see TLS 1.3 and well-formed HTTP/2 whose DATA frames stay within the receiver's SETTINGS_MAX_FRAME_SIZE.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { createSocket } from 'node:dgram';
+import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
@@ -23,22 +24,43 @@ function run(cmd: string, args: string[]): Promise<string> {
   });
 }
 
-/** dumpcap on lo for one port; resolves once it captures. */
+/**
+ * dumpcap on lo for one port; resolves once it captures. "Capturing on" comes before the filter is attached, and under
+ * load that took over 500 ms (the whole exchange then went by uncaptured), so the filter also takes UDP datagrams this
+ * test sends to itself, and the capture counts as live once one of them has reached the file.
+ */
 async function capture(port: number, file: string): Promise<{ stop: () => Promise<void> }> {
-  const child: ChildProcess = spawn('dumpcap', ['-q', '-B', '128', '-i', 'lo', '-f', `tcp port ${port}`, '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const probe = createSocket('udp4');
+  await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
+  const probePort = probe.address().port;
+  const child: ChildProcess = spawn('dumpcap', ['-q', '-B', '128', '-i', 'lo', '-f', `tcp port ${port} or udp port ${probePort}`, '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   let log = '';
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`dumpcap did not start: ${log}`)), 15_000);
-    child.stderr?.on('data', (d: Buffer) => {
-      log += d.toString();
-      if (log.includes('Capturing on')) {
-        clearTimeout(timer);
-        // The filter is attached a moment after dumpcap says so; the handshake must not slip past it.
-        setTimeout(resolve, 500);
-      }
+  let poll: NodeJS.Timeout | undefined;
+  try {
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`dumpcap did not start capturing: ${log}`)), 15_000);
+      child.stderr?.on('data', (d: Buffer) => {
+        log += d.toString();
+        if (!log.includes('Capturing on')) return;
+        // The file's headers first (its size without packets), then a probe that lands in it.
+        let headers = 0;
+        poll = setInterval(() => {
+          const size = statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+          if (headers === 0) headers = size;
+          else if (size > headers) {
+            clearTimeout(timer);
+            return resolve();
+          }
+          if (headers > 0) probe.send('probe', probePort, '127.0.0.1');
+        }, 50);
+        child.stderr?.removeAllListeners('data');
+      });
     });
-  });
+  } finally {
+    clearInterval(poll);
+    probe.close();
+  }
   return {
     stop: async () => {
       // Packets reach dumpcap in blocks; give the last ones a moment before SIGINT closes the file.
