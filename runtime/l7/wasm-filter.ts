@@ -2,7 +2,6 @@
 import { instanceNames } from '../state/plugin-instances.js';
 import type { PluginConfig } from '../config/config-schema.js';
 import type { FilterChain, FilterAction } from '../wasm/filter-chain.js';
-import type { HeaderPairs } from '../wasm/header-map-codec.js';
 import type { PluginHost } from '../wasm/plugin-host.js';
 import type { ConnectionInfo, PeerInfo, StreamInfo } from '../wasm/stream-info.js';
 import type { PropertyValue } from '../wasm/properties.js';
@@ -10,7 +9,8 @@ import type { HeaderList } from './header-list.js';
 import type { BodyAccess, FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import type { PluginHostLike } from './l7-proxy.js';
 import { L7_ERROR } from './local-reply.js';
-import { HOST, editedRequestLine, editedStatus, requestLineProblem, requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
+import { RequestHeaderMap, ResponseHeaderMap } from './wasm-header-maps.js';
+import { HOST, editedRequestLine, editedStatus, requestLineProblem, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
 
 /** Istio WasmPlugin order: AUTHN, then AUTHZ, then STATS; unspecified plugins sit last, before the router. */
 const PHASE_RANK: Record<PluginConfig['phase'], number> = { AUTHN: 0, AUTHZ: 1, STATS: 2, UNSPECIFIED_PHASE: 3 };
@@ -130,17 +130,13 @@ class WasmFilterStream implements L7FilterStream {
   readonly #info: FilterRequestInfo;
   readonly #body: BodyAccess;
   #chain: FilterChain | undefined;
-  /** The request line as the plugins last left it: what their next map shows, and what an edit is compared to. */
-  #line: RequestLine;
   /**
-   * The header maps the chain holds, kept so edits made in body callbacks reach the headers while they are still
-   * unsent (bodies reach plugins buffered, so the headers wait for them, as Envoy allows).
+   * The header maps the chain holds (served from the exchange's lists, wasm-header-maps.ts), kept so edits made in
+   * body callbacks reach the headers while they are still unsent (bodies reach plugins buffered, so the headers wait
+   * for them, as Envoy allows). The request map is also the request line as the plugins last left it.
    */
-  #reqList: HeaderList | undefined;
-  readonly #reqPairs: HeaderPairs = [];
-  #resList: HeaderList | undefined;
-  #resStatus = 0;
-  readonly #resPairs: HeaderPairs = [];
+  #reqMap: RequestHeaderMap | undefined;
+  #resMap: ResponseHeaderMap | undefined;
   onRequestBody?: L7FilterStream['onRequestBody'];
   onResponseBody?: L7FilterStream['onResponseBody'];
   onRequestTrailers?: L7FilterStream['onRequestTrailers'];
@@ -151,7 +147,6 @@ class WasmFilterStream implements L7FilterStream {
     this.#names = names;
     this.#info = info;
     this.#body = body;
-    this.#line = { method: info.method, path: info.path, authority: info.authority };
   }
 
   #open(): FilterChain {
@@ -159,16 +154,16 @@ class WasmFilterStream implements L7FilterStream {
   }
 
   onRequestHeaders(headers: HeaderList, eos: boolean): FilterStatus {
-    this.#reqList = headers;
+    const info = this.#info;
+    const map = (this.#reqMap = new RequestHeaderMap(headers, info.method, info.path, info.authority));
     // Written back when the chain continues, which may be after a pause: a plugin that calls out and then edits
     // headers (the http_auth_random shape) makes its edits on resume.
-    return this.#status(this.#open().onRequestHeaders(requestPairs(headers, this.#line, this.#reqPairs), eos), REQUEST_EDITS);
+    return this.#status(this.#open().onRequestHeaders(map, eos), REQUEST_EDITS);
   }
 
   onResponseHeaders(status: number, headers: HeaderList, eos: boolean): FilterStatus {
-    this.#resList = headers;
-    this.#resStatus = status;
-    return this.#status(this.#open().onResponseHeaders(responsePairs(headers, status, this.#resPairs), eos), RESPONSE_EDITS);
+    const map = (this.#resMap = new ResponseHeaderMap(headers, status));
+    return this.#status(this.#open().onResponseHeaders(map, eos), RESPONSE_EDITS);
   }
 
   onDone(): void {
@@ -176,8 +171,15 @@ class WasmFilterStream implements L7FilterStream {
   }
 
   /** Each body or trailer callback first shows the plugins the headers as they are now. */
+  #refreshMaps(): void {
+    const req = this.#reqMap;
+    if (req !== undefined) req.reset(req.list);
+    const res = this.#resMap;
+    if (res !== undefined) res.reset(res.list, res.status);
+  }
+
   requestBody(chunk: Buffer, eos: boolean): FilterStatus {
-    if (this.#reqList !== undefined) requestPairs(this.#reqList, this.#line, this.#reqPairs);
+    this.#refreshMaps();
     return statusOf(this.#open().onRequestBody(chunk, eos), (b) => {
       if (b !== undefined && b !== chunk) this.#body.replaceRequestBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
       return this.#requestEdits();
@@ -185,7 +187,7 @@ class WasmFilterStream implements L7FilterStream {
   }
 
   responseBody(chunk: Buffer, eos: boolean): FilterStatus {
-    if (this.#resList !== undefined) responsePairs(this.#resList, this.#resStatus, this.#resPairs);
+    this.#refreshMaps();
     return statusOf(this.#open().onResponseBody(chunk, eos), (b) => {
       if (b !== undefined && b !== chunk) this.#body.replaceResponseBody(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
       return this.#responseEdits();
@@ -193,7 +195,7 @@ class WasmFilterStream implements L7FilterStream {
   }
 
   requestTrailers(trailers: HeaderList): FilterStatus {
-    if (this.#reqList !== undefined) requestPairs(this.#reqList, this.#line, this.#reqPairs);
+    this.#refreshMaps();
     const pairs = responsePairs(trailers, undefined, []);
     return statusOf(this.#open().onRequestTrailers(pairs), () => {
       writeBackFields(trailers, pairs, undefined);
@@ -202,7 +204,7 @@ class WasmFilterStream implements L7FilterStream {
   }
 
   responseTrailers(trailers: HeaderList): FilterStatus {
-    if (this.#resList !== undefined) responsePairs(this.#resList, this.#resStatus, this.#resPairs);
+    this.#refreshMaps();
     const pairs = responsePairs(trailers, undefined, []);
     return statusOf(this.#open().onResponseTrailers(pairs), () => {
       writeBackFields(trailers, pairs, undefined);
@@ -218,35 +220,50 @@ class WasmFilterStream implements L7FilterStream {
 
   /** Applies the plugins' request map: fields, then the request line (Envoy clears the route cache on either). */
   #requestEdits(): LocalReply | undefined {
-    const list = this.#reqList;
-    if (list === undefined) return undefined;
-    const pairs = this.#reqPairs;
-    const changed = writeBackFields(list, pairs, HOST);
-    const line = this.#line;
-    const edit = editedRequestLine(pairs, line);
+    const map = this.#reqMap;
+    if (map === undefined) return undefined;
+    const line: RequestLine = map;
+    let changed: boolean;
+    let edit: RequestLine | undefined;
+    if (map.built) {
+      const pairs = map.pairs();
+      changed = writeBackFields(map.list, pairs, HOST);
+      edit = editedRequestLine(pairs, line);
+    } else {
+      // Untouched, or only appended to: the list gains the new fields, and a `host` stands for :authority.
+      if (map.appended.length === 0) return undefined;
+      changed = map.applyAppended();
+      const host = map.appendedHost();
+      edit = host === undefined || host === line.authority ? undefined : { method: line.method, path: line.path, authority: host };
+    }
     if (edit === undefined) {
       if (changed) this.#body.clearRouteCache();
       return undefined;
     }
     const problem = requestLineProblem(edit, line);
     if (problem !== undefined) return { status: 500, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid request line: ${problem}\n` };
-    this.#line = edit;
+    map.setLine(edit);
     this.#body.setRequestLine(edit.method, edit.path, edit.authority);
     return undefined;
   }
 
   /** Applies the plugins' response map: fields, then :status (Envoy sends what the filters left there). */
   #responseEdits(): LocalReply | undefined {
-    const list = this.#resList;
-    if (list === undefined) return undefined;
-    const pairs = this.#resPairs;
-    writeBackFields(list, pairs, undefined);
-    const edit = editedStatus(pairs, this.#resStatus);
+    const map = this.#resMap;
+    if (map === undefined) return undefined;
+    if (!map.built) {
+      // A :status a plugin appended is a repeat (the first wins), so only fields can have changed.
+      if (map.appended.length > 0) map.applyAppended();
+      return undefined;
+    }
+    const pairs = map.pairs();
+    writeBackFields(map.list, pairs, undefined);
+    const edit = editedStatus(pairs, map.status);
     if (edit === undefined) return undefined;
     const problem = typeof edit === 'string' ? edit : this.#body.setResponseStatus(edit);
     // Envoy answers 502 when a filter leaves the response without a valid :status (filter_removed_required_response_headers).
     if (problem !== undefined) return { status: 502, code: L7_ERROR.pluginFailed, flag: 'UAEX', body: `a plugin set an invalid :status: ${problem}\n` };
-    this.#resStatus = edit as number;
+    map.status = edit as number;
     return undefined;
   }
 }

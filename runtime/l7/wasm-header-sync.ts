@@ -48,6 +48,11 @@ function statusPair(status: number): HeaderPair {
   return (statusPairs[status] ??= [':status', String(status)]);
 }
 
+/** The :status value a response map shows for `status`. */
+export function statusValue(status: number): string {
+  return statusPair(status)[1];
+}
+
 /** Fills `out` with the request map a plugin sees: the pseudo-headers, then the fields but `host`. */
 export function requestPairs(headers: HeaderList, line: RequestLine, out: HeaderPairs): HeaderPairs {
   out.length = 0;

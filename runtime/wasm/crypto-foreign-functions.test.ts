@@ -2,7 +2,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { ForeignFunctionRegistry } from './foreign-function.js';
-import { CRYPTO_VERIFY_FUNCTION, registerCryptoForeignFunctions, verifyPayload } from './crypto-foreign-functions.js';
+import { CRYPTO_VERIFY_FUNCTION, VerifyCache, registerCryptoForeignFunctions, verifyPayload } from './crypto-foreign-functions.js';
 
 const enc = (v: unknown): Uint8Array => new TextEncoder().encode(typeof v === 'string' ? v : JSON.stringify(v));
 const dec = (b: Uint8Array): unknown => JSON.parse(new TextDecoder().decode(b));
@@ -35,6 +35,25 @@ describe('weft.crypto.verify', () => {
   ])('answers an error for %s', (_what, payload) => {
     const out = dec(verifyPayload(enc(payload))) as { code?: string };
     expect(out.code).toBe('WEFT_ERR_BAD_REQUEST');
+  });
+
+  it('answers a payload it verified before from its cache, and verifies any other payload (another signature, key or data)', () => {
+    const cache = new VerifyCache();
+    const es = sign('sha256', Buffer.from(data), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url');
+    const good = { alg: 'ES256', jwk: ecJwk, data, signature: es };
+    expect(dec(cache.verify(enc(good)))).toEqual({ valid: true });
+    expect(dec(cache.verify(enc(good)))).toEqual({ valid: true });
+    expect(cache.size).toBe(1);
+    const flipped = `${es.slice(0, 10)}${es[10] === 'A' ? 'B' : 'A'}${es.slice(11)}`;
+    expect(dec(cache.verify(enc({ ...good, signature: flipped })))).toEqual({ valid: false });
+    expect(dec(cache.verify(enc({ ...good, data: data + 'x' })))).toEqual({ valid: false });
+    const other = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ format: 'jwk' });
+    expect(dec(cache.verify(enc({ ...good, jwk: other })))).toEqual({ valid: false });
+    expect(dec(cache.verify(enc({ ...good, alg: 'HS256' }))) as { code?: string }).toMatchObject({ code: 'WEFT_ERR_BAD_REQUEST' });
+    expect(cache.size).toBe(5);
+    // The answer for the good token is still the cached one.
+    expect(dec(cache.verify(enc(good)))).toEqual({ valid: true });
+    expect(cache.size).toBe(5);
   });
 
   it('registers under its name', () => {

@@ -6,6 +6,9 @@
  *   out: {"valid": true|false}  or  {"error": "<why>", "code": "WEFT_ERR_BAD_REQUEST"} for a bad key, algorithm or payload.
  *
  * Keys are parsed once and kept in a small LRU keyed by their JWK text. ES* signatures are JWS raw r||s (IEEE P1363).
+ * Answers are kept in an LRU keyed by the whole payload: verification is a pure function of alg, key, data and
+ * signature, and a plugin verifies the same token on every request of a session (Envoy's jwt_authn caches verified
+ * tokens for the same reason); a rotated key or another token is another payload.
  */
 import { type KeyObject, createPublicKey, verify } from 'node:crypto';
 import type { ForeignFunctionRegistry } from './foreign-function.js';
@@ -14,6 +17,9 @@ export const CRYPTO_VERIFY_FUNCTION = 'weft.crypto.verify';
 
 const MAX_PAYLOAD_BYTES = 64 * 1024;
 const MAX_CACHED_KEYS = 256;
+const MAX_CACHED_ANSWERS = 1024;
+/** Longer payloads are verified every time, so the answer cache holds at most ~4 MiB of keys. */
+const MAX_CACHED_PAYLOAD_BYTES = 4096;
 
 const ALGORITHMS: Record<string, { hash: string; kty: string; pss?: boolean; ec?: boolean }> = {
   RS256: { hash: 'sha256', kty: 'RSA' },
@@ -83,8 +89,33 @@ export function verifyPayload(args: Uint8Array, keys: KeyCache = new KeyCache())
   }
 }
 
+/** verifyPayload behind an LRU of answers keyed by the payload's bytes. */
+export class VerifyCache {
+  readonly #keys = new KeyCache();
+  readonly #answers = new Map<string, Uint8Array>();
+
+  get size(): number {
+    return this.#answers.size;
+  }
+
+  verify(args: Uint8Array): Uint8Array {
+    if (args.length > MAX_CACHED_PAYLOAD_BYTES) return verifyPayload(args, this.#keys);
+    const id = Buffer.from(args.buffer, args.byteOffset, args.byteLength).latin1Slice(0, args.byteLength);
+    const hit = this.#answers.get(id);
+    if (hit !== undefined) {
+      this.#answers.delete(id);
+      this.#answers.set(id, hit);
+      return hit;
+    }
+    const out = verifyPayload(args, this.#keys);
+    if (this.#answers.size >= MAX_CACHED_ANSWERS) this.#answers.delete(this.#answers.keys().next().value!);
+    this.#answers.set(id, out);
+    return out;
+  }
+}
+
 /** Registers weft.crypto.verify; answers its function id. */
 export function registerCryptoForeignFunctions(registry: ForeignFunctionRegistry): number {
-  const keys = new KeyCache();
-  return registry.register(CRYPTO_VERIFY_FUNCTION, (args) => verifyPayload(args, keys));
+  const cache = new VerifyCache();
+  return registry.register(CRYPTO_VERIFY_FUNCTION, (args) => cache.verify(args));
 }

@@ -8,6 +8,7 @@
  */
 import { WeftError } from '../errors.js';
 import type { HeaderPairs } from './header-map-codec.js';
+import type { HeaderMapSlot } from './lazy-header-map.js';
 import { PluginFailure } from './plugin-failure.js';
 import type { PluginRuntime } from './plugin-runtime.js';
 import type { Callbacks } from './plugin-vm.js';
@@ -55,14 +56,14 @@ interface Entry {
 export class FilterChain {
   readonly #entries: Entry[];
   readonly #info: StreamInfo;
-  #requestHeaders: HeaderPairs | undefined;
+  #requestHeaders: HeaderMapSlot | undefined;
   #requestTrailers: HeaderPairs | undefined;
-  #responseHeaders: HeaderPairs | undefined;
+  #responseHeaders: HeaderMapSlot | undefined;
   #responseTrailers: HeaderPairs | undefined;
   #ended: FilterAction | undefined;
   #done = false;
 
-  constructor(runtimes: PluginRuntime[], info: StreamInfo) {
+  constructor(runtimes: readonly PluginRuntime[], info: StreamInfo) {
     this.#entries = runtimes.map((runtime) => ({ runtime, ctx: undefined, skipped: false }));
     this.#info = info;
   }
@@ -71,13 +72,14 @@ export class FilterChain {
     return this.#entries.map((e) => e.runtime.name);
   }
 
-  onRequestHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
+  /** `headers` may be a LazyHeaderMap the embedder reads back after the chain continues (see lazy-header-map.ts). */
+  onRequestHeaders(headers: HeaderMapSlot, endOfStream: boolean): FilterAction {
     this.#requestHeaders = headers;
     if (this.#done) return GONE;
     return this.#ended ?? this.#headers(0, 0, endOfStream);
   }
 
-  onResponseHeaders(headers: HeaderPairs, endOfStream: boolean): FilterAction {
+  onResponseHeaders(headers: HeaderMapSlot, endOfStream: boolean): FilterAction {
     this.#responseHeaders = headers;
     if (this.#done) return GONE;
     return this.#ended ?? this.#headers(1, 0, endOfStream);
@@ -240,7 +242,7 @@ export class FilterChain {
         continue;
       }
       const held = dir === 0 ? ctx0.requestBody : ctx0.responseBody;
-      const visible = ctx0.buffering[dir] && held !== undefined && held.length > 0 ? concat(held, data) : data;
+      const visible = ctx0.isBuffering(dir) && held !== undefined && held.length > 0 ? concat(held, data) : data;
       if (dir === 0) {
         ctx0.requestBody = visible;
         ctx0.requestBytes += data.length;
@@ -256,20 +258,20 @@ export class FilterChain {
       if (t !== undefined) return t;
       const current = (dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY;
       if (result === 0 || ctx.takeContinue(dir)) {
-        ctx.buffering[dir] = false;
+        ctx.setBuffering(dir, false);
         data = current;
         continue;
       }
       if (result === 3 && !eos) {
         // StopIterationNoBuffer: the plugin keeps what it needs; the chunk goes no further.
-        ctx.buffering[dir] = false;
+        ctx.setBuffering(dir, false);
         return BUFFER;
       }
-      ctx.buffering[dir] = true;
+      ctx.setBuffering(dir, true);
       if (!eos) return BUFFER;
       // Stopped at end of stream: nothing more will arrive, so wait for proxy_continue_stream to release the body.
       return this.#pause(e, ctx, dir, () => {
-        ctx.buffering[dir] = false;
+        ctx.setBuffering(dir, false);
         return this.#body(dir, k + 1, (dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY, true);
       });
     }
@@ -284,8 +286,8 @@ export class FilterChain {
       const e = this.#entries[this.#index(dir, k)]!;
       const ctx = e.ctx;
       if (e.skipped || ctx === undefined) continue;
-      if (ctx.buffering[dir]) {
-        ctx.buffering[dir] = false;
+      if (ctx.isBuffering(dir)) {
+        ctx.setBuffering(dir, false);
         released = concat((dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY, released);
       } else if (released.length > 0) {
         if (dir === 0) ctx.requestBody = released;

@@ -121,6 +121,13 @@ export class GuestMemory {
   }
 
   returnUtf8(text: string, retPtr: number, retLen: number): StatusCode {
+    // ASCII (most attribute values: principals, paths, methods) is its own UTF-8: written straight, no encoder copy.
+    if (isAscii(text)) return this.returnLatin1(text, retPtr, retLen);
     return this.returnBytes(utf8Encoder.encode(text), retPtr, retLen);
   }
+}
+
+function isAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) if (s.charCodeAt(i) > 0x7f) return false;
+  return true;
 }

@@ -71,6 +71,10 @@ export class PluginHost {
   readonly #compiledPlugins: PluginHostOptions['compiledPlugins'];
   readonly #log: Logger;
   #runtimes = new Map<string, PluginRuntime>();
+  /** createStream's last runtimes, the map they were read from and its size then (close() clears that map). */
+  #lastRuntimes: readonly PluginRuntime[] | undefined;
+  #lastFrom: Map<string, PluginRuntime> | undefined;
+  #lastFromSize = 0;
   /** Streams counted by versions that were replaced, so weft_plugin_streams_total never goes backwards. */
   readonly #pastStreams = new Map<string, number>();
   #sweep: NodeJS.Timeout | undefined;
@@ -257,13 +261,26 @@ export class PluginHost {
    * Throws for a name that is not loaded.
    */
   createStream(pluginNames: readonly string[], streamInfo: StreamInfo = EMPTY_STREAM_INFO): FilterChain {
+    return new FilterChain(this.#runtimesOf(pluginNames), streamInfo);
+  }
+
+  /**
+   * The runtimes for `pluginNames`. The L7 path asks for the same names on every request, so the last answer is kept
+   * while the loaded set is the same (a load or close replaces or clears the map it came from); chains only read it.
+   */
+  #runtimesOf(pluginNames: readonly string[]): readonly PluginRuntime[] {
+    const last = this.#lastRuntimes;
+    if (last !== undefined && this.#lastFrom === this.#runtimes && this.#lastFromSize === this.#runtimes.size && sameNames(last, pluginNames)) return last;
     const runtimes: PluginRuntime[] = new Array<PluginRuntime>(pluginNames.length);
     for (let i = 0; i < pluginNames.length; i++) {
       const rt = this.#runtimes.get(pluginNames[i]!);
       if (rt === undefined) throw unknownPluginError(pluginNames[i]!, [...this.#runtimes.keys()]);
       runtimes[i] = rt;
     }
-    return new FilterChain(runtimes, streamInfo);
+    this.#lastRuntimes = runtimes;
+    this.#lastFrom = this.#runtimes;
+    this.#lastFromSize = this.#runtimes.size;
+    return runtimes;
   }
 
   status(): PluginStatus[] {
@@ -292,4 +309,10 @@ export class PluginHost {
     this.#runtimes.clear();
     this.#services.grpcClients.close();
   }
+}
+
+function sameNames(runtimes: readonly PluginRuntime[], names: readonly string[]): boolean {
+  if (runtimes.length !== names.length) return false;
+  for (let i = 0; i < names.length; i++) if (runtimes[i]!.name !== names[i]) return false;
+  return true;
 }

@@ -4,6 +4,7 @@
  * booleans 1 byte, timestamps/durations int64 nanoseconds, maps as serialized pairs).
  */
 import { type HeaderPairs, encodeHeaderMap } from './header-map-codec.js';
+import { type HeaderMapSlot, LazyHeaderMap, firstValue, pairsOf } from './lazy-header-map.js';
 import type { PluginVm } from './plugin-vm.js';
 import type { StreamContext } from './stream-context.js';
 import type { PeerInfo } from './stream-info.js';
@@ -36,10 +37,9 @@ export function encodeProperty(value: PropertyValue): Uint8Array {
   return out;
 }
 
-function header(headers: HeaderPairs | undefined, name: string): string | undefined {
+function header(headers: HeaderMapSlot | undefined, name: string): string | undefined {
   if (headers === undefined) return undefined;
-  for (const [k, v] of headers) if (k === name) return v;
-  return undefined;
+  return headers instanceof LazyHeaderMap ? headers.first(name) : firstValue(headers, name);
 }
 
 function peerAddress(peer: PeerInfo | undefined): string | undefined {
@@ -106,7 +106,7 @@ function streamProperty(s: StreamContext, path: string): PropertyValue | undefin
         case 'duration':
           return info.request?.time === undefined ? undefined : BigInt(Date.now() - info.request.time.getTime()) * 1_000_000n;
         case 'headers':
-          return req;
+          return req === undefined ? undefined : pairsOf(req);
         case 'size':
         case 'total_size':
           return s.requestBytes;
@@ -122,7 +122,7 @@ function streamProperty(s: StreamContext, path: string): PropertyValue | undefin
           return status === undefined ? undefined : BigInt(Number(status) | 0);
         }
         case 'headers':
-          return res;
+          return res === undefined ? undefined : pairsOf(res);
         case 'trailers':
           return s.responseTrailers;
         case 'size':

@@ -1,6 +1,7 @@
 /** One plugin's view of one HTTP stream: the maps and body buffers its hostcalls see, and the pause/resume handshake with the filter chain. */
 import { Status, type StatusCode } from './abi-constants.js';
 import type { HeaderPairs } from './header-map-codec.js';
+import type { HeaderMapSlot } from './lazy-header-map.js';
 import type { PluginFailure } from './plugin-failure.js';
 import type { PluginVm } from './plugin-vm.js';
 import type { PropertyValue } from './properties.js';
@@ -27,15 +28,16 @@ export class StreamContext {
   readonly id: number;
   readonly vm: PluginVm;
   readonly streamInfo: StreamInfo;
-  requestHeaders: HeaderPairs | undefined;
+  requestHeaders: HeaderMapSlot | undefined;
   requestTrailers: HeaderPairs | undefined;
-  responseHeaders: HeaderPairs | undefined;
+  responseHeaders: HeaderMapSlot | undefined;
   responseTrailers: HeaderPairs | undefined;
   /** The body bytes the plugin sees in its body callback: everything it buffered plus the new chunk. */
   requestBody: Uint8Array | undefined;
   responseBody: Uint8Array | undefined;
-  /** Whether the plugin is holding body bytes (returned StopIteration* without end_of_stream). */
-  readonly buffering: [boolean, boolean] = [false, false];
+  /** Whether the plugin is holding request / response body bytes (returned StopIteration* without end_of_stream). */
+  #bufferingRequest = false;
+  #bufferingResponse = false;
   requestBytes = 0;
   responseBytes = 0;
   propertyOverlay: Map<string, PropertyValue> | undefined;
@@ -70,6 +72,15 @@ export class StreamContext {
       throw err;
     }
     return ctx;
+  }
+
+  isBuffering(dir: Direction): boolean {
+    return dir === 0 ? this.#bufferingRequest : this.#bufferingResponse;
+  }
+
+  setBuffering(dir: Direction, on: boolean): void {
+    if (dir === 0) this.#bufferingRequest = on;
+    else this.#bufferingResponse = on;
   }
 
   /** True once (and clears) when the plugin called proxy_continue_stream for `dir` while no pause was pending. */

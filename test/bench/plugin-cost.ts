@@ -13,6 +13,9 @@ import { createSharedState } from '../../runtime/shared-state/shared-state.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
 import { registerCryptoForeignFunctions } from '../../runtime/wasm/crypto-foreign-functions.js';
 import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
+import { HeaderList } from '../../runtime/l7/header-list.js';
+import type { BodyAccess, FilterRequestInfo } from '../../runtime/l7/l7-filter.js';
+import { wasmChainFilter } from '../../runtime/l7/wasm-filter.js';
 import type { HeaderPairs } from '../../runtime/wasm/header-map-codec.js';
 import { PluginHost } from '../../runtime/wasm/plugin-host.js';
 import type { StreamInfo } from '../../runtime/wasm/stream-info.js';
@@ -40,7 +43,23 @@ interface Case {
   /** Plugin names in chain order; [] is the plain path. */
   plugins: string[];
   extraHeaders?: [string, string][];
+  /** Driven as the L7 path drives it (wasmChainFilter over the exchange's HeaderList), adapter and map sync included. */
+  l7?: boolean;
 }
+
+/** What the L7 exchange hands a filter stream; the bench never dispatches, so the hooks only count. */
+const L7_INFO: FilterRequestInfo = {
+  method: 'GET', path: '/api/items?page=2', authority: 'api.default', protocol: 'HTTP/1.1', sourceAddress: '10.0.0.1', sourcePort: 40000,
+  sourceIdentity: 'spiffe://cluster.local/ns/default/sa/a', destinationService: 'api.default.svc.cluster.local', requestId: 'bench',
+};
+let routeClears = 0;
+const L7_BODY: BodyAccess = {
+  replaceRequestBody: () => undefined,
+  replaceResponseBody: () => undefined,
+  setRequestLine: () => undefined,
+  clearRouteCache: () => void routeClears++,
+  setResponseStatus: () => undefined,
+};
 
 /** Returns µs of CPU per request for every case, and the derived costs over the plain path and the no-op filter. */
 export async function benchPluginCost(opts: { rounds?: number; requests?: number } = {}): Promise<Record<string, number>> {
@@ -88,12 +107,29 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     { label: 'fault_injection', plugins: ['fault-injection'] },
     { label: 'jwt_authn_es256', plugins: ['jwt-authn'], extraHeaders: [['authorization', `Bearer ${jwt.token}`]] },
     { label: 'ratelimit', plugins: ['ratelimit'] },
+    { label: 'l7_plain', plugins: [], l7: true },
+    { label: 'l7_noop', plugins: ['noop'], l7: true },
+    { label: 'l7_hand_rewrite', plugins: ['hand-rewrite'], l7: true },
+    { label: 'l7_header_rewrite', plugins: ['header-rewrite'], l7: true },
   ];
   const info: StreamInfo = { source: { address: '10.0.0.1', port: 40000, principal: 'spiffe://cluster.local/ns/default/sa/a' } };
   try {
     const loaded = await host.load(configs);
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
+    const l7Filters = new Map(cases.filter((c) => c.l7 === true && c.plugins.length > 0).map((c) => [c.label, wasmChainFilter(host, c.plugins)]));
+    /** The exchange's side: a fresh parsed head per request (host included), the filter stream, an nginx-like response head. */
+    const oneL7 = (c: Case): void => {
+      const req = new HeaderList(['host', 'api.default', 'user-agent', 'wrk', 'accept', '*/*', 'x-user', 'alice', 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']);
+      const res = new HeaderList(['server', 'nginx', 'date', 'Mon, 07 Dec 2026 13:00:00 GMT', 'content-type', 'text/plain', 'content-length', '2']);
+      const filter = l7Filters.get(c.label);
+      if (filter === undefined) return;
+      const s = filter.start(L7_INFO, L7_BODY)!;
+      if (s.onRequestHeaders!(req, true) !== undefined) throw new Error(`${c.label}: request not continued`);
+      if (s.onResponseHeaders!(200, res, false) !== undefined) throw new Error(`${c.label}: response not continued`);
+      s.onDone!(200, '-');
+    };
     const one = (c: Case): void => {
+      if (c.l7 === true) return oneL7(c);
       const chain = host.createStream(c.plugins, info);
       const req: HeaderPairs = [
         [':method', 'GET'], [':path', '/api/items?page=2'], [':authority', 'api.default'], [':scheme', 'http'],
@@ -120,11 +156,14 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     const noop = best.get('noop')!;
     for (const c of cases) out[`${c.label}_cpu_us_per_req`] = best.get(c.label)!;
     for (const c of cases) {
-      if (c.label === 'plain') continue;
+      if (c.label === 'plain' || c.l7 === true) continue;
       out[`${c.label}_over_plain_us`] = best.get(c.label)! - plain;
       if (c.label !== 'noop') out[`${c.label}_over_noop_us`] = best.get(c.label)! - noop;
     }
     out.header_rewrite_sdk_over_hand_written_us = best.get('header_rewrite')! - best.get('hand_rewrite')!;
+    // The whole Wasm side of an L7 request (adapter, map sync, host, guest) over the L7 path without plugins.
+    for (const c of cases) if (c.l7 === true && c.plugins.length > 0) out[`${c.label}_over_l7_plain_us`] = best.get(c.label)! - best.get('l7_plain')!;
+    out.l7_header_rewrite_sdk_over_hand_written_us = best.get('l7_header_rewrite')! - best.get('l7_hand_rewrite')!;
     return out;
   } finally {
     host.close();

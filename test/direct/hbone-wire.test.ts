@@ -1,75 +1,15 @@
 // The HBONE hop on the wire, on both data paths: tshark captures it on loopback and, decrypting with the test's key log,
 // must see TLS 1.3 and well-formed HTTP/2 whose DATA frames stay within the receiver's SETTINGS_MAX_FRAME_SIZE.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { createSocket } from 'node:dgram';
-import { mkdtempSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { HBONE_DEFAULTS } from '../../runtime/config/defaults.js';
 import { copyBidirectional } from '../../runtime/l4/copy.js';
+import { captureArmed, readCapture, startCapture } from '../helpers/packet-capture.js';
 import { requireCommands, requireRoot } from '../helpers/requirements.js';
 import { ID, IP, startEcho, startMesh } from './hbone-fixtures.js';
-
-function run(cmd: string, args: string[]): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.once('error', reject);
-    child.once('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`${cmd} ${args.join(' ')} exited ${code}: ${err}`))));
-  });
-}
-
-/**
- * dumpcap on lo for one port; resolves once it captures. "Capturing on" comes before the filter is attached, and under
- * load that took over 500 ms (the whole exchange then went by uncaptured), so the filter also takes UDP datagrams this
- * test sends to itself, and the capture counts as live once one of them has reached the file.
- */
-async function capture(port: number, file: string): Promise<{ stop: () => Promise<void> }> {
-  const probe = createSocket('udp4');
-  await new Promise<void>((resolve) => probe.bind(0, '127.0.0.1', resolve));
-  const probePort = probe.address().port;
-  const child: ChildProcess = spawn('dumpcap', ['-q', '-B', '128', '-i', 'lo', '-f', `tcp port ${port} or udp port ${probePort}`, '-w', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  let log = '';
-  let poll: NodeJS.Timeout | undefined;
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`dumpcap did not start capturing: ${log}`)), 15_000);
-      child.stderr?.on('data', (d: Buffer) => {
-        log += d.toString();
-        if (!log.includes('Capturing on')) return;
-        // The file's headers first (its size without packets), then a probe that lands in it.
-        let headers = 0;
-        poll = setInterval(() => {
-          const size = statSync(file, { throwIfNoEntry: false })?.size ?? 0;
-          if (headers === 0) headers = size;
-          else if (size > headers) {
-            clearTimeout(timer);
-            return resolve();
-          }
-          if (headers > 0) probe.send('probe', probePort, '127.0.0.1');
-        }, 50);
-        child.stderr?.removeAllListeners('data');
-      });
-    });
-  } finally {
-    clearInterval(poll);
-    probe.close();
-  }
-  return {
-    stop: async () => {
-      // Packets reach dumpcap in blocks; give the last ones a moment before SIGINT closes the file.
-      await new Promise((r) => setTimeout(r, 500));
-      child.kill('SIGINT');
-      await exited;
-    },
-  };
-}
 
 describe.each([
   { path: 'native', dataPath: 'auto' as const },
@@ -89,8 +29,20 @@ describe.each([
     });
     await new Promise<void>((r) => entry.listen(0, IP.client, r));
     const pcap = join(dir, 'hop.pcap');
-    const cap = await capture(mesh.hbonePort, pcap);
+    const cap = await startCapture({ iface: 'lo', filter: `tcp port ${mesh.hbonePort}`, file: pcap });
+    let hopPort = '';
+    const probePorts = new Set<string>();
     try {
+      // Bare TCP connections to the HBONE port (they end before any TLS) until the capture takes them, so the tunnel's
+      // handshake cannot slip past a filter not yet attached.
+      await captureArmed(cap, async () => {
+        const probe = net.connect({ host: IP.server, port: mesh.hbonePort });
+        await new Promise<void>((resolve, reject) => probe.once('connect', resolve).once('error', reject));
+        const port = probe.localPort ?? 0;
+        probePorts.add(String(port));
+        probe.destroy();
+        return port;
+      });
       const total = 2 * 1024 * 1024;
       const sock = net.connect({ host: IP.client, port: (entry.address() as net.AddressInfo).port, allowHalfOpen: true });
       let got = 0;
@@ -101,21 +53,18 @@ describe.each([
       sock.end(Buffer.alloc(total, 5));
       await done;
       expect(got).toBe(total);
+      // The pooled connection's client port: its FIN or reset at the mesh's close is the hop's last segment.
+      hopPort = (await cap.seen((s) => s.dstPort === String(mesh.hbonePort) && !probePorts.has(s.srcPort), 5000)).srcPort;
     } finally {
-      await cap.stop();
       entry.close();
       echo.server.close();
       await mesh.close();
+      if (hopPort !== '') await cap.seen((s) => (s.srcPort === hopPort || s.dstPort === hopPort) && (s.fin || s.reset), 5000).catch(() => undefined);
+      await cap.stop();
     }
     const keylog = join(dir, 'keys.log');
     writeFileSync(keylog, `${keys.join('\n')}\n`);
-    const tshark = (display: string, fields: string[]): Promise<string[][]> =>
-      run('tshark', ['-n', '-r', pcap, '-d', `tcp.port==${mesh.hbonePort},tls`, '-o', `tls.keylog_file:${keylog}`, '-Y', display, '-T', 'fields', '-E', 'separator=|', ...fields.flatMap((f) => ['-e', f])]).then((out) =>
-        out
-          .split('\n')
-          .filter((l) => l.length > 0)
-          .map((l) => l.split('|')),
-      );
+    const tshark = (display: string, fields: string[]): Promise<string[][]> => readCapture(pcap, display, fields, { tlsPorts: [mesh.hbonePort], keylog });
     // TLS 1.3: the ServerHello's supported_versions selects 0x0304.
     const hellos = await tshark('tls.handshake.type == 2', ['tls.handshake.extensions.supported_version']);
     expect(hellos.length).toBeGreaterThan(0);

@@ -1,6 +1,7 @@
 /** proxy_http_call and proxy_call_foreign_function: work handed to the host whose results come back to the root context later. */
 import { Status } from '../abi-constants.js';
 import { readMap } from '../header-map-codec.js';
+import { functionNameAt } from '../header-name-cache.js';
 import type { HttpCallResponse } from '../host-services.js';
 import type { PluginVm } from '../plugin-vm.js';
 
@@ -11,6 +12,7 @@ const DEFAULT_CALL_TIMEOUT_MS = 30_000;
 
 export function calloutImports(vm: PluginVm): Record<string, HostFn> {
   const m = () => vm.mem;
+  const readName = (ptr: number, len: number): string => vm.mem.utf8(ptr, len);
   return {
     proxy_http_call: (up, ul, hp, hl, bp, bl, tp, tl, timeout, ret) => {
       const mem = m();
@@ -41,7 +43,7 @@ export function calloutImports(vm: PluginVm): Record<string, HostFn> {
     proxy_call_foreign_function: (np, nl, ap, al, rp, rl) => {
       const mem = m();
       if (!mem.inBounds(np >>> 0, nl >>> 0) || !mem.inBounds(ap >>> 0, al >>> 0)) return Status.InvalidMemoryAccess;
-      const name = mem.utf8(np >>> 0, nl >>> 0);
+      const name = functionNameAt(mem, np >>> 0, nl >>> 0, readName);
       const entry = vm.services.foreignFunctions.lookup(name);
       if (entry === undefined) return Status.NotFound;
       const ctx = vm.active;

@@ -1,13 +1,17 @@
-/** Header/trailer/metadata map hostcalls over weft's [name, value] byte-string pairs, mutated in place. */
+/**
+ * Header/trailer/metadata map hostcalls over weft's [name, value] byte-string pairs, mutated in place. A stream map may
+ * be lazy (lazy-header-map.ts): lookups, adds and edits of names it lacks are served without building its pairs.
+ */
 import { MapType, Status } from '../abi-constants.js';
 import { type HeaderPairs, readMap, serializedSize, writeMap } from '../header-map-codec.js';
 import { headerNameAt, headerValueAt } from '../header-name-cache.js';
+import { type HeaderMapSlot, LazyHeaderMap, joinedValue, pairsOf } from '../lazy-header-map.js';
 import type { PluginVm } from '../plugin-vm.js';
 
 type HostFn = (...args: number[]) => number;
 
 /** The map `type` names in the active context, or undefined when it does not exist here (NOT_FOUND). */
-export function mapOf(vm: PluginVm, type: number): HeaderPairs | undefined {
+export function mapOf(vm: PluginVm, type: number): HeaderMapSlot | undefined {
   const ctx = vm.active;
   const stream = ctx?.kind === 'stream' ? ctx : undefined;
   switch (type) {
@@ -31,14 +35,14 @@ export function mapOf(vm: PluginVm, type: number): HeaderPairs | undefined {
   }
 }
 
-function indexOf(map: HeaderPairs, key: string, from = 0): number {
-  for (let i = from; i < map.length; i++) if (map[i]![0] === key) return i;
+function indexOf(map: HeaderPairs, key: string): number {
+  for (let i = 0; i < map.length; i++) if (map[i]![0] === key) return i;
   return -1;
 }
 
 export function headerImports(vm: PluginVm): Record<string, HostFn> {
   const legacyMissingIsEmpty = vm.compiled.abi === '0.1.0';
-  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? headerNameAt(vm.mem.buf, ptr, len) : undefined);
+  const keyAt = (ptr: number, len: number): string | undefined => (vm.mem.inBounds(ptr, len) ? headerNameAt(vm.mem, ptr, len) : undefined);
   const badType = (type: number): boolean => type < 0 || type > MapType.HttpCallResponseTrailers;
 
   return {
@@ -48,17 +52,15 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (map === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined) return Status.InvalidMemoryAccess;
-      const first = indexOf(map, key);
-      if (first < 0) return legacyMissingIsEmpty ? vm.mem.returnLatin1('', rp >>> 0, rl >>> 0) : Status.NotFound;
-      let value = map[first]![1];
-      // Repeated headers come back joined, as Envoy's header map and GCP's conformance tests expect.
-      for (let i = indexOf(map, key, first + 1); i >= 0; i = indexOf(map, key, i + 1)) value += ', ' + map[i]![1];
+      const value = map instanceof LazyHeaderMap ? map.joined(key) : joinedValue(map, key);
+      if (value === undefined) return legacyMissingIsEmpty ? vm.mem.returnLatin1('', rp >>> 0, rl >>> 0) : Status.NotFound;
       return vm.mem.returnLatin1(value, rp >>> 0, rl >>> 0);
     },
     proxy_get_header_map_pairs: (type, rp, rl) => {
       if (badType(type)) return Status.BadArgument;
-      const map = mapOf(vm, type);
-      if (map === undefined) return Status.NotFound;
+      const slot = mapOf(vm, type);
+      if (slot === undefined) return Status.NotFound;
+      const map = pairsOf(slot);
       const size = map.length === 0 ? 0 : serializedSize(map);
       const ptr = vm.mem.allocOut(size, rp >>> 0, rl >>> 0);
       if (ptr < 0) return Status.InvalidMemoryAccess;
@@ -69,15 +71,16 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (badType(type)) return Status.BadArgument;
       const map = mapOf(vm, type);
       if (map === undefined) return Status.NotFound;
-      return vm.mem.writeU32(ret >>> 0, serializedSize(map));
+      return vm.mem.writeU32(ret >>> 0, serializedSize(pairsOf(map)));
     },
     proxy_set_header_map_pairs: (type, ptr, len) => {
       if (badType(type)) return Status.BadArgument;
-      const map = mapOf(vm, type);
-      if (map === undefined) return Status.NotFound;
+      const slot = mapOf(vm, type);
+      if (slot === undefined) return Status.NotFound;
       if (!vm.mem.inBounds(ptr >>> 0, len >>> 0)) return Status.InvalidMemoryAccess;
       const pairs = readMap(vm.mem.buf, ptr >>> 0, len >>> 0);
       if (pairs === undefined) return Status.BadArgument;
+      const map = pairsOf(slot);
       // A filter that rebuilds the map may leave the pseudo-headers out (Kong's key-auth does): they are the request
       // line and status, not fields it meant to delete, so those it did not set keep their values, first as before.
       const kept = type === MapType.HttpRequestHeaders || type === MapType.HttpResponseHeaders ? keptPseudoHeaders(map, pairs) : undefined;
@@ -92,16 +95,24 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (map === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
-      map.push([key, headerValueAt(vm.mem.buf, vp >>> 0, vl >>> 0)]);
+      const pair: [string, string] = [key, headerValueAt(vm.mem, vp >>> 0, vl >>> 0)];
+      if (map instanceof LazyHeaderMap) map.append(pair);
+      else map.push(pair);
       return Status.Ok;
     },
     proxy_replace_header_map_value: (type, kp, kl, vp, vl) => {
       if (badType(type)) return Status.BadArgument;
-      const map = mapOf(vm, type);
-      if (map === undefined) return Status.NotFound;
+      const slot = mapOf(vm, type);
+      if (slot === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
-      const value = headerValueAt(vm.mem.buf, vp >>> 0, vl >>> 0);
+      const value = headerValueAt(vm.mem, vp >>> 0, vl >>> 0);
+      // A name the map lacks is appended (Envoy's setCopy), which a lazy map does without its pairs.
+      if (slot instanceof LazyHeaderMap && !slot.has(key)) {
+        slot.append([key, value]);
+        return Status.Ok;
+      }
+      const map = pairsOf(slot);
       const first = indexOf(map, key);
       if (first < 0) {
         map.push([key, value]);
@@ -113,11 +124,13 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
     },
     proxy_remove_header_map_value: (type, kp, kl) => {
       if (badType(type)) return Status.BadArgument;
-      const map = mapOf(vm, type);
-      if (map === undefined) return Status.NotFound;
+      const slot = mapOf(vm, type);
+      if (slot === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined) return Status.InvalidMemoryAccess;
-      removeFrom(map, key, 0);
+      // Removing a name the map lacks changes nothing: a lazy map stays unbuilt.
+      if (slot instanceof LazyHeaderMap && !slot.has(key)) return Status.Ok;
+      removeFrom(pairsOf(slot), key, 0);
       return Status.Ok;
     },
   };

@@ -1,0 +1,166 @@
+// The plugin header maps served from the exchange's HeaderList: lookups, adds and sets of new names never build the
+// pairs, edits in place and whole-map reads do, and either way the list ends up as a pair map would have left it.
+import { afterEach, describe, expect, it } from 'vitest';
+import { fixture, pluginConfig, wasmFileUrl, wat, PRELUDE } from '../../test/helpers/wasm-fixtures.js';
+import { createTestHost, type TestHost } from '../../test/helpers/wasm-host.js';
+import { HeaderList } from './header-list.js';
+import type { BodyAccess, FilterRequestInfo } from './l7-filter.js';
+import { RequestHeaderMap, ResponseHeaderMap } from './wasm-header-maps.js';
+import { wasmChainFilter } from './wasm-filter.js';
+import type { RequestLine } from './wasm-header-sync.js';
+
+const LINE: RequestLine = { method: 'GET', path: '/a?b=1', authority: 'svc' };
+
+describe('RequestHeaderMap / ResponseHeaderMap', () => {
+  it('answers lookups from the list and the request line without building pairs; host is hidden, repeats are joined', () => {
+    const map = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a', 'x-r', '1', 'x-r', '2']), LINE.method, LINE.path, LINE.authority);
+    expect(map.length).toBe(7);
+    expect(map.first(':path')).toBe('/a?b=1');
+    expect(map.joined(':authority')).toBe('svc');
+    expect(map.first(':scheme')).toBe('http');
+    expect(map.first('host')).toBeUndefined();
+    expect(map.first('x-r')).toBe('1');
+    expect(map.joined('x-r')).toBe('1, 2');
+    map.append(['x-r', '3']);
+    expect(map.joined('x-r')).toBe('1, 2, 3');
+    expect(map.length).toBe(8);
+    expect(map.built).toBe(false);
+  });
+
+  it('builds the pairs in map order with the appended entries last, then appends to them', () => {
+    const map = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a']), LINE.method, LINE.path, LINE.authority);
+    map.append(['x-new', '1']);
+    expect(map.pairs()).toEqual([[':method', 'GET'], [':path', '/a?b=1'], [':authority', 'svc'], [':scheme', 'http'], ['accept', 'a'], ['x-new', '1']]);
+    expect(map.built).toBe(true);
+    expect(map.appended).toEqual([]);
+    map.append(['x-more', '2']);
+    expect(map.pairs().at(-1)).toEqual(['x-more', '2']);
+    expect(map.joined('x-more')).toBe('2');
+    map.reset(map.list);
+    expect(map.built).toBe(false);
+    expect(map.length).toBe(5);
+  });
+
+  it('applies appended fields as appends (the head can still leave as it came) and keeps host and pseudo-header repeats', () => {
+    const list = new HeaderList(['host', 'svc', 'accept', 'a']);
+    const map = new RequestHeaderMap(list, LINE.method, LINE.path, LINE.authority);
+    map.append(['x-a', '1']);
+    map.append(['host', 'canary']);
+    map.append([':path', '/ignored']);
+    expect(map.applyAppended()).toBe(true);
+    expect(list.flat).toEqual(['host', 'svc', 'accept', 'a', 'x-a', '1']);
+    expect(list.appendedFrom).toBe(4);
+    expect(map.appendedHost()).toBe('canary');
+    expect(map.appended).toEqual([['host', 'canary'], [':path', '/ignored']]);
+    // The list now holds x-a: the map shows it once.
+    expect(map.joined('x-a')).toBe('1');
+  });
+
+  it('shows a response as :status and its fields', () => {
+    const list = new HeaderList(['server', 'x']);
+    const map = new ResponseHeaderMap(list, 204);
+    expect(map.first(':status')).toBe('204');
+    expect(map.length).toBe(2);
+    map.append(['x-b', '2']);
+    map.append([':status', '500']);
+    expect(map.first(':status')).toBe('204');
+    expect(map.applyAppended()).toBe(true);
+    expect(list.flat).toEqual(['server', 'x', 'x-b', '2']);
+    expect(map.pairs()).toEqual([[':status', '204'], ['server', 'x'], ['x-b', '2'], [':status', '500']]);
+  });
+});
+
+describe('plugin header maps through the proxy-wasm host', () => {
+  let t: TestHost | undefined;
+  afterEach(() => {
+    t?.host.close();
+    t = undefined;
+  });
+
+  const INFO: FilterRequestInfo = { method: 'GET', path: '/a?b=1', authority: 'svc', protocol: 'HTTP/1.1', sourceAddress: '10.0.0.1', sourceIdentity: undefined, destinationService: undefined, requestId: 'r' };
+  const body = (): BodyAccess & { routeClears: number } => {
+    const b = {
+      routeClears: 0,
+      replaceRequestBody: () => undefined,
+      replaceResponseBody: () => undefined,
+      setRequestLine: () => undefined,
+      clearRouteCache: () => void b.routeClears++,
+      setResponseStatus: () => undefined,
+    };
+    return b;
+  };
+
+  it("header-rewrite's edits (remove, set, add) leave the maps unbuilt when the names are new, and build them for in-place edits", async () => {
+    t = createTestHost();
+    const r = await t.host.load([pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite')))]);
+    expect(r.ok).toBe(true);
+    const chain = t.host.createStream(['hand-rewrite']);
+    const req = new RequestHeaderMap(new HeaderList(['host', 'svc', 'accept', 'a']), LINE.method, LINE.path, LINE.authority);
+    expect(chain.onRequestHeaders(req, true).kind).toBe('continue');
+    expect(req.built).toBe(false);
+    expect(req.appended).toEqual([['x-wasm-filter', 'on']]);
+    const res = new ResponseHeaderMap(new HeaderList(['server', 'x']), 200);
+    expect(chain.onResponseHeaders(res, false).kind).toBe('continue');
+    expect(res.built).toBe(false);
+    expect(res.appended).toEqual([['x-served-by', 'weft-wasm']]);
+    chain.done();
+
+    const chain2 = t.host.createStream(['hand-rewrite']);
+    const req2 = new RequestHeaderMap(new HeaderList(['host', 'svc', 'x-internal', 'secret', 'x-wasm-filter', 'off']), LINE.method, LINE.path, LINE.authority);
+    chain2.onRequestHeaders(req2, true);
+    expect(req2.built).toBe(true);
+    expect(req2.pairs()).toEqual([[':method', 'GET'], [':path', '/a?b=1'], [':authority', 'svc'], [':scheme', 'http'], ['x-wasm-filter', 'on']]);
+    chain2.done();
+
+    // Through the L7 adapter: the same edits land in the exchange's lists, new fields as appends.
+    const filter = wasmChainFilter(t.host, ['hand-rewrite']);
+    for (const [fields, expected, verbatim] of [
+      [['host', 'svc', 'accept', 'a'], ['host', 'svc', 'accept', 'a', 'x-wasm-filter', 'on'], true],
+      [['host', 'svc', 'x-internal', 'secret', 'x-wasm-filter', 'off'], ['host', 'svc', 'x-wasm-filter', 'on'], false],
+    ] as const) {
+      const b = body();
+      const s = filter.start(INFO, b)!;
+      const list = new HeaderList([...fields]);
+      expect(s.onRequestHeaders!(list, true)).toBeUndefined();
+      expect(list.flat).toEqual(expected);
+      expect(list.appendedFrom >= 0).toBe(verbatim);
+      expect(b.routeClears).toBe(1);
+      const resList = new HeaderList(['server', 'x']);
+      expect(s.onResponseHeaders!(200, resList, false)).toBeUndefined();
+      expect(resList.flat).toEqual(['server', 'x', 'x-served-by', 'weft-wasm']);
+      s.onDone!(200, '-');
+    }
+  });
+
+  it('get_header_map_value reads an unbuilt map: pseudo-headers from the request line, repeated fields joined', async () => {
+    // Copies :path into x-path and the joined x-r into x-r-all with add_header_map_value.
+    const copy = (from: number, fromLen: number, to: number, toLen: number): string => `
+      (drop (call $get (i32.const 0) (i32.const ${from}) (i32.const ${fromLen}) (i32.const 16) (i32.const 20)))
+      (drop (call $add (i32.const 0) (i32.const ${to}) (i32.const ${toLen}) (i32.load (i32.const 16)) (i32.load (i32.const 20))))`;
+    const bytes = await wat(`(module
+      (import "env" "proxy_get_header_map_value" (func $get (param i32 i32 i32 i32 i32) (result i32)))
+      (import "env" "proxy_add_header_map_value" (func $add (param i32 i32 i32 i32 i32) (result i32)))
+      ${PRELUDE}
+      (func (export "proxy_abi_version_0_2_1"))
+      (data (i32.const 256) ":path")
+      (data (i32.const 288) "x-path")
+      (data (i32.const 320) "x-r")
+      (data (i32.const 352) "x-r-all")
+      (func (export "proxy_on_context_create") (param i32 i32))
+      (func (export "proxy_on_request_headers") (param i32 i32 i32) (result i32)
+        ${copy(256, 5, 288, 6)}
+        ${copy(320, 3, 352, 7)}
+        (i32.const 0))
+      (func (export "proxy_on_done") (param i32) (result i32) (i32.const 1))
+      (func (export "proxy_on_log") (param i32))
+      (func (export "proxy_on_delete") (param i32)))`);
+    t = createTestHost();
+    const r = await t.host.load([pluginConfig('copier', await wasmFileUrl(bytes))]);
+    expect(r.ok).toBe(true);
+    const s = wasmChainFilter(t.host, ['copier']).start(INFO, body())!;
+    const list = new HeaderList(['host', 'svc', 'x-r', '1', 'x-r', '2']);
+    expect(s.onRequestHeaders!(list, true)).toBeUndefined();
+    expect(list.flat).toEqual(['host', 'svc', 'x-r', '1', 'x-r', '2', 'x-path', '/a?b=1', 'x-r-all', '1, 2']);
+    s.onDone!(0, '-');
+  });
+});
