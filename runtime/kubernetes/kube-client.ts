@@ -18,6 +18,8 @@ export interface KubeRequest {
   query?: Record<string, string | number | boolean | undefined>;
   body?: unknown;
   signal?: AbortSignal;
+  /** The Accept header (JSON unless given: lists and watches of built-in types ask for protobuf first). */
+  accept?: string;
 }
 
 export class KubeClient {
@@ -83,7 +85,7 @@ export class KubeClient {
     const url = new URL(path, this.server + '/');
     for (const [k, v] of Object.entries(req.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
     const token = this.token();
-    const headers: Record<string, string> = { accept: 'application/json', 'user-agent': 'weft/0.1 (kubernetes-source)' };
+    const headers: Record<string, string> = { accept: req.accept ?? 'application/json', 'user-agent': 'weft/0.1 (kubernetes-source)' };
     if (token !== undefined) headers.authorization = `Bearer ${token}`;
     if (req.body !== undefined) headers['content-type'] = 'application/json';
     const res = await request(url, {

@@ -8,6 +8,7 @@ import { KubeClient } from './kube-client.js';
 import type { KubeConnection } from './kube-config.js';
 import { listPages, type ListPage } from './kube-list-pager.js';
 import { STRIP_BY_RESOURCE } from './kube-objects.js';
+import { PROTO_BY_RESOURCE } from './kube-protobuf-objects.js';
 import type { Stripped } from './kube-reflector.js';
 import { KubeStatusError } from './kube-status-error.js';
 import { setPooling } from '../state/string-pool.js';
@@ -18,8 +19,10 @@ export interface OffThreadList {
   /** The thread opens its own connection with these credentials (a token file is read there too). */
   connection: KubeConnection;
   path: string;
-  /** Which STRIP_BY_RESOURCE entry cuts the items. */
+  /** Which STRIP_BY_RESOURCE (and PROTO_BY_RESOURCE) entry cuts the items. */
   resource: string;
+  /** Ask for the resource's protobuf form (JSON answers still work). */
+  protobuf: boolean;
   pageSize: number;
   labelSelector: string | undefined;
   continue: string;
@@ -38,8 +41,9 @@ async function runInThread(job: OffThreadList, post: (m: FromThread) => void): P
   try {
     if (strip === undefined) throw new Error(`no strip function for ${job.resource}`);
     const signal = new AbortController().signal;
-    for await (const page of listPages(client, { path: job.path, pageSize: job.pageSize, labelSelector: job.labelSelector, continue: job.continue, signal, onStatus: (statusCode) => post({ t: 'status', statusCode }) })) {
-      post({ t: 'page', page: { ...page, items: page.items.map(strip) } });
+    const proto = job.protobuf ? PROTO_BY_RESOURCE[job.resource] : undefined;
+    for await (const page of listPages(client, { path: job.path, pageSize: job.pageSize, labelSelector: job.labelSelector, continue: job.continue, signal, strip, proto, onStatus: (statusCode) => post({ t: 'status', statusCode }) })) {
+      post({ t: 'page', page });
     }
     post({ t: 'done' });
   } catch (err) {

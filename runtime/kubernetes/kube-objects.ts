@@ -48,7 +48,7 @@ function stringMap(v: unknown): Labels {
 
 const KEPT_ANNOTATION = /^(weft\.dev\/|istio\.io\/|sidecar\.istio\.io\/status$|ambient\.istio\.io\/)/;
 
-function keptAnnotations(v: unknown): Labels {
+export function keptAnnotations(v: unknown): Labels {
   const out: Labels = {};
   for (const [k, val] of Object.entries(stringMap(v))) if (KEPT_ANNOTATION.test(k) && typeof val === 'string') out[k] = val;
   return out;

@@ -26,7 +26,7 @@ function pod(name: string, v = '1', node = 'node-a') {
 }
 
 /** A reflector plus a log of what its handler saw, to prove nothing was applied twice. */
-function reflect(resource = PODS, opts: { listOffThread?: boolean; tuning?: Record<string, unknown> } = {}) {
+function reflect(resource = PODS, opts: { listOffThread?: boolean; tuning?: Record<string, unknown>; protobuf?: boolean } = {}) {
   const seen: string[] = [];
   const synced: string[] = [];
   const r = new KubeReflector<Stripped>({
@@ -36,6 +36,7 @@ function reflect(resource = PODS, opts: { listOffThread?: boolean; tuning?: Reco
     metrics: new KubeMetrics(registry),
     tuning: { ...FAST, ...opts.tuning },
     ...(opts.listOffThread === undefined ? {} : { listOffThread: opts.listOffThread }),
+    ...(opts.protobuf === undefined ? {} : { protobuf: opts.protobuf }),
     handler: { upsert: (_r, key, o) => seen.push(`upsert ${key} ${o.resourceVersion}`), remove: (_r, key) => seen.push(`remove ${key}`), synced: (res) => synced.push(res) },
   });
   runs.push(r.run(abort.signal));
@@ -250,6 +251,81 @@ describe('faults: the watcher recovers and converges on the server state, applyi
     churn();
     await until(() => converged(r), 'convergence');
     noDuplicates(seen);
+  });
+});
+
+describe('protobuf (built-in types) and JSON', () => {
+  const formats = (verb: string): string[] => [...new Set(cluster.fake.requests.filter((q) => q.verb === verb && q.resource === 'pods').map((q) => q.format))];
+
+  it('lists in protobuf pages with continue, watches protobuf frames, and follows bookmarks', async () => {
+    const { r, seen } = reflect();
+    await until(() => r.synced, 'sync');
+    expect(cluster.fake.requests.filter((q) => q.verb === 'list').map((q) => q.query.continue === undefined)).toEqual([true, false, false]);
+    cluster.fake.store.update('pods', pod('a', '2'));
+    await until(() => converged(r), 'a watch event');
+    expect(r.items.get('shop/a')).toMatchObject({ labels: { app: 'a', v: '2' }, nodeName: 'node-a', serviceAccount: 'sa', ips: ['10.0.0.3'] } satisfies Partial<SlimPod>);
+    // A change elsewhere moves the store's resourceVersion; only a bookmark can bring it to this watch.
+    cluster.fake.store.create('namespaces', { metadata: { name: 'elsewhere' } });
+    await until(() => r.resourceVersion === String(cluster.fake.store.resourceVersion), 'a bookmark');
+    expect(formats('list')).toEqual(['protobuf']);
+    expect(formats('watch')).toEqual(['protobuf']);
+    noDuplicates(seen);
+  });
+
+  it('a corrupt watch frame: a decode error, the watch resumes from its resourceVersion, nothing lost or applied twice', async () => {
+    const { r, seen } = reflect();
+    await until(() => r.synced, 'sync');
+    cluster.fake.inject({ fault: { kind: 'corrupt', afterEvents: 1 }, verb: 'watch', resource: 'pods' });
+    cluster.fake.dropConnections();
+    await until(() => cluster.fake.requests.filter((q) => q.verb === 'watch').length >= 2, 'a new watch');
+    cluster.fake.store.update('pods', pod('bb', '5'));
+    cluster.fake.store.create('pods', pod('ffffff'));
+    await until(() => converged(r), 'convergence');
+    noDuplicates(seen);
+    expect(await metric('weft_k8s_errors_total', { reason: 'decode' })).toBe(1);
+    expect(await metric('weft_k8s_relists_total', {})).toBe(1);
+  });
+
+  it('a corrupt list page: a decode error, a fresh list, converged (in the list thread too)', async () => {
+    cluster.fake.inject({ fault: { kind: 'corrupt' }, verb: 'list', continued: true, times: 2 });
+    const here = reflect();
+    await until(() => here.r.synced, 'sync after a corrupt page');
+    const thread = reflect(PODS, { listOffThread: true, tuning: { offThreadAbove: 2 } });
+    await until(() => thread.r.synced, 'sync after a corrupt page in the thread');
+    for (const { r, seen } of [here, thread]) {
+      expect(converged(r)).toBe(true);
+      noDuplicates(seen);
+    }
+    expect(await metric('weft_k8s_errors_total', { reason: 'decode' })).toBe(2);
+    expect(formats('list')).toEqual(['protobuf']);
+  });
+
+  it('JSON when asked for (protobuf: false), and from a server that answers only JSON', async () => {
+    const { r, seen } = reflect(PODS, { protobuf: false });
+    await until(() => r.synced, 'sync');
+    cluster.fake.inject({ fault: { kind: 'cutMidLine', afterEvents: 1 }, verb: 'watch' });
+    cluster.fake.dropConnections();
+    cluster.fake.store.update('pods', pod('ccc', '7'));
+    cluster.fake.store.delete('pods', 'shop', 'a');
+    await until(() => converged(r), 'convergence');
+    noDuplicates(seen);
+    expect([...formats('list'), ...formats('watch')]).toEqual(['json', 'json']);
+    const jsonOnly = await startKubeTestCluster({ protobuf: false });
+    jsonOnly.fake.store.create('pods', pod('zz'));
+    const c = new KubeClient(inClusterConnection(jsonOnly.env, jsonOnly.serviceAccountDir));
+    const other = new KubeReflector<Stripped>({ client: c, resource: PODS, strip: stripPod, metrics: new KubeMetrics(new MetricsRegistry()), tuning: FAST, handler: { upsert: () => undefined, remove: () => undefined, synced: () => undefined } });
+    const ac = new AbortController();
+    const run = other.run(ac.signal);
+    try {
+      await until(() => other.items.has('shop/zz'), 'a JSON answer to a protobuf request');
+      jsonOnly.fake.store.update('pods', pod('zz', '2'));
+      await until(() => other.items.get('shop/zz')?.resourceVersion === jsonOnly.fake.store.get('pods', 'shop', 'zz')?.metadata.resourceVersion, 'a JSON watch');
+    } finally {
+      ac.abort();
+      await run;
+      await c.close();
+      await jsonOnly.close();
+    }
   });
 });
 

@@ -9,6 +9,8 @@ import type { KubeClient, KubeResponse } from './kube-client.js';
 import { listPages, type ListPage } from './kube-list-pager.js';
 import { listOffThread } from './kube-list-thread.js';
 import { adoptStripped } from './kube-objects.js';
+import { PROTOBUF_ACCEPT, WatchFrameReader, decodeWatchEvent, isProtobuf, type StatusFields } from './kube-protobuf.js';
+import { PROTO_BY_RESOURCE, type ProtoCodec } from './kube-protobuf-objects.js';
 import type { KubeMetrics } from './kube-metrics.js';
 import { KubeStatusError, WatchStalledError, errorReason } from './kube-status-error.js';
 import type { WatchedResource } from './watched-resources.js';
@@ -76,6 +78,16 @@ interface WatchEvent {
   object: RawObject & { code?: number; reason?: string; message?: string };
 }
 
+const EVENT_TYPES: ReadonlySet<string> = new Set(['ADDED', 'MODIFIED', 'DELETED', 'BOOKMARK', 'ERROR']);
+
+/** A watch event as either wire format gives it: the object already cut (none for BOOKMARK and ERROR). */
+interface Event<T> {
+  type: string;
+  object: T | undefined;
+  resourceVersion: string | undefined;
+  status: StatusFields | undefined;
+}
+
 export class KubeReflector<T extends Stripped> {
   readonly resource: WatchedResource;
   readonly #client: KubeClient;
@@ -89,9 +101,14 @@ export class KubeReflector<T extends Stripped> {
   #synced = false;
   #absentLogged = false;
   readonly #offThread: boolean;
+  readonly #proto: ProtoCodec | undefined;
 
-  /** `listOffThread`: big lists may be parsed in a worker thread, with STRIP_BY_RESOURCE's function for the resource (which `strip` must be). */
-  constructor(opts: { client: KubeClient; resource: WatchedResource; strip: (raw: RawObject) => T; handler: ReflectorHandler<T>; metrics: KubeMetrics; tuning?: Partial<ReflectorTuning>; listOffThread?: boolean }) {
+  /**
+   * `listOffThread`: big lists may be parsed in a worker thread, with STRIP_BY_RESOURCE's function for the resource (which
+   * `strip` must be). Built-in resources are asked for as protobuf (PROTO_BY_RESOURCE, which cuts them as `strip` does)
+   * unless `protobuf` is false; a server that answers JSON is read as JSON.
+   */
+  constructor(opts: { client: KubeClient; resource: WatchedResource; strip: (raw: RawObject) => T; handler: ReflectorHandler<T>; metrics: KubeMetrics; tuning?: Partial<ReflectorTuning>; listOffThread?: boolean; protobuf?: boolean }) {
     this.resource = opts.resource;
     this.#client = opts.client;
     this.#strip = opts.strip;
@@ -100,6 +117,7 @@ export class KubeReflector<T extends Stripped> {
     this.#tuning = { ...DEFAULT_TUNING, ...opts.tuning };
     this.#path = resourcePath(opts.resource);
     this.#offThread = opts.listOffThread === true;
+    this.#proto = opts.protobuf === false ? undefined : PROTO_BY_RESOURCE[opts.resource.resource];
   }
 
   get items(): ReadonlyMap<string, T> {
@@ -223,6 +241,8 @@ export class KubeReflector<T extends Stripped> {
     let rest: string | undefined;
     const pages = listPages(this.#client, {
       path: this.#path,
+      strip: this.#strip,
+      proto: this.#proto,
       pageSize: this.#tuning.pageSize,
       labelSelector: this.resource.labelSelector,
       signal,
@@ -230,12 +250,12 @@ export class KubeReflector<T extends Stripped> {
       handOff: (head) => offThread && (head.remainingItemCount ?? 0) >= this.#tuning.offThreadAbove,
     });
     for await (const page of pages) {
-      for (const raw of page.items) add(this.#strip(raw));
-      take(page as unknown as ListPage<T>);
+      for (const obj of page.items) add(obj);
+      take(page);
       rest = page.continue;
     }
     if (rest !== undefined) {
-      const job = { connection: this.#client.connection, path: this.#path, resource: name, pageSize: this.#tuning.pageSize, labelSelector: this.resource.labelSelector, continue: rest };
+      const job = { connection: this.#client.connection, path: this.#path, resource: name, protobuf: this.#proto !== undefined, pageSize: this.#tuning.pageSize, labelSelector: this.resource.labelSelector, continue: rest };
       for await (const page of listOffThread(job, signal, onStatus)) {
         for (const stripped of page.items) add(adoptStripped(name, stripped) as T);
         take(page as ListPage<T>);
@@ -275,10 +295,27 @@ export class KubeReflector<T extends Stripped> {
       const res = await this.#client.request(this.#path, {
         query: { watch: 1, resourceVersion: this.#rv, labelSelector: this.resource.labelSelector, allowWatchBookmarks: true, timeoutSeconds: Math.floor(min + this.#tuning.random() * (max - min + 1)) },
         signal: controller.signal,
+        ...(this.#proto === undefined ? {} : { accept: PROTOBUF_ACCEPT }),
       });
       if (res.statusCode !== 200) await this.#fail(res, 'watch');
       this.#metrics.requests.inc({ resource: name, verb: 'watch', code: '200' });
       this.#metrics.watchConnected.set({ resource: name }, 1);
+      const proto = this.#proto !== undefined && isProtobuf(res.headers) ? this.#proto : undefined;
+      const what = `watch ${this.#path}`;
+      // A clean end with part of an event left is a cut stream: that event was not applied and is replayed from the RV.
+      const cut = (): Error => new Error('watch stream ended in the middle of an event');
+      if (proto !== undefined) {
+        const frames = new WatchFrameReader();
+        for await (const chunk of res.body as AsyncIterable<Buffer>) {
+          inactivity.refresh();
+          for (const frame of frames.push(chunk, what)) {
+            this.#event(decodeWatchEvent(frame, proto, what) as Event<T>);
+            events++;
+          }
+        }
+        if (frames.pending > 0) throw cut();
+        return events;
+      }
       res.body.setEncoding('utf8');
       let buffered = '';
       for await (const chunk of res.body as AsyncIterable<string>) {
@@ -289,12 +326,11 @@ export class KubeReflector<T extends Stripped> {
           const line = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
           if (line.trim() === '') continue;
-          this.#event(JSON.parse(line) as WatchEvent);
+          this.#event(this.#fromJson(JSON.parse(line) as WatchEvent));
           events++;
         }
       }
-      // A clean end with half a line left is a cut stream: that event was not applied and is replayed from the RV.
-      if (buffered.trim() !== '') throw new Error('watch stream ended in the middle of an event');
+      if (buffered.trim() !== '') throw cut();
       return events;
     } catch (err) {
       if (controller.signal.aborted && controller.signal.reason instanceof WatchStalledError) throw controller.signal.reason;
@@ -306,20 +342,28 @@ export class KubeReflector<T extends Stripped> {
     }
   }
 
-  #event(e: WatchEvent): void {
+  #fromJson(e: WatchEvent): Event<T> {
+    if (e.type === 'ERROR') return { type: e.type, object: undefined, resourceVersion: undefined, status: { code: e.object.code ?? 500, reason: e.object.reason ?? '', message: e.object.message ?? '' } };
+    const rv = e.object.metadata?.resourceVersion;
+    return { type: e.type, object: e.type === 'BOOKMARK' ? undefined : this.#strip(e.object), resourceVersion: rv, status: undefined };
+  }
+
+  #event(e: Event<T>): void {
     const name = this.resource.resource;
+    // Checked before counting: a type off the wire must not become a metric label.
+    if (!EVENT_TYPES.has(e.type) || (e.object === undefined && e.type !== 'ERROR' && e.type !== 'BOOKMARK')) throw new SyntaxError(`watch ${this.#path}: an event of unknown type "${e.type.slice(0, 40)}"`);
     this.#metrics.watchEvents.inc({ resource: name, type: e.type });
     this.#metrics.lastEvent.set({ resource: name }, Date.now() / 1000);
     if (e.type === 'ERROR') {
-      const code = e.object.code ?? 500;
-      throw new KubeStatusError(code, e.object.reason ?? '', `watch ${this.#path}: ERROR event ${code} ${e.object.reason ?? ''} ${e.object.message ?? ''}`.trim());
+      const code = e.status?.code || 500;
+      throw new KubeStatusError(code, e.status?.reason ?? '', `watch ${this.#path}: ERROR event ${code} ${e.status?.reason ?? ''} ${e.status?.message ?? ''}`.trim());
     }
-    const rv = e.object.metadata?.resourceVersion;
+    const rv = e.resourceVersion;
     if (e.type === 'BOOKMARK') {
       if (rv !== undefined) this.#rv = rv;
       return;
     }
-    const obj = this.#strip(e.object);
+    const obj = e.object as T;
     const key = keyOf(obj);
     if (e.type === 'DELETED') {
       const old = this.#items.get(key);

@@ -1,5 +1,6 @@
 /** A failed API call, classified by HTTP status and the Status object's reason (never by message text), with Retry-After when the server sent one. */
 import type { KubeErrorReason } from './kube-metrics.js';
+import { decodeStatus, isProtobuf } from './kube-protobuf.js';
 
 export class KubeStatusError extends Error {
   constructor(
@@ -13,13 +14,13 @@ export class KubeStatusError extends Error {
     this.name = 'KubeStatusError';
   }
 
-  /** Reads a non-2xx answer's Status body (kind: Status) and its Retry-After header. */
-  static async fromResponse(res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: { text(): Promise<string> } }, what: string): Promise<KubeStatusError> {
-    const text = await res.body.text().catch(() => '');
+  /** Reads a non-2xx answer's Status body (kind: Status, JSON or protobuf as negotiated) and its Retry-After header. */
+  static async fromResponse(res: { statusCode: number; headers: Record<string, string | string[] | undefined>; body: { arrayBuffer(): Promise<ArrayBuffer> } }, what: string): Promise<KubeStatusError> {
+    const bytes = Buffer.from(await res.body.arrayBuffer().catch(() => new ArrayBuffer(0)));
     let reason = '';
-    let message = text.slice(0, 300);
+    let message = bytes.toString('utf8', 0, 300);
     try {
-      const status = JSON.parse(text) as { reason?: string; message?: string };
+      const status = isProtobuf(res.headers) ? decodeStatus(bytes, what) : (JSON.parse(bytes.toString('utf8')) as { reason?: string; message?: string });
       reason = status.reason ?? '';
       message = status.message ?? message;
     } catch {

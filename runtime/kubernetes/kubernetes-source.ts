@@ -42,6 +42,8 @@ export interface KubernetesSourceOptions {
   coalesceMs?: number;
   /** Post a Kubernetes Event on each rejected object (default true; RBAC: events create). */
   recordEvents?: boolean;
+  /** Ask for built-in types as protobuf (default true; false reads everything as JSON). */
+  protobuf?: boolean;
 }
 
 type Origin = { source: 'file' } | ({ source: 'kubernetes'; kind: string } & Omit<ObjectRef, 'resource'>);
@@ -89,7 +91,7 @@ export class KubernetesSource {
     this.reflectors = watched.map((resource) => {
       const strip = STRIP_BY_RESOURCE[resource.resource];
       if (strip === undefined) throw new Error(`no translation for watched resource ${resource.resource}`);
-      return new KubeReflector<Stripped>({ client: this.client, resource, strip, handler: this.model, metrics: this.metrics, listOffThread: true, ...(opts.tuning === undefined ? {} : { tuning: opts.tuning }) });
+      return new KubeReflector<Stripped>({ client: this.client, resource, strip, handler: this.model, metrics: this.metrics, listOffThread: true, ...(opts.tuning === undefined ? {} : { tuning: opts.tuning }), ...(opts.protobuf === undefined ? {} : { protobuf: opts.protobuf }) });
     });
   }
 

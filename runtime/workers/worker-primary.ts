@@ -53,6 +53,8 @@ interface Slot {
   rpc: WorkerRpc;
   ready: boolean;
   ports: StartedPorts | undefined;
+  /** Which of the primary's configuration generations this worker holds (see #generation). */
+  generation: number;
 }
 
 type ApplyResult = { ok: true; ports: StartedPorts } | { ok: false; problems: string[]; ports?: StartedPorts };
@@ -78,6 +80,12 @@ export class WorkerPrimary {
   #pinned: WeftConfig;
   /** Patches applied since #pinned was made (it then lacks their workloads). */
   #pinnedStale = false;
+  /**
+   * Counts the changes every worker must follow (each patch, each reload), so a worker's own count says what it holds: a
+   * patch goes only to a worker one step behind it, and one further behind (it was starting, or a patch failed) is sent
+   * the whole current configuration instead. Without it, a worker spawned before a patch and started after it missed it.
+   */
+  #generation = 0;
   #compiled: Record<string, CompiledPlugin> = {};
   #caRoot: Promise<SharedCaRoot> | undefined;
   #started = false;
@@ -193,7 +201,7 @@ export class WorkerPrimary {
   }
 
   /** Starts worker `id` with `config`; resolves with its ports once it serves, rejects if it fails to start. */
-  #spawn(id: number, config: WeftConfig, inherited: HandoverSocket[] = []): Promise<StartedPorts> {
+  #spawn(id: number, config: WeftConfig, inherited: HandoverSocket[] = [], generation = this.#generation): Promise<StartedPorts> {
     const start: WorkerStart = {
       weftWorker: true,
       id,
@@ -207,7 +215,7 @@ export class WorkerPrimary {
     };
     const worker = spawnWorkerThread(start);
     const rpc = new WorkerRpc(worker);
-    const slot: Slot = { id, worker, rpc, ready: false, ports: undefined };
+    const slot: Slot = { id, worker, rpc, ready: false, ports: undefined, generation };
     this.#slots[id] = slot;
     rpc.handle(LOG_NOTE, (text) => this.#writeLog(text as string));
     rpc.handle(BREAKER_RPC, this.#breakerService.answer);
@@ -219,6 +227,8 @@ export class WorkerPrimary {
         slot.ports = payload as StartedPorts;
         this.#running.set({ state: 'running' }, this.#slots.filter((s) => s?.ready === true).length);
         void this.#inpod?.workerStarted(id);
+        // Changes made while it started went only to the running workers: it catches up before the next change.
+        if (slot.generation < this.#generation) void this.#enqueue(() => this.#catchUp(slot));
         resolve(slot.ports);
       });
       worker.on('error', (err: Error) => {
@@ -246,7 +256,8 @@ export class WorkerPrimary {
     log.error({ worker: id, why, restarts, delayMs }, 'worker thread died; starting a replacement');
     const timer = setTimeout(() => {
       if (this.#stopping) return;
-      this.#spawn(id, this.#current()).then(
+      const generation = this.#generation;
+      this.#spawn(id, this.#current(), [], generation).then(
         () => log.info({ worker: id }, 'replacement worker serving'),
         (err: unknown) => {
           // Keep trying with the growing pause: the other workers serve meanwhile.
@@ -288,9 +299,23 @@ export class WorkerPrimary {
    * to the previous configuration and the reload is rejected.
    */
   reload(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
-    const run = this.#applying.then(() => this.#reload(config));
+    return this.#enqueue(() => this.#reload(config));
+  }
+
+  /** Reloads, patches and catch-ups run one at a time, in the order they were asked for. */
+  #enqueue<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.#applying.then(step);
     this.#applying = run.catch(() => undefined);
     return run;
+  }
+
+  /** Sends a worker that fell behind (it started after changes were sent) the whole current configuration. */
+  async #catchUp(slot: Slot): Promise<void> {
+    if (this.#slots[slot.id] !== slot || !slot.ready || slot.generation >= this.#generation) return;
+    const generation = this.#generation;
+    const r = await this.#apply(slot.id, this.#current());
+    if (r.ok) slot.generation = generation;
+    else log.error({ worker: slot.id, problems: r.problems }, 'a worker that started behind could not take the current configuration');
   }
 
   async #reload(config: WeftConfig): Promise<{ ok: true } | { ok: false; problems: string[] }> {
@@ -331,6 +356,11 @@ export class WorkerPrimary {
     this.#pinned = pinned;
     this.#pinnedStale = false;
     this.state.update(config);
+    const generation = ++this.#generation;
+    for (const id of applied) {
+      const slot = this.#slots[id];
+      if (slot !== undefined) slot.generation = generation;
+    }
     this.#reloads.inc({ result: 'applied' });
     log.info({ version: this.state.current.version, workers: applied.length }, 'configuration reloaded on every worker');
     return { ok: true };
@@ -344,17 +374,22 @@ export class WorkerPrimary {
   patchWorkloads(change: WorkloadChange): { ok: true } {
     this.state.patch(change);
     this.#pinnedStale = true;
-    const run = this.#applying.then(async () => {
-      const live = this.#slots.filter((s): s is Slot => s?.ready === true);
-      const results = await Promise.allSettled(live.map((s) => s.rpc.call(PATCH_RPC, change)));
+    const generation = ++this.#generation;
+    void this.#enqueue(async () => {
+      const live = this.#slots.filter((s): s is Slot => s?.ready === true && s.generation < generation);
+      // Only a worker one step behind can derive this change; one further behind missed a change and takes everything.
+      const results = await Promise.allSettled(live.map((s) => (s.generation === generation - 1 ? s.rpc.call(PATCH_RPC, change) : Promise.reject(new Error(`worker holds generation ${s.generation}, the change is ${generation}`)))));
       for (const [i, r] of results.entries()) {
         const slot = live[i];
-        if (r.status === 'fulfilled' || slot === undefined) continue;
+        if (slot === undefined) continue;
+        if (r.status === 'fulfilled') {
+          slot.generation = generation;
+          continue;
+        }
         log.warn({ worker: slot.id, error: (r.reason as Error).message }, 'worker could not derive its snapshot; sending it the whole configuration');
-        await this.#apply(slot.id, this.#current());
+        await this.#catchUp(slot);
       }
     });
-    this.#applying = run.catch(() => undefined);
     return { ok: true };
   }
 

@@ -23,7 +23,12 @@ import { startKubeTestCluster } from '../helpers/kube-apiserver-fake/kube-test-c
 import { SIG_SCALABILITY, loadScale, scalePod, scaleService } from '../helpers/kube-apiserver-fake/fake-scale.js';
 
 const SELF = fileURLToPath(import.meta.url);
-/** WEFT_BENCH_K8S_SCALE=0.1 runs a tenth of the cluster (services and pods; 110 local pods stay). */
+/**
+ * WEFT_BENCH_K8S_SCALE=0.1 runs a tenth of the cluster (services and pods; 110 local pods stay).
+ * WEFT_BENCH_K8S_FORMATS=protobuf,json runs the Kubernetes-source part once per wire format, in that order, against the same
+ * fake API server (an A/B in one sitting; default protobuf, what weft asks for). WEFT_BENCH_K8S_ONLY=kube skips the
+ * file-source baseline and the reconnect soak.
+ */
 const FRACTION = Number(process.env.WEFT_BENCH_K8S_SCALE ?? 1);
 const SHAPE = { ...SIG_SCALABILITY, services: Math.round(SIG_SCALABILITY.services * FRACTION), pods: Math.round(SIG_SCALABILITY.pods * FRACTION) };
 const MB = 1024 * 1024;
@@ -122,11 +127,13 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   /** How long deriving each snapshot with a Service change took (weft's own share of a Service change). */
   const servicePatchMs: number[] = [];
   const seen = new Map<string, string>();
+  // Pods an earlier run churned carry its stamps (WEFT_BENCH_K8S_FORMATS runs several against one fake): only this run's count.
+  let churnFrom = Infinity;
   const observe = (workloads: readonly WorkloadConfig[]): void => {
     const now = wallUs();
     for (const w of workloads) {
       const t = w.labels['bench-t'];
-      if (t === undefined || seen.get(w.name) === t) continue;
+      if (t === undefined || Number(t) < churnFrom || seen.get(w.name) === t) continue;
       seen.set(w.name, t);
       applied.push((now - Number(t)) / 1000);
     }
@@ -136,6 +143,7 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
     connection: inClusterConnection(fake.env, fake.serviceAccountDir),
     metrics: app.metrics,
     recordEvents: false,
+    protobuf: process.env.WEFT_BENCH_K8S_FORMAT !== 'json',
     target: {
       state: app.state,
       recordRejectedReload: () => app.recordRejectedReload(),
@@ -168,6 +176,7 @@ async function kubeMode(fake: FakeInfo): Promise<Record<string, number>> {
   const readyFakeCpuMs = (await fakeCpu()) - fakeCpu0;
   const workloads = app.state.current.workloads.length;
   const heap = heapAfterGc();
+  churnFrom = wallUs();
   const churn = await post(fake.control, '/churn?rate=100&seconds=20');
   await new Promise((r) => setTimeout(r, 500));
   const hist = (await app.metrics.registry.getSingleMetric('weft_k8s_event_to_snapshot_seconds')?.get())?.values ?? [];
@@ -254,11 +263,14 @@ async function main(): Promise<void> {
   if (mode === 'soak') return void process.stdout.write(JSON.stringify(await soakMode()) + '\n');
   const fake = spawn(process.execPath, ['--max-old-space-size=4096', SELF, 'fake'], { stdio: ['ignore', 'pipe', 'inherit'] });
   const info = await new Promise<string>((resolve) => createInterface({ input: fake.stdout }).once('line', resolve));
+  const only = process.env.WEFT_BENCH_K8S_ONLY === 'kube';
   try {
-    const file = await child(['file']);
-    const kube = await child(['kube', info]);
-    const soak = await child(['soak']);
-    process.stdout.write(JSON.stringify({ file, kube, soak, heapGrowthVsFileMb: kube.heapKubeMb! - file.heapFileMb! }, null, 2) + '\n');
+    const file = only ? undefined : await child(['file']);
+    const byFormat: Record<string, Record<string, number>> = {};
+    for (const [i, format] of (process.env.WEFT_BENCH_K8S_FORMATS ?? 'protobuf').split(',').entries()) byFormat[byFormat[format] === undefined ? format : `${format}#${i}`] = await child(['kube', info], { WEFT_BENCH_K8S_FORMAT: format });
+    const kube = Object.values(byFormat)[0] ?? {};
+    const soak = only ? undefined : await child(['soak']);
+    process.stdout.write(JSON.stringify({ file, kube: byFormat, soak, heapGrowthVsFileMb: file === undefined ? undefined : kube.heapKubeMb! - file.heapFileMb! }, null, 2) + '\n');
   } finally {
     fake.kill();
   }

@@ -1,5 +1,5 @@
 // The Kubernetes source with workers: 2: pod and Service changes reach every worker as derived snapshots (no reload),
-// each worker ending with the primary's configuration.
+// each worker ending with the primary's configuration, a worker restarted while changes flow included.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { configSchema } from '../../runtime/config/config-schema.js';
 import { inClusterConnection } from '../../runtime/kubernetes/kube-config.js';
@@ -96,4 +96,40 @@ describe('kubernetes source with workers: 2', () => {
     expect(primary.state.current.workloadByIp('10.7.0.3')).toBeUndefined();
     expect(primary.state.current.serviceByVip('10.96.0.1', 80)?.service.endpoints.map((w) => w.name).sort()).toEqual(['p-1', 'p-4', 'p-9']);
   });
+
+  it('a worker that is still starting when changes are sent ends with every change (no patch lost)', async () => {
+    const s = cluster.fake.store;
+    // Pods churn every 15 ms from before the kill until well after the replacement serves: some changes land while it
+    // is spawned but not yet started (the window where patches went only to the running worker).
+    let n = 100;
+    let churning = true;
+    const churn = (async () => {
+      while (churning) {
+        s.apply('pods', pod(n++ % 250, n % 2 === 0 ? 'web' : 'api'));
+        await new Promise((r) => setTimeout(r, 15));
+      }
+    })();
+    const unsettled = (): void => undefined;
+    try {
+      await new Promise((r) => setTimeout(r, 100));
+      await primary.terminateWorker(1);
+      await new Promise((r) => setTimeout(r, 50));
+      await primary.waitForWorker(1, 30_000);
+      await new Promise((r) => setTimeout(r, 300));
+    } finally {
+      churning = false;
+      await churn.catch(unsettled);
+    }
+    await source.settled();
+    const created = n - 100;
+    expect(created).toBeGreaterThan(10);
+    // Every pod the fake holds is served by the primary, and both workers hold the same configuration.
+    await until(async () => {
+      const threads = (await dump()).workers.threads;
+      return threads.length === 2 && threads[0]?.configSha256 === threads[1]?.configSha256;
+    }, 'both workers to hold the same configuration');
+    const ips = s.list('pods').map((p) => (p.status as { podIP: string }).podIP).sort();
+    expect(primary.state.current.config.workloads.map((w) => w.addresses[0]).sort()).toEqual(ips);
+  }, 60_000);
 });
+

@@ -1,7 +1,9 @@
 /**
  * A test Kubernetes API server speaking the documented wire protocol over HTTP/1.1 (TLS optional): LIST with selectors and
  * limit/continue paging at one resourceVersion, WATCH as one JSON event per line with replay, BOOKMARKs, timeoutSeconds,
- * 410 as an ERROR event, and scriptable faults (status answers, a cut in mid-line, a silent half-open stream, a reset).
+ * 410 as an ERROR event, and scriptable faults (status answers, a cut in mid-line, a silent half-open stream, a reset,
+ * corrupt bytes). A client whose Accept names `application/vnd.kubernetes.protobuf` gets built-in types (and their errors)
+ * in protobuf, watches as length-prefixed frames (fake-protobuf.ts); CRDs stay JSON, and JSON stays the default.
  */
 import http from 'node:http';
 import https from 'node:https';
@@ -11,6 +13,7 @@ import { randomUUID } from 'node:crypto';
 import { FakeResourceStore, RESOURCE_TYPES, StoreError, apiVersionOf, type KubeObject, type ResourceType, type StoredEvent } from './fake-resource-store.js';
 import { matchesLabels, parseLabelSelector, type LabelRequirement } from './label-selector.js';
 import { matchesFields, parseFieldSelector, type FieldRequirement } from './field-selector.js';
+import { PROTOBUF, acceptOf, encodeObject, encodeStatus, envelope, listParts, servesProtobuf, watchFrame } from './fake-protobuf.js';
 
 export type Verb = 'list' | 'watch' | 'get' | 'create';
 
@@ -21,7 +24,9 @@ export type Fault =
   /** A watch goes silent after `afterEvents` events (no events, no bookmarks) with the socket open; any other request is never answered. */
   | { kind: 'halfOpen'; afterEvents: number }
   /** The connection is destroyed before any answer. */
-  | { kind: 'reset' };
+  | { kind: 'reset' }
+  /** A list page's body is bytes no decoder reads; a watch sends, after `afterEvents` events, one event of such bytes and goes on. */
+  | { kind: 'corrupt'; afterEvents?: number };
 
 export interface FaultRule {
   fault: Fault;
@@ -44,6 +49,8 @@ export interface KubeApiServerFakeOptions {
   /** The watch length when a client sends no timeoutSeconds (kube-apiserver: min-request-timeout × [1, 2)). */
   defaultWatchTimeoutSeconds?: number;
   host?: string;
+  /** Serve built-in types as protobuf to clients that ask (default true); false acts as a server that only speaks JSON. */
+  protobuf?: boolean;
 }
 
 export interface RequestRecord {
@@ -52,6 +59,8 @@ export interface RequestRecord {
   resource: string | undefined;
   query: Record<string, string>;
   status: number;
+  /** The answer's encoding, as negotiated from the Accept header. */
+  format: 'json' | 'protobuf';
 }
 
 interface Route {
@@ -82,11 +91,12 @@ export class KubeApiServerFake {
   readonly #installedCrds = new Set<string>();
   readonly #pages = new Map<string, PagedList>();
   readonly #json = new WeakMap<KubeObject, string>();
+  readonly #proto = new WeakMap<KubeObject, Buffer>();
   #watches = 0;
   #port = 0;
 
   constructor(opts: KubeApiServerFakeOptions = {}) {
-    this.#opts = { bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000, continueTtlMs: opts.continueTtlMs ?? 300_000, defaultWatchTimeoutSeconds: opts.defaultWatchTimeoutSeconds ?? 1800, host: opts.host ?? '127.0.0.1' };
+    this.#opts = { bookmarkIntervalMs: opts.bookmarkIntervalMs ?? 60_000, continueTtlMs: opts.continueTtlMs ?? 300_000, defaultWatchTimeoutSeconds: opts.defaultWatchTimeoutSeconds ?? 1800, host: opts.host ?? '127.0.0.1', protobuf: opts.protobuf ?? true };
     this.#tokens = new Set(opts.tokens ?? []);
     this.#tls = opts.tls !== undefined;
     const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => this.#handle(req, res);
@@ -191,13 +201,24 @@ export class KubeApiServerFake {
     const route = this.#route(url.pathname);
     const resource = route === 'notfound' ? undefined : route.type.resource;
     const verb: Verb = req.method === 'POST' ? 'create' : route !== 'notfound' && route.name !== undefined ? 'get' : query.watch === 'true' || query.watch === '1' ? 'watch' : 'list';
-    const record: RequestRecord = { method: req.method ?? '', verb, resource, query, status: 0 };
+    // Content negotiation: protobuf for built-in types when the client takes it, errors included (kube-apiserver
+    // negotiates a Status as it does an object); JSON otherwise.
+    const accept = acceptOf(req.headers.accept);
+    const kind = route === 'notfound' ? undefined : route.type.kind;
+    const apiVersion = route === 'notfound' ? '' : apiVersionOf(route.type);
+    const proto = this.#opts.protobuf && accept.protobuf && kind !== undefined && servesProtobuf(kind);
+    const record: RequestRecord = { method: req.method ?? '', verb, resource, query, status: 0, format: proto ? 'protobuf' : 'json' };
     this.requests.push(record);
     const sendRaw = (code: number, text: string, headers: Record<string, string> = {}): void => {
       record.status = code;
       res.writeHead(code, { 'content-type': 'application/json', ...headers }).end(text);
     };
-    const send = (code: number, body: unknown, headers: Record<string, string> = {}): void => sendRaw(code, JSON.stringify(body), headers);
+    const send = (code: number, body: unknown, headers: Record<string, string> = {}): void => {
+      if (!proto) return sendRaw(code, JSON.stringify(body), headers);
+      const bytes = code >= 400 ? encodeStatus(body as Record<string, unknown>) : envelope(apiVersion, kind ?? '', this.#encode(kind ?? '', body as KubeObject));
+      record.status = code;
+      res.writeHead(code, { 'content-type': PROTOBUF, ...headers }).end(bytes);
+    };
     if (!this.#authenticated(req)) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
     const fault = this.#takeFault(resource, verb, query.continue !== undefined && query.continue !== '');
     if (fault?.kind === 'reset') {
@@ -215,6 +236,7 @@ export class KubeApiServerFake {
       return send(fault.code, status(fault.code, reason, message), fault.retryAfterSeconds === undefined ? {} : { 'retry-after': String(fault.retryAfterSeconds) });
     }
     if (route === 'notfound') return send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    if (!proto && !accept.json) return send(406, status(406, 'NotAcceptable', `only the following media types are accepted: application/json (asked: ${req.headers.accept ?? ''})`));
     if (verb === 'create') return this.#create(req, route, send);
     if (verb === 'get') {
       const obj = this.store.get(route.type.resource, route.namespace, route.name ?? '');
@@ -230,8 +252,21 @@ export class KubeApiServerFake {
     }
     const matches = (o: KubeObject | undefined): boolean =>
       o !== undefined && (route.namespace === undefined || o.metadata.namespace === route.namespace) && matchesLabels(labels, o.metadata.labels) && matchesFields(fields, o);
-    if (verb === 'watch') return this.#watch(req, res, record, route.type, query, matches, fault);
-    return this.#list(route.type, query, matches, send, sendRaw);
+    if (verb === 'watch') return this.#watch(req, res, record, route.type, query, matches, fault, proto);
+    if (fault?.kind === 'corrupt') {
+      record.status = 200;
+      res.writeHead(200, { 'content-type': proto ? PROTOBUF : 'application/json' }).end(proto ? Buffer.from([0x6b, 0x38, 0x73, 0x00, 0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x12]) : '{"kind":"PodList","items":[{"metadata":');
+      return;
+    }
+    return this.#list(route.type, query, matches, send, proto, (body) => {
+      record.status = 200;
+      if (typeof body === 'string') return void res.writeHead(200, { 'content-type': 'application/json' }).end(body);
+      // The page's parts (cached items among them) go out as one corked write, never copied into one buffer here.
+      res.writeHead(200, { 'content-type': PROTOBUF, 'content-length': String(body.reduce((n, b) => n + b.length, 0)) });
+      res.cork();
+      for (const part of body) res.write(part);
+      res.end();
+    });
   }
 
   #create(req: http.IncomingMessage, route: Route, send: (code: number, body: unknown) => void): void {
@@ -254,7 +289,8 @@ export class KubeApiServerFake {
     });
   }
 
-  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, sendRaw: (code: number, text: string) => void): void {
+  /** A page goes out as protobuf when `proto` (the client takes it), else as JSON. */
+  #list(type: ResourceType, query: Record<string, string>, matches: (o: KubeObject) => boolean, send: (code: number, body: unknown) => void, proto: boolean, sendPage: (body: string | Buffer[]) => void): void {
     const limit = query.limit === undefined ? 0 : Number(query.limit);
     let page: PagedList;
     let offset = 0;
@@ -279,21 +315,34 @@ export class KubeApiServerFake {
       id = randomUUID();
     }
     const end = limit > 0 ? Math.min(offset + limit, page.items.length) : page.items.length;
-    const metadata: Record<string, unknown> = { resourceVersion: String(page.rv) };
+    const metadata: { resourceVersion: string; continue?: string; remainingItemCount?: number } = { resourceVersion: String(page.rv) };
     if (end < page.items.length) {
       this.#pages.set(id, page);
       metadata.continue = Buffer.from(JSON.stringify({ id, offset: end })).toString('base64url');
       metadata.remainingItemCount = page.items.length - end;
     } else this.#pages.delete(id);
     // Items are serialized once per object version: the scale mode lists 150,000 pods.
-    const items = page.items.slice(offset, end).map((o) => this.#serialize(o));
+    const slice = page.items.slice(offset, end);
+    if (proto) return sendPage(listParts(apiVersionOf(type), type.kind, metadata, slice.map((o) => this.#encode(type.kind, o))));
     const head = JSON.stringify({ kind: `${type.kind}List`, apiVersion: apiVersionOf(type), metadata });
-    sendRaw(200, `${head.slice(0, -1)},"items":[${items.join(',')}]}`);
+    sendPage(`${head.slice(0, -1)},"items":[${slice.map((o) => this.#serialize(o)).join(',')}]}`);
   }
 
-  /** Serializes every stored object now, as an API server's watch cache holds them ready (scale benchmarks time the client, not this). */
-  warmSerializationCache(): void {
-    for (const type of RESOURCE_TYPES) for (const o of this.store.list(type.resource)) this.#serialize(o);
+  /** Serializes every stored object now (JSON, and protobuf for built-in types), as an API server's watch cache holds them ready (scale benchmarks time the client, not this). */
+  warmSerializationCache(formats: readonly ('json' | 'protobuf')[] = ['json', 'protobuf']): void {
+    for (const type of RESOURCE_TYPES) {
+      for (const o of this.store.list(type.resource)) {
+        if (formats.includes('json')) this.#serialize(o);
+        if (formats.includes('protobuf') && servesProtobuf(type.kind)) this.#encode(type.kind, o);
+      }
+    }
+  }
+
+  /** An object's protobuf message (no envelope), once per object version. */
+  #encode(kind: string, o: KubeObject): Buffer {
+    let b = this.#proto.get(o);
+    if (b === undefined) this.#proto.set(o, (b = encodeObject(kind, o)));
+    return b;
   }
 
   #serialize(o: KubeObject): string {
@@ -302,9 +351,10 @@ export class KubeApiServerFake {
     return s;
   }
 
-  #watch(req: http.IncomingMessage, res: http.ServerResponse, record: RequestRecord, type: ResourceType, query: Record<string, string>, matches: (o: KubeObject | undefined) => boolean, fault: Fault | undefined): void {
+  /** A watch: one JSON event per line, or with `proto` one length-prefixed WatchEvent frame per event. */
+  #watch(req: http.IncomingMessage, res: http.ServerResponse, record: RequestRecord, type: ResourceType, query: Record<string, string>, matches: (o: KubeObject | undefined) => boolean, fault: Fault | undefined, proto: boolean): void {
     record.status = 200;
-    res.writeHead(200, { 'content-type': 'application/json', 'transfer-encoding': 'chunked' });
+    res.writeHead(200, { 'content-type': proto ? `${PROTOBUF};stream=watch` : 'application/json', 'transfer-encoding': 'chunked' });
     res.flushHeaders();
     const rvParam = query.resourceVersion ?? '';
     const bookmarks = query.allowWatchBookmarks === 'true' || query.allowWatchBookmarks === '1';
@@ -322,36 +372,50 @@ export class KubeApiServerFake {
       for (const t of timers) clearTimeout(t);
     };
     res.on('close', finish);
-    const write = (line: string): void => {
+    let corrupted = false;
+    // One event as it goes on the wire: a JSON line, or a frame.
+    const write = (unit: string | Buffer): void => {
       if (ended || silent) return;
       if (fault?.kind === 'cutMidLine' && sent === fault.afterEvents) {
-        res.write(line.slice(0, Math.max(1, line.length >> 1)));
+        res.write(typeof unit === 'string' ? unit.slice(0, Math.max(1, unit.length >> 1)) : unit.subarray(0, Math.max(1, unit.length >> 1)));
         finish();
         // The server's side of a dropped connection: what was written reaches the client, then the socket goes away.
         const socket = res.socket;
         setTimeout(() => socket?.destroy(), 50);
         return;
       }
-      res.write(line + '\n');
+      if (fault?.kind === 'corrupt' && sent === (fault.afterEvents ?? 0) && !corrupted) {
+        corrupted = true;
+        // A frame of the right length whose WatchEvent holds an object of bytes no decoder reads; in JSON, a broken line.
+        res.write(proto ? Buffer.from([0, 0, 0, 12, 0x0a, 0x05, ...Buffer.from('ADDED'), 0x12, 0x03, 0xff, 0xff, 0xff]) : '{"type":"ADDED","object":}\n');
+      }
+      res.write(unit);
       sent++;
       if (fault?.kind === 'halfOpen' && sent >= fault.afterEvents) silent = true;
     };
-    const event = (t: string, object: KubeObject | Record<string, unknown>): void => write(`{"type":"${t}","object":${JSON.stringify(object)}}`);
+    // `stored`: the object is the store's current version (its encoding is cached).
+    const event = (t: string, object: KubeObject | Record<string, unknown>, stored = false): void => {
+      if (proto) {
+        const bytes = t === 'ERROR' ? encodeStatus(object) : envelope(apiVersionOf(type), type.kind, stored ? this.#encode(type.kind, object as KubeObject) : encodeObject(type.kind, object));
+        return write(watchFrame(t, bytes));
+      }
+      write(`{"type":"${t}","object":${stored ? this.#serialize(object as KubeObject) : JSON.stringify(object)}}\n`);
+    };
     const bookmark = (): void => event('BOOKMARK', { kind: type.kind, apiVersion: apiVersionOf(type), metadata: { resourceVersion: String(this.store.resourceVersion) } });
     const deliver = (e: StoredEvent): void => {
       if (e.resource !== type.resource) return;
       const now = e.type !== 'DELETED' && matches(e.object);
       const before = e.previous !== undefined && matches(e.previous);
-      if (e.type === 'ADDED' && now) write(`{"type":"ADDED","object":${this.#serialize(e.object)}}`);
-      else if (e.type === 'MODIFIED' && now) write(`{"type":"${before ? 'MODIFIED' : 'ADDED'}","object":${this.#serialize(e.object)}}`);
+      if (e.type === 'ADDED' && now) event('ADDED', e.object, true);
+      else if (e.type === 'MODIFIED' && now) event(before ? 'MODIFIED' : 'ADDED', e.object, true);
       else if (e.type === 'MODIFIED' && before && e.previous !== undefined) {
         // Leaving the selector: the cacher sends DELETED with the previous state at the new resourceVersion.
         event('DELETED', { ...e.previous, metadata: { ...e.previous.metadata, resourceVersion: String(e.rv) } });
-      } else if (e.type === 'DELETED' && before) write(`{"type":"DELETED","object":${this.#serialize(e.object)}}`);
+      } else if (e.type === 'DELETED' && before) event('DELETED', e.object, true);
     };
     if (fault?.kind === 'halfOpen' && fault.afterEvents === 0) silent = true;
     if (rvParam === '' || rvParam === '0') {
-      for (const o of this.store.list(type.resource)) if (matches(o)) write(`{"type":"ADDED","object":${this.#serialize(o)}}`);
+      for (const o of this.store.list(type.resource)) if (matches(o)) event('ADDED', o, true);
     } else {
       const replay = this.store.eventsAfter(Number(rvParam));
       if (replay === undefined || !/^\d+$/.test(rvParam)) {
