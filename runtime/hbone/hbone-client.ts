@@ -197,7 +197,7 @@ export class HboneClient {
     const tls = nativeHbone === undefined ? await this.#handshakeNode(req, cert, where) : await this.#handshakeNative(nativeHbone, req, cert, where);
     this.#handshakes++;
     if (tls.resumed) this.#resumed++;
-    const session = process.getBuiltinModule('node:http2').connect(`https://${where}`, {
+    const session = http2Module().connect(authorityOf(where), {
       createConnection: () => tls.socket,
       settings: h2Settings(this.#settings),
       maxSessionMemory: 256,
@@ -322,6 +322,26 @@ export class HboneClient {
       clearTimeout(timer);
     }
   }
+}
+
+let http2Loaded: typeof http2 | undefined;
+const authorities = new Map<string, URL>();
+
+/** node:http2, loaded with the first HBONE connection and then kept (process.getBuiltinModule per connection was 2% of the client's JavaScript). */
+function http2Module(): typeof http2 {
+  http2Loaded ??= process.getBuiltinModule('node:http2');
+  return http2Loaded;
+}
+
+/** http2.connect's authority as a parsed URL, one per server address (it parses a string on every call otherwise). */
+function authorityOf(where: string): URL {
+  let url = authorities.get(where);
+  if (url === undefined) {
+    if (authorities.size >= 1024) authorities.clear();
+    url = new URL(`https://${where}`);
+    authorities.set(where, url);
+  }
+  return url;
 }
 
 /** PINGs the session every PING_INTERVAL_MS and destroys it when one stays unanswered past PING_TIMEOUT_MS (exported for its test). */

@@ -294,6 +294,7 @@ export class HboneNode {
     void closed.then((r) => {
       // Istio's convention at the destination: "received" is what the client sent.
       telemetry.closed(labels, r.bytesSent, r.bytesReceived);
+      if (!telemetry.accessLog.enabled) return;
       telemetry.accessLog.write({
         start_time: new Date(started).toISOString(),
         kind: 'tcp',

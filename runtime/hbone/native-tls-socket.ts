@@ -13,6 +13,7 @@ import { loadNativeSocket, socketFd } from '../native/weft-socket.js';
 import type { WorkloadCertificate } from '../identity/workload-certificate.js';
 import type { HandleCopy, HandleCopyEnd } from '../l4/handle-copy.js';
 import { normalizeIp } from '../l4/original-destination.js';
+import { certificateOfDer } from './certificate-of-der.js';
 
 type NativeEvent = (kind: number, streamId: number, x: number, y: number, z: number, data: Buffer | undefined) => void;
 
@@ -23,6 +24,8 @@ export interface NativeHbone {
   hboneEnd(conn: object): void;
   hboneClose(conn: object): void;
   hboneInfo(conn: object): NativeTlsInfoRaw | undefined;
+  /** Connections whose TLS state is still allocated, in every thread of the process: a closed one frees it at once. */
+  hboneHeld(): number;
   hboneNative(conn: object, streamId: number, fd: number, armed: boolean): number;
   hboneStreamAbort(conn: object, streamId: number): void;
   hboneStreamIdleMs(conn: object, streamId: number): number;
@@ -241,8 +244,7 @@ export class NativeTlsSocket extends Duplex {
           alpn: raw.alpn ?? undefined,
           resumed: raw.resumed,
           verifyError: raw.verifyError === null ? undefined : (X509_ERRORS[raw.verifyCode] ?? raw.verifyError),
-          // node:crypto loads with the first tunnel, not with the runtime (an idle node never needs it).
-          peerCertificate: raw.peerCertificate === null ? undefined : new (process.getBuiltinModule('node:crypto').X509Certificate)(raw.peerCertificate),
+          peerCertificate: raw.peerCertificate === null ? undefined : certificateOfDer(raw.peerCertificate),
           cipher: raw.cipher,
           version: raw.version,
         };

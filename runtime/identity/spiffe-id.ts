@@ -24,15 +24,20 @@ export function principalOf(identity: string): string {
   return identity.startsWith('spiffe://') ? identity.slice('spiffe://'.length) : identity;
 }
 
+/** Read once per certificate object: every HBONE handshake asks two or three times (identity, trust domain, expected SANs). */
+const sansOf = new WeakMap<X509Certificate, readonly string[]>();
+
 /**
  * URI SANs of a certificate. Node renders subjectAltName as `URI:a, DNS:b`; values containing ", " are
  * JSON-quoted there, which a SPIFFE ID never needs, so a quoted entry is simply not a SPIFFE ID.
  */
-export function uriSans(cert: X509Certificate): string[] {
+export function uriSans(cert: X509Certificate): readonly string[] {
+  const known = sansOf.get(cert);
+  if (known !== undefined) return known;
   const text = cert.subjectAltName;
-  if (text === undefined) return [];
   const out: string[] = [];
-  for (const part of text.split(', ')) if (part.startsWith('URI:')) out.push(part.slice(4));
+  if (text !== undefined) for (const part of text.split(', ')) if (part.startsWith('URI:')) out.push(part.slice(4));
+  sansOf.set(cert, out);
   return out;
 }
 

@@ -50,8 +50,13 @@ interface Nodes {
   /** node A localPorts: client → A → plaintext → B (inbound path) → target. */
   plainPort: number;
   hboneListenPort: number;
+  /** Node B's thread CPU so far (µs), or undefined when node B shares this thread. */
+  nodeBCpuMicros(): Promise<number | undefined>;
   close(): Promise<void>;
 }
+
+/** Where node B runs: `thread` (its own event loop, as on its own machine) or `here` (on this thread, with node A and the client loop). */
+export type NodeBPlacement = 'here' | 'thread';
 
 /** weft.yaml of one bench node (both nodes get the same workloads and services; only `node` differs). */
 export function benchConfig(node: string, o: NodeOptions): Record<string, unknown> {
@@ -77,14 +82,14 @@ export function benchConfig(node: string, o: NodeOptions): Record<string, unknow
 }
 
 /**
- * Two runtimes on loopback (node B in this thread, or in a worker thread with WEFT_BENCH_NODE_B=thread). The HBONE service's endpoint is the server pod (protocol HBONE). The plaintext service's endpoint
+ * Two runtimes on loopback (node B in this thread by default, or in a worker thread: `nodeB`, else WEFT_BENCH_NODE_B=thread). The HBONE service's endpoint is the server pod (protocol HBONE). The plaintext service's endpoint
  * is a TCP workload whose address is a listener handing sockets to node B's inbound path (what 15006 does after
  * TPROXY), so both paths cross both runtimes and differ only in the tunnel between them.
  */
-export async function startNodes(targetPort: number): Promise<Nodes> {
+export async function startNodes(targetPort: number, nodeB: NodeBPlacement = process.env.WEFT_BENCH_NODE_B === 'thread' ? 'thread' : 'here'): Promise<Nodes> {
   const o = { caDir: join(mkdtempSync(join(tmpdir(), 'weft-bench-ca-')), 'ca'), hboneListenPort: await portFreeOnAll([IP.server, IP.client, '127.0.0.1']), plainTargetPort: await freePort(IP.plainInbound), targetPort };
   // Node B first: it creates the CA root in caDir that node A then loads.
-  const nodeB = process.env.WEFT_BENCH_NODE_B === 'thread' ? await startNodeBThread(o) : await startNodeBHere(o);
+  const b = nodeB === 'thread' ? await startNodeBThread(o) : await startNodeBHere(o);
   const a = await createApp(configSchema.parse(benchConfig('node-a', o)));
   const local = a.ports.localPorts;
   return {
@@ -92,9 +97,10 @@ export async function startNodes(targetPort: number): Promise<Nodes> {
     hbonePort: local['127.0.0.1:0'] ?? 0,
     plainPort: local['127.0.0.2:0'] ?? 0,
     hboneListenPort: o.hboneListenPort,
+    nodeBCpuMicros: () => b.cpuMicros(),
     close: async () => {
       await a.shutdown(0);
-      await nodeB.stop();
+      await b.stop();
     },
   };
 }
@@ -102,11 +108,12 @@ export async function startNodes(targetPort: number): Promise<Nodes> {
 type NodeOptions = { caDir: string; hboneListenPort: number; targetPort: number; plainTargetPort: number };
 
 /** Node B in this thread (default): measured here, a second event loop loses more to contention with iperf3 on 2 cores than it gains. */
-async function startNodeBHere(o: NodeOptions): Promise<{ stop(): Promise<void> }> {
+async function startNodeBHere(o: NodeOptions): Promise<NodeB> {
   const b = await createApp(configSchema.parse(benchConfig('node-b', o)));
   const inbound = net.createServer({ allowHalfOpen: true, noDelay: true }, (s) => void b.handleInbound(s, { address: IP.server, port: o.targetPort }));
   await new Promise<void>((resolve) => inbound.listen(o.plainTargetPort, IP.plainInbound, resolve));
   return {
+    cpuMicros: () => Promise.resolve(undefined),
     stop: async () => {
       inbound.close();
       await b.shutdown(0);
@@ -114,8 +121,13 @@ async function startNodeBHere(o: NodeOptions): Promise<{ stop(): Promise<void> }
   };
 }
 
+interface NodeB {
+  cpuMicros(): Promise<number | undefined>;
+  stop(): Promise<void>;
+}
+
 /** Node B in a worker thread (WEFT_BENCH_NODE_B=thread): one event loop per node, as two machines would have. */
-async function startNodeBThread(o: NodeOptions): Promise<{ stop(): Promise<void> }> {
+async function startNodeBThread(o: NodeOptions): Promise<NodeB> {
   const workerData = { raw: benchConfig('node-b', o), inbound: { address: IP.plainInbound, port: o.plainTargetPort }, target: { address: IP.server, port: o.targetPort } };
   const fromSource = import.meta.url.endsWith('.ts');
   const entry = new URL(`./hbone-node-b.${fromSource ? 'ts' : 'js'}`, import.meta.url);
@@ -129,6 +141,11 @@ async function startNodeBThread(o: NodeOptions): Promise<{ stop(): Promise<void>
     worker.once('error', reject);
   });
   return {
+    cpuMicros: async () => {
+      const answer = new Promise<number>((resolve) => worker.once('message', (m: number) => resolve(m)));
+      worker.postMessage('cpu');
+      return answer;
+    },
     stop: async () => {
       worker.postMessage('stop');
       await new Promise((r) => worker.once('exit', r));
@@ -307,27 +324,41 @@ export async function haproxyPairConnectionsPerSecond(echoPort: number, sslReuse
   );
 }
 
-/** The connection-setup measures (`only` picks among full, resumed, pooled, haproxy), with CPU per connection of this process (both runtimes and the client loop) and of HAProxy. */
-export async function connectionSetup(nodes: Nodes, echoPort: number, only: ReadonlySet<string> = new Set(['full', 'resumed', 'pooled', 'haproxy'])): Promise<Record<string, number>> {
+/**
+ * The connection-setup measures (`only` picks among full, resumed, pooled, haproxy), with CPU per connection of this
+ * process (both runtimes, the client loop and the echo server, all threads) and of HAProxy. With node B on its own
+ * thread, the CPU is also split: `_node_b_cpu_ms` is node B's thread (the HBONE server), `_client_loop_cpu_ms` this
+ * thread (the HboneClient loop standing in for node A, and the echo server); the rest is V8's helper threads (GC).
+ * `suffix` names the rows of a second placement (`_one_loop`).
+ */
+export async function connectionSetup(nodes: Nodes, echoPort: number, only: ReadonlySet<string> = new Set(['full', 'resumed', 'pooled', 'haproxy']), suffix = ''): Promise<Record<string, number>> {
   const results: Record<string, number> = {};
   // CPU per connection is steadier than connections/s on a shared machine.
   const cpuPerConnection = (r: { value: number; cpuMs: number }): number => r.cpuMs / (r.value * SECONDS);
+  const record = (name: string, r: NodeCpu): void => {
+    results[`${name}${suffix}_cpu_ms`] = cpuPerConnection(r);
+    if (r.nodeBMs === undefined) return;
+    results[`${name}${suffix}_node_b_cpu_ms`] = cpuPerConnection({ value: r.value, cpuMs: r.nodeBMs });
+    results[`${name}${suffix}_client_loop_cpu_ms`] = cpuPerConnection({ value: r.value, cpuMs: r.clientLoopMs });
+  };
   for (const mode of ['full', 'resumed'] as const) {
     if (!only.has(mode)) continue;
     let fraction = 0;
-    const r = await withCpu(async () => {
+    const r = await withNodeCpu(nodes, async () => {
       const { perSecond: rate, resumedFraction } = await handshakesPerSecond(nodes, echoPort, mode === 'resumed');
       fraction = resumedFraction;
       return rate;
     });
-    const suffix = mode === 'full' ? '' : '_resumed';
-    Object.assign(results, { [`hbone_new_connections${suffix}_per_s`]: r.value, [`hbone_new_connection${suffix}_cpu_ms`]: cpuPerConnection(r) });
+    const kind = mode === 'full' ? '' : '_resumed';
+    results[`hbone_new_connections${kind}${suffix}_per_s`] = r.value;
+    record(`hbone_new_connection${kind}`, r);
     // What was measured: 0 with full handshakes; just under 1 resumed (each client loop's first handshake is a full one).
-    if (mode === 'resumed') results.hbone_resumed_handshakes_fraction = fraction;
+    if (mode === 'resumed') results[`hbone_resumed_handshakes${suffix}_fraction`] = fraction;
   }
   if (only.has('pooled')) {
-    const pooled = await withCpu(() => pooledTunnelsPerSecond(nodes, echoPort));
-    Object.assign(results, { hbone_pooled_tunnels_per_s: pooled.value, hbone_pooled_tunnel_cpu_ms: cpuPerConnection(pooled) });
+    const pooled = await withNodeCpu(nodes, () => pooledTunnelsPerSecond(nodes, echoPort));
+    results[`hbone_pooled_tunnels${suffix}_per_s`] = pooled.value;
+    record('hbone_pooled_tunnel', pooled);
   }
   if (only.has('haproxy')) {
     const reuse = await haproxyPairConnectionsPerSecond(echoPort, true);
@@ -350,6 +381,26 @@ export async function connectionSetup(nodes: Nodes, echoPort: number, only: Read
     for (const [k, v] of Object.entries(ratios)) if (v !== undefined) results[k] = v;
   }
   return results;
+}
+
+interface NodeCpu {
+  value: number;
+  /** This process, all threads. */
+  cpuMs: number;
+  /** This thread: the client loop (and node A's runtime, and the echo server). */
+  clientLoopMs: number;
+  /** Node B's thread, when it has one. */
+  nodeBMs: number | undefined;
+}
+
+/** Runs `f` and reports the CPU time this process spent meanwhile, in all, on this thread and on node B's. */
+async function withNodeCpu(nodes: Nodes, f: () => Promise<number>): Promise<NodeCpu> {
+  const nodeB0 = await nodes.nodeBCpuMicros();
+  const thread0 = process.threadCpuUsage();
+  const r = await withCpu(f);
+  const thread = process.threadCpuUsage(thread0);
+  const nodeB1 = await nodes.nodeBCpuMicros();
+  return { ...r, clientLoopMs: (thread.user + thread.system) / 1000, nodeBMs: nodeB0 === undefined || nodeB1 === undefined ? undefined : (nodeB1 - nodeB0) / 1000 };
 }
 
 /** Runs `f` and reports the CPU time this process (both runtimes, all threads) spent meanwhile. */
@@ -416,9 +467,16 @@ export async function benchHbone(): Promise<Record<string, number>> {
         wrk_plaintext_cpu_us_per_request: cpuPerRequest(plain),
         wrk_hbone_cpu_us_per_request: cpuPerRequest(hbone),
       });
-      Object.assign(results, await connectionSetup(nodes, (echo.address() as net.AddressInfo).port));
     } finally {
       await nodes.close();
+    }
+    // Connection setup on two event loops, as the HAProxy measure has (its process, with both its nodes on one thread, and
+    // this one's client loop): here node A's HBONE client with the client loop, node B on its own thread.
+    const threaded = await startNodes((echo.address() as net.AddressInfo).port, 'thread');
+    try {
+      Object.assign(results, await connectionSetup(threaded, (echo.address() as net.AddressInfo).port));
+    } finally {
+      await threaded.close();
     }
   } finally {
     nginx.child.kill();

@@ -6,7 +6,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import net from 'node:net';
 import tls from 'node:tls';
 import { copyBidirectional } from '../../runtime/l4/copy.js';
-import { HboneError } from '../../runtime/hbone/hbone-client.js';
+import { HboneClient, HboneError } from '../../runtime/hbone/hbone-client.js';
 import { NativeTlsSocket } from '../../runtime/hbone/native-tls-socket.js';
 import type { InboundTunnel } from '../../runtime/hbone/hbone-server.js';
 import { loadNativeHbone } from '../../runtime/hbone/native-tls-socket.js';
@@ -130,6 +130,31 @@ describe.each([
       .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(HboneError);
     expect((err as HboneError).status).toBe(401);
+  });
+
+  // The addon's own accounting: the fallback's TLS state belongs to Node.
+  if (path === 'native') it('frees a closed connection\'s TLS state at once, not when its JavaScript handle is collected', async () => {
+    const native = loadNativeHbone();
+    if (native === undefined) throw new Error('the native addon is not built with HBONE support');
+    const baseline = native.hboneHeld();
+    // Every client, stream and (through them) NativeTlsSocket stays referenced here, so nothing of theirs can be
+    // collected: the old code freed the SSL objects only in the handle's finalizer, and held all 2 × 8 of them.
+    const kept: unknown[] = [];
+    for (let i = 0; i < 8; i++) {
+      const client = new HboneClient({ certificates: mesh.a.certs, resumeSessions: false });
+      const stream = await client.connect({ sourceIdentity: ID.client, sourceAddress: IP.client, destination: { address: IP.server, port: echo.port }, destinationIdentities: [ID.server], via: { address: IP.server, port: mesh.hbonePort } });
+      stream.end('x');
+      let echoed = '';
+      for await (const chunk of stream) echoed += (chunk as Buffer).toString();
+      expect(echoed).toBe('x');
+      kept.push(client, stream);
+      expect(native.hboneHeld()).toBeGreaterThan(baseline);
+      client.close();
+    }
+    // Closing ends both ends' connections within a loop turn or two (the server hears the client's FIN).
+    for (let i = 0; i < 100 && native.hboneHeld() > baseline; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(native.hboneHeld()).toBe(baseline);
+    expect(kept).toHaveLength(16);
   });
 
   it('half-closes each way: a request ended by the client is answered; an upstream that ends first still hears the client', async () => {
