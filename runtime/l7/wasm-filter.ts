@@ -9,6 +9,7 @@ import type { HeaderList } from './header-list.js';
 import type { BodyAccess, FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import type { PluginHostLike } from './l7-proxy.js';
 import { L7_ERROR } from './local-reply.js';
+import { wallNow } from './loop-clock.js';
 import { RequestHeaderMap, ResponseHeaderMap } from './wasm-header-maps.js';
 import { HOST, editedRequestLine, editedStatus, requestLineProblem, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
 
@@ -74,8 +75,8 @@ export function notLoadedFilter(names: string[]): L7Filter {
  */
 class RequestStreamInfo implements StreamInfo {
   readonly #info: FilterRequestInfo;
-  /** When the request started (ms since the epoch): request.time, request.duration. */
-  readonly #start = Date.now();
+  /** When the request started (ms since the epoch): request.time, request.duration; the I/O batch's clock read (loop-clock.ts), as the exchange's own start. */
+  readonly #start = wallNow();
   #source: PeerInfo | undefined;
   #connection: ConnectionInfo | undefined;
   #request: NonNullable<StreamInfo['request']> | undefined;
