@@ -21,7 +21,7 @@ export {
 export { Metric, defineMetric, defineCounter, defineGauge, defineHistogram } from "./metrics";
 export { currentTimeNanos, currentTimeSeconds, randomU32, randomUnit } from "./host-time";
 export {
-  JsonKind, JsonValue, JsonNull, JsonBool, JsonNumber, JsonString, JsonArray, JsonObject, JsonParseResult, parseJson, jsonQuote, stringArray, unknownKey, stringifyJson,
+  JsonKind, JsonValue, JsonNull, JsonBool, JsonNumber, JsonString, JsonArray, JsonObject, JsonParseResult, JsonReader, parseJson, jsonQuote, stringArray, unknownKey, stringifyJson,
 } from "./json";
 export {
   RateLimitDescriptor, PendingCall, shouldRateLimit, breakerAcquire, breakerRecord, breakerState, pendingForeignCalls,

@@ -305,6 +305,95 @@ class Parser {
 }
 
 /**
+ * Pull reader over one JSON document for hot answers whose few fields are known (no tree, no per-object Map):
+ * the caller walks objects and arrays and reads or skips each value. Malformed input sets `failed`.
+ * @example
+ *   const r = new JsonReader(text);
+ *   if (r.enter(0x7b)) do { const k = r.key(); if (k === null) break; if (k == "code") code = r.readString(); else r.skip(); } while (r.more(0x7d));
+ *   if (r.failed) ...
+ */
+export class JsonReader extends Parser {
+  get failed(): bool {
+    return this.error.length > 0;
+  }
+
+  /** True when the next value is an object. */
+  peekObject(): bool {
+    this.ws();
+    return this.peek() == 0x7b;
+  }
+
+  /** Consumes `open` ('{' 0x7b or '[' 0x5b); false when the container is empty or the value is of another kind (then skipped). */
+  enter(open: i32): bool {
+    this.ws();
+    if (this.peek() != open) {
+      this.skip();
+      return false;
+    }
+    this.pos++;
+    this.ws();
+    if (this.peek() == open + 2) { this.pos++; return false; }
+    return true;
+  }
+
+  /** The next member's key, its ':' consumed; null (and failed) when malformed. */
+  key(): string | null {
+    this.ws();
+    if (this.peek() != 0x22) { this.fail("expected a string key"); return null; }
+    const k = this.string();
+    if (k === null) return null;
+    this.ws();
+    if (this.peek() != 0x3a) { this.fail("expected ':' after key"); return null; }
+    this.pos++;
+    return k;
+  }
+
+  /** After a member or item: true when ',' follows, false at `close` ('}' 0x7d or ']' 0x5d) or on malformed input. */
+  more(close: i32): bool {
+    if (this.failed) return false;
+    this.ws();
+    const c = this.peek();
+    this.pos++;
+    if (c == 0x2c) return true;
+    if (c == close) return false;
+    this.pos--;
+    this.fail("expected ',' or a closing bracket");
+    return false;
+  }
+
+  /** A string value, or null when the value is another kind (skipped). */
+  readString(): string | null {
+    this.ws();
+    if (this.peek() == 0x22) return this.string();
+    this.skip();
+    return null;
+  }
+
+  /** A number value, or `fallback` when the value is another kind (skipped). */
+  readNumber(fallback: f64 = 0): f64 {
+    this.ws();
+    const c = this.peek();
+    if (c == 0x2d || (c >= 0x30 && c <= 0x39)) {
+      const v = this.number();
+      return v === null ? fallback : (<JsonNumber>v).value;
+    }
+    this.skip();
+    return fallback;
+  }
+
+  /** Skips one value of any kind. */
+  skip(): void {
+    this.value(1);
+  }
+
+  /** True when only whitespace is left and nothing failed. */
+  done(): bool {
+    this.ws();
+    return !this.failed && this.pos == this.s.length;
+  }
+}
+
+/**
  * The value of a validated JSON number. Exact for integers up to 2^53 and for the decimals configuration uses;
  * avoids the standard strtod, which alone would be a quarter of a small plugin.
  */

@@ -81,8 +81,7 @@ function call<T>(name: string, id: u32, payload: string, handler: Context, kind:
 }
 
 function parseRateLimit(text: string): RateLimitResult {
-  const obj = payloadObject(text);
-  return obj === null ? RateLimitResult.failure("the host answered no decision") : RateLimitResult.fromJson(obj);
+  return RateLimitResult.fromText(text);
 }
 
 function parsePermit(text: string): BreakerPermit {
