@@ -13,7 +13,7 @@ export { getProperty, getPropertyString, getPropertyInt, setProperty, setPropert
 export { log, logLevel, refreshLogLevel, logTrace, logDebug, logInfo, logWarn, logError, logCritical } from "./log";
 export { httpCall, pendingHttpCalls } from "./http-call";
 export { HttpCallResponse } from "./http-call-response";
-export { callForeignFunction } from "./foreign-function";
+export { callForeignFunction, callForeignFunctionText } from "./foreign-function";
 export {
   getSharedData, setSharedData, SharedDataResult, registerSharedQueue, resolveSharedQueue, enqueueSharedQueue,
   dequeueSharedQueue, SharedCounter,

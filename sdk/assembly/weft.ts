@@ -6,7 +6,7 @@
 import { WasmResult } from "./abi-enums";
 import { foreignFunctionArguments } from "./buffers";
 import { Context } from "./context";
-import { callForeignFunction } from "./foreign-function";
+import { callForeignFunction, callForeignFunctionText } from "./foreign-function";
 import { jsonQuote } from "./json";
 import { utf8 } from "./memory";
 import { decodeBytes } from "./result";
@@ -72,9 +72,9 @@ export class PendingCall<T> {
 }
 
 function call<T>(name: string, id: u32, payload: string, handler: Context, kind: u8, parse: (text: string) => T): PendingCall<T> {
-  const r = callForeignFunction(name, utf8(payload));
+  const r = callForeignFunctionText(name, payload);
   if (!r.ok) return new PendingCall<T>(r.status, 0, null);
-  if (r.value.byteLength > 0) return new PendingCall<T>(WasmResult.Ok, 0, parse(decodeBytes(r.value)));
+  if (r.value.length > 0) return new PendingCall<T>(WasmResult.Ok, 0, parse(r.value));
   installForeignHooks(deliverForeignResult, forgetForeignCalls);
   pending.set(id, new Pending(handler, kind));
   return new PendingCall<T>(WasmResult.Ok, id, null);
@@ -89,6 +89,11 @@ function parsePermit(text: string): BreakerPermit {
   return obj === null ? BreakerPermit.failure("the host answered no decision") : BreakerPermit.fromJson(obj);
 }
 
+/** The payload's fixed middle for the last domain and hitsAddend: a plugin asks about one domain on every request. */
+let headDomain = "";
+let headHits: u32 = 0;
+let head = "";
+
 /**
  * Asks the shared limiter about `descriptors` in `domain` (the limits themselves are host configuration).
  *
@@ -100,7 +105,12 @@ function parsePermit(text: string): BreakerPermit {
  */
 export function shouldRateLimit(domain: string, descriptors: Array<RateLimitDescriptor>, handler: Context, hitsAddend: u32 = 1): PendingCall<RateLimitResult> {
   const id = nextId++;
-  let payload = "{\"id\":" + id.toString() + ",\"domain\":" + jsonQuote(domain) + ",\"hitsAddend\":" + hitsAddend.toString() + ",\"descriptors\":[";
+  if (head.length == 0 || domain != headDomain || hitsAddend != headHits) {
+    headDomain = domain;
+    headHits = hitsAddend;
+    head = ",\"domain\":" + jsonQuote(domain) + ",\"hitsAddend\":" + hitsAddend.toString() + ",\"descriptors\":[";
+  }
+  let payload = "{\"id\":" + id.toString() + head;
   for (let i = 0; i < descriptors.length; i++) {
     if (i > 0) payload += ",";
     payload += descriptors[i].toJson();
