@@ -230,6 +230,31 @@ describe('SDK API through the api-plugin fixture', () => {
     expect([rl.h('rl-status'), rl.h('rl-pending')]).toEqual(['Ok', 'false']);
   });
 
+  it('rate-limit answers read in one pass decode as the JSON tree does, malformed ones included', async () => {
+    const e = await start();
+    const answers = [
+      '{"id":1,"context":2,"code":"OK","statuses":[{"code":"OK","remaining":41,"resetMs":999,"retryAfterMs":0,"source":"backend","name":"api.user"}],"headers":{"ratelimit-policy":"\\"api.user\\";q=42;w=1","ratelimit":"\\"api.user\\";r=41;t=1"}}',
+      ' { "code" : "OVER_LIMIT" , "statuses" : [ 7, {"code":"OVER_LIMIT","retryAfterMs":1.5e3,"x":{"deep":[1,{"a":null}]},"source":"cache"}, {"code":"OK","remaining":"n"} ], "headers" : {"retry-after":"2","x-n":3,"x-\\u00e9":"\\u0041\\n"}, "extra": [true, false, null] } ',
+      '{"error":"bad request","code":"WEFT_ERR_BAD_REQUEST"}',
+      '{"code":"OK","error":"late error"}',
+      '{"statuses":[]}',
+      '{"code":"OK","statuses":{},"headers":[]}',
+      '{"code":"OK","statuses":[{"code":"OK"}],"headers":null}',
+      '{"code":"OK","statuses":[{"code":"OK",}]}',
+      '{"code":"OK"} trailing',
+      '{"code":"OK"',
+      '[1,2]',
+      'not json',
+      '',
+    ];
+    for (const answer of answers) {
+      const r = get(e, '/ratelimit-answer', answer === '' ? {} : { 'x-answer': answer });
+      expect(r.h('rl-fast'), answer).toBe(r.h('rl-tree'));
+    }
+    expect(get(e, '/ratelimit-answer', { 'x-answer': answers[0]! }).h('rl-fast')).toBe('OK||[false,41.0,999.0,0.0,backend,api.user]|ratelimit-policy="api.user";q=42;w=1;ratelimit="api.user";r=41;t=1;');
+    expect(get(e, '/ratelimit-answer', { 'x-answer': answers[2]! }).h('rl-fast')).toBe('|bad request||');
+  });
+
   it('cluster-wide counters: sharedCounterAdd answers later, to the stream that asked', async () => {
     const e = await start();
     const a = get(e, '/counter');
