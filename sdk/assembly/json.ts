@@ -286,21 +286,27 @@ class Parser {
 
   number(): JsonValue | null {
     const start = this.pos;
+    if (!this.scanNumber()) return null;
+    return new JsonNumber(numberValue(this.s, start, this.pos));
+  }
+
+  /** Moves past a number; false (and failed) when it is malformed. */
+  scanNumber(): bool {
     if (this.peek() == 0x2d) this.pos++;
     if (this.peek() == 0x30) this.pos++;
-    else if (this.digits() == 0) return this.fail("bad number");
+    else if (this.digits() == 0) { this.fail("bad number"); return false; }
     if (this.peek() == 0x2e) {
       this.pos++;
-      if (this.digits() == 0) return this.fail("bad number: digits expected after '.'");
+      if (this.digits() == 0) { this.fail("bad number: digits expected after '.'"); return false; }
     }
     const e = this.peek();
     if (e == 0x65 || e == 0x45) {
       this.pos++;
       const sign = this.peek();
       if (sign == 0x2b || sign == 0x2d) this.pos++;
-      if (this.digits() == 0) return this.fail("bad number: digits expected in exponent");
+      if (this.digits() == 0) { this.fail("bad number: digits expected in exponent"); return false; }
     }
-    return new JsonNumber(numberValue(this.s, start, this.pos));
+    return true;
   }
 }
 
@@ -348,6 +354,41 @@ export class JsonReader extends Parser {
     return k;
   }
 
+  /**
+   * The next member's key as its index in `names` (-1: another key), its ':' consumed; -2 (and failed) when
+   * malformed. An unescaped key is compared in place, so known keys cost no string.
+   */
+  keyIndex(names: StaticArray<string>): i32 {
+    this.ws();
+    if (this.peek() != 0x22) { this.fail("expected a string key"); return -2; }
+    const s = this.s;
+    const start = this.pos + 1;
+    let end = start;
+    while (end < s.length) {
+      const c = s.charCodeAt(end);
+      if (c == 0x22 || c == 0x5c || c < 0x20) break;
+      end++;
+    }
+    let found = -1;
+    if (end < s.length && s.charCodeAt(end) == 0x22) {
+      const len = end - start;
+      const at = changetype<usize>(s) + (<usize>start << 1);
+      for (let i = 0; i < names.length; i++) {
+        const n = unchecked(names[i]);
+        if (n.length == len && memory.compare(at, changetype<usize>(n), <usize>len << 1) == 0) { found = i; break; }
+      }
+      this.pos = end + 1;
+    } else {
+      const k = this.string();
+      if (k === null) return -2;
+      for (let i = 0; i < names.length; i++) if (unchecked(names[i]) == k) { found = i; break; }
+    }
+    this.ws();
+    if (this.peek() != 0x3a) { this.fail("expected ':' after key"); return -2; }
+    this.pos++;
+    return found;
+  }
+
   /** After a member or item: true when ',' follows, false at `close` ('}' 0x7d or ']' 0x5d) or on malformed input. */
   more(close: i32): bool {
     if (this.failed) return false;
@@ -374,16 +415,19 @@ export class JsonReader extends Parser {
     this.ws();
     const c = this.peek();
     if (c == 0x2d || (c >= 0x30 && c <= 0x39)) {
-      const v = this.number();
-      return v === null ? fallback : (<JsonNumber>v).value;
+      const start = this.pos;
+      return this.scanNumber() ? numberValue(this.s, start, this.pos) : fallback;
     }
     this.skip();
     return fallback;
   }
 
-  /** Skips one value of any kind. */
+  /** Skips one value of any kind (a number without building it). */
   skip(): void {
-    this.value(1);
+    this.ws();
+    const c = this.peek();
+    if (c == 0x2d || (c >= 0x30 && c <= 0x39)) this.scanNumber();
+    else this.value(1);
   }
 
   /** True when only whitespace is left and nothing failed. */

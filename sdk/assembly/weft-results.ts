@@ -16,6 +16,9 @@ export class RateLimitStatus {
   ) {}
 }
 
+const ANSWER_KEYS: StaticArray<string> = ["error", "code", "statuses", "headers"];
+const STATUS_KEYS: StaticArray<string> = ["code", "remaining", "resetMs", "retryAfterMs", "source", "name"];
+
 export class RateLimitResult {
   constructor(
     /** "OK", "OVER_LIMIT", or "" when `error` is set. */
@@ -81,29 +84,29 @@ export class RateLimitResult {
     const headers = new Array<HeaderPair>();
     if (!r.peekObject()) return RateLimitResult.failure("the host answered no decision");
     if (r.enter(0x7b)) do {
-      const k = r.key();
-      if (k === null) break;
-      if (k == "error") err = r.readString();
-      else if (k == "code") code = r.readString();
-      else if (k == "statuses") {
+      const k = r.keyIndex(ANSWER_KEYS);
+      if (k == -2) break;
+      if (k == 0) err = r.readString();
+      else if (k == 1) code = r.readString();
+      else if (k == 2) {
         if (r.enter(0x5b)) do {
           if (!r.peekObject()) { r.skip(); continue; }
           let sc: string | null = null, src: string | null = null, name: string | null = null;
           let remaining: f64 = 0, resetMs: f64 = 0, retryAfterMs: f64 = 0;
           if (r.enter(0x7b)) do {
-            const sk = r.key();
-            if (sk === null) break;
-            if (sk == "code") sc = r.readString();
-            else if (sk == "remaining") remaining = r.readNumber();
-            else if (sk == "resetMs") resetMs = r.readNumber();
-            else if (sk == "retryAfterMs") retryAfterMs = r.readNumber();
-            else if (sk == "source") src = r.readString();
-            else if (sk == "name") name = r.readString();
+            const sk = r.keyIndex(STATUS_KEYS);
+            if (sk == -2) break;
+            if (sk == 0) sc = r.readString();
+            else if (sk == 1) remaining = r.readNumber();
+            else if (sk == 2) resetMs = r.readNumber();
+            else if (sk == 3) retryAfterMs = r.readNumber();
+            else if (sk == 4) src = r.readString();
+            else if (sk == 5) name = r.readString();
             else r.skip();
           } while (r.more(0x7d));
           statuses.push(new RateLimitStatus(sc !== null && sc == "OVER_LIMIT", remaining, resetMs, retryAfterMs, src === null ? "" : src, name === null ? "" : name));
         } while (r.more(0x5d));
-      } else if (k == "headers") {
+      } else if (k == 3) {
         if (r.enter(0x7b)) do {
           const hk = r.key();
           if (hk === null) break;
