@@ -422,6 +422,15 @@ export class JsonReader extends Parser {
     return fallback;
   }
 
+  /** A boolean value, or `fallback` when the value is another kind (skipped). */
+  readBool(fallback: bool = false): bool {
+    this.ws();
+    if (this.literal("true")) return true;
+    if (this.literal("false")) return false;
+    this.skip();
+    return fallback;
+  }
+
   /** Skips one value of any kind (a number without building it). */
   skip(): void {
     this.ws();

@@ -2,10 +2,10 @@
 // call (cached), checks issuer, audiences, exp and nbf, copies claims to headers, and answers 401 with
 // WWW-Authenticate on failure. Signatures are verified by the host (`weft.crypto.verify`). Configuration: README.md.
 import {
-  HeaderPair, HeadersAction, HttpCallResponse, HttpContext, JsonObject, JsonValue, Metric, RootContext, WasmResult,
-  asciiLower, base64Decode, callForeignFunction, currentTimeNanos, currentTimeSeconds, decodeBytes, defineCounter,
+  HeaderPair, HeadersAction, HttpCallResponse, HttpContext, JsonObject, JsonReader, JsonValue, Metric, RootContext, WasmResult,
+  asciiLower, base64Decode, callForeignFunctionText, currentTimeNanos, currentTimeSeconds, decodeBytes, defineCounter,
   httpCall, jsonQuote, logError, logWarn, parseJson, pluginConfiguration, registerRootContext, requestHeaders,
-  stringArray, stringifyJson, unknownKey, utf8,
+  stringArray, stringifyJson, unknownKey,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
@@ -200,6 +200,21 @@ class Parser {
   }
 }
 
+const VERIFY_ANSWER_KEYS: StaticArray<string> = ["valid"];
+
+/** weft.crypto.verify's answer says {"valid": true}: read in one pass, no JSON tree (asked on every request). */
+function verifiedValid(text: string): bool {
+  const r = new JsonReader(text);
+  let valid = false;
+  if (r.peekObject() && r.enter(0x7b)) do {
+    const k = r.keyIndex(VERIFY_ANSWER_KEYS);
+    if (k == -2) break;
+    if (k == 0) valid = r.readBool();
+    else r.skip();
+  } while (r.more(0x7d));
+  return valid && r.done();
+}
+
 /** A token split and decoded, or the reason it could not be. */
 class Token {
   error: string = "";
@@ -376,15 +391,14 @@ class Jwt extends HttpContext {
       const k = p.keys[i];
       if (k.kty != kty || (t.kid.length > 0 && k.kid.length > 0 && k.kid != t.kid)) continue;
       const payload = "{\"alg\":" + jsonQuote(t.alg) + ",\"jwk\":" + k.json + ",\"data\":" + jsonQuote(t.signingInput) + ",\"signature\":" + jsonQuote(t.signature) + "}";
-      const r = callForeignFunction(VERIFY_FUNCTION, utf8(payload));
+      const r = callForeignFunctionText(VERIFY_FUNCTION, payload);
       if (r.status == WasmResult.NotFound) {
         if (!verifierMissingLogged) logError("jwt-authn: the host has no " + VERIFY_FUNCTION + "; every token is refused");
         verifierMissingLogged = true;
         break;
       }
       if (!r.ok) continue;
-      const answer = parseJson(decodeBytes(r.value));
-      valid = answer.ok && answer.object().getBool("valid");
+      valid = verifiedValid(r.value);
     }
     if (!valid) {
       this.deny(p.keys.length == 0 ? "Jwks remote fetch is failed" : "Jwt verification fails", true);
