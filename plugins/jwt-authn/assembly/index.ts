@@ -14,7 +14,19 @@ const CLOCK_SKEW_SECONDS: i64 = 60;
 const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"];
 
 class Key {
+  /** The verify payload up to "data" for `headAlg`: the same on every request with this key. */
+  headAlg: string = "";
+  head: string = "";
+
   constructor(public kid: string, public kty: string, public json: string) {}
+
+  payloadHead(alg: string): string {
+    if (alg != this.headAlg) {
+      this.headAlg = alg;
+      this.head = "{\"alg\":" + jsonQuote(alg) + ",\"jwk\":" + this.json + ",\"data\":";
+    }
+    return this.head;
+  }
 }
 
 class HeaderSource {
@@ -390,7 +402,7 @@ class Jwt extends HttpContext {
     for (let i = 0; i < p.keys.length && !valid; i++) {
       const k = p.keys[i];
       if (k.kty != kty || (t.kid.length > 0 && k.kid.length > 0 && k.kid != t.kid)) continue;
-      const payload = "{\"alg\":" + jsonQuote(t.alg) + ",\"jwk\":" + k.json + ",\"data\":" + jsonQuote(t.signingInput) + ",\"signature\":" + jsonQuote(t.signature) + "}";
+      const payload = k.payloadHead(t.alg) + jsonQuote(t.signingInput) + ",\"signature\":" + jsonQuote(t.signature) + "}";
       const r = callForeignFunctionText(VERIFY_FUNCTION, payload);
       if (r.status == WasmResult.NotFound) {
         if (!verifierMissingLogged) logError("jwt-authn: the host has no " + VERIFY_FUNCTION + "; every token is refused");
