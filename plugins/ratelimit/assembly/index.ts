@@ -198,7 +198,8 @@ class Limit extends HttpContext {
     }
     this.build();
     if (this.descriptors.length == 0) return HeadersAction.Continue;
-    this.startedNanos = currentTimeNanos();
+    // Only the delay strategy measures how long a request has waited: a clock read is a hostcall.
+    if (this.rl.config.delay) this.startedNanos = currentTimeNanos();
     return this.ask() ? HeadersAction.Continue : HeadersAction.StopIteration;
   }
 
