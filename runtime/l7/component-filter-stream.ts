@@ -8,7 +8,7 @@ import { PluginFailure } from '../wasm/plugin-failure.js';
 import type { HeaderList } from './header-list.js';
 import type { BodyAccess, FilterRequestInfo, FilterStatus, L7Filter, L7FilterStream, LocalReply } from './l7-filter.js';
 import { L7_ERROR } from './local-reply.js';
-import { finalStatus, requestLineProblem, type RequestLine } from './wasm-header-sync.js';
+import { finalStatus, requestLineProblem, requestPseudoHeader, type RequestLine } from './wasm-header-sync.js';
 
 /** One phase's view: the header list it edits in place, and the request line (request phases) it may rewrite. */
 class PhaseView implements FilterPhaseView {
@@ -68,10 +68,8 @@ class PhaseView implements FilterPhaseView {
   #pseudo(name: string): string | undefined {
     const line = this.line;
     if (line !== undefined) {
-      if (name === ':method') return line.method;
-      if (name === ':path') return line.path;
-      if (name === ':authority') return line.authority;
-      if (name === ':scheme') return 'http';
+      const value = requestPseudoHeader(line, name);
+      if (value !== undefined) return value;
     }
     if (name === ':status' && this.status !== undefined) return this.statusEdit ?? String(this.status);
     return undefined;

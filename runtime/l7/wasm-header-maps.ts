@@ -7,24 +7,9 @@
 import type { HeaderPairs } from '../wasm/header-map-codec.js';
 import { LazyHeaderMap } from '../wasm/lazy-header-map.js';
 import type { HeaderList } from './header-list.js';
-import { HOST, requestPairs, responsePairs, statusValue, type RequestLine } from './wasm-header-sync.js';
+import { HOST, requestPairs, requestPseudoHeader, responsePairs, statusValue, type RequestLine } from './wasm-header-sync.js';
 
 const COLON = 0x3a;
-
-function pseudoOfLine(line: RequestLine, name: string): string | undefined {
-  switch (name) {
-    case ':method':
-      return line.method;
-    case ':path':
-      return line.path;
-    case ':authority':
-      return line.authority;
-    case ':scheme':
-      return 'http';
-    default:
-      return undefined;
-  }
-}
 
 /** The values of `name` in `flat` joined with ", " (`name` is never `hidden`). */
 function joinedField(flat: readonly string[], name: string): string | undefined {
@@ -96,12 +81,12 @@ export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
   }
 
   protected sourceFirst(name: string): string | undefined {
-    if (name.charCodeAt(0) === COLON) return pseudoOfLine(this, name);
+    if (name.charCodeAt(0) === COLON) return requestPseudoHeader(this, name);
     return name === HOST ? undefined : this.list.get(name);
   }
 
   protected sourceJoined(name: string): string | undefined {
-    if (name.charCodeAt(0) === COLON) return pseudoOfLine(this, name);
+    if (name.charCodeAt(0) === COLON) return requestPseudoHeader(this, name);
     return name === HOST ? undefined : joinedField(this.list.flat, name);
   }
 

@@ -16,6 +16,22 @@ export interface RequestLine {
   authority: string;
 }
 
+/** A request pseudo-header as filters see it, read from the request line (`:scheme` is always http here). */
+export function requestPseudoHeader(line: RequestLine, name: string): string | undefined {
+  switch (name) {
+    case ':method':
+      return line.method;
+    case ':path':
+      return line.path;
+    case ':authority':
+      return line.authority;
+    case ':scheme':
+      return 'http';
+    default:
+      return undefined;
+  }
+}
+
 /** The field a request map shows as :authority instead. */
 export const HOST = 'host';
 const COLON = 0x3a;
