@@ -1,4 +1,4 @@
-// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the hand-rewrite Wasm filter, the header-rewrite SDK plugin or a native header filter (args: port originPort mode [appProtocol]).
+// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the hand-rewrite Wasm filter, the header-rewrite SDK plugin, a native header filter or one first-party plugin (`plugin:<name>`, its configuration as JSON in WEFT_BENCH_PLUGIN_CONFIG) (args: port originPort mode [appProtocol]).
 import net from 'node:net';
 import path from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,8 +16,9 @@ import { createWasmPlugins } from '../../runtime/l7/wasm-filter.js';
 import type { L7Filter } from '../../runtime/l7/l7-filter.js';
 import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
 import { HEADER_REWRITE_BENCH_CONFIG } from './plugin-cost.js';
+import { BENCH_SOURCE_PRINCIPAL, createBenchForeignFunctions, firstPartyPluginConfig } from './first-party-plugin-bench.js';
 
-type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native';
+type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native' | `plugin:${string}`;
 
 /** The repository root, whether this runs from test/bench (tsx) or dist/test/bench. */
 function repoRoot(): string {
@@ -39,7 +40,12 @@ async function main(): Promise<void> {
   const port = Number(portArg);
   const originPort = Number(originArg);
   const mode = (modeArg ?? 'plain') as Mode;
-  const plugins = mode === 'wasm' ? [pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite')))] : mode === 'wasm-sdk' ? [await sdkHeaderRewrite()] : [];
+  const firstParty = mode.startsWith('plugin:') ? mode.slice('plugin:'.length) : undefined;
+  const plugins =
+    mode === 'wasm' ? [pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite')))]
+    : mode === 'wasm-sdk' ? [await sdkHeaderRewrite()]
+    : firstParty !== undefined ? [await firstPartyPluginConfig(firstParty, JSON.parse(process.env.WEFT_BENCH_PLUGIN_CONFIG ?? '{}'))]
+    : [];
   const config = configSchema.parse({
     accessLog: { enabled: false },
     plugins,
@@ -58,7 +64,9 @@ async function main(): Promise<void> {
   const metrics = new MetricsRegistry();
   let wasm: PluginHostLike | undefined;
   if (plugins.length > 0) {
-    const host = new PluginHost({ metrics, foreignFunctions: new ForeignFunctionRegistry(), idleMs: 0 });
+    // A first-party plugin gets the host services `weft run` registers (rate limits, weft.crypto.verify).
+    const foreignFunctions = firstParty === undefined ? new ForeignFunctionRegistry() : createBenchForeignFunctions().foreign;
+    const host = new PluginHost({ metrics, foreignFunctions, idleMs: 0 });
     const loaded = await host.load(plugins);
     if (!loaded.ok) throw new Error(`plugin load failed: ${JSON.stringify(loaded.problems)}`);
     wasm = createWasmPlugins(host, () => state.current.config.plugins);
@@ -75,6 +83,8 @@ async function main(): Promise<void> {
       servicePort: service.ports[0]!,
       originalDst: { address: '10.96.0.1', port: 80 },
       source: { address: socket.remoteAddress ?? '127.0.0.1', port: socket.remotePort ?? 0 },
+      // First-party plugins see a peer identity, as over HBONE: authz's policy allows its namespace.
+      ...(firstParty === undefined ? {} : { sourceIdentity: BENCH_SOURCE_PRINCIPAL }),
     });
   });
   server.listen({ port, host: '127.0.0.1', backlog: 4096 });

@@ -1,4 +1,4 @@
-// L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter, with a hand-written WAT filter and with the first-party header-rewrite plugin doing the same edits (nginx too, as nginx_rewrite); h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
+// L7 benchmark: requests/s and p99 with wrk (keep-alive, 32 connections, tiny responses) for direct, nginx and HAProxy in HTTP mode, and weft's L7 path plain, with a native header filter, with a hand-written WAT filter and with the first-party header-rewrite plugin doing the same edits (nginx too, as nginx_rewrite), and with each other first-party plugin against nginx as a plain reverse proxy sent the same realistic request; h2load on h2c against nginx's HTTP/2. Every proxy gets one core.
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -7,6 +7,13 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
 import { freePort } from '../helpers/free-port.js';
+import { BENCH_REQUEST_HEADERS, BENCH_REQUEST_PATH, FIRST_PARTY_BENCH_PLUGINS, bearerHeader, createJwtBenchFixture, firstPartyBenchConfig } from './first-party-plugin-bench.js';
+
+/** What wrk asks for: a path and extra request headers. */
+interface WrkRequest {
+  path: string;
+  headers: readonly [string, string][];
+}
 
 function ratio(a: number | undefined, b: number | undefined): number {
   return a === undefined || b === undefined || b === 0 ? NaN : a / b;
@@ -67,9 +74,11 @@ const HERE = path.dirname(fileURLToPath(import.meta.url));
 /** The child entry next to this file: .js when compiled (npm run bench), .ts under tsx. */
 const SERVER = path.join(HERE, `l7-bench-server${path.extname(fileURLToPath(import.meta.url))}`);
 
-function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'wasm-sdk' | 'native', appProtocol = 'http'): Promise<Peer> {
+/** `plugin:<name>` attaches that first-party plugin with `pluginConfig`. */
+function startWeftL7(port: number, originPort: number, mode: 'plain' | 'wasm' | 'wasm-sdk' | 'native' | `plugin:${string}`, appProtocol = 'http', pluginConfig?: unknown): Promise<Peer> {
   const args = SERVER.endsWith('.ts') ? ['--import', 'tsx', SERVER] : [SERVER];
-  return startPeer(`weft-l7-${mode}`, port, [process.execPath, ...args, String(port), String(originPort), mode, appProtocol], undefined, { ...process.env, WEFT_LOG_LEVEL: 'warn' });
+  const env = { ...process.env, WEFT_LOG_LEVEL: 'warn', ...(pluginConfig === undefined ? {} : { WEFT_BENCH_PLUGIN_CONFIG: JSON.stringify(pluginConfig) }) };
+  return startPeer(`weft-l7-${mode}`, port, [process.execPath, ...args, String(port), String(originPort), mode, appProtocol], undefined, env);
 }
 
 /** h2load on h2c (prior knowledge): 32 clients, 10 streams each; successful (2xx) requests/s, so an error storm never counts as speed. */
@@ -116,27 +125,64 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
    * Requests/s and latency, plus the proxy's own CPU time per request: on a shared 2-core machine throughput swings
    * with whatever else runs, while CPU per request is a steadier measure of the proxy's cost.
    */
-  const measure = async (name: string, port: number, peer?: Peer): Promise<void> => {
+  const measure = async (name: string, port: number, peer?: Peer, request: WrkRequest = { path: '/', headers: [] }): Promise<void> => {
+    const url = `http://127.0.0.1:${port}${request.path}`;
+    const headers = request.headers.flatMap(([k, v]) => ['-H', `${k}: ${v}`]);
     // A short warm-up so JIT-compiled peers are measured hot, as the C peers are.
-    await runWrk(`http://127.0.0.1:${port}/`, 1);
+    await runWrk(url, 1, 32, headers);
     const pid = peer?.process.pid;
     const before = pid === undefined ? 0 : await cpuSeconds(pid);
-    const r = await runWrk(`http://127.0.0.1:${port}/`, seconds);
+    const r = await runWrk(url, seconds, 32, headers);
     record(name, r);
     if (pid !== undefined && r.rps > 0) out[`${name}_cpu_us_per_req`] = ((await cpuSeconds(pid)) - before) * 1e6 / (r.rps * seconds);
   };
+  const rounds = Number(process.env.WEFT_BENCH_L7_ROUNDS ?? 3);
+  // The best round of each scenario (highest req/s), all of its numbers together.
+  const best: Record<string, Record<string, number>> = {};
+  const keep = (name: string): void => {
+    const rps = out[`${name}_rps`] ?? 0;
+    if ((best[name]?.[`${name}_rps`] ?? -1) >= rps) return;
+    best[name] = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith(`${name}_`)));
+  };
+  // Each first-party plugin on weft's L7 path, and nginx as a plain reverse proxy, all sent the same realistic request.
+  const jwt = createJwtBenchFixture();
+  const pluginRequest: WrkRequest = { path: BENCH_REQUEST_PATH, headers: [...BENCH_REQUEST_HEADERS, bearerHeader(jwt)] };
+  const measurePlugins = async (): Promise<void> => {
+    const pn = await freePort();
+    await withPeer(startPeer('nginx-http', pn, ['nginx', '-c', await writeConf(dir, 'nginx-http.conf', nginxConf(dir, pn, upstream)), '-p', dir]), (peer) => measure('nginx_http_plugin_request', pn, peer, pluginRequest));
+    keep('nginx_http_plugin_request');
+    for (const name of FIRST_PARTY_BENCH_PLUGINS) {
+      const label = `weft_l7_plugin_${name.replace('-', '_')}`;
+      const p = await freePort();
+      await withPeer(startWeftL7(p, originPort, `plugin:${name}`, 'http', firstPartyBenchConfig(name, jwt)), (peer) => measure(label, p, peer, pluginRequest));
+      keep(label);
+    }
+  };
+  const pluginRatios = (): void => {
+    for (const name of FIRST_PARTY_BENCH_PLUGINS) {
+      const label = name.replace('-', '_');
+      out[`l7_plugin_${label}_vs_nginx_rps`] = ratio(out[`weft_l7_plugin_${label}_rps`], out.nginx_http_plugin_request_rps);
+      out[`l7_plugin_${label}_vs_nginx_p99`] = ratio(out[`weft_l7_plugin_${label}_p99_ms`], out.nginx_http_plugin_request_p99_ms);
+      out[`l7_plugin_${label}_vs_nginx_cpu_efficiency`] = ratio(out.nginx_http_plugin_request_cpu_us_per_req, out[`weft_l7_plugin_${label}_cpu_us_per_req`]);
+    }
+  };
   // `WEFT_BENCH_L7_ONLY=rewrite` runs just the header-rewrite comparison (nginx doing the same edits, the hand-written
-  // Wasm filter, the SDK plugin), interleaved over WEFT_BENCH_L7_ROUNDS rounds, best of each.
-  if (process.env.WEFT_BENCH_L7_ONLY === 'rewrite') {
+  // Wasm filter, the SDK plugin), `plugins` just the first-party plugins against nginx; interleaved over
+  // WEFT_BENCH_L7_ROUNDS rounds, best of each.
+  const l7Only = process.env.WEFT_BENCH_L7_ONLY;
+  if (l7Only === 'plugins') {
     try {
-      const rounds = Number(process.env.WEFT_BENCH_L7_ROUNDS ?? 3);
-      // The best round of each scenario (highest req/s), all of its numbers together.
-      const best: Record<string, Record<string, number>> = {};
-      const keep = (name: string): void => {
-        const rps = out[`${name}_rps`] ?? 0;
-        if ((best[name]?.[`${name}_rps`] ?? -1) >= rps) return;
-        best[name] = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith(`${name}_`)));
-      };
+      for (let r = 0; r < rounds; r++) await measurePlugins();
+      for (const numbers of Object.values(best)) Object.assign(out, numbers);
+    } finally {
+      await origin.stop();
+      await rm(dir, { recursive: true, force: true });
+    }
+    pluginRatios();
+    return out;
+  }
+  if (l7Only === 'rewrite') {
+    try {
       for (let r = 0; r < rounds; r++) {
         const pn = await freePort();
         await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
@@ -170,6 +216,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
       const p = await freePort();
       await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode.replace('-', '_')}`, p, peer));
     }
+    await measurePlugins();
 
     // h2c: nginx HTTP/2 (proxying to the HTTP/1.1 origin) against weft h2c (proxying to an h2c origin).
     const h2Origin = await freePort();
@@ -210,6 +257,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
   // Efficiency ratios (peer CPU per request ÷ weft CPU per request): 1.0 means as cheap per request as the peer.
   out.l7_wasm_vs_nginx_cpu_efficiency = ratio(out.nginx_http_cpu_us_per_req, out.weft_l7_wasm_cpu_us_per_req);
   out.l7_plain_vs_haproxy_cpu_efficiency = ratio(out.haproxy_http_cpu_us_per_req, out.weft_l7_plain_cpu_us_per_req);
+  pluginRatios();
   return out;
 }
 

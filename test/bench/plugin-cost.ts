@@ -2,41 +2,26 @@
 // own PluginHost and FilterChain as the L7 path drives them (context create, request headers, response headers, done),
 // against the plain path (a chain with no plugin), a no-op filter and a hand-written filter doing header-rewrite's
 // edits. Cases run interleaved, best of several rounds (the machine is shared). Numbers, never assertions.
-import { generateKeyPairSync, sign } from 'node:crypto';
-import path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { rateLimitDomainSchema } from '../../runtime/config/config-schema.js';
-import type { PluginConfig } from '../../runtime/config/config-schema.js';
-import { createLogger, setLogLevel } from '../../runtime/log.js';
-import { registerSharedStateForeignFunctions } from '../../runtime/shared-state/foreign-functions.js';
-import { createSharedState } from '../../runtime/shared-state/shared-state.js';
+import { setLogLevel } from '../../runtime/log.js';
 import { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.js';
-import { registerCryptoForeignFunctions } from '../../runtime/wasm/crypto-foreign-functions.js';
-import { ForeignFunctionRegistry } from '../../runtime/wasm/foreign-function.js';
 import { HeaderList } from '../../runtime/l7/header-list.js';
 import type { BodyAccess, FilterRequestInfo } from '../../runtime/l7/l7-filter.js';
 import { wasmChainFilter } from '../../runtime/l7/wasm-filter.js';
 import type { HeaderPairs } from '../../runtime/wasm/header-map-codec.js';
 import { PluginHost } from '../../runtime/wasm/plugin-host.js';
 import type { StreamInfo } from '../../runtime/wasm/stream-info.js';
-import { ensurePluginBuilt } from '../../sdk/testing/ensure-plugin-built.js';
 import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
-import { REPO_ROOT } from './bench-tools.js';
+import {
+  BENCH_REQUEST_HEADERS, BENCH_REQUEST_PATH, BENCH_SOURCE_PRINCIPAL, FIRST_PARTY_BENCH_PLUGINS, bearerHeader, createBenchForeignFunctions,
+  createJwtBenchFixture, firstPartyBenchConfig, firstPartyPluginConfig,
+} from './first-party-plugin-bench.js';
 
 /** header-rewrite's realistic configuration (one set, one remove on the request, one add on the response), as in the L7 bench. */
 export const HEADER_REWRITE_BENCH_CONFIG = {
   request: { set: [{ name: 'x-wasm-filter', value: 'on' }], remove: ['x-internal'] },
   response: { add: [{ name: 'x-served-by', value: 'weft-wasm' }] },
 };
-
-const b64 = (v: unknown): string => Buffer.from(JSON.stringify(v)).toString('base64url');
-
-function jwtFixture(): { jwks: unknown; token: string } {
-  const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-  const input = `${b64({ alg: 'ES256', kid: 'e' })}.${b64({ iss: 'i', sub: 'alice', exp: Math.floor(Date.now() / 1000) + 3600 })}`;
-  const token = `${input}.${sign('sha256', Buffer.from(input), { key: ec.privateKey, dsaEncoding: 'ieee-p1363' }).toString('base64url')}`;
-  return { jwks: { keys: [{ ...ec.publicKey.export({ format: 'jwk' }), kid: 'e' }] }, token };
-}
 
 interface Case {
   label: string;
@@ -49,8 +34,8 @@ interface Case {
 
 /** What the L7 exchange hands a filter stream; the bench never dispatches, so the hooks only count. */
 const L7_INFO: FilterRequestInfo = {
-  method: 'GET', path: '/api/items?page=2', authority: 'api.default', protocol: 'HTTP/1.1', sourceAddress: '10.0.0.1', sourcePort: 40000,
-  sourceIdentity: 'spiffe://cluster.local/ns/default/sa/a', destinationService: 'api.default.svc.cluster.local', requestId: 'bench',
+  method: 'GET', path: BENCH_REQUEST_PATH, authority: 'api.default', protocol: 'HTTP/1.1', sourceAddress: '10.0.0.1', sourcePort: 40000,
+  sourceIdentity: BENCH_SOURCE_PRINCIPAL, destinationService: 'api.default.svc.cluster.local', requestId: 'bench',
 };
 let routeClears = 0;
 const L7_BODY: BodyAccess = {
@@ -66,36 +51,14 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
   setLogLevel('error');
   const rounds = opts.rounds ?? 5;
   const requests = opts.requests ?? 4000;
-  const plugin = async (name: string, config: unknown): Promise<PluginConfig> =>
-    pluginConfig(name, pathToFileURL(await ensurePluginBuilt(path.join(REPO_ROOT, 'plugins', name))).href, { config, limits: { cpuMs: 1000, memoryMb: 64 } });
-  const jwt = jwtFixture();
-  const state = createSharedState(
-    { backend: 'memory' },
-    {
-      metrics: new MetricsRegistry(),
-      nodeName: 'bench',
-      logger: createLogger('plugin-cost'),
-      rateLimits: [rateLimitDomainSchema.parse({ domain: 'api', descriptors: [{ entries: [{ key: 'user' }], requestsPerUnit: 1_000_000_000, unit: 'second' }] })],
-    },
-  );
-  const foreign = new ForeignFunctionRegistry();
-  registerSharedStateForeignFunctions(foreign, state);
-  registerCryptoForeignFunctions(foreign);
-  const host = new PluginHost({ metrics: new MetricsRegistry(), foreignFunctions: foreign, idleMs: 0 });
+  const jwt = createJwtBenchFixture();
+  const services = createBenchForeignFunctions();
+  const host = new PluginHost({ metrics: new MetricsRegistry(), foreignFunctions: services.foreign, idleMs: 0 });
   const configs = [
     pluginConfig('noop', await wasmFileUrl(await fixture('noop'))),
     pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite'))),
-    await plugin('header-rewrite', HEADER_REWRITE_BENCH_CONFIG),
-    await plugin('authz', {
-      policies: [
-        { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin/*'] } }] }] },
-        { action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['default'] } }], to: [{ operation: { methods: ['GET'], paths: ['/api/*'] } }] }] },
-      ],
-    }),
-    await plugin('cors', { allowOrigins: ['https://app.example.com'], exposeHeaders: ['x-a'] }),
-    await plugin('fault-injection', { abort: { httpStatus: 503, percentage: 0 }, delay: { fixedDelay: '1s', percentage: 0 } }),
-    await plugin('jwt-authn', { providers: [{ issuer: 'i', jwks: jwt.jwks, claimToHeaders: [{ claim: 'sub', header: 'x-user' }] }] }),
-    await plugin('ratelimit', { domain: 'api', descriptors: [[{ key: 'user', fromHeader: 'x-user' }]] }),
+    await firstPartyPluginConfig('header-rewrite', HEADER_REWRITE_BENCH_CONFIG),
+    ...(await Promise.all(FIRST_PARTY_BENCH_PLUGINS.map((name) => firstPartyPluginConfig(name, firstPartyBenchConfig(name, jwt))))),
   ];
   const cases: Case[] = [
     { label: 'plain', plugins: [] },
@@ -105,14 +68,14 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     { label: 'authz', plugins: ['authz'] },
     { label: 'cors', plugins: ['cors'] },
     { label: 'fault_injection', plugins: ['fault-injection'] },
-    { label: 'jwt_authn_es256', plugins: ['jwt-authn'], extraHeaders: [['authorization', `Bearer ${jwt.token}`]] },
+    { label: 'jwt_authn_es256', plugins: ['jwt-authn'], extraHeaders: [bearerHeader(jwt)] },
     { label: 'ratelimit', plugins: ['ratelimit'] },
     { label: 'l7_plain', plugins: [], l7: true },
     { label: 'l7_noop', plugins: ['noop'], l7: true },
     { label: 'l7_hand_rewrite', plugins: ['hand-rewrite'], l7: true },
     { label: 'l7_header_rewrite', plugins: ['header-rewrite'], l7: true },
   ];
-  const info: StreamInfo = { source: { address: '10.0.0.1', port: 40000, principal: 'spiffe://cluster.local/ns/default/sa/a' } };
+  const info: StreamInfo = { source: { address: '10.0.0.1', port: 40000, principal: BENCH_SOURCE_PRINCIPAL } };
   try {
     const loaded = await host.load(configs);
     if (!loaded.ok) throw new Error(JSON.stringify(loaded.problems));
@@ -132,8 +95,8 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
       if (c.l7 === true) return oneL7(c);
       const chain = host.createStream(c.plugins, info);
       const req: HeaderPairs = [
-        [':method', 'GET'], [':path', '/api/items?page=2'], [':authority', 'api.default'], [':scheme', 'http'],
-        ['user-agent', 'wrk'], ['accept', '*/*'], ['x-user', 'alice'], ['origin', 'https://app.example.com'],
+        [':method', 'GET'], [':path', BENCH_REQUEST_PATH], [':authority', 'api.default'], [':scheme', 'http'],
+        ['user-agent', 'wrk'], ['accept', '*/*'], ...BENCH_REQUEST_HEADERS,
         ['traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'],
       ];
       if (c.extraHeaders !== undefined) req.push(...c.extraHeaders);
@@ -167,7 +130,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     return out;
   } finally {
     host.close();
-    await state.close();
+    await services.close();
   }
 }
 
