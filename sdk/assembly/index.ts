@@ -31,5 +31,6 @@ export {
 export { RateLimitResult, RateLimitStatus, BreakerPermit, CounterResult } from "./weft-results";
 export { decodeUtf8, utf8, asciiLower } from "./memory";
 export { istioMatch, matchesAny } from "./string-match";
+export { StringMatcher } from "./string-matcher";
 export { base64Decode, base64UrlEncode } from "./base64";
 export { weftAbort } from "./abort";

@@ -151,6 +151,10 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     const pn = await freePort();
     await withPeer(startPeer('nginx-http', pn, ['nginx', '-c', await writeConf(dir, 'nginx-http.conf', nginxConf(dir, pn, upstream)), '-p', dir]), (peer) => measure('nginx_http_plugin_request', pn, peer, pluginRequest));
     keep('nginx_http_plugin_request');
+    // weft's L7 path without a plugin on the same request: what each plugin row adds to it.
+    const pw = await freePort();
+    await withPeer(startWeftL7(pw, originPort, 'plain'), (peer) => measure('weft_l7_plain_plugin_request', pw, peer, pluginRequest));
+    keep('weft_l7_plain_plugin_request');
     for (const name of FIRST_PARTY_BENCH_PLUGINS) {
       const label = `weft_l7_plugin_${name.replace('-', '_')}`;
       const p = await freePort();
@@ -164,6 +168,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
       out[`l7_plugin_${label}_vs_nginx_rps`] = ratio(out[`weft_l7_plugin_${label}_rps`], out.nginx_http_plugin_request_rps);
       out[`l7_plugin_${label}_vs_nginx_p99`] = ratio(out[`weft_l7_plugin_${label}_p99_ms`], out.nginx_http_plugin_request_p99_ms);
       out[`l7_plugin_${label}_vs_nginx_cpu_efficiency`] = ratio(out.nginx_http_plugin_request_cpu_us_per_req, out[`weft_l7_plugin_${label}_cpu_us_per_req`]);
+      out[`l7_plugin_${label}_over_plain_cpu_us`] = (out[`weft_l7_plugin_${label}_cpu_us_per_req`] ?? NaN) - (out.weft_l7_plain_plugin_request_cpu_us_per_req ?? NaN);
     }
   };
   // `WEFT_BENCH_L7_ONLY=rewrite` runs just the header-rewrite comparison (nginx doing the same edits, the hand-written

@@ -47,7 +47,11 @@ const L7_BODY: BodyAccess = {
 };
 
 /** Returns µs of CPU per request for every case, and the derived costs over the plain path and the no-op filter. */
-export async function benchPluginCost(opts: { rounds?: number; requests?: number } = {}): Promise<Record<string, number>> {
+/**
+ * `cases` keeps only those labels (with plain and noop, the baselines), e.g. to profile one plugin:
+ * `WEFT_PLUGIN_COST_CASES=cors node --cpu-prof dist/test/bench/plugin-cost.js`.
+ */
+export async function benchPluginCost(opts: { rounds?: number; requests?: number; cases?: readonly string[] } = {}): Promise<Record<string, number>> {
   setLogLevel('error');
   const rounds = opts.rounds ?? 5;
   const requests = opts.requests ?? 4000;
@@ -60,7 +64,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     await firstPartyPluginConfig('header-rewrite', HEADER_REWRITE_BENCH_CONFIG),
     ...(await Promise.all(FIRST_PARTY_BENCH_PLUGINS.map((name) => firstPartyPluginConfig(name, firstPartyBenchConfig(name, jwt))))),
   ];
-  const cases: Case[] = [
+  const allCases: Case[] = [
     { label: 'plain', plugins: [] },
     { label: 'noop', plugins: ['noop'] },
     { label: 'hand_rewrite', plugins: ['hand-rewrite'] },
@@ -75,6 +79,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     { label: 'l7_hand_rewrite', plugins: ['hand-rewrite'], l7: true },
     { label: 'l7_header_rewrite', plugins: ['header-rewrite'], l7: true },
   ];
+  const cases = opts.cases === undefined ? allCases : allCases.filter((c) => c.label === 'plain' || c.label === 'noop' || opts.cases!.includes(c.label));
   const info: StreamInfo = { source: { address: '10.0.0.1', port: 40000, principal: BENCH_SOURCE_PRINCIPAL } };
   try {
     const loaded = await host.load(configs);
@@ -123,10 +128,11 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
       out[`${c.label}_over_plain_us`] = best.get(c.label)! - plain;
       if (c.label !== 'noop') out[`${c.label}_over_noop_us`] = best.get(c.label)! - noop;
     }
-    out.header_rewrite_sdk_over_hand_written_us = best.get('header_rewrite')! - best.get('hand_rewrite')!;
+    const over = (a: string, b: string): number => (best.get(a) ?? NaN) - (best.get(b) ?? NaN);
+    out.header_rewrite_sdk_over_hand_written_us = over('header_rewrite', 'hand_rewrite');
     // The whole Wasm side of an L7 request (adapter, map sync, host, guest) over the L7 path without plugins.
-    for (const c of cases) if (c.l7 === true && c.plugins.length > 0) out[`${c.label}_over_l7_plain_us`] = best.get(c.label)! - best.get('l7_plain')!;
-    out.l7_header_rewrite_sdk_over_hand_written_us = best.get('l7_header_rewrite')! - best.get('l7_hand_rewrite')!;
+    for (const c of cases) if (c.l7 === true && c.plugins.length > 0) out[`${c.label}_over_l7_plain_us`] = over(c.label, 'l7_plain');
+    out.l7_header_rewrite_sdk_over_hand_written_us = over('l7_header_rewrite', 'l7_hand_rewrite');
     return out;
   } finally {
     host.close();
@@ -135,7 +141,9 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  benchPluginCost().then(
+  const only = process.env.WEFT_PLUGIN_COST_CASES;
+  const requests = process.env.WEFT_PLUGIN_COST_REQUESTS;
+  benchPluginCost({ ...(only === undefined || only === '' ? {} : { cases: only.split(',') }), ...(requests === undefined ? {} : { requests: Number(requests) }) }).then(
     (r) => process.stdout.write(`${Object.entries(r).map(([k, v]) => `${k.padEnd(44)} ${v.toFixed(2)}`).join('\n')}\n`),
     (err: unknown) => {
       process.stderr.write(`${String((err as Error).stack ?? err)}\n`);

@@ -1,25 +1,35 @@
 // authz: L7 authorization with Istio AuthorizationPolicy semantics — any matching DENY policy denies; otherwise, when
 // ALLOW policies exist, one must match; with none, the request is allowed. Configuration is described in README.md.
 import {
-  HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, asciiLower, defineCounter,
-  getPropertyString, istioMatch, logError, logDebug, matchesAny, parseJson, pluginConfiguration, registerRootContext,
+  HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, StringMatcher, asciiLower,
+  defineCounter, getPropertyString, logError, logDebug, parseJson, pluginConfiguration, registerRootContext,
   requestHeaders, stringArray, unknownKey,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
-/** A field pair such as principals/notPrincipals: matches when `values` (if set) matches and `notValues` does not. */
+/**
+ * A field pair such as principals/notPrincipals: matches when `values` (if set) matches and `notValues` does not. The
+ * patterns are compiled once, at configure time.
+ */
 class Match {
-  values: Array<string> | null = null;
-  notValues: Array<string> | null = null;
+  values: StringMatcher | null = null;
+  notValues: StringMatcher | null = null;
 
   test(value: string | null): bool {
+    return value === null ? this.testAbsent() : this.testRange(value!, 0, value!.length);
+  }
+
+  /** test(value.substring(start, end)) without the substring. */
+  testRange(value: string, start: i32, end: i32): bool {
     const values = this.values;
-    if (values !== null) {
-      if (value === null || !matchesAny(values, value!)) return false;
-    }
+    if (values !== null && !values.matchesRange(value, start, end)) return false;
     const notValues = this.notValues;
-    if (notValues !== null && value !== null && matchesAny(notValues, value!)) return false;
-    return true;
+    return notValues === null || !notValues.matchesRange(value, start, end);
+  }
+
+  /** test(null): an absent attribute matches no `values` list and is excluded by no `notValues` list. */
+  testAbsent(): bool {
+    return this.values === null;
   }
 
   get set(): bool {
@@ -52,14 +62,39 @@ class Policy {
   constructor(public name: string, public deny: bool, public rules: Array<Rule>) {}
 }
 
-/** What a request looks like to the rules: each attribute is read from the host the first time a rule needs it. */
+/**
+ * What a request looks like to the rules: each attribute is read from the host the first time a rule needs it. One
+ * instance serves every request (reset first): rules match ranges of what the host returned (the path before its
+ * query, the principal after `spiffe://`, its namespace), so a request cuts no substrings unless a `when` condition or
+ * the deny log needs them.
+ */
 class Attributes {
   private m: string | null = null;
+  private fullPath: string | null = null;
+  private pathEnd: i32 = 0;
   private p: string | null = null;
   private h: string | null = null;
   private peerRead: bool = false;
+  /** The `source.principal` property ("" when absent); the principal is peer[prStart:], its namespace peer[nsStart:nsEnd]. */
+  private peer: string = "";
+  private prStart: i32 = -1;
+  private nsStart: i32 = -1;
+  private nsEnd: i32 = -1;
   private pr: string | null = null;
   private ns: string | null = null;
+
+  reset(): void {
+    this.m = null;
+    this.fullPath = null;
+    this.p = null;
+    this.h = null;
+    this.peerRead = false;
+    this.peer = "";
+    this.prStart = -1;
+    this.nsStart = -1;
+    this.pr = null;
+    this.ns = null;
+  }
 
   get method(): string {
     let v = this.m;
@@ -71,16 +106,31 @@ class Attributes {
     return v!;
   }
 
+  /** The :path as the host gave it, query included; the path proper ends at pathEnd. */
+  private rawPath(): string {
+    const cached = this.fullPath;
+    if (cached !== null) return cached!;
+    const p = requestHeaders.get(":path");
+    const v = p === null ? "" : p!;
+    const q = v.indexOf("?");
+    this.pathEnd = q < 0 ? v.length : q;
+    this.fullPath = v;
+    return v;
+  }
+
   get path(): string {
     let v = this.p;
     if (v === null) {
-      const p = requestHeaders.get(":path");
-      const path = p === null ? "" : p!;
-      const q = path.indexOf("?");
-      v = q < 0 ? path : path.substring(0, q);
+      const raw = this.rawPath();
+      v = this.pathEnd == raw.length ? raw : raw.substring(0, this.pathEnd);
       this.p = v;
     }
     return v!;
+  }
+
+  matchPath(m: Match): bool {
+    const raw = this.rawPath();
+    return m.testRange(raw, 0, this.pathEnd);
   }
 
   get host(): string {
@@ -95,12 +145,34 @@ class Attributes {
 
   get principal(): string | null {
     this.readPeer();
-    return this.pr;
+    if (this.prStart < 0) return null;
+    let v = this.pr;
+    if (v === null) {
+      v = this.prStart == 0 ? this.peer : this.peer.substring(this.prStart);
+      this.pr = v;
+    }
+    return v;
   }
 
   get namespace(): string | null {
     this.readPeer();
-    return this.ns;
+    if (this.nsStart < 0) return null;
+    let v = this.ns;
+    if (v === null) {
+      v = this.peer.substring(this.nsStart, this.nsEnd);
+      this.ns = v;
+    }
+    return v;
+  }
+
+  matchPrincipal(m: Match): bool {
+    this.readPeer();
+    return this.prStart < 0 ? m.testAbsent() : m.testRange(this.peer, this.prStart, this.peer.length);
+  }
+
+  matchNamespace(m: Match): bool {
+    this.readPeer();
+    return this.nsStart < 0 ? m.testAbsent() : m.testRange(this.peer, this.nsStart, this.nsEnd);
   }
 
   private readPeer(): void {
@@ -108,10 +180,16 @@ class Attributes {
     this.peerRead = true;
     const principal = getPropertyString("source.principal");
     if (principal.ok && principal.value.length > 0) {
-      const pr = principalOf(principal.value);
-      this.pr = pr;
-      this.ns = namespaceOf(pr);
+      const peer = principal.value;
+      this.peer = peer;
+      this.prStart = principalStart(peer);
+      namespaceRange(peer, this.prStart, this);
     }
+  }
+
+  setNamespace(start: i32, end: i32): void {
+    this.nsStart = start;
+    this.nsEnd = end;
   }
 }
 
@@ -135,12 +213,12 @@ class Parser {
     if (o.has(key)) {
       const a = stringArray(o.get(key));
       if (a === null) return this.fail(where + "." + key + " must be an array of strings");
-      out.values = lowerCase ? lowerAll(a!) : a;
+      out.values = new StringMatcher(lowerCase ? lowerAll(a!) : a!);
     }
     if (o.has(notKey)) {
       const a = stringArray(o.get(notKey));
       if (a === null) return this.fail(where + "." + notKey + " must be an array of strings");
-      out.notValues = lowerCase ? lowerAll(a!) : a;
+      out.notValues = new StringMatcher(lowerCase ? lowerAll(a!) : a!);
     }
     return true;
   }
@@ -287,18 +365,18 @@ function lowerAll(a: Array<string>): Array<string> {
   return out;
 }
 
-/** Istio principals are written without the spiffe:// scheme. */
-function principalOf(uri: string): string {
-  return uri.startsWith("spiffe://") ? uri.substring(9) : uri;
+/** Istio principals are written without the spiffe:// scheme: where the principal starts in the property's value. */
+function principalStart(uri: string): i32 {
+  return uri.startsWith("spiffe://") ? 9 : 0;
 }
 
-/** The namespace in a SPIFFE identity td/ns/NS/sa/SA. */
-function namespaceOf(principal: string): string | null {
-  const at = principal.indexOf("/ns/");
-  if (at < 0) return null;
+/** The namespace in a SPIFFE identity td/ns/NS/sa/SA (the principal starting at `from`), when it has one. */
+function namespaceRange(uri: string, from: i32, out: Attributes): void {
+  const at = uri.indexOf("/ns/", from);
+  if (at < 0) return;
   const start = at + 4;
-  const end = principal.indexOf("/", start);
-  return end < 0 ? principal.substring(start) : principal.substring(start, end);
+  const end = uri.indexOf("/", start);
+  out.setNamespace(start, end < 0 ? uri.length : end);
 }
 
 function condValue(c: Condition, a: Attributes): string | null {
@@ -317,7 +395,7 @@ function ruleMatches(r: Rule, a: Attributes): bool {
     // An unset field matches without reading its attribute from the host.
     for (let i = 0; i < from.length && !any; i++) {
       const f = from[i];
-      any = (!f.principals.set || f.principals.test(a.principal)) && (!f.namespaces.set || f.namespaces.test(a.namespace));
+      any = (!f.principals.set || a.matchPrincipal(f.principals)) && (!f.namespaces.set || a.matchNamespace(f.namespaces));
     }
     if (!any) return false;
   }
@@ -326,7 +404,7 @@ function ruleMatches(r: Rule, a: Attributes): bool {
     let any = false;
     for (let i = 0; i < to.length && !any; i++) {
       const op = to[i];
-      any = (!op.methods.set || op.methods.test(a.method)) && (!op.paths.set || op.paths.test(a.path)) && (!op.hosts.set || op.hosts.test(a.host));
+      any = (!op.methods.set || op.methods.test(a.method)) && (!op.paths.set || a.matchPath(op.paths)) && (!op.hosts.set || op.hosts.test(a.host));
     }
     if (!any) return false;
   }
@@ -348,7 +426,8 @@ class Authz extends HttpContext {
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
     const root = this.authzRoot;
     const c = root.config;
-    const a = new Attributes();
+    const a = root.attributes;
+    a.reset();
     let denied = false;
     let reason = "";
     for (let i = 0; i < c.policies.length && !denied; i++) {
@@ -376,6 +455,8 @@ class Authz extends HttpContext {
 
 class AuthzRoot extends RootContext {
   config: Config = new Config();
+  /** The request being decided: callbacks never overlap, so one instance serves them all. */
+  attributes: Attributes = new Attributes();
   allowed: Metric = new Metric(0, 0, 0);
   denied: Metric = new Metric(0, 0, 0);
 

@@ -1,8 +1,8 @@
 // cors: answers CORS preflights for allowed origins and adds Access-Control-* headers to their responses, as Envoy's
 // CORS filter does (a disallowed origin gets no CORS headers and the browser blocks it). Configuration: README.md.
 import {
-  HeaderPair, HeadersAction, HttpContext, RootContext, logError, matchesAny, parseJson, pluginConfiguration,
-  registerRootContext, requestHeaders, responseHeaders, stringArray, unknownKey,
+  HeaderPair, HeadersAction, HttpContext, RootContext, StringMatcher, logError, parseJson, pluginConfiguration,
+  registerRootContext, requestHeaders, responseHeaders, stringArray, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
@@ -19,7 +19,18 @@ class Config {
   exposeValue: string = "";
   anyOrigin: bool = false;
   anyHeader: bool = false;
+  /** allowOrigins compiled once; the response's constant fields as UTF-8 (nothing encoded per response). */
+  origins: StringMatcher = new StringMatcher([]);
+  exposeBytes: ArrayBuffer = new ArrayBuffer(0);
 }
+
+const ALLOW_ORIGIN = utf8("access-control-allow-origin");
+const ALLOW_CREDENTIALS = utf8("access-control-allow-credentials");
+const EXPOSE_HEADERS = utf8("access-control-expose-headers");
+const VARY = utf8("vary");
+const ORIGIN = utf8("Origin");
+const TRUE = utf8("true");
+const STAR = utf8("*");
 
 function parse(text: string, out: Config): string {
   const parsed = parseJson(text.length == 0 ? "{}" : text);
@@ -54,6 +65,8 @@ function parse(text: string, out: Config): string {
   out.methodsValue = out.allowMethods.join(", ");
   out.allowHeadersValue = out.allowHeaders.join(", ");
   out.exposeValue = out.exposeHeaders.join(", ");
+  out.origins = new StringMatcher(out.allowOrigins);
+  out.exposeBytes = utf8(out.exposeValue);
   return "";
 }
 
@@ -68,11 +81,12 @@ class Cors extends HttpContext {
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
     const c = this.corsRoot.config;
     const origin = requestHeaders.get("origin");
-    if (origin === null || !matchesAny(c.allowOrigins, origin!)) return HeadersAction.Continue;
+    if (origin === null || !c.origins.matches(origin!)) return HeadersAction.Continue;
     this.origin = origin!;
     const method = requestHeaders.get(":method");
+    if (method === null || method! != "OPTIONS") return HeadersAction.Continue;
     const requested = requestHeaders.get("access-control-request-method");
-    if (method === null || method! != "OPTIONS" || requested === null) return HeadersAction.Continue;
+    if (requested === null) return HeadersAction.Continue;
     // A preflight: answered here, never forwarded.
     const headers = new Array<HeaderPair>();
     this.originHeaders(headers);
@@ -97,10 +111,11 @@ class Cors extends HttpContext {
     if (this.origin.length == 0) return HeadersAction.Continue;
     // originHeaders' fields, edited in place: no list of pairs built on every CORS response.
     const c = this.corsRoot.config;
-    responseHeaders.replace("access-control-allow-origin", c.anyOrigin && !c.allowCredentials ? "*" : this.origin);
-    if (c.allowCredentials) responseHeaders.replace("access-control-allow-credentials", "true");
-    responseHeaders.add("vary", "Origin");
-    if (c.exposeValue.length > 0) responseHeaders.replace("access-control-expose-headers", c.exposeValue);
+    if (c.anyOrigin && !c.allowCredentials) responseHeaders.replaceRaw(ALLOW_ORIGIN, STAR);
+    else responseHeaders.replace("access-control-allow-origin", this.origin);
+    if (c.allowCredentials) responseHeaders.replaceRaw(ALLOW_CREDENTIALS, TRUE);
+    responseHeaders.addRaw(VARY, ORIGIN);
+    if (c.exposeValue.length > 0) responseHeaders.replaceRaw(EXPOSE_HEADERS, c.exposeBytes);
     return HeadersAction.Continue;
   }
 }

@@ -1,0 +1,109 @@
+// A list of Istio match patterns (see string-match.ts) compiled once, at configure time, into exact, prefix, suffix,
+// presence and glob tests: matchesAny's answer without its per-call pattern scans and substrings, and for a range of a
+// string (a path before its query, the namespace inside a SPIFFE id) without cutting it out first.
+
+// @ts-ignore: decorator
+@inline const EXACT: u8 = 0;
+// @ts-ignore: decorator
+@inline const PREFIX: u8 = 1;
+// @ts-ignore: decorator
+@inline const SUFFIX: u8 = 2;
+// @ts-ignore: decorator
+@inline const ANY: u8 = 3;
+// @ts-ignore: decorator
+@inline const GLOB: u8 = 4;
+
+/** Whether `s[start, start + lit.length)` is `lit` (the caller checked the length fits). */
+// @ts-ignore: decorator
+@inline function sameAt(s: string, start: i32, lit: string): bool {
+  return memory.compare(changetype<usize>(s) + (<usize>start << 1), changetype<usize>(lit), <usize>lit.length << 1) == 0;
+}
+
+/** string-match.ts's globMatch over `s[si, end)`: `*` matches any run without '/', `**` any run at all. */
+function globRange(p: string, pi: i32, s: string, si: i32, end: i32): bool {
+  while (pi < p.length) {
+    const c = p.charCodeAt(pi);
+    if (c == 0x2a) {
+      const deep = pi + 1 < p.length && p.charCodeAt(pi + 1) == 0x2a;
+      const next = deep ? pi + 2 : pi + 1;
+      if (next == p.length) {
+        if (deep) return true;
+        for (let k = si; k < end; k++) if (s.charCodeAt(k) == 0x2f) return false;
+        return true;
+      }
+      for (let k = si; k <= end; k++) {
+        if (globRange(p, next, s, k, end)) return true;
+        if (k < end && !deep && s.charCodeAt(k) == 0x2f) return false;
+      }
+      return false;
+    }
+    if (si >= end || s.charCodeAt(si) != c) return false;
+    pi++;
+    si++;
+  }
+  return si == end;
+}
+
+/**
+ * Patterns compiled for matching on every request; `matches(v)` answers exactly what `matchesAny(patterns, v)` does.
+ *
+ * @example
+ *   const paths = new StringMatcher(["/api/*", "/health"]);   // once, in onConfigure
+ *   const p = requestHeaders.get(":path")!;
+ *   const q = p.indexOf("?");
+ *   paths.matchesRange(p, 0, q < 0 ? p.length : q);            // per request: the path without its query, no substring
+ */
+export class StringMatcher {
+  private kinds: StaticArray<u8>;
+  /** The literal to compare (the pattern without its `*`), or the whole pattern for GLOB. */
+  private literals: StaticArray<string>;
+
+  constructor(patterns: Array<string>) {
+    const n = patterns.length;
+    this.kinds = new StaticArray<u8>(n);
+    this.literals = new StaticArray<string>(n);
+    for (let i = 0; i < n; i++) {
+      const p = patterns[i];
+      const len = p.length;
+      const first = p.indexOf("*");
+      const last = p.lastIndexOf("*");
+      let kind = GLOB;
+      let lit = p;
+      if (len == 1 && first == 0) kind = ANY;
+      else if (first < 0) kind = EXACT;
+      else if (first == last && first == len - 1) { kind = PREFIX; lit = p.substring(0, len - 1); }
+      else if (first == last && first == 0) { kind = SUFFIX; lit = p.substring(1); }
+      unchecked((this.kinds[i] = kind));
+      unchecked((this.literals[i] = lit));
+    }
+  }
+
+  /** How many patterns there are (none never match). */
+  get length(): i32 {
+    return this.kinds.length;
+  }
+
+  /** True when any pattern matches `value`. */
+  matches(value: string): bool {
+    return this.matchesRange(value, 0, value.length);
+  }
+
+  /** True when any pattern matches `value.substring(start, end)` (0 <= start <= end <= value.length). */
+  matchesRange(value: string, start: i32, end: i32): bool {
+    const len = end - start;
+    for (let i = 0; i < this.kinds.length; i++) {
+      const kind = unchecked(this.kinds[i]);
+      const lit = unchecked(this.literals[i]);
+      const n = lit.length;
+      if (kind == ANY) return true;
+      if (kind == EXACT) {
+        if (n == len && sameAt(value, start, lit)) return true;
+      } else if (kind == PREFIX) {
+        if (n <= len && sameAt(value, start, lit)) return true;
+      } else if (kind == SUFFIX) {
+        if (n <= len && sameAt(value, end - n, lit)) return true;
+      } else if (globRange(lit, 0, value, start, end)) return true;
+    }
+    return false;
+  }
+}
