@@ -153,6 +153,30 @@ describe('SDK API through the api-plugin fixture', () => {
     expect(e.logs.some((l) => l.message.startsWith('api: configured, vm config size 0, config size 2'))).toBe(true);
   });
 
+  it('StringMatcher answers what matchesAny does, on a whole string and on a range of one', async () => {
+    const e = await start();
+    const values = ['', '/', '/api', '/api/', '/api/v1', '/api/v1/users', '/apix', 'x.css', '.css', 'css', '/x/1/y', '/x/1/2/y', '/x//y', 'GET', 'get'];
+    const cases: [string[], string][] = [
+      [[], '000000000000000'],
+      [['*'], '111111111111111'],
+      [['/api'], '001000000000000'],
+      [['/api/*'], '000111000000000'],
+      [['/api*'], '001111100000000'],
+      [['*.css'], '000000011000000'],
+      [['/x/*/y'], '000000000010100'],
+      [['/x/**/y', '/api/*/users'], '000001000011100'],
+      [['/api/**'], '000111000000000'],
+      [['**'], '111111111111111'],
+      [['GET', 'POST'], '000000000000010'],
+      [['', 'css'], '100000000100000'],
+      [['/*/v1', '*/'], '010110000000000'],
+    ];
+    for (const [patterns, expected] of cases) {
+      const { h } = get(e, '/matcher', { ...(patterns.length === 0 ? {} : { 'x-patterns': patterns.join('|') }), 'x-values': values.join('|') });
+      expect({ patterns, any: h('any'), compiled: h('compiled'), ranged: h('ranged'), count: h('patterns') }).toEqual({ patterns, any: expected, compiled: expected, ranged: expected, count: String(patterns.length) });
+    }
+  });
+
   it('JSON, quoting, matching, base64, UTF-8 decoding and header serialization helpers', async () => {
     const e = await start();
     const { h } = get(e, '/util');

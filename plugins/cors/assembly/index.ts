@@ -83,10 +83,12 @@ class Cors extends HttpContext {
     const origin = requestHeaders.get("origin");
     if (origin === null || !c.origins.matches(origin!)) return HeadersAction.Continue;
     this.origin = origin!;
-    const method = requestHeaders.get(":method");
-    if (method === null || method! != "OPTIONS") return HeadersAction.Continue;
+    // A preflight is an OPTIONS request with Access-Control-Request-Method. Asked first, that header's absence (a
+    // simple request) answers without the host copying a value into the plugin.
     const requested = requestHeaders.get("access-control-request-method");
     if (requested === null) return HeadersAction.Continue;
+    const method = requestHeaders.get(":method");
+    if (method === null || method! != "OPTIONS") return HeadersAction.Continue;
     // A preflight: answered here, never forwarded.
     const headers = new Array<HeaderPair>();
     this.originHeaders(headers);
