@@ -50,12 +50,17 @@ export function clearOut(): void {
  * does not validate, so header bytes that are not UTF-8 (HTTP allows obs-text) would turn into arbitrary code units.
  */
 export function decodeUtf8(ptr: usize, len: usize): string {
-  // Fast path: pure ASCII.
-  let ascii = true;
-  for (let i: usize = 0; i < len; i++) {
-    if (load<u8>(ptr + i) >= 0x80) { ascii = false; break; }
+  // Fast path: pure ASCII (header values, paths, principals), widened in the same pass that checks it, into a string
+  // of exactly its size. A non-ASCII byte leaves that string to the collector and starts over below.
+  const ascii = changetype<string>(__new(len << 1, idof<string>()));
+  const dst = changetype<usize>(ascii);
+  let k: usize = 0;
+  for (; k < len; k++) {
+    const b = load<u8>(ptr + k);
+    if (b >= 0x80) break;
+    store<u16>(dst + (k << 1), <u16>b);
   }
-  if (ascii) return String.UTF8.decodeUnsafe(ptr, len);
+  if (k == len) return ascii;
   const out = new Array<u16>();
   let i: usize = 0;
   while (i < len) {
