@@ -149,17 +149,23 @@ class Jwt extends HttpContext {
       ptr = changetype<usize>(text);
       len = <usize>text.byteLength;
     }
-    const ps = this.jwtRoot.config.providers;
+    const root = this.jwtRoot;
+    const ps = root.config.providers;
     let hash: u32 = 0;
     let hashed = false;
+    let looked = false;
     for (let i = 0; i < ps.length; i++) {
       const cache = ps[i].cache;
-      if (cache === null || cache.size == 0) continue;
+      if (cache === null) continue;
+      looked = true;
+      // A token longer than the cache keeps is never in it (and an oversized header is not hashed for nothing).
+      if (cache.size == 0 || len > <usize>cache.maxTokenBytes) continue;
       if (!hashed) { hash = tokenHash(ptr, len); hashed = true; }
       const e = cache.lookup(ptr, len, hash);
       if (e === null) continue;
       if (timely(e, <i64>currentTimeSeconds())) {
         tokenBlock.release();
+        root.cacheHits.increment(1);
         this.allow(ps[i], e);
         return true;
       }
@@ -167,6 +173,7 @@ class Jwt extends HttpContext {
       cache.remove(e);
       break;
     }
+    if (looked) root.cacheMisses.increment(1);
     if (found == FOUND_BYTES) {
       this.raw = String.UTF8.decodeUnsafe(tokenPtr, tokenLen);
       tokenBlock.release();
@@ -303,6 +310,9 @@ class JwtRoot extends RootContext {
   fetches: Map<u32, Provider> = new Map<u32, Provider>();
   allowed: Metric = new Metric(0, 0, 0);
   denied: Metric = new Metric(0, 0, 0);
+  /** Envoy's jwt_cache_hit / jwt_cache_miss: lookups of a token in the providers' caches. */
+  cacheHits: Metric = new Metric(0, 0, 0);
+  cacheMisses: Metric = new Metric(0, 0, 0);
 
   onConfigure(configurationSize: u32): bool {
     const parser = new Parser();
@@ -314,6 +324,8 @@ class JwtRoot extends RootContext {
     this.config = next!;
     this.allowed = defineCounter("jwt_authn_allowed_total");
     this.denied = defineCounter("jwt_authn_denied_total");
+    this.cacheHits = defineCounter("jwt_authn_jwt_cache_hit_total");
+    this.cacheMisses = defineCounter("jwt_authn_jwt_cache_miss_total");
     return true;
   }
 

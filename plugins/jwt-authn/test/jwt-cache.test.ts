@@ -100,6 +100,8 @@ describe('jwt-authn verified-token cache', () => {
     expect(s.sendRequestHeaders({ ':method': 'GET', ':path': '/', ':authority': 'a', authorization: `bearer  ${jwt} ` }, true).action).toBe('continue');
     expect(s.requestHeader('x-user')).toBe('alice');
     expect(verifyCalls).toBe(1);
+    expect(await emu.metricValue('jwt_authn_jwt_cache_hit_total')).toBe(3);
+    expect(await emu.metricValue('jwt_authn_jwt_cache_miss_total')).toBe(1);
   });
 
   it('refuses a cached token once it expires; one not valid yet is refused until nbf, then cached', async () => {
