@@ -32,6 +32,7 @@ export { RateLimitResult, RateLimitStatus, BreakerPermit, CounterResult } from "
 export { decodeUtf8, utf8, asciiLower } from "./memory";
 export { istioMatch, matchesAny } from "./string-match";
 export { StringMatcher } from "./string-matcher";
+export { propertyInto } from "./property-block";
 export { base64Decode, base64UrlEncode } from "./base64";
 export { HostBlock, headerValueInto } from "./host-block";
 export { weftAbort } from "./abort";

@@ -6,7 +6,7 @@ import { clearOut, outLen, outPtr, scratchLen, scratchUtf8, takeOutBytes, takeOu
 import { BytesResult, StringResult, U64Result } from "./result";
 
 /** `source.principal` → `source\0principal`, in scratch slot 0 (length scratchLen(0)). */
-function encodePath(path: string): usize {
+export function encodePath(path: string): usize {
   const p = scratchUtf8(path, 0);
   const n = scratchLen(0);
   for (let i: usize = 0; i < n; i++) if (load<u8>(p + i) == 0x2e) store<u8>(p + i, 0);

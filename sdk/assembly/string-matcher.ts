@@ -1,6 +1,7 @@
 // A list of Istio match patterns (see string-match.ts) compiled once, at configure time, into exact, prefix, suffix,
-// presence and glob tests: matchesAny's answer without its per-call pattern scans and substrings, and for a range of a
-// string (a path before its query, the namespace inside a SPIFFE id) without cutting it out first.
+// presence and glob tests: matchesAny's answer without its per-call pattern scans and substrings, for a range of a
+// string (a path before its query, the namespace inside a SPIFFE id) without cutting it out first, or for ASCII bytes
+// the host wrote (a HostBlock) without decoding them.
 
 // @ts-ignore: decorator
 @inline const EXACT: u8 = 0;
@@ -13,31 +14,41 @@
 // @ts-ignore: decorator
 @inline const GLOB: u8 = 4;
 
-/** Whether `s[start, start + lit.length)` is `lit` (the caller checked the length fits). */
-// @ts-ignore: decorator
-@inline function sameAt(s: string, start: i32, lit: string): bool {
-  return memory.compare(changetype<usize>(s) + (<usize>start << 1), changetype<usize>(lit), <usize>lit.length << 1) == 0;
+/**
+ * Whether the characters at `base` from `start` are `lit`: T is u16 for a string's code units, u8 for ASCII bytes (an
+ * ASCII byte equals its code unit, and a literal with any other character cannot equal ASCII bytes).
+ */
+function sameAt<T>(base: usize, start: i32, lit: string): bool {
+  if (sizeof<T>() == 2) return memory.compare(base + (<usize>start << 1), changetype<usize>(lit), <usize>lit.length << 1) == 0;
+  const at = base + <usize>start;
+  for (let i = 0; i < lit.length; i++) if (<u32>load<u8>(at + <usize>i) != <u32>lit.charCodeAt(i)) return false;
+  return true;
 }
 
-/** string-match.ts's globMatch over `s[si, end)`: `*` matches any run without '/', `**` any run at all. */
-function globRange(p: string, pi: i32, s: string, si: i32, end: i32): bool {
+// @ts-ignore: decorator
+@inline function charAt<T>(base: usize, i: i32): u32 {
+  return <u32>load<T>(base + (<usize>i << alignof<T>()));
+}
+
+/** string-match.ts's globMatch over `[si, end)` at `base`: `*` matches any run without '/', `**` any run at all. */
+function globRange<T>(p: string, pi: i32, base: usize, si: i32, end: i32): bool {
   while (pi < p.length) {
-    const c = p.charCodeAt(pi);
+    const c = <u32>p.charCodeAt(pi);
     if (c == 0x2a) {
       const deep = pi + 1 < p.length && p.charCodeAt(pi + 1) == 0x2a;
       const next = deep ? pi + 2 : pi + 1;
       if (next == p.length) {
         if (deep) return true;
-        for (let k = si; k < end; k++) if (s.charCodeAt(k) == 0x2f) return false;
+        for (let k = si; k < end; k++) if (charAt<T>(base, k) == 0x2f) return false;
         return true;
       }
       for (let k = si; k <= end; k++) {
-        if (globRange(p, next, s, k, end)) return true;
-        if (k < end && !deep && s.charCodeAt(k) == 0x2f) return false;
+        if (globRange<T>(p, next, base, k, end)) return true;
+        if (k < end && !deep && charAt<T>(base, k) == 0x2f) return false;
       }
       return false;
     }
-    if (si >= end || s.charCodeAt(si) != c) return false;
+    if (si >= end || charAt<T>(base, si) != c) return false;
     pi++;
     si++;
   }
@@ -90,6 +101,18 @@ export class StringMatcher {
 
   /** True when any pattern matches `value.substring(start, end)` (0 <= start <= end <= value.length). */
   matchesRange(value: string, start: i32, end: i32): bool {
+    return this.matchAt<u16>(changetype<usize>(value), start, end);
+  }
+
+  /**
+   * True when any pattern matches the ASCII bytes at `ptr` from `start` to `end` (a value read in place, see HostBlock),
+   * as it would match them decoded. Only for ASCII: decode anything else first (its invalid bytes become U+FFFD).
+   */
+  matchesAscii(ptr: usize, start: i32, end: i32): bool {
+    return this.matchAt<u8>(ptr, start, end);
+  }
+
+  private matchAt<T>(base: usize, start: i32, end: i32): bool {
     const len = end - start;
     for (let i = 0; i < this.kinds.length; i++) {
       const kind = unchecked(this.kinds[i]);
@@ -97,12 +120,12 @@ export class StringMatcher {
       const n = lit.length;
       if (kind == ANY) return true;
       if (kind == EXACT) {
-        if (n == len && sameAt(value, start, lit)) return true;
+        if (n == len && sameAt<T>(base, start, lit)) return true;
       } else if (kind == PREFIX) {
-        if (n <= len && sameAt(value, start, lit)) return true;
+        if (n <= len && sameAt<T>(base, start, lit)) return true;
       } else if (kind == SUFFIX) {
-        if (n <= len && sameAt(value, end - n, lit)) return true;
-      } else if (globRange(lit, 0, value, start, end)) return true;
+        if (n <= len && sameAt<T>(base, end - n, lit)) return true;
+      } else if (globRange<T>(lit, 0, base, start, end)) return true;
     }
     return false;
   }

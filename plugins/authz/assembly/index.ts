@@ -2,9 +2,10 @@
 // ALLOW policies exist, one must match; with none, the request is allowed. Configuration is described in README.md.
 import {
   HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, StringMatcher, asciiLower,
-  defineCounter, getPropertyString, logError, logDebug, parseJson, pluginConfiguration, registerRootContext,
-  requestHeaders, stringArray, unknownKey,
+  defineCounter, headerValueInto, logError, logDebug, parseJson, pluginConfiguration, propertyInto,
+  registerRootContext, requestHeaders, stringArray, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
+import { RequestValue } from "./request-value";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
 /**
@@ -25,6 +26,14 @@ class Match {
     if (values !== null && !values.matchesRange(value, start, end)) return false;
     const notValues = this.notValues;
     return notValues === null || !notValues.matchesRange(value, start, end);
+  }
+
+  /** testRange over a value read in place (see RequestValue). */
+  testValue(value: RequestValue, start: i32, end: i32): bool {
+    const values = this.values;
+    if (values !== null && !value.matches(values, start, end)) return false;
+    const notValues = this.notValues;
+    return notValues === null || !value.matches(notValues, start, end);
   }
 
   /** test(null): an absent attribute matches no `values` list and is excluded by no `notValues` list. */
@@ -62,75 +71,75 @@ class Policy {
   constructor(public name: string, public deny: bool, public rules: Array<Rule>) {}
 }
 
+const PATH = utf8(":path");
+const METHOD = utf8(":method");
+
 /**
  * What a request looks like to the rules: each attribute is read from the host the first time a rule needs it. One
- * instance serves every request (reset first): rules match ranges of what the host returned (the path before its
- * query, the principal after `spiffe://`, its namespace), so a request cuts no substrings unless a `when` condition or
- * the deny log needs them.
+ * instance serves every request (reset first, released when the decision is made): rules match the values in place,
+ * as ranges of what the host wrote (the path before its query, the principal after `spiffe://`, its namespace), so a
+ * request decodes no string unless a `when` condition or the deny log asks for one.
  */
 class Attributes {
-  private m: string | null = null;
-  private fullPath: string | null = null;
+  private pathV: RequestValue = new RequestValue();
+  private pathRead: bool = false;
   private pathEnd: i32 = 0;
-  private p: string | null = null;
+  private methodV: RequestValue = new RequestValue();
+  private methodRead: bool = false;
   private h: string | null = null;
+  private peer: RequestValue = new RequestValue();
   private peerRead: bool = false;
-  /** The `source.principal` property ("" when absent); the principal is peer[prStart:], its namespace peer[nsStart:nsEnd]. */
-  private peer: string = "";
+  /** The principal is peer[prStart:] (-1: none), its namespace peer[nsStart:nsEnd] (-1: none). */
   private prStart: i32 = -1;
   private nsStart: i32 = -1;
   private nsEnd: i32 = -1;
-  private pr: string | null = null;
-  private ns: string | null = null;
 
   reset(): void {
-    this.m = null;
-    this.fullPath = null;
-    this.p = null;
+    this.release();
+    this.pathRead = false;
+    this.methodRead = false;
     this.h = null;
     this.peerRead = false;
-    this.peer = "";
     this.prStart = -1;
     this.nsStart = -1;
-    this.pr = null;
-    this.ns = null;
   }
 
-  get method(): string {
-    let v = this.m;
-    if (v === null) {
-      const m = requestHeaders.get(":method");
-      v = m === null ? "" : m!;
-      this.m = v;
+  /** Frees what the host wrote; the decision is made. */
+  release(): void {
+    this.pathV.release();
+    this.methodV.release();
+    this.peer.release();
+  }
+
+  /** The :path as the host gave it, query included (absent reads as ""); the path proper ends at pathEnd. */
+  private readPath(): RequestValue {
+    const v = this.pathV;
+    if (!this.pathRead) {
+      this.pathRead = true;
+      v.took(headerValueInto(requestHeaders, PATH, v.block));
+      const q = v.indexOf("?", 0);
+      this.pathEnd = q < 0 ? v.length : q;
     }
-    return v!;
-  }
-
-  /** The :path as the host gave it, query included; the path proper ends at pathEnd. */
-  private rawPath(): string {
-    const cached = this.fullPath;
-    if (cached !== null) return cached!;
-    const p = requestHeaders.get(":path");
-    const v = p === null ? "" : p!;
-    const q = v.indexOf("?");
-    this.pathEnd = q < 0 ? v.length : q;
-    this.fullPath = v;
     return v;
   }
 
-  get path(): string {
-    let v = this.p;
-    if (v === null) {
-      const raw = this.rawPath();
-      v = this.pathEnd == raw.length ? raw : raw.substring(0, this.pathEnd);
-      this.p = v;
+  private readMethod(): RequestValue {
+    const v = this.methodV;
+    if (!this.methodRead) {
+      this.methodRead = true;
+      v.took(headerValueInto(requestHeaders, METHOD, v.block));
     }
-    return v!;
+    return v;
   }
 
-  matchPath(m: Match): bool {
-    const raw = this.rawPath();
-    return m.testRange(raw, 0, this.pathEnd);
+  get method(): string {
+    return this.readMethod().str();
+  }
+
+  get path(): string {
+    const v = this.readPath();
+    const raw = v.str();
+    return this.pathEnd == raw.length ? raw : raw.substring(0, this.pathEnd);
   }
 
   get host(): string {
@@ -143,53 +152,49 @@ class Attributes {
     return v!;
   }
 
+  matchMethod(m: Match): bool {
+    const v = this.readMethod();
+    return m.testValue(v, 0, v.length);
+  }
+
+  matchPath(m: Match): bool {
+    const v = this.readPath();
+    return m.testValue(v, 0, this.pathEnd);
+  }
+
   get principal(): string | null {
     this.readPeer();
-    if (this.prStart < 0) return null;
-    let v = this.pr;
-    if (v === null) {
-      v = this.prStart == 0 ? this.peer : this.peer.substring(this.prStart);
-      this.pr = v;
-    }
-    return v;
+    return this.prStart < 0 ? null : this.peer.str().substring(this.prStart);
   }
 
   get namespace(): string | null {
     this.readPeer();
-    if (this.nsStart < 0) return null;
-    let v = this.ns;
-    if (v === null) {
-      v = this.peer.substring(this.nsStart, this.nsEnd);
-      this.ns = v;
-    }
-    return v;
+    return this.nsStart < 0 ? null : this.peer.str().substring(this.nsStart, this.nsEnd);
   }
 
   matchPrincipal(m: Match): bool {
     this.readPeer();
-    return this.prStart < 0 ? m.testAbsent() : m.testRange(this.peer, this.prStart, this.peer.length);
+    return this.prStart < 0 ? m.testAbsent() : m.testValue(this.peer, this.prStart, this.peer.length);
   }
 
   matchNamespace(m: Match): bool {
     this.readPeer();
-    return this.nsStart < 0 ? m.testAbsent() : m.testRange(this.peer, this.nsStart, this.nsEnd);
+    return this.nsStart < 0 ? m.testAbsent() : m.testValue(this.peer, this.nsStart, this.nsEnd);
   }
 
   private readPeer(): void {
     if (this.peerRead) return;
     this.peerRead = true;
-    const principal = getPropertyString("source.principal");
-    if (principal.ok && principal.value.length > 0) {
-      const peer = principal.value;
-      this.peer = peer;
-      this.prStart = principalStart(peer);
-      namespaceRange(peer, this.prStart, this);
-    }
-  }
-
-  setNamespace(start: i32, end: i32): void {
-    this.nsStart = start;
-    this.nsEnd = end;
+    const peer = this.peer;
+    peer.took(propertyInto("source.principal", peer.block));
+    if (!peer.present || peer.length == 0) return;
+    // Istio principals are written without the spiffe:// scheme; the namespace is the /ns/ part of td/ns/NS/sa/SA.
+    this.prStart = peer.startsWith("spiffe://") ? 9 : 0;
+    const at = peer.indexOf("/ns/", this.prStart);
+    if (at < 0) return;
+    this.nsStart = at + 4;
+    const end = peer.indexOf("/", this.nsStart);
+    this.nsEnd = end < 0 ? peer.length : end;
   }
 }
 
@@ -365,20 +370,6 @@ function lowerAll(a: Array<string>): Array<string> {
   return out;
 }
 
-/** Istio principals are written without the spiffe:// scheme: where the principal starts in the property's value. */
-function principalStart(uri: string): i32 {
-  return uri.startsWith("spiffe://") ? 9 : 0;
-}
-
-/** The namespace in a SPIFFE identity td/ns/NS/sa/SA (the principal starting at `from`), when it has one. */
-function namespaceRange(uri: string, from: i32, out: Attributes): void {
-  const at = uri.indexOf("/ns/", from);
-  if (at < 0) return;
-  const start = at + 4;
-  const end = uri.indexOf("/", start);
-  out.setNamespace(start, end < 0 ? uri.length : end);
-}
-
 function condValue(c: Condition, a: Attributes): string | null {
   if (c.header.length > 0) return requestHeaders.get(c.header);
   if (c.key == "source.principal") return a.principal;
@@ -404,7 +395,7 @@ function ruleMatches(r: Rule, a: Attributes): bool {
     let any = false;
     for (let i = 0; i < to.length && !any; i++) {
       const op = to[i];
-      any = (!op.methods.set || op.methods.test(a.method)) && (!op.paths.set || a.matchPath(op.paths)) && (!op.hosts.set || op.hosts.test(a.host));
+      any = (!op.methods.set || a.matchMethod(op.methods)) && (!op.paths.set || a.matchPath(op.paths)) && (!op.hosts.set || op.hosts.test(a.host));
     }
     if (!any) return false;
   }
@@ -439,11 +430,13 @@ class Authz extends HttpContext {
       if (!allowed) { denied = true; reason = "no ALLOW policy matched"; }
     }
     if (!denied) {
+      a.release();
       root.allowed.increment(1);
       return HeadersAction.Continue;
     }
     root.denied.increment(1);
     logDebug("authz: " + reason + " for " + a.method + " " + a.path);
+    a.release();
     if (c.dryRun) {
       requestHeaders.replace("x-weft-authz-dry-run", "denied");
       return HeadersAction.Continue;
