@@ -1,0 +1,67 @@
+// authz's per-request allocations on an allowed request stay where they are: built with AssemblyScript's stub runtime
+// (a bump allocator that frees only its last block) the heap pointer's advance across N requests is the bytes each
+// request keeps. The release build's heap must also stay flat.
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
+
+const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
+
+/** test/bench/first-party-plugin-bench.ts's configuration: a DENY on a path, an ALLOW on namespace, method and path. */
+const CONFIG = {
+  policies: [
+    { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin/*'] } }] }] },
+    { action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['default'] } }], to: [{ operation: { methods: ['GET'], paths: ['/api/*'] } }] }] },
+  ],
+};
+
+/**
+ * Heap bytes each request may keep, measured when the attributes were matched in place: the request's context object.
+ * `:path`, `:method` and `source.principal` are read into reused host blocks, freed before the callback returns; a
+ * string, an array or a result object per request would push the figure over it.
+ */
+const BYTES_PER_REQUEST_BUDGET = 64;
+
+let stub: Awaited<ReturnType<typeof buildWithStubRuntime>>;
+
+beforeAll(async () => {
+  stub = await buildWithStubRuntime(PLUGIN_DIR);
+}, 120_000);
+
+afterAll(async () => {
+  await stub.remove();
+});
+
+function request(emu: PluginEmulator): void {
+  const s = emu.stream({ source: { address: '10.0.0.1', port: 1, principal: 'spiffe://cluster.local/ns/default/sa/a' } });
+  const r = s.sendRequestHeaders({ ':method': 'GET', ':path': '/api/items?page=2', ':authority': 'svc', 'user-agent': 'wrk' }, true);
+  if (r.action !== 'continue') throw new Error(`request not continued: ${r.action}`);
+  s.sendResponseHeaders({ ':status': '200', 'content-type': 'text/plain' }, true);
+  s.end();
+}
+
+describe('authz steady-state allocations', () => {
+  it(`allocates at most ${BYTES_PER_REQUEST_BUDGET} bytes per allowed request (stub runtime)`, async () => {
+    const emu = await PluginEmulator.create({ wasm: stub.wasm, config: CONFIG, logLevel: 'error' });
+    try {
+      for (let i = 0; i < 200; i++) request(emu);
+      const denied = emu.stream({ source: { address: '10.0.0.1', port: 1, principal: 'spiffe://cluster.local/ns/other/sa/a' } });
+      expect(denied.sendRequestHeaders({ ':method': 'GET', ':path': '/api/items', ':authority': 'svc' }, true).action).not.toBe('continue');
+      expect(denied.localResponse?.status).toBe(403);
+      denied.end();
+      expect(bytesKeptPerRequest(emu, 2000, () => request(emu))).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
+    } finally {
+      await emu.close();
+    }
+  });
+
+  it('the release build (minimal runtime, collected by the SDK) keeps its memory flat over many requests', async () => {
+    const emu = await PluginEmulator.create({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, logLevel: 'error' });
+    try {
+      for (let i = 0; i < 2000; i++) request(emu);
+      expect(memoryGrowth(emu, 20_000, () => request(emu))).toBe(0);
+    } finally {
+      await emu.close();
+    }
+  });
+});
