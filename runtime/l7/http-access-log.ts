@@ -72,31 +72,31 @@ const BATCH_BYTES = 64 * 1024;
 /** Receives batches of complete lines, each ending in "\n". */
 export type AccessLogBatchSink = (text: string) => void;
 
-/** The keys of a line, in HttpAccessEntry's order (the documented field order). */
+/** The keys of a line, in HttpAccessEntry's order (the documented field order); `repeats` where values recur from line to line. */
 const K = {
   start_time: jsonKey('start_time'),
-  method: jsonKey('method'),
+  method: jsonKey('method', { repeats: true }),
   path: jsonKey('path'),
-  protocol: jsonKey('protocol'),
-  authority: jsonKey('authority'),
-  response_code: jsonKey('response_code'),
-  response_flags: jsonKey('response_flags'),
-  grpc_status: jsonKey('grpc_status'),
-  bytes_received: jsonKey('bytes_received'),
+  protocol: jsonKey('protocol', { repeats: true }),
+  authority: jsonKey('authority', { repeats: true }),
+  response_code: jsonKey('response_code', { repeats: true }),
+  response_flags: jsonKey('response_flags', { repeats: true }),
+  grpc_status: jsonKey('grpc_status', { repeats: true }),
+  bytes_received: jsonKey('bytes_received', { repeats: true }),
   bytes_sent: jsonKey('bytes_sent'),
   duration_ms: jsonKey('duration_ms'),
-  upstream_host: jsonKey('upstream_host'),
-  upstream_cluster: jsonKey('upstream_cluster'),
-  upstream_attempts: jsonKey('upstream_attempts'),
-  route_name: jsonKey('route_name'),
+  upstream_host: jsonKey('upstream_host', { repeats: true }),
+  upstream_cluster: jsonKey('upstream_cluster', { repeats: true }),
+  upstream_attempts: jsonKey('upstream_attempts', { repeats: true }),
+  route_name: jsonKey('route_name', { repeats: true }),
   request_id: jsonKey('request_id'),
   trace_id: jsonKey('trace_id'),
   span_id: jsonKey('span_id'),
   source_address: jsonKey('source_address'),
-  source_principal: jsonKey('source_principal'),
-  destination_service: jsonKey('destination_service'),
-  user_agent: jsonKey('user_agent'),
-  error: jsonKey('error'),
+  source_principal: jsonKey('source_principal', { repeats: true }),
+  destination_service: jsonKey('destination_service', { repeats: true }),
+  user_agent: jsonKey('user_agent', { repeats: true }),
+  error: jsonKey('error', { repeats: true }),
 } as const;
 
 export class HttpAccessLog {

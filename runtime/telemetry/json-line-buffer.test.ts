@@ -48,6 +48,36 @@ describe('JsonLineBuffer', () => {
     expect(written('{"w":1,', entry)).toBe(expected('{"w":1,', entry));
   });
 
+  it('writes a remembered field again only where it is the same value in the same place (not first on its line)', () => {
+    const b = new JsonLineBuffer(64);
+    const keys = { a: jsonKey('a', { repeats: true }), n: jsonKey('n', { repeats: true }), s: jsonKey('s', { repeats: true }) };
+    const lines: Record<string, unknown>[] = [
+      { a: 'x', n: 1, s: 'same' },
+      { a: 'x', n: 1, s: 'same' },
+      { a: 'y', n: 2, s: 'same' },
+      { n: 2, a: 'y', s: 'é "quoted"' },
+      { n: 2, a: 'y', s: 'é "quoted"' },
+      { a: 'y', n: NaN, s: 'x'.repeat(300) },
+      { a: 'y', n: NaN, s: 'x'.repeat(300) },
+      { a: 'y', n: -0, s: undefined },
+      { a: 'y', n: 0, s: 'same' },
+    ];
+    let out = '';
+    let want = '';
+    for (const line of lines) {
+      b.begin(jsonPrefix('{"k":1,'));
+      for (const [k, v] of Object.entries(line)) {
+        const key = keys[k as keyof typeof keys];
+        if (typeof v === 'number') b.number(key, v);
+        else b.string(key, v as string);
+      }
+      b.end();
+      want += expected('{"k":1,', line);
+    }
+    out = b.take().toString('utf8');
+    expect(out).toBe(want);
+  });
+
   it('keeps lines in order across take(), into a fresh buffer or the same one', () => {
     const b = new JsonLineBuffer(32);
     const key = jsonKey('path');
