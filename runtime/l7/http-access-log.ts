@@ -123,13 +123,25 @@ export class HttpAccessLog {
   /** `kind` and `worker` open every line, as in L4 lines (one schema for both, README "Access log"). */
   readonly #prefix: Uint8Array;
 
-  /** `sink` wins over `path`; with neither, lines go to stdout. `worker` is the event loop's index (0 with one). */
-  constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink; worker?: number } = {}) {
+  /**
+   * `sink` wins over `bytes`, `bytes` over `path`; with none, lines go to stdout. `bytes` takes a batch's bytes as a
+   * file would, every 50 ms or 64 KiB, and must copy what it keeps before it returns (a worker thread posts them to
+   * the primary). `worker` is the event loop's index (0 with one).
+   */
+  constructor(opts: { enabled?: boolean; path?: string; sink?: AccessLogBatchSink; bytes?: (batch: Uint8Array) => void; worker?: number } = {}) {
     this.enabled = opts.enabled ?? true;
     this.#prefix = jsonPrefix(`{"kind":"http","worker":${opts.worker ?? 0},`);
     this.#flushMs = opts.sink === undefined ? FILE_FLUSH_MS : 0;
     this.#sink = opts.sink;
-    if (opts.sink === undefined && opts.path !== undefined) {
+    const bytes = opts.bytes;
+    if (opts.sink === undefined && bytes !== undefined) {
+      this.#out = {
+        write: (batch, done) => {
+          bytes(batch);
+          done();
+        },
+      };
+    } else if (opts.sink === undefined && opts.path !== undefined) {
       const stream = createWriteStream(opts.path, { flags: 'a' });
       stream.on('error', () => {
         // A full disk must not take the data path down; lines are dropped instead.

@@ -116,7 +116,8 @@ export class JsonLineBuffer {
   #remember(key: JsonKey, value: unknown, from: number): void {
     if (!key.repeats || from === this.length || this.length - from > REMEMBER_BYTES || this.buf[from] !== 0x2c) return;
     key.last = value;
-    key.lastBytes = this.buf.slice(from, this.length);
+    // A copy: Buffer#slice would be a view of bytes this buffer overwrites after its next take().
+    key.lastBytes = new Uint8Array(this.buf.subarray(from, this.length));
   }
 
   #key(key: JsonKey): void {
