@@ -2,7 +2,7 @@
 // (a bump allocator that frees only its last block) the heap pointer's advance across N requests is the bytes each
 // request keeps. The release build's heap must also stay flat.
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -22,16 +22,6 @@ const CONFIG = {
  */
 const BYTES_PER_REQUEST_BUDGET = 64;
 
-let stub: Awaited<ReturnType<typeof buildWithStubRuntime>>;
-
-beforeAll(async () => {
-  stub = await buildWithStubRuntime(PLUGIN_DIR);
-}, 120_000);
-
-afterAll(async () => {
-  await stub.remove();
-});
-
 function request(emu: PluginEmulator): void {
   const s = emu.stream({ source: { address: '10.0.0.1', port: 1, principal: 'spiffe://cluster.local/ns/default/sa/a' } });
   const r = s.sendRequestHeaders({ ':method': 'GET', ':path': '/api/items?page=2', ':authority': 'svc', 'user-agent': 'wrk' }, true);
@@ -40,28 +30,34 @@ function request(emu: PluginEmulator): void {
   s.end();
 }
 
+/** Runs `check` on a fresh emulator of `wasm` warmed up with 200 allowed requests, and closes it. */
+async function warmed(wasm: string, check: (emu: PluginEmulator) => void): Promise<void> {
+  const emu = await PluginEmulator.create({ wasm, config: CONFIG, logLevel: 'error' });
+  try {
+    for (let i = 0; i < 200; i++) request(emu);
+    check(emu);
+  } finally {
+    await emu.close();
+  }
+}
+
 describe('authz steady-state allocations', () => {
-  it(`allocates at most ${BYTES_PER_REQUEST_BUDGET} bytes per allowed request (stub runtime)`, async () => {
-    const emu = await PluginEmulator.create({ wasm: stub.wasm, config: CONFIG, logLevel: 'error' });
+  it(`allocates at most ${BYTES_PER_REQUEST_BUDGET} bytes per allowed request (stub runtime), and still denies`, async () => {
+    const stub = await buildWithStubRuntime(PLUGIN_DIR);
     try {
-      for (let i = 0; i < 200; i++) request(emu);
-      const denied = emu.stream({ source: { address: '10.0.0.1', port: 1, principal: 'spiffe://cluster.local/ns/other/sa/a' } });
-      expect(denied.sendRequestHeaders({ ':method': 'GET', ':path': '/api/items', ':authority': 'svc' }, true).action).not.toBe('continue');
-      expect(denied.localResponse?.status).toBe(403);
-      denied.end();
-      expect(bytesKeptPerRequest(emu, 2000, () => request(emu))).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
+      await warmed(stub.wasm, (emu) => {
+        const other = emu.stream({ source: { address: '10.0.0.1', port: 1, principal: 'spiffe://cluster.local/ns/other/sa/a' } });
+        expect(other.sendRequestHeaders({ ':method': 'GET', ':path': '/api/items', ':authority': 'svc' }, true).action).not.toBe('continue');
+        expect(other.localResponse?.status).toBe(403);
+        other.end();
+        expect(bytesKeptPerRequest(emu, 2000, () => request(emu))).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
+      });
     } finally {
-      await emu.close();
+      await stub.remove();
     }
-  });
+  }, 120_000);
 
   it('the release build (minimal runtime, collected by the SDK) keeps its memory flat over many requests', async () => {
-    const emu = await PluginEmulator.create({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, logLevel: 'error' });
-    try {
-      for (let i = 0; i < 2000; i++) request(emu);
-      expect(memoryGrowth(emu, 20_000, () => request(emu))).toBe(0);
-    } finally {
-      await emu.close();
-    }
+    await warmed(await ensurePluginBuilt(PLUGIN_DIR), (emu) => expect(memoryGrowth(emu, 20_000, () => request(emu))).toBe(0));
   });
 });
