@@ -1,0 +1,233 @@
+/**
+ * The compact binary form of `weft.ratelimit.should_rate_limit` (request and answer), which the SDK uses instead of
+ * JSON: no text to build or parse on either side of the call. A payload whose first byte is RATE_LIMIT_BINARY_TAG is
+ * this format and is answered in it; anything else is the JSON format (a JSON text never starts with 0x01). The layout
+ * is documented in runtime/shared-state/README.md ("Binary rate-limit payload"); all integers are little-endian.
+ */
+import { DECISION_SOURCES, type RateLimitRequest, type RateLimitResponse } from './rate-limiter.js';
+
+export const RATE_LIMIT_BINARY_TAG = 0x01;
+/** Answer codes (byte 1 of an answer). */
+export const BINARY_CODE = { ok: 0, overLimit: 1, error: 2 } as const;
+/** A descriptor's hitsAddend field meaning "the request's" (the JSON form leaves the key out). */
+export const HITS_UNSET = 0xffffffff;
+
+const REQUEST_HEAD = 12;
+const ANSWER_HEAD = 12;
+const STATUS_SIZE = 28;
+
+export class BadBinaryPayload extends Error {}
+
+/** The request of a binary payload and the id it carries (echoed in the answer). */
+export interface BinaryRateLimitRequest {
+  readonly id: number;
+  readonly request: RateLimitRequest;
+}
+
+const utf8 = new TextDecoder('utf-8');
+const encoder = new TextEncoder();
+
+/**
+ * Strings that repeat on every call (domains, descriptor keys) by their bytes: a slot per (length, first and last
+ * byte), checked byte by byte, so a hit costs a short loop instead of a decode. Values are decoded every time.
+ */
+const INTERN_SLOTS = 128;
+const internBytes: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(INTERN_SLOTS).fill(undefined);
+const internStrings: string[] = new Array<string>(INTERN_SLOTS).fill('');
+
+function interned(b: Uint8Array, at: number, len: number): string {
+  if (len > 48) return text(b, at, len);
+  const slot = (len * 31 + b[at]! * 7 + b[at + len - 1]!) & (INTERN_SLOTS - 1);
+  const have = internBytes[slot];
+  if (have !== undefined && have.length === len) {
+    let i = 0;
+    while (i < len && have[i] === b[at + i]) i++;
+    if (i === len) return internStrings[slot]!;
+  }
+  const s = text(b, at, len);
+  internBytes[slot] = b.slice(at, at + len);
+  internStrings[slot] = s;
+  return s;
+}
+
+/** UTF-8 text of `len` bytes at `at`; invalid sequences become U+FFFD (as the SDK's own decoder and TextDecoder do). */
+function text(b: Uint8Array, at: number, len: number): string {
+  if (len === 0) return '';
+  if (len <= 32) {
+    let ascii = true;
+    for (let i = 0; i < len; i++) {
+      if (b[at + i]! >= 0x80) {
+        ascii = false;
+        break;
+      }
+    }
+    if (ascii) return String.fromCharCode.apply(null, b.subarray(at, at + len) as unknown as number[]);
+  }
+  return utf8.decode(b.subarray(at, at + len));
+}
+
+/** Parses a binary request; throws BadBinaryPayload with what is wrong (the caller answers it as an error). */
+export function decodeRateLimitBinary(b: Uint8Array, maxDescriptors: number, maxEntries: number): BinaryRateLimitRequest {
+  if (b.length < REQUEST_HEAD + 2) throw new BadBinaryPayload(`binary payload of ${b.length} bytes is shorter than its ${REQUEST_HEAD + 2}-byte head`);
+  if (b[0] !== RATE_LIMIT_BINARY_TAG) throw new BadBinaryPayload(`binary payload starts with 0x${b[0]!.toString(16)}, not 0x01`);
+  if (b[1] !== 0) throw new BadBinaryPayload(`binary payload flags 0x${b[1]!.toString(16)} are not supported (must be 0)`);
+  const view = new DataView(b.buffer, b.byteOffset, b.length);
+  const count = view.getUint16(2, true);
+  const id = view.getUint32(4, true);
+  const hits = view.getUint32(8, true);
+  if (count === 0 || count > maxDescriptors) throw new BadBinaryPayload(`descriptor count ${count} is outside 1..${maxDescriptors}`);
+  let at = REQUEST_HEAD;
+  const end = b.length;
+  const need = (n: number, what: string): void => {
+    if (at + n > end) throw new BadBinaryPayload(`binary payload ends inside ${what} (offset ${at}, ${n} bytes needed, ${end - at} left)`);
+  };
+  const domainLen = view.getUint16(at, true);
+  at += 2;
+  need(domainLen, 'the domain');
+  if (domainLen === 0) throw new BadBinaryPayload('the domain must be non-empty');
+  const domain = interned(b, at, domainLen);
+  at += domainLen;
+  const descriptors: { entries: { key: string; value: string }[]; hitsAddend?: number }[] = [];
+  for (let d = 0; d < count; d++) {
+    need(6, `descriptor ${d}'s head`);
+    const dHits = view.getUint32(at, true);
+    const entryCount = view.getUint16(at + 4, true);
+    at += 6;
+    if (entryCount === 0 || entryCount > maxEntries) throw new BadBinaryPayload(`descriptor ${d}: entry count ${entryCount} is outside 1..${maxEntries}`);
+    const entries: { key: string; value: string }[] = [];
+    for (let e = 0; e < entryCount; e++) {
+      need(2, `descriptor ${d} entry ${e}'s key length`);
+      const keyLen = view.getUint16(at, true);
+      at += 2;
+      need(keyLen + 2, `descriptor ${d} entry ${e}'s key`);
+      if (keyLen === 0) throw new BadBinaryPayload(`descriptor ${d} entry ${e}: the key must be non-empty`);
+      const key = interned(b, at, keyLen);
+      at += keyLen;
+      const valueLen = view.getUint16(at, true);
+      at += 2;
+      need(valueLen, `descriptor ${d} entry ${e}'s value`);
+      entries.push({ key, value: text(b, at, valueLen) });
+      at += valueLen;
+    }
+    descriptors.push(dHits === HITS_UNSET ? { entries } : { entries, hitsAddend: dHits });
+  }
+  if (at !== end) throw new BadBinaryPayload(`${end - at} bytes follow the last descriptor`);
+  // 0 means "unset" as in the JSON form's default of 1 (Envoy: unset or 0 counts one hit).
+  return { id, request: hits === 0 ? { domain, descriptors } : { domain, descriptors, hitsAddend: hits } };
+}
+
+/** The id of a binary payload, when it is long enough to carry one (error answers still name their call). */
+export function binaryRequestId(b: Uint8Array): number {
+  return b.length >= 8 ? new DataView(b.buffer, b.byteOffset, b.length).getUint32(4, true) : 0;
+}
+
+/** Per-source index in the answer: DECISION_SOURCES order. */
+const SOURCE_INDEX = new Map<string, number>(DECISION_SOURCES.map((s, i) => [s, i]));
+
+/** Rule names and header names/values as UTF-8, cached: the same few rules answer every call. */
+const bytesOf = new Map<string, Uint8Array>();
+function utf8Bytes(s: string): Uint8Array {
+  let v = bytesOf.get(s);
+  if (v === undefined) {
+    v = encoder.encode(s);
+    if (bytesOf.size >= 4096) bytesOf.clear();
+    bytesOf.set(s, v);
+  }
+  return v;
+}
+
+/** Scratch for answers given at once: the host copies them into the guest before the next call. */
+let scratch = new Uint8Array(1024);
+let scratchView = new DataView(scratch.buffer);
+
+function room(n: number, copy: boolean): { b: Uint8Array; v: DataView } {
+  if (copy) {
+    const b = new Uint8Array(n);
+    return { b, v: new DataView(b.buffer) };
+  }
+  if (n > scratch.length) {
+    scratch = new Uint8Array(Math.max(n, scratch.length * 2));
+    scratchView = new DataView(scratch.buffer);
+  }
+  return { b: scratch, v: scratchView };
+}
+
+function writeBytes(b: Uint8Array, at: number, bytes: Uint8Array): number {
+  b.set(bytes, at);
+  return at + bytes.length;
+}
+
+/** Writes `s` (ASCII expected: header values) at `at` and returns the end; non-ASCII goes through the encoder. */
+function writeText(b: Uint8Array, at: number, s: string): number {
+  const n = s.length;
+  for (let i = 0; i < n; i++) {
+    const c = s.charCodeAt(i);
+    if (c >= 0x80) return writeBytes(b, at, encoder.encode(s));
+    b[at + i] = c;
+  }
+  return at + n;
+}
+
+/**
+ * The answer in binary form. `stable`: a fresh buffer (a deferred answer); otherwise a view of a scratch buffer valid
+ * until the next call, which proxy_call_foreign_function copies into the guest at once.
+ */
+export function encodeRateLimitAnswer(id: number, contextId: number, r: RateLimitResponse, stable: boolean): Uint8Array {
+  const names: (Uint8Array | undefined)[] = [];
+  let size = ANSWER_HEAD + 2;
+  for (const s of r.statuses) {
+    const name = s.rule === undefined ? undefined : utf8Bytes(s.rule.name);
+    names.push(name);
+    size += STATUS_SIZE + (name?.length ?? 0);
+  }
+  const headerNames = Object.keys(r.headers);
+  // Header values are ASCII (Structured Fields and digits); 3 bytes per char covers any text anyway.
+  for (const h of headerNames) size += 3 + h.length + 3 * r.headers[h]!.length;
+  const { b, v } = room(size, stable);
+  b[0] = RATE_LIMIT_BINARY_TAG;
+  b[1] = r.overallCode === 'OK' ? BINARY_CODE.ok : BINARY_CODE.overLimit;
+  v.setUint16(2, r.statuses.length, true);
+  v.setUint32(4, id >>> 0, true);
+  v.setUint32(8, contextId >>> 0, true);
+  let at = ANSWER_HEAD;
+  for (let i = 0; i < r.statuses.length; i++) {
+    const s = r.statuses[i]!;
+    const name = names[i];
+    b[at] = s.code === 'OK' ? 0 : 1;
+    b[at + 1] = SOURCE_INDEX.get(s.source) ?? 0xff;
+    v.setUint16(at + 2, name?.length ?? 0, true);
+    v.setFloat64(at + 4, s.remaining, true);
+    v.setFloat64(at + 12, Math.ceil(s.resetMs), true);
+    v.setFloat64(at + 20, Math.ceil(s.retryAfterMs), true);
+    at += STATUS_SIZE;
+    if (name !== undefined) at = writeBytes(b, at, name);
+  }
+  v.setUint16(at, headerNames.length, true);
+  at += 2;
+  for (const h of headerNames) {
+    const name = utf8Bytes(h);
+    b[at] = name.length;
+    const valueAt = writeBytes(b, at + 3, name);
+    const end = writeText(b, valueAt, r.headers[h]!);
+    v.setUint16(at + 1, end - valueAt, true);
+    at = end;
+  }
+  return b.subarray(0, at);
+}
+
+/** An error answer: code 2, then the error code and the message, each a u16 length and UTF-8 bytes. */
+export function encodeRateLimitError(id: number, contextId: number, code: string, message: string): Uint8Array {
+  const c = encoder.encode(code);
+  const m = encoder.encode(message.length > 1024 ? `${message.slice(0, 1021)}...` : message);
+  const b = new Uint8Array(ANSWER_HEAD + 4 + c.length + m.length);
+  const v = new DataView(b.buffer);
+  b[0] = RATE_LIMIT_BINARY_TAG;
+  b[1] = BINARY_CODE.error;
+  v.setUint32(4, id >>> 0, true);
+  v.setUint32(8, contextId >>> 0, true);
+  v.setUint16(ANSWER_HEAD, c.length, true);
+  b.set(c, ANSWER_HEAD + 2);
+  v.setUint16(ANSWER_HEAD + 2 + c.length, m.length, true);
+  b.set(m, ANSWER_HEAD + 4 + c.length);
+  return b;
+}
