@@ -15,9 +15,20 @@ function sfString(text: string): string {
   return `"${text.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
+/** Policy names are the configured rules' names: a few, answered on every decision. */
+const sfNames = new Map<string, string>();
+function sfName(policyName: string): string {
+  let q = sfNames.get(policyName);
+  if (q === undefined) {
+    if (sfNames.size >= 1024) sfNames.clear();
+    sfNames.set(policyName, (q = sfString(policyName)));
+  }
+  return q;
+}
+
 export function rateLimitHeaders(source: HeaderSource | undefined): Record<string, string> {
   if (source === undefined) return {};
-  const name = sfString(source.policyName);
+  const name = sfName(source.policyName);
   const headers: Record<string, string> = {
     'ratelimit-policy': `${name};q=${source.quota};w=${Math.max(1, Math.round(source.windowMs / 1000))}`,
     ratelimit: `${name};r=${Math.max(0, Math.floor(source.remaining))};t=${Math.max(0, Math.ceil(source.resetMs / 1000))}`,
