@@ -1,6 +1,7 @@
 /** Descriptor rate limiting over a StateBackend: strict (every decision in the backend) or local (leased tokens), with an over-limit cache, failMode on backend trouble, metrics and RateLimit headers. */
 import type { RateLimitDomainConfig } from '../config/config-schema.js';
 import type { Logger } from '../log.js';
+import { BatchedCounter, type BatchedSeries } from '../telemetry/batched-counter.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { LeasePool } from './lease-pool.js';
 import { OverLimitCache } from './over-limit-cache.js';
@@ -65,7 +66,7 @@ const SOURCE_INDEX = Object.fromEntries(DECISION_SOURCES.map((s, i) => [s, i])) 
 interface DecisionSlots {
   /** The label value: the domain, or UNKNOWN_DOMAIN. */
   readonly domain: string;
-  readonly children: ({ inc(): void } | undefined)[];
+  readonly children: (BatchedSeries | undefined)[];
 }
 const UNKNOWN_DOMAIN = '(unconfigured)';
 /** envoyproxy/ratelimit's NEAR_LIMIT_RATIO default. */
@@ -90,7 +91,8 @@ export class RateLimiter {
    */
   readonly #decisionSlots = new Map<string, DecisionSlots>();
   readonly #unknownSlots: DecisionSlots;
-  readonly #strictCalls: { inc(): void };
+  readonly #decisionBatch: BatchedCounter;
+  readonly #strictCalls: BatchedSeries;
   /** Counter specs per rule and descriptor values: the id is built, escaped and hashed once per value, not per decision. */
   #specs = new WeakMap<CompiledRule, Map<string, LimitSpec>>();
 
@@ -107,7 +109,8 @@ export class RateLimiter {
     ]);
     this.#nearLimit = m.counter('weft_ratelimit_near_limit_total', 'Admitted decisions with less than 20% of the limit left (envoyproxy/ratelimit near_limit)', ['domain']);
     this.#backendCalls = m.counter('weft_ratelimit_backend_calls_total', 'Backend decision calls by mode (strict decision or local lease)', ['mode']);
-    this.#strictCalls = this.#backendCalls.labels({ mode: 'strict' });
+    this.#strictCalls = BatchedCounter.of(this.#backendCalls).series({ mode: 'strict' });
+    this.#decisionBatch = BatchedCounter.of(this.#decisions);
     this.#unknownSlots = { domain: UNKNOWN_DOMAIN, children: [] };
     this.#leases = new LeasePool(backend, {
       budgetMs: options.timeoutMs,
@@ -276,7 +279,7 @@ export class RateLimiter {
     const domain = slots.domain;
     const slot = (status.code === 'OK' ? 0 : 24) + (mode === 'strict' ? 0 : mode === 'local' ? 8 : 16) + SOURCE_INDEX[status.source];
     let child = slots.children[slot];
-    if (child === undefined) slots.children[slot] = child = this.#decisions.labels({ domain, code: status.code, mode, source: status.source });
+    if (child === undefined) slots.children[slot] = child = this.#decisionBatch.series({ domain, code: status.code, mode, source: status.source });
     child.inc();
     const rule = status.rule;
     if (status.code === 'OK' && rule !== undefined && !rule.unlimited && status.remaining < rule.requestsPerUnit * (1 - NEAR_LIMIT_RATIO)) {
