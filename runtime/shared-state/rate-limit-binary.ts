@@ -4,6 +4,7 @@
  * this format and is answered in it; anything else is the JSON format (a JSON text never starts with 0x01). The layout
  * is documented in runtime/shared-state/README.md ("Binary rate-limit payload"); all integers are little-endian.
  */
+import { policyWindowS, remainingOf, resetS, retryAfterS, sfName, type HeaderSource } from './rate-limit-headers.js';
 import { DECISION_SOURCES, type RateLimitRequest, type RateLimitResponse } from './rate-limiter.js';
 
 export const RATE_LIMIT_BINARY_TAG = 0x01;
@@ -140,17 +141,22 @@ function utf8Bytes(s: string): Uint8Array {
 /** Scratch for answers given at once: the host copies them into the guest before the next call. */
 let scratch = new Uint8Array(1024);
 let scratchView = new DataView(scratch.buffer);
+/** Where the answer being encoded goes (room() sets both). */
+let out = scratch;
+let outView = scratchView;
 
-function room(n: number, copy: boolean): { b: Uint8Array; v: DataView } {
+function room(n: number, copy: boolean): void {
   if (copy) {
-    const b = new Uint8Array(n);
-    return { b, v: new DataView(b.buffer) };
+    out = new Uint8Array(n);
+    outView = new DataView(out.buffer);
+    return;
   }
   if (n > scratch.length) {
     scratch = new Uint8Array(Math.max(n, scratch.length * 2));
     scratchView = new DataView(scratch.buffer);
   }
-  return { b: scratch, v: scratchView };
+  out = scratch;
+  outView = scratchView;
 }
 
 function writeBytes(b: Uint8Array, at: number, bytes: Uint8Array): number {
@@ -158,7 +164,7 @@ function writeBytes(b: Uint8Array, at: number, bytes: Uint8Array): number {
   return at + bytes.length;
 }
 
-/** Writes `s` (ASCII expected: header values) at `at` and returns the end; non-ASCII goes through the encoder. */
+/** Writes `s` at `at` and returns the end. */
 function writeText(b: Uint8Array, at: number, s: string): number {
   const n = s.length;
   for (let i = 0; i < n; i++) {
@@ -169,31 +175,93 @@ function writeText(b: Uint8Array, at: number, s: string): number {
   return at + n;
 }
 
+/** `n` in decimal as String(n) writes it. */
+function writeNumber(b: Uint8Array, at: number, n: number): number {
+  if (!Number.isSafeInteger(n) || n < 0) return writeText(b, at, String(n));
+  if (n === 0) {
+    b[at] = 0x30;
+    return at + 1;
+  }
+  let digits = 0;
+  for (let x = n; x >= 1; x = Math.floor(x / 10)) digits++;
+  for (let i = digits - 1, x = n; i >= 0; i--, x = Math.floor(x / 10)) b[at + i] = 0x30 + (x % 10);
+  return at + digits;
+}
+
+const POLICY = encoder.encode('ratelimit-policy');
+const RATELIMIT = encoder.encode('ratelimit');
+const RETRY_AFTER = encoder.encode('retry-after');
+const Q = encoder.encode(';q=');
+const W = encoder.encode(';w=');
+const R = encoder.encode(';r=');
+const T = encoder.encode(';t=');
+/** Upper bound of a header record: name, lengths, an sf-string and two numbers. */
+const headerRoom = (name: Uint8Array): number => 3 + 16 + name.length + 2 * 3 + 2 * 22;
+
+/** Starts a header record (u8 name length, u16 value length, name, value) at `at`; returns where the value goes. */
+function headerStart(b: Uint8Array, at: number, name: Uint8Array): number {
+  b[at] = name.length;
+  return writeBytes(b, at + 3, name);
+}
+
+/** Completes the record started at `at` whose value runs from `valueAt` to `end`. */
+function headerEnd(v: DataView, at: number, valueAt: number, end: number): number {
+  v.setUint16(at + 1, end - valueAt, true);
+  return end;
+}
+
+/** rateLimitHeaders(source) as header records, without the strings: the count, then the records; returns the end. */
+function writeHeaders(b: Uint8Array, v: DataView, at: number, source: HeaderSource | undefined): number {
+  v.setUint16(at, source === undefined ? 0 : source.overLimit ? 3 : 2, true);
+  at += 2;
+  if (source === undefined) return at;
+  const name = utf8Bytes(sfName(source.policyName));
+  let valueAt = headerStart(b, at, POLICY);
+  let end = writeNumber(b, writeBytes(b, writeNumber(b, writeBytes(b, writeBytes(b, valueAt, name), Q), source.quota), W), policyWindowS(source));
+  at = headerEnd(v, at, valueAt, end);
+  valueAt = headerStart(b, at, RATELIMIT);
+  end = writeNumber(b, writeBytes(b, writeNumber(b, writeBytes(b, writeBytes(b, valueAt, name), R), remainingOf(source)), T), resetS(source));
+  at = headerEnd(v, at, valueAt, end);
+  if (source.overLimit) {
+    valueAt = headerStart(b, at, RETRY_AFTER);
+    at = headerEnd(v, at, valueAt, writeNumber(b, valueAt, retryAfterS(source)));
+  }
+  return at;
+}
+
+function writeHeaderStrings(b: Uint8Array, v: DataView, at: number, headers: Readonly<Record<string, string>>): number {
+  const names = Object.keys(headers);
+  v.setUint16(at, names.length, true);
+  at += 2;
+  for (const h of names) {
+    const valueAt = headerStart(b, at, utf8Bytes(h));
+    at = headerEnd(v, at, valueAt, writeText(b, valueAt, headers[h]!));
+  }
+  return at;
+}
+
 /**
  * The answer in binary form. `stable`: a fresh buffer (a deferred answer); otherwise a view of a scratch buffer valid
  * until the next call, which proxy_call_foreign_function copies into the guest at once.
  */
 export function encodeRateLimitAnswer(id: number, contextId: number, r: RateLimitResponse, stable: boolean): Uint8Array {
-  const names: (Uint8Array | undefined)[] = [];
-  let size = ANSWER_HEAD + 2;
-  for (const s of r.statuses) {
-    const name = s.rule === undefined ? undefined : utf8Bytes(s.rule.name);
-    names.push(name);
-    size += STATUS_SIZE + (name?.length ?? 0);
-  }
-  const headerNames = Object.keys(r.headers);
-  // Header values are ASCII (Structured Fields and digits); 3 bytes per char covers any text anyway.
-  for (const h of headerNames) size += 3 + h.length + 3 * r.headers[h]!.length;
-  const { b, v } = room(size, stable);
+  const source = r.headerSource;
+  let size = ANSWER_HEAD + 2 + 3 * headerRoom(POLICY) + (source === undefined ? 0 : 2 * 3 * source.policyName.length);
+  for (const s of r.statuses) size += STATUS_SIZE + (s.rule === undefined ? 0 : 3 * s.rule.name.length);
+  // A response without headerSource (another limiter's) carries its headers as strings.
+  const strings = source === undefined && Object.keys(r.headers).length > 0;
+  if (strings) for (const [k, x] of Object.entries(r.headers)) size += 3 + 3 * (k.length + x.length);
+  room(size, stable);
+  const b = out;
+  const v = outView;
   b[0] = RATE_LIMIT_BINARY_TAG;
   b[1] = r.overallCode === 'OK' ? BINARY_CODE.ok : BINARY_CODE.overLimit;
   v.setUint16(2, r.statuses.length, true);
   v.setUint32(4, id >>> 0, true);
   v.setUint32(8, contextId >>> 0, true);
   let at = ANSWER_HEAD;
-  for (let i = 0; i < r.statuses.length; i++) {
-    const s = r.statuses[i]!;
-    const name = names[i];
+  for (const s of r.statuses) {
+    const name = s.rule === undefined ? undefined : utf8Bytes(s.rule.name);
     b[at] = s.code === 'OK' ? 0 : 1;
     b[at + 1] = SOURCE_INDEX.get(s.source) ?? 0xff;
     v.setUint16(at + 2, name?.length ?? 0, true);
@@ -203,16 +271,7 @@ export function encodeRateLimitAnswer(id: number, contextId: number, r: RateLimi
     at += STATUS_SIZE;
     if (name !== undefined) at = writeBytes(b, at, name);
   }
-  v.setUint16(at, headerNames.length, true);
-  at += 2;
-  for (const h of headerNames) {
-    const name = utf8Bytes(h);
-    b[at] = name.length;
-    const valueAt = writeBytes(b, at + 3, name);
-    const end = writeText(b, valueAt, r.headers[h]!);
-    v.setUint16(at + 1, end - valueAt, true);
-    at = end;
-  }
+  at = strings ? writeHeaderStrings(b, v, at, r.headers) : writeHeaders(b, v, at, source);
   return b.subarray(0, at);
 }
 

@@ -47,6 +47,22 @@ export interface RateLimitResponse {
   readonly statuses: readonly DescriptorStatus[];
   /** RateLimit-Policy, RateLimit and (when over) Retry-After, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
+  /** What `headers` are made of (the binary answer writes them without the strings); undefined when there are none. */
+  readonly headerSource?: HeaderSource | undefined;
+}
+
+/** A response whose header strings are made when first read: the binary foreign-function answer never reads them. */
+class Response implements RateLimitResponse {
+  #headers: Record<string, string> | undefined;
+  constructor(
+    readonly overallCode: RateLimitCode,
+    readonly statuses: readonly DescriptorStatus[],
+    readonly headerSource: HeaderSource | undefined,
+  ) {}
+
+  get headers(): Readonly<Record<string, string>> {
+    return (this.#headers ??= rateLimitHeaders(this.headerSource));
+  }
 }
 
 export interface RateLimiterOptions {
@@ -206,7 +222,7 @@ export class RateLimiter {
 
   #spec(rule: CompiledRule, entries: readonly RateLimitEntry[]): LimitSpec {
     let byValues = this.#specs.get(rule);
-    if (byValues === undefined) this.#specs.set(rule, (byValues = new Map()));
+    if (byValues === undefined) this.#specs.set(rule, (byValues = new Map<string, LimitSpec>()));
     let key = entries[0]!.value;
     for (let i = 1; i < entries.length; i++) key += `\u0000${entries[i]!.value}`;
     let spec = byValues.get(key);
@@ -309,6 +325,6 @@ export class RateLimiter {
             retryAfterMs: closest.retryAfterMs,
             overLimit: closest.code === 'OVER_LIMIT',
           };
-    return { overallCode: overall, statuses, headers: rateLimitHeaders(source) };
+    return new Response(overall, statuses, source);
   }
 }

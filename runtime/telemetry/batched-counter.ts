@@ -41,7 +41,7 @@ export class BatchedCounter {
   /** The batch of `counter`, created on first use. */
   static of<L extends string>(counter: Counter<L>): BatchedCounter {
     let b = batches.get(counter);
-    if (b === undefined) batches.set(counter, (b = new BatchedCounter(counter as unknown as Counter)));
+    if (b === undefined) batches.set(counter, (b = new BatchedCounter(counter)));
     return b;
   }
 
