@@ -160,8 +160,11 @@ function room(n: number, copy: boolean): void {
 }
 
 function writeBytes(b: Uint8Array, at: number, bytes: Uint8Array): number {
-  b.set(bytes, at);
-  return at + bytes.length;
+  const n = bytes.length;
+  // TypedArray#set is a native call that costs more than copying a few bytes by hand.
+  if (n > 32) b.set(bytes, at);
+  else for (let i = 0; i < n; i++) b[at + i] = bytes[i]!;
+  return at + n;
 }
 
 /** Writes `s` at `at` and returns the end. */
@@ -210,21 +213,48 @@ function headerEnd(v: DataView, at: number, valueAt: number, end: number): numbe
   return end;
 }
 
+/** Per policy: its whole RateLimit-Policy record and the RateLimit record's head up to `r=`, for one quota and window. */
+interface PolicyRecords {
+  readonly quota: number;
+  readonly windowS: number;
+  readonly policy: Uint8Array;
+  /** u8 name length, two bytes for the value length, `ratelimit`, `"name";r=`. */
+  readonly rateLimitHead: Uint8Array;
+}
+const policyRecords = new Map<string, PolicyRecords>();
+
+function recordsOf(source: HeaderSource): PolicyRecords {
+  const windowS = policyWindowS(source);
+  let r = policyRecords.get(source.policyName);
+  if (r !== undefined && r.quota === source.quota && r.windowS === windowS) return r;
+  const name = encoder.encode(sfName(source.policyName));
+  const policy = new Uint8Array(3 + POLICY.length + name.length + 6 + 44);
+  const pv = new DataView(policy.buffer);
+  const valueAt = headerStart(policy, 0, POLICY);
+  const end = writeNumber(policy, writeBytes(policy, writeNumber(policy, writeBytes(policy, writeBytes(policy, valueAt, name), Q), source.quota), W), windowS);
+  headerEnd(pv, 0, valueAt, end);
+  const head = new Uint8Array(3 + RATELIMIT.length + name.length + R.length);
+  writeBytes(head, writeBytes(head, headerStart(head, 0, RATELIMIT), name), R);
+  r = { quota: source.quota, windowS, policy: policy.subarray(0, end), rateLimitHead: head };
+  if (policyRecords.size >= 1024) policyRecords.clear();
+  policyRecords.set(source.policyName, r);
+  return r;
+}
+
 /** rateLimitHeaders(source) as header records, without the strings: the count, then the records; returns the end. */
 function writeHeaders(b: Uint8Array, v: DataView, at: number, source: HeaderSource | undefined): number {
   v.setUint16(at, source === undefined ? 0 : source.overLimit ? 3 : 2, true);
   at += 2;
   if (source === undefined) return at;
-  const name = utf8Bytes(sfName(source.policyName));
-  let valueAt = headerStart(b, at, POLICY);
-  let end = writeNumber(b, writeBytes(b, writeNumber(b, writeBytes(b, writeBytes(b, valueAt, name), Q), source.quota), W), policyWindowS(source));
-  at = headerEnd(v, at, valueAt, end);
-  valueAt = headerStart(b, at, RATELIMIT);
-  end = writeNumber(b, writeBytes(b, writeNumber(b, writeBytes(b, writeBytes(b, valueAt, name), R), remainingOf(source)), T), resetS(source));
-  at = headerEnd(v, at, valueAt, end);
+  const records = recordsOf(source);
+  at = writeBytes(b, at, records.policy);
+  const start = at;
+  const valueAt = at + 3 + RATELIMIT.length;
+  at = writeNumber(b, writeBytes(b, writeNumber(b, writeBytes(b, at, records.rateLimitHead), remainingOf(source)), T), resetS(source));
+  at = headerEnd(v, start, valueAt, at);
   if (source.overLimit) {
-    valueAt = headerStart(b, at, RETRY_AFTER);
-    at = headerEnd(v, at, valueAt, writeNumber(b, valueAt, retryAfterS(source)));
+    const retryAt = headerStart(b, at, RETRY_AFTER);
+    at = headerEnd(v, at, retryAt, writeNumber(b, retryAt, retryAfterS(source)));
   }
   return at;
 }
