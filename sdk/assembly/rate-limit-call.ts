@@ -47,6 +47,8 @@ export class RateLimitCall {
   private count: u32 = 0;
   /** Offset of the open descriptor's head (its u32 hits and u16 entry count). */
   private open: usize = 0;
+  /** A key or value did not fit the format's 16-bit length: the request is not sent. */
+  private tooLong: bool = false;
   /** tag, flags, count, id, hitsAddend, domain: copied as is at begin(). */
   private readonly head: ArrayBuffer;
 
@@ -73,6 +75,7 @@ export class RateLimitCall {
     memory.copy(this.ptr, changetype<usize>(this.head), n);
     this.len = n;
     this.count = 0;
+    this.tooLong = false;
   }
 
   /** Opens a descriptor; `hitsAddend` -1 uses the request's. */
@@ -140,6 +143,11 @@ export class RateLimitCall {
    * result goes to handler.onRateLimitResult), or failed (answer.failed; NotFound outside weft).
    */
   send(handler: Context, answer: RateLimitAnswer): void {
+    if (this.tooLong) {
+      answer.release();
+      answer.localError = "a descriptor key or value is longer than 65535 bytes";
+      return;
+    }
     store<u16>(this.ptr + 2, <u16>this.count);
     RateLimitCall.call(this.ptr, this.len, handler, answer);
   }
@@ -178,6 +186,7 @@ export class RateLimitCall {
 
   private key(key: ArrayBuffer): void {
     const n = <usize>key.byteLength;
+    if (n > 0xffff) this.tooLong = true;
     this.room(2 + n);
     store<u16>(this.ptr + this.len, <u16>n);
     memory.copy(this.ptr + this.len + 2, changetype<usize>(key), n);
@@ -186,6 +195,7 @@ export class RateLimitCall {
 
   /** Completes an entry whose value's `len` bytes were written after its length field. */
   private value(len: usize): void {
+    if (len > 0xffff) this.tooLong = true;
     store<u16>(this.ptr + this.len, <u16>len);
     this.len += 2 + len;
     const entries = this.ptr + this.open + 4;
@@ -219,6 +229,8 @@ export class RateLimitAnswer {
   private len: usize = 0;
   /** Start of the header section, 0 when the block is malformed. */
   private headersAt: usize = 0;
+  /** Why the request was not sent (RateLimitCall refused it), "" otherwise. */
+  localError: string = "";
 
   /** The host decided at once and the answer is well-formed (check overLimit / failed). */
   get decided(): bool {
@@ -235,7 +247,7 @@ export class RateLimitAnswer {
 
   /** No decision: a host status other than Ok, a limiter error or a malformed answer. */
   get failed(): bool {
-    if (this.status != WasmResult.Ok) return true;
+    if (this.status != WasmResult.Ok || this.localError.length > 0) return true;
     if (this.ptr == 0) return this.token == 0;
     return this.headersAt == 0;
   }
@@ -243,6 +255,7 @@ export class RateLimitAnswer {
   /** The answer in full (statuses, headers, error); allocates, for the rare paths. */
   result(): RateLimitResult {
     if (this.status != WasmResult.Ok) return RateLimitResult.failure("status " + (<i32>this.status).toString());
+    if (this.localError.length > 0) return RateLimitResult.failure(this.localError);
     if (this.ptr == 0) return RateLimitResult.failure("the host answered no decision");
     return RateLimitResult.fromBinary(this.ptr, this.len);
   }
@@ -271,6 +284,7 @@ export class RateLimitAnswer {
     this.headersAt = 0;
     this.token = 0;
     this.status = WasmResult.Ok;
+    this.localError = "";
   }
 
   /** Takes the host's block; walks it once so later reads need no bounds checks (headersAt 0: malformed or an error). */
