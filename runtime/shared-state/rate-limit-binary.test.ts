@@ -32,6 +32,8 @@ function setup(): ForeignFunctionRegistry {
             { name: 'per-user', entries: [{ key: 'user' }], requestsPerUnit: 2, unit: 'minute' },
             { entries: [{ key: 'path', value: '/a"b' }], requestsPerUnit: 5, unit: 'second' },
             { name: 'leased', entries: [{ key: 'l' }], requestsPerUnit: 100, unit: 'minute', mode: 'local' },
+            { name: 'big', entries: [{ key: 'big' }], requestsPerUnit: 3_000_000_000, unit: 'day' },
+            { name: 'mid', entries: [{ key: 'mid' }], requestsPerUnit: 1_000_000_000, unit: 'hour' },
           ],
         }),
       ],
@@ -170,6 +172,12 @@ describe('binary rate-limit payloads', () => {
 
   it('writes the headers rateLimitHeaders would, escapes and numbers included', async () => {
     const registry = setup();
+    for (const [key, quota, windowMs] of [['big', 3_000_000_000, 86_400_000], ['mid', 1_000_000_000, 3_600_000]] as const) {
+      const { answer: n } = await call(registry, request(1, 'api', [{ entries: [[key, 'v']] }]));
+      const s = n.statuses[0]!;
+      expect(n.headers).toEqual(rateLimitHeaders({ policyName: key, quota, windowMs, remaining: s.remaining, resetMs: s.resetMs, retryAfterMs: 0, overLimit: false }));
+      expect(n.headers['ratelimit-policy']).toBe(`"${key}";q=${quota};w=${windowMs / 1000}`);
+    }
     const { answer: a } = await call(registry, request(1, 'api', [{ entries: [['path', '/a"b']] }]));
     expect(a.statuses[0]!.name).toBe('api.path=/a"b');
     expect(a.headers).toEqual(

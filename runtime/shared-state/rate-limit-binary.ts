@@ -180,15 +180,14 @@ function writeText(b: Uint8Array, at: number, s: string): number {
 
 /** `n` in decimal as String(n) writes it. */
 function writeNumber(b: Uint8Array, at: number, n: number): number {
-  if (!Number.isSafeInteger(n) || n < 0) return writeText(b, at, String(n));
-  if (n === 0) {
-    b[at] = 0x30;
-    return at + 1;
+  if (n >= 0 && n <= 0x7fffffff && Number.isInteger(n)) {
+    // 31-bit integers (every count and second here in practice): integer division, no float rounding.
+    let digits = 1;
+    for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
+    for (let i = digits - 1, x = n; i >= 0; i--, x = (x / 10) | 0) b[at + i] = 0x30 + (x % 10);
+    return at + digits;
   }
-  let digits = 0;
-  for (let x = n; x >= 1; x = Math.floor(x / 10)) digits++;
-  for (let i = digits - 1, x = n; i >= 0; i--, x = Math.floor(x / 10)) b[at + i] = 0x30 + (x % 10);
-  return at + digits;
+  return writeText(b, at, String(n));
 }
 
 const POLICY = encoder.encode('ratelimit-policy');
