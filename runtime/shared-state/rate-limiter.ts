@@ -83,6 +83,7 @@ interface DecisionSlots {
   /** The label value: the domain, or UNKNOWN_DOMAIN. */
   readonly domain: string;
   readonly children: (BatchedSeries | undefined)[];
+  readonly nearLimit: BatchedSeries;
 }
 const UNKNOWN_DOMAIN = '(unconfigured)';
 /** envoyproxy/ratelimit's NEAR_LIMIT_RATIO default. */
@@ -127,7 +128,7 @@ export class RateLimiter {
     this.#backendCalls = m.counter('weft_ratelimit_backend_calls_total', 'Backend decision calls by mode (strict decision or local lease)', ['mode']);
     this.#strictCalls = BatchedCounter.of(this.#backendCalls).series({ mode: 'strict' });
     this.#decisionBatch = BatchedCounter.of(this.#decisions);
-    this.#unknownSlots = { domain: UNKNOWN_DOMAIN, children: [] };
+    this.#unknownSlots = this.#newSlots(UNKNOWN_DOMAIN);
     this.#leases = new LeasePool(backend, {
       budgetMs: options.timeoutMs,
       ...(options.leaseFraction === undefined ? {} : { leaseFraction: options.leaseFraction }),
@@ -285,8 +286,12 @@ export class RateLimiter {
     if (slots !== undefined) return slots;
     // Domains come from callers (gRPC, plugins): only configured ones become label values.
     if (!this.#rules.hasDomain(requestDomain)) return this.#unknownSlots;
-    this.#decisionSlots.set(requestDomain, (slots = { domain: requestDomain, children: [] }));
+    this.#decisionSlots.set(requestDomain, (slots = this.#newSlots(requestDomain)));
     return slots;
+  }
+
+  #newSlots(domain: string): DecisionSlots {
+    return { domain, children: [], nearLimit: BatchedCounter.of(this.#nearLimit).series({ domain }) };
   }
 
   #count(status: DescriptorStatus, requestDomain: string): DescriptorStatus {
@@ -299,7 +304,7 @@ export class RateLimiter {
     child.inc();
     const rule = status.rule;
     if (status.code === 'OK' && rule !== undefined && !rule.unlimited && status.remaining < rule.requestsPerUnit * (1 - NEAR_LIMIT_RATIO)) {
-      this.#nearLimit.inc({ domain });
+      slots.nearLimit.inc();
     }
     // Shadow mode: evaluated and counted as it would be, then let through.
     return status.code === 'OVER_LIMIT' && status.rule?.shadowMode === true ? { ...status, code: 'OK' } : status;
