@@ -155,7 +155,7 @@ class Limit extends HttpContext {
   answer: RateLimitAnswer = new RateLimitAnswer();
   /** RateLimit headers of a decoded answer (deferred, or over the limit); null: take them from `answer`. */
   headers: Array<HeaderPair> | null = null;
-  /** The request as sent, kept under the delay strategy to ask again after the wait. */
+  /** The request as sent, copied under the delay strategy once it has to be asked again (after a wait or a deferred answer). */
   payload: ArrayBuffer | null = null;
   startedNanos: u64 = 0;
   dueNanos: u64 = 0;
@@ -211,11 +211,8 @@ class Limit extends HttpContext {
       return HeadersAction.Continue;
     }
     if (this.build() == 0) return HeadersAction.Continue;
-    // Only the delay strategy measures how long a request has waited (a clock read is a hostcall) and asks again.
-    if (this.rl.config.delay) {
-      this.startedNanos = currentTimeNanos();
-      this.payload = this.rl.config.call.payload();
-    }
+    // Only the delay strategy measures how long a request has waited (a clock read is a hostcall).
+    if (this.rl.config.delay) this.startedNanos = currentTimeNanos();
     return this.ask() ? HeadersAction.Continue : HeadersAction.StopIteration;
   }
 
@@ -227,6 +224,8 @@ class Limit extends HttpContext {
     else this.rl.config.call.send(this, a);
     if (a.pending) {
       this.pending = true;
+      // Other requests reuse the call's memory before the answer comes: keep this one's to ask again after a delay.
+      if (this.rl.config.delay) this.keepPayload();
       return false;
     }
     if (a.status != WasmResult.Ok) return this.failed("the host has no shared limiter (status " + (<i32>a.status).toString() + ")");
@@ -266,6 +265,7 @@ class Limit extends HttpContext {
       const now = currentTimeNanos();
       const waited = (now - this.startedNanos) / 1_000_000;
       if (wait > 0 && waited + <u64>wait <= c.maxDelayMs) {
+        this.keepPayload();
         this.rl.delayed.increment(1);
         this.dueNanos = now + <u64>(wait * 1_000_000);
         this.rl.hold(this);
@@ -278,6 +278,14 @@ class Limit extends HttpContext {
     headers.push(new HeaderPair("x-weft-ratelimited", "true"));
     this.sendLocalResponse(c.rejectStatus, "rate limited\n", headers, "request_rate_limited");
     return false;
+  }
+
+  /**
+   * Copies the request out of the config's call, which still holds it: decide() runs right after send() or on a
+   * deferred answer, and a deferred call under delay was copied when it went out.
+   */
+  keepPayload(): void {
+    if (this.payload === null) this.payload = this.rl.config.call.payload();
   }
 
   /** The delay is over: ask again. */

@@ -45,6 +45,11 @@ function host(answer: (payload: Uint8Array) => Uint8Array | Promise<Uint8Array>)
 
 /** An allowed answer with one status and the two RateLimit headers, in the documented layout. */
 function allowed(id: number): Uint8Array {
+  return decision(id, false, 0);
+}
+
+/** A decision with one status (over the limit: retry after `retryAfterMs`) and the RateLimit headers. */
+function decision(id: number, over: boolean, retryAfterMs: number): Uint8Array {
   const enc = new TextEncoder();
   const name = enc.encode('r');
   const headers: [Uint8Array, Uint8Array][] = [
@@ -54,12 +59,15 @@ function allowed(id: number): Uint8Array {
   const b = new Uint8Array(12 + 28 + name.length + 2 + headers.reduce((n, [k, v]) => n + 3 + k.length + v.length, 0));
   const v = new DataView(b.buffer);
   b[0] = 1;
+  b[1] = over ? 1 : 0;
   v.setUint16(2, 1, true);
   v.setUint32(4, id, true);
   let at = 12;
+  b[at] = over ? 1 : 0;
   v.setUint16(at + 2, name.length, true);
-  v.setFloat64(at + 4, 4, true);
+  v.setFloat64(at + 4, over ? 0 : 4, true);
   v.setFloat64(at + 12, 1000, true);
+  v.setFloat64(at + 20, retryAfterMs, true);
   b.set(name, at + 28);
   at += 28 + name.length;
   v.setUint16(at, headers.length, true);
@@ -136,6 +144,29 @@ describe('ratelimit binary payloads', () => {
     expect(emu.logs.some((l) => l.message.includes('limiter error: the host answered no decision'))).toBe(true);
     s.sendResponseHeaders({ ':status': '200' });
     expect(s.responseHeader('ratelimit')).toBeUndefined();
+  });
+
+  it('delays on a deferred over-limit answer and asks again with the same request, whatever was sent meanwhile', async () => {
+    let calls = 0;
+    const pending: ((b: Uint8Array) => void)[] = [];
+    const h = host((p) => {
+      calls++;
+      // The first call waits (a lease being fetched) and is then over the limit for 50 ms; the rest are allowed at once.
+      if (calls === 1) return new Promise<Uint8Array>((resolve) => pending.push((b) => resolve(b)));
+      return allowed(idOf(p));
+    });
+    const config = { domain: 'api', descriptors: [[{ key: 'user', fromHeader: 'x-user' }]], strategy: 'delay', maxDelayMs: 1000 };
+    emu = await PluginEmulator.create({ wasm, config, foreignFunctions: h.registry });
+    const first = send(emu, { 'x-user': 'first' });
+    expect(first.r.action).toBe('pause');
+    expect(send(emu, { 'x-user': 'second' }).r.action).toBe('continue');
+    pending[0]!(decision(h.asked[0]!.id, true, 50));
+    expect((await first.r.resume!).action).toBe('continue');
+    expect(h.asked).toHaveLength(3);
+    expect(h.asked[2]!.request).toEqual(h.asked[0]!.request);
+    expect(h.asked[2]!.request.descriptors[0]!.entries[0]!.value).toBe('first');
+    expect(h.asked[2]!.id).not.toBe(h.asked[0]!.id);
+    expect(await emu.metricValue('ratelimit_plugin_delayed_total')).toBe(1);
   });
 
   it('applies a deferred binary answer to the request that asked', async () => {
