@@ -33,4 +33,5 @@ export { RateLimitCall, RateLimitAnswer } from "./rate-limit-call";
 export { decodeUtf8, utf8, asciiLower } from "./memory";
 export { istioMatch, matchesAny } from "./string-match";
 export { base64Decode, base64UrlEncode } from "./base64";
+export { HostBlock, headerValueInto } from "./host-block";
 export { weftAbort } from "./abort";

@@ -1,216 +1,19 @@
 // jwt-authn: validates JWTs (RS256/ES256, also RS384/RS512/PS256/ES384) against JWKS given inline or fetched by HTTP
 // call (cached), checks issuer, audiences, exp and nbf, copies claims to headers, and answers 401 with
-// WWW-Authenticate on failure. Signatures are verified by the host (`weft.crypto.verify`). Configuration: README.md.
+// WWW-Authenticate on failure. Signatures are verified by the host (`weft.crypto.verify`); verified tokens are kept per
+// provider (Envoy's jwt_cache_config) so a repeated token skips decoding and verification. Configuration: README.md.
 import {
-  HeaderPair, HeadersAction, HttpCallResponse, HttpContext, JsonObject, JsonReader, JsonValue, Metric, RootContext, WasmResult,
-  asciiLower, base64Decode, callForeignFunctionText, currentTimeNanos, currentTimeSeconds, decodeBytes, defineCounter,
-  httpCall, jsonQuote, logError, logWarn, parseJson, pluginConfiguration, registerRootContext, requestHeaders,
-  stringArray, stringifyJson, unknownKey,
+  HeaderPair, HeadersAction, HostBlock, HttpCallResponse, HttpContext, JsonReader, Metric, RootContext, WasmResult,
+  asciiLower, callForeignFunctionText, currentTimeNanos, currentTimeSeconds, defineCounter, headerValueInto, httpCall,
+  jsonQuote, logError, logWarn, parseJson, pluginConfiguration, registerRootContext, requestHeaders, stringArray, utf8,
 } from "@weft/sdk/assembly/index";
+import { Config, Key, Parser, Provider, parseJwks, sameKeys } from "./config";
+import { CachedToken, tokenHash } from "./token-cache";
+import { Token, claimAt, claimText, parseToken, queryParam } from "./token";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
 const VERIFY_FUNCTION = "weft.crypto.verify";
 const CLOCK_SKEW_SECONDS: i64 = 60;
-const ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "ES256", "ES384"];
-
-class Key {
-  /** The verify payload up to "data" for `headAlg`: the same on every request with this key. */
-  headAlg: string = "";
-  head: string = "";
-
-  constructor(public kid: string, public kty: string, public json: string) {}
-
-  payloadHead(alg: string): string {
-    if (alg != this.headAlg) {
-      this.headAlg = alg;
-      this.head = "{\"alg\":" + jsonQuote(alg) + ",\"jwk\":" + this.json + ",\"data\":";
-    }
-    return this.head;
-  }
-}
-
-class HeaderSource {
-  constructor(public name: string, public prefix: string) {}
-}
-
-class ClaimHeader {
-  constructor(public claim: string, public header: string) {}
-}
-
-class Remote {
-  cluster: string = "";
-  authority: string = "";
-  path: string = "";
-  timeoutMs: u32 = 5000;
-  cacheSeconds: u64 = 300;
-  /** After a failed fetch, requests fail fast (or use the previous keys) for this long before another fetch. */
-  retryMs: u64 = 1000;
-}
-
-class Provider {
-  name: string = "";
-  issuer: string = "";
-  audiences: Array<string> | null = null;
-  keys: Array<Key> = new Array<Key>();
-  remote: Remote | null = null;
-  fromHeaders: Array<HeaderSource> = [new HeaderSource("authorization", "Bearer ")];
-  fromParams: Array<string> = new Array<string>();
-  forward: bool = false;
-  payloadHeader: string = "";
-  claimHeaders: Array<ClaimHeader> = new Array<ClaimHeader>();
-  // Remote JWKS state (per VM).
-  fetchedAtNanos: u64 = 0;
-  /** No new fetch before this (after a failure), so a failing JWKS endpoint is not hammered by every request. */
-  retryAtNanos: u64 = 0;
-  fetching: bool = false;
-  waiters: Array<Jwt> = new Array<Jwt>();
-
-  fresh(now: u64): bool {
-    const r = this.remote;
-    if (r === null) return true;
-    return this.fetchedAtNanos != 0 && now - this.fetchedAtNanos < r.cacheSeconds * 1_000_000_000;
-  }
-}
-
-class Config {
-  providers: Array<Provider> = new Array<Provider>();
-  allowMissing: bool = false;
-}
-
-/** Keys of a JWKS document ({"keys": [...]}); RSA and EC keys are kept, others skipped. Null when not a JWKS. */
-function parseJwks(v: JsonValue): Array<Key> | null {
-  const o = v.asObject();
-  if (o === null) return null;
-  const keys = o.getArray("keys");
-  if (keys === null) return null;
-  const out = new Array<Key>();
-  for (let i = 0; i < keys.length; i++) {
-    const k = keys.at(i).asObject();
-    if (k === null) continue;
-    const kty = k.getString("kty");
-    if (kty === null || (kty! != "RSA" && kty! != "EC")) continue;
-    const kid = k.getString("kid");
-    out.push(new Key(kid === null ? "" : kid!, kty!, stringifyJson(k)));
-  }
-  return out;
-}
-
-class Parser {
-  error: string = "";
-
-  fail(message: string): Provider | null {
-    if (this.error.length == 0) this.error = message;
-    return null;
-  }
-
-  provider(v: JsonValue, where: string): Provider | null {
-    const o = v.asObject();
-    if (o === null) return this.fail(where + " must be an object");
-    const unknown = unknownKey(o, ["name", "issuer", "audiences", "jwks", "remoteJwks", "fromHeaders", "fromParams", "forward", "forwardPayloadHeader", "claimToHeaders"]);
-    if (unknown !== null) return this.fail(where + ": unknown field \"" + unknown! + "\"");
-    const p = new Provider();
-    const name = o.getString("name");
-    p.name = name === null ? where : name!;
-    const issuer = o.getString("issuer");
-    if (issuer === null || issuer!.length == 0) return this.fail(where + ".issuer must be a non-empty string");
-    p.issuer = issuer!;
-    if (o.has("audiences")) {
-      const a = stringArray(o.get("audiences"));
-      if (a === null) return this.fail(where + ".audiences must be an array of strings");
-      p.audiences = a;
-    }
-    const jwks = o.get("jwks");
-    if (jwks !== null) {
-      let doc: JsonValue | null = jwks;
-      const text = jwks.asString();
-      if (text !== null) {
-        const parsed = parseJson(text!);
-        if (!parsed.ok) return this.fail(where + ".jwks is not JSON: " + parsed.error);
-        doc = parsed.value;
-      }
-      const keys = parseJwks(doc!);
-      if (keys === null) return this.fail(where + ".jwks must be a JWKS ({\"keys\": [...]})");
-      if (keys!.length == 0) return this.fail(where + ".jwks has no RSA or EC key");
-      p.keys = keys!;
-    }
-    const remote = o.get("remoteJwks");
-    if (remote !== null) {
-      const r = remote.asObject();
-      if (r === null) return this.fail(where + ".remoteJwks must be an object");
-      const u = unknownKey(r, ["cluster", "authority", "path", "timeoutMs", "cacheSeconds", "retryMs"]);
-      if (u !== null) return this.fail(where + ".remoteJwks: unknown field \"" + u! + "\"");
-      const rem = new Remote();
-      const cluster = r.getString("cluster");
-      const path = r.getString("path");
-      if (cluster === null || cluster!.length == 0 || path === null || !path!.startsWith("/")) return this.fail(where + ".remoteJwks needs cluster and an absolute path");
-      rem.cluster = cluster!;
-      rem.path = path!;
-      const authority = r.getString("authority");
-      rem.authority = authority === null ? cluster! : authority!;
-      const t = r.getNumber("timeoutMs", 5000);
-      const c = r.getNumber("cacheSeconds", 300);
-      if (t < 1 || t > 60000 || c < 0 || c > 86400) return this.fail(where + ".remoteJwks timeoutMs must be 1-60000 and cacheSeconds 0-86400");
-      const retry = r.getNumber("retryMs", 1000);
-      if (retry < 0 || retry > 600000) return this.fail(where + ".remoteJwks retryMs must be 0-600000");
-      rem.timeoutMs = <u32>t;
-      rem.cacheSeconds = <u64>c;
-      rem.retryMs = <u64>retry;
-      p.remote = rem;
-    }
-    if (jwks === null && remote === null) return this.fail(where + " needs jwks or remoteJwks");
-    if (o.has("fromHeaders")) {
-      const a = o.getArray("fromHeaders");
-      if (a === null) return this.fail(where + ".fromHeaders must be an array");
-      p.fromHeaders = new Array<HeaderSource>();
-      for (let i = 0; i < a.length; i++) {
-        const h = a.at(i).asObject();
-        const hn: string | null = h === null ? null : h.getString("name");
-        if (h === null || hn === null) return this.fail(where + ".fromHeaders[" + i.toString() + "] needs a name");
-        const prefix = h.getString("prefix");
-        p.fromHeaders.push(new HeaderSource(asciiLower(hn!), prefix === null ? "" : prefix!));
-      }
-    }
-    if (o.has("fromParams")) {
-      const a = stringArray(o.get("fromParams"));
-      if (a === null) return this.fail(where + ".fromParams must be an array of strings");
-      p.fromParams = a!;
-    }
-    p.forward = o.getBool("forward");
-    const ph = o.getString("forwardPayloadHeader");
-    if (ph !== null) p.payloadHeader = asciiLower(ph!);
-    if (o.has("claimToHeaders")) {
-      const a = o.getArray("claimToHeaders");
-      if (a === null) return this.fail(where + ".claimToHeaders must be an array");
-      for (let i = 0; i < a.length; i++) {
-        const c = a.at(i).asObject();
-        const claim: string | null = c === null ? null : c.getString("claim");
-        const header: string | null = c === null ? null : c.getString("header");
-        if (claim === null || header === null) return this.fail(where + ".claimToHeaders[" + i.toString() + "] needs claim and header");
-        p.claimHeaders.push(new ClaimHeader(claim!, asciiLower(header!)));
-      }
-    }
-    return p;
-  }
-
-  parse(text: string): Config | null {
-    const parsed = parseJson(text.length == 0 ? "{}" : text);
-    if (!parsed.ok) { this.fail("configuration is not JSON: " + parsed.error); return null; }
-    const o = parsed.value!.asObject();
-    if (o === null) { this.fail("configuration must be a JSON object"); return null; }
-    const unknown = unknownKey(o, ["providers", "allowMissing"]);
-    if (unknown !== null) { this.fail("unknown field \"" + unknown! + "\""); return null; }
-    const list = o.getArray("providers");
-    if (list === null || list.length == 0) { this.fail("providers must be a non-empty array"); return null; }
-    const c = new Config();
-    c.allowMissing = o.getBool("allowMissing");
-    for (let i = 0; i < list.length; i++) {
-      const p = this.provider(list.at(i), "providers[" + i.toString() + "]");
-      if (p === null) return null;
-      c.providers.push(p!);
-    }
-    return c;
-  }
-}
 
 const VERIFY_ANSWER_KEYS: StaticArray<string> = ["valid"];
 
@@ -227,76 +30,44 @@ function verifiedValid(text: string): bool {
   return valid && r.done();
 }
 
-/** A token split and decoded, or the reason it could not be. */
-class Token {
-  error: string = "";
-  alg: string = "";
-  kid: string = "";
-  payload: JsonObject = new JsonObject();
-  payloadSegment: string = "";
-  signingInput: string = "";
-  signature: string = "";
+/** Where extract() found the token: nowhere, in place in `tokenBlock` (tokenPtr, tokenLen), or as text in Jwt.raw. */
+const FOUND_NONE: i32 = 0;
+const FOUND_BYTES: i32 = 1;
+const FOUND_TEXT: i32 = 2;
+
+// The header value holding the token, read where the host wrote it; released before onRequestHeaders returns, so one
+// block serves every request (callbacks never nest).
+const tokenBlock = new HostBlock();
+let tokenPtr: usize = 0;
+let tokenLen: usize = 0;
+
+function asciiOnly(ptr: usize, len: usize): bool {
+  let i: usize = 0;
+  for (; i + 8 <= len; i += 8) if ((load<u64>(ptr + i) & 0x8080808080808080) != 0) return false;
+  for (; i < len; i++) if (load<u8>(ptr + i) >= 0x80) return false;
+  return true;
 }
 
-function decodeSegment(seg: string): JsonObject | null {
-  const bytes = base64Decode(seg);
-  if (bytes === null) return null;
-  const parsed = parseJson(decodeBytes(bytes!));
-  if (!parsed.ok) return null;
-  return parsed.value!.asObject();
+/** String#trim's white space, for ASCII (TAB, LF, VT, FF, CR, SP). */
+function isAsciiSpace(c: u32): bool {
+  return c == 0x20 || c - 0x09 <= 0x0d - 0x09;
 }
 
-function parseToken(jwt: string): Token {
-  const t = new Token();
-  const a = jwt.indexOf(".");
-  const b = a < 0 ? -1 : jwt.indexOf(".", a + 1);
-  if (a <= 0 || b < 0 || jwt.indexOf(".", b + 1) >= 0 || b == a + 1 || b == jwt.length - 1) {
-    t.error = "Jwt is not in the form of Header.Payload.Signature with two dots and 3 sections";
-    return t;
+/** Whether the bytes at `ptr` start with `lower` (ASCII, lower case), ignoring ASCII case. */
+function hasPrefix(ptr: usize, lower: ArrayBuffer): bool {
+  const p = changetype<usize>(lower);
+  for (let i: usize = 0; i < <usize>lower.byteLength; i++) {
+    let c = <u32>load<u8>(ptr + i);
+    if (c - 0x41 <= 0x5a - 0x41) c += 0x20;
+    if (c != <u32>load<u8>(p + i)) return false;
   }
-  const header = decodeSegment(jwt.substring(0, a));
-  if (header === null) { t.error = "Jwt header is an invalid JSON"; return t; }
-  const payload = decodeSegment(jwt.substring(a + 1, b));
-  if (payload === null) { t.error = "Jwt payload is an invalid JSON"; return t; }
-  const alg = header!.getString("alg");
-  if (alg === null || !ALGORITHMS.includes(alg!)) { t.error = "Jwt algorithm is not supported"; return t; }
-  if (base64Decode(jwt.substring(b + 1)) === null) { t.error = "Jwt signature is not base64url"; return t; }
-  const kid = header!.getString("kid");
-  t.alg = alg!;
-  t.kid = kid === null ? "" : kid!;
-  t.payload = payload!;
-  t.payloadSegment = jwt.substring(a + 1, b);
-  t.signingInput = jwt.substring(0, b);
-  t.signature = jwt.substring(b + 1);
-  return t;
+  return true;
 }
 
-function queryParam(path: string, name: string): string | null {
-  const q = path.indexOf("?");
-  if (q < 0) return null;
-  const parts = path.substring(q + 1).split("&");
-  for (let i = 0; i < parts.length; i++) {
-    const eq = parts[i].indexOf("=");
-    if (eq > 0 && parts[i].substring(0, eq) == name) return parts[i].substring(eq + 1);
-  }
-  return null;
-}
-
-function claimText(v: JsonValue): string {
-  const s = v.asString();
-  if (s !== null) return s!;
-  return stringifyJson(v);
-}
-
-/** Reads a dotted claim path (`realm.role`). */
-function claimAt(payload: JsonObject, path: string): JsonValue | null {
-  const parts = path.split(".");
-  let cur: JsonObject | null = payload;
-  for (let i = 0; i < parts.length - 1; i++) {
-    cur = cur!.getObject(parts[i]);
-    if (cur === null) return null;
-  }
-  return cur!.get(parts[parts.length - 1]);
+/** A cached token's exp and nbf against the clock, as the full path checks them. */
+function timely(e: CachedToken, now: i64): bool {
+  if (e.hasExp && e.exp + CLOCK_SKEW_SECONDS < now) return false;
+  return !(e.hasNbf && e.nbf - CLOCK_SKEW_SECONDS > now);
 }
 
 let verifierMissingLogged = false;
@@ -324,36 +95,101 @@ class Jwt extends HttpContext {
     this.sendLocalResponse(401, message, [new HeaderPair("www-authenticate", challenge), new HeaderPair("content-type", "text/plain")], "jwt_authn_access_denied");
   }
 
-  extract(): bool {
+  /** Finds the token as the providers list their sources, first found wins; see FOUND_*. */
+  extract(): i32 {
     const ps = this.jwtRoot.config.providers;
     for (let i = 0; i < ps.length; i++) {
       const p = ps[i];
       for (let j = 0; j < p.fromHeaders.length; j++) {
-        const v = requestHeaders.get(p.fromHeaders[j].name);
-        if (v === null) continue;
-        const prefix = p.fromHeaders[j].prefix;
-        if (prefix.length > 0 && (v!.length <= prefix.length || asciiLower(v!.substring(0, prefix.length)) != asciiLower(prefix))) continue;
-        this.raw = v!.substring(prefix.length).trim();
-        return true;
+        const h = p.fromHeaders[j];
+        if (!headerValueInto(requestHeaders, h.nameBytes, tokenBlock)) continue;
+        const ptr = tokenBlock.ptr;
+        const len = tokenBlock.len;
+        const lower = h.prefixLower;
+        if (lower !== null && asciiOnly(ptr, len)) {
+          // ASCII (every well-formed token): the text path's checks, made on the bytes in place.
+          const pl = <usize>lower.byteLength;
+          if (pl > 0 && (len <= pl || !hasPrefix(ptr, lower))) { tokenBlock.release(); continue; }
+          let start = pl;
+          let end = len;
+          while (start < end && isAsciiSpace(load<u8>(ptr + start))) start++;
+          while (end > start && isAsciiSpace(load<u8>(ptr + end - 1))) end--;
+          tokenPtr = ptr + start;
+          tokenLen = end - start;
+          return FOUND_BYTES;
+        }
+        const v = tokenBlock.text();
+        tokenBlock.release();
+        const prefix = h.prefix;
+        if (prefix.length > 0 && (v.length <= prefix.length || asciiLower(v.substring(0, prefix.length)) != asciiLower(prefix))) continue;
+        this.raw = v.substring(prefix.length).trim();
+        return FOUND_TEXT;
       }
       if (p.fromParams.length > 0) {
         const path = requestHeaders.get(":path");
         for (let j = 0; path !== null && j < p.fromParams.length; j++) {
           const v = queryParam(path!, p.fromParams[j]);
-          if (v !== null && v!.length > 0) { this.raw = v!; return true; }
+          if (v !== null && v!.length > 0) { this.raw = v!; return FOUND_TEXT; }
         }
       }
+    }
+    return FOUND_NONE;
+  }
+
+  /**
+   * Serves a token a provider verified before (Envoy's jwt cache: issuer and audiences were checked then and depend
+   * only on the token and the configuration; exp and nbf are checked now). On a miss the token is left in `raw`.
+   */
+  fromCache(found: i32): bool {
+    let ptr = tokenPtr;
+    let len = tokenLen;
+    let text: ArrayBuffer | null = null;
+    if (found == FOUND_TEXT) {
+      text = utf8(this.raw);
+      ptr = changetype<usize>(text);
+      len = <usize>text.byteLength;
+    }
+    const root = this.jwtRoot;
+    const ps = root.config.providers;
+    let hash: u32 = 0;
+    let hashed = false;
+    let looked = false;
+    for (let i = 0; i < ps.length; i++) {
+      const cache = ps[i].cache;
+      if (cache === null) continue;
+      looked = true;
+      // A token longer than the cache keeps is never in it (and an oversized header is not hashed for nothing).
+      if (cache.size == 0 || len > <usize>cache.maxTokenBytes) continue;
+      if (!hashed) { hash = tokenHash(ptr, len); hashed = true; }
+      const e = cache.lookup(ptr, len, hash);
+      if (e === null) continue;
+      if (timely(e, <i64>currentTimeSeconds())) {
+        tokenBlock.release();
+        root.cacheHits.increment(1);
+        this.allow(ps[i], e);
+        return true;
+      }
+      // Expired (or not valid yet) since it was cached: Envoy drops it, and the full path names the reason.
+      cache.remove(e);
+      break;
+    }
+    if (looked) root.cacheMisses.increment(1);
+    if (found == FOUND_BYTES) {
+      this.raw = String.UTF8.decodeUnsafe(tokenPtr, tokenLen);
+      tokenBlock.release();
     }
     return false;
   }
 
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
     const config = this.jwtRoot.config;
-    if (!this.extract()) {
+    const found = this.extract();
+    if (found == FOUND_NONE) {
       if (config.allowMissing) return HeadersAction.Continue;
       this.deny("Jwt is missing", false);
       return HeadersAction.StopIteration;
     }
+    if (this.fromCache(found)) return HeadersAction.Continue;
     const t = parseToken(this.raw);
     if (t.error.length > 0) { this.deny(t.error, true); return HeadersAction.StopIteration; }
     this.token = t;
@@ -416,16 +252,43 @@ class Jwt extends HttpContext {
       this.deny(p.keys.length == 0 ? "Jwks remote fetch is failed" : "Jwt verification fails", true);
       return false;
     }
-    this.jwtRoot.allowed.increment(1);
+    const e = this.verified(p, t);
+    this.allow(p, e);
+    const cache = p.cache;
+    if (cache !== null) cache.insert(e);
+    return true;
+  }
+
+  /** What this verified token makes a request do, kept for the next request with the same token. */
+  verified(p: Provider, t: Token): CachedToken {
+    const e = new CachedToken();
+    if (p.cache !== null) {
+      e.token = utf8(this.raw);
+      e.hash = tokenHash(changetype<usize>(e.token), e.token.byteLength);
+    }
+    const exp = t.payload.get("exp");
+    if (exp !== null) { e.hasExp = true; e.exp = <i64>exp.asNumber(); }
+    const nbf = t.payload.get("nbf");
+    if (nbf !== null) { e.hasNbf = true; e.nbf = <i64>nbf.asNumber(); }
     for (let i = 0; i < p.claimHeaders.length; i++) {
       const v = claimAt(t.payload, p.claimHeaders[i].claim);
-      if (v !== null) requestHeaders.replace(p.claimHeaders[i].header, claimText(v!));
+      e.claims.push(v === null ? null : utf8(claimText(v!)));
     }
-    if (p.payloadHeader.length > 0) requestHeaders.replace(p.payloadHeader, t.payloadSegment);
+    if (p.payloadHeader.length > 0) e.payload = utf8(t.payloadSegment);
+    return e;
+  }
+
+  /** Counts the request as allowed and edits its headers: claims and payload copied, the token dropped unless forwarded. */
+  allow(p: Provider, e: CachedToken): void {
+    this.jwtRoot.allowed.increment(1);
+    for (let i = 0; i < p.claimHeaders.length; i++) {
+      const v = unchecked(e.claims[i]);
+      if (v !== null) requestHeaders.replaceRaw(p.claimHeaders[i].headerBytes, v!);
+    }
+    if (p.payloadHeader.length > 0) requestHeaders.replaceRaw(p.payloadHeaderBytes, e.payload);
     if (!p.forward) {
-      for (let i = 0; i < p.fromHeaders.length; i++) requestHeaders.remove(p.fromHeaders[i].name);
+      for (let i = 0; i < p.fromHeaders.length; i++) requestHeaders.removeRaw(p.fromHeaders[i].nameBytes);
     }
-    return true;
   }
 
   /** The JWKS refresh this request waited for is over (keys may still be empty after a failure). */
@@ -447,6 +310,9 @@ class JwtRoot extends RootContext {
   fetches: Map<u32, Provider> = new Map<u32, Provider>();
   allowed: Metric = new Metric(0, 0, 0);
   denied: Metric = new Metric(0, 0, 0);
+  /** Envoy's jwt_cache_hit / jwt_cache_miss: lookups of a token in the providers' caches. */
+  cacheHits: Metric = new Metric(0, 0, 0);
+  cacheMisses: Metric = new Metric(0, 0, 0);
 
   onConfigure(configurationSize: u32): bool {
     const parser = new Parser();
@@ -458,6 +324,8 @@ class JwtRoot extends RootContext {
     this.config = next!;
     this.allowed = defineCounter("jwt_authn_allowed_total");
     this.denied = defineCounter("jwt_authn_denied_total");
+    this.cacheHits = defineCounter("jwt_authn_jwt_cache_hit_total");
+    this.cacheMisses = defineCounter("jwt_authn_jwt_cache_miss_total");
     return true;
   }
 
@@ -486,6 +354,10 @@ class JwtRoot extends RootContext {
       if (parsed.ok) keys = parseJwks(parsed.value!);
     }
     if (keys !== null) {
+      // Envoy keeps its jwt cache across JWKS refreshes; here a refresh that changes the keys empties it, so a token
+      // whose key was withdrawn is verified again (and refused) instead of passing until it expires.
+      const cache = p.cache;
+      if (cache !== null && !sameKeys(p.keys, keys!)) cache.clear();
       p.keys = keys!;
       p.fetchedAtNanos = currentTimeNanos();
     } else {
@@ -493,11 +365,12 @@ class JwtRoot extends RootContext {
       logWarn("jwt-authn: JWKS fetch for " + p.name + " failed" + (response.failed ? " (no response or timeout)" : " (status " + response.status.toString() + " or not a JWKS)"));
     }
     const waiters = p.waiters;
-    p.waiters = new Array<Jwt>();
+    p.waiters = new Array<HttpContext>();
     for (let i = 0; i < waiters.length; i++) {
+      const w = changetype<Jwt>(waiters[i]);
       // A waiter whose stream is gone cannot be activated; skip it.
-      if (waiters[i].activate() != WasmResult.Ok) continue;
-      waiters[i].resume();
+      if (w.activate() != WasmResult.Ok) continue;
+      w.resume();
     }
   }
 

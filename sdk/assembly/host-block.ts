@@ -1,0 +1,50 @@
+// A header value read in place where the host wrote it (the ABI's malloc hand-off), with no managed copy and no string:
+// for hot paths that only compare, hash or slice the bytes (a token looked up in a cache) before releasing them.
+import { WasmResult } from "./abi-enums";
+import { HeaderMap } from "./headers";
+import { proxy_get_header_map_value } from "./imports";
+import { clearOut, decodeUtf8, outLen, outPtr } from "./memory";
+
+/**
+ * A block of raw (non-GC) guest memory the host filled: valid until release(), which frees it. Reusing one HostBlock
+ * (a field or global) for every request keeps a read allocation-free apart from the host's own block.
+ *
+ * @example
+ *   const AUTHORIZATION = utf8("authorization");
+ *   const value = new HostBlock();
+ *   if (headerValueInto(requestHeaders, AUTHORIZATION, value)) {
+ *     const firstByte = value.len > 0 ? load<u8>(value.ptr) : 0;
+ *     value.release();
+ *   }
+ */
+export class HostBlock {
+  ptr: usize = 0;
+  len: usize = 0;
+
+  /** The bytes as text (strict UTF-8, invalid sequences as U+FFFD), as HeaderMap.get would have returned them. */
+  text(): string {
+    return this.len == 0 ? "" : decodeUtf8(this.ptr, this.len);
+  }
+
+  /** Frees the block; safe to call twice or on an empty block. */
+  release(): void {
+    if (this.ptr != 0) heap.free(this.ptr);
+    this.ptr = 0;
+    this.len = 0;
+  }
+}
+
+/**
+ * Reads `name` (UTF-8, lower case; encode it once with utf8) of `map` into `out`, releasing what `out` held first.
+ * False when the header is absent or the map is not available in this callback (`out` is then empty).
+ */
+export function headerValueInto(map: HeaderMap, name: ArrayBuffer, out: HostBlock): bool {
+  out.release();
+  clearOut();
+  const st = <WasmResult>proxy_get_header_map_value(map.mapType, changetype<usize>(name), name.byteLength, outPtr(), outLen());
+  if (st != WasmResult.Ok) return false;
+  out.ptr = load<usize>(outPtr());
+  out.len = <usize>load<u32>(outLen());
+  if (out.ptr == 0) out.len = 0;
+  return true;
+}
