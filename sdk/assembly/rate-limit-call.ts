@@ -5,7 +5,8 @@
 import { WasmResult } from "./abi-enums";
 import { Context } from "./context";
 import { HeaderMap } from "./headers";
-import { proxy_call_foreign_function, proxy_get_header_map_value, proxy_replace_header_map_value } from "./imports";
+import { HostBlock, headerValueInto } from "./host-block";
+import { proxy_call_foreign_function, proxy_replace_header_map_value } from "./imports";
 import { clearOut, outLen, outPtr, utf8 } from "./memory";
 import { awaitRateLimitAnswer, nextForeignCallId, RATE_LIMIT_FUNCTION } from "./weft";
 import { RATE_LIMIT_BINARY_TAG, RateLimitResult } from "./weft-results";
@@ -14,6 +15,8 @@ const HITS_UNSET: u32 = 0xffffffff;
 const HEAD: usize = 12;
 
 let functionName: ArrayBuffer | null = null;
+/** The header value being copied into a request; released right after. */
+const headerValue = new HostBlock();
 
 function nameBytes(): ArrayBuffer {
   let n = functionName;
@@ -128,13 +131,9 @@ export class RateLimitCall {
    * nothing, when the header is absent.
    */
   entryHeader(key: ArrayBuffer, map: HeaderMap, name: ArrayBuffer): bool {
-    clearOut();
-    const st = <WasmResult>proxy_get_header_map_value(map.mapType, changetype<usize>(name), name.byteLength, outPtr(), outLen());
-    if (st != WasmResult.Ok) return false;
-    const p = load<usize>(outPtr());
-    const n = <usize>load<u32>(outLen());
-    this.entryBytes(key, p, n);
-    if (p != 0) heap.free(p);
+    if (!headerValueInto(map, name, headerValue)) return false;
+    this.entryBytes(key, headerValue.ptr, headerValue.len);
+    headerValue.release();
     return true;
   }
 
