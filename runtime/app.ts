@@ -48,6 +48,8 @@ export interface WorkerRole {
   memoryBackend?: MemoryBackend;
   /** Plugins the primary fetched, verified and compiled. */
   compiledPlugins?: (config: PluginConfig) => CompiledPlugin | undefined;
+  /** L7 access-log lines as bytes, a batch at a time, for the primary to write as they are (L4 lines use accessLogSink). */
+  accessLogBytes?: (batch: Uint8Array) => void;
 }
 
 type DataListenerName = 'outbound' | 'inbound' | 'explicitProxy';
@@ -186,6 +188,7 @@ export class App {
       ...(this.#opts.worker === undefined ? {} : { worker: this.#opts.worker.id }),
       ...(this.#opts.worker?.memoryBackend === undefined ? {} : { memoryBackend: this.#opts.worker.memoryBackend }),
       ...(this.#opts.worker?.compiledPlugins === undefined ? {} : { compiledPlugins: this.#opts.worker.compiledPlugins }),
+      ...(this.#opts.worker?.accessLogBytes === undefined ? {} : { accessLogBytes: this.#opts.worker.accessLogBytes }),
     });
     const runtime = await this.#l7Loading;
     this.#l7Runtime = runtime;

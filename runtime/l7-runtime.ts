@@ -42,6 +42,8 @@ export interface L7RuntimeDeps {
   /** The HBONE/mTLS-aware upstream connector of the L4 path. */
   connectUpstream?: L7ProxyOptions['connectUpstream'];
   accessLogSink?: AccessLogSink;
+  /** A worker thread's L7 lines as bytes, a batch at a time (WorkerRole.accessLogBytes); wins over accessLogSink for them. */
+  accessLogBytes?: (batch: Uint8Array) => void;
   /** Worker threads: the process-wide memory backend and the plugins the primary compiled (runtime/workers). */
   memoryBackend?: SharedStateOptions['memoryBackend'];
   /** Index of the event loop this runtime serves on (the access log's `worker` field). */
@@ -123,7 +125,11 @@ export class L7Runtime {
       // The L7 log hands over batches of newline-terminated lines; the app's sink takes one line at a time.
       accessLog: {
         worker: deps.worker ?? 0,
-        ...(deps.accessLogSink === undefined ? {} : { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) }),
+        ...(deps.accessLogBytes !== undefined
+          ? { bytes: deps.accessLogBytes }
+          : deps.accessLogSink === undefined
+            ? {}
+            : { sink: (text: string) => text.split('\n').forEach((l) => l !== '' && deps.accessLogSink?.(l)) }),
       },
     });
     late.proxy = proxy;

@@ -11,6 +11,7 @@ import { createHostImports } from './host-functions/host-imports.js';
 import type { GrpcClients } from './grpc-clients.js';
 import type { HostServices, HttpCallResponse } from './host-services.js';
 import { GuestAbort, PluginFailure, classifyFailure } from './plugin-failure.js';
+import { ContextTable } from './context-table.js';
 import type { StreamContext } from './stream-context.js';
 import { createWasi, ProcExit } from './wasi.js';
 
@@ -104,7 +105,7 @@ export class PluginVm {
   readonly settings: VmSettings;
   readonly services: HostServices;
   readonly root: RootContext = { kind: 'root', id: ROOT_CONTEXT_ID };
-  readonly contexts = new Map<number, ContextRecord>();
+  readonly contexts = new ContextTable<ContextRecord>();
   readonly cb: Callbacks = {};
   readonly #hooks: VmHooks;
   state: 'starting' | 'ready' | 'failed' | 'closed' = 'starting';
@@ -122,8 +123,6 @@ export class PluginVm {
   foreignResult: Uint8Array | undefined;
   grpcReceive: { metadata?: HeaderPairs; message?: Uint8Array; status?: number; statusMessage?: string } | undefined;
 
-  /** Streams paused in this VM; told when it fails so their requests do not hang (envoyproxy/envoy#38801). */
-  readonly paused = new Set<StreamContext>();
   activeStreams = 0;
   /** Outstanding http/grpc calls and foreign functions: a VM with any is not idle. */
   pendingAsync = 0;
@@ -197,7 +196,7 @@ export class PluginVm {
       this.cb.onGrpcReceiveTrailingMetadata = ex.proxy_on_grpc_trailing_metadata as GuestFn;
     }
     this.#runStart(ex);
-    this.contexts.set(this.root.id, this.root);
+    this.contexts.set(this.root);
     this.invoke(this.root, this.cb.onContextCreate, this.root.id, 0);
     this.legacyConfiguration = this.settings.vmConfiguration;
     if (this.cb.onVmStart !== undefined && this.invoke(this.root, this.cb.onVmStart, this.root.id, this.settings.vmConfiguration.length) === 0) {
@@ -369,10 +368,12 @@ export class PluginVm {
     this.state = 'failed';
     this.failure = failure;
     this.#stopTimers();
+    // Streams paused in this VM are told, so their requests do not hang (envoyproxy/envoy#38801); vmFailed wakes only a
+    // paused one. Listed before the hooks run: they may close the VM, which empties the table.
+    const streams = this.contexts.list();
     this.services.logger.warn({ plugin: this.plugin, reason: failure.reason, err: failure }, 'plugin VM failed');
     this.#hooks.onFailed(this, failure);
-    for (const s of [...this.paused]) s.vmFailed(failure);
-    this.paused.clear();
+    for (const s of streams) if (s.kind === 'stream') s.vmFailed(failure);
     return failure;
   }
 

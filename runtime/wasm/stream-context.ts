@@ -63,7 +63,7 @@ export class StreamContext {
    */
   static open(vm: PluginVm, streamInfo: StreamInfo): StreamContext {
     const ctx = new StreamContext(vm, vm.newContextId(), streamInfo);
-    vm.contexts.set(ctx.id, ctx);
+    vm.contexts.set(ctx);
     vm.activeStreams++;
     try {
       vm.invoke(ctx, vm.cb.onContextCreate, ctx.id, vm.root.id);
@@ -99,7 +99,6 @@ export class StreamContext {
   wait(dir: Direction): Promise<ResumeOutcome> {
     return new Promise<ResumeOutcome>((resolve) => {
       this.#waiter = { direction: dir, resolve };
-      this.vm.paused.add(this);
     });
   }
 
@@ -107,7 +106,6 @@ export class StreamContext {
     const w = this.#waiter;
     if (w === undefined) return false;
     this.#waiter = undefined;
-    this.vm.paused.delete(this);
     w.resolve(outcome);
     return true;
   }
@@ -184,7 +182,6 @@ export class StreamContext {
     this.#released = true;
     if (this.state === 'active') this.state = 'done';
     this.vm.contexts.delete(this.id);
-    this.vm.paused.delete(this);
     // Idle eviction only looks at a VM without streams (PluginVm.busy): its idle time starts with the last release.
     if (--this.vm.activeStreams === 0) this.vm.lastUsed = performance.now();
     this.vm.onStreamReleased();

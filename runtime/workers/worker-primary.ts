@@ -217,7 +217,7 @@ export class WorkerPrimary {
     const rpc = new WorkerRpc(worker);
     const slot: Slot = { id, worker, rpc, ready: false, ports: undefined, generation };
     this.#slots[id] = slot;
-    rpc.handle(LOG_NOTE, (text) => this.#writeLog(text as string));
+    rpc.handle(LOG_NOTE, (lines) => this.#writeLog(lines as string | Uint8Array));
     rpc.handle(BREAKER_RPC, this.#breakerService.answer);
     rpc.handle(CA_ROOT_RPC, () => (this.#caRoot ??= generateCaRoot(this.state.current.config.trustDomain)));
     return new Promise<StartedPorts>((resolve, reject) => {
@@ -468,12 +468,14 @@ export class WorkerPrimary {
     };
   }
 
-  #writeLog(text: string): void {
+  /** A worker's batch of lines: text (L4 lines), or the L7 log's bytes, written as they came. */
+  #writeLog(lines: string | Uint8Array): void {
     const sink = this.#opts.accessLogSink;
     if (sink !== undefined) {
+      const text = typeof lines === 'string' ? lines : Buffer.from(lines.buffer, lines.byteOffset, lines.byteLength).toString('utf8');
       for (const line of text.split('\n')) if (line !== '') sink(line);
-    } else if (this.#logStream !== undefined) this.#logStream.write(text);
-    else process.stdout.write(text);
+    } else if (this.#logStream !== undefined) this.#logStream.write(lines);
+    else process.stdout.write(lines);
   }
 
   /** Drains every worker (each stops accepting, gives open connections the deadline, closes the rest), then stops. */

@@ -97,6 +97,12 @@ async function main(start: WorkerStart): Promise<void> {
       id: start.id,
       memoryBackend: new ProcessMemoryBackend(new SharedCounterTable(start.counters), rpc),
       compiledPlugins: (config: PluginConfig) => compiled.get(config.name),
+      // L7 lines come as bytes every LOG_FLUSH_MS or 64 KiB already (the L7 log batches them itself): they cross as
+      // they are, copied out of the log's buffer to their own size (a view would clone the whole buffer).
+      accessLogBytes: (batch) => {
+        flush();
+        rpc.note(LOG_NOTE, new Uint8Array(batch));
+      },
     },
   });
   rpc.handle('apply', async (payload) => {

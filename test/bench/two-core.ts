@@ -14,6 +14,8 @@ const BOTH = '0,1';
 const LOAD: WrkLoad = { cpus: BOTH, threads: 2 };
 /** Twice the one-core sections' 32, so each wrk thread keeps 32 connections busy. */
 const CONNECTIONS = 64;
+/** Each weft worker thread JIT-compiles the same hot functions on half the requests, so steady state comes later than on one core; every peer gets the same warm-up. */
+const WARM_UP_SECONDS = 3;
 
 /** The one-core HAProxy TCP config with two threads. */
 async function haproxyTcpConf(dir: string, port: number, upstream: string): Promise<string> {
@@ -42,7 +44,7 @@ export async function benchTwoCore(opts: { seconds: number }): Promise<Record<st
   const plugin = await wasmFileUrl(await fixture('add-header'));
   const measure = async (name: string, port: number, peer?: Peer): Promise<void> => {
     progress(`two cores: wrk -t2 -c${CONNECTIONS} ${name}`);
-    await runWrk(`http://127.0.0.1:${port}/`, 1, CONNECTIONS, [], LOAD);
+    await runWrk(`http://127.0.0.1:${port}/`, WARM_UP_SECONDS, CONNECTIONS, [], LOAD);
     const pid = peer?.process.pid;
     const before = pid === undefined ? 0 : await cpuSecondsOfTree(pid);
     const r = await runWrk(`http://127.0.0.1:${port}/`, opts.seconds, CONNECTIONS, [], LOAD);
