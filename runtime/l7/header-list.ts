@@ -111,14 +111,15 @@ export class HeaderList {
   }
 }
 
-/** Names already validated (filters set the same few names on every request); bounded so hostile input cannot grow it. */
+/** Names already validated (filters set the same few names on every request); emptied when full, so neither hostile input nor per-request values (a rate-limit header's count) can grow it or crowd the literals out for good. */
+const VALIDATED_CACHE_SIZE = 4096;
 const validNames = new Set<string>();
 
 function checkName(name: string): string {
   if (validNames.has(name)) return name;
   const n = name.toLowerCase();
   if (!NAME_RE.test(n)) throw new TypeError(`invalid header name ${JSON.stringify(name)}: use RFC 9110 token characters`);
-  if (n === name && validNames.size < 4096) validNames.add(n);
+  if (n === name) remember(validNames, n);
   return n;
 }
 
@@ -128,5 +129,10 @@ const validValues = new Set<string>();
 function checkValue(value: string): void {
   if (validValues.has(value)) return;
   if (BAD_VALUE_RE.test(value)) throw new TypeError('invalid header value: CR, LF and NUL are not allowed');
-  if (value.length <= 64 && validValues.size < 4096) validValues.add(value);
+  if (value.length <= 64) remember(validValues, value);
+}
+
+function remember(cache: Set<string>, s: string): void {
+  if (cache.size >= VALIDATED_CACHE_SIZE) cache.clear();
+  cache.add(s);
 }

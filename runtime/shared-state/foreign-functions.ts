@@ -13,9 +13,15 @@
  * value. Otherwise the call returns an empty buffer and the answer arrives through
  * proxy_on_foreign_function(root_context_id, function_id, size); "id" (echoed) and "context" (the calling
  * context id) let the root context route it to the waiting stream. Bad input answers {"error", "code"} at once.
+ *
+ * weft.ratelimit.should_rate_limit also takes a compact binary payload (first byte 0x01, rate-limit-binary.ts), which
+ * the SDK sends; it is answered in the same binary form, errors included. JSON callers see no difference.
  */
 import type { ForeignCallContext, ForeignFunctionRegistry } from '../wasm/foreign-function.js';
 import type { BreakerPermit, SharedBreakers } from './circuit-breaker.js';
+import {
+  BadBinaryPayload, binaryRequestId, decodeRateLimitBinary, encodeRateLimitAnswer, encodeRateLimitError, RATE_LIMIT_BINARY_TAG,
+} from './rate-limit-binary.js';
 import type { RateLimiter, RateLimitRequest, RateLimitResponse } from './rate-limiter.js';
 
 export const FOREIGN_FUNCTION_NAMES = {
@@ -123,6 +129,24 @@ function guarded(fn: (p: Record<string, unknown>, ctx: ForeignCallContext) => Ui
   };
 }
 
+/** The binary form: bad input is answered as a binary error naming the call (when its id could be read). */
+function shouldRateLimitBinary(limiter: RateLimiter, args: Uint8Array, ctx: ForeignCallContext): Uint8Array | Promise<Uint8Array> {
+  try {
+    if (args.length > MAX_PAYLOAD_BYTES) throw new BadBinaryPayload(`payload of ${args.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+    const parsed = decodeRateLimitBinary(args, MAX_DESCRIPTORS, MAX_ENTRIES);
+    const id = parsed.id;
+    const decided = limiter.decide(parsed.request);
+    if (!(decided instanceof Promise)) return encodeRateLimitAnswer(id, ctx.contextId, decided, false);
+    return decided.then(
+      (r) => encodeRateLimitAnswer(id, ctx.contextId, r, true),
+      (err: unknown) => encodeRateLimitError(id, ctx.contextId, 'WEFT_ERR_INTERNAL', err instanceof Error ? err.message : String(err)),
+    );
+  } catch (err) {
+    if (err instanceof BadBinaryPayload) return encodeRateLimitError(binaryRequestId(args), ctx.contextId, 'WEFT_ERR_BAD_REQUEST', err.message);
+    throw err;
+  }
+}
+
 export interface SharedStateForeignFunctions {
   readonly ids: Record<keyof typeof FOREIGN_FUNCTION_NAMES, number>;
   /** Permits handed out and not yet recorded (for tests and the admin view). */
@@ -145,13 +169,13 @@ export function registerSharedStateForeignFunctions(
   const permitAnswer = (id: unknown, ctx: ForeignCallContext, permit: BreakerPermit): Uint8Array =>
     json({ id: id ?? null, context: ctx.contextId, allowed: permit.allowed, state: permit.state, probe: permit.probe, permit: permit.allowed ? remember(permit) : null });
 
+  const shouldRateLimitJson = guarded((p, ctx) => {
+    const decided = state.rateLimiter.decide(parseRateLimitPayload(p));
+    return decided instanceof Promise ? decided.then((r) => rateLimitAnswer(p.id, ctx, r)) : rateLimitAnswer(p.id, ctx, decided);
+  });
   const ids = {
-    shouldRateLimit: registry.register(
-      FOREIGN_FUNCTION_NAMES.shouldRateLimit,
-      guarded((p, ctx) => {
-        const decided = state.rateLimiter.decide(parseRateLimitPayload(p));
-        return decided instanceof Promise ? decided.then((r) => rateLimitAnswer(p.id, ctx, r)) : rateLimitAnswer(p.id, ctx, decided);
-      }),
+    shouldRateLimit: registry.register(FOREIGN_FUNCTION_NAMES.shouldRateLimit, (args, ctx) =>
+      args[0] === RATE_LIMIT_BINARY_TAG ? shouldRateLimitBinary(state.rateLimiter, args, ctx) : shouldRateLimitJson(args, ctx),
     ),
     breakerAcquire: registry.register(
       FOREIGN_FUNCTION_NAMES.breakerAcquire,

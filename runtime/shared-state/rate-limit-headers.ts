@@ -15,13 +15,30 @@ function sfString(text: string): string {
   return `"${text.replace(/[^\x20-\x7e]/g, '?').replace(/["\\]/g, (c) => `\\${c}`)}"`;
 }
 
+/** Policy names are the configured rules' names: a few, answered on every decision. */
+const sfNames = new Map<string, string>();
+export function sfName(policyName: string): string {
+  let q = sfNames.get(policyName);
+  if (q === undefined) {
+    if (sfNames.size >= 1024) sfNames.clear();
+    sfNames.set(policyName, (q = sfString(policyName)));
+  }
+  return q;
+}
+
+/** The header values' numbers, one definition for the text form below and the binary answer (rate-limit-binary.ts). */
+export const policyWindowS = (source: HeaderSource): number => Math.max(1, Math.round(source.windowMs / 1000));
+export const remainingOf = (source: HeaderSource): number => Math.max(0, Math.floor(source.remaining));
+export const resetS = (source: HeaderSource): number => Math.max(0, Math.ceil(source.resetMs / 1000));
+export const retryAfterS = (source: HeaderSource): number => Math.max(1, Math.ceil(source.retryAfterMs / 1000));
+
 export function rateLimitHeaders(source: HeaderSource | undefined): Record<string, string> {
   if (source === undefined) return {};
-  const name = sfString(source.policyName);
+  const name = sfName(source.policyName);
   const headers: Record<string, string> = {
-    'ratelimit-policy': `${name};q=${source.quota};w=${Math.max(1, Math.round(source.windowMs / 1000))}`,
-    ratelimit: `${name};r=${Math.max(0, Math.floor(source.remaining))};t=${Math.max(0, Math.ceil(source.resetMs / 1000))}`,
+    'ratelimit-policy': `${name};q=${source.quota};w=${policyWindowS(source)}`,
+    ratelimit: `${name};r=${remainingOf(source)};t=${resetS(source)}`,
   };
-  if (source.overLimit) headers['retry-after'] = String(Math.max(1, Math.ceil(source.retryAfterMs / 1000)));
+  if (source.overLimit) headers['retry-after'] = String(retryAfterS(source));
   return headers;
 }

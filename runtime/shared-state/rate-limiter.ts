@@ -1,6 +1,7 @@
 /** Descriptor rate limiting over a StateBackend: strict (every decision in the backend) or local (leased tokens), with an over-limit cache, failMode on backend trouble, metrics and RateLimit headers. */
 import type { RateLimitDomainConfig } from '../config/config-schema.js';
 import type { Logger } from '../log.js';
+import { BatchedCounter, type BatchedSeries } from '../telemetry/batched-counter.js';
 import type { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { LeasePool } from './lease-pool.js';
 import { OverLimitCache } from './over-limit-cache.js';
@@ -46,6 +47,22 @@ export interface RateLimitResponse {
   readonly statuses: readonly DescriptorStatus[];
   /** RateLimit-Policy, RateLimit and (when over) Retry-After, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
+  /** What `headers` are made of (the binary answer writes them without the strings); undefined when there are none. */
+  readonly headerSource?: HeaderSource | undefined;
+}
+
+/** A response whose header strings are made when first read: the binary foreign-function answer never reads them. */
+class Response implements RateLimitResponse {
+  #headers: Record<string, string> | undefined;
+  constructor(
+    readonly overallCode: RateLimitCode,
+    readonly statuses: readonly DescriptorStatus[],
+    readonly headerSource: HeaderSource | undefined,
+  ) {}
+
+  get headers(): Readonly<Record<string, string>> {
+    return (this.#headers ??= rateLimitHeaders(this.headerSource));
+  }
 }
 
 export interface RateLimiterOptions {
@@ -59,6 +76,15 @@ export interface RateLimiterOptions {
 }
 
 const UNLIMITED_REMAINING = 0xffffffff;
+const MAX_CACHED_SPECS = 10_000;
+const SOURCE_INDEX = Object.fromEntries(DECISION_SOURCES.map((s, i) => [s, i])) as Record<DecisionSource, number>;
+
+interface DecisionSlots {
+  /** The label value: the domain, or UNKNOWN_DOMAIN. */
+  readonly domain: string;
+  readonly children: (BatchedSeries | undefined)[];
+  readonly nearLimit: BatchedSeries;
+}
 const UNKNOWN_DOMAIN = '(unconfigured)';
 /** envoyproxy/ratelimit's NEAR_LIMIT_RATIO default. */
 const NEAR_LIMIT_RATIO = 0.8;
@@ -75,8 +101,17 @@ export class RateLimiter {
   readonly #degraded: ReturnType<MetricsRegistry['counter']>;
   readonly #backendCalls: ReturnType<MetricsRegistry['counter']>;
   readonly #nearLimit: ReturnType<MetricsRegistry['counter']>;
-  /** Label children cached per combination: prom-client hashes label objects on every inc otherwise. */
-  readonly #children = new Map<string, { inc(): void }>();
+  /**
+   * Decision counters per requested domain, one slot per (code, mode, source): prom-client hashes a label object on
+   * every inc otherwise, and building a key string per decision cost as much. Only configured domains get an entry
+   * (callers choose the domain); cleared when the rules change.
+   */
+  readonly #decisionSlots = new Map<string, DecisionSlots>();
+  readonly #unknownSlots: DecisionSlots;
+  readonly #decisionBatch: BatchedCounter;
+  readonly #strictCalls: BatchedSeries;
+  /** Counter specs per rule and descriptor values: the id is built, escaped and hashed once per value, not per decision. */
+  #specs = new WeakMap<CompiledRule, Map<string, LimitSpec>>();
 
   constructor(backend: StateBackend, options: RateLimiterOptions) {
     this.#backend = backend;
@@ -91,6 +126,9 @@ export class RateLimiter {
     ]);
     this.#nearLimit = m.counter('weft_ratelimit_near_limit_total', 'Admitted decisions with less than 20% of the limit left (envoyproxy/ratelimit near_limit)', ['domain']);
     this.#backendCalls = m.counter('weft_ratelimit_backend_calls_total', 'Backend decision calls by mode (strict decision or local lease)', ['mode']);
+    this.#strictCalls = BatchedCounter.of(this.#backendCalls).series({ mode: 'strict' });
+    this.#decisionBatch = BatchedCounter.of(this.#decisions);
+    this.#unknownSlots = this.#newSlots(UNKNOWN_DOMAIN);
     this.#leases = new LeasePool(backend, {
       budgetMs: options.timeoutMs,
       ...(options.leaseFraction === undefined ? {} : { leaseFraction: options.leaseFraction }),
@@ -101,6 +139,8 @@ export class RateLimiter {
   /** Swaps the rules (config reload); counters, leases and cached denials of unchanged descriptors carry over. */
   update(domains: readonly RateLimitDomainConfig[]): void {
     this.#rules = new RateLimitRules(domains, this.#options.defaultFailMode);
+    this.#decisionSlots.clear();
+    this.#specs = new WeakMap();
   }
 
   get backend(): StateBackend {
@@ -135,7 +175,7 @@ export class RateLimiter {
     if (rule.unlimited) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'unlimited' }, request.domain);
     const hits = this.#hits(request, d);
     if (rule.requestsPerUnit === 0) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: rule.windowMs, retryAfterMs: rule.windowMs, source: 'cache' }, request.domain);
-    const spec = counterSpec(rule, d.entries);
+    const spec = this.#spec(rule, d.entries);
     const now = performance.now();
     if (rule.mode === 'local') {
       const local = this.#leases.tryTake(spec, hits, now);
@@ -152,31 +192,47 @@ export class RateLimiter {
     }
     const cached = this.#cache.lookup(spec.id, hits, now);
     if (cached !== undefined) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, ...cached, source: 'cache' }, request.domain);
-    this.#backendCalls.inc({ mode: 'strict' });
-    const decided = (r: ConsumeResult): DescriptorStatus => {
-      if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
-      return this.#count(
-        {
-          code: r.allowed ? 'OK' : 'OVER_LIMIT',
-          rule,
-          remaining: r.remaining,
-          resetMs: r.resetMs,
-          retryAfterMs: r.retryAfterMs,
-          source: 'backend',
-          ...(r.decidedAtMs === undefined ? {} : { decidedAtMs: r.decidedAtMs }),
-        },
-        request.domain,
-      );
-    };
+    this.#strictCalls.inc();
+    const domain = request.domain;
     // The embedded backend answers in the same tick: no promise per decision on a single node.
     if (this.#backend instanceof MemoryBackend) {
+      let r: ConsumeResult;
       try {
-        return decided(this.#backend.consumeNow(spec, hits, 0));
+        r = this.#backend.consumeNow(spec, hits, 0);
       } catch (err) {
-        return this.#failed(request.domain, rule, err, spec, hits);
+        return this.#failed(domain, rule, err, spec, hits);
       }
+      return this.#decided(domain, rule, spec, hits, now, r);
     }
-    return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(decided, (err: unknown) => this.#failed(request.domain, rule, err, spec, hits));
+    return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(
+      (r) => this.#decided(domain, rule, spec, hits, now, r),
+      (err: unknown) => this.#failed(domain, rule, err, spec, hits),
+    );
+  }
+
+  /** A strict decision the backend made. */
+  #decided(domain: string, rule: CompiledRule, spec: LimitSpec, hits: number, now: number, r: ConsumeResult): DescriptorStatus {
+    if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
+    return this.#count(
+      r.decidedAtMs === undefined
+        ? { code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend' }
+        : { code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend', decidedAtMs: r.decidedAtMs },
+      domain,
+    );
+  }
+
+  #spec(rule: CompiledRule, entries: readonly RateLimitEntry[]): LimitSpec {
+    let byValues = this.#specs.get(rule);
+    if (byValues === undefined) this.#specs.set(rule, (byValues = new Map<string, LimitSpec>()));
+    let key = entries[0]!.value;
+    for (let i = 1; i < entries.length; i++) key += `\u0000${entries[i]!.value}`;
+    let spec = byValues.get(key);
+    if (spec === undefined) {
+      // Distinct values are unbounded (one per user or address): start over rather than grow without end.
+      if (byValues.size >= MAX_CACHED_SPECS) byValues.clear();
+      byValues.set(key, (spec = counterSpec(rule, entries)));
+    }
+    return spec;
   }
 
   #overrideRule(domain: string, d: RateLimitDescriptor): CompiledRule | undefined {
@@ -225,20 +281,30 @@ export class RateLimiter {
     return { code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'fail-local' };
   }
 
+  #slots(requestDomain: string): DecisionSlots {
+    let slots = this.#decisionSlots.get(requestDomain);
+    if (slots !== undefined) return slots;
+    // Domains come from callers (gRPC, plugins): only configured ones become label values.
+    if (!this.#rules.hasDomain(requestDomain)) return this.#unknownSlots;
+    this.#decisionSlots.set(requestDomain, (slots = this.#newSlots(requestDomain)));
+    return slots;
+  }
+
+  #newSlots(domain: string): DecisionSlots {
+    return { domain, children: [], nearLimit: BatchedCounter.of(this.#nearLimit).series({ domain }) };
+  }
+
   #count(status: DescriptorStatus, requestDomain: string): DescriptorStatus {
     const mode = status.rule?.mode ?? 'none';
-    // Domains come from callers (gRPC, plugins): only configured ones become label values.
-    const domain = this.#rules.hasDomain(requestDomain) ? requestDomain : UNKNOWN_DOMAIN;
-    const key = `${domain}\u0000${status.code}\u0000${mode}\u0000${status.source}`;
-    let child = this.#children.get(key);
-    if (child === undefined) {
-      child = this.#decisions.labels({ domain, code: status.code, mode, source: status.source });
-      this.#children.set(key, child);
-    }
+    const slots = this.#slots(requestDomain);
+    const domain = slots.domain;
+    const slot = (status.code === 'OK' ? 0 : 24) + (mode === 'strict' ? 0 : mode === 'local' ? 8 : 16) + SOURCE_INDEX[status.source];
+    let child = slots.children[slot];
+    if (child === undefined) slots.children[slot] = child = this.#decisionBatch.series({ domain, code: status.code, mode, source: status.source });
     child.inc();
     const rule = status.rule;
     if (status.code === 'OK' && rule !== undefined && !rule.unlimited && status.remaining < rule.requestsPerUnit * (1 - NEAR_LIMIT_RATIO)) {
-      this.#nearLimit.inc({ domain });
+      slots.nearLimit.inc();
     }
     // Shadow mode: evaluated and counted as it would be, then let through.
     return status.code === 'OVER_LIMIT' && status.rule?.shadowMode === true ? { ...status, code: 'OK' } : status;
@@ -264,6 +330,6 @@ export class RateLimiter {
             retryAfterMs: closest.retryAfterMs,
             overLimit: closest.code === 'OVER_LIMIT',
           };
-    return { overallCode: overall, statuses, headers: rateLimitHeaders(source) };
+    return new Response(overall, statuses, source);
   }
 }

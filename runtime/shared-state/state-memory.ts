@@ -1,6 +1,6 @@
 /** The embedded backend: the same decisions as Redis, in process memory, shareable between several in-process "nodes" through one MemoryStore. */
 import { EventEmitter } from 'node:events';
-import { fixedWindowDecide, type WindowCount } from './fixed-window.js';
+import { fixedWindowDecide } from './fixed-window.js';
 import { gcraDecide, gcraParams } from './gcra.js';
 import { COUNTER_KINDS, type SharedCounterTable } from './shared-counter-table.js';
 import {
@@ -30,10 +30,17 @@ interface BreakerEntry {
   nodes: Map<string, number>;
 }
 
+/** A fixed-window counter as the store keeps it (mutable: updated in place). */
+interface StoredWindow {
+  window: number;
+  count: number;
+  expiresUs: number;
+}
+
 /** Counters and breakers of one memory "server"; `now` is injectable for tests (ms). */
 export class MemoryStore {
   readonly gcra = new Map<string, { tat: number; expiresUs: number }>();
-  readonly windows = new Map<string, WindowCount & { expiresUs: number }>();
+  readonly windows = new Map<string, StoredWindow>();
   readonly breakers = new Map<string, BreakerEntry>();
   readonly events = new EventEmitter();
   readonly now: () => number;
@@ -87,9 +94,19 @@ export class MemoryBackend implements StateBackend {
       return { ...out.result, decidedAtMs: nowUs / 1000 };
     }
     const windowUs = spec.windowMs * 1000;
-    const out = fixedWindowDecide(s.windows.get(spec.id), nowUs, windowUs, spec.limit, hits, minGrant);
-    if (out.write !== undefined) s.windows.set(spec.id, { ...out.write, expiresUs: (out.write.window + 1) * windowUs });
-    return { ...out.result, decidedAtMs: nowUs / 1000 };
+    const stored = s.windows.get(spec.id);
+    const out = fixedWindowDecide(stored, nowUs, windowUs, spec.limit, hits, minGrant);
+    const write = out.write;
+    if (write !== undefined) {
+      // The entry is this store's own object: updated in place, one allocation fewer per admitted request.
+      if (stored !== undefined) {
+        stored.window = write.window;
+        stored.count = write.count;
+        stored.expiresUs = (write.window + 1) * windowUs;
+      } else s.windows.set(spec.id, { window: write.window, count: write.count, expiresUs: (write.window + 1) * windowUs });
+    }
+    const r = out.result;
+    return { allowed: r.allowed, granted: r.granted, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, decidedAtMs: nowUs / 1000 };
   }
 
   /** The same decisions on the process-wide table; runs under its lock, so read-decide-write is atomic across threads. */

@@ -28,7 +28,8 @@ export {
   sharedCounterAdd, RATE_LIMIT_FUNCTION, BREAKER_ACQUIRE_FUNCTION, BREAKER_RECORD_FUNCTION, BREAKER_STATE_FUNCTION,
   COUNTER_ADD_FUNCTION,
 } from "./weft";
-export { RateLimitResult, RateLimitStatus, BreakerPermit, CounterResult } from "./weft-results";
+export { RateLimitResult, RateLimitStatus, BreakerPermit, CounterResult, RATE_LIMIT_BINARY_TAG } from "./weft-results";
+export { RateLimitCall, RateLimitAnswer } from "./rate-limit-call";
 export { decodeUtf8, utf8, asciiLower } from "./memory";
 export { istioMatch, matchesAny } from "./string-match";
 export { StringMatcher } from "./string-matcher";

@@ -2,6 +2,7 @@
 // `weft.breaker.*`, JSON payloads). A payload that is an error, empty or not JSON becomes an `error` result.
 import { HeaderPair } from "./headers";
 import { JsonObject, JsonReader, parseJson } from "./json";
+import { decodeUtf8 } from "./memory";
 
 export class RateLimitStatus {
   constructor(
@@ -15,6 +16,11 @@ export class RateLimitStatus {
     public readonly name: string,
   ) {}
 }
+
+/** First byte of weft's binary rate-limit payloads and answers (rate-limit-call.ts; a JSON text never starts with it). */
+export const RATE_LIMIT_BINARY_TAG: u8 = 0x01;
+/** Decision sources in the binary answer's order (the host's DECISION_SOURCES). */
+const BINARY_SOURCES: StaticArray<string> = ["backend", "lease", "cache", "unlimited", "no-rule", "fail-open", "fail-closed", "fail-local"];
 
 const ANSWER_KEYS: StaticArray<string> = ["error", "code", "statuses", "headers"];
 const STATUS_KEYS: StaticArray<string> = ["code", "remaining", "resetMs", "retryAfterMs", "source", "name"];
@@ -69,6 +75,53 @@ export class RateLimitResult {
       }
     }
     return new RateLimitResult(code, statuses, headers, "");
+  }
+
+  /**
+   * A binary answer (`len` bytes at `ptr`, layout in runtime/shared-state/README.md) as a result; a truncated or
+   * inconsistent block is a failure, never a trap. The allocating form: the hot path reads the block in place
+   * (RateLimitAnswer) and calls this only to reject, delay or deliver a deferred answer.
+   */
+  static fromBinary(ptr: usize, len: usize): RateLimitResult {
+    const bad = "the host answered no decision";
+    if (len < 12 || load<u8>(ptr) != RATE_LIMIT_BINARY_TAG) return RateLimitResult.failure(bad);
+    const code = load<u8>(ptr + 1);
+    const end = ptr + len;
+    let at = ptr + 12;
+    if (code == 2) {
+      if (at + 2 > end) return RateLimitResult.failure(bad);
+      const cl = <usize>load<u16>(at);
+      at += 2 + cl;
+      if (at + 2 > end) return RateLimitResult.failure(bad);
+      const ml = <usize>load<u16>(at);
+      if (at + 2 + ml > end) return RateLimitResult.failure(bad);
+      return RateLimitResult.failure(decodeUtf8(at + 2, ml));
+    }
+    if (code > 1) return RateLimitResult.failure(bad);
+    const n = <i32>load<u16>(ptr + 2);
+    const statuses = new Array<RateLimitStatus>();
+    for (let i = 0; i < n; i++) {
+      if (at + 28 > end) return RateLimitResult.failure(bad);
+      const src = <i32>load<u8>(at + 1);
+      const nl = <usize>load<u16>(at + 2);
+      if (at + 28 + nl > end) return RateLimitResult.failure(bad);
+      statuses.push(new RateLimitStatus(load<u8>(at) == 1, load<f64>(at + 4), load<f64>(at + 12), load<f64>(at + 20),
+        src < BINARY_SOURCES.length ? BINARY_SOURCES[src] : "", nl == 0 ? "" : decodeUtf8(at + 28, nl)));
+      at += 28 + nl;
+    }
+    if (at + 2 > end) return RateLimitResult.failure(bad);
+    const hn = <i32>load<u16>(at);
+    at += 2;
+    const headers = new Array<HeaderPair>();
+    for (let i = 0; i < hn; i++) {
+      if (at + 3 > end) return RateLimitResult.failure(bad);
+      const kl = <usize>load<u8>(at);
+      const vl = <usize>load<u16>(at + 1);
+      if (at + 3 + kl + vl > end) return RateLimitResult.failure(bad);
+      headers.push(new HeaderPair(decodeUtf8(at + 3, kl), decodeUtf8(at + 3 + kl, vl)));
+      at += 3 + kl + vl;
+    }
+    return new RateLimitResult(code == 1 ? "OVER_LIMIT" : "OK", statuses, headers, "");
   }
 
   /**

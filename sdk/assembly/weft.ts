@@ -11,7 +11,7 @@ import { jsonQuote } from "./json";
 import { utf8 } from "./memory";
 import { decodeBytes } from "./result";
 import { installForeignHooks } from "./dispatch-hooks";
-import { BreakerPermit, CounterResult, RateLimitResult, payloadObject } from "./weft-results";
+import { BreakerPermit, CounterResult, RATE_LIMIT_BINARY_TAG, RateLimitResult, payloadObject } from "./weft-results";
 
 export const RATE_LIMIT_FUNCTION = "weft.ratelimit.should_rate_limit";
 export const BREAKER_ACQUIRE_FUNCTION = "weft.breaker.acquire";
@@ -164,6 +164,17 @@ export function sharedCounterAdd(name: string, delta: u32, windowMs: u32, handle
   return call<CounterResult>(COUNTER_ADD_FUNCTION, id, payload, handler, KIND_COUNTER, parseCounter);
 }
 
+/** Reserves the id of a call made outside this module (RateLimitCall): ids stay unique across both forms. */
+export function nextForeignCallId(): u32 {
+  return nextId++;
+}
+
+/** Routes the later answer of rate-limit call `id` (JSON or binary) to handler.onRateLimitResult. */
+export function awaitRateLimitAnswer(id: u32, handler: Context): void {
+  installForeignHooks(deliverForeignResult, forgetForeignCalls);
+  pending.set(id, new Pending(handler, KIND_RATE_LIMIT));
+}
+
 /** Foreign calls waiting for an answer (diagnostics and tests). */
 export function pendingForeignCalls(): i32 {
   return pending.size;
@@ -175,6 +186,18 @@ export function pendingForeignCalls(): i32 {
  */
 export function deliverForeignResult(functionId: u32, size: u32): void {
   const r = foreignFunctionArguments.readAll();
+  // A binary rate-limit answer (rate-limit-call.ts) names its call in bytes 4..8.
+  if (r.ok && r.value.byteLength >= 12 && load<u8>(changetype<usize>(r.value)) == RATE_LIMIT_BINARY_TAG) {
+    const at = changetype<usize>(r.value);
+    const bid = load<u32>(at + 4);
+    if (!pending.has(bid)) return;
+    const bp = pending.get(bid);
+    pending.delete(bid);
+    if (bp.handler.activate() != WasmResult.Ok) return;
+    if (bp.kind == KIND_RATE_LIMIT) bp.handler.onRateLimitResult(bid, RateLimitResult.fromBinary(at, <usize>r.value.byteLength));
+    else deliver(bid, bp, null, "the host answered in an unexpected form");
+    return;
+  }
   const text = r.ok ? decodeBytes(r.value) : "";
   const obj = payloadObject(text);
   if (obj === null || !obj.has("id") || !obj.get("id")!.isNumber) {
@@ -204,6 +227,8 @@ function deliver(id: u32, p: Pending, obj: JsonObject | null, error: string): vo
 
 /** Drops the foreign calls of a context that is going away. */
 export function forgetForeignCalls(ctx: Context): void {
+  // Runs for every deleted context once any call was deferred: most have nothing waiting.
+  if (pending.size == 0) return;
   const ids = pending.keys();
   for (let i = 0; i < ids.length; i++) if (pending.get(ids[i]).handler === ctx) pending.delete(ids[i]);
 }

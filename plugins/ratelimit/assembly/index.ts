@@ -3,10 +3,10 @@
 // RateLimit-Policy / RateLimit / Retry-After, or delays the request up to maxDelayMs and asks again. A privileged
 // bypass rule skips the limiter. Configuration: README.md.
 import {
-  HeaderPair, HeadersAction, HttpContext, JsonValue, Metric, PendingCall, RateLimitDescriptor, RateLimitResult,
+  HeaderPair, HeadersAction, HttpContext, JsonValue, Metric, RateLimitAnswer, RateLimitCall, RateLimitResult,
   RootContext, WasmResult, asciiLower, currentTimeNanos, defineCounter, getPropertyString, logError, logWarn,
-  matchesAny, parseJson, pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, shouldRateLimit,
-  stringArray, unknownKey,
+  matchesAny, parseJson, pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, stringArray,
+  unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
@@ -19,7 +19,13 @@ const SRC_PROPERTY: u8 = 2;
 const SRC_REMOTE: u8 = 3;
 
 class Entry {
-  constructor(public key: string, public source: u8, public arg: string) {}
+  /** UTF-8 of key and arg, made once: a request encodes only the values it reads. */
+  keyBytes: ArrayBuffer;
+  argBytes: ArrayBuffer;
+  constructor(public key: string, public source: u8, public arg: string) {
+    this.keyBytes = utf8(key);
+    this.argBytes = utf8(arg);
+  }
 }
 
 class HeaderRule {
@@ -28,6 +34,8 @@ class HeaderRule {
 
 class Config {
   domain: string = "";
+  /** The limiter request, rewritten in place for every request (binary payload, SDK's RateLimitCall). */
+  call: RateLimitCall = new RateLimitCall("-");
   descriptors: Array<Array<Entry>> = new Array<Array<Entry>>();
   delay: bool = false;
   maxDelayMs: u64 = 1000;
@@ -79,6 +87,7 @@ function parse(text: string, c: Config): string {
   const domain = o.getString("domain");
   if (domain === null || domain!.length == 0) return "domain must be a non-empty string";
   c.domain = domain!;
+  c.call = new RateLimitCall(domain!);
   const list = o.getArray("descriptors");
   if (list === null || list.length == 0) return "descriptors must be a non-empty array of descriptors";
   for (let i = 0; i < list.length; i++) {
@@ -142,9 +151,12 @@ function hostOf(address: string): string {
 }
 
 class Limit extends HttpContext {
-  descriptors: Array<RateLimitDescriptor> = new Array<RateLimitDescriptor>();
-  /** RateLimit headers to add to the upstream response. */
-  headers: Array<HeaderPair> = new Array<HeaderPair>();
+  /** The limiter's immediate answer, read in place (its RateLimit headers go to the response without strings). */
+  answer: RateLimitAnswer = new RateLimitAnswer();
+  /** RateLimit headers of a decoded answer (deferred, or over the limit); null: take them from `answer`. */
+  headers: Array<HeaderPair> | null = null;
+  /** The request as sent, copied under the delay strategy once it has to be asked again (after a wait or a deferred answer). */
+  payload: ArrayBuffer | null = null;
   startedNanos: u64 = 0;
   dueNanos: u64 = 0;
   pending: bool = false;
@@ -169,26 +181,28 @@ class Limit extends HttpContext {
     return false;
   }
 
-  /** Envoy's rule: a descriptor with any entry whose source is absent is not sent. */
-  build(): void {
+  /** Writes the request's descriptors into the config's call; Envoy's rule: a descriptor with any entry whose source is absent is not sent. */
+  build(): u32 {
     const c = this.rl.config;
+    const call = c.call;
+    call.begin();
     for (let i = 0; i < c.descriptors.length; i++) {
-      const d = new RateLimitDescriptor();
+      const d = c.descriptors[i];
+      call.descriptor();
       let complete = true;
-      for (let j = 0; j < c.descriptors[i].length && complete; j++) {
-        const e = c.descriptors[i][j];
-        let v: string | null = null;
-        if (e.source == SRC_VALUE) v = e.arg;
-        else if (e.source == SRC_HEADER) v = requestHeaders.get(e.arg);
+      for (let j = 0; j < d.length && complete; j++) {
+        const e = d[j];
+        if (e.source == SRC_VALUE) call.entryBytes(e.keyBytes, changetype<usize>(e.argBytes), <usize>e.argBytes.byteLength);
+        else if (e.source == SRC_HEADER) complete = call.entryHeader(e.keyBytes, requestHeaders, e.argBytes);
         else {
           const r = getPropertyString(e.arg);
-          if (r.ok && r.value.length > 0) v = e.source == SRC_REMOTE ? hostOf(r.value) : r.value;
+          if (r.ok && r.value.length > 0) call.entry(e.keyBytes, e.source == SRC_REMOTE ? hostOf(r.value) : r.value);
+          else complete = false;
         }
-        if (v === null) complete = false;
-        else d.entry(e.key, v!);
       }
-      if (complete) this.descriptors.push(d);
+      if (!complete) call.cancelDescriptor();
     }
+    return call.descriptorCount;
   }
 
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
@@ -196,26 +210,36 @@ class Limit extends HttpContext {
       this.rl.bypassed.increment(1);
       return HeadersAction.Continue;
     }
-    this.build();
-    if (this.descriptors.length == 0) return HeadersAction.Continue;
-    // Only the delay strategy measures how long a request has waited: a clock read is a hostcall.
+    if (this.build() == 0) return HeadersAction.Continue;
+    // Only the delay strategy measures how long a request has waited (a clock read is a hostcall).
     if (this.rl.config.delay) this.startedNanos = currentTimeNanos();
     return this.ask() ? HeadersAction.Continue : HeadersAction.StopIteration;
   }
 
   /** Asks the limiter; true when the request may go on now (false: answered locally, or waiting). */
   ask(): bool {
-    const call: PendingCall<RateLimitResult> = shouldRateLimit(this.rl.config.domain, this.descriptors, this);
-    if (call.pending) {
+    const a = this.answer;
+    const saved = this.payload;
+    if (saved !== null) RateLimitCall.sendPayload(saved, this, a);
+    else this.rl.config.call.send(this, a);
+    if (a.pending) {
       this.pending = true;
+      // Other requests reuse the call's memory before the answer comes: keep this one's to ask again after a delay.
+      if (this.rl.config.delay) this.keepPayload();
       return false;
     }
-    if (call.status != WasmResult.Ok) return this.failed("the host has no shared limiter (status " + (<i32>call.status).toString() + ")");
-    return this.decide(call.result!);
+    if (a.status != WasmResult.Ok) return this.failed("the host has no shared limiter (status " + (<i32>a.status).toString() + ")");
+    if (!a.failed && !a.overLimit) {
+      this.headers = null;
+      this.rl.allowed.increment(1);
+      return true;
+    }
+    return this.decide(a.result());
   }
 
   onRateLimitResult(token: u32, result: RateLimitResult): void {
     this.pending = false;
+    this.answer.release();
     if (this.decide(result)) this.continueRequest();
   }
 
@@ -241,6 +265,7 @@ class Limit extends HttpContext {
       const now = currentTimeNanos();
       const waited = (now - this.startedNanos) / 1_000_000;
       if (wait > 0 && waited + <u64>wait <= c.maxDelayMs) {
+        this.keepPayload();
         this.rl.delayed.increment(1);
         this.dueNanos = now + <u64>(wait * 1_000_000);
         this.rl.hold(this);
@@ -255,19 +280,33 @@ class Limit extends HttpContext {
     return false;
   }
 
+  /**
+   * Copies the request out of the config's call, which still holds it: decide() runs right after send() or on a
+   * deferred answer, and a deferred call under delay was copied when it went out.
+   */
+  keepPayload(): void {
+    if (this.payload === null) this.payload = this.rl.config.call.payload();
+  }
+
   /** The delay is over: ask again. */
   retry(): void {
     if (this.ask()) this.continueRequest();
   }
 
   onResponseHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
-    for (let i = 0; i < this.headers.length; i++) {
-      if (this.headers[i].name != "retry-after") responseHeaders.replace(this.headers[i].name, this.headers[i].value);
+    const h = this.headers;
+    if (h === null) this.answer.replaceHeaders(responseHeaders, "retry-after");
+    else {
+      for (let i = 0; i < h.length; i++) {
+        if (h[i].name != "retry-after") responseHeaders.replace(h[i].name, h[i].value);
+      }
     }
+    this.answer.release();
     return HeadersAction.Continue;
   }
 
   onDelete(): void {
+    this.answer.release();
     this.rl.release(this);
   }
 }
