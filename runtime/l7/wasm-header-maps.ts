@@ -24,6 +24,8 @@ function joinedField(flat: readonly string[], name: string): string | undefined 
  * Returns whether a field was added.
  */
 function addAppended(list: HeaderList, appended: HeaderPairs, hidden: string | undefined): boolean {
+  // An empty `appended` may be the maps' shared frozen one (lazy-header-map.ts).
+  if (appended.length === 0) return false;
   let kept = 0;
   let added = false;
   for (let i = 0; i < appended.length; i++) {

@@ -64,7 +64,9 @@ export class FilterChain {
   #done = false;
 
   constructor(runtimes: readonly PluginRuntime[], info: StreamInfo) {
-    this.#entries = runtimes.map((runtime) => ({ runtime, ctx: undefined, skipped: false }));
+    const entries: Entry[] = [];
+    for (let i = 0; i < runtimes.length; i++) entries.push({ runtime: runtimes[i]!, ctx: undefined, skipped: false });
+    this.#entries = entries;
     this.#info = info;
   }
 
@@ -135,13 +137,11 @@ export class FilterChain {
     const vm = e.runtime.acquire();
     if (vm instanceof PluginFailure) return vm;
     try {
-      e.ctx = StreamContext.open(vm, this.#info);
+      // Not synced here: every caller goes on to #call, which syncs the maps right before the callback.
+      return (e.ctx = StreamContext.open(vm, this.#info));
     } catch (err) {
       return err instanceof PluginFailure ? err : vm.fail(err);
     }
-    const ctx = e.ctx;
-    this.#sync(ctx);
-    return ctx;
   }
 
   /** failStrategy: undefined to go on without the plugin (FAIL_OPEN), else the action ending the stream. */

@@ -6,9 +6,12 @@
  */
 import type { HeaderPair, HeaderPairs } from './header-map-codec.js';
 
+/** What `appended` answers before the first append; frozen, so a write meant for a map's own array fails loudly. */
+const NONE: HeaderPairs = Object.freeze([]) as unknown as HeaderPairs;
+
 export abstract class LazyHeaderMap {
-  /** Entries appended while the pairs are not built; after a build they are part of the pairs. */
-  readonly appended: HeaderPairs = [];
+  /** Made on the first append: most maps get none, and two arrays per request were a share of the L7 Wasm path's garbage. */
+  #appended: HeaderPairs | undefined;
   /** Made on the first build (most maps never need it), then reused across resets. */
   #pairs: HeaderPairs | undefined;
   #built = false;
@@ -21,6 +24,11 @@ export abstract class LazyHeaderMap {
   protected abstract sourceFirst(name: string): string | undefined;
   /** Every source value of `name` joined with ", " (Envoy's get of a repeated header), or undefined. */
   protected abstract sourceJoined(name: string): string | undefined;
+
+  /** Entries appended while the pairs are not built; after a build they are part of the pairs. */
+  get appended(): HeaderPairs {
+    return this.#appended ?? NONE;
+  }
 
   /** Whether a plugin needed the pairs: they (not the source plus `appended`) are then the map. */
   get built(): boolean {
@@ -38,9 +46,11 @@ export abstract class LazyHeaderMap {
     const out = (this.#pairs ??= []);
     out.length = 0;
     this.fillSource(out);
-    const a = this.appended;
-    for (let i = 0; i < a.length; i++) out.push(a[i]!);
-    a.length = 0;
+    const a = this.#appended;
+    if (a !== undefined) {
+      for (let i = 0; i < a.length; i++) out.push(a[i]!);
+      a.length = 0;
+    }
     this.#built = true;
     return out;
   }
@@ -49,19 +59,20 @@ export abstract class LazyHeaderMap {
   protected resetMap(): void {
     this.#built = false;
     if (this.#pairs !== undefined) this.#pairs.length = 0;
-    this.appended.length = 0;
+    if (this.#appended !== undefined) this.#appended.length = 0;
   }
 
   first(name: string): string | undefined {
     if (this.#built) return firstValue(this.#pairs!, name);
-    return this.sourceFirst(name) ?? firstValue(this.appended, name);
+    const a = this.#appended;
+    return this.sourceFirst(name) ?? (a === undefined ? undefined : firstValue(a, name));
   }
 
   /** The values of `name` joined with ", ", or undefined. */
   joined(name: string): string | undefined {
     if (this.#built) return joinedValue(this.#pairs!, name);
     const s = this.sourceJoined(name);
-    const a = joinedValue(this.appended, name);
+    const a = this.#appended === undefined ? undefined : joinedValue(this.#appended, name);
     return s === undefined ? a : a === undefined ? s : `${s}, ${a}`;
   }
 
@@ -72,7 +83,7 @@ export abstract class LazyHeaderMap {
   /** Appends an entry; on built pairs this is a plain push. */
   append(pair: HeaderPair): void {
     if (this.#built) this.#pairs!.push(pair);
-    else this.appended.push(pair);
+    else (this.#appended ??= []).push(pair);
   }
 }
 
