@@ -1,4 +1,5 @@
 /** One plugin's view of one HTTP stream: the maps and body buffers its hostcalls see, and the pause/resume handshake with the filter chain. */
+import { monoNow } from '../l7/loop-clock.js';
 import { Status, type StatusCode } from './abi-constants.js';
 import type { HeaderPairs } from './header-map-codec.js';
 import type { HeaderMapSlot } from './lazy-header-map.js';
@@ -183,7 +184,9 @@ export class StreamContext {
     if (this.state === 'active') this.state = 'done';
     this.vm.contexts.delete(this.id);
     // Idle eviction only looks at a VM without streams (PluginVm.busy): its idle time starts with the last release.
-    if (--this.vm.activeStreams === 0) this.vm.lastUsed = performance.now();
+    // Stamped with the I/O batch's clock read (loop-clock.ts): at most a batch (sub-millisecond) early against an idle
+    // timeout of seconds, and no clock read per request on the HTTP/1 path, where most requests leave their VM idle.
+    if (--this.vm.activeStreams === 0) this.vm.lastUsed = monoNow();
     this.vm.onStreamReleased();
   }
 }
