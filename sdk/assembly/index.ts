@@ -23,6 +23,7 @@ export { currentTimeNanos, currentTimeSeconds, randomU32, randomUnit } from "./h
 export {
   JsonKind, JsonValue, JsonNull, JsonBool, JsonNumber, JsonString, JsonArray, JsonObject, JsonParseResult, JsonReader, parseJson, jsonQuote, stringArray, unknownKey, stringifyJson,
 } from "./json";
+export { ConfigObject, parseConfigObject } from "./config-object";
 export {
   RateLimitDescriptor, PendingCall, shouldRateLimit, breakerAcquire, breakerRecord, breakerState, pendingForeignCalls,
   sharedCounterAdd, RATE_LIMIT_FUNCTION, BREAKER_ACQUIRE_FUNCTION, BREAKER_RECORD_FUNCTION, BREAKER_STATE_FUNCTION,

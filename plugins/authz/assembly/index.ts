@@ -2,7 +2,7 @@
 // ALLOW policies exist, one must match; with none, the request is allowed. Configuration is described in README.md.
 import {
   HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, StringMatcher, asciiLower,
-  defineCounter, headerValueInto, logError, logDebug, parseJson, pluginConfiguration, propertyInto,
+  defineCounter, headerValueInto, logError, logDebug, parseConfigObject, pluginConfiguration, propertyInto,
   registerRootContext, requestHeaders, stringArray, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
 import { RequestValue } from "./request-value";
@@ -316,12 +316,9 @@ class Parser {
   }
 
   parse(text: string): Config | null {
-    const parsed = parseJson(text.length == 0 ? "{}" : text);
-    if (!parsed.ok) { this.fail("configuration is not JSON: " + parsed.error); return null; }
-    const o = parsed.value!.asObject();
-    if (o === null) { this.fail("configuration must be a JSON object"); return null; }
-    const unknown = unknownKey(o, ["policies", "denyStatus", "denyBody", "dryRun"]);
-    if (unknown !== null) { this.fail("unknown field \"" + unknown! + "\""); return null; }
+    const parsed = parseConfigObject(text, ["policies", "denyStatus", "denyBody", "dryRun"]);
+    if (parsed.object === null) { this.fail(parsed.error); return null; }
+    const o = parsed.object!;
     const c = new Config();
     const status = o.getNumber("denyStatus", 403);
     if (status < 200 || status > 599 || status != Math.floor(status)) { this.fail("denyStatus must be an HTTP status 200-599"); return null; }

@@ -1,8 +1,8 @@
 // cors: answers CORS preflights for allowed origins and adds Access-Control-* headers to their responses, as Envoy's
 // CORS filter does (a disallowed origin gets no CORS headers and the browser blocks it). Configuration: README.md.
 import {
-  HeaderPair, HeadersAction, HttpContext, RootContext, StringMatcher, logError, parseJson, pluginConfiguration,
-  registerRootContext, requestHeaders, responseHeaders, stringArray, unknownKey, utf8,
+  HeaderPair, HeadersAction, HttpContext, RootContext, StringMatcher, logError, parseConfigObject, pluginConfiguration,
+  registerRootContext, requestHeaders, responseHeaders, stringArray, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
@@ -33,12 +33,9 @@ const TRUE = utf8("true");
 const STAR = utf8("*");
 
 function parse(text: string, out: Config): string {
-  const parsed = parseJson(text.length == 0 ? "{}" : text);
-  if (!parsed.ok) return "configuration is not JSON: " + parsed.error;
-  const o = parsed.value!.asObject();
-  if (o === null) return "configuration must be a JSON object";
-  const unknown = unknownKey(o, ["allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders", "maxAgeSeconds", "allowCredentials"]);
-  if (unknown !== null) return "unknown field \"" + unknown! + "\"";
+  const parsed = parseConfigObject(text, ["allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders", "maxAgeSeconds", "allowCredentials"]);
+  if (parsed.object === null) return parsed.error;
+  const o = parsed.object!;
   const lists = ["allowOrigins", "allowMethods", "allowHeaders", "exposeHeaders"];
   for (let i = 0; i < lists.length; i++) {
     if (!o.has(lists[i])) continue;

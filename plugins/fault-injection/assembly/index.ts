@@ -1,8 +1,8 @@
 // fault-injection: delays and aborts a percentage of requests, as Istio's VirtualService fault injection (delay first,
 // then abort). A delayed request is paused and resumed from the root context's tick. Configuration: README.md.
 import {
-  HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, currentTimeNanos, defineCounter,
-  logError, parseJson, pluginConfiguration, randomUnit, registerRootContext, unknownKey,
+  HeaderPair, HeadersAction, HttpContext, JsonValue, Metric, RootContext, currentTimeNanos, defineCounter,
+  logError, parseConfigObject, parseJson, pluginConfiguration, randomUnit, registerRootContext, unknownKey,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
@@ -48,12 +48,9 @@ function durationMs(s: string): f64 {
 }
 
 function parse(text: string, c: Config): string {
-  const parsed = parseJson(text.length == 0 ? "{}" : text);
-  if (!parsed.ok) return "configuration is not JSON: " + parsed.error;
-  const o = parsed.value!.asObject();
-  if (o === null) return "configuration must be a JSON object";
-  const unknown = unknownKey(o, ["delay", "abort"]);
-  if (unknown !== null) return "unknown field \"" + unknown! + "\"";
+  const parsed = parseConfigObject(text, ["delay", "abort"]);
+  if (parsed.object === null) return parsed.error;
+  const o = parsed.object!;
   const delay = o.getObject("delay");
   if (o.has("delay") && delay === null) return "delay must be an object";
   if (delay !== null) {

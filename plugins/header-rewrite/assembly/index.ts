@@ -1,7 +1,7 @@
 // header-rewrite: removes, sets and adds request and response headers; values are literals or come from a property
 // (e.g. source.principal), a request header, or the request's trace id. Configuration is described in README.md.
 import {
-  HeadersAction, HeaderMap, asciiLower, HttpContext, JsonObject, JsonValue, RootContext, getPropertyString, logError, parseJson,
+  HeadersAction, HeaderMap, asciiLower, HttpContext, JsonValue, RootContext, getPropertyString, logError, parseConfigObject, unknownKey,
   pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
@@ -57,11 +57,6 @@ function isHeaderName(s: string): bool {
   return true;
 }
 
-function hasOnly(obj: JsonObject, allowed: Array<string>): string | null {
-  for (let i = 0; i < obj.keys.length; i++) if (!allowed.includes(obj.keys[i])) return obj.keys[i];
-  return null;
-}
-
 class ConfigParser {
   error: string = "";
 
@@ -73,7 +68,7 @@ class ConfigParser {
   valueRule(v: JsonValue, where: string, out: Array<ValueRule>): bool {
     const o = v.asObject();
     if (o === null) return this.fail(where + " must be an object");
-    const unknown = hasOnly(o, ["name", "value", "fromProperty", "fromHeader", "from", "default"]);
+    const unknown = unknownKey(o, ["name", "value", "fromProperty", "fromHeader", "from", "default"]);
     if (unknown !== null) return this.fail(where + ": unknown field \"" + unknown! + "\"");
     const name = o.getString("name");
     if (name === null) return this.fail(where + ".name must be a string");
@@ -106,7 +101,7 @@ class ConfigParser {
     if (v === null) return true;
     const o = v.asObject();
     if (o === null) return this.fail(where + " must be an object");
-    const unknown = hasOnly(o, ["remove", "set", "add"]);
+    const unknown = unknownKey(o, ["remove", "set", "add"]);
     if (unknown !== null) return this.fail(where + ": unknown field \"" + unknown! + "\"");
     const rm = o.get("remove");
     if (rm !== null) {
@@ -134,12 +129,9 @@ class ConfigParser {
   }
 
   parse(text: string): Config | null {
-    const parsed = parseJson(text.length == 0 ? "{}" : text);
-    if (!parsed.ok) { this.fail("configuration is not JSON: " + parsed.error); return null; }
-    const o = parsed.value!.asObject();
-    if (o === null) { this.fail("configuration must be a JSON object"); return null; }
-    const unknown = hasOnly(o, ["request", "response"]);
-    if (unknown !== null) { this.fail("unknown field \"" + unknown! + "\""); return null; }
+    const parsed = parseConfigObject(text, ["request", "response"]);
+    if (parsed.object === null) { this.fail(parsed.error); return null; }
+    const o = parsed.object!;
     const c = new Config();
     if (!this.phase(o.get("request"), "request", c.request) || !this.phase(o.get("response"), "response", c.response)) return null;
     const rules = c.response.sets.concat(c.response.adds);

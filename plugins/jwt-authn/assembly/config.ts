@@ -1,7 +1,7 @@
 // jwt-authn's configuration: providers (issuer, audiences, inline or remote JWKS, where the token is, what is
 // forwarded, the verified-token cache) parsed once at configure time into plain objects the request path only reads.
 import {
-  HttpContext, JsonValue, asciiLower, jsonQuote, parseJson, stringArray, stringifyJson, unknownKey, utf8,
+  HttpContext, JsonValue, asciiLower, jsonQuote, parseConfigObject, parseJson, stringArray, stringifyJson, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
 import { DEFAULT_CACHE_SIZE, DEFAULT_MAX_TOKEN_BYTES, TokenCache } from "./token-cache";
 
@@ -241,12 +241,9 @@ export class Parser {
   }
 
   parse(text: string): Config | null {
-    const parsed = parseJson(text.length == 0 ? "{}" : text);
-    if (!parsed.ok) { this.fail("configuration is not JSON: " + parsed.error); return null; }
-    const o = parsed.value!.asObject();
-    if (o === null) { this.fail("configuration must be a JSON object"); return null; }
-    const unknown = unknownKey(o, ["providers", "allowMissing"]);
-    if (unknown !== null) { this.fail("unknown field \"" + unknown! + "\""); return null; }
+    const parsed = parseConfigObject(text, ["providers", "allowMissing"]);
+    if (parsed.object === null) { this.fail(parsed.error); return null; }
+    const o = parsed.object!;
     const list = o.getArray("providers");
     if (list === null || list.length == 0) { this.fail("providers must be a non-empty array"); return null; }
     const c = new Config();

@@ -5,7 +5,7 @@
 import {
   HeaderPair, HeadersAction, HttpContext, JsonValue, Metric, RateLimitAnswer, RateLimitCall, RateLimitResult,
   RootContext, WasmResult, asciiLower, currentTimeNanos, defineCounter, getPropertyString, logError, logWarn,
-  matchesAny, parseJson, pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, stringArray,
+  matchesAny, parseConfigObject, pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, stringArray,
   unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
@@ -78,12 +78,9 @@ function entry(v: JsonValue, where: string): Entry | null {
 }
 
 function parse(text: string, c: Config): string {
-  const parsed = parseJson(text.length == 0 ? "{}" : text);
-  if (!parsed.ok) return "configuration is not JSON: " + parsed.error;
-  const o = parsed.value!.asObject();
-  if (o === null) return "configuration must be a JSON object";
-  const unknown = unknownKey(o, ["domain", "descriptors", "strategy", "maxDelayMs", "rejectStatus", "failureMode", "bypass"]);
-  if (unknown !== null) return "unknown field \"" + unknown! + "\"";
+  const parsed = parseConfigObject(text, ["domain", "descriptors", "strategy", "maxDelayMs", "rejectStatus", "failureMode", "bypass"]);
+  if (parsed.object === null) return parsed.error;
+  const o = parsed.object!;
   const domain = o.getString("domain");
   if (domain === null || domain!.length == 0) return "domain must be a non-empty string";
   c.domain = domain!;
