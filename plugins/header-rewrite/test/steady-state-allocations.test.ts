@@ -1,13 +1,9 @@
 // header-rewrite's per-request allocations stay where they are: built with AssemblyScript's stub runtime (a bump
 // allocator that never frees) every allocation moves the heap pointer for good, so the pointer's advance across N
 // requests is exactly the bytes allocated per request. The release build's heap must also stay flat (no leak).
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import asc from 'assemblyscript/asc';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PluginEmulator, ensurePluginBuilt } from '../../../sdk/testing/index.js';
+import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
 
@@ -24,22 +20,14 @@ const CONFIG = {
  */
 const BYTES_PER_REQUEST_BUDGET = 48;
 
-let dir: string;
-let stubWasm: string;
+let stub: Awaited<ReturnType<typeof buildWithStubRuntime>>;
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'weft-alloc-'));
-  stubWasm = join(dir, 'stub.wasm');
-  const errors: string[] = [];
-  const result = await asc.main(['assembly/index.ts', '--config', 'asconfig.json', '--target', 'release', '--runtime', 'stub', '--baseDir', PLUGIN_DIR, '--outFile', stubWasm], {
-    stdout: { write: () => true },
-    stderr: { write: (c: string | Uint8Array) => void errors.push(String(c)) },
-  });
-  if (result.error !== null) throw new Error(`${result.error.message}\n${errors.join('')}`);
+  stub = await buildWithStubRuntime(PLUGIN_DIR);
 }, 120_000);
 
 afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
+  await stub.remove();
 });
 
 function request(emu: PluginEmulator): void {
@@ -49,13 +37,9 @@ function request(emu: PluginEmulator): void {
   s.end();
 }
 
-function guestMemory(emu: PluginEmulator) {
-  return emu.host.runtimeOf(emu.name)!.vm!.mem;
-}
-
 describe('header-rewrite steady-state allocations', () => {
   it(`allocates at most ${BYTES_PER_REQUEST_BUDGET} bytes per request (stub runtime: the heap pointer's advance)`, async () => {
-    const emu = await PluginEmulator.create({ wasm: stubWasm, config: CONFIG, logLevel: 'error' });
+    const emu = await PluginEmulator.create({ wasm: stub.wasm, config: CONFIG, logLevel: 'error' });
     try {
       for (let i = 0; i < 200; i++) request(emu);
       const s = emu.stream({});
@@ -63,15 +47,7 @@ describe('header-rewrite steady-state allocations', () => {
       expect(s.requestHeader('x-wasm-filter')).toBe('on');
       expect(s.requestHeader('x-internal')).toBeUndefined();
       s.end();
-      const mem = guestMemory(emu);
-      const n = 2000;
-      const before = mem.allocate(1);
-      for (let i = 0; i < n; i++) request(emu);
-      const after = mem.allocate(1);
-      expect(before).toBeGreaterThan(0);
-      // The second probe's own block is the only allocation outside the requests: floor() drops its share.
-      const perRequest = Math.floor((after - before) / n);
-      expect(perRequest).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
+      expect(bytesKeptPerRequest(emu, 2000, () => request(emu))).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
     } finally {
       await emu.close();
     }
@@ -81,12 +57,7 @@ describe('header-rewrite steady-state allocations', () => {
     const emu = await PluginEmulator.create({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, logLevel: 'error' });
     try {
       for (let i = 0; i < 2000; i++) request(emu);
-      const mem = guestMemory(emu);
-      mem.refresh();
-      const size = mem.buf.length;
-      for (let i = 0; i < 20_000; i++) request(emu);
-      mem.refresh();
-      expect(mem.buf.length).toBe(size);
+      expect(memoryGrowth(emu, 20_000, () => request(emu))).toBe(0);
     } finally {
       await emu.close();
     }
