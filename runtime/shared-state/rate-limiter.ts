@@ -213,12 +213,8 @@ export class RateLimiter {
   /** A strict decision the backend made. */
   #decided(domain: string, rule: CompiledRule, spec: LimitSpec, hits: number, now: number, r: ConsumeResult): DescriptorStatus {
     if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
-    return this.#count(
-      r.decidedAtMs === undefined
-        ? { code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend' }
-        : { code: r.allowed ? 'OK' : 'OVER_LIMIT', rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend', decidedAtMs: r.decidedAtMs },
-      domain,
-    );
+    const code = r.allowed ? 'OK' : 'OVER_LIMIT';
+    return this.#count({ code, rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend', decidedAtMs: r.decidedAtMs }, domain);
   }
 
   #spec(rule: CompiledRule, entries: readonly RateLimitEntry[]): LimitSpec {
