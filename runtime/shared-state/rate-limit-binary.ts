@@ -5,7 +5,7 @@
  * is documented in runtime/shared-state/README.md ("Binary rate-limit payload"); all integers are little-endian.
  */
 import { policyWindowS, remainingOf, resetS, retryAfterS, sfName, type HeaderSource } from './rate-limit-headers.js';
-import { DECISION_SOURCES, type RateLimitRequest, type RateLimitResponse } from './rate-limiter.js';
+import { DECISION_SOURCE_INDEX, type RateLimitRequest, type RateLimitResponse } from './rate-limiter.js';
 
 export const RATE_LIMIT_BINARY_TAG = 0x01;
 /** Answer codes (byte 1 of an answer). */
@@ -122,9 +122,6 @@ export function decodeRateLimitBinary(b: Uint8Array, maxDescriptors: number, max
 export function binaryRequestId(b: Uint8Array): number {
   return b.length >= 8 ? u32(b, 4) : 0;
 }
-
-/** Per-source index in the answer: DECISION_SOURCES order. */
-const SOURCE_INDEX = new Map<string, number>(DECISION_SOURCES.map((s, i) => [s, i]));
 
 /** Rule names and header names/values as UTF-8, cached: the same few rules answer every call. */
 const bytesOf = new Map<string, Uint8Array>();
@@ -292,7 +289,7 @@ export function encodeRateLimitAnswer(id: number, contextId: number, r: RateLimi
   for (const s of r.statuses) {
     const name = s.rule === undefined ? undefined : utf8Bytes(s.rule.name);
     b[at] = s.code === 'OK' ? 0 : 1;
-    b[at + 1] = SOURCE_INDEX.get(s.source) ?? 0xff;
+    b[at + 1] = DECISION_SOURCE_INDEX[s.source];
     v.setUint16(at + 2, name?.length ?? 0, true);
     v.setFloat64(at + 4, s.remaining, true);
     v.setFloat64(at + 12, Math.ceil(s.resetMs), true);

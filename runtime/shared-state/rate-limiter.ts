@@ -30,6 +30,8 @@ export type RateLimitCode = 'OK' | 'OVER_LIMIT';
 /** Where a decision came from: the `source` label of weft_ratelimit_decisions_total and what callers log. */
 export const DECISION_SOURCES = ['backend', 'lease', 'cache', 'unlimited', 'no-rule', 'fail-open', 'fail-closed', 'fail-local'] as const;
 export type DecisionSource = (typeof DECISION_SOURCES)[number];
+/** Each source's position in DECISION_SOURCES (the decision counters' slots, the binary answer's source byte). */
+export const DECISION_SOURCE_INDEX = Object.fromEntries(DECISION_SOURCES.map((s, i) => [s, i])) as Record<DecisionSource, number>;
 
 export interface DescriptorStatus {
   readonly code: RateLimitCode;
@@ -77,7 +79,6 @@ export interface RateLimiterOptions {
 
 const UNLIMITED_REMAINING = 0xffffffff;
 const MAX_CACHED_SPECS = 10_000;
-const SOURCE_INDEX = Object.fromEntries(DECISION_SOURCES.map((s, i) => [s, i])) as Record<DecisionSource, number>;
 
 interface DecisionSlots {
   /** The label value: the domain, or UNKNOWN_DOMAIN. */
@@ -294,7 +295,7 @@ export class RateLimiter {
     const mode = status.rule?.mode ?? 'none';
     const slots = this.#slots(requestDomain);
     const domain = slots.domain;
-    const slot = (status.code === 'OK' ? 0 : 24) + (mode === 'strict' ? 0 : mode === 'local' ? 8 : 16) + SOURCE_INDEX[status.source];
+    const slot = (status.code === 'OK' ? 0 : 24) + (mode === 'strict' ? 0 : mode === 'local' ? 8 : 16) + DECISION_SOURCE_INDEX[status.source];
     let child = slots.children[slot];
     if (child === undefined) slots.children[slot] = child = this.#decisionBatch.series({ domain, code: status.code, mode, source: status.source });
     child.inc();
