@@ -17,28 +17,40 @@ export function istioMatch(pattern: string, value: string): bool {
     if (first == n - 1) return value.startsWith(pattern.substring(0, n - 1));
     if (first == 0) return value.endsWith(pattern.substring(1));
   }
-  return globMatch(pattern, 0, value, 0);
+  return globRange<u16>(pattern, 0, changetype<usize>(value), 0, value.length);
 }
 
-/** `*` matches any run without '/', `**` any run at all. Backtracking; patterns are short and configured. */
-function globMatch(p: string, pi: i32, s: string, si: i32): bool {
+// @ts-ignore: decorator
+@inline function charAt<T>(base: usize, i: i32): u32 {
+  return <u32>load<T>(base + (<usize>i << alignof<T>()));
+}
+
+/**
+ * Whether `p` from `pi` matches the characters `[si, end)` at `base` (T: u16 for a string's code units, u8 for ASCII
+ * bytes): `*` matches any run without '/', `**` any run at all. Backtracking; patterns are short and configured.
+ */
+export function globRange<T>(p: string, pi: i32, base: usize, si: i32, end: i32): bool {
   while (pi < p.length) {
-    const c = p.charCodeAt(pi);
+    const c = <u32>p.charCodeAt(pi);
     if (c == 0x2a) {
       const deep = pi + 1 < p.length && p.charCodeAt(pi + 1) == 0x2a;
       const next = deep ? pi + 2 : pi + 1;
-      if (next == p.length) return deep || s.indexOf("/", si) < 0;
-      for (let k = si; k <= s.length; k++) {
-        if (globMatch(p, next, s, k)) return true;
-        if (k < s.length && !deep && s.charCodeAt(k) == 0x2f) return false;
+      if (next == p.length) {
+        if (deep) return true;
+        for (let k = si; k < end; k++) if (charAt<T>(base, k) == 0x2f) return false;
+        return true;
+      }
+      for (let k = si; k <= end; k++) {
+        if (globRange<T>(p, next, base, k, end)) return true;
+        if (k < end && !deep && charAt<T>(base, k) == 0x2f) return false;
       }
       return false;
     }
-    if (si >= s.length || s.charCodeAt(si) != c) return false;
+    if (si >= end || charAt<T>(base, si) != c) return false;
     pi++;
     si++;
   }
-  return si == s.length;
+  return si == end;
 }
 
 /** True when any pattern matches (false for an empty list). */

@@ -3,6 +3,8 @@
 // string (a path before its query, the namespace inside a SPIFFE id) without cutting it out first, or for ASCII bytes
 // the host wrote (a HostBlock) without decoding them.
 
+import { globRange } from "./string-match";
+
 // @ts-ignore: decorator
 @inline const EXACT: u8 = 0;
 // @ts-ignore: decorator
@@ -23,36 +25,6 @@ function sameAt<T>(base: usize, start: i32, lit: string): bool {
   const at = base + <usize>start;
   for (let i = 0; i < lit.length; i++) if (<u32>load<u8>(at + <usize>i) != <u32>lit.charCodeAt(i)) return false;
   return true;
-}
-
-// @ts-ignore: decorator
-@inline function charAt<T>(base: usize, i: i32): u32 {
-  return <u32>load<T>(base + (<usize>i << alignof<T>()));
-}
-
-/** string-match.ts's globMatch over `[si, end)` at `base`: `*` matches any run without '/', `**` any run at all. */
-function globRange<T>(p: string, pi: i32, base: usize, si: i32, end: i32): bool {
-  while (pi < p.length) {
-    const c = <u32>p.charCodeAt(pi);
-    if (c == 0x2a) {
-      const deep = pi + 1 < p.length && p.charCodeAt(pi + 1) == 0x2a;
-      const next = deep ? pi + 2 : pi + 1;
-      if (next == p.length) {
-        if (deep) return true;
-        for (let k = si; k < end; k++) if (charAt<T>(base, k) == 0x2f) return false;
-        return true;
-      }
-      for (let k = si; k <= end; k++) {
-        if (globRange<T>(p, next, base, k, end)) return true;
-        if (k < end && !deep && charAt<T>(base, k) == 0x2f) return false;
-      }
-      return false;
-    }
-    if (si >= end || charAt<T>(base, si) != c) return false;
-    pi++;
-    si++;
-  }
-  return si == end;
 }
 
 /**
