@@ -26,6 +26,12 @@ export class HostBlock {
     return this.len == 0 ? "" : decodeUtf8(this.ptr, this.len);
   }
 
+  /** Takes the block the hostcall that just returned Ok wrote to the out slots (clearOut() before the call). */
+  takeOut(): void {
+    this.ptr = load<usize>(outPtr());
+    this.len = this.ptr == 0 ? 0 : <usize>load<u32>(outLen());
+  }
+
   /** Frees the block; safe to call twice or on an empty block. */
   release(): void {
     if (this.ptr != 0) heap.free(this.ptr);
@@ -43,8 +49,6 @@ export function headerValueInto(map: HeaderMap, name: ArrayBuffer, out: HostBloc
   clearOut();
   const st = <WasmResult>proxy_get_header_map_value(map.mapType, changetype<usize>(name), name.byteLength, outPtr(), outLen());
   if (st != WasmResult.Ok) return false;
-  out.ptr = load<usize>(outPtr());
-  out.len = <usize>load<u32>(outLen());
-  if (out.ptr == 0) out.len = 0;
+  out.takeOut();
   return true;
 }

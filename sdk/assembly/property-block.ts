@@ -22,7 +22,6 @@ export function propertyInto(path: string, out: HostBlock): bool {
   const p = encodePath(path);
   clearOut();
   if (<WasmResult>proxy_get_property(p, scratchLen(0), outPtr(), outLen()) != WasmResult.Ok) return false;
-  out.ptr = load<usize>(outPtr());
-  out.len = out.ptr == 0 ? 0 : <usize>load<u32>(outLen());
+  out.takeOut();
   return true;
 }
