@@ -34,7 +34,7 @@ export { RateLimitCall, RateLimitAnswer } from "./rate-limit-call";
 export { decodeUtf8, utf8, asciiLower } from "./memory";
 export { istioMatch, matchesAny } from "./string-match";
 export { StringMatcher } from "./string-matcher";
-export { propertyInto } from "./property-block";
+export { propertyInto, propertyPath, propertyBytesInto } from "./property-block";
 export { base64Decode, base64UrlEncode } from "./base64";
 export { HostBlock, headerValueInto } from "./host-block";
 export { weftAbort } from "./abort";

@@ -25,3 +25,31 @@ export function propertyInto(path: string, out: HostBlock): bool {
   out.takeOut();
   return true;
 }
+
+/**
+ * `path` (dotted, as for getProperty) in the NUL-separated framing the host reads: encode it once, at configure time
+ * or in a global, and read with propertyBytesInto on every request with nothing encoded per call.
+ */
+export function propertyPath(path: string): ArrayBuffer {
+  const p = encodePath(path);
+  const n = scratchLen(0);
+  const out = new ArrayBuffer(<i32>n);
+  memory.copy(changetype<usize>(out), p, n);
+  return out;
+}
+
+/**
+ * propertyInto with the path already framed by propertyPath.
+ *
+ * @example
+ *   const SOURCE_PRINCIPAL = propertyPath("source.principal");
+ *   const peer = new HostBlock();
+ *   if (propertyBytesInto(SOURCE_PRINCIPAL, peer)) peer.release();
+ */
+export function propertyBytesInto(path: ArrayBuffer, out: HostBlock): bool {
+  out.release();
+  clearOut();
+  if (<WasmResult>proxy_get_property(changetype<usize>(path), path.byteLength, outPtr(), outLen()) != WasmResult.Ok) return false;
+  out.takeOut();
+  return true;
+}

@@ -2,8 +2,8 @@
 // ALLOW policies exist, one must match; with none, the request is allowed. Configuration is described in README.md.
 import {
   HeaderPair, HeadersAction, HttpContext, JsonObject, JsonValue, Metric, RootContext, StringMatcher, asciiLower,
-  defineCounter, headerValueInto, logError, logDebug, parseConfigObject, pluginConfiguration, propertyInto,
-  registerRootContext, requestHeaders, stringArray, unknownKey, utf8,
+  defineCounter, headerValueInto, logError, logDebug, parseConfigObject, pluginConfiguration, propertyBytesInto,
+  propertyPath, registerRootContext, requestHeaders, stringArray, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
 import { RequestValue } from "./request-value";
 export * from "@weft/sdk/assembly/exports-headers-only";
@@ -73,6 +73,7 @@ class Policy {
 
 const PATH = utf8(":path");
 const METHOD = utf8(":method");
+const SOURCE_PRINCIPAL = propertyPath("source.principal");
 
 /**
  * What a request looks like to the rules: each attribute is read from the host the first time a rule needs it. One
@@ -117,7 +118,7 @@ class Attributes {
     if (!this.pathRead) {
       this.pathRead = true;
       v.took(headerValueInto(requestHeaders, PATH, v.block));
-      const q = v.indexOf("?", 0);
+      const q = v.indexOfChar(0x3f, 0); // '?'
       this.pathEnd = q < 0 ? v.length : q;
     }
     return v;
@@ -186,14 +187,14 @@ class Attributes {
     if (this.peerRead) return;
     this.peerRead = true;
     const peer = this.peer;
-    peer.took(propertyInto("source.principal", peer.block));
+    peer.took(propertyBytesInto(SOURCE_PRINCIPAL, peer.block));
     if (!peer.present || peer.length == 0) return;
     // Istio principals are written without the spiffe:// scheme; the namespace is the /ns/ part of td/ns/NS/sa/SA.
     this.prStart = peer.startsWith("spiffe://") ? 9 : 0;
     const at = peer.indexOf("/ns/", this.prStart);
     if (at < 0) return;
     this.nsStart = at + 4;
-    const end = peer.indexOf("/", this.nsStart);
+    const end = peer.indexOfChar(0x2f, this.nsStart); // '/'
     this.nsEnd = end < 0 ? peer.length : end;
   }
 }

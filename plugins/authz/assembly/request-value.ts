@@ -3,6 +3,16 @@
 // UTF-8 becomes U+FFFD, as HeaderMap.get returns it) and matched as that string, so both give get()'s answers.
 import { HostBlock, StringMatcher } from "@weft/sdk/assembly/index";
 
+const HIGH_BITS: u64 = 0x8080808080808080;
+
+/** Whether the `n` bytes at `ptr` are all ASCII, eight at a time (Wasm loads need no alignment). */
+function allAscii(ptr: usize, n: usize): bool {
+  let i: usize = 0;
+  for (; i + 8 <= n; i += 8) if ((load<u64>(ptr + i) & HIGH_BITS) != 0) return false;
+  for (; i < n; i++) if (load<u8>(ptr + i) >= 0x80) return false;
+  return true;
+}
+
 export class RequestValue {
   /** Filled by headerValueInto/propertyInto; empty when the value was absent or is held as `text`. */
   block: HostBlock = new HostBlock();
@@ -13,17 +23,11 @@ export class RequestValue {
   /** Call after the block was filled: `found` is what headerValueInto/propertyInto answered. */
   took(found: bool): void {
     this.present = found;
-    this.ascii = true;
     this.text = null;
-    const ptr = this.block.ptr;
-    const n = this.block.len;
-    for (let i: usize = 0; i < n; i++) {
-      if (load<u8>(ptr + i) >= 0x80) {
-        this.ascii = false;
-        this.text = this.block.text();
-        this.block.release();
-        return;
-      }
+    this.ascii = allAscii(this.block.ptr, this.block.len);
+    if (!this.ascii) {
+      this.text = this.block.text();
+      this.block.release();
     }
   }
 
@@ -42,11 +46,26 @@ export class RequestValue {
     return t!;
   }
 
+  /** The first index of the ASCII character `c` from `from`, or -1. */
+  indexOfChar(c: u32, from: i32): i32 {
+    const n = this.length;
+    if (this.ascii) {
+      const ptr = this.block.ptr;
+      for (let i = from; i < n; i++) if (<u32>load<u8>(ptr + <usize>i) == c) return i;
+      return -1;
+    }
+    const t = this.text!;
+    for (let i = from; i < n; i++) if (<u32>t.charCodeAt(i) == c) return i;
+    return -1;
+  }
+
+  /** The first index of the ASCII text `needle` from `from`, or -1. */
   indexOf(needle: string, from: i32): i32 {
     if (!this.ascii) return this.text!.indexOf(needle, from);
     const ptr = this.block.ptr;
+    const first = <u32>needle.charCodeAt(0);
     const last = <i32>this.block.len - needle.length;
-    for (let i = from; i <= last; i++) if (this.at(ptr, i, needle)) return i;
+    for (let i = from; i <= last; i++) if (<u32>load<u8>(ptr + <usize>i) == first && this.at(ptr, i, needle)) return i;
     return -1;
   }
 
