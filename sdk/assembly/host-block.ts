@@ -2,7 +2,7 @@
 // for hot paths that only compare, hash or slice the bytes (a token looked up in a cache) before releasing them.
 import { WasmResult } from "./abi-enums";
 import { HeaderMap } from "./headers";
-import { proxy_get_header_map_value } from "./imports";
+import { proxy_get_header_map_value, proxy_replace_header_map_value } from "./imports";
 import { clearOut, decodeUtf8, outLen, outPtr } from "./memory";
 
 /**
@@ -51,4 +51,13 @@ export function headerValueInto(map: HeaderMap, name: ArrayBuffer, out: HostBloc
   if (st != WasmResult.Ok) return false;
   out.takeOut();
   return true;
+}
+
+/**
+ * Sets the only value of `name` (UTF-8, lower case; encode it once with utf8) in `map` to the bytes `value` holds, adding
+ * it when absent, as HeaderMap.replaceRaw does: a value read in place (a request's Origin) echoed into a response with
+ * no string or copy made of it. `value` stays held.
+ */
+export function replaceHeaderFromBlock(map: HeaderMap, name: ArrayBuffer, value: HostBlock): WasmResult {
+  return <WasmResult>proxy_replace_header_map_value(map.mapType, changetype<usize>(name), name.byteLength, value.ptr, value.len);
 }

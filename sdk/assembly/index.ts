@@ -36,5 +36,6 @@ export { istioMatch, matchesAny } from "./string-match";
 export { StringMatcher } from "./string-matcher";
 export { propertyInto, propertyPath, propertyBytesInto } from "./property-block";
 export { base64Decode, base64UrlEncode } from "./base64";
-export { HostBlock, headerValueInto } from "./host-block";
+export { HostBlock, headerValueInto, replaceHeaderFromBlock } from "./host-block";
+export { isAsciiBytes } from "./ascii-bytes";
 export { weftAbort } from "./abort";

@@ -1,17 +1,7 @@
 // One request attribute as the host wrote it (a header or property value in a HostBlock): an ASCII value is matched
 // and searched as bytes in place and decoded only if a string is asked for; any other value is decoded at once (invalid
 // UTF-8 becomes U+FFFD, as HeaderMap.get returns it) and matched as that string, so both give get()'s answers.
-import { HostBlock, StringMatcher } from "@weft/sdk/assembly/index";
-
-const HIGH_BITS: u64 = 0x8080808080808080;
-
-/** Whether the `n` bytes at `ptr` are all ASCII, eight at a time (Wasm loads need no alignment). */
-function allAscii(ptr: usize, n: usize): bool {
-  let i: usize = 0;
-  for (; i + 8 <= n; i += 8) if ((load<u64>(ptr + i) & HIGH_BITS) != 0) return false;
-  for (; i < n; i++) if (load<u8>(ptr + i) >= 0x80) return false;
-  return true;
-}
+import { HostBlock, StringMatcher, isAsciiBytes } from "@weft/sdk/assembly/index";
 
 export class RequestValue {
   /** Filled by headerValueInto/propertyInto; empty when the value was absent or is held as `text`. */
@@ -24,7 +14,7 @@ export class RequestValue {
   took(found: bool): void {
     this.present = found;
     this.text = null;
-    this.ascii = allAscii(this.block.ptr, this.block.len);
+    this.ascii = isAsciiBytes(this.block.ptr, this.block.len);
     if (!this.ascii) {
       this.text = this.block.text();
       this.block.release();

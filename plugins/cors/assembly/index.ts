@@ -1,8 +1,9 @@
 // cors: answers CORS preflights for allowed origins and adds Access-Control-* headers to their responses, as Envoy's
 // CORS filter does (a disallowed origin gets no CORS headers and the browser blocks it). Configuration: README.md.
 import {
-  HeaderPair, HeadersAction, HttpContext, RootContext, StringMatcher, logError, parseConfigObject, pluginConfiguration,
-  registerRootContext, requestHeaders, responseHeaders, stringArray, utf8,
+  HeaderPair, HeadersAction, HostBlock, HttpContext, RootContext, StringMatcher, headerValueInto, isAsciiBytes, logError,
+  parseConfigObject, pluginConfiguration, registerRootContext, replaceHeaderFromBlock, requestHeaders, responseHeaders,
+  stringArray, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
 
@@ -29,6 +30,7 @@ const ALLOW_CREDENTIALS = utf8("access-control-allow-credentials");
 const EXPOSE_HEADERS = utf8("access-control-expose-headers");
 const VARY = utf8("vary");
 const ORIGIN = utf8("Origin");
+const ORIGIN_NAME = utf8("origin");
 const TRUE = utf8("true");
 const STAR = utf8("*");
 
@@ -68,25 +70,48 @@ function parse(text: string, out: Config): string {
 }
 
 class Cors extends HttpContext {
-  /** The allowed Origin of this request, "" when it is not a CORS request or the origin is not allowed. */
+  /**
+   * The allowed, non-empty Origin of this request as the host wrote it (ASCII), held until the response echoes it;
+   * null when there is nothing to echo (not a CORS request, not allowed, "*" answered, or held as `origin`).
+   */
+  originBytes: HostBlock | null = null;
+  /** An allowed origin that is not ASCII, decoded as get() returns it ("" otherwise). */
   origin: string = "";
+  /** Whether the response gets the CORS headers: the Origin was allowed and is not empty. */
+  decorate: bool = false;
 
   constructor(id: u32, public corsRoot: CorsRoot) {
     super(id, corsRoot);
   }
 
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
-    const c = this.corsRoot.config;
-    const origin = requestHeaders.get("origin");
-    if (origin === null || !c.origins.matches(origin!)) return HeadersAction.Continue;
-    this.origin = origin!;
+    const root = this.corsRoot;
+    const c = root.config;
+    const b = root.takeBlock();
+    // The Origin is matched as the bytes the host wrote when they are ASCII (the same answer as matching their
+    // decoding), so a simple CORS request decodes and re-encodes nothing.
+    if (!headerValueInto(requestHeaders, ORIGIN_NAME, b)) return this.drop(b);
+    const ascii = isAsciiBytes(b.ptr, b.len);
+    let text: string | null = null;
+    if (!ascii) text = b.text();
+    if (!(ascii ? c.origins.matchesAscii(b.ptr, 0, <i32>b.len) : c.origins.matches(text!))) return this.drop(b);
     // A preflight is an OPTIONS request with Access-Control-Request-Method. Asked first, that header's absence (a
     // simple request) answers without the host copying a value into the plugin.
     const requested = requestHeaders.get("access-control-request-method");
-    if (requested === null) return HeadersAction.Continue;
-    const method = requestHeaders.get(":method");
-    if (method === null || method! != "OPTIONS") return HeadersAction.Continue;
+    const method: string | null = requested === null ? null : requestHeaders.get(":method");
+    if (method === null || method! != "OPTIONS") {
+      this.decorate = b.len > 0;
+      if (!this.decorate || (c.anyOrigin && !c.allowCredentials)) return this.drop(b);
+      if (ascii) this.originBytes = b;
+      else {
+        this.origin = text!;
+        root.giveBack(b);
+      }
+      return HeadersAction.Continue;
+    }
     // A preflight: answered here, never forwarded.
+    this.origin = ascii ? b.text() : text!;
+    root.giveBack(b);
     const headers = new Array<HeaderPair>();
     this.originHeaders(headers);
     if (c.allowMethods.includes(requested!)) headers.push(new HeaderPair("access-control-allow-methods", c.methodsValue));
@@ -98,6 +123,12 @@ class Cors extends HttpContext {
     return HeadersAction.StopIteration;
   }
 
+  /** Gives `b` back to the root's pool; the request passes through. */
+  drop(b: HostBlock): HeadersAction {
+    this.corsRoot.giveBack(b);
+    return HeadersAction.Continue;
+  }
+
   originHeaders(out: Array<HeaderPair>): void {
     const c = this.corsRoot.config;
     // "*" cannot be combined with credentials (Fetch standard), so the origin is echoed then.
@@ -107,20 +138,46 @@ class Cors extends HttpContext {
   }
 
   onResponseHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
-    if (this.origin.length == 0) return HeadersAction.Continue;
+    if (!this.decorate) return HeadersAction.Continue;
     // originHeaders' fields, edited in place: no list of pairs built on every CORS response.
     const c = this.corsRoot.config;
+    const held = this.originBytes;
     if (c.anyOrigin && !c.allowCredentials) responseHeaders.replaceRaw(ALLOW_ORIGIN, STAR);
-    else responseHeaders.replace("access-control-allow-origin", this.origin);
+    else if (held !== null) replaceHeaderFromBlock(responseHeaders, ALLOW_ORIGIN, held);
+    else responseHeaders.replaceRaw(ALLOW_ORIGIN, utf8(this.origin));
     if (c.allowCredentials) responseHeaders.replaceRaw(ALLOW_CREDENTIALS, TRUE);
     responseHeaders.addRaw(VARY, ORIGIN);
     if (c.exposeValue.length > 0) responseHeaders.replaceRaw(EXPOSE_HEADERS, c.exposeBytes);
+    this.release();
     return HeadersAction.Continue;
+  }
+
+  /** The stream may end without a response (a reset, another plugin's local reply): the held Origin goes back then. */
+  onDelete(): void {
+    this.release();
+  }
+
+  private release(): void {
+    const held = this.originBytes;
+    if (held === null) return;
+    this.originBytes = null;
+    this.corsRoot.giveBack(held);
   }
 }
 
 class CorsRoot extends RootContext {
   config: Config = new Config();
+  /** Emptied HostBlocks: a held Origin lives in one from its request to its response, so blocks are reused, never made per request. */
+  private blocks: Array<HostBlock> = new Array<HostBlock>();
+
+  takeBlock(): HostBlock {
+    return this.blocks.length > 0 ? this.blocks.pop() : new HostBlock();
+  }
+
+  giveBack(b: HostBlock): void {
+    b.release();
+    this.blocks.push(b);
+  }
 
   onConfigure(configurationSize: u32): bool {
     const next = new Config();
