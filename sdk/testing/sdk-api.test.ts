@@ -153,7 +153,7 @@ describe('SDK API through the api-plugin fixture', () => {
     expect(e.logs.some((l) => l.message.startsWith('api: configured, vm config size 0, config size 2'))).toBe(true);
   });
 
-  it('StringMatcher answers what matchesAny does, on a whole string, a range of one and ASCII bytes; propertyInto reads in place', async () => {
+  it('StringMatcher answers what matchesAny does, on a whole string, a range of one and ASCII bytes; propertyInto, propertyBytesInto and replaceHeaderFromBlock in place, isAsciiBytes, recycled small blocks', async () => {
     const e = await start();
     const values = ['', '/', '/api', '/api/', '/api/v1', '/api/v1/users', '/apix', 'x.css', '.css', 'css', '/x/1/y', '/x/1/2/y', '/x//y', 'GET', 'get'];
     const cases: [string[], string][] = [
@@ -175,6 +175,7 @@ describe('SDK API through the api-plugin fixture', () => {
       const { h } = get(e, '/matcher', { ...(patterns.length === 0 ? {} : { 'x-patterns': patterns.join('|') }), 'x-values': values.join('|') });
       expect({ patterns, any: h('any'), compiled: h('compiled'), ranged: h('ranged'), ascii: h('ascii'), count: h('patterns') }).toEqual({ patterns, any: expected, compiled: expected, ranged: expected, ascii: expected, count: String(patterns.length) });
       expect([h('principal-in-place'), h('missing-in-place')]).toEqual(['true:spiffe://td/ns/a/sa/b', 'false:0']);
+      expect([h('principal-framed'), h('echo'), h('ascii-bytes'), h('small-blocks')]).toEqual(['true:spiffe://td/ns/a/sa/b:true', 'spiffe://td/ns/a/sa/b', 'true,false,true', 'true:0:0']);
     }
   });
 

@@ -7,6 +7,8 @@ import {
 } from "@weft/sdk/assembly/index";
 import { RequestValue } from "./request-value";
 export * from "@weft/sdk/assembly/exports-headers-only";
+// Request attributes are read into small blocks released before the callback returns: recycled, not reallocated.
+export { proxy_on_memory_allocate, malloc } from "@weft/sdk/assembly/small-blocks";
 
 /**
  * A field pair such as principals/notPrincipals: matches when `values` (if set) matches and `notValues` does not. The
