@@ -6,6 +6,9 @@ import {
   stringArray, utf8,
 } from "@weft/sdk/assembly/index";
 export * from "@weft/sdk/assembly/exports-headers-only";
+// The Origin is read into a small block held until the response: recycled, not reallocated.
+export { proxy_on_memory_allocate, malloc } from "@weft/sdk/assembly/small-blocks";
+import { recycleBlock } from "@weft/sdk/assembly/small-blocks";
 
 class Config {
   allowOrigins: Array<string> = new Array<string>();
@@ -175,7 +178,7 @@ class CorsRoot extends RootContext {
   }
 
   giveBack(b: HostBlock): void {
-    b.release();
+    recycleBlock(b);
     this.blocks.push(b);
   }
 
