@@ -1,9 +1,10 @@
 // authz through the emulator: Istio AuthorizationPolicy semantics (DENY first, then ALLOW, default allow), every
-// match kind, metrics, dry-run, and bad configurations refused with the previous policies kept.
+// match kind, metrics, dry-run, and bad configurations refused with the previous policies kept; and the same decisions
+// over the host blocks the SDK's small-block allocator recycles (values up to 64 bytes) or frees (longer ones).
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { StreamInfo } from '../../../runtime/wasm/stream-info.js';
-import { PluginEmulator, ensurePluginBuilt } from '../../../sdk/testing/index.js';
+import { PluginEmulator, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
 let wasm: string;
@@ -137,5 +138,55 @@ describe('authz', () => {
     expect(emu.logs.some((l) => l.message.startsWith('authz: rejected configuration:'))).toBe(true);
     expect(status(emu, 'GET', '/blocked')).toBe(403);
     expect(status(emu, 'GET', '/open')).toBe(200);
+  });
+});
+
+/** test/bench/first-party-plugin-bench.ts's configuration. */
+const BENCH_CONFIG = {
+  policies: [
+    { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/admin/*'] } }] }] },
+    { action: 'ALLOW', rules: [{ from: [{ source: { namespaces: ['default'] } }], to: [{ operation: { methods: ['GET'], paths: ['/api/*'] } }] }] },
+  ],
+};
+
+const peer = (principal: string): StreamInfo => ({ source: { address: '10.0.0.1', port: 1, principal } });
+/** A principal of more than 64 bytes (the SDK's small-block size): its block is freed, not kept. */
+const LONG_SA = `spiffe://cluster.local/ns/default/sa/${'a'.repeat(80)}`;
+const LONG_PATH = `/api/${'x'.repeat(100)}?q=${'y'.repeat(40)}`;
+/** Header values as weft holds them: one char per byte. */
+const bytes = (s: string): string => Buffer.from(s, 'utf8').toString('latin1');
+
+/** [method, path, principal, status]: short and long values interleaved, so recycled and freed blocks alternate. */
+const CASES: [string, string, string, number][] = [
+  ['GET', '/api/items?page=2', 'spiffe://cluster.local/ns/default/sa/a', 200],
+  ['GET', LONG_PATH, LONG_SA, 200],
+  ['GET', '/admin/x', 'spiffe://cluster.local/ns/default/sa/a', 403],
+  ['GET', `/admin/${'z'.repeat(90)}`, LONG_SA, 403],
+  ['POST', LONG_PATH, 'spiffe://cluster.local/ns/default/sa/a', 403],
+  ['GET', '/api/items', `spiffe://cluster.local/ns/other/sa/${'b'.repeat(70)}`, 403],
+  ['GET', bytes('/api/çà?x=é'), bytes('spiffe://cluster.local/ns/default/sa/ü'), 200],
+  ['GET', bytes(`/api/${'é'.repeat(40)}`), LONG_SA, 200],
+  ['GET', '/api/x', `spiffe://cluster.local/ns/${'n'.repeat(70)}/sa/a`, 403],
+  ['GET', '/api/x', 'cluster.local/ns/default/sa/a', 200],
+];
+
+describe('authz over recycled host blocks', () => {
+  it('decides the same for values below and above the recycled size, ASCII or not, in any order', async () => {
+    emu = await PluginEmulator.create({ wasm, config: BENCH_CONFIG });
+    for (let round = 0; round < 3; round++) {
+      const order = round === 1 ? [...CASES].reverse() : CASES;
+      for (const [method, path, principal, want] of order) expect({ method, path, got: status(emu, method, path, peer(principal)) }).toEqual({ method, path, got: want });
+    }
+  });
+
+  it('keeps the release build heap flat over a mix of recycled and freed blocks', async () => {
+    emu = await PluginEmulator.create({ wasm, config: BENCH_CONFIG, logLevel: 'error' });
+    let i = 0;
+    const next = (): void => {
+      const [method, path, principal] = CASES[i++ % CASES.length]!;
+      status(emu!, method, path, peer(principal));
+    };
+    for (let k = 0; k < 200; k++) next();
+    expect(memoryGrowth(emu, 20_000, next)).toBe(0);
   });
 });
