@@ -6,7 +6,13 @@ import {
   propertyPath, registerRootContext, requestHeaders, stringArray, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
 import { RequestValue } from "./request-value";
-export * from "@weft/sdk/assembly/exports-headers-only";
+// Only the callbacks authz acts on (the decision is made on request headers; contexts are created and deleted): a host
+// skips a callback the plugin does not export, so no response-headers, done or log call reaches it per request. A
+// plugin that overrides another HttpContext/RootContext callback must export it here too.
+export {
+  proxy_abi_version_0_2_1, proxy_on_context_create, proxy_on_vm_start, proxy_on_configure, proxy_on_request_headers,
+  proxy_on_delete,
+} from "@weft/sdk/assembly/exports-headers-only";
 // Request attributes are read into small blocks released before the callback returns: recycled, not reallocated.
 export { proxy_on_memory_allocate, malloc } from "@weft/sdk/assembly/small-blocks";
 
