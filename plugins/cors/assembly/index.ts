@@ -5,7 +5,13 @@ import {
   parseConfigObject, pluginConfiguration, registerRootContext, replaceHeaderFromBlock, requestHeaders, responseHeaders,
   stringArray, utf8,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports-headers-only";
+// Only the callbacks cors acts on (request and response headers; contexts are created and deleted, and a delete gives a
+// held Origin back): a host skips a callback the plugin does not export, so no done or log call reaches it per request.
+// A plugin that overrides another HttpContext/RootContext callback must export it here too.
+export {
+  proxy_abi_version_0_2_1, proxy_on_context_create, proxy_on_vm_start, proxy_on_configure, proxy_on_request_headers,
+  proxy_on_response_headers, proxy_on_delete,
+} from "@weft/sdk/assembly/exports-headers-only";
 // The Origin is read into a small block held until the response: recycled, not reallocated.
 export { proxy_on_memory_allocate, malloc } from "@weft/sdk/assembly/small-blocks";
 import { recycleBlock } from "@weft/sdk/assembly/small-blocks";
