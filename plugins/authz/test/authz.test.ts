@@ -1,6 +1,7 @@
 // authz through the emulator: Istio AuthorizationPolicy semantics (DENY first, then ALLOW, default allow), every
 // match kind, metrics, dry-run, and bad configurations refused with the previous policies kept; and the same decisions
 // over the host blocks the SDK's small-block allocator recycles (values up to 64 bytes) or frees (longer ones).
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { StreamInfo } from '../../../runtime/wasm/stream-info.js';
@@ -188,5 +189,12 @@ describe('authz over recycled host blocks', () => {
     };
     for (let k = 0; k < 200; k++) next();
     expect(memoryGrowth(emu, 20_000, next)).toBe(0);
+  });
+});
+
+describe('authz exports', () => {
+  it('exports only the callbacks it acts on, so hosts skip response headers, done and log for it', () => {
+    const names = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(wasm))).map((e) => e.name).filter((n) => n.startsWith('proxy_on_'));
+    expect(names.sort()).toEqual(['proxy_on_configure', 'proxy_on_context_create', 'proxy_on_delete', 'proxy_on_memory_allocate', 'proxy_on_request_headers', 'proxy_on_vm_start']);
   });
 });

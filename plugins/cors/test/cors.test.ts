@@ -1,6 +1,7 @@
 // cors through the emulator: preflights answered for allowed origins, response headers on actual requests, wildcard
 // and credentialed configurations, and bad configurations refused with the previous one kept; and the Origin held as
 // the host's bytes until its response: each stream its own, non-ASCII echoed decoded, given back when none comes.
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
@@ -189,3 +190,10 @@ describe('cors held origin', () => {
  * Origin was first held as bytes: its decoded string (two bytes a character) would push the figure over it.
  */
 const CONTEXT_BYTES = 48;
+
+describe('cors exports', () => {
+  it('exports only the callbacks it acts on, so hosts skip done and log for it', () => {
+    const names = WebAssembly.Module.exports(new WebAssembly.Module(readFileSync(wasm))).map((e) => e.name).filter((n) => n.startsWith('proxy_on_'));
+    expect(names.sort()).toEqual(['proxy_on_configure', 'proxy_on_context_create', 'proxy_on_delete', 'proxy_on_memory_allocate', 'proxy_on_request_headers', 'proxy_on_response_headers', 'proxy_on_vm_start']);
+  });
+});
