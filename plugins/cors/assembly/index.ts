@@ -40,6 +40,7 @@ const EXPOSE_HEADERS = utf8("access-control-expose-headers");
 const VARY = utf8("vary");
 const ORIGIN = utf8("Origin");
 const ORIGIN_NAME = utf8("origin");
+const REQUEST_METHOD = utf8("access-control-request-method");
 const TRUE = utf8("true");
 const STAR = utf8("*");
 
@@ -106,7 +107,9 @@ class Cors extends HttpContext {
     if (!(ascii ? c.origins.matchesAscii(b.ptr, 0, <i32>b.len) : c.origins.matches(text!))) return this.drop(b);
     // A preflight is an OPTIONS request with Access-Control-Request-Method. Asked first, that header's absence (a
     // simple request) answers without the host copying a value into the plugin.
-    const requested = requestHeaders.get("access-control-request-method");
+    const acrm = root.takeBlock();
+    const requested: string | null = headerValueInto(requestHeaders, REQUEST_METHOD, acrm) ? acrm.text() : null;
+    root.giveBack(acrm);
     const method: string | null = requested === null ? null : requestHeaders.get(":method");
     if (method === null || method! != "OPTIONS") {
       this.decorate = b.len > 0;
