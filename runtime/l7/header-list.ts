@@ -151,16 +151,24 @@ export class HeaderList {
    * can be said with: the original fields the pairs still begin with stay (with a new value if it changed), the ones
    * that are not matched in order are removed, and the rest of the pairs are added after them. The list ends up equal
    * to the pairs either way; a plugin that removed or replaced fields then still lets the head be spliced rather than
-   * written anew. Every pair is validated before anything changes.
+   * written anew. Every new pair is validated before anything changes (one equal to the field it matches was when the
+   * list got it: a bearer token is not scanned again).
    */
   replaceAll(pairs: readonly (readonly [string, string])[]): void {
-    for (let i = 0; i < pairs.length; i++) {
-      checkName(pairs[i]![0]);
-      checkValue(pairs[i]![1]);
-    }
     const f = this.flat;
     const original = this.#original;
     let p = 0;
+    for (let r = 0; r < original && p < pairs.length; r += 2) {
+      const pair = pairs[p]!;
+      if (checkName(pair[0]) !== f[r]) continue;
+      if (pair[1] !== f[r + 1]) checkValue(pair[1]);
+      p++;
+    }
+    for (let i = p; i < pairs.length; i++) {
+      checkName(pairs[i]![0]);
+      checkValue(pairs[i]![1]);
+    }
+    p = 0;
     let w = 0;
     for (let r = 0; r < original; r += 2) {
       const pair = p < pairs.length ? pairs[p]! : undefined;
