@@ -114,7 +114,6 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
       'latin1',
     );
     const limits = { maxHeadBytes: 64 * 1024, maxHeaders: 100 };
-    let headBytes = 0;
     const oneL7 = (c: Case): void => {
       const head = parseRequestHead(rawRequest, 0, rawRequest.length, limits) as RequestHead;
       const req = new HeaderList(head.headers);
@@ -122,7 +121,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
       const filter = l7Filters.get(c.label);
       const s = filter?.start(L7_INFO, L7_BODY);
       if (s !== undefined && s.onRequestHeaders!(req, true) !== undefined) throw new Error(`${c.label}: request not continued`);
-      headBytes += upstreamHead(head, req);
+      upstreamHead(head, req);
       if (s === undefined) return;
       if (s.onResponseHeaders!(200, res, false) !== undefined) throw new Error(`${c.label}: response not continued`);
       s.onDone!(200, '-');

@@ -104,7 +104,7 @@ describe('spliced request heads', () => {
     const request = 'POST /items HTTP/1.1\r\nX-First: 1\r\nHost: api\r\nAUTHORIZATION: Bearer a.b.c\r\nx-user: mallory\r\nContent-Length: 5\r\nx-user: eve\r\nX-Last:\t\r\n\r\nhello';
     const { text } = await rawExchange(h.port, request);
     expect(text).toBe('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-    expect(withoutTrace(received.at(-1)!)).toBe('POST /items HTTP/1.1\r\nHost: api\r\nx-user: alice\r\nContent-Length: 5\r\nx-jwt-sub: alice\r\n\r\nhello');
+    expect(withoutTrace(received.at(-1) ?? '')).toBe('POST /items HTTP/1.1\r\nHost: api\r\nx-user: alice\r\nContent-Length: 5\r\nx-jwt-sub: alice\r\n\r\nhello');
   });
 
   it('a filter removing content-length gets the head written anew, the framing still the parser\'s', async () => {
@@ -114,6 +114,6 @@ describe('spliced request heads', () => {
     });
     const { text } = await rawExchange(h.port, 'POST / HTTP/1.1\r\nHost: api\r\nContent-Length: 3\r\nX-Gone: 1\r\n\r\nabc');
     expect(text).toBe('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-    expect(withoutTrace(received.at(-1)!)).toBe('POST / HTTP/1.1\r\nhost: api\r\ncontent-length: 3\r\n\r\nabc');
+    expect(withoutTrace(received.at(-1) ?? '')).toBe('POST / HTTP/1.1\r\nhost: api\r\ncontent-length: 3\r\n\r\nabc');
   });
 });
