@@ -6,6 +6,7 @@ import { HeaderList } from './header-list.js';
 import { HeadParseError, parseRequestHead, parseResponseHead, type RequestHead } from './http1-head-parser.js';
 import { splicedHead } from './http1-head-splice.js';
 import { appendedFieldLines, extendedVerbatimHead } from './http1-head-writer.js';
+import { prng } from '../../test/helpers/prng.js';
 
 const LIMITS = { maxHeadBytes: 64 * 1024, maxHeaders: 100 };
 
@@ -133,22 +134,11 @@ describe('splicedHead', () => {
   });
 });
 
-/** A small deterministic generator (mulberry32), so a failing case can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('the parser and the head lines agree for every head it accepts', () => {
   it('re-parsing a spliced head gives exactly the edited list (random heads and edits)', () => {
     const names = ['X-A', 'x-a', 'Accept', 'COOKIE', 'x-b', 'User-Agent', 'x-forwarded-for', 'X-Long-Name-Field', 'x-c', 'Origin', 'Authorization', "x-t!#$%&'*+.^_`|~"];
     const values = ['', 'v', ' v ', '\tv\t', 'a, b', 'caf\xe9', '  ', 'a b  c', '"q"', '*/*'];
-    const next = rng(15);
+    const next = prng(15);
     const pick = <T>(a: readonly T[]): T => a[Math.floor(next() * a.length)]!;
     let spliced = 0;
     for (let round = 0; round < 2000; round++) {
