@@ -160,7 +160,8 @@ export class HeaderList {
     let p = 0;
     for (let r = 0; r < original && p < pairs.length; r += 2) {
       const pair = pairs[p]!;
-      if (checkName(pair[0]) !== f[r]) continue;
+      // A name equal to the list's is valid; most pairs are the list's own strings (a map built from it).
+      if (pair[0] !== f[r] && checkName(pair[0]) !== f[r]) continue;
       if (pair[1] !== f[r + 1]) checkValue(pair[1]);
       p++;
     }
@@ -172,7 +173,7 @@ export class HeaderList {
     let w = 0;
     for (let r = 0; r < original; r += 2) {
       const pair = p < pairs.length ? pairs[p]! : undefined;
-      if (pair !== undefined && checkName(pair[0]) === f[r]) {
+      if (pair !== undefined && (pair[0] === f[r] || checkName(pair[0]) === f[r])) {
         // Marks take positions among the original fields still listed: `w` is this field's now.
         if (pair[1] !== f[r + 1]) this.#mark(w, FIELD_REPLACED);
         f[w] = f[r]!;
