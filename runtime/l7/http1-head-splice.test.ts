@@ -116,6 +116,13 @@ describe('splicedHead', () => {
     expect(forwarded(raw, headers)).toBeUndefined();
   });
 
+  it('keeps the lines the writers would re-create when only other fields were edited (keep-alive, content-length)', () => {
+    const { raw, headers } = parse('POST / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nX-Gone: 1\r\nContent-Length: 2\r\nX-Set: 1\r\n\r\n');
+    headers.remove('x-gone');
+    headers.set('x-set', '2');
+    expect(forwarded(raw, headers)).toBe('POST / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\nContent-Length: 2\r\nX-Set: 2\r\n\r\n');
+  });
+
   it('splices a response head the same way, host and traceparent being ordinary fields there', () => {
     const b = Buffer.from('HTTP/1.1 200 OK\r\nServer: origin\r\nTraceparent: x\r\nContent-Length: 2\r\n\r\n', 'latin1');
     const res = parseResponseHead(b, 0, b.length, LIMITS);
