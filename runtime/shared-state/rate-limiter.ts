@@ -236,9 +236,8 @@ export class RateLimiter {
   /** One descriptor's decision under `rule`; `spec` is its counter when counted(rule), undefined otherwise. */
   #decideRule(domain: string, rule: CompiledRule | undefined, spec: LimitSpec | undefined, hits: number): DescriptorStatus | Promise<DescriptorStatus> {
     if (rule === undefined || spec === undefined) return this.#uncounted(domain, rule);
-    const now = performance.now();
     if (rule.mode === 'local') {
-      const local = this.#leases.tryTake(spec, hits, now);
+      const local = this.#leases.tryTake(spec, hits, performance.now());
       if (local !== undefined) return this.#count({ code: local.allowed ? 'OK' : 'OVER_LIMIT', rule, ...local }, domain);
       return this.#leases.fetch(spec, hits).then(
         () => {
@@ -250,7 +249,8 @@ export class RateLimiter {
         (err: unknown) => this.#failed(domain, rule, err, spec, hits),
       );
     }
-    const cached = this.#cache.lookup(spec.id, hits, now);
+    // A clock read costs about as much as the rest of a memory decision: only when a denial is cached, or one is made.
+    const cached = this.#cache.size === 0 ? undefined : this.#cache.lookup(spec.id, hits, performance.now());
     if (cached !== undefined) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, ...cached, source: 'cache' }, domain);
     this.#strictCalls.inc();
     // The embedded backend answers in the same tick: no promise per decision on a single node.
@@ -261,8 +261,9 @@ export class RateLimiter {
       } catch (err) {
         return this.#failed(domain, rule, err, spec, hits);
       }
-      return this.#decided(domain, rule, spec, hits, now, r);
+      return this.#decided(domain, rule, spec, hits, r.allowed ? 0 : performance.now(), r);
     }
+    const now = performance.now();
     return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(
       (r) => this.#decided(domain, rule, spec, hits, now, r),
       (err: unknown) => this.#failed(domain, rule, err, spec, hits),
@@ -276,7 +277,7 @@ export class RateLimiter {
     return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: rule.windowMs, retryAfterMs: rule.windowMs, source: 'cache' }, domain);
   }
 
-  /** A strict decision the backend made. */
+  /** A strict decision the backend made; `now` is when it was asked (read only for a denial). */
   #decided(domain: string, rule: CompiledRule, spec: LimitSpec, hits: number, now: number, r: ConsumeResult): DescriptorStatus {
     if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
     const code = r.allowed ? 'OK' : 'OVER_LIMIT';
