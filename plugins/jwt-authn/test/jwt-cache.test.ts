@@ -212,6 +212,22 @@ describe('jwt-authn verified-token cache', () => {
     expect(again.s.localResponseText).toBe('Jwt verification fails');
   });
 
+  it('never serves a token that ends like a cached one (the bytes its hash reads) but differs before', async () => {
+    emu = await emulator({ providers: [PROVIDER] });
+    const jwt = token({ sub: 'alice' });
+    expectAllowed(emu, jwt, 'alice');
+    // Same length, same signature (so the same last bytes and the same hash), another payload: a forgery.
+    const [head, , signature] = jwt.split('.');
+    const forged = `${head}.${b64({ iss: ISSUER, aud: 'reviews', exp: nowSeconds() + 600, sub: 'alicf' })}.${signature}`;
+    expect(forged).toHaveLength(jwt.length);
+    expect(forged).not.toBe(jwt);
+    expectDenied(emu, forged, 'Jwt verification fails');
+    expectDenied(emu, forged, 'Jwt verification fails');
+    expectAllowed(emu, jwt, 'alice');
+    expect(verifyCalls).toBe(3);
+    expect(await emu.metricValue('jwt_authn_jwt_cache_hit_total')).toBe(1);
+  });
+
   it.each([
     ['not an object', true, 'jwtCacheConfig must be an object or false'],
     ['an unknown field', { size: 1 }, 'jwtCacheConfig: unknown field "size"'],
