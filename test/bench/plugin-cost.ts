@@ -78,6 +78,8 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     { label: 'l7_noop', plugins: ['noop'], l7: true },
     { label: 'l7_hand_rewrite', plugins: ['hand-rewrite'], l7: true },
     { label: 'l7_header_rewrite', plugins: ['header-rewrite'], l7: true },
+    { label: 'l7_jwt_authn_es256', plugins: ['jwt-authn'], extraHeaders: [bearerHeader(jwt)], l7: true },
+    { label: 'l7_ratelimit', plugins: ['ratelimit'], l7: true },
   ];
   const cases = opts.cases === undefined ? allCases : allCases.filter((c) => c.label === 'plain' || c.label === 'noop' || opts.cases!.includes(c.label));
   const info: StreamInfo = { source: { address: '10.0.0.1', port: 40000, principal: BENCH_SOURCE_PRINCIPAL } };
@@ -87,7 +89,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     const l7Filters = new Map(cases.filter((c) => c.l7 === true && c.plugins.length > 0).map((c) => [c.label, wasmChainFilter(host, c.plugins)]));
     /** The exchange's side: a fresh parsed head per request (host included), the filter stream, an nginx-like response head. */
     const oneL7 = (c: Case): void => {
-      const req = new HeaderList(['host', 'api.default', 'user-agent', 'wrk', 'accept', '*/*', 'x-user', 'alice', 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01']);
+      const req = new HeaderList(['host', 'api.default', 'user-agent', 'wrk', 'accept', '*/*', 'x-user', 'alice', 'traceparent', '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01', ...(c.extraHeaders ?? []).flat()]);
       const res = new HeaderList(['server', 'nginx', 'date', 'Mon, 07 Dec 2026 13:00:00 GMT', 'content-type', 'text/plain', 'content-length', '2']);
       const filter = l7Filters.get(c.label);
       if (filter === undefined) return;
