@@ -174,6 +174,11 @@ export class RateLimiter {
       if (s instanceof Promise) pending = true;
       statuses.push(s);
     }
+    return this.#answer(statuses, pending);
+  }
+
+  /** The response once every status is known: now when none is `pending`. */
+  #answer(statuses: (DescriptorStatus | Promise<DescriptorStatus>)[], pending: boolean): RateLimitResponse | Promise<RateLimitResponse> {
     if (!pending) return this.#respond(statuses as DescriptorStatus[]);
     return Promise.all(statuses.map((s) => Promise.resolve(s))).then((all) => this.#respond(all));
   }
@@ -197,8 +202,7 @@ export class RateLimiter {
       if (s instanceof Promise) pending = true;
       statuses[i] = s;
     }
-    if (!pending) return this.#respond(statuses as DescriptorStatus[]);
-    return Promise.all(statuses.map((s) => Promise.resolve(s))).then((all) => this.#respond(all));
+    return this.#answer(statuses, pending);
   }
 
   #resolve(p: PreparedRateLimitRequest): void {
