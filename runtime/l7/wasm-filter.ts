@@ -220,8 +220,9 @@ class WasmFilterStream implements L7FilterStream, StreamInfo {
       changed = writeBackFields(map.list, pairs, HOST);
       edit = editedRequestLine(pairs, line);
     } else {
-      // Untouched, or only appended to: the list gains the new fields, and a `host` stands for :authority.
-      if (map.appended.length === 0) return undefined;
+      // Untouched, or only appended to and fields edited: the list takes the edits and the new fields, and an appended
+      // `host` stands for :authority.
+      if (map.appended.length === 0 && map.fieldEdits.length === 0) return undefined;
       changed = map.applyAppended();
       const host = map.appendedHost();
       edit = host === undefined || host === line.authority ? undefined : { method: line.method, path: line.path, authority: host };
@@ -243,7 +244,7 @@ class WasmFilterStream implements L7FilterStream, StreamInfo {
     if (map === undefined) return undefined;
     if (!map.built) {
       // A :status a plugin appended is a repeat (the first wins), so only fields can have changed.
-      if (map.appended.length > 0) map.applyAppended();
+      if (map.appended.length > 0 || map.fieldEdits.length > 0) map.applyAppended();
       return undefined;
     }
     const pairs = map.pairs();
