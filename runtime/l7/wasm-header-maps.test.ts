@@ -1,13 +1,16 @@
-// The plugin header maps served from the exchange's HeaderList: lookups, adds and sets of new names never build the
-// pairs, edits in place and whole-map reads do, and either way the list ends up as a pair map would have left it.
+// The plugin header maps served from the exchange's HeaderList: lookups, adds, sets of new names and edits of plain
+// fields never build the pairs, pseudo-header edits and whole-map reads do, and either way the list ends up as a pair
+// map would have left it.
 import { afterEach, describe, expect, it } from 'vitest';
 import { fixture, pluginConfig, wasmFileUrl, wat, PRELUDE } from '../../test/helpers/wasm-fixtures.js';
 import { createTestHost, type TestHost } from '../../test/helpers/wasm-host.js';
-import { HeaderList } from './header-list.js';
+import { FIELD_REMOVED, FIELD_REPLACED, HeaderList } from './header-list.js';
 import type { BodyAccess, FilterRequestInfo } from './l7-filter.js';
 import { RequestHeaderMap, ResponseHeaderMap } from './wasm-header-maps.js';
 import { wasmChainFilter } from './wasm-filter.js';
-import type { RequestLine } from './wasm-header-sync.js';
+import { requestPairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
+import { firstValue, joinedValue, removeFrom, replaceIn } from '../wasm/lazy-header-map.js';
+import { prng } from '../../test/helpers/prng.js';
 
 const LINE: RequestLine = { method: 'GET', path: '/a?b=1', authority: 'svc' };
 
@@ -70,6 +73,92 @@ describe('RequestHeaderMap / ResponseHeaderMap', () => {
   });
 });
 
+describe('field edits on an unbuilt map', () => {
+  const NAMES = ['accept', 'x-a', 'x-b', 'host', ':path', ':authority', 'x-new'];
+  const VALUES = ['1', '2', 'v'];
+
+  /** The ops a plugin can make, applied to a lazy map and to plain pairs (the built map) alike. */
+  function step(pick: () => number, lazy: RequestHeaderMap, pairs: [string, string][], log: string[]): void {
+    const name = NAMES[Math.floor(pick() * NAMES.length)]!;
+    const value = VALUES[Math.floor(pick() * VALUES.length)]!;
+    const op = Math.floor(pick() * 3);
+    log.push(`${['add', 'replace', 'remove'][op]} ${name} ${value}`);
+    if (op === 0) {
+      lazy.append([name, value]);
+      pairs.push([name, value]);
+    } else if (op === 1) {
+      lazy.replace(name, value);
+      replaceIn(pairs, name, value);
+    } else {
+      lazy.remove(name);
+      removeFrom(pairs, name, 0);
+    }
+  }
+
+  it('answers and writes back as the built pairs would, over seeded random removes, replaces and adds', () => {
+    const pick = prng(20261207);
+    for (let round = 0; round < 1500; round++) {
+      const flat = ['host', 'svc'];
+      const fields = Math.floor(pick() * 5);
+      for (let i = 0; i < fields; i++) flat.push(NAMES[Math.floor(pick() * 3)]!, VALUES[Math.floor(pick() * VALUES.length)]!);
+      const list = new HeaderList([...flat]);
+      const lazy = new RequestHeaderMap(list, LINE.method, LINE.path, LINE.authority);
+      const pairs = requestPairs(new HeaderList([...flat]), LINE, []);
+      const log: string[] = [`fields ${flat.join(' ')}`];
+      const ops = 1 + Math.floor(pick() * 5);
+      for (let i = 0; i < ops; i++) {
+        step(pick, lazy, pairs, log);
+        const where = log.join('; ');
+        expect(lazy.length, where).toBe(pairs.length);
+        for (const n of NAMES) {
+          expect(lazy.first(n), where).toBe(firstValue(pairs, n));
+          expect(lazy.joined(n), where).toBe(joinedValue(pairs, n));
+        }
+      }
+      const where = log.join('; ');
+      // A pseudo-header or host edit builds the map (the request line path); field edits alone never do.
+      if (!lazy.built) {
+        lazy.applyAppended();
+        const expected = new HeaderList([...flat]);
+        writeBackFields(expected, pairs, 'host');
+        expect(list.flat, where).toEqual(expected.flat);
+        expect(lazy.fieldEdits, where).toEqual([]);
+      } else expect(lazy.pairs(), where).toEqual(pairs);
+    }
+  });
+
+  it('removes and replaces original fields by name: the list marks them for the head splice, and nothing is built', () => {
+    const list = new HeaderList(['host', 'svc', 'authorization', 'Bearer t', 'x-r', '1', 'accept', 'a', 'x-r', '2']);
+    const map = new RequestHeaderMap(list, LINE.method, LINE.path, LINE.authority);
+    map.remove('authorization');
+    map.replace('x-r', 'one');
+    map.append(['x-r', 'extra']);
+    map.remove('absent');
+    expect(map.built).toBe(false);
+    expect(map.length).toBe(4 + 3);
+    expect(map.joined('x-r')).toBe('one, extra');
+    expect(map.first('authorization')).toBeUndefined();
+    expect(map.applyAppended()).toBe(true);
+    expect(list.flat).toEqual(['host', 'svc', 'x-r', 'one', 'accept', 'a', 'x-r', 'extra']);
+    expect([...list.originalEdits!]).toEqual([0, FIELD_REMOVED, FIELD_REPLACED, 0, FIELD_REMOVED]);
+    // Applied edits are forgotten: the map shows the list as it is now.
+    expect(map.fieldEdits).toEqual([]);
+    expect(map.length).toBe(4 + 3);
+  });
+
+  it('edits a response map the same way, :status staying out of the field edits', () => {
+    const list = new HeaderList(['server', 'x', 'set-cookie', 'a', 'set-cookie', 'b']);
+    const map = new ResponseHeaderMap(list, 200);
+    map.remove('set-cookie');
+    map.replace('server', 'weft');
+    expect(map.built).toBe(false);
+    expect(map.length).toBe(2);
+    map.replace(':status', '201');
+    expect(map.built).toBe(true);
+    expect(map.pairs()).toEqual([[':status', '201'], ['server', 'weft']]);
+  });
+});
+
 describe('plugin header maps through the proxy-wasm host', () => {
   let t: TestHost | undefined;
   afterEach(() => {
@@ -90,7 +179,7 @@ describe('plugin header maps through the proxy-wasm host', () => {
     return b;
   };
 
-  it("header-rewrite's edits (remove, set, add) leave the maps unbuilt when the names are new, and build them for in-place edits", async () => {
+  it("header-rewrite's edits (remove, set, add) leave the maps unbuilt, new names appended and existing fields edited by name", async () => {
     t = createTestHost();
     const r = await t.host.load([pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite')))]);
     expect(r.ok).toBe(true);
@@ -108,7 +197,9 @@ describe('plugin header maps through the proxy-wasm host', () => {
     const chain2 = t.host.createStream(['hand-rewrite']);
     const req2 = new RequestHeaderMap(new HeaderList(['host', 'svc', 'x-internal', 'secret', 'x-wasm-filter', 'off']), LINE.method, LINE.path, LINE.authority);
     chain2.onRequestHeaders(req2, true);
-    expect(req2.built).toBe(true);
+    expect(req2.built).toBe(false);
+    expect(req2.fieldEdits).toEqual(['x-internal', undefined, 'x-wasm-filter', 'on']);
+    expect(req2.length).toBe(5);
     expect(req2.pairs()).toEqual([[':method', 'GET'], [':path', '/a?b=1'], [':authority', 'svc'], [':scheme', 'http'], ['x-wasm-filter', 'on']]);
     chain2.done();
 

@@ -1,8 +1,10 @@
 /**
  * The request and response header maps plugins see, served from the exchange's own HeaderList (lazy-header-map.ts):
- * a lookup reads the list, an add or a set of a new name is kept beside it, and the [name, value] pairs are built only
- * when a plugin edits an existing field, reads the whole map or rewrites it. Writing back an unbuilt map is adding
- * what was appended; a built one goes through wasm-header-sync.ts as before.
+ * a lookup reads the list, an add or a set of a new name is kept beside it, a remove or set of one of its fields is
+ * kept as a field edit, and the [name, value] pairs are built only when a plugin edits a pseudo-header or `host`,
+ * reads the whole map or rewrites it. Writing back an unbuilt map is applying the field edits to the list by name
+ * (which the head splice sees as removed or replaced lines) and adding what was appended; a built one goes through
+ * wasm-header-sync.ts as before.
  */
 import type { HeaderPairs } from '../wasm/header-map-codec.js';
 import { LazyHeaderMap } from '../wasm/lazy-header-map.js';
@@ -40,15 +42,33 @@ function addAppended(list: HeaderList, appended: HeaderPairs, hidden: string | u
   return added;
 }
 
+/** Count of `name` entries in `flat`. */
+function fieldCount(flat: readonly string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) n++;
+  return n;
+}
+
+/** Applies an unbuilt map's field edits to `list` (removes, and replaces in place as Envoy's setCopy). Returns whether there was one. */
+function applyFieldEdits(list: HeaderList, edits: readonly (string | undefined)[]): boolean {
+  for (let i = 0; i < edits.length; i += 2) {
+    const value = edits[i + 1];
+    if (value === undefined) list.remove(edits[i]!);
+    else list.set(edits[i]!, value);
+  }
+  return edits.length > 0;
+}
+
 /**
  * The request map: :method, :path, :authority, :scheme from the request line, then the list's fields but `host`. The
  * map is its own RequestLine (the line as the plugins last left it): one object per request instead of two.
  */
 export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
-  list: HeaderList;
-  method: string;
-  path: string;
-  authority: string;
+  // `declare`d: set by the constructor, no class field definitions (see LazyHeaderMap on why).
+  declare list: HeaderList;
+  declare method: string;
+  declare path: string;
+  declare authority: string;
 
   constructor(list: HeaderList, method: string, path: string, authority: string) {
     super();
@@ -92,9 +112,19 @@ export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
     return name === HOST ? undefined : joinedField(this.list.flat, name);
   }
 
-  /** Applies an unbuilt map's appended entries: fields are added to the list. Returns whether one was. */
+  protected isSourceField(name: string): boolean {
+    return name.charCodeAt(0) !== COLON && name !== HOST;
+  }
+
+  protected sourceCount(name: string): number {
+    return fieldCount(this.list.flat, name);
+  }
+
+  /** Applies an unbuilt map's field edits, then its appended entries (fields are added to the list). Returns whether a field changed. */
   applyAppended(): boolean {
-    return addAppended(this.list, this.appended, HOST);
+    const edited = applyFieldEdits(this.list, this.fieldEdits);
+    this.clearFieldEdits();
+    return addAppended(this.list, this.appended, HOST) || edited;
   }
 
   /** The first `host` a plugin added to an unbuilt map: it stands for :authority, as in a built map's write-back. */
@@ -107,8 +137,8 @@ export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
 
 /** The response map: :status, then the list's fields. */
 export class ResponseHeaderMap extends LazyHeaderMap {
-  list: HeaderList;
-  status: number;
+  declare list: HeaderList;
+  declare status: number;
 
   constructor(list: HeaderList, status: number) {
     super();
@@ -140,8 +170,18 @@ export class ResponseHeaderMap extends LazyHeaderMap {
     return joinedField(this.list.flat, name);
   }
 
-  /** Applies an unbuilt map's appended entries (a repeated :status is not the first, so it changes nothing). */
+  protected isSourceField(name: string): boolean {
+    return name.charCodeAt(0) !== COLON;
+  }
+
+  protected sourceCount(name: string): number {
+    return fieldCount(this.list.flat, name);
+  }
+
+  /** Applies an unbuilt map's field edits, then its appended entries (a repeated :status is not the first, so it changes nothing). */
   applyAppended(): boolean {
-    return addAppended(this.list, this.appended, undefined);
+    const edited = applyFieldEdits(this.list, this.fieldEdits);
+    this.clearFieldEdits();
+    return addAppended(this.list, this.appended, undefined) || edited;
   }
 }

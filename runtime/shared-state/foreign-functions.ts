@@ -22,7 +22,8 @@ import type { BreakerPermit, SharedBreakers } from './circuit-breaker.js';
 import {
   BadBinaryPayload, binaryRequestId, decodeRateLimitBinary, encodeRateLimitAnswer, encodeRateLimitError, RATE_LIMIT_BINARY_TAG,
 } from './rate-limit-binary.js';
-import type { RateLimiter, RateLimitRequest, RateLimitResponse } from './rate-limiter.js';
+import { RateLimitPayloadCache } from './rate-limit-payload-cache.js';
+import type { PreparedRateLimitRequest, RateLimiter, RateLimitRequest, RateLimitResponse } from './rate-limiter.js';
 
 export const FOREIGN_FUNCTION_NAMES = {
   shouldRateLimit: 'weft.ratelimit.should_rate_limit',
@@ -129,13 +130,21 @@ function guarded(fn: (p: Record<string, unknown>, ctx: ForeignCallContext) => Ui
   };
 }
 
-/** The binary form: bad input is answered as a binary error naming the call (when its id could be read). */
-function shouldRateLimitBinary(limiter: RateLimiter, args: Uint8Array, ctx: ForeignCallContext): Uint8Array | Promise<Uint8Array> {
+/**
+ * The binary form: bad input is answered as a binary error naming the call (when its id could be read). Requests are
+ * decoded and prepared once per distinct payload (`prepared`).
+ */
+function shouldRateLimitBinary(
+  limiter: RateLimiter,
+  prepared: RateLimitPayloadCache<PreparedRateLimitRequest>,
+  args: Uint8Array,
+  ctx: ForeignCallContext,
+): Uint8Array | Promise<Uint8Array> {
   try {
     if (args.length > MAX_PAYLOAD_BYTES) throw new BadBinaryPayload(`payload of ${args.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
-    const parsed = decodeRateLimitBinary(args, MAX_DESCRIPTORS, MAX_ENTRIES);
-    const id = parsed.id;
-    const decided = limiter.decide(parsed.request);
+    const request = prepared.get(args);
+    const id = binaryRequestId(args);
+    const decided = limiter.decidePrepared(request);
     if (!(decided instanceof Promise)) return encodeRateLimitAnswer(id, ctx.contextId, decided, false);
     return decided.then(
       (r) => encodeRateLimitAnswer(id, ctx.contextId, r, true),
@@ -169,13 +178,15 @@ export function registerSharedStateForeignFunctions(
   const permitAnswer = (id: unknown, ctx: ForeignCallContext, permit: BreakerPermit): Uint8Array =>
     json({ id: id ?? null, context: ctx.contextId, allowed: permit.allowed, state: permit.state, probe: permit.probe, permit: permit.allowed ? remember(permit) : null });
 
+  const limiter = state.rateLimiter;
+  const prepared = new RateLimitPayloadCache((b) => limiter.prepare(decodeRateLimitBinary(b, MAX_DESCRIPTORS, MAX_ENTRIES).request));
   const shouldRateLimitJson = guarded((p, ctx) => {
     const decided = state.rateLimiter.decide(parseRateLimitPayload(p));
     return decided instanceof Promise ? decided.then((r) => rateLimitAnswer(p.id, ctx, r)) : rateLimitAnswer(p.id, ctx, decided);
   });
   const ids = {
     shouldRateLimit: registry.register(FOREIGN_FUNCTION_NAMES.shouldRateLimit, (args, ctx) =>
-      args[0] === RATE_LIMIT_BINARY_TAG ? shouldRateLimitBinary(state.rateLimiter, args, ctx) : shouldRateLimitJson(args, ctx),
+      args[0] === RATE_LIMIT_BINARY_TAG ? shouldRateLimitBinary(limiter, prepared, args, ctx) : shouldRateLimitJson(args, ctx),
     ),
     breakerAcquire: registry.register(
       FOREIGN_FUNCTION_NAMES.breakerAcquire,

@@ -1,7 +1,7 @@
 // weft.ratelimit.should_rate_limit in its binary form: the same decisions and headers as the JSON form, deferred
 // answers, and malformed payloads answered with a clear binary error while the function keeps serving.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { rateLimitDomainSchema } from '../config/config-schema.js';
+import { circuitBreakersSchema, rateLimitDomainSchema } from '../config/config-schema.js';
 import { createLogger, setLogLevel } from '../log.js';
 import { MetricsRegistry } from '../telemetry/metrics-registry.js';
 import { ForeignFunctionRegistry } from '../wasm/foreign-function.js';
@@ -203,6 +203,27 @@ describe('binary rate-limit payloads', () => {
     const long = 'x'.repeat(30) + 'é';
     await call(registry, request(5, 'api', [{ entries: [['user', long]] }]));
     expect((await call(registry, request(6, 'api', [{ entries: [['user', long]] }]))).answer.statuses[0]!.remaining).toBe(0);
+  });
+
+  it('counts a payload sent again on every call, and applies reloaded rules to it', async () => {
+    const state = createSharedState(
+      { backend: 'memory' },
+      { metrics: new MetricsRegistry(), nodeName: 'n', logger: createLogger('binary'), rateLimits: [rateLimitDomainSchema.parse({ domain: 'api', descriptors: [{ name: 'u', entries: [{ key: 'user' }], requestsPerUnit: 2, unit: 'minute' }] })] },
+    );
+    states.push(state);
+    const registry = new ForeignFunctionRegistry();
+    registerSharedStateForeignFunctions(registry, state);
+    const same = (id: number): Uint8Array => request(id, 'api', [{ entries: [['user', 'dan']] }]);
+    const remaining: number[] = [];
+    for (let id = 1; id <= 2; id++) remaining.push((await call(registry, same(id))).answer.statuses[0]!.remaining);
+    expect(remaining).toEqual([1, 0]);
+    state.update([rateLimitDomainSchema.parse({ domain: 'api', descriptors: [{ name: 'u5', entries: [{ key: 'user' }], requestsPerUnit: 5, unit: 'minute' }] })], circuitBreakersSchema.parse({}));
+    const after = (await call(registry, same(4))).answer;
+    expect(after).toMatchObject({ code: 0, id: 4 });
+    expect(after.statuses[0]).toMatchObject({ name: 'u5', remaining: 2 });
+    expect(after.headers['ratelimit-policy']).toBe('"u5";q=5;w=60');
+    state.update([rateLimitDomainSchema.parse({ domain: 'api', descriptors: [{ entries: [{ key: 'path' }], requestsPerUnit: 1, unit: 'minute' }] })], circuitBreakersSchema.parse({}));
+    expect((await call(registry, same(5))).answer.statuses[0]).toMatchObject({ source: 'no-rule', name: '' });
   });
 
   it('answers a deferred decision (a lease being fetched) in a buffer of its own, naming the call and context', async () => {

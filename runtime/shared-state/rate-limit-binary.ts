@@ -138,6 +138,11 @@ function utf8Bytes(s: string): Uint8Array {
 /** Scratch for answers given at once: the host copies them into the guest before the next call. */
 let scratch = new Uint8Array(1024);
 let scratchView = new DataView(scratch.buffer);
+/**
+ * Views of the scratch's first n bytes by n: an answer is one of a few lengths (its numbers' digits vary), and making
+ * a view (subarray) costs as much as encoding the answer.
+ */
+let scratchPrefixes: (Uint8Array | undefined)[] = [];
 /** Where the answer being encoded goes (room() sets both). */
 let out = scratch;
 let outView = scratchView;
@@ -151,9 +156,18 @@ function room(n: number, copy: boolean): void {
   if (n > scratch.length) {
     scratch = new Uint8Array(Math.max(n, scratch.length * 2));
     scratchView = new DataView(scratch.buffer);
+    scratchPrefixes = [];
   }
   out = scratch;
   outView = scratchView;
+}
+
+/** The first `n` bytes of `b`: a kept view when `b` is the scratch. */
+function prefix(b: Uint8Array, n: number): Uint8Array {
+  if (b !== scratch) return b.subarray(0, n);
+  let v = scratchPrefixes[n];
+  if (v === undefined) scratchPrefixes[n] = v = b.subarray(0, n);
+  return v;
 }
 
 function writeBytes(b: Uint8Array, at: number, bytes: Uint8Array): number {
@@ -175,13 +189,22 @@ function writeText(b: Uint8Array, at: number, s: string): number {
   return at + n;
 }
 
+/** Decimal digits of a 31-bit integer `n` ≥ 0. */
+function decimalDigits(n: number): number {
+  if (n < 100_000) return n < 100 ? (n < 10 ? 1 : 2) : n < 1_000 ? 3 : n < 10_000 ? 4 : 5;
+  return n < 10_000_000 ? (n < 1_000_000 ? 6 : 7) : n < 100_000_000 ? 8 : n < 1_000_000_000 ? 9 : 10;
+}
+
 /** `n` in decimal as String(n) writes it. */
 function writeNumber(b: Uint8Array, at: number, n: number): number {
   if (n >= 0 && n <= 0x7fffffff && Number.isInteger(n)) {
     // 31-bit integers (every count and second here in practice): integer division, no float rounding.
-    let digits = 1;
-    for (let x = n; x >= 10; x = (x / 10) | 0) digits++;
-    for (let i = digits - 1, x = n; i >= 0; i--, x = (x / 10) | 0) b[at + i] = 0x30 + (x % 10);
+    const digits = decimalDigits(n);
+    for (let i = digits - 1, x = n; i >= 0; i--) {
+      const q = (x / 10) | 0;
+      b[at + i] = 0x30 + x - q * 10;
+      x = q;
+    }
     return at + digits;
   }
   return writeText(b, at, String(n));
@@ -209,13 +232,16 @@ function headerEnd(v: DataView, at: number, valueAt: number, end: number): numbe
   return end;
 }
 
-/** Per policy: its whole RateLimit-Policy record and the RateLimit record's head up to `r=`, for one quota and window. */
+/**
+ * Per policy, for one quota and window: its whole RateLimit-Policy record followed by the RateLimit record's head up to
+ * `r=` (u8 name length, two bytes for the value length, `ratelimit`, `"name";r=`), written with one copy.
+ */
 interface PolicyRecords {
   readonly quota: number;
   readonly windowS: number;
-  readonly policy: Uint8Array;
-  /** u8 name length, two bytes for the value length, `ratelimit`, `"name";r=`. */
-  readonly rateLimitHead: Uint8Array;
+  readonly bytes: Uint8Array;
+  /** Where the RateLimit record starts in `bytes`. */
+  readonly rateLimitAt: number;
 }
 const policyRecords = new Map<string, PolicyRecords>();
 
@@ -229,9 +255,10 @@ function recordsOf(source: HeaderSource): PolicyRecords {
   const valueAt = headerStart(policy, 0, POLICY);
   const end = writeNumber(policy, writeBytes(policy, writeNumber(policy, writeBytes(policy, writeBytes(policy, valueAt, name), Q), source.quota), W), windowS);
   headerEnd(pv, 0, valueAt, end);
-  const head = new Uint8Array(3 + RATELIMIT.length + name.length + R.length);
-  writeBytes(head, writeBytes(head, headerStart(head, 0, RATELIMIT), name), R);
-  r = { quota: source.quota, windowS, policy: policy.subarray(0, end), rateLimitHead: head };
+  const bytes = new Uint8Array(end + 3 + RATELIMIT.length + name.length + R.length);
+  bytes.set(policy.subarray(0, end));
+  writeBytes(bytes, writeBytes(bytes, headerStart(bytes, end, RATELIMIT), name), R);
+  r = { quota: source.quota, windowS, bytes, rateLimitAt: end };
   if (policyRecords.size >= 1024) policyRecords.clear();
   policyRecords.set(source.policyName, r);
   return r;
@@ -243,10 +270,10 @@ function writeHeaders(b: Uint8Array, v: DataView, at: number, source: HeaderSour
   at += 2;
   if (source === undefined) return at;
   const records = recordsOf(source);
-  at = writeBytes(b, at, records.policy);
-  const start = at;
-  const valueAt = at + 3 + RATELIMIT.length;
-  at = writeNumber(b, writeBytes(b, writeNumber(b, writeBytes(b, at, records.rateLimitHead), remainingOf(source)), T), resetS(source));
+  const start = at + records.rateLimitAt;
+  const valueAt = start + 3 + RATELIMIT.length;
+  b.set(records.bytes, at);
+  at = writeNumber(b, writeBytes(b, writeNumber(b, at + records.bytes.length, remainingOf(source)), T), resetS(source));
   at = headerEnd(v, start, valueAt, at);
   if (source.overLimit) {
     const retryAt = headerStart(b, at, RETRY_AFTER);
@@ -298,7 +325,7 @@ export function encodeRateLimitAnswer(id: number, contextId: number, r: RateLimi
     if (name !== undefined) at = writeBytes(b, at, name);
   }
   at = strings ? writeHeaderStrings(b, v, at, r.headers) : writeHeaders(b, v, at, source);
-  return b.subarray(0, at);
+  return prefix(b, at);
 }
 
 /** An error answer: code 2, then the error code and the message, each a u16 length and UTF-8 bytes. */

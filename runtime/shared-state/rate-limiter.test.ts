@@ -1,5 +1,5 @@
 // The descriptor rate limiter over the memory backend: matching, strict and local modes, over-limit cache, shadow mode, headers.
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { RateLimitDomainConfig } from '../config/config-schema.js';
 import { rateLimitDomainSchema } from '../config/config-schema.js';
 import { createLogger } from '../log.js';
@@ -119,6 +119,55 @@ describe('RateLimiter', () => {
     const override = { domain: 'x', descriptors: [{ entries: [{ key: 'o', value: '1' }], limit: { requestsPerUnit: 1, unit: 'minute' as const } }] };
     expect((await rl.shouldRateLimit(override)).overallCode).toBe('OK');
     expect((await rl.shouldRateLimit(override)).overallCode).toBe('OVER_LIMIT');
+  });
+
+  it('decides a prepared request as decide() does, every time, and resolves it again after a reload', async () => {
+    const domains = [
+      {
+        domain: 'x',
+        descriptors: [
+          { entries: [{ key: 'a' }], requestsPerUnit: 3, unit: 'minute' },
+          { name: 'vip', entries: [{ key: 'a', value: 'vip' }], requestsPerUnit: 5, unit: 'minute' },
+          { entries: [{ key: 'free' }], requestsPerUnit: 1, unit: 'second', unlimited: true },
+          { entries: [{ key: 'shadow' }], requestsPerUnit: 1, unit: 'hour', shadowMode: true },
+        ],
+      },
+    ];
+    const plain = limiter(domains).rl;
+    const { rl } = limiter(domains);
+    const request = {
+      domain: 'x',
+      hitsAddend: 1,
+      descriptors: [
+        { entries: [{ key: 'a', value: 'u1' }] },
+        { entries: [{ key: 'a', value: 'vip' }] },
+        { entries: [{ key: 'free', value: 'y' }] },
+        { entries: [{ key: 'shadow', value: 'z' }] },
+        { entries: [{ key: 'none', value: 'n' }] },
+        { entries: [{ key: 'o', value: '1' }], limit: { requestsPerUnit: 2, unit: 'minute' as const } },
+      ],
+    };
+    // One monotonic clock for both limiters: the over-limit cache's reset times then agree.
+    vi.useFakeTimers({ toFake: ['performance'] });
+    const prepared = rl.prepare(request);
+    for (let i = 0; i < 5; i++) {
+      const want = await plain.shouldRateLimit(request);
+      const got = await rl.decidePrepared(prepared);
+      expect(got.overallCode).toBe(want.overallCode);
+      expect(got.statuses).toEqual(want.statuses);
+      expect(got.headers).toEqual(want.headers);
+    }
+    // A reload: vip now falls under the new wildcard rule, free and shadow under none; u1's and the override's cached
+    // denials carry over, as for any request.
+    const reloaded = [rateLimitDomainSchema.parse({ domain: 'x', descriptors: [{ name: 'wide', entries: [{ key: 'a' }], requestsPerUnit: 100, unit: 'minute' }] })];
+    rl.update(reloaded);
+    plain.update(reloaded);
+    const after = await rl.decidePrepared(prepared);
+    expect(after.statuses.map((s) => [s.rule?.name, s.source])).toEqual([
+      ['wide', 'cache'], ['wide', 'backend'], [undefined, 'no-rule'], [undefined, 'no-rule'], [undefined, 'no-rule'], ['x.override', 'cache'],
+    ]);
+    expect(after.statuses).toEqual((await plain.shouldRateLimit(request)).statuses);
+    vi.useRealTimers();
   });
 
   it('local mode decides synchronously from leases and takes leases in the background', async () => {

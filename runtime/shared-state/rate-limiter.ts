@@ -67,6 +67,21 @@ class Response implements RateLimitResponse {
   }
 }
 
+/**
+ * A request resolved against the limiter's rules (each descriptor's rule, counter and hits) once, for a caller that
+ * sends the same request again and again (the binary foreign call keeps these by payload). The limiter resolves it
+ * again after its rules change.
+ */
+export class PreparedRateLimitRequest {
+  /** The rules the resolutions were made against; the limiter's own object, compared by identity. */
+  rules: unknown = undefined;
+  readonly rule: (CompiledRule | undefined)[] = [];
+  /** The counter of each descriptor whose rule counts; undefined otherwise. */
+  readonly spec: (LimitSpec | undefined)[] = [];
+  readonly hits: number[] = [];
+  constructor(readonly request: RateLimitRequest) {}
+}
+
 export interface RateLimiterOptions {
   domains: readonly RateLimitDomainConfig[];
   defaultFailMode: 'open' | 'closed';
@@ -78,6 +93,8 @@ export interface RateLimiterOptions {
 }
 
 const UNLIMITED_REMAINING = 0xffffffff;
+/** Whether a decision under `rule` touches a counter (it has one: no rule, unlimited and a limit of 0 do not). */
+const counted = (rule: CompiledRule | undefined): rule is CompiledRule => rule !== undefined && !rule.unlimited && rule.requestsPerUnit !== 0;
 const MAX_CACHED_SPECS = 10_000;
 
 interface DecisionSlots {
@@ -157,8 +174,49 @@ export class RateLimiter {
       if (s instanceof Promise) pending = true;
       statuses.push(s);
     }
+    return this.#answer(statuses, pending);
+  }
+
+  /** The response once every status is known: now when none is `pending`. */
+  #answer(statuses: (DescriptorStatus | Promise<DescriptorStatus>)[], pending: boolean): RateLimitResponse | Promise<RateLimitResponse> {
     if (!pending) return this.#respond(statuses as DescriptorStatus[]);
     return Promise.all(statuses.map((s) => Promise.resolve(s))).then((all) => this.#respond(all));
+  }
+
+  /** `request` with its descriptors resolved now, for decidePrepared. */
+  prepare(request: RateLimitRequest): PreparedRateLimitRequest {
+    const p = new PreparedRateLimitRequest(request);
+    this.#resolve(p);
+    return p;
+  }
+
+  /** decide() of a prepared request: the rule match and counter lookup were done once (again after a rules change). */
+  decidePrepared(p: PreparedRateLimitRequest): RateLimitResponse | Promise<RateLimitResponse> {
+    if (p.rules !== this.#rules) this.#resolve(p);
+    const domain = p.request.domain;
+    const n = p.hits.length;
+    const statuses: (DescriptorStatus | Promise<DescriptorStatus>)[] = new Array<DescriptorStatus | Promise<DescriptorStatus>>(n);
+    let pending = false;
+    for (let i = 0; i < n; i++) {
+      const s = this.#decideRule(domain, p.rule[i], p.spec[i], p.hits[i]!);
+      if (s instanceof Promise) pending = true;
+      statuses[i] = s;
+    }
+    return this.#answer(statuses, pending);
+  }
+
+  #resolve(p: PreparedRateLimitRequest): void {
+    const request = p.request;
+    const n = request.descriptors.length;
+    p.rule.length = p.spec.length = p.hits.length = n;
+    for (let i = 0; i < n; i++) {
+      const d = request.descriptors[i]!;
+      const rule = this.#ruleOf(request.domain, d);
+      p.rule[i] = rule;
+      p.spec[i] = counted(rule) ? this.#spec(rule, d.entries) : undefined;
+      p.hits[i] = this.#hits(request, d);
+    }
+    p.rules = this.#rules;
   }
 
   shouldRateLimit(request: RateLimitRequest): Promise<RateLimitResponse> {
@@ -171,30 +229,34 @@ export class RateLimiter {
   }
 
   #decideOne(request: RateLimitRequest, d: RateLimitDescriptor): DescriptorStatus | Promise<DescriptorStatus> {
-    const rule = d.limit === undefined ? this.#rules.match(request.domain, d.entries) : this.#overrideRule(request.domain, d);
-    if (rule === undefined) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'no-rule' }, request.domain);
-    if (rule.unlimited) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'unlimited' }, request.domain);
-    const hits = this.#hits(request, d);
-    if (rule.requestsPerUnit === 0) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: rule.windowMs, retryAfterMs: rule.windowMs, source: 'cache' }, request.domain);
-    const spec = this.#spec(rule, d.entries);
-    const now = performance.now();
+    const rule = this.#ruleOf(request.domain, d);
+    return this.#decideRule(request.domain, rule, counted(rule) ? this.#spec(rule, d.entries) : undefined, this.#hits(request, d));
+  }
+
+  #ruleOf(domain: string, d: RateLimitDescriptor): CompiledRule | undefined {
+    return d.limit === undefined ? this.#rules.match(domain, d.entries) : this.#overrideRule(domain, d);
+  }
+
+  /** One descriptor's decision under `rule`; `spec` is its counter when counted(rule), undefined otherwise. */
+  #decideRule(domain: string, rule: CompiledRule | undefined, spec: LimitSpec | undefined, hits: number): DescriptorStatus | Promise<DescriptorStatus> {
+    if (rule === undefined || spec === undefined) return this.#uncounted(domain, rule);
     if (rule.mode === 'local') {
-      const local = this.#leases.tryTake(spec, hits, now);
-      if (local !== undefined) return this.#count({ code: local.allowed ? 'OK' : 'OVER_LIMIT', rule, ...local }, request.domain);
+      const local = this.#leases.tryTake(spec, hits, performance.now());
+      if (local !== undefined) return this.#count({ code: local.allowed ? 'OK' : 'OVER_LIMIT', rule, ...local }, domain);
       return this.#leases.fetch(spec, hits).then(
         () => {
           const after = this.#leases.tryTake(spec, hits, performance.now());
-          if (after !== undefined) return this.#count({ code: after.allowed ? 'OK' : 'OVER_LIMIT', rule, ...after }, request.domain);
+          if (after !== undefined) return this.#count({ code: after.allowed ? 'OK' : 'OVER_LIMIT', rule, ...after }, domain);
           // Only part of the lease was left: fewer tokens than this request needs.
-          return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: 0, retryAfterMs: 0, source: 'backend' }, request.domain);
+          return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: 0, retryAfterMs: 0, source: 'backend' }, domain);
         },
-        (err: unknown) => this.#failed(request.domain, rule, err, spec, hits),
+        (err: unknown) => this.#failed(domain, rule, err, spec, hits),
       );
     }
-    const cached = this.#cache.lookup(spec.id, hits, now);
-    if (cached !== undefined) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, ...cached, source: 'cache' }, request.domain);
+    // A clock read costs about as much as the rest of a memory decision: only when a denial is cached, or one is made.
+    const cached = this.#cache.size === 0 ? undefined : this.#cache.lookup(spec.id, hits, performance.now());
+    if (cached !== undefined) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, ...cached, source: 'cache' }, domain);
     this.#strictCalls.inc();
-    const domain = request.domain;
     // The embedded backend answers in the same tick: no promise per decision on a single node.
     if (this.#backend instanceof MemoryBackend) {
       let r: ConsumeResult;
@@ -203,15 +265,23 @@ export class RateLimiter {
       } catch (err) {
         return this.#failed(domain, rule, err, spec, hits);
       }
-      return this.#decided(domain, rule, spec, hits, now, r);
+      return this.#decided(domain, rule, spec, hits, r.allowed ? 0 : performance.now(), r);
     }
+    const now = performance.now();
     return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(
       (r) => this.#decided(domain, rule, spec, hits, now, r),
       (err: unknown) => this.#failed(domain, rule, err, spec, hits),
     );
   }
 
-  /** A strict decision the backend made. */
+  /** A rule that touches no counter: none matched, unlimited, or a limit of 0. */
+  #uncounted(domain: string, rule: CompiledRule | undefined): DescriptorStatus {
+    if (rule === undefined) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'no-rule' }, domain);
+    if (rule.unlimited) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'unlimited' }, domain);
+    return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: rule.windowMs, retryAfterMs: rule.windowMs, source: 'cache' }, domain);
+  }
+
+  /** A strict decision the backend made; `now` is when it was asked (read only for a denial). */
   #decided(domain: string, rule: CompiledRule, spec: LimitSpec, hits: number, now: number, r: ConsumeResult): DescriptorStatus {
     if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
     const code = r.allowed ? 'OK' : 'OVER_LIMIT';

@@ -37,6 +37,11 @@ interface StoredWindow {
   expiresUs: number;
 }
 
+/** performance.timeOrigin is a getter that makes a new number on every read; it never changes. */
+const TIME_ORIGIN = performance.timeOrigin;
+/** Milliseconds since the epoch, sub-millisecond (GCRA at high rates needs the precision). */
+const wallClockMs = (): number => TIME_ORIGIN + performance.now();
+
 /** Counters and breakers of one memory "server"; `now` is injectable for tests (ms). */
 export class MemoryStore {
   readonly gcra = new Map<string, { tat: number; expiresUs: number }>();
@@ -48,7 +53,7 @@ export class MemoryStore {
   readonly table: SharedCounterTable | undefined;
   #lastSweep = 0;
 
-  constructor(now: () => number = () => performance.timeOrigin + performance.now(), table?: SharedCounterTable) {
+  constructor(now: () => number = wallClockMs, table?: SharedCounterTable) {
     this.now = now;
     this.table = table;
     this.events.setMaxListeners(0);

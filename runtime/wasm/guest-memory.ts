@@ -81,6 +81,16 @@ export class GuestMemory {
     return Status.Ok;
   }
 
+  /** writeU64 of a non-negative integer-valued double (no BigInt on hot paths such as the clock): its exact value. */
+  writeU64Number(ptr: number, value: number): StatusCode {
+    if (!this.inBounds(ptr, 8)) return Status.InvalidMemoryAccess;
+    // Division and multiplication by 2^32 are exact on doubles, so high * 2^32 + low is the value itself.
+    const high = Math.floor(value / 4294967296);
+    this.view.setUint32(ptr, value - high * 4294967296, true);
+    this.view.setUint32(ptr + 4, high, true);
+    return Status.Ok;
+  }
+
   /** Asks the guest for `size` bytes; 0 when it refuses or answers out of bounds. May grow memory (views refresh). */
   allocate(size: number): number {
     if (this.allocator === undefined) return 0;

@@ -5,6 +5,7 @@
  */
 import { randomFillSync } from 'node:crypto';
 import { Errno, LogLevel } from './abi-constants.js';
+import { epochNanos } from './epoch-nanos.js';
 import { writePluginLog } from './host-functions/logging.js';
 import type { PluginVm } from './plugin-vm.js';
 
@@ -53,11 +54,11 @@ export function createWasi(vm: PluginVm): Record<string, (...args: never[]) => n
     },
     clock_res_get: (id, ret) => (id > 3 ? Errno.Inval : vm.mem.writeU64(ret >>> 0, 1000n) === 0 ? Errno.Success : Errno.Fault),
     clock_time_get: (id, _precision, ret) => {
-      let now: bigint;
-      if (id === 0) now = BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6));
-      else if (id >= 1 && id <= 3) now = process.hrtime.bigint();
+      let status: number;
+      if (id === 0) status = vm.mem.writeU64Number(ret >>> 0, epochNanos());
+      else if (id >= 1 && id <= 3) status = vm.mem.writeU64(ret >>> 0, process.hrtime.bigint());
       else return Errno.Inval;
-      return vm.mem.writeU64(ret >>> 0, now) === 0 ? Errno.Success : Errno.Fault;
+      return status === 0 ? Errno.Success : Errno.Fault;
     },
     fd_write: (fd, iovs, iovsLen, nwritten) => {
       if (fd !== 1 && fd !== 2) return Errno.Badf;

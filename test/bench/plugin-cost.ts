@@ -98,6 +98,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     { label: 'l7_hand_rewrite', plugins: ['hand-rewrite'], l7: true },
     { label: 'l7_header_rewrite', plugins: ['header-rewrite'], l7: true },
     { label: 'l7_jwt_authn', plugins: ['jwt-authn'], l7: true },
+    { label: 'l7_ratelimit', plugins: ['ratelimit'], l7: true },
     { label: 'l7_authz', plugins: ['authz'], l7: true },
     { label: 'l7_cors', plugins: ['cors'], l7: true },
   ];

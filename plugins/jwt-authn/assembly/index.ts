@@ -40,6 +40,13 @@ const FOUND_TEXT: i32 = 2;
 const tokenBlock = new HostBlock();
 let tokenPtr: usize = 0;
 let tokenLen: usize = 0;
+/** The prefix of the header source the in-place token came from (the text path strips it when the value is not ASCII). */
+let tokenPrefix = "";
+
+/** What a look in the providers' caches found. */
+const LOOKED_NONE: i32 = 0;
+const LOOKED_MISS: i32 = 1;
+const LOOKED_HIT: i32 = 2;
 
 function asciiOnly(ptr: usize, len: usize): bool {
   let i: usize = 0;
@@ -106,8 +113,10 @@ class Jwt extends HttpContext {
         const ptr = tokenBlock.ptr;
         const len = tokenBlock.len;
         const lower = h.prefixLower;
-        if (lower !== null && asciiOnly(ptr, len)) {
-          // ASCII (every well-formed token): the text path's checks, made on the bytes in place.
+        if (lower !== null) {
+          // The text path's checks, made on the bytes in place. The prefix (ASCII) matches the bytes exactly when it
+          // matches the text; the ASCII white space trimmed here is all String#trim would trim from an ASCII value, and
+          // a value that is not ASCII is read as text after all (fromCache), as it always was.
           const pl = <usize>lower.byteLength;
           if (pl > 0 && (len <= pl || !hasPrefix(ptr, lower))) { tokenBlock.release(); continue; }
           let start = pl;
@@ -116,6 +125,7 @@ class Jwt extends HttpContext {
           while (end > start && isAsciiSpace(load<u8>(ptr + end - 1))) end--;
           tokenPtr = ptr + start;
           tokenLen = end - start;
+          tokenPrefix = h.prefix;
           return FOUND_BYTES;
         }
         const v = tokenBlock.text();
@@ -141,23 +151,40 @@ class Jwt extends HttpContext {
    * only on the token and the configuration; exp and nbf are checked now). On a miss the token is left in `raw`.
    */
   fromCache(found: i32): bool {
-    let ptr = tokenPtr;
-    let len = tokenLen;
-    let text: ArrayBuffer | null = null;
-    if (found == FOUND_TEXT) {
-      text = utf8(this.raw);
-      ptr = changetype<usize>(text);
-      len = <usize>text.byteLength;
+    const root = this.jwtRoot;
+    if (found == FOUND_BYTES) {
+      // A hit proves the value ASCII (prefix, ASCII white space and a cached token, which is ASCII): no check needed.
+      const looked = this.lookup(tokenPtr, tokenLen);
+      if (looked == LOOKED_HIT) return true;
+      if (asciiOnly(tokenBlock.ptr, tokenBlock.len)) {
+        if (looked == LOOKED_MISS) root.cacheMisses.increment(1);
+        this.raw = String.UTF8.decodeUnsafe(tokenPtr, tokenLen);
+        tokenBlock.release();
+        return false;
+      }
+      // Not ASCII: the token is what String#trim leaves of the text after the prefix (Unicode white space too).
+      const v = tokenBlock.text();
+      tokenBlock.release();
+      this.raw = v.substring(tokenPrefix.length).trim();
     }
+    const text = utf8(this.raw);
+    const looked = this.lookup(changetype<usize>(text), <usize>text.byteLength);
+    if (looked == LOOKED_HIT) return true;
+    if (looked == LOOKED_MISS) root.cacheMisses.increment(1);
+    return false;
+  }
+
+  /** Looks the token up in each provider's cache; a timely hit is served (allowed, counted) before this returns. */
+  lookup(ptr: usize, len: usize): i32 {
     const root = this.jwtRoot;
     const ps = root.config.providers;
     let hash: u32 = 0;
     let hashed = false;
-    let looked = false;
+    let looked = LOOKED_NONE;
     for (let i = 0; i < ps.length; i++) {
       const cache = ps[i].cache;
       if (cache === null) continue;
-      looked = true;
+      looked = LOOKED_MISS;
       // A token longer than the cache keeps is never in it (and an oversized header is not hashed for nothing).
       if (cache.size == 0 || len > <usize>cache.maxTokenBytes) continue;
       if (!hashed) { hash = tokenHash(ptr, len); hashed = true; }
@@ -167,18 +194,13 @@ class Jwt extends HttpContext {
         tokenBlock.release();
         root.cacheHits.increment(1);
         this.allow(ps[i], e);
-        return true;
+        return LOOKED_HIT;
       }
       // Expired (or not valid yet) since it was cached: Envoy drops it, and the full path names the reason.
       cache.remove(e);
       break;
     }
-    if (looked) root.cacheMisses.increment(1);
-    if (found == FOUND_BYTES) {
-      this.raw = String.UTF8.decodeUnsafe(tokenPtr, tokenLen);
-      tokenBlock.release();
-    }
-    return false;
+    return looked;
   }
 
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {

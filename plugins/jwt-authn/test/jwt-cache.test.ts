@@ -212,6 +212,49 @@ describe('jwt-authn verified-token cache', () => {
     expect(again.s.localResponseText).toBe('Jwt verification fails');
   });
 
+  it('never serves a token that ends like a cached one (the bytes its hash reads) but differs before', async () => {
+    emu = await emulator({ providers: [PROVIDER] });
+    const jwt = token({ sub: 'alice' });
+    expectAllowed(emu, jwt, 'alice');
+    // Same length, same signature (so the same last bytes and the same hash), another payload: a forgery.
+    const [head, , signature] = jwt.split('.');
+    const forged = `${head}.${b64({ iss: ISSUER, aud: 'reviews', exp: nowSeconds() + 600, sub: 'alicf' })}.${signature}`;
+    expect(forged).toHaveLength(jwt.length);
+    expect(forged).not.toBe(jwt);
+    expectDenied(emu, forged, 'Jwt verification fails');
+    expectDenied(emu, forged, 'Jwt verification fails');
+    expectAllowed(emu, jwt, 'alice');
+    expect(verifyCalls).toBe(3);
+    expect(await emu.metricValue('jwt_authn_jwt_cache_hit_total')).toBe(1);
+  });
+
+  it('reads a header value that is not ASCII as text: Unicode white space around a cached token still finds it', async () => {
+    emu = await emulator({ providers: [PROVIDER] });
+    const jwt = token({ sub: 'alice' });
+    expectAllowed(emu, jwt, 'alice');
+    // Header values are bytes (latin1 strings here): U+00A0 and U+3000 as UTF-8, which String#trim removes.
+    const nbsp = Buffer.from('\u00a0').toString('latin1');
+    const ideographic = Buffer.from('\u3000').toString('latin1');
+    for (const value of [`Bearer ${jwt}${nbsp}`, `Bearer ${ideographic}${jwt}`]) {
+      const s = emu.stream();
+      expect(s.sendRequestHeaders({ ':method': 'GET', ':path': '/', ':authority': 'a', authorization: value }, true).action).toBe('continue');
+      expect(s.requestHeader('x-user')).toBe('alice');
+      s.end();
+    }
+    expect(verifyCalls).toBe(1);
+    expect(await emu.metricValue('jwt_authn_jwt_cache_hit_total')).toBe(2);
+    expect(await emu.metricValue('jwt_authn_jwt_cache_miss_total')).toBe(1);
+    // Not white space: a different token, refused (and never cached).
+    const e = Buffer.from('é').toString('latin1');
+    for (let i = 0; i < 2; i++) {
+      const s = emu.stream();
+      expect(s.sendRequestHeaders({ ':method': 'GET', ':path': '/', ':authority': 'a', authorization: `Bearer ${jwt}${e}` }, true).action).toBe('localResponse');
+      expect(s.localResponse?.status).toBe(401);
+      s.end();
+    }
+    expect(await emu.metricValue('jwt_authn_jwt_cache_miss_total')).toBe(3);
+  });
+
   it.each([
     ['not an object', true, 'jwtCacheConfig must be an object or false'],
     ['an unknown field', { size: 1 }, 'jwtCacheConfig: unknown field "size"'],

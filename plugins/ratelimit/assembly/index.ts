@@ -149,7 +149,7 @@ function hostOf(address: string): string {
 
 class Limit extends HttpContext {
   /** The limiter's immediate answer, read in place (its RateLimit headers go to the response without strings). */
-  answer: RateLimitAnswer = new RateLimitAnswer();
+  answer: RateLimitAnswer;
   /** RateLimit headers of a decoded answer (deferred, or over the limit); null: take them from `answer`. */
   headers: Array<HeaderPair> | null = null;
   /** The request as sent, copied under the delay strategy once it has to be asked again (after a wait or a deferred answer). */
@@ -160,6 +160,7 @@ class Limit extends HttpContext {
 
   constructor(id: u32, public rl: RateLimitRoot) {
     super(id, rl);
+    this.answer = rl.takeAnswer();
   }
 
   bypassed(): bool {
@@ -304,6 +305,7 @@ class Limit extends HttpContext {
 
   onDelete(): void {
     this.answer.release();
+    this.rl.spareAnswers.push(this.answer);
     this.rl.release(this);
   }
 }
@@ -311,6 +313,8 @@ class Limit extends HttpContext {
 class RateLimitRoot extends RootContext {
   config: Config = new Config();
   held: Array<Limit> = new Array<Limit>();
+  /** Answers of deleted contexts, released, for the next ones: no allocation per request (at most one per stream alive at once). */
+  spareAnswers: Array<RateLimitAnswer> = new Array<RateLimitAnswer>();
   allowed: Metric = new Metric(0, 0, 0);
   limited: Metric = new Metric(0, 0, 0);
   delayed: Metric = new Metric(0, 0, 0);
@@ -331,6 +335,10 @@ class RateLimitRoot extends RootContext {
     this.bypassed = defineCounter("ratelimit_plugin_bypassed_total");
     this.errors = defineCounter("ratelimit_plugin_errors_total");
     return true;
+  }
+
+  takeAnswer(): RateLimitAnswer {
+    return this.spareAnswers.length > 0 ? this.spareAnswers.pop() : new RateLimitAnswer();
   }
 
   hold(l: Limit): void {

@@ -76,6 +76,23 @@ describe('ratelimit', () => {
     expect(await emu.metricValue('ratelimit_plugin_limited_total')).toBe(1);
   });
 
+  it('gives each stream alive at once its own answer, and reuses them for later streams', async () => {
+    const foreignFunctions = limiter([{ name: 'per-user', entries: [{ key: 'user' }], requestsPerUnit: 10, unit: 'minute' }]);
+    emu = await PluginEmulator.create({ wasm, config: CONFIG, foreignFunctions });
+    for (let round = 0; round < 2; round++) {
+      const streams = [0, 1, 2].map(() => send(emu!, { 'x-user': 'alice' }));
+      for (const { r } of streams) expect(r.action).toBe('continue');
+      // Answered in another order than asked: every response carries what its own request was told.
+      for (const i of [1, 2, 0]) {
+        const { s } = streams[i]!;
+        s.sendResponseHeaders({ ':status': '200' });
+        expect(s.responseHeader('ratelimit')).toMatch(new RegExp(`^"per-user";r=${9 - 3 * round - i};t=\\d+$`));
+        s.end();
+      }
+    }
+    expect(await emu.metricValue('ratelimit_plugin_allowed_total')).toBe(6);
+  });
+
   it('limits by remote address without the port', async () => {
     const foreignFunctions = limiter([{ entries: [{ key: 'remote_address', value: '10.1.2.3' }], requestsPerUnit: 1, unit: 'minute' }]);
     emu = await PluginEmulator.create({ wasm, config: CONFIG, foreignFunctions });

@@ -1,11 +1,12 @@
 /**
  * Header/trailer/metadata map hostcalls over weft's [name, value] byte-string pairs, mutated in place. A stream map may
- * be lazy (lazy-header-map.ts): lookups, adds and edits of names it lacks are served without building its pairs.
+ * be lazy (lazy-header-map.ts): lookups, adds, and edits of names it lacks or of its plain fields are served without
+ * building its pairs.
  */
 import { MapType, Status } from '../abi-constants.js';
 import { type HeaderPairs, readMap, serializedSize, writeMap } from '../header-map-codec.js';
 import { headerNameAt, headerValueAt } from '../header-name-cache.js';
-import { type HeaderMapSlot, LazyHeaderMap, joinedValue, pairsOf } from '../lazy-header-map.js';
+import { type HeaderMapSlot, LazyHeaderMap, joinedValue, pairsOf, removeFrom, replaceIn } from '../lazy-header-map.js';
 import type { PluginVm } from '../plugin-vm.js';
 
 type HostFn = (...args: number[]) => number;
@@ -33,11 +34,6 @@ export function mapOf(vm: PluginVm, type: number): HeaderMapSlot | undefined {
     default:
       return undefined;
   }
-}
-
-function indexOf(map: HeaderPairs, key: string): number {
-  for (let i = 0; i < map.length; i++) if (map[i]![0] === key) return i;
-  return -1;
 }
 
 export function headerImports(vm: PluginVm): Record<string, HostFn> {
@@ -107,19 +103,8 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined || !vm.mem.inBounds(vp >>> 0, vl >>> 0)) return Status.InvalidMemoryAccess;
       const value = headerValueAt(vm.mem, vp >>> 0, vl >>> 0);
-      // A name the map lacks is appended (Envoy's setCopy), which a lazy map does without its pairs.
-      if (slot instanceof LazyHeaderMap && !slot.has(key)) {
-        slot.append([key, value]);
-        return Status.Ok;
-      }
-      const map = pairsOf(slot);
-      const first = indexOf(map, key);
-      if (first < 0) {
-        map.push([key, value]);
-        return Status.Ok;
-      }
-      map[first] = [key, value];
-      removeFrom(map, key, first + 1);
+      if (slot instanceof LazyHeaderMap) slot.replace(key, value);
+      else replaceIn(slot, key, value);
       return Status.Ok;
     },
     proxy_remove_header_map_value: (type, kp, kl) => {
@@ -128,9 +113,8 @@ export function headerImports(vm: PluginVm): Record<string, HostFn> {
       if (slot === undefined) return Status.NotFound;
       const key = keyAt(kp >>> 0, kl >>> 0);
       if (key === undefined) return Status.InvalidMemoryAccess;
-      // Removing a name the map lacks changes nothing: a lazy map stays unbuilt.
-      if (slot instanceof LazyHeaderMap && !slot.has(key)) return Status.Ok;
-      removeFrom(pairsOf(slot), key, 0);
+      if (slot instanceof LazyHeaderMap) slot.remove(key);
+      else removeFrom(slot, key, 0);
       return Status.Ok;
     },
   };
@@ -146,11 +130,3 @@ function keptPseudoHeaders(map: HeaderPairs, next: HeaderPairs): HeaderPairs | u
   return kept;
 }
 
-function removeFrom(map: HeaderPairs, key: string, from: number): void {
-  let w = from;
-  for (let r = from; r < map.length; r++) {
-    const p = map[r]!;
-    if (p[0] !== key) map[w++] = p;
-  }
-  map.length = w;
-}

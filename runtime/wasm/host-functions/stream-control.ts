@@ -1,5 +1,6 @@
 /** Hostcalls that steer a stream or a context: continue/close, local responses, proxy_done, effective context, time and ticks. */
 import { GRPC_STATUS_NONE, Status, StreamType } from '../abi-constants.js';
+import { epochNanos } from '../epoch-nanos.js';
 import { readMap } from '../header-map-codec.js';
 import type { PluginVm } from '../plugin-vm.js';
 
@@ -54,7 +55,7 @@ export function streamControlImports(vm: PluginVm): Record<string, HostFn> {
       vm.effective = ctx;
       return Status.Ok;
     },
-    proxy_get_current_time_nanoseconds: (ret) => vm.mem.writeU64(ret >>> 0, BigInt(Math.round((performance.timeOrigin + performance.now()) * 1e6))),
+    proxy_get_current_time_nanoseconds: (ret) => vm.mem.writeU64Number(ret >>> 0, epochNanos()),
     proxy_set_tick_period_milliseconds: (ms) => {
       vm.setTickPeriod(ms >>> 0);
       return Status.Ok;
