@@ -259,7 +259,8 @@ class NativeTransport implements Http1Transport {
       return true;
     }
     if (this.#ending) return false;
-    return this.#result(this.#io.ioWrite(conn, data, body));
+    // Without a body the call carries no third argument: the addon inspects every argument it is given.
+    return this.#result(body === undefined ? this.#io.ioWrite(conn, data) : this.#io.ioWrite(conn, data, body));
   }
 
   #result(r: number): boolean {
@@ -273,7 +274,7 @@ class NativeTransport implements Http1Transport {
   writeSpliced(head: Buffer, lines: string, body: Buffer | undefined): boolean {
     const conn = this.#conn;
     if (conn === undefined || this.#ending || this.#released || this.gone()) return this.#write(extendedVerbatimHead(head, lines, body, body?.length ?? 0), undefined);
-    return this.#result(this.#io.ioWriteSpliced(conn, head, lines, body));
+    return this.#result(body === undefined ? this.#io.ioWriteSpliced(conn, head, lines) : this.#io.ioWriteSpliced(conn, head, lines, body));
   }
 
   write(data: Buffer | string): boolean {
