@@ -1,25 +1,41 @@
-/** An ordered, mutable list of HTTP fields with lower-case names, stored flat ([name, value, ...]) so the parser's output is used without copying. */
+/**
+ * An ordered, mutable list of HTTP fields with lower-case names, stored flat ([name, value, ...]) so the parser's output
+ * is used without copying. It remembers which of the fields it was made with (the parsed head's, one per field line, in
+ * order) were since removed or given a new value, so a forwarder can splice those lines in the head's own bytes instead
+ * of writing the head anew (http1-head-splice.ts).
+ */
 
-/** RFC 9110 token characters for names; values may not carry CR, LF or NUL (header injection). */
+/** RFC 9110 token characters for names; values may not carry CR, LF or NUL (header injection), nor a character a latin1 write would truncate into one (U+010A is written as LF). */
 const NAME_RE = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/;
-const BAD_VALUE_RE = /[\r\n\0]/;
+const BAD_VALUE_RE = /[\r\n\0\u0100-\uffff]/;
+
+/** What happened to an original field (HeaderList.originalEdits). */
+export const FIELD_KEPT = 0;
+export const FIELD_REMOVED = 1;
+export const FIELD_REPLACED = 2;
 
 export class HeaderList {
   /** Invariant: even length; names lower-case. */
   readonly flat: string[];
-  /** Length of `flat` when the list was made: those entries are the original fields, unless #originalChanged. */
+  /** Fields the list was made with. */
+  readonly #fields: number;
+  /**
+   * Length of the prefix of `flat` that holds the original fields still there, in their original order (some with a new
+   * value); fields added since follow it.
+   */
   #original: number;
-  /** A field of the original list was changed or removed. */
-  #originalChanged = false;
+  /** Per original field, FIELD_KEPT, FIELD_REMOVED or FIELD_REPLACED; made on the first edit of one (most lists get none). */
+  #edits: Uint8Array | undefined;
 
   constructor(flat: string[] = []) {
     this.flat = flat;
     this.#original = flat.length;
+    this.#fields = flat.length >> 1;
   }
 
   /** Some field was set, added or removed since the list was made (an unedited head may be forwarded as it came). */
   get edited(): boolean {
-    return this.#originalChanged || this.flat.length !== this.#original;
+    return this.#edits !== undefined || this.flat.length !== this.#original;
   }
 
   /**
@@ -27,7 +43,21 @@ export class HeaderList {
    * unchanged and in order (so a head may be forwarded as it came with the added fields after it); -1 otherwise.
    */
   get appendedFrom(): number {
-    return this.#originalChanged ? -1 : this.#original;
+    return this.#edits === undefined ? this.#original : -1;
+  }
+
+  /** Where in `flat` the fields added since the list was made begin, whatever happened to the original ones. */
+  get addedFrom(): number {
+    return this.#original;
+  }
+
+  /**
+   * What happened to each field the list was made with (FIELD_KEPT, FIELD_REMOVED, FIELD_REPLACED, by original
+   * position), or undefined when none was removed or replaced. The original fields not removed are `flat`'s first
+   * entries, in their original order; a replaced one's entry holds its new value.
+   */
+  get originalEdits(): Uint8Array | undefined {
+    return this.#edits;
   }
 
   get size(): number {
@@ -51,7 +81,7 @@ export class HeaderList {
     return this.get(name) !== undefined;
   }
 
-  /** Replaces every value of `name` with one value (appends when absent). */
+  /** Replaces every value of `name` with one value, at the first one's place (appends when absent), as Envoy's setCopy does. */
   set(name: string, value: string): void {
     const n = checkName(name);
     checkValue(value);
@@ -59,8 +89,8 @@ export class HeaderList {
     let found = false;
     for (let i = 0; i < f.length; ) {
       if (f[i] === n) {
-        if (i < this.#original) this.#originalChanged = true;
         if (!found) {
+          if (i < this.#original) this.#mark(i, FIELD_REPLACED);
           f[i + 1] = value;
           found = true;
           i += 2;
@@ -87,11 +117,25 @@ export class HeaderList {
 
   /** Drops the field at flat index `i`, keeping the count of original entries in step. */
   #splice(i: number): void {
-    this.flat.splice(i, 2);
     if (i < this.#original) {
-      this.#originalChanged = true;
+      this.#mark(i, FIELD_REMOVED);
       this.#original -= 2;
     }
+    this.flat.splice(i, 2);
+  }
+
+  /** Records what happened to the original field at flat index `i` (before it is removed from `flat`). */
+  #mark(i: number, edit: typeof FIELD_REMOVED | typeof FIELD_REPLACED): void {
+    const edits = (this.#edits ??= new Uint8Array(this.#fields));
+    // The (i/2)-th original field still in `flat` is the original field `k` past the removed ones before it.
+    let left = i >> 1;
+    let k = 0;
+    for (; ; k++) {
+      if (edits[k] === FIELD_REMOVED) continue;
+      if (left === 0) break;
+      left--;
+    }
+    edits[k] = edit;
   }
 
   /** Pairs for APIs that want them (Wasm host, http2). */
@@ -102,12 +146,47 @@ export class HeaderList {
     return out;
   }
 
-  /** Replaces the whole list (a Wasm plugin's set_header_map). */
+  /**
+   * Replaces the whole list (a Wasm plugin's set_header_map, or a map it edited in place), recorded as the least it
+   * can be said with: the original fields the pairs still begin with stay (with a new value if it changed), the ones
+   * that are not matched in order are removed, and the rest of the pairs are added after them. The list ends up equal
+   * to the pairs either way; a plugin that removed or replaced fields then still lets the head be spliced rather than
+   * written anew. Every new pair is validated before anything changes (one equal to the field it matches was when the
+   * list got it: a bearer token is not scanned again).
+   */
   replaceAll(pairs: readonly (readonly [string, string])[]): void {
-    this.flat.length = 0;
-    this.#original = 0;
-    this.#originalChanged = true;
-    for (const [n, v] of pairs) this.add(n, v);
+    const f = this.flat;
+    const original = this.#original;
+    let p = 0;
+    for (let r = 0; r < original && p < pairs.length; r += 2) {
+      const pair = pairs[p]!;
+      // A name equal to the list's is valid; most pairs are the list's own strings (a map built from it).
+      if (pair[0] !== f[r] && checkName(pair[0]) !== f[r]) continue;
+      if (pair[1] !== f[r + 1]) checkValue(pair[1]);
+      p++;
+    }
+    for (let i = p; i < pairs.length; i++) {
+      checkName(pairs[i]![0]);
+      checkValue(pairs[i]![1]);
+    }
+    p = 0;
+    let w = 0;
+    for (let r = 0; r < original; r += 2) {
+      const pair = p < pairs.length ? pairs[p]! : undefined;
+      if (pair !== undefined && (pair[0] === f[r] || checkName(pair[0]) === f[r])) {
+        // Marks take positions among the original fields still listed: `w` is this field's now.
+        if (pair[1] !== f[r + 1]) this.#mark(w, FIELD_REPLACED);
+        f[w] = f[r]!;
+        f[w + 1] = pair[1];
+        w += 2;
+        p++;
+      } else {
+        this.#mark(w, FIELD_REMOVED);
+        this.#original -= 2;
+      }
+    }
+    f.length = w;
+    for (; p < pairs.length; p++) f.push(checkName(pairs[p]![0]), pairs[p]![1]);
   }
 }
 
@@ -128,7 +207,7 @@ const validValues = new Set<string>();
 
 function checkValue(value: string): void {
   if (validValues.has(value)) return;
-  if (BAD_VALUE_RE.test(value)) throw new TypeError('invalid header value: CR, LF and NUL are not allowed');
+  if (BAD_VALUE_RE.test(value)) throw new TypeError('invalid header value: CR, LF, NUL and characters above U+00FF are not allowed');
   if (value.length <= 64) remember(validValues, value);
 }
 

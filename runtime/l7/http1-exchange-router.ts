@@ -4,6 +4,7 @@
  * The upstream's answer is read by http1-exchange-response; the state it works on is http1-exchange-state's.
  */
 import { appendedFieldLines, requestHeadText } from './http1-head-writer.js';
+import { splicedHead } from './http1-head-splice.js';
 import { RouteTable } from './route-table.js';
 import type { ResponseHead } from './http1-head-parser.js';
 import { isConnecting, type Http1UpstreamConnection } from './http1-pool.js';
@@ -106,11 +107,13 @@ export abstract class Http1ExchangeRouter extends Http1ExchangeState implements 
     const body = this.replacedRequestBody;
     const io = c.io;
     const raw = h.verbatim;
-    const appended = raw === undefined || body !== undefined || target !== h.target || route.rewriteAuthority !== undefined || this.requestLineEdited ? undefined : appendedFieldLines(headers, true);
+    // The head's own bytes, with the original fields filters or the route removed cut out and those they replaced
+    // rewritten in place, when the request line and framing stay as they came.
+    const spliced = raw === undefined || body !== undefined || target !== h.target || route.rewriteAuthority !== undefined || this.requestLineEdited ? undefined : splicedHead(raw, headers, true);
+    const appended = spliced === undefined ? undefined : appendedFieldLines(headers, true, headers.addedFrom);
     if (appended !== undefined) {
-      // Nothing in the head changes but the fields filters added and the trace context: it leaves as it came with
-      // those lines after it (no re-serialization).
-      io.writeSpliced(raw!, appended === '' ? trace.line : appended + trace.line, undefined);
+      // It leaves with the fields filters added and the trace context as lines before its blank line (no re-serialization).
+      io.writeSpliced(spliced!, appended === '' ? trace.line : appended + trace.line, undefined);
     } else {
       const text = requestHeadText(h, headers, { target, rewriteAuthority: route.rewriteAuthority, authority: this.authority, traceparent: trace.header, replacedBodyLength: body?.length });
       if (body !== undefined) return void io.writeHead(text, body);

@@ -40,10 +40,10 @@ export function requestHeadText(h: RequestHead, headers: HeaderList, o: Upstream
  * Field lines for the fields a filter or route appended to an otherwise unchanged head (HeaderList.appendedFrom), so
  * that the head's own bytes (MessageHead.verbatim) can still be forwarded with these lines after them; '' when nothing
  * was appended, undefined when the head must be written anew: an original field changed or went, or an appended one
- * is a field the writers drop or re-create (hop-by-hop and framing fields; a request's host and traceparent).
+ * is a field the writers drop or re-create (hop-by-hop and framing fields; a request's host and traceparent). A caller
+ * that spliced the original fields' edits into the head (http1-head-splice.ts) passes `from` = HeaderList.addedFrom.
  */
-export function appendedFieldLines(headers: HeaderList, isRequest: boolean): string | undefined {
-  const from = headers.appendedFrom;
+export function appendedFieldLines(headers: HeaderList, isRequest: boolean, from = headers.appendedFrom): string | undefined {
   if (from < 0) return undefined;
   const f = headers.flat;
   let out = '';

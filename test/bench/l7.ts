@@ -21,6 +21,8 @@ function ratio(a: number | undefined, b: number | undefined): number {
 
 /** nginx doing header-rewrite's benchmark edits (set x-wasm-filter, remove x-internal, add x-served-by to the response). */
 const NGINX_REWRITE = 'proxy_set_header x-wasm-filter on; proxy_set_header x-internal ""; add_header x-served-by weft-wasm;';
+/** What the header-rewrite rows (nginx doing the edits, the hand-written filter, the SDK plugin) are sent: an x-internal for the remove to remove. */
+const REWRITE_REQUEST: WrkRequest = { path: '/', headers: [['x-internal', 'secret']] };
 
 /**
  * nginx (origin or HTTP/1.1 reverse proxy) with keep-alive upstreams; one worker unless a section gives it more (each
@@ -190,11 +192,11 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     try {
       for (let r = 0; r < rounds; r++) {
         const pn = await freePort();
-        await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
+        await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer, REWRITE_REQUEST));
         keep('nginx_rewrite');
         for (const mode of ['wasm', 'wasm-sdk'] as const) {
           const p = await freePort();
-          await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode.replace('-', '_')}`, p, peer));
+          await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode.replace('-', '_')}`, p, peer, REWRITE_REQUEST));
           keep(`weft_l7_${mode.replace('-', '_')}`);
         }
       }
@@ -214,12 +216,12 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
     const p1 = await freePort();
     await withPeer(startPeer('nginx-http', p1, ['nginx', '-c', await writeConf(dir, 'nginx-http.conf', nginxConf(dir, p1, upstream)), '-p', dir]), (peer) => measure('nginx_http', p1, peer));
     const pn = await freePort();
-    await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer));
+    await withPeer(startPeer('nginx-rewrite', pn, ['nginx', '-c', await writeConf(dir, 'nginx-rewrite.conf', nginxConf(dir, pn, upstream, { rewrite: true })), '-p', dir]), (peer) => measure('nginx_rewrite', pn, peer, REWRITE_REQUEST));
     const p2 = await freePort();
     await withPeer(startPeer('haproxy-http', p2, ['haproxy', '-f', await writeConf(dir, 'haproxy-http.cfg', haproxyConf(p2, upstream)), '-db']), (peer) => measure('haproxy_http', p2, peer));
     for (const mode of ['plain', 'native', 'wasm', 'wasm-sdk'] as const) {
       const p = await freePort();
-      await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode.replace('-', '_')}`, p, peer));
+      await withPeer(startWeftL7(p, originPort, mode), (peer) => measure(`weft_l7_${mode.replace('-', '_')}`, p, peer, mode === 'wasm' || mode === 'wasm-sdk' ? REWRITE_REQUEST : undefined));
     }
     await measurePlugins();
 

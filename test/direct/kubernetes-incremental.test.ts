@@ -7,22 +7,12 @@ import type { MetricsRegistry } from '../../runtime/telemetry/metrics-registry.j
 import { startKubeTestCluster, type KubeTestCluster } from '../helpers/kube-apiserver-fake/kube-test-cluster.js';
 import { serveKubernetesSource, type ServedSource } from '../helpers/kube-served-source.js';
 import type { KubeObject } from '../helpers/kube-apiserver-fake/fake-resource-store.js';
+import { prng } from '../helpers/prng.js';
 
 const base = configSchema.parse({ node: 'node-a', source: 'kubernetes' });
 const NODES = ['node-a', 'node-b', 'node-c', 'node-d'];
 const APPS = ['web', 'api', 'db', 'named', 'other'];
 const NAMESPACES = ['a', 'b'];
-
-/** mulberry32: the same sequence on every run. */
-function prng(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 type Served = ServedSource;
 const serve = (c: KubeTestCluster): Served => serveKubernetesSource(c, base);
