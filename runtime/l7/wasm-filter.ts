@@ -67,23 +67,50 @@ export function notLoadedFilter(names: string[]): L7Filter {
 }
 
 /**
- * Envoy's attributes for the request: `source.*` is the downstream client, `destination.*` where it connected to, and
- * `upstream.*` the host the current attempt went to, read when a plugin asks (the upstream is picked after the request
- * callbacks ran). A class, so the getters live on the prototype (a getter inside an object literal made every
+ * One request's view of the plugin chain, and the StreamInfo its plugins read. A class, so the per-request state is one
+ * object whose methods live on the prototype (closures per request were a third of the adapter's allocations). The
+ * chain is opened on first use.
+ *
+ * As StreamInfo it answers Envoy's attributes for the request: `source.*` is the downstream client, `destination.*`
+ * where it connected to, and `upstream.*` the host the current attempt went to, read when a plugin asks (the upstream
+ * is picked after the request callbacks ran). Getters on the prototype (a getter inside an object literal made every
  * request's info a slow object and cost the L7 Wasm bench ~4 µs of CPU per request in extra GC), and each attribute
- * group is built on first read: most plugins read none of them, and the request id is only drawn when asked for.
+ * group is built on first read: most plugins read none of them, and the request id is only drawn when asked for. The
+ * stream is its own StreamInfo so a request makes one object here, not two.
  */
-class RequestStreamInfo implements StreamInfo {
+class WasmFilterStream implements L7FilterStream, StreamInfo {
+  readonly #host: PluginHost;
+  readonly #names: string[];
   readonly #info: FilterRequestInfo;
+  readonly #body: BodyAccess;
+  #chain: FilterChain | undefined;
   /** When the request started (ms since the epoch): request.time, request.duration; the I/O batch's clock read (loop-clock.ts), as the exchange's own start. */
   readonly #start = wallNow();
   #source: PeerInfo | undefined;
   #connection: ConnectionInfo | undefined;
   #request: NonNullable<StreamInfo['request']> | undefined;
   #properties: Record<string, PropertyValue> | undefined;
+  /**
+   * The header maps the chain holds (served from the exchange's lists, wasm-header-maps.ts), kept so edits made in
+   * body callbacks reach the headers while they are still unsent (bodies reach plugins buffered, so the headers wait
+   * for them, as Envoy allows). The request map is also the request line as the plugins last left it.
+   */
+  #reqMap: RequestHeaderMap | undefined;
+  #resMap: ResponseHeaderMap | undefined;
+  onRequestBody?: L7FilterStream['onRequestBody'];
+  onResponseBody?: L7FilterStream['onResponseBody'];
+  onRequestTrailers?: L7FilterStream['onRequestTrailers'];
+  onResponseTrailers?: L7FilterStream['onResponseTrailers'];
 
-  constructor(info: FilterRequestInfo) {
+  constructor(host: PluginHost, names: string[], info: FilterRequestInfo, body: BodyAccess) {
+    this.#host = host;
+    this.#names = names;
     this.#info = info;
+    this.#body = body;
+  }
+
+  #open(): FilterChain {
+    return (this.#chain ??= this.#host.createStream(this.#names, this));
   }
 
   get source(): PeerInfo {
@@ -114,44 +141,6 @@ class RequestStreamInfo implements StreamInfo {
 
   get upstream(): PeerInfo | undefined {
     return this.#info.upstreamHost?.();
-  }
-}
-
-function streamInfo(info: FilterRequestInfo): StreamInfo {
-  return new RequestStreamInfo(info);
-}
-
-/**
- * One request's view of the plugin chain. A class, so the per-request state is one object whose methods live on the
- * prototype (closures per request were a third of the adapter's allocations). The chain is opened on first use.
- */
-class WasmFilterStream implements L7FilterStream {
-  readonly #host: PluginHost;
-  readonly #names: string[];
-  readonly #info: FilterRequestInfo;
-  readonly #body: BodyAccess;
-  #chain: FilterChain | undefined;
-  /**
-   * The header maps the chain holds (served from the exchange's lists, wasm-header-maps.ts), kept so edits made in
-   * body callbacks reach the headers while they are still unsent (bodies reach plugins buffered, so the headers wait
-   * for them, as Envoy allows). The request map is also the request line as the plugins last left it.
-   */
-  #reqMap: RequestHeaderMap | undefined;
-  #resMap: ResponseHeaderMap | undefined;
-  onRequestBody?: L7FilterStream['onRequestBody'];
-  onResponseBody?: L7FilterStream['onResponseBody'];
-  onRequestTrailers?: L7FilterStream['onRequestTrailers'];
-  onResponseTrailers?: L7FilterStream['onResponseTrailers'];
-
-  constructor(host: PluginHost, names: string[], info: FilterRequestInfo, body: BodyAccess) {
-    this.#host = host;
-    this.#names = names;
-    this.#info = info;
-    this.#body = body;
-  }
-
-  #open(): FilterChain {
-    return (this.#chain ??= this.#host.createStream(this.#names, streamInfo(this.#info)));
   }
 
   onRequestHeaders(headers: HeaderList, eos: boolean): FilterStatus {

@@ -45,10 +45,11 @@ function addAppended(list: HeaderList, appended: HeaderPairs, hidden: string | u
  * map is its own RequestLine (the line as the plugins last left it): one object per request instead of two.
  */
 export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
-  list: HeaderList;
-  method: string;
-  path: string;
-  authority: string;
+  // `declare`d: set by the constructor, no class field definitions (see LazyHeaderMap on why).
+  declare list: HeaderList;
+  declare method: string;
+  declare path: string;
+  declare authority: string;
 
   constructor(list: HeaderList, method: string, path: string, authority: string) {
     super();
@@ -107,8 +108,8 @@ export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
 
 /** The response map: :status, then the list's fields. */
 export class ResponseHeaderMap extends LazyHeaderMap {
-  list: HeaderList;
-  status: number;
+  declare list: HeaderList;
+  declare status: number;
 
   constructor(list: HeaderList, status: number) {
     super();

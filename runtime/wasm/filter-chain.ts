@@ -46,15 +46,20 @@ const RESPONSE_BODY: Pick = (cb) => cb.onResponseBody;
 const REQUEST_TRAILERS: Pick = (cb) => cb.onRequestTrailers;
 const RESPONSE_TRAILERS: Pick = (cb) => cb.onResponseTrailers;
 
-interface Entry {
-  runtime: PluginRuntime;
-  ctx: StreamContext | undefined;
-  /** FAIL_OPEN after a failure: the plugin sits out the rest of this stream. */
-  skipped: boolean;
-}
+/** No plugin of the chain has a context yet: the slots array is made on the first one. */
+const NO_CONTEXTS: (StreamContext | undefined)[] = [];
 
 export class FilterChain {
-  readonly #entries: Entry[];
+  /** The plugins in chain order: PluginHost's cached array, shared by every chain of these names and never written. */
+  readonly #runtimes: readonly PluginRuntime[];
+  /**
+   * Each plugin's stream context by chain position, created on its first callback. One exact-size array per chain and
+   * no per-plugin record: a growing array (capacity 17 after the first push) and an entry object per plugin were most
+   * of what a chain allocated.
+   */
+  #contexts: (StreamContext | undefined)[] = NO_CONTEXTS;
+  /** FAIL_OPEN after a failure: positions that sit out the rest of this stream (made on the first failure). */
+  #skipped: boolean[] | undefined;
   readonly #info: StreamInfo;
   #requestHeaders: HeaderMapSlot | undefined;
   #requestTrailers: HeaderPairs | undefined;
@@ -64,14 +69,12 @@ export class FilterChain {
   #done = false;
 
   constructor(runtimes: readonly PluginRuntime[], info: StreamInfo) {
-    const entries: Entry[] = [];
-    for (let i = 0; i < runtimes.length; i++) entries.push({ runtime: runtimes[i]!, ctx: undefined, skipped: false });
-    this.#entries = entries;
+    this.#runtimes = runtimes;
     this.#info = info;
   }
 
   get plugins(): string[] {
-    return this.#entries.map((e) => e.runtime.name);
+    return this.#runtimes.map((rt) => rt.name);
   }
 
   /** `headers` may be a LazyHeaderMap the embedder reads back after the chain continues (see lazy-header-map.ts). */
@@ -113,15 +116,22 @@ export class FilterChain {
   done(): void {
     if (this.#done) return;
     this.#done = true;
-    for (const e of this.#entries) {
-      if (e.ctx === undefined) continue;
-      this.#sync(e.ctx);
-      e.ctx.finish();
+    const contexts = this.#contexts;
+    for (let i = 0; i < contexts.length; i++) {
+      const ctx = contexts[i];
+      if (ctx === undefined) continue;
+      this.#sync(ctx);
+      ctx.finish();
     }
   }
 
   #index(dir: Direction, k: number): number {
-    return dir === 0 ? k : this.#entries.length - 1 - k;
+    return dir === 0 ? k : this.#runtimes.length - 1 - k;
+  }
+
+  #isSkipped(i: number): boolean {
+    const skipped = this.#skipped;
+    return skipped !== undefined && skipped[i] === true;
   }
 
   #sync(ctx: StreamContext): void {
@@ -131,26 +141,32 @@ export class FilterChain {
     ctx.responseTrailers = this.#responseTrailers;
   }
 
-  /** The entry's context, created on first use; a PluginFailure when its VM cannot be had. */
-  #context(e: Entry): StreamContext | PluginFailure {
-    if (e.ctx !== undefined) return e.ctx;
-    const vm = e.runtime.acquire();
+  /** The context of the plugin at chain position `i`, created on first use; a PluginFailure when its VM cannot be had. */
+  #context(i: number): StreamContext | PluginFailure {
+    let contexts = this.#contexts;
+    const existing = contexts[i];
+    if (existing !== undefined) return existing;
+    const vm = this.#runtimes[i]!.acquire();
     if (vm instanceof PluginFailure) return vm;
     try {
       // Not synced here: every caller goes on to #call, which syncs the maps right before the callback.
-      return (e.ctx = StreamContext.open(vm, this.#info));
+      const ctx = StreamContext.open(vm, this.#info);
+      if (contexts === NO_CONTEXTS) contexts = this.#contexts = emptySlots(this.#runtimes.length);
+      contexts[i] = ctx;
+      return ctx;
     } catch (err) {
       return err instanceof PluginFailure ? err : vm.fail(err);
     }
   }
 
-  /** failStrategy: undefined to go on without the plugin (FAIL_OPEN), else the action ending the stream. */
-  #failed(e: Entry, failure: PluginFailure): FilterAction | undefined {
-    e.skipped = true;
-    e.ctx?.markFailed();
-    e.runtime.noteStreamFailure(failure);
-    if (e.runtime.failStrategy === 'FAIL_OPEN') return undefined;
-    const body = Buffer.from(`plugin ${e.runtime.name} failed: ${failure.reason}\n`);
+  /** failStrategy for the plugin at chain position `i`: undefined to go on without it (FAIL_OPEN), else the action ending the stream. */
+  #failed(i: number, failure: PluginFailure): FilterAction | undefined {
+    (this.#skipped ??= [])[i] = true;
+    this.#contexts[i]?.markFailed();
+    const runtime = this.#runtimes[i]!;
+    runtime.noteStreamFailure(failure);
+    if (runtime.failStrategy === 'FAIL_OPEN') return undefined;
+    const body = Buffer.from(`plugin ${runtime.name} failed: ${failure.reason}\n`);
     const response: LocalResponse = {
       status: 503,
       headers: [
@@ -160,7 +176,7 @@ export class FilterChain {
       body,
       details: `wasm_fail_${failure.reason}`,
       grpcStatus: undefined,
-      plugin: e.runtime.name,
+      plugin: runtime.name,
     };
     return this.#end({ kind: 'localResponse', response, failure });
   }
@@ -182,28 +198,28 @@ export class FilterChain {
    * its failure means (an action, or undefined under FAIL_OPEN). `pick` is one of the module-level pickers, so no
    * closure is made per call.
    */
-  #call(e: Entry, pick: Pick, a: number, b: number): StreamContext | FilterAction | undefined {
-    const ctx = this.#context(e);
-    if (ctx instanceof PluginFailure) return this.#failed(e, ctx);
+  #call(i: number, pick: Pick, a: number, b: number): StreamContext | FilterAction | undefined {
+    const ctx = this.#context(i);
+    if (ctx instanceof PluginFailure) return this.#failed(i, ctx);
     this.#sync(ctx);
     const vm = ctx.vm;
     try {
       this.#result = vm.invoke(ctx, pick(vm.cb), ctx.id, a, b);
       return ctx;
     } catch (err) {
-      return this.#failed(e, err instanceof PluginFailure ? err : vm.fail(err));
+      return this.#failed(i, err instanceof PluginFailure ? err : vm.fail(err));
     }
   }
 
   /** The return value of the latest #call. */
   #result = 0;
 
-  #pause(e: Entry, ctx: StreamContext, dir: Direction, next: () => FilterAction): FilterAction {
+  #pause(i: number, ctx: StreamContext, dir: Direction, next: () => FilterAction): FilterAction {
     const resume = ctx.wait(dir).then((outcome: ResumeOutcome): FilterAction | Promise<FilterAction> => {
       if (this.#ended !== undefined) return this.#ended;
       if (this.#done) return GONE;
       if (outcome instanceof PluginFailure) {
-        const failed = this.#failed(e, outcome);
+        const failed = this.#failed(i, outcome);
         if (failed !== undefined) return failed;
       } else if (outcome !== 'continue') return this.#terminal(ctx) ?? CONTINUE;
       const a = next();
@@ -213,31 +229,31 @@ export class FilterChain {
   }
 
   #headers(dir: Direction, from: number, eos: boolean): FilterAction {
-    const n = this.#entries.length;
+    const n = this.#runtimes.length;
     const map = dir === 0 ? this.#requestHeaders! : this.#responseHeaders!;
     for (let k = from; k < n; k++) {
-      const e = this.#entries[this.#index(dir, k)]!;
-      if (e.skipped) continue;
-      const ctx = this.#call(e, dir === 0 ? REQUEST_HEADERS : RESPONSE_HEADERS, map.length, eos ? 1 : 0);
+      const i = this.#index(dir, k);
+      if (this.#isSkipped(i)) continue;
+      const ctx = this.#call(i, dir === 0 ? REQUEST_HEADERS : RESPONSE_HEADERS, map.length, eos ? 1 : 0);
       if (ctx === undefined) continue;
       if (!(ctx instanceof StreamContext)) return ctx;
       const t = this.#terminal(ctx);
       if (t !== undefined) return t;
       // Any non-zero header status stops the whole stream until proxy_continue_stream, as cpp-host does.
-      if (this.#result !== 0 && !ctx.takeContinue(dir)) return this.#pause(e, ctx, dir, () => this.#headers(dir, k + 1, eos));
+      if (this.#result !== 0 && !ctx.takeContinue(dir)) return this.#pause(i, ctx, dir, () => this.#headers(dir, k + 1, eos));
     }
     return CONTINUE;
   }
 
   #body(dir: Direction, from: number, chunk: Uint8Array, eos: boolean): FilterAction {
-    const n = this.#entries.length;
+    const n = this.#runtimes.length;
     let data = chunk;
     for (let k = from; k < n; k++) {
-      const e = this.#entries[this.#index(dir, k)]!;
-      if (e.skipped) continue;
-      const ctx0 = this.#context(e);
+      const i = this.#index(dir, k);
+      if (this.#isSkipped(i)) continue;
+      const ctx0 = this.#context(i);
       if (ctx0 instanceof PluginFailure) {
-        const f = this.#failed(e, ctx0);
+        const f = this.#failed(i, ctx0);
         if (f !== undefined) return f;
         continue;
       }
@@ -250,7 +266,7 @@ export class FilterChain {
         ctx0.responseBody = visible;
         ctx0.responseBytes += data.length;
       }
-      const ctx = this.#call(e, dir === 0 ? REQUEST_BODY : RESPONSE_BODY, visible.length, eos ? 1 : 0);
+      const ctx = this.#call(i, dir === 0 ? REQUEST_BODY : RESPONSE_BODY, visible.length, eos ? 1 : 0);
       if (ctx === undefined) continue;
       if (!(ctx instanceof StreamContext)) return ctx;
       const result = this.#result;
@@ -270,7 +286,7 @@ export class FilterChain {
       ctx.setBuffering(dir, true);
       if (!eos) return BUFFER;
       // Stopped at end of stream: nothing more will arrive, so wait for proxy_continue_stream to release the body.
-      return this.#pause(e, ctx, dir, () => {
+      return this.#pause(i, ctx, dir, () => {
         ctx.setBuffering(dir, false);
         return this.#body(dir, k + 1, (dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY, true);
       });
@@ -280,19 +296,19 @@ export class FilterChain {
 
   /** Trailers end the body: bytes still held are released (through the plugins after the holder), then each plugin sees the trailers. */
   #trailers(dir: Direction, trailers: HeaderPairs): FilterAction {
-    const n = this.#entries.length;
+    const n = this.#runtimes.length;
     let released: Uint8Array = EMPTY;
     for (let k = 0; k < n; k++) {
-      const e = this.#entries[this.#index(dir, k)]!;
-      const ctx = e.ctx;
-      if (e.skipped || ctx === undefined) continue;
+      const i = this.#index(dir, k);
+      const ctx = this.#contexts[i];
+      if (ctx === undefined || this.#isSkipped(i)) continue;
       if (ctx.isBuffering(dir)) {
         ctx.setBuffering(dir, false);
         released = concat((dir === 0 ? ctx.requestBody : ctx.responseBody) ?? EMPTY, released);
       } else if (released.length > 0) {
         if (dir === 0) ctx.requestBody = released;
         else ctx.responseBody = released;
-        const r = this.#call(e, dir === 0 ? REQUEST_BODY : RESPONSE_BODY, released.length, 0);
+        const r = this.#call(i, dir === 0 ? REQUEST_BODY : RESPONSE_BODY, released.length, 0);
         if (r !== undefined && !(r instanceof StreamContext)) return r;
         if (r !== undefined) released = (dir === 0 ? r.requestBody : r.responseBody) ?? EMPTY;
       }
@@ -305,19 +321,26 @@ export class FilterChain {
   }
 
   #trailerCallbacks(dir: Direction, from: number, trailers: HeaderPairs): FilterAction {
-    const n = this.#entries.length;
+    const n = this.#runtimes.length;
     for (let k = from; k < n; k++) {
-      const e = this.#entries[this.#index(dir, k)]!;
-      if (e.skipped) continue;
-      const ctx = this.#call(e, dir === 0 ? REQUEST_TRAILERS : RESPONSE_TRAILERS, trailers.length, 0);
+      const i = this.#index(dir, k);
+      if (this.#isSkipped(i)) continue;
+      const ctx = this.#call(i, dir === 0 ? REQUEST_TRAILERS : RESPONSE_TRAILERS, trailers.length, 0);
       if (ctx === undefined) continue;
       if (!(ctx instanceof StreamContext)) return ctx;
       const t = this.#terminal(ctx);
       if (t !== undefined) return t;
-      if (this.#result !== 0 && !ctx.takeContinue(dir)) return this.#pause(e, ctx, dir, () => this.#trailerCallbacks(dir, k + 1, trailers));
+      if (this.#result !== 0 && !ctx.takeContinue(dir)) return this.#pause(i, ctx, dir, () => this.#trailerCallbacks(dir, k + 1, trailers));
     }
     return CONTINUE;
   }
+}
+
+/** `n` empty context slots (a loop: Array.prototype.fill runs as a C++ builtin, slower than the allocation itself). */
+function emptySlots(n: number): (StreamContext | undefined)[] {
+  const slots = new Array<StreamContext | undefined>(n);
+  for (let i = 0; i < n; i++) slots[i] = undefined;
+  return slots;
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -241,7 +241,8 @@ export class PluginVm {
   }
 
   onStreamReleased(): void {
-    this.#hooks.onStreamReleased(this);
+    // The owner acts only on a VM without streams (it may close a retired one); while others run there is nothing to tell.
+    if (this.activeStreams === 0) this.#hooks.onStreamReleased(this);
   }
 
   newContextId(): number {

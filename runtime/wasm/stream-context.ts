@@ -24,6 +24,15 @@ export type ResumeOutcome = 'continue' | 'local' | 'reset' | PluginFailure;
 
 export type Direction = 0 | 1;
 
+/**
+ * A stream context's yes/no state, as bits of one number (one field to initialise per request instead of six). The
+ * buffering and continue bits are per direction: the request's bit, shifted left by one for the response.
+ */
+const BUFFERING = 1;
+const CONTINUE = 4;
+const AWAITING_PROXY_DONE = 16;
+const RELEASED = 32;
+
 export class StreamContext {
   readonly kind = 'stream';
   readonly id: number;
@@ -36,9 +45,6 @@ export class StreamContext {
   /** The body bytes the plugin sees in its body callback: everything it buffered plus the new chunk. */
   requestBody: Uint8Array | undefined;
   responseBody: Uint8Array | undefined;
-  /** Whether the plugin is holding request / response body bytes (returned StopIteration* without end_of_stream). */
-  #bufferingRequest = false;
-  #bufferingResponse = false;
   requestBytes = 0;
   responseBytes = 0;
   propertyOverlay: Map<string, PropertyValue> | undefined;
@@ -46,11 +52,12 @@ export class StreamContext {
   resetRequested = false;
   state: 'active' | 'failed' | 'done' = 'active';
   #waiter: { direction: Direction; resolve: (o: ResumeOutcome) => void } | undefined;
-  /** proxy_continue_stream came for a direction while no pause was pending (two fields: no array per stream). */
-  #continueRequest = false;
-  #continueResponse = false;
-  #awaitingProxyDone = false;
-  #released = false;
+  /**
+   * BUFFERING: the plugin is holding that direction's body bytes (returned StopIteration* without end_of_stream).
+   * CONTINUE: proxy_continue_stream came for that direction while no pause was pending. AWAITING_PROXY_DONE: on_done
+   * answered false. RELEASED: the context left its VM.
+   */
+  #flags = 0;
 
   constructor(vm: PluginVm, id: number, streamInfo: StreamInfo) {
     this.vm = vm;
@@ -76,24 +83,20 @@ export class StreamContext {
   }
 
   isBuffering(dir: Direction): boolean {
-    return dir === 0 ? this.#bufferingRequest : this.#bufferingResponse;
+    return (this.#flags & (BUFFERING << dir)) !== 0;
   }
 
   setBuffering(dir: Direction, on: boolean): void {
-    if (dir === 0) this.#bufferingRequest = on;
-    else this.#bufferingResponse = on;
+    if (on) this.#flags |= BUFFERING << dir;
+    else this.#flags &= ~(BUFFERING << dir);
   }
 
   /** True once (and clears) when the plugin called proxy_continue_stream for `dir` while no pause was pending. */
   takeContinue(dir: Direction): boolean {
-    if (dir === 0) {
-      const v = this.#continueRequest;
-      this.#continueRequest = false;
-      return v;
-    }
-    const v = this.#continueResponse;
-    this.#continueResponse = false;
-    return v;
+    const bit = CONTINUE << dir;
+    if ((this.#flags & bit) === 0) return false;
+    this.#flags &= ~bit;
+    return true;
   }
 
   /** Resolves when the plugin continues, answers locally, resets, or its VM fails. */
@@ -114,8 +117,7 @@ export class StreamContext {
   continueStream(dir: Direction): StatusCode {
     if (this.state !== 'active') return Status.NotFound;
     if (this.#waiter?.direction === dir) this.#wake('continue');
-    else if (dir === 0) this.#continueRequest = true;
-    else this.#continueResponse = true;
+    else this.#flags |= CONTINUE << dir;
     return Status.Ok;
   }
 
@@ -135,13 +137,13 @@ export class StreamContext {
 
   /** End of stream: on_done, then (now or after proxy_done) on_log and on_delete. Never throws. */
   finish(): void {
-    if (this.#released || this.#awaitingProxyDone) return;
+    if ((this.#flags & (RELEASED | AWAITING_PROXY_DONE)) !== 0) return;
     this.#wake('reset');
     if (this.state === 'failed' || this.vm.state !== 'ready') return this.#release();
     try {
       const done = this.vm.invoke(this, this.vm.cb.onDone, this.id, 0);
       if (this.vm.cb.onDone !== undefined && done === 0) {
-        this.#awaitingProxyDone = true;
+        this.#flags |= AWAITING_PROXY_DONE;
         return;
       }
       this.#logAndDelete();
@@ -151,8 +153,8 @@ export class StreamContext {
   }
 
   proxyDone(): StatusCode {
-    if (!this.#awaitingProxyDone) return Status.NotFound;
-    this.#awaitingProxyDone = false;
+    if ((this.#flags & AWAITING_PROXY_DONE) === 0) return Status.NotFound;
+    this.#flags &= ~AWAITING_PROXY_DONE;
     queueMicrotask(() => {
       try {
         this.#logAndDelete();
@@ -179,8 +181,8 @@ export class StreamContext {
   }
 
   #release(): void {
-    if (this.#released) return;
-    this.#released = true;
+    if ((this.#flags & RELEASED) !== 0) return;
+    this.#flags |= RELEASED;
     if (this.state === 'active') this.state = 'done';
     this.vm.contexts.delete(this.id);
     // Idle eviction only looks at a VM without streams (PluginVm.busy): its idle time starts with the last release.

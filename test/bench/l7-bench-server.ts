@@ -1,4 +1,4 @@
-// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the hand-rewrite Wasm filter, the header-rewrite SDK plugin, a native header filter or one first-party plugin (`plugin:<name>`, its configuration as JSON in WEFT_BENCH_PLUGIN_CONFIG) (args: port originPort mode [appProtocol]).
+// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the hand-rewrite Wasm filter, any WAT fixture (`fixture:<name>`), the header-rewrite SDK plugin, a native header filter or one first-party plugin (`plugin:<name>`, its configuration as JSON in WEFT_BENCH_PLUGIN_CONFIG) (args: port originPort mode [appProtocol]).
 import net from 'node:net';
 import path from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
@@ -18,7 +18,7 @@ import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js'
 import { HEADER_REWRITE_BENCH_CONFIG } from './plugin-cost.js';
 import { BENCH_SOURCE_PRINCIPAL, createBenchForeignFunctions, firstPartyPluginConfig } from './first-party-plugin-bench.js';
 
-type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native' | `plugin:${string}`;
+type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native' | `plugin:${string}` | `fixture:${string}`;
 
 /** The repository root, whether this runs from test/bench (tsx) or dist/test/bench. */
 function repoRoot(): string {
@@ -41,8 +41,11 @@ async function main(): Promise<void> {
   const originPort = Number(originArg);
   const mode = (modeArg ?? 'plain') as Mode;
   const firstParty = mode.startsWith('plugin:') ? mode.slice('plugin:'.length) : undefined;
+  // `fixture:<name>`: a WAT filter from test/fixtures/wasm (noop, add-header), to measure the host's share on the real path.
+  const wat = mode.startsWith('fixture:') ? mode.slice('fixture:'.length) : undefined;
   const plugins =
     mode === 'wasm' ? [pluginConfig('hand-rewrite', await wasmFileUrl(await fixture('hand-rewrite')))]
+    : wat !== undefined ? [pluginConfig(wat, await wasmFileUrl(await fixture(wat)))]
     : mode === 'wasm-sdk' ? [await sdkHeaderRewrite()]
     : firstParty !== undefined ? [await firstPartyPluginConfig(firstParty, JSON.parse(process.env.WEFT_BENCH_PLUGIN_CONFIG ?? '{}'))]
     : [];
