@@ -17,8 +17,10 @@ export interface PeerLabels {
   readonly values: Record<string, string>;
   /** Series already used by this peer, by `code|flags|grpc`: saves hashing the long key on every request. */
   readonly cache: Map<string, unknown>;
-  /** The last series recorded, with its short key; most requests repeat it. */
-  lastKey: string;
+  /** The last series recorded, with its code, flags and gRPC status; most requests repeat it (compared without a key string). */
+  lastCode: number;
+  lastFlags: string;
+  lastGrpc: string;
   last: unknown;
 }
 
@@ -30,7 +32,7 @@ export function peerLabels(i: { source?: Workload; sourcePrincipal?: string; ser
     request_protocol: i.protocol,
     connection_security_policy: i.sourcePrincipal === undefined ? 'unknown' : 'mutual_tls',
   };
-  return { key: Object.values(values).join('\u0001'), values, cache: new Map(), lastKey: '', last: undefined };
+  return { key: Object.values(values).join('\u0001'), values, cache: new Map(), lastCode: -1, lastFlags: '', lastGrpc: '', last: undefined };
 }
 
 class Series {
@@ -85,10 +87,10 @@ export class HttpTelemetry {
 
   /** One finished request; `grpcStatus` is '-' unless the response carried grpc-status. */
   record(peer: PeerLabels, code: number, flags: string, grpcStatus: string, durationMs: number, requestBytes: number, responseBytes: number): void {
-    const shortKey = flags === '-' && grpcStatus === '-' ? String(code) : `${code}|${flags}|${grpcStatus}`;
     let s: Series | undefined;
-    if (peer.lastKey === shortKey) s = peer.last as Series;
+    if (peer.lastCode === code && peer.lastFlags === flags && peer.lastGrpc === grpcStatus) s = peer.last as Series;
     else {
+      const shortKey = flags === '-' && grpcStatus === '-' ? String(code) : `${code}|${flags}|${grpcStatus}`;
       s = peer.cache.get(shortKey) as Series | undefined;
       if (s === undefined) {
         const key = `${peer.key}\u0001${code}\u0001${flags}\u0001${grpcStatus}`;
@@ -99,7 +101,9 @@ export class HttpTelemetry {
         }
         peer.cache.set(shortKey, s);
       }
-      peer.lastKey = shortKey;
+      peer.lastCode = code;
+      peer.lastFlags = flags;
+      peer.lastGrpc = grpcStatus;
       peer.last = s;
     }
     s.count++;

@@ -36,80 +36,130 @@ export const NO_STREAMS: L7FilterStream[] = Object.freeze([]) as unknown as L7Fi
 export const NO_BYTES: Buffer[] = Object.freeze([]) as unknown as Buffer[];
 
 export abstract class Http1ExchangeState {
-  protected readonly conn: Http1ServerConnection;
-  protected readonly head: RequestHead;
-  protected readonly headers: HeaderList;
-  protected readonly startedAt = monoNow();
-  protected phase: Phase = 'filters';
-  protected path: string;
-  protected authority: string;
-  protected route: CompiledRoute | undefined;
-  protected cluster: UpstreamCluster | undefined;
-  protected endpoint: UpstreamEndpoint | undefined;
-  protected upstream: Http1UpstreamConnection | null = null;
-  protected streams: L7FilterStream[] = NO_STREAMS;
-  protected trace: TraceLine | undefined;
-  protected flags = '';
-  protected attempts = 0;
-  protected retrying = false;
-  protected requestStarted = false;
+  declare protected readonly conn: Http1ServerConnection;
+  declare protected readonly head: RequestHead;
+  declare protected readonly headers: HeaderList;
+  declare protected readonly startedAt: number;
+  declare protected phase: Phase;
+  declare protected path: string;
+  declare protected authority: string;
+  declare protected route: CompiledRoute | undefined;
+  declare protected cluster: UpstreamCluster | undefined;
+  declare protected endpoint: UpstreamEndpoint | undefined;
+  declare protected upstream: Http1UpstreamConnection | null;
+  declare protected streams: L7FilterStream[];
+  declare protected trace: TraceLine | undefined;
+  declare protected flags: string;
+  declare protected attempts: number;
+  declare protected retrying: boolean;
+  declare protected requestStarted: boolean;
 
   // Request body framing (downstream → upstream).
-  protected readonly req: BodyFraming;
-  protected reqComplete: boolean;
-  protected reqQueue: Buffer[] = NO_BYTES;
+  declare protected readonly req: BodyFraming;
+  declare protected reqComplete: boolean;
+  declare protected reqQueue: Buffer[];
   /** A copy of the body for retries; null once it outgrew RETRY_BUFFER_BYTES. */
-  protected reqRetained: Buffer[] | null = NO_BYTES;
-  protected reqRetainedBytes = 0;
-  protected reqBytes: number;
-  protected bufferRequest = false;
+  declare protected reqRetained: Buffer[] | null;
+  declare protected reqRetainedBytes: number;
+  declare protected reqBytes: number;
+  declare protected bufferRequest: boolean;
   /** Some filter stream observes request body pieces. */
-  protected hasRequestBodyHooks = false;
+  declare protected hasRequestBodyHooks: boolean;
   /** Request-header filters finished (a buffered body must wait for them). */
-  protected headersDone = false;
-  protected bufferedBody: Buffer[] = NO_BYTES;
-  protected bufferedBytes = 0;
-  protected replacedRequestBody: Buffer | undefined;
+  declare protected headersDone: boolean;
+  declare protected bufferedBody: Buffer[];
+  declare protected bufferedBytes: number;
+  declare protected replacedRequestBody: Buffer | undefined;
 
   // Response (upstream → downstream).
-  protected resBuf: Buffer | null = null;
-  protected res: ResponseHead | undefined;
+  declare protected resBuf: Buffer | null;
+  declare protected res: ResponseHead | undefined;
   /** Set with the final response head. */
-  protected response: Http1ResponseStream | null = null;
+  declare protected response: Http1ResponseStream | null;
   /** Bytes of a local reply or tunnel answer (the response stream counts its own). */
-  protected resBytes = 0;
+  declare protected resBytes: number;
   /** A local reply or tunnel answer went out. */
-  protected resStarted = false;
-  protected status = 0;
-  protected grpcStatus = '-';
-  protected keepAlive: boolean;
-  protected bufferResponse = false;
+  declare protected resStarted: boolean;
+  declare protected status: number;
+  declare protected grpcStatus: string;
+  declare protected keepAlive: boolean;
+  declare protected bufferResponse: boolean;
   /** Streams that observe response body pieces. */
-  protected responseBodyHooks: L7FilterStream[] = NO_STREAMS;
-  protected replacedResponseBody: Buffer | undefined;
-  protected timer: NodeJS.Timeout | null = null;
-  protected tryTimer: NodeJS.Timeout | null = null;
+  declare protected responseBodyHooks: L7FilterStream[];
+  declare protected replacedResponseBody: Buffer | undefined;
+  declare protected timer: NodeJS.Timeout | null;
+  declare protected tryTimer: NodeJS.Timeout | null;
   /** This exchange while it waits in its endpoint's pool for a connection. */
-  protected waiter: PoolWaiter | null = null;
-  protected error = '';
-  protected lastEndpoint = '-';
+  declare protected waiter: PoolWaiter | null;
+  declare protected error: string;
+  declare protected lastEndpoint: string;
   /** What filters read about the request (and the upstream of the latest attempt); only with filters. */
-  protected info: ExchangeRequestInfo | undefined;
-  protected target: L7Target | undefined;
+  declare protected info: ExchangeRequestInfo | undefined;
+  declare protected target: L7Target | undefined;
   /** A filter edited the request (Envoy's clearRouteCache): the route is matched again before the first dispatch. */
-  protected rematchRoute = false;
+  declare protected rematchRoute: boolean;
   /** A filter changed the method, target or authority: the head is written anew, never forwarded verbatim. */
-  protected requestLineEdited = false;
+  declare protected requestLineEdited: boolean;
   /** Why the request target is unusable (answered 400 in start()). */
-  protected badTarget: string | undefined;
-  protected retriedStale = false;
-  protected upstreamRequests: number | undefined;
-  protected retryHeld = false;
-  protected requestCluster: UpstreamCluster | undefined;
-  protected retryCluster: UpstreamCluster | undefined;
-  protected backoffTimer: NodeJS.Timeout | null = null;
+  declare protected badTarget: string | undefined;
+  declare protected retriedStale: boolean;
+  declare protected upstreamRequests: number | undefined;
+  declare protected retryHeld: boolean;
+  declare protected requestCluster: UpstreamCluster | undefined;
+  declare protected retryCluster: UpstreamCluster | undefined;
+  declare protected backoffTimer: NodeJS.Timeout | null;
 
   constructor(conn: Http1ServerConnection, head: RequestHead) {
+    // Every field is set here, in one place, rather than by class-field initializers: V8 runs a base class's field
+    // initializers out of line when a derived class without its own constructor is built (three layers here), which
+    // cost more than the rest of the construction together (measured: 67 ns against 33 ns for this many fields).
+    this.startedAt = monoNow();
+    this.phase = 'filters';
+    this.route = undefined;
+    this.cluster = undefined;
+    this.endpoint = undefined;
+    this.upstream = null;
+    this.streams = NO_STREAMS;
+    this.trace = undefined;
+    this.flags = '';
+    this.attempts = 0;
+    this.retrying = false;
+    this.requestStarted = false;
+    this.reqQueue = NO_BYTES;
+    this.reqRetained = NO_BYTES;
+    this.reqRetainedBytes = 0;
+    this.bufferRequest = false;
+    this.hasRequestBodyHooks = false;
+    this.headersDone = false;
+    this.bufferedBody = NO_BYTES;
+    this.bufferedBytes = 0;
+    this.replacedRequestBody = undefined;
+    this.resBuf = null;
+    this.res = undefined;
+    this.response = null;
+    this.resBytes = 0;
+    this.resStarted = false;
+    this.status = 0;
+    this.grpcStatus = '-';
+    this.bufferResponse = false;
+    this.responseBodyHooks = NO_STREAMS;
+    this.replacedResponseBody = undefined;
+    this.timer = null;
+    this.tryTimer = null;
+    this.waiter = null;
+    this.error = '';
+    this.lastEndpoint = '-';
+    this.info = undefined;
+    this.target = undefined;
+    this.rematchRoute = false;
+    this.requestLineEdited = false;
+    this.badTarget = undefined;
+    this.retriedStale = false;
+    this.upstreamRequests = undefined;
+    this.retryHeld = false;
+    this.requestCluster = undefined;
+    this.retryCluster = undefined;
+    this.backoffTimer = null;
     this.conn = conn;
     this.head = head;
     this.headers = new HeaderList(head.headers);

@@ -39,14 +39,15 @@ export class Http1Exchange extends Http1ExchangeResponse implements BodyAccess {
       for (const f of filters) {
         const s = f.start(info, this);
         if (s === undefined) continue;
-        if (this.streams === NO_STREAMS) this.streams = [];
-        this.streams.push(s);
+        // A list made with its first element has room for just it; push on [] grows a store for sixteen.
+        if (this.streams === NO_STREAMS) this.streams = [s];
+        else this.streams.push(s);
         if (s.onRequestBody !== undefined) this.hasRequestBodyHooks = true;
         if (f.bufferRequestBody === true && s.onRequestBody !== undefined) this.bufferRequest = true;
         if (f.bufferResponseBody === true && s.onResponseBody !== undefined) this.bufferResponse = true;
         if (s.onResponseBody !== undefined) {
-          if (this.responseBodyHooks === NO_STREAMS) this.responseBodyHooks = [];
-          this.responseBodyHooks.push(s);
+          if (this.responseBodyHooks === NO_STREAMS) this.responseBodyHooks = [s];
+          else this.responseBodyHooks.push(s);
         }
       }
     }

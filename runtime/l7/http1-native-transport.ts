@@ -79,10 +79,14 @@ function deliver(count: number): void {
       break;
     }
   }
-  let shared: Buffer | undefined;
+  // The copy's memory, taken once: Buffer#subarray reads `.buffer` (a runtime call) for every view it makes.
+  let shared: ArrayBufferLike | undefined;
+  let sharedAt = 0;
   if (used > 0 && used <= SHARED_COPY_BYTES) {
-    shared = Buffer.allocUnsafe(used);
-    arena.copy(shared, 0, 0, used);
+    const copy = Buffer.allocUnsafe(used);
+    arena.copy(copy, 0, 0, used);
+    shared = copy.buffer;
+    sharedAt = copy.byteOffset;
   }
   for (let i = 0; i < count * 4; i += 4) {
     const t = open.get(records[i]!);
@@ -93,7 +97,7 @@ function deliver(count: number): void {
       const off = records[i + 2]!;
       const len = records[i + 3]!;
       let chunk: Buffer;
-      if (shared !== undefined) chunk = shared.subarray(off, off + len);
+      if (shared !== undefined) chunk = Buffer.from(shared, sharedAt + off, len);
       else {
         chunk = Buffer.allocUnsafe(len);
         arena.copy(chunk, 0, off, off + len);
@@ -259,7 +263,8 @@ class NativeTransport implements Http1Transport {
       return true;
     }
     if (this.#ending) return false;
-    return this.#result(this.#io.ioWrite(conn, data, body));
+    // Without a body the call carries no third argument: the addon inspects every argument it is given.
+    return this.#result(body === undefined ? this.#io.ioWrite(conn, data) : this.#io.ioWrite(conn, data, body));
   }
 
   #result(r: number): boolean {
@@ -273,7 +278,7 @@ class NativeTransport implements Http1Transport {
   writeSpliced(head: Buffer, lines: string, body: Buffer | undefined): boolean {
     const conn = this.#conn;
     if (conn === undefined || this.#ending || this.#released || this.gone()) return this.#write(extendedVerbatimHead(head, lines, body, body?.length ?? 0), undefined);
-    return this.#result(this.#io.ioWriteSpliced(conn, head, lines, body));
+    return this.#result(body === undefined ? this.#io.ioWriteSpliced(conn, head, lines) : this.#io.ioWriteSpliced(conn, head, lines, body));
   }
 
   write(data: Buffer | string): boolean {

@@ -44,7 +44,8 @@ export class Http1ResponseStream {
   readonly #hooks: readonly L7FilterStream[];
   readonly #collect: boolean;
   readonly #maxCollected: number;
-  #collected: Buffer[] = [];
+  /** Made on the first piece collected: most responses are never collected. */
+  #collected: Buffer[] | undefined = undefined;
   #collectedBytes = 0;
   /** The head of a collected body, kept unserialized until the body filters are done with it. */
   #held: { res: ResponseHead; headers: HeaderList; connection: string | undefined } | undefined;
@@ -167,12 +168,12 @@ export class Http1ResponseStream {
     if (this.#collect) {
       for (const p of content) {
         this.#collectedBytes += p.length;
-        this.#collected.push(p);
+        (this.#collected ??= []).push(p);
       }
       if (this.#collectedBytes > this.#maxCollected) return this.#owner.onResponseTooLarge();
       if (framing.complete) {
-        const body = Buffer.concat(this.#collected, this.#collectedBytes);
-        this.#collected = [];
+        const body = Buffer.concat(this.#collected ?? [], this.#collectedBytes);
+        this.#collected = undefined;
         this.#owner.onResponseCollected(body);
       }
       return;

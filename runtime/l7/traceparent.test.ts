@@ -55,4 +55,17 @@ describe('continueTraceLine', () => {
     }
     expect(seen.size).toBe(2000);
   });
+
+  it('draws every hex digit in every position of the ids it starts (both nibbles of each random byte are used)', () => {
+    const firsts = new Set<string>();
+    const lasts = new Set<string>();
+    const spanFirsts = new Set<string>();
+    for (let i = 0; i < 2000; i++) {
+      const t = continueTraceLine(undefined);
+      firsts.add(t.traceId[0]!);
+      lasts.add(t.traceId[31]!);
+      spanFirsts.add(t.spanId[0]!);
+    }
+    for (const s of [firsts, lasts, spanFirsts]) expect([...s].sort().join('')).toBe('0123456789abcdef');
+  });
 });

@@ -61,27 +61,31 @@ const HEX_DIGITS = Buffer.from('0123456789abcdef', 'latin1');
 let lines = '';
 let lineAt = 0;
 
-/** Writes `digits` random hex digits at LINE_BYTES[at]. */
-function randomDigits(at: number, digits: number): void {
-  for (let i = 0; i < digits; i += 6) {
-    // 24 bits per draw: V8's Math.random has 52, so each of these is uniform.
-    let v = (Math.random() * 0x1000000) | 0;
-    for (let k = 0; k < 6 && i + k < digits; k++, v >>>= 4) LINE_BYTES[at + i + k] = HEX_DIGITS[v & 15]!;
+/** The random bytes of one block: 16 for each line's trace id and 8 for its span id. */
+const BLOCK_RANDOM = Buffer.alloc(LINES_PER_BLOCK * 24);
+
+/** Writes the hex digits of BLOCK_RANDOM[r, r + bytes) at LINE_BYTES[at]. */
+function hexInto(at: number, r: number, bytes: number): void {
+  for (let k = 0; k < bytes; k++) {
+    const v = BLOCK_RANDOM[r + k]!;
+    LINE_BYTES[at + 2 * k] = HEX_DIGITS[v >> 4]!;
+    LINE_BYTES[at + 2 * k + 1] = HEX_DIGITS[v & 15]!;
   }
 }
 
 /**
  * The field line of a trace this hop starts: cut from a block, so a request gets one flat string and no concatenation.
- * The ids come from Math.random (xorshift128+, seeded per isolate from the system's entropy), as OpenTelemetry's JS SDK
- * draws them: W3C Trace Context asks for random, unique ids, not for secret ones, and a getrandom per block cost about
- * 0.1 µs per request (24 bytes each).
+ * The ids of a block come from one randomFillSync (OpenSSL's generator, no system call) of 6 KiB, hex-encoded by a
+ * table: about 90 ns per line against 140 for the 8 `Math.random` draws per line this replaced, whose builtin calls and
+ * cache refills were 3 % of the main thread's instructions per request (callgrind, plain mode).
  */
 function newTraceLine(): string {
   if (lineAt === lines.length) {
+    randomFillSync(BLOCK_RANDOM);
     for (let l = 0; l < LINES_PER_BLOCK; l++) {
       const base = l * LINE_LENGTH;
-      randomDigits(base + TRACE_AT, 32);
-      randomDigits(base + SPAN_AT, 16);
+      hexInto(base + TRACE_AT, l * 24, 16);
+      hexInto(base + SPAN_AT, l * 24 + 16, 8);
     }
     lines = LINE_BYTES.toString('latin1');
     lineAt = 0;
