@@ -4,7 +4,14 @@ import {
   HeaderPair, HeadersAction, HttpContext, JsonValue, Metric, RootContext, currentTimeNanos, defineCounter,
   logError, parseConfigObject, parseJson, pluginConfiguration, randomUnit, registerRootContext, unknownKey,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports-headers-only";
+// Only the callbacks fault-injection acts on (the abort or delay is decided on request headers, and a delayed request
+// is resumed from onTick; contexts are created and deleted): a host skips a callback the plugin does not export, so no
+// done or log call reaches it per request. A plugin that overrides another HttpContext/RootContext callback must export
+// it here too.
+export {
+  proxy_abi_version_0_2_1, proxy_on_memory_allocate, malloc, proxy_on_context_create, proxy_on_vm_start,
+  proxy_on_configure, proxy_on_tick, proxy_on_request_headers, proxy_on_delete,
+} from "@weft/sdk/assembly/exports-headers-only";
 
 const TICK_MS: u32 = 5;
 const MAX_DELAY_MS: f64 = 600_000;

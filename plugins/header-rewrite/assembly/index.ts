@@ -4,7 +4,13 @@ import {
   HeadersAction, HeaderMap, asciiLower, HttpContext, JsonValue, RootContext, getPropertyString, logError, parseConfigObject, unknownKey,
   pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, utf8,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports-headers-only";
+// Only the callbacks header-rewrite acts on (the edits are made on request and response headers; contexts are created
+// and deleted): a host skips a callback the plugin does not export, so no done or log call reaches it per request. A
+// plugin that overrides another HttpContext/RootContext callback must export it here too.
+export {
+  proxy_abi_version_0_2_1, proxy_on_memory_allocate, malloc, proxy_on_context_create, proxy_on_vm_start,
+  proxy_on_configure, proxy_on_request_headers, proxy_on_response_headers, proxy_on_delete,
+} from "@weft/sdk/assembly/exports-headers-only";
 
 const MAX_RULES = 64;
 

@@ -10,7 +10,14 @@ import {
 import { Config, Key, Parser, Provider, parseJwks, sameKeys } from "./config";
 import { CachedToken, tokenHash } from "./token-cache";
 import { Token, claimAt, claimText, parseToken, queryParam } from "./token";
-export * from "@weft/sdk/assembly/exports-headers-only";
+// Only the callbacks jwt-authn acts on (tokens are checked on request headers, and remote JWKS arrive as HTTP call
+// responses; contexts are created and deleted): a host skips a callback the plugin does not export, so no done or log
+// call reaches it per request. A plugin that overrides another HttpContext/RootContext callback must export it here
+// too.
+export {
+  proxy_abi_version_0_2_1, proxy_on_memory_allocate, malloc, proxy_on_context_create, proxy_on_vm_start,
+  proxy_on_configure, proxy_on_request_headers, proxy_on_http_call_response, proxy_on_delete,
+} from "@weft/sdk/assembly/exports-headers-only";
 
 const VERIFY_FUNCTION = "weft.crypto.verify";
 const CLOCK_SKEW_SECONDS: i64 = 60;

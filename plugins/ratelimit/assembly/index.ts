@@ -8,7 +8,15 @@ import {
   matchesAny, parseConfigObject, pluginConfiguration, registerRootContext, requestHeaders, responseHeaders, stringArray,
   unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
-export * from "@weft/sdk/assembly/exports-headers-only";
+// Only the callbacks ratelimit acts on (the decision is made on request headers, or arrives later as a foreign function
+// result; its headers are added on response headers, and a held request is retried from onTick; contexts are created
+// and deleted): a host skips a callback the plugin does not export, so no done or log call reaches it per request. A
+// plugin that overrides another HttpContext/RootContext callback must export it here too.
+export {
+  proxy_abi_version_0_2_1, proxy_on_memory_allocate, malloc, proxy_on_context_create, proxy_on_vm_start,
+  proxy_on_configure, proxy_on_tick, proxy_on_request_headers, proxy_on_response_headers, proxy_on_foreign_function,
+  proxy_on_delete,
+} from "@weft/sdk/assembly/exports-headers-only";
 
 const TICK_MS: u32 = 10;
 
