@@ -3,4 +3,4 @@ export { PluginEmulator, EmulatorLoadError, PluginLogLevel, type EmulatorOptions
 export { EmulatedStream, type HeaderInit, type StepResult } from './emulated-stream.js';
 export { HttpCallQueue, PendingHttpCall, type ResponseInit } from './http-call-queue.js';
 export { ensurePluginBuilt } from './ensure-plugin-built.js';
-export { buildWithStubRuntime, bytesKeptPerRequest, memoryGrowth } from './steady-state-allocations.js';
+export { buildWithStubRuntime, bytesKeptPerRequest, memoryGrowth, withWarmedEmulator } from './steady-state-allocations.js';

@@ -6,7 +6,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { PluginEmulator } from './plugin-emulator.js';
+import { type EmulatorOptions, PluginEmulator } from './plugin-emulator.js';
 
 /** A stub-runtime release build of the plugin in `pluginDir` (assembly/index.ts, asconfig.json); `remove` deletes it. */
 export async function buildWithStubRuntime(pluginDir: string): Promise<{ wasm: string; remove: () => Promise<void> }> {
@@ -51,4 +51,15 @@ export function memoryGrowth(emu: PluginEmulator, n: number, request: () => void
   for (let i = 0; i < n; i++) request();
   mem.refresh();
   return mem.buf.length - size;
+}
+
+/** Runs `check` on a fresh emulator of `options` after `warmUp` calls of `request` on it, then closes the emulator. */
+export async function withWarmedEmulator(options: EmulatorOptions, warmUp: number, request: (emu: PluginEmulator) => void, check: (emu: PluginEmulator) => void): Promise<void> {
+  const emu = await PluginEmulator.create(options);
+  try {
+    for (let i = 0; i < warmUp; i++) request(emu);
+    check(emu);
+  } finally {
+    await emu.close();
+  }
 }

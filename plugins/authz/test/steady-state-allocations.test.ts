@@ -3,7 +3,8 @@
 // request keeps. The release build's heap must also stay flat.
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
+import type { PluginEmulator} from '../../../sdk/testing/index.js';
+import { buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth, withWarmedEmulator } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
 
@@ -31,14 +32,8 @@ function request(emu: PluginEmulator): void {
 }
 
 /** Runs `check` on a fresh emulator of `wasm` warmed up with 200 allowed requests, and closes it. */
-async function warmed(wasm: string, check: (emu: PluginEmulator) => void): Promise<void> {
-  const emu = await PluginEmulator.create({ wasm, config: CONFIG, logLevel: 'error' });
-  try {
-    for (let i = 0; i < 200; i++) request(emu);
-    check(emu);
-  } finally {
-    await emu.close();
-  }
+function warmed(wasm: string, check: (emu: PluginEmulator) => void): Promise<void> {
+  return withWarmedEmulator({ wasm, config: CONFIG, logLevel: 'error' }, 200, request, check);
 }
 
 describe('authz steady-state allocations', () => {

@@ -3,7 +3,8 @@
 // requests is exactly the bytes allocated per request. The release build's heap must also stay flat (no leak).
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
+import type { PluginEmulator} from '../../../sdk/testing/index.js';
+import { buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth, withWarmedEmulator } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
 
@@ -39,27 +40,19 @@ function request(emu: PluginEmulator): void {
 
 describe('header-rewrite steady-state allocations', () => {
   it(`allocates at most ${BYTES_PER_REQUEST_BUDGET} bytes per request (stub runtime: the heap pointer's advance)`, async () => {
-    const emu = await PluginEmulator.create({ wasm: stub.wasm, config: CONFIG, logLevel: 'error' });
-    try {
-      for (let i = 0; i < 200; i++) request(emu);
+    await withWarmedEmulator({ wasm: stub.wasm, config: CONFIG, logLevel: 'error' }, 200, request, (emu) => {
       const s = emu.stream({});
       s.sendRequestHeaders({ ':method': 'GET', ':path': '/', ':authority': 'svc', 'x-internal': '1' }, true);
       expect(s.requestHeader('x-wasm-filter')).toBe('on');
       expect(s.requestHeader('x-internal')).toBeUndefined();
       s.end();
       expect(bytesKeptPerRequest(emu, 2000, () => request(emu))).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
-    } finally {
-      await emu.close();
-    }
+    });
   });
 
   it('the release build (minimal runtime, collected by the SDK) keeps its memory flat over many requests', async () => {
-    const emu = await PluginEmulator.create({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, logLevel: 'error' });
-    try {
-      for (let i = 0; i < 2000; i++) request(emu);
+    await withWarmedEmulator({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, logLevel: 'error' }, 2000, request, (emu) => {
       expect(memoryGrowth(emu, 20_000, () => request(emu))).toBe(0);
-    } finally {
-      await emu.close();
-    }
+    });
   });
 });

@@ -4,7 +4,8 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
+import type { PluginEmulator} from '../../../sdk/testing/index.js';
+import { buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth, withWarmedEmulator } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
 
@@ -43,27 +44,19 @@ function request(emu: PluginEmulator): void {
 
 describe('jwt-authn steady-state allocations', () => {
   it(`allocates at most ${BYTES_PER_REQUEST_BUDGET} bytes per request with a cached token (stub runtime)`, async () => {
-    const emu = await PluginEmulator.create({ wasm: stub.wasm, config: CONFIG, logLevel: 'error' });
-    try {
-      for (let i = 0; i < 200; i++) request(emu);
+    await withWarmedEmulator({ wasm: stub.wasm, config: CONFIG, logLevel: 'error' }, 200, request, (emu) => {
       const s = emu.stream({});
       s.sendRequestHeaders({ ':method': 'GET', ':path': '/', ':authority': 'svc', authorization: `Bearer ${TOKEN}` }, true);
       expect(s.requestHeader('x-user')).toBe('alice');
       expect(s.requestHeader('authorization')).toBeUndefined();
       s.end();
       expect(bytesKeptPerRequest(emu, 2000, () => request(emu))).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
-    } finally {
-      await emu.close();
-    }
+    });
   });
 
   it('the release build (minimal runtime, collected by the SDK) keeps its memory flat over many requests', async () => {
-    const emu = await PluginEmulator.create({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, logLevel: 'error' });
-    try {
-      for (let i = 0; i < 2000; i++) request(emu);
+    await withWarmedEmulator({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, logLevel: 'error' }, 2000, request, (emu) => {
       expect(memoryGrowth(emu, 20_000, () => request(emu))).toBe(0);
-    } finally {
-      await emu.close();
-    }
+    });
   });
 });

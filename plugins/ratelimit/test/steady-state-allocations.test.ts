@@ -9,7 +9,8 @@ import { registerSharedStateForeignFunctions } from '../../../runtime/shared-sta
 import { createSharedState, type SharedState } from '../../../runtime/shared-state/shared-state.js';
 import { MetricsRegistry } from '../../../runtime/telemetry/metrics-registry.js';
 import { ForeignFunctionRegistry } from '../../../runtime/wasm/foreign-function.js';
-import { PluginEmulator, buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth } from '../../../sdk/testing/index.js';
+import type { PluginEmulator} from '../../../sdk/testing/index.js';
+import { buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth, withWarmedEmulator } from '../../../sdk/testing/index.js';
 
 setLogLevel('error', 'ratelimit-alloc-test');
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));
@@ -66,27 +67,19 @@ function request(emu: PluginEmulator): void {
 
 describe('ratelimit steady-state allocations', () => {
   it(`allocates at most ${BYTES_PER_REQUEST_BUDGET} bytes per allowed request (stub runtime)`, async () => {
-    const emu = await PluginEmulator.create({ wasm: stub.wasm, config: CONFIG, foreignFunctions: limiter(), logLevel: 'error' });
-    try {
-      for (let i = 0; i < 200; i++) request(emu);
+    await withWarmedEmulator({ wasm: stub.wasm, config: CONFIG, foreignFunctions: limiter(), logLevel: 'error' }, 200, request, (emu) => {
       const s = emu.stream({});
       s.sendRequestHeaders({ ':method': 'GET', ':path': '/', ':authority': 'svc', 'x-user': 'alice' }, true);
       s.sendResponseHeaders({ ':status': '200' }, true);
       expect(s.responseHeader('ratelimit-policy')).toBe('"api.user";q=1000000000;w=1');
       s.end();
       expect(bytesKeptPerRequest(emu, 2000, () => request(emu))).toBeLessThanOrEqual(BYTES_PER_REQUEST_BUDGET);
-    } finally {
-      await emu.close();
-    }
+    });
   });
 
   it('the release build (minimal runtime, collected by the SDK) keeps its memory flat over many requests', async () => {
-    const emu = await PluginEmulator.create({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, foreignFunctions: limiter(), logLevel: 'error' });
-    try {
-      for (let i = 0; i < 2000; i++) request(emu);
+    await withWarmedEmulator({ wasm: await ensurePluginBuilt(PLUGIN_DIR), config: CONFIG, foreignFunctions: limiter(), logLevel: 'error' }, 2000, request, (emu) => {
       expect(memoryGrowth(emu, 20_000, () => request(emu))).toBe(0);
-    } finally {
-      await emu.close();
-    }
+    });
   });
 });
