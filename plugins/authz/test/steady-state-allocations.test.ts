@@ -3,7 +3,7 @@
 // request keeps. The release build's heap must also stay flat.
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import type { PluginEmulator} from '../../../sdk/testing/index.js';
+import type { PluginEmulator } from '../../../sdk/testing/index.js';
 import { buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth, withWarmedEmulator } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));

@@ -4,7 +4,7 @@
 import { generateKeyPairSync, sign } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { PluginEmulator} from '../../../sdk/testing/index.js';
+import type { PluginEmulator } from '../../../sdk/testing/index.js';
 import { buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth, withWarmedEmulator } from '../../../sdk/testing/index.js';
 
 const PLUGIN_DIR = fileURLToPath(new URL('..', import.meta.url));

@@ -9,7 +9,7 @@ import { registerSharedStateForeignFunctions } from '../../../runtime/shared-sta
 import { createSharedState, type SharedState } from '../../../runtime/shared-state/shared-state.js';
 import { MetricsRegistry } from '../../../runtime/telemetry/metrics-registry.js';
 import { ForeignFunctionRegistry } from '../../../runtime/wasm/foreign-function.js';
-import type { PluginEmulator} from '../../../sdk/testing/index.js';
+import type { PluginEmulator } from '../../../sdk/testing/index.js';
 import { buildWithStubRuntime, bytesKeptPerRequest, ensurePluginBuilt, memoryGrowth, withWarmedEmulator } from '../../../sdk/testing/index.js';
 
 setLogLevel('error', 'ratelimit-alloc-test');
