@@ -151,7 +151,8 @@ class WasmFilterStream implements L7FilterStream, StreamInfo {
     return this.#status(this.#open().onRequestHeaders(map, eos), REQUEST_EDITS);
   }
 
-  onResponseHeaders(status: number, headers: HeaderList, eos: boolean): FilterStatus {
+  /** The response headers hook, which only WasmResponseFilterStream exposes. */
+  responseHeaders(status: number, headers: HeaderList, eos: boolean): FilterStatus {
     const map = (this.#resMap = new ResponseHeaderMap(headers, status));
     return this.#status(this.#open().onResponseHeaders(map, eos), RESPONSE_EDITS);
   }
@@ -263,6 +264,21 @@ const REQUEST_EDITS = 0;
 const RESPONSE_EDITS = 1;
 
 /**
+ * The stream of a chain where some plugin acts on the response. A chain whose plugins export no response callback and
+ * neither on_done nor on_log (authz, jwt-authn, fault-injection) gets the base class, without a response hook: the
+ * exchange then runs no filter work for the response, and makes no response map for it (on_delete, which Envoy runs as
+ * the context goes away, reads no headers).
+ */
+class WasmResponseFilterStream extends WasmFilterStream {
+  onResponseHeaders(status: number, headers: HeaderList, eos: boolean): FilterStatus {
+    return this.responseHeaders(status, headers, eos);
+  }
+}
+
+/** Callbacks after which a plugin may read the response headers. */
+const RESPONSE_CALLBACKS = ['proxy_on_response_headers', 'proxy_on_response_body', 'proxy_on_response_trailers', 'proxy_on_done', 'proxy_on_log'];
+
+/**
  * Builds the PluginHostLike the L7 proxy takes. `configs` returns the current `plugins:` section (for phase and
  * priority). Bodies reach plugins whole (buffered up to l7.maxBufferedBodyBytes) when a module exports the body
  * callback; header-only plugins never buffer.
@@ -289,12 +305,13 @@ export function wasmChainFilter(host: PluginHost, names: string[]): L7Filter {
   const responseBody = exportsOf('proxy_on_response_body');
   const requestTrailers = exportsOf('proxy_on_request_trailers');
   const responseTrailers = exportsOf('proxy_on_response_trailers');
+  const response = RESPONSE_CALLBACKS.some(exportsOf);
   return {
     name: `wasm:${names.join(',')}`,
     bufferRequestBody: requestBody,
     bufferResponseBody: responseBody,
     start(info, body): L7FilterStream {
-      const stream = new WasmFilterStream(host, names, info, body);
+      const stream = response ? new WasmResponseFilterStream(host, names, info, body) : new WasmFilterStream(host, names, info, body);
       // Body and trailer hooks exist only when a module has the callback: an absent hook keeps the proxy's
       // single-write fast path for small responses.
       if (requestBody) stream.onRequestBody = (chunk, eos) => stream.requestBody(chunk, eos);

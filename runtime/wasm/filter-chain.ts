@@ -11,7 +11,7 @@ import type { HeaderPairs } from './header-map-codec.js';
 import type { HeaderMapSlot } from './lazy-header-map.js';
 import { PluginFailure } from './plugin-failure.js';
 import type { PluginRuntime } from './plugin-runtime.js';
-import type { Callbacks } from './plugin-vm.js';
+import type { Callbacks, Guest2, Guest3 } from './guest-callbacks.js';
 import { type Direction, type LocalResponse, type ResumeOutcome, StreamContext } from './stream-context.js';
 import type { StreamInfo } from './stream-info.js';
 
@@ -36,15 +36,32 @@ const EMPTY = new Uint8Array(0);
 /** The header weft sets on responses it generates itself. */
 export const WEFT_ERROR_HEADER = 'x-weft-error';
 
-type GuestFn = Callbacks[keyof Callbacks];
-/** Which guest callback a #call runs. */
-type Pick = (cb: Callbacks) => GuestFn;
-const REQUEST_HEADERS: Pick = (cb) => cb.onRequestHeaders;
-const RESPONSE_HEADERS: Pick = (cb) => cb.onResponseHeaders;
-const REQUEST_BODY: Pick = (cb) => cb.onRequestBody;
-const RESPONSE_BODY: Pick = (cb) => cb.onResponseBody;
-const REQUEST_TRAILERS: Pick = (cb) => cb.onRequestTrailers;
-const RESPONSE_TRAILERS: Pick = (cb) => cb.onResponseTrailers;
+/** Which guest callback a #call runs: the request's phase is even, the response's the next odd number. */
+type Phase = 0 | 1 | 2 | 3 | 4 | 5;
+const REQUEST_HEADERS = 0;
+const RESPONSE_HEADERS = 1;
+const REQUEST_BODY = 2;
+const RESPONSE_BODY = 3;
+const REQUEST_TRAILERS = 4;
+const RESPONSE_TRAILERS = 5;
+
+/** The callback of `phase`: headers and body callbacks take (context, size, end_of_stream), trailers (context, count). */
+function callbackOf(cb: Callbacks, phase: Phase): Guest3 | Guest2 | undefined {
+  switch (phase) {
+    case REQUEST_HEADERS:
+      return cb.onRequestHeaders;
+    case RESPONSE_HEADERS:
+      return cb.onResponseHeaders;
+    case REQUEST_BODY:
+      return cb.onRequestBody;
+    case RESPONSE_BODY:
+      return cb.onResponseBody;
+    case REQUEST_TRAILERS:
+      return cb.onRequestTrailers;
+    default:
+      return cb.onResponseTrailers;
+  }
+}
 
 /** No plugin of the chain has a context yet: the slots array is made on the first one. */
 const NO_CONTEXTS: (StreamContext | undefined)[] = [];
@@ -194,17 +211,24 @@ export class FilterChain {
   }
 
   /**
-   * Runs the plugin's callback `pick(cb)(ctx.id, a, b)`: the context it ran in (its return value in #result), or what
-   * its failure means (an action, or undefined under FAIL_OPEN). `pick` is one of the module-level pickers, so no
-   * closure is made per call.
+   * Runs the plugin's callback of `phase` with (ctx.id, size, b), or (ctx.id, size) for trailers: the context it ran in
+   * (its return value in #result, 0 when the plugin does not export that callback), or what its failure means (an
+   * action, or undefined under FAIL_OPEN). `size` may be the header map itself: its length is only counted for a plugin
+   * that exports the callback (a lazy map counts its source's fields).
    */
-  #call(i: number, pick: Pick, a: number, b: number): StreamContext | FilterAction | undefined {
+  #call(i: number, phase: Phase, size: number | HeaderMapSlot, b: number): StreamContext | FilterAction | undefined {
     const ctx = this.#context(i);
     if (ctx instanceof PluginFailure) return this.#failed(i, ctx);
     this.#sync(ctx);
     const vm = ctx.vm;
+    const fn = callbackOf(vm.cb, phase);
+    if (fn === undefined) {
+      this.#result = 0;
+      return ctx;
+    }
     try {
-      this.#result = vm.invoke(ctx, pick(vm.cb), ctx.id, a, b);
+      const n = typeof size === 'number' ? size : size.length;
+      this.#result = phase >= REQUEST_TRAILERS ? vm.invoke2(ctx, fn as Guest2, ctx.id, n) : vm.invoke3(ctx, fn as Guest3, ctx.id, n, b);
       return ctx;
     } catch (err) {
       return this.#failed(i, err instanceof PluginFailure ? err : vm.fail(err));
@@ -234,7 +258,7 @@ export class FilterChain {
     for (let k = from; k < n; k++) {
       const i = this.#index(dir, k);
       if (this.#isSkipped(i)) continue;
-      const ctx = this.#call(i, dir === 0 ? REQUEST_HEADERS : RESPONSE_HEADERS, map.length, eos ? 1 : 0);
+      const ctx = this.#call(i, dir === 0 ? REQUEST_HEADERS : RESPONSE_HEADERS, map, eos ? 1 : 0);
       if (ctx === undefined) continue;
       if (!(ctx instanceof StreamContext)) return ctx;
       const t = this.#terminal(ctx);

@@ -5,6 +5,7 @@
  */
 import type { AbiVersion } from './abi-constants.js';
 import { FUEL_IMPORT_MODULE, FUEL_IMPORT_NAME, GROW_IMPORT_NAME, START_EXPORT_NAME } from './fuel-instrumenter.js';
+import { bindCallbacks, type Callbacks, type Guest0, type Guest1, type Guest2, type Guest3, type Guest5 } from './guest-callbacks.js';
 import { GuestMemory } from './guest-memory.js';
 import type { HeaderPairs } from './header-map-codec.js';
 import { createHostImports } from './host-functions/host-imports.js';
@@ -42,54 +43,6 @@ export interface RootContext {
 }
 export type ContextRecord = RootContext | StreamContext;
 
-type GuestFn = (...args: number[]) => number;
-
-export interface Callbacks {
-  onContextCreate?: GuestFn;
-  onVmStart?: GuestFn;
-  onConfigure?: GuestFn;
-  onTick?: GuestFn;
-  onRequestHeaders?: GuestFn;
-  onRequestBody?: GuestFn;
-  onRequestTrailers?: GuestFn;
-  onResponseHeaders?: GuestFn;
-  onResponseBody?: GuestFn;
-  onResponseTrailers?: GuestFn;
-  onHttpCallResponse?: GuestFn;
-  onGrpcReceiveInitialMetadata?: GuestFn;
-  onGrpcReceive?: GuestFn;
-  onGrpcReceiveTrailingMetadata?: GuestFn;
-  onGrpcClose?: GuestFn;
-  onQueueReady?: GuestFn;
-  onForeignFunction?: GuestFn;
-  onDone?: GuestFn;
-  onLog?: GuestFn;
-  onDelete?: GuestFn;
-}
-
-const CALLBACK_EXPORTS: Record<keyof Callbacks, string> = {
-  onContextCreate: 'proxy_on_context_create',
-  onVmStart: 'proxy_on_vm_start',
-  onConfigure: 'proxy_on_configure',
-  onTick: 'proxy_on_tick',
-  onRequestHeaders: 'proxy_on_request_headers',
-  onRequestBody: 'proxy_on_request_body',
-  onRequestTrailers: 'proxy_on_request_trailers',
-  onResponseHeaders: 'proxy_on_response_headers',
-  onResponseBody: 'proxy_on_response_body',
-  onResponseTrailers: 'proxy_on_response_trailers',
-  onHttpCallResponse: 'proxy_on_http_call_response',
-  onGrpcReceiveInitialMetadata: 'proxy_on_grpc_receive_initial_metadata',
-  onGrpcReceive: 'proxy_on_grpc_receive',
-  onGrpcReceiveTrailingMetadata: 'proxy_on_grpc_receive_trailing_metadata',
-  onGrpcClose: 'proxy_on_grpc_close',
-  onQueueReady: 'proxy_on_queue_ready',
-  onForeignFunction: 'proxy_on_foreign_function',
-  onDone: 'proxy_on_done',
-  onLog: 'proxy_on_log',
-  onDelete: 'proxy_on_delete',
-};
-
 /** Fuel granted per refill: small enough that the wall clock is checked every fraction of a millisecond of guest work. */
 const FUEL_CHUNK = 300_000;
 const ROOT_CONTEXT_ID = 1;
@@ -106,7 +59,8 @@ export class PluginVm {
   readonly services: HostServices;
   readonly root: RootContext = { kind: 'root', id: ROOT_CONTEXT_ID };
   readonly contexts = new ContextTable<ContextRecord>();
-  readonly cb: Callbacks = {};
+  /** The module's callbacks, each called with exactly its arity (guest-callbacks.ts). */
+  cb: Callbacks = {};
   readonly #hooks: VmHooks;
   state: 'starting' | 'ready' | 'failed' | 'closed' = 'starting';
   failure: PluginFailure | undefined;
@@ -187,23 +141,16 @@ export class PluginVm {
     this.exports = ex;
     this.mem = new GuestMemory(ex.memory as WebAssembly.Memory);
     this.mem.allocator = (ex.proxy_on_memory_allocate ?? ex.malloc) as ((n: number) => number) | undefined;
-    for (const [key, name] of Object.entries(CALLBACK_EXPORTS)) {
-      const fn = ex[name];
-      if (typeof fn === 'function') this.cb[key as keyof Callbacks] = fn as GuestFn;
-    }
-    // AssemblyScript SDKs export the trailing-metadata callback under a stale name from the C++ SDK's header.
-    if (this.cb.onGrpcReceiveTrailingMetadata === undefined && typeof ex.proxy_on_grpc_trailing_metadata === 'function') {
-      this.cb.onGrpcReceiveTrailingMetadata = ex.proxy_on_grpc_trailing_metadata as GuestFn;
-    }
+    this.cb = bindCallbacks(ex);
     this.#runStart(ex);
     this.contexts.set(this.root);
-    this.invoke(this.root, this.cb.onContextCreate, this.root.id, 0);
+    this.invoke2(this.root, this.cb.onContextCreate, this.root.id, 0);
     this.legacyConfiguration = this.settings.vmConfiguration;
-    if (this.cb.onVmStart !== undefined && this.invoke(this.root, this.cb.onVmStart, this.root.id, this.settings.vmConfiguration.length) === 0) {
+    if (this.cb.onVmStart !== undefined && this.invoke2(this.root, this.cb.onVmStart, this.root.id, this.settings.vmConfiguration.length) === 0) {
       throw this.fail(new PluginFailure(this.plugin, 'start_failed', 'proxy_on_vm_start returned false'));
     }
     this.legacyConfiguration = this.settings.pluginConfiguration;
-    if (this.cb.onConfigure !== undefined && this.invoke(this.root, this.cb.onConfigure, this.root.id, this.settings.pluginConfiguration.length) === 0) {
+    if (this.cb.onConfigure !== undefined && this.invoke2(this.root, this.cb.onConfigure, this.root.id, this.settings.pluginConfiguration.length) === 0) {
       throw this.fail(new PluginFailure(this.plugin, 'configure_failed', 'proxy_on_configure returned false (the plugin rejected its configuration)'));
     }
     this.state = 'ready';
@@ -217,7 +164,7 @@ export class PluginVm {
       this.current = this.root;
       this.#epoch++;
       try {
-        (fn as GuestFn)(0, 0);
+        (fn as (argc: number, argv: number) => unknown)(0, 0);
       } catch (err) {
         if (err instanceof ProcExit && err.code === 0 && this.#doomed === undefined) return;
         const failure = classifyFailure(this.plugin, this.#doomed ?? err, false);
@@ -265,7 +212,7 @@ export class PluginVm {
       const status = Number(headers.find(([k]) => k === ':status')?.[1] ?? 0) | 0;
       vm.callResponse = { headers, body: res?.body ?? new Uint8Array(0), trailers: res?.trailers ?? [], status };
       try {
-        vm.invoke(vm.root, vm.cb.onHttpCallResponse, vm.root.id, token, res === undefined ? 0 : Math.max(1, headers.length), vm.callResponse.body.length, vm.callResponse.trailers.length);
+        vm.invoke5(vm.root, vm.cb.onHttpCallResponse, vm.root.id, token, res === undefined ? 0 : Math.max(1, headers.length), vm.callResponse.body.length, vm.callResponse.trailers.length);
       } finally {
         vm.callResponse = undefined;
       }
@@ -277,7 +224,7 @@ export class PluginVm {
     this.runAsync(this.root, (vm) => {
       vm.foreignResult = bytes;
       try {
-        vm.invoke(vm.root, vm.cb.onForeignFunction, vm.root.id, functionId, bytes.length);
+        vm.invoke3(vm.root, vm.cb.onForeignFunction, vm.root.id, functionId, bytes.length);
       } finally {
         vm.foreignResult = undefined;
       }
@@ -285,15 +232,32 @@ export class PluginVm {
   }
 
   queueReady(token: number): void {
-    this.runAsync(this.root, (vm) => vm.invoke(vm.root, vm.cb.onQueueReady, vm.root.id, token));
+    this.runAsync(this.root, (vm) => vm.invoke2(vm.root, vm.cb.onQueueReady, vm.root.id, token));
   }
 
   /**
-   * Calls guest callback `fn` with `ctx` as the current context. A missing export answers 0 (Continue / void).
-   * Throws PluginFailure (and the VM is failed) when the guest traps, exits, or runs out of budget.
+   * Calls guest callback `fn` (one of `cb`, with exactly the arguments its slot takes) with `ctx` as the current
+   * context. A missing export answers 0 (Continue / void) and costs nothing else. Throws PluginFailure (and the VM is
+   * failed) when the guest traps, exits, or runs out of budget.
    */
-  invoke(ctx: ContextRecord, fn: GuestFn | undefined, a: number, b: number, c = 0, d = 0, e = 0): number {
-    if (fn === undefined) return 0;
+  invoke1(ctx: ContextRecord, fn: Guest1 | undefined, a: number): number {
+    return fn === undefined ? 0 : this.#run(ctx, fn, 1, a, 0, 0, 0, 0);
+  }
+
+  invoke2(ctx: ContextRecord, fn: Guest2 | undefined, a: number, b: number): number {
+    return fn === undefined ? 0 : this.#run(ctx, fn, 2, a, b, 0, 0, 0);
+  }
+
+  invoke3(ctx: ContextRecord, fn: Guest3 | undefined, a: number, b: number, c: number): number {
+    return fn === undefined ? 0 : this.#run(ctx, fn, 3, a, b, c, 0, 0);
+  }
+
+  invoke5(ctx: ContextRecord, fn: Guest5 | undefined, a: number, b: number, c: number, d: number, e: number): number {
+    return fn === undefined ? 0 : this.#run(ctx, fn, 5, a, b, c, d, e);
+  }
+
+  /** The guest call with exactly `arity` arguments: each arm is its own call site (see guest-callbacks.ts on why). */
+  #run(ctx: ContextRecord, fn: Guest0 | Guest1 | Guest2 | Guest3 | Guest5, arity: 0 | 1 | 2 | 3 | 5, a: number, b: number, c: number, d: number, e: number): number {
     if (this.state === 'failed' || this.state === 'closed') throw this.failure ?? new PluginFailure(this.plugin, 'unavailable', 'the VM is closed');
     const prevCurrent = this.current;
     const prevEffective = this.effective;
@@ -303,7 +267,11 @@ export class PluginVm {
     this.#growRefused = false;
     let result: number;
     try {
-      result = fn(a, b, c, d, e);
+      if (arity === 1) result = (fn as Guest1)(a);
+      else if (arity === 2) result = (fn as Guest2)(a, b);
+      else if (arity === 3) result = (fn as Guest3)(a, b, c);
+      else if (arity === 5) result = (fn as Guest5)(a, b, c, d, e);
+      else result = (fn as Guest0)();
     } catch (err) {
       // A doomed VM's trap or unwind is reported as what doomed it (budget, proc_exit), not as the trap itself.
       throw this.fail(this.#doomed ?? err);
@@ -320,10 +288,10 @@ export class PluginVm {
     const fn = this.exports[name];
     if (typeof fn !== 'function') throw new PluginFailure(this.plugin, 'host_error', `no export named ${name}`);
     const call = fn as (...a: (number | bigint)[]) => number;
-    return this.invoke(ctx, (() => call(...args)), 0, 0);
+    return this.#run(ctx, () => call(...args), 0, 0, 0, 0, 0, 0);
   }
 
-  /** Marks the VM dead from inside a hostcall; the throw unwinds the guest, and `invoke` fails the VM even if the guest catches it. */
+  /** Marks the VM dead from inside a hostcall; the throw unwinds the guest, and the invoke fails the VM even if the guest catches it. */
   abort(reason: GuestAbort['reason'], message: string): never {
     const err = new GuestAbort(reason, message);
     this.#doomed ??= err;
@@ -382,7 +350,7 @@ export class PluginVm {
     if (this.tickTimer !== undefined) clearInterval(this.tickTimer);
     this.tickTimer = undefined;
     if (ms <= 0 || this.state === 'failed' || this.state === 'closed') return;
-    this.tickTimer = setInterval(() => this.runAsync(this.root, (vm) => vm.invoke(vm.root, vm.cb.onTick, vm.root.id, 0)), ms);
+    this.tickTimer = setInterval(() => this.runAsync(this.root, (vm) => vm.invoke1(vm.root, vm.cb.onTick, vm.root.id)), ms);
     this.tickTimer.unref();
   }
 
@@ -407,8 +375,8 @@ export class PluginVm {
     this.#stopTimers();
     if (this.state === 'ready') {
       try {
-        this.invoke(this.root, this.cb.onDone, this.root.id, 0);
-        this.invoke(this.root, this.cb.onDelete, this.root.id, 0);
+        this.invoke1(this.root, this.cb.onDone, this.root.id);
+        this.invoke1(this.root, this.cb.onDelete, this.root.id);
       } catch {
         // A plugin that fails while shutting down has nothing left to protect; the failure is already logged.
       }

@@ -74,7 +74,7 @@ export class StreamContext {
     vm.contexts.set(ctx);
     vm.activeStreams++;
     try {
-      vm.invoke(ctx, vm.cb.onContextCreate, ctx.id, vm.root.id);
+      vm.invoke2(ctx, vm.cb.onContextCreate, ctx.id, vm.root.id);
     } catch (err) {
       ctx.markFailed();
       throw err;
@@ -141,7 +141,7 @@ export class StreamContext {
     this.#wake('reset');
     if (this.state === 'failed' || this.vm.state !== 'ready') return this.#release();
     try {
-      const done = this.vm.invoke(this, this.vm.cb.onDone, this.id, 0);
+      const done = this.vm.invoke1(this, this.vm.cb.onDone, this.id);
       if (this.vm.cb.onDone !== undefined && done === 0) {
         this.#flags |= AWAITING_PROXY_DONE;
         return;
@@ -167,8 +167,8 @@ export class StreamContext {
 
   #logAndDelete(): void {
     if (this.vm.state === 'ready') {
-      this.vm.invoke(this, this.vm.cb.onLog, this.id, 0);
-      this.vm.invoke(this, this.vm.cb.onDelete, this.id, 0);
+      this.vm.invoke1(this, this.vm.cb.onLog, this.id);
+      this.vm.invoke1(this, this.vm.cb.onDelete, this.id);
     }
     this.#release();
   }

@@ -165,7 +165,7 @@ export class PluginEmulator {
   /** Fires the root context's proxy_on_tick once (the host's timer also runs if the plugin set a period). */
   tick(): void {
     const vm = this.vm;
-    vm.runAsync(vm.root, (v) => v.invoke(v.root, v.cb.onTick, v.root.id, 0));
+    vm.runAsync(vm.root, (v) => v.invoke1(v.root, v.cb.onTick, v.root.id));
   }
 
   /** Lets callouts and foreign-function answers the test settled reach the plugin. */

@@ -81,7 +81,7 @@ export function grpcImports(vm: PluginVm): Record<string, HostFn> {
       deliver(token, (v) => {
         v.grpcReceive = { metadata: fromMetadata(md) };
         try {
-          v.invoke(v.root, v.cb.onGrpcReceiveInitialMetadata, root, token, v.grpcReceive.metadata!.length);
+          v.invoke3(v.root, v.cb.onGrpcReceiveInitialMetadata, root, token, v.grpcReceive.metadata!.length);
         } finally {
           v.grpcReceive = undefined;
         }
@@ -93,14 +93,14 @@ export function grpcImports(vm: PluginVm): Record<string, HostFn> {
         if (trailing.length > 0) {
           v.grpcReceive = { metadata: trailing };
           try {
-            v.invoke(v.root, v.cb.onGrpcReceiveTrailingMetadata, root, token, trailing.length);
+            v.invoke3(v.root, v.cb.onGrpcReceiveTrailingMetadata, root, token, trailing.length);
           } finally {
             v.grpcReceive = undefined;
           }
         }
         v.grpcReceive = { status: status.code, statusMessage: status.details };
         try {
-          v.invoke(v.root, v.cb.onGrpcClose, root, token, status.code);
+          v.invoke3(v.root, v.cb.onGrpcClose, root, token, status.code);
         } finally {
           v.grpcReceive = undefined;
         }
@@ -114,7 +114,7 @@ export function grpcImports(vm: PluginVm): Record<string, HostFn> {
     deliver(token, (v) => {
       v.grpcReceive = { message };
       try {
-        v.invoke(v.root, v.cb.onGrpcReceive, v.root.id, token, message.length);
+        v.invoke3(v.root, v.cb.onGrpcReceive, v.root.id, token, message.length);
       } finally {
         v.grpcReceive = undefined;
       }
