@@ -228,7 +228,7 @@ export class FilterChain {
     }
     try {
       const n = typeof size === 'number' ? size : size.length;
-      this.#result = phase >= REQUEST_TRAILERS ? vm.invoke2(ctx, fn as Guest2, ctx.id, n) : vm.invoke3(ctx, fn as Guest3, ctx.id, n, b);
+      this.#result = phase >= REQUEST_TRAILERS ? vm.invoke2(ctx, fn as Guest2, ctx.id, n) : vm.invoke3(ctx, fn, ctx.id, n, b);
       return ctx;
     } catch (err) {
       return this.#failed(i, err instanceof PluginFailure ? err : vm.fail(err));

@@ -76,7 +76,7 @@ export function bindCallbacks(exports: WebAssembly.Exports): Callbacks {
     if (typeof fn !== 'function' && key === 'onGrpcReceiveTrailingMetadata') fn = exports[AS_TRAILING_METADATA];
     if (typeof fn === 'function') cb[key] = exactArity(fn as AnyFn, arity);
   }
-  return cb as Callbacks;
+  return cb;
 }
 
 /** `fn` itself when it takes `arity` parameters, else an adapter that calls it with the first ones it declares. */

@@ -270,7 +270,7 @@ export class PluginVm {
       if (arity === 1) result = (fn as Guest1)(a);
       else if (arity === 2) result = (fn as Guest2)(a, b);
       else if (arity === 3) result = (fn as Guest3)(a, b, c);
-      else if (arity === 5) result = (fn as Guest5)(a, b, c, d, e);
+      else if (arity === 5) result = fn(a, b, c, d, e);
       else result = (fn as Guest0)();
     } catch (err) {
       // A doomed VM's trap or unwind is reported as what doomed it (budget, proc_exit), not as the trap itself.
