@@ -66,6 +66,18 @@ export function validateExports(info: ModuleInfo): AbiVersion {
   return abi;
 }
 
+/** Whether the module imports i64 metric hostcalls, each returning one i32 as the ABI says (validateImports checks only parameters). */
+function hasExactMetricImports(info: ModuleInfo): boolean {
+  let found = false;
+  for (const imp of info.imports) {
+    if (imp.module !== 'env' || (imp.name !== 'proxy_increment_metric' && imp.name !== 'proxy_record_metric')) continue;
+    const results = info.types[imp.typeIndex]?.results;
+    if (results?.length !== 1 || results[0] !== 0x7f) return false;
+    found = true;
+  }
+  return found;
+}
+
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex');
 }
@@ -90,5 +102,6 @@ export async function compilePlugin(bytes: Uint8Array, options: CompileOptions):
     size: bytes.length,
     exportNames: new Set(info.exports.map((e) => e.name)),
     maxMemoryBytes: Math.min(info.memory.max ?? capPages, capPages) * PAGE,
+    splitI64Metrics: hasExactMetricImports(info),
   };
 }

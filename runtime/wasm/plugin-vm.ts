@@ -25,6 +25,11 @@ export interface CompiledPlugin {
   exportNames: ReadonlySet<string>;
   /** The memory maximum after capping, in bytes. */
   maxMemoryBytes: number;
+  /**
+   * The module imports proxy_increment_metric and proxy_record_metric (those it imports) as (i32, i64) -> i32, the
+   * ABI's signature, so a Wasm shim can take them (i64-split-shim.ts). Absent: served from JavaScript as BigInt.
+   */
+  splitI64Metrics?: boolean;
 }
 
 export interface VmSettings {

@@ -1,9 +1,18 @@
-/** Metric hostcalls; the i64 arguments arrive from the guest as BigInt. */
+/**
+ * Metric hostcalls. The i64 values reach PluginMetrics as their two 32-bit words: through i64-split-shim.ts when the
+ * module imports the hostcalls with the ABI's exact signature (no BigInt per call), else from the BigInt (or, for a
+ * module that wrongly declares an i32, the number) JavaScript receives.
+ */
 import { Status } from '../abi-constants.js';
+import { splitI64Shim } from '../i64-split-shim.js';
+import { i64Words } from '../plugin-metrics.js';
 import type { PluginVm } from '../plugin-vm.js';
 
 export function metricImports(vm: PluginVm): Record<string, (...args: never[]) => number> {
   const metrics = vm.services.metrics;
+  const increment = (id: number, low: number, high: number): number => metrics.increment(id >>> 0, low, high);
+  const record = (id: number, low: number, high: number): number => metrics.record(id >>> 0, low, high);
+  const split = vm.compiled.splitI64Metrics === true ? splitI64Shim(increment, record) : undefined;
   return {
     proxy_define_metric: ((type: number, np: number, nl: number, ret: number) => {
       if (!vm.mem.inBounds(np >>> 0, nl >>> 0) || !vm.mem.inBounds(ret >>> 0, 4)) return Status.InvalidMemoryAccess;
@@ -11,17 +20,16 @@ export function metricImports(vm: PluginVm): Record<string, (...args: never[]) =
       if (typeof id !== 'number') return id.status;
       return vm.mem.writeU32(ret >>> 0, id);
     }),
-    proxy_increment_metric: ((id: number, delta: bigint) => metrics.increment(id >>> 0, toBigInt(delta))),
-    proxy_record_metric: ((id: number, value: bigint) => metrics.record(id >>> 0, toBigInt(value))),
+    proxy_increment_metric: split?.increment ?? ((id: number, delta: bigint | number) => increment(id, ...words(delta))),
+    proxy_record_metric: split?.record ?? ((id: number, value: bigint | number) => record(id, ...words(value))),
     proxy_get_metric: ((id: number, ret: number) => {
       const v = metrics.get(id >>> 0);
-      if (typeof v !== 'bigint') return v.status;
-      return vm.mem.writeU64(ret >>> 0, v);
+      if (typeof v === 'object') return v.status;
+      return typeof v === 'number' && v >= 0 ? vm.mem.writeU64Number(ret >>> 0, v) : vm.mem.writeU64(ret >>> 0, BigInt(v));
     }),
   };
 }
 
-/** A module that (wrongly) declares the value as i32 still works: JS hands it over as a number. */
-function toBigInt(v: bigint | number): bigint {
-  return typeof v === 'bigint' ? v : BigInt(Math.trunc(v));
+function words(v: bigint | number): [low: number, high: number] {
+  return i64Words(typeof v === 'bigint' ? v : BigInt(Math.trunc(v)));
 }
