@@ -7,7 +7,7 @@ import { switchingProtocolsHead } from './http1-head-writer.js';
 import { Http1ResponseStream, type ResponseStreamOwner } from './http1-response-stream.js';
 import { HeaderList } from './header-list.js';
 import { findHeadEnd, HeadParseError, parseResponseHead, type ResponseHead } from './http1-head-parser.js';
-import { onResponseBodyHook, runFilterHook, runResponseHeaders } from './l7-filter.js';
+import { hasResponseHeaderHooks, onResponseBodyHook, runFilterHook, runResponseHeaders } from './l7-filter.js';
 import { L7_ERROR, localReply } from './local-reply.js';
 import { applyHeaderOps } from './route-actions.js';
 import { spliceTunnel } from './byte-tunnel.js';
@@ -30,8 +30,10 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     const end = findHeadEnd(buf, 0, limits);
     if (end === 0) return;
     if (end instanceof HeadParseError) return this.upstreamProtocolError(end.reason);
-    // Without filters or route header operations nothing reads the fields: they are decoded only if asked for.
-    const res = parseResponseHead(buf, 0, end, limits, this.streams.length > 0 || this.route?.responseHeaders !== undefined);
+    // Without filters acting on the response or route header operations nothing reads the fields: they are decoded
+    // only if asked for (a Wasm chain whose plugins act only on the request has no response hook).
+    const filtered = hasResponseHeaderHooks(this.streams);
+    const res = parseResponseHead(buf, 0, end, limits, filtered || this.route?.responseHeaders !== undefined);
     if (res instanceof HeadParseError) return this.upstreamProtocolError(res.reason);
     if (res.status < 200 && res.status !== 101) {
       // 1xx interim responses: 100 Continue reaches a client that asked for it; others are dropped.
@@ -60,12 +62,12 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     if (response.closeAfter) this.keepAlive = false;
     this.phase = 'streaming';
     const ops = this.route?.responseHeaders;
-    // Without filters or header operations the fields stay as the upstream sent them, undecoded (see ParsedResponseHead).
-    if (this.streams.length === 0 && ops === undefined) return this.sendResponseHead(res, undefined, buf, end);
+    // Without response filters or header operations the fields stay as the upstream sent them, undecoded (see ParsedResponseHead).
+    if (!filtered && ops === undefined) return this.sendResponseHead(res, undefined, buf, end);
     const headers = new HeaderList(res.headers);
     if (ops !== undefined) applyHeaderOps(headers, ops);
     const emptyBody = response.framing.complete;
-    if (this.streams.length === 0) return this.sendResponseHead(res, headers, buf, end);
+    if (!filtered) return this.sendResponseHead(res, headers, buf, end);
     const status = runResponseHeaders(this.streams, res.status, headers, emptyBody);
     if (status === undefined) return this.sendResponseHead(res, headers, buf, end);
     // Only a paused filter stops the upstream; pausing costs two epoll changes, too much for every request.

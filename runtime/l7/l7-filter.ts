@@ -127,6 +127,12 @@ export function runRequestHeaders(streams: readonly L7FilterStream[], headers: H
   return undefined;
 }
 
+/** Whether any stream has a response headers hook: without one, nothing reads or edits the response head. */
+export function hasResponseHeaderHooks(streams: readonly L7FilterStream[]): boolean {
+  for (let i = 0; i < streams.length; i++) if (streams[i]!.onResponseHeaders !== undefined) return true;
+  return false;
+}
+
 /** runFilterHook specialised for response headers. */
 export function runResponseHeaders(streams: readonly L7FilterStream[], status: number, headers: HeaderList, endOfStream: boolean): FilterStatus {
   for (let i = 0; i < streams.length; i++) {

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Cb, PRELUDE, pluginConfig, wasmFileUrl, wat } from '../../test/helpers/wasm-fixtures.js';
 import { createTestHost, loadPlugin, records, type TestHost } from '../../test/helpers/wasm-host.js';
 import { HeaderList } from './header-list.js';
-import type { BodyAccess, FilterRequestInfo } from './l7-filter.js';
+import { hasResponseHeaderHooks, type BodyAccess, type FilterRequestInfo } from './l7-filter.js';
 import { wasmChainFilter } from './wasm-filter.js';
 
 const INFO: FilterRequestInfo = { method: 'GET', path: '/', authority: 'svc', protocol: 'HTTP/1.1', sourceAddress: '10.0.0.1', sourceIdentity: undefined, destinationService: undefined, requestId: 'r' };
@@ -44,6 +44,8 @@ describe('wasmChainFilter', () => {
     expect(filter.bufferResponseBody).toBe(false);
     const s = filter.start(INFO, BODY)!;
     for (const hook of ['onResponseHeaders', 'onRequestBody', 'onResponseBody', 'onRequestTrailers', 'onResponseTrailers'] as const) expect(Reflect.get(s, hook), hook).toBeUndefined();
+    // The HTTP/1 exchange then leaves the response head undecoded and runs no filter hook on it.
+    expect(hasResponseHeaderHooks([s])).toBe(false);
     expect(s.onRequestHeaders!(new HeaderList(['host', 'svc', 'accept', '*/*']), true)).toBeUndefined();
     s.onDone!(200, '-');
     expect(records(vm)).toEqual([
@@ -62,6 +64,7 @@ describe('wasmChainFilter', () => {
       expect(loaded.ok).toBe(true);
       const s = wasmChainFilter(t.host, ['quiet', 'reader']).start(INFO, BODY)!;
       expect(Reflect.get(s, 'onResponseHeaders')).toBeTypeOf('function');
+      expect(hasResponseHeaderHooks([s])).toBe(true);
       expect(s.onRequestHeaders!(new HeaderList(['host', 'svc']), true)).toBeUndefined();
       const response = new HeaderList(['content-length', '0']);
       expect(s.onResponseHeaders!(200, response, true)).toBeUndefined();
