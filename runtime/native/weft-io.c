@@ -15,6 +15,7 @@
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,22 +44,25 @@ typedef struct chunk {
 
 typedef struct io_state io_state_t;
 
+/* What a write or a read looks at comes first, in one cache line; the poll handle (over a hundred bytes libuv reads
+ * itself) last. Under load a connection's struct is rarely still cached when its next call comes: one line is one miss. */
 typedef struct io_conn {
   io_state_t *state;
-  /* The state's list of open connections, closed together when the thread's environment goes away. */
-  struct io_conn *prev, *next;
   int32_t id;
   uint32_t slot;
   int fd;
-  uv_poll_t poll;
   int events;
   unsigned char reading, eof, failed, want_drain, end_requested, shut, closed;
   chunk_t *head;
   chunk_t *tail;
   size_t queued;
+  /* The state's list of open connections, closed together when the thread's environment goes away. */
+  struct io_conn *prev, *next;
   /* One reference held by JavaScript's external, one by the poll handle until its close callback. */
   int refs;
+  uv_poll_t poll;
 } io_conn_t;
+_Static_assert(offsetof(io_conn_t, prev) <= 64, "a connection's hot fields fit one cache line");
 
 struct io_state {
   io_conn_t *conns;
@@ -442,11 +446,13 @@ static napi_value io_open(napi_env env, napi_callback_info info) {
     napi_throw_error(env, "ENOMEM", "ioOpen: out of memory");
     return NULL;
   }
-  io_conn_t *c = calloc(1, sizeof *c);
-  if (c == NULL) {
+  /* On a cache line of its own: the fields a call reads first fill exactly one (see io_conn_t). */
+  io_conn_t *c = NULL;
+  if (posix_memalign((void **)&c, 64, sizeof *c) != 0) {
     napi_throw_error(env, "ENOMEM", "ioOpen: out of memory");
     return NULL;
   }
+  memset(c, 0, sizeof *c);
   c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (c->fd < 0) {
     int err = errno;
