@@ -102,7 +102,7 @@ for (const n of [
 }
 
 /** The common name spelled (in any case) by b[start, end), if any; names hold only a-z and '-', so OR-ing 0x20 folds case. */
-function commonName(b: Buffer, start: number, end: number): string | undefined {
+export function commonName(b: Buffer, start: number, end: number): string | undefined {
   const list = COMMON_NAMES[end - start];
   if (list === undefined) return undefined;
   next: for (const name of list) {

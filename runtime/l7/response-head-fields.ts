@@ -4,7 +4,7 @@
  * itself (ResponseHead.headers) the first time something needs it.
  */
 import type { UndecodedFields } from './header-list.js';
-import type { ResponseHead } from './http1-head-parser.js';
+import { commonName, type ResponseHead } from './http1-head-parser.js';
 
 /** Node exposes latin1Slice on every Buffer (it backs toString('latin1')) but @types/node does not declare it. */
 interface FastBuffer extends Buffer {
@@ -27,8 +27,12 @@ export class ResponseHeadFields implements UndecodedFields {
   readonly #buf: FastBuffer;
   /** Where the head starts in #buf. */
   readonly #start: number;
-  /** Per field line: where its name starts, its colon, where its value starts and ends (trimmed); made on the first lookup. */
-  #index: Int32Array | undefined;
+  /**
+   * Per field line: where its name starts, its colon, where its value starts and ends (trimmed); made on the first
+   * lookup. A plain array of small integers: a typed array this size has its store off the heap, which cost more to make
+   * than the lookups it serves.
+   */
+  #index: number[] | undefined;
 
   /** `res` was parsed from buf[start, ...) by parseResponseHead, which validated every line this reads. */
   constructor(res: ResponseHead, buf: Buffer, start: number) {
@@ -58,8 +62,24 @@ export class ResponseHeadFields implements UndecodedFields {
     return n;
   }
 
+  /**
+   * The parser's list (ResponseHead.headers) made from the line index: the lines were validated when the head was
+   * parsed, so they are only cut into strings here, from one decoded string of the head as the parser does, instead of
+   * being parsed a second time.
+   */
   decode(): string[] {
-    return this.#res.headers;
+    const ix = (this.#index ??= this.#lines());
+    const b = this.#buf;
+    const base = this.#start;
+    const text = b.latin1Slice(base, ix.length === 0 ? base : ix[ix.length - 1]!);
+    const out: string[] = [];
+    for (let k = 0; k < this.count; k++) {
+      const n0 = ix[k * 4]!;
+      const n1 = ix[k * 4 + 1]!;
+      out.push(commonName(b, n0, n1) ?? lowerName(b, text.slice(n0 - base, n1 - base), n0, n1), text.slice(ix[k * 4 + 2]! - base, ix[k * 4 + 3]! - base));
+    }
+    this.#res.headers = out;
+    return out;
   }
 
   /** The first field line at or after `from` named `name` (lower-case), or -1. */
@@ -85,23 +105,30 @@ export class ResponseHeadFields implements UndecodedFields {
    * One pass over the field lines. The parser accepted them: each is a tchar name, a colon, a value of field-vchar,
    * SP and HTAB, and CRLF; so the first colon ends the name and the first CR the value.
    */
-  #lines(): Int32Array {
+  #lines(): number[] {
     const b = this.#buf;
-    const ix = new Int32Array(this.count * 4);
-    let p = b.indexOf(LF, this.#start) + 1;
+    const ix: number[] = [];
+    let p = this.#start;
+    while (b[p] !== LF) p++;
+    p++;
     for (let k = 0; k < this.count; k++) {
-      ix[k * 4] = p;
+      const n0 = p;
       while (b[p] !== COLON) p++;
-      ix[k * 4 + 1] = p++;
+      const colon = p++;
       while (b[p] === SP || b[p] === HT) p++;
       const v0 = p;
       while (b[p] !== CR) p++;
       let v1 = p;
       while (v1 > v0 && (b[v1 - 1] === SP || b[v1 - 1] === HT)) v1--;
-      ix[k * 4 + 2] = v0;
-      ix[k * 4 + 3] = v1;
+      ix.push(n0, colon, v0, v1);
       p += 2;
     }
     return ix;
   }
+}
+
+/** `name`, b[start, end), in lower case (the parser's spelling of a field name). */
+function lowerName(b: Buffer, name: string, start: number, end: number): string {
+  for (let i = start; i < end; i++) if (LOWER[b[i]!] !== b[i]) return name.toLowerCase();
+  return name;
 }
