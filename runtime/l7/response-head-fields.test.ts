@@ -3,7 +3,7 @@
 // caller needs more than a lookup (seeded random heads and edits, against the decoded list).
 import { describe, expect, it } from 'vitest';
 import { HeaderList } from './header-list.js';
-import { parseResponseHead, type ResponseHead } from './http1-head-parser.js';
+import { HeadParseError, parseResponseHead, type ResponseHead } from './http1-head-parser.js';
 import { ResponseHeadFields } from './response-head-fields.js';
 import { prng } from '../../test/helpers/prng.js';
 
@@ -14,14 +14,14 @@ function undecoded(text: string): { res: ResponseHead; fields: ResponseHeadField
   // Behind other bytes, as a head is in a read that carried an earlier one.
   const buf = Buffer.from(`junk${text}body`, 'latin1');
   const res = parseResponseHead(buf.subarray(4), 0, text.length, LIMITS, false);
-  if (!('status' in res)) throw new Error(`not parsed: ${res.reason}`);
+  if (res instanceof HeadParseError) throw new Error(`not parsed: ${res.reason}`);
   return { res, fields: new ResponseHeadFields(res, buf.subarray(4), 0), buf };
 }
 
 /** The parser's decoded list of the same head. */
 function decodedFields(text: string): string[] {
   const res = parseResponseHead(Buffer.from(text, 'latin1'), 0, text.length, LIMITS, true);
-  if (!('status' in res)) throw new Error(`not parsed: ${res.reason}`);
+  if (res instanceof HeadParseError) throw new Error(`not parsed: ${res.reason}`);
   return res.headers;
 }
 

@@ -6,11 +6,6 @@
 import type { UndecodedFields } from './header-list.js';
 import { commonName, type ResponseHead } from './http1-head-parser.js';
 
-/** Node exposes latin1Slice on every Buffer (it backs toString('latin1')) but @types/node does not declare it. */
-interface FastBuffer extends Buffer {
-  latin1Slice(start: number, end: number): string;
-}
-
 const CR = 0x0d;
 const LF = 0x0a;
 const SP = 0x20;
@@ -24,7 +19,7 @@ for (let c = 0; c < 256; c++) LOWER[c] = c >= 0x41 && c <= 0x5a ? c + 0x20 : c;
 export class ResponseHeadFields implements UndecodedFields {
   readonly count: number;
   readonly #res: ResponseHead;
-  readonly #buf: FastBuffer;
+  readonly #buf: Buffer;
   /** Where the head starts in #buf. */
   readonly #start: number;
   /**
@@ -38,7 +33,7 @@ export class ResponseHeadFields implements UndecodedFields {
   constructor(res: ResponseHead, buf: Buffer, start: number) {
     this.count = res.fieldCount;
     this.#res = res;
-    this.#buf = buf as FastBuffer;
+    this.#buf = buf;
     this.#start = start;
     this.#index = undefined;
   }

@@ -11,7 +11,7 @@ import { wasmChainFilter } from './wasm-filter.js';
 import { requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
 import { firstValue, joinedValue, removeFrom, replaceIn } from '../wasm/lazy-header-map.js';
 import { prng } from '../../test/helpers/prng.js';
-import { parseResponseHead } from './http1-head-parser.js';
+import { HeadParseError, parseResponseHead } from './http1-head-parser.js';
 import { ResponseHeadFields } from './response-head-fields.js';
 
 const LINE: RequestLine = { method: 'GET', path: '/a?b=1', authority: 'svc' };
@@ -170,7 +170,7 @@ describe('the response map on an undecoded head', () => {
   function undecodedList(text: string): HeaderList {
     const buf = Buffer.from(text, 'latin1');
     const res = parseResponseHead(buf, 0, buf.length, LIMITS, false);
-    if (!('status' in res)) throw new Error(res.reason);
+    if (res instanceof HeadParseError) throw new Error(res.reason);
     return HeaderList.undecoded(new ResponseHeadFields(res, buf, 0));
   }
 
