@@ -9,7 +9,7 @@ import type { BodyAccess, FilterRequestInfo } from './l7-filter.js';
 import { RequestHeaderMap, ResponseHeaderMap } from './wasm-header-maps.js';
 import { wasmChainFilter } from './wasm-filter.js';
 import { requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
-import { firstValue, joinedValue, removeFrom, replaceIn } from '../wasm/lazy-header-map.js';
+import { firstValue, joinedValue, removeFrom, replaceIn, type LazyHeaderMap } from '../wasm/lazy-header-map.js';
 import { prng } from '../../test/helpers/prng.js';
 import { HeadParseError, parseResponseHead } from './http1-head-parser.js';
 import { ResponseHeadFields } from './response-head-fields.js';
@@ -75,27 +75,29 @@ describe('RequestHeaderMap / ResponseHeaderMap', () => {
   });
 });
 
+const VALUES = ['1', '2', 'v'];
+
+/** One op a plugin can make on a name of `names`, applied to a lazy map and to plain pairs (the built map) alike; returns the op and the name. */
+function step(pick: () => number, names: readonly string[], lazy: LazyHeaderMap, pairs: [string, string][], log: string[]): [number, string] {
+  const name = names[Math.floor(pick() * names.length)]!;
+  const value = VALUES[Math.floor(pick() * VALUES.length)]!;
+  const op = Math.floor(pick() * 3);
+  log.push(`${['add', 'replace', 'remove'][op]} ${name} ${value}`);
+  if (op === 0) {
+    lazy.append([name, value]);
+    pairs.push([name, value]);
+  } else if (op === 1) {
+    lazy.replace(name, value);
+    replaceIn(pairs, name, value);
+  } else {
+    lazy.remove(name);
+    removeFrom(pairs, name, 0);
+  }
+  return [op, name];
+}
+
 describe('field edits on an unbuilt map', () => {
   const NAMES = ['accept', 'x-a', 'x-b', 'host', ':path', ':authority', 'x-new'];
-  const VALUES = ['1', '2', 'v'];
-
-  /** The ops a plugin can make, applied to a lazy map and to plain pairs (the built map) alike. */
-  function step(pick: () => number, lazy: RequestHeaderMap, pairs: [string, string][], log: string[]): void {
-    const name = NAMES[Math.floor(pick() * NAMES.length)]!;
-    const value = VALUES[Math.floor(pick() * VALUES.length)]!;
-    const op = Math.floor(pick() * 3);
-    log.push(`${['add', 'replace', 'remove'][op]} ${name} ${value}`);
-    if (op === 0) {
-      lazy.append([name, value]);
-      pairs.push([name, value]);
-    } else if (op === 1) {
-      lazy.replace(name, value);
-      replaceIn(pairs, name, value);
-    } else {
-      lazy.remove(name);
-      removeFrom(pairs, name, 0);
-    }
-  }
 
   it('answers and writes back as the built pairs would, over seeded random removes, replaces and adds', () => {
     const pick = prng(20261207);
@@ -109,7 +111,7 @@ describe('field edits on an unbuilt map', () => {
       const log: string[] = [`fields ${flat.join(' ')}`];
       const ops = 1 + Math.floor(pick() * 5);
       for (let i = 0; i < ops; i++) {
-        step(pick, lazy, pairs, log);
+        step(pick, NAMES, lazy, pairs, log);
         const where = log.join('; ');
         expect(lazy.length, where).toBe(pairs.length);
         for (const n of NAMES) {
@@ -163,7 +165,6 @@ describe('field edits on an unbuilt map', () => {
 
 describe('the response map on an undecoded head', () => {
   const NAMES = ['server', 'x-a', 'x-b', 'set-cookie', ':status', 'x-new'];
-  const VALUES = ['1', '2', 'v'];
   const LIMITS = { maxHeadBytes: 65536, maxHeaders: 100 };
 
   /** The head parsed lazily, as the L7 path does, and its fields as an undecoded list. */
@@ -207,20 +208,7 @@ describe('the response map on an undecoded head', () => {
       let edited = false;
       const ops = 1 + Math.floor(pick() * 5);
       for (let i = 0; i < ops; i++) {
-        const name = NAMES[Math.floor(pick() * NAMES.length)]!;
-        const value = VALUES[Math.floor(pick() * VALUES.length)]!;
-        const op = Math.floor(pick() * 3);
-        log.push(`${['add', 'replace', 'remove'][op]} ${name} ${value}`);
-        if (op === 0) {
-          lazy.append([name, value]);
-          pairs.push([name, value]);
-        } else if (op === 1) {
-          lazy.replace(name, value);
-          replaceIn(pairs, name, value);
-        } else {
-          lazy.remove(name);
-          removeFrom(pairs, name, 0);
-        }
+        const [op, name] = step(pick, NAMES, lazy, pairs, log);
         if (op !== 0 && decoded.includes(name)) edited = true;
         const where = log.join('; ');
         expect(lazy.length, where).toBe(pairs.length);
