@@ -102,4 +102,13 @@ describe('HeaderList original edits (what a head splice needs)', () => {
     h.add('x-a', 'caf\xe9');
     expect(h.flat).toEqual(['x-a', 'caf\xe9']);
   });
+
+  it('checks every value, a new one per request as a rate-limit count makes them, however many came before', () => {
+    const h = new HeaderList(['host', 'a']);
+    for (let i = 0; i < 10_000; i++) h.set('ratelimit', `"api.user";r=${999_999_999 - i};t=1`);
+    expect(h.get('ratelimit')).toBe('"api.user";r=999990000;t=1');
+    expect(() => h.set('ratelimit', '"api.user";r=1\r\nx-injected: 1')).toThrow(TypeError);
+    expect(() => h.add('ratelimit', '"api.user";r=1\u0000')).toThrow(TypeError);
+    expect(h.get('ratelimit')).toBe('"api.user";r=999990000;t=1');
+  });
 });

@@ -127,6 +127,18 @@ describe('field names', () => {
     if (h instanceof HeadParseError || typeof h === 'number') throw new Error('expected a head');
     expect(h.headers).toEqual(['host', 'x', 'hosu', '1', 'x-request-ie', '2']);
   });
+
+  it('does not mistake a name whose first byte only shares a common name\'s low bits for it', () => {
+    // '!' (0x21) and 'A'/'a' agree in their low five bits, as '(' and 'H'/'h' do not (not a tchar); 'TE' and '~e' likewise.
+    const h = req('GET / HTTP/1.1\r\nHost: x\r\n!ccept: 1\r\nAccept: 2\r\n4e: 3\r\nTe: 4\r\n\r\n');
+    if (h instanceof HeadParseError || typeof h === 'number') throw new Error('expected a head');
+    expect(h.headers).toEqual(['host', 'x', '!ccept', '1', 'accept', '2', '4e', '3', 'te', '4']);
+    // Only the real `te` makes the head one to write anew.
+    expect(h.verbatim).toBeUndefined();
+    const plain = req('GET / HTTP/1.1\r\nHost: x\r\n4e: 3\r\n\r\n');
+    if (plain instanceof HeadParseError || typeof plain === 'number') throw new Error('expected a head');
+    expect(plain.verbatim).toBeDefined();
+  });
 });
 
 describe('verbatim heads', () => {

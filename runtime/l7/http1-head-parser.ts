@@ -85,29 +85,48 @@ const SP = 0x20;
 const HT = 0x09;
 
 /**
- * Field names on nearly every message, by length. A head reuses these strings instead of slicing and lower-casing its
- * own copies, and later lookups (`=== 'host'`, HOP_BY_HOP.has) hit an already hashed, identical string.
+ * Field names on nearly every message. A head reuses these strings instead of slicing and lower-casing its own copies,
+ * and later lookups (`=== 'host'`, HOP_BY_HOP.has) hit an already hashed, identical string.
  */
-const COMMON_NAMES: (readonly string[] | undefined)[] = [];
-for (const n of [
+const COMMON = [
   'host', 'user-agent', 'accept', 'accept-encoding', 'accept-language', 'accept-ranges', 'authorization', 'cache-control',
   'connection', 'content-encoding', 'content-length', 'content-type', 'cookie', 'date', 'etag', 'expect', 'keep-alive',
   'last-modified', 'location', 'server', 'set-cookie', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'vary', 'via',
   'x-forwarded-for', 'x-forwarded-proto', 'x-request-id', 'traceparent', 'tracestate', 'grpc-status', 'grpc-message',
   'proxy-connection',
-]) {
-  const list = (COMMON_NAMES[n.length] ?? []) as string[];
-  list.push(n);
-  COMMON_NAMES[n.length] = list;
-}
+];
 
-/** The common name spelled (in any case) by b[start, end), if any; names hold only a-z and '-', so OR-ing 0x20 folds case. */
+/** The names longest among COMMON; a longer name is never common. */
+const COMMON_MAX = 17;
+
+/**
+ * COMMON by length and first letter (bucket `length << 5 | first & 0x1f`): the candidates for a name, their bytes in
+ * COMMON_BYTES, for a compare against the head's bytes. Bytes, not `charCodeAt`: optimized code does not know a
+ * constant string's representation and dispatches on it for every character read.
+ */
+const COMMON_BUCKETS: (readonly number[] | undefined)[] = new Array<undefined>((COMMON_MAX + 1) << 5).fill(undefined);
+const COMMON_BYTES = COMMON.map((n) => Buffer.from(n, 'latin1'));
+COMMON.forEach((n, i) => {
+  const key = (n.length << 5) | (n.charCodeAt(0) & 0x1f);
+  COMMON_BUCKETS[key] = [...(COMMON_BUCKETS[key] ?? []), i];
+});
+
+/**
+ * The common name spelled (in any case) by b[start, end), if any. Names hold only a-z and '-', and b[start, end) only
+ * tchar, so OR-ing 0x20 folds case: among tchar only A-Z and a-z become a-z, and only '-' becomes '-'.
+ */
 export function commonName(b: Buffer, start: number, end: number): string | undefined {
-  const list = COMMON_NAMES[end - start];
+  const len = end - start;
+  if (len > COMMON_MAX) return undefined;
+  const list = COMMON_BUCKETS[(len << 5) | (b[start]! & 0x1f)];
   if (list === undefined) return undefined;
-  next: for (const name of list) {
-    for (let i = 0; i < name.length; i++) if ((b[start + i]! | 0x20) !== name.charCodeAt(i)) continue next;
-    return name;
+  next: for (let k = 0; k < list.length; k++) {
+    const i = list[k]!;
+    const bytes = COMMON_BYTES[i]!;
+    for (let j = 1; j < len; j++) if ((b[start + j]! | 0x20) !== bytes[j]) continue next;
+    // The bucket fixed the first byte's low five bits only: '!' or 'A' would share 'a''s.
+    if ((b[start]! | 0x20) !== bytes[0]) continue;
+    return COMMON[i];
   }
   return undefined;
 }

@@ -6,6 +6,7 @@ import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createNativeTransport } from './http1-native-transport.js';
+import { loadNativeSocket, socketFd } from '../native/weft-socket.js';
 import type { Http1Transport, TransportSink } from './http1-transport.js';
 
 const quiet: TransportSink = { onData: () => {}, onEnd: () => {}, onDrain: () => {}, onClose: () => {} };
@@ -87,6 +88,34 @@ describe('native transport', () => {
     expect(got.subarray(written).toString()).toBe('tail');
     released.destroy();
     peer.destroy();
+  });
+
+  it('names a connection by slot and id: a closed connection\'s slot, taken by the next one, is not written through', async () => {
+    const native = loadNativeSocket();
+    if (native?.ioSlot === undefined) throw new Error('the addon lacks ioSlot (is it built?)');
+    const { port, next } = await server();
+    const connect = async (): Promise<[net.Socket, net.Socket]> => {
+      const s = net.connect(port, '127.0.0.1');
+      await once(s, 'connect');
+      return [s, await next()];
+    };
+    // Ids of their own (negative): the transport module's connections count up from 1.
+    const [a, peerA] = await connect();
+    const connA = native.ioOpen!(socketFd(a)!, -1001);
+    const slot = native.ioSlot(connA);
+    native.ioClose!(connA);
+    const [b, peerB] = await connect();
+    const connB = native.ioOpen!(socketFd(b)!, -1002);
+    expect(native.ioSlot(connB)).toBe(slot);
+    // The closed connection's calls do nothing; the one now in the slot is written to.
+    expect(native.ioWrite!(slot, -1001, 'stale ')).toBe(0);
+    expect(native.ioEnd!(slot, -1001)).toBe(0);
+    native.ioPause!(slot, -1001);
+    expect(native.ioWrite!(slot, -1002, 'fresh')).toBe(1);
+    expect((await readAll(peerB, 5)).toString()).toBe('fresh');
+    expect(() => native.ioWrite!('x' as unknown as number, -1002, 'no')).toThrow(TypeError);
+    native.ioClose!(connB);
+    for (const s of [a, peerA, b, peerB]) s.destroy();
   });
 
   it('lets a worker thread exit with connections open', async () => {

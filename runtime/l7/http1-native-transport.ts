@@ -17,7 +17,7 @@ import type { Http1Transport, TransportSink } from './http1-transport.js';
 import { extendedVerbatimHead } from './http1-head-writer.js';
 import { batchEnded, batchStarted } from './loop-clock.js';
 
-type NativeIo = Required<Pick<NativeSocket, 'ioInit' | 'ioOpen' | 'ioWrite' | 'ioWriteSpliced' | 'ioEnd' | 'ioPause' | 'ioResume' | 'ioClose' | 'ioRelease'>>;
+type NativeIo = Required<Pick<NativeSocket, 'ioInit' | 'ioOpen' | 'ioSlot' | 'ioWrite' | 'ioWriteSpliced' | 'ioEnd' | 'ioPause' | 'ioResume' | 'ioClose' | 'ioRelease'>>;
 
 const REC_DATA = 1;
 const REC_EOF = 2;
@@ -38,8 +38,9 @@ interface Batch {
 function loadBatch(): Batch | undefined {
   if (envValue(ENV.l7NativeIo) === '0' || envValue(ENV.l7StreamIo) === '1') return undefined;
   const native = loadNativeSocket();
-  // An addon built before ioWriteSpliced lacks the rest too: the handle transport serves then.
-  if (native === null || typeof native.ioInit !== 'function' || typeof native.ioWriteSpliced !== 'function') return undefined;
+  // An addon built before ioSlot takes other arguments, and one before ioWriteSpliced lacks the rest too: the handle
+  // transport serves then.
+  if (native === null || typeof native.ioInit !== 'function' || typeof native.ioSlot !== 'function') return undefined;
   const io = native as NativeIo;
   try {
     const [arena, records] = io.ioInit(onBatch);
@@ -149,7 +150,9 @@ class NativeTransport implements Http1Transport {
   readonly #sink: TransportSink;
   readonly #id: number;
   readonly #handle: TcpHandle;
+  /** The addon's connection, held for its lifetime (the per-request calls name it by #slot and #id). */
   #conn: object | undefined;
+  #slot = -1;
   /** Writes made before the connection was up (none expected; kept in order if any). */
   #early: [Buffer | string, Buffer | undefined][] = [];
   #paused = false;
@@ -199,8 +202,9 @@ class NativeTransport implements Http1Transport {
 
   #start(conn: object): void {
     this.#conn = conn;
+    this.#slot = this.#io.ioSlot(conn);
     open.set(this.#id, this);
-    if (!this.#paused) this.#io.ioResume(conn);
+    if (!this.#paused) this.#io.ioResume(this.#slot, this.#id);
     const ending = this.#ending;
     this.#ending = false;
     const early = this.#early;
@@ -264,7 +268,7 @@ class NativeTransport implements Http1Transport {
     }
     if (this.#ending) return false;
     // Without a body the call carries no third argument: the addon inspects every argument it is given.
-    return this.#result(body === undefined ? this.#io.ioWrite(conn, data) : this.#io.ioWrite(conn, data, body));
+    return this.#result(body === undefined ? this.#io.ioWrite(this.#slot, this.#id, data) : this.#io.ioWrite(this.#slot, this.#id, data, body));
   }
 
   #result(r: number): boolean {
@@ -278,7 +282,7 @@ class NativeTransport implements Http1Transport {
   writeSpliced(head: Buffer, lines: string, body: Buffer | undefined): boolean {
     const conn = this.#conn;
     if (conn === undefined || this.#ending || this.#released || this.gone()) return this.#write(extendedVerbatimHead(head, lines, body, body?.length ?? 0), undefined);
-    return this.#result(body === undefined ? this.#io.ioWriteSpliced(conn, head, lines) : this.#io.ioWriteSpliced(conn, head, lines, body));
+    return this.#result(body === undefined ? this.#io.ioWriteSpliced(this.#slot, this.#id, head, lines) : this.#io.ioWriteSpliced(this.#slot, this.#id, head, lines, body));
   }
 
   write(data: Buffer | string): boolean {
@@ -291,12 +295,12 @@ class NativeTransport implements Http1Transport {
 
   pause(): void {
     this.#paused = true;
-    if (this.#conn !== undefined) this.#io.ioPause(this.#conn);
+    if (this.#conn !== undefined) this.#io.ioPause(this.#slot, this.#id);
   }
 
   resume(): void {
     this.#paused = false;
-    if (this.#conn !== undefined && !this.#released) this.#io.ioResume(this.#conn);
+    if (this.#conn !== undefined && !this.#released) this.#io.ioResume(this.#slot, this.#id);
   }
 
   end(last?: Buffer): void {
@@ -307,7 +311,7 @@ class NativeTransport implements Http1Transport {
   }
 
   #end(): void {
-    if (this.#io.ioEnd(this.#conn!) === 1) this.onShutdown();
+    if (this.#io.ioEnd(this.#slot, this.#id) === 1) this.onShutdown();
   }
 
   destroy(): void {

@@ -3,7 +3,11 @@
  * JavaScript hears about them in one call per loop iteration (a uv_check handle), not one callback per socket read.
  * Writes go straight to the kernel; what it does not take is copied and sent when the fd is writable. The fixed cost
  * Node pays per read callback and per write request is paid once per batch. Records are four int32s:
- * [connection id, kind, arena offset, length], where an error record's length is a negative errno. */
+ * [connection id, kind, arena offset, length], where an error record's length is a negative errno.
+ * The calls made per request (write, end, pause, resume) name their connection by [slot, id], two small integers,
+ * not by its external: reading an external touches its heap object, a cache miss on nearly every call under load
+ * (most of what those calls cost in user space, measured). The external stays the connection's lifetime (its
+ * finalizer is the safety net); the id, never reused, tells a stale slot from the connection now in it. */
 #define _GNU_SOURCE
 #include <node_api.h>
 #include "weft-napi.h"
@@ -11,6 +15,7 @@
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,24 +44,33 @@ typedef struct chunk {
 
 typedef struct io_state io_state_t;
 
+/* What a write or a read looks at comes first, in one cache line; the poll handle (over a hundred bytes libuv reads
+ * itself) last. Under load a connection's struct is rarely still cached when its next call comes: one line is one miss. */
 typedef struct io_conn {
   io_state_t *state;
-  /* The state's list of open connections, closed together when the thread's environment goes away. */
-  struct io_conn *prev, *next;
   int32_t id;
+  uint32_t slot;
   int fd;
-  uv_poll_t poll;
   int events;
   unsigned char reading, eof, failed, want_drain, end_requested, shut, closed;
   chunk_t *head;
   chunk_t *tail;
   size_t queued;
+  /* The state's list of open connections, closed together when the thread's environment goes away. */
+  struct io_conn *prev, *next;
   /* One reference held by JavaScript's external, one by the poll handle until its close callback. */
   int refs;
+  uv_poll_t poll;
 } io_conn_t;
+_Static_assert(offsetof(io_conn_t, prev) <= 64, "a connection's hot fields fit one cache line");
 
 struct io_state {
   io_conn_t *conns;
+  /* Open connections by slot; free slots are kept on a stack. */
+  io_conn_t **slots;
+  uint32_t *free_slots;
+  uint32_t n_slots;
+  uint32_t n_free;
   napi_env env;
   napi_ref callback;
   napi_ref arena_ref;
@@ -261,6 +275,9 @@ static void close_conn_with(io_conn_t *c, uv_close_cb close_cb) {
   if (c->prev != NULL) c->prev->next = c->next;
   else c->state->conns = c->next;
   if (c->next != NULL) c->next->prev = c->prev;
+  io_state_t *s = c->state;
+  s->slots[c->slot] = NULL;
+  s->free_slots[s->n_free++] = c->slot;
   uv_close((uv_handle_t *)&c->poll, close_cb);
   close(c->fd);
   free_queue(c);
@@ -288,13 +305,36 @@ static io_conn_t *conn_of(napi_env env, napi_value v) {
   return data;
 }
 
-/* The connection passed as the first argument; NULL (with a TypeError thrown) otherwise. */
+/* The connection passed as the first argument (its external); NULL (with a TypeError thrown) otherwise. */
 static io_conn_t *conn_arg(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   /* A missing argument arrives as undefined, which conn_of refuses. */
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   return conn_of(env, argv[0]);
+}
+
+/* The connection named by [slot, id] (ioSlot): *out is NULL when it is closed (its slot freed or taken by another
+ * connection since); false, with a TypeError thrown, when the two are not numbers. */
+static bool conn_at(napi_env env, napi_value slot_v, napi_value id_v, io_conn_t **out) {
+  int32_t slot = -1, id = 0;
+  if (napi_get_value_int32(env, slot_v, &slot) != napi_ok || napi_get_value_int32(env, id_v, &id) != napi_ok) {
+    napi_throw_type_error(env, "EINVAL", "expects a connection's slot and id (ioSlot)");
+    return false;
+  }
+  io_state_t *s = thread_state;
+  io_conn_t *c = s != NULL && slot >= 0 && (uint32_t)slot < s->n_slots ? s->slots[slot] : NULL;
+  *out = c != NULL && c->id == id ? c : NULL;
+  return true;
+}
+
+/* The connection named by the first two arguments; *out as conn_at. */
+static bool conn_at_args(napi_env env, napi_callback_info info, io_conn_t **out) {
+  size_t argc = 2;
+  napi_value argv[2];
+  /* Missing arguments arrive as undefined, which conn_at refuses. */
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  return conn_at(env, argv[0], argv[1], out);
 }
 
 static napi_value int32_value(napi_env env, int32_t v) {
@@ -308,6 +348,8 @@ static napi_value int32_value(napi_env env, int32_t v) {
 static void env_cleanup(void *arg) {
   io_state_t *s = arg;
   while (s->conns != NULL) close_conn_with(s->conns, NULL);
+  free(s->slots);
+  free(s->free_slots);
   thread_state = NULL;
   uv_close((uv_handle_t *)&s->check, NULL);
 }
@@ -365,6 +407,23 @@ static napi_value io_init(napi_env env, napi_callback_info info) {
   return out;
 }
 
+/* Doubles the slot table; the new slots go on the free stack, lowest on top. 0, or -1 out of memory. */
+static int grow_slots(io_state_t *s) {
+  uint32_t n = s->n_slots == 0 ? 64 : s->n_slots * 2;
+  io_conn_t **slots = realloc(s->slots, n * sizeof *slots);
+  if (slots == NULL) return -1;
+  s->slots = slots;
+  uint32_t *free_slots = realloc(s->free_slots, n * sizeof *free_slots);
+  if (free_slots == NULL) return -1;
+  s->free_slots = free_slots;
+  for (uint32_t i = n; i > s->n_slots; i--) {
+    slots[i - 1] = NULL;
+    free_slots[s->n_free++] = i - 1;
+  }
+  s->n_slots = n;
+  return 0;
+}
+
 /* ioOpen(fd, id) -> connection: polls a duplicate of `fd`; reads start with ioResume. */
 static napi_value io_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -382,11 +441,18 @@ static napi_value io_open(napi_env env, napi_callback_info info) {
   }
   uv_loop_t *loop = NULL;
   napi_get_uv_event_loop(env, &loop);
-  io_conn_t *c = calloc(1, sizeof *c);
-  if (c == NULL) {
+  /* Room for one more slot first: every failure below leaves the table as it was. */
+  if (s->n_free == 0 && grow_slots(s) != 0) {
     napi_throw_error(env, "ENOMEM", "ioOpen: out of memory");
     return NULL;
   }
+  /* On a cache line of its own: the fields a call reads first fill exactly one (see io_conn_t). */
+  io_conn_t *c = NULL;
+  if (posix_memalign((void **)&c, 64, sizeof *c) != 0) {
+    napi_throw_error(env, "ENOMEM", "ioOpen: out of memory");
+    return NULL;
+  }
+  memset(c, 0, sizeof *c);
   c->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (c->fd < 0) {
     int err = errno;
@@ -402,6 +468,8 @@ static napi_value io_open(napi_env env, napi_callback_info info) {
   }
   c->state = s;
   c->id = id;
+  c->slot = s->free_slots[--s->n_free];
+  s->slots[c->slot] = c;
   c->poll.data = c;
   c->refs = 2;
   c->next = s->conns;
@@ -469,33 +537,33 @@ static int32_t send_parts(io_conn_t *c, struct iovec *iov, int n_iov) {
   return 0;
 }
 
-/* ioWrite(conn, ...parts) -> 1 | 0 | -errno (send_parts): up to four parts, each a Buffer, a latin1 string (a head)
- * or undefined, in one sendmsg.
- * ioWriteSpliced(conn, head, lines, body?) -> the same answers: `head` (a message head, ending in its blank line) with
+/* ioWrite(slot, id, ...parts) -> 1 | 0 | -errno (send_parts): up to four parts, each a Buffer, a latin1 string (a
+ * head) or undefined, in one sendmsg; 0 for a closed connection.
+ * ioWriteSpliced(slot, id, head, lines, body?) -> the same answers: `head` (a message head, ending in its blank line) with
  * the field lines `lines` (a latin1 string) before its final CRLF, and `body` after it; a forwarded head with the fields
  * filters added, without building it in a new buffer first. */
 static napi_value write_parts(napi_env env, napi_callback_info info, bool spliced) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
   void *head = NULL;
   size_t head_len = 0;
   if (spliced) {
     bool is_buffer = false;
-    if (argc >= 3) napi_is_buffer(env, argv[1], &is_buffer);
-    if (is_buffer) napi_get_buffer_info(env, argv[1], &head, &head_len);
+    if (argc >= 4) napi_is_buffer(env, argv[2], &is_buffer);
+    if (is_buffer) napi_get_buffer_info(env, argv[2], &head, &head_len);
     if (!is_buffer || head_len < 4 || memcmp((char *)head + head_len - 4, "\r\n\r\n", 4) != 0) {
-      napi_throw_type_error(env, "EINVAL", "ioWriteSpliced(conn, head, lines, body?): head must be a Buffer ending in a blank line");
+      napi_throw_type_error(env, "EINVAL", "ioWriteSpliced(slot, id, head, lines, body?): head must be a Buffer ending in a blank line");
       return NULL;
     }
-    if (argc > 4) argc = 4;
-  } else if (argc < 2) {
-    napi_throw_type_error(env, "EINVAL", "ioWrite(conn, ...parts) expects a part");
+    if (argc > 5) argc = 5;
+  } else if (argc < 3) {
+    napi_throw_type_error(env, "EINVAL", "ioWrite(slot, id, ...parts) expects a part");
     return NULL;
   }
-  io_conn_t *c = conn_of(env, argv[0]);
-  if (c == NULL) return NULL;
-  if (c->closed || c->end_requested) return int32_value(env, 0);
+  io_conn_t *c;
+  if (!conn_at(env, argv[0], argv[1], &c)) return NULL;
+  if (c == NULL || c->closed || c->end_requested) return int32_value(env, 0);
   if (c->failed) return int32_value(env, -EPIPE);
   struct iovec iov[4];
   int n_iov = 0;
@@ -503,12 +571,12 @@ static napi_value write_parts(napi_env env, napi_callback_info info, bool splice
   room.used = 0;
   room.n_heap = 0;
   bool ok = true;
-  size_t from = 1;
+  size_t from = 2;
   if (spliced) {
     iov[n_iov++] = (struct iovec){head, head_len - 2};
-    ok = add_part(env, argv[2], iov, &n_iov, &room);
+    ok = add_part(env, argv[3], iov, &n_iov, &room);
     iov[n_iov++] = (struct iovec){(char *)head + head_len - 2, 2};
-    from = 3;
+    from = 4;
   }
   for (size_t i = from; ok && i < argc; i++) ok = add_part(env, argv[i], iov, &n_iov, &room);
   int32_t r = ok ? send_parts(c, iov, n_iov) : 0;
@@ -524,20 +592,22 @@ static napi_value io_write_spliced(napi_env env, napi_callback_info info) {
   return write_parts(env, info, true);
 }
 
-/* ioEnd(conn) -> 1 when the FIN went out now, 0 when it follows the queued bytes (a shutdown record then). */
+/* ioEnd(slot, id) -> 1 when the FIN went out now, 0 when it follows the queued bytes (a shutdown record then) or the
+ * connection is closed. */
 static napi_value io_end(napi_env env, napi_callback_info info) {
-  io_conn_t *c = conn_arg(env, info);
-  if (c == NULL) return NULL;
-  if (c->closed || c->end_requested) return int32_value(env, 0);
+  io_conn_t *c;
+  if (!conn_at_args(env, info, &c)) return NULL;
+  if (c == NULL || c->closed || c->end_requested) return int32_value(env, 0);
   c->end_requested = 1;
   if (c->head != NULL || c->failed) return int32_value(env, 0);
   do_shutdown(c);
   return int32_value(env, 1);
 }
 
+/* ioPause(slot, id), ioResume(slot, id): nothing for a closed connection. */
 static napi_value set_reading(napi_env env, napi_callback_info info, int reading) {
-  io_conn_t *c = conn_arg(env, info);
-  if (c == NULL) return NULL;
+  io_conn_t *c;
+  if (!conn_at_args(env, info, &c) || c == NULL) return NULL;
   c->reading = (unsigned char)reading;
   update_interest(c);
   return NULL;
@@ -556,6 +626,12 @@ static napi_value io_close(napi_env env, napi_callback_info info) {
   io_conn_t *c = conn_arg(env, info);
   if (c != NULL) close_conn(c);
   return NULL;
+}
+
+/* ioSlot(conn) -> the slot that names the connection (with its id) on the per-request calls. */
+static napi_value io_slot(napi_env env, napi_callback_info info) {
+  io_conn_t *c = conn_arg(env, info);
+  return c == NULL ? NULL : int32_value(env, (int32_t)c->slot);
 }
 
 /* ioRelease(conn) -> Buffer | undefined: like ioClose, but hands back the bytes not sent yet, for the caller to
@@ -583,6 +659,7 @@ void weft_io_register(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"ioInit", NULL, io_init, NULL, NULL, NULL, napi_default, NULL},
     {"ioOpen", NULL, io_open, NULL, NULL, NULL, napi_default, NULL},
+    {"ioSlot", NULL, io_slot, NULL, NULL, NULL, napi_default, NULL},
     {"ioWrite", NULL, io_write, NULL, NULL, NULL, napi_default, NULL},
     {"ioWriteSpliced", NULL, io_write_spliced, NULL, NULL, NULL, napi_default, NULL},
     {"ioEnd", NULL, io_end, NULL, NULL, NULL, napi_default, NULL},

@@ -25,14 +25,21 @@ export interface NativeSocket {
   /** Batched socket I/O (weft-io.c): `onBatch(count)` reads `count` records of four int32s; returns the arena and the records' memory. */
   ioInit?(onBatch: (count: number) => void): [Buffer, ArrayBuffer];
   ioOpen?(fd: number, id: number): object;
+  /**
+   * The connection's slot: the per-request calls name it by (slot, id), not by the object ioOpen returned (which the
+   * caller keeps: its finalizer closes a connection that was dropped unclosed). A closed connection's slot is reused;
+   * its id, never, so a call naming a closed connection does nothing (a write answers 0). Absent from addons built
+   * before it, whose calls below take the object instead.
+   */
+  ioSlot?(conn: object): number;
   /** 1: go on; 0: wait for the drain record; negative: -errno, the connection failed. */
-  ioWrite?(conn: object, data: Buffer | string, body?: Buffer): number;
+  ioWrite?(slot: number, id: number, data: Buffer | string, body?: Buffer): number;
   /** As ioWrite: `head` (ending in its blank line) with the field lines `lines` before its final CRLF, then `body`. */
-  ioWriteSpliced?(conn: object, head: Buffer, lines: string, body?: Buffer): number;
+  ioWriteSpliced?(slot: number, id: number, head: Buffer, lines: string, body?: Buffer): number;
   /** 1 when the FIN went out at once, 0 when a shutdown record follows the queued bytes. */
-  ioEnd?(conn: object): number;
-  ioPause?(conn: object): void;
-  ioResume?(conn: object): void;
+  ioEnd?(slot: number, id: number): number;
+  ioPause?(slot: number, id: number): void;
+  ioResume?(slot: number, id: number): void;
   ioClose?(conn: object): void;
   ioRelease?(conn: object): Buffer | undefined;
   /** Hot upgrade (weft-fdpass.c): a blocking unix-socket connect, and descriptors sent/received as SCM_RIGHTS. */

@@ -68,12 +68,22 @@ function upstreamHead(h: RequestHead, list: HeaderList): number {
 /** Returns µs of CPU per request for every case, and the derived costs over the plain path and the no-op filter. */
 /**
  * `cases` keeps only those labels (with plain and noop, the baselines), e.g. to profile one plugin:
- * `WEFT_PLUGIN_COST_CASES=cors node --cpu-prof dist/test/bench/plugin-cost.js`.
+ * `WEFT_PLUGIN_COST_CASES=cors node --cpu-prof dist/test/bench/plugin-cost.js`. `evictKb` (WEFT_PLUGIN_COST_EVICT_KB)
+ * walks that much unrelated memory before each request and between its request and response callbacks, in every case
+ * alike (the plain one too, so `_over_plain` stays the plugin's share): under wrk the kernel and the rest of the L7
+ * path run there and the plugin's code and memory come back cold, which a hot loop hides (64 KB: cors 1.2 → 3.3 µs).
  */
-export async function benchPluginCost(opts: { rounds?: number; requests?: number; cases?: readonly string[] } = {}): Promise<Record<string, number>> {
+export async function benchPluginCost(opts: { rounds?: number; requests?: number; cases?: readonly string[]; evictKb?: number } = {}): Promise<Record<string, number>> {
   setLogLevel('error');
   const rounds = opts.rounds ?? 5;
   const requests = opts.requests ?? 4000;
+  const evictWords = ((opts.evictKb ?? 0) * 1024) >> 2;
+  const junk = new Int32Array(evictWords);
+  // One touch per 64-byte line; the sum is kept so the walk is not optimized away.
+  let touched = 0;
+  const evict = (): void => {
+    for (let i = 0; i < evictWords; i += 16) touched += junk[i]!++;
+  };
   const jwt = createJwtBenchFixture();
   const services = createBenchForeignFunctions();
   const host = new PluginHost({ metrics: new MetricsRegistry(), foreignFunctions: services.foreign, idleMs: 0 });
@@ -118,6 +128,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     );
     const limits = { maxHeadBytes: 64 * 1024, maxHeaders: 100 };
     const oneL7 = (c: Case): void => {
+      if (evictWords > 0) evict();
       const head = parseRequestHead(rawRequest, 0, rawRequest.length, limits) as RequestHead;
       const req = new HeaderList(head.headers);
       const res = new HeaderList(['server', 'nginx', 'date', 'Mon, 07 Dec 2026 13:00:00 GMT', 'content-type', 'text/plain', 'content-length', '2']);
@@ -125,12 +136,14 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
       const s = filter?.start(L7_INFO, L7_BODY);
       if (s !== undefined && s.onRequestHeaders!(req, true) !== undefined) throw new Error(`${c.label}: request not continued`);
       upstreamHead(head, req);
+      if (evictWords > 0) evict();
       if (s === undefined) return;
       if (s.onResponseHeaders!(200, res, false) !== undefined) throw new Error(`${c.label}: response not continued`);
       s.onDone!(200, '-');
     };
     const one = (c: Case): void => {
       if (c.l7 === true) return oneL7(c);
+      if (evictWords > 0) evict();
       const chain = host.createStream(c.plugins, info);
       const req: HeaderPairs = [
         [':method', 'GET'], [':path', BENCH_REQUEST_PATH], [':authority', 'api.default'], [':scheme', 'http'],
@@ -140,6 +153,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
       if (c.extraHeaders !== undefined) req.push(...c.extraHeaders);
       const a = chain.onRequestHeaders(req, true);
       if (a.kind !== 'continue') throw new Error(`${c.label}: ${a.kind}`);
+      if (evictWords > 0) evict();
       chain.onResponseHeaders([[':status', '200'], ['content-type', 'text/plain'], ['content-length', '2']], false);
       chain.done();
     };
@@ -166,6 +180,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     // The whole Wasm side of an L7 request (adapter, map sync, host, guest) over the L7 path without plugins.
     for (const c of cases) if (c.l7 === true && c.plugins.length > 0) out[`${c.label}_over_l7_plain_us`] = over(c.label, 'l7_plain');
     out.l7_header_rewrite_sdk_over_hand_written_us = over('l7_header_rewrite', 'l7_hand_rewrite');
+    if (touched === -1) out.never = 0;
     return out;
   } finally {
     host.close();
@@ -176,7 +191,12 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
   const only = process.env.WEFT_PLUGIN_COST_CASES;
   const requests = process.env.WEFT_PLUGIN_COST_REQUESTS;
-  benchPluginCost({ ...(only === undefined || only === '' ? {} : { cases: only.split(',') }), ...(requests === undefined ? {} : { requests: Number(requests) }) }).then(
+  const evictKb = process.env.WEFT_PLUGIN_COST_EVICT_KB;
+  benchPluginCost({
+    ...(only === undefined || only === '' ? {} : { cases: only.split(',') }),
+    ...(requests === undefined ? {} : { requests: Number(requests) }),
+    ...(evictKb === undefined || evictKb === '' ? {} : { evictKb: Number(evictKb) }),
+  }).then(
     (r) => process.stdout.write(`${Object.entries(r).map(([k, v]) => `${k.padEnd(44)} ${v.toFixed(2)}`).join('\n')}\n`),
     (err: unknown) => {
       process.stderr.write(`${String((err as Error).stack ?? err)}\n`);
