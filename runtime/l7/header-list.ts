@@ -2,7 +2,8 @@
  * An ordered, mutable list of HTTP fields with lower-case names, stored flat ([name, value, ...]) so the parser's output
  * is used without copying. It remembers which of the fields it was made with (the parsed head's, one per field line, in
  * order) were since removed or given a new value, so a forwarder can splice those lines in the head's own bytes instead
- * of writing the head anew (http1-head-splice.ts).
+ * of writing the head anew (http1-head-splice.ts). A list may also start from fields still undecoded in the head's bytes
+ * (UndecodedFields): lookups by name and fields added then leave them undecoded; anything else decodes them first.
  */
 
 /** RFC 9110 token characters for names; values may not carry CR, LF or NUL (header injection), nor a character a latin1 write would truncate into one (U+010A is written as LF). */
@@ -14,9 +15,31 @@ export const FIELD_KEPT = 0;
 export const FIELD_REMOVED = 1;
 export const FIELD_REPLACED = 2;
 
+/**
+ * The fields a list is made with, read from where they were received without decoding them all (a response head's
+ * field lines, response-head-fields.ts). Names asked for are lower-case.
+ */
+export interface UndecodedFields {
+  /** How many fields there are. */
+  readonly count: number;
+  /** The first value of `name`, or undefined. */
+  first(name: string): string | undefined;
+  /** Every value of `name` joined with ", ", or undefined. */
+  joined(name: string): string | undefined;
+  /** How many fields are named `name`. */
+  countOf(name: string): number;
+  /** All of them, flat [name, value, ...] with lower-case names; the list takes the array over. */
+  decode(): string[];
+}
+
 export class HeaderList {
-  /** Invariant: even length; names lower-case. */
-  readonly flat: string[];
+  /**
+   * Invariant: even length; names lower-case. While `#source` is set it holds only the fields added since the list was
+   * made (the original ones are the source's); once decoded, all of them.
+   */
+  #flat: string[];
+  /** The original fields while still undecoded; unset on the first need for them as strings. */
+  #source: UndecodedFields | undefined;
   /** Fields the list was made with. */
   readonly #fields: number;
   /**
@@ -27,15 +50,52 @@ export class HeaderList {
   /** Per original field, FIELD_KEPT, FIELD_REMOVED or FIELD_REPLACED; made on the first edit of one (most lists get none). */
   #edits: Uint8Array | undefined;
 
-  constructor(flat: string[] = []) {
-    this.flat = flat;
-    this.#original = flat.length;
-    this.#fields = flat.length >> 1;
+  constructor(flat: string[] = [], source?: UndecodedFields) {
+    this.#flat = flat;
+    this.#source = source;
+    this.#fields = source === undefined ? flat.length >> 1 : source.count;
+    this.#original = this.#fields * 2;
+    this.#edits = undefined;
+  }
+
+  /** A list of `source`'s fields, decoded when something needs more of them than a lookup by name. */
+  static undecoded(source: UndecodedFields): HeaderList {
+    return new HeaderList([], source);
+  }
+
+  /** Invariant: even length; names lower-case. Decodes undecoded original fields. */
+  get flat(): string[] {
+    const s = this.#source;
+    if (s !== undefined) this.#decode(s);
+    return this.#flat;
+  }
+
+  /** Whether the original fields were decoded into strings (always, for a list made from strings). */
+  get decoded(): boolean {
+    return this.#source === undefined;
+  }
+
+  /**
+   * While the original fields are undecoded, the fields added since, flat: what `flat` holds from addedFrom on, without
+   * decoding the rest. Undefined once decoded.
+   */
+  get addedUndecoded(): readonly string[] | undefined {
+    return this.#source === undefined ? undefined : this.#flat;
+  }
+
+  #decode(s: UndecodedFields): void {
+    const f = s.decode();
+    const added = this.#flat;
+    for (let i = 0; i < added.length; i++) f.push(added[i]!);
+    this.#flat = f;
+    this.#source = undefined;
   }
 
   /** Some field was set, added or removed since the list was made (an unedited head may be forwarded as it came). */
   get edited(): boolean {
-    return this.#edits !== undefined || this.flat.length !== this.#original;
+    // Undecoded original fields were neither removed nor replaced (an edit of one decodes them first).
+    if (this.#source !== undefined) return this.#flat.length !== 0;
+    return this.#edits !== undefined || this.#flat.length !== this.#original;
   }
 
   /**
@@ -61,11 +121,18 @@ export class HeaderList {
   }
 
   get size(): number {
-    return this.flat.length >> 1;
+    const s = this.#source;
+    return (s === undefined ? 0 : s.count) + (this.#flat.length >> 1);
   }
 
+  /** The first value of `name` (lower-case), or undefined. */
   get(name: string): string | undefined {
-    const f = this.flat;
+    const s = this.#source;
+    if (s !== undefined) {
+      const v = s.first(name);
+      if (v !== undefined) return v;
+    }
+    const f = this.#flat;
     for (let i = 0; i < f.length; i += 2) if (f[i] === name) return f[i + 1];
     return undefined;
   }
@@ -77,6 +144,24 @@ export class HeaderList {
     return out;
   }
 
+  /** Every value of `name` (lower-case) joined with ", " (Envoy's get of a repeated header), or undefined. */
+  joined(name: string): string | undefined {
+    const s = this.#source;
+    let value = s === undefined ? undefined : s.joined(name);
+    const f = this.#flat;
+    for (let i = 0; i < f.length; i += 2) if (f[i] === name) value = value === undefined ? f[i + 1]! : `${value}, ${f[i + 1]!}`;
+    return value;
+  }
+
+  /** How many fields are named `name` (lower-case). */
+  count(name: string): number {
+    const s = this.#source;
+    let n = s === undefined ? 0 : s.countOf(name);
+    const f = this.#flat;
+    for (let i = 0; i < f.length; i += 2) if (f[i] === name) n++;
+    return n;
+  }
+
   has(name: string): boolean {
     return this.get(name) !== undefined;
   }
@@ -85,16 +170,20 @@ export class HeaderList {
   set(name: string, value: string): void {
     const n = checkName(name);
     checkValue(value);
-    const f = this.flat;
+    // Edits of original fields are recorded by position, so those need them decoded; added ones do not.
+    const s = this.#source;
+    if (s !== undefined && s.countOf(n) > 0) this.#decode(s);
+    const f = this.#flat;
+    const added = this.#source !== undefined;
     let found = false;
     for (let i = 0; i < f.length; ) {
       if (f[i] === n) {
         if (!found) {
-          if (i < this.#original) this.#mark(i, FIELD_REPLACED);
+          if (!added && i < this.#original) this.#mark(i, FIELD_REPLACED);
           f[i + 1] = value;
           found = true;
           i += 2;
-        } else this.#splice(i);
+        } else this.#splice(i, added);
       } else i += 2;
     }
     if (!found) f.push(n, value);
@@ -103,25 +192,28 @@ export class HeaderList {
   add(name: string, value: string): void {
     const n = checkName(name);
     checkValue(value);
-    this.flat.push(n, value);
+    this.#flat.push(n, value);
   }
 
   remove(name: string): void {
     const n = name.toLowerCase();
-    const f = this.flat;
+    const s = this.#source;
+    if (s !== undefined && s.countOf(n) > 0) this.#decode(s);
+    const f = this.#flat;
+    const added = this.#source !== undefined;
     for (let i = 0; i < f.length; ) {
-      if (f[i] === n) this.#splice(i);
+      if (f[i] === n) this.#splice(i, added);
       else i += 2;
     }
   }
 
-  /** Drops the field at flat index `i`, keeping the count of original entries in step. */
-  #splice(i: number): void {
-    if (i < this.#original) {
+  /** Drops the field at `#flat` index `i`, keeping the count of original entries in step (`added`: `#flat` holds only added fields). */
+  #splice(i: number, added: boolean): void {
+    if (!added && i < this.#original) {
       this.#mark(i, FIELD_REMOVED);
       this.#original -= 2;
     }
-    this.flat.splice(i, 2);
+    this.#flat.splice(i, 2);
   }
 
   /** Records what happened to the original field at flat index `i` (before it is removed from `flat`). */

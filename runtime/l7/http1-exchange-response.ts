@@ -6,6 +6,7 @@
 import { switchingProtocolsHead } from './http1-head-writer.js';
 import { Http1ResponseStream, type ResponseStreamOwner } from './http1-response-stream.js';
 import { HeaderList } from './header-list.js';
+import { ResponseHeadFields } from './response-head-fields.js';
 import { findHeadEnd, HeadParseError, parseResponseHead, type ResponseHead } from './http1-head-parser.js';
 import { hasResponseHeaderHooks, onResponseBodyHook, runFilterHook, runResponseHeaders } from './l7-filter.js';
 import { L7_ERROR, localReply } from './local-reply.js';
@@ -30,10 +31,11 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     const end = findHeadEnd(buf, 0, limits);
     if (end === 0) return;
     if (end instanceof HeadParseError) return this.upstreamProtocolError(end.reason);
-    // Without filters acting on the response or route header operations nothing reads the fields: they are decoded
-    // only if asked for (a Wasm chain whose plugins act only on the request has no response hook).
+    // The fields are decoded only if something asks for them: filters and route operations see them undecoded
+    // (ResponseHeadFields), most of them read a few by name or none. A Wasm chain whose plugins act only on the
+    // request has no response headers hook at all.
     const filtered = hasResponseHeaderHooks(this.streams);
-    const res = parseResponseHead(buf, 0, end, limits, filtered || this.route?.responseHeaders !== undefined);
+    const res = parseResponseHead(buf, 0, end, limits, false);
     if (res instanceof HeadParseError) return this.upstreamProtocolError(res.reason);
     if (res.status < 200 && res.status !== 101) {
       // 1xx interim responses: 100 Continue reaches a client that asked for it; others are dropped.
@@ -64,7 +66,7 @@ export abstract class Http1ExchangeResponse extends Http1ExchangeRouter implemen
     const ops = this.route?.responseHeaders;
     // Without response filters or header operations the fields stay as the upstream sent them, undecoded (see ParsedResponseHead).
     if (!filtered && ops === undefined) return this.sendResponseHead(res, undefined, buf, end);
-    const headers = new HeaderList(res.headers);
+    const headers = HeaderList.undecoded(new ResponseHeadFields(res, buf, 0));
     if (ops !== undefined) applyHeaderOps(headers, ops);
     const emptyBody = response.framing.complete;
     if (!filtered) return this.sendResponseHead(res, headers, buf, end);

@@ -62,6 +62,8 @@ export interface ResponseHead extends MessageHead {
   reason: string;
   /** The first `grpc-status` field's value. */
   grpcStatus: string | undefined;
+  /** How many field lines the head has (what a reader of the undecoded lines, response-head-fields.ts, needs up front). */
+  fieldCount: number;
 }
 
 /** tchar of RFC 9110 §5.6.2: 1 where allowed. */
@@ -113,7 +115,7 @@ COMMON.forEach((n, i) => {
  * The common name spelled (in any case) by b[start, end), if any. Names hold only a-z and '-', and b[start, end) only
  * tchar, so OR-ing 0x20 folds case: among tchar only A-Z and a-z become a-z, and only '-' becomes '-'.
  */
-function commonName(b: Buffer, start: number, end: number): string | undefined {
+export function commonName(b: Buffer, start: number, end: number): string | undefined {
   const len = end - start;
   if (len > COMMON_MAX) return undefined;
   const list = COMMON_BUCKETS[(len << 5) | (b[start]! & 0x1f)];
@@ -136,6 +138,8 @@ function commonName(b: Buffer, start: number, end: number): string | undefined {
 const FIELDS: string[] = [];
 /** The list of a head until its fields are parsed (never written to). */
 const NO_FIELDS: string[] = [];
+/** How many field lines the last parseFields call read. */
+let parsedFieldLines = 0;
 
 const KEEP_ALIVE = Buffer.from('keep-alive');
 const CLOSE = Buffer.from('close');
@@ -237,6 +241,7 @@ class ParsedResponseHead implements ResponseHead {
   connectionTokens: string[] | undefined = undefined;
   verbatim: Buffer | undefined = undefined;
   grpcStatus: string | undefined = undefined;
+  fieldCount = 0;
   readonly #buf: FastBuffer;
   readonly #start: number;
   /** Where the reason phrase starts and ends; where the field lines start. */
@@ -272,7 +277,7 @@ class ParsedResponseHead implements ResponseHead {
       // The same pass as the parse, keeping names and values this time, over a scratch record of the framing facts.
       const b = this.#buf;
       const end = this.#start + this.headBytes;
-      const scratch: ResponseHead = { status: this.status, reason: '', grpcStatus: undefined, headers: NO_FIELDS, minor: this.minor, contentLength: -1, chunked: false, close: false, upgrade: false, headBytes: this.headBytes, connectionTokens: undefined, verbatim: undefined };
+      const scratch: ResponseHead = { status: this.status, reason: '', grpcStatus: undefined, headers: NO_FIELDS, minor: this.minor, contentLength: -1, chunked: false, close: false, upgrade: false, headBytes: this.headBytes, connectionTokens: undefined, verbatim: undefined, fieldCount: 0 };
       parseFields(b, b.latin1Slice(this.#start, end), this.#start, this.#fields, end, this.#limits, scratch, false, false);
       this.#headers = scratch.headers;
     }
@@ -305,6 +310,7 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   const head = new ParsedResponseHead(b, start, end, d0 * 100 + d1 * 10 + d2, minorByte === 0x30 ? 0 : 1, r0, q, limits);
   const plain = withFields ? parseFields(b, b.latin1Slice(start, end), start, q + 2, end, limits, head, false, false) : parseFields(b, '', start, q + 2, end, limits, head, false, true);
   if (plain instanceof HeadParseError) return plain;
+  head.fieldCount = parsedFieldLines;
   // A status line without its SP before the (empty) reason is written anew, with the standard phrase.
   if (plain && minorByte === 0x31 && q > r0) setVerbatim(head, b, start, end);
   return head;
@@ -451,6 +457,7 @@ function parseFields(b: FastBuffer, text: string, base: number, p: number, end: 
   head.upgrade = upgradeHeader !== undefined && connectionUpgrade && head.minor === 1 && !offersH2c(upgradeHeader);
   if (isRequest && head.minor === 1 && !hasHost) return new HeadParseError(400, 'missing host header');
   if (!lazy) head.headers = FIELDS.slice(0, nf);
+  parsedFieldLines = fields;
   return plain;
 }
 

@@ -45,9 +45,11 @@ export function requestHeadText(h: RequestHead, headers: HeaderList, o: Upstream
  */
 export function appendedFieldLines(headers: HeaderList, isRequest: boolean, from = headers.appendedFrom): string | undefined {
   if (from < 0) return undefined;
-  const f = headers.flat;
+  // A list whose original fields are still undecoded holds the added ones apart: read those without decoding the rest.
+  const added = headers.addedUndecoded;
+  const f = added ?? headers.flat;
   let out = '';
-  for (let i = from; i < f.length; i += 2) {
+  for (let i = added === undefined ? from : from - headers.addedFrom; i < f.length; i += 2) {
     const name = f[i]!;
     if (HOP_BY_HOP.has(name) || (isRequest && (name === 'host' || name === 'traceparent'))) return undefined;
     out += `${name}: ${f[i + 1]!}\r\n`;

@@ -10,6 +10,7 @@ import { observeBody, onResponseBodyHook, type L7FilterStream } from './l7-filte
 import { HeaderList } from './header-list.js';
 import { BodyFraming } from './http1-body-framing.js';
 import { appendedFieldLines, responseHeadStart } from './http1-head-writer.js';
+import { splicedHead } from './http1-head-splice.js';
 
 export interface ResponseStreamOwner {
   /** The body ended where its framing said. */
@@ -85,9 +86,13 @@ export class Http1ResponseStream {
     }
     this.started = true;
     const raw = res.verbatim;
-    if (raw !== undefined && connection === undefined && this.framing.scanner === null && this.#hooks.length === 0) {
-      const appended = edited === undefined ? '' : appendedFieldLines(edited, false);
-      if (appended !== undefined) return this.#startVerbatim(raw, appended, chunk, bodyAt);
+    if (raw !== undefined && connection === undefined && this.framing.scanner === null) {
+      if (edited === undefined) return this.#startVerbatim(raw, '', chunk, bodyAt);
+      // The upstream's bytes with the original fields filters removed cut out and those they replaced rewritten in
+      // place, then the fields they added; written anew when an edit touches a field the proxy drops or re-creates.
+      const spliced = splicedHead(raw, edited, false);
+      const appended = spliced === undefined ? undefined : appendedFieldLines(edited, false, edited.addedFrom);
+      if (appended !== undefined) return this.#startVerbatim(spliced!, appended, chunk, bodyAt);
     }
     let out = responseHeadStart(res, edited ?? new HeaderList(res.headers));
     if (this.framing.scanner !== null && !this.dechunk) out += 'transfer-encoding: chunked\r\n';
@@ -117,14 +122,15 @@ export class Http1ResponseStream {
   }
 
   /**
-   * The upstream's head goes out as it came (nothing to drop, re-create or re-frame: see MessageHead.verbatim) with
-   * the `appended` field lines filters added, in one write with the body bytes that followed it in the same read,
-   * chunk[bodyAt, length); with nothing appended and the body right behind the head in memory, as it is after one read,
-   * that write copies nothing, and when head and body are the whole chunk it is the chunk itself.
+   * The upstream's head goes out as it came (nothing to drop, re-create or re-frame: see MessageHead.verbatim), or as
+   * spliced, with the `appended` field lines filters added, in one write with the body bytes that followed it in the
+   * same read, chunk[bodyAt, length); with nothing appended and the body right behind the head in memory, as it is after
+   * one read, that write copies nothing, and when head and body are the whole chunk it is the chunk itself. Filters
+   * that watch the body see it through forward(), after the head.
    */
   #startVerbatim(raw: Buffer, appended: string, chunk: Buffer, bodyAt: number): void {
     const bodyBytes = chunk.length - bodyAt;
-    if (bodyBytes === 0 || bodyBytes > MERGE_LIMIT) {
+    if (bodyBytes === 0 || bodyBytes > MERGE_LIMIT || this.#hooks.length > 0) {
       this.bytes += raw.length + appended.length;
       if (appended === '') this.#io.write(raw);
       else this.#io.writeSpliced(raw, appended, undefined);

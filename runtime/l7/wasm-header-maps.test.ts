@@ -8,9 +8,11 @@ import { FIELD_REMOVED, FIELD_REPLACED, HeaderList } from './header-list.js';
 import type { BodyAccess, FilterRequestInfo } from './l7-filter.js';
 import { RequestHeaderMap, ResponseHeaderMap } from './wasm-header-maps.js';
 import { wasmChainFilter } from './wasm-filter.js';
-import { requestPairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
-import { firstValue, joinedValue, removeFrom, replaceIn } from '../wasm/lazy-header-map.js';
+import { requestPairs, responsePairs, writeBackFields, type RequestLine } from './wasm-header-sync.js';
+import { firstValue, joinedValue, removeFrom, replaceIn, type LazyHeaderMap } from '../wasm/lazy-header-map.js';
 import { prng } from '../../test/helpers/prng.js';
+import { HeadParseError, parseResponseHead } from './http1-head-parser.js';
+import { ResponseHeadFields } from './response-head-fields.js';
 
 const LINE: RequestLine = { method: 'GET', path: '/a?b=1', authority: 'svc' };
 
@@ -73,27 +75,29 @@ describe('RequestHeaderMap / ResponseHeaderMap', () => {
   });
 });
 
+const VALUES = ['1', '2', 'v'];
+
+/** One op a plugin can make on a name of `names`, applied to a lazy map and to plain pairs (the built map) alike; returns the op and the name. */
+function step(pick: () => number, names: readonly string[], lazy: LazyHeaderMap, pairs: [string, string][], log: string[]): [number, string] {
+  const name = names[Math.floor(pick() * names.length)]!;
+  const value = VALUES[Math.floor(pick() * VALUES.length)]!;
+  const op = Math.floor(pick() * 3);
+  log.push(`${['add', 'replace', 'remove'][op]} ${name} ${value}`);
+  if (op === 0) {
+    lazy.append([name, value]);
+    pairs.push([name, value]);
+  } else if (op === 1) {
+    lazy.replace(name, value);
+    replaceIn(pairs, name, value);
+  } else {
+    lazy.remove(name);
+    removeFrom(pairs, name, 0);
+  }
+  return [op, name];
+}
+
 describe('field edits on an unbuilt map', () => {
   const NAMES = ['accept', 'x-a', 'x-b', 'host', ':path', ':authority', 'x-new'];
-  const VALUES = ['1', '2', 'v'];
-
-  /** The ops a plugin can make, applied to a lazy map and to plain pairs (the built map) alike. */
-  function step(pick: () => number, lazy: RequestHeaderMap, pairs: [string, string][], log: string[]): void {
-    const name = NAMES[Math.floor(pick() * NAMES.length)]!;
-    const value = VALUES[Math.floor(pick() * VALUES.length)]!;
-    const op = Math.floor(pick() * 3);
-    log.push(`${['add', 'replace', 'remove'][op]} ${name} ${value}`);
-    if (op === 0) {
-      lazy.append([name, value]);
-      pairs.push([name, value]);
-    } else if (op === 1) {
-      lazy.replace(name, value);
-      replaceIn(pairs, name, value);
-    } else {
-      lazy.remove(name);
-      removeFrom(pairs, name, 0);
-    }
-  }
 
   it('answers and writes back as the built pairs would, over seeded random removes, replaces and adds', () => {
     const pick = prng(20261207);
@@ -107,7 +111,7 @@ describe('field edits on an unbuilt map', () => {
       const log: string[] = [`fields ${flat.join(' ')}`];
       const ops = 1 + Math.floor(pick() * 5);
       for (let i = 0; i < ops; i++) {
-        step(pick, lazy, pairs, log);
+        step(pick, NAMES, lazy, pairs, log);
         const where = log.join('; ');
         expect(lazy.length, where).toBe(pairs.length);
         for (const n of NAMES) {
@@ -156,6 +160,75 @@ describe('field edits on an unbuilt map', () => {
     map.replace(':status', '201');
     expect(map.built).toBe(true);
     expect(map.pairs()).toEqual([[':status', '201'], ['server', 'weft']]);
+  });
+});
+
+describe('the response map on an undecoded head', () => {
+  const NAMES = ['server', 'x-a', 'x-b', 'set-cookie', ':status', 'x-new'];
+  const LIMITS = { maxHeadBytes: 65536, maxHeaders: 100 };
+
+  /** The head parsed lazily, as the L7 path does, and its fields as an undecoded list. */
+  function undecodedList(text: string): HeaderList {
+    const buf = Buffer.from(text, 'latin1');
+    const res = parseResponseHead(buf, 0, buf.length, LIMITS, false);
+    if (res instanceof HeadParseError) throw new Error(res.reason);
+    return HeaderList.undecoded(new ResponseHeadFields(res, buf, 0));
+  }
+
+  it('a map that is only read by name and appended to never decodes the head', () => {
+    const list = undecodedList('HTTP/1.1 200 OK\r\nServer: nginx\r\nX-A: 1\r\nx-a:  2 \r\n\r\n');
+    const map = new ResponseHeaderMap(list, 200);
+    expect(map.length).toBe(4);
+    expect(map.first(':status')).toBe('200');
+    expect(map.joined('x-a')).toBe('1, 2');
+    expect(map.has('access-control-allow-origin')).toBe(false);
+    map.replace('access-control-allow-origin', '*');
+    map.append(['vary', 'origin']);
+    expect(map.applyAppended()).toBe(true);
+    expect(list.decoded).toBe(false);
+    expect(list.addedUndecoded).toEqual(['access-control-allow-origin', '*', 'vary', 'origin']);
+    expect(list.flat).toEqual(['server', 'nginx', 'x-a', '1', 'x-a', '2', 'access-control-allow-origin', '*', 'vary', 'origin']);
+  });
+
+  it('answers and writes back as the built pairs would, over seeded random removes, replaces and adds', () => {
+    const pick = prng(20261210);
+    for (let round = 0; round < 1000; round++) {
+      let text = 'HTTP/1.1 200 OK\r\n';
+      const fields = Math.floor(pick() * 5);
+      for (let i = 0; i < fields; i++) {
+        const name = NAMES[Math.floor(pick() * 4)]!;
+        text += `${pick() < 0.5 ? name.toUpperCase() : name}:${pick() < 0.5 ? ' ' : '\t'}${VALUES[Math.floor(pick() * VALUES.length)]!}\r\n`;
+      }
+      text += '\r\n';
+      const list = undecodedList(text);
+      const decoded = undecodedList(text).flat;
+      const lazy = new ResponseHeaderMap(list, 200);
+      const pairs = responsePairs(new HeaderList([...decoded]), 200, []);
+      const log: string[] = [JSON.stringify(text)];
+      let edited = false;
+      const ops = 1 + Math.floor(pick() * 5);
+      for (let i = 0; i < ops; i++) {
+        const [op, name] = step(pick, NAMES, lazy, pairs, log);
+        if (op !== 0 && decoded.includes(name)) edited = true;
+        const where = log.join('; ');
+        expect(lazy.length, where).toBe(pairs.length);
+        for (const n of NAMES) {
+          expect(lazy.first(n), where).toBe(firstValue(pairs, n));
+          expect(lazy.joined(n), where).toBe(joinedValue(pairs, n));
+        }
+        // Lookups and appends read the head's bytes, field edits are kept in the map until written back; only a
+        // built map (a :status edit) needed every field.
+        if (!lazy.built) expect(list.decoded, where).toBe(false);
+      }
+      const where = log.join('; ');
+      if (!lazy.built) {
+        lazy.applyAppended();
+        const expected = new HeaderList([...decoded]);
+        writeBackFields(expected, pairs.filter((p) => p[0] !== ':status'), undefined);
+        if (!edited) expect(list.decoded, where).toBe(false);
+        expect(list.flat, where).toEqual(expected.flat);
+      } else expect(lazy.pairs(), where).toEqual(pairs);
+    }
   });
 });
 

@@ -1,8 +1,8 @@
 /**
  * The request and response header maps plugins see, served from the exchange's own HeaderList (lazy-header-map.ts):
- * a lookup reads the list, an add or a set of a new name is kept beside it, a remove or set of one of its fields is
- * kept as a field edit, and the [name, value] pairs are built only when a plugin edits a pseudo-header or `host`,
- * reads the whole map or rewrites it. Writing back an unbuilt map is applying the field edits to the list by name
+ * a lookup reads the list (a response's fields by name from the undecoded head: response-head-fields.ts), an add or a
+ * set of a new name is kept beside it, a remove or set of one of its fields is kept as a field edit, and the
+ * [name, value] pairs are built only when a plugin edits a pseudo-header or `host`, reads the whole map or rewrites it. Writing back an unbuilt map is applying the field edits to the list by name
  * (which the head splice sees as removed or replaced lines) and adding what was appended; a built one goes through
  * wasm-header-sync.ts as before.
  */
@@ -12,13 +12,6 @@ import type { HeaderList } from './header-list.js';
 import { HOST, requestPairs, requestPseudoHeader, responsePairs, statusValue, type RequestLine } from './wasm-header-sync.js';
 
 const COLON = 0x3a;
-
-/** The values of `name` in `flat` joined with ", " (`name` is never `hidden`). */
-function joinedField(flat: readonly string[], name: string): string | undefined {
-  let value: string | undefined;
-  for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) value = value === undefined ? flat[i + 1]! : `${value}, ${flat[i + 1]!}`;
-  return value;
-}
 
 /**
  * Adds the appended regular fields to `list` and keeps in `appended` only what is no field there: a pseudo-header
@@ -40,13 +33,6 @@ function addAppended(list: HeaderList, appended: HeaderPairs, hidden: string | u
   }
   appended.length = kept;
   return added;
-}
-
-/** Count of `name` entries in `flat`. */
-function fieldCount(flat: readonly string[], name: string): number {
-  let n = 0;
-  for (let i = 0; i < flat.length; i += 2) if (flat[i] === name) n++;
-  return n;
 }
 
 /** Applies an unbuilt map's field edits to `list` (removes, and replaces in place as Envoy's setCopy). Returns whether there was one. */
@@ -109,7 +95,7 @@ export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
 
   protected sourceJoined(name: string): string | undefined {
     if (name.charCodeAt(0) === COLON) return requestPseudoHeader(this, name);
-    return name === HOST ? undefined : joinedField(this.list.flat, name);
+    return name === HOST ? undefined : this.list.joined(name);
   }
 
   protected isSourceField(name: string): boolean {
@@ -117,7 +103,7 @@ export class RequestHeaderMap extends LazyHeaderMap implements RequestLine {
   }
 
   protected sourceCount(name: string): number {
-    return fieldCount(this.list.flat, name);
+    return this.list.count(name);
   }
 
   /** Applies an unbuilt map's field edits, then its appended entries (fields are added to the list). Returns whether a field changed. */
@@ -167,7 +153,7 @@ export class ResponseHeaderMap extends LazyHeaderMap {
 
   protected sourceJoined(name: string): string | undefined {
     if (name.charCodeAt(0) === COLON) return name === ':status' ? statusValue(this.status) : undefined;
-    return joinedField(this.list.flat, name);
+    return this.list.joined(name);
   }
 
   protected isSourceField(name: string): boolean {
@@ -175,7 +161,7 @@ export class ResponseHeaderMap extends LazyHeaderMap {
   }
 
   protected sourceCount(name: string): number {
-    return fieldCount(this.list.flat, name);
+    return this.list.count(name);
   }
 
   /** Applies an unbuilt map's field edits, then its appended entries (a repeated :status is not the first, so it changes nothing). */
