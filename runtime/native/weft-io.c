@@ -12,6 +12,7 @@
 #include <node_api.h>
 #include "weft-napi.h"
 #include "weft-io-parts.h"
+#include "weft-io-conn.h"
 #include <uv.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -23,277 +24,16 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define ARENA_BYTES (256 * 1024)
-/* A read needs this much arena room; with less, the batch is handed over first. */
-#define READ_ROOM (32 * 1024)
-#define MAX_RECORDS 4096
-/* Room for the records that may arrive while JavaScript runs a batch (only failures of calls it makes). */
-#define RECORD_HEADROOM 256
-#define READS_PER_EVENT 8
-/* Unsent bytes above this make a write answer "wait for drain" (Node's socket highWaterMark). */
-#define HIGH_WATER (16 * 1024)
-
-enum { REC_DATA = 1, REC_EOF = 2, REC_ERROR = 3, REC_DRAIN = 4, REC_SHUTDOWN = 5 };
-
-typedef struct chunk {
-  struct chunk *next;
-  size_t len;
-  size_t off;
-  char data[];
-} chunk_t;
-
-typedef struct io_state io_state_t;
-
-/* What a write or a read looks at comes first, in one cache line; the poll handle (over a hundred bytes libuv reads
- * itself) last. Under load a connection's struct is rarely still cached when its next call comes: one line is one miss. */
-typedef struct io_conn {
-  io_state_t *state;
-  int32_t id;
-  uint32_t slot;
-  int fd;
-  int events;
-  unsigned char reading, eof, failed, want_drain, end_requested, shut, closed;
-  chunk_t *head;
-  chunk_t *tail;
-  size_t queued;
-  /* The state's list of open connections, closed together when the thread's environment goes away. */
-  struct io_conn *prev, *next;
-  /* One reference held by JavaScript's external, one by the poll handle until its close callback. */
-  int refs;
-  uv_poll_t poll;
-} io_conn_t;
-_Static_assert(offsetof(io_conn_t, prev) <= 64, "a connection's hot fields fit one cache line");
-
-struct io_state {
-  io_conn_t *conns;
-  /* Open connections by slot; free slots are kept on a stack. */
-  io_conn_t **slots;
-  uint32_t *free_slots;
-  uint32_t n_slots;
-  uint32_t n_free;
-  napi_env env;
-  napi_ref callback;
-  napi_ref arena_ref;
-  napi_ref records_ref;
-  napi_async_context async;
-  uv_check_t check;
-  unsigned char check_active;
-  unsigned char in_flush;
-  char *arena;
-  int32_t *records;
-  size_t arena_used;
-  uint32_t count;
-};
-
 /* One state per thread: each worker thread has its own loop and its own JavaScript batch callback. */
 static __thread io_state_t *thread_state;
-
-static void on_poll(uv_poll_t *handle, int status, int events);
-static void fail(io_conn_t *c, int err);
-
-static void conn_release(io_conn_t *c) {
-  if (--c->refs == 0) free(c);
-}
-
-static void free_queue(io_conn_t *c) {
-  chunk_t *k = c->head;
-  while (k != NULL) {
-    chunk_t *next = k->next;
-    free(k);
-    k = next;
-  }
-  c->head = c->tail = NULL;
-  c->queued = 0;
-}
-
-static void deliver(io_state_t *s, uint32_t n) {
-  napi_env env = s->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, recv, argv[1];
-  napi_get_reference_value(env, s->callback, &cb);
-  napi_get_global(env, &recv);
-  napi_create_uint32(env, n, &argv[0]);
-  if (cb != NULL && napi_make_callback(env, s->async, recv, cb, 1, argv, NULL) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
-  napi_close_handle_scope(env, scope);
-}
-
-/* Hands the batch to JavaScript, never re-entrantly. Reads only happen in poll callbacks, so while JavaScript runs
- * the only records that can arrive are failures of the calls it makes (a poll that cannot start); those are handed
- * over in a further round. Every data record is in the first round, after which the arena is free again. */
-static void flush(io_state_t *s) {
-  if (s->in_flush) return;
-  while (s->count > 0) {
-    uint32_t n = s->count;
-    s->in_flush = 1;
-    deliver(s, n);
-    s->in_flush = 0;
-    s->arena_used = 0;
-    s->count -= n;
-    if (s->count > 0) memmove(s->records, s->records + (size_t)n * 4, (size_t)s->count * 4 * sizeof(int32_t));
-  }
-}
-
-static void on_check(uv_check_t *handle) {
-  io_state_t *s = handle->data;
-  flush(s);
-  uv_check_stop(&s->check);
-  s->check_active = 0;
-}
-
-static void record(io_conn_t *c, int32_t kind, int32_t off, int32_t len) {
-  io_state_t *s = c->state;
-  if (s->count >= MAX_RECORDS) {
-    /* Full while JavaScript runs: a few hundred connections failed inside one batch, and this report is lost. */
-    if (s->in_flush && s->count == MAX_RECORDS + RECORD_HEADROOM) return;
-    if (!s->in_flush) flush(s);
-  }
-  int32_t *r = s->records + (size_t)s->count * 4;
-  r[0] = c->id;
-  r[1] = kind;
-  r[2] = off;
-  r[3] = len;
-  s->count++;
-  if (!s->check_active) {
-    s->check_active = 1;
-    uv_check_start(&s->check, on_check);
-  }
-}
-
-static void update_interest(io_conn_t *c) {
-  if (c->closed) return;
-  int ev = 0;
-  if (c->reading && !c->eof && !c->failed) ev |= UV_READABLE;
-  if (c->head != NULL && !c->failed) ev |= UV_WRITABLE;
-  if (ev == c->events) return;
-  c->events = ev;
-  int rc = ev == 0 ? uv_poll_stop(&c->poll) : uv_poll_start(&c->poll, ev, on_poll);
-  if (rc != 0) fail(c, -rc);
-}
-
-static void fail(io_conn_t *c, int err) {
-  if (c->failed || c->closed) return;
-  c->failed = 1;
-  record(c, REC_ERROR, 0, -err);
-  update_interest(c);
-}
-
-static void do_shutdown(io_conn_t *c) {
-  c->shut = 1;
-  /* A peer already gone (ENOTCONN) has nothing left to hear; the connection still ends normally. */
-  shutdown(c->fd, SHUT_WR);
-}
-
-/* Sends from the queue; returns -1 after recording an error. */
-static int flush_queue(io_conn_t *c) {
-  while (c->head != NULL) {
-    chunk_t *k = c->head;
-    ssize_t w = send(c->fd, k->data + k->off, k->len - k->off, MSG_NOSIGNAL);
-    if (w < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
-      fail(c, errno);
-      return -1;
-    }
-    k->off += (size_t)w;
-    c->queued -= (size_t)w;
-    if (k->off < k->len) continue;
-    c->head = k->next;
-    if (c->head == NULL) c->tail = NULL;
-    free(k);
-  }
-  return 0;
-}
-
-static void do_reads(io_conn_t *c) {
-  io_state_t *s = c->state;
-  for (int n_reads = 0; n_reads < READS_PER_EVENT; n_reads++) {
-    /* Room for the bytes and their record first: a data record must never be the one that triggers a flush, which
-     * would free the arena under it. */
-    if (ARENA_BYTES - s->arena_used < READ_ROOM || s->count >= MAX_RECORDS) flush(s);
-    /* The flush ran JavaScript, which may have paused or closed this connection. */
-    if (c->closed || c->failed || !c->reading || c->eof) return;
-    size_t room = ARENA_BYTES - s->arena_used;
-    ssize_t n = recv(c->fd, s->arena + s->arena_used, room, 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) fail(c, errno);
-      return;
-    }
-    if (n == 0) {
-      c->eof = 1;
-      record(c, REC_EOF, 0, 0);
-      return;
-    }
-    record(c, REC_DATA, (int32_t)s->arena_used, (int32_t)n);
-    s->arena_used += (size_t)n;
-    if ((size_t)n < room) return;
-  }
-}
-
-static void on_poll(uv_poll_t *handle, int status, int events) {
-  io_conn_t *c = handle->data;
-  if (c->closed || c->failed) return;
-  if (status < 0) {
-    /* libuv reports EPOLLERR as UV_EBADF; the socket's own error says what happened (ECONNRESET, ...). */
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err == 0) err = -status;
-    fail(c, err);
-    return;
-  }
-  if ((events & UV_WRITABLE) && c->head != NULL) {
-    if (flush_queue(c) < 0) return;
-    if (c->head == NULL) {
-      if (c->want_drain) {
-        c->want_drain = 0;
-        record(c, REC_DRAIN, 0, 0);
-      }
-      if (c->end_requested && !c->shut) {
-        do_shutdown(c);
-        record(c, REC_SHUTDOWN, 0, 0);
-      }
-    }
-  }
-  if ((events & UV_READABLE) && !c->closed) do_reads(c);
-  update_interest(c);
-}
-
-static void on_poll_closed(uv_handle_t *handle) {
-  conn_release(handle->data);
-}
-
-/* `close_cb` is NULL when the environment is going away: the addon may be unloaded before libuv runs close
- * callbacks then, so nothing of ours may be called, and the connection's memory is left to the process. */
-static void close_conn_with(io_conn_t *c, uv_close_cb close_cb) {
-  if (c->closed) return;
-  c->closed = 1;
-  if (c->prev != NULL) c->prev->next = c->next;
-  else c->state->conns = c->next;
-  if (c->next != NULL) c->next->prev = c->prev;
-  io_state_t *s = c->state;
-  s->slots[c->slot] = NULL;
-  s->free_slots[s->n_free++] = c->slot;
-  uv_close((uv_handle_t *)&c->poll, close_cb);
-  close(c->fd);
-  free_queue(c);
-}
-
-static void close_conn(io_conn_t *c) {
-  close_conn_with(c, on_poll_closed);
-}
 
 static void external_finalize(napi_env env, void *data, void *hint) {
   (void)env;
   (void)hint;
   io_conn_t *c = data;
   /* JavaScript dropped the connection without closing it (it always closes; this is the safety net). */
-  close_conn(c);
-  conn_release(c);
+  io_close_conn(c);
+  io_conn_release(c);
 }
 
 static io_conn_t *conn_of(napi_env env, napi_value v) {
@@ -344,10 +84,10 @@ static napi_value int32_value(napi_env env, int32_t v) {
 }
 
 /* The thread's environment is going away (a worker exiting): its loop may only close once every handle on it has,
- * and the addon may be unloaded before the loop runs close callbacks, so none is given (see close_conn_with). */
+ * and the addon may be unloaded before the loop runs close callbacks, so none is given (see io_close_conn_with). */
 static void env_cleanup(void *arg) {
   io_state_t *s = arg;
-  while (s->conns != NULL) close_conn_with(s->conns, NULL);
+  while (s->conns != NULL) io_close_conn_with(s->conns, NULL);
   free(s->slots);
   free(s->free_slots);
   thread_state = NULL;
@@ -480,64 +220,7 @@ static napi_value io_open(napi_env env, napi_callback_info info) {
   return external;
 }
 
-/* Sends the parts now as far as the kernel takes them and queues the rest (copied): 1 while the queue is below the
- * high-water mark, 0 when the caller should wait for a drain record, a negative errno when the connection failed. */
-static int32_t send_parts(io_conn_t *c, struct iovec *iov, int n_iov) {
-  size_t total = 0;
-  for (int i = 0; i < n_iov; i++) total += iov[i].iov_len;
-  size_t sent = 0;
-  if (c->head == NULL && total > 0) {
-    struct msghdr msg = {0};
-    msg.msg_iov = iov;
-    msg.msg_iovlen = (size_t)n_iov;
-    for (;;) {
-      ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
-      if (w >= 0) {
-        sent = (size_t)w;
-        break;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-      int err = errno;
-      /* Reported here, synchronously: records are not added while JavaScript runs. */
-      c->failed = 1;
-      update_interest(c);
-      return -err;
-    }
-  }
-  if (sent < total) {
-    chunk_t *k = malloc(sizeof *k + (total - sent));
-    if (k == NULL) {
-      c->failed = 1;
-      update_interest(c);
-      return -ENOMEM;
-    }
-    k->next = NULL;
-    k->len = total - sent;
-    k->off = 0;
-    size_t skip = sent, at = 0;
-    for (int i = 0; i < n_iov; i++) {
-      size_t len = iov[i].iov_len;
-      if (skip >= len) {
-        skip -= len;
-        continue;
-      }
-      memcpy(k->data + at, (char *)iov[i].iov_base + skip, len - skip);
-      at += len - skip;
-      skip = 0;
-    }
-    if (c->tail != NULL) c->tail->next = k;
-    else c->head = k;
-    c->tail = k;
-    c->queued += k->len;
-    update_interest(c);
-  }
-  if (c->queued < HIGH_WATER) return 1;
-  c->want_drain = 1;
-  return 0;
-}
-
-/* ioWrite(slot, id, ...parts) -> 1 | 0 | -errno (send_parts): up to four parts, each a Buffer, a latin1 string (a
+/* ioWrite(slot, id, ...parts) -> 1 | 0 | -errno (io_send_parts): up to four parts, each a Buffer, a latin1 string (a
  * head) or undefined, in one sendmsg; 0 for a closed connection.
  * ioWriteSpliced(slot, id, head, lines, body?) -> the same answers: `head` (a message head, ending in its blank line) with
  * the field lines `lines` (a latin1 string) before its final CRLF, and `body` after it; a forwarded head with the fields
@@ -579,7 +262,7 @@ static napi_value write_parts(napi_env env, napi_callback_info info, bool splice
     from = 4;
   }
   for (size_t i = from; ok && i < argc; i++) ok = add_part(env, argv[i], iov, &n_iov, &room);
-  int32_t r = ok ? send_parts(c, iov, n_iov) : 0;
+  int32_t r = ok ? io_send_parts(c, iov, n_iov) : 0;
   free_strings(&room);
   return ok ? int32_value(env, r) : NULL;
 }
@@ -600,7 +283,7 @@ static napi_value io_end(napi_env env, napi_callback_info info) {
   if (c == NULL || c->closed || c->end_requested) return int32_value(env, 0);
   c->end_requested = 1;
   if (c->head != NULL || c->failed) return int32_value(env, 0);
-  do_shutdown(c);
+  io_do_shutdown(c);
   return int32_value(env, 1);
 }
 
@@ -609,7 +292,7 @@ static napi_value set_reading(napi_env env, napi_callback_info info, int reading
   io_conn_t *c;
   if (!conn_at_args(env, info, &c) || c == NULL) return NULL;
   c->reading = (unsigned char)reading;
-  update_interest(c);
+  io_update_interest(c);
   return NULL;
 }
 
@@ -624,7 +307,7 @@ static napi_value io_resume(napi_env env, napi_callback_info info) {
 /* ioClose(conn): stops polling and closes the duplicate fd; unsent bytes are dropped. */
 static napi_value io_close(napi_env env, napi_callback_info info) {
   io_conn_t *c = conn_arg(env, info);
-  if (c != NULL) close_conn(c);
+  if (c != NULL) io_close_conn(c);
   return NULL;
 }
 
@@ -650,7 +333,7 @@ static napi_value io_release(napi_env env, napi_callback_info info) {
       }
     }
   }
-  close_conn(c);
+  io_close_conn(c);
   if (out == NULL) napi_get_undefined(env, &out);
   return out;
 }
