@@ -97,6 +97,33 @@ export async function startHttpUpstream(address: string, port: number, handler: 
   return up;
 }
 
+/**
+ * A raw-socket upstream on `address` (port 0): each request it frames (a head and its content-length body) goes to
+ * `onRequest`, whose answer is written back as the whole response. For tests that pin exact bytes on both sides.
+ */
+export async function startRawUpstream(address: string, onRequest: (request: string) => string): Promise<{ server: net.Server; port: number }> {
+  const server = net.createServer((s) => {
+    let buf = '';
+    s.on('data', (d: Buffer) => {
+      buf += d.toString('latin1');
+      for (;;) {
+        const end = buf.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const length = /\r\ncontent-length: *(\d+)/i.exec(buf.slice(0, end))?.[1];
+        const total = end + 4 + Number(length ?? 0);
+        if (buf.length < total) return;
+        const request = buf.slice(0, total);
+        buf = buf.slice(total);
+        s.write(onRequest(request));
+      }
+    });
+    s.on('error', () => s.destroy());
+  });
+  server.listen(0, address);
+  await once(server, 'listening');
+  return { server, port: (server.address() as net.AddressInfo).port };
+}
+
 /** Writes raw bytes and collects everything the proxy sends until it closes or `idleMs` passes without data. */
 export async function rawExchange(port: number, bytes: string | Buffer, opts: { idleMs?: number; untilClose?: boolean } = {}): Promise<{ text: string; closed: boolean }> {
   const socket = net.connect(port, '127.0.0.1');

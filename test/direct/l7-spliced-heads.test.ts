@@ -2,8 +2,7 @@
 // out or rewritten in place (runtime/l7/http1-head-splice.ts): the exact bytes a raw-socket origin receives through a
 // real L7 listener, with the first-party header-rewrite plugin and with a native filter; framing stays the parser's.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import net from 'node:net';
-import { once } from 'node:events';
+import type net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { PluginConfig, WeftConfig } from '../../runtime/config/config-schema.js';
 import type { HeaderList } from '../../runtime/l7/header-list.js';
@@ -12,7 +11,7 @@ import { createWasmPlugins } from '../../runtime/l7/wasm-filter.js';
 import { ensurePluginBuilt } from '../../sdk/testing/index.js';
 import { pluginConfig } from '../helpers/wasm-fixtures.js';
 import { createTestHost } from '../helpers/wasm-host.js';
-import { makeConfig, rawExchange, startProxy, type ProxyHarness } from './l7-harness.js';
+import { makeConfig, rawExchange, startProxy, startRawUpstream, type ProxyHarness } from './l7-harness.js';
 
 /** Every byte the origin read, per connection, and the heads it framed (a content-length body is read past). */
 const received: string[] = [];
@@ -21,26 +20,10 @@ let port = 0;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
-  origin = net.createServer((s) => {
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      for (;;) {
-        const end = buf.indexOf('\r\n\r\n');
-        if (end === -1) return;
-        const length = /\r\ncontent-length: *(\d+)/i.exec(buf.slice(0, end))?.[1];
-        const total = end + 4 + Number(length ?? 0);
-        if (buf.length < total) return;
-        received.push(buf.slice(0, total));
-        buf = buf.slice(total);
-        s.write('HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok');
-      }
-    });
-    s.on('error', () => s.destroy());
-  });
-  origin.listen(0, '127.0.0.1');
-  await once(origin, 'listening');
-  port = (origin.address() as net.AddressInfo).port;
+  ({ server: origin, port } = await startRawUpstream('127.0.0.1', (request) => {
+    received.push(request);
+    return 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
+  }));
 });
 
 afterAll(async () => {

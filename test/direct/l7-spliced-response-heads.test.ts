@@ -4,8 +4,7 @@
 // (runtime/l7/http1-head-splice.ts) — unless an edit touches what the proxy drops or re-creates, and then it is written
 // anew as before. Exact bytes a raw-socket client reads through a real L7 listener from a raw-socket upstream.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import net from 'node:net';
-import { once } from 'node:events';
+import type net from 'node:net';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { PluginConfig, WeftConfig } from '../../runtime/config/config-schema.js';
 import type { HeaderList } from '../../runtime/l7/header-list.js';
@@ -14,7 +13,7 @@ import { createWasmPlugins } from '../../runtime/l7/wasm-filter.js';
 import { ensurePluginBuilt } from '../../sdk/testing/index.js';
 import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js';
 import { createTestHost } from '../helpers/wasm-host.js';
-import { makeConfig, rawExchange, startProxy, type ProxyHarness } from './l7-harness.js';
+import { makeConfig, rawExchange, startProxy, startRawUpstream, type ProxyHarness } from './l7-harness.js';
 
 /** The response the upstream sends to every request (head and body). */
 let answer = '';
@@ -23,21 +22,7 @@ let upstream: net.Server;
 const cleanups: (() => Promise<void>)[] = [];
 
 beforeAll(async () => {
-  upstream = net.createServer((s) => {
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      let end: number;
-      while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
-        buf = buf.slice(end + 4);
-        s.write(answer);
-      }
-    });
-    s.on('error', () => s.destroy());
-  });
-  upstream.listen(0, '127.0.0.1');
-  await once(upstream, 'listening');
-  port = (upstream.address() as net.AddressInfo).port;
+  ({ server: upstream, port } = await startRawUpstream('127.0.0.1', () => answer));
 });
 
 afterAll(async () => {

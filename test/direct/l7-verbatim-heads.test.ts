@@ -3,38 +3,27 @@
 // re-create is written anew (names lower-cased, hop-by-hop fields gone). A request field a filter changed is rewritten
 // in its own line (l7-spliced-heads.test.ts has the removals).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import net from 'node:net';
-import { once } from 'node:events';
+import type net from 'node:net';
 import type { WeftConfig } from '../../runtime/config/config-schema.js';
 import type { HeaderList } from '../../runtime/l7/header-list.js';
 import type { L7Filter } from '../../runtime/l7/l7-filter.js';
-import { makeConfig, rawExchange, startProxy, type ProxyHarness } from './l7-harness.js';
+import { makeConfig, rawExchange, startProxy, startRawUpstream, type ProxyHarness } from './l7-harness.js';
 
 let upstream: net.Server;
 let harness: ProxyHarness;
 let config: WeftConfig;
-/** Request heads as the upstream received them. */
+/** Requests (head and any content-length body) as the upstream received them. */
 const received: string[] = [];
 /** The response the upstream sends next (head and body). */
 let answer = '';
 
 beforeAll(async () => {
-  upstream = net.createServer((s) => {
-    let buf = '';
-    s.on('data', (d: Buffer) => {
-      buf += d.toString('latin1');
-      let end: number;
-      while ((end = buf.indexOf('\r\n\r\n')) !== -1) {
-        received.push(buf.slice(0, end + 4));
-        buf = buf.slice(end + 4);
-        s.write(answer);
-      }
-    });
-    s.on('error', () => s.destroy());
+  const started = await startRawUpstream('127.0.0.2', (request) => {
+    received.push(request);
+    return answer;
   });
-  upstream.listen(0, '127.0.0.2');
-  await once(upstream, 'listening');
-  const port = (upstream.address() as net.AddressInfo).port;
+  upstream = started.server;
+  const port = started.port;
   config = makeConfig({
     workloads: [{ name: 'web-1', addresses: ['127.0.0.2'], labels: { app: 'web' } }],
     services: [{ name: 'web', addresses: ['10.96.0.30'], ports: [{ port: 80, targetPort: port, appProtocol: 'http' }], selector: { app: 'web' } }],
