@@ -158,6 +158,22 @@ export async function runWrk(url: string, seconds: number, connections = 32, ext
 }
 
 /** One iperf3 stream for `seconds`, returning Gbit/s received. */
+/**
+ * The best round of each scenario over interleaved rounds: `keep(name)` copies every `${name}_*` number of `out` (the
+ * round just measured) when its req/s beats the best so far; `best()` is the union of the kept numbers.
+ */
+export function bestOfRounds(out: Record<string, number>): { keep: (name: string) => void; best: () => Record<string, number> } {
+  const kept: Record<string, Record<string, number>> = {};
+  return {
+    keep: (name) => {
+      const rps = out[`${name}_rps`] ?? 0;
+      if ((kept[name]?.[`${name}_rps`] ?? -1) >= rps) return;
+      kept[name] = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith(`${name}_`)));
+    },
+    best: () => Object.assign({}, ...Object.values(kept)) as Record<string, number>,
+  };
+}
+
 export async function runIperf(port: number, seconds: number): Promise<number> {
   const { stdout } = await run('taskset', ['-c', LOAD_CPU, 'iperf3', '-c', '127.0.0.1', '-p', String(port), '-t', String(seconds), '-J'], { maxBuffer: 8 << 20 });
   const parsed = JSON.parse(stdout) as { end?: { sum_received?: { bits_per_second?: number } } };

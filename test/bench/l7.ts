@@ -5,7 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { LOAD_CPU, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
+import { LOAD_CPU, bestOfRounds, cpuSecondsOfTree as cpuSeconds, runWrk, startPeer, withPeer, type Peer, type WrkResult } from './bench-tools.js';
 import { freePort } from '../helpers/free-port.js';
 import { BENCH_REQUEST_HEADERS, BENCH_REQUEST_PATH, FIRST_PARTY_BENCH_PLUGINS, bearerHeader, createJwtBenchFixture, firstPartyBenchConfig } from './first-party-plugin-bench.js';
 
@@ -140,12 +140,8 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
   };
   const rounds = Number(process.env.WEFT_BENCH_L7_ROUNDS ?? 3);
   // The best round of each scenario (highest req/s), all of its numbers together.
-  const best: Record<string, Record<string, number>> = {};
-  const keep = (name: string): void => {
-    const rps = out[`${name}_rps`] ?? 0;
-    if ((best[name]?.[`${name}_rps`] ?? -1) >= rps) return;
-    best[name] = Object.fromEntries(Object.entries(out).filter(([k]) => k.startsWith(`${name}_`)));
-  };
+  const bestRounds = bestOfRounds(out);
+  const keep = bestRounds.keep;
   // Each first-party plugin on weft's L7 path, and nginx as a plain reverse proxy, all sent the same realistic request.
   const jwt = createJwtBenchFixture();
   const pluginRequest: WrkRequest = { path: BENCH_REQUEST_PATH, headers: [...BENCH_REQUEST_HEADERS, bearerHeader(jwt)] };
@@ -180,7 +176,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
   if (l7Only === 'plugins') {
     try {
       for (let r = 0; r < rounds; r++) await measurePlugins();
-      for (const numbers of Object.values(best)) Object.assign(out, numbers);
+      Object.assign(out, bestRounds.best());
     } finally {
       await origin.stop();
       await rm(dir, { recursive: true, force: true });
@@ -200,7 +196,7 @@ export async function benchL7(opts: { seconds?: number } = {}): Promise<Record<s
           keep(`weft_l7_${mode.replace('-', '_')}`);
         }
       }
-      for (const numbers of Object.values(best)) Object.assign(out, numbers);
+      Object.assign(out, bestRounds.best());
     } finally {
       await origin.stop();
       await rm(dir, { recursive: true, force: true });

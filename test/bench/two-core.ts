@@ -4,7 +4,7 @@
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { cpuSecondsOfTree, renderTemplate, rssKb, runWrk, startPeer, withPeer, type Peer, type WrkLoad } from './bench-tools.js';
+import { bestOfRounds, cpuSecondsOfTree, renderTemplate, rssKb, runWrk, startPeer, withPeer, type Peer, type WrkLoad } from './bench-tools.js';
 import { nginxConf, writeConf } from './l7.js';
 import { progress, startWeft, writeWeftConfig } from './l4-bench.js';
 import { freePort } from '../helpers/free-port.js';
@@ -16,6 +16,12 @@ const LOAD: WrkLoad = { cpus: BOTH, threads: 2 };
 const CONNECTIONS = 64;
 /** Each weft worker thread JIT-compiles the same hot functions on half the requests, so steady state comes later than on one core; every peer gets the same warm-up. */
 const WARM_UP_SECONDS = 3;
+/**
+ * Two workers, wrk's two threads and the origin's two share two cores, so one run moves by ±10 % with the scheduler
+ * (measured: an L4 ratio from 0.85× to 0.98× within minutes, no code changed). The peers are measured in interleaved
+ * rounds, best of each, as the one-core plugin rows are.
+ */
+const ROUNDS = Number(process.env.WEFT_BENCH_TWO_CORE_ROUNDS ?? 3);
 
 /** The one-core HAProxy TCP config with two threads. */
 async function haproxyTcpConf(dir: string, port: number, upstream: string): Promise<string> {
@@ -55,18 +61,26 @@ export async function benchTwoCore(opts: { seconds: number }): Promise<Record<st
   };
   try {
     await measure('direct', originPort);
-    const p1 = await freePort();
-    await withPeer(startPeer('haproxy-tcp-2', p1, ['haproxy', '-f', await haproxyTcpConf(dir, p1, upstream), '-db'], BOTH), (peer) => measure('haproxy_tcp', p1, peer));
-    for (const workers of [1, 2]) {
-      const p = await freePort();
-      await withPeer(weftPeer(dir, `weft-l4-w${workers}`, p, originPort, workers, undefined), (peer) => measure(`weft_l4_w${workers}`, p, peer));
+    const best = bestOfRounds(out);
+    for (let round = 0; round < ROUNDS; round++) {
+      const p1 = await freePort();
+      await withPeer(startPeer('haproxy-tcp-2', p1, ['haproxy', '-f', await haproxyTcpConf(dir, p1, upstream), '-db'], BOTH), (peer) => measure('haproxy_tcp', p1, peer));
+      best.keep('haproxy_tcp');
+      for (const workers of [1, 2]) {
+        const p = await freePort();
+        await withPeer(weftPeer(dir, `weft-l4-w${workers}`, p, originPort, workers, undefined), (peer) => measure(`weft_l4_w${workers}`, p, peer));
+        best.keep(`weft_l4_w${workers}`);
+      }
+      const p2 = await freePort();
+      await withPeer(startPeer('nginx-http-2', p2, ['nginx', '-c', await writeConf(dir, 'nginx-http-2.conf', nginxConf(dir, p2, upstream, { workers: 2 })), '-p', dir], BOTH), (peer) => measure('nginx_http', p2, peer));
+      best.keep('nginx_http');
+      for (const workers of [1, 2]) {
+        const p = await freePort();
+        await withPeer(weftPeer(dir, `weft-l7-w${workers}`, p, originPort, workers, plugin), (peer) => measure(`weft_l7_wasm_w${workers}`, p, peer));
+        best.keep(`weft_l7_wasm_w${workers}`);
+      }
     }
-    const p2 = await freePort();
-    await withPeer(startPeer('nginx-http-2', p2, ['nginx', '-c', await writeConf(dir, 'nginx-http-2.conf', nginxConf(dir, p2, upstream, { workers: 2 })), '-p', dir], BOTH), (peer) => measure('nginx_http', p2, peer));
-    for (const workers of [1, 2]) {
-      const p = await freePort();
-      await withPeer(weftPeer(dir, `weft-l7-w${workers}`, p, originPort, workers, plugin), (peer) => measure(`weft_l7_wasm_w${workers}`, p, peer));
-    }
+    Object.assign(out, best.best());
     // Idle RSS: one worker, then more; the difference is what each extra event loop costs.
     for (const workers of [1, 2, 4]) {
       const p = await freePort();
