@@ -48,6 +48,8 @@ interface MessageHead {
    * next hop what the proxy does there too. Undefined otherwise.
    */
   verbatim: Buffer | undefined;
+  /** How many field lines the head has (what a reader of the undecoded lines, response-head-fields.ts, needs up front). */
+  fieldCount: number;
 }
 
 export interface RequestHead extends MessageHead {
@@ -62,8 +64,6 @@ export interface ResponseHead extends MessageHead {
   reason: string;
   /** The first `grpc-status` field's value. */
   grpcStatus: string | undefined;
-  /** How many field lines the head has (what a reader of the undecoded lines, response-head-fields.ts, needs up front). */
-  fieldCount: number;
 }
 
 /** tchar of RFC 9110 §5.6.2: 1 where allowed. */
@@ -138,8 +138,6 @@ export function commonName(b: Buffer, start: number, end: number): string | unde
 const FIELDS: string[] = [];
 /** The list of a head until its fields are parsed (never written to). */
 const NO_FIELDS: string[] = [];
-/** How many field lines the last parseFields call read. */
-let parsedFieldLines = 0;
 
 const KEEP_ALIVE = Buffer.from('keep-alive');
 const CLOSE = Buffer.from('close');
@@ -213,6 +211,7 @@ export function parseRequestHead(buf: Buffer, start: number, end: number, limits
     upgrade: false,
     headBytes: end - start,
     connectionTokens: undefined,
+    fieldCount: 0,
     verbatim: undefined,
   };
   const plain = parseFields(b, text, start, p + 10, end, limits, head, true, false);
@@ -310,7 +309,6 @@ export function parseResponseHead(buf: Buffer, start: number, end: number, limit
   const head = new ParsedResponseHead(b, start, end, d0 * 100 + d1 * 10 + d2, minorByte === 0x30 ? 0 : 1, r0, q, limits);
   const plain = withFields ? parseFields(b, b.latin1Slice(start, end), start, q + 2, end, limits, head, false, false) : parseFields(b, '', start, q + 2, end, limits, head, false, true);
   if (plain instanceof HeadParseError) return plain;
-  head.fieldCount = parsedFieldLines;
   // A status line without its SP before the (empty) reason is written anew, with the standard phrase.
   if (plain && minorByte === 0x31 && q > r0) setVerbatim(head, b, start, end);
   return head;
@@ -457,7 +455,7 @@ function parseFields(b: FastBuffer, text: string, base: number, p: number, end: 
   head.upgrade = upgradeHeader !== undefined && connectionUpgrade && head.minor === 1 && !offersH2c(upgradeHeader);
   if (isRequest && head.minor === 1 && !hasHost) return new HeadParseError(400, 'missing host header');
   if (!lazy) head.headers = FIELDS.slice(0, nf);
-  parsedFieldLines = fields;
+  head.fieldCount = fields;
   return plain;
 }
 

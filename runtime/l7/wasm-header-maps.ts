@@ -2,9 +2,9 @@
  * The request and response header maps plugins see, served from the exchange's own HeaderList (lazy-header-map.ts):
  * a lookup reads the list (a response's fields by name from the undecoded head: response-head-fields.ts), an add or a
  * set of a new name is kept beside it, a remove or set of one of its fields is kept as a field edit, and the
- * [name, value] pairs are built only when a plugin edits a pseudo-header or `host`, reads the whole map or rewrites it. Writing back an unbuilt map is applying the field edits to the list by name
- * (which the head splice sees as removed or replaced lines) and adding what was appended; a built one goes through
- * wasm-header-sync.ts as before.
+ * [name, value] pairs are built only when a plugin edits a pseudo-header or `host`, reads the whole map or rewrites
+ * it. Writing back an unbuilt map is applying the field edits to the list by name (which the head splice sees as
+ * removed or replaced lines) and adding what was appended; a built one goes through wasm-header-sync.ts as before.
  */
 import type { HeaderPairs } from '../wasm/header-map-codec.js';
 import { LazyHeaderMap } from '../wasm/lazy-header-map.js';
