@@ -144,7 +144,7 @@ function shouldRateLimitBinary(
     if (args.length > MAX_PAYLOAD_BYTES) throw new BadBinaryPayload(`payload of ${args.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
     const request = prepared.get(args);
     const id = binaryRequestId(args);
-    const decided = limiter.decidePrepared(request);
+    const decided = limiter.decidePrepared(request, true);
     if (!(decided instanceof Promise)) return encodeRateLimitAnswer(id, ctx.contextId, decided, false);
     return decided.then(
       (r) => encodeRateLimitAnswer(id, ctx.contextId, r, true),
