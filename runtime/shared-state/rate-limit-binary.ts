@@ -118,9 +118,9 @@ export function decodeRateLimitBinary(b: Uint8Array, maxDescriptors: number, max
   return { id, request: hits === 0 ? { domain, descriptors } : { domain, descriptors, hitsAddend: hits } };
 }
 
-/** The id of a binary payload, when it is long enough to carry one (error answers still name their call). */
-export function binaryRequestId(b: Uint8Array): number {
-  return b.length >= 8 ? u32(b, 4) : 0;
+/** The id of a binary payload (`len` bytes at `at` of `b`), when it is long enough to carry one (error answers still name their call). */
+export function binaryRequestId(b: Uint8Array, at = 0, len = b.length - at): number {
+  return len >= 8 ? u32(b, at + 4) : 0;
 }
 
 /** Rule names and header names/values as UTF-8, cached: the same few rules answer every call. */
