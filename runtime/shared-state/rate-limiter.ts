@@ -455,7 +455,8 @@ export class RateLimiter {
   #respond(statuses: DescriptorStatus[], reuse: PreparedRateLimitRequest | undefined): RateLimitResponse {
     let overall: RateLimitCode = 'OK';
     let closest: DescriptorStatus | undefined;
-    for (const s of statuses) {
+    for (let i = 0; i < statuses.length; i++) {
+      const s = statuses[i]!;
       if (s.code === 'OVER_LIMIT') overall = 'OVER_LIMIT';
       if (s.rule === undefined || s.rule.unlimited) continue;
       if (closest === undefined || (s.code === 'OVER_LIMIT' && closest.code === 'OK') || (s.code === closest.code && s.remaining < closest.remaining)) closest = s;
