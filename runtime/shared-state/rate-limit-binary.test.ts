@@ -282,15 +282,15 @@ describe('binary rate-limit payloads read in place', () => {
     const alice = request(11, 'api', [{ entries: [['user', 'alice']] }]);
     const bob = request(12, 'api', [{ entries: [['user', 'bob']] }]);
     const mem = memoryWith(alice, 37);
-    const first = answer(((await inPlace(registry)(mem, 37, alice.length, 'p', 9))).slice());
+    const first = answer((await inPlace(registry)(mem, 37, alice.length, 'p', 9)).slice());
     expect(first).toMatchObject({ code: 0, id: 11, context: 9 });
     expect(first.statuses[0]).toMatchObject({ over: false, remaining: 1, name: 'per-user' });
     // The guest reuses its memory for the next request: what the cache kept must not change with it.
     mem.set(bob, 37);
-    expect(answer(((await inPlace(registry)(mem, 37, bob.length, 'p', 9))).slice()).statuses[0]).toMatchObject({ remaining: 1 });
+    expect(answer((await inPlace(registry)(mem, 37, bob.length, 'p', 9)).slice()).statuses[0]).toMatchObject({ remaining: 1 });
     // alice again, elsewhere in memory and with another id: the same counter (her last token), then over.
     const again = memoryWith(request(13, 'api', [{ entries: [['user', 'alice']] }]), 3);
-    expect(answer(((await inPlace(registry)(again, 3, alice.length, 'p', 4))).slice())).toMatchObject({ code: 0, id: 13, context: 4 });
+    expect(answer((await inPlace(registry)(again, 3, alice.length, 'p', 4)).slice())).toMatchObject({ code: 0, id: 13, context: 4 });
     expect((await call(registry, alice)).answer.code).toBe(1);
     expect((await call(registry, bob)).answer.statuses[0]).toMatchObject({ over: false, remaining: 0 });
   });

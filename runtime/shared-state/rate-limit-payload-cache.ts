@@ -73,7 +73,8 @@ function hashOf(b: Uint8Array, at: number, len: number): number {
   const end = at + len;
   for (let i = at; i < at + ID_START; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
   for (let i = at + ID_END; i < end; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-  return h >>> 0;
+  // 30 bits: a small integer to V8 (an unsigned 32-bit result would be a heap number per call); slots are far fewer.
+  return h & 0x3fffffff;
 }
 
 /** Whether `a` equals `b[at, at + len)` outside the call id. */

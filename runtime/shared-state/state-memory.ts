@@ -60,9 +60,14 @@ export class MemoryStore {
     this.events.setMaxListeners(0);
   }
 
+  /** Whether sweep() has work: checked inline on every decision, so the number is not boxed for a call that returns at once. */
+  sweepDue(nowUs: number): boolean {
+    return nowUs - this.#lastSweep >= 1_000_000;
+  }
+
   /** Drops expired counters now and then, so idle keys cost nothing (Redis does it with PX/PEXPIRE). */
   sweep(nowUs: number): void {
-    if (nowUs - this.#lastSweep < 1_000_000) return;
+    if (!this.sweepDue(nowUs)) return;
     this.#lastSweep = nowUs;
     for (const [k, v] of this.gcra) if (v.expiresUs <= nowUs) this.gcra.delete(k);
     for (const [k, v] of this.windows) if (v.expiresUs <= nowUs) this.windows.delete(k);
@@ -96,7 +101,7 @@ export class MemoryBackend implements StateBackend {
     const nowUs = Math.floor(s.now() * 1000);
     const table = s.table;
     if (table !== undefined) return table.withLock(() => this.#decideShared(table, spec, hits, minGrant, nowUs));
-    s.sweep(nowUs);
+    if (s.sweepDue(nowUs)) s.sweep(nowUs);
     if (spec.algorithm === 'gcra') {
       const entry = s.gcra.get(spec.id);
       const stored = entry !== undefined && entry.expiresUs > nowUs ? entry.tat : undefined;
