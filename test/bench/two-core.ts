@@ -25,8 +25,8 @@ const ROUNDS = Number(process.env.WEFT_BENCH_TWO_CORE_ROUNDS ?? 3);
 /**
  * A run during which other processes (another build, another bench) took more than this share of the two cores is
  * measured again, up to RETRIES times, keeping the least disturbed: the scheduler shares CPU per runnable thread, so a
- * foreign load favours the peer with more threads (weft `workers: 1` lost 40 % against `workers: 2` under one, and
- * gained 10 % over it without).
+ * foreign load favours the peer with more threads (weft `workers: 1` did 35–45 % less than `workers: 2` under one,
+ * and within ±10 % of it without).
  */
 const MAX_FOREIGN_PCT = 10;
 const RETRIES = 2;
@@ -39,7 +39,7 @@ async function machineCpu(): Promise<{ busy: number; total: number }> {
   return { busy: (total - (ticks[3] ?? 0) - (ticks[4] ?? 0)) / hz, total: total / hz };
 }
 
-/** Each peer's runs over the rounds; `median(name)` is its median run by req/s, with that run's other numbers. */
+/** Each peer's runs over the rounds; `median()` gives every peer's median run by req/s, that run's other numbers with it. */
 function roundsOf(): { add: (name: string, run: Record<string, number>) => void; median: () => Record<string, number> } {
   const runs = new Map<string, Record<string, number>[]>();
   return {
@@ -84,8 +84,7 @@ export async function benchTwoCore(opts: { seconds: number }): Promise<Record<st
   const plugin = await wasmFileUrl(await fixture('add-header'));
   /**
    * One wrk run after a warm-up: req/s, p99, and the CPU per request of the proxy, of the load (wrk and the origin) and
-   * of everything else on the machine (`foreign_pct`, the share of both cores other processes took), retried while
-   * that share is above MAX_FOREIGN_PCT.
+   * the share of both cores every other process took (`foreign_pct`).
    */
   const once = async (name: string, port: number, peer?: Peer): Promise<Record<string, number>> => {
     await runWrk(`http://127.0.0.1:${port}/`, WARM_UP_SECONDS, CONNECTIONS, [], LOAD);
