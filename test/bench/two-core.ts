@@ -83,8 +83,8 @@ export async function benchTwoCore(opts: { seconds: number }): Promise<Record<st
   const upstream = `127.0.0.1:${originPort}`;
   const plugin = await wasmFileUrl(await fixture('add-header'));
   /**
-   * One wrk run after a warm-up: req/s, p99, and the CPU per request of the proxy, of the load (wrk and the origin) and
-   * the share of both cores every other process took (`foreign_pct`).
+   * One wrk run after a warm-up: req/s, p99, the CPU per request of the proxy, of the load (wrk and the origin) and of all
+   * three, and the share of both cores every other process took (`foreign_pct`).
    */
   const once = async (name: string, port: number, peer?: Peer): Promise<Record<string, number>> => {
     await runWrk(`http://127.0.0.1:${port}/`, WARM_UP_SECONDS, CONNECTIONS, [], LOAD);
