@@ -14,23 +14,49 @@ export interface FixedWindowOutcome {
   readonly result: ConsumeResult;
 }
 
-/** Pure decision; times in microseconds. Unlike envoyproxy/ratelimit, rejected hits do not grow the counter. */
-export function fixedWindowDecide(stored: WindowCount | undefined, nowUs: number, windowUs: number, limit: number, hits: number, minGrant: number): FixedWindowOutcome {
+/** A decision's numbers, written in place by fixedWindowDecideInto (the memory backend keeps one and reuses it). */
+export interface FixedWindowScratch {
+  allowed: boolean;
+  granted: number;
+  remaining: number;
+  resetMs: number;
+  retryAfterMs: number;
+  /** The window decided in, and the count to store there when `granted` > 0 (denials never write). */
+  window: number;
+  count: number;
+}
+
+export const newFixedWindowScratch = (): FixedWindowScratch => ({ allowed: false, granted: 0, remaining: 0, resetMs: 0, retryAfterMs: 0, window: 0, count: 0 });
+
+/**
+ * Pure decision into `out`, no allocation; times in microseconds. `storedWindow`/`storedCount` are the stored counter
+ * (storedWindow NaN when there is none). Unlike envoyproxy/ratelimit, rejected hits do not grow the counter.
+ */
+export function fixedWindowDecideInto(
+  storedWindow: number, storedCount: number, nowUs: number, windowUs: number, limit: number, hits: number, minGrant: number, out: FixedWindowScratch,
+): void {
   const window = Math.floor(nowUs / windowUs);
-  const count = stored !== undefined && stored.window === window ? stored.count : 0;
+  const count = storedWindow === window ? storedCount : 0;
   const available = Math.max(0, limit - count);
   const granted = grant(hits, available, minGrant);
   const allowed = granted > 0 || hits === 0;
-  const resetUs = (window + 1) * windowUs - nowUs;
+  const resetMs = Math.ceil((window + 1) * windowUs - nowUs) / 1000;
+  out.allowed = allowed;
+  out.granted = granted;
+  out.remaining = Math.max(0, limit - count - granted);
+  out.resetMs = resetMs;
+  out.retryAfterMs = allowed ? 0 : resetMs;
+  out.window = window;
+  out.count = count + granted;
+}
+
+/** fixedWindowDecideInto as a value: what to store (undefined: nothing) and the result. */
+export function fixedWindowDecide(stored: WindowCount | undefined, nowUs: number, windowUs: number, limit: number, hits: number, minGrant: number): FixedWindowOutcome {
+  const o = newFixedWindowScratch();
+  fixedWindowDecideInto(stored?.window ?? Number.NaN, stored?.count ?? 0, nowUs, windowUs, limit, hits, minGrant, o);
   return {
-    write: granted > 0 ? { window, count: count + granted } : undefined,
-    result: {
-      allowed,
-      granted,
-      remaining: Math.max(0, limit - count - granted),
-      resetMs: Math.ceil(resetUs) / 1000,
-      retryAfterMs: allowed ? 0 : Math.ceil(resetUs) / 1000,
-    },
+    write: o.granted > 0 ? { window: o.window, count: o.count } : undefined,
+    result: { allowed: o.allowed, granted: o.granted, remaining: o.remaining, resetMs: o.resetMs, retryAfterMs: o.retryAfterMs },
   };
 }
 

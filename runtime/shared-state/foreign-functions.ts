@@ -131,27 +131,29 @@ function guarded(fn: (p: Record<string, unknown>, ctx: ForeignCallContext) => Ui
 }
 
 /**
- * The binary form: bad input is answered as a binary error naming the call (when its id could be read). Requests are
- * decoded and prepared once per distinct payload (`prepared`).
+ * The binary form, read in place (`len` bytes at `at` of `b`, the guest's memory during the call): bad input is
+ * answered as a binary error naming the call (when its id could be read). Requests are decoded and prepared once per
+ * distinct payload (`prepared`).
  */
 function shouldRateLimitBinary(
   limiter: RateLimiter,
   prepared: RateLimitPayloadCache<PreparedRateLimitRequest>,
-  args: Uint8Array,
-  ctx: ForeignCallContext,
+  b: Uint8Array,
+  at: number,
+  len: number,
+  contextId: number,
 ): Uint8Array | Promise<Uint8Array> {
+  const id = binaryRequestId(b, at, len);
   try {
-    if (args.length > MAX_PAYLOAD_BYTES) throw new BadBinaryPayload(`payload of ${args.length} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
-    const request = prepared.get(args);
-    const id = binaryRequestId(args);
-    const decided = limiter.decidePrepared(request);
-    if (!(decided instanceof Promise)) return encodeRateLimitAnswer(id, ctx.contextId, decided, false);
+    if (len > MAX_PAYLOAD_BYTES) throw new BadBinaryPayload(`payload of ${len} bytes exceeds ${MAX_PAYLOAD_BYTES}`);
+    const decided = limiter.decidePrepared(prepared.getAt(b, at, len), true);
+    if (!(decided instanceof Promise)) return encodeRateLimitAnswer(id, contextId, decided, false);
     return decided.then(
-      (r) => encodeRateLimitAnswer(id, ctx.contextId, r, true),
-      (err: unknown) => encodeRateLimitError(id, ctx.contextId, 'WEFT_ERR_INTERNAL', err instanceof Error ? err.message : String(err)),
+      (r) => encodeRateLimitAnswer(id, contextId, r, true),
+      (err: unknown) => encodeRateLimitError(id, contextId, 'WEFT_ERR_INTERNAL', err instanceof Error ? err.message : String(err)),
     );
   } catch (err) {
-    if (err instanceof BadBinaryPayload) return encodeRateLimitError(binaryRequestId(args), ctx.contextId, 'WEFT_ERR_BAD_REQUEST', err.message);
+    if (err instanceof BadBinaryPayload) return encodeRateLimitError(id, contextId, 'WEFT_ERR_BAD_REQUEST', err.message);
     throw err;
   }
 }
@@ -185,8 +187,11 @@ export function registerSharedStateForeignFunctions(
     return decided instanceof Promise ? decided.then((r) => rateLimitAnswer(p.id, ctx, r)) : rateLimitAnswer(p.id, ctx, decided);
   });
   const ids = {
-    shouldRateLimit: registry.register(FOREIGN_FUNCTION_NAMES.shouldRateLimit, (args, ctx) =>
-      args[0] === RATE_LIMIT_BINARY_TAG ? shouldRateLimitBinary(limiter, prepared, args, ctx) : shouldRateLimitJson(args, ctx),
+    // Read in place: the binary form is on every limited request, and a copy of its payload per call is not needed.
+    shouldRateLimit: registry.registerInPlace(FOREIGN_FUNCTION_NAMES.shouldRateLimit, (b, at, len, pluginName, contextId) =>
+      len > 0 && b[at] === RATE_LIMIT_BINARY_TAG
+        ? shouldRateLimitBinary(limiter, prepared, b, at, len, contextId)
+        : shouldRateLimitJson(b.slice(at, at + len), { pluginName, contextId }),
     ),
     breakerAcquire: registry.register(
       FOREIGN_FUNCTION_NAMES.breakerAcquire,

@@ -266,3 +266,62 @@ describe('binary rate-limit payloads', () => {
     expect(await json(registry, { domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'carol' }] }] })).toMatchObject({ code: 'OK' });
   });
 });
+
+describe('binary rate-limit payloads read in place', () => {
+  /** What the host passes: the guest's whole memory, the payload somewhere inside it. */
+  function memoryWith(payload: Uint8Array, at: number): Uint8Array {
+    const mem = new Uint8Array(at + payload.length + 64).fill(0xee);
+    mem.set(payload, at);
+    return mem;
+  }
+
+  const inPlace = (registry: ForeignFunctionRegistry) => registry.lookup(FOREIGN_FUNCTION_NAMES.shouldRateLimit)!.inPlace!;
+
+  it('answers a payload inside guest memory as the same payload on its own, and keeps a copy of it, not the memory', async () => {
+    const registry = setup();
+    const alice = request(11, 'api', [{ entries: [['user', 'alice']] }]);
+    const bob = request(12, 'api', [{ entries: [['user', 'bob']] }]);
+    const mem = memoryWith(alice, 37);
+    const first = answer((await inPlace(registry)(mem, 37, alice.length, 'p', 9)).slice());
+    expect(first).toMatchObject({ code: 0, id: 11, context: 9 });
+    expect(first.statuses[0]).toMatchObject({ over: false, remaining: 1, name: 'per-user' });
+    // The guest reuses its memory for the next request: what the cache kept must not change with it.
+    mem.set(bob, 37);
+    expect(answer((await inPlace(registry)(mem, 37, bob.length, 'p', 9)).slice()).statuses[0]).toMatchObject({ remaining: 1 });
+    // alice again, elsewhere in memory and with another id: the same counter (her last token), then over.
+    const again = memoryWith(request(13, 'api', [{ entries: [['user', 'alice']] }]), 3);
+    expect(answer((await inPlace(registry)(again, 3, alice.length, 'p', 4)).slice())).toMatchObject({ code: 0, id: 13, context: 4 });
+    expect((await call(registry, alice)).answer.code).toBe(1);
+    expect((await call(registry, bob)).answer.statuses[0]).toMatchObject({ over: false, remaining: 0 });
+  });
+
+  it("keeps interleaved requests with different descriptors apart (each answer is its own request's)", async () => {
+    // A frozen clock: the 5/second path limit cannot roll over between the calls.
+    vi.useFakeTimers({ toFake: ['performance', 'Date'], now: 1_800_000_000_123 });
+    const registry = setup();
+    const a = request(1, 'api', [{ entries: [['user', 'ann']] }]);
+    const b = request(2, 'api', [{ entries: [['user', 'ben']] }, { entries: [['path', '/a"b']] }]);
+    const seen: [number, number[], string][] = [];
+    for (let i = 0; i < 3; i++) {
+      for (const p of [a, b]) {
+        const r = (await call(registry, p)).answer;
+        seen.push([r.id, r.statuses.map((s) => s.remaining), r.headers.ratelimit!]);
+      }
+    }
+    expect(seen.map(([id, remaining]) => [id, remaining])).toEqual([
+      [1, [1]], [2, [1, 4]],
+      [1, [0]], [2, [0, 3]],
+      // ben is over, the path descriptor is still counted (each descriptor is decided on its own, as in Envoy).
+      [1, [0]], [2, [0, 2]],
+    ]);
+    expect(seen[0]![2]).toMatch(/^"per-user";r=1;t=\d+$/);
+    expect(seen[3]![2]).toMatch(/^"per-user";r=0;t=\d+$/);
+  });
+
+  it('reads a JSON payload in place too', async () => {
+    const registry = setup();
+    const text = new TextEncoder().encode(JSON.stringify({ id: 3, domain: 'api', descriptors: [{ entries: [{ key: 'user', value: 'jo' }] }] }));
+    const r = await inPlace(registry)(memoryWith(text, 100), 100, text.length, 'p', 8);
+    expect(JSON.parse(new TextDecoder().decode(r))).toMatchObject({ id: 3, context: 8, code: 'OK', statuses: [{ remaining: 1 }] });
+  });
+});

@@ -40,13 +40,21 @@ export class RateLimitPayloadCache<T> {
 
   /** The value of a payload equal to `payload` outside its call id, made (and kept, when short enough) on a miss. */
   get(payload: Uint8Array): T {
-    const n = payload.length;
-    if (n > this.#maxPayloadBytes || n < ID_END) return this.#make(payload);
-    const slot = hashOf(payload) & this.#mask;
+    return this.getAt(payload, 0, payload.length);
+  }
+
+  /**
+   * get() of the payload `b[at, at + len)`, read in place (the guest's memory during a foreign call): copied only on a
+   * miss, and `make` gets that copy.
+   */
+  getAt(b: Uint8Array, at: number, len: number): T {
+    if (len > this.#maxPayloadBytes || len < ID_END) return this.#make(b.slice(at, at + len));
+    const slot = hashOf(b, at, len) & this.#mask;
     const have = this.#bytes[slot];
-    if (have !== undefined && sameOutsideId(have, payload)) return this.#values[slot]!;
+    if (have !== undefined && sameOutsideId(have, b, at, len)) return this.#values[slot]!;
+    const payload = b.slice(at, at + len);
     const value = this.#make(payload);
-    this.#bytes[slot] = payload.slice();
+    this.#bytes[slot] = payload;
     this.#values[slot] = value;
     return value;
   }
@@ -59,18 +67,20 @@ export class RateLimitPayloadCache<T> {
   }
 }
 
-/** FNV-1a over every byte but the call id's. */
-function hashOf(b: Uint8Array): number {
+/** FNV-1a over every byte of `b[at, at + len)` but the call id's. */
+function hashOf(b: Uint8Array, at: number, len: number): number {
   let h = 0x811c9dc5;
-  for (let i = 0; i < ID_START; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-  for (let i = ID_END; i < b.length; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
-  return h >>> 0;
+  const end = at + len;
+  for (let i = at; i < at + ID_START; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  for (let i = at + ID_END; i < end; i++) h = Math.imul(h ^ b[i]!, 0x01000193);
+  // 30 bits: a small integer to V8 (an unsigned 32-bit result would be a heap number per call); slots are far fewer.
+  return h & 0x3fffffff;
 }
 
-function sameOutsideId(a: Uint8Array, b: Uint8Array): boolean {
-  const n = a.length;
-  if (n !== b.length) return false;
-  for (let i = 0; i < ID_START; i++) if (a[i] !== b[i]) return false;
-  for (let i = ID_END; i < n; i++) if (a[i] !== b[i]) return false;
+/** Whether `a` equals `b[at, at + len)` outside the call id. */
+function sameOutsideId(a: Uint8Array, b: Uint8Array, at: number, len: number): boolean {
+  if (a.length !== len) return false;
+  for (let i = 0; i < ID_START; i++) if (a[i] !== b[at + i]) return false;
+  for (let i = ID_END; i < len; i++) if (a[i] !== b[at + i]) return false;
   return true;
 }

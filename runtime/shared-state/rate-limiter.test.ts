@@ -121,7 +121,7 @@ describe('RateLimiter', () => {
     expect((await rl.shouldRateLimit(override)).overallCode).toBe('OVER_LIMIT');
   });
 
-  it('decides a prepared request as decide() does, every time, and resolves it again after a reload', async () => {
+  it.each([false, true])('decides a prepared request as decide() does, every time, and resolves it again after a reload (reuse %s)', async (reuse) => {
     const domains = [
       {
         domain: 'x',
@@ -152,7 +152,7 @@ describe('RateLimiter', () => {
     const prepared = rl.prepare(request);
     for (let i = 0; i < 5; i++) {
       const want = await plain.shouldRateLimit(request);
-      const got = await rl.decidePrepared(prepared);
+      const got = await rl.decidePrepared(prepared, reuse);
       expect(got.overallCode).toBe(want.overallCode);
       expect(got.statuses).toEqual(want.statuses);
       expect(got.headers).toEqual(want.headers);
@@ -162,12 +162,63 @@ describe('RateLimiter', () => {
     const reloaded = [rateLimitDomainSchema.parse({ domain: 'x', descriptors: [{ name: 'wide', entries: [{ key: 'a' }], requestsPerUnit: 100, unit: 'minute' }] })];
     rl.update(reloaded);
     plain.update(reloaded);
-    const after = await rl.decidePrepared(prepared);
+    const after = await rl.decidePrepared(prepared, reuse);
     expect(after.statuses.map((s) => [s.rule?.name, s.source])).toEqual([
       ['wide', 'cache'], ['wide', 'backend'], [undefined, 'no-rule'], [undefined, 'no-rule'], [undefined, 'no-rule'], ['x.override', 'cache'],
     ]);
     expect(after.statuses).toEqual((await plain.shouldRateLimit(request)).statuses);
     vi.useRealTimers();
+  });
+
+  it('reuses a prepared request\'s answer objects only for its own synchronous answers: interleaved requests and deferred answers keep theirs', async () => {
+    const { rl } = limiter([
+      {
+        domain: 'r',
+        descriptors: [
+          { name: 'user', entries: [{ key: 'user' }], requestsPerUnit: 10, unit: 'minute' },
+          { name: 'leased', entries: [{ key: 'l' }], requestsPerUnit: 1000, unit: 'minute', mode: 'local' },
+        ],
+      },
+    ]);
+    const alice = rl.prepare(req('r', ['user', 'alice']));
+    const bob = rl.prepare({ domain: 'r', descriptors: [{ entries: [{ key: 'user', value: 'bob' }] }, { entries: [{ key: 'user', value: 'bob' }] }] });
+    const a1 = rl.decidePrepared(alice, true);
+    const b1 = rl.decidePrepared(bob, true);
+    if (a1 instanceof Promise || b1 instanceof Promise) throw new Error('memory decisions are synchronous');
+    // alice's answer is still hers after bob's decision (and bob's two descriptors are two statuses, one counter).
+    expect(a1.statuses.map((s) => s.remaining)).toEqual([9]);
+    expect(b1.statuses.map((s) => s.remaining)).toEqual([9, 8]);
+    expect(b1.statuses[0]).not.toBe(b1.statuses[1]);
+    expect(a1.headers.ratelimit).toMatch(/^"user";r=9;/);
+    expect(b1.headers.ratelimit).toMatch(/^"user";r=8;/);
+    // The next decision of alice rewrites her answer in place: same objects, new numbers and header strings.
+    const a2 = rl.decidePrepared(alice, true);
+    if (a2 instanceof Promise) throw new Error('memory decisions are synchronous');
+    expect(a2).toBe(a1);
+    expect(a2.statuses[0]).toBe(a1.statuses[0]);
+    expect(a2.statuses[0]!.remaining).toBe(8);
+    expect(a2.headers.ratelimit).toMatch(/^"user";r=8;/);
+    // Without reuse every answer is new.
+    const a3 = rl.decidePrepared(alice, false);
+    if (a3 instanceof Promise) throw new Error('memory decisions are synchronous');
+    expect(a3).not.toBe(a1);
+    expect(a3.statuses[0]!.remaining).toBe(7);
+    expect(a1.statuses[0]!.remaining).toBe(8);
+
+    // A deferred answer (a lease being fetched) next to a synchronous status: decisions of the same prepared request
+    // made while it waits must not show through it.
+    const mixed = rl.prepare({ domain: 'r', descriptors: [{ entries: [{ key: 'user', value: 'carol' }] }, { entries: [{ key: 'l', value: 'x' }] }] });
+    const deferred = rl.decidePrepared(mixed, true);
+    expect(deferred).toBeInstanceOf(Promise);
+    const meanwhile = rl.decidePrepared(mixed, true);
+    const later = await deferred;
+    const laterToo = await meanwhile;
+    expect(later.statuses.map((s) => [s.rule?.name, s.remaining])).toEqual([['user', 9], ['leased', expect.any(Number)]]);
+    expect(laterToo.statuses[0]!.remaining).toBe(8);
+    const sync = rl.decidePrepared(mixed, true);
+    if (sync instanceof Promise) throw new Error('the lease is held now');
+    expect(sync.statuses.map((s) => s.remaining)[0]).toBe(7);
+    expect(later.statuses[0]!.remaining).toBe(9);
   });
 
   it('local mode decides synchronously from leases and takes leases in the background', async () => {

@@ -7,7 +7,7 @@ import { LeasePool } from './lease-pool.js';
 import { OverLimitCache } from './over-limit-cache.js';
 import { rateLimitHeaders, type HeaderSource } from './rate-limit-headers.js';
 import { counterSpec, RateLimitRules, UNIT_MS, type CompiledRule, type RateLimitEntry, type RateLimitUnit } from './rate-limit-rules.js';
-import type { ConsumeResult, LimitSpec, StateBackend } from './state-backend.js';
+import { newConsumeResult, type ConsumeResult, type LimitSpec, type StateBackend } from './state-backend.js';
 import { MemoryBackend } from './state-memory.js';
 
 export interface RateLimitDescriptor {
@@ -53,18 +53,51 @@ export interface RateLimitResponse {
   readonly headerSource?: HeaderSource | undefined;
 }
 
-/** A response whose header strings are made when first read: the binary foreign-function answer never reads them. */
+/**
+ * A response whose header strings are made when first read: the binary foreign-function answer never reads them. A
+ * prepared request keeps one and refills it (set) for each synchronous answer.
+ */
 class Response implements RateLimitResponse {
   #headers: Record<string, string> | undefined;
   constructor(
-    readonly overallCode: RateLimitCode,
-    readonly statuses: readonly DescriptorStatus[],
-    readonly headerSource: HeaderSource | undefined,
+    public overallCode: RateLimitCode,
+    public statuses: readonly DescriptorStatus[],
+    public headerSource: HeaderSource | undefined,
   ) {}
+
+  set(overallCode: RateLimitCode, statuses: readonly DescriptorStatus[], headerSource: HeaderSource | undefined): this {
+    this.overallCode = overallCode;
+    this.statuses = statuses;
+    this.headerSource = headerSource;
+    this.#headers = undefined;
+    return this;
+  }
 
   get headers(): Readonly<Record<string, string>> {
     return (this.#headers ??= rateLimitHeaders(this.headerSource));
   }
+}
+
+/** A descriptor's status that the limiter rewrites: one per descriptor of a prepared request, for its synchronous answers. */
+class StatusSlot implements DescriptorStatus {
+  code: RateLimitCode = 'OK';
+  rule: CompiledRule | undefined = undefined;
+  remaining = 0;
+  resetMs = 0;
+  retryAfterMs = 0;
+  source: DecisionSource = 'backend';
+  decidedAtMs: number | undefined = undefined;
+}
+
+/** A HeaderSource that the limiter rewrites (one per prepared request). */
+class HeaderSourceSlot implements HeaderSource {
+  policyName = '';
+  quota = 0;
+  windowMs = 0;
+  remaining = 0;
+  resetMs = 0;
+  retryAfterMs = 0;
+  overLimit = false;
 }
 
 /**
@@ -79,6 +112,14 @@ export class PreparedRateLimitRequest {
   /** The counter of each descriptor whose rule counts; undefined otherwise. */
   readonly spec: (LimitSpec | undefined)[] = [];
   readonly hits: number[] = [];
+  /**
+   * What a synchronous answer of decidePrepared(p, true) is made of, rewritten by the next one: a status per
+   * descriptor, their array, the header source and the response.
+   */
+  readonly slots: StatusSlot[] = [];
+  readonly statuses: (DescriptorStatus | Promise<DescriptorStatus>)[] = [];
+  readonly headerSource = new HeaderSourceSlot();
+  readonly response = new Response('OK', [], undefined);
   constructor(readonly request: RateLimitRequest) {}
 }
 
@@ -107,6 +148,22 @@ const UNKNOWN_DOMAIN = '(unconfigured)';
 /** envoyproxy/ratelimit's NEAR_LIMIT_RATIO default. */
 const NEAR_LIMIT_RATIO = 0.8;
 
+/** A status with these fields: written into `slot` when given (and returned), otherwise a new object. */
+function status(
+  slot: StatusSlot | undefined, code: RateLimitCode, rule: CompiledRule | undefined, remaining: number, resetMs: number, retryAfterMs: number,
+  source: DecisionSource, decidedAtMs: number | undefined,
+): DescriptorStatus {
+  if (slot === undefined) return decidedAtMs === undefined ? { code, rule, remaining, resetMs, retryAfterMs, source } : { code, rule, remaining, resetMs, retryAfterMs, source, decidedAtMs };
+  slot.code = code;
+  slot.rule = rule;
+  slot.remaining = remaining;
+  slot.resetMs = resetMs;
+  slot.retryAfterMs = retryAfterMs;
+  slot.source = source;
+  slot.decidedAtMs = decidedAtMs;
+  return slot;
+}
+
 export class RateLimiter {
   readonly #backend: StateBackend;
   readonly #options: RateLimiterOptions;
@@ -130,6 +187,8 @@ export class RateLimiter {
   readonly #strictCalls: BatchedSeries;
   /** Counter specs per rule and descriptor values: the id is built, escaped and hashed once per value, not per decision. */
   #specs = new WeakMap<CompiledRule, Map<string, LimitSpec>>();
+  /** What the memory backend's consumeNow writes its answer into: read at once, before any other decision. */
+  readonly #consumed = newConsumeResult();
 
   constructor(backend: StateBackend, options: RateLimiterOptions) {
     this.#backend = backend;
@@ -179,8 +238,8 @@ export class RateLimiter {
 
   /** The response once every status is known: now when none is `pending`. */
   #answer(statuses: (DescriptorStatus | Promise<DescriptorStatus>)[], pending: boolean): RateLimitResponse | Promise<RateLimitResponse> {
-    if (!pending) return this.#respond(statuses as DescriptorStatus[]);
-    return Promise.all(statuses.map((s) => Promise.resolve(s))).then((all) => this.#respond(all));
+    if (!pending) return this.#respond(statuses as DescriptorStatus[], undefined);
+    return Promise.all(statuses.map((s) => Promise.resolve(s))).then((all) => this.#respond(all, undefined));
   }
 
   /** `request` with its descriptors resolved now, for decidePrepared. */
@@ -190,25 +249,34 @@ export class RateLimiter {
     return p;
   }
 
-  /** decide() of a prepared request: the rule match and counter lookup were done once (again after a rules change). */
-  decidePrepared(p: PreparedRateLimitRequest): RateLimitResponse | Promise<RateLimitResponse> {
+  /**
+   * decide() of a prepared request: the rule match and counter lookup were done once (again after a rules change).
+   * `reuse`: a synchronous answer is made of `p`'s own objects (no allocation) and is valid only until the next decision
+   * of `p`, for a caller that reads it at once (the binary foreign call encodes it before returning); a deferred answer
+   * is always new.
+   */
+  decidePrepared(p: PreparedRateLimitRequest, reuse = false): RateLimitResponse | Promise<RateLimitResponse> {
     if (p.rules !== this.#rules) this.#resolve(p);
     const domain = p.request.domain;
     const n = p.hits.length;
-    const statuses: (DescriptorStatus | Promise<DescriptorStatus>)[] = new Array<DescriptorStatus | Promise<DescriptorStatus>>(n);
+    const statuses = reuse ? p.statuses : new Array<DescriptorStatus | Promise<DescriptorStatus>>(n);
     let pending = false;
     for (let i = 0; i < n; i++) {
-      const s = this.#decideRule(domain, p.rule[i], p.spec[i], p.hits[i]!);
+      const s = this.#decideRule(domain, p.rule[i], p.spec[i], p.hits[i]!, reuse ? p.slots[i] : undefined);
       if (s instanceof Promise) pending = true;
       statuses[i] = s;
     }
-    return this.#answer(statuses, pending);
+    if (!pending) return this.#respond(statuses as DescriptorStatus[], reuse ? p : undefined);
+    // The answer comes later, after other decisions of `p` may have rewritten its objects: it gets copies.
+    return this.#answer(reuse ? statuses.map((s) => (s instanceof StatusSlot ? { ...s } : s)) : statuses, true);
   }
 
   #resolve(p: PreparedRateLimitRequest): void {
     const request = p.request;
     const n = request.descriptors.length;
-    p.rule.length = p.spec.length = p.hits.length = n;
+    p.rule.length = p.spec.length = p.hits.length = p.statuses.length = n;
+    while (p.slots.length < n) p.slots.push(new StatusSlot());
+    p.slots.length = n;
     for (let i = 0; i < n; i++) {
       const d = request.descriptors[i]!;
       const rule = this.#ruleOf(request.domain, d);
@@ -230,19 +298,26 @@ export class RateLimiter {
 
   #decideOne(request: RateLimitRequest, d: RateLimitDescriptor): DescriptorStatus | Promise<DescriptorStatus> {
     const rule = this.#ruleOf(request.domain, d);
-    return this.#decideRule(request.domain, rule, counted(rule) ? this.#spec(rule, d.entries) : undefined, this.#hits(request, d));
+    return this.#decideRule(request.domain, rule, counted(rule) ? this.#spec(rule, d.entries) : undefined, this.#hits(request, d), undefined);
   }
 
   #ruleOf(domain: string, d: RateLimitDescriptor): CompiledRule | undefined {
     return d.limit === undefined ? this.#rules.match(domain, d.entries) : this.#overrideRule(domain, d);
   }
 
-  /** One descriptor's decision under `rule`; `spec` is its counter when counted(rule), undefined otherwise. */
-  #decideRule(domain: string, rule: CompiledRule | undefined, spec: LimitSpec | undefined, hits: number): DescriptorStatus | Promise<DescriptorStatus> {
-    if (rule === undefined || spec === undefined) return this.#uncounted(domain, rule);
+  /**
+   * One descriptor's decision under `rule`; `spec` is its counter when counted(rule), undefined otherwise. A synchronous
+   * decision is written into `slot` when one is given; a deferred one is always a new object.
+   */
+  #decideRule(
+    domain: string, rule: CompiledRule | undefined, spec: LimitSpec | undefined, hits: number, slot: StatusSlot | undefined,
+  ): DescriptorStatus | Promise<DescriptorStatus> {
+    if (rule === undefined || spec === undefined) return this.#uncounted(domain, rule, slot);
     if (rule.mode === 'local') {
       const local = this.#leases.tryTake(spec, hits, performance.now());
-      if (local !== undefined) return this.#count({ code: local.allowed ? 'OK' : 'OVER_LIMIT', rule, ...local }, domain);
+      if (local !== undefined) {
+        return this.#count(status(slot, local.allowed ? 'OK' : 'OVER_LIMIT', rule, local.remaining, local.resetMs, local.retryAfterMs, local.source, undefined), domain);
+      }
       return this.#leases.fetch(spec, hits).then(
         () => {
           const after = this.#leases.tryTake(spec, hits, performance.now());
@@ -255,37 +330,36 @@ export class RateLimiter {
     }
     // A clock read costs about as much as the rest of a memory decision: only when a denial is cached, or one is made.
     const cached = this.#cache.size === 0 ? undefined : this.#cache.lookup(spec.id, hits, performance.now());
-    if (cached !== undefined) return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, ...cached, source: 'cache' }, domain);
+    if (cached !== undefined) return this.#count(status(slot, 'OVER_LIMIT', rule, 0, cached.resetMs, cached.retryAfterMs, 'cache', undefined), domain);
     this.#strictCalls.inc();
     // The embedded backend answers in the same tick: no promise per decision on a single node.
     if (this.#backend instanceof MemoryBackend) {
       let r: ConsumeResult;
       try {
-        r = this.#backend.consumeNow(spec, hits, 0);
+        r = this.#backend.consumeNow(spec, hits, 0, this.#consumed);
       } catch (err) {
         return this.#failed(domain, rule, err, spec, hits);
       }
-      return this.#decided(domain, rule, spec, hits, r.allowed ? 0 : performance.now(), r);
+      return this.#decided(domain, rule, spec, hits, r.allowed ? 0 : performance.now(), r, slot);
     }
     const now = performance.now();
     return this.#backend.consume(spec, hits, { budgetMs: this.#options.timeoutMs }).then(
-      (r) => this.#decided(domain, rule, spec, hits, now, r),
+      (r) => this.#decided(domain, rule, spec, hits, now, r, undefined),
       (err: unknown) => this.#failed(domain, rule, err, spec, hits),
     );
   }
 
   /** A rule that touches no counter: none matched, unlimited, or a limit of 0. */
-  #uncounted(domain: string, rule: CompiledRule | undefined): DescriptorStatus {
-    if (rule === undefined) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'no-rule' }, domain);
-    if (rule.unlimited) return this.#count({ code: 'OK', rule, remaining: UNLIMITED_REMAINING, resetMs: 0, retryAfterMs: 0, source: 'unlimited' }, domain);
-    return this.#count({ code: 'OVER_LIMIT', rule, remaining: 0, resetMs: rule.windowMs, retryAfterMs: rule.windowMs, source: 'cache' }, domain);
+  #uncounted(domain: string, rule: CompiledRule | undefined, slot: StatusSlot | undefined): DescriptorStatus {
+    if (rule === undefined) return this.#count(status(slot, 'OK', rule, UNLIMITED_REMAINING, 0, 0, 'no-rule', undefined), domain);
+    if (rule.unlimited) return this.#count(status(slot, 'OK', rule, UNLIMITED_REMAINING, 0, 0, 'unlimited', undefined), domain);
+    return this.#count(status(slot, 'OVER_LIMIT', rule, 0, rule.windowMs, rule.windowMs, 'cache', undefined), domain);
   }
 
   /** A strict decision the backend made; `now` is when it was asked (read only for a denial). */
-  #decided(domain: string, rule: CompiledRule, spec: LimitSpec, hits: number, now: number, r: ConsumeResult): DescriptorStatus {
+  #decided(domain: string, rule: CompiledRule, spec: LimitSpec, hits: number, now: number, r: ConsumeResult, slot: StatusSlot | undefined): DescriptorStatus {
     if (!r.allowed) this.#cache.remember(spec.id, hits, now, r.retryAfterMs, r.resetMs);
-    const code = r.allowed ? 'OK' : 'OVER_LIMIT';
-    return this.#count({ code, rule, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, source: 'backend', decidedAtMs: r.decidedAtMs }, domain);
+    return this.#count(status(slot, r.allowed ? 'OK' : 'OVER_LIMIT', rule, r.remaining, r.resetMs, r.retryAfterMs, 'backend', r.decidedAtMs), domain);
   }
 
   #spec(rule: CompiledRule, entries: readonly RateLimitEntry[]): LimitSpec {
@@ -377,13 +451,28 @@ export class RateLimiter {
     return status.code === 'OVER_LIMIT' && status.rule?.shadowMode === true ? { ...status, code: 'OK' } : status;
   }
 
-  #respond(statuses: DescriptorStatus[]): RateLimitResponse {
+  /** The response to `statuses`; made of `reuse`'s objects when given (see decidePrepared). */
+  #respond(statuses: DescriptorStatus[], reuse: PreparedRateLimitRequest | undefined): RateLimitResponse {
     let overall: RateLimitCode = 'OK';
     let closest: DescriptorStatus | undefined;
-    for (const s of statuses) {
+    for (let i = 0; i < statuses.length; i++) {
+      const s = statuses[i]!;
       if (s.code === 'OVER_LIMIT') overall = 'OVER_LIMIT';
       if (s.rule === undefined || s.rule.unlimited) continue;
       if (closest === undefined || (s.code === 'OVER_LIMIT' && closest.code === 'OK') || (s.code === closest.code && s.remaining < closest.remaining)) closest = s;
+    }
+    if (reuse !== undefined) {
+      const rule = closest?.rule;
+      if (closest === undefined || rule === undefined) return reuse.response.set(overall, statuses, undefined);
+      const h = reuse.headerSource;
+      h.policyName = rule.name;
+      h.quota = rule.requestsPerUnit;
+      h.windowMs = rule.windowMs;
+      h.remaining = closest.remaining;
+      h.resetMs = closest.resetMs;
+      h.retryAfterMs = closest.retryAfterMs;
+      h.overLimit = closest.code === 'OVER_LIMIT';
+      return reuse.response.set(overall, statuses, h);
     }
     const source: HeaderSource | undefined =
       closest?.rule === undefined

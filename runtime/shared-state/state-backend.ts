@@ -41,6 +41,11 @@ export interface ConsumeResult {
   readonly decidedAtMs?: number;
 }
 
+/** A ConsumeResult a caller owns and lets a synchronous backend fill (MemoryBackend.consumeNow), one per caller, reused. */
+export type WritableConsumeResult = { -readonly [K in keyof ConsumeResult]-?: ConsumeResult[K] };
+
+export const newConsumeResult = (): WritableConsumeResult => ({ allowed: false, granted: 0, remaining: 0, resetMs: 0, retryAfterMs: 0, decidedAtMs: 0 });
+
 export const BREAKER_STATES = ['CLOSED', 'OPEN', 'HALF_OPEN'] as const;
 export type BreakerState = (typeof BREAKER_STATES)[number];
 

@@ -1,6 +1,6 @@
 /** The embedded backend: the same decisions as Redis, in process memory, shareable between several in-process "nodes" through one MemoryStore. */
 import { EventEmitter } from 'node:events';
-import { fixedWindowDecide } from './fixed-window.js';
+import { fixedWindowDecide, fixedWindowDecideInto, newFixedWindowScratch } from './fixed-window.js';
 import { gcraDecide, gcraParams } from './gcra.js';
 import { COUNTER_KINDS, type SharedCounterTable } from './shared-counter-table.js';
 import {
@@ -15,6 +15,7 @@ import {
   type ConsumeResult,
   type LimitSpec,
   type StateBackend,
+  type WritableConsumeResult,
 } from './state-backend.js';
 
 interface BreakerEntry {
@@ -59,9 +60,14 @@ export class MemoryStore {
     this.events.setMaxListeners(0);
   }
 
+  /** Whether sweep() has work: checked inline on every decision, so the number is not boxed for a call that returns at once. */
+  sweepDue(nowUs: number): boolean {
+    return nowUs - this.#lastSweep >= 1_000_000;
+  }
+
   /** Drops expired counters now and then, so idle keys cost nothing (Redis does it with PX/PEXPIRE). */
   sweep(nowUs: number): void {
-    if (nowUs - this.#lastSweep < 1_000_000) return;
+    if (!this.sweepDue(nowUs)) return;
     this.#lastSweep = nowUs;
     for (const [k, v] of this.gcra) if (v.expiresUs <= nowUs) this.gcra.delete(k);
     for (const [k, v] of this.windows) if (v.expiresUs <= nowUs) this.windows.delete(k);
@@ -71,6 +77,8 @@ export class MemoryStore {
 export class MemoryBackend implements StateBackend {
   readonly kind = 'memory' as const;
   readonly store: MemoryStore;
+  /** consumeNow's scratch: decisions are synchronous, one at a time. */
+  readonly #window = newFixedWindowScratch();
 
   constructor(store: MemoryStore = new MemoryStore()) {
     this.store = store;
@@ -84,13 +92,16 @@ export class MemoryBackend implements StateBackend {
     return Promise.resolve(this.consumeNow(spec, hits, minGrantOf(hits, options)));
   }
 
-  /** Synchronous form; the limiter's memory fast path uses it to skip a promise per decision. */
-  consumeNow(spec: LimitSpec, hits: number, minGrant: number): ConsumeResult {
+  /**
+   * Synchronous form; the limiter's memory fast path uses it to skip a promise per decision. With `into`, the answer is
+   * written there and returned (a fixed-window decision then allocates nothing); otherwise it is a new object.
+   */
+  consumeNow(spec: LimitSpec, hits: number, minGrant: number, into?: WritableConsumeResult): ConsumeResult {
     const s = this.store;
     const nowUs = Math.floor(s.now() * 1000);
     const table = s.table;
     if (table !== undefined) return table.withLock(() => this.#decideShared(table, spec, hits, minGrant, nowUs));
-    s.sweep(nowUs);
+    if (s.sweepDue(nowUs)) s.sweep(nowUs);
     if (spec.algorithm === 'gcra') {
       const entry = s.gcra.get(spec.id);
       const stored = entry !== undefined && entry.expiresUs > nowUs ? entry.tat : undefined;
@@ -100,18 +111,24 @@ export class MemoryBackend implements StateBackend {
     }
     const windowUs = spec.windowMs * 1000;
     const stored = s.windows.get(spec.id);
-    const out = fixedWindowDecide(stored, nowUs, windowUs, spec.limit, hits, minGrant);
-    const write = out.write;
-    if (write !== undefined) {
+    const o = this.#window;
+    fixedWindowDecideInto(stored === undefined ? Number.NaN : stored.window, stored === undefined ? 0 : stored.count, nowUs, windowUs, spec.limit, hits, minGrant, o);
+    if (o.granted > 0) {
       // The entry is this store's own object: updated in place, one allocation fewer per admitted request.
       if (stored !== undefined) {
-        stored.window = write.window;
-        stored.count = write.count;
-        stored.expiresUs = (write.window + 1) * windowUs;
-      } else s.windows.set(spec.id, { window: write.window, count: write.count, expiresUs: (write.window + 1) * windowUs });
+        stored.window = o.window;
+        stored.count = o.count;
+        stored.expiresUs = (o.window + 1) * windowUs;
+      } else s.windows.set(spec.id, { window: o.window, count: o.count, expiresUs: (o.window + 1) * windowUs });
     }
-    const r = out.result;
-    return { allowed: r.allowed, granted: r.granted, remaining: r.remaining, resetMs: r.resetMs, retryAfterMs: r.retryAfterMs, decidedAtMs: nowUs / 1000 };
+    if (into === undefined) return { allowed: o.allowed, granted: o.granted, remaining: o.remaining, resetMs: o.resetMs, retryAfterMs: o.retryAfterMs, decidedAtMs: nowUs / 1000 };
+    into.allowed = o.allowed;
+    into.granted = o.granted;
+    into.remaining = o.remaining;
+    into.resetMs = o.resetMs;
+    into.retryAfterMs = o.retryAfterMs;
+    into.decidedAtMs = nowUs / 1000;
+    return into;
   }
 
   /** The same decisions on the process-wide table; runs under its lock, so read-decide-write is atomic across threads. */

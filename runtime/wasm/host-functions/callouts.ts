@@ -49,7 +49,9 @@ export function calloutImports(vm: PluginVm): Record<string, HostFn> {
       const ctx = vm.active;
       let result: Uint8Array | Promise<Uint8Array>;
       try {
-        result = entry.fn(mem.copy(ap >>> 0, al >>> 0), { pluginName: vm.plugin, contextId: ctx?.id ?? vm.root.id });
+        const contextId = ctx?.id ?? vm.root.id;
+        const inPlace = entry.inPlace;
+        result = inPlace !== undefined ? inPlace(mem.u8, ap >>> 0, al >>> 0, vm.plugin, contextId) : entry.fn(mem.copy(ap >>> 0, al >>> 0), { pluginName: vm.plugin, contextId });
       } catch (err) {
         vm.services.logger.warn({ plugin: vm.plugin, function: name, err }, 'foreign function threw');
         return Status.InternalFailure;
