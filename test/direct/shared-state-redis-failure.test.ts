@@ -120,10 +120,12 @@ describe('shared state under Redis failures', () => {
     const firstBack = l.samples.find((x) => x.at > restartingAt && x.open.statuses[0]!.source === 'backend');
     expect(firstBack).toBeDefined();
     expect(firstBack!.at - restartedAt).toBeLessThan(1_000);
-    // Only decisions in flight at the kill can have been executed without us seeing the reply.
+    // Only decisions in flight at the kill (one per load loop), or given up on at timeoutMs while a live but slow Redis
+    // still ran them (a loaded machine: appendfsync always waits on the disk), can have counted without a reply seen.
+    const givenUp = l.samples.filter((x) => (x.at < killedAt || x.at > restartingAt) && x.open.statuses[0]!.source !== 'backend').length;
     const ghosts = (await counted(redis)) - acknowledged(l.samples);
     expect(ghosts).toBeGreaterThanOrEqual(0);
-    expect(ghosts).toBeLessThanOrEqual(8);
+    expect(ghosts).toBeLessThanOrEqual(8 + givenUp);
     const text = await metrics.render();
     expect(text).toMatch(/weft_ratelimit_degraded_total\{domain="fail",fail_mode="open",reason="[a-z]+"\} [1-9]/);
     expect(text).toMatch(/weft_ratelimit_redis_errors_total\{reason="unavailable"\} [1-9]/);
