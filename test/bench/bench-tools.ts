@@ -115,6 +115,8 @@ export interface WrkResult {
   p50ms: number;
   p99ms: number;
   errors: number;
+  /** wrk's own user + system CPU seconds, when the load asked for them (`cpuTimes`). */
+  wrkCpuSeconds?: number;
 }
 
 function toMs(value: string, unit: string): number {
@@ -137,11 +139,22 @@ export async function waitForReady(port: number, timeoutMs = 15_000): Promise<vo
 export interface WrkLoad {
   cpus: string;
   threads: number;
+  /** Also measure wrk's own CPU time (the two-core section counts every process on the shared cores). */
+  cpuTimes?: boolean;
+}
+
+/** bash's `times` line for its children (`0m1.234s 0m0.567s`): their user + system seconds. */
+function childSeconds(timesLine: string): number {
+  return [...timesLine.matchAll(/(\d+)m([\d.]+)s/g)].reduce((sum, m) => sum + Number(m[1]) * 60 + Number(m[2]), 0);
 }
 
 /** wrk -t1 -c32 (keep-alive, tiny responses), pinned to the load core; `load` changes both (the two-core section). */
 export async function runWrk(url: string, seconds: number, connections = 32, extra: string[] = [], load: WrkLoad = { cpus: LOAD_CPU, threads: 1 }): Promise<WrkResult> {
-  const { stdout } = await run('taskset', ['-c', load.cpus, 'wrk', `-t${load.threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', ...extra, url], { maxBuffer: 1 << 20 });
+  const args = ['-c', load.cpus, 'wrk', `-t${load.threads}`, `-c${connections}`, `-d${seconds}s`, '--latency', ...extra, url];
+  // bash's `times` prints its children's CPU after wrk exits: the one place wrk's user and system time can be read.
+  const { stdout } = load.cpuTimes === true
+    ? await run('bash', ['-c', 'taskset "$@"; times', 'wrk', ...args], { maxBuffer: 1 << 20 })
+    : await run('taskset', args, { maxBuffer: 1 << 20 });
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(stdout)?.[1] ?? 0);
   const requests = Number(/(\d+) requests in/.exec(stdout)?.[1] ?? 0);
   const p50 = /\s50%\s+([\d.]+)(us|ms|s)/.exec(stdout);
@@ -154,6 +167,7 @@ export async function runWrk(url: string, seconds: number, connections = 32, ext
     p50ms: p50 === null ? NaN : toMs(p50[1] as string, p50[2] as string),
     p99ms: p99 === null ? NaN : toMs(p99[1] as string, p99[2] as string),
     errors: non2xx + (errs === null ? 0 : errs.slice(1).reduce((a, b) => a + Number(b), 0)),
+    wrkCpuSeconds: load.cpuTimes === true ? childSeconds(stdout.trimEnd().split('\n').at(-1) ?? '') : undefined,
   };
 }
 

@@ -1,4 +1,4 @@
-// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the hand-rewrite Wasm filter, any WAT fixture (`fixture:<name>`), the header-rewrite SDK plugin, a native header filter or one first-party plugin (`plugin:<name>`, its configuration as JSON in WEFT_BENCH_PLUGIN_CONFIG) (args: port originPort mode [appProtocol]).
+// Child process for the L7 benchmark: weft's L7 proxy on one port in front of an origin, optionally with the hand-rewrite Wasm filter, any WAT fixture (`fixture:<name>`), the header-rewrite SDK plugin, a native header filter, a native no-op filter (`native-noop`) or one first-party plugin (`plugin:<name>`, its configuration as JSON in WEFT_BENCH_PLUGIN_CONFIG) (args: port originPort mode [appProtocol]).
 import net from 'node:net';
 import path from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
@@ -18,7 +18,7 @@ import { fixture, pluginConfig, wasmFileUrl } from '../helpers/wasm-fixtures.js'
 import { HEADER_REWRITE_BENCH_CONFIG } from './plugin-cost.js';
 import { BENCH_SOURCE_PRINCIPAL, createBenchForeignFunctions, firstPartyPluginConfig } from './first-party-plugin-bench.js';
 
-type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native' | `plugin:${string}` | `fixture:${string}`;
+type Mode = 'plain' | 'wasm' | 'wasm-sdk' | 'native' | 'native-noop' | `plugin:${string}` | `fixture:${string}`;
 
 /** The repository root, whether this runs from test/bench (tsx) or dist/test/bench. */
 function repoRoot(): string {
@@ -78,7 +78,10 @@ async function main(): Promise<void> {
   const accessLogPath = process.env.WEFT_BENCH_ACCESS_LOG;
   const accessLog = accessLogPath === undefined || accessLogPath === '' ? { enabled: false } : { enabled: true, path: accessLogPath };
   const native: L7Filter = { name: 'native-header', start: () => ({ onRequestHeaders: (h) => void h.set('x-wasm-filter', 'on'), onResponseHeaders: (_s, h) => void h.add('x-served-by', 'weft-native') }) };
-  const proxy = createL7Proxy({ state, metrics, logger: createLogger('l7-bench'), ...(wasm === undefined ? {} : { plugins: wasm }), ...(mode === 'native' ? { extraFilters: () => [native] } : {}), accessLog });
+  // `native-noop`: a JavaScript filter that does nothing, to measure what the exchange pays for any filter without Wasm.
+  const nativeNoop: readonly L7Filter[] = [{ name: 'native-noop', start: () => ({ onRequestHeaders: () => undefined }) }];
+  const extraFilters = mode === 'native' ? () => [native] : mode === 'native-noop' ? () => nativeNoop : undefined;
+  const proxy = createL7Proxy({ state, metrics, logger: createLogger('l7-bench'), ...(wasm === undefined ? {} : { plugins: wasm }), ...(extraFilters === undefined ? {} : { extraFilters }), accessLog });
   const service = state.current.serviceByName('origin.default')!;
   const server = net.createServer((socket) => {
     proxy.handleConnection(socket, {

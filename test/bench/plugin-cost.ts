@@ -111,6 +111,7 @@ export async function benchPluginCost(opts: { rounds?: number; requests?: number
     { label: 'l7_ratelimit', plugins: ['ratelimit'], l7: true },
     { label: 'l7_authz', plugins: ['authz'], l7: true },
     { label: 'l7_cors', plugins: ['cors'], l7: true },
+    { label: 'l7_fault_injection', plugins: ['fault-injection'], l7: true },
   ];
   const cases = opts.cases === undefined ? allCases : allCases.filter((c) => c.label === 'plain' || c.label === 'noop' || opts.cases!.includes(c.label));
   const info: StreamInfo = { source: { address: '10.0.0.1', port: 40000, principal: BENCH_SOURCE_PRINCIPAL } };
