@@ -179,6 +179,17 @@ describe('SDK API through the api-plugin fixture', () => {
     }
   });
 
+  it('sized blocks are recycled within their power-of-two class (up to 4 KiB, four per class), ContextPool renumbers what it gives back', async () => {
+    const e = await start();
+    const { h } = get(e, '/recycle');
+    // 1 and 64 bytes share the 64-byte class; 65 and 128, 200 and 256, 1000 and 1024, 4096 alone in its class.
+    expect(h('sized-same-class')).toBe('1111111');
+    expect(h('sized-next-class')).toBe('0000000');
+    expect(h('sized-big')).toMatch(/^(freed|reused):0:0:0$/);
+    expect(h('sized-kept')).toBe('4');
+    expect(h('context-pool')).toBe('true:2:true:41:true:42:true:true');
+  });
+
   it('JSON, quoting, matching, base64, UTF-8 decoding and header serialization helpers', async () => {
     const e = await start();
     const { h } = get(e, '/util');

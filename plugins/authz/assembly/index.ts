@@ -5,6 +5,7 @@ import {
   defineCounter, headerValueInto, logError, logDebug, parseConfigObject, pluginConfiguration, propertyBytesInto,
   propertyPath, registerRootContext, requestHeaders, stringArray, unknownKey, utf8,
 } from "@weft/sdk/assembly/index";
+import { ContextPool } from "@weft/sdk/assembly/context-pool";
 import { RequestValue } from "./request-value";
 // Only the callbacks authz acts on (the decision is made on request headers; contexts are created and deleted): a host
 // skips a callback the plugin does not export, so no response-headers, done or log call reaches it per request. A
@@ -13,8 +14,8 @@ export {
   proxy_abi_version_0_2_1, proxy_on_context_create, proxy_on_vm_start, proxy_on_configure, proxy_on_request_headers,
   proxy_on_delete,
 } from "@weft/sdk/assembly/exports-headers-only";
-// Request attributes are read into small blocks released before the callback returns: recycled, not reallocated.
-export { proxy_on_memory_allocate, malloc } from "@weft/sdk/assembly/small-blocks";
+// Request attributes are read into blocks released before the callback returns: recycled, not reallocated.
+export { proxy_on_memory_allocate, malloc } from "@weft/sdk/assembly/sized-blocks";
 
 /**
  * A field pair such as principals/notPrincipals: matches when `values` (if set) matches and `notValues` does not. The
@@ -420,6 +421,11 @@ class Authz extends HttpContext {
     super(id, authzRoot);
   }
 
+  /** Nothing of a request outlives onRequestHeaders: the context serves the next stream. */
+  onDelete(): void {
+    this.authzRoot.contexts.give(this);
+  }
+
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
     const root = this.authzRoot;
     const c = root.config;
@@ -456,6 +462,8 @@ class AuthzRoot extends RootContext {
   config: Config = new Config();
   /** The request being decided: callbacks never overlap, so one instance serves them all. */
   attributes: Attributes = new Attributes();
+  /** Deleted request contexts, reused for new streams: a request allocates no context object. */
+  contexts: ContextPool<Authz> = new ContextPool<Authz>();
   allowed: Metric = new Metric(0, 0, 0);
   denied: Metric = new Metric(0, 0, 0);
 
@@ -473,7 +481,8 @@ class AuthzRoot extends RootContext {
   }
 
   newHttpContext(id: u32): HttpContext {
-    return new Authz(id, this);
+    const c = this.contexts.take(id);
+    return c === null ? new Authz(id, this) : c;
   }
 }
 

@@ -2,7 +2,7 @@
 // and searched as bytes in place and decoded only if a string is asked for; any other value is decoded at once (invalid
 // UTF-8 becomes U+FFFD, as HeaderMap.get returns it) and matched as that string, so both give get()'s answers.
 import { HostBlock, StringMatcher, isAsciiBytes } from "@weft/sdk/assembly/index";
-import { recycleBlock } from "@weft/sdk/assembly/small-blocks";
+import { recycleSizedBlock } from "@weft/sdk/assembly/sized-blocks";
 
 export class RequestValue {
   /** Filled by headerValueInto/propertyInto; empty when the value was absent or is held as `text`. */
@@ -18,7 +18,7 @@ export class RequestValue {
     this.ascii = isAsciiBytes(this.block.ptr, this.block.len);
     if (!this.ascii) {
       this.text = this.block.text();
-      recycleBlock(this.block);
+      recycleSizedBlock(this.block);
     }
   }
 
@@ -71,7 +71,7 @@ export class RequestValue {
   }
 
   release(): void {
-    recycleBlock(this.block);
+    recycleSizedBlock(this.block);
     this.text = null;
     this.present = false;
     this.ascii = true;

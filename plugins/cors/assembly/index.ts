@@ -5,6 +5,7 @@ import {
   parseConfigObject, pluginConfiguration, registerRootContext, replaceHeaderFromBlock, requestHeaders, responseHeaders,
   stringArray, utf8,
 } from "@weft/sdk/assembly/index";
+import { ContextPool } from "@weft/sdk/assembly/context-pool";
 // Only the callbacks cors acts on (request and response headers; contexts are created and deleted, and a delete gives a
 // held Origin back): a host skips a callback the plugin does not export, so no done or log call reaches it per request.
 // A plugin that overrides another HttpContext/RootContext callback must export it here too.
@@ -94,6 +95,13 @@ class Cors extends HttpContext {
     super(id, corsRoot);
   }
 
+  /** A recycled context starts its new stream as a new one would. */
+  reset(): void {
+    this.originBytes = null;
+    this.origin = "";
+    this.decorate = false;
+  }
+
   onRequestHeaders(headerCount: u32, endOfStream: bool): HeadersAction {
     const root = this.corsRoot;
     const c = root.config;
@@ -167,6 +175,7 @@ class Cors extends HttpContext {
   /** The stream may end without a response (a reset, another plugin's local reply): the held Origin goes back then. */
   onDelete(): void {
     this.release();
+    this.corsRoot.contexts.give(this);
   }
 
   private release(): void {
@@ -179,6 +188,8 @@ class Cors extends HttpContext {
 
 class CorsRoot extends RootContext {
   config: Config = new Config();
+  /** Deleted request contexts, reused for new streams: a request allocates no context object. */
+  contexts: ContextPool<Cors> = new ContextPool<Cors>();
   /** Emptied HostBlocks: a held Origin lives in one from its request to its response, so blocks are reused, never made per request. */
   private blocks: Array<HostBlock> = new Array<HostBlock>();
 
@@ -203,7 +214,10 @@ class CorsRoot extends RootContext {
   }
 
   newHttpContext(id: u32): HttpContext {
-    return new Cors(id, this);
+    const c = this.contexts.take(id);
+    if (c === null) return new Cors(id, this);
+    c.reset();
+    return c;
   }
 }
 

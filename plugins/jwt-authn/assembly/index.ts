@@ -15,9 +15,14 @@ import { Token, claimAt, claimText, parseToken, queryParam } from "./token";
 // call reaches it per request. A plugin that overrides another HttpContext/RootContext callback must export it here
 // too.
 export {
-  proxy_abi_version_0_2_1, proxy_on_memory_allocate, malloc, proxy_on_context_create, proxy_on_vm_start,
-  proxy_on_configure, proxy_on_request_headers, proxy_on_http_call_response, proxy_on_delete,
+  proxy_abi_version_0_2_1, proxy_on_context_create, proxy_on_vm_start, proxy_on_configure, proxy_on_request_headers,
+  proxy_on_http_call_response, proxy_on_delete,
 } from "@weft/sdk/assembly/exports-headers-only";
+// The token's header value is read into a block recycled from request to request (whatever the token's length up to
+// 4 KiB), not allocated and freed each time.
+export { proxy_on_memory_allocate, malloc } from "@weft/sdk/assembly/sized-blocks";
+import { recycleSizedBlock } from "@weft/sdk/assembly/sized-blocks";
+import { ContextPool } from "@weft/sdk/assembly/context-pool";
 
 const VERIFY_FUNCTION = "weft.crypto.verify";
 const CLOCK_SKEW_SECONDS: i64 = 60;
@@ -42,8 +47,8 @@ const FOUND_NONE: i32 = 0;
 const FOUND_BYTES: i32 = 1;
 const FOUND_TEXT: i32 = 2;
 
-// The header value holding the token, read where the host wrote it; released before onRequestHeaders returns, so one
-// block serves every request (callbacks never nest).
+// The header value holding the token, read where the host wrote it; recycled before onRequestHeaders returns, so one
+// HostBlock serves every request (callbacks never nest).
 const tokenBlock = new HostBlock();
 let tokenPtr: usize = 0;
 let tokenLen: usize = 0;
@@ -96,6 +101,14 @@ class Jwt extends HttpContext {
     super(id, jwtRoot);
   }
 
+  /** A recycled context starts its new stream as a new one would. */
+  reset(): void {
+    this.token = null;
+    this.provider = null;
+    this.raw = "";
+    this.waiting = false;
+  }
+
   /** 401 with WWW-Authenticate (RFC 6750 §3, in Envoy's wording); the request stops here. */
   deny(message: string, invalidToken: bool): void {
     this.jwtRoot.denied.increment(1);
@@ -125,7 +138,7 @@ class Jwt extends HttpContext {
           // matches the text; the ASCII white space trimmed here is all String#trim would trim from an ASCII value, and
           // a value that is not ASCII is read as text after all (fromCache), as it always was.
           const pl = <usize>lower.byteLength;
-          if (pl > 0 && (len <= pl || !hasPrefix(ptr, lower))) { tokenBlock.release(); continue; }
+          if (pl > 0 && (len <= pl || !hasPrefix(ptr, lower))) { recycleSizedBlock(tokenBlock); continue; }
           let start = pl;
           let end = len;
           while (start < end && isAsciiSpace(load<u8>(ptr + start))) start++;
@@ -136,7 +149,7 @@ class Jwt extends HttpContext {
           return FOUND_BYTES;
         }
         const v = tokenBlock.text();
-        tokenBlock.release();
+        recycleSizedBlock(tokenBlock);
         const prefix = h.prefix;
         if (prefix.length > 0 && (v.length <= prefix.length || asciiLower(v.substring(0, prefix.length)) != asciiLower(prefix))) continue;
         this.raw = v.substring(prefix.length).trim();
@@ -166,12 +179,12 @@ class Jwt extends HttpContext {
       if (asciiOnly(tokenBlock.ptr, tokenBlock.len)) {
         if (looked == LOOKED_MISS) root.cacheMisses.increment(1);
         this.raw = String.UTF8.decodeUnsafe(tokenPtr, tokenLen);
-        tokenBlock.release();
+        recycleSizedBlock(tokenBlock);
         return false;
       }
       // Not ASCII: the token is what String#trim leaves of the text after the prefix (Unicode white space too).
       const v = tokenBlock.text();
-      tokenBlock.release();
+      recycleSizedBlock(tokenBlock);
       this.raw = v.substring(tokenPrefix.length).trim();
     }
     const text = utf8(this.raw);
@@ -198,7 +211,7 @@ class Jwt extends HttpContext {
       const e = cache.lookup(ptr, len, hash);
       if (e === null) continue;
       if (timely(e, <i64>currentTimeSeconds())) {
-        tokenBlock.release();
+        recycleSizedBlock(tokenBlock);
         root.cacheHits.increment(1);
         this.allow(ps[i], e);
         return LOOKED_HIT;
@@ -328,15 +341,20 @@ class Jwt extends HttpContext {
 
   onDelete(): void {
     const p = this.provider;
-    if (p === null || !this.waiting) return;
-    const i = p!.waiters.indexOf(this);
-    if (i >= 0) p!.waiters.splice(i, 1);
+    if (p !== null && this.waiting) {
+      const i = p!.waiters.indexOf(this);
+      if (i >= 0) p!.waiters.splice(i, 1);
+    }
+    // No waiter list refers to it any more: the context serves the next stream.
+    this.jwtRoot.contexts.give(this);
   }
 }
 
 class JwtRoot extends RootContext {
   config: Config = new Config();
   fetches: Map<u32, Provider> = new Map<u32, Provider>();
+  /** Deleted request contexts, reused for new streams: a request allocates no context object. */
+  contexts: ContextPool<Jwt> = new ContextPool<Jwt>();
   allowed: Metric = new Metric(0, 0, 0);
   denied: Metric = new Metric(0, 0, 0);
   /** Envoy's jwt_cache_hit / jwt_cache_miss: lookups of a token in the providers' caches. */
@@ -404,7 +422,10 @@ class JwtRoot extends RootContext {
   }
 
   newHttpContext(id: u32): HttpContext {
-    return new Jwt(id, this);
+    const c = this.contexts.take(id);
+    if (c === null) return new Jwt(id, this);
+    c.reset();
+    return c;
   }
 }
 

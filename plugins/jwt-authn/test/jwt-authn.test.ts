@@ -73,6 +73,27 @@ describe('jwt-authn with inline JWKS', () => {
     expect(await emu.metricValue('jwt_authn_allowed_total')).toBe(2);
   });
 
+  it('starts every stream clean although contexts are reused: an allowed token, then none, a bad one and another token', async () => {
+    emu = await PluginEmulator.create({ wasm, config: { providers: [PROVIDER] } });
+    for (let round = 0; round < 2; round++) {
+      const ok = request(emu, { authorization: `Bearer ${token({ aud: 'reviews', sub: 'alice' })}` });
+      expect(ok.r.action).toBe('continue');
+      expect(ok.s.requestHeader('x-user')).toBe('alice');
+      ok.s.end();
+      const none = request(emu, {});
+      expect401(none.s, 'Jwt is missing', false);
+      none.s.end();
+      const bad = request(emu, { authorization: `Bearer ${token({ aud: 'reviews', sub: 'mallory' }, { key: stranger.privateKey })}` });
+      expect401(bad.s, 'Jwt verification fails');
+      bad.s.end();
+      const other = request(emu, { authorization: `Bearer ${token({ aud: 'reviews', sub: 'bob' }, { alg: 'ES256' })}` });
+      expect(other.r.action).toBe('continue');
+      expect(other.s.requestHeader('x-user')).toBe('bob');
+      expect(other.s.requestHeader('x-org')).toBeUndefined();
+      other.s.end();
+    }
+  });
+
   it('answers 401 "Jwt is missing" without a token, or lets it through with allowMissing', async () => {
     emu = await PluginEmulator.create({ wasm, config: { providers: [PROVIDER] } });
     const { s } = request(emu, {});
@@ -171,6 +192,23 @@ describe('jwt-authn with a remote JWKS', () => {
     expect(emu.httpCalls.calls).toHaveLength(2);
     emu.httpCalls.calls[1]!.respond({ status: 200, body: JSON.stringify(JWKS) });
     expect((await b.r.resume!).action).toBe('continue');
+  });
+
+  it('a stream deleted while it waits is forgotten: the context its next stream reuses is resumed once, with its own token', async () => {
+    emu = await PluginEmulator.create({ wasm, config: { providers: [{ ...REMOTE, claimToHeaders: [{ claim: 'sub', header: 'x-user' }] }] } });
+    const gone = request(emu, { authorization: `Bearer ${token({ sub: 'gone' })}` });
+    expect(gone.r.action).toBe('pause');
+    gone.s.end();
+    // Deleted contexts are reused for new streams: this one may be the deleted stream's, and must wait as itself.
+    const next = request(emu, { authorization: `Bearer ${token({ sub: 'next' }, { alg: 'ES256' })}` });
+    expect(next.r.action).toBe('pause');
+    expect(emu.httpCalls.calls).toHaveLength(1);
+    emu.httpCalls.calls[0]!.respond({ status: 200, body: JSON.stringify(JWKS) });
+    expect((await next.r.resume!).action).toBe('continue');
+    expect(next.s.requestHeader('x-user')).toBe('next');
+    const missing = request(emu, {});
+    expect(missing.r.action).toBe('localResponse');
+    expect401(missing.s, 'Jwt is missing', false);
   });
 
   it('answers 401 when the endpoint fails, answers an error status or something that is not a JWKS', async () => {
