@@ -89,11 +89,7 @@ static void notify_js(pump_t *p) {
   napi_create_double(env, (double)p->bytes[1], &argv[1]);
   napi_create_int32(env, p->err_side, &argv[2]);
   napi_create_int32(env, p->err_code, &argv[3]);
-  if (cb != NULL && napi_make_callback(env, p->async, recv, cb, 4, argv, NULL) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
+  if (cb != NULL) weft_make_callback(env, p->async, recv, cb, 4, argv);
   napi_close_handle_scope(env, scope);
   napi_async_destroy(env, p->async);
   napi_delete_reference(env, p->callback);

@@ -3,6 +3,7 @@
  * connection's queue until the fd is writable. Its N-API surface is weft-io.c. */
 #define _GNU_SOURCE
 #include "weft-io-conn.h"
+#include "weft-napi.h"
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,11 +33,7 @@ static void deliver(io_state_t *s, uint32_t n) {
   napi_get_reference_value(env, s->callback, &cb);
   napi_get_global(env, &recv);
   napi_create_uint32(env, n, &argv[0]);
-  if (cb != NULL && napi_make_callback(env, s->async, recv, cb, 1, argv, NULL) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
-  }
+  if (cb != NULL) weft_make_callback(env, s->async, recv, cb, 1, argv);
   napi_close_handle_scope(env, scope);
 }
 

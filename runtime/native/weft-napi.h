@@ -47,4 +47,14 @@ static inline int weft_parse_addr(const char *host, int port, struct sockaddr_st
   return -1;
 }
 
+/* Calls `cb` from a libuv callback within `async`'s context; an exception it throws is reported as uncaught, as a
+ * listener's is for any event Node itself emits. */
+static inline void weft_make_callback(napi_env env, napi_async_context async, napi_value recv, napi_value cb, size_t argc, const napi_value *argv) {
+  if (napi_make_callback(env, async, recv, cb, argc, argv, NULL) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+}
+
 #endif

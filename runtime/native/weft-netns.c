@@ -330,11 +330,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_get_reference_value(w->env, w->callback, &cb);
   napi_get_global(w->env, &recv);
   napi_create_int32(w->env, status, &arg);
-  if (cb != NULL && napi_make_callback(w->env, w->async, recv, cb, 1, &arg, NULL) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(w->env, &err);
-    napi_fatal_exception(w->env, err);
-  }
+  if (cb != NULL) weft_make_callback(w->env, w->async, recv, cb, 1, &arg);
   napi_close_handle_scope(w->env, scope);
 }
 

@@ -179,11 +179,7 @@ void hconn_deliver(hconn_t *c) {
     if (e->len > 0) napi_create_buffer_copy(env, e->len, e->data, NULL, &argv[5]);
     else napi_get_undefined(env, &argv[5]);
     free(e);
-    if (napi_make_callback(env, c->async, recv, cb, 6, argv, NULL) == napi_pending_exception) {
-      napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
-    }
+    weft_make_callback(env, c->async, recv, cb, 6, argv);
     /* Events JavaScript caused while it ran are taken in this loop. */
     hconn_emit(c, EV_DATA, 0, 0, 0, 0, NULL, 0);
   }
